@@ -1,0 +1,1 @@
+"""Capture stage: facts about the execution context (environment, seeds, data digests)."""

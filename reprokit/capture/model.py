@@ -1,0 +1,157 @@
+"""The data model of what reprokit captures: frozen dataclasses that round-trip JSON.
+
+Absence is always a value, never an exception: a collector that cannot find what
+it looks for returns its dataclass with ``available=False`` and a ``reason``.
+Mappings are plain ``dict`` (sorted when serialised); sequences are tuples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+SCHEMA_VERSION = 1
+"""Version of the snapshot/manifest JSON schema; bumped on incompatible change."""
+
+
+@dataclass(frozen=True)
+class PythonInfo:
+    version: str  # "3.11.7"
+    implementation: str  # "CPython"
+    executable: str
+    prefix: str  # sys.prefix: tells a virtual environment apart from the system Python
+    in_virtualenv: bool
+
+
+@dataclass(frozen=True)
+class PlatformInfo:
+    system: str  # "Linux"
+    release: str  # kernel release, "6.1.0-18-amd64"
+    version: str  # kernel build string / OS version
+    machine: str  # "x86_64"
+    os_name: str  # "Debian GNU/Linux 12 (bookworm)" from /etc/os-release, or platform.platform()
+    cpu_model: str  # "Intel(R) Xeon(R) ..." or "" when unknown
+    logical_cores: int
+    memory_bytes: int | None  # total physical memory; None when it cannot be read
+
+
+@dataclass(frozen=True)
+class ThreadPool:
+    """One BLAS/OpenMP library loaded in the process, as threadpoolctl reports it."""
+
+    user_api: str  # "blas" | "openmp"
+    internal_api: str  # "openblas" | "mkl" | "blis" | "openmp" | ...
+    version: str | None
+    num_threads: int
+    filepath: str
+    threading_layer: str | None = None
+    architecture: str | None = None
+
+
+@dataclass(frozen=True)
+class GitInfo:
+    available: bool
+    reason: str | None = None  # why not available: "not a git repository", "git not installed"
+    root: str | None = None
+    commit: str | None = None
+    branch: str | None = None  # None on a detached HEAD
+    dirty: bool = False
+    diff_digest: str | None = None  # "blake3:<hex>" of `git diff HEAD` (tracked changes)
+    untracked: tuple[str, ...] = ()
+    remote_url: str | None = None  # credentials stripped
+
+
+@dataclass(frozen=True)
+class GpuDevice:
+    index: int
+    name: str
+    compute_capability: str | None = None  # "9.0"
+    sm_count: int | None = None
+    memory_bytes: int | None = None
+    uuid: str | None = None
+
+
+@dataclass(frozen=True)
+class NumericsFlags:
+    """torch switches that change numerical results; None where torch did not say."""
+
+    deterministic_algorithms: bool | None = None
+    deterministic_warn_only: bool | None = None
+    cudnn_deterministic: bool | None = None
+    cudnn_benchmark: bool | None = None
+    cuda_matmul_allow_tf32: bool | None = None
+    cudnn_allow_tf32: bool | None = None
+    float32_matmul_precision: str | None = None
+    cublas_workspace_config: str | None = None
+
+
+@dataclass(frozen=True)
+class AcceleratorInfo:
+    available: bool  # True when at least one CUDA device was seen (via torch or NVML)
+    reason: str | None = None  # "torch not imported; NVML: no NVIDIA driver", ...
+    source: str = "none"  # "torch" | "nvml" | "torch+nvml" | "none"
+    torch_version: str | None = None
+    cuda_runtime: str | None = None  # torch.version.cuda
+    cudnn_version: str | None = None
+    driver_version: str | None = None  # from NVML
+    devices: tuple[GpuDevice, ...] = ()
+    flags: NumericsFlags | None = None  # None when torch was not imported
+
+
+@dataclass(frozen=True)
+class SeedRecord:
+    """Exactly what seed_everything set."""
+
+    seed: int
+    deterministic: bool
+    seeded: tuple[str, ...]  # "random", "numpy", "torch", "torch.cuda"
+    settings: dict[str, str] = field(default_factory=dict)  # switch -> value it was set to
+    pythonhashseed: str | None = None  # current PYTHONHASHSEED (only effective at start)
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FileDigest:
+    path: str  # relative to the directory entry it belongs to, "/"-separated
+    size: int
+    digest: str  # hex
+
+
+@dataclass(frozen=True)
+class DataEntry:
+    """One hashed path: a file, or a directory with its Merkle digest and file list."""
+
+    path: str
+    kind: str  # "file" | "dir"
+    size: int  # bytes (sum over files for a directory)
+    algorithm: str  # "blake3" | "sha256" | "md5"
+    digest: str  # hex
+    files: tuple[FileDigest, ...] = ()  # for a directory, sorted by path
+    skipped: tuple[str, ...] = ()  # special files (sockets, FIFOs, ...) left out, with why
+
+    @property
+    def tagged_digest(self) -> str:
+        """The digest as ``ALGO:HEX``, the form ``--expect`` takes."""
+        return f"{self.algorithm}:{self.digest}"
+
+
+@dataclass(frozen=True)
+class DataManifest:
+    schema_version: int = SCHEMA_VERSION
+    entries: tuple[DataEntry, ...] = ()
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    schema_version: int
+    reprokit_version: str
+    captured_at: str  # ISO 8601, UTC
+    python: PythonInfo
+    platform: PlatformInfo
+    packages: dict[str, str]  # every installed distribution -> version
+    imported: dict[str, str]  # top-level modules imported at capture time -> version
+    threadpools: tuple[ThreadPool, ...]
+    environment: dict[str, str]  # allow-listed, redacted environment variables
+    git: GitInfo
+    accelerator: AcceleratorInfo
+    seeds: SeedRecord | None = None
+    data: DataManifest | None = None

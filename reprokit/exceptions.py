@@ -1,0 +1,117 @@
+"""Every error and warning reprokit raises on purpose.
+
+The hierarchy::
+
+    ReprokitError (Exception)            exit code 2 unless a subclass says otherwise
+    ├── UsageError                        bad arguments or configuration
+    ├── InputError                        a file, folder or value that cannot be used
+    │   ├── PathError                     missing / unreadable / special file (``path``)
+    │   └── UnhashableValueError          a value of a type reprokit cannot hash (``type_name``)
+    │       (also a ``TypeError``)
+    ├── DigestMismatchError               a digest differs from the expected one (exit 1)
+    └── CacheError                        the hash cache could not be used (never fatal)
+
+    ReprokitWarning (UserWarning)         something worth knowing that does not stop the work
+
+Every error carries structured fields (never only a message) and pickles, so it
+can cross process boundaries (process pools, pytest-xdist).  ``exit_code`` is the
+documented exit status of the command line for that error.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "CacheError",
+    "DigestMismatchError",
+    "InputError",
+    "PathError",
+    "ReprokitError",
+    "ReprokitWarning",
+    "UnhashableValueError",
+    "UsageError",
+]
+
+
+class ReprokitError(Exception):
+    """Base of all deliberate reprokit errors."""
+
+    exit_code: int = 2
+
+    def __init__(self, message: str, **fields: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fields = fields
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self.message, self.fields))
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _rebuild(cls: type[ReprokitError], message: str, fields: dict[str, Any]) -> ReprokitError:
+    error = cls.__new__(cls)
+    ReprokitError.__init__(error, message, **fields)
+    for key, value in fields.items():
+        setattr(error, key, value)
+    return error
+
+
+class UsageError(ReprokitError):
+    """The command or call was given arguments that do not make sense."""
+
+
+class InputError(ReprokitError):
+    """An input (file, folder, value) that reprokit cannot use."""
+
+
+class PathError(InputError):
+    """A path that is missing, unreadable, or of a kind that cannot be hashed."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}", path=path, reason=reason)
+        self.path = path
+        self.reason = reason
+
+
+class UnhashableValueError(InputError, TypeError):
+    """A value whose type reprokit does not know how to hash by content."""
+
+    def __init__(self, type_name: str, where: str = "") -> None:
+        place = f" at {where}" if where else ""
+        super().__init__(
+            f"cannot hash a value of type {type_name}{place}: supported are bytes, str, int, "
+            "float, bool, None, lists/tuples/dicts of those, numpy arrays, torch tensors and "
+            "pandas objects",
+            type_name=type_name,
+            where=where,
+        )
+        self.type_name = type_name
+        self.where = where
+
+
+class DigestMismatchError(ReprokitError):
+    """A computed digest differs from the expected one."""
+
+    exit_code = 1
+
+    def __init__(self, path: str, expected: str, actual: str) -> None:
+        super().__init__(
+            f"{path}: digest mismatch: expected {expected}, got {actual}",
+            path=path,
+            expected=expected,
+            actual=actual,
+        )
+        self.path = path
+        self.expected = expected
+        self.actual = actual
+
+
+class CacheError(ReprokitError):
+    """The persistent hash cache could not be opened or written."""
+
+
+class ReprokitWarning(UserWarning):
+    """A condition worth reporting that does not stop the work."""
