@@ -53,7 +53,29 @@ _EXPORTS: dict[str, str] = {
     "unload_ipython_extension": "reprokit.magics",
 }
 
-__all__ = sorted([*_EXPORTS, "__version__"])
+__all__ = [
+    "AcceleratorInfo",
+    "DataEntry",
+    "DataManifest",
+    "GitInfo",
+    "ReprokitError",
+    "ReprokitWarning",
+    "SeedRecord",
+    "Snapshot",
+    "__version__",
+    "capture",
+    "device",
+    "end",
+    "hash_path",
+    "hash_paths",
+    "hash_value",
+    "load_ipython_extension",
+    "result",
+    "seed_everything",
+    "start",
+    "status",
+    "unload_ipython_extension",
+]
 
 
 def __getattr__(name: str) -> Any:

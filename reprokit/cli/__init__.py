@@ -1,0 +1,62 @@
+"""The ``reprokit`` command: a thin click front end over the Python API.
+
+Subcommands are imported only when invoked, so ``reprokit hash`` does not pay for
+what ``reprokit verify`` needs.  Exit codes (documented in docs/cli.md):
+
+====  ==========================================================================
+0     success
+1     a check failed: a digest did not match (later: a result did not reproduce)
+2     bad usage or input: unknown option, missing or unreadable path, bad value
+3     execution failed (runner commands)
+130   interrupted (Ctrl-C)
+====  ==========================================================================
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from reprokit._version import __version__
+from reprokit.exceptions import ReprokitError
+
+# command name -> "module:attribute"; loaded on first use
+_COMMANDS: dict[str, str] = {
+    "env": "reprokit.cli._capture:env_command",
+    "hash": "reprokit.cli._capture:hash_command",
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported only when they are listed or invoked."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = _COMMANDS.get(cmd_name)
+        if target is None:
+            return super().get_command(ctx, cmd_name)
+        module, _, attribute = target.partition(":")
+        command = getattr(importlib.import_module(module), attribute)
+        assert isinstance(command, click.Command)
+        return command
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ReprokitError as exc:
+            click.echo(f"reprokit: error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("reprokit: interrupted", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="reprokit")
+def main() -> None:
+    """Record what produced a notebook's results, and check that they reproduce."""

@@ -1,0 +1,1 @@
+"""Report stage: turns captured facts and comparisons into text, JSON, JUnit and HTML."""

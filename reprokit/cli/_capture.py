@@ -1,0 +1,91 @@
+"""``reprokit env`` and ``reprokit hash``: the capture stage from the command line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from reprokit.exceptions import DigestMismatchError, UsageError
+
+_ALGORITHMS = ("blake3", "sha256", "md5")
+
+
+@click.command("env")
+@click.option("--json", "as_json", is_flag=True, help="Print the full snapshot as JSON.")
+@click.option(
+    "--root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder whose git state is captured (default: the current folder).",
+)
+def env_command(as_json: bool, root: Path | None) -> None:
+    """Show the environment reprokit captures: Python, OS, packages, git, BLAS, GPU/CUDA."""
+    from reprokit._serde import to_json
+    from reprokit.capture.snapshot import capture
+    from reprokit.report.text import format_snapshot
+
+    snapshot = capture(root=root)
+    click.echo(to_json(snapshot) if as_json else format_snapshot(snapshot), nl=not as_json)
+
+
+@click.command("hash")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--algo",
+    "algorithm",
+    type=click.Choice(_ALGORITHMS),
+    default=None,
+    help="Digest algorithm [default: blake3, or the one named by --expect].",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the data manifest as JSON.")
+@click.option(
+    "--expect",
+    "expected",
+    multiple=True,
+    metavar="ALGO:DIGEST",
+    help="Fail (exit 1) unless the digest matches; give one per PATH, in order.",
+)
+@click.option("--no-cache", is_flag=True, help="Do not read or write the hash cache.")
+@click.option("--files", "list_files", is_flag=True, help="List every file of a directory.")
+def hash_command(
+    paths: tuple[Path, ...],
+    algorithm: str | None,
+    as_json: bool,
+    expected: tuple[str, ...],
+    no_cache: bool,
+    list_files: bool,
+) -> None:
+    """Hash files and folders (a folder's digest is a Merkle digest over its files).
+
+    Unchanged files are served from a cache keyed on inode, size and mtime, so
+    re-hashing a dataset costs about one stat per file.
+    """
+    from reprokit._serde import to_json
+    from reprokit.capture.hashing import check_expected, hash_paths, parse_expected
+    from reprokit.report.text import format_entry
+
+    if expected and len(expected) != len(paths):
+        raise UsageError(
+            f"--expect was given {len(expected)} times for {len(paths)} paths: "
+            "give one ALGO:DIGEST per path, in the same order"
+        )
+    specs = [parse_expected(spec) for spec in expected]
+    if algorithm is None:
+        algorithm = specs[0][0] if specs else "blake3"
+    manifest = hash_paths(paths, algorithm=algorithm, cache=None if no_cache else "default")
+    if as_json:
+        click.echo(to_json(manifest), nl=False)
+    else:
+        for entry in manifest.entries:
+            click.echo(format_entry(entry, list_files=list_files))
+    failures = 0
+    for entry, spec in zip(manifest.entries, expected, strict=True):
+        try:
+            check_expected(entry, spec)
+        except DigestMismatchError as exc:
+            click.echo(f"reprokit: mismatch: {exc}", err=True)
+            failures += 1
+    if failures:
+        sys.exit(DigestMismatchError.exit_code)
