@@ -56,7 +56,8 @@ class GitInfo:
     branch: str | None = None  # None on a detached HEAD
     dirty: bool = False
     diff_digest: str | None = None  # "blake3:<hex>" of `git diff HEAD` (tracked changes)
-    untracked: tuple[str, ...] = ()
+    untracked: tuple[str, ...] = ()  # sorted, at most git.UNTRACKED_LIMIT names
+    untracked_omitted: int = 0  # untracked files past the limit, not listed
     remote_url: str | None = None  # credentials stripped
 
 

@@ -81,7 +81,7 @@ def hash_command(
         for entry in manifest.entries:
             click.echo(format_entry(entry, list_files=list_files))
     failures = 0
-    for entry, spec in zip(manifest.entries, expected, strict=True):
+    for entry, spec in zip(manifest.entries, expected, strict=False):  # lengths checked above
         try:
             check_expected(entry, spec)
         except DigestMismatchError as exc:

@@ -53,8 +53,8 @@ def _git_rows(git: GitInfo) -> list[tuple[str, object]]:
     ]
     if git.diff_digest:
         rows.append(("diff", git.diff_digest))
-    if git.untracked:
-        rows.append(("untracked", f"{len(git.untracked)} files"))
+    if git.untracked or git.untracked_omitted:
+        rows.append(("untracked", f"{len(git.untracked) + git.untracked_omitted} files"))
     return rows
 
 

@@ -1,0 +1,241 @@
+"""Keep secrets out of everything reprokit writes: detection and redaction.
+
+Three layers, each conservative (a false positive costs a ``<redacted>`` in a report, a
+false negative leaks a credential):
+
+- **Names** (:func:`looks_secret_name`): a variable whose name contains one of
+  :data:`SECRET_NAME_PARTS` (``TOKEN``, ``SECRET``, ``PASSWORD``, ``KEY``, ``AUTH``, ...) or
+  ends with one of :data:`SECRET_NAME_SUFFIXES` (``_PAT``, ``_PWD``) is secret whatever its
+  value.  ``MONKEY`` is redacted too: that is the price of catching ``APIKEY``.
+- **Values** (:func:`looks_secret_value`, :func:`redact_text`): the regexes in
+  :data:`SECRET_VALUE_PATTERNS` recognise credential formats (AWS key ids and secret keys,
+  GitHub/GitLab/Slack/Hugging Face/OpenAI/Google/Stripe tokens, JWTs, PEM private keys,
+  ``password=...`` pairs, ``Bearer`` headers) and any long high-entropy word
+  (:func:`_high_entropy`) is treated as a credential as well.
+- **URLs** (:func:`redact_url`): userinfo (``user:password@``) is dropped and query
+  parameters that look secret (``?token=...``, ``X-Amz-Signature=...``) are redacted.
+
+Adding a pattern: append a compiled regex to :data:`SECRET_VALUE_PATTERNS` (a library that
+embeds reprokit), or set ``REPROKIT_REDACT_PATTERNS`` to one or more Python regexes, one per
+line (``export REPROKIT_REDACT_PATTERNS=$'acme_[0-9a-f]{32}\\nINTERNAL-\\d{6}'``).  Every
+match of a pattern is replaced by :data:`REDACTED`; when the pattern has a group named
+``secret``, only that group is (``user=(?P<secret>\\w+)`` keeps ``user=``).  An invalid
+regex there is a :class:`~reprokit.exceptions.UsageError` (silently ignoring it could leak
+what it was meant to hide).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections import Counter
+from collections.abc import Iterable
+from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
+
+from reprokit.exceptions import UsageError
+
+REDACTED = "<redacted>"
+"""The fixed marker that replaces a secret."""
+
+PATTERNS_ENV_VAR = "REPROKIT_REDACT_PATTERNS"
+
+SECRET_NAME_PARTS: list[str] = [
+    "TOKEN",
+    "SECRET",
+    "PASSWORD",
+    "PASSWD",
+    "PASSPHRASE",
+    "KEY",
+    "CREDENTIAL",
+    "AUTH",
+    "PRIVATE",
+    "SESSION",
+    "COOKIE",
+    "SIGNATURE",
+    "CONNECTION_STRING",
+]
+"""Case-insensitive substrings that make a variable name secret."""
+
+SECRET_NAME_SUFFIXES: list[str] = ["_PAT", "_PWD", "_PASS", "_DSN"]
+"""Case-insensitive name endings that make a variable name secret (``GH_PAT``, ``DB_PWD``)."""
+
+_QUERY_SECRET_KEYS = frozenset(
+    {"sig", "signature", "code", "x-amz-signature", "x-amz-credential", "x-goog-signature"}
+)
+
+SECRET_VALUE_PATTERNS: list[re.Pattern[str]] = [
+    # PEM private key blocks, also a truncated one (no END line)
+    re.compile(
+        r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----.*?"
+        r"(?:-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|\Z)",
+        re.DOTALL,
+    ),
+    # AWS access key ids
+    re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|ABIA|ACCA)[A-Z0-9]{16}\b"),
+    # GitHub, GitLab, Slack, Hugging Face, OpenAI/Anthropic-style, Google, Stripe, npm, PyPI
+    re.compile(r"\bgh[pousr]_[A-Za-z0-9]{20,}\b"),
+    re.compile(r"\bgithub_pat_[A-Za-z0-9_]{20,}\b"),
+    re.compile(r"\bglpat-[A-Za-z0-9_\-]{20,}"),
+    re.compile(r"\bxox[abeoprs]-[A-Za-z0-9\-]{10,}"),
+    re.compile(r"\bhf_[A-Za-z0-9]{20,}\b"),
+    re.compile(r"\bsk-[A-Za-z0-9_\-]{20,}"),
+    re.compile(r"\bAIza[0-9A-Za-z_\-]{30,}"),
+    re.compile(r"\b[rsp]k_(?:live|test)_[A-Za-z0-9]{16,}\b"),
+    re.compile(r"\bnpm_[A-Za-z0-9]{36}\b"),
+    re.compile(r"\bpypi-[A-Za-z0-9_\-]{50,}"),
+    # JSON Web Tokens
+    re.compile(r"\beyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]*"),
+    # "Authorization: Bearer ..." and friends
+    re.compile(r"(?i)\b(?:bearer|basic|token) +(?P<secret>[A-Za-z0-9._~+/\-]{16,}=*)"),
+    # key=value / "key": "value" pairs whose key says secret (the key itself is kept)
+    re.compile(
+        r"(?i)(?<![A-Za-z0-9])(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key"
+        r"|secret[_-]?key|private[_-]?key)\"?\s*[=:]\s*\"?(?P<secret>[^\s\"',;&]+)"
+    ),
+    # Azure-style connection strings
+    re.compile(r"(?i)\b(?:AccountKey|SharedAccessKey|SharedAccessSignature)=(?P<secret>[^;\s]+)"),
+    # userinfo in URLs: scheme://user:password@host (the scheme and host are kept)
+    re.compile(r"://(?P<secret>[^/\s@:]*:[^/\s@]*)@"),
+]
+"""Regexes whose every match is a credential; extend it or set ``REPROKIT_REDACT_PATTERNS``."""
+
+# A 40-character base64 word: an AWS secret access key, checked by _aws_secret_like.
+_BASE64_40 = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
+# Words tested for entropy: no "/" or "." so that paths and dotted names split into parts.
+_WORD = re.compile(r"[A-Za-z0-9+=_\-]{32,}")
+_MIN_ENTROPY_BITS = 4.2
+
+
+def looks_secret_name(name: str) -> bool:
+    """True when a variable name suggests a secret (``GITHUB_TOKEN``, ``DB_PASSWORD``)."""
+    upper = name.upper()
+    if any(part in upper for part in SECRET_NAME_PARTS):
+        return True
+    return upper == "PAT" or any(upper.endswith(s) for s in SECRET_NAME_SUFFIXES)
+
+
+def looks_secret_value(value: str) -> bool:
+    """True when ``value`` is, or contains, something that looks like a credential."""
+    return redact_text(value) != value
+
+
+def redact_text(text: str) -> str:
+    """``text`` with every credential-looking substring replaced by ``<redacted>``."""
+    for pattern in (*SECRET_VALUE_PATTERNS, *_extra_patterns()):
+        text = pattern.sub(_replace_secret, text)
+    text = _BASE64_40.sub(lambda m: REDACTED if _aws_secret_like(m.group()) else m.group(), text)
+    return _WORD.sub(lambda m: REDACTED if _high_entropy(m.group()) else m.group(), text)
+
+
+def redact_url(url: str) -> str:
+    """``url`` without credentials: userinfo dropped, secret-looking query values redacted.
+
+    ``https://user:TOKEN@host/repo.git`` becomes ``https://host/repo.git``.  A user name
+    alone is kept when it is short and not secret-looking (``ssh://git@host/r.git``), since
+    a bare token as user name (``https://ghp_...@github.com``) is a common way to log in.
+    Strings that are not ``scheme://`` URLs (``git@host:org/repo.git``, local paths) go
+    through :func:`redact_text`.
+    """
+    if "://" not in url:
+        return redact_text(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an invalid IPv6 host; fall back to text redaction
+        return redact_text(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hostport = netloc.rpartition("@")
+        user, has_password, _ = userinfo.partition(":")
+        keep_user = not has_password and len(user) <= 32 and not looks_secret_value(user)
+        netloc = f"{user}@{hostport}" if keep_user and user else hostport
+    query = _redact_query(parts.query)
+    return redact_text(urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment)))
+
+
+def redact_mapping(values: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Redact ``name -> value`` pairs: secret names entirely, other values by content."""
+    return {
+        name: REDACTED if looks_secret_name(name) else redact_text(value) for name, value in values
+    }
+
+
+def _replace_secret(match: re.Match[str]) -> str:
+    """The match with its ``secret`` group (or, without one, all of it) replaced."""
+    if "secret" not in match.re.groupindex:
+        return REDACTED
+    start, end = match.span("secret")
+    if start < 0:  # the group did not take part in the match
+        return REDACTED
+    whole = match.group()
+    offset = match.start()
+    return whole[: start - offset] + REDACTED + whole[end - offset :]
+
+
+def _redact_query(query: str) -> str:
+    if not query:
+        return query
+    pairs = parse_qsl(query, keep_blank_values=True)
+    redacted = [
+        (key, REDACTED if _secret_query_key(key) or looks_secret_value(value) else value)
+        for key, value in pairs
+    ]
+    if redacted == pairs:
+        return query  # keep the original encoding when nothing was secret
+    return "&".join(f"{quote(k, safe='')}={quote(v, safe='<>')}" for k, v in redacted)
+
+
+def _secret_query_key(key: str) -> bool:
+    return key.lower() in _QUERY_SECRET_KEYS or looks_secret_name(key)
+
+
+def _aws_secret_like(word: str) -> bool:
+    """40 base64 characters of all three classes and few slashes: not a path, not a hex SHA."""
+    return (
+        word.count("/") <= 2
+        and not word.startswith("/")
+        and any(c.isupper() for c in word)
+        and any(c.islower() for c in word)
+        and any(c.isdigit() for c in word)
+    )
+
+
+def _high_entropy(word: str) -> bool:
+    """A long word mixing upper case, lower case and digits with random-looking spread.
+
+    Hex digests, UUIDs and snake_case identifiers lack a letter case, so they stay.
+    """
+    if not (
+        any(c.isupper() for c in word)
+        and any(c.islower() for c in word)
+        and any(c.isdigit() for c in word)
+    ):
+        return False
+    counts = Counter(word)
+    total = len(word)
+    entropy = -sum(n / total * math.log2(n / total) for n in counts.values())
+    return entropy >= _MIN_ENTROPY_BITS
+
+
+_extra_cache: tuple[str, tuple[re.Pattern[str], ...]] = ("", ())
+
+
+def _extra_patterns() -> tuple[re.Pattern[str], ...]:
+    """The regexes of ``REPROKIT_REDACT_PATTERNS``, compiled once per distinct value."""
+    global _extra_cache
+    raw = os.environ.get(PATTERNS_ENV_VAR, "")
+    if raw == _extra_cache[0]:
+        return _extra_cache[1]
+    compiled = []
+    for line in raw.splitlines():
+        if not line.strip():
+            continue
+        try:
+            compiled.append(re.compile(line))
+        except re.error as exc:
+            raise UsageError(
+                f"{PATTERNS_ENV_VAR}: invalid regular expression {line!r}: {exc}",
+                field=PATTERNS_ENV_VAR,
+            ) from None
+    _extra_cache = (raw, tuple(compiled))
+    return _extra_cache[1]

@@ -1,0 +1,99 @@
+"""``capture()``: one :class:`~reprokit.capture.model.Snapshot` of the execution context.
+
+Each fact comes from its own collector (``pyenv``, ``system``, ``threads``, ``envvars``,
+``git``, ``accelerator``; data digests from ``hashing``).  Cost is kept low by design:
+
+- git's processes start first and run while the in-process collectors work;
+- interpreter and machine facts are computed once per process, installed distributions
+  once per state of ``sys.path`` (see :mod:`reprokit.capture.pyenv`), NVML once;
+- nothing heavy is imported: not numpy, torch, pandas, MLflow or papermill (torch is only
+  *read* when the notebook imported it), and threadpoolctl, pynvml and blake3 are imported
+  on first use.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+from reprokit._version import __version__
+from reprokit.capture.accelerator import collect_accelerator
+from reprokit.capture.envvars import collect_environment
+from reprokit.capture.git import start_git
+from reprokit.capture.model import SCHEMA_VERSION, DataManifest, SeedRecord, Snapshot
+from reprokit.capture.pyenv import collect_imported, collect_packages, collect_python
+from reprokit.capture.system import collect_platform
+from reprokit.capture.threads import collect_threadpools
+from reprokit.exceptions import PathError
+
+__all__ = ["capture"]
+
+
+def capture(
+    *,
+    data: Sequence[str | os.PathLike[str]] | str | os.PathLike[str] = (),
+    seeds: SeedRecord | None = None,
+    root: str | os.PathLike[str] | None = None,
+    algorithm: str = "blake3",
+) -> Snapshot:
+    """Capture the environment, git state, accelerator and (optionally) data digests.
+
+    ``root`` is where git is looked up and what data paths are made relative to (default:
+    the current directory).  ``data`` are files or folders to hash with ``algorithm``
+    (a single path is accepted as well as a sequence); a relative one is read from the
+    current directory, like any path a user types, and recorded relative to ``root``.
+    ``seeds`` is what :func:`~reprokit.capture.seeds.seed_everything` returned, recorded
+    as given.
+    """
+    base = _root_folder(root)
+    paths = _data_paths(data)
+    git = start_git(base)  # git's processes run while the in-process collectors work
+    try:
+        captured_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+        python, platform = collect_python(), collect_platform()
+        packages, imported = collect_packages(), collect_imported()
+        threadpools, environment = collect_threadpools(), collect_environment()
+        accelerator = collect_accelerator()
+        manifest = _hash_data(paths, algorithm, base) if paths else None
+        git_info = git.result()
+    finally:
+        git.close()
+    return Snapshot(
+        schema_version=SCHEMA_VERSION,
+        reprokit_version=__version__,
+        captured_at=captured_at,
+        python=python,
+        platform=platform,
+        packages=packages,
+        imported=imported,
+        threadpools=threadpools,
+        environment=environment,
+        git=git_info,
+        accelerator=accelerator,
+        seeds=seeds,
+        data=manifest,
+    )
+
+
+def _root_folder(root: str | os.PathLike[str] | None) -> Path:
+    base = Path.cwd() if root is None else Path(root)
+    if not base.is_dir():
+        reason = "is not a folder" if base.exists() else "does not exist"
+        raise PathError(str(base), f"root {reason}")
+    return base
+
+
+def _data_paths(
+    data: Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
+) -> list[str | os.PathLike[str]]:
+    if isinstance(data, (str, os.PathLike)):
+        return [data]  # one path, not a sequence of characters
+    return list(data)
+
+
+def _hash_data(paths: list[str | os.PathLike[str]], algorithm: str, base: Path) -> DataManifest:
+    from reprokit.capture.hashing import hash_paths
+
+    return hash_paths(paths, algorithm=algorithm, relative_to=base)

@@ -1,0 +1,157 @@
+"""Accelerator facts: the no-GPU paths for real (CPU torch, no NVML library), the CUDA path
+on a GPU machine, and CUDA_VISIBLE_DEVICES parsing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from reprokit.capture import accelerator
+from reprokit.capture.accelerator import collect_accelerator
+from reprokit.capture.model import GpuDevice
+
+WITHOUT_TORCH = """
+import json, sys
+from reprokit.capture.accelerator import collect_accelerator
+info = collect_accelerator()
+print(json.dumps({"available": info.available, "reason": info.reason, "source": info.source,
+                  "flags": info.flags, "torch_imported": "torch" in sys.modules}))
+"""
+
+
+def test_without_torch_imported_torch_is_not_imported_and_the_reason_says_so() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", WITHOUT_TORCH], capture_output=True, text=True, check=True
+    )
+    report = json.loads(out.stdout)
+    assert report["torch_imported"] is False
+    assert report["flags"] is None
+    if not report["available"]:
+        assert report["reason"].startswith("torch not imported; NVML: ")
+        assert report["source"] in ("none", "nvml")
+
+
+@pytest.fixture
+def torch_flags() -> Iterator[object]:
+    """Real (CPU) torch, with its numerics switches restored afterwards."""
+    torch = pytest.importorskip("torch")
+    saved = (
+        torch.backends.cudnn.benchmark,
+        torch.backends.cudnn.deterministic,
+        torch.get_float32_matmul_precision(),
+    )
+    yield torch
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved[:2]
+    torch.set_float32_matmul_precision(saved[2])
+
+
+def test_imported_torch_is_described_with_its_numerics_flags(
+    torch_flags: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")
+    torch.backends.cudnn.benchmark = True
+    torch.set_float32_matmul_precision("high")
+    info = collect_accelerator()
+    assert info.torch_version == str(torch.__version__)
+    assert info.cuda_runtime == torch.version.cuda
+    assert info.flags is not None
+    assert info.flags.cudnn_benchmark is True
+    assert info.flags.float32_matmul_precision == "high"
+    assert info.flags.deterministic_algorithms == torch.are_deterministic_algorithms_enabled()
+    assert info.flags.cublas_workspace_config == ":16:8"
+    assert info.source.startswith("torch")
+    if torch.version.cuda is None and not info.available:
+        assert info.reason is not None
+        assert f"torch {torch.__version__} built without CUDA; NVML: " in info.reason
+    assert not torch.cuda.is_initialized()  # type: ignore[no-untyped-call]  # capture never initialises CUDA itself
+
+
+def test_nvml_absence_is_a_reason_not_an_error() -> None:
+    facts = accelerator._nvml_facts()
+    if facts.ok:
+        pytest.skip("NVML works here")
+    assert facts.error
+    assert facts.devices == ()
+
+
+GPUS = (
+    GpuDevice(index=0, name="A", uuid="GPU-aaaa-1111"),
+    GpuDevice(index=1, name="B", uuid="GPU-bbbb-2222"),
+    GpuDevice(index=2, name="C", uuid="GPU-bbbc-3333"),
+)
+
+
+@pytest.mark.parametrize(
+    ("spec", "names"),
+    [
+        (None, ["A", "B", "C"]),
+        ("", []),
+        ("  ", []),
+        ("2,0", ["C", "A"]),
+        ("1,x,2", ["B"]),  # an invalid entry ends the list
+        ("0,0", []),  # a repeated entry empties it
+        ("5", []),
+        ("-1", []),
+        ("1gpu,2", ["B", "C"]),  # strtoul: leading digits count
+        ("GPU-bbbb", ["B"]),
+        ("GPU-bbb", []),  # ambiguous prefix
+        ("GPU-aaaa-1111,GPU-bbbc", ["A", "C"]),
+        ("MIG-1234", ["A", "B", "C"]),
+    ],
+)
+def test_cuda_visible_devices_is_read_like_cuda(spec: str | None, names: list[str]) -> None:
+    visible = accelerator._visible(GPUS, spec)
+    assert [d.name for d in visible] == names
+    assert [d.index for d in visible] == list(range(len(names)))
+
+
+@pytest.mark.parametrize(("number", "text"), [(90100, "9.1.0"), (8907, "8.9.7"), (90501, "9.5.1")])
+def test_cudnn_version_numbers_are_spelled_out(number: int, text: str) -> None:
+    class FakeCudnn:
+        @staticmethod
+        def version() -> int:
+            return number
+
+    class FakeBackends:
+        cudnn = FakeCudnn
+
+    class FakeTorch:
+        backends = FakeBackends
+
+    assert accelerator._cudnn_version(FakeTorch) == text  # type: ignore[arg-type]
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _cuda_available(), reason="needs a CUDA device")
+def test_cuda_devices_and_flags_on_a_gpu(torch_flags: object) -> None:
+    import torch
+
+    torch.backends.cudnn.benchmark = True
+    info = collect_accelerator()
+    assert info.available and info.reason is None
+    assert info.devices
+    assert info.cuda_runtime == torch.version.cuda
+    assert info.cudnn_version
+    assert info.flags is not None and info.flags.cudnn_benchmark is True
+    first = info.devices[0]
+    assert first.name and first.memory_bytes and first.compute_capability
+    torch.zeros(1, device="cuda")  # initialise CUDA: torch's own properties are used now
+    initialised = collect_accelerator()
+    assert (
+        initialised.devices[0].sm_count == torch.cuda.get_device_properties(0).multi_processor_count
+    )
+    assert initialised.devices[0].name == torch.cuda.get_device_name(0)

@@ -1,0 +1,174 @@
+"""Secret detection and redaction: names, values, URLs, free text, extra patterns."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from reprokit.capture import redact
+from reprokit.capture.redact import (
+    REDACTED,
+    looks_secret_name,
+    looks_secret_value,
+    redact_text,
+    redact_url,
+)
+from reprokit.exceptions import UsageError
+
+# Canary credentials in the formats of the real ones (none of them is valid anywhere).
+CANARIES = {
+    "aws_key_id": "AKIACANARY0123456789",
+    "aws_secret": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYCANARY1KEY",
+    "github": "ghp_CANARY0123456789abcdefghijABCDEFGHIJ",
+    "github_pat": "github_pat_11CANARY0_abcdefghijklmnopqrstuvwxyz0123456789",
+    "gitlab": "glpat-CANARY0123456789abcd",
+    "slack": "xoxb-123456789012-CANARY0123",
+    "huggingface": "hf_CANARYabcdefghijklmnopqrstuvwxyzAB",
+    "openai": "sk-proj-CANARY0123456789abcdefghij",
+    "google": "AIzaSyCANARY0123456789abcdefghijklmnop",
+    "jwt": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJDQU5BUlkifQ.c2lnbmF0dXJlQ0FOQVJZ",
+    "high_entropy": "Kx9fQ2mZ7pL4vR8tN3wY6hB1cJ5dG0sAqECANARY",
+}
+
+HARMLESS = [
+    "4",
+    ":4096:8",
+    "0,1",
+    "GPU-5f2c9e1a-7b3d-4e8f-9a6b-1c2d3e4f5a6b",
+    "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b",  # a git commit: hex, one letter case
+    "123e4567-e89b-12d3-a456-426614174000",
+    "--xla_gpu_deterministic_ops=true --xla_cpu_enable_fast_math=false",
+    "/home/Alice/Projects/MyThesis/Chapter2Data/run_2024_final",
+    "test_capture_snapshot_round_trips_exactly_2024",
+    "max_split_size_mb:128,expandable_segments:True",
+    "https://github.com/org/repo.git",
+]
+
+
+@pytest.mark.parametrize("kind", sorted(CANARIES))
+def test_credential_formats_are_recognised_and_replaced(kind: str) -> None:
+    secret = CANARIES[kind]
+    assert looks_secret_value(secret)
+    text = f"error while talking to the server with {secret} (retrying)"
+    redacted = redact_text(text)
+    assert secret not in redacted
+    assert "CANARY" not in redacted
+    assert redacted.startswith("error while talking to the server with ")
+    assert REDACTED in redacted
+
+
+@pytest.mark.parametrize("value", HARMLESS)
+def test_ordinary_values_are_left_alone(value: str) -> None:
+    assert not looks_secret_value(value)
+    assert redact_text(value) == value
+
+
+def test_pem_private_key_block_is_removed_entirely() -> None:
+    pem = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowCANARYbody\nabc\n-----END RSA PRIVATE KEY-----"
+    out = redact_text(f"key:\n{pem}\nafter")
+    assert "CANARY" not in out and "MIIE" not in out
+    assert out.endswith("\nafter")
+    truncated = redact_text("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaCANARY")
+    assert "CANARY" not in truncated
+
+
+def test_key_value_pairs_keep_the_key_and_lose_the_value() -> None:
+    assert redact_text("password=hunter2 user=bob") == f"password={REDACTED} user=bob"
+    assert redact_text('{"api_key": "CANARYabc"}') == f'{{"api_key": "{REDACTED}"}}'
+    assert redact_text("Authorization: Bearer CANARYabcdefghijklmno") == (
+        f"Authorization: Bearer {REDACTED}"
+    )
+    conn = "AccountName=acct;AccountKey=CANARY==;EndpointSuffix=core.windows.net"
+    assert (
+        redact_text(conn)
+        == f"AccountName=acct;AccountKey={REDACTED};EndpointSuffix=core.windows.net"
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://user:CANARYTOKEN@example.com/r.git", "https://example.com/r.git"),
+        ("postgresql://u:CANARYPW@h:5432/db", "postgresql://h:5432/db"),
+        (
+            "https://ghp_CANARY0123456789abcdefghijABCDEFGHIJ@github.com/o/r",
+            "https://github.com/o/r",
+        ),
+        ("ssh://git@github.com/o/r.git", "ssh://git@github.com/o/r.git"),
+        ("git@github.com:o/r.git", "git@github.com:o/r.git"),
+        ("/srv/git/repo.git", "/srv/git/repo.git"),
+        ("https://h/p?x=1&y=2", "https://h/p?x=1&y=2"),
+        ("https://h/p?token=CANARY&x=1", f"https://h/p?token={REDACTED}&x=1"),
+        (
+            "s3://b/k?X-Amz-Signature=CANARY&X-Amz-Date=1",
+            f"s3://b/k?X-Amz-Signature={REDACTED}&X-Amz-Date=1",
+        ),
+    ],
+)
+def test_redact_url_strips_credentials(url: str, expected: str) -> None:
+    assert redact_url(url) == expected
+
+
+def test_url_credentials_inside_text_are_replaced() -> None:
+    out = redact_text("could not connect to postgresql://admin:CANARYPW@db:5432/x")
+    assert out == f"could not connect to postgresql://{REDACTED}@db:5432/x"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "GITHUB_TOKEN",
+        "AWS_SECRET_ACCESS_KEY",
+        "DB_PASSWORD",
+        "MYSQL_PASSWD",
+        "api_key",
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        "HTTP_AUTHORIZATION",
+        "SSH_PRIVATE_KEY",
+        "SESSION_ID",
+        "COOKIE_JAR",
+        "GH_PAT",
+        "DB_PWD",
+        "MONKEY",  # conservative: any KEY is redacted
+    ],
+)
+def test_secret_looking_names(name: str) -> None:
+    assert looks_secret_name(name)
+
+
+@pytest.mark.parametrize(
+    "name", ["OMP_NUM_THREADS", "KMP_AFFINITY", "CUDA_VISIBLE_DEVICES", "PATH", "PYTHONHASHSEED"]
+)
+def test_ordinary_names(name: str) -> None:
+    assert not looks_secret_name(name)
+
+
+def test_redact_mapping_redacts_names_whole_and_values_by_content() -> None:
+    out = redact.redact_mapping([("DB_PASSWORD", "plain"), ("OMP_NUM_THREADS", CANARIES["github"])])
+    assert out == {"DB_PASSWORD": REDACTED, "OMP_NUM_THREADS": REDACTED}
+
+
+def test_extra_patterns_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert redact_text("ticket ACME-CANARY-123456") == "ticket ACME-CANARY-123456"
+    monkeypatch.setenv("REPROKIT_REDACT_PATTERNS", "ACME-[A-Z]+-\\d{6}\nuser=(?P<secret>\\w+)")
+    assert redact_text("ticket ACME-CANARY-123456") == f"ticket {REDACTED}"
+    assert redact_text("user=alice ok") == f"user={REDACTED} ok"
+
+
+def test_extra_patterns_from_the_module_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    patterns = [*redact.SECRET_VALUE_PATTERNS, re.compile(r"internal-\d{4}")]
+    monkeypatch.setattr(redact, "SECRET_VALUE_PATTERNS", patterns)
+    assert redact_text("id internal-1234") == f"id {REDACTED}"
+
+
+def test_invalid_extra_pattern_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REPROKIT_REDACT_PATTERNS", "ok\n(unclosed")
+    with pytest.raises(UsageError, match=r"REPROKIT_REDACT_PATTERNS.*unclosed"):
+        redact_text("anything")
+
+
+def test_redaction_is_idempotent() -> None:
+    text = " ".join(CANARIES.values())
+    once = redact_text(text)
+    assert redact_text(once) == once
