@@ -27,7 +27,10 @@ if TYPE_CHECKING:
     from reprokit.capture.values import hash_value
     from reprokit.exceptions import ReprokitError, ReprokitWarning
     from reprokit.magics import load_ipython_extension, unload_ipython_extension
-    from reprokit.session import device, end, result, start, status
+    from reprokit.record.run import RunStatus
+    from reprokit.results.model import Result
+    from reprokit.results.notebook import read_notebook
+    from reprokit.session import data, device, end, env, flush, result, seed, start, status
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
@@ -39,7 +42,14 @@ _EXPORTS: dict[str, str] = {
     "ReprokitWarning": "reprokit.exceptions",
     "SeedRecord": "reprokit.capture.model",
     "Snapshot": "reprokit.capture.model",
+    "Result": "reprokit.results.model",
+    "RunStatus": "reprokit.record.run",
     "capture": "reprokit.capture.snapshot",
+    "data": "reprokit.session",
+    "env": "reprokit.session",
+    "flush": "reprokit.session",
+    "read_notebook": "reprokit.results.notebook",
+    "seed": "reprokit.session",
     "device": "reprokit.session",
     "end": "reprokit.session",
     "hash_path": "reprokit.capture.hashing",
@@ -60,17 +70,24 @@ __all__ = [
     "GitInfo",
     "ReprokitError",
     "ReprokitWarning",
+    "Result",
+    "RunStatus",
     "SeedRecord",
     "Snapshot",
     "__version__",
     "capture",
+    "data",
     "device",
     "end",
+    "env",
+    "flush",
     "hash_path",
     "hash_paths",
     "hash_value",
     "load_ipython_extension",
+    "read_notebook",
     "result",
+    "seed",
     "seed_everything",
     "start",
     "status",

@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import tempfile
 from pathlib import Path
+
+
+@functools.cache
+def _umask() -> int:
+    # read once: os.umask can only be read by setting it, which races with other threads
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
@@ -13,10 +22,13 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
 
     The bytes go to a temporary file in the same folder, are fsync'ed, then renamed over
     the target; on any failure the temporary file is removed and the target is untouched.
+    The file gets the permissions a plain ``open(path, "w")`` would (``0o666`` less the
+    umask), not ``mkstemp``'s private ``0o600``: artifacts and locks are meant to be shared.
     """
     target = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()

@@ -6,10 +6,13 @@ The hierarchy::
     ├── UsageError                        bad arguments or configuration
     ├── InputError                        a file, folder or value that cannot be used
     │   ├── PathError                     missing / unreadable / special file (``path``)
-    │   └── UnhashableValueError          a value of a type reprokit cannot hash (``type_name``)
-    │       (also a ``TypeError``)
+    │   ├── UnhashableValueError          a value of a type reprokit cannot hash (``type_name``)
+    │   │   (also a ``TypeError``)
+    │   └── ResultValueError              a result value that cannot be recorded (``name``,
+    │       (also a ``TypeError``)        ``type_name``, ``where``)
     ├── DigestMismatchError               a digest differs from the expected one (exit 1)
-    └── CacheError                        the hash cache could not be used (never fatal)
+    ├── CacheError                        the hash cache could not be used (never fatal)
+    └── RecordError                       writing to MLflow failed (``uri`` redacted, ``action``)
 
     ReprokitWarning (UserWarning)         something worth knowing that does not stop the work
 
@@ -27,8 +30,10 @@ __all__ = [
     "DigestMismatchError",
     "InputError",
     "PathError",
+    "RecordError",
     "ReprokitError",
     "ReprokitWarning",
+    "ResultValueError",
     "UnhashableValueError",
     "UsageError",
 ]
@@ -92,6 +97,24 @@ class UnhashableValueError(InputError, TypeError):
         self.where = where
 
 
+class ResultValueError(InputError, TypeError):
+    """A result value (or part of it) of a type reprokit cannot record."""
+
+    def __init__(self, name: str, type_name: str, where: str = "") -> None:
+        place = f" at {where}" if where else ""
+        super().__init__(
+            f"result {name!r}: cannot record a value of type {type_name}{place}; supported are "
+            "None, bool, int, float, str, lists/tuples and str-keyed dicts of those, numpy "
+            "arrays and scalars, torch tensors, pandas Series and DataFrames",
+            name=name,
+            type_name=type_name,
+            where=where,
+        )
+        self.name = name
+        self.type_name = type_name
+        self.where = where
+
+
 class DigestMismatchError(ReprokitError):
     """A computed digest differs from the expected one."""
 
@@ -111,6 +134,10 @@ class DigestMismatchError(ReprokitError):
 
 class CacheError(ReprokitError):
     """The persistent hash cache could not be opened or written."""
+
+
+class RecordError(ReprokitError):
+    """Recording to MLflow failed; the message names the (redacted) tracking URI."""
 
 
 class ReprokitWarning(UserWarning):

@@ -172,3 +172,9 @@ def test_redaction_is_idempotent() -> None:
     text = " ".join(CANARIES.values())
     once = redact_text(text)
     assert redact_text(once) == once
+
+
+def test_redact_url_keeps_urls_without_credentials_verbatim() -> None:
+    assert redact_url("sqlite:////abs/path/mlflow.db") == "sqlite:////abs/path/mlflow.db"
+    assert redact_url("sqlite:///mlflow.db") == "sqlite:///mlflow.db"
+    assert redact_url("http://127.0.0.1:5000") == "http://127.0.0.1:5000"

@@ -150,6 +150,10 @@ def redact_url(url: str) -> str:
         keep_user = not has_password and len(user) <= 32 and not looks_secret_value(user)
         netloc = f"{user}@{hostport}" if keep_user and user else hostport
     query = _redact_query(parts.query)
+    if netloc == parts.netloc and query == parts.query:
+        # nothing to strip: keep the URL as written (urlunsplit would turn the empty
+        # authority of ``sqlite:////abs/x.db`` into ``sqlite://abs/x.db``)
+        return redact_text(url)
     return redact_text(urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment)))
 
 

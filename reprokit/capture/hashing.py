@@ -1,0 +1,342 @@
+r"""Digests of data files and folders, checkable against checksums published elsewhere.
+
+Algorithms: ``blake3`` (default), ``sha256``, ``md5``.  A single file's digest is the
+plain digest of its bytes, so it equals ``b3sum`` / ``sha256sum`` / ``md5sum`` of it.
+
+A folder's digest is a Merkle digest over its regular files, hidden ones included
+(symbolic links followed, a loop or a dangling link being an error; FIFOs, sockets and
+devices skipped and listed in ``DataEntry.skipped``; empty sub-folders contributing
+nothing).  Its exact input is,
+for every file sorted by the raw bytes of its relative path::
+
+    <relative path> NUL <size in decimal ASCII> NUL <lower-case hex digest> LF
+
+with "/" between path components and the path bytes exactly as the filesystem stores
+them (UTF-8 for ordinary names).  File names cannot contain NUL and the size and digest
+have fixed forms, so names holding newlines stay unambiguous.  That byte string is
+hashed with the same algorithm.  An empty folder hashes the empty string.  To check a
+folder digest by hand, with sha256 and GNU tools (names without newlines)::
+
+    cd DIR && find -L . -type f -printf '%P\n' | LC_ALL=C sort | while IFS= read -r f; do
+      printf '%s\0%s\0%s\n' "$f" "$(stat -L -c %s "$f")" "$(sha256sum < "$f" | cut -c1-64)"
+    done | sha256sum
+
+Results are :class:`~reprokit.capture.model.DataEntry` values; digests of unchanged
+files come from the :class:`~reprokit.capture.hashcache.HashCache`.  Folders of many
+small files are hashed by worker processes (:mod:`reprokit.capture._pool`), large files
+with BLAKE3's own threads (:mod:`reprokit.capture._filehash`).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+import warnings
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from reprokit.capture._filehash import (
+    HEX_LENGTH,
+    SUPPORTED_ALGORITHMS,
+    digest_fd,
+    open_file,
+)
+from reprokit.capture._walk import Tree, oserror_reason, special_kind, walk_tree
+from reprokit.capture.model import DataEntry, DataManifest, FileDigest
+from reprokit.exceptions import DigestMismatchError, PathError, ReprokitWarning, UsageError
+
+if TYPE_CHECKING:
+    from reprokit.capture.hashcache import HashCache
+
+__all__ = [
+    "SUPPORTED_ALGORITHMS",
+    "check_expected",
+    "hash_file",
+    "hash_path",
+    "hash_paths",
+    "merkle_input",
+    "parse_expected",
+]
+
+
+def _check_algorithm(algorithm: str) -> str:
+    name = algorithm.lower()
+    if name not in SUPPORTED_ALGORITHMS:
+        raise UsageError(
+            f"unknown hash algorithm {algorithm!r}; "
+            f"choose one of {', '.join(SUPPORTED_ALGORITHMS)}",
+            algorithm=algorithm,
+        )
+    return name
+
+
+def _stat(path: str | bytes, display: str) -> os.stat_result:
+    try:
+        return os.stat(path)
+    except OSError as exc:
+        raise PathError(display, oserror_reason(exc)) from exc
+
+
+def _open_regular(path: str | bytes, display: str) -> tuple[int, os.stat_result]:
+    """Open a regular file for hashing; anything else is a PathError naming it."""
+    st = _stat(path, display)  # before open(): opening a FIFO could block
+    if stat.S_ISDIR(st.st_mode):
+        raise PathError(display, "is a directory")
+    if not stat.S_ISREG(st.st_mode):
+        raise PathError(display, f"is a {special_kind(st.st_mode)}, not a regular file")
+    try:
+        fd = open_file(path)
+    except OSError as exc:
+        raise PathError(display, oserror_reason(exc)) from exc
+    try:
+        st = os.fstat(fd)
+    except OSError as exc:
+        os.close(fd)
+        raise PathError(display, oserror_reason(exc)) from exc
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise PathError(display, "not a regular file")
+    return fd, st
+
+
+def hash_file(path: str | os.PathLike[str], *, algorithm: str = "blake3") -> str:
+    """The hex digest of one file's bytes (no cache): equals ``b3sum``/``sha256sum``/…"""
+    algorithm = _check_algorithm(algorithm)
+    display = _display(path)
+    fd, st = _open_regular(os.fspath(path), display)
+    try:
+        return digest_fd(fd, st.st_size, algorithm)
+    except OSError as exc:
+        raise PathError(display, oserror_reason(exc)) from exc
+    finally:
+        os.close(fd)
+
+
+def _display(
+    path: str | os.PathLike[str], relative_to: str | os.PathLike[str] | None = None
+) -> str:
+    """The path as given (or relative to ``relative_to``), normalised, "/"-separated."""
+    text = os.fspath(path)
+    if relative_to is not None:
+        text = os.path.relpath(os.path.abspath(text), os.path.abspath(os.fspath(relative_to)))
+    text = os.path.normpath(text)
+    return text.replace(os.sep, "/") if os.sep != "/" else text
+
+
+def _resolve_cache(cache: HashCache | str | None) -> HashCache | None:
+    if cache is None:
+        return None
+    if isinstance(cache, str):
+        if cache != "default":
+            raise UsageError(f"cache must be 'default', None or a HashCache, not {cache!r}")
+        from reprokit.capture.hashcache import default_cache
+
+        return default_cache()
+    return cache
+
+
+def hash_path(
+    path: str | os.PathLike[str],
+    *,
+    algorithm: str = "blake3",
+    cache: HashCache | str | None = "default",
+    relative_to: str | os.PathLike[str] | None = None,
+    jobs: int | None = None,
+) -> DataEntry:
+    """Hash a file or a folder (Merkle digest, see the module docstring).
+
+    ``cache``: ``"default"`` (the user cache), ``None`` (no cache) or a ``HashCache``.
+    ``jobs``: worker processes for folders of many files (default: one per core, used
+    only above a few thousand files; 1 hashes in this process).
+    """
+    algorithm = _check_algorithm(algorithm)
+    resolved = _resolve_cache(cache)
+    pending: list[tuple[bytes, bytes]] = []
+    entry = _hash_one(path, algorithm, resolved, relative_to, jobs, pending)
+    if resolved is not None and pending:
+        resolved.store_files(algorithm, pending)
+    return entry
+
+
+def hash_paths(
+    paths: Iterable[str | os.PathLike[str]],
+    *,
+    algorithm: str = "blake3",
+    cache: HashCache | str | None = "default",
+    relative_to: str | os.PathLike[str] | None = None,
+    jobs: int | None = None,
+) -> DataManifest:
+    """A manifest of several paths, in the order given (see :func:`hash_path`).
+
+    Files given one by one are looked up one query each; their new cache entries are
+    written together, in one transaction.
+    """
+    algorithm = _check_algorithm(algorithm)
+    resolved = _resolve_cache(cache)
+    pending: list[tuple[bytes, bytes]] = []
+    entries = tuple(_hash_one(p, algorithm, resolved, relative_to, jobs, pending) for p in paths)
+    if resolved is not None and pending:
+        resolved.store_files(algorithm, pending)
+    return DataManifest(entries=entries)
+
+
+def _hash_one(
+    path: str | os.PathLike[str],
+    algorithm: str,
+    cache: HashCache | None,
+    relative_to: str | os.PathLike[str] | None,
+    jobs: int | None,
+    pending: list[tuple[bytes, bytes]],
+) -> DataEntry:
+    """Hash one path; new cache entries of single files are appended to ``pending``."""
+    shown = _display(path, relative_to)
+    display = _display(path)
+    absolute = os.fsencode(os.path.abspath(os.fspath(path)))
+    st = _stat(absolute, display)
+    if stat.S_ISDIR(st.st_mode):
+        return _hash_dir(absolute, shown, display, algorithm, cache, jobs)
+    digest = None
+    if cache is not None and stat.S_ISREG(st.st_mode):
+        digest = cache.match_file(algorithm, absolute, st)
+    if digest is None:
+        digest, st, entry = _hash_single(absolute, display, algorithm, cache is not None)
+        if entry is not None:
+            pending.append((absolute, entry))
+    return DataEntry(path=shown, kind="file", size=st.st_size, algorithm=algorithm, digest=digest)
+
+
+def _hash_single(
+    absolute: bytes, display: str, algorithm: str, for_cache: bool
+) -> tuple[str, os.stat_result, bytes | None]:
+    """Digest, stat and (``for_cache``) packed cache entry of one regular file."""
+    import time
+
+    hashed_at = time.time_ns()  # before reading: see the racy rule in hashcache
+    fd, st = _open_regular(absolute, display)
+    try:
+        digest = digest_fd(fd, st.st_size, algorithm)
+    except OSError as exc:
+        raise PathError(display, oserror_reason(exc)) from exc
+    finally:
+        os.close(fd)
+    if not for_cache:
+        return digest, st, None
+    from reprokit.capture.hashcache import pack_entry
+
+    return digest, st, pack_entry(st, hashed_at, digest)
+
+
+def _hash_dir(
+    absolute: bytes,
+    shown: str,
+    display: str,
+    algorithm: str,
+    cache: HashCache | None,
+    jobs: int | None,
+) -> DataEntry:
+    from reprokit.capture._pool import hash_files
+
+    tree = walk_tree(absolute, display)
+    rels, count = tree.rels, len(tree.rels)
+    match = cache.match_tree(algorithm, absolute, tree) if cache is not None else None
+    if match is not None:
+        digests, sizes, todo = match.digests, match.sizes, match.todo
+    else:
+        digests, sizes, todo = [None] * count, [0] * count, list(range(count))
+    if todo:
+        subset = rels if len(todo) == count else [rels[i] for i in todo]
+        prefix = absolute if absolute.endswith(b"/") else absolute + b"/"
+        batch = hash_files(prefix, subset, algorithm, entries=match is not None, jobs=jobs)
+        if batch.errors:
+            index, why = min(batch.errors, key=lambda error: subset[error[0]])
+            raise PathError(f"{display}/{os.fsdecode(subset[index])}", why)
+        if len(todo) == count:
+            digests, sizes = batch.digests, batch.sizes
+        else:
+            for j, index in enumerate(todo):
+                digests[index] = batch.digests[j]
+                sizes[index] = batch.sizes[j]
+        if cache is not None and match is not None:
+            fresh: dict[int, bytes] = dict(zip(todo, batch.entries, strict=True))  # type: ignore[arg-type]
+            cache.store_tree(algorithm, absolute, tree, match, fresh)
+    if tree.skipped:
+        listed = "; ".join(tree.skipped[:5]) + (" ..." if len(tree.skipped) > 5 else "")
+        warnings.warn(f"{display}: skipped {listed}", ReprokitWarning, stacklevel=4)
+    return _dir_entry(shown, algorithm, tree, digests, sizes)  # type: ignore[arg-type]
+
+
+def _dir_entry(
+    shown: str, algorithm: str, tree: Tree, digests: list[str], sizes: list[int]
+) -> DataEntry:
+    """The folder's entry, files in the order of the Merkle input (raw path bytes)."""
+    rels = tree.rels  # already in that order
+    encoding, errors = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
+    names = b"\0".join(rels).decode(encoding, errors).split("\0") if rels else []
+    return DataEntry(
+        path=shown,
+        kind="dir",
+        size=sum(sizes),
+        algorithm=algorithm,
+        digest=_digest_bytes(merkle_input(names, sizes, digests), algorithm),
+        files=tuple(map(FileDigest, names, sizes, digests)),
+        skipped=tuple(tree.skipped),
+    )
+
+
+def merkle_input(names: list[str], sizes: list[int], digests: list[str]) -> bytes:
+    """The bytes a folder's digest is taken of (names already sorted by their raw bytes)."""
+    count = len(names)
+    parts: list[str] = ["\0"] * (6 * count)  # name NUL size NUL digest LF, per file
+    parts[0::6] = names
+    parts[2::6] = map(str, sizes)
+    parts[4::6] = digests
+    parts[5::6] = ["\n"] * count
+    return "".join(parts).encode("utf-8", "surrogateescape")
+
+
+def _digest_bytes(data: bytes, algorithm: str) -> str:
+    if algorithm == "blake3":
+        import blake3
+
+        return blake3.blake3(data).hexdigest()
+    import hashlib
+
+    return hashlib.new(algorithm, data).hexdigest()
+
+
+def parse_expected(spec: str) -> tuple[str, str]:
+    """``"ALGO:HEX"`` → ``(algo, hex)`` (lower case); UsageError if malformed."""
+    algo, sep, hexdigest = spec.strip().partition(":")
+    if not sep:
+        raise UsageError(f"expected digest {spec!r} must look like ALGO:HEX, e.g. sha256:ab12…")
+    algo = _check_algorithm(algo.strip())
+    hexdigest = hexdigest.strip().lower()
+    want = HEX_LENGTH[algo]
+    if len(hexdigest) != want or any(c not in "0123456789abcdef" for c in hexdigest):
+        raise UsageError(
+            f"expected digest {spec!r}: a {algo} digest is {want} hexadecimal characters",
+            algorithm=algo,
+        )
+    return algo, hexdigest
+
+
+def check_expected(
+    entry: DataEntry,
+    spec: str,
+    *,
+    root: str | os.PathLike[str] | None = None,
+    cache: HashCache | str | None = "default",
+) -> None:
+    """Raise DigestMismatchError unless ``entry`` has the digest ``spec`` (``ALGO:HEX``).
+
+    When the algorithms differ the path is hashed again with the expected one
+    (``entry.path`` taken relative to ``root`` when given, else to the working folder).
+    """
+    algo, expected = parse_expected(spec)
+    actual = entry.digest.lower()
+    if algo != entry.algorithm:
+        where = os.path.join(os.fspath(root), entry.path) if root is not None else entry.path
+        actual = hash_path(where, algorithm=algo, cache=cache).digest
+    if actual != expected:
+        raise DigestMismatchError(entry.path, f"{algo}:{expected}", f"{algo}:{actual}")

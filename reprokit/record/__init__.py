@@ -1,0 +1,21 @@
+"""Record stage: the MLflow run (the only package that imports MLflow, lazily) and the run's
+local folder. Importing it imports neither MLflow nor numpy."""
+
+from __future__ import annotations
+
+from reprokit.exceptions import RecordError
+from reprokit.record.folder import RunFolder
+from reprokit.record.run import RecordedRun, RunStatus
+from reprokit.record.target import TrackingTarget, find_project_root, resolve_target
+from reprokit.record.worker import BackgroundRecorder
+
+__all__ = [
+    "BackgroundRecorder",
+    "RecordError",
+    "RecordedRun",
+    "RunFolder",
+    "RunStatus",
+    "TrackingTarget",
+    "find_project_root",
+    "resolve_target",
+]

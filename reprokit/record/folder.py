@@ -1,0 +1,67 @@
+"""The run's local folder: what is uploaded, in one call, as the MLflow artifacts ``reprokit/``.
+
+Layout (``<project root>/.reprokit/runs/<UTC time>-<6 hex>/``, or under ``$REPROKIT_OUTPUT_DIR``
+when a runner sets it)::
+
+    snapshot.json      the Snapshot taken at start
+    requirements.txt   name==version of every installed distribution
+    git.diff           `git diff HEAD` when the work tree was dirty
+    data.json          the DataManifest of every input declared (start and %repro data)
+    seeds.json         every SeedRecord, in order
+    results.json       every Result, by name (written at end)
+    run.json           tracking URI (redacted), experiment and MLflow run id once known
+    arrays/            arrays too large to travel inside the notebook (.npy / .json)
+
+Every file is written atomically. ``.reprokit/`` gets a ``.gitignore`` of ``*`` so a run never
+makes the work tree dirty.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from pathlib import Path
+
+from reprokit._fsutil import atomic_write_bytes, atomic_write_text
+
+OUTPUT_DIR_ENV = "REPROKIT_OUTPUT_DIR"
+ARTIFACT_PATH = "reprokit"
+ARRAYS = "arrays"
+
+
+class RunFolder:
+    """A run's local folder; also the :class:`~reprokit.results.arrays.ArrayWriter` of results."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @classmethod
+    def create(cls, project_root: str | os.PathLike[str]) -> RunFolder:
+        """Make a fresh folder; ``OSError`` propagates (the caller decides to go on without)."""
+        base = os.environ.get(OUTPUT_DIR_ENV)
+        if base:
+            runs = Path(base)
+        else:
+            hidden = Path(project_root) / ".reprokit"
+            hidden.mkdir(exist_ok=True)
+            ignore = hidden / ".gitignore"
+            if not ignore.exists():
+                atomic_write_text(ignore, "*\n")
+            runs = hidden / "runs"
+        key = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
+        path = runs / key
+        path.mkdir(parents=True)
+        return cls(path)
+
+    def write_text(self, name: str, text: str) -> Path:
+        target = self.path / name
+        atomic_write_text(target, text)
+        return target
+
+    def write_array(self, stem: str, suffix: str, payload: bytes) -> tuple[str, str, str]:
+        folder = self.path / ARRAYS
+        folder.mkdir(exist_ok=True)
+        relative = f"{ARRAYS}/{stem}{suffix}"
+        atomic_write_bytes(self.path / relative, payload)
+        return relative, str(self.path), f"{ARTIFACT_PATH}/{relative}"

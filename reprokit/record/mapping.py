@@ -1,0 +1,141 @@
+"""How reprokit's data model maps onto MLflow's: tags, params, metrics, dataset inputs.
+
+Pure functions returning plain values; :mod:`reprokit.record.writer` turns them into MLflow
+entities. MLflow's standard tags are used where they exist (``mlflow.source.*``,
+``mlflow.note.content``, ``mlflow.user``), ``reprokit.*`` tags for the rest.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from reprokit._version import __version__
+from reprokit.capture.model import DataEntry, SeedRecord, Snapshot
+from reprokit.capture.redact import redact_text
+from reprokit.results.model import Result
+from reprokit.results.render import run_note_markdown
+
+MAX_TAG_LENGTH = 8000  # MLflow's limit on a tag value (longer ones are truncated, we say so)
+MAX_DATASET_DIGEST = 36  # MLflow's column width for a dataset digest
+_METRIC_KEY_BAD = re.compile(r"[^A-Za-z0-9_\-. :/]")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """An MLflow dataset input. ``digest`` is what fits MLflow's 36-character column; the
+    full ``ALGO:HEX`` digest travels in ``source`` and ``profile`` (JSON)."""
+
+    name: str
+    digest: str
+    source_type: str
+    source: str
+    profile: str
+    context: str = "input"
+
+
+def run_tags(
+    snapshot: Snapshot,
+    *,
+    notebook: str | None,
+    in_notebook: bool,
+    device: str,
+    local_dir: str | None,
+    tracking_uri: str,
+) -> dict[str, str]:
+    """Tags set when the run opens. ``tracking_uri`` must already be redacted."""
+    git, acc = snapshot.git, snapshot.accelerator
+    tags = {
+        "mlflow.source.type": "NOTEBOOK" if in_notebook else "LOCAL",
+        "mlflow.user": _user(),
+        "mlflow.note.content": _clip(run_note_markdown(snapshot, notebook=notebook)),
+        "reprokit.version": __version__,
+        "reprokit.python": snapshot.python.version,
+        "reprokit.platform": f"{snapshot.platform.system} {snapshot.platform.machine}",
+        "reprokit.device": device,
+        "reprokit.gpu": ", ".join(d.name for d in acc.devices) or "none",
+        "reprokit.cuda": acc.cuda_runtime or "none",
+        "reprokit.cudnn": acc.cudnn_version or "none",
+        "reprokit.driver": acc.driver_version or "none",
+        "reprokit.torch": acc.torch_version or "not imported",
+        "reprokit.dirty": str(git.dirty).lower() if git.available else "no git",
+        "reprokit.tracking_uri": tracking_uri,
+    }
+    if notebook:
+        tags["mlflow.source.name"] = notebook
+    if local_dir:
+        tags["reprokit.local_dir"] = local_dir
+    if git.available and git.commit:
+        tags["mlflow.source.git.commit"] = git.commit
+    if git.available and git.branch:
+        tags["mlflow.source.git.branch"] = git.branch
+    if git.available and git.remote_url:
+        tags["mlflow.source.git.repoURL"] = redact_text(git.remote_url)
+    return tags | seed_tags(snapshot.seeds)
+
+
+def seed_tags(seeds: SeedRecord | None) -> dict[str, str]:
+    if seeds is None:
+        return {"reprokit.deterministic": "false"}
+    return {
+        "reprokit.seed": str(seeds.seed),
+        "reprokit.deterministic": str(seeds.deterministic).lower(),
+    }
+
+
+def seed_params(seeds: SeedRecord) -> dict[str, str]:
+    return {"seed": str(seeds.seed), "deterministic": str(seeds.deterministic).lower()}
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no passwd entry in some containers
+        return "unknown"
+
+
+def _clip(text: str) -> str:
+    if len(text) <= MAX_TAG_LENGTH:
+        return text
+    return text[: MAX_TAG_LENGTH - 40] + "\n\n… (truncated; see reprokit/snapshot.json)\n"
+
+
+def metric_key(name: str) -> str:
+    """A result name as an MLflow metric key (characters MLflow refuses become ``_``)."""
+    return _METRIC_KEY_BAD.sub("_", name)[:250] or "_"
+
+
+def metric_value(result: Result) -> float | None:
+    """The metric a numeric scalar result becomes (NaN and ±inf included), else None."""
+    if not result.is_numeric_scalar:
+        return None
+    value = result.value
+    if isinstance(value, dict):  # the {"$float": ...} marker of a non-finite float
+        return {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}[value["$float"]]
+    return float(value)
+
+
+def dataset_spec(entry: DataEntry, project_root: str) -> DatasetSpec:
+    """A data entry as an MLflow dataset carrying reprokit's full digest."""
+    path = Path(entry.path)
+    absolute = path if path.is_absolute() else Path(project_root) / path
+    full = entry.tagged_digest
+    source = {"uri": absolute.as_uri(), "digest": full}
+    profile = {"digest": full, "kind": entry.kind, "size": entry.size, "files": len(entry.files)}
+    return DatasetSpec(
+        name=entry.path,
+        digest=entry.digest[:MAX_DATASET_DIGEST],
+        source_type="local",
+        source=json.dumps(source, sort_keys=True),
+        profile=json.dumps(profile, sort_keys=True),
+    )
+
+
+def requirements_text(snapshot: Snapshot) -> str:
+    """``name==version`` lines of every installed distribution, sorted."""
+    lines = [f"{name}=={version}" for name, version in sorted(snapshot.packages.items())]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,280 @@
+"""One run being recorded: what it declared, its local folder, its MLflow writes.
+
+:class:`RecordedRun` keeps the run's state (snapshot, results, inputs, seeds, failed cells) and
+turns every change into local files and queued MLflow operations; it never blocks on MLflow
+except in :meth:`RecordedRun.close`, and it never warns: problems are collected and handed to
+the caller by :meth:`RecordedRun.take_problems` (the session turns them into warnings).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from reprokit._serde import to_json
+from reprokit.capture.model import DataEntry, DataManifest, SeedRecord, Snapshot
+from reprokit.record.folder import ARTIFACT_PATH, RunFolder
+from reprokit.record.mapping import (
+    dataset_spec,
+    metric_key,
+    metric_value,
+    requirements_text,
+    run_tags,
+    seed_params,
+    seed_tags,
+)
+from reprokit.record.target import TrackingTarget
+from reprokit.record.worker import (
+    BackgroundRecorder,
+    Call,
+    Close,
+    LogBatch,
+    LogDatasets,
+    OpenRun,
+    Upload,
+    now_ms,
+)
+from reprokit.results.encode import encode_result
+from reprokit.results.model import Result
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """Where the current (or just ended) run stands."""
+
+    active: bool
+    experiment: str | None = None
+    run_name: str | None = None
+    run_id: str | None = None  # None until the background thread has opened the run
+    tracking_uri: str | None = None  # credentials removed
+    local_dir: str | None = None
+    notebook: str | None = None
+    seed: int | None = None
+    deterministic: bool = False
+    data: tuple[str, ...] = ()
+    results: tuple[str, ...] = ()
+    cell_errors: int = 0
+    interrupted: bool = False
+    status: str | None = None  # RUNNING, or how it ended
+    pending: int = 0  # MLflow operations not yet done
+    recording: bool = True  # False once MLflow recording failed for this run
+    errors: tuple[str, ...] = ()  # every recording problem reported for this run
+
+
+class RecordedRun:
+    """Create it to open a run (MLflow work starts on a background thread at once)."""
+
+    def __init__(
+        self,
+        target: TrackingTarget,
+        snapshot: Snapshot,
+        *,
+        notebook: str | None,
+        in_notebook: bool,
+        run_name: str | None,
+        params: dict[str, str],
+        device: str,
+    ) -> None:
+        self.target = target
+        self.snapshot = snapshot
+        self.notebook = notebook
+        self.run_name = run_name
+        self.results: dict[str, Result] = {}
+        self.entries: list[DataEntry] = list(snapshot.data.entries) if snapshot.data else []
+        self.seeds: list[SeedRecord] = [snapshot.seeds] if snapshot.seeds else []
+        self.params = dict(params)
+        self.cell_errors = 0
+        self.interrupted = False
+        self.reported: list[str] = []  # problems already handed out, kept for the summary
+        self._problems: list[str] = []
+        self._declared: Counter[str] = Counter()
+        self.folder = self._make_folder()
+        self.recorder = BackgroundRecorder(target)
+        self._open(in_notebook, device)
+
+    # --- opening ---------------------------------------------------------------------
+
+    def _make_folder(self) -> RunFolder | None:
+        try:
+            return RunFolder.create(self.target.project_root)
+        except OSError as exc:
+            self._problems.append(
+                f"cannot create the run's local folder under {self.target.project_root}: {exc}; "
+                "large arrays are carried inside the notebook and no local copy is kept"
+            )
+            return None
+
+    def _open(self, in_notebook: bool, device: str) -> None:
+        tags = run_tags(
+            self.snapshot,
+            notebook=self.notebook,
+            in_notebook=in_notebook,
+            device=device,
+            local_dir=self.local_dir,
+            tracking_uri=self.target.display_uri,
+        )
+        on_open = None
+        if self.folder is not None:
+            self._local("writing the run folder", self._write_start_files)
+            on_open = self._write_run_json
+        self.recorder.submit(OpenRun(self.run_name, tags, self.params, now_ms(), on_open))
+        if self.entries:
+            self._log_inputs(self.entries)
+        if self.folder is not None:
+            self.recorder.submit(Upload(self.folder.path, ARTIFACT_PATH))
+
+    def _write_start_files(self) -> None:
+        from reprokit.capture.git import git_diff
+
+        assert self.folder is not None
+        self.folder.write_text("snapshot.json", to_json(self.snapshot))
+        self.folder.write_text("requirements.txt", requirements_text(self.snapshot))
+        if self.snapshot.git.available and self.snapshot.git.dirty:
+            diff = git_diff(self.target.project_root)
+            if diff:
+                self.folder.write_text("git.diff", diff)
+        self._write_inputs()
+
+    def _write_inputs(self) -> None:
+        if self.folder is not None:
+            manifest = DataManifest(entries=tuple(self.entries))
+            self.folder.write_text("data.json", to_json(manifest))
+            self.folder.write_text("seeds.json", to_json(self.seeds))
+
+    def _write_run_json(self, run_id: str, artifact_uri: str | None) -> None:
+        info = {
+            "run_id": run_id,
+            "experiment": self.target.experiment,
+            "tracking_uri": self.target.display_uri,
+            "artifact_uri": artifact_uri,
+        }
+        if self.folder is not None:
+            self.folder.write_text("run.json", to_json(info))
+
+    def _local(self, description: str, function: Any) -> None:
+        self.recorder.submit(Call(description, function))
+
+    # --- what the notebook declares -------------------------------------------------------
+
+    @property
+    def local_dir(self) -> str | None:
+        return None if self.folder is None else str(self.folder.path)
+
+    def metadata(self) -> dict[str, Any]:
+        """Output metadata of the notebook's reprokit outputs: where this run goes."""
+        return {
+            "experiment": self.target.experiment,
+            "run_name": self.run_name,
+            "tracking_uri": self.target.display_uri,
+            "local_dir": self.local_dir,
+            "notebook": self.notebook,
+        }
+
+    def add_result(
+        self, name: str, value: Any, *, rtol: float | None, atol: float | None
+    ) -> tuple[Result, bool]:
+        """Encode and record a result; also says whether it replaced one of the same name."""
+        declared = encode_result(name, value, rtol=rtol, atol=atol, writer=self.folder)
+        replaced = name in self.results
+        self.results[name] = declared
+        step = self._declared[name]
+        self._declared[name] += 1
+        number = metric_value(declared)
+        if number is not None:  # the step orders re-declarations: MLflow shows the latest
+            self.recorder.submit(LogBatch(metrics=[(metric_key(name), number, now_ms(), step)]))
+        return declared, replaced
+
+    def add_seed(self, record: SeedRecord) -> None:
+        """The first seed is the ``seed`` param (params cannot change); the tag is the latest."""
+        self.seeds.append(record)
+        params = {} if "seed" in self.params else seed_params(record)
+        self.params |= params
+        self.recorder.submit(LogBatch(params=params, tags=seed_tags(record)))
+        self._local("writing seeds.json", self._write_inputs)
+
+    def add_data(self, entries: tuple[DataEntry, ...]) -> None:
+        self.entries.extend(entries)
+        self._log_inputs(entries)
+        self._local("writing data.json", self._write_inputs)
+
+    def _log_inputs(self, entries: list[DataEntry] | tuple[DataEntry, ...]) -> None:
+        root = self.target.project_root
+        self.recorder.submit(LogDatasets([dataset_spec(entry, root) for entry in entries]))
+
+    def tag(self, tags: dict[str, str]) -> None:
+        self.recorder.submit(LogBatch(tags=tags))
+
+    def note_cell(self, error: BaseException | None) -> None:
+        """Count a cell's uncaught error (IPython's post_run_cell)."""
+        if isinstance(error, KeyboardInterrupt):
+            self.interrupted = True
+        elif error is not None:
+            self.cell_errors += 1
+
+    # --- problems, status, closing -----------------------------------------------------------
+
+    def take_problems(self) -> list[str]:
+        """Problems not reported yet (local folder, MLflow); each is handed out once."""
+        problems, self._problems = self._problems + self.recorder.take_errors(), []
+        self.reported += problems
+        return problems
+
+    def outcome(self) -> str:
+        if self.interrupted:
+            return "KILLED"
+        return "FAILED" if self.cell_errors else "FINISHED"
+
+    def status(self, state: str = "RUNNING") -> RunStatus:
+        last_seed = self.seeds[-1] if self.seeds else None
+        return RunStatus(
+            active=state == "RUNNING",
+            experiment=self.target.experiment,
+            run_name=self.run_name,
+            run_id=self.recorder.run_id,
+            tracking_uri=self.target.display_uri,
+            local_dir=self.local_dir,
+            notebook=self.notebook,
+            seed=None if last_seed is None else last_seed.seed,
+            deterministic=False if last_seed is None else last_seed.deterministic,
+            data=tuple(e.path for e in self.entries),
+            results=tuple(self.results),
+            cell_errors=self.cell_errors,
+            interrupted=self.interrupted,
+            status=state,
+            pending=self.recorder.pending,
+            recording=not self.recorder.broken,
+            errors=tuple(self.reported),
+        )
+
+    def close(self, status: str, timeout: float) -> bool:
+        """Write results, upload the folder, end the run; wait up to ``timeout`` seconds.
+
+        False when MLflow did not finish in time (the run may then stay RUNNING).
+        """
+        self._write_results()
+        summary = {
+            "reprokit.results": str(len(self.results)),
+            "reprokit.cell_errors": str(self.cell_errors),
+        }
+        self.recorder.submit(LogBatch(tags=summary))
+        if self.folder is not None:
+            self.recorder.submit(Upload(self.folder.path, ARTIFACT_PATH))
+        self.recorder.submit(Close(status, now_ms()))
+        finished = self.recorder.flush(timeout)
+        self.recorder.stop()
+        if not finished:
+            self._problems.append(
+                f"MLflow at {self.target.display_uri} did not finish within {timeout:g} s; "
+                "the run may stay RUNNING"
+            )
+        return finished
+
+    def _write_results(self) -> None:
+        if self.folder is None:
+            return
+        try:
+            self.folder.write_text("results.json", to_json(self.results))
+            self._write_inputs()
+        except OSError as exc:
+            self._problems.append(f"cannot write the run's results to {self.folder.path}: {exc}")

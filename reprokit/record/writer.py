@@ -1,0 +1,193 @@
+"""The MLflow run writer: the one place reprokit talks to MLflow.
+
+Every write is batched: params, metrics and tags go through ``MlflowClient.log_batch`` (chunked
+to MLflow's per-call limits), dataset inputs through one ``log_inputs``, artifacts through one
+``log_artifacts`` of the run's local folder. MLflow is imported when :meth:`connect` runs, on
+the recorder's background thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from reprokit.exceptions import RecordError
+from reprokit.record.mapping import DatasetSpec
+from reprokit.record.target import TrackingTarget, sqlite_path
+
+MAX_METRICS_PER_BATCH = 1000
+MAX_PARAMS_TAGS_PER_BATCH = 100
+CONNECT_TIMEOUT_S = 5.0
+_QUIET_LOGGERS = ("mlflow.store.db.utils", "alembic.runtime.migration", "alembic")
+
+
+Metric = tuple[str, float, int, int]  # key, value, timestamp (ms), step
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class MlflowRunWriter:
+    """Writes one run. Methods raise :class:`RecordError` with the redacted URI on failure."""
+
+    def __init__(self, target: TrackingTarget) -> None:
+        self.target = target
+        self.run_id: str | None = None
+        self.experiment_id: str | None = None
+        self.artifact_uri: str | None = None
+        self._client: Any = None
+
+    def _fail(self, action: str, exc: BaseException) -> RecordError:
+        from reprokit.capture.redact import redact_text
+
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        detail = redact_text(detail.replace(self.target.uri, self.target.display_uri))
+        return RecordError(
+            f"MLflow at {self.target.display_uri}: {action} failed: {detail}",
+            uri=self.target.display_uri,
+            action=action,
+        )
+
+    def connect(self) -> None:
+        """Import MLflow and open the store (SQLite: create the file and tables if needed)."""
+        try:
+            self._preflight()
+            _quiet_mlflow_logs()
+            from mlflow.tracking import MlflowClient
+
+            self._client = MlflowClient(tracking_uri=self.target.uri)
+        except RecordError:
+            raise
+        except Exception as exc:  # MLflow raises many types; all mean "cannot record here"
+            raise self._fail("connecting", exc) from exc
+
+    def _preflight(self) -> None:
+        """Fail in seconds, not after MLflow's minutes of retries, when a server is down."""
+        parts = urlsplit(self.target.uri)
+        if parts.scheme in ("http", "https") and parts.hostname:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            try:
+                socket.create_connection((parts.hostname, port), CONNECT_TIMEOUT_S).close()
+            except OSError as exc:
+                raise self._fail("connecting", exc) from None
+        database = sqlite_path(self.target.uri)
+        if database is not None and not database.parent.is_dir():
+            raise self._fail(
+                "opening the database", FileNotFoundError(f"no folder {database.parent}")
+            )
+
+    def open_run(
+        self,
+        *,
+        run_name: str | None,
+        tags: Mapping[str, str],
+        params: Mapping[str, str],
+        start_ms: int,
+    ) -> str:
+        """Create the run (and its experiment if needed) with its first tags and params."""
+        try:
+            self.experiment_id = self._experiment_id(self.target.experiment)
+            run = self._client.create_run(
+                self.experiment_id, start_time=start_ms, run_name=run_name or None
+            )
+        except Exception as exc:
+            raise self._fail(
+                f"creating a run in experiment {self.target.experiment!r}", exc
+            ) from exc
+        self.run_id = run.info.run_id
+        self.artifact_uri = run.info.artifact_uri
+        self.log_batch(metrics=(), params=params, tags=tags)
+        return str(self.run_id)
+
+    def _experiment_id(self, name: str) -> str:
+        from mlflow.exceptions import MlflowException
+
+        found = self._client.get_experiment_by_name(name)
+        if found is not None:
+            if found.lifecycle_stage == "deleted":
+                self._client.restore_experiment(found.experiment_id)
+            return str(found.experiment_id)
+        location = self.target.artifact_location(name)
+        try:
+            return str(self._client.create_experiment(name, artifact_location=location))
+        except MlflowException:
+            found = self._client.get_experiment_by_name(name)  # created meanwhile by another run
+            if found is None:
+                raise
+            return str(found.experiment_id)
+
+    def log_batch(
+        self,
+        *,
+        metrics: Sequence[Metric] = (),
+        params: Mapping[str, str] | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> None:
+        """Log everything in as few ``log_batch`` calls as MLflow's limits allow."""
+        from mlflow.entities import Metric as MlflowMetric
+        from mlflow.entities import Param, RunTag
+
+        metric_list = [MlflowMetric(k, v, ts, step) for k, v, ts, step in metrics]
+        param_list = [Param(k, v) for k, v in (params or {}).items()]
+        tag_list = [RunTag(k, v) for k, v in (tags or {}).items()]
+        while metric_list or param_list or tag_list:
+            chunk_m, metric_list = (
+                metric_list[:MAX_METRICS_PER_BATCH],
+                metric_list[MAX_METRICS_PER_BATCH:],
+            )
+            chunk_p, param_list = _split(param_list, MAX_PARAMS_TAGS_PER_BATCH)
+            chunk_t, tag_list = _split(tag_list, MAX_PARAMS_TAGS_PER_BATCH)
+            try:
+                self._client.log_batch(self._run(), metrics=chunk_m, params=chunk_p, tags=chunk_t)
+            except Exception as exc:
+                raise self._fail("logging params, metrics and tags", exc) from exc
+
+    def log_datasets(self, specs: Sequence[DatasetSpec]) -> None:
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        inputs = [
+            DatasetInput(
+                Dataset(s.name, s.digest, s.source_type, s.source, None, s.profile),
+                [InputTag("mlflow.data.context", s.context)],
+            )
+            for s in specs
+        ]
+        try:
+            self._client.log_inputs(self._run(), datasets=inputs)
+        except Exception as exc:
+            raise self._fail("logging dataset inputs", exc) from exc
+
+    def upload(self, folder: Path, artifact_path: str) -> None:
+        try:
+            self._client.log_artifacts(self._run(), str(folder), artifact_path)
+        except Exception as exc:
+            raise self._fail(f"uploading {folder} as artifacts", exc) from exc
+
+    def close(self, status: str, end_ms: int) -> None:
+        try:
+            self._client.set_terminated(self._run(), status=status, end_time=end_ms)
+        except Exception as exc:
+            raise self._fail(f"ending the run as {status}", exc) from exc
+
+    def _run(self) -> str:
+        if self.run_id is None:
+            raise RecordError(f"MLflow at {self.target.display_uri}: the run was never opened")
+        return self.run_id
+
+
+def _split(items: list[Any], size: int) -> tuple[list[Any], list[Any]]:
+    return items[:size], items[size:]
+
+
+def _quiet_mlflow_logs() -> None:
+    """MLflow's INFO lines about table creation would land in whatever cell runs meanwhile."""
+    for name in _QUIET_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.WARNING)

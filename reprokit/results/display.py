@@ -1,0 +1,47 @@
+"""Emit results and snapshots as ``display_data`` outputs so a notebook carries them.
+
+Each output holds the reprokit MIME payload (the JSON of the data model, read back by
+:func:`reprokit.results.notebook.read_notebook`) beside ``text/plain`` and ``text/html``
+renderings. Output metadata ``{"reprokit": {...}}`` carries where the run went (local folder,
+redacted tracking URI), which a reader needs to find by-reference arrays.
+
+Outside IPython (a plain script) nothing is emitted: there is no notebook to carry it.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from reprokit._serde import to_builtins
+from reprokit.capture.model import Snapshot
+from reprokit.results.model import RESULT_MIME, SNAPSHOT_MIME, Result
+from reprokit.results.render import View, result_view, snapshot_view
+
+
+def result_bundle(result: Result) -> dict[str, Any]:
+    return _bundle(RESULT_MIME, to_builtins(result), result_view(result))
+
+
+def snapshot_bundle(snapshot: Snapshot, run: dict[str, Any]) -> dict[str, Any]:
+    return _bundle(SNAPSHOT_MIME, to_builtins(snapshot), snapshot_view(snapshot, run))
+
+
+def _bundle(mime: str, payload: Any, view: View) -> dict[str, Any]:
+    return {mime: payload, "text/plain": view.text, "text/html": view.html}
+
+
+def in_ipython() -> bool:
+    """True inside an IPython shell or kernel (IPython is never imported to find out)."""
+    ipython = sys.modules.get("IPython")
+    return ipython is not None and ipython.get_ipython() is not None
+
+
+def emit(bundle: dict[str, Any], metadata: dict[str, Any] | None = None) -> bool:
+    """Publish ``bundle`` as display_data; False (and nothing shown) outside IPython."""
+    if not in_ipython():
+        return False
+    from IPython.display import publish_display_data
+
+    publish_display_data(data=bundle, metadata={"reprokit": metadata or {}})  # type: ignore[no-untyped-call]
+    return True

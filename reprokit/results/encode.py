@@ -1,0 +1,222 @@
+"""Python values → :class:`~reprokit.results.model.Result`, and back.
+
+Types are recognised without importing their libraries: numpy, torch and pandas objects can
+only exist if the notebook imported them, so ``sys.modules`` tells whether to look.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from reprokit.exceptions import ResultValueError, UsageError
+from reprokit.results.arrays import ArrayWriter, encode_array, load_array
+from reprokit.results.jsonvalue import (
+    decode_json,
+    encode_float,
+    encode_json,
+    type_name,
+)
+from reprokit.results.model import INLINE_LIMIT_BYTES, Column, Result
+
+if TYPE_CHECKING:
+    import os
+
+    import numpy as np
+
+
+def encode_result(
+    name: str,
+    value: Any,
+    *,
+    rtol: float | None = None,
+    atol: float | None = None,
+    writer: ArrayWriter | None = None,
+    inline_limit: int = INLINE_LIMIT_BYTES,
+) -> Result:
+    """Describe ``value`` as a Result named ``name``.
+
+    Raises :class:`ResultValueError` (naming the result, the type and where inside the value)
+    for a type that cannot be recorded, and ``UsageError`` for a bad name or tolerance.
+    """
+    _check_name(name)
+    rtol, atol = _check_tol(name, "rtol", rtol), _check_tol(name, "atol", atol)
+    scalar = _encode_scalar(value)
+    if scalar is not None:
+        kind, encoded = scalar
+        return Result(name, kind, encoded, type_name=type_name(value), rtol=rtol, atol=atol)
+    parts = _encode_structured(name, value, writer, inline_limit)
+    return Result(name=name, type_name=type_name(value), rtol=rtol, atol=atol, **parts)
+
+
+def _check_name(name: object) -> None:
+    if not isinstance(name, str) or not name.strip():
+        raise UsageError(f"a result name must be a non-empty string, got {name!r}", name=name)
+
+
+def _check_tol(name: str, field: str, tol: float | None) -> float | None:
+    if tol is None:
+        return None
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0:
+        raise UsageError(
+            f"result {name!r}: {field} must be a number >= 0, got {tol!r}", name=name, field=field
+        )
+    return float(tol)
+
+
+def _encode_scalar(value: Any) -> tuple[str, Any] | None:
+    if value is None:
+        return "none", None
+    if isinstance(value, bool):
+        return "bool", value
+    if isinstance(value, int):
+        return "int", value
+    if isinstance(value, float):
+        return "float", encode_float(value)
+    if isinstance(value, str):
+        return "str", value
+    return None
+
+
+def _encode_structured(
+    name: str, value: Any, writer: ArrayWriter | None, inline_limit: int
+) -> dict[str, Any]:
+    if isinstance(value, (list, tuple, dict)):
+        return {"kind": "json", "value": encode_json(value, name=name)}
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(value, torch.Tensor):
+        return _encode_tensor(name, value, writer, inline_limit)
+    pandas = sys.modules.get("pandas")
+    if pandas is not None and isinstance(value, pandas.Series):
+        return _encode_series(name, value, writer, inline_limit)
+    if pandas is not None and isinstance(value, pandas.DataFrame):
+        return _encode_frame(name, value, writer, inline_limit)
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and isinstance(value, (numpy.ndarray, numpy.generic)):
+        return _encode_numpy(name, value, writer, inline_limit)
+    raise ResultValueError(name, type_name(value))
+
+
+def _encode_numpy(
+    name: str,
+    value: Any,
+    writer: ArrayWriter | None,
+    inline_limit: int,
+    *,
+    device: str | None = None,
+    source_dtype: str | None = None,
+) -> dict[str, Any]:
+    if value.shape == () and value.dtype.kind in "biufU":
+        # numpy scalars and 0-d arrays (a loss, an accuracy) are scalars: they become metrics
+        scalar = _encode_scalar(value.item())
+        if scalar is not None:
+            kind, encoded = scalar
+            return {"kind": kind, "value": encoded, "dtype": str(value.dtype), "device": device}
+    if value.dtype.kind == "V" or (value.dtype.kind == "O" and value.shape == ()):
+        raise ResultValueError(name, f"{type_name(value)} of dtype {value.dtype}")
+    array = encode_array(value, name=name, stem=name, writer=writer, inline_limit=inline_limit)
+    if source_dtype is not None:
+        array = replace(array, source_dtype=source_dtype)
+    return {"kind": "array", "array": array, "device": device}
+
+
+def _encode_tensor(
+    name: str, tensor: Any, writer: ArrayWriter | None, inline_limit: int
+) -> dict[str, Any]:
+    import torch
+
+    cpu = tensor.detach().cpu().resolve_conj().resolve_neg()
+    source_dtype = None
+    if cpu.dtype == torch.bfloat16 or str(cpu.dtype).startswith("torch.float8"):
+        source_dtype = str(cpu.dtype)  # numpy has no such dtype: widen to float32, say so
+        cpu = cpu.float()
+    return _encode_numpy(
+        name,
+        cpu.numpy(),
+        writer,
+        inline_limit,
+        device=str(tensor.device),
+        source_dtype=source_dtype,
+    )
+
+
+def _series_values(series: Any) -> np.ndarray:
+    """Values as numpy; nullable extension dtypes become float with NaN, or object with None."""
+    import numpy as np
+
+    dtype = series.dtype
+    if isinstance(dtype, np.dtype):
+        return np.asarray(series.to_numpy())
+    kind = getattr(dtype, "kind", "O")
+    if kind in "iufb" and series.hasnans:
+        return np.asarray(series.to_numpy(dtype="float64", na_value=np.nan))
+    if kind in "iufb":
+        return np.asarray(series.to_numpy(dtype=getattr(dtype, "numpy_dtype", None)))
+    return np.asarray(series.to_numpy(dtype=object, na_value=None))
+
+
+def _encode_index(name: str, index: Any, writer: ArrayWriter | None, limit: int) -> Any:
+    pandas = sys.modules["pandas"]
+    if isinstance(index, pandas.RangeIndex) and index.start == 0 and index.step == 1:
+        return None  # the default index: nothing to record
+    values = _series_values(index.to_series())
+    return encode_array(values, name=name, stem=f"{name}.index", writer=writer, inline_limit=limit)
+
+
+def _encode_series(
+    name: str, series: Any, writer: ArrayWriter | None, limit: int
+) -> dict[str, Any]:
+    values = _series_values(series)
+    return {
+        "kind": "series",
+        "array": encode_array(values, name=name, stem=name, writer=writer, inline_limit=limit),
+        "index": _encode_index(name, series.index, writer, limit),
+        "value": None if series.name is None else str(series.name),
+    }
+
+
+def _encode_frame(name: str, frame: Any, writer: ArrayWriter | None, limit: int) -> dict[str, Any]:
+    columns = []
+    for position, label in enumerate(frame.columns):
+        values = _series_values(frame.iloc[:, position])
+        stem = f"{name}.{label}"
+        data = encode_array(values, name=name, stem=stem, writer=writer, inline_limit=limit)
+        columns.append(Column(name=str(label), data=data))
+    return {
+        "kind": "dataframe",
+        "columns": tuple(columns),
+        "index": _encode_index(name, frame.index, writer, limit),
+    }
+
+
+def decode_result(result: Result, *, base: str | os.PathLike[str] | None = None) -> Any:
+    """The value a Result describes: Python scalars/containers, numpy arrays, pandas objects.
+
+    Scalars that came from numpy or torch come back as numpy scalars of the recorded dtype;
+    tensors come back as numpy arrays. ``base`` locates by-reference arrays (see
+    :func:`~reprokit.results.arrays.load_array`).
+    """
+    if result.kind in ("none", "bool", "int", "str", "float", "json"):
+        value = decode_json(result.value)
+        return _as_dtype(value, result.dtype) if result.dtype else value
+    if result.kind == "array" and result.array is not None:
+        return load_array(result.array, base=base)
+    import pandas as pd
+
+    index = None if result.index is None else load_array(result.index, base=base)
+    if result.kind == "series" and result.array is not None:
+        return pd.Series(load_array(result.array, base=base), index=index, name=result.value)
+    if result.kind == "dataframe":
+        data = {c.name: load_array(c.data, base=base) for c in result.columns}
+        return pd.DataFrame(data, index=index)
+    raise UsageError(f"result {result.name!r}: unknown kind {result.kind!r}", name=result.name)
+
+
+def _as_dtype(value: Any, dtype: str) -> Any:
+    import numpy as np
+
+    if isinstance(value, float) and math.isnan(value):
+        return np.dtype(dtype).type(math.nan)
+    return np.dtype(dtype).type(value)

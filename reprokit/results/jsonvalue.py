@@ -1,0 +1,95 @@
+"""Faithful JSON for result values: non-finite floats and ``$``-keys survive a round trip.
+
+See :mod:`reprokit.results.model` for the encoding. Numpy scalars are accepted (as their
+Python value) so ``[np.float32(0.5), 1]`` is a valid nested value; pandas' missing-value
+markers (``pd.NA``, ``pd.NaT``) become ``None``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from reprokit.exceptions import ResultValueError
+
+FLOAT_MARKER = "$float"
+_SPECIAL = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+class _Unsupported(Exception):
+    """Internal: carries the offending type and path up to :func:`encode_json`."""
+
+    def __init__(self, type_name: str, where: str) -> None:
+        super().__init__(type_name, where)
+        self.type_name = type_name
+        self.where = where
+
+
+def type_name(value: object) -> str:
+    """``float``, ``numpy.float32``, ``torch.Tensor``: the name a user recognises."""
+    cls = type(value)
+    module = cls.__module__.split(".")[0]
+    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
+
+
+def encode_float(value: float) -> Any:
+    """A float as JSON: itself when finite, else the ``{"$float": ...}`` marker."""
+    if math.isfinite(value):
+        return value
+    text = "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    return {FLOAT_MARKER: text}
+
+
+def encode_json(value: Any, *, name: str) -> Any:
+    """Encode a nested value; :class:`ResultValueError` names the result, type and path."""
+    try:
+        return _encode(value, "")
+    except _Unsupported as exc:
+        raise ResultValueError(name, exc.type_name, exc.where) from None
+
+
+def _encode(value: Any, where: str) -> Any:
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return encode_float(value)
+    if isinstance(value, (list, tuple)):
+        return [_encode(item, f"{where}[{i}]") for i, item in enumerate(value)]
+    if isinstance(value, Mapping):
+        return _encode_mapping(value, where)
+    return _encode_foreign(value, where)
+
+
+def _encode_mapping(value: Mapping[Any, Any], where: str) -> dict[str, Any]:
+    encoded: dict[str, Any] = {}
+    for key, item in value.items():
+        if not isinstance(key, str):
+            raise _Unsupported(f"{type_name(key)} (dict key)", f"{where}[{key!r}]")
+        escaped = "$" + key if key.startswith("$") else key
+        encoded[escaped] = _encode(item, f"{where}[{key!r}]")
+    return encoded
+
+
+def _encode_foreign(value: Any, where: str) -> Any:
+    """Numpy scalars (by duck type, so numpy need not be imported) and pandas NA markers."""
+    cls_name = type(value).__name__
+    if cls_name in ("NAType", "NaTType"):
+        return None
+    if type(value).__module__ == "numpy" and getattr(value, "shape", None) == ():
+        return _encode(value.item(), where)
+    raise _Unsupported(type_name(value), where or "the top level")
+
+
+def decode_json(value: Any) -> Any:
+    """Inverse of :func:`encode_json` (tuples come back as lists)."""
+    if isinstance(value, list):
+        return [decode_json(item) for item in value]
+    if isinstance(value, dict):
+        if len(value) == 1 and FLOAT_MARKER in value:
+            return _SPECIAL[value[FLOAT_MARKER]]
+        return {
+            (key[1:] if key.startswith("$") else key): decode_json(item)
+            for key, item in value.items()
+        }
+    return value

@@ -1,0 +1,485 @@
+"""The plain-function API of a recorded run: ``start``, ``result``, ``end`` and friends.
+
+One run is active per process. ``start`` captures the snapshot (cheap) and hands the MLflow
+work to a background thread, so the cell returns before MLflow is even imported; ``result``
+encodes the value, emits it into the notebook and queues the metric; ``end`` (or the kernel's
+exit) waits for everything to reach MLflow and closes the run with its status:
+
+- ``KILLED`` if a cell was interrupted (KeyboardInterrupt) since ``start``;
+- ``FAILED`` if a cell raised any other uncaught error since ``start``;
+- ``FINISHED`` otherwise. ``end(status=...)`` overrides it.
+
+Recording problems (server down, unwritable store) never stop the notebook: they appear as a
+:class:`~reprokit.exceptions.ReprokitWarning` naming the tracking URI (credentials removed)
+after the cell, or at the next reprokit call; results still go into the notebook and the
+run's local folder.
+
+``result`` and ``data`` before any ``start`` start a run with default settings and say so with
+a ReprokitWarning (a declared result is never dropped); ``seed`` before ``start`` seeds now and
+is recorded by the next run.
+
+Environment read here: ``REPROKIT_DEVICE`` (see :func:`device`), ``REPROKIT_PARAMS`` (a JSON
+object of notebook parameters recorded as MLflow params, set by a runner),
+``REPROKIT_FLUSH_TIMEOUT`` (seconds ``end`` waits for MLflow, default 60); where runs go is
+resolved by :mod:`reprokit.record.target`, the run's local folder by
+:mod:`reprokit.record.folder`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import sys
+import threading
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from reprokit.exceptions import InputError, ReprokitWarning, UsageError
+
+if TYPE_CHECKING:
+    from reprokit.capture.model import DataManifest, SeedRecord, Snapshot
+    from reprokit.record.run import RecordedRun, RunStatus
+    from reprokit.results.model import Result
+
+__all__ = [
+    "data",
+    "device",
+    "end",
+    "env",
+    "flush",
+    "result",
+    "results",
+    "seed",
+    "start",
+    "status",
+]
+
+STATUSES = ("FINISHED", "FAILED", "KILLED")
+DEVICE_ENV = "REPROKIT_DEVICE"
+PARAMS_ENV = "REPROKIT_PARAMS"
+FLUSH_TIMEOUT_ENV = "REPROKIT_FLUSH_TIMEOUT"
+
+_lock = threading.RLock()
+_active: RecordedRun | None = None
+_last_run: RecordedRun | None = None
+_last_status: RunStatus | None = None
+_pending_seed: SeedRecord | None = None
+_exit_hook_registered = False
+
+
+def _warn(message: str) -> None:
+    """Warn at the caller's line: the first frame outside the reprokit package."""
+    frame: FrameType | None = sys._getframe(1)
+    level = 1
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("reprokit."):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, ReprokitWarning, stacklevel=level)
+
+
+def _surface_problems(run: RecordedRun | None = None) -> None:
+    """Turn recording problems into warnings (never into exceptions)."""
+    run = run or _active
+    if run is not None:
+        for message in run.take_problems():
+            _warn(message)
+
+
+# --- start ---------------------------------------------------------------------------
+
+
+def start(
+    *,
+    experiment: str | None = None,
+    run_name: str | None = None,
+    seed: int | None = None,
+    deterministic: bool = False,
+    data: Sequence[str | os.PathLike[str]] = (),
+    tracking_uri: str | None = None,
+    params: Mapping[str, object] | None = None,
+    notebook: str | None = None,
+) -> RunStatus:
+    """Capture the environment, seed, hash ``data`` and open an MLflow run (in the background).
+
+    A run already active in this process is ended first (with its own status). ``params`` (and
+    ``REPROKIT_PARAMS``) are recorded as MLflow params; ``notebook`` overrides the detected
+    notebook path. Raises :class:`~reprokit.exceptions.PathError` for a data path that cannot be
+    hashed; nothing is recorded then.
+    """
+    from reprokit.capture.seeds import seed_everything
+    from reprokit.capture.snapshot import capture
+    from reprokit.record.context import detect_source
+    from reprokit.record.run import RecordedRun
+    from reprokit.record.target import resolve_target
+
+    global _active, _pending_seed
+    with _lock:
+        if _active is not None:
+            end()
+        source = detect_source()
+        path = notebook or source.path
+        # a notebook's project is found from its folder; a script's from the working directory
+        # (``python -m tool`` makes argv[0] a file inside site-packages)
+        origin = Path(path).parent if path and (notebook or source.in_notebook) else Path.cwd()
+        target = resolve_target(start=origin, tracking_uri=tracking_uri, experiment=experiment)
+        merged_params = _initial_params(params)
+        seeds = seed_everything(seed, deterministic) if seed is not None else _pending_seed
+        snapshot = capture(data=list(data), seeds=seeds, root=target.project_root)
+        # MLflow's import and connection start now, on the run's background thread, and
+        # overlap the notebook's next cells (started after the capture, which would otherwise
+        # compete with it for the GIL)
+        run = RecordedRun(
+            target,
+            snapshot,
+            notebook=path,
+            in_notebook=source.in_notebook,
+            run_name=run_name,
+            params=merged_params | (_seed_params(seeds) if seeds else {}),
+            device=_requested_device() or ("cuda" if snapshot.accelerator.available else "cpu"),
+        )
+        _active, _pending_seed = run, None
+        _attach_hooks()
+        _emit_snapshot(run)
+        _surface_problems(run)
+        return run.status()
+
+
+def _seed_params(seeds: SeedRecord) -> dict[str, str]:
+    from reprokit.record.mapping import seed_params
+
+    return seed_params(seeds)
+
+
+def _initial_params(params: Mapping[str, object] | None) -> dict[str, str]:
+    merged: dict[str, str] = {"device": _requested_device() or "auto"}
+    merged |= {str(k): str(v) for k, v in _env_params().items()}
+    merged |= {str(k): str(v) for k, v in (params or {}).items()}
+    return merged
+
+
+def _env_params() -> dict[str, object]:
+    raw = os.environ.get(PARAMS_ENV)
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{PARAMS_ENV} is not valid JSON: {exc}", variable=PARAMS_ENV) from None
+    if not isinstance(value, dict):
+        raise UsageError(f"{PARAMS_ENV} must be a JSON object", variable=PARAMS_ENV)
+    return value
+
+
+def _emit_snapshot(run: RecordedRun) -> None:
+    from reprokit.results.display import emit, snapshot_bundle
+
+    metadata = run.metadata()
+    emit(snapshot_bundle(run.snapshot, metadata), metadata)
+
+
+# --- results, seeds, data --------------------------------------------------------------
+
+
+def _ensure_run(call: str) -> RecordedRun:
+    if _active is None:
+        _warn(
+            f"reprokit.{call}() was called before reprokit.start() (%repro start): a run was "
+            "started with default settings; call start first to choose the experiment, seed "
+            "and data"
+        )
+        start()
+    assert _active is not None
+    return _active
+
+
+def result(name: str, value: Any, *, rtol: float | None = None, atol: float | None = None) -> None:
+    """Declare an outcome: recorded in the notebook (display_data), the run folder and MLflow.
+
+    Values: None/bool/int/float/str, nested lists and str-keyed dicts of those, numpy arrays and
+    scalars, torch tensors, pandas Series and DataFrames. ``rtol``/``atol`` are the tolerance a
+    later verification compares with. A name declared again replaces the earlier value (with a
+    ReprokitWarning). Raises :class:`~reprokit.results.ResultValueError` for a value that cannot
+    be recorded (naming the result and the type). Before any ``start``, a run is started with
+    default settings (see the module docstring). Returns None, so that a result declared on a
+    cell's last line is not displayed twice.
+    """
+    from reprokit.results.display import emit, result_bundle
+
+    with _lock:
+        _surface_problems()
+        run = _ensure_run("result")
+        declared, replaced = run.add_result(name, value, rtol=rtol, atol=atol)
+        if replaced:
+            _warn(f"result {name!r} was declared before in this run; the later value wins")
+        emit(result_bundle(declared), {"local_dir": run.local_dir})
+
+
+def results() -> dict[str, Result]:
+    """The results declared in the active run (or, after ``end``, in the run that ended)."""
+    with _lock:
+        run = _active if _active is not None else _last_run
+        return dict(run.results) if run is not None else {}
+
+
+def seed(value: int, *, deterministic: bool = False) -> SeedRecord:
+    """Seed random, numpy and torch (see ``seed_everything``) and record it in the run.
+
+    The first seed of a run is the MLflow param ``seed``; a later one updates the
+    ``reprokit.seed`` tag and is appended to ``reprokit/seeds.json`` (MLflow params cannot
+    change). Before ``start``, the seed is kept for the next run.
+    """
+    from reprokit.capture.seeds import seed_everything
+
+    global _pending_seed
+    with _lock:
+        _surface_problems()
+        record = seed_everything(value, deterministic)
+        if _active is None:
+            _pending_seed = record
+        else:
+            _active.add_seed(record)
+        return record
+
+
+def data(
+    *paths: str | os.PathLike[str],
+    expect: str | Sequence[str] | None = None,
+    algorithm: str = "blake3",
+) -> DataManifest:
+    """Hash ``paths`` and add them to the run's inputs (MLflow dataset inputs, data.json).
+
+    ``expect`` is one ``ALGO:HEX`` digest per path (in order); a mismatch raises
+    :class:`~reprokit.exceptions.DigestMismatchError` naming the path and both digests, and
+    nothing is added. The expected digests' algorithm is used for hashing.
+    """
+    from reprokit.capture.hashing import check_expected, hash_paths
+
+    if not paths:
+        raise UsageError("reprokit.data() needs at least one path")
+    expected = [expect] if isinstance(expect, str) else list(expect or [])
+    if expected and len(expected) != len(paths):
+        raise UsageError(
+            f"{len(paths)} path(s) but {len(expected)} expected digest(s): give one per path"
+        )
+    with _lock:
+        _surface_problems()
+        run = _ensure_run("data")
+        algo = _expected_algorithm(expected) or algorithm
+        root = run.target.project_root
+        manifest = hash_paths(list(paths), algorithm=algo, relative_to=root)
+        for entry, spec in zip(manifest.entries, expected, strict=False):
+            check_expected(entry, spec, root=root)
+        run.add_data(manifest.entries)
+        return manifest
+
+
+def _expected_algorithm(expected: list[str]) -> str | None:
+    algorithms = {spec.split(":", 1)[0].lower() for spec in expected if ":" in spec}
+    if len(algorithms) > 1:
+        raise UsageError("all expected digests of one call must use the same algorithm")
+    if expected and not algorithms:
+        raise InputError(f"expected digest {expected[0]!r} is not of the form ALGO:HEX")
+    return algorithms.pop() if algorithms else None
+
+
+# --- end, flush, status, env, device -----------------------------------------------------------
+
+
+def end(status: str | None = None) -> RunStatus:
+    """Flush everything to MLflow and close the run (see the module docstring for the status).
+
+    Without an active run it warns and returns the last run's status. Recording problems are
+    reported as warnings and listed in the returned ``errors``.
+    """
+    global _active, _last_run, _last_status
+    if status is not None and status.upper() not in STATUSES:
+        raise UsageError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
+    with _lock:
+        run = _active
+        if run is None:
+            _warn("no reprokit run is active: nothing to end")
+            return _status_of_last()
+        final = status.upper() if status else run.outcome()
+        _active, _last_run = None, run
+        run.close(final, _flush_timeout())
+        _surface_problems(run)
+        _last_status = run.status(final)
+        return _last_status
+
+
+def _status_of_last() -> RunStatus:
+    from reprokit.record.run import RunStatus
+
+    return _last_status if _last_status is not None else RunStatus(active=False)
+
+
+def _flush_timeout() -> float:
+    raw = os.environ.get(FLUSH_TIMEOUT_ENV, "60")
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        raise UsageError(f"{FLUSH_TIMEOUT_ENV}={raw!r} is not a number of seconds") from None
+
+
+def flush(timeout: float | None = None) -> bool:
+    """Wait until everything recorded so far has reached MLflow (the run stays open).
+
+    Returns False if ``timeout`` seconds passed first; True at once when no run is active.
+    Recording problems are reported as warnings, as at any call.
+    """
+    with _lock:
+        run = _active
+    if run is None:
+        return True
+    done = run.recorder.flush(timeout)
+    with _lock:
+        _surface_problems(run)
+    return done
+
+
+def status() -> RunStatus:
+    """The active run's status, or that of the last run when none is active."""
+    with _lock:
+        _surface_problems()
+        return _status_of_last() if _active is None else _active.status()
+
+
+def env() -> Snapshot:
+    """A fresh snapshot of the environment, with the active run's seeds and data."""
+    from reprokit.capture.model import DataManifest
+    from reprokit.capture.snapshot import capture
+    from reprokit.record.target import find_project_root
+
+    with _lock:
+        _surface_problems()
+        run = _active
+        if run is None:
+            return capture(seeds=_pending_seed, root=find_project_root(Path.cwd()))
+        seeds = run.seeds[-1] if run.seeds else None
+        snapshot = capture(seeds=seeds, root=run.target.project_root)
+        manifest = DataManifest(entries=tuple(run.entries)) if run.entries else None
+        return replace(snapshot, data=manifest)
+
+
+def _requested_device() -> str | None:
+    raw = os.environ.get(DEVICE_ENV, "").strip().lower()
+    return None if raw in ("", "auto") else raw
+
+
+def device() -> str:
+    """The device the notebook should compute on: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+
+    ``REPROKIT_DEVICE`` (set by a runner: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``) is honoured;
+    asking for CUDA where none is visible raises :class:`~reprokit.exceptions.UsageError`.
+    Without a request: ``"cuda"`` when torch (if installed, else NVML) sees a CUDA device,
+    else ``"cpu"``. The choice is recorded as the run's ``reprokit.device`` tag.
+    """
+    requested = _requested_device()
+    if requested is None:
+        chosen = "cuda" if _cuda_available() else "cpu"
+    elif requested == "cpu":
+        chosen = "cpu"
+    elif requested == "cuda" or (requested.startswith("cuda:") and requested[5:].isdigit()):
+        if not _cuda_available():
+            raise UsageError(
+                f"{DEVICE_ENV}={requested} but no CUDA device is visible to this process",
+                variable=DEVICE_ENV,
+            )
+        chosen = requested
+    else:
+        raise UsageError(
+            f"{DEVICE_ENV}={requested!r}: expected cpu, cuda, cuda:N or auto", variable=DEVICE_ENV
+        )
+    _tag_device(chosen)
+    return chosen
+
+
+def _cuda_available() -> bool:
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    from reprokit.capture.accelerator import collect_accelerator
+
+    return collect_accelerator().available
+
+
+def _tag_device(chosen: str) -> None:
+    with _lock:
+        if _active is not None:
+            _active.tag({"reprokit.device": chosen})
+
+
+# --- IPython and interpreter exit ------------------------------------------------------------
+
+
+def on_post_run_cell(outcome: Any) -> None:
+    """IPython ``post_run_cell`` callback: count failed cells, report recording errors."""
+    run = _active
+    if run is None:
+        return
+    error = getattr(outcome, "error_in_exec", None) or getattr(outcome, "error_before_exec", None)
+    run.note_cell(error)
+    _surface_problems(run)
+
+
+def _attach_hooks() -> None:
+    """Once per process: end the run at exit; in IPython, watch every cell's outcome.
+
+    The exit hook is registered with ``threading._register_atexit`` where it exists: those
+    hooks run at the start of interpreter shutdown, before ``concurrent.futures`` refuses new
+    work and before thread-pool-creating imports fail with "can't register atexit after
+    shutdown" (MLflow's import and its HTTP uploads use thread pools, and at exit the
+    background thread may still be importing MLflow). ``concurrent.futures.thread`` is
+    imported first so that its own hook is registered before ours and runs after it.
+    """
+    global _exit_hook_registered
+    if not _exit_hook_registered:
+        import concurrent.futures.thread  # noqa: F401  (see above)
+
+        register = getattr(threading, "_register_atexit", atexit.register)
+        register(_end_at_exit)
+        _exit_hook_registered = True
+    from reprokit.record.context import ipython_shell
+
+    shell = ipython_shell()
+    if shell is not None and on_post_run_cell not in shell.events.callbacks["post_run_cell"]:
+        shell.events.register("post_run_cell", on_post_run_cell)
+
+
+def _end_at_exit() -> None:
+    """Close the run as the interpreter exits (a kernel shut down without ``%repro end``).
+
+    Jupyter's kernel manager sends SIGTERM 2.5 s after its shutdown request and SIGKILL 2.5 s
+    later; SIGTERM would end the process at once, in the middle of writing the run. While the
+    run is being closed SIGTERM is therefore ignored: the process is exiting anyway, and this
+    buys the time until SIGKILL.
+    """
+    if _active is None:
+        return
+    restore = _ignore_sigterm()
+    try:
+        end()
+    except Exception as exc:  # exiting: report, never raise
+        _warn(f"reprokit could not end the run at exit: {exc}")
+    finally:
+        restore()
+
+
+def _ignore_sigterm() -> Callable[[], None]:
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, previous)
+
+    return restore

@@ -1,0 +1,127 @@
+"""Shared fixtures: a throw-away project with a migrated SQLite MLflow store, real kernels.
+
+Creating MLflow's schema costs about a second, so one migrated database is made per test
+session (per xdist worker) and copied into each test's project. A copied database keeps the
+absolute artifact location of its ``Default`` experiment: reprokit never logs there (it creates
+its experiments with explicit locations), and tests must not either.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# variables that would point a test at a real store or change what reprokit records
+_ISOLATED_ENV = (
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_EXPERIMENT_NAME",
+    "REPROKIT_DEVICE",
+    "REPROKIT_PARAMS",
+    "REPROKIT_OUTPUT_DIR",
+    "REPROKIT_NOTEBOOK",
+    "REPROKIT_FLUSH_TIMEOUT",
+    "JPY_SESSION_NAME",
+)
+
+
+@pytest.fixture(scope="session")
+def mlflow_template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite database with MLflow's schema, made once per session (copy it, never use it)."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    folder = tmp_path_factory.mktemp("mlflow-template")
+    database = folder / "mlflow.db"
+    store = SqlAlchemyStore(f"sqlite:///{database}", str(folder / "unused-artifacts"))
+    store.engine.dispose()
+    return database
+
+
+def reset_session() -> None:
+    """End any active run and forget session state, so tests do not leak into each other."""
+    import warnings
+
+    from reprokit import session
+
+    if session._active is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            session.end()
+    session._active = None
+    session._last_run = None
+    session._last_status = None
+    session._pending_seed = None
+
+
+@pytest.fixture
+def project(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mlflow_template_db: Path
+) -> Iterator[Path]:
+    """A project folder (pyproject.toml + copied mlflow.db) that is the working directory."""
+    root = tmp_path / "proj"
+    root.mkdir()
+    (root / "pyproject.toml").write_text("[project]\nname = 'demo'\n")
+    shutil.copy(mlflow_template_db, root / "mlflow.db")
+    for name in _ISOLATED_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PYTHONHASHSEED", "0")
+    monkeypatch.setenv("REPROKIT_CACHE_DIR", str(tmp_path / "hash-cache"))  # not the user's
+    monkeypatch.chdir(root)
+    reset_session()
+    yield root
+    reset_session()
+
+
+def tracking_uri(root: Path) -> str:
+    return f"sqlite:///{root / 'mlflow.db'}"
+
+
+def mlflow_client(uri: str) -> Any:
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def only_run(uri: str, experiment: str) -> Any:
+    """The single run of ``experiment`` in the store at ``uri``."""
+    client = mlflow_client(uri)
+    found = client.get_experiment_by_name(experiment)
+    assert found is not None, f"no experiment {experiment!r}"
+    runs = client.search_runs([found.experiment_id])
+    assert len(runs) == 1, [r.info.run_id for r in runs]
+    return runs[0]
+
+
+def execute_notebook(
+    cells: list[str], cwd: Path, *, allow_errors: bool = False, timeout: int = 120
+) -> Any:
+    """Run ``cells`` in a fresh real kernel (nbclient) in ``cwd``; return the executed notebook.
+
+    The kernel is shut down before this returns (so atexit handlers have run). A cell error
+    stops execution as in papermill; the partial notebook is still returned. The kernel gets
+    60 s to exit instead of jupyter_client's 5 s (SIGTERM at 2.5 s, SIGKILL at 5 s), so that a
+    loaded CI machine tests the exit path, not its own speed.
+    """
+    import nbformat
+    from jupyter_client.manager import KernelManager
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in cells]
+    client = NotebookClient(
+        nb,
+        km=KernelManager(kernel_name="python3", shutdown_wait_time=60),
+        timeout=timeout,
+        kernel_name="python3",
+        allow_errors=allow_errors,
+        record_timing=True,
+        resources={"metadata": {"path": str(cwd)}},
+    )
+    with contextlib.suppress(CellExecutionError):
+        client.execute(cleanup_kc=True)  # shut the kernel down: it was given, not owned
+    return nb

@@ -1,0 +1,156 @@
+"""Cell output comparison: volatile parts masked, numbers in text within tolerance."""
+
+from __future__ import annotations
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_output
+
+from reprokit.compare.model import Tolerance
+from reprokit.compare.outputs import (
+    cell_text,
+    compare_outputs,
+    first_divergent_cell,
+    mask_volatile,
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("run 0123456789abcdef0123456789abcdef done", "run <RUN_ID> done"),
+        ("id 123e4567-e89b-12d3-a456-426614174000", "id <UUID>"),
+        ("at 2024-05-01T12:00:01.123Z", "at <TIMESTAMP>"),
+        ("at 2024-05-01 12:00:01+02:00", "at <TIMESTAMP>"),
+        ("on 2024-05-01.", "on <DATE>."),
+        ("took 1.23s", "took <DURATION>"),
+        ("took 12 ms", "took <DURATION>"),
+        ("3.2 µs per loop", "<DURATION> per loop"),
+        ("elapsed 0:00:01", "elapsed <TIME>"),
+        ("Wall time: 1.3 s", "Wall time: <DURATION>"),
+        ("12ms/step", "<DURATION>/step"),
+        ("<__main__.Foo object at 0x7f3a2b1c0d90>", "<__main__.Foo object at <ADDRESS>>"),
+        (" 45%|████▌     | 45/100 [00:01<00:02, 30.5it/s]", " <PROGRESS> <PROGRESS>"),
+        ("1.5 it/s", "<RATE>"),
+        ("saved /tmp/tmpab12cd/model.pt ok", "saved <TMP> ok"),
+        ("saved /private/var/folders/xy/T/model.pt", "saved <TMP>"),
+    ],
+)
+def test_volatile_parts_are_masked(text: str, masked: str) -> None:
+    assert mask_volatile(text) == masked
+    assert mask_volatile(masked) == masked  # idempotent
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["accuracy 0.93 in 10 samples", "Epoch 1/10", "version 1.2.3", "0x1f", "sha 1a2b3c"],
+)
+def test_stable_text_is_left_alone(text: str) -> None:
+    assert mask_volatile(text) == text
+
+
+def test_carriage_returns_keep_the_final_state_of_a_line() -> None:
+    bar = "epoch 1\r 10%|█ | 1/10 [00:00<?, ?it/s]\r100%|██████████| 10/10 [00:01<00:00]\ndone"
+    assert mask_volatile(bar) == "<PROGRESS> <PROGRESS>\ndone"
+    assert mask_volatile("a\r\nb") == "a\nb"
+
+
+def test_identical_after_masking_is_reproduced() -> None:
+    ref = "finished at 2024-05-01T12:00:00 in 1.2s\nacc 0.91"
+    cur = "finished at 2025-01-02T08:30:00 in 3.4s\nacc 0.91"
+    assert compare_outputs(ref, cur).status == "reproduced"
+
+
+def test_numbers_inside_text_are_compared_within_tolerance() -> None:
+    ref, cur = "loss: 0.123456 acc: 0.9100", "loss: 0.123457 acc: 0.9100"
+    assert compare_outputs(ref, cur).status == "differs"
+    assert compare_outputs(ref, cur, Tolerance(rtol=1e-4)).status == "within_tolerance"
+    result = compare_outputs("loss: 0.5", "loss: 0.7", Tolerance(rtol=1e-3))
+    assert result.status == "differs"
+    assert result.deviation.first_mismatch == "line 1"
+    assert result.deviation.max_abs_error == pytest.approx(0.2)
+
+
+def test_printed_rounding_is_allowed_for_when_a_tolerance_is_declared() -> None:
+    # 0.12344999 and 0.12345001 are 2e-8 apart but print as 0.1234 and 0.1235
+    assert compare_outputs("x=0.1234", "x=0.1235", Tolerance(rtol=1e-6)).status == (
+        "within_tolerance"
+    )
+    assert compare_outputs("x=0.1234", "x=0.1236", Tolerance(rtol=1e-6)).status == "differs"
+
+
+def test_integer_looking_numbers_are_exact() -> None:
+    assert compare_outputs("9512 correct", "9513 correct", Tolerance(rtol=0.1)).status == "differs"
+    assert compare_outputs("1.0e-3", "0.001").status == "within_tolerance"
+
+
+def test_whitespace_realignment_is_within_tolerance() -> None:
+    ref = "   a     b\n0  1.5   2.25\n"
+    cur = "   a    b\n0  1.5  2.25\n"
+    assert compare_outputs(ref, cur).status == "within_tolerance"
+
+
+def test_words_and_extra_text_differ() -> None:
+    result = compare_outputs("shape (3, 4)\nok", "shape (3, 4)\nok\nwarning: x")
+    assert result.status == "differs"
+    assert result.deviation.first_mismatch == "line 3"
+    assert "unexpected" in result.deviation.message
+    assert compare_outputs("tensor([1., 2.])", "tensor([1., 3.])").status == "differs"
+
+
+def notebook_cells(*outputs: str, skip_markdown: bool = True) -> list[dict[str, object]]:
+    cells: list[dict[str, object]] = [new_markdown_cell("# title")] if skip_markdown else []
+    for text in outputs:
+        cells.append(new_code_cell("print()", outputs=[new_output("stream", text=text)]))
+    return cells
+
+
+def test_first_divergent_cell_names_the_cell_and_quotes_both_sides() -> None:
+    ref = notebook_cells("seed 0\n", "acc 0.91\nloss 0.30\n", "done\n")
+    cur = notebook_cells("seed 0\n", "acc 0.91\nloss 0.35\n", "done!\n")
+    found = first_divergent_cell(ref, cur, Tolerance(rtol=1e-3))
+    assert found is not None
+    assert (found.index, found.current_index, found.reason) == (2, 2, "output differs")
+    assert (found.reference_excerpt, found.current_excerpt) == ("loss 0.30", "loss 0.35")
+    assert found.comparison is not None and found.comparison.status == "differs"
+    assert first_divergent_cell(ref, ref) is None
+
+
+def test_injected_parameters_and_markdown_cells_are_skipped() -> None:
+    ref = notebook_cells("a 1\n", "b 2\n")
+    injected = new_code_cell("seed = 1", metadata={"tags": ["injected-parameters"]})
+    cur = [ref[0], ref[1], injected, *ref[2:]]
+    assert first_divergent_cell(ref, cur) is None
+    changed = [ref[0], ref[1], injected, notebook_cells("b 3\n", skip_markdown=False)[0]]
+    found = first_divergent_cell(ref, changed)
+    assert found is not None and (found.index, found.current_index) == (2, 3)
+
+
+def test_missing_and_unexpected_cells() -> None:
+    ref = notebook_cells("a\n", "b\n")
+    missing = first_divergent_cell(ref, ref[:2])
+    assert missing is not None and (missing.index, missing.current_index) == (2, None)
+    assert missing.reason == "cell missing in current"
+    unexpected = first_divergent_cell(ref[:2], ref)
+    assert unexpected is not None and unexpected.reason == "unexpected cell"
+
+
+def test_plain_strings_work_as_cells_and_errors_count_as_output() -> None:
+    assert first_divergent_cell(["x 1", "y 2"], ["x 1", "y 2"]) is None
+    cell = new_code_cell(
+        "1/0",
+        outputs=[
+            new_output("execute_result", data={"text/plain": "42"}, execution_count=1),
+            new_output("error", ename="ZeroDivisionError", evalue="division by zero", traceback=[]),
+            new_output("display_data", data={"image/png": "iVBOR..."}),
+        ],
+    )
+    assert cell_text(cell) == "42\nZeroDivisionError: division by zero"
+    found = first_divergent_cell(["42"], [cell])
+    assert found is not None
+    assert (found.reference_excerpt, found.current_excerpt) == (
+        "42",
+        "ZeroDivisionError: division by zero",
+    )
+    notebook = nbformat.v4.new_notebook(cells=[cell])
+    assert first_divergent_cell(notebook.cells, notebook.cells) is None

@@ -1,0 +1,162 @@
+"""Properties of the comparison engine, checked on generated values (hypothesis)."""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import numpy as np
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from reprokit.compare.arrays import compare_arrays
+from reprokit.compare.model import Tolerance
+from reprokit.compare.outputs import compare_outputs, mask_volatile
+from reprokit.compare.summary import compare_summaries, summarize_array
+from reprokit.compare.values import compare_values
+from reprokit.exceptions import ReprokitError
+
+FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=-(10**400), max_value=10**400)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=8)
+)
+json_like = st.recursive(
+    scalars,
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=4), children, max_size=4)
+    ),
+    max_leaves=25,
+)
+odd_values = (
+    json_like
+    | st.complex_numbers()
+    | st.binary(max_size=4)
+    | st.frozensets(st.integers(), max_size=3)
+    | st.builds(object)
+    | st.tuples(json_like, st.builds(object))
+)
+tolerances = st.builds(
+    Tolerance,
+    rtol=st.none() | st.floats(0, 1),
+    atol=st.none() | st.floats(0, 1e3),
+)
+symmetric_tolerances = st.builds(Tolerance, atol=st.none() | st.floats(0, 1e3))
+
+
+@FAST
+@given(json_like)
+def test_a_value_against_itself_or_its_copy_is_reproduced(value: Any) -> None:
+    assert compare_values(value, value).status == "reproduced"
+    assert compare_values(value, copy.deepcopy(value)).status == "reproduced"
+
+
+@FAST
+@given(json_like, json_like, symmetric_tolerances)
+def test_status_is_symmetric_when_the_tolerance_is(a: Any, b: Any, tol: Tolerance) -> None:
+    assert compare_values(a, b, tol).status == compare_values(b, a, tol).status
+
+
+@FAST
+@given(odd_values, odd_values, tolerances, st.booleans())
+def test_only_reprokit_errors_escape(a: Any, b: Any, tol: Tolerance, strict: bool) -> None:
+    try:
+        result = compare_values(a, b, tol, strict_types=strict)
+    except ReprokitError:
+        return
+    dev = result.deviation
+    assert result.status in ("reproduced", "within_tolerance", "differs")
+    assert 0 <= dev.mismatched_count <= max(dev.total_count, 1)
+    assert (result.status != "differs") or dev.mismatched_count or dev.message
+    assert not math.isnan(dev.max_abs_error) and not math.isnan(dev.max_rel_error)
+
+
+@FAST
+@given(json_like, json_like)
+def test_json_like_values_never_raise(a: Any, b: Any) -> None:
+    compare_values(a, b, Tolerance(rtol=1e-3))
+
+
+finite = st.floats(-1e300, 1e300, allow_nan=False, allow_infinity=False)
+any_float = st.floats(allow_nan=True, allow_infinity=True, width=64) | finite
+float_arrays = hnp.arrays(
+    np.float64, hnp.array_shapes(min_dims=0, max_dims=3, max_side=6), elements=any_float
+)
+
+
+@FAST
+@given(float_arrays)
+def test_an_array_against_its_copy_is_reproduced(a: Any) -> None:
+    assert compare_arrays(a, a.copy()).status == "reproduced"
+    with np.errstate(over="ignore"):
+        single = a.astype(np.float32)
+    assert compare_arrays(single, single.copy()).status == "reproduced"
+
+
+@FAST
+@given(
+    st.integers(1, 40).flatmap(
+        lambda n: st.tuples(
+            hnp.arrays(np.float64, n, elements=any_float),
+            hnp.arrays(np.float64, n, elements=any_float),
+        )
+    ),
+    st.floats(0, 1),
+    st.floats(0, 1e3),
+)
+def test_arrays_agree_with_numpy_isclose(pair: tuple[Any, Any], rtol: float, atol: float) -> None:
+    ref, cur = pair
+    with np.errstate(over="ignore", invalid="ignore"):
+        assume(not np.any(np.isfinite(ref) & np.isfinite(cur) & ~np.isfinite(cur - ref)))
+    close = np.isclose(cur, ref, rtol=rtol, atol=atol, equal_nan=True)
+    result = compare_arrays(ref, cur, Tolerance(rtol=rtol, atol=atol))
+    assert result.deviation.mismatched_count == int(np.count_nonzero(~close))
+    assert (result.status != "differs") == bool(close.all())
+
+
+@FAST
+@given(
+    hnp.arrays(np.float64, st.integers(1, 300), elements=any_float),
+    st.floats(0, 1e-2),
+    st.floats(0, 1.0),
+    st.integers(0, 2**32),
+)
+def test_summaries_never_call_within_tolerance_arrays_different(
+    ref: Any, rtol: float, atol: float, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    with np.errstate(over="ignore", invalid="ignore"):
+        scale = (atol + rtol * np.abs(ref)) * 0.5
+        cur = np.where(np.isfinite(ref), ref + rng.uniform(-1, 1, ref.shape) * scale, ref)
+    tol = Tolerance(rtol=rtol, atol=atol)
+    # with no tolerance a summary goes by the digest: bits, so -0.0 against 0.0 differs there
+    assume(not tol.is_exact)
+    assume(compare_arrays(ref, cur, tol).status != "differs")
+    summary = compare_summaries(summarize_array(ref, sample_size=16), summarize_array(cur), tol)
+    assert summary.status != "differs", summary.deviation.message
+
+
+volatile_text = st.text(
+    alphabet=st.sampled_from(list("0123456789abcdefx:.-/ T|%[]<>smun\r\n\t")), max_size=60
+)
+
+
+@FAST
+@given(volatile_text)
+def test_masking_is_idempotent_and_a_text_reproduces_itself(text: str) -> None:
+    masked = mask_volatile(text)
+    assert mask_volatile(masked) == masked
+    assert compare_outputs(text, text).status == "reproduced"
+
+
+@FAST
+@given(volatile_text, volatile_text, symmetric_tolerances)
+def test_output_status_is_symmetric(a: str, b: str, tol: Tolerance) -> None:
+    assert compare_outputs(a, b, tol).status == compare_outputs(b, a, tol).status

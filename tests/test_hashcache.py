@@ -1,0 +1,248 @@
+"""The persistent hash cache: used when valid, never stale, never racy, never fatal."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+from reprokit.capture.hashcache import (
+    DEFAULT_RACY_MARGIN_NS,
+    HashCache,
+    default_cache,
+    default_cache_path,
+    pack_entry,
+)
+from reprokit.capture.hashing import hash_file, hash_path
+from reprokit.exceptions import ReprokitWarning
+
+BOGUS = "ee" * 32  # a digest no real content here has: served only from the cache
+
+
+def _tree(root: Path, count: int = 5) -> Path:
+    (root / "sub").mkdir(parents=True)
+    for i in range(count):
+        (root / f"f{i}.txt").write_bytes(f"file {i}".encode())
+    (root / "sub" / "g.bin").write_bytes(os.urandom(100))
+    return root
+
+
+def _plant(cache: HashCache, path: Path, *, after_change_ns: int, size_delta: int = 0) -> None:
+    """Store a bogus entry for ``path``'s current stat, hashed ``after_change_ns`` after
+    its last change (mtime/ctime), with its size altered by ``size_delta``."""
+    st = os.stat(path)
+    entry = bytearray(pack_entry(st, max(st.st_mtime_ns, st.st_ctime_ns) + after_change_ns, BOGUS))
+    if size_delta:
+        entry[16:24] = (st.st_size + size_delta).to_bytes(8, "little", signed=True)
+    cache.store_file("blake3", os.fsencode(path.resolve()), bytes(entry))
+
+
+def test_a_trusted_entry_is_served_from_the_cache(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"real content")
+    with HashCache(tmp_path / "c.sqlite3") as cache:
+        _plant(cache, path, after_change_ns=DEFAULT_RACY_MARGIN_NS + 10**9)
+        assert hash_path(path, cache=cache).digest == BOGUS  # no byte was read
+        assert cache.stats.hits == 1
+        assert hash_path(path, cache=None).digest != BOGUS
+
+
+def test_an_entry_hashed_within_the_racy_margin_is_not_trusted(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"real content")
+    with HashCache(tmp_path / "c.sqlite3") as cache:
+        # Same dev/ino/size/mtime/ctime, but hashed 1 ms after the last change: the file
+        # could have been written again in the same timestamp tick, so it is re-read.
+        _plant(cache, path, after_change_ns=1_000_000)
+        assert hash_path(path, cache=cache).digest == hash_file(path)
+        assert (cache.stats.racy, cache.stats.hits) == (1, 0)
+
+
+@pytest.mark.parametrize("size_delta", [0, 5])
+def test_a_stale_entry_is_not_served(tmp_path: Path, size_delta: int) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"real content")
+    with HashCache(tmp_path / "c.sqlite3") as cache:
+        _plant(cache, path, after_change_ns=10**12, size_delta=size_delta)
+        if not size_delta:  # change the mtime instead
+            st = os.stat(path)
+            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns - 10**9))
+        assert hash_path(path, cache=cache).digest == hash_file(path)
+        assert (cache.stats.stale, cache.stats.hits) == (1, 0)
+
+
+def test_content_rewritten_with_the_same_size_and_mtime_right_after_hashing_is_seen(
+    tmp_path: Path,
+) -> None:
+    root = _tree(tmp_path / "data")
+    target = root / "f1.txt"
+    with HashCache(tmp_path / "c.sqlite3") as cache:
+        first = hash_path(root, cache=cache)
+        st = os.stat(target)
+        target.write_bytes(b"FILE 1")  # same size
+        os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))  # same mtime
+        second = hash_path(root, cache=cache)
+        assert second.digest != first.digest
+        assert dict((f.path, f.digest) for f in second.files)["f1.txt"] == hash_file(target)
+        assert second == hash_path(root, cache=None)
+
+
+def test_a_freshly_written_tree_is_racy_until_it_is_old_enough(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "data")
+    with HashCache(tmp_path / "c.sqlite3") as cache:
+        hash_path(root, cache=cache)
+        hash_path(root, cache=cache)
+        assert (cache.stats.hits, cache.stats.racy) == (0, 6)
+
+
+def test_an_unchanged_tree_is_served_from_the_cache(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "data")
+    # A margin of 0 trusts any entry whose file changed before hashing began, so the
+    # freshly written files here need no waiting.
+    with HashCache(tmp_path / "c.sqlite3", racy_margin_ns=0) as cache:
+        first = hash_path(root, cache=cache)
+        assert (cache.stats.misses, cache.stats.written) == (6, 6)
+        second = hash_path(root, cache=cache)
+        assert second == first
+        assert (cache.stats.hits, cache.stats.written) == (6, 6)  # nothing rewritten
+        sub = hash_path(root / "sub", cache=cache)  # a sub-folder reuses the entries
+        assert cache.stats.hits == 7
+        assert sub.files[0].digest == first.files[-1].digest
+
+
+def test_added_changed_and_deleted_files_are_picked_up(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "data")
+    with HashCache(tmp_path / "c.sqlite3", racy_margin_ns=0) as cache:
+        hash_path(root, cache=cache)
+        (root / "f0.txt").unlink()
+        (root / "f1.txt").write_bytes(b"longer content than before")
+        (root / "sub" / "new").write_bytes(b"new")
+        after = hash_path(root, cache=cache)
+        assert after == hash_path(root, cache=None)
+        for gone in ("sub/g.bin", "sub/new"):
+            (root / gone).unlink()
+        (root / "sub").rmdir()
+        assert hash_path(root, cache=cache) == hash_path(root, cache=None)
+
+
+def test_algorithms_have_separate_entries(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "data")
+    with HashCache(tmp_path / "c.sqlite3", racy_margin_ns=0) as cache:
+        for _ in range(2):
+            for algorithm in ("blake3", "sha256", "md5"):
+                entry = hash_path(root, algorithm=algorithm, cache=cache)
+                assert entry == hash_path(root, algorithm=algorithm, cache=None)
+        assert cache.stats.hits == 18
+
+
+def test_default_location_follows_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("REPROKIT_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_path() == tmp_path / "xdg" / "reprokit" / "hashes.sqlite3"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert default_cache_path() == tmp_path / "home" / ".cache" / "reprokit" / "hashes.sqlite3"
+    monkeypatch.setenv("REPROKIT_CACHE_DIR", str(tmp_path / "mine"))
+    assert default_cache_path() == tmp_path / "mine" / "hashes.sqlite3"
+    (tmp_path / "f").write_bytes(b"x")
+    hash_path(tmp_path / "f")  # cache="default"
+    assert (tmp_path / "mine" / "hashes.sqlite3").is_file()
+    assert default_cache().path == tmp_path / "mine" / "hashes.sqlite3"
+
+
+def _assert_recovers(tmp_path: Path, cache_file: Path, match: str) -> None:
+    root = _tree(tmp_path / "data")
+    with pytest.warns(ReprokitWarning, match=match), HashCache(cache_file) as cache:
+        assert hash_path(root, cache=cache) == hash_path(root, cache=None)
+        assert cache.stats.written == 6  # rebuilt and in use again
+    with sqlite3.connect(cache_file) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_a_garbage_cache_file_is_moved_aside_and_rebuilt(tmp_path: Path) -> None:
+    cache_file = tmp_path / "c.sqlite3"
+    cache_file.write_bytes(os.urandom(8192))
+    _assert_recovers(tmp_path, cache_file, "rebuilt")
+    assert (tmp_path / "c.sqlite3.corrupt").is_file()
+
+
+def test_a_truncated_cache_file_is_rebuilt(tmp_path: Path) -> None:
+    cache_file = tmp_path / "c.sqlite3"
+    big = _tree(tmp_path / "big", count=3000)
+    with HashCache(cache_file) as cache:
+        hash_path(big, cache=cache)
+    with sqlite3.connect(cache_file) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    data = cache_file.read_bytes()
+    cache_file.write_bytes(data[: len(data) // 3])
+    _assert_recovers(tmp_path, cache_file, "rebuilt")
+
+
+def test_a_database_of_another_schema_is_replaced(tmp_path: Path) -> None:
+    cache_file = tmp_path / "c.sqlite3"
+    with sqlite3.connect(cache_file) as conn:
+        conn.execute("CREATE TABLE something_else (x)")
+    _assert_recovers(tmp_path, cache_file, "not a reprokit hash cache")
+
+
+def test_a_locked_cache_degrades_to_no_caching(tmp_path: Path) -> None:
+    cache_file = tmp_path / "c.sqlite3"
+    with HashCache(cache_file) as creator:
+        assert creator.usable()
+    holder = sqlite3.connect(cache_file, isolation_level=None)
+    holder.execute("PRAGMA locking_mode = EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        root = _tree(tmp_path / "data")
+        warned = pytest.warns(ReprokitWarning, match="locked")
+        with warned, HashCache(cache_file, timeout_s=0.1) as cache:
+            assert hash_path(root, cache=cache) == hash_path(root, cache=None)
+            assert cache.last_problem == "locked by another process"
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+def test_an_uncreatable_cache_location_degrades_to_no_caching(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "a_file").write_bytes(b"")
+    monkeypatch.setenv("REPROKIT_CACHE_DIR", str(tmp_path / "a_file" / "below"))  # fails as root
+    (tmp_path / "f").write_bytes(b"x")
+    with pytest.warns(ReprokitWarning, match="hashing without the cache"):
+        entry = hash_path(tmp_path / "f")
+    assert entry.digest == hash_file(tmp_path / "f")
+
+
+def test_concurrent_processes_share_one_cache(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "data", count=300)
+    code = (
+        "import sys, warnings\n"
+        "warnings.simplefilter('error')\n"
+        "from reprokit.capture.hashing import hash_path\n"
+        "from reprokit.capture.hashcache import HashCache\n"
+        "for _ in range(5):\n"
+        "    entry = hash_path(sys.argv[1], cache=HashCache(sys.argv[2], racy_margin_ns=0))\n"
+        "print(entry.digest)\n"
+    )
+    args = [sys.executable, "-c", code, str(root), str(tmp_path / "c.sqlite3")]
+    procs = [subprocess.Popen(args, stdout=subprocess.PIPE, text=True) for _ in range(4)]
+    outs = [proc.communicate(timeout=120)[0].strip() for proc in procs]
+    assert [proc.returncode for proc in procs] == [0] * 4
+    assert set(outs) == {hash_path(root, cache=None).digest}
+
+
+def test_no_warning_when_all_is_well(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "data")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with HashCache(tmp_path / "c.sqlite3") as cache:
+            hash_path(root, cache=cache)
+            hash_path(root / "f0.txt", cache=cache)

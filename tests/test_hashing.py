@@ -1,0 +1,377 @@
+"""File and folder digests: checksum-tool compatibility, the Merkle encoding, bad input."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import blake3
+import pytest
+
+from reprokit.capture import _pool
+from reprokit.capture._filehash import SMALL_FILE
+from reprokit.capture.hashing import (
+    SUPPORTED_ALGORITHMS,
+    check_expected,
+    hash_file,
+    hash_path,
+    hash_paths,
+    parse_expected,
+)
+from reprokit.capture.model import DataEntry, DataManifest
+from reprokit.exceptions import DigestMismatchError, PathError, ReprokitWarning, UsageError
+
+
+def _plain(algorithm: str, data: bytes) -> str:
+    if algorithm == "blake3":
+        return str(blake3.blake3(data).hexdigest())
+    return hashlib.new(algorithm, data).hexdigest()
+
+
+def _merkle(root: Path, algorithm: str) -> str:
+    """The folder digest, recomputed from the encoding the module docstring defines."""
+    files = sorted(
+        (os.fsencode(p.relative_to(root).as_posix()), p.read_bytes())
+        for p in root.rglob("*")
+        if p.is_file()
+    )
+    text = b"".join(
+        rel + b"\0" + str(len(data)).encode() + b"\0" + _plain(algorithm, data).encode() + b"\n"
+        for rel, data in files
+    )
+    return _plain(algorithm, text)
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    root = tmp_path / "data"
+    (root / "sub" / "deeper").mkdir(parents=True)
+    (root / "empty_dir").mkdir()
+    (root / "a.txt").write_bytes(b"alpha\n")
+    (root / "a.b").write_bytes(b"sorts before a/ in byte order")
+    (root / "sub" / "b.bin").write_bytes(os.urandom(3000))
+    (root / "sub" / "deeper" / "c").write_bytes(b"")
+    (root / "ünïcødé ✓.txt").write_bytes(b"unicode name")
+    (root / "new\nline").write_bytes(b"a name with a newline")
+    for name in ("sub.txt", "sub0", "sub-", "s"):  # interleave with sub/... in byte order
+        (root / name).write_bytes(name.encode())
+    (root / "sub" / "deeper.txt").write_bytes(b"beside deeper/")
+    return root
+
+
+@pytest.mark.parametrize("algorithm", SUPPORTED_ALGORITHMS)
+@pytest.mark.parametrize("size", [0, 1, 8191, SMALL_FILE - 1, SMALL_FILE + 12345])
+def test_file_digest_is_the_plain_digest_of_its_bytes(
+    tmp_path: Path, algorithm: str, size: int
+) -> None:
+    data = os.urandom(size)
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    assert hash_file(path, algorithm=algorithm) == _plain(algorithm, data)
+    entry = hash_path(path, algorithm=algorithm, cache=None)
+    assert (entry.kind, entry.size, entry.digest, entry.files) == (
+        "file",
+        size,
+        _plain(algorithm, data),
+        (),
+    )
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "tool"), [("blake3", "b3sum"), ("sha256", "sha256sum"), ("md5", "md5sum")]
+)
+def test_file_digest_equals_the_command_line_checksum_tool(
+    tmp_path: Path, algorithm: str, tool: str
+) -> None:
+    if shutil.which(tool) is None:
+        pytest.skip(f"{tool} not installed")
+    path = tmp_path / "f.bin"
+    path.write_bytes(os.urandom(SMALL_FILE * 3 + 7))
+    out = subprocess.run([tool, str(path)], capture_output=True, text=True, check=True).stdout
+    assert hash_file(path, algorithm=algorithm) == out.split()[0]
+
+
+@pytest.mark.parametrize("algorithm", SUPPORTED_ALGORITHMS)
+def test_folder_digest_follows_the_documented_merkle_encoding(tree: Path, algorithm: str) -> None:
+    entry = hash_path(tree, algorithm=algorithm, cache=None)
+    assert entry.kind == "dir"
+    assert entry.digest == _merkle(tree, algorithm)
+    names = [f.path for f in entry.files]
+    assert names == sorted(names, key=os.fsencode)
+    assert names[:2] == ["a.b", "a.txt"]
+    assert "new\nline" in names and "sub/deeper/c" in names and "ünïcødé ✓.txt" in names
+    assert entry.size == sum(f.size for f in entry.files)
+    by_name = {f.path: f for f in entry.files}
+    assert by_name["a.txt"].digest == _plain(algorithm, b"alpha\n")
+
+
+def test_folder_digest_matches_the_shell_recipe_in_the_docstring(tree: Path) -> None:
+    shutil.rmtree(tree / "empty_dir")
+    (tree / "new\nline").unlink()  # the shell recipe reads names line by line
+    recipe = (
+        "find -L . -type f -printf '%P\\n' | LC_ALL=C sort | while IFS= read -r f; do "
+        'printf \'%s\\0%s\\0%s\\n\' "$f" "$(stat -L -c %s "$f")" '
+        '"$(sha256sum < "$f" | cut -c1-64)"; done | sha256sum'
+    )
+    if shutil.which("bash") is None or shutil.which("sha256sum") is None:
+        pytest.skip("needs bash and GNU coreutils")
+    out = subprocess.run(
+        ["bash", "-c", recipe], cwd=tree, capture_output=True, text=True, check=True
+    )
+    assert hash_path(tree, algorithm="sha256", cache=None).digest == out.stdout.split()[0]
+
+
+def test_empty_folder_hashes_the_empty_string(tmp_path: Path) -> None:
+    entry = hash_path(tmp_path, cache=None)
+    assert (entry.size, entry.files, entry.digest) == (0, (), _plain("blake3", b""))
+
+
+def test_names_that_are_not_utf8_are_hashed_by_their_raw_bytes(tmp_path: Path) -> None:
+    raw = os.path.join(os.fsencode(tmp_path), b"caf\xe9.bin")
+    with open(raw, "wb") as handle:
+        handle.write(b"latin-1 name")
+    entry = hash_path(tmp_path, cache=None)
+    assert entry.files[0].path == os.fsdecode(b"caf\xe9.bin")
+    line = b"caf\xe9.bin\x0012\x00" + _plain("blake3", b"latin-1 name").encode() + b"\n"
+    assert entry.digest == _plain("blake3", line)
+
+
+def test_entry_path_is_normalised_or_relative(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tree.parent)
+    assert hash_path("./data/", cache=None).path == "data"
+    assert hash_path(tree / "sub", cache=None, relative_to=tree).path == "sub"
+    assert hash_path(tree / "a.txt", cache=None, relative_to=tree.parent).path == "data/a.txt"
+
+
+def test_hash_paths_keeps_the_order_given(tree: Path) -> None:
+    manifest = hash_paths([tree / "sub", tree / "a.txt"], cache=None, relative_to=tree)
+    assert isinstance(manifest, DataManifest)
+    assert [e.path for e in manifest.entries] == ["sub", "a.txt"]
+    assert all(isinstance(e, DataEntry) for e in manifest.entries)
+
+
+def test_symbolic_links_are_followed_to_files_and_folders(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "x").write_bytes(b"x" * 10)
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "link_file").symlink_to(outside / "x")
+    (root / "link_dir").symlink_to(outside)
+    entry = hash_path(root, cache=None)
+    assert [(f.path, f.size) for f in entry.files] == [("link_dir/x", 10), ("link_file", 10)]
+
+
+def test_worker_processes_give_the_same_digests(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i in range(50):
+        (tree / "sub" / f"n{i}").write_bytes(os.urandom(i * 97))
+    (tree / "sub" / "large").write_bytes(os.urandom(5000))
+    monkeypatch.setattr(_pool, "DEFER_FROM", 4096)  # the large file comes back to the parent
+    serial = hash_path(tree, cache=None, jobs=1)
+    assert hash_path(tree, cache=None, jobs=2) == serial
+    assert hash_path(tree, cache=None, jobs=3) == serial
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_each_start_method_hashes_every_share(tree: Path, method: str) -> None:
+    rels = sorted(os.fsencode(p.relative_to(tree)) for p in tree.rglob("*") if p.is_file())
+    prefix = os.fsencode(tree) + b"/"
+    batch = _pool.hash_files(prefix, rels, "sha256", entries=True, jobs=2, method=method)
+    assert batch.workers == 2 and not batch.errors
+    expected = [_plain("sha256", (tree / os.fsdecode(r)).read_bytes()) for r in rels]
+    assert batch.digests == expected
+    assert all(entry is not None for entry in batch.entries)
+
+
+def test_missing_path_is_a_path_error(tmp_path: Path) -> None:
+    with pytest.raises(PathError) as info:
+        hash_path(tmp_path / "nope", cache=None)
+    assert info.value.reason == "no such file or directory"
+    assert info.value.path.endswith("/nope")
+    with pytest.raises(PathError):
+        hash_file(tmp_path / "nope")
+
+
+def test_unknown_algorithm_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="sha1"):
+        hash_path(tmp_path, algorithm="sha1", cache=None)
+
+
+def test_symbolic_link_to_a_parent_folder_is_a_loop(tmp_path: Path) -> None:
+    (tmp_path / "d" / "e").mkdir(parents=True)
+    (tmp_path / "d" / "e" / "back").symlink_to(tmp_path / "d")
+    with pytest.raises(PathError, match="loop") as info:
+        hash_path(tmp_path / "d", cache=None)
+    assert info.value.path.endswith("d/e/back")
+
+
+def test_self_referencing_symbolic_link_is_a_loop(tmp_path: Path) -> None:
+    (tmp_path / "me").symlink_to(tmp_path / "me")
+    with pytest.raises(PathError, match="loop") as info:
+        hash_path(tmp_path / "me", cache=None)
+    assert info.value.path.endswith("me")
+    with pytest.raises(PathError, match="loop"):
+        hash_path(tmp_path, cache=None)
+
+
+def test_dangling_symbolic_link_in_a_folder_is_a_path_error(tmp_path: Path) -> None:
+    (tmp_path / "gone").symlink_to(tmp_path / "missing")
+    with pytest.raises(PathError, match="broken symbolic link") as info:
+        hash_path(tmp_path, cache=None)
+    assert info.value.path.endswith("/gone")
+
+
+@pytest.fixture
+def special_files(tmp_path: Path) -> Iterator[Path]:
+    root = tmp_path / "with_specials"
+    root.mkdir()
+    (root / "real.txt").write_bytes(b"data")
+    os.mkfifo(root / "pipe")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(root / "sock"))
+    yield root
+    server.close()
+
+
+def test_fifos_and_sockets_in_a_folder_are_skipped_with_a_warning(special_files: Path) -> None:
+    with pytest.warns(ReprokitWarning, match="skipped"):
+        entry = hash_path(special_files, cache=None)  # would block if the FIFO were opened
+    assert [f.path for f in entry.files] == ["real.txt"]
+    assert entry.skipped == (
+        "pipe: FIFO (not a regular file)",
+        "sock: socket (not a regular file)",
+    )
+    assert entry.digest == _merkle(special_files, "blake3")
+
+
+@pytest.mark.parametrize(("name", "kind"), [("pipe", "FIFO"), ("sock", "socket")])
+def test_a_fifo_or_socket_given_directly_is_a_path_error(
+    special_files: Path, name: str, kind: str
+) -> None:
+    with pytest.raises(PathError, match=kind):
+        hash_path(special_files / name, cache=None)
+    with pytest.raises(PathError, match=kind):
+        hash_file(special_files / name)
+
+
+def _as_unprivileged(call: Callable[[], object]) -> BaseException | None:
+    """Run ``call`` in a forked child that dropped root (uid/gid 65534); its exception."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        outcome: BaseException | None = None
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            call()
+        except BaseException as exc:
+            outcome = exc
+        with os.fdopen(write_fd, "wb") as out:
+            pickle.dump(outcome, out)
+        os._exit(0)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as source:
+        result: BaseException | None = pickle.load(source)
+    os.waitpid(pid, 0)
+    return result
+
+
+@pytest.mark.parametrize("what", ["file", "folder"])
+def test_unreadable_file_or_folder_is_a_path_error(what: str) -> None:
+    # Root ignores permission bits, and these tests run as root: there the hashing runs
+    # in a forked child that dropped to uid 65534.  That child cannot enter pytest's
+    # tmp_path (mode 0700), hence a world-traversable folder of our own.
+    root = Path(tempfile.mkdtemp(prefix="reprokit-perm-"))
+    try:
+        root.chmod(0o755)
+        (root / "ok.txt").write_bytes(b"readable")
+        target = root / "secret"
+        if what == "file":
+            target.write_bytes(b"hidden")
+        else:
+            target.mkdir()
+            (target / "inner").write_bytes(b"hidden")
+        target.chmod(0)
+        if os.geteuid() == 0:
+            error = _as_unprivileged(lambda: hash_path(root, cache=None, jobs=1))
+        else:
+            try:
+                hash_path(root, cache=None)
+                error = None
+            except PathError as exc:
+                error = exc
+        assert isinstance(error, PathError), error
+        assert error.reason == "permission denied"
+        assert error.path.endswith("/secret")
+    finally:
+        (root / "secret").chmod(0o700)
+        shutil.rmtree(root)
+
+
+def test_parse_expected_accepts_algo_colon_hex() -> None:
+    assert parse_expected("SHA256:" + "AB" * 32) == ("sha256", "ab" * 32)
+    assert parse_expected("md5:" + "0" * 32) == ("md5", "0" * 32)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("sha1:" + "a" * 40, "unknown hash algorithm"),
+        ("sha256:" + "a" * 63, "64 hexadecimal"),
+        ("md5:" + "g" * 32, "32 hexadecimal"),
+        ("deadbeef", "ALGO:HEX"),
+    ],
+)
+def test_parse_expected_rejects_malformed_specs(spec: str, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        parse_expected(spec)
+
+
+def test_check_expected_passes_and_fails(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"content")
+    entry = hash_path(path, cache=None)
+    check_expected(entry, entry.tagged_digest)
+    wrong = "blake3:" + "0" * 64
+    with pytest.raises(DigestMismatchError) as info:
+        check_expected(entry, wrong)
+    assert (info.value.expected, info.value.actual) == (wrong, entry.tagged_digest)
+    assert info.value.exit_code == 1
+
+
+def test_check_expected_rehashes_with_the_expected_algorithm(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "f").write_bytes(b"content")
+    monkeypatch.chdir(tmp_path)
+    entry = hash_path("f", cache=None)
+    check_expected(entry, "sha256:" + hashlib.sha256(b"content").hexdigest(), cache=None)
+    with pytest.raises(DigestMismatchError):
+        check_expected(entry, "md5:" + "1" * 32, cache=None)
+
+
+def test_importing_hashing_stays_light() -> None:
+    code = (
+        "import sys, reprokit.capture.hashing\n"
+        "heavy = {'numpy', 'torch', 'pandas', 'multiprocessing', 'sqlite3', 'hashlib'}\n"
+        "print(sorted(heavy & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_no_warning_for_an_ordinary_folder(tree: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        hash_path(tree, cache=None)

@@ -1,0 +1,157 @@
+"""``%repro`` in an in-process IPython shell: parsing, outputs, cell outcomes → run status."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import only_run, tracking_uri
+from IPython.core.displaypub import CapturingDisplayPublisher
+from IPython.core.interactiveshell import InteractiveShell
+
+from reprokit import session
+from reprokit.exceptions import DigestMismatchError
+from reprokit.results import RESULT_MIME, SNAPSHOT_MIME
+
+pytestmark = pytest.mark.filterwarnings("ignore:PYTHONHASHSEED")
+
+
+@pytest.fixture
+def shell(project: Path) -> Iterator[Any]:
+    ip = InteractiveShell.instance()
+    saved_pub = ip.display_pub
+    ip.display_pub = CapturingDisplayPublisher()
+    ip.run_line_magic("load_ext", "reprokit")
+    yield ip
+    ip.run_line_magic("unload_ext", "reprokit")
+    ip.display_pub = saved_pub
+    if session.on_post_run_cell in ip.events.callbacks["post_run_cell"]:
+        ip.events.unregister("post_run_cell", session.on_post_run_cell)
+
+
+def outputs(ip: Any, mime: str) -> list[Any]:
+    return [out["data"][mime] for out in ip.display_pub.outputs if mime in out["data"]]
+
+
+def run(ip: Any, cell: str) -> Any:
+    return ip.run_cell(cell, store_history=True)
+
+
+def test_start_result_end_through_the_magic(shell: Any, project: Path) -> None:
+    (project / "data").mkdir()
+    (project / "data" / "a.txt").write_text("a")
+    ok = run(
+        shell, "%repro start --experiment exp --run-name r1 --seed 4 --data data --param lr=0.1"
+    )
+    assert ok.success, ok.error_in_exec
+    assert outputs(shell, SNAPSHOT_MIME)[0]["seeds"]["seed"] == 4
+    assert run(shell, "acc = 0.5\n%repro result acc --rtol 1e-3").success
+    assert run(shell, "%repro result loss --atol 0.01 1.0 - acc * 2").success
+    assert run(shell, "%repro result ratio sum([1, 2]) / 4 --rtol=0.5").success
+    declared = {r["name"]: r for r in outputs(shell, RESULT_MIME)}
+    assert declared["acc"]["rtol"] == 1e-3 and declared["acc"]["value"] == 0.5
+    assert declared["loss"]["atol"] == 0.01 and declared["loss"]["value"] == 0.0
+    assert declared["ratio"]["value"] == 0.75 and declared["ratio"]["rtol"] == 0.5
+    assert run(shell, "%repro end").success
+    finished = only_run(tracking_uri(project), "exp")
+    assert finished.info.status == "FINISHED"
+    assert finished.data.metrics == {"acc": 0.5, "loss": 0.0, "ratio": 0.75}
+    assert finished.data.params["lr"] == "0.1" and finished.data.params["seed"] == "4"
+
+
+def test_failed_cell_since_start_ends_the_run_failed(shell: Any, project: Path) -> None:
+    run(shell, "%repro start --experiment exp")
+    assert not run(shell, "1 / 0").success
+    run(shell, "%repro end")
+    assert only_run(tracking_uri(project), "exp").info.status == "FAILED"
+
+
+def test_interrupted_cell_ends_the_run_killed(shell: Any, project: Path) -> None:
+    run(shell, "%repro start --experiment exp")
+    run(shell, "raise KeyboardInterrupt")
+    run(shell, "%repro end")
+    assert only_run(tracking_uri(project), "exp").info.status == "KILLED"
+
+
+def test_end_status_option_overrides(shell: Any, project: Path) -> None:
+    run(shell, "%repro start --experiment exp")
+    run(shell, "1 / 0")
+    run(shell, "%repro end --status finished")
+    assert only_run(tracking_uri(project), "exp").info.status == "FINISHED"
+
+
+def test_result_of_a_missing_variable_is_a_usage_error(shell: Any, capsys: Any) -> None:
+    run(shell, "%repro start --experiment exp")
+    outcome = run(shell, "%repro result nothing_here")
+    assert not outcome.success
+    assert "no variable named 'nothing_here'" in capsys.readouterr().err
+
+
+def test_bad_arguments_are_usage_errors_not_tracebacks(shell: Any, capsys: Any) -> None:
+    assert not run(shell, "%repro start --seed abc").success
+    assert "invalid int value" in capsys.readouterr().err
+    assert not run(shell, "%repro frobnicate").success
+    assert "invalid choice" in capsys.readouterr().err
+    assert not run(shell, "%repro result x 1 --rtol much").success
+    assert "--rtol needs a number" in capsys.readouterr().err
+
+
+def test_reprokit_errors_show_one_line(shell: Any, project: Path, capsys: Any) -> None:
+    (project / "f.txt").write_text("x")
+    run(shell, "%repro start --experiment exp")
+    outcome = run(shell, "%repro data f.txt --expect sha256:" + "0" * 64)
+    assert isinstance(outcome.error_in_exec, DigestMismatchError)
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert "DigestMismatchError: f.txt: digest mismatch" in text
+    assert "Traceback" not in text
+
+
+def test_data_seed_status_env_device_subcommands(shell: Any, project: Path, capsys: Any) -> None:
+    (project / "f.txt").write_text("x")
+    run(shell, "%repro start --experiment exp")
+    assert run(shell, "%repro data f.txt").success
+    assert "f.txt: file, 1 bytes, blake3:" in capsys.readouterr().out
+    assert run(shell, "%repro seed 5 --deterministic").success
+    assert "with 5 (deterministic)" in capsys.readouterr().out
+    assert run(shell, "%repro status").success
+    status_html = shell.display_pub.outputs[-1]["data"]["text/html"]
+    assert "f.txt" in status_html and "RUNNING" in status_html
+    assert run(shell, "%repro env").success
+    env_text = shell.display_pub.outputs[-1]["data"]["text/plain"]
+    assert "python" in env_text and "seed" in env_text
+    assert run(shell, "d = %repro device").success
+    assert shell.user_ns["d"] in ("cpu", "cuda")
+
+
+def test_status_without_a_run(shell: Any) -> None:
+    assert run(shell, "%repro status").success
+    assert "none (start one" in shell.display_pub.outputs[-1]["data"]["text/plain"]
+
+
+def test_help_is_shown_as_usage(shell: Any, capsys: Any) -> None:
+    run(shell, "%repro start --help")
+    assert "--tracking-uri" in capsys.readouterr().err
+
+
+def test_unload_removes_the_magic(shell: Any) -> None:
+    shell.run_line_magic("unload_ext", "reprokit")
+    assert "repro" not in shell.magics_manager.magics["line"]
+    shell.run_line_magic("load_ext", "reprokit")
+    assert "repro" in shell.magics_manager.magics["line"]
+
+
+def test_load_ext_imports_nothing_heavy() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from IPython.core.interactiveshell import InteractiveShell\n"
+        "InteractiveShell.instance().run_line_magic('load_ext', 'reprokit')\n"
+        "print(sorted({'mlflow', 'numpy', 'torch', 'pandas', 'nbformat'} & set(sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -1,0 +1,94 @@
+"""Where runs go: project root, tracking URI resolution order, artifact locations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from reprokit.exceptions import UsageError
+from reprokit.record.target import (
+    display_uri,
+    find_project_root,
+    resolve_target,
+    sqlite_path,
+)
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+
+
+def test_project_root_is_nearest_folder_with_pyproject_or_git(tmp_path: Path) -> None:
+    (tmp_path / "repo" / ".git").mkdir(parents=True)
+    (tmp_path / "repo" / "pkg").mkdir()
+    (tmp_path / "repo" / "pkg" / "pyproject.toml").write_text("")
+    (tmp_path / "repo" / "pkg" / "nb").mkdir()
+    (tmp_path / "repo" / "other").mkdir()
+    assert find_project_root(tmp_path / "repo" / "pkg" / "nb") == tmp_path / "repo" / "pkg"
+    assert find_project_root(tmp_path / "repo" / "other") == tmp_path / "repo"
+
+
+def test_project_root_without_markers_is_the_start_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "a" / "b"
+    folder.mkdir(parents=True)
+    if any((p / m).exists() for p in folder.parents for m in ("pyproject.toml", ".git")):
+        pytest.skip("a parent of the temporary folder is itself a project")
+    assert find_project_root(folder) == folder
+
+
+@pytest.mark.usefixtures("clean_env")
+def test_default_is_sqlite_in_project_root_with_mlartifacts(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("[project]\nname='x'\n")
+    target = resolve_target(start=tmp_path)
+    assert target.source == "default"
+    assert target.uri == f"sqlite:///{tmp_path}/mlflow.db"
+    assert sqlite_path(target.uri) == tmp_path / "mlflow.db"
+    assert target.experiment == tmp_path.name
+    assert target.artifact_location("my exp") == (tmp_path / "mlartifacts" / "my_exp").as_uri()
+
+
+@pytest.mark.usefixtures("clean_env")
+def test_pyproject_uri_is_relative_to_its_folder(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        "[tool.reprokit]\ntracking_uri = 'sqlite:///store/runs.db'\nexperiment = 'paper'\n"
+    )
+    sub = tmp_path / "notebooks"
+    sub.mkdir()
+    target = resolve_target(start=sub)
+    assert target.source == "pyproject"
+    assert target.uri == f"sqlite:///{tmp_path}/store/runs.db"
+    assert target.experiment == "paper"
+    assert target.artifact_root == str(tmp_path / "store" / "mlartifacts")
+
+
+def test_env_beats_pyproject_and_argument_beats_env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "pyproject.toml").write_text("[tool.reprokit]\ntracking_uri = 'sqlite:///a.db'\n")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:1/")
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "from-env")
+    target = resolve_target(start=tmp_path)
+    assert (target.source, target.uri, target.experiment) == (
+        "env",
+        "http://127.0.0.1:1/",
+        "from-env",
+    )
+    assert target.artifact_root is None  # a server decides where artifacts go
+    explicit = resolve_target(start=tmp_path, tracking_uri="sqlite:////x/y.db", experiment="e")
+    assert (explicit.source, explicit.experiment) == ("argument", "e")
+
+
+@pytest.mark.usefixtures("clean_env")
+def test_broken_pyproject_is_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("[tool.reprokit\n")
+    with pytest.raises(UsageError, match=r"pyproject\.toml"):
+        resolve_target(start=tmp_path)
+
+
+def test_display_uri_removes_credentials_and_keeps_plain_uris() -> None:
+    assert display_uri("sqlite:////abs/mlflow.db") == "sqlite:////abs/mlflow.db"
+    shown = display_uri("https://alice:s3cret@mlflow.example.org/")
+    assert "s3cret" not in shown and "alice" not in shown and "mlflow.example.org" in shown

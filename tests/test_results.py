@@ -1,0 +1,211 @@
+"""Results: encoding of every supported value, JSON round trip, errors that name the result."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from reprokit._serde import from_json, to_json
+from reprokit.exceptions import UsageError
+from reprokit.record.folder import RunFolder
+from reprokit.results import (
+    Result,
+    ResultValueError,
+    decode_result,
+    encode_result,
+    load_array,
+)
+from reprokit.results.jsonvalue import decode_json, encode_json
+
+
+def roundtrip(result: Result) -> Result:
+    text = to_json(result)
+    json.loads(text)  # strict JSON: no bare NaN/Infinity tokens
+    assert "NaN," not in text and ": NaN" not in text and "Infinity," not in text
+    return from_json(text, Result)
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [(None, "none"), (True, "bool"), (3, "int"), (2.5, "float"), ("abc", "str")],
+)
+def test_python_scalars_keep_kind_and_value(value: object, kind: str) -> None:
+    result = roundtrip(encode_result("x", value))
+    assert result.kind == kind
+    assert decode_result(result) == value
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_non_finite_floats_survive_json(value: float) -> None:
+    back = decode_result(roundtrip(encode_result("x", value)))
+    assert (math.isnan(back) and math.isnan(value)) or back == value
+
+
+def test_nested_values_with_special_floats_and_dollar_keys_roundtrip() -> None:
+    value = {"a": [1, 2.5, math.inf, {"b": None}], "$float": "not a marker", "$$x": [True]}
+    result = roundtrip(encode_result("nested", value, rtol=1e-3, atol=0))
+    assert result.kind == "json"
+    assert (result.rtol, result.atol) == (1e-3, 0.0)
+    assert decode_result(result) == value
+
+
+def test_tuples_come_back_as_lists() -> None:
+    assert decode_json(encode_json((1, (2, 3)), name="t")) == [1, [2, 3]]
+
+
+def test_numpy_scalar_keeps_its_dtype() -> None:
+    result = roundtrip(encode_result("acc", np.float32(0.1)))
+    assert (result.kind, result.dtype, result.type_name) == ("float", "float32", "numpy.float32")
+    back = decode_result(result)
+    assert isinstance(back, np.float32) and back == np.float32(0.1)
+
+
+def test_zero_dim_tensor_is_a_scalar_result() -> None:
+    result = roundtrip(encode_result("loss", torch.tensor(0.25, dtype=torch.float64)))
+    assert (result.kind, result.dtype, result.device) == ("float", "float64", "cpu")
+    assert result.is_numeric_scalar
+
+
+def test_small_array_is_inline_and_exact() -> None:
+    array = np.array([[1.5, np.nan], [np.inf, -2.0]], dtype=np.float32)
+    result = roundtrip(encode_result("w", array))
+    assert result.array is not None and result.array.inline is not None
+    assert result.array.file is None
+    back = decode_result(result)
+    assert back.dtype == np.float32 and back.shape == (2, 2)
+    np.testing.assert_array_equal(back, array)
+
+
+def test_array_stats_count_nan_and_inf_and_skip_them() -> None:
+    array = np.array([1.0, 3.0, np.nan, np.inf, -np.inf, np.nan])
+    stats = encode_result("a", array).array.stats  # type: ignore[union-attr]
+    assert stats is not None
+    assert (stats.min, stats.max, stats.mean) == (1.0, 3.0, 2.0)
+    assert (stats.nan_count, stats.posinf_count, stats.neginf_count) == (2, 1, 1)
+
+
+def test_large_array_goes_by_reference_with_digest_stats_and_sample(tmp_path: Path) -> None:
+    folder = RunFolder(tmp_path)
+    array = np.arange(100_000, dtype=np.float64).reshape(100, 1000)
+    result = roundtrip(encode_result("big", array, writer=folder, rtol=1e-6))
+    data = result.array
+    assert data is not None and data.inline is None
+    assert data.file is not None and (tmp_path / data.file).is_file()
+    assert data.artifact == f"reprokit/{data.file}"
+    assert data.digest.startswith("blake3:")
+    assert data.sample is not None and len(data.sample.indices) == 64
+    flat = array.reshape(-1)
+    assert [flat[i] for i in data.sample.indices] == list(data.sample.values)
+    np.testing.assert_array_equal(load_array(data), array)
+    np.testing.assert_array_equal(load_array(data, base=tmp_path), array)
+
+
+def test_sample_indices_depend_only_on_the_shape(tmp_path: Path) -> None:
+    a = encode_result("a", np.zeros(50_000), writer=RunFolder(tmp_path)).array
+    b = encode_result("b", np.ones(50_000), writer=RunFolder(tmp_path)).array
+    assert a is not None and b is not None and a.sample is not None and b.sample is not None
+    assert a.sample.indices == b.sample.indices
+
+
+def test_same_content_gives_same_digest_whatever_the_container() -> None:
+    a = encode_result("a", np.arange(6, dtype=np.int64)).array
+    b = encode_result("b", torch.arange(6, dtype=torch.int64)).array
+    assert a is not None and b is not None
+    assert a.digest == b.digest
+
+
+def test_large_array_without_a_folder_stays_inline() -> None:
+    data = encode_result("big", np.zeros(100_000)).array
+    assert data is not None and data.inline is not None and data.file is None
+
+
+def test_missing_reference_file_is_a_path_error(tmp_path: Path) -> None:
+    from reprokit.exceptions import PathError
+
+    data = encode_result("big", np.zeros(100_000), writer=RunFolder(tmp_path)).array
+    assert data is not None and data.file is not None
+    (tmp_path / data.file).unlink()
+    with pytest.raises(PathError, match="cannot read the array file"):
+        load_array(data)
+
+
+def test_bfloat16_tensor_is_widened_and_says_so() -> None:
+    result = encode_result("t", torch.ones(3, dtype=torch.bfloat16))
+    assert result.array is not None
+    assert (result.array.dtype, result.array.source_dtype) == ("float32", "torch.bfloat16")
+    assert result.type_name == "torch.Tensor"
+
+
+def test_string_array_is_stored_as_json_not_pickle() -> None:
+    array = np.array(["a", "bc", None], dtype=object)
+    result = roundtrip(encode_result("labels", array))
+    assert result.array is not None and result.array.encoding == "json"
+    assert list(decode_result(result)) == ["a", "bc", None]
+
+
+def test_series_roundtrips_with_index_and_name() -> None:
+    series = pd.Series([1.0, np.nan, 3.0], index=["x", "y", "z"], name="score")
+    back = decode_result(roundtrip(encode_result("s", series)))
+    pd.testing.assert_series_equal(back, series, check_index_type=False)
+
+
+def test_nullable_integer_series_keeps_missing_values_as_nan() -> None:
+    series = pd.Series([1, None, 3], dtype="Int64")
+    result = roundtrip(encode_result("s", series))
+    assert result.index is None  # the default RangeIndex is not stored
+    back = decode_result(result)
+    assert math.isnan(back[1]) and back[2] == 3
+
+
+def test_dataframe_roundtrips_column_by_column() -> None:
+    frame = pd.DataFrame({"a": [1, 2], "b": [0.5, np.inf], "c": ["u", "v"]})
+    result = roundtrip(encode_result("df", frame))
+    assert [c.name for c in result.columns] == ["a", "b", "c"]
+    back = decode_result(result)
+    assert back["a"].tolist() == [1, 2] and back["b"].tolist() == [0.5, math.inf]
+    assert back["c"].tolist() == ["u", "v"]
+
+
+def test_unsupported_value_names_the_result_and_the_type() -> None:
+    with pytest.raises(ResultValueError) as info:
+        encode_result("model", object())
+    assert "'model'" in str(info.value) and "object" in str(info.value)
+    assert isinstance(info.value, TypeError)
+
+
+def test_unsupported_part_of_a_nested_value_names_where() -> None:
+    with pytest.raises(ResultValueError, match=r"set at \['a'\]\[1\]"):
+        encode_result("cfg", {"a": [1, {2, 3}]})
+
+
+def test_non_string_dict_key_is_refused() -> None:
+    with pytest.raises(ResultValueError, match="dict key"):
+        encode_result("m", {1: "x"})
+
+
+@pytest.mark.parametrize("bad", [{"rtol": -1.0}, {"atol": "x"}, {"rtol": math.nan}])
+def test_bad_tolerance_is_a_usage_error(bad: dict[str, object]) -> None:
+    with pytest.raises(UsageError):
+        encode_result("x", 1.0, **bad)  # type: ignore[arg-type]
+
+
+def test_empty_name_is_a_usage_error() -> None:
+    with pytest.raises(UsageError):
+        encode_result("", 1.0)
+
+
+def test_importing_results_does_not_import_numpy_or_mlflow() -> None:
+    code = (
+        "import sys, reprokit.results\n"
+        "print(sorted({'numpy', 'mlflow', 'pandas'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,105 @@
+"""Results and snapshots travel inside a notebook and are read back with nbformat alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+
+from reprokit.capture.snapshot import capture
+from reprokit.exceptions import InputError, PathError
+from reprokit.results import RESULT_MIME, encode_result, read_notebook
+from reprokit.results.display import emit, result_bundle, snapshot_bundle
+from reprokit.results.render import environment_view, result_summary
+
+
+def output(bundle: dict[str, Any], metadata: dict[str, Any] | None = None) -> Any:
+    return nbformat.v4.new_output(
+        "display_data", data=bundle, metadata={"reprokit": metadata or {}}
+    )
+
+
+def notebook(*outputs: Any) -> Any:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# title")]
+    for out in outputs:
+        cell = nbformat.v4.new_code_cell("x")
+        cell.outputs = [out]
+        nb.cells.append(cell)
+    return nb
+
+
+def test_results_and_snapshot_roundtrip_through_an_ipynb_file(tmp_path: Path) -> None:
+    snapshot = capture(root=tmp_path)
+    nb = notebook(
+        output(snapshot_bundle(snapshot, {"experiment": "e"}), {"local_dir": "/x"}),
+        output(result_bundle(encode_result("acc", 0.5, rtol=0.01))),
+        output(result_bundle(encode_result("acc", 0.75))),
+        output(result_bundle(encode_result("cfg", {"a": float("nan")}))),
+    )
+    path = tmp_path / "run.ipynb"
+    nbformat.write(nb, path)
+    found = read_notebook(path)
+    assert found.snapshot == snapshot
+    assert found.runs == ({"local_dir": "/x"},)
+    assert found.results["acc"].value == 0.75  # the later declaration wins
+    assert [o.cell for o in found.outputs] == [2, 3, 4]
+    assert found.results["cfg"].value == {"a": {"$float": "NaN"}}
+
+
+def test_a_bundle_has_a_readable_rendering_beside_the_payload() -> None:
+    bundle = result_bundle(encode_result("acc", 0.931, rtol=1e-3))
+    assert bundle["text/plain"] == "reprokit result: acc = 0.931 (float; rtol=0.001)"
+    assert "<table" in bundle["text/html"] and "acc" in bundle["text/html"]
+    assert bundle[RESULT_MIME]["name"] == "acc"
+
+
+def test_html_rendering_escapes_values() -> None:
+    bundle = result_bundle(encode_result("s", "<script>alert(1)</script>"))
+    assert "<script>" not in bundle["text/html"]
+
+
+def test_array_summary_shows_shape_stats_and_non_finite_counts() -> None:
+    import numpy as np
+
+    text = result_summary(encode_result("w", np.array([1.0, 2.0, np.nan])))
+    assert "float64 [3]" in text and "min=1" in text and "nan=1" in text
+
+
+def test_environment_view_has_text_and_html(tmp_path: Path) -> None:
+    view = environment_view(capture(root=tmp_path))
+    assert "python" in view.text and "<table" in view._repr_html_()
+    assert repr(view) == view.text
+
+
+def test_emit_outside_ipython_does_nothing() -> None:
+    import sys
+
+    if "IPython" in sys.modules and sys.modules["IPython"].get_ipython() is not None:
+        pytest.skip("an IPython shell is active in this process")
+    assert emit({"text/plain": "x"}) is False
+
+
+def test_missing_notebook_is_a_path_error(tmp_path: Path) -> None:
+    with pytest.raises(PathError, match="cannot read the notebook"):
+        read_notebook(tmp_path / "nope.ipynb")
+
+
+def test_a_file_that_is_not_a_notebook_is_a_path_error(tmp_path: Path) -> None:
+    path = tmp_path / "bad.ipynb"
+    path.write_text("not json")
+    with pytest.raises(PathError, match="not a notebook"):
+        read_notebook(path)
+
+
+def test_malformed_payload_names_the_cell() -> None:
+    nb = notebook(output({RESULT_MIME: {"name": 3}, "text/plain": "x"}))
+    with pytest.raises(InputError, match="cell 1"):
+        read_notebook(nb)
+
+
+def test_notebook_without_reprokit_outputs_is_empty() -> None:
+    found = read_notebook(notebook(output({"text/plain": "hello"})))
+    assert found.results == {} and found.snapshot is None
