@@ -29,6 +29,20 @@ _ISOLATED_ENV = (
 )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_hash_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """No test reads or writes the user's hash cache (~/.cache/reprokit)."""
+    import os
+
+    previous = os.environ.get("REPROKIT_CACHE_DIR")
+    os.environ["REPROKIT_CACHE_DIR"] = str(tmp_path_factory.mktemp("hash-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("REPROKIT_CACHE_DIR", None)
+    else:
+        os.environ["REPROKIT_CACHE_DIR"] = previous
+
+
 @pytest.fixture(scope="session")
 def mlflow_template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A SQLite database with MLflow's schema, made once per session (copy it, never use it)."""
