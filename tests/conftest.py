@@ -9,12 +9,20 @@ its experiments with explicit locations), and tests must not either.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
+
+# CI explores the same examples every run (no flaky failures from fresh random draws);
+# a developer's run keeps exploring new ones. Failures found locally get an @example.
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+settings.register_profile("dev", deadline=None, print_blob=True)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 # variables that would point a test at a real store or change what reprokit records
 _ISOLATED_ENV = (
@@ -32,8 +40,6 @@ _ISOLATED_ENV = (
 @pytest.fixture(scope="session", autouse=True)
 def _private_hash_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """No test reads or writes the user's hash cache (~/.cache/reprokit)."""
-    import os
-
     previous = os.environ.get("REPROKIT_CACHE_DIR")
     os.environ["REPROKIT_CACHE_DIR"] = str(tmp_path_factory.mktemp("hash-cache"))
     yield

@@ -11,7 +11,7 @@ import pytest
 from reprokit.capture.snapshot import capture
 from reprokit.exceptions import InputError, PathError
 from reprokit.results import RESULT_MIME, encode_result, read_notebook
-from reprokit.results.display import emit, result_bundle, snapshot_bundle
+from reprokit.results.display import result_bundle, snapshot_bundle
 from reprokit.results.render import environment_view, result_summary
 
 
@@ -75,11 +75,13 @@ def test_environment_view_has_text_and_html(tmp_path: Path) -> None:
 
 
 def test_emit_outside_ipython_does_nothing() -> None:
+    # in a fresh interpreter: other tests start in-process IPython shells
+    import subprocess
     import sys
 
-    if "IPython" in sys.modules and sys.modules["IPython"].get_ipython() is not None:
-        pytest.skip("an IPython shell is active in this process")
-    assert emit({"text/plain": "x"}) is False
+    code = "from reprokit.results.display import emit; print(emit({'text/plain': 'x'}))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_missing_notebook_is_a_path_error(tmp_path: Path) -> None:
