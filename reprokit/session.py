@@ -30,16 +30,14 @@ from __future__ import annotations
 import atexit
 import json
 import os
-import sys
 import threading
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from reprokit.exceptions import InputError, ReprokitWarning, UsageError
+from reprokit._warn import warn_user
+from reprokit.exceptions import InputError, UsageError
 
 if TYPE_CHECKING:
     from reprokit.capture.model import DataManifest, SeedRecord, Snapshot
@@ -72,13 +70,7 @@ _pending_seed: SeedRecord | None = None
 _exit_hook_registered = False
 
 
-def _warn(message: str) -> None:
-    """Warn at the caller's line: the first frame outside the reprokit package."""
-    frame: FrameType | None = sys._getframe(1)
-    level = 1
-    while frame is not None and frame.f_globals.get("__name__", "").startswith("reprokit."):
-        frame, level = frame.f_back, level + 1
-    warnings.warn(message, ReprokitWarning, stacklevel=level)
+_warn = warn_user
 
 
 def _surface_problems(run: RecordedRun | None = None) -> None:

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from importlib.machinery import ModuleSpec
 from types import ModuleType
 
+from reprokit._warn import warn_user
 from reprokit.capture.model import SeedRecord
 from reprokit.exceptions import ReprokitWarning, UsageError
 
@@ -174,11 +175,9 @@ def _check_pythonhashseed(seed: int) -> str | None:
         problem = f"PYTHONHASHSEED is {current!r}, not {seed}"
     else:
         return current
-    warnings.warn(
+    warn_user(
         f"{problem}; it only takes effect when Python starts, so seed_everything cannot set "
-        f"it: start the kernel with PYTHONHASHSEED={seed}",
-        ReprokitWarning,
-        stacklevel=3,
+        f"it: start the kernel with PYTHONHASHSEED={seed}"
     )
     return current
 

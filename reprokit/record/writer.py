@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -186,7 +187,13 @@ def _split(items: list[Any], size: int) -> tuple[list[Any], list[Any]]:
 
 
 def _quiet_mlflow_logs() -> None:
-    """MLflow's INFO lines about table creation would land in whatever cell runs meanwhile."""
+    """MLflow's INFO lines about table creation would land in whatever cell runs meanwhile.
+
+    So would tqdm's "IProgress not found" warning, raised when MLflow imports ``tqdm.auto``
+    in a kernel without ipywidgets: a warning about MLflow's own progress bars, not the
+    user's code.
+    """
+    warnings.filterwarnings("ignore", message="IProgress not found", module="tqdm")
     for name in _QUIET_LOGGERS:
         logger = logging.getLogger(name)
         if logger.level == logging.NOTSET:
