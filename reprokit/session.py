@@ -30,6 +30,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -147,10 +148,13 @@ def _seed_params(seeds: SeedRecord) -> dict[str, str]:
 
 
 def _initial_params(params: Mapping[str, object] | None) -> dict[str, str]:
+    from reprokit.capture.redact import redact_mapping
+
     merged: dict[str, str] = {"device": _requested_device() or "auto"}
     merged |= {str(k): str(v) for k, v in _env_params().items()}
     merged |= {str(k): str(v) for k, v in (params or {}).items()}
-    return merged
+    # a parameter named like a secret, or holding a credential, is never recorded verbatim
+    return redact_mapping(merged.items())
 
 
 def _env_params() -> dict[str, object]:
@@ -443,6 +447,21 @@ def _attach_hooks() -> None:
     shell = ipython_shell()
     if shell is not None and on_post_run_cell not in shell.events.callbacks["post_run_cell"]:
         shell.events.register("post_run_cell", on_post_run_cell)
+    elif shell is None and sys.excepthook is not _script_excepthook:
+        global _previous_excepthook
+        _previous_excepthook = sys.excepthook
+        sys.excepthook = _script_excepthook
+
+
+_previous_excepthook: Callable[..., Any] = sys.__excepthook__
+
+
+def _script_excepthook(kind: type[BaseException], error: BaseException, tb: Any) -> None:
+    """In a script, an uncaught exception fails the run (KILLED for Ctrl-C) before exit."""
+    run = _active
+    if run is not None:
+        run.note_cell(error)
+    _previous_excepthook(kind, error, tb)
 
 
 def _end_at_exit() -> None:

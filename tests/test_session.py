@@ -53,7 +53,8 @@ def test_dirty_git_work_tree_is_tagged_and_its_diff_uploaded(project: Path) -> N
     git("init", "-q", "-b", "main")
     git("-c", "user.name=t", "-c", "user.email=t@example.org", "add", "train.py")
     git("-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-q", "-m", "init")
-    (project / "train.py").write_text("print(2)\n")
+    canary = "ghp_" + "CANARYdiff1234567890abcdefghij"
+    (project / "train.py").write_text(f"print(2)\nTOKEN = {canary!r}\n")
     session.start(experiment="exp")
     session.end()
     run = only_run(tracking_uri(project), "exp")
@@ -61,6 +62,34 @@ def test_dirty_git_work_tree_is_tagged_and_its_diff_uploaded(project: Path) -> N
     assert len(run.data.tags["mlflow.source.git.commit"]) == 40
     assert run.data.tags["reprokit.dirty"] == "true"
     assert "git.diff" in artifact_names(tracking_uri(project), run.info.run_id)
+    # the uploaded diff is redacted: a credential in an uncommitted edit never leaves
+    uploaded = mlflow_client(tracking_uri(project)).download_artifacts(
+        run.info.run_id, "reprokit/git.diff", str(project / "dl")
+    )
+    text = Path(uploaded).read_text()
+    assert "+print(2)" in text
+    assert "CANARYdiff" not in text
+
+
+def test_recording_does_not_disturb_the_seeded_random_stream(project: Path) -> None:
+    import random
+
+    random.seed(0)
+    expected = [random.random() for _ in range(3)]
+    session.start(experiment="exp", seed=0)
+    assert session.flush(timeout=60)  # the run exists in MLflow: its name has been chosen
+    assert [random.random() for _ in range(3)] == expected
+    session.end()
+
+
+def test_secret_looking_params_are_redacted(project: Path) -> None:
+    canary = "ghp_" + "CANARYparam1234567890abcdefghij"
+    session.start(experiment="exp", params={"api_token": "plain", "note": canary, "lr": 0.1})
+    session.end()
+    params = only_run(tracking_uri(project), "exp").data.params
+    assert params["lr"] == "0.1"
+    assert params["api_token"] == "<redacted>"
+    assert canary not in params["note"]
 
 
 def test_data_inputs_carry_the_full_digest(project: Path) -> None:
@@ -332,3 +361,20 @@ def test_device_uses_cuda_when_available(monkeypatch: pytest.MonkeyPatch) -> Non
     assert session.device() == "cuda"
     monkeypatch.setenv("REPROKIT_DEVICE", "cuda:0")
     assert session.device() == "cuda:0"
+
+
+def test_a_script_that_raises_records_a_failed_run(project: Path) -> None:
+    import subprocess
+    import sys
+
+    script = project / "train.py"
+    script.write_text(
+        "import reprokit\nreprokit.start(experiment='exp')\nreprokit.result('loss', 0.5)\n1 / 0\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=project, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 1 and "ZeroDivisionError" in done.stderr
+    run = only_run(tracking_uri(project), "exp")
+    assert run.info.status == "FAILED"
+    assert run.data.metrics == {"loss": 0.5}

@@ -9,6 +9,7 @@ the recorder's background thread.
 from __future__ import annotations
 
 import logging
+import secrets
 import socket
 import time
 import warnings
@@ -28,6 +29,16 @@ _QUIET_LOGGERS = ("mlflow.store.db.utils", "alembic.runtime.migration", "alembic
 
 
 Metric = tuple[str, float, int, int]  # key, value, timestamp (ms), step
+
+
+def default_run_name() -> str:
+    """``reprokit-YYYYmmdd-HHMMSS-xxxx``, made without the global ``random`` generator.
+
+    Left without a name, MLflow draws one from the global ``random`` generator, on the
+    background thread, after the notebook seeded it: the notebook's ``random`` stream would
+    then depend on timing (and every run with the same seed would get the same name).
+    """
+    return f"reprokit-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{secrets.token_hex(2)}"
 
 
 def now_ms() -> int:
@@ -95,7 +106,7 @@ class MlflowRunWriter:
         try:
             self.experiment_id = self._experiment_id(self.target.experiment)
             run = self._client.create_run(
-                self.experiment_id, start_time=start_ms, run_name=run_name or None
+                self.experiment_id, start_time=start_ms, run_name=run_name or default_run_name()
             )
         except Exception as exc:
             raise self._fail(
