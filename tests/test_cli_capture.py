@@ -60,7 +60,7 @@ def test_hash_directory_lists_files_on_request(data: Path) -> None:
     out = CliRunner().invoke(main, ["hash", "--files", str(data)])
     assert out.exit_code == 0, out.output
     lines = out.output.splitlines()
-    assert "Merkle digest of 2 files" in lines[0]
+    assert lines[0].startswith("# ") and "Merkle digest of 2 files" in lines[0]
     assert lines[1].endswith(f"{data}/a.csv")
     assert lines[2].endswith(f"{data}/sub/b.bin")
 
@@ -100,6 +100,7 @@ def test_expect_with_other_algorithm_than_default(data: Path) -> None:
         (["hash", "{data}/a.csv", "--expect", "sha256:zz"], "sha256"),
         (["hash", "{data}/a.csv", "{data}", "--expect", "md5:" + "0" * 32], "--expect"),
         (["hash", "--algo", "sha1", "{data}/a.csv"], "sha1"),
+        (["hash", ""], "empty path"),
     ],
 )
 def test_bad_input_exits_two_with_one_clear_line(data: Path, args: list[str], needle: str) -> None:
@@ -152,3 +153,25 @@ def test_env_json_is_valid_json_even_for_empty_sections() -> None:
     out = CliRunner().invoke(main, ["env", "--json"])
     data = json.loads(out.output)
     assert data["schema_version"] >= 1
+
+
+def test_files_listing_is_a_valid_checksum_file(data: Path, tmp_path: Path) -> None:
+    import shutil
+
+    if shutil.which("sha256sum") is None:
+        pytest.skip("sha256sum not installed")
+    out = CliRunner().invoke(main, ["hash", "--algo", "sha256", "--files", str(data)])
+    sums = tmp_path / "SHA256SUMS"
+    sums.write_text(out.output)
+    check = subprocess.run(
+        ["sha256sum", "-c", str(sums)], capture_output=True, text=True, check=False
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert check.stdout.count(": OK") == 2
+
+
+def test_one_file_folder_is_singular(tmp_path: Path) -> None:
+    (tmp_path / "one").mkdir()
+    (tmp_path / "one" / "x").write_text("x")
+    out = CliRunner().invoke(main, ["hash", str(tmp_path / "one")])
+    assert "Merkle digest of 1 file," in out.output

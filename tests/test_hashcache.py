@@ -192,6 +192,15 @@ def test_a_database_of_another_schema_is_replaced(tmp_path: Path) -> None:
     _assert_recovers(tmp_path, cache_file, "not a reprokit hash cache")
 
 
+def test_our_identity_with_a_table_missing_is_rebuilt(tmp_path: Path) -> None:
+    cache_file = tmp_path / "c.sqlite3"
+    with HashCache(cache_file) as cache:
+        hash_path(_tree(tmp_path / "first"), cache=cache)
+    with sqlite3.connect(cache_file) as conn:
+        conn.execute("DROP TABLE folder_digest")
+    _assert_recovers(tmp_path, cache_file, "rebuilt")
+
+
 def test_a_locked_cache_degrades_to_no_caching(tmp_path: Path) -> None:
     cache_file = tmp_path / "c.sqlite3"
     with HashCache(cache_file) as creator:

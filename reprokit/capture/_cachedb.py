@@ -215,6 +215,8 @@ def write(
 def is_corrupt(exc: sqlite3.DatabaseError) -> bool:
     if isinstance(exc, ForeignSchemaError):
         return True
+    if "no such table" in str(exc) or "no such column" in str(exc):
+        return True  # our identity but not our tables: a damaged or half-made cache
     name = getattr(exc, "sqlite_errorname", None)  # Python >= 3.11
     if name is not None:
         return any(str(name).startswith(code) for code in _CORRUPT)

@@ -31,7 +31,7 @@ def env_command(as_json: bool, root: Path | None) -> None:
 
 
 @click.command("hash")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option(
     "--algo",
     "algorithm",
@@ -50,7 +50,7 @@ def env_command(as_json: bool, root: Path | None) -> None:
 @click.option("--no-cache", is_flag=True, help="Do not read or write the hash cache.")
 @click.option("--files", "list_files", is_flag=True, help="List every file of a directory.")
 def hash_command(
-    paths: tuple[Path, ...],
+    paths: tuple[str, ...],
     algorithm: str | None,
     as_json: bool,
     expected: tuple[str, ...],
@@ -66,10 +66,12 @@ def hash_command(
     from reprokit.capture.hashing import check_expected, hash_paths, parse_expected
     from reprokit.report.text import format_entry
 
+    if "" in paths:  # Path("") would silently mean the current folder
+        raise UsageError("'': no such file or directory (an empty path was given)")
     if expected and len(expected) != len(paths):
         raise UsageError(
-            f"--expect was given {len(expected)} times for {len(paths)} paths: "
-            "give one ALGO:DIGEST per path, in the same order"
+            f"--expect was given {_count(len(expected), 'time')} for "
+            f"{_count(len(paths), 'path')}: give one ALGO:DIGEST per path, in the same order"
         )
     specs = [parse_expected(spec) for spec in expected]
     if algorithm is None:
@@ -85,7 +87,11 @@ def hash_command(
         try:
             check_expected(entry, spec)
         except DigestMismatchError as exc:
-            click.echo(f"reprokit: mismatch: {exc}", err=True)
+            click.echo(f"reprokit: {exc}", err=True)
             failures += 1
     if failures:
         sys.exit(DigestMismatchError.exit_code)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

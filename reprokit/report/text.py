@@ -25,10 +25,14 @@ def format_entry(entry: DataEntry, *, list_files: bool = False) -> str:
     """One hashed path in checksum-file style (``sha256sum -c`` reads the file lines)."""
     if entry.kind == "file":
         return f"{entry.digest}  {entry.path}"
-    lines = [
-        f"{entry.digest}  {entry.path.rstrip('/')}/  "
-        f"({entry.algorithm} Merkle digest of {len(entry.files)} files, {human_bytes(entry.size)})"
-    ]
+    count = len(entry.files)
+    summary = (
+        f"{entry.digest}  {entry.path.rstrip('/')}/  ({entry.algorithm} Merkle digest of "
+        f"{count} file{'' if count == 1 else 's'}, {human_bytes(entry.size)})"
+    )
+    # with the file list, the folder's line becomes a comment so that the whole output is a
+    # valid checksum file (`sha256sum -c` skips lines starting with '#')
+    lines = [f"# {summary}" if list_files else summary]
     if list_files:
         base = entry.path.rstrip("/")
         lines += [f"{item.digest}  {base}/{item.path}" for item in entry.files]
