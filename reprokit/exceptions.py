@@ -10,9 +10,14 @@ The hierarchy::
     │   │   (also a ``TypeError``)
     │   └── ResultValueError              a result value that cannot be recorded (``name``,
     │       (also a ``TypeError``)        ``type_name``, ``where``)
+    │   └── LockError                     a lock file that cannot be used (``path``, ``field``)
+    │       └── SchemaVersionError        written by a newer reprokit (``found``, ``supported``)
     ├── DigestMismatchError               a digest differs from the expected one (exit 1)
     ├── CacheError                        the hash cache could not be used (never fatal)
-    └── RecordError                       writing to MLflow failed (``uri`` redacted, ``action``)
+    ├── RecordError                       writing to MLflow failed (``uri`` redacted, ``action``)
+    └── ExecutionError                    a notebook failed to execute (exit 3; ``path``,
+                                          ``cell_index``, ``ename``, ``evalue``, ``traceback``,
+                                          ``output_path``)
 
     ReprokitWarning (UserWarning)         something worth knowing that does not stop the work
 
@@ -28,12 +33,15 @@ from typing import Any
 __all__ = [
     "CacheError",
     "DigestMismatchError",
+    "ExecutionError",
     "InputError",
+    "LockError",
     "PathError",
     "RecordError",
     "ReprokitError",
     "ReprokitWarning",
     "ResultValueError",
+    "SchemaVersionError",
     "UnhashableValueError",
     "UsageError",
 ]
@@ -140,5 +148,65 @@ class RecordError(ReprokitError):
     """Recording to MLflow failed; the message names the (redacted) tracking URI."""
 
 
+class LockError(InputError):
+    """A lock file (``<stem>.repro.json``) that cannot be read or trusted; names path and field."""
+
+    def __init__(self, path: str, reason: str, field: str | None = None) -> None:
+        where = f" ({field})" if field else ""
+        super().__init__(f"{path}{where}: {reason}", path=path, reason=reason, field=field)
+        self.path = path
+        self.reason = reason
+        self.field = field
+
+
+class SchemaVersionError(LockError):
+    """A lock written with a newer schema than this reprokit understands."""
+
+    def __init__(self, path: str, found: int, supported: int) -> None:
+        reason = f"written by a newer reprokit (schema {found} > {supported}); upgrade reprokit"
+        LockError.__init__(self, path, reason, "schema_version")
+        self.fields.update(found=found, supported=supported)
+        self.found = found
+        self.supported = supported
+
+
 class ReprokitWarning(UserWarning):
     """A condition worth reporting that does not stop the work."""
+
+
+class ExecutionError(ReprokitError):
+    """A notebook raised in a cell, timed out or lost its kernel (``reprokit run``: exit 3).
+
+    ``cell_index`` counts the source notebook's cells (None when no cell could be named);
+    ``traceback`` holds the first lines of the cell's traceback; ``output_path`` is the executed
+    notebook, written also on failure.
+    """
+
+    exit_code = 3
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        cell_index: int | None = None,
+        ename: str = "",
+        evalue: str = "",
+        traceback: tuple[str, ...] = (),
+        output_path: str = "",
+    ) -> None:
+        where = f"cell {cell_index}" if cell_index is not None else "execution"
+        super().__init__(
+            f"{path}: {where} failed: {ename}: {evalue}",
+            path=path,
+            cell_index=cell_index,
+            ename=ename,
+            evalue=evalue,
+            traceback=traceback,
+            output_path=output_path,
+        )
+        self.path = path
+        self.cell_index = cell_index
+        self.ename = ename
+        self.evalue = evalue
+        self.traceback = traceback
+        self.output_path = output_path

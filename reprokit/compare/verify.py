@@ -1,0 +1,473 @@
+"""Verification of an executed notebook against its lock: a :class:`Verdict`.
+
+Per result, a :class:`ResultCheck` with one of five statuses: ``reproduced``,
+``within_tolerance``, ``differs`` (the comparison engine's), ``missing`` (in the lock, not
+produced) and ``unexpected`` (produced, not in the lock). ``differs`` and ``missing`` fail the
+verdict; ``unexpected`` is reported but does not (the reference results all reproduced; the
+lock is merely stale and re-recording it adds the new result).
+
+Tolerance of a result, first match wins:
+
+1. ``rtol``/``atol`` given to :func:`verify_results` (per run; a part not given keeps the
+   tolerance below);
+2. when the current device kind differs from the lock's (``cpu`` against ``cuda``): the
+   ``device_tolerance`` mapping given (result name, or ``"*"`` for every result), else the
+   lock's ``device_tolerances[name]``;
+3. the tolerance the notebook declared (``Result.rtol``/``atol``; none means exact).
+
+Arrays are compared element by element when both sides can be loaded (the lock keeps large
+arrays in its sidecar folder); when one side's file is gone, their summaries (statistics and
+seeded sample) are compared with :func:`~reprokit.compare.summary.compare_summaries`.
+
+The data check (:func:`check_data`) runs *before* execution: it re-hashes each path of the
+lock's manifest and names every changed, missing or added file. The verdict's ``reproduced``
+reflects the results; the data check is reported beside it (``data_ok``), because a runner
+only gets to verify results with drifted data when the user allowed it.
+
+Everything here round-trips JSON with ``reprokit._serde``: an infinite or undefined error is
+written as the string ``"inf"``/``"nan"`` (plain JSON has no such numbers).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from reprokit.capture.model import DataEntry, GitInfo, Snapshot
+from reprokit.compare.envdiff import EnvDiff, diff_snapshots
+from reprokit.compare.model import Deviation, Tolerance, ValueComparison
+from reprokit.exceptions import ReprokitError
+from reprokit.record._lockmodel import Lock
+from reprokit.results.model import ArrayData, ArrayStats, Result
+from reprokit.results.notebook import NotebookResults
+
+__all__ = [
+    "FAILING",
+    "CheckStatus",
+    "DataCheck",
+    "DataEntryCheck",
+    "DeviationRecord",
+    "DivergentCell",
+    "FileChange",
+    "ResultCheck",
+    "Verdict",
+    "check_data",
+    "deviation_record",
+    "verify_results",
+]
+
+CheckStatus = Literal["reproduced", "within_tolerance", "differs", "missing", "unexpected"]
+STATUSES: tuple[CheckStatus, ...] = (
+    "reproduced",
+    "within_tolerance",
+    "differs",
+    "missing",
+    "unexpected",
+)
+FAILING: tuple[CheckStatus, ...] = ("differs", "missing")
+"""Statuses that make a verdict fail."""
+
+
+@dataclass(frozen=True)
+class DeviationRecord:
+    """:class:`~reprokit.compare.model.Deviation` made JSON-safe: a non-finite error is the
+    string ``"inf"`` or ``"nan"``."""
+
+    max_abs_error: float | str = 0.0
+    max_rel_error: float | str = 0.0
+    mismatched_count: int = 0
+    total_count: int = 0
+    mismatched_fraction: float = 0.0
+    shape_change: tuple[tuple[int, ...], tuple[int, ...]] | None = None
+    dtype_change: tuple[str, str] | None = None
+    type_change: tuple[str, str] | None = None
+    first_mismatch: str | None = None
+    max_abs_location: str | None = None
+    estimated: bool = False
+    message: str = ""
+
+
+def _safe_float(value: float) -> float | str:
+    if math.isfinite(value):
+        return float(value)
+    return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+
+
+def deviation_record(deviation: Deviation) -> DeviationRecord:
+    return DeviationRecord(
+        max_abs_error=_safe_float(deviation.max_abs_error),
+        max_rel_error=_safe_float(deviation.max_rel_error),
+        mismatched_count=deviation.mismatched_count,
+        total_count=deviation.total_count,
+        mismatched_fraction=float(deviation.mismatched_fraction),
+        shape_change=deviation.shape_change,
+        dtype_change=deviation.dtype_change,
+        type_change=deviation.type_change,
+        first_mismatch=deviation.first_mismatch,
+        max_abs_location=deviation.max_abs_location,
+        estimated=deviation.estimated,
+        message=deviation.message,
+    )
+
+
+@dataclass(frozen=True)
+class ResultCheck:
+    name: str
+    status: CheckStatus
+    reference: str  # short rendering of the locked value ("" when unexpected)
+    obtained: str  # short rendering of the produced value ("" when missing)
+    deviation: DeviationRecord | None
+    tolerance: Tolerance
+    tolerance_source: str = "declared"  # "declared" | "device" | "override"
+    message: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.status not in FAILING
+
+
+@dataclass(frozen=True)
+class FileChange:
+    path: str  # relative to the data entry (a directory), or the entry path for a file
+    change: str  # "changed" | "missing" | "added"
+    reference: str | None = None  # digest in the lock
+    current: str | None = None  # digest now
+
+
+@dataclass(frozen=True)
+class DataEntryCheck:
+    path: str
+    kind: str  # "file" | "dir"
+    algorithm: str
+    status: str  # "ok" | "changed" | "missing"
+    reference_digest: str
+    current_digest: str | None = None
+    files: tuple[FileChange, ...] = ()  # what changed inside a directory
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class DataCheck:
+    entries: tuple[DataEntryCheck, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return all(e.status == "ok" for e in self.entries)
+
+    @property
+    def drifted(self) -> tuple[DataEntryCheck, ...]:
+        return tuple(e for e in self.entries if e.status != "ok")
+
+
+@dataclass(frozen=True)
+class DivergentCell:
+    """The first code cell whose (masked) text output differs from the lock's fingerprint."""
+
+    index: int | None  # cell index in the notebook (injected-parameters cell not counted)
+    reason: str  # "output differs" | "cell missing in current" | "unexpected cell"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    notebook: str
+    reproduced: bool  # every locked result reproduced or within tolerance
+    counts: dict[str, int]  # status -> number of results
+    checks: tuple[ResultCheck, ...]
+    reference_device: str = "cpu"
+    current_device: str = "cpu"
+    env_diff: EnvDiff | None = None
+    data: DataCheck | None = None
+    divergent_cell: DivergentCell | None = None
+    source_changes: tuple[int, ...] = ()  # cells whose source changed since the lock
+    git: GitInfo | None = None  # of the current execution (else of the reference)
+    run_id: str | None = None  # the reference MLflow run
+    command: str | None = None  # how to re-run this verification
+
+    @property
+    def data_ok(self) -> bool:
+        return self.data is None or self.data.ok
+
+
+# ----------------------------------------------------------------------------- results
+
+
+def verify_results(
+    lock: Lock,
+    executed: NotebookResults,
+    *,
+    rtol: float | None = None,
+    atol: float | None = None,
+    device: str | None = None,
+    device_tolerance: Mapping[str, Tolerance] | None = None,
+    current_snapshot: Snapshot | None = None,
+    lock_dir: str | os.PathLike[str] | None = None,
+    data: DataCheck | None = None,
+    executed_notebook: Any = None,
+    source_changes: tuple[int, ...] = (),
+    command: str | None = None,
+) -> Verdict:
+    """Compare every result of ``executed`` with the lock's (see the module docstring).
+
+    ``device``: the device kind of this execution (default: the lock's). ``lock_dir``: the
+    lock's folder, where its by-reference arrays are (default: the current folder).
+    ``executed_notebook`` (an nbformat node) lets the verdict name the first cell whose text
+    output diverged; ``data`` and ``source_changes`` are carried into the verdict as given.
+    """
+    reference_device = lock.parameters.device
+    current_device = (device or reference_device).split(":", 1)[0].lower()
+    picker = _TolerancePicker(
+        lock, rtol, atol, current_device != reference_device, device_tolerance or {}
+    )
+    base = Path(lock_dir) if lock_dir is not None else Path.cwd()
+    produced = executed.results
+    checks = [
+        _check(name, ref, produced.get(name), picker, base)
+        for name, ref in sorted(lock.results.items())
+    ]
+    checks += [
+        _unexpected(produced[name], picker) for name in sorted(produced) if name not in lock.results
+    ]
+    snapshot = current_snapshot if current_snapshot is not None else executed.snapshot
+    counts: dict[str, int] = {s: sum(c.status == s for c in checks) for s in STATUSES}
+    return Verdict(
+        notebook=lock.notebook.path,
+        reproduced=all(c.passed for c in checks),
+        counts=counts,
+        checks=tuple(checks),
+        reference_device=reference_device,
+        current_device=current_device,
+        env_diff=_env_diff(lock.snapshot, snapshot),
+        data=data,
+        divergent_cell=_divergent_cell(lock, executed_notebook),
+        source_changes=tuple(source_changes),
+        git=_git(snapshot or lock.snapshot),
+        run_id=lock.run_id,
+        command=command,
+    )
+
+
+class _TolerancePicker:
+    def __init__(
+        self,
+        lock: Lock,
+        rtol: float | None,
+        atol: float | None,
+        cross_device: bool,
+        device_tolerance: Mapping[str, Tolerance],
+    ) -> None:
+        self.lock = lock
+        self.rtol, self.atol = rtol, atol
+        self.cross_device = cross_device
+        self.device_tolerance = device_tolerance
+
+    def pick(self, result: Result) -> tuple[Tolerance, str]:
+        tol, source = Tolerance(result.rtol, result.atol), "declared"
+        if self.cross_device:
+            across = self._device(result.name)
+            if across is not None:
+                tol, source = across, "device"
+        if self.rtol is not None or self.atol is not None:
+            rtol = self.rtol if self.rtol is not None else tol.rtol
+            atol = self.atol if self.atol is not None else tol.atol
+            tol, source = Tolerance(rtol, atol), "override"
+        return tol, source
+
+    def _device(self, name: str) -> Tolerance | None:
+        given = self.device_tolerance.get(name) or self.device_tolerance.get("*")
+        if given is not None:
+            return given
+        locked = self.lock.device_tolerances.get(name)
+        return None if locked is None else Tolerance(locked.rtol, locked.atol)
+
+
+def _check(
+    name: str, ref: Result, cur: Result | None, picker: _TolerancePicker, base: Path
+) -> ResultCheck:
+    tol, source = picker.pick(ref)
+    if cur is None:
+        message = "in the lock, not produced by this execution"
+        return ResultCheck(name, "missing", short_value(ref), "", None, tol, source, message)
+    try:
+        comparison = _compare(ref, cur, tol, base)
+    except (ReprokitError, ValueError, OSError) as exc:  # a payload that cannot be decoded
+        return ResultCheck(
+            name, "differs", short_value(ref), short_value(cur), None, tol, source, str(exc)
+        )
+    deviation = deviation_record(comparison.deviation)
+    return ResultCheck(
+        name,
+        comparison.status,
+        short_value(ref),
+        short_value(cur),
+        deviation,
+        tol,
+        source,
+        comparison.deviation.message,
+    )
+
+
+def _unexpected(cur: Result, picker: _TolerancePicker) -> ResultCheck:
+    tol, source = picker.pick(cur)
+    message = "produced by this execution, not in the lock (re-record to add it)"
+    return ResultCheck(cur.name, "unexpected", "", short_value(cur), None, tol, source, message)
+
+
+def _compare(ref: Result, cur: Result, tol: Tolerance, base: Path) -> ValueComparison:
+    from reprokit.compare.values import compare_values
+    from reprokit.results.encode import decode_result
+
+    try:
+        reference = decode_result(ref, base=base)
+        current = decode_result(cur)
+    except ReprokitError:
+        summaries = _summary(ref.array), _summary(cur.array)
+        if summaries[0] is None or summaries[1] is None:
+            raise
+        from reprokit.compare.summary import compare_summaries
+
+        return compare_summaries(summaries[0], summaries[1], tol)
+    return compare_values(reference, current, tol)
+
+
+def _summary(data: ArrayData | None) -> Any:
+    """The ArraySummary an array's statistics and sample amount to (None if not enough)."""
+    if data is None or data.sample is None:
+        return None
+    from reprokit.compare.summary import ArraySummary
+    from reprokit.results.jsonvalue import decode_json
+
+    values = tuple(decode_json(v) for v in data.sample.values)
+    if any(isinstance(v, (list, dict)) for v in values):
+        return None  # complex elements: no summary comparison for them
+    stats = data.stats
+    return ArraySummary(
+        shape=data.shape,
+        dtype=data.dtype,
+        digest=data.digest,
+        count=data.size,
+        nan_count=stats.nan_count if stats else 0,
+        posinf_count=stats.posinf_count if stats else 0,
+        neginf_count=stats.neginf_count if stats else 0,
+        min=stats.min if stats else None,
+        max=stats.max if stats else None,
+        mean=stats.mean if stats else None,
+        std=stats.std if stats else None,
+        abs_mean=_abs_mean_bound(stats),
+        sample_seed=data.sample.seed,
+        sample_indices=data.sample.indices,
+        sample_values=values,
+    )
+
+
+def _abs_mean_bound(stats: ArrayStats | None) -> float | None:
+    """mean(|x|), or an upper bound of it: the stored statistics do not include it, and an
+    upper bound keeps the summary's mean test a valid (if looser) necessary condition."""
+    if stats is None or stats.mean is None or stats.min is None or stats.max is None:
+        return None
+    if stats.min >= 0:
+        return stats.mean
+    if stats.max <= 0:
+        return -stats.mean
+    return max(abs(stats.min), abs(stats.max))
+
+
+def short_value(result: Result, limit: int = 60) -> str:
+    """The value part of ``result_summary``: ``0.931``, ``float32 [3, 4] min=...``."""
+    from reprokit.results.render import result_summary
+
+    text = result_summary(result).split(" = ", 1)[-1].rsplit(" (", 1)[0]
+    text = text.split(" \u2192 ", 1)[0]  # where the array file is: not part of the value
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _git(snapshot: Snapshot | None) -> GitInfo | None:
+    return None if snapshot is None else snapshot.git
+
+
+def _env_diff(reference: Snapshot | None, current: Snapshot | None) -> EnvDiff | None:
+    if reference is None or current is None:
+        return None
+    return diff_snapshots(reference, current)
+
+
+def _divergent_cell(lock: Lock, node: Any) -> DivergentCell | None:
+    if node is None or not lock.outputs:
+        return None
+    from reprokit.record.lock import output_fingerprints
+
+    refs, curs = lock.outputs, output_fingerprints(node)
+    for k in range(max(len(refs), len(curs))):
+        if k >= len(curs):
+            return DivergentCell(refs[k].index, "cell missing in current")
+        if k >= len(refs):
+            return DivergentCell(curs[k].index, "unexpected cell")
+        if refs[k].digest != curs[k].digest:
+            return DivergentCell(refs[k].index, "output differs")
+    return None
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def check_data(
+    lock: Lock,
+    project_root: str | os.PathLike[str],
+    *,
+    cache: Any = "default",
+) -> DataCheck:
+    """Re-hash every data path of the lock (before execution) and say what changed.
+
+    ``cache``: as for :func:`~reprokit.capture.hashing.hash_path` (``"default"``, ``None`` or
+    a ``HashCache``).
+    """
+    root = Path(project_root)
+    entries = lock.data.entries if lock.data is not None else ()
+    return DataCheck(tuple(_check_entry(entry, root, cache) for entry in entries))
+
+
+def _check_entry(entry: DataEntry, root: Path, cache: Any) -> DataEntryCheck:
+    from reprokit.capture.hashing import hash_path
+
+    path = root / entry.path
+    if not path.exists():
+        return _entry_check(entry, "missing", reason="not found")
+    try:
+        now = hash_path(path, algorithm=entry.algorithm, cache=cache, relative_to=root)
+    except ReprokitError as exc:
+        return _entry_check(entry, "missing", reason=str(exc))
+    if now.digest == entry.digest and now.kind == entry.kind:
+        return _entry_check(entry, "ok", now.digest)
+    files = _file_changes(entry, now)
+    reason = f"{len(files)} file(s) changed" if entry.kind == "dir" else "content changed"
+    return _entry_check(entry, "changed", now.digest, files, reason)
+
+
+def _entry_check(
+    entry: DataEntry,
+    status: str,
+    current: str | None = None,
+    files: tuple[FileChange, ...] = (),
+    reason: str = "",
+) -> DataEntryCheck:
+    return DataEntryCheck(
+        entry.path, entry.kind, entry.algorithm, status, entry.digest, current, files, reason
+    )
+
+
+def _file_changes(reference: DataEntry, current: DataEntry) -> tuple[FileChange, ...]:
+    if reference.kind != "dir" or current.kind != "dir":
+        return (FileChange(reference.path, "changed", reference.digest, current.digest),)
+    before = {f.path: f.digest for f in reference.files}
+    after = {f.path: f.digest for f in current.files}
+    changes = []
+    for name in sorted(before.keys() | after.keys()):
+        old, new = before.get(name), after.get(name)
+        if old == new:
+            continue
+        kind = "missing" if new is None else ("added" if old is None else "changed")
+        changes.append(FileChange(name, kind, old, new))
+    return tuple(changes)

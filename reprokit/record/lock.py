@@ -1,0 +1,443 @@
+"""Lock files: the reference a notebook is verified against.
+
+``<stem>.repro.json`` sits beside the notebook; arrays too large to be inline go into the
+sidecar folder ``<stem>.repro/`` and the lock refers to them relative to its own folder.
+The JSON has sorted keys and one value per line, and nothing machine- or run-specific
+outside ``created_at`` and the snapshot, so re-recording an unchanged deterministic notebook
+rewrites the same bytes there (a clean ``git diff``).
+
+Reading refuses a lock from a newer schema, a malformed field (the error names the file and
+the field), and any path that escapes the project root or the lock's folder: a lock comes
+from a repository one did not write, and verification must not read or hash files outside it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import warnings
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from reprokit._fsutil import atomic_write_bytes, atomic_write_text
+from reprokit._serde import from_builtins, to_json
+from reprokit._version import __version__
+from reprokit.capture.model import DataEntry, DataManifest
+from reprokit.exceptions import (
+    InputError,
+    LockError,
+    PathError,
+    ReprokitWarning,
+    SchemaVersionError,
+)
+from reprokit.record._lockmodel import (
+    LOCK_SCHEMA_VERSION,
+    CellFingerprint,
+    CellSource,
+    DeviceTolerance,
+    Lock,
+    LockParameters,
+    NotebookSource,
+)
+from reprokit.results.model import INLINE_LIMIT_BYTES, RESULT_MIME, SNAPSHOT_MIME, ArrayData, Result
+from reprokit.results.notebook import NotebookResults, read_notebook
+
+__all__ = [
+    "LOCK_SCHEMA_VERSION",
+    "CellFingerprint",
+    "CellSource",
+    "DeviceTolerance",
+    "Lock",
+    "LockParameters",
+    "NotebookSource",
+    "build_lock",
+    "check_source",
+    "lock_path_for",
+    "output_fingerprints",
+    "project_root_of",
+    "read_lock",
+    "sidecar_for",
+    "source_cells",
+    "write_lock",
+]
+
+_INJECTED = "injected-parameters"
+
+
+def lock_path_for(notebook: str | os.PathLike[str]) -> Path:
+    """``fig3.ipynb`` → ``fig3.repro.json`` in the same folder (any jupytext suffix too)."""
+    path = Path(notebook)
+    return path.with_name(f"{path.stem}.repro.json")
+
+
+def sidecar_for(lock_path: str | os.PathLike[str]) -> Path:
+    """The folder of a lock's by-reference arrays: ``fig3.repro.json`` → ``fig3.repro/``."""
+    path = Path(lock_path)
+    name = path.name.removesuffix(".json")
+    return path.with_name(name if name.endswith(".repro") else f"{path.stem}.repro")
+
+
+# ----------------------------------------------------------------------------- notebook source
+
+
+def _read_node(notebook: str | os.PathLike[str]) -> Any:
+    """The notebook as an nbformat node: ``.ipynb`` directly, other suffixes via jupytext."""
+    path = Path(notebook)
+    try:
+        if path.suffix == ".ipynb":
+            import nbformat
+
+            return nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
+        import jupytext  # type: ignore[import-untyped]
+
+        return jupytext.read(path)
+    except OSError as exc:
+        raise PathError(str(path), f"cannot read the notebook: {exc.strerror}") from None
+    except ValueError as exc:  # nbformat's NotJSONError is a ValueError
+        raise PathError(str(path), f"not a notebook: {exc}") from None
+
+
+def _blake3(data: bytes) -> str:
+    import blake3
+
+    return "blake3:" + blake3.blake3(data).hexdigest()
+
+
+def _source_text(cell: Any) -> str:
+    source = cell.get("source", "")
+    return source if isinstance(source, str) else "".join(source)
+
+
+def _is_injected(cell: Any) -> bool:
+    return _INJECTED in cell.get("metadata", {}).get("tags", ())
+
+
+def source_cells(node: Any) -> tuple[CellSource, ...]:
+    """Per-cell digests of the sources (outputs and metadata do not count)."""
+    cells = [c for c in node.get("cells", []) if not _is_injected(c)]
+    out = []
+    for index, cell in enumerate(cells):
+        kind = str(cell.get("cell_type", "code"))
+        digest = _blake3(f"{kind}\0{_source_text(cell)}".encode())
+        out.append(CellSource(index, kind, digest))
+    return tuple(out)
+
+
+def _notebook_source(path: str, node: Any) -> NotebookSource:
+    cells = source_cells(node)
+    digest = _blake3("\n".join(c.digest for c in cells).encode("ascii"))
+    return NotebookSource(path=path, digest=digest, cells=cells)
+
+
+def output_fingerprints(node: Any) -> tuple[CellFingerprint, ...]:
+    """Digests of each code cell's masked text output; reprokit's own outputs left out (the
+    snapshot's rendering changes every run, results are compared on their own)."""
+    from reprokit.compare.outputs import cell_text, mask_volatile
+
+    cells = [c for c in node.get("cells", []) if not _is_injected(c)]
+    out = []
+    for index, cell in enumerate(cells):
+        if cell.get("cell_type") != "code":
+            continue
+        kept = [o for o in cell.get("outputs", ()) if not _is_reprokit_output(o)]
+        text = mask_volatile(cell_text({"outputs": kept}))
+        out.append(CellFingerprint(index, _blake3(text.encode("utf-8"))))
+    return tuple(out)
+
+
+def _is_reprokit_output(output: Any) -> bool:
+    data = output.get("data", {})
+    return isinstance(data, dict) and (RESULT_MIME in data or SNAPSHOT_MIME in data)
+
+
+def check_source(lock: Lock, notebook: str | os.PathLike[str]) -> list[int]:
+    """Indices of cells whose source changed since the lock was written (added and removed
+    cells included); warns with :class:`ReprokitWarning` naming them when there are any."""
+    current = source_cells(_read_node(notebook))
+    recorded = lock.notebook.cells
+    changed = [
+        k
+        for k in range(max(len(current), len(recorded)))
+        if k >= len(current) or k >= len(recorded) or current[k].digest != recorded[k].digest
+    ]
+    if changed:
+        shown = ", ".join(str(k) for k in changed[:20]) + (" ..." if len(changed) > 20 else "")
+        warnings.warn(
+            f"{notebook}: source changed since the lock was written, cells {shown}",
+            ReprokitWarning,
+            stacklevel=2,
+        )
+    return changed
+
+
+# ----------------------------------------------------------------------------- building
+
+
+def build_lock(
+    notebook_path: str | os.PathLike[str],
+    executed: NotebookResults | str | os.PathLike[str] | Any,
+    *,
+    project_root: str | os.PathLike[str],
+    parameters: dict[str, Any] | None = None,
+    device: str = "cpu",
+    seed: int | None = None,
+    data: DataManifest | None = None,
+    run_id: str | None = None,
+    device_tolerances: dict[str, DeviceTolerance] | None = None,
+) -> Lock:
+    """The lock of ``notebook_path`` from its executed version.
+
+    ``executed`` is the executed notebook (path or nbformat node: results, snapshot and cell
+    output fingerprints) or only its :class:`NotebookResults` (no fingerprints then).
+    ``seed`` defaults to the snapshot's; ``data`` to the snapshot's manifest, its paths made
+    relative to ``project_root`` (a path outside it raises :class:`LockError`).
+    """
+    root = Path(project_root).resolve()
+    notebook = Path(notebook_path).resolve()
+    rel_notebook = _relative_to_root(notebook, root, "notebook.path", str(notebook))
+    results, outputs = _executed_parts(executed)
+    snapshot = results.snapshot
+    if seed is None and snapshot is not None and snapshot.seeds is not None:
+        seed = snapshot.seeds.seed
+    manifest = data if data is not None else (snapshot.data if snapshot else None)
+    return Lock(
+        schema_version=LOCK_SCHEMA_VERSION,
+        reprokit_version=__version__,
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        notebook=_notebook_source(rel_notebook, _read_node(notebook)),
+        parameters=LockParameters(seed, _device_kind(device), _json_params(parameters or {})),
+        results=dict(sorted(results.results.items())),
+        snapshot=snapshot,
+        data=None if manifest is None else _relative_manifest(manifest, root),
+        outputs=outputs,
+        device_tolerances=dict(sorted((device_tolerances or {}).items())),
+        run_id=run_id,
+    )
+
+
+def _executed_parts(executed: Any) -> tuple[NotebookResults, tuple[CellFingerprint, ...]]:
+    if isinstance(executed, NotebookResults):
+        return executed, ()
+    node = _read_node(executed) if isinstance(executed, (str, os.PathLike)) else executed
+    return read_notebook(node), output_fingerprints(node)
+
+
+def _device_kind(device: str) -> str:
+    """``cuda:1`` → ``cuda``: the lock records the kind of device, not the slot."""
+    return device.split(":", 1)[0].strip().lower() or "cpu"
+
+
+def _json_params(values: dict[str, Any]) -> dict[str, Any]:
+    try:
+        json.dumps(values, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise LockError("<parameters>", f"not JSON-serialisable: {exc}", "parameters") from None
+    return dict(sorted(values.items()))
+
+
+def _relative_to_root(path: Path, root: Path, field: str, shown: str) -> str:
+    try:
+        return path.resolve().relative_to(root).as_posix()
+    except ValueError:
+        raise LockError(shown, f"outside the project root {root}", field) from None
+
+
+def _relative_manifest(manifest: DataManifest, root: Path) -> DataManifest:
+    entries = []
+    for k, entry in enumerate(manifest.entries):
+        path = Path(entry.path)
+        absolute = path if path.is_absolute() else root / path
+        rel = _relative_to_root(absolute, root, f"data.entries[{k}].path", entry.path)
+        entries.append(replace(entry, path=rel))
+    return replace(manifest, entries=tuple(entries))
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def write_lock(lock: Lock, path: str | os.PathLike[str]) -> Lock:
+    """Write ``lock`` to ``path`` atomically; arrays above the inline limit (and arrays held by
+    reference in a run folder) are copied into the sidecar folder first. Returns the lock as
+    written (array references rewritten), which is what :func:`read_lock` gives back."""
+    target = Path(path)
+    sidecar = sidecar_for(target)
+    written: set[str] = set()
+    results = {
+        name: _store_result_arrays(result, target.parent, sidecar, written)
+        for name, result in sorted(lock.results.items())
+    }
+    stored = replace(lock, results=results)
+    atomic_write_text(target, to_json(stored))
+    _prune_sidecar(sidecar, target.parent, written)
+    return stored
+
+
+def _store_result_arrays(result: Result, base: Path, sidecar: Path, written: set[str]) -> Result:
+    def store(data: ArrayData | None) -> ArrayData | None:
+        return None if data is None else _store_array(data, result.name, base, sidecar, written)
+
+    columns = tuple(
+        replace(c, data=_store_array(c.data, result.name, base, sidecar, written))
+        for c in result.columns
+    )
+    return replace(result, array=store(result.array), index=store(result.index), columns=columns)
+
+
+def _store_array(
+    data: ArrayData, name: str, base: Path, sidecar: Path, written: set[str]
+) -> ArrayData:
+    if data.inline is not None:
+        payload = _inline_payload(data)
+        if len(payload) <= INLINE_LIMIT_BYTES:
+            return data
+        sample = data.sample or _sample_of(data, name)
+    else:
+        payload = _payload_of(data, base)
+        sample = data.sample
+    suffix = ".json" if data.encoding == "json" else ".npy"
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:80]
+    file_name = f"{safe}-{data.digest.split(':', 1)[-1][:16]}{suffix}"
+    sidecar.mkdir(parents=True, exist_ok=True)
+    destination = sidecar / file_name
+    if not destination.exists() or destination.read_bytes() != payload:
+        atomic_write_bytes(destination, payload)
+    relative = destination.relative_to(base).as_posix()
+    written.add(relative)
+    return replace(data, inline=None, file=relative, location=None, sample=sample)
+
+
+def _inline_payload(data: ArrayData) -> bytes:
+    if data.encoding == "json":
+        return json.dumps(data.inline, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    return base64.b64decode(data.inline)
+
+
+def _payload_of(data: ArrayData, base: Path) -> bytes:
+    """The bytes of a by-reference array: from its run folder, or already beside the lock."""
+    candidates = [Path(data.location) / data.file] if data.location and data.file else []
+    candidates += [base / data.file] if data.file else []
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate.read_bytes()
+    shown = str(candidates[0]) if candidates else "<no file>"
+    raise PathError(shown, "array file of a result not found; cannot copy it into the lock")
+
+
+def _sample_of(data: ArrayData, name: str) -> Any:
+    from reprokit.results.arrays import array_sample, load_array
+
+    return array_sample(load_array(data), name)
+
+
+def _prune_sidecar(sidecar: Path, base: Path, keep: set[str]) -> None:
+    """Remove array files no result refers to any more (only our own suffixes)."""
+    if not sidecar.is_dir():
+        return
+    for item in sidecar.iterdir():
+        if item.suffix in (".npy", ".json") and item.relative_to(base).as_posix() not in keep:
+            item.unlink()
+    if not any(sidecar.iterdir()):
+        sidecar.rmdir()
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def read_lock(path: str | os.PathLike[str]) -> Lock:
+    """Read and validate a lock; :class:`LockError` names the file and the field."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PathError(source, f"cannot read the lock: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise LockError(source, "not UTF-8 text") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise LockError(source, f"not valid JSON: {exc}") from None
+    _check_version(data, source)
+    _check_results(data.get("results"), source)
+    try:
+        lock = from_builtins(data, Lock, source=source)
+    except InputError as exc:
+        raise LockError(source, _reason(exc, source), _field_of(exc)) from None
+    _check_paths(lock, Path(path))
+    return lock
+
+
+def _check_version(data: Any, source: str) -> None:
+    if not isinstance(data, dict):
+        raise LockError(source, "a lock is a JSON object")
+    version = data.get("schema_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise LockError(source, f"schema_version must be an integer, got {version!r}", "$")
+    if version > LOCK_SCHEMA_VERSION:
+        raise SchemaVersionError(source, version, LOCK_SCHEMA_VERSION)
+
+
+def _check_results(results: Any, source: str) -> None:
+    """Validate results one by one, so an error names the result (msgspec says ``[...]``)."""
+    if not isinstance(results, dict):
+        return  # the whole-lock validation reports it
+    for name, item in results.items():
+        try:
+            from_builtins(item, Result, source=source)
+        except InputError as exc:
+            inner = _field_of(exc) or "$"
+            field = f"$.results.{name}{inner[1:]}"
+            raise LockError(
+                source, f"invalid result {name!r}: {_reason(exc, source)}", field
+            ) from None
+
+
+def _reason(error: InputError, source: str) -> str:
+    return error.message.removeprefix(f"{source}: ")
+
+
+def _field_of(error: InputError) -> str | None:
+    """``... - at `$.results.acc.kind``` (msgspec's wording) → ``$.results.acc.kind``."""
+    _, sep, rest = error.message.rpartition("at `")
+    return rest.rstrip("`") if sep else None
+
+
+def project_root_of(lock: Lock, lock_path: str | os.PathLike[str]) -> Path:
+    """The project root the lock's relative paths start from: the lock's folder, minus the
+    folders of the notebook's path inside the project."""
+    depth = len(PurePosixPath(lock.notebook.path).parts) - 1
+    root = Path(lock_path).resolve().parent
+    for _ in range(max(depth, 0)):
+        root = root.parent
+    return root
+
+
+def _check_paths(lock: Lock, lock_path: Path) -> None:
+    source = str(lock_path)
+    _check_relative(lock.notebook.path, source, "notebook.path")
+    root = project_root_of(lock, lock_path)
+    for k, entry in enumerate(lock.data.entries if lock.data else ()):
+        _check_data_path(entry, root, source, f"data.entries[{k}].path")
+    for name, result in lock.results.items():
+        arrays = [result.array, result.index, *(c.data for c in result.columns)]
+        for data in arrays:
+            if data is not None and data.file is not None:
+                _check_relative(data.file, source, f"results.{name}.file")
+
+
+def _check_data_path(entry: DataEntry, root: Path, source: str, field: str) -> None:
+    path = Path(entry.path)
+    if path.is_absolute():
+        if not path.resolve().is_relative_to(root):
+            raise LockError(source, f"data path {entry.path!r} is outside the project root", field)
+        return
+    _check_relative(entry.path, source, field)
+
+
+def _check_relative(text: str, source: str, field: str) -> None:
+    """A relative path that stays inside its base folder (no ``..`` escape, not absolute)."""
+    normal = os.path.normpath(text)
+    if os.path.isabs(text) or normal == ".." or normal.startswith(".." + os.sep):
+        raise LockError(source, f"path {text!r} escapes the project root", field)

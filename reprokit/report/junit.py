@@ -1,0 +1,110 @@
+"""Verdicts as JUnit XML for CI: one ``testsuite`` per notebook, one ``testcase`` per result.
+
+``classname`` is the notebook, ``name`` the result. ``differs`` and ``missing`` are
+``<failure>`` elements whose text carries the deviation, the tolerance and the environment
+changes most likely to explain it; ``unexpected`` passes with a note in ``system-out``.
+Data drift is written in the suite's ``system-err`` and as a ``data-drift`` property.
+"""
+
+from __future__ import annotations
+
+import os
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+
+from reprokit._fsutil import atomic_write_bytes
+from reprokit.capture.redact import redact_text
+from reprokit.compare.verify import FAILING, ResultCheck, Verdict
+from reprokit.report.table import (
+    as_verdicts,
+    env_lines,
+    format_deviation,
+    format_tolerance,
+    verdict_line,
+)
+
+__all__ = ["junit_xml", "write_junit"]
+
+
+def junit_xml(verdicts: Verdict | Sequence[Verdict]) -> str:
+    listed = as_verdicts(verdicts)
+    root = ET.Element("testsuites", name="reprokit")
+    for verdict in listed:
+        root.append(_suite(verdict))
+    _count(root, [verdict.checks for verdict in listed])
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def write_junit(verdicts: Verdict | Sequence[Verdict], path: str | os.PathLike[str]) -> None:
+    atomic_write_bytes(path, junit_xml(verdicts).encode("utf-8"))
+
+
+def _count(element: ET.Element, groups: Sequence[Sequence[ResultCheck]]) -> None:
+    checks = [c for group in groups for c in group]
+    element.set("tests", str(len(checks)))
+    element.set("failures", str(sum(c.status in FAILING for c in checks)))
+    element.set("errors", "0")
+
+
+def _suite(verdict: Verdict) -> ET.Element:
+    suite = ET.Element("testsuite", name=verdict.notebook)
+    _count(suite, [verdict.checks])
+    properties = ET.SubElement(suite, "properties")
+    for name, value in _properties(verdict):
+        ET.SubElement(properties, "property", name=name, value=redact_text(value))
+    environment = "\n".join(env_lines(verdict))
+    for check in verdict.checks:
+        suite.append(_case(verdict, check, environment))
+    out = ET.SubElement(suite, "system-out")
+    out.text = verdict_line(verdict)
+    if not verdict.data_ok and verdict.data is not None:
+        err = ET.SubElement(suite, "system-err")
+        err.text = "\n".join(
+            f"data {e.status}: {e.path} ({e.reason})"
+            + "".join(f"\n  {f.change}: {f.path}" for f in e.files)
+            for e in verdict.data.drifted
+        )
+    return suite
+
+
+def _properties(verdict: Verdict) -> list[tuple[str, str]]:
+    props = [
+        ("reference_device", verdict.reference_device),
+        ("current_device", verdict.current_device),
+        ("reproduced", str(verdict.reproduced).lower()),
+        ("data-drift", str(not verdict.data_ok).lower()),
+    ]
+    if verdict.run_id:
+        props.append(("reference_run_id", verdict.run_id))
+    if verdict.git is not None and verdict.git.commit:
+        props.append(("git_commit", verdict.git.commit + (" (dirty)" if verdict.git.dirty else "")))
+    return props
+
+
+def _case(verdict: Verdict, check: ResultCheck, environment: str) -> ET.Element:
+    case = ET.Element("testcase", classname=verdict.notebook, name=check.name, time="0")
+    if check.status in FAILING:
+        failure = ET.SubElement(
+            case, "failure", type=check.status, message=redact_text(_summary(check))
+        )
+        lines = [
+            f"reference: {check.reference or '-'}",
+            f"obtained:  {check.obtained or '-'}",
+            f"deviation: {format_deviation(check.deviation)}",
+            f"tolerance: {format_tolerance(check.tolerance, check.tolerance_source)}",
+            f"detail:    {check.message}",
+        ]
+        if environment:
+            lines += ["environment changes:", environment]
+        failure.text = redact_text("\n".join(lines))
+    elif check.status == "unexpected":
+        out = ET.SubElement(case, "system-out")
+        out.text = redact_text(check.message)
+    return case
+
+
+def _summary(check: ResultCheck) -> str:
+    if check.status == "missing":
+        return f"{check.name}: missing (in the lock, not produced)"
+    return f"{check.name}: differs ({format_deviation(check.deviation)})"

@@ -1,0 +1,174 @@
+"""Verdicts in the terminal: a rich table (notebook, result, reference, obtained, deviation,
+tolerance, status) and a verdict line per notebook, with a plain-text fallback for logs and
+terminals without rich. The small formatters here are shared by the other report modules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from reprokit.capture.redact import redact_text
+from reprokit.compare.model import Tolerance
+from reprokit.compare.verify import DeviationRecord, ResultCheck, Verdict
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+__all__ = [
+    "STATUS_STYLE",
+    "as_verdicts",
+    "env_lines",
+    "format_deviation",
+    "format_tolerance",
+    "plain_table",
+    "print_verdicts",
+    "verdict_line",
+    "verdict_table",
+]
+
+STATUS_STYLE = {
+    "reproduced": "green",
+    "within_tolerance": "green",
+    "differs": "bold red",
+    "missing": "bold red",
+    "unexpected": "yellow",
+}
+HEADERS = ("notebook", "result", "reference", "obtained", "deviation", "tolerance", "status")
+
+
+def as_verdicts(verdicts: Verdict | Sequence[Verdict]) -> list[Verdict]:
+    return [verdicts] if isinstance(verdicts, Verdict) else list(verdicts)
+
+
+def format_tolerance(tolerance: Tolerance, source: str = "declared") -> str:
+    """``exact``, ``rtol=0.001``, ``rtol=0.001 atol=1e-08 (device)``."""
+    if tolerance.is_exact:
+        text = "exact"
+    else:
+        parts = [f"{n}={v:g}" for n, v in (("rtol", tolerance.rtol), ("atol", tolerance.atol)) if v]
+        text = " ".join(parts)
+    return text if source == "declared" else f"{text} ({source})"
+
+
+def _number(value: float | str) -> str:
+    return value if isinstance(value, str) else f"{value:.3g}"
+
+
+def format_deviation(deviation: DeviationRecord | None) -> str:
+    """``abs 0.001 rel 2e-04, 1/20000 elements (sampled)``; ``-`` when nothing was measured."""
+    if deviation is None:
+        return "-"
+    parts = []
+    if deviation.shape_change is not None:
+        before, after = deviation.shape_change
+        parts.append(f"shape {list(before)} -> {list(after)}")
+    if deviation.dtype_change is not None:
+        parts.append(f"dtype {deviation.dtype_change[0]} -> {deviation.dtype_change[1]}")
+    if deviation.type_change is not None:
+        parts.append(f"type {deviation.type_change[0]} -> {deviation.type_change[1]}")
+    if deviation.max_abs_error != 0.0 or deviation.max_rel_error != 0.0:
+        rel = _number(deviation.max_rel_error)
+        parts.append(f"abs {_number(deviation.max_abs_error)} rel {rel}")
+    if deviation.mismatched_count and deviation.total_count > 1:
+        parts.append(f"{deviation.mismatched_count}/{deviation.total_count} elements")
+    if deviation.estimated and parts:
+        parts.append("(sampled)")
+    return ", ".join(parts) if parts else "0"
+
+
+def verdict_line(verdict: Verdict) -> str:
+    """``REPRODUCED notebooks/fig3.ipynb: 2 reproduced, 1 within tolerance (cpu vs cuda)``."""
+    word = "REPRODUCED" if verdict.reproduced else "NOT REPRODUCED"
+    counts = ", ".join(
+        f"{n} {status.replace('_', ' ')}" for status, n in verdict.counts.items() if n
+    )
+    devices = (
+        f" ({verdict.reference_device} reference, {verdict.current_device} now)"
+        if verdict.reference_device != verdict.current_device
+        else ""
+    )
+    drifted = verdict.data.drifted if verdict.data is not None else ()
+    data = f"; data drifted: {len(drifted)} path(s)" if drifted else ""
+    return f"{word} {verdict.notebook}: {counts or 'no results'}{devices}{data}"
+
+
+def env_lines(verdict: Verdict, limit: int = 12) -> list[str]:
+    """The environment changes most likely to explain a difference, one line each."""
+    if verdict.env_diff is None:
+        return []
+    lines = [
+        f"{c.category}: {c.key}: {c.reference or '-'} -> {c.current or '-'} ({c.hint})"
+        for c in verdict.env_diff.changes[:limit]
+    ]
+    hidden = len(verdict.env_diff.changes) - limit
+    return [redact_text(line) for line in lines] + ([f"... {hidden} more"] if hidden > 0 else [])
+
+
+def _row(verdict: Verdict, check: ResultCheck) -> tuple[str, ...]:
+    return (
+        verdict.notebook,
+        check.name,
+        redact_text(check.reference) or "-",
+        redact_text(check.obtained) or "-",
+        format_deviation(check.deviation),
+        format_tolerance(check.tolerance, check.tolerance_source),
+        check.status,
+    )
+
+
+def verdict_table(verdicts: Verdict | Sequence[Verdict]) -> Table:
+    """A rich Table of every result of every verdict."""
+    from rich.table import Table
+
+    table = Table(title="reprokit verification")
+    for header in HEADERS:
+        # status, names and tolerances must stay whole in a narrow terminal; values may wrap
+        keep = header in ("status", "result", "tolerance")
+        table.add_column(header, no_wrap=keep, min_width=16 if header == "status" else None)
+    for verdict in as_verdicts(verdicts):
+        for check in verdict.checks:
+            row = _row(verdict, check)
+            status = f"[{STATUS_STYLE[check.status]}]{check.status}[/]"
+            table.add_row(*(_escape(cell) for cell in row[:-1]), status)
+    return table
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def print_verdicts(verdicts: Verdict | Sequence[Verdict], console: Console | None = None) -> None:
+    """Print the table, then one verdict line per notebook and the environment changes of the
+    notebooks that failed."""
+    from rich.console import Console
+
+    out: Any = console or Console()
+    listed = as_verdicts(verdicts)
+    out.print(verdict_table(listed))
+    for verdict in listed:
+        style = "bold green" if verdict.reproduced else "bold red"
+        out.print(verdict_line(verdict), style=style, markup=False)
+        if not verdict.reproduced:
+            for line in env_lines(verdict):
+                out.print(f"  {line}", markup=False)
+
+
+def plain_table(verdicts: Verdict | Sequence[Verdict]) -> str:
+    """The same table as aligned plain text (no rich, no colour)."""
+    listed = as_verdicts(verdicts)
+    rows = [HEADERS] + [_row(v, c) for v in listed for c in v.checks]
+    widths = [max(len(row[k]) for row in rows) for k in range(len(HEADERS))]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    for verdict in listed:
+        lines.append(verdict_line(verdict))
+        if not verdict.reproduced:
+            lines += [f"  {line}" for line in env_lines(verdict)]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,225 @@
+"""Lock files: round trip, stable bytes, sidecar arrays, and refusal of untrusted content."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+from test_lock_support import (
+    FolderWriter,
+    executed,
+    make_project,
+    record,
+    scalar_results,
+)
+
+from reprokit.capture.model import DataEntry, DataManifest
+from reprokit.exceptions import LockError, SchemaVersionError
+from reprokit.record.lock import (
+    LOCK_SCHEMA_VERSION,
+    build_lock,
+    check_source,
+    lock_path_for,
+    read_lock,
+    sidecar_for,
+    write_lock,
+)
+from reprokit.results import decode_result, encode_result, read_notebook
+
+
+def test_lock_path_sits_beside_the_notebook() -> None:
+    assert lock_path_for("a/fig3.ipynb") == Path("a/fig3.repro.json")
+    assert lock_path_for("a/fig3.py") == Path("a/fig3.repro.json")
+    assert sidecar_for("a/fig3.repro.json") == Path("a/fig3.repro")
+
+
+def test_lock_round_trips_with_everything_recorded(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    lock = record(project, scalar_results(rtol=1e-3), run_id="abc123")
+    assert lock.schema_version == LOCK_SCHEMA_VERSION
+    assert lock.notebook.path == "notebooks/fig3.ipynb"
+    assert [c.cell_type for c in lock.notebook.cells] == ["markdown", "code", "code", "code"]
+    assert lock.parameters.values == {"epochs": 2} and lock.parameters.device == "cpu"
+    assert set(lock.results) == {"acc", "config", "epochs"}
+    assert lock.results["acc"].rtol == 1e-3
+    assert lock.snapshot is not None and lock.run_id == "abc123"
+    assert lock.data is not None and lock.data.entries[0].path == "data"
+    assert [o.index for o in lock.outputs] == [1, 2, 3]
+    assert read_lock(project.lock_path) == lock
+
+
+def test_lock_json_is_sorted_with_one_value_per_line(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    record(project, scalar_results())
+    text = project.lock_path.read_text()
+    data = json.loads(text)
+    assert list(data) == sorted(data)
+    assert '\n  "acc": {' in text.replace(" ", "  ") or '"acc": {\n' in text
+
+
+def test_re_recording_an_unchanged_notebook_gives_identical_bytes(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    big = np.arange(20_000, dtype=np.float64)  # 160 kB: above the inline limit
+    results = [*scalar_results(), encode_result("w", big, writer=FolderWriter(tmp_path / "r1"))]
+    record(project, results)
+    first = project.lock_path.read_text().splitlines()
+    sidecar_first = {p.name: p.read_bytes() for p in sidecar_for(project.lock_path).iterdir()}
+    again = [*scalar_results(), encode_result("w", big, writer=FolderWriter(tmp_path / "r2"))]
+    record(project, again)
+    second = project.lock_path.read_text().splitlines()
+    assert _without_volatile(first) == _without_volatile(second)
+    assert sidecar_first == {
+        p.name: p.read_bytes() for p in sidecar_for(project.lock_path).iterdir()
+    }
+
+
+def _without_volatile(lines: list[str]) -> list[str]:
+    """Drop the created_at line and the snapshot object (indent of one = top-level key)."""
+    kept, skipping = [], False
+    for line in lines:
+        if line.startswith(' "snapshot": {'):
+            skipping = True
+        elif skipping and line.startswith(" }"):
+            skipping = False
+        elif not skipping and not line.startswith(' "created_at"'):
+            kept.append(line)
+    return kept
+
+
+def test_large_arrays_go_to_the_sidecar_and_read_back(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    inline_big = np.linspace(0, 1, 10_000)  # no writer: inline in the notebook, 80 kB
+    lock = record(project, [encode_result("w", inline_big)])
+    array = lock.results["w"].array
+    assert array is not None and array.inline is None and array.location is None
+    assert array.file is not None and array.file.startswith("fig3.repro/")
+    assert array.sample is not None  # a summary is possible without the file
+    value = decode_result(lock.results["w"], base=project.lock_path.parent)
+    np.testing.assert_array_equal(value, inline_big)
+
+
+def test_small_arrays_stay_inline(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    lock = record(project, [encode_result("w", np.ones(3))])
+    assert lock.results["w"].array is not None and lock.results["w"].array.inline is not None
+    assert not sidecar_for(project.lock_path).exists()
+
+
+def test_a_lock_from_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    record(project, scalar_results())
+    data = json.loads(project.lock_path.read_text())
+    data["schema_version"] = LOCK_SCHEMA_VERSION + 1
+    project.lock_path.write_text(json.dumps(data))
+    with pytest.raises(SchemaVersionError, match=r"newer reprokit \(schema 2 > 1\); upgrade"):
+        read_lock(project.lock_path)
+
+
+def test_a_malformed_field_is_named(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    record(project, scalar_results())
+    data = json.loads(project.lock_path.read_text())
+    data["results"]["acc"]["kind"] = 3
+    project.lock_path.write_text(json.dumps(data))
+    with pytest.raises(LockError) as info:
+        read_lock(project.lock_path)
+    assert info.value.path == str(project.lock_path)
+    assert info.value.field == "$.results.acc.kind"
+    assert str(project.lock_path) in str(info.value)
+
+
+@pytest.mark.parametrize("bad", ["../secret.txt", "data/../../x", "/etc/passwd"])
+def test_data_paths_escaping_the_project_are_refused(tmp_path: Path, bad: str) -> None:
+    project = make_project(tmp_path)
+    record(project, scalar_results())
+    data = json.loads(project.lock_path.read_text())
+    data["data"]["entries"][0]["path"] = bad
+    project.lock_path.write_text(json.dumps(data))
+    with pytest.raises(LockError, match=r"outside the project root|escapes the project root") as e:
+        read_lock(project.lock_path)
+    assert e.value.field == "data.entries[0].path"
+
+
+def test_array_references_escaping_the_lock_folder_are_refused(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    record(project, [encode_result("w", np.linspace(0, 1, 10_000))])
+    data = json.loads(project.lock_path.read_text())
+    data["results"]["w"]["array"]["file"] = "../../../etc/passwd"
+    project.lock_path.write_text(json.dumps(data))
+    with pytest.raises(LockError, match="escapes"):
+        read_lock(project.lock_path)
+
+
+def test_not_json_is_a_lock_error(tmp_path: Path) -> None:
+    path = tmp_path / "x.repro.json"
+    path.write_text("{nope")
+    with pytest.raises(LockError, match="not valid JSON"):
+        read_lock(path)
+
+
+def test_data_outside_the_project_cannot_be_locked(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    outside = DataManifest(entries=(DataEntry(str(tmp_path / "elsewhere"), "file", 1, "b", "0"),))
+    with pytest.raises(LockError, match="outside the project root"):
+        build_lock(
+            project.notebook,
+            executed(project, scalar_results(), snapshot=False),
+            project_root=project.root,
+            data=outside,
+        )
+
+
+def test_changed_source_cells_are_named(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    lock = record(project, scalar_results())
+    nb = nbformat.read(project.notebook, as_version=4)
+    nb.cells[2].source = "print('loss', 0.5)"
+    nb.cells[2].outputs = [nbformat.v4.new_output("stream", name="stdout", text="changed")]
+    nb.cells.append(nbformat.v4.new_code_cell("extra"))
+    nbformat.write(nb, project.notebook)
+    with pytest.warns(UserWarning, match="cells 2, 4"):
+        assert check_source(lock, project.notebook) == [2, 4]
+
+
+def test_outputs_do_not_change_the_source_digest(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    lock = record(project, scalar_results())
+    nbformat.write(executed(project, scalar_results(0.5)), project.notebook)
+    assert check_source(lock, project.notebook) == []
+
+
+def test_a_lock_can_be_built_from_results_alone(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    found = read_notebook(executed(project, scalar_results()))
+    lock = build_lock(project.notebook, found, project_root=project.root, device="cuda:1")
+    assert lock.outputs == () and lock.parameters.device == "cuda"
+    written = write_lock(replace(lock, run_id=None), project.lock_path)
+    assert read_lock(project.lock_path) == written
+
+
+def test_a_jupytext_notebook_is_locked_from_its_text_form(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    script = project.notebook.with_suffix(".py")
+    script.write_text("# %% [markdown]\n# Figure 3\n\n# %%\nimport numpy as np\n\n# %%\nx = 1\n")
+    node = executed(project, scalar_results(), snapshot=False)
+    lock = build_lock(script, node, project_root=project.root)
+    assert lock.notebook.path == "notebooks/fig3.py"
+    assert [c.cell_type for c in lock.notebook.cells] == ["markdown", "code", "code"]
+    assert lock_path_for(script) == project.lock_path
+    script.write_text(script.read_text().replace("x = 1", "x = 2"))
+    with pytest.warns(UserWarning, match="cells 2"):
+        assert check_source(lock, script) == [2]
+
+
+def test_lock_errors_pickle_with_their_fields() -> None:
+    import pickle
+
+    error = SchemaVersionError("a.repro.json", 3, 1)
+    clone = pickle.loads(pickle.dumps(error))
+    assert type(clone) is SchemaVersionError and clone.found == 3 and clone.supported == 1
+    assert clone.field == "schema_version" and str(clone) == str(error)
+    assert isinstance(clone, LockError) and clone.exit_code == 2

@@ -1,0 +1,243 @@
+"""Reports of a verdict: terminal table, JSON, JUnit XML and a self-contained HTML file."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import re
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+from dataclasses import replace
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pytest
+from rich.console import Console
+from test_lock_support import executed, make_project, record
+
+from reprokit._serde import from_builtins
+from reprokit.compare.verify import Verdict, check_data, verify_results
+from reprokit.report.html import render_html, write_html
+from reprokit.report.json_report import verdicts_json, write_json_report
+from reprokit.report.junit import junit_xml, write_junit
+from reprokit.report.table import plain_table, print_verdicts, verdict_line
+from reprokit.results import encode_result, read_notebook
+
+SECRET = "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"
+
+
+def failing_verdict(tmp_path: Path) -> Verdict:
+    """acc reproduced, w drifted beyond tolerance, gone missing, new unexpected, data drift."""
+    project = make_project(tmp_path)
+    w = np.linspace(0, 1, 50)
+    lock = record(
+        project,
+        [
+            encode_result("acc", 0.9, rtol=1e-3),
+            encode_result("w", w, rtol=1e-6),
+            encode_result("gone", "x"),
+            encode_result("label", f"token {SECRET}"),
+        ],
+    )
+    (project.data / "a.csv").write_text("changed\n")
+    data = check_data(lock, project.root, cache=None)
+    drifted = w.copy()
+    drifted[3] += 0.5
+    now = [
+        encode_result("acc", 0.9),
+        encode_result("w", drifted),
+        encode_result("new", math.inf),
+        encode_result("label", f"token {SECRET}"),
+    ]
+    node = executed(project, now)
+    return verify_results(
+        lock,
+        read_notebook(node),
+        lock_dir=project.lock_path.parent,
+        data=data,
+        executed_notebook=node,
+        command="reprokit verify notebooks/fig3.ipynb --device cpu",
+    )
+
+
+@pytest.fixture
+def verdict(tmp_path: Path) -> Verdict:
+    return failing_verdict(tmp_path)
+
+
+def test_verdict_line_says_what_failed(verdict: Verdict) -> None:
+    line = verdict_line(verdict)
+    assert line.startswith("NOT REPRODUCED notebooks/fig3.ipynb")
+    assert "1 differs" in line and "1 missing" in line and "data drifted: 1 path(s)" in line
+
+
+def test_plain_table_has_a_row_per_result(verdict: Verdict) -> None:
+    text = plain_table(verdict)
+    lines = text.splitlines()
+    assert lines[0].split() == [
+        "notebook",
+        "result",
+        "reference",
+        "obtained",
+        "deviation",
+        "tolerance",
+        "status",
+    ]
+    for name in ("acc", "w", "gone", "new", "label"):
+        assert any(f" {name} " in line for line in lines[2:])
+    assert SECRET not in text
+
+
+def test_rich_table_prints_rows_and_environment(verdict: Verdict) -> None:
+    buffer = io.StringIO()
+    print_verdicts([verdict], Console(file=buffer, width=200, color_system=None))
+    text = buffer.getvalue()
+    assert "differs" in text and "missing" in text and "NOT REPRODUCED" in text
+    assert SECRET not in text
+
+
+def test_json_report_parses_back_into_verdicts(verdict: Verdict) -> None:
+    text = verdicts_json([verdict])
+    document = json.loads(text, parse_constant=_refuse)  # strict JSON: no NaN/Infinity
+    assert document["reproduced"] is False
+    assert from_builtins(document["verdicts"][0], Verdict) == verdict
+
+
+def _refuse(token: str) -> None:
+    raise AssertionError(f"non-standard JSON token {token}")
+
+
+def test_json_report_file_is_written(tmp_path: Path, verdict: Verdict) -> None:
+    path = tmp_path / "out" / "report.json"
+    path.parent.mkdir()
+    write_json_report(verdict, path)
+    assert json.loads(path.read_text())["verdicts"][0]["notebook"] == "notebooks/fig3.ipynb"
+
+
+def test_junit_has_one_testcase_per_result_and_failures(tmp_path: Path, verdict: Verdict) -> None:
+    path = tmp_path / "junit.xml"
+    write_junit([verdict], path)
+    root = ET.parse(path).getroot()
+    assert root.tag == "testsuites" and root.get("tests") == "5" and root.get("failures") == "2"
+    cases = root.findall("./testsuite/testcase")
+    assert sorted(c.get("name") or "" for c in cases) == ["acc", "gone", "label", "new", "w"]
+    assert {c.get("classname") for c in cases} == {"notebooks/fig3.ipynb"}
+    failed = {c.get("name"): c.find("failure") for c in cases if c.find("failure") is not None}
+    assert set(failed) == {"gone", "w"}
+    w_failure = failed["w"]
+    assert w_failure is not None and w_failure.get("type") == "differs"
+    assert "deviation: abs 0.5" in (w_failure.text or "")
+    assert "tolerance: rtol=1e-06" in (w_failure.text or "")
+    assert "a.csv" in (root.findtext("./testsuite/system-err") or "")
+    assert SECRET not in path.read_text()
+
+
+def test_junit_of_a_reproduced_notebook_has_no_failure(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    lock = record(project, [encode_result("acc", 0.5)])
+    found = read_notebook(executed(project, [encode_result("acc", 0.5)]))
+    root = ET.fromstring(junit_xml(verify_results(lock, found)))
+    assert root.get("failures") == "0" and root.find(".//failure") is None
+
+
+class _Checker(HTMLParser):
+    """Collects tags and checks every opened element is closed (void elements aside)."""
+
+    VOID: ClassVar[set[str]] = {"meta", "br", "rect", "line", "img", "link", "input", "hr"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[str] = []
+        self.tags: set[str] = set()
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.add(tag)
+        if tag not in self.VOID:
+            self.stack.append(tag)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.add(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.VOID:
+            return
+        assert self.stack and self.stack[-1] == tag, f"</{tag}> closes {self.stack[-1:]}"
+        self.stack.pop()
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def test_html_is_well_formed_self_contained_and_has_the_verdict(verdict: Verdict) -> None:
+    page = render_html([verdict])
+    checker = _Checker()
+    checker.feed(page)
+    checker.close()
+    assert checker.stack == []
+    assert {"svg", "table", "style"} <= checker.tags and "script" not in checker.tags
+    assert not re.search(r"(src|href)\s*=\s*[\"']?(https?:)?//", page)
+    assert "url(" not in page and "@import" not in page
+    text = "".join(checker.text)
+    assert "NOT REPRODUCED" in text and "notebooks/fig3.ipynb" in text
+    assert "reprokit verify notebooks/fig3.ipynb --device cpu" in text
+    assert "a.csv" in text and "blake3:" in text  # the data table with digests
+    assert SECRET not in page and "&lt;redacted&gt;" in page
+
+
+def test_html_shows_a_bar_for_the_drifted_array(verdict: Verdict) -> None:
+    page = render_html(verdict)
+    assert page.count("<svg") == 1  # only "w" has a measured error against a tolerance
+    assert 'fill="#cf222e"' in page  # past the tolerance: red
+
+
+def test_html_of_a_reproduced_notebook_is_green(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    lock = record(project, [encode_result("acc", 0.5)])
+    found = read_notebook(executed(project, [encode_result("acc", 0.5)]))
+    page = render_html(verify_results(lock, found))
+    assert 'class="banner ok"' in page and 'class="banner fail"' not in page
+    assert "No difference from the reference environment" in page or "Environment diff" in page
+
+
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="no /usr/bin/chromium")
+def test_html_renders_in_headless_chromium(tmp_path: Path, verdict: Verdict) -> None:
+    page = tmp_path / "report.html"
+    write_html(verdict, page)
+    shot = tmp_path / "shot.png"
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            f"--screenshot={shot}",
+            "--window-size=1200,1600",
+            page.as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    assert shot.stat().st_size > 1000
+
+
+def test_failures_carry_the_environment_diff(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    lock = record(project, [encode_result("acc", 0.5)])
+    assert lock.snapshot is not None
+    old = replace(lock.snapshot, packages={**lock.snapshot.packages, "numpy": "0.0.1"})
+    lock = replace(lock, snapshot=old)
+    found = read_notebook(executed(project, [encode_result("acc", 0.75)]))
+    verdict = verify_results(lock, found)
+    failure = ET.fromstring(junit_xml(verdict)).find(".//failure")
+    assert failure is not None and "environment changes:" in (failure.text or "")
+    assert "numpy: 0.0.1 -> " in (failure.text or "")
+    page = render_html(verdict)
+    assert "Environment diff" in page and "0.0.1" in page
+    assert "numpy: 0.0.1" in plain_table(verdict)

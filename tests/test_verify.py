@@ -1,0 +1,213 @@
+"""Verification of an execution against its lock: statuses, tolerances, data drift."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import numpy as np
+import pytest
+from test_lock_support import (
+    FolderWriter,
+    Project,
+    executed,
+    make_project,
+    record,
+    scalar_results,
+)
+
+from reprokit._serde import from_json, to_json
+from reprokit.compare.model import Tolerance
+from reprokit.compare.verify import Verdict, check_data, verify_results
+from reprokit.record._lockmodel import DeviceTolerance
+from reprokit.record.lock import Lock
+from reprokit.results import Result, encode_result, read_notebook
+
+
+def verify(project: Project, lock: Lock, results: list[Result], **kwargs: Any) -> Verdict:
+    current = read_notebook(executed(project, results, snapshot=False))
+    return verify_results(lock, current, lock_dir=project.lock_path.parent, **kwargs)
+
+
+def test_identical_results_reproduce(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    lock = record(project, scalar_results())
+    verdict = verify(project, lock, scalar_results())
+    assert verdict.reproduced
+    assert verdict.counts["reproduced"] == 3
+    assert {c.status for c in verdict.checks} == {"reproduced"}
+
+
+def test_statuses_within_tolerance_differs_missing_unexpected(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    lock = record(
+        project,
+        [encode_result("acc", 0.9, rtol=1e-3), encode_result("n", 3), encode_result("gone", "x")],
+    )
+    now = [encode_result("acc", 0.9004), encode_result("n", 4), encode_result("new", 1.0)]
+    verdict = verify(project, lock, now)
+    status = {c.name: c.status for c in verdict.checks}
+    assert status == {
+        "acc": "within_tolerance",
+        "n": "differs",
+        "gone": "missing",
+        "new": "unexpected",
+    }
+    assert not verdict.reproduced
+    by_name = {c.name: c for c in verdict.checks}
+    assert by_name["acc"].tolerance == Tolerance(1e-3, None)
+    assert by_name["acc"].reference == "0.9" and by_name["acc"].obtained == "0.9004"
+    assert by_name["n"].deviation is not None and by_name["n"].deviation.max_abs_error == 1.0
+    assert by_name["gone"].obtained == "" and "not produced" in by_name["gone"].message
+
+
+def test_only_unexpected_results_still_reproduce(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    lock = record(project, scalar_results())
+    verdict = verify(project, lock, [*scalar_results(), encode_result("extra", 1)])
+    assert verdict.reproduced and verdict.counts["unexpected"] == 1
+
+
+def test_nan_reproduces_and_nan_against_a_number_differs(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    lock = record(project, [encode_result("a", math.nan), encode_result("b", 1.0, rtol=0.1)])
+    verdict = verify(project, lock, [encode_result("a", math.nan), encode_result("b", math.nan)])
+    status = {c.name: c for c in verdict.checks}
+    assert status["a"].status == "reproduced"
+    assert status["b"].status == "differs"
+    assert status["b"].deviation is not None and status["b"].deviation.max_abs_error == "inf"
+
+
+def test_run_tolerance_overrides_the_declared_one(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    lock = record(project, [encode_result("acc", 1.0)])
+    assert verify(project, lock, [encode_result("acc", 1.01)]).checks[0].status == "differs"
+    check = verify(project, lock, [encode_result("acc", 1.01)], rtol=0.05).checks[0]
+    assert check.status == "within_tolerance" and check.tolerance_source == "override"
+
+
+def test_device_tolerance_applies_only_across_devices(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    lock = record(
+        project, [encode_result("acc", 1.0)], device_tolerances={"acc": DeviceTolerance(1e-2)}
+    )
+    now = [encode_result("acc", 1.005)]
+    assert verify(project, lock, now, device="cpu").checks[0].status == "differs"
+    cross = verify(project, lock, now, device="cuda:0")
+    assert cross.checks[0].status == "within_tolerance"
+    assert cross.checks[0].tolerance_source == "device" and cross.current_device == "cuda"
+    given = {"*": Tolerance(atol=1e-4)}
+    assert verify(project, lock, now, device="cuda", device_tolerance=given).checks[0].status == (
+        "differs"
+    )
+
+
+def test_large_arrays_compare_against_the_sidecar(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    ref = np.linspace(0, 1, 20_000)
+    lock = record(project, [encode_result("w", ref, rtol=1e-6)])
+    drifted = ref.copy()
+    drifted[7] += 1e-3
+    writer = FolderWriter(tmp_path / "run")
+    check = verify(project, lock, [encode_result("w", drifted, writer=writer)]).checks[0]
+    assert check.status == "differs" and "\u2192" not in check.reference
+    assert check.deviation is not None and check.deviation.mismatched_count == 1
+    assert check.deviation.first_mismatch is not None and "7" in check.deviation.first_mismatch
+    same = verify(project, lock, [encode_result("w", ref, writer=writer)]).checks[0]
+    assert same.status == "reproduced"
+
+
+def test_summaries_are_compared_when_the_array_file_is_gone(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    ref = np.linspace(0, 1, 20_000)
+    lock = record(project, [encode_result("w", ref, rtol=1e-3)])
+    run = tmp_path / "run"
+    current = [encode_result("w", ref * (1 + 1e-5), writer=FolderWriter(run))]
+    found = read_notebook(executed(project, current, snapshot=False))
+    for item in (run / "arrays").iterdir():
+        item.unlink()
+    verdict = verify_results(lock, found, lock_dir=project.lock_path.parent)
+    check = verdict.checks[0]
+    assert check.status == "within_tolerance"
+    assert check.deviation is not None and check.deviation.estimated
+
+
+def test_env_diff_git_and_divergent_cell_are_in_the_verdict(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    lock = record(project, scalar_results())
+    node = executed(project, scalar_results(), stdout="loss 0.75\n")
+    verdict = verify_results(
+        lock, read_notebook(node), executed_notebook=node, lock_dir=project.lock_path.parent
+    )
+    assert verdict.env_diff is not None  # both sides have a snapshot
+    assert verdict.divergent_cell is not None and verdict.divergent_cell.index == 2
+    assert verdict.divergent_cell.reason == "output differs"
+    same = executed(project, scalar_results())
+    assert verify_results(lock, read_notebook(same), executed_notebook=same).divergent_cell is None
+
+
+def test_verdict_round_trips_json_with_infinite_errors(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    lock = record(project, [encode_result("b", 1.0), encode_result("c", [1.0, 2.0])])
+    verdict = verify(
+        project,
+        lock,
+        [encode_result("b", math.inf), encode_result("c", [1.0])],
+        data=check_data(lock, project.root, cache=None),
+    )
+    text = to_json(verdict)
+    assert "Infinity" not in text and "NaN" not in text
+    back = from_json(text, Verdict)
+    assert back == verdict
+
+
+def test_data_check_passes_on_unchanged_data(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    lock = record(project, scalar_results())
+    check = check_data(lock, project.root, cache=None)
+    assert check.ok and [e.status for e in check.entries] == ["ok"]
+
+
+def test_data_drift_is_named_file_by_file(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    lock = record(project, scalar_results())
+    (project.data / "a.csv").write_text("x,y\n1,3\n")
+    (project.data / "b.csv").unlink()
+    (project.data / "c.csv").write_text("new\n")
+    check = check_data(lock, project.root, cache=None)
+    assert not check.ok
+    (entry,) = check.drifted
+    assert entry.status == "changed" and entry.path == "data"
+    changes = {f.path: f.change for f in entry.files}
+    assert changes == {"a.csv": "changed", "b.csv": "missing", "c.csv": "added"}
+
+
+def test_a_missing_data_path_is_reported(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    lock = record(project, scalar_results())
+    for item in project.data.iterdir():
+        item.unlink()
+    project.data.rmdir()
+    (entry,) = check_data(lock, project.root, cache=None).entries
+    assert entry.status == "missing" and entry.current_digest is None
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_verdict_records_both_devices(tmp_path: Path, device: str) -> None:
+    project = make_project(tmp_path)
+    lock = record(project, scalar_results(), device="cuda")
+    verdict = verify(project, lock, scalar_results(), device=device)
+    assert verdict.reference_device == "cuda" and verdict.current_device == device
+
+
+def test_a_changed_notebook_is_read_from_disk_unchanged(tmp_path: Path) -> None:
+    # the lock's reference arrays are read from the lock folder, not from where they were made
+    project = make_project(tmp_path)
+    ref = np.linspace(0, 1, 20_000)
+    lock = record(project, [encode_result("w", ref, writer=FolderWriter(tmp_path / "r0"))])
+    for item in (tmp_path / "r0" / "arrays").iterdir():
+        item.unlink()
+    assert verify(project, lock, [encode_result("w", ref)]).reproduced
+    nbformat.validate(executed(project, scalar_results()))
