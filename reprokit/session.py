@@ -20,7 +20,9 @@ is recorded by the next run.
 
 Environment read here: ``REPROKIT_DEVICE`` (see :func:`device`), ``REPROKIT_PARAMS`` (a JSON
 object of notebook parameters recorded as MLflow params, set by a runner),
-``REPROKIT_FLUSH_TIMEOUT`` (seconds ``end`` waits for MLflow, default 60); where runs go is
+``REPROKIT_FLUSH_TIMEOUT`` (seconds ``end`` waits for MLflow, default 60), ``REPROKIT_MLFLOW``
+(``off``: keep the run local, never import MLflow — set by ``reprokit run``, which records the
+executed notebook itself; see :mod:`reprokit.record.run`); where runs go is
 resolved by :mod:`reprokit.record.target`, the run's local folder by
 :mod:`reprokit.record.folder`.
 """

@@ -27,6 +27,9 @@ from reprokit.exceptions import ReprokitError
 _COMMANDS: dict[str, str] = {
     "env": "reprokit.cli._capture:env_command",
     "hash": "reprokit.cli._capture:hash_command",
+    "record": "reprokit.cli._reproduce:record_command",
+    "run": "reprokit.cli._run:run_command",
+    "verify": "reprokit.cli._reproduce:verify_command",
 }
 
 

@@ -4,10 +4,15 @@
 turns every change into local files and queued MLflow operations; it never blocks on MLflow
 except in :meth:`RecordedRun.close`, and it never warns: problems are collected and handed to
 the caller by :meth:`RecordedRun.take_problems` (the session turns them into warnings).
+
+With ``REPROKIT_MLFLOW=off`` (set by ``reprokit run`` for the kernels it starts) the run is
+kept local: results still go into the notebook and the run's folder, but MLflow is never
+imported; the runner records the executed notebook to MLflow itself.
 """
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -31,12 +36,52 @@ from reprokit.record.worker import (
     Close,
     LogBatch,
     LogDatasets,
+    Op,
     OpenRun,
     Upload,
     now_ms,
 )
 from reprokit.results.encode import encode_result
 from reprokit.results.model import Result
+
+MLFLOW_ENV = "REPROKIT_MLFLOW"
+
+
+def mlflow_enabled() -> bool:
+    """False when ``REPROKIT_MLFLOW`` is ``off`` (or ``0``, ``false``, ``no``)."""
+    return os.environ.get(MLFLOW_ENV, "").strip().lower() not in ("off", "0", "false", "no")
+
+
+class LocalRecorder:
+    """The recorder of a run kept local: file writes happen at once, MLflow work is dropped.
+
+    Same interface as :class:`~reprokit.record.worker.BackgroundRecorder`.
+    """
+
+    run_id: str | None = None
+    pending = 0
+    broken = False
+
+    def __init__(self) -> None:
+        self._errors: list[str] = []
+
+    def submit(self, op: Op) -> None:
+        if not isinstance(op, Call):
+            return
+        try:
+            op.function()
+        except Exception as exc:  # a local write must never stop the notebook
+            self._errors.append(f"reprokit: {op.description} failed: {type(exc).__name__}: {exc}")
+
+    def flush(self, timeout: float | None) -> bool:
+        return True
+
+    def take_errors(self) -> list[str]:
+        errors, self._errors = self._errors, []
+        return errors
+
+    def stop(self) -> None:
+        return None
 
 
 @dataclass(frozen=True)
@@ -90,7 +135,9 @@ class RecordedRun:
         self._problems: list[str] = []
         self._declared: Counter[str] = Counter()
         self.folder = self._make_folder()
-        self.recorder = BackgroundRecorder(target)
+        self.recorder: BackgroundRecorder | LocalRecorder = (
+            BackgroundRecorder(target) if mlflow_enabled() else LocalRecorder()
+        )
         self._open(in_notebook, device)
 
     # --- opening ---------------------------------------------------------------------
@@ -126,14 +173,15 @@ class RecordedRun:
 
     def _write_start_files(self) -> None:
         from reprokit.capture.git import git_diff
+        from reprokit.capture.redact import redact_text
 
         assert self.folder is not None
         self.folder.write_text("snapshot.json", to_json(self.snapshot))
         self.folder.write_text("requirements.txt", requirements_text(self.snapshot))
         if self.snapshot.git.available and self.snapshot.git.dirty:
             diff = git_diff(self.target.project_root)
-            if diff:
-                self.folder.write_text("git.diff", diff)
+            if diff:  # uncommitted edits may hold credentials: never upload them verbatim
+                self.folder.write_text("git.diff", redact_text(diff))
         self._write_inputs()
 
     def _write_inputs(self) -> None:

@@ -1,0 +1,170 @@
+"""``reprokit record`` and ``reprokit verify``: write the reference lock, then check it.
+
+Exit codes: 0 recorded / every result reproduced; 1 not reproduced (a result differs or is
+missing, or the lock's input data changed); 2 bad usage or input (missing or corrupt notebook
+or lock, a lock from a newer reprokit, an undeclared parameter, ``--device cuda`` without a
+GPU); 3 execution failed (a cell raised, timed out, or the kernel died).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from reprokit.cli._run import _execution_error, _print_failure, _progress_printer
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _execution_options(command: F) -> F:
+    options = [
+        click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path)),
+        click.option(
+            "--device",
+            type=click.Choice(["cpu", "cuda", "auto"]),
+            default="auto",
+            show_default=True,
+            help="cpu hides GPUs from the kernel; cuda fails unless a GPU is visible.",
+        ),
+        click.option(
+            "-p",
+            "--parameter",
+            "assignments",
+            multiple=True,
+            metavar="NAME=VALUE",
+            help="Set a parameter of the notebook's 'parameters' cell (JSON, else text).",
+        ),
+        click.option("--jobs", "-j", type=int, default=1, show_default=True),
+        click.option("--timeout", type=float, default=None, help="Seconds each cell may run."),
+        click.option("--kernel", default=None, help="Kernel name [default: the notebook's]."),
+        click.option(
+            "--output-dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            default=None,
+            help="Folder of the executed notebooks [default: <project>/.reprokit/runs/...].",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+@click.command("record")
+@_execution_options
+def record_command(
+    paths: tuple[Path, ...],
+    device: str,
+    assignments: tuple[str, ...],
+    jobs: int,
+    timeout: float | None,
+    kernel: str | None,
+    output_dir: Path | None,
+) -> None:
+    """Execute notebooks and write each one's reference lock, <stem>.repro.json, beside it."""
+    from reprokit.reproduce import record
+    from reprokit.run.params import parse_assignments
+
+    outcomes = record(
+        paths,
+        device=device,
+        parameters=parse_assignments(assignments),
+        jobs=jobs,
+        timeout=timeout,
+        kernel=kernel,
+        output_dir=output_dir,
+        progress=_progress_printer(),
+    )
+    for outcome in outcomes:
+        if outcome.lock_path is not None:
+            click.echo(f"locked   {outcome.run.notebook} -> {outcome.lock_path}")
+    failed = [outcome.run for outcome in outcomes if outcome.lock_path is None]
+    for run in failed:
+        _print_failure(run)
+    if failed:
+        raise _execution_error(failed[0], len(failed), len(outcomes))
+
+
+@click.command("verify")
+@_execution_options
+@click.option("--lock", "lock_path", type=click.Path(path_type=Path), default=None)
+@click.option("--rtol", type=float, default=None, help="Relative tolerance for every result.")
+@click.option("--atol", type=float, default=None, help="Absolute tolerance for every result.")
+@click.option("--report", type=click.Path(path_type=Path), default=None, help="HTML report.")
+@click.option("--junit", type=click.Path(path_type=Path), default=None, help="JUnit XML.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
+@click.option("--allow-data-drift", is_flag=True, help="Run even if the lock's data changed.")
+def verify_command(
+    paths: tuple[Path, ...],
+    device: str,
+    assignments: tuple[str, ...],
+    jobs: int,
+    timeout: float | None,
+    kernel: str | None,
+    output_dir: Path | None,
+    lock_path: Path | None,
+    rtol: float | None,
+    atol: float | None,
+    report: Path | None,
+    junit: Path | None,
+    json_path: Path | None,
+    allow_data_drift: bool,
+) -> None:
+    """Re-execute notebooks that have a lock and say, result by result, whether they reproduced."""
+    from reprokit.report.html import write_html
+    from reprokit.report.json_report import write_json_report
+    from reprokit.report.junit import write_junit
+    from reprokit.report.table import print_verdicts
+    from reprokit.reproduce import verify
+    from reprokit.run.params import parse_assignments
+
+    outcomes = verify(
+        paths,
+        device=device,
+        parameters=parse_assignments(assignments),
+        lock=lock_path,
+        rtol=rtol,
+        atol=atol,
+        jobs=jobs,
+        timeout=timeout,
+        kernel=kernel,
+        output_dir=output_dir,
+        allow_data_drift=allow_data_drift,
+        progress=_progress_printer(),
+    )
+    verdicts = [outcome.verdict for outcome in outcomes if outcome.verdict is not None]
+    if verdicts:
+        print_verdicts(verdicts)
+    for target, write in (
+        (report, write_html),
+        (junit, write_junit),
+        (json_path, write_json_report),
+    ):
+        if target is not None:
+            write(verdicts, target)
+            click.echo(f"wrote {target}")
+    for outcome in outcomes:
+        if outcome.status == "data_changed":
+            changed = "; ".join(_drift(entry) for entry in outcome.data.drifted)
+            click.echo(
+                f"reprokit: {outcome.notebook}: input data changed since the lock: {changed} "
+                "(not executed; --allow-data-drift runs it anyway)",
+                err=True,
+            )
+    failed_runs = [o.run for o in outcomes if o.status == "execution_failed" and o.run]
+    for run in failed_runs:
+        _print_failure(run)
+    if failed_runs:
+        raise _execution_error(failed_runs[0], len(failed_runs), len(outcomes))
+    if any(outcome.status != "reproduced" for outcome in outcomes):
+        sys.exit(1)
+
+
+def _drift(entry: Any) -> str:
+    """``data/ (changed: measurements.csv changed, new.csv added)``."""
+    inside = ", ".join(f"{change.path} {change.change}" for change in entry.files[:10])
+    more = f", and {len(entry.files) - 10} more" if len(entry.files) > 10 else ""
+    return f"{entry.path} ({entry.status}{': ' + inside + more if inside else ''})"

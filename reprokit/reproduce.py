@@ -1,0 +1,211 @@
+"""``record`` and ``verify``: the reference a reviewer checks, and the check itself.
+
+This module sits above the stages and wires them together; it holds no logic of its own
+beyond the order of the steps:
+
+- :func:`record` executes notebooks (:func:`reprokit.run.api.run`, which also records an
+  MLflow run for each) and writes ``<stem>.repro.json`` beside each notebook that ran
+  cleanly (:mod:`reprokit.record.lock`);
+- :func:`verify` reads each notebook's lock, re-hashes the lock's data **before** any cell
+  runs (a changed or missing file stops that notebook unless ``allow_data_drift``),
+  re-executes with the lock's parameters (overridable) and compares result by result
+  (:func:`reprokit.compare.verify.verify_results`).
+
+Notebooks whose execution failed come back as outcomes with ``verdict=None`` and the
+:class:`~reprokit.run.api.RunOutcome` explaining why; nothing raises for a failing notebook.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reprokit.compare.verify import DataCheck, Verdict, check_data, verify_results
+from reprokit.exceptions import UsageError
+from reprokit.record.lock import (
+    Lock,
+    build_lock,
+    check_source,
+    lock_path_for,
+    project_root_of,
+    read_lock,
+    write_lock,
+)
+from reprokit.record.target import find_project_root
+from reprokit.results.notebook import read_notebook
+from reprokit.run.api import Progress, RunOutcome, run
+from reprokit.run.notebooks import discover_notebooks, load_notebook
+
+__all__ = ["RecordOutcome", "VerifyOutcome", "notebooks_with_locks", "record", "verify"]
+
+
+@dataclass(frozen=True)
+class RecordOutcome:
+    run: RunOutcome
+    lock_path: str | None  # None when the notebook did not execute cleanly
+
+
+@dataclass(frozen=True)
+class VerifyOutcome:
+    notebook: str
+    lock_path: str
+    run: RunOutcome | None  # None when the data check stopped it before execution
+    verdict: Verdict | None  # None when execution failed or the data check stopped it
+    data: DataCheck
+
+    @property
+    def status(self) -> str:
+        """``reproduced`` | ``not_reproduced`` | ``data_changed`` | ``execution_failed``."""
+        if self.run is None:
+            return "data_changed"
+        if self.verdict is None:
+            return "execution_failed"
+        return (
+            "reproduced" if self.verdict.reproduced and self.verdict.data_ok else "not_reproduced"
+        )
+
+
+def record(
+    notebooks: Iterable[str | os.PathLike[str]],
+    *,
+    device: str = "auto",
+    parameters: Mapping[str, Any] | None = None,
+    jobs: int = 1,
+    timeout: float | None = None,
+    kernel: str | None = None,
+    output_dir: str | os.PathLike[str] | None = None,
+    progress: Progress | None = None,
+) -> list[RecordOutcome]:
+    """Execute ``notebooks`` and write a lock beside every one that ran without error."""
+    outcomes = run(
+        notebooks,
+        device=device,
+        parameters=parameters,
+        jobs=jobs,
+        timeout=timeout,
+        kernel=kernel,
+        output_dir=output_dir,
+        progress=progress,
+    )
+    return [_write_reference(outcome) for outcome in outcomes]
+
+
+def _write_reference(outcome: RunOutcome) -> RecordOutcome:
+    if not outcome.ok:
+        return RecordOutcome(outcome, None)
+    source = Path(outcome.notebook)
+    lock = build_lock(
+        source,
+        Path(outcome.output_path),
+        project_root=find_project_root(source.parent),
+        parameters=dict(outcome.parameters),
+        device=outcome.device,
+        run_id=outcome.run_id,
+    )
+    target = lock_path_for(source)
+    write_lock(lock, target)
+    return RecordOutcome(outcome, str(target))
+
+
+def notebooks_with_locks(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Notebooks named by ``paths`` that have a lock (a file given directly must have one)."""
+    found: list[Path] = []
+    for item in paths:
+        path = Path(item)
+        if path.is_dir():
+            found += [nb for nb in discover_notebooks([path]) if lock_path_for(nb).is_file()]
+        else:
+            found += discover_notebooks([path])
+    return found
+
+
+def verify(
+    notebooks: Iterable[str | os.PathLike[str]],
+    *,
+    device: str = "auto",
+    parameters: Mapping[str, Any] | None = None,
+    lock: str | os.PathLike[str] | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+    jobs: int = 1,
+    timeout: float | None = None,
+    kernel: str | None = None,
+    output_dir: str | os.PathLike[str] | None = None,
+    allow_data_drift: bool = False,
+    progress: Progress | None = None,
+) -> list[VerifyOutcome]:
+    """Re-execute every notebook that has a lock and compare its results with the lock's."""
+    sources = notebooks_with_locks(notebooks)
+    if not sources:
+        raise UsageError("no notebook with a lock (<stem>.repro.json) in the given paths")
+    if lock is not None and len(sources) != 1:
+        raise UsageError("--lock names one lock: give exactly one notebook with it")
+    plans = [_plan(source, Path(lock) if lock else lock_path_for(source)) for source in sources]
+    # every lock is read and every data check done before the first kernel starts
+    settings = {
+        "device": device,
+        "timeout": timeout,
+        "kernel": kernel,
+        "output_dir": output_dir,
+        "progress": progress,
+        "rtol": rtol,
+        "atol": atol,
+        "parameters": dict(parameters or {}),
+        "allow_data_drift": allow_data_drift,
+    }
+    with ThreadPoolExecutor(max(1, min(jobs, len(plans))), "reprokit-verify") as pool:
+        return list(pool.map(lambda plan: _verify_one(plan, settings), plans))
+
+
+def _plan(source: Path, lock_path: Path) -> tuple[Path, Path, Lock, DataCheck]:
+    load_notebook(source)  # a corrupt notebook is a usage error before anything runs
+    lock = read_lock(lock_path)
+    data = check_data(lock, project_root_of(lock, lock_path))
+    return source, lock_path, lock, data
+
+
+def _verify_one(
+    plan: tuple[Path, Path, Lock, DataCheck], settings: dict[str, Any]
+) -> VerifyOutcome:
+    source, lock_path, lock, data = plan
+    if not data.ok and not settings["allow_data_drift"]:
+        return VerifyOutcome(str(source), str(lock_path), None, None, data)
+    parameters = {**lock.parameters.values, **settings["parameters"]}
+    (outcome,) = run(
+        [source],
+        device=settings["device"],
+        parameters=parameters,
+        timeout=settings["timeout"],
+        kernel=settings["kernel"],
+        output_dir=settings["output_dir"],
+        progress=settings["progress"],
+    )
+    if not outcome.ok:
+        return VerifyOutcome(str(source), str(lock_path), outcome, None, data)
+    executed = load_notebook(Path(outcome.output_path))
+    verdict = verify_results(
+        lock,
+        read_notebook(executed),
+        rtol=settings["rtol"],
+        atol=settings["atol"],
+        device=outcome.device,
+        lock_dir=lock_path.parent,
+        data=data,
+        executed_notebook=executed,
+        source_changes=tuple(check_source(lock, source)),
+        command=_command(source, outcome.device, settings),
+    )
+    return VerifyOutcome(str(source), str(lock_path), outcome, verdict, data)
+
+
+def _command(source: Path, device: str, settings: dict[str, Any]) -> str:
+    words: Sequence[str] = ["reprokit", "verify", str(source), "--device", device]
+    for option in ("rtol", "atol"):
+        if settings[option] is not None:
+            words = [*words, f"--{option}", str(settings[option])]
+    return shlex.join(words)

@@ -1,0 +1,313 @@
+"""``run``: execute notebooks, each in its own kernel, folder and MLflow run.
+
+For every notebook: load it (text formats converted in memory), check the parameters against
+its ``parameters`` cell, execute it with papermill in a fresh kernel whose working directory is
+the notebook's folder, write the executed notebook into its own output folder, and record an
+MLflow run from it. Everything that can be wrong with the input is checked for every notebook
+before the first kernel starts.
+
+Output layout (``output_dir`` defaults to ``<project root>/.reprokit/runs/<UTC>-<6 hex>``)::
+
+    <output_dir>/<notebook stem>/<notebook name>.ipynb     the executed notebook
+    <output_dir>/<notebook stem>/<notebook name>.kernel.log the kernel's stdout/stderr
+    <output_dir>/<notebook stem>/<UTC>-<6 hex>/            the kernel's run folder (results,
+                                                            snapshot, arrays)
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import secrets
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reprokit._fsutil import atomic_write_text
+from reprokit.exceptions import InputError, UsageError
+from reprokit.run.device import DeviceChoice, resolve_device
+from reprokit.run.execute import CellFailure, execute_notebook, kernel_of
+from reprokit.run.notebooks import declared_parameters, discover_notebooks, load_notebook
+from reprokit.run.params import check_declared
+
+RUNNER_ENV = {"REPROKIT_MLFLOW": "off"}
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """One notebook's execution: status ok | failed | timeout | kernel_died."""
+
+    notebook: str
+    status: str
+    output_path: str
+    output_dir: str
+    duration_s: float
+    device: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+    failure: CellFailure | None = None
+    message: str = ""
+    run_id: str | None = None  # MLflow run, when recorded
+    record_error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """A notebook ready to execute: loaded, checked, with its folder and kernel environment."""
+
+    source: Path
+    node: Any
+    output_dir: Path
+    parameters: dict[str, Any]
+    env: dict[str, str]
+
+    @property
+    def output_path(self) -> Path:
+        return self.output_dir / (self.source.stem + ".ipynb")
+
+
+Progress = Callable[[str, PlannedRun, RunOutcome | None], None]  # ("start" | "done", ...)
+
+
+def run(
+    notebooks: Iterable[str | os.PathLike[str]],
+    *,
+    device: str = "auto",
+    parameters: Mapping[str, Any] | None = None,
+    jobs: int = 1,
+    timeout: float | None = None,
+    kernel: str | None = None,
+    output_dir: str | os.PathLike[str] | None = None,
+    record: bool = True,
+    progress: Progress | None = None,
+) -> list[RunOutcome]:
+    """Execute ``notebooks`` (files or folders), ``jobs`` at once; one outcome each, in order.
+
+    Raises :class:`~reprokit.exceptions.UsageError` (bad device, bad jobs, a parameter a
+    notebook does not declare) or :class:`~reprokit.exceptions.PathError` (missing or corrupt
+    notebook) before anything executes. A failing notebook is an outcome, not an exception.
+    """
+    if jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {jobs}", jobs=jobs)
+    if timeout is not None and timeout <= 0:
+        raise UsageError(f"--timeout must be a positive number of seconds, got {timeout}")
+    choice = resolve_device(device)
+    sources = discover_notebooks(notebooks)
+    if not sources:
+        raise UsageError("no notebooks found in the given paths")
+    base = Path(output_dir) if output_dir is not None else default_output_dir(sources[0])
+    plans = plan_runs(sources, base, choice, dict(parameters or {}), kernel)
+
+    # recording runs on one thread of its own: MLflow is imported there while the first
+    # kernel starts, and notebook k is recorded while notebook k+1 executes
+    recorder = ThreadPoolExecutor(1, "reprokit-record") if record else None
+    if recorder is not None:
+        recorder.submit(_import_mlflow)
+
+    def finish(plan: PlannedRun, executed: Executed) -> RunOutcome:
+        outcome = executed.outcome if recorder is None else _recorded(plan, executed)
+        if progress is not None:
+            progress("done", plan, outcome)
+        return outcome
+
+    def one(plan: PlannedRun) -> Future[RunOutcome]:
+        if progress is not None:
+            progress("start", plan, None)
+        executed = execute_planned(plan, choice, kernel=kernel, timeout=timeout)
+        if recorder is not None:
+            return recorder.submit(finish, plan, executed)
+        done: Future[RunOutcome] = Future()
+        done.set_result(finish(plan, executed))
+        return done
+
+    try:
+        if jobs == 1 or len(plans) == 1:
+            futures = [one(plan) for plan in plans]
+        else:
+            with ThreadPoolExecutor(jobs, thread_name_prefix="reprokit-run") as pool:
+                futures = list(pool.map(one, plans))
+        return [future.result() for future in futures]
+    finally:
+        if recorder is not None:
+            recorder.shutdown(wait=True)
+
+
+def _import_mlflow() -> None:
+    import mlflow.tracking  # noqa: F401  (warm-up only: later imports are free)
+
+
+def default_output_dir(first: Path) -> Path:
+    """``<project root>/.reprokit/runs/<UTC time>-<6 hex>`` (``.reprokit`` is git-ignored)."""
+    from reprokit.record.target import find_project_root
+
+    hidden = find_project_root(first.resolve().parent) / ".reprokit"
+    hidden.mkdir(exist_ok=True)
+    if not (hidden / ".gitignore").exists():
+        atomic_write_text(hidden / ".gitignore", "*\n")
+    key = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
+    return hidden / "runs" / key
+
+
+def plan_runs(
+    sources: Sequence[Path],
+    base: Path,
+    choice: DeviceChoice,
+    parameters: dict[str, Any],
+    kernel: str | None = None,
+) -> list[PlannedRun]:
+    """Load and check every notebook; give each its own folder and environment."""
+    plans: list[PlannedRun] = []
+    used: set[str] = set()
+    for source in sources:
+        node = load_notebook(source)
+        check_kernel(str(source), kernel or kernel_of(node))
+        declared = declared_parameters(node)
+        check_declared(str(source), parameters, declared)
+        injected = dict(parameters)
+        if declared and "device" in declared and "device" not in injected:
+            injected["device"] = choice.device  # the device reaches the notebook as a parameter
+        folder = base / _unique(source.stem, used)
+        env = kernel_env(source, folder, choice, injected)
+        plans.append(PlannedRun(source, node, folder, injected, env))
+    return plans
+
+
+@functools.cache
+def _kernel_names() -> frozenset[str]:
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    return frozenset(KernelSpecManager().find_kernel_specs())
+
+
+def check_kernel(notebook: str, name: str) -> None:
+    """A kernel that is not installed is a usage error, found before anything runs."""
+    names = _kernel_names()
+    if name not in names:
+        raise UsageError(
+            f"{notebook}: no Jupyter kernel named {name!r} is installed "
+            f"(installed: {', '.join(sorted(names)) or 'none'}); choose one with --kernel",
+            path=notebook,
+            kernel=name,
+        )
+
+
+def _unique(stem: str, used: set[str]) -> str:
+    name, count = stem, 1
+    while name in used:  # two notebooks of one name in different folders
+        count += 1
+        name = f"{stem}-{count}"
+    used.add(name)
+    return name
+
+
+def kernel_env(
+    source: Path, folder: Path, choice: DeviceChoice, parameters: Mapping[str, Any]
+) -> dict[str, str]:
+    """The variables a kernel gets on top of the runner's environment."""
+    seed = parameters.get("seed")
+    return {
+        **RUNNER_ENV,
+        **choice.env,
+        "REPROKIT_DEVICE": choice.device,
+        "REPROKIT_PARAMS": json.dumps(dict(parameters), default=str, sort_keys=True),
+        "REPROKIT_OUTPUT_DIR": str(folder.resolve()),
+        "REPROKIT_NOTEBOOK": str(source.resolve()),
+        "PYTHONHASHSEED": str(seed) if isinstance(seed, int) and seed >= 0 else "0",
+    }
+
+
+@dataclass(frozen=True)
+class Executed:
+    """An execution's outcome with what recording it needs."""
+
+    outcome: RunOutcome
+    results: Any  # NotebookResults, or None when the notebook could not be read back
+    start_ms: int
+
+
+def execute_planned(
+    plan: PlannedRun, choice: DeviceChoice, *, kernel: str | None, timeout: float | None
+) -> Executed:
+    """Execute one planned notebook and complete its run folder (nothing recorded yet)."""
+    from reprokit.record.writer import now_ms
+
+    start_ms = now_ms()
+    executed = execute_notebook(
+        plan.node,
+        plan.output_path,
+        cwd=plan.source.resolve().parent,
+        env=plan.env,
+        parameters=plan.parameters,
+        kernel_name=kernel,
+        timeout=timeout,
+    )
+    results = _read_results(plan.output_path)
+    _complete_run_folders(results)
+    outcome = RunOutcome(
+        notebook=str(plan.source),
+        status=executed.status,
+        output_path=executed.output_path,
+        output_dir=str(plan.output_dir),
+        duration_s=executed.duration_s,
+        device=choice.device,
+        parameters=plan.parameters,
+        failure=executed.failure,
+        message=executed.message,
+    )
+    return Executed(outcome, results, start_ms)
+
+
+def _recorded(plan: PlannedRun, executed: Executed) -> RunOutcome:
+    from dataclasses import replace
+
+    from reprokit.run.record import record_execution
+
+    outcome = executed.outcome
+    tags = {"reprokit.runner": "reprokit run", "reprokit.run.status": outcome.status}
+    if outcome.failure is not None:
+        tags["reprokit.run.failed_cell"] = str(outcome.failure.index)
+        tags["reprokit.run.error"] = f"{outcome.failure.ename}: {outcome.failure.evalue}"[:500]
+    recorded = record_execution(
+        notebook=plan.source.resolve(),
+        output_dir=plan.output_dir,
+        status=outcome.status,
+        start_ms=executed.start_ms,
+        device=outcome.device,
+        parameters=plan.parameters,
+        results=executed.results,
+        extra_tags=tags,
+    )
+    return replace(outcome, run_id=recorded.run_id, record_error=recorded.error)
+
+
+def _read_results(output: Path) -> Any:
+    from reprokit.results.notebook import read_notebook
+
+    try:
+        return read_notebook(output)
+    except InputError:  # no output notebook (papermill failed before writing) or a bad payload
+        return None
+
+
+def _complete_run_folders(results: Any) -> None:
+    """Write ``results.json`` into the kernel's run folder.
+
+    The kernel is killed at once after the last cell (no graceful shutdown), so its exit
+    hook, which would write it, does not run; the results are in the notebook anyway.
+    """
+    if results is None or not results.runs:
+        return
+    from reprokit._serde import to_json
+
+    local = results.runs[-1].get("local_dir")
+    if isinstance(local, str) and Path(local).is_dir():
+        target = Path(local) / "results.json"
+        if not target.exists():
+            atomic_write_text(target, to_json(results.results))

@@ -1,0 +1,158 @@
+"""Finding and loading notebooks: ``.ipynb`` and jupytext text formats, never rewritten.
+
+A text notebook (``.py`` percent or light, ``.md``, ``.Rmd``...) is converted in memory with
+jupytext; the source file is only read. :func:`declared_parameters` reads the names assigned in
+the cell tagged ``parameters`` (papermill's convention) with :mod:`ast`, without a kernel.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from reprokit.exceptions import PathError
+
+IPYNB = ".ipynb"
+TEXT_SUFFIXES = (".py", ".md", ".Rmd", ".qmd", ".myst", ".R", ".jl")
+PARAMETERS_TAG = "parameters"
+# folders never searched: editor copies, reprokit's own output, lock sidecars
+_SKIPPED_DIRS = (".ipynb_checkpoints", ".reprokit", "__pycache__", "node_modules")
+
+
+def is_notebook_file(path: Path) -> bool:
+    """``.ipynb`` files, and ``.py``/``.md`` files that jupytext marks as notebooks."""
+    if path.suffix == IPYNB:
+        return True
+    if path.suffix not in (".py", ".md"):
+        return False
+    try:
+        head = path.read_text(encoding="utf-8", errors="replace")[:4096]
+    except OSError:
+        return False
+    # a jupytext header, or percent cell markers: a plain script or README is not a notebook
+    return "jupytext:" in head or "# %%" in head
+
+
+def discover_notebooks(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Notebooks named by ``paths``: files as given, folders searched recursively (sorted).
+
+    Hidden folders, ``.ipynb_checkpoints``, ``.reprokit`` and lock sidecars (``*.repro/``) are
+    skipped. A missing path raises :class:`~reprokit.exceptions.PathError`.
+    """
+    found: list[Path] = []
+    for item in paths:
+        path = Path(item)
+        if path.is_dir():
+            found.extend(_walk(path))
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise PathError(str(path), "no such notebook or folder")
+    unique: dict[Path, None] = dict.fromkeys(found)
+    return list(unique)
+
+
+def _walk(folder: Path) -> list[Path]:
+    found: list[Path] = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not _skipped_dir(d))
+        found.extend(
+            Path(root) / name
+            for name in sorted(files)
+            if not name.startswith(".") and is_notebook_file(Path(root) / name)
+        )
+    return found
+
+
+def _skipped_dir(name: str) -> bool:
+    return name.startswith(".") or name in _SKIPPED_DIRS or name.endswith(".repro")
+
+
+def load_notebook(path: str | os.PathLike[str]) -> Any:
+    """The notebook at ``path`` as an nbformat v4 ``NotebookNode`` (validated).
+
+    Raises :class:`~reprokit.exceptions.PathError` for a missing or unreadable file, a file that
+    is not JSON, or JSON that is not a valid notebook.
+    """
+    source = Path(path)
+    try:
+        text = source.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PathError(str(source), "no such notebook") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PathError(str(source), f"cannot read the notebook: {exc}") from None
+    node = _parse_ipynb(source, text) if source.suffix == IPYNB else _parse_text(source, text)
+    _validate(source, node)
+    return node
+
+
+def _parse_ipynb(source: Path, text: str) -> Any:
+    import nbformat
+
+    try:
+        return nbformat.reads(text, as_version=4)  # type: ignore[no-untyped-call]
+    except nbformat.reader.NotJSONError:
+        raise PathError(str(source), "not a notebook: the file is not JSON") from None
+    except (nbformat.ValidationError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise PathError(str(source), f"not a valid notebook: {first}") from None
+
+
+def _parse_text(source: Path, text: str) -> Any:
+    import jupytext  # type: ignore[import-untyped]
+
+    try:
+        return jupytext.reads(text, fmt=source.suffix.lstrip("."))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise PathError(str(source), f"jupytext cannot read this notebook: {exc}") from None
+
+
+def _validate(source: Path, node: Any) -> None:
+    import nbformat
+
+    try:
+        nbformat.validate(node)
+    except nbformat.ValidationError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else "invalid"
+        raise PathError(str(source), f"not a valid notebook: {first}") from None
+
+
+def parameters_cell(node: Any) -> int | None:
+    """Index of the first code cell tagged ``parameters``, or None."""
+    for index, cell in enumerate(node.cells):
+        if cell.cell_type == "code" and PARAMETERS_TAG in cell.metadata.get("tags", []):
+            return index
+    return None
+
+
+def declared_parameters(node: Any) -> tuple[str, ...] | None:
+    """Names assigned at the top level of the ``parameters`` cell; None when there is none."""
+    index = parameters_cell(node)
+    if index is None:
+        return None
+    source = node.cells[index].source
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return ()
+    names: list[str] = []
+    for statement in tree.body:
+        targets: list[ast.expr] = []
+        if isinstance(statement, ast.Assign):
+            targets = list(statement.targets)
+        elif isinstance(statement, ast.AnnAssign):
+            targets = [statement.target]
+        for target in targets:
+            names.extend(_target_names(target))
+    return tuple(dict.fromkeys(names))
+
+
+def _target_names(target: ast.expr) -> list[str]:
+    if isinstance(target, ast.Name):
+        return [target.id]
+    if isinstance(target, (ast.Tuple, ast.List)):
+        return [name for element in target.elts for name in _target_names(element)]
+    return []

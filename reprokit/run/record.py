@@ -1,0 +1,118 @@
+"""Record an executed notebook as one MLflow run, from the runner process.
+
+Kernels started by the runner keep their runs local (``REPROKIT_MLFLOW=off``): MLflow is
+imported once, here, instead of once per kernel. Everything comes from the executed notebook
+(its results and snapshot outputs) and the kernel's local folder: params, scalar results as
+metrics, tags, and the notebook's output folder (executed notebook, kernel log, the kernel's
+run folder) uploaded in one call as the artifacts ``reprokit/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reprokit.exceptions import RecordError
+from reprokit.record.folder import ARTIFACT_PATH
+from reprokit.record.mapping import metric_key, metric_value, run_tags, seed_params, seed_tags
+from reprokit.record.target import resolve_target
+from reprokit.record.writer import Metric, MlflowRunWriter, now_ms
+from reprokit.results.notebook import NotebookResults
+
+# MLflow run status of each execution status: a timeout stopped a cell, like an error
+MLFLOW_STATUS = {"ok": "FINISHED", "failed": "FAILED", "timeout": "FAILED", "kernel_died": "FAILED"}
+
+# one writer at a time: an embedded SQLite store serialises writes anyway, and MLflow's first
+# import must not race with itself from several runner threads
+_record_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What was recorded: the MLflow run id, or why nothing was."""
+
+    run_id: str | None
+    experiment: str | None = None
+    tracking_uri: str | None = None
+    error: str | None = None
+
+
+def record_execution(
+    *,
+    notebook: Path,
+    output_dir: Path,
+    status: str,
+    start_ms: int,
+    device: str,
+    parameters: Mapping[str, Any],
+    results: NotebookResults | None,
+    extra_tags: Mapping[str, str],
+) -> RunRecord:
+    """Write one MLflow run for an executed notebook; a recording failure is returned, not
+    raised (the execution's own outcome matters more)."""
+    target = resolve_target(start=notebook.parent)
+    writer = MlflowRunWriter(target)
+    snapshot = results.snapshot if results is not None else None
+    tags = _tags(notebook, device, snapshot, target.display_uri) | dict(extra_tags)
+    params = {"device": device} | {k: _param(v) for k, v in parameters.items()}
+    if snapshot is not None and snapshot.seeds is not None:
+        params |= seed_params(snapshot.seeds)
+        tags |= seed_tags(snapshot.seeds)
+    try:
+        with _record_lock:
+            writer.connect()
+            run_id = writer.open_run(
+                run_name=notebook.stem, tags=tags, params=params, start_ms=start_ms
+            )
+            writer.log_batch(metrics=_metrics(results))
+            writer.upload(output_dir, ARTIFACT_PATH)
+            writer.close(MLFLOW_STATUS.get(status, "FAILED"), now_ms())
+    except RecordError as exc:
+        _close_quietly(writer)
+        return RunRecord(None, target.experiment, target.display_uri, str(exc))
+    return RunRecord(run_id, target.experiment, target.display_uri)
+
+
+def _tags(notebook: Path, device: str, snapshot: Any, uri: str) -> dict[str, str]:
+    if snapshot is None:  # the notebook never called %repro start
+        return {
+            "mlflow.source.name": str(notebook),
+            "mlflow.source.type": "NOTEBOOK",
+            "reprokit.device": device,
+        }
+    return run_tags(
+        snapshot,
+        notebook=str(notebook),
+        in_notebook=True,
+        device=device,
+        local_dir=None,
+        tracking_uri=uri,
+    )
+
+
+def _param(value: Any) -> str:
+    return str(value)  # as the in-kernel session records them
+
+
+def _metrics(results: NotebookResults | None) -> list[Metric]:
+    if results is None:
+        return []
+    stamp = now_ms()
+    metrics: list[Metric] = []
+    for name, result in results.results.items():
+        number = metric_value(result)
+        if number is not None:
+            metrics.append((metric_key(name), number, stamp, 0))
+    return metrics
+
+
+def _close_quietly(writer: MlflowRunWriter) -> None:
+    """A run opened before a later step failed must not stay RUNNING."""
+    if writer.run_id is None:
+        return
+    with contextlib.suppress(RecordError):
+        writer.close("FAILED", now_ms())

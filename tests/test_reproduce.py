@@ -1,0 +1,112 @@
+"""``reprokit record`` then ``reprokit verify``, end to end in real kernels (three executions)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from run_helpers import write_notebook
+
+from reprokit.record.lock import read_lock
+
+pytestmark = pytest.mark.filterwarnings("ignore:PYTHONHASHSEED")
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "reprokit", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={
+            **os.environ,
+            "CI": "true",
+            "PYTHONHASHSEED": "0",
+            "REPROKIT_CACHE_DIR": str(cwd.parent / "hash-cache"),
+        },
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory, mlflow_template_db: Path) -> Path:
+    """One project recorded once for the module (each record/verify costs a kernel)."""
+    project = tmp_path_factory.mktemp("reproduce") / "proj"
+    project.mkdir()
+    (project / "pyproject.toml").write_text("[project]\nname = 'demo'\n")
+    shutil.copy(mlflow_template_db, project / "mlflow.db")
+    (project / "data").mkdir()
+    (project / "data" / "values.csv").write_text("1\n2\n3\n")
+    write_notebook(
+        project / "analysis.ipynb",
+        [
+            "%load_ext reprokit\n%repro start --seed 0 --data data/",
+            "import reprokit\n"
+            "values = [float(x) for x in open('data/values.csv')]\n"
+            "reprokit.result('total', sum(values) * scale, rtol=1e-9)\n"
+            "reprokit.result('count', len(values))",
+        ],
+        parameters="scale = 1.0",
+    )
+    done = _cli("record", "analysis.ipynb", "-p", "scale=2.0", cwd=project)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "locked" in done.stdout
+    return project
+
+
+def test_record_writes_a_lock_with_results_parameters_and_data(recorded: Path) -> None:
+    lock = read_lock(recorded / "analysis.repro.json")
+    assert set(lock.results) == {"total", "count"}
+    assert lock.parameters.values == {"scale": 2.0}
+    assert [entry.path for entry in lock.data.entries] == ["data"]
+
+
+def test_verify_reproduces_and_writes_every_report(recorded: Path) -> None:
+    done = _cli(
+        "verify",
+        ".",
+        "--report",
+        "r.html",
+        "--junit",
+        "j.xml",
+        "--json",
+        "v.json",
+        cwd=recorded,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "REPRODUCED" in done.stdout
+    cases = ET.parse(recorded / "j.xml").getroot().iter("testcase")
+    assert sorted(case.get("name") or "" for case in cases) == ["count", "total"]
+    assert json.loads((recorded / "v.json").read_text())
+    assert "REPRODUCED" in (recorded / "r.html").read_text()
+
+
+def test_verify_with_another_parameter_differs_and_exits_one(recorded: Path) -> None:
+    done = _cli("verify", "analysis.ipynb", "-p", "scale=3.0", cwd=recorded)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "differs" in done.stdout
+
+
+def test_changed_data_stops_before_execution_naming_the_file(
+    recorded: Path, tmp_path: Path
+) -> None:
+    copy = shutil.copytree(recorded, tmp_path / "copy")
+    (copy / "data" / "values.csv").write_text("1\n2\n4\n")
+    done = _cli("verify", "analysis.ipynb", cwd=copy)
+    assert done.returncode == 1
+    assert "values.csv changed" in done.stderr
+    assert "running" not in done.stderr  # nothing was executed
+
+
+def test_a_folder_without_locks_is_a_usage_error(tmp_path: Path) -> None:
+    write_notebook(tmp_path / "a.ipynb", ["1"])
+    done = _cli("verify", str(tmp_path), cwd=tmp_path)
+    assert done.returncode == 2
+    assert "no notebook with a lock" in done.stderr

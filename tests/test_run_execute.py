@@ -1,0 +1,157 @@
+"""``reprokit run`` executing real notebooks in real kernels, recording to a real SQLite store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+from click.testing import CliRunner
+from conftest import mlflow_client, only_run, tracking_uri
+from run_helpers import PERCENT_NOTEBOOK, write_notebook
+
+from reprokit.cli import main
+from reprokit.results.notebook import read_notebook
+from reprokit.run import run
+from reprokit.run.device import cuda_visible
+
+PROBE = """\
+import os, sys, json
+import reprokit
+reprokit.start(seed=seed)
+reprokit.result("doubled", 2 * n)
+print(json.dumps({
+    "cwd": os.getcwd(),
+    "mlflow_imported": "mlflow" in sys.modules,
+    "device": device,
+    "env": {k: os.environ.get(k) for k in (
+        "REPROKIT_DEVICE", "REPROKIT_PARAMS", "PYTHONHASHSEED", "CUDA_VISIBLE_DEVICES",
+        "REPROKIT_MLFLOW", "REPROKIT_NOTEBOOK")},
+}))
+"""
+
+
+def _stdout(output: Path, marker: str) -> str:
+    node = nbformat.read(output, as_version=4)
+    for cell in node.cells:
+        for out in cell.get("outputs", []):
+            if out.get("name") == "stdout" and marker in out.get("text", ""):
+                return str(out["text"])
+    raise AssertionError(f"no stdout with {marker!r} in {output}")
+
+
+def test_run_injects_parameters_and_records_results_from_the_runner(project: Path) -> None:
+    nb = write_notebook(
+        project / "nbs" / "probe.ipynb", [PROBE], parameters="n = 1\nseed = 0\ndevice = 'auto'"
+    )
+    [outcome] = run([nb], device="cpu", parameters={"n": 21, "seed": 7})
+    assert outcome.ok, outcome
+    output = Path(outcome.output_path)
+    assert output.parent.parent.parent == project / ".reprokit" / "runs"
+    assert read_notebook(output).results["doubled"].value == 42
+    seen = json.loads(_stdout(output, "mlflow_imported"))
+    assert seen["cwd"] == str(nb.parent.resolve())
+    assert seen["mlflow_imported"] is False  # the runner records, not the kernel
+    assert seen["device"] == "cpu"  # a declared ``device`` parameter gets the resolved device
+    assert seen["env"]["REPROKIT_DEVICE"] == "cpu"
+    assert seen["env"]["CUDA_VISIBLE_DEVICES"] == ""
+    assert seen["env"]["PYTHONHASHSEED"] == "7"
+    assert seen["env"]["REPROKIT_MLFLOW"] == "off"
+    assert json.loads(seen["env"]["REPROKIT_PARAMS"]) == {"device": "cpu", "n": 21, "seed": 7}
+    assert seen["env"]["REPROKIT_NOTEBOOK"] == str(nb.resolve())
+    recorded = only_run(tracking_uri(project), "proj")
+    assert recorded.info.run_id == outcome.run_id
+    assert recorded.info.status == "FINISHED"
+    assert recorded.data.metrics["doubled"] == 42
+    assert recorded.data.params["n"] == "21"
+    assert recorded.data.tags["reprokit.device"] == "cpu"
+    artifacts = {
+        a.path
+        for a in mlflow_client(tracking_uri(project)).list_artifacts(outcome.run_id, "reprokit")
+    }
+    assert "reprokit/probe.ipynb" in artifacts
+
+
+def test_failing_cell_exits_three_names_the_cell_and_marks_the_run_failed(project: Path) -> None:
+    nb = write_notebook(project / "bad.ipynb", ["x = 1", "raise ValueError('boom')", "y = 2"])
+    out = CliRunner().invoke(main, ["run", str(nb), "--device", "cpu"])
+    assert out.exit_code == 3, out.output
+    assert "cell 1" in out.output and "ValueError: boom" in out.output
+    assert "raise ValueError('boom')" in out.output
+    [output] = (project / ".reprokit" / "runs").glob("*/bad/bad.ipynb")
+    assert str(output) in out.output
+    executed = nbformat.read(output, as_version=4)
+    errors = [o for c in executed.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    assert errors and errors[0]["ename"] == "ValueError"
+    recorded = only_run(tracking_uri(project), "proj")
+    assert recorded.info.status == "FAILED"
+    assert recorded.data.tags["reprokit.run.failed_cell"] == "1"
+
+
+def test_jobs_run_notebooks_side_by_side_in_their_own_folders(project: Path) -> None:
+    paths = [
+        write_notebook(project / "many" / f"nb{i}.ipynb", [f"value = {i}\nprint('value', value)"])
+        for i in range(3)
+    ]
+    out_dir = project / "out"
+    result = CliRunner().invoke(
+        main,
+        ["run", str(project / "many"), "--jobs", "2", "--no-record", "--output-dir", str(out_dir)],
+    )
+    assert result.exit_code == 0, result.output
+    for i, path in enumerate(paths):
+        assert f"value {i}" in _stdout(out_dir / path.stem / f"{path.stem}.ipynb", "value")
+
+
+def test_a_percent_script_runs_without_being_rewritten(project: Path) -> None:
+    source = project / "pct.py"
+    source.write_text(PERCENT_NOTEBOOK)
+    before = (source.read_bytes(), source.stat().st_mtime_ns)
+    [outcome] = run([source], device="cpu", parameters={"scale": 5}, record=False)
+    assert outcome.ok, outcome
+    assert (source.read_bytes(), source.stat().st_mtime_ns) == before
+    assert read_notebook(outcome.output_path).results["scaled"].value == 15
+    assert not list(project.glob("pct.ipynb"))
+
+
+def test_timeouts_and_dead_kernels_are_outcomes_naming_the_cell(project: Path) -> None:
+    slow = write_notebook(project / "slow.ipynb", ["x = 1", "import time\ntime.sleep(60)"])
+    dead = write_notebook(project / "dead.ipynb", ["import os\nos._exit(1)"])
+    # 4 s: a first cell of a freshly started kernel on a loaded 2-core machine can take >1 s
+    outcomes = run([slow, dead], device="cpu", timeout=4, jobs=2, record=False)
+    by_name = {Path(o.notebook).stem: o for o in outcomes}
+    assert by_name["slow"].status == "timeout"
+    assert by_name["slow"].failure is not None and by_name["slow"].failure.index == 1
+    assert by_name["dead"].status == "kernel_died"
+    assert by_name["dead"].failure is not None and by_name["dead"].failure.index == 0
+    assert all(Path(o.output_path).is_file() for o in outcomes)
+
+
+@pytest.mark.skipif(cuda_visible(), reason="a CUDA device is visible here")
+def test_device_cuda_without_a_gpu_is_a_usage_error(project: Path) -> None:
+    nb = write_notebook(project / "a.ipynb", ["x = 1"])
+    out = CliRunner().invoke(main, ["run", str(nb), "--device", "cuda"])
+    assert out.exit_code == 2
+    assert "no CUDA device is visible" in out.output
+
+
+def test_input_problems_exit_two_before_anything_runs(project: Path) -> None:
+    good = write_notebook(project / "good.ipynb", ["x = 1"], parameters="alpha = 1")
+    plain = write_notebook(project / "plain.ipynb", ["x = 1"])
+    broken = project / "broken.ipynb"
+    broken.write_text("{oops")
+    cases = [
+        (["run", str(good), "-p", "beta=2"], "beta not declared"),
+        (["run", str(plain), "-p", "alpha=2"], "no cell tagged 'parameters'"),
+        (["run", str(good), str(broken)], "not JSON"),
+        (["run", str(project / "missing.ipynb")], "missing.ipynb"),
+        (["run", str(good), "--jobs", "0"], "--jobs"),
+        (["run", str(good), "--kernel", "nope"], "no Jupyter kernel named 'nope'"),
+    ]
+    for args, message in cases:
+        out = CliRunner().invoke(main, args)
+        assert out.exit_code == 2, (args, out.output)
+        assert message in out.output
+        assert "Traceback" not in out.output
+    assert not (project / ".reprokit" / "runs").exists()

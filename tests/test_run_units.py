@@ -1,0 +1,151 @@
+"""The run stage without kernels: discovery, loading, parameters, devices, local-only runs."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+from run_helpers import PERCENT_NOTEBOOK, write_notebook
+
+from reprokit.exceptions import ExecutionError, PathError, UsageError
+from reprokit.record.run import LocalRecorder, mlflow_enabled
+from reprokit.record.worker import Call, LogBatch
+from reprokit.run.api import kernel_env
+from reprokit.run.device import resolve_device
+from reprokit.run.notebooks import declared_parameters, discover_notebooks, load_notebook
+from reprokit.run.params import check_declared, parse_assignments, parse_value
+
+
+def test_discovery_skips_checkpoints_hidden_output_and_sidecar_folders(tmp_path: Path) -> None:
+    write_notebook(tmp_path / "b.ipynb", ["1"])
+    write_notebook(tmp_path / "sub" / "a.ipynb", ["1"])
+    (tmp_path / "sub" / "pct.py").write_text(PERCENT_NOTEBOOK)
+    (tmp_path / "sub" / "script.py").write_text("print('not a notebook')\n")
+    for skipped in (".ipynb_checkpoints", ".reprokit/runs/x", ".hidden", "fig.repro"):
+        write_notebook(tmp_path / skipped / "skip.ipynb", ["1"])
+    found = [p.relative_to(tmp_path).as_posix() for p in discover_notebooks([tmp_path])]
+    assert found == ["b.ipynb", "sub/a.ipynb", "sub/pct.py"]
+
+
+def test_discovery_keeps_named_files_once_and_rejects_missing_paths(tmp_path: Path) -> None:
+    nb = write_notebook(tmp_path / "a.ipynb", ["1"])
+    assert discover_notebooks([nb, nb, tmp_path]) == [nb]
+    with pytest.raises(PathError, match=r"missing\.ipynb"):
+        discover_notebooks([tmp_path / "missing.ipynb"])
+
+
+def test_load_rejects_non_json_and_invalid_notebooks(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.ipynb"
+    broken.write_text("{not json")
+    with pytest.raises(PathError, match="not JSON") as info:
+        load_notebook(broken)
+    assert info.value.exit_code == 2
+    wrong = tmp_path / "wrong.ipynb"
+    wrong.write_text(json.dumps({"cells": "nope", "nbformat": 4, "nbformat_minor": 5}))
+    with pytest.raises(PathError, match="not a valid notebook"):
+        load_notebook(wrong)
+
+
+def test_load_converts_a_percent_script_in_memory(tmp_path: Path) -> None:
+    source = tmp_path / "pct.py"
+    source.write_text(PERCENT_NOTEBOOK)
+    node = load_notebook(source)
+    assert declared_parameters(node) == ("scale",)
+    assert source.read_text() == PERCENT_NOTEBOOK
+
+
+def test_declared_parameters_reads_plain_annotated_and_tuple_assignments(tmp_path: Path) -> None:
+    nb = write_notebook(
+        tmp_path / "p.ipynb", ["x = 1"], parameters="a = 1\nb: int = 2\nc, d = 3, 4"
+    )
+    assert declared_parameters(load_notebook(nb)) == ("a", "b", "c", "d")
+    plain = write_notebook(tmp_path / "q.ipynb", ["x = 1"])
+    assert declared_parameters(load_notebook(plain)) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("3", 3), ("0.5", 0.5), ("true", True), ("True", True), ("None", None), ("[1, 2]", [1, 2])],
+)
+def test_parameter_values_parse_as_json_or_python_words(text: str, value: object) -> None:
+    assert parse_value(text) == value
+
+
+def test_parameter_values_fall_back_to_text() -> None:
+    assert parse_assignments(["name=abc", "n=3", "n=4", "empty="]) == {
+        "name": "abc",
+        "n": 4,
+        "empty": "",
+    }
+    with pytest.raises(UsageError, match="NAME=VALUE"):
+        parse_assignments(["noequals"])
+
+
+def test_undeclared_or_undeclarable_parameters_are_usage_errors() -> None:
+    check_declared("nb.ipynb", {"a": 1}, ("a", "b"))
+    with pytest.raises(UsageError, match=r"zz not declared.*declared: a, b"):
+        check_declared("nb.ipynb", {"zz": 1}, ("a", "b"))
+    with pytest.raises(UsageError, match="no cell tagged 'parameters'"):
+        check_declared("nb.ipynb", {"a": 1}, None)
+
+
+def test_device_resolution() -> None:
+    assert resolve_device("cpu").env == {"CUDA_VISIBLE_DEVICES": ""}
+    assert resolve_device("auto", probe=lambda: False).device == "cpu"
+    assert resolve_device("auto", probe=lambda: True).device == "cuda"
+    assert resolve_device("CUDA", probe=lambda: True).env == {}
+    with pytest.raises(UsageError, match="no CUDA device is visible"):
+        resolve_device("cuda", probe=lambda: False)
+    with pytest.raises(UsageError, match="expected one of"):
+        resolve_device("tpu")
+
+
+def test_kernel_env_carries_device_parameters_and_seed(tmp_path: Path) -> None:
+    env = kernel_env(tmp_path / "a.ipynb", tmp_path / "out", resolve_device("cpu"), {"seed": 7})
+    assert env["REPROKIT_MLFLOW"] == "off"
+    assert env["CUDA_VISIBLE_DEVICES"] == ""
+    assert env["REPROKIT_DEVICE"] == "cpu"
+    assert json.loads(env["REPROKIT_PARAMS"]) == {"seed": 7}
+    assert env["PYTHONHASHSEED"] == "7"
+    other = kernel_env(tmp_path / "a.ipynb", tmp_path / "out", resolve_device("cpu"), {})
+    assert other["PYTHONHASHSEED"] == "0"
+
+
+def test_local_recorder_runs_file_writes_and_drops_mlflow_work(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("REPROKIT_MLFLOW", "off")
+    assert not mlflow_enabled()
+    written: list[int] = []
+    recorder = LocalRecorder()
+    recorder.submit(Call("write", lambda: written.append(1)))
+    recorder.submit(LogBatch(tags={"a": "b"}))
+    recorder.submit(Call("fail", lambda: 1 / 0))
+    assert written == [1]
+    assert recorder.flush(0) and recorder.run_id is None
+    assert "ZeroDivisionError" in recorder.take_errors()[0]
+
+
+def test_execution_error_exits_three_and_pickles() -> None:
+    error = ExecutionError("nb.ipynb", cell_index=2, ename="ValueError", evalue="boom")
+    clone = pickle.loads(pickle.dumps(error))
+    assert clone.exit_code == 3 and clone.cell_index == 2
+    assert str(clone) == "nb.ipynb: cell 2 failed: ValueError: boom"
+
+
+def test_a_run_under_the_runner_stays_local(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from conftest import mlflow_client, tracking_uri
+
+    from reprokit import session
+
+    monkeypatch.setenv("REPROKIT_MLFLOW", "off")
+    monkeypatch.setenv("REPROKIT_OUTPUT_DIR", str(project / "out"))
+    session.start(experiment="local-only")
+    session.result("acc", 0.5)
+    status = session.end()
+    assert status.status == "FINISHED" and status.run_id is None and status.errors == ()
+    assert status.local_dir is not None
+    assert json.loads((Path(status.local_dir) / "results.json").read_text())["acc"]["value"] == 0.5
+    assert mlflow_client(tracking_uri(project)).get_experiment_by_name("local-only") is None
