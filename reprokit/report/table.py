@@ -5,6 +5,7 @@ terminals without rich. The small formatters here are shared by the other report
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -146,7 +147,8 @@ def print_verdicts(verdicts: Verdict | Sequence[Verdict], console: Console | Non
     notebooks that failed."""
     from rich.console import Console
 
-    out: Any = console or Console()
+    # off a terminal (CI logs, pipes) rich would squeeze the table into 80 columns
+    out: Any = console or Console(width=None if sys.stdout.isatty() else 160)
     listed = as_verdicts(verdicts)
     out.print(verdict_table(listed))
     for verdict in listed:
