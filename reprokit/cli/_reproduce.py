@@ -9,52 +9,17 @@ GPU); 3 execution failed (a cell raised, timed out, or the kernel died).
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
+from reprokit.cli._options import execution_options
 from reprokit.cli._run import _execution_error, _print_failure, _progress_printer
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _execution_options(command: F) -> F:
-    options = [
-        click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path)),
-        click.option(
-            "--device",
-            type=click.Choice(["cpu", "cuda", "auto"]),
-            default="auto",
-            show_default=True,
-            help="cpu hides GPUs from the kernel; cuda fails unless a GPU is visible.",
-        ),
-        click.option(
-            "-p",
-            "--parameter",
-            "assignments",
-            multiple=True,
-            metavar="NAME=VALUE",
-            help="Set a parameter of the notebook's 'parameters' cell (JSON, else text).",
-        ),
-        click.option("--jobs", "-j", type=int, default=1, show_default=True),
-        click.option("--timeout", type=float, default=None, help="Seconds each cell may run."),
-        click.option("--kernel", default=None, help="Kernel name [default: the notebook's]."),
-        click.option(
-            "--output-dir",
-            type=click.Path(file_okay=False, path_type=Path),
-            default=None,
-            help="Folder of the executed notebooks [default: <project>/.reprokit/runs/...].",
-        ),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
 
 
 @click.command("record")
-@_execution_options
+@execution_options
 def record_command(
     paths: tuple[Path, ...],
     device: str,
@@ -89,7 +54,7 @@ def record_command(
 
 
 @click.command("verify")
-@_execution_options
+@execution_options
 @click.option("--lock", "lock_path", type=click.Path(path_type=Path), default=None)
 @click.option("--rtol", type=float, default=None, help="Relative tolerance for every result.")
 @click.option("--atol", type=float, default=None, help="Absolute tolerance for every result.")

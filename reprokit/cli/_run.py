@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from reprokit.cli._options import execution_options
 from reprokit.exceptions import ExecutionError
 
 if TYPE_CHECKING:
@@ -24,31 +25,7 @@ _MARK = {"ok": "ok", "failed": "FAILED", "timeout": "TIMEOUT", "kernel_died": "K
 
 
 @click.command("run")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option(
-    "--device",
-    type=click.Choice(["cpu", "cuda", "auto"]),
-    default="auto",
-    show_default=True,
-    help="cpu hides GPUs from the kernel; cuda fails unless a GPU is visible.",
-)
-@click.option(
-    "-p",
-    "--parameter",
-    "assignments",
-    multiple=True,
-    metavar="NAME=VALUE",
-    help="Set a parameter of the notebooks' 'parameters' cell (value parsed as JSON, else text).",
-)
-@click.option("--jobs", "-j", type=int, default=1, show_default=True, help="Notebooks at once.")
-@click.option("--timeout", type=float, default=None, help="Seconds each cell may run.")
-@click.option("--kernel", default=None, help="Kernel name [default: the notebook's, or python3].")
-@click.option(
-    "--output-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Folder of the executed notebooks [default: <project>/.reprokit/runs/<time>-<id>].",
-)
+@execution_options
 @click.option("--no-record", is_flag=True, help="Do not record MLflow runs.")
 def run_command(
     paths: tuple[Path, ...],
