@@ -9,7 +9,7 @@ from pathlib import Path
 import nbformat
 import numpy as np
 import pytest
-from test_lock_support import (
+from lock_helpers import (
     FolderWriter,
     executed,
     make_project,

@@ -16,8 +16,8 @@ from typing import ClassVar
 
 import numpy as np
 import pytest
+from lock_helpers import executed, make_project, record
 from rich.console import Console
-from test_lock_support import executed, make_project, record
 
 from reprokit._serde import from_builtins
 from reprokit.compare.verify import Verdict, check_data, verify_results

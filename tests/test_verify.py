@@ -9,7 +9,7 @@ from typing import Any
 import nbformat
 import numpy as np
 import pytest
-from test_lock_support import (
+from lock_helpers import (
     FolderWriter,
     Project,
     executed,
