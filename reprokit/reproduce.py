@@ -200,7 +200,21 @@ def _verify_one(
         source_changes=tuple(check_source(lock, source)),
         command=_command(source, outcome.device, settings),
     )
+    if outcome.run_id is not None:
+        _link_verification(source, outcome.run_id, lock, verdict)
     return VerifyOutcome(str(source), str(lock_path), outcome, verdict, data)
+
+
+def _link_verification(source: Path, run_id: str, lock: Lock, verdict: Verdict) -> None:
+    """Tag the verification run with its verdict, nested under the reference run."""
+    from reprokit.run.record import tag_run
+
+    reproduced = verdict.reproduced and verdict.data_ok
+    tags = {"reprokit.verdict": "reproduced" if reproduced else "not_reproduced"}
+    if lock.run_id:
+        # mlflow.parentRunId nests the verification under its reference run in the MLflow UI
+        tags |= {"reprokit.reference_run": lock.run_id, "mlflow.parentRunId": lock.run_id}
+    tag_run(source, run_id, tags)
 
 
 def _command(source: Path, device: str, settings: dict[str, Any]) -> str:

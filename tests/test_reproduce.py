@@ -86,6 +86,16 @@ def test_verify_reproduces_and_writes_every_report(recorded: Path) -> None:
     assert sorted(case.get("name") or "" for case in cases) == ["count", "total"]
     assert json.loads((recorded / "v.json").read_text())
     assert "REPRODUCED" in (recorded / "r.html").read_text()
+    # the verification run carries its verdict, nested under the reference run
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{recorded / 'mlflow.db'}")
+    reference = read_lock(recorded / "analysis.repro.json").run_id
+    runs = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()],
+        filter_string="tags.`reprokit.verdict` = 'reproduced'",
+    )
+    assert runs and all(run.data.tags["mlflow.parentRunId"] == reference for run in runs)
 
 
 def test_verify_with_another_parameter_differs_and_exits_one(recorded: Path) -> None:

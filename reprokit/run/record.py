@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reprokit.capture.redact import redact_mapping
 from reprokit.exceptions import RecordError
 from reprokit.record.folder import ARTIFACT_PATH
 from reprokit.record.mapping import metric_key, metric_value, run_tags, seed_params, seed_tags
@@ -58,7 +59,10 @@ def record_execution(
     writer = MlflowRunWriter(target)
     snapshot = results.snapshot if results is not None else None
     tags = _tags(notebook, device, snapshot, target.display_uri) | dict(extra_tags)
-    params = {"device": device} | {k: _param(v) for k, v in parameters.items()}
+    # a parameter named like a secret, or holding a credential, is never recorded verbatim
+    params = redact_mapping(
+        ({"device": device} | {k: _param(v) for k, v in parameters.items()}).items()
+    )
     if snapshot is not None and snapshot.seeds is not None:
         params |= seed_params(snapshot.seeds)
         tags |= seed_tags(snapshot.seeds)
@@ -75,6 +79,20 @@ def record_execution(
         _close_quietly(writer)
         return RunRecord(None, target.experiment, target.display_uri, str(exc))
     return RunRecord(run_id, target.experiment, target.display_uri)
+
+
+def tag_run(notebook: Path, run_id: str, tags: Mapping[str, str]) -> str | None:
+    """Add ``tags`` to a recorded run (a verification's verdict and reference); the error
+    message if that failed, never raised."""
+    writer = MlflowRunWriter(resolve_target(start=notebook.parent))
+    try:
+        with _record_lock:
+            writer.connect()
+            writer.run_id = run_id
+            writer.log_batch(tags=tags)
+    except RecordError as exc:
+        return str(exc)
+    return None
 
 
 def _tags(notebook: Path, device: str, snapshot: Any, uri: str) -> dict[str, str]:
