@@ -1,0 +1,122 @@
+"""pytest collector and item of ``pytest --reprokit``: one test per locked notebook.
+
+The item only calls :func:`reprokit.reproduce.verify` and formats what comes back; a
+notebook that did not reproduce fails with the plain-text verdict table and the environment
+changes, one whose execution failed with the failing cell, one whose data drifted with the
+changed files. No traceback of reprokit's own code is shown for any of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reprokit.exceptions import ReprokitError
+from reprokit.reproduce import VerifyOutcome
+from reprokit.run.notebooks import is_notebook_file
+
+__all__ = ["NotebookFile", "NotebookItem", "NotReproducedError", "is_lockable_notebook"]
+
+
+def is_lockable_notebook(path: Path) -> bool:
+    """``.ipynb``, or a ``.py``/``.md`` file that jupytext reads as a notebook."""
+    return is_notebook_file(path)
+
+
+class NotReproducedError(Exception):
+    """A notebook's verification outcome other than ``reproduced``."""
+
+    def __init__(self, outcome: VerifyOutcome) -> None:
+        super().__init__(outcome.notebook, outcome.status)
+        self.outcome = outcome
+
+
+class NotebookFile(pytest.File):
+    """A notebook with a lock beside it: one item, named after the notebook."""
+
+    def collect(self) -> Iterator[NotebookItem]:
+        yield NotebookItem.from_parent(self, name=self.path.name)
+
+
+class NotebookItem(pytest.Item):
+    """Re-executes the notebook with the lock's parameters and compares its results."""
+
+    def runtest(self) -> None:
+        from reprokit.reproduce import verify
+
+        (outcome,) = verify(
+            [self.path],
+            device=self.config.getoption("reprokit_device"),
+            timeout=self.config.getoption("reprokit_timeout"),
+        )
+        if outcome.status != "reproduced":
+            raise NotReproducedError(outcome)
+
+    def repr_failure(
+        self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None
+    ) -> str | Any:
+        if isinstance(excinfo.value, NotReproducedError):
+            return describe_outcome(excinfo.value.outcome)
+        if isinstance(excinfo.value, ReprokitError):
+            # a user mistake (corrupt lock, undeclared parameter, no GPU): the message says it
+            return f"reprokit: {excinfo.value}"
+        return super().repr_failure(excinfo, style)
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, None, f"reprokit verify {self.path.name}"
+
+
+def describe_outcome(outcome: VerifyOutcome) -> str:
+    """The failure text of one notebook, by its status."""
+    if outcome.status == "data_changed":
+        return _data_text(outcome)
+    if outcome.status == "execution_failed":
+        return _execution_text(outcome)
+    return _verdict_text(outcome)
+
+
+def _verdict_text(outcome: VerifyOutcome) -> str:
+    from reprokit.report.table import plain_table
+
+    verdict = outcome.verdict
+    if verdict is None:
+        return f"{outcome.notebook}: {outcome.status}"
+    lines = [plain_table([verdict]).rstrip("\n")]
+    if verdict.divergent_cell is not None and verdict.divergent_cell.index is not None:
+        cell = verdict.divergent_cell
+        lines.append(f"first divergent cell: {cell.index} ({cell.reason})")
+    if verdict.source_changes:
+        changed = ", ".join(str(index) for index in verdict.source_changes)
+        lines.append(f"cells whose source changed since the lock: {changed}")
+    if verdict.command:
+        lines.append(f"re-run: {verdict.command}")
+    return "\n".join(lines)
+
+
+def _execution_text(outcome: VerifyOutcome) -> str:
+    run = outcome.run
+    if run is None:
+        return f"{outcome.notebook}: execution failed"
+    lines = [f"{outcome.notebook}: execution {run.status}"]
+    failure = run.failure
+    if failure is not None:
+        lines.append(f"  cell {failure.index}: {failure.source_head}")
+        lines.append(f"  {failure.ename}: {failure.evalue}")
+        lines += [f"    {line}" for line in failure.traceback]
+    elif run.message:
+        lines.append(f"  {run.message}")
+    lines.append(f"  executed notebook: {run.output_path}")
+    return "\n".join(lines)
+
+
+def _data_text(outcome: VerifyOutcome) -> str:
+    lines = [f"{outcome.notebook}: input data changed since the lock (not executed)"]
+    for entry in outcome.data.drifted:
+        lines.append(f"  {entry.path}: {entry.status}" + (f" ({entry.reason})" if entry.reason else ""))
+        lines += [f"    {change.path} {change.change}" for change in entry.files[:20]]
+        if len(entry.files) > 20:
+            lines.append(f"    ... {len(entry.files) - 20} more")
+    return "\n".join(lines)
