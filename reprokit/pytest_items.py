@@ -115,7 +115,9 @@ def _execution_text(outcome: VerifyOutcome) -> str:
 def _data_text(outcome: VerifyOutcome) -> str:
     lines = [f"{outcome.notebook}: input data changed since the lock (not executed)"]
     for entry in outcome.data.drifted:
-        lines.append(f"  {entry.path}: {entry.status}" + (f" ({entry.reason})" if entry.reason else ""))
+        lines.append(
+            f"  {entry.path}: {entry.status}" + (f" ({entry.reason})" if entry.reason else "")
+        )
         lines += [f"    {change.path} {change.change}" for change in entry.files[:20]]
         if len(entry.files) > 20:
             lines.append(f"    ... {len(entry.files) - 20} more")

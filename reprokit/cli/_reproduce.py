@@ -55,12 +55,20 @@ def record_command(
 
 @click.command("verify")
 @execution_options
-@click.option("--lock", "lock_path", type=click.Path(path_type=Path), default=None)
+@click.option(
+    "--lock",
+    "lock_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The lock to verify against [default: <stem>.repro.json beside the notebook].",
+)
 @click.option("--rtol", type=float, default=None, help="Relative tolerance for every result.")
 @click.option("--atol", type=float, default=None, help="Absolute tolerance for every result.")
 @click.option("--report", type=click.Path(path_type=Path), default=None, help="HTML report.")
 @click.option("--junit", type=click.Path(path_type=Path), default=None, help="JUnit XML.")
-@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
+@click.option(
+    "--json", "json_path", type=click.Path(path_type=Path), default=None, help="JSON verdicts."
+)
 @click.option("--allow-data-drift", is_flag=True, help="Run even if the lock's data changed.")
 def verify_command(
     paths: tuple[Path, ...],
