@@ -18,7 +18,7 @@ from reprokit.exceptions import ReprokitError
 from reprokit.reproduce import VerifyOutcome
 from reprokit.run.notebooks import is_notebook_file
 
-__all__ = ["NotebookFile", "NotebookItem", "NotReproducedError", "is_lockable_notebook"]
+__all__ = ["NotReproducedError", "NotebookFile", "NotebookItem", "is_lockable_notebook"]
 
 
 def is_lockable_notebook(path: Path) -> bool:

@@ -102,6 +102,21 @@ def test_changed_data_fails_naming_the_file_without_executing(
     assert "values.csv changed" in output
 
 
+def test_a_failing_cell_fails_naming_the_cell_and_error(
+    project: Path, pytester: pytest.Pytester
+) -> None:
+    notebook = project / "second.ipynb"
+    node = nbformat.read(notebook, as_version=4)
+    node.cells[2].source = "raise ValueError('boom')"
+    nbformat.write(node, notebook)
+    result = pytester.runpytest("--reprokit", *_plugin_args(), "second.ipynb")
+    result.assert_outcomes(failed=1)
+    output = result.stdout.str()
+    assert "cell 2: raise ValueError('boom')" in output
+    assert "ValueError: boom" in output
+    assert "executed notebook:" in output
+
+
 @pytest.mark.slow
 def test_xdist_runs_the_notebooks_in_parallel(project: Path, pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess("--reprokit", *_plugin_args(), "-n", "2")
@@ -133,3 +148,28 @@ def test_the_sanitizer_masks_run_ids_folders_and_timestamps() -> None:
     )
     assert clean(one) == clean(two)
     assert "FINISHED: 2 result(s)" in clean(one)
+
+
+@pytest.mark.slow
+def test_a_notebook_using_the_magics_passes_nbval_twice(
+    project: Path, pytester: pytest.Pytester
+) -> None:
+    from nbclient import NotebookClient
+
+    node = nbformat.v4.new_notebook()
+    node.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Py"}
+    start = nbformat.v4.new_code_cell("%load_ext reprokit\n%repro start --seed 0 --data data/")
+    # nbval sanitizes strings only: the snapshot's JSON payload (with its capture time) cannot
+    # be masked, so the start cell's output is not compared (documented in the sanitizer)
+    start.metadata["tags"] = ["nbval-ignore-output"]
+    node.cells = [
+        start,
+        nbformat.v4.new_code_cell(RESULT_CELL.replace("scale", "1.0")),
+        nbformat.v4.new_code_cell("%repro end"),
+    ]
+    NotebookClient(node, timeout=120, resources={"metadata": {"path": str(project)}}).execute()
+    nbformat.write(node, project / "magics.ipynb")
+    sanitizer = str(nbval_sanitize_file())
+    for _ in range(2):
+        result = pytester.runpytest("--nbval", "--nbval-sanitize-with", sanitizer, "magics.ipynb")
+        result.assert_outcomes(passed=3)
