@@ -7,9 +7,11 @@ Paths are kept as linked nodes and rendered only when reported, so a structure n
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-from reprokit.compare.model import Deviation, Tolerance, ValueComparison, ValueStatus
+from reprokit.compare.model import EXACT, Deviation, Tolerance, ValueComparison, ValueStatus
 
 
 class PathNode:
@@ -209,3 +211,22 @@ def short(value: object, limit: int = 60) -> str:
     except (ValueError, TypeError, RecursionError) as exc:
         text = f"<{type(value).__name__}: repr failed: {type(exc).__name__}>"
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+TallyFunction = Callable[["Tally", Any, Any, Tolerance, str], None]
+
+
+def run_tally(
+    tally_function: TallyFunction,
+    reference: Any,
+    current: Any,
+    tolerance: Tolerance | None,
+    *,
+    strict_types: bool,
+    path: str,
+) -> ValueComparison:
+    """The body of every public ``compare_*``: tally the differences, then decide the status."""
+    tol = tolerance if tolerance is not None else EXACT
+    tally = Tally()
+    tally_function(tally, reference, current, tol, path)
+    return tally.finish(tol, strict_types=strict_types)

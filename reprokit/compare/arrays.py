@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 
 from reprokit.compare._kernels import ExactKernel, FloatKernel, Stats
-from reprokit.compare._tally import Tally, short
-from reprokit.compare.model import EXACT, Tolerance, ValueComparison
+from reprokit.compare._tally import Tally, run_tally, short
+from reprokit.compare.model import Tolerance, ValueComparison
 from reprokit.exceptions import InputError
 
 __all__ = ["as_numpy", "compare_arrays", "dtype_name", "tally_arrays"]
@@ -45,10 +45,9 @@ def compare_arrays(
     path: str = "$",
 ) -> ValueComparison:
     """Compare two arrays (numpy, torch, or anything ``numpy.asarray`` takes)."""
-    tol = tolerance if tolerance is not None else EXACT
-    tally = Tally()
-    tally_arrays(tally, reference, current, tol, path)
-    return tally.finish(tol, strict_types=strict_types)
+    return run_tally(
+        tally_arrays, reference, current, tolerance, strict_types=strict_types, path=path
+    )
 
 
 def tally_arrays(tally: Tally, reference: Any, current: Any, tol: Tolerance, path: str) -> None:

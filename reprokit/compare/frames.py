@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from reprokit.compare._tally import Tally, short
+from reprokit.compare._tally import Tally, run_tally, short
 from reprokit.compare.arrays import tally_arrays
 from reprokit.compare.model import EXACT, Tolerance, ValueComparison
 
@@ -37,10 +37,9 @@ def compare_frames(
     path: str = "$",
 ) -> ValueComparison:
     """Compare two DataFrames: columns, index, then values column by column."""
-    tol = tolerance if tolerance is not None else EXACT
-    tally = Tally()
-    tally_frames(tally, reference, current, tol, path)
-    return tally.finish(tol, strict_types=strict_types)
+    return run_tally(
+        tally_frames, reference, current, tolerance, strict_types=strict_types, path=path
+    )
 
 
 def compare_series(
@@ -52,10 +51,9 @@ def compare_series(
     path: str = "$",
 ) -> ValueComparison:
     """Compare two Series: index, then values."""
-    tol = tolerance if tolerance is not None else EXACT
-    tally = Tally()
-    tally_series(tally, reference, current, tol, path)
-    return tally.finish(tol, strict_types=strict_types)
+    return run_tally(
+        tally_series, reference, current, tolerance, strict_types=strict_types, path=path
+    )
 
 
 def tally_series(tally: Tally, ref: pd.Series, cur: pd.Series, tol: Tolerance, path: str) -> None:

@@ -22,8 +22,16 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from reprokit.compare._tally import Outcome, PathNode, Tally, float_outcome, render, short
-from reprokit.compare.model import EXACT, Tolerance, ValueComparison
+from reprokit.compare._tally import (
+    Outcome,
+    PathNode,
+    Tally,
+    float_outcome,
+    render,
+    run_tally,
+    short,
+)
+from reprokit.compare.model import Tolerance, ValueComparison
 from reprokit.exceptions import InputError
 
 __all__ = ["compare_values"]
@@ -70,10 +78,9 @@ def compare_values(
 
     Raises :class:`~reprokit.exceptions.InputError` for a value of an unsupported type.
     """
-    tol = tolerance if tolerance is not None else EXACT
-    tally = Tally()
-    tally_values(tally, reference, current, tol, _ROOT_SEGMENT)
-    return tally.finish(tol, strict_types=strict_types)
+    return run_tally(
+        tally_values, reference, current, tolerance, strict_types=strict_types, path=_ROOT_SEGMENT
+    )
 
 
 def tally_values(tally: Tally, reference: Any, current: Any, tol: Tolerance, path: str) -> None:
