@@ -85,9 +85,6 @@ def _verdict_text(outcome: VerifyOutcome) -> str:
     if verdict is None:
         return f"{outcome.notebook}: {outcome.status}"
     lines = [plain_table([verdict]).rstrip("\n")]
-    if verdict.divergent_cell is not None and verdict.divergent_cell.index is not None:
-        cell = verdict.divergent_cell
-        lines.append(f"first divergent cell: {cell.index} ({cell.reason})")
     if verdict.source_changes:
         changed = ", ".join(str(index) for index in verdict.source_changes)
         lines.append(f"cells whose source changed since the lock: {changed}")

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import shlex
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +41,19 @@ from reprokit.results.notebook import read_notebook
 from reprokit.run.api import Progress, RunOutcome, run
 from reprokit.run.notebooks import discover_notebooks, load_notebook
 
-__all__ = ["RecordOutcome", "VerifyOutcome", "notebooks_with_locks", "record", "verify"]
+__all__ = [
+    "RecordOutcome",
+    "Verification",
+    "VerifyOutcome",
+    "notebooks_with_locks",
+    "record",
+    "verify",
+]
+
+
+VERIFICATION_ARTIFACTS = "verification"
+"""Folder (in the run's output folder and under ``reprokit/`` in MLflow) of the verdict's
+``report.html`` and ``verdict.json``."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +80,45 @@ class VerifyOutcome:
         return (
             "reproduced" if self.verdict.reproduced and self.verdict.data_ok else "not_reproduced"
         )
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The overall verdict of :func:`verify`: one :class:`VerifyOutcome` per notebook.
+
+    Iterating gives the outcomes; ``verdicts`` are the per-notebook
+    :class:`~reprokit.compare.verify.Verdict` objects of the notebooks that executed (the
+    reports take them as they are).
+    """
+
+    outcomes: tuple[VerifyOutcome, ...]
+
+    @property
+    def reproduced(self) -> bool:
+        """Every notebook executed and every result reproduced, with unchanged data."""
+        return all(outcome.status == "reproduced" for outcome in self.outcomes)
+
+    @property
+    def verdicts(self) -> list[Verdict]:
+        return [outcome.verdict for outcome in self.outcomes if outcome.verdict is not None]
+
+    @property
+    def exit_code(self) -> int:
+        """What ``reprokit verify`` exits with: 0 reproduced, 1 not reproduced or data changed,
+        3 a notebook failed to execute."""
+        statuses = {outcome.status for outcome in self.outcomes}
+        if "execution_failed" in statuses:
+            return 3
+        return 0 if statuses <= {"reproduced"} else 1
+
+    def __iter__(self) -> Iterator[VerifyOutcome]:
+        return iter(self.outcomes)
+
+    def __len__(self) -> int:
+        return len(self.outcomes)
+
+    def __getitem__(self, index: int) -> VerifyOutcome:
+        return self.outcomes[index]
 
 
 def record(
@@ -137,9 +188,11 @@ def verify(
     kernel: str | None = None,
     output_dir: str | os.PathLike[str] | None = None,
     allow_data_drift: bool = False,
+    outputs: bool = False,
     progress: Progress | None = None,
-) -> list[VerifyOutcome]:
-    """Re-execute every notebook that has a lock and compare its results with the lock's."""
+) -> Verification:
+    """Re-execute every notebook that has a lock and compare its results with the lock's
+    (and, with ``outputs``, every cell's text output)."""
     sources = notebooks_with_locks(notebooks)
     if not sources:
         raise UsageError("no notebook with a lock (<stem>.repro.json) in the given paths")
@@ -157,9 +210,10 @@ def verify(
         "atol": atol,
         "parameters": dict(parameters or {}),
         "allow_data_drift": allow_data_drift,
+        "outputs": outputs,
     }
     with ThreadPoolExecutor(max(1, min(jobs, len(plans))), "reprokit-verify") as pool:
-        return list(pool.map(lambda plan: _verify_one(plan, settings), plans))
+        return Verification(tuple(pool.map(lambda plan: _verify_one(plan, settings), plans)))
 
 
 def _plan(source: Path, lock_path: Path) -> tuple[Path, Path, Lock, DataCheck]:
@@ -199,14 +253,19 @@ def _verify_one(
         executed_notebook=executed,
         source_changes=tuple(check_source(lock, source)),
         command=_command(source, outcome.device, settings),
+        outputs=settings["outputs"],
     )
-    if outcome.run_id is not None:
-        _link_verification(source, outcome.run_id, lock, verdict)
+    _link_verification(source, outcome, lock, verdict)
     return VerifyOutcome(str(source), str(lock_path), outcome, verdict, data)
 
 
-def _link_verification(source: Path, run_id: str, lock: Lock, verdict: Verdict) -> None:
-    """Tag the verification run with its verdict, nested under the reference run."""
+def _link_verification(source: Path, outcome: RunOutcome, lock: Lock, verdict: Verdict) -> None:
+    """Tag the verification run with its verdict, nested under the reference run, and attach
+    the verdict's HTML report and JSON (kept in the run's output folder too)."""
+    if outcome.run_id is None:  # not recorded (MLflow unreachable): nothing to link
+        return
+    from reprokit.report.html import write_html
+    from reprokit.report.json_report import write_json_report
     from reprokit.run.record import tag_run
 
     reproduced = verdict.reproduced and verdict.data_ok
@@ -214,7 +273,11 @@ def _link_verification(source: Path, run_id: str, lock: Lock, verdict: Verdict) 
     if lock.run_id:
         # mlflow.parentRunId nests the verification under its reference run in the MLflow UI
         tags |= {"reprokit.reference_run": lock.run_id, "mlflow.parentRunId": lock.run_id}
-    tag_run(source, run_id, tags)
+    folder = Path(outcome.output_dir) / VERIFICATION_ARTIFACTS
+    folder.mkdir(parents=True, exist_ok=True)
+    write_html(verdict, folder / "report.html", title=f"reprokit verification: {source.name}")
+    write_json_report(verdict, folder / "verdict.json")
+    tag_run(source, outcome.run_id, tags, folder, f"reprokit/{VERIFICATION_ARTIFACTS}")
 
 
 def _command(source: Path, device: str, settings: dict[str, Any]) -> str:
@@ -222,4 +285,6 @@ def _command(source: Path, device: str, settings: dict[str, Any]) -> str:
     for option in ("rtol", "atol"):
         if settings[option] is not None:
             words = [*words, f"--{option}", str(settings[option])]
+    if settings["outputs"]:
+        words = [*words, "--outputs"]
     return shlex.join(words)

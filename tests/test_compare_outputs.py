@@ -6,6 +6,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_output
 
+from reprokit.compare.cells import compare_cell_outputs, first_failing
 from reprokit.compare.model import Tolerance
 from reprokit.compare.outputs import (
     cell_text,
@@ -13,6 +14,7 @@ from reprokit.compare.outputs import (
     first_divergent_cell,
     mask_volatile,
 )
+from reprokit.record._lockmodel import CellFingerprint
 
 
 @pytest.mark.parametrize(
@@ -154,3 +156,54 @@ def test_plain_strings_work_as_cells_and_errors_count_as_output() -> None:
     )
     notebook = nbformat.v4.new_notebook(cells=[cell])
     assert first_divergent_cell(notebook.cells, notebook.cells) is None
+
+
+# ----------------------------------------------------------------------------- lock fingerprints
+
+
+def _fp(index: int, text: str | None, digest: str | None = None) -> CellFingerprint:
+    return CellFingerprint(index, digest or f"blake3:{hash(text)}", text)
+
+
+def test_cell_outputs_statuses_against_the_lock() -> None:
+    reference = [_fp(0, "a 1.00\n"), _fp(1, "loss 0.5000\n"), _fp(2, "done\n")]
+    current = [_fp(0, "a 1.00\n"), _fp(1, "loss 0.5001\n")]
+    checks = compare_cell_outputs(reference, current)
+    assert [c.status for c in checks] == ["reproduced", "within_tolerance", "missing"]
+    assert checks[2].reference == "done"
+    assert first_failing(checks) == checks[2]
+    longer = compare_cell_outputs(reference[:1], [*current[:1], _fp(4, "new\n")])
+    assert [c.status for c in longer] == ["reproduced", "unexpected"]
+    assert longer[1].index == 4
+
+
+def test_cell_output_beyond_tolerance_quotes_the_line_that_differs() -> None:
+    (check,) = compare_cell_outputs(
+        [_fp(3, "epoch 1\nloss 0.50\n")], [_fp(3, "epoch 1\nloss 0.75\n")], Tolerance(rtol=1e-3)
+    )
+    assert check.status == "differs" and check.location == "line 2"
+    assert (check.reference, check.obtained) == ("loss 0.50", "loss 0.75")
+    assert check.max_abs_error == pytest.approx(0.25)
+
+
+def test_a_cell_kept_only_as_a_digest_is_compared_by_digest() -> None:
+    reference = [CellFingerprint(0, "blake3:aa", None)]
+    assert compare_cell_outputs(reference, [CellFingerprint(0, "blake3:aa", "x")])[0].passed
+    (check,) = compare_cell_outputs(reference, [CellFingerprint(0, "blake3:bb", "y")])
+    assert check.status == "differs" and "only its digest" in check.note
+
+
+def test_long_outputs_keep_only_their_digest_in_the_lock() -> None:
+    import nbformat
+
+    from reprokit.record._lockmodel import OUTPUT_TEXT_LIMIT
+    from reprokit.record.lock import output_fingerprints
+
+    node = nbformat.v4.new_notebook()
+    for text in ("short\n", "x" * (OUTPUT_TEXT_LIMIT + 1)):
+        cell = nbformat.v4.new_code_cell("print()")
+        cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=text)]
+        node.cells.append(cell)
+    short, long = output_fingerprints(node)
+    assert short.text == "short\n" and long.text is None
+    assert output_fingerprints(node, text_limit=None)[1].text == "x" * (OUTPUT_TEXT_LIMIT + 1)

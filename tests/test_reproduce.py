@@ -52,8 +52,9 @@ def recorded(tmp_path_factory: pytest.TempPathFactory, mlflow_template_db: Path)
             "values = [float(x) for x in open('data/values.csv')]\n"
             "reprokit.result('total', sum(values) * scale, rtol=1e-9)\n"
             "reprokit.result('count', len(values))",
+            "print(f'loss {0.123456 + jitter:.6f} after {len(values)} steps at 0x7f3a2b1c9d00')",
         ],
-        parameters="scale = 1.0",
+        parameters="scale = 1.0\njitter = 0.0",
     )
     done = _cli("record", "analysis.ipynb", "-p", "scale=2.0", cwd=project)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -65,6 +66,8 @@ def test_record_writes_a_lock_with_results_parameters_and_data(recorded: Path) -
     lock = read_lock(recorded / "analysis.repro.json")
     assert set(lock.results) == {"total", "count"}
     assert lock.parameters.values == {"scale": 2.0}
+    # the printing cell's masked text is kept for `verify --outputs`
+    assert [cell.text for cell in lock.outputs][-1] == "loss 0.123456 after 3 steps at <ADDRESS>\n"
     assert [entry.path for entry in lock.data.entries] == ["data"]
 
 
@@ -96,6 +99,45 @@ def test_verify_reproduces_and_writes_every_report(recorded: Path) -> None:
         filter_string="tags.`reprokit.verdict` = 'reproduced'",
     )
     assert runs and all(run.data.tags["mlflow.parentRunId"] == reference for run in runs)
+    # ... and its own HTML report and JSON verdict as artifacts
+    listed = {a.path for a in client.list_artifacts(runs[0].info.run_id, "reprokit/verification")}
+    assert listed == {"reprokit/verification/report.html", "reprokit/verification/verdict.json"}
+    report = client.download_artifacts(runs[0].info.run_id, "reprokit/verification/report.html")
+    assert "REPRODUCED" in Path(report).read_text()
+    assert "mlflow ui --backend-store-uri sqlite:///" in done.stdout
+
+
+def test_verify_outputs_compares_numbers_in_text_within_tolerance(recorded: Path) -> None:
+    # one unit in the last printed digit is printing noise: within tolerance
+    done = _cli("verify", "analysis.ipynb", "--outputs", "-p", "jitter=1e-6", cwd=recorded)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "cell outputs: 4 compared: 3 reproduced, 1 within tolerance" in done.stdout
+
+
+def test_verify_outputs_names_the_first_divergent_cell(recorded: Path) -> None:
+    done = _cli(
+        "verify",
+        "analysis.ipynb",
+        "--outputs",
+        "-p",
+        "jitter=0.01",
+        "--json",
+        "o.json",
+        cwd=recorded,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert (
+        "first divergent cell: cell 3 (output differs) line 1: reference 'loss 0.123456 after"
+        in (done.stdout)
+    )
+    assert "current 'loss 0.133456 after 3 steps at <ADDRESS>'" in done.stdout
+    verdict = json.loads((recorded / "o.json").read_text())["verdicts"][0]
+    assert verdict["reproduced"] is False  # every result reproduced, but an output did not
+    assert [c["status"] for c in verdict["outputs"]] == ["reproduced"] * 3 + ["differs"]
+    # without --outputs, the same change is reported but does not fail the verification
+    done = _cli("verify", "analysis.ipynb", "-p", "jitter=0.01", cwd=recorded)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "first cell whose output changed: cell 3 (output differs)" in done.stdout
 
 
 def test_verify_with_another_parameter_differs_and_exits_one(recorded: Path) -> None:

@@ -8,14 +8,19 @@ GPU); 3 execution failed (a cell raised, timed out, or the kernel died).
 
 from __future__ import annotations
 
+import shlex
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from reprokit.cli._options import execution_options
 from reprokit.cli._run import _execution_error, _print_failure, _progress_printer
+
+if TYPE_CHECKING:
+    from reprokit.reproduce import VerifyOutcome
 
 
 @click.command("record")
@@ -70,6 +75,12 @@ def record_command(
     "--json", "json_path", type=click.Path(path_type=Path), default=None, help="JSON verdicts."
 )
 @click.option("--allow-data-drift", is_flag=True, help="Run even if the lock's data changed.")
+@click.option(
+    "--outputs",
+    is_flag=True,
+    help="Compare every cell's text output too (numbers within --rtol/--atol, else 1e-6; "
+    "timestamps, addresses, durations masked) and name the first cell that diverged.",
+)
 def verify_command(
     paths: tuple[Path, ...],
     device: str,
@@ -85,6 +96,7 @@ def verify_command(
     junit: Path | None,
     json_path: Path | None,
     allow_data_drift: bool,
+    outputs: bool,
 ) -> None:
     """Re-execute notebooks that have a lock and say, result by result, whether they reproduced."""
     from reprokit.report.html import write_html
@@ -94,7 +106,7 @@ def verify_command(
     from reprokit.reproduce import verify
     from reprokit.run.params import parse_assignments
 
-    outcomes = verify(
+    verification = verify(
         paths,
         device=device,
         parameters=parse_assignments(assignments),
@@ -106,9 +118,11 @@ def verify_command(
         kernel=kernel,
         output_dir=output_dir,
         allow_data_drift=allow_data_drift,
+        outputs=outputs,
         progress=_progress_printer(),
     )
-    verdicts = [outcome.verdict for outcome in outcomes if outcome.verdict is not None]
+    outcomes = verification.outcomes
+    verdicts = verification.verdicts
     if verdicts:
         print_verdicts(verdicts)
     for target, write in (
@@ -130,10 +144,28 @@ def verify_command(
     failed_runs = [o.run for o in outcomes if o.status == "execution_failed" and o.run]
     for run in failed_runs:
         _print_failure(run)
+    _where_to_look(outcomes)
     if failed_runs:
         raise _execution_error(failed_runs[0], len(failed_runs), len(outcomes))
-    if any(outcome.status != "reproduced" for outcome in outcomes):
-        sys.exit(1)
+    if verification.exit_code:
+        sys.exit(verification.exit_code)
+
+
+def _where_to_look(outcomes: Sequence[VerifyOutcome]) -> None:
+    """Where the verification runs are: the MLflow command that shows them."""
+    from reprokit.record.target import resolve_target
+
+    recorded = [o for o in outcomes if o.run is not None and o.run.run_id]
+    if not recorded:
+        return
+    target = resolve_target(start=Path(recorded[0].notebook).resolve().parent)
+    click.echo(f"MLflow runs in {target.display_uri}: {_ui_command(target.display_uri)}")
+
+
+def _ui_command(uri: str) -> str:
+    if uri.startswith(("http://", "https://")):
+        return f"open {uri}"
+    return f"mlflow ui --backend-store-uri {shlex.quote(uri)}"
 
 
 def _drift(entry: Any) -> str:

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from reprokit.capture.model import DataEntry, GitInfo, Snapshot
+from reprokit.compare.cells import OutputCheck, compare_cell_outputs, first_failing
 from reprokit.compare.envdiff import EnvDiff, diff_snapshots
 from reprokit.compare.model import Deviation, Tolerance, ValueComparison
 from reprokit.exceptions import ReprokitError
@@ -53,6 +54,7 @@ __all__ = [
     "DeviationRecord",
     "DivergentCell",
     "FileChange",
+    "OutputCheck",
     "ResultCheck",
     "Verdict",
     "check_data",
@@ -169,6 +171,7 @@ class DivergentCell:
 
     index: int | None  # cell index in the notebook (injected-parameters cell not counted)
     reason: str  # "output differs" | "cell missing in current" | "unexpected cell"
+    detail: str = ""  # with --outputs: where and how (reference line against current line)
 
 
 @dataclass(frozen=True)
@@ -186,6 +189,8 @@ class Verdict:
     git: GitInfo | None = None  # of the current execution (else of the reference)
     run_id: str | None = None  # the reference MLflow run
     command: str | None = None  # how to re-run this verification
+    outputs: tuple[OutputCheck, ...] = ()  # per code cell, when outputs were compared
+    outputs_compared: bool = False
 
     @property
     def data_ok(self) -> bool:
@@ -209,6 +214,7 @@ def verify_results(
     executed_notebook: Any = None,
     source_changes: tuple[int, ...] = (),
     command: str | None = None,
+    outputs: bool = False,
 ) -> Verdict:
     """Compare every result of ``executed`` with the lock's (see the module docstring).
 
@@ -216,6 +222,10 @@ def verify_results(
     lock's folder, where its by-reference arrays are (default: the current folder).
     ``executed_notebook`` (an nbformat node) lets the verdict name the first cell whose text
     output diverged; ``data`` and ``source_changes`` are carried into the verdict as given.
+    ``outputs`` (needs ``executed_notebook``) compares every code cell's text output with the
+    lock's, numbers within the ``rtol``/``atol`` given (else
+    :data:`~reprokit.compare.cells.DEFAULT_OUTPUT_TOLERANCE`), and a cell that differs fails
+    the verdict.
     """
     reference_device = lock.parameters.device
     current_device = (device or reference_device).split(":", 1)[0].lower()
@@ -233,20 +243,24 @@ def verify_results(
     ]
     snapshot = current_snapshot if current_snapshot is not None else executed.snapshot
     counts: dict[str, int] = {s: sum(c.status == s for c in checks) for s in STATUSES}
+    cells = _output_checks(lock, executed_notebook, rtol, atol) if outputs else ()
+    divergent = _divergent_from(cells) if outputs else _divergent_cell(lock, executed_notebook)
     return Verdict(
         notebook=lock.notebook.path,
-        reproduced=all(c.passed for c in checks),
+        reproduced=all(c.passed for c in checks) and all(c.passed for c in cells),
         counts=counts,
         checks=tuple(checks),
         reference_device=reference_device,
         current_device=current_device,
         env_diff=_env_diff(lock.snapshot, snapshot),
         data=data,
-        divergent_cell=_divergent_cell(lock, executed_notebook),
+        divergent_cell=divergent,
         source_changes=tuple(source_changes),
         git=_git(snapshot or lock.snapshot),
         run_id=lock.run_id,
         command=command,
+        outputs=cells,
+        outputs_compared=outputs,
     )
 
 
@@ -392,6 +406,30 @@ def _env_diff(reference: Snapshot | None, current: Snapshot | None) -> EnvDiff |
     if reference is None or current is None:
         return None
     return diff_snapshots(reference, current)
+
+
+def _output_checks(
+    lock: Lock, node: Any, rtol: float | None, atol: float | None
+) -> tuple[OutputCheck, ...]:
+    if node is None:
+        raise ReprokitError("comparing outputs needs the executed notebook")
+    from reprokit.compare.cells import fingerprint_texts
+
+    tolerance = Tolerance(rtol, atol) if rtol is not None or atol is not None else None
+    return compare_cell_outputs(lock.outputs, fingerprint_texts(node), tolerance)
+
+
+_REASONS = {"missing": "cell missing in current", "unexpected": "unexpected cell"}
+
+
+def _divergent_from(cells: tuple[OutputCheck, ...]) -> DivergentCell | None:
+    failing = first_failing(cells)
+    if failing is None:
+        return None
+    detail = failing.note or f"reference {failing.reference!r}, current {failing.obtained!r}"
+    if failing.location:
+        detail = f"{failing.location}: {detail}"
+    return DivergentCell(failing.index, _REASONS.get(failing.status, "output differs"), detail)
 
 
 def _divergent_cell(lock: Lock, node: Any) -> DivergentCell | None:

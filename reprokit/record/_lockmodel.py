@@ -17,6 +17,10 @@ from reprokit.results.model import Result
 LOCK_SCHEMA_VERSION = 1
 """Version of the lock JSON schema; a lock with a larger number is refused."""
 
+OUTPUT_TEXT_LIMIT = 16_384
+"""A cell's masked text output up to this many characters is kept in the lock (for
+``verify --outputs``: numbers compared within tolerance); a longer one keeps only its digest."""
+
 
 @dataclass(frozen=True)
 class CellSource:
@@ -59,6 +63,7 @@ class CellFingerprint:
 
     index: int  # cell position in the notebook (injected-parameters cell not counted)
     digest: str  # "blake3:<hex>" of mask_volatile(text output)
+    text: str | None = None  # the masked text itself, when at most OUTPUT_TEXT_LIMIT long
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from reprokit.exceptions import (
 )
 from reprokit.record._lockmodel import (
     LOCK_SCHEMA_VERSION,
+    OUTPUT_TEXT_LIMIT,
     CellFingerprint,
     CellSource,
     DeviceTolerance,
@@ -132,8 +133,11 @@ def _notebook_source(path: str, node: Any) -> NotebookSource:
     return NotebookSource(path=path, digest=digest, cells=cells)
 
 
-def output_fingerprints(node: Any) -> tuple[CellFingerprint, ...]:
-    """Digests of each code cell's masked text output; reprokit's own outputs left out (the
+def output_fingerprints(
+    node: Any, text_limit: int | None = OUTPUT_TEXT_LIMIT
+) -> tuple[CellFingerprint, ...]:
+    """Digests of each code cell's masked text output, with the text itself when at most
+    ``text_limit`` characters (``None``: always); reprokit's own outputs left out (the
     snapshot's rendering changes every run, results are compared on their own)."""
     from reprokit.compare.outputs import cell_text, mask_volatile
 
@@ -144,7 +148,8 @@ def output_fingerprints(node: Any) -> tuple[CellFingerprint, ...]:
             continue
         kept = [o for o in cell.get("outputs", ()) if not _is_reprokit_output(o)]
         text = mask_volatile(cell_text({"outputs": kept}))
-        out.append(CellFingerprint(index, _blake3(text.encode("utf-8"))))
+        kept_text = text if text_limit is None or len(text) <= text_limit else None
+        out.append(CellFingerprint(index, _blake3(text.encode("utf-8")), kept_text))
     return tuple(out)
 
 

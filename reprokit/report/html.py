@@ -18,7 +18,13 @@ from collections.abc import Iterable, Sequence
 from reprokit._fsutil import atomic_write_text
 from reprokit.capture.redact import redact_text
 from reprokit.compare.verify import ResultCheck, Verdict
-from reprokit.report.table import as_verdicts, format_deviation, format_tolerance, verdict_line
+from reprokit.report.table import (
+    as_verdicts,
+    format_deviation,
+    format_tolerance,
+    output_lines,
+    verdict_line,
+)
 
 __all__ = ["render_html", "tolerance_ratio", "write_html"]
 
@@ -102,6 +108,29 @@ def _results(verdict: Verdict) -> str:
     return "<h3>Results</h3>" + _table(headers, rows)
 
 
+def _outputs(verdict: Verdict) -> str:
+    """Cell outputs (``--outputs``): a summary, and a row for every cell that did not
+    reproduce exactly."""
+    if not verdict.outputs_compared:
+        return ""
+    lines = output_lines(verdict)
+    rows = [
+        (
+            _e(check.index),
+            f'<span class="s-{_e(check.status)}">{_e(check.status)}</span>',
+            _e(check.location or "-"),
+            f"<code>{_e(check.reference or '-')}</code>",
+            f"<code>{_e(check.obtained or '-')}</code>",
+            _e(check.note),
+        )
+        for check in verdict.outputs
+        if check.status != "reproduced"
+    ]
+    headers = ("cell", "status", "where", "reference", "obtained", "detail")
+    table = _table(headers, rows) if rows else ""
+    return "<h3>Cell outputs</h3>" + "".join(f"<p>{_e(line)}</p>" for line in lines) + table
+
+
 def _environment(verdict: Verdict) -> str:
     if verdict.env_diff is None:
         return "<h3>Environment</h3><p>No snapshot on one side: not compared.</p>"
@@ -146,9 +175,9 @@ def _provenance(verdict: Verdict) -> str:
         rows.append(("git", _e(f"unavailable ({git.reason})")))
     if verdict.run_id:
         rows.append(("reference MLflow run", _digest(verdict.run_id)))
-    if verdict.divergent_cell is not None:
+    if verdict.divergent_cell is not None and not verdict.outputs_compared:
         cell = verdict.divergent_cell
-        rows.append(("first divergent cell", _e(f"cell {cell.index}: {cell.reason}")))
+        rows.append(("first cell whose output changed", _e(f"cell {cell.index}: {cell.reason}")))
     if verdict.source_changes:
         changed = ", ".join(str(k) for k in verdict.source_changes)
         rows.append(("source changed since the lock", _e(f"cells {changed}")))
@@ -169,6 +198,7 @@ def _section(verdict: Verdict) -> str:
         f"<section><h2>{_e(verdict.notebook)}</h2>"
         f'<div class="banner {banner}">{_e(verdict_line(verdict))}</div>'
         + _results(verdict)
+        + _outputs(verdict)
         + _data(verdict)
         + _environment(verdict)
         + _provenance(verdict)

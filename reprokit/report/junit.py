@@ -20,6 +20,7 @@ from reprokit.report.table import (
     env_lines,
     format_deviation,
     format_tolerance,
+    output_lines,
     verdict_line,
 )
 
@@ -31,7 +32,7 @@ def junit_xml(verdicts: Verdict | Sequence[Verdict]) -> str:
     root = ET.Element("testsuites", name="reprokit")
     for verdict in listed:
         root.append(_suite(verdict))
-    _count(root, [verdict.checks for verdict in listed])
+    _count(root, listed)
     ET.indent(root)
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
 
@@ -40,22 +41,26 @@ def write_junit(verdicts: Verdict | Sequence[Verdict], path: str | os.PathLike[s
     atomic_write_bytes(path, junit_xml(verdicts).encode("utf-8"))
 
 
-def _count(element: ET.Element, groups: Sequence[Sequence[ResultCheck]]) -> None:
-    checks = [c for group in groups for c in group]
-    element.set("tests", str(len(checks)))
-    element.set("failures", str(sum(c.status in FAILING for c in checks)))
+def _count(element: ET.Element, verdicts: Sequence[Verdict]) -> None:
+    checks = [c for verdict in verdicts for c in verdict.checks]
+    compared = [v for v in verdicts if v.outputs_compared]
+    failing = [v for v in compared if any(not c.passed for c in v.outputs)]
+    element.set("tests", str(len(checks) + len(compared)))
+    element.set("failures", str(sum(c.status in FAILING for c in checks) + len(failing)))
     element.set("errors", "0")
 
 
 def _suite(verdict: Verdict) -> ET.Element:
     suite = ET.Element("testsuite", name=verdict.notebook)
-    _count(suite, [verdict.checks])
+    _count(suite, [verdict])
     properties = ET.SubElement(suite, "properties")
     for name, value in _properties(verdict):
         ET.SubElement(properties, "property", name=name, value=redact_text(value))
     environment = "\n".join(env_lines(verdict))
     for check in verdict.checks:
         suite.append(_case(verdict, check, environment))
+    if verdict.outputs_compared:
+        suite.append(_outputs_case(verdict, environment))
     out = ET.SubElement(suite, "system-out")
     out.text = verdict_line(verdict)
     if not verdict.data_ok and verdict.data is not None:
@@ -101,6 +106,19 @@ def _case(verdict: Verdict, check: ResultCheck, environment: str) -> ET.Element:
     elif check.status == "unexpected":
         out = ET.SubElement(case, "system-out")
         out.text = redact_text(check.message)
+    return case
+
+
+def _outputs_case(verdict: Verdict, environment: str) -> ET.Element:
+    """``--outputs``: one test case for the notebook's cell outputs."""
+    case = ET.Element("testcase", classname=verdict.notebook, name="cell outputs", time="0")
+    lines = output_lines(verdict)
+    if any(not check.passed for check in verdict.outputs):
+        message = lines[-1] if len(lines) > 1 else lines[0]
+        failure = ET.SubElement(case, "failure", type="outputs", message=redact_text(message))
+        failure.text = redact_text("\n".join([*lines, "environment changes:", environment]))
+    else:
+        ET.SubElement(case, "system-out").text = redact_text("\n".join(lines))
     return case
 
 

@@ -23,6 +23,7 @@ __all__ = [
     "env_lines",
     "format_deviation",
     "format_tolerance",
+    "output_lines",
     "plain_table",
     "print_verdicts",
     "verdict_line",
@@ -92,7 +93,28 @@ def verdict_line(verdict: Verdict) -> str:
     )
     drifted = verdict.data.drifted if verdict.data is not None else ()
     data = f"; data drifted: {len(drifted)} path(s)" if drifted else ""
-    return f"{word} {verdict.notebook}: {counts or 'no results'}{devices}{data}"
+    failing_cells = sum(not cell.passed for cell in verdict.outputs)
+    cells = f"; {failing_cells} cell output(s) differ" if failing_cells else ""
+    return f"{word} {verdict.notebook}: {counts or 'no results'}{devices}{data}{cells}"
+
+
+def output_lines(verdict: Verdict) -> list[str]:
+    """The cell-output comparison in a line or two (``verify --outputs``), else the first cell
+    whose output changed, if any (informational: outputs were not asked for)."""
+    cell = verdict.divergent_cell
+    if not verdict.outputs_compared:
+        if cell is None or cell.index is None:
+            return []
+        return [f"first cell whose output changed: cell {cell.index} ({cell.reason})"]
+    counts: dict[str, int] = {}
+    for check in verdict.outputs:
+        counts[check.status] = counts.get(check.status, 0) + 1
+    summary = ", ".join(f"{n} {status.replace('_', ' ')}" for status, n in counts.items())
+    lines = [f"cell outputs: {len(verdict.outputs)} compared: {summary or 'no code cells'}"]
+    if cell is not None:
+        where = f"cell {cell.index}" if cell.index is not None else "a new cell"
+        lines.append(redact_text(f"first divergent cell: {where} ({cell.reason}) {cell.detail}"))
+    return lines
 
 
 def env_lines(verdict: Verdict, limit: int = 12) -> list[str]:
@@ -154,6 +176,8 @@ def print_verdicts(verdicts: Verdict | Sequence[Verdict], console: Console | Non
     for verdict in listed:
         style = "bold green" if verdict.reproduced else "bold red"
         out.print(verdict_line(verdict), style=style, markup=False)
+        for line in output_lines(verdict):
+            out.print(f"  {line}", markup=False)
         if not verdict.reproduced:
             for line in env_lines(verdict):
                 out.print(f"  {line}", markup=False)
@@ -171,6 +195,7 @@ def plain_table(verdicts: Verdict | Sequence[Verdict]) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     for verdict in listed:
         lines.append(verdict_line(verdict))
+        lines += [f"  {line}" for line in output_lines(verdict)]
         if not verdict.reproduced:
             lines += [f"  {line}" for line in env_lines(verdict)]
     return "\n".join(lines) + "\n"

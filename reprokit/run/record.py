@@ -81,15 +81,24 @@ def record_execution(
     return RunRecord(run_id, target.experiment, target.display_uri)
 
 
-def tag_run(notebook: Path, run_id: str, tags: Mapping[str, str]) -> str | None:
-    """Add ``tags`` to a recorded run (a verification's verdict and reference); the error
-    message if that failed, never raised."""
+def tag_run(
+    notebook: Path,
+    run_id: str,
+    tags: Mapping[str, str],
+    artifacts: Path | None = None,
+    artifact_path: str = ARTIFACT_PATH,
+) -> str | None:
+    """Add ``tags`` to a recorded run (a verification's verdict and reference) and upload the
+    folder ``artifacts`` under ``artifact_path``; the error message if that failed, never
+    raised."""
     writer = MlflowRunWriter(resolve_target(start=notebook.parent))
     try:
         with _record_lock:
             writer.connect()
             writer.run_id = run_id
             writer.log_batch(tags=tags)
+            if artifacts is not None:
+                writer.upload(artifacts, artifact_path)
     except RecordError as exc:
         return str(exc)
     return None

@@ -1,0 +1,122 @@
+"""Cell outputs against the lock's fingerprints (``reprokit verify --outputs``).
+
+The lock keeps, per code cell, the digest of its masked text output and, up to
+:data:`~reprokit.record._lockmodel.OUTPUT_TEXT_LIMIT` characters, the masked text itself. With
+the text, a cell is compared word by word with numbers within tolerance
+(:func:`~reprokit.compare.outputs.compare_outputs`); without it (a longer output, or a lock
+written before texts were kept) only the digests are compared, and a difference is
+``differs`` with a note saying so.
+
+Statuses per cell: ``reproduced``, ``within_tolerance``, ``differs``, ``missing`` (a cell of the
+lock that the executed notebook lacks) and ``unexpected`` (a code cell the lock lacks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from reprokit.compare.model import Tolerance
+from reprokit.compare.outputs import compare_outputs
+from reprokit.record._lockmodel import CellFingerprint
+
+__all__ = [
+    "DEFAULT_OUTPUT_TOLERANCE",
+    "OutputCheck",
+    "compare_cell_outputs",
+    "fingerprint_texts",
+    "first_failing",
+]
+
+DEFAULT_OUTPUT_TOLERANCE = Tolerance(rtol=1e-6)
+"""Numbers in text: besides this, one unit of the last printed digit (printing rounds)."""
+
+_EXCERPT = 120
+
+
+@dataclass(frozen=True)
+class OutputCheck:
+    """One code cell's text output against the lock's."""
+
+    index: int  # cell index in the notebook (injected-parameters cell not counted)
+    status: str  # reproduced | within_tolerance | differs | missing | unexpected
+    reference: str = ""  # excerpt: the first line that differs (or the first line)
+    obtained: str = ""
+    location: str | None = None  # "line N" of the reference text
+    max_abs_error: float | None = None
+    note: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.status in ("reproduced", "within_tolerance")
+
+
+def compare_cell_outputs(
+    reference: Sequence[CellFingerprint],
+    current: Sequence[CellFingerprint],
+    tolerance: Tolerance | None = None,
+) -> tuple[OutputCheck, ...]:
+    """Compare the executed notebook's fingerprints (``current``, with texts) with the lock's."""
+    tol = tolerance or DEFAULT_OUTPUT_TOLERANCE
+    checks: list[OutputCheck] = []
+    for k in range(max(len(reference), len(current))):
+        if k >= len(current):
+            ref = reference[k]
+            checks.append(OutputCheck(ref.index, "missing", _excerpt(ref.text or "")))
+        elif k >= len(reference):
+            cur = current[k]
+            checks.append(OutputCheck(cur.index, "unexpected", obtained=_excerpt(cur.text or "")))
+        else:
+            checks.append(_check_cell(reference[k], current[k], tol))
+    return tuple(checks)
+
+
+def _check_cell(ref: CellFingerprint, cur: CellFingerprint, tol: Tolerance) -> OutputCheck:
+    if ref.digest == cur.digest:
+        return OutputCheck(ref.index, "reproduced", _excerpt(ref.text or ""))
+    if ref.text is None or cur.text is None:
+        return OutputCheck(
+            ref.index,
+            "differs",
+            obtained=_excerpt(cur.text or ""),
+            note="output differs (the lock keeps only its digest: too long to store as text)",
+        )
+    comparison = compare_outputs(ref.text, cur.text, tol)
+    deviation = comparison.deviation
+    location = deviation.first_mismatch or deviation.max_abs_location
+    line = _line_number(location)
+    return OutputCheck(
+        ref.index,
+        comparison.status,
+        _excerpt(ref.text, line),
+        _excerpt(cur.text, line),
+        location,
+        deviation.max_abs_error if deviation.total_count else None,
+    )
+
+
+def first_failing(checks: Sequence[OutputCheck]) -> OutputCheck | None:
+    """The first cell whose output did not reproduce (within tolerance), or None."""
+    return next((check for check in checks if not check.passed), None)
+
+
+def _line_number(location: str | None) -> int:
+    if location and location.startswith("line "):
+        number = location[5:].split()[0]
+        if number.isdigit():
+            return int(number)
+    return 1
+
+
+def _excerpt(text: str, line: int = 1) -> str:
+    lines = text.split("\n")  # fingerprint texts are masked already
+    chosen = lines[min(max(line, 1), len(lines)) - 1]
+    return chosen if len(chosen) <= _EXCERPT else chosen[: _EXCERPT - 3] + "..."
+
+
+def fingerprint_texts(node: Any) -> tuple[CellFingerprint, ...]:
+    """The executed notebook's fingerprints, texts kept whatever their length."""
+    from reprokit.record.lock import output_fingerprints
+
+    return output_fingerprints(node, text_limit=None)
