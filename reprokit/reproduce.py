@@ -47,6 +47,7 @@ __all__ = [
     "VerifyOutcome",
     "notebooks_with_locks",
     "record",
+    "record_from_run",
     "verify",
 ]
 
@@ -161,6 +162,72 @@ def _write_reference(outcome: RunOutcome) -> RecordOutcome:
     target = lock_path_for(source)
     write_lock(lock, target)
     return RecordOutcome(outcome, str(target))
+
+
+def record_from_run(
+    run_id: str,
+    *,
+    notebook: str | os.PathLike[str] | None = None,
+    tracking_uri: str | None = None,
+) -> str:
+    """Write the lock of an existing MLflow run (recorded by reprokit) beside its notebook;
+    returns the lock's path.
+
+    ``notebook`` defaults to the run's ``mlflow.source.name``. When the run carries its
+    executed notebook, its source must be the notebook's current source (a lock pairs one
+    source with its results); a mismatch is a :class:`~reprokit.exceptions.UsageError`
+    naming the cells.
+    """
+    import tempfile
+
+    from reprokit.record.fromrun import load_run
+    from reprokit.record.lock import changed_cells, output_fingerprints, source_cells
+
+    start = Path(notebook).resolve().parent if notebook is not None else Path.cwd()
+    with tempfile.TemporaryDirectory(prefix="reprokit-run-") as folder:
+        recorded = load_run(run_id, folder, start=start, tracking_uri=tracking_uri)
+        source = _run_notebook(recorded.run_id, notebook, recorded.notebook)
+        outputs = None
+        if recorded.executed_notebook is not None:
+            executed = load_notebook(recorded.executed_notebook)
+            changed = changed_cells(source_cells(executed), source_cells(load_notebook(source)))
+            if changed:
+                raise UsageError(
+                    f"{source}: its source differs from the notebook MLflow run "
+                    f"{recorded.run_id} executed (cells {', '.join(map(str, changed))}); "
+                    "record it anew with `reprokit record`",
+                    path=str(source),
+                )
+            outputs = output_fingerprints(executed)
+        lock = build_lock(
+            source,
+            recorded.results,
+            project_root=find_project_root(source.parent),
+            parameters=recorded.parameters,
+            device=recorded.device,
+            data=recorded.data,
+            run_id=recorded.run_id,
+            outputs=outputs,
+        )
+        target = lock_path_for(source)
+        write_lock(lock, target)  # copies by-reference arrays out of the download first
+    return str(target)
+
+
+def _run_notebook(run_id: str, given: str | os.PathLike[str] | None, tagged: str | None) -> Path:
+    if given is not None:
+        path = Path(given)
+    elif tagged and Path(tagged).is_file():
+        path = Path(tagged)
+    else:
+        where = f"from {tagged}, which is not here" if tagged else "without a notebook path"
+        raise UsageError(
+            f"MLflow run {run_id} was recorded {where}: name the notebook with --notebook",
+            run_id=run_id,
+        )
+    if not path.is_file():
+        raise UsageError(f"{path}: no such notebook", path=str(path))
+    return path
 
 
 def notebooks_with_locks(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:

@@ -5,7 +5,8 @@ what ``reprokit verify`` needs.  Exit codes (documented in docs/cli.md):
 
 ====  ==========================================================================
 0     success
-1     a check failed: a digest did not match (later: a result did not reproduce)
+1     a check failed: a digest did not match, a result did not reproduce, a diff found
+      a difference
 2     bad usage or input: unknown option, missing or unreadable path, bad value
 3     execution failed (runner commands)
 130   interrupted (Ctrl-C)
@@ -25,6 +26,7 @@ from reprokit.exceptions import ReprokitError
 
 # command name -> "module:attribute"; loaded on first use
 _COMMANDS: dict[str, str] = {
+    "diff": "reprokit.cli._diff:diff_command",
     "env": "reprokit.cli._capture:env_command",
     "hash": "reprokit.cli._capture:hash_command",
     "record": "reprokit.cli._reproduce:record_command",

@@ -18,6 +18,7 @@ import click
 
 from reprokit.cli._options import execution_options
 from reprokit.cli._run import _execution_error, _print_failure, _progress_printer
+from reprokit.exceptions import UsageError
 
 if TYPE_CHECKING:
     from reprokit.reproduce import VerifyOutcome
@@ -25,6 +26,14 @@ if TYPE_CHECKING:
 
 @click.command("record")
 @execution_options
+@click.option(
+    "--from-run",
+    "from_run",
+    metavar="RUN_ID",
+    default=None,
+    help="Write the lock from an existing MLflow run instead of executing (PATHS: at most the "
+    "notebook it belongs to, default the run's source notebook).",
+)
 def record_command(
     paths: tuple[Path, ...],
     device: str,
@@ -33,10 +42,20 @@ def record_command(
     timeout: float | None,
     kernel: str | None,
     output_dir: Path | None,
+    from_run: str | None,
 ) -> None:
     """Execute notebooks and write each one's reference lock, <stem>.repro.json, beside it."""
-    from reprokit.reproduce import record
+    from reprokit.reproduce import record, record_from_run
     from reprokit.run.params import parse_assignments
+
+    if from_run is not None:
+        if len(paths) > 1:
+            raise UsageError("--from-run writes one lock: give at most one notebook")
+        lock = record_from_run(from_run, notebook=paths[0] if paths else None)
+        click.echo(f"locked   MLflow run {from_run} -> {lock}")
+        return
+    if not paths:
+        raise UsageError("give the notebooks to record (or --from-run RUN_ID)")
 
     outcomes = record(
         paths,
@@ -56,6 +75,12 @@ def record_command(
         _print_failure(run)
     if failed:
         raise _execution_error(failed[0], len(failed), len(outcomes))
+
+
+# PATHS may be left out with --from-run (click.Argument.required is public and read at parse time)
+for _param in record_command.params:
+    if _param.name == "paths":
+        _param.required = False
 
 
 @click.command("verify")

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from reprokit.capture.model import DataEntry, GitInfo, Snapshot
+from reprokit.capture.model import DataEntry, DataManifest, GitInfo, Snapshot
 from reprokit.compare.cells import OutputCheck, compare_cell_outputs, first_failing
 from reprokit.compare.envdiff import EnvDiff, diff_snapshots
 from reprokit.compare.model import Deviation, Tolerance, ValueComparison
@@ -58,6 +58,7 @@ __all__ = [
     "ResultCheck",
     "Verdict",
     "check_data",
+    "compare_manifests",
     "deviation_record",
     "verify_results",
 ]
@@ -465,6 +466,26 @@ def check_data(
     root = Path(project_root)
     entries = lock.data.entries if lock.data is not None else ()
     return DataCheck(tuple(_check_entry(entry, root, cache) for entry in entries))
+
+
+def compare_manifests(reference: DataManifest | None, current: DataManifest | None) -> DataCheck:
+    """The data check between two recorded manifests (no hashing): each path of
+    ``reference`` against the entry of the same path in ``current``."""
+    now = {entry.path: entry for entry in (current.entries if current else ())}
+    checks = []
+    for entry in reference.entries if reference else ():
+        other = now.get(entry.path)
+        if other is None:
+            checks.append(_entry_check(entry, "missing", reason="not in the other manifest"))
+        elif other.algorithm != entry.algorithm:
+            reason = f"hashed with {other.algorithm}, not {entry.algorithm}: not comparable"
+            checks.append(_entry_check(entry, "changed", other.digest, reason=reason))
+        elif other.digest == entry.digest:
+            checks.append(_entry_check(entry, "ok", other.digest))
+        else:
+            files = _file_changes(entry, other)
+            checks.append(_entry_check(entry, "changed", other.digest, files, "content changed"))
+    return DataCheck(tuple(checks))
 
 
 def _check_entry(entry: DataEntry, root: Path, cache: Any) -> DataEntryCheck:

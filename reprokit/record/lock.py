@@ -17,6 +17,7 @@ import base64
 import json
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
@@ -55,6 +56,7 @@ __all__ = [
     "LockParameters",
     "NotebookSource",
     "build_lock",
+    "changed_cells",
     "check_source",
     "lock_path_for",
     "output_fingerprints",
@@ -158,16 +160,19 @@ def _is_reprokit_output(output: Any) -> bool:
     return isinstance(data, dict) and (RESULT_MIME in data or SNAPSHOT_MIME in data)
 
 
-def check_source(lock: Lock, notebook: str | os.PathLike[str]) -> list[int]:
-    """Indices of cells whose source changed since the lock was written (added and removed
-    cells included); warns with :class:`ReprokitWarning` naming them when there are any."""
-    current = source_cells(_read_node(notebook))
-    recorded = lock.notebook.cells
-    changed = [
+def changed_cells(recorded: Sequence[CellSource], current: Sequence[CellSource]) -> list[int]:
+    """Indices where two notebooks' source cells differ (added and removed cells included)."""
+    return [
         k
         for k in range(max(len(current), len(recorded)))
         if k >= len(current) or k >= len(recorded) or current[k].digest != recorded[k].digest
     ]
+
+
+def check_source(lock: Lock, notebook: str | os.PathLike[str]) -> list[int]:
+    """Indices of cells whose source changed since the lock was written (added and removed
+    cells included); warns with :class:`ReprokitWarning` naming them when there are any."""
+    changed = changed_cells(lock.notebook.cells, source_cells(_read_node(notebook)))
     if changed:
         shown = ", ".join(str(k) for k in changed[:20]) + (" ..." if len(changed) > 20 else "")
         warnings.warn(
@@ -192,18 +197,20 @@ def build_lock(
     data: DataManifest | None = None,
     run_id: str | None = None,
     device_tolerances: dict[str, DeviceTolerance] | None = None,
+    outputs: tuple[CellFingerprint, ...] | None = None,
 ) -> Lock:
     """The lock of ``notebook_path`` from its executed version.
 
     ``executed`` is the executed notebook (path or nbformat node: results, snapshot and cell
     output fingerprints) or only its :class:`NotebookResults` (no fingerprints then).
     ``seed`` defaults to the snapshot's; ``data`` to the snapshot's manifest, its paths made
-    relative to ``project_root`` (a path outside it raises :class:`LockError`).
+    relative to ``project_root`` (a path outside it raises :class:`LockError`). ``outputs``
+    replaces the fingerprints taken from ``executed``.
     """
     root = Path(project_root).resolve()
     notebook = Path(notebook_path).resolve()
     rel_notebook = _relative_to_root(notebook, root, "notebook.path", str(notebook))
-    results, outputs = _executed_parts(executed)
+    results, fingerprints = _executed_parts(executed)
     snapshot = results.snapshot
     if seed is None and snapshot is not None and snapshot.seeds is not None:
         seed = snapshot.seeds.seed
@@ -217,7 +224,7 @@ def build_lock(
         results=dict(sorted(results.results.items())),
         snapshot=snapshot,
         data=None if manifest is None else _relative_manifest(manifest, root),
-        outputs=outputs,
+        outputs=fingerprints if outputs is None else outputs,
         device_tolerances=dict(sorted((device_tolerances or {}).items())),
         run_id=run_id,
     )

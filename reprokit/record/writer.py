@@ -66,6 +66,13 @@ class MlflowRunWriter:
             action=action,
         )
 
+    @property
+    def client(self) -> Any:
+        """The ``MlflowClient`` once :meth:`connect` ran (for reading runs back)."""
+        if self._client is None:
+            raise RecordError(f"MLflow at {self.target.display_uri}: not connected")
+        return self._client
+
     def connect(self) -> None:
         """Import MLflow and open the store (SQLite: create the file and tables if needed)."""
         try:

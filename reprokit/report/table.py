@@ -26,6 +26,7 @@ __all__ = [
     "output_lines",
     "plain_table",
     "print_verdicts",
+    "shown",
     "verdict_line",
     "verdict_table",
 ]
@@ -117,12 +118,19 @@ def output_lines(verdict: Verdict) -> list[str]:
     return lines
 
 
+def shown(value: str | None) -> str:
+    """An environment value as shown: ``-`` when absent, ``""`` when empty."""
+    if value is None:
+        return "-"
+    return value or '""'
+
+
 def env_lines(verdict: Verdict, limit: int = 12) -> list[str]:
     """The environment changes most likely to explain a difference, one line each."""
     if verdict.env_diff is None:
         return []
     lines = [
-        f"{c.category}: {c.key}: {c.reference or '-'} -> {c.current or '-'} ({c.hint})"
+        f"{c.category}: {c.key}: {shown(c.reference)} -> {shown(c.current)} ({c.hint})"
         for c in verdict.env_diff.changes[:limit]
     ]
     hidden = len(verdict.env_diff.changes) - limit
@@ -141,18 +149,24 @@ def _row(verdict: Verdict, check: ResultCheck) -> tuple[str, ...]:
     )
 
 
-def verdict_table(verdicts: Verdict | Sequence[Verdict]) -> Table:
+def verdict_table(
+    verdicts: Verdict | Sequence[Verdict],
+    *,
+    title: str = "reprokit verification",
+    notebook_column: bool = True,
+) -> Table:
     """A rich Table of every result of every verdict."""
     from rich.table import Table
 
-    table = Table(title="reprokit verification")
-    for header in HEADERS:
+    table = Table(title=title)
+    skip = 0 if notebook_column else 1
+    for header in HEADERS[skip:]:
         # status, names and tolerances must stay whole in a narrow terminal; values may wrap
         keep = header in ("status", "result", "tolerance")
         table.add_column(header, no_wrap=keep, min_width=16 if header == "status" else None)
     for verdict in as_verdicts(verdicts):
         for check in verdict.checks:
-            row = _row(verdict, check)
+            row = _row(verdict, check)[skip:]
             status = f"[{STATUS_STYLE[check.status]}]{check.status}[/]"
             table.add_row(*(_escape(cell) for cell in row[:-1]), status)
     return table

@@ -1,0 +1,44 @@
+"""``reprokit diff A [B]``: what differs between two locks, runs or executed notebooks, or
+between one of them and the current environment (B left out).
+
+Exit codes: 0 nothing differs; 1 something differs (a result beyond tolerance, an environment
+change, a data change); 2 bad usage or input (a side that cannot be read).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+
+@click.command("diff")
+@click.argument("a")
+@click.argument("b", required=False)
+@click.option("--rtol", type=float, default=None, help="Relative tolerance for every result.")
+@click.option("--atol", type=float, default=None, help="Absolute tolerance for every result.")
+@click.option(
+    "--json", "json_path", type=click.Path(path_type=Path), default=None, help="JSON diff."
+)
+def diff_command(
+    a: str, b: str | None, rtol: float | None, atol: float | None, json_path: Path | None
+) -> None:
+    """Environment, data and result differences of B against A.
+
+    A and B are each a lock (<stem>.repro.json), a notebook with a lock, an executed notebook,
+    an MLflow run id (or runs:/ID) recorded by reprokit, or 'current' (the environment now:
+    the default for B; beside a lock, its data files are re-hashed).
+    """
+    from reprokit.diff import diff
+    from reprokit.report.diff import diff_json, print_diff
+
+    found = diff(a, b, rtol=rtol, atol=atol)
+    print_diff(found)
+    if json_path is not None:
+        from reprokit._fsutil import atomic_write_text
+
+        atomic_write_text(json_path, diff_json(found))
+        click.echo(f"wrote {json_path}")
+    if found.differs:
+        sys.exit(1)

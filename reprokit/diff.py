@@ -1,0 +1,257 @@
+"""``diff``: what differs between two recorded executions, or one and the environment now.
+
+Each side is one of:
+
+- a lock (``<stem>.repro.json``), or a notebook that has one;
+- an executed notebook without a lock (its results and snapshot travel in its outputs);
+- an MLflow run recorded by reprokit (its id, or ``runs:/<id>``), read from the tracking store
+  the current folder resolves to;
+- the current environment: ``current`` (or the second side left out), captured now; beside a
+  lock, the lock's data files are re-hashed too.
+
+The answer is a :class:`~reprokit.compare.verify.Verdict` of ``b`` against ``a`` (``a`` is the
+reference): the environment diff, the data check and, when both sides carry results, every
+result compared with its declared tolerance (or the ``rtol``/``atol`` given).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from reprokit._version import __version__
+from reprokit.capture.model import DataManifest, Snapshot
+from reprokit.compare.verify import DataCheck, Verdict, check_data, compare_manifests
+from reprokit.compare.verify import verify_results as _verify_results
+from reprokit.exceptions import UsageError
+from reprokit.record._lockmodel import LOCK_SCHEMA_VERSION, Lock, LockParameters, NotebookSource
+from reprokit.results.model import Result
+from reprokit.results.notebook import NotebookResults, ResultOutput
+
+__all__ = ["CURRENT", "Diff", "Side", "diff", "load_side"]
+
+CURRENT = "current"
+"""The name of the current environment as a side."""
+
+
+@dataclass(frozen=True)
+class Side:
+    """One side of a diff, whatever it was read from."""
+
+    label: str  # what to call it: the path, "MLflow run <id>", "current environment"
+    kind: str  # "lock" | "notebook" | "run" | "environment"
+    snapshot: Snapshot | None
+    results: dict[str, Result] = field(default_factory=dict)
+    base: Path | None = None  # folder that by-reference arrays are relative to
+    device: str = "cpu"
+    data: DataManifest | None = None
+    lock: Lock | None = None
+    project_root: Path | None = None
+
+    def as_lock(self) -> Lock:
+        """This side as a reference for :func:`verify_results`."""
+        if self.lock is not None:
+            return self.lock
+        return Lock(
+            schema_version=LOCK_SCHEMA_VERSION,
+            reprokit_version=__version__,
+            created_at="",
+            notebook=NotebookSource(self.label, ""),
+            parameters=LockParameters(device=self.device.split(":", 1)[0]),
+            results=self.results,
+            snapshot=self.snapshot,
+            data=self.data,
+        )
+
+
+@dataclass(frozen=True)
+class Diff:
+    a: Side
+    b: Side
+    verdict: Verdict
+
+    @property
+    def results_compared(self) -> bool:
+        return self.b.kind != "environment"
+
+    @property
+    def differs(self) -> bool:
+        """Anything at all: a result beyond tolerance, an environment change, a data change."""
+        env = self.verdict.env_diff
+        return (
+            (self.results_compared and not self.verdict.reproduced)
+            or (env is not None and not env.is_empty)
+            or not self.verdict.data_ok
+        )
+
+
+def diff(
+    a: str | os.PathLike[str],
+    b: str | os.PathLike[str] | None = None,
+    *,
+    rtol: float | None = None,
+    atol: float | None = None,
+    tracking_uri: str | None = None,
+) -> Diff:
+    """Compare ``b`` (default: the current environment) against ``a``."""
+    with contextlib.ExitStack() as stack:
+        first = load_side(a, stack, tracking_uri=tracking_uri)
+        if first.kind == "environment":
+            raise UsageError("the first side of a diff is the reference: a lock, notebook or run")
+        second = load_side(CURRENT if b is None else b, stack, tracking_uri=tracking_uri)
+        if second.kind == "environment":
+            second = _as_environment_of(second, first)
+        return Diff(first, second, _compare(first, second, rtol, atol))
+
+
+# libraries whose import makes facts visible (BLAS thread pools, torch/CUDA versions and devices)
+_NUMERIC_MODULES = ("numpy", "scipy", "torch")
+
+
+def _as_environment_of(current: Side, reference: Side) -> Side:
+    """The environment as a re-run of the reference would see it.
+
+    Thread pools and torch facts are only visible once the library is imported, so the
+    numeric libraries the reference had imported are imported here first (when installed).
+    Seeds and determinism flags are what the notebook sets, not the environment: the
+    reference's are taken. Git state is that of the reference's project.
+    """
+    import importlib
+    import importlib.util
+
+    from reprokit.capture.snapshot import capture
+
+    ref = reference.snapshot
+    if ref is None:
+        return current
+    for name in _NUMERIC_MODULES:
+        if name in ref.imported and importlib.util.find_spec(name) is not None:
+            importlib.import_module(name)
+    snapshot = capture(root=reference.project_root or Path.cwd())
+    accelerator = replace(snapshot.accelerator, flags=ref.accelerator.flags)
+    snapshot = replace(snapshot, seeds=ref.seeds, accelerator=accelerator)
+    return replace(current, snapshot=snapshot, device=_snapshot_device(snapshot))
+
+
+def _compare(a: Side, b: Side, rtol: float | None, atol: float | None) -> Verdict:
+    produced = NotebookResults(
+        b.label, tuple(ResultOutput(0, r) for _, r in sorted(b.results.items()))
+    )
+    verdict = _verify_results(
+        a.as_lock(),
+        produced,
+        rtol=rtol,
+        atol=atol,
+        device=b.device,
+        current_snapshot=b.snapshot,
+        lock_dir=a.base,
+        data=_data_check(a, b),
+    )
+    if b.kind == "environment":  # nothing was produced: no result is "missing"
+        verdict = replace(verdict, checks=(), counts={}, reproduced=True)
+    return verdict
+
+
+def _data_check(a: Side, b: Side) -> DataCheck | None:
+    if a.data is None or not a.data.entries:
+        return None
+    if b.kind == "environment":
+        if a.lock is None or a.project_root is None:
+            return None
+        return check_data(a.lock, a.project_root)  # re-hash the lock's files now
+    if b.data is None:
+        return None
+    return compare_manifests(a.data, b.data)
+
+
+def load_side(
+    spec: str | os.PathLike[str],
+    stack: contextlib.ExitStack,
+    *,
+    tracking_uri: str | None = None,
+) -> Side:
+    """Read one side; temporary downloads live until ``stack`` closes."""
+    text = os.fspath(spec)
+    path = Path(text)
+    if text == CURRENT:
+        return _environment()
+    if path.exists():
+        return _from_path(path)
+    from reprokit.record.fromrun import is_run_id
+
+    if is_run_id(text):
+        folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="reprokit-diff-"))
+        return _from_run(text, Path(folder), tracking_uri)
+    raise UsageError(f"{text}: not a lock, a notebook, an MLflow run id or {CURRENT!r}", path=text)
+
+
+def _from_path(path: Path) -> Side:
+    from reprokit.record.lock import lock_path_for, project_root_of, read_lock
+
+    lock_path = path if path.name.endswith(".repro.json") else lock_path_for(path)
+    if path.is_dir():
+        raise UsageError(
+            f"{path}: a folder; diff compares one lock, notebook or run", path=str(path)
+        )
+    if lock_path.is_file():
+        lock = read_lock(lock_path)
+        return Side(
+            label=str(lock_path),
+            kind="lock",
+            snapshot=lock.snapshot,
+            results=dict(lock.results),
+            base=lock_path.parent,
+            device=lock.parameters.device,
+            data=lock.data,
+            lock=lock,
+            project_root=project_root_of(lock, lock_path),
+        )
+    return _from_notebook(path)
+
+
+def _from_notebook(path: Path) -> Side:
+    from reprokit.results.notebook import read_notebook
+
+    found = read_notebook(path)
+    if not found.outputs and found.snapshot is None:
+        raise UsageError(
+            f"{path}: no lock beside it and no reprokit results in its outputs "
+            "(give an executed notebook, its lock, or an MLflow run)",
+            path=str(path),
+        )
+    snapshot = found.snapshot
+    device = _snapshot_device(snapshot)
+    data = snapshot.data if snapshot is not None else None
+    return Side(str(path), "notebook", snapshot, found.results, path.parent, device, data)
+
+
+def _from_run(run_id: str, folder: Path, tracking_uri: str | None) -> Side:
+    from reprokit.record.fromrun import load_run
+
+    run = load_run(run_id, folder, tracking_uri=tracking_uri)
+    return Side(
+        label=f"MLflow run {run.run_id}",
+        kind="run",
+        snapshot=run.snapshot,
+        results=run.results.results,
+        base=run.folder,
+        device=run.device,
+        data=run.data,
+    )
+
+
+def _environment() -> Side:
+    from reprokit.capture.snapshot import capture
+
+    snapshot = capture()
+    return Side("current environment", "environment", snapshot, device=_snapshot_device(snapshot))
+
+
+def _snapshot_device(snapshot: Any) -> str:
+    accelerator = getattr(snapshot, "accelerator", None)
+    devices = getattr(accelerator, "devices", ()) if accelerator is not None else ()
+    return "cuda" if devices else "cpu"

@@ -1,0 +1,195 @@
+"""``reprokit diff`` and ``reprokit record --from-run`` against a real SQLite MLflow store.
+
+One project is recorded once (a kernel) and verified once with another parameter (a second
+kernel, a second MLflow run); every test reads those back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from run_helpers import write_notebook
+
+from reprokit.diff import diff
+from reprokit.exceptions import UsageError
+from reprokit.record.lock import read_lock
+from reprokit.reproduce import record, record_from_run, verify
+
+pytestmark = pytest.mark.filterwarnings("ignore:PYTHONHASHSEED", "ignore:.*source changed")
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory, mlflow_template_db: Path) -> dict[str, str]:
+    project = tmp_path_factory.mktemp("diff") / "proj"
+    project.mkdir()
+    (project / "pyproject.toml").write_text("[project]\nname = 'demo'\n")
+    shutil.copy(mlflow_template_db, project / "mlflow.db")
+    (project / "data").mkdir()
+    (project / "data" / "values.csv").write_text("1\n2\n3\n")
+    write_notebook(
+        project / "analysis.ipynb",
+        [
+            "%load_ext reprokit\n%repro start --seed 0 --data data/",
+            "import numpy as np\nimport reprokit\n"
+            "values = np.loadtxt('data/values.csv')\n"
+            "reprokit.result('total', float(values.sum() * scale), rtol=1e-9)\n"
+            "reprokit.result('weights', np.linspace(0, 1, 20_000) * scale, rtol=1e-9)\n"
+            "reprokit.result('count', len(values))",
+            "print('done')",
+        ],
+        parameters="scale = 1.0",
+    )
+    old = Path.cwd()
+    os.environ["REPROKIT_CACHE_DIR"] = str(project.parent / "hash-cache")
+    os.chdir(project)
+    try:
+        (outcome,) = record([project / "analysis.ipynb"], parameters={"scale": 2.0})
+        assert outcome.lock_path is not None, outcome.run
+        (checked,) = verify([project / "analysis.ipynb"], parameters={"scale": 3.0})
+        assert checked.status == "not_reproduced"
+    finally:
+        os.chdir(old)
+    assert outcome.run.run_id and checked.run and checked.run.run_id
+    return {
+        "project": str(project),
+        "lock": outcome.lock_path,
+        "reference": outcome.run.run_id,
+        "verification": checked.run.run_id,
+        "executed": checked.run.output_path,
+    }
+
+
+@pytest.fixture
+def in_project(recorded: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(recorded["project"])
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return Path(recorded["project"])
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    return subprocess.run(
+        [sys.executable, "-m", "reprokit", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env | {"CI": "true"},
+        timeout=120,
+    )
+
+
+def test_lock_against_its_own_reference_run_is_the_same(
+    recorded: dict[str, str], in_project: Path
+) -> None:
+    found = diff(recorded["lock"], recorded["reference"])
+    assert (found.a.kind, found.b.kind) == ("lock", "run")
+    assert {c.name: c.status for c in found.verdict.checks} == {
+        "count": "reproduced",
+        "total": "reproduced",
+        "weights": "reproduced",  # by reference in both: the run's array file was downloaded
+    }
+    assert found.verdict.env_diff is not None and found.verdict.env_diff.is_empty
+    assert found.verdict.data is not None and found.verdict.data.ok
+    assert not found.differs
+
+
+def test_two_runs_name_the_results_that_differ_and_exit_one(
+    recorded: dict[str, str], in_project: Path
+) -> None:
+    done = _cli(
+        "diff", recorded["reference"], recorded["verification"], "--json", "d.json", cwd=in_project
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"A: MLflow run {recorded['reference']} (run)" in done.stdout
+    assert "DIFFERS: 2 of 3 result(s) differ" in done.stdout
+    assert "Downloading artifacts" not in done.stderr  # MLflow's progress bars are silenced
+    document = json.loads((in_project / "d.json").read_text())
+    statuses = {c["name"]: c["status"] for c in document["verdict"]["checks"]}
+    assert statuses == {"count": "reproduced", "total": "differs", "weights": "differs"}
+    # a tolerance given on the command line applies to every result
+    assert not diff(recorded["reference"], recorded["verification"], rtol=1.0).differs
+
+
+def test_lock_against_an_executed_notebook(recorded: dict[str, str], in_project: Path) -> None:
+    found = diff(recorded["lock"], recorded["executed"])
+    assert found.b.kind == "notebook"
+    assert {c.name for c in found.verdict.checks if c.status == "differs"} == {"total", "weights"}
+
+
+def test_lock_against_the_current_environment_rehashes_its_data(
+    recorded: dict[str, str], in_project: Path, tmp_path: Path
+) -> None:
+    found = diff(recorded["lock"])
+    assert found.b.kind == "environment" and not found.results_compared
+    assert found.verdict.checks == ()
+    assert found.verdict.data is not None and found.verdict.data.ok
+    env = found.verdict.env_diff
+    assert env is not None
+    # numpy was imported by the notebook, so it is imported for the comparison too: its BLAS
+    # thread pool is not reported as gone; seeds are what the notebook sets, not a change
+    assert not env.in_category("blas") and not env.in_category("seeds")
+    copy = Path(shutil.copytree(in_project, tmp_path / "copy"))
+    (copy / "data" / "values.csv").write_text("1\n2\n4\n")
+    done = _cli("diff", "analysis.ipynb", cwd=copy)
+    assert done.returncode == 1
+    assert "data: 1 path(s), 1 changed" in done.stdout
+    assert "changed: values.csv" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("nothing.repro.json",), "not a lock, a notebook, an MLflow run id or 'current'"),
+        (("current",), "the first side of a diff is the reference"),
+        (("data",), "a folder"),
+        (("0123456789abcdef0123456789abcdef",), "not found"),
+    ],
+)
+def test_bad_sides_are_usage_errors(
+    recorded: dict[str, str], in_project: Path, args: tuple[str, ...], message: str
+) -> None:
+    if args[0].startswith("0123"):
+        args = (recorded["lock"], *args)
+    done = _cli("diff", *args, cwd=in_project)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_record_from_run_rebuilds_the_lock(
+    recorded: dict[str, str], in_project: Path, tmp_path: Path
+) -> None:
+    copy = Path(shutil.copytree(in_project, tmp_path / "copy"))
+    original = (copy / "analysis.repro.json").read_text()
+    shutil.rmtree(copy / "analysis.repro")
+    (copy / "analysis.repro.json").unlink()
+    done = _cli("record", "--from-run", recorded["reference"], "analysis.ipynb", cwd=copy)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rebuilt = json.loads((copy / "analysis.repro.json").read_text())
+    expected = json.loads(original)
+    for document in (rebuilt, expected):
+        document.pop("created_at")
+    assert rebuilt == expected  # parameters, results, fingerprints, data, run id: all the same
+    lock = read_lock(copy / "analysis.repro.json")
+    assert lock.parameters.values == {"scale": 2.0}  # exact JSON value, not MLflow's text
+    assert (copy / lock.results["weights"].array.file).is_file()  # type: ignore[union-attr]
+
+
+def test_record_from_run_refuses_a_notebook_whose_source_changed(
+    recorded: dict[str, str], in_project: Path, tmp_path: Path
+) -> None:
+    copy = Path(shutil.copytree(in_project, tmp_path / "copy"))
+    write_notebook(copy / "analysis.ipynb", ["print('another notebook')"], parameters="scale = 1.0")
+    with pytest.raises(
+        UsageError, match=r"source differs from the notebook MLflow run .* \(cells 1, 2, 3\)"
+    ):
+        record_from_run(recorded["reference"], notebook=copy / "analysis.ipynb")
+    done = _cli("record", "--from-run", "f" * 32, cwd=copy)
+    assert done.returncode == 2 and "MLflow run ffff" in done.stderr and "not found" in done.stderr
