@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from run_helpers import write_notebook
 
-from reprokit.diff import diff
+from reprokit.differences import diff
 from reprokit.exceptions import UsageError
 from reprokit.record.lock import read_lock
 from reprokit.reproduce import record, record_from_run, verify
