@@ -7,21 +7,17 @@ first lines of its traceback are printed with the path of the executed notebook.
 
 from __future__ import annotations
 
-import os
-import sys
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
 from reprokit.cli._options import execution_options
+from reprokit.cli._progress import MARKS
 from reprokit.exceptions import ExecutionError
 
 if TYPE_CHECKING:
-    from reprokit.run.api import PlannedRun, Progress, RunOutcome
-
-_MARK = {"ok": "ok", "failed": "FAILED", "timeout": "TIMEOUT", "kernel_died": "KERNEL DIED"}
+    from reprokit.run.api import Progress, RunOutcome
 
 
 @click.command("run")
@@ -62,39 +58,15 @@ def run_command(
 
 
 def _progress_printer() -> Progress:
-    """A progress callback: rich status lines on a terminal, plain lines elsewhere (CI)."""
-    from rich.console import Console
+    """A progress callback: live cell counts on a terminal, plain lines elsewhere (CI)."""
+    from reprokit.cli._progress import ProgressPrinter
 
-    plain = not sys.stderr.isatty() or bool(os.environ.get("CI"))
-    console = Console(stderr=True, no_color=plain, highlight=False)
-    lock = threading.Lock()
-
-    def show(event: str, plan: PlannedRun, outcome: RunOutcome | None) -> None:
-        with lock:
-            if event == "start":
-                console.print(f"running  {plan.source}", markup=False, soft_wrap=True)
-            elif outcome is not None:
-                console.print(_done_line(outcome, plain), markup=not plain, soft_wrap=True)
-
-    return show
-
-
-def _done_line(outcome: RunOutcome, plain: bool) -> str:
-    mark = _MARK.get(outcome.status, outcome.status)
-    if not plain:
-        colour = "green" if outcome.ok else "red"
-        mark = f"[{colour}]{mark}[/{colour}]"
-    line = f"{mark}  {outcome.notebook}  {outcome.duration_s:.1f} s  -> {outcome.output_path}"
-    if outcome.run_id:
-        line += f"  (MLflow run {outcome.run_id})"
-    if outcome.record_error:
-        line += f"\n  not recorded: {outcome.record_error}"
-    return line
+    return ProgressPrinter()
 
 
 def _print_failure(outcome: RunOutcome) -> None:
     failure = outcome.failure
-    click.echo(f"\n{outcome.notebook}: {_MARK.get(outcome.status, outcome.status)}", err=True)
+    click.echo(f"\n{outcome.notebook}: {MARKS.get(outcome.status, outcome.status)}", err=True)
     if failure is not None:
         click.echo(f"  cell {failure.index}: {failure.source_head}", err=True)
         click.echo(f"  {failure.ename}: {failure.evalue}", err=True)

@@ -73,7 +73,18 @@ class PlannedRun:
         return self.output_dir / (self.source.stem + ".ipynb")
 
 
-Progress = Callable[[str, PlannedRun, RunOutcome | None], None]  # ("start" | "done", ...)
+@dataclass(frozen=True)
+class CellProgress:
+    """A notebook's progress: cell ``position`` of ``total`` started ``elapsed_s`` after it."""
+
+    position: int
+    total: int
+    elapsed_s: float
+
+
+Progress = Callable[[str, PlannedRun, "RunOutcome | CellProgress | None"], None]
+"""``progress(event, plan, info)``: ``"start"`` (info None), ``"cell"`` (a
+:class:`CellProgress`) and ``"done"`` (the :class:`RunOutcome`)."""
 
 
 def run(
@@ -118,9 +129,11 @@ def run(
         return outcome
 
     def one(plan: PlannedRun) -> Future[RunOutcome]:
+        on_cell = None
         if progress is not None:
             progress("start", plan, None)
-        executed = execute_planned(plan, choice, kernel=kernel, timeout=timeout)
+            on_cell = _cell_reporter(progress, plan)
+        executed = execute_planned(plan, choice, kernel=kernel, timeout=timeout, on_cell=on_cell)
         if recorder is not None:
             return recorder.submit(finish, plan, executed)
         done: Future[RunOutcome] = Future()
@@ -137,6 +150,15 @@ def run(
     finally:
         if recorder is not None:
             recorder.shutdown(wait=True)
+
+
+def _cell_reporter(progress: Progress, plan: PlannedRun) -> Callable[[int, int], None]:
+    started = time.perf_counter()
+
+    def report(position: int, total: int) -> None:
+        progress("cell", plan, CellProgress(position, total, time.perf_counter() - started))
+
+    return report
 
 
 def _import_mlflow() -> None:
@@ -233,7 +255,12 @@ class Executed:
 
 
 def execute_planned(
-    plan: PlannedRun, choice: DeviceChoice, *, kernel: str | None, timeout: float | None
+    plan: PlannedRun,
+    choice: DeviceChoice,
+    *,
+    kernel: str | None,
+    timeout: float | None,
+    on_cell: Callable[[int, int], None] | None = None,
 ) -> Executed:
     """Execute one planned notebook and complete its run folder (nothing recorded yet)."""
     from reprokit.record.writer import now_ms
@@ -247,6 +274,7 @@ def execute_planned(
         parameters=plan.parameters,
         kernel_name=kernel,
         timeout=timeout,
+        on_cell=on_cell,
     )
     results = _read_results(plan.output_path)
     _complete_run_folders(results)

@@ -15,7 +15,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -27,6 +27,9 @@ DEFAULT_KERNEL = "python3"
 _INJECTED_TAG = "injected-parameters"
 _ERROR_MARKER_TAG = "papermill-error-cell-tag"
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+CellCallback = Callable[[int, int], None]
+"""``on_cell(position, total)``: a cell starts (1-based position)."""
 
 
 @dataclass(frozen=True)
@@ -96,12 +99,14 @@ def execute_notebook(
     parameters: Mapping[str, Any] | None = None,
     kernel_name: str | None = None,
     timeout: float | None = None,
+    on_cell: CellCallback | None = None,
 ) -> ExecutionOutcome:
     """Run ``node`` (an nbformat notebook, not modified) and write the result to ``output_path``.
 
     ``parameters`` go into papermill's injected cell; ``env`` is added to the kernel's
     environment; ``timeout`` (seconds) applies to each cell. The kernel is killed as soon as
-    the last cell is done (no graceful shutdown wait).
+    the last cell is done (no graceful shutdown wait). ``on_cell(position, total)`` is called
+    as each cell starts (1-based position; papermill's injected cell counts).
     """
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
     from papermill.exceptions import PapermillExecutionError  # type: ignore[import-untyped]
@@ -113,7 +118,8 @@ def execute_notebook(
     log_path = output.with_name(output.stem + ".kernel.log")
     try:
         with open(log_path, "wb") as log:
-            _papermill(node, output, log, env, parameters, kernel_name, timeout, cwd)
+            hooks = _cell_hooks(node, parameters, on_cell)
+            _papermill(node, output, log, env, parameters, kernel_name, timeout, cwd, hooks)
     except PapermillExecutionError:
         status = "failed"
     except CellTimeoutError as exc:
@@ -136,6 +142,7 @@ def _papermill(
     kernel_name: str | None,
     timeout: float | None,
     cwd: str | os.PathLike[str],
+    hooks: Mapping[str, Any],
 ) -> None:
     import papermill  # type: ignore[import-untyped]
 
@@ -152,7 +159,21 @@ def _papermill(
         kernel_manager_class=kernel_manager_for(env or {}, log),
         resources={"metadata": {"path": str(cwd)}},
         shutdown_kernel="immediate",
+        **hooks,  # nbclient's lifecycle hooks, passed through papermill's engine
     )
+
+
+def _cell_hooks(
+    node: Any, parameters: Mapping[str, Any] | None, on_cell: CellCallback | None
+) -> dict[str, Any]:
+    if on_cell is None:
+        return {}
+    total = len(node.cells) + (1 if parameters else 0)  # papermill injects one cell
+
+    def on_cell_start(cell_index: int, **_: Any) -> None:
+        on_cell(min(cell_index + 1, total), total)
+
+    return {"on_cell_start": on_cell_start}
 
 
 def _cancel_leftover_tasks() -> None:

@@ -1,0 +1,110 @@
+"""Progress of executing notebooks: live bars on a terminal, plain lines in CI logs.
+
+On a terminal each running notebook has a line with its cells (started / total) and elapsed
+time, drawn by rich and removed when the notebook ends; what stays is one line per notebook
+(``ok``/``FAILED``, duration, executed notebook, MLflow run). Off a terminal, or with ``CI``
+set, nothing is redrawn: a ``running`` line when a notebook starts, a ``cell k/n`` line when
+one has been quiet for :data:`PLAIN_INTERVAL_S` (so a long cell shows life in a CI log), and
+the final line.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from reprokit.run.api import CellProgress, PlannedRun, RunOutcome
+
+PLAIN_INTERVAL_S = 10.0
+MARKS = {"ok": "ok", "failed": "FAILED", "timeout": "TIMEOUT", "kernel_died": "KERNEL DIED"}
+
+
+class ProgressPrinter:
+    """A ``progress`` callback for :func:`reprokit.run.api.run` (thread-safe)."""
+
+    def __init__(self, *, plain: bool | None = None) -> None:
+        from rich.console import Console
+
+        self.plain = (
+            (not sys.stderr.isatty() or bool(os.environ.get("CI"))) if plain is None else plain
+        )
+        self.console = Console(stderr=True, no_color=self.plain, highlight=False)
+        self._lock = threading.Lock()
+        self._bars: Any = None
+        self._tasks: dict[int, Any] = {}
+        self._last_line: dict[int, float] = {}
+
+    def __call__(
+        self, event: str, plan: PlannedRun, info: RunOutcome | CellProgress | None
+    ) -> None:
+        with self._lock:
+            key = id(plan)
+            if event == "start":
+                self._start(key, plan)
+            elif event == "cell":
+                self._cell(key, plan, info)  # type: ignore[arg-type]
+            elif event == "done" and info is not None:
+                self._done(key, info)  # type: ignore[arg-type]
+
+    def _start(self, key: int, plan: PlannedRun) -> None:
+        self._last_line[key] = time.monotonic()
+        if self.plain:
+            self.console.print(f"running  {plan.source}", markup=False, soft_wrap=True)
+            return
+        if self._bars is None:
+            self._bars = _live_bars(self.console)
+            self._bars.start()
+        self._tasks[key] = self._bars.add_task(str(plan.source), total=None)
+
+    def _cell(self, key: int, plan: PlannedRun, cell: CellProgress) -> None:
+        if not self.plain:
+            task = self._tasks.get(key)
+            if task is not None:
+                self._bars.update(task, completed=cell.position - 1, total=cell.total)
+            return
+        now = time.monotonic()
+        if now - self._last_line.get(key, now) >= PLAIN_INTERVAL_S:
+            self._last_line[key] = now
+            line = f"  {plan.source}: cell {cell.position}/{cell.total}, {cell.elapsed_s:.0f} s"
+            self.console.print(line, markup=False, soft_wrap=True)
+
+    def _done(self, key: int, outcome: RunOutcome) -> None:
+        self._last_line.pop(key, None)
+        task = self._tasks.pop(key, None)
+        if task is not None:
+            self._bars.remove_task(task)
+        self.console.print(done_line(outcome, self.plain), markup=not self.plain, soft_wrap=True)
+        if self._bars is not None and not self._tasks:
+            self._bars.stop()
+            self._bars = None
+
+
+def _live_bars(console: Any) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        TextColumn("cells"),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+
+
+def done_line(outcome: RunOutcome, plain: bool) -> str:
+    mark = MARKS.get(outcome.status, outcome.status)
+    if not plain:
+        colour = "green" if outcome.ok else "red"
+        mark = f"[{colour}]{mark}[/{colour}]"
+    line = f"{mark}  {outcome.notebook}  {outcome.duration_s:.1f} s  -> {outcome.output_path}"
+    if outcome.run_id:
+        line += f"  (MLflow run {outcome.run_id})"
+    if outcome.record_error:
+        line += f"\n  not recorded: {outcome.record_error}"
+    return line
