@@ -204,27 +204,81 @@ def test_html_of_a_reproduced_notebook_is_green(tmp_path: Path) -> None:
     assert "No difference from the reference environment" in page or "Environment diff" in page
 
 
+def _chromium(*args: str) -> subprocess.CompletedProcess[bytes]:
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+    ]
+    return subprocess.run([chromium, *flags, *args], check=True, capture_output=True, timeout=120)
+
+
+def _png_pixels(path: Path) -> tuple[int, int, list[bytes]]:
+    """Width, height and RGBA rows of an 8-bit RGBA/RGB PNG (what Chromium writes)."""
+    import struct
+    import zlib
+
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat, header = 8, b"", b""
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
+        header = body if kind == b"IHDR" else header
+        idat += body if kind == b"IDAT" else b""
+        pos += 12 + length
+    width, height, depth, colour = struct.unpack(">IIBB", header[:10])
+    assert depth == 8 and colour in (2, 6)
+    step = 4 if colour == 6 else 3
+    raw, stride, rows, previous = zlib.decompress(idat), width * step, [], bytes(width * step)
+    for y in range(height):
+        kind, line = (
+            raw[y * (stride + 1)],
+            bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)]),
+        )
+        for x in range(stride):
+            a = line[x - step] if x >= step else 0
+            b, c = previous[x], previous[x - step] if x >= step else 0
+            if kind == 1:
+                line[x] = (line[x] + a) & 255
+            elif kind == 2:
+                line[x] = (line[x] + b) & 255
+            elif kind == 3:
+                line[x] = (line[x] + (a + b) // 2) & 255
+            elif kind == 4:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                line[x] = (line[x] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+        rows.append(bytes(line))
+        previous = bytes(line)
+    return width, height, rows
+
+
 @pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="no /usr/bin/chromium")
 def test_html_renders_in_headless_chromium(tmp_path: Path, verdict: Verdict) -> None:
+    """The report as a browser shows it: the verdict text in the rendered DOM, and the red
+    banner of a failed verification painted in the top of a real screenshot."""
     page = tmp_path / "report.html"
     write_html(verdict, page)
+    dom = _chromium("--dump-dom", page.as_uri()).stdout.decode()
+    assert "NOT REPRODUCED" in dom and 'class="banner fail"' in dom
     shot = tmp_path / "shot.png"
-    chromium = shutil.which("chromium") or "/usr/bin/chromium"
-    subprocess.run(
-        [
-            chromium,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            f"--screenshot={shot}",
-            "--window-size=1200,1600",
-            page.as_uri(),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=120,
+    _chromium(f"--screenshot={shot}", "--window-size=1000,800", page.as_uri())
+    width, height, rows = _png_pixels(shot)
+    assert (width, height) == (1000, 800)
+    step = len(rows[0]) // width
+    red = (0xCF, 0x22, 0x2E)
+    top = rows[: height // 3]
+    painted = sum(
+        1 for row in top for x in range(0, width * step, step * 10) if tuple(row[x : x + 3]) == red
     )
-    assert shot.stat().st_size > 1000
+    assert painted > 50, "no red verdict banner in the top third of the rendered report"
 
 
 def test_failures_carry_the_environment_diff(tmp_path: Path) -> None:
