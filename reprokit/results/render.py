@@ -159,8 +159,18 @@ def environment_rows(snapshot: Snapshot) -> list[tuple[str, str]]:
         ("seed", _seed_text(snapshot.seeds)),
     ]
     rows += _data_rows(snapshot.data)
+    rows += _plugin_rows(snapshot)
     rows += [(f"env: {k}", v) for k, v in sorted(snapshot.environment.items())]
     return [(k, v if v else "—") for k, v in rows]
+
+
+def _plugin_rows(snapshot: Snapshot) -> list[tuple[str, str]]:
+    """What ``reprokit.collectors`` plugins recorded, one row per flat key (``jax.version``)."""
+    if not snapshot.extensions:
+        return []
+    from reprokit.capture.extensions import flat_facts
+
+    return [(f"plugin: {k}", v) for k, v in flat_facts(snapshot.extensions).items()]
 
 
 def _git_text(snapshot: Snapshot) -> str:
