@@ -19,6 +19,7 @@ reprokit. When two distributions declare the same name, the first found on ``sys
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -68,6 +69,9 @@ class Comparator(Protocol):
     notebook and the lock; ``compare`` gets two such payloads (as decoded from JSON: lists,
     not tuples) and the result's tolerance, and returns a
     :class:`~reprokit.compare.model.ValueComparison`.
+
+    Optional: ``describe(payload) -> str``, the short text reports show for a value
+    (``1.5 mV``); without it they show the payload.
     """
 
     @property
@@ -105,20 +109,27 @@ class LoadedComparator:
 
 
 _cache: dict[str, tuple[Any, ...]] = {}
+_loading = threading.RLock()  # threads may ask at once: load (and warn) once; re-entrant
 
 
 def collectors() -> tuple[LoadedCollector, ...]:
     """The installed collectors, sorted by name (loaded on first call, then cached)."""
-    if COLLECTORS not in _cache:
-        _cache[COLLECTORS] = tuple(_load(COLLECTORS, _as_collector))
-    return _cache[COLLECTORS]
+    return _cached(COLLECTORS, _as_collector)
 
 
 def comparators() -> tuple[LoadedComparator, ...]:
     """The installed comparators, sorted by name (loaded on first call, then cached)."""
-    if COMPARATORS not in _cache:
-        _cache[COMPARATORS] = tuple(_load(COMPARATORS, _as_comparator))
-    return _cache[COMPARATORS]
+    return _cached(COMPARATORS, _as_comparator)
+
+
+def _cached(group: str, adapt: Any) -> tuple[Any, ...]:
+    loaded = _cache.get(group)
+    if loaded is None:
+        with _loading:
+            loaded = _cache.get(group)
+            if loaded is None:
+                loaded = _cache[group] = tuple(_load(group, adapt))
+    return loaded
 
 
 def comparator_for(value: object) -> LoadedComparator | None:
@@ -139,7 +150,8 @@ def comparator_named(name: str) -> LoadedComparator | None:
 
 def clear_cache() -> None:
     """Forget the loaded plugins: the next use asks ``importlib.metadata`` again."""
-    _cache.clear()
+    with _loading:
+        _cache.clear()
 
 
 def _load(group: str, adapt: Any) -> Iterable[Any]:

@@ -32,6 +32,7 @@ from reprokit.compare.values import compare_values
 from reprokit.exceptions import InputError, ReprokitWarning, ResultValueError
 from reprokit.results import Result, decode_result, encode_result
 from reprokit.results.plugged import PluginValue
+from reprokit.results.render import result_summary
 
 INSTRUMENT = {"firmware": "1.0", "model": "DemoScope 3000", "serial": "DS-0042"}
 
@@ -234,6 +235,12 @@ def test_a_plugin_type_is_encoded_as_a_plugin_result_and_read_back(demo: Path) -
     assert result.type_name == "reprokit_demo_plugin.Measurement"
     assert from_json(to_json(result), Result) == result
     assert decode_result(result) == PluginValue("measurement", {"unit": "mV", "value": 1.5})
+    # reports and the notebook show the plugin's own rendering, or the payload without one
+    assert (
+        result_summary(result) == "voltage = 1.5 mV (reprokit_demo_plugin.Measurement; rtol=0.001)"
+    )
+    orphan = Result("g", "plugin", value={"a": 1}, type_name="lab.G", plugin="uninstalled")
+    assert result_summary(orphan) == "g = {'a': 1} (lab.G)"
 
 
 @pytest.mark.parametrize(

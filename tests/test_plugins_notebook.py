@@ -128,7 +128,11 @@ def test_beyond_tolerance_differs_with_the_plugin_deviation_and_fact_change(
     assert done.returncode == 1, done.stdout + done.stderr
     verdict = _verdict(recorded / "bad.json")
     (check,) = verdict["checks"]
-    assert check["status"] == "differs"
+    assert (check["status"], check["reference"], check["obtained"]) == (
+        "differs",
+        "1.5 mV",
+        "1.65 mV",
+    )
     assert check["message"] == "1.65 mV against 1.5 mV: off by 0.15 mV"  # the plugin's words
     assert check["deviation"]["max_abs_error"] == pytest.approx(0.15)
     assert check["deviation"]["first_mismatch"] == "$.value"

@@ -40,6 +40,9 @@ class MeasurementComparator:
     def encode(self, value: Measurement) -> dict[str, Any]:
         return {"value": value.value, "unit": value.unit}
 
+    def describe(self, payload: dict[str, Any]) -> str:
+        return f"{payload['value']:g} {payload['unit']}"
+
     def compare(
         self, reference: dict[str, Any], current: dict[str, Any], tolerance: Tolerance
     ) -> ValueComparison:
