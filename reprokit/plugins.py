@@ -159,10 +159,10 @@ def _load(group: str, adapt: Any) -> Iterable[Any]:
         where = _describe(group, point)
         try:
             target = point.load()
+            loaded, problem = adapt(point, target)  # reads its attributes: may raise too
         except Exception as exc:  # a broken plugin must never break reprokit
             _warn(f"{where} could not be loaded: {type(exc).__name__}: {exc}")
             continue
-        loaded, problem = adapt(point, target)
         if loaded is None:
             _warn(f"{where} {problem}")
             continue

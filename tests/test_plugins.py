@@ -217,6 +217,7 @@ def test_broken_comparators_warn_naming_them_and_are_left_out(broken: Path) -> N
     assert "'import_error' (reprokit.comparators = reprokit_broken_plugin.fails_on_import" in text
     assert "No module named 'reprokit_no_such_dependency'; it is ignored" in text
     assert "'incomplete'" in text and "is not a comparator: it has no compare" in text
+    assert "'bad_types'" in text and "could not be loaded: TypeError" in text
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # cached: the warnings come once per process
         assert plugins.comparators() is loaded

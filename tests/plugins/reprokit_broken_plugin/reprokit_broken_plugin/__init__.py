@@ -43,5 +43,13 @@ class _Incomplete:
         return {}
 
 
+class _BadTypes(_Incomplete):
+    types = 3  # not iterable: reading it must not crash the loader
+
+    def compare(self, reference: Any, current: Any, tolerance: Any) -> Any:
+        return None
+
+
+bad_types = _BadTypes()
 failing = _Failing()
 incomplete = _Incomplete()
