@@ -304,3 +304,41 @@ def test_an_unknown_type_without_a_plugin_is_still_an_error(demo: Path) -> None:
         compare_values(object(), object())
     with pytest.raises(ResultValueError, match=r"at \['m'\]"):  # plugins handle whole values
         encode_result("x", {"m": _measurement(1.0)})
+
+
+# ------------------------------------------------------------------------------ verification
+
+
+def _verify_voltage(tmp_path: Path, value: float, **kwargs: Any) -> Any:
+    """verify_results on a lock holding a plugin result (written without a kernel)."""
+    from lock_helpers import executed, make_project, record
+
+    from reprokit.compare.verify import verify_results
+    from reprokit.results import read_notebook
+
+    def voltage(v: float) -> Result:
+        payload = {"unit": "mV", "value": v}
+        return Result("voltage", "plugin", value=payload, plugin="measurement", rtol=1e-3)
+
+    project = make_project(tmp_path)
+    lock = record(project, [voltage(1.5)])
+    current = read_notebook(executed(project, [voltage(value)], snapshot=False))
+    (check,) = verify_results(lock, current, lock_dir=project.lock_path.parent, **kwargs).checks
+    return check
+
+
+def test_verify_hands_the_tolerance_in_force_to_the_plugin(demo: Path, tmp_path: Path) -> None:
+    declared = _verify_voltage(tmp_path / "a", 1.65)
+    assert (declared.status, declared.message) == (
+        "differs",
+        "1.65 mV against 1.5 mV: off by 0.15 mV",
+    )
+    override = _verify_voltage(tmp_path / "b", 1.65, rtol=0.2)  # reprokit verify --rtol 0.2
+    assert (override.status, override.tolerance_source) == ("within_tolerance", "override")
+    assert (override.reference, override.obtained) == ("1.5 mV", "1.65 mV")
+
+
+def test_verify_without_the_plugin_installed_differs_naming_it(tmp_path: Path) -> None:
+    check = _verify_voltage(tmp_path, 1.5)
+    assert check.status == "differs"
+    assert "plugin 'measurement' (reprokit.comparators) is not installed here" in check.message
