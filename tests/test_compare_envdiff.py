@@ -7,6 +7,7 @@ from dataclasses import replace
 from reprokit._serde import from_json, to_json
 from reprokit.capture.model import (
     AcceleratorInfo,
+    ExtensionInfo,
     GitInfo,
     GpuDevice,
     NumericsFlags,
@@ -228,3 +229,41 @@ def test_snapshots_read_back_from_json_diff_the_same() -> None:
     cur = replace(ref, packages={**ref.packages, "numpy": "2.2.0"})
     again = from_json(to_json(cur), Snapshot)
     assert diff_snapshots(ref, again) == diff_snapshots(ref, cur)
+
+
+def test_plugin_facts_are_diffed_by_flat_key_path() -> None:
+    jax = ExtensionInfo(True, data={"version": "0.4.30", "config": {"x64": False}})
+    ref = replace(snapshot(), extensions={"jax": jax, "lab": ExtensionInfo(True, data="A")})
+    cur = replace(
+        ref,
+        extensions={
+            "jax": ExtensionInfo(True, data={"version": "0.5.0", "config": {"x64": True}}),
+            "lab": ExtensionInfo(False, reason="collector raised OSError: offline"),
+        },
+    )
+    diff = diff_snapshots(ref, cur)
+    changes = {c.key: c for c in diff.in_category("extensions")}
+    assert set(changes) == {"jax.version", "jax.config.x64", "lab"}
+    version = changes["jax.version"]
+    assert (version.reference, version.current, version.change) == ("0.4.30", "0.5.0", "changed")
+    assert "'jax'" in version.hint and version.importance == 2
+    assert version in diff.numerics_relevant  # shown beside a failed result
+    assert (changes["jax.config.x64"].reference, changes["jax.config.x64"].current) == (
+        "false",
+        "true",
+    )
+    assert changes["lab"].current == "unavailable (collector raised OSError: offline)"
+
+
+def test_a_plugin_present_on_one_side_only_is_added_or_removed() -> None:
+    ref = snapshot()  # e.g. a lock written before the plugin was installed
+    cur = replace(ref, extensions={"lab": ExtensionInfo(True, data={"serial": "DS-1"})})
+    added = one(diff_snapshots(ref, cur), "lab.serial")
+    assert (added.category, added.change, added.reference, added.current) == (
+        "extensions",
+        "added",
+        None,
+        "DS-1",
+    )
+    assert one(diff_snapshots(cur, ref), "lab.serial").change == "removed"
+    assert diff_snapshots(cur, cur).is_empty

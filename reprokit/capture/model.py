@@ -8,6 +8,7 @@ Mappings are plain ``dict`` (sorted when serialised); sequences are tuples.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 SCHEMA_VERSION = 1
 """Version of the snapshot/manifest JSON schema; bumped on incompatible change."""
@@ -142,6 +143,20 @@ class DataManifest:
 
 
 @dataclass(frozen=True)
+class ExtensionInfo:
+    """What one ``reprokit.collectors`` plugin reported (see :mod:`reprokit.plugins`).
+
+    ``data`` is the collector's JSON-able output (a dataclass becomes a dict), with secrets
+    redacted; a collector that raised or returned something that is not JSON is recorded with
+    ``available=False`` and the ``reason``.
+    """
+
+    available: bool
+    reason: str | None = None
+    data: Any = None
+
+
+@dataclass(frozen=True)
 class Snapshot:
     schema_version: int
     reprokit_version: str
@@ -156,3 +171,5 @@ class Snapshot:
     accelerator: AcceleratorInfo
     seeds: SeedRecord | None = None
     data: DataManifest | None = None
+    # collector plugin name -> what it reported; absent in snapshots written before plugins
+    extensions: dict[str, ExtensionInfo] = field(default_factory=dict)

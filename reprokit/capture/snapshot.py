@@ -1,7 +1,8 @@
 """``capture()``: one :class:`~reprokit.capture.model.Snapshot` of the execution context.
 
 Each fact comes from its own collector (``pyenv``, ``system``, ``threads``, ``envvars``,
-``git``, ``accelerator``; data digests from ``hashing``).  Cost is kept low by design:
+``git``, ``accelerator``; data digests from ``hashing``; the facts of ``reprokit.collectors``
+plugins from ``extensions``).  Cost is kept low by design:
 
 - git's processes start first and run while the in-process collectors work;
 - interpreter and machine facts are computed once per process, installed distributions
@@ -21,6 +22,7 @@ from pathlib import Path
 from reprokit._version import __version__
 from reprokit.capture.accelerator import collect_accelerator
 from reprokit.capture.envvars import collect_environment
+from reprokit.capture.extensions import collect_extensions
 from reprokit.capture.git import start_git
 from reprokit.capture.model import SCHEMA_VERSION, DataManifest, SeedRecord, Snapshot
 from reprokit.capture.pyenv import collect_imported, collect_packages, collect_python
@@ -56,6 +58,7 @@ def capture(
         packages, imported = collect_packages(), collect_imported()
         threadpools, environment = collect_threadpools(), collect_environment()
         accelerator = collect_accelerator()
+        extensions = collect_extensions()  # reprokit.collectors plugins, loaded on first use
         manifest = _hash_data(paths, algorithm, base) if paths else None
         git_info = git.result()
     finally:
@@ -74,6 +77,7 @@ def capture(
         accelerator=accelerator,
         seeds=seeds,
         data=manifest,
+        extensions=extensions,
     )
 
 

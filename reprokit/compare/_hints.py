@@ -107,3 +107,5 @@ GIT = "the notebook ran inside a git repository in one run only"
 GIT_COMMIT = "the code changed: the notebook or the modules it imports may differ"
 GIT_DIRTY = "uncommitted changes: the code that ran is not the committed one"
 GIT_BRANCH = "another branch name (the commit is what matters)"
+
+EXTENSION = "recorded by the reprokit.collectors plugin {plugin!r}"

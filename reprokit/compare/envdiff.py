@@ -4,7 +4,9 @@ Every difference is one :class:`EnvChange` with a category, the two values (``No
 side does not have the item), a short hint on how it can move numbers, and an importance
 (0 = most likely to explain a numerical difference). :class:`EnvDiff` keeps them sorted by
 importance, so a report shows TF32, seeds, device and library changes before the kernel
-release. Capture time, executable paths and the reprokit version are not compared.
+release. Capture time, executable paths and the reprokit version are not compared. Facts that
+``reprokit.collectors`` plugins recorded are compared by flat key path (``jax.version``) in
+the ``extensions`` category.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ CATEGORIES = (
     "accelerator",
     "blas",
     "packages",
+    "extensions",
     "python",
     "platform",
     "environment",
@@ -77,6 +80,7 @@ def diff_snapshots(reference: Snapshot, current: Snapshot) -> EnvDiff:
     out += _diff_seeds(reference.seeds, current.seeds)
     out += _diff_mapping("environment", reference.environment, current.environment, _env_rank)
     out += _diff_git(reference.git, current.git)
+    out += _diff_extensions(reference, current)
     order = {name: i for i, name in enumerate(CATEGORIES)}
     out.sort(key=lambda c: (c.importance, order.get(c.category, len(order)), c.key))
     return EnvDiff(tuple(out))
@@ -241,6 +245,21 @@ def _diff_git(a: GitInfo, b: GitInfo) -> list[EnvChange]:
     ]
     if a.dirty and b.dirty:
         out += _item("git", "uncommitted diff", a.diff_digest, b.diff_digest, hints.GIT_DIRTY, 2)
+    return out
+
+
+def _diff_extensions(ref: Snapshot, cur: Snapshot) -> list[EnvChange]:
+    """Facts of ``reprokit.collectors`` plugins, by flat key path (``jax.version``)."""
+    if not (ref.extensions or cur.extensions):
+        return []
+    from reprokit.capture.extensions import flat_facts
+
+    a, b = flat_facts(ref.extensions), flat_facts(cur.extensions)
+    out: list[EnvChange] = []
+    for key in sorted({*a, *b}):
+        hint = hints.EXTENSION.format(plugin=key.split(".", 1)[0])
+        # a plugin exists to record what its author found can move results: rank it so
+        out += _item("extensions", key, a.get(key), b.get(key), hint, 2)
     return out
 
 

@@ -3,7 +3,9 @@
 Supported: None, bool, int, float, complex, str, bytes, set/frozenset, lists/tuples (one kind:
 JSON cannot tell them apart), mappings, numpy arrays and scalars, torch tensors, pandas
 Series/DataFrame/Index, nested in any way and to any depth (no recursion; a cycle is walked
-once). Anything else raises :class:`~reprokit.exceptions.InputError` naming the path.
+once). A value of another type, as a whole, goes to the ``reprokit.comparators`` plugin that
+declares its type (see :mod:`reprokit.plugins`); anything else raises
+:class:`~reprokit.exceptions.InputError` naming the path.
 numpy, torch and pandas are never imported here: a value can only be one of theirs if its
 library is already in ``sys.modules``.
 
@@ -31,7 +33,7 @@ from reprokit.compare._tally import (
     run_tally,
     short,
 )
-from reprokit.compare.model import Tolerance, ValueComparison
+from reprokit.compare.model import EXACT, Tolerance, ValueComparison
 from reprokit.exceptions import InputError
 
 __all__ = ["compare_values"]
@@ -76,8 +78,16 @@ def compare_values(
 ) -> ValueComparison:
     """Compare ``current`` with ``reference`` under ``tolerance`` (default: exact).
 
-    Raises :class:`~reprokit.exceptions.InputError` for a value of an unsupported type.
+    Raises :class:`~reprokit.exceptions.InputError` for a value of an unsupported type. A value
+    that is no built-in type goes to the ``reprokit.comparators`` plugin declaring its type
+    (``strict_types`` is then the plugin's business).
     """
+    if builtin_kind(reference) is None or builtin_kind(current) is None:
+        from reprokit.compare.plugged import compare_with_plugin
+
+        plugged = compare_with_plugin(reference, current, tolerance or EXACT)
+        if plugged is not None:
+            return plugged
     return run_tally(
         tally_values, reference, current, tolerance, strict_types=strict_types, path=_ROOT_SEGMENT
     )
@@ -296,7 +306,13 @@ def _plain(value: Any) -> Any:
     return np.asarray(value)
 
 
-def _kind(value: Any, at: PathNode) -> str:
+def builtin_kind(value: Any) -> str | None:
+    """The walker's kind of ``value`` (numpy scalars as their Python kind), None when reprokit
+    does not know its type."""
+    return _builtin_kind(_plain(value))
+
+
+def _builtin_kind(value: Any) -> str | None:
     kind = _EXACT_KINDS.get(type(value))
     if kind is not None:
         return kind
@@ -307,6 +323,13 @@ def _kind(value: Any, at: PathNode) -> str:
     for base, kind in _ABSTRACT_KINDS:
         if isinstance(value, base):
             return kind
+    return None
+
+
+def _kind(value: Any, at: PathNode) -> str:
+    kind = _builtin_kind(value)
+    if kind is not None:
+        return kind
     where = render(at) or _ROOT_SEGMENT
     raise InputError(
         f"cannot compare a value of type {type(value).__qualname__} at {where}: supported are "

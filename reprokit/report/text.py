@@ -148,4 +148,8 @@ def format_snapshot(snapshot: Snapshot, *, max_imported: int = 20) -> str:
             "Data",
             [(entry.path, entry.tagged_digest) for entry in snapshot.data.entries],
         )
+    if snapshot.extensions:  # facts of reprokit.collectors plugins, imported only for them
+        from reprokit.capture.extensions import flat_facts
+
+        lines += _section("Plugins", list(flat_facts(snapshot.extensions).items()))
     return "\n".join(lines).rstrip() + "\n"

@@ -1,7 +1,8 @@
 """Python values → :class:`~reprokit.results.model.Result`, and back.
 
 Types are recognised without importing their libraries: numpy, torch and pandas objects can
-only exist if the notebook imported them, so ``sys.modules`` tells whether to look.
+only exist if the notebook imported them, so ``sys.modules`` tells whether to look. A type
+reprokit does not know goes to a ``reprokit.comparators`` plugin, if one declares it.
 """
 
 from __future__ import annotations
@@ -96,7 +97,12 @@ def _encode_structured(
     numpy = sys.modules.get("numpy")
     if numpy is not None and isinstance(value, (numpy.ndarray, numpy.generic)):
         return _encode_numpy(name, value, writer, inline_limit)
-    raise ResultValueError(name, type_name(value))
+    from reprokit.results.plugged import encode_with_plugin  # built-in types always win
+
+    plugged = encode_with_plugin(name, value)
+    if plugged is None:
+        raise ResultValueError(name, type_name(value))
+    return plugged
 
 
 def _encode_numpy(
@@ -192,7 +198,8 @@ def _encode_frame(name: str, frame: Any, writer: ArrayWriter | None, limit: int)
 
 
 def decode_result(result: Result, *, base: str | os.PathLike[str] | None = None) -> Any:
-    """The value a Result describes: Python scalars/containers, numpy arrays, pandas objects.
+    """The value a Result describes: Python scalars/containers, numpy arrays, pandas objects;
+    for a ``plugin`` result, a :class:`~reprokit.results.plugged.PluginValue` (the payload).
 
     Scalars that came from numpy or torch come back as numpy scalars of the recorded dtype;
     tensors come back as numpy arrays. ``base`` locates by-reference arrays (see
@@ -203,6 +210,10 @@ def decode_result(result: Result, *, base: str | os.PathLike[str] | None = None)
         return _as_dtype(value, result.dtype) if result.dtype else value
     if result.kind == "array" and result.array is not None:
         return load_array(result.array, base=base)
+    if result.kind == "plugin":
+        from reprokit.results.plugged import PluginValue
+
+        return PluginValue(result.plugin or "", decode_json(result.value))
     import pandas as pd
 
     index = None if result.index is None else load_array(result.index, base=base)

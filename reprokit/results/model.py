@@ -46,7 +46,9 @@ SAMPLE_SEED = 0
 
 # kinds of Result
 SCALAR_KINDS = ("none", "bool", "int", "float", "str")
-KINDS = (*SCALAR_KINDS, "json", "array", "series", "dataframe")
+KINDS = (*SCALAR_KINDS, "json", "array", "series", "dataframe", "plugin")
+"""``plugin``: a value of a type a ``reprokit.comparators`` plugin handles; ``value`` is the
+plugin's JSON payload (encoded like any value) and ``plugin`` the entry point's name."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,7 @@ class Result:
     rtol: float | None = None
     atol: float | None = None
     schema_version: int = RESULT_SCHEMA_VERSION
+    plugin: str | None = None  # "plugin" kind: the comparator plugin that encoded the value
 
     @property
     def is_numeric_scalar(self) -> bool:

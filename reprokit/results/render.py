@@ -93,10 +93,27 @@ def result_summary(result: Result) -> str:
         rows = result.columns[0].data.shape[0] if result.columns else 0
         names = ", ".join(c.name for c in result.columns)
         body = f"DataFrame [{rows} rows x {len(result.columns)} columns: {names}]"
+    elif result.kind == "plugin":
+        body = _short(_plugin_text(result))
     else:
         body = _short(repr(decode_json(result.value)))
     note = "; ".join(p for p in (result.type_name, _tolerance(result)) if p)
     return f"{result.name} = {body} ({note})"
+
+
+def _plugin_text(result: Result) -> str:
+    """The plugin's ``describe(payload)`` when it has one (``1.5 mV``), else the payload."""
+    from reprokit.plugins import comparator_named
+
+    payload = decode_json(result.value)
+    plugin = comparator_named(result.plugin or "")
+    describe = getattr(plugin.comparator, "describe", None) if plugin is not None else None
+    if callable(describe):
+        try:
+            return str(describe(payload))
+        except Exception:  # a rendering is not worth failing for: show the payload instead
+            pass
+    return repr(payload)
 
 
 def result_view(result: Result) -> View:
@@ -159,8 +176,18 @@ def environment_rows(snapshot: Snapshot) -> list[tuple[str, str]]:
         ("seed", _seed_text(snapshot.seeds)),
     ]
     rows += _data_rows(snapshot.data)
+    rows += _plugin_rows(snapshot)
     rows += [(f"env: {k}", v) for k, v in sorted(snapshot.environment.items())]
     return [(k, v if v else "—") for k, v in rows]
+
+
+def _plugin_rows(snapshot: Snapshot) -> list[tuple[str, str]]:
+    """What ``reprokit.collectors`` plugins recorded, one row per flat key (``jax.version``)."""
+    if not snapshot.extensions:
+        return []
+    from reprokit.capture.extensions import flat_facts
+
+    return [(f"plugin: {k}", v) for k, v in flat_facts(snapshot.extensions).items()]
 
 
 def _git_text(snapshot: Snapshot) -> str:
