@@ -14,7 +14,9 @@ Configured in ``mkdocs.yml`` under ``hooks:``.
 
 from __future__ import annotations
 
+import html
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,7 @@ import click
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "docs" / "lock.schema.json"
-HELP_WIDTH = 92  # fits a code block of the theme without a horizontal scroll bar
+HELP_WIDTH = 76  # fits a code block of the theme without a horizontal scroll bar
 
 
 def on_page_markdown(markdown: str, **_: Any) -> str:
@@ -31,6 +33,19 @@ def on_page_markdown(markdown: str, **_: Any) -> str:
         if token in markdown:
             markdown = markdown.replace(token, render())
     return markdown
+
+
+# docstrings use Sphinx roles (:func:`~reprokit.x.f`), which mkdocstrings leaves as text
+_ROLE = re.compile(r":(?:func|class|meth|attr|data|mod|exc|obj):<code>(~?)([\w.]+)</code>")
+
+
+def on_page_content(html: str, **_: Any) -> str:
+    return _ROLE.sub(_role_name, html)
+
+
+def _role_name(match: re.Match[str]) -> str:
+    name = match.group(2).rsplit(".", 1)[-1] if match.group(1) else match.group(2)
+    return f"<code>{name}</code>"
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -85,7 +100,7 @@ def render_cli() -> str:
         blocks.append(f"## `{path}`\n")
         summary = command.get_short_help_str(limit=200)
         if summary:
-            blocks.append(summary + "\n")
+            blocks.append(html.escape(summary) + "\n")  # "<stem>.repro.json" is no tag
         blocks.append("```text\n" + _help_text(path, command) + "\n```\n")
     return "\n".join(blocks)
 
@@ -106,12 +121,38 @@ def api_names() -> dict[str, list[str]]:
     return dict(sorted(groups.items()))
 
 
+# section titles of the defining modules, in page order; a module not listed here still
+# appears (under its own name), so a public name added later is never left out
+_API_SECTIONS = {
+    "reprokit.session": "In a notebook or a script",
+    "reprokit.magics": "IPython extension",
+    "reprokit.capture.snapshot": "Capture",
+    "reprokit.capture.seeds": "Capture",
+    "reprokit.capture.hashing": "Hashing",
+    "reprokit.capture.values": "Hashing",
+    "reprokit.results.notebook": "Results",
+    "reprokit.results.model": "Results",
+    "reprokit.record.run": "Results",
+    "reprokit.capture.model": "Data model",
+    "reprokit.exceptions": "Errors",
+}
+
+
 def render_api() -> str:
-    blocks = []
+    sections: dict[str, list[str]] = {title: [] for title in _API_SECTIONS.values()}
     for module, names in api_names().items():
-        blocks.append(f"## `{module}`\n")
+        title = _API_SECTIONS.get(module, f"`{module}`")
         for name in sorted(names):
-            blocks.append(f"::: {module}.{name}\n")
+            sections.setdefault(title, []).append(
+                f"::: {module}.{name}\n"
+                f"    options:\n"
+                f'      heading: "reprokit.{name}"\n'
+                f'      toc_label: "{name}"\n'
+            )
+    blocks = []
+    for title, entries in sections.items():
+        if entries:
+            blocks += [f"## {title}\n", *entries]
     return "\n".join(blocks)
 
 
