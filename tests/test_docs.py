@@ -266,6 +266,22 @@ def test_console_parser_rejects_what_the_command_rejects() -> None:
         _parse(["no-such-command"])
 
 
+def test_pytest_lines_use_the_plugin_s_options() -> None:
+    """``$ pytest --reprokit...`` lines name options the plugin really adds."""
+    plugin = (ROOT / "reprokit" / "pytest_plugin.py").read_text(encoding="utf-8")
+    offered = set(re.findall(r'"(--reprokit[\w-]*)"', plugin))
+    used = {
+        option
+        for page in PAGES
+        for lang, body, _skip in fenced_blocks(page.read_text(encoding="utf-8"))
+        if lang == "console"
+        for line in body.splitlines()
+        if line.startswith("$ pytest ")
+        for option in re.findall(r"(--reprokit[\w-]*)", line)
+    }
+    assert used and used <= offered, used - offered
+
+
 def _safe(args: list[str], project: Path) -> bool:
     if "--help" in args or args in (["env"], ["env", "--json"]):
         return True
