@@ -128,6 +128,22 @@ def test_cli_reference_lists_every_command(site: Path) -> None:
     assert "--allow-data-drift" in html and "--no-cache" in html
 
 
+def test_a_command_added_later_appears_by_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reference comes from the group's list_commands, not from a list of names."""
+    import importlib.util
+
+    from reprokit import cli
+
+    spec = importlib.util.spec_from_file_location("_docs_hooks", ROOT / "tools" / "docs_hooks.py")
+    assert spec is not None and spec.loader is not None
+    hooks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hooks)
+    monkeypatch.setitem(cli._COMMANDS, "later", "reprokit.cli._capture:env_command")
+    page = hooks.on_page_markdown("x\n<!-- generated: cli-reference -->\n")
+    assert "## `reprokit later`" in page and "Usage: reprokit later [OPTIONS]" in page
+    assert "## `reprokit verify`" in page and "<!-- generated" not in page
+
+
 def test_api_reference_documents_every_public_name(site: Path) -> None:
     import reprokit
 
