@@ -90,7 +90,8 @@ class ReproMagics(Magics):
         command, _, rest = line.strip().partition(" ")
         if command == "result":
             return self._result(rest)
-        args = self._parser.parse_args(shlex.split(line))
+        # a trailing '# comment' is the user's, not arguments (an apostrophe in it broke shlex)
+        args = self._parser.parse_args(shlex.split(line, comments=True))
         handler = getattr(self, f"_{args.command}")
         return handler(args)
 

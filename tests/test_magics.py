@@ -155,3 +155,12 @@ def test_load_ext_imports_nothing_heavy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_trailing_comment_is_not_an_argument(shell: Any, project: Path) -> None:
+    """``%repro end  # the kernel's exit ends it too`` — an apostrophe in a comment once raised."""
+    ok = run(shell, "%repro start --experiment c --seed 1  # it's seeded, isn't it")
+    assert ok.success, ok.error_in_exec
+    assert outputs(shell, SNAPSHOT_MIME)[0]["seeds"]["seed"] == 1
+    assert run(shell, "%repro end  # the kernel's exit ends the run too").success
+    assert only_run(tracking_uri(project), "c").info.status == "FINISHED"

@@ -1,0 +1,126 @@
+"""benchmarks/plot.py draws valid PNG charts from JSON shaped exactly like the benchmarks'.
+
+The hashing JSON is built with bench_hash's own writer (``report``); the runner JSON has the
+keys bench_run.py writes, and every key the plot reads is checked to be one bench_run.py
+writes, so a renamed figure fails here rather than in the lead's final chart run.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+pytest.importorskip("matplotlib")
+Image = pytest.importorskip("PIL.Image")
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "benchmarks"
+
+
+def _module(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"_bench_{name}", BENCH / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _hash_results() -> dict[str, Any]:
+    """A quick-mode-sized bench_hash.json, written through bench_hash.report itself."""
+    bench = _module("bench_hash")
+    results: dict[str, Any] = {
+        "machine": {
+            "python": "3.11.7",
+            "platform": "Linux",
+            "cores": 2,
+            "start_method_here": "fork",
+        },
+        "params": {"quick": True, "repeat": 2, "big_bytes": 2**28, "files": 5000},
+        "big_file": {"bytes": 2**28, "b3sum": 0.09, "sha256sum": 1.0, "md5sum": 0.45},
+        "small_files": {"files": 5000, "cores": 2, "os.stat loop": 0.015, "xargs b3sum": 0.04},
+    }
+    for name, seconds, base in [
+        ("api hash_file", 0.08, "b3sum"),
+        ("reprokit hash CLI", 0.15, "b3sum"),
+        ("api hash_file sha256", 0.18, "sha256sum"),
+        ("hashlib sha256 in memory (ceiling)", 0.17, "sha256sum"),
+        ("api hash_file md5", 0.41, "md5sum"),
+    ]:
+        bench.report(results, "big_file", name, seconds, base)
+    for name, seconds, base in [
+        ("first hash (cache written)", 0.056, "xargs b3sum"),
+        ("no cache", 0.045, "xargs b3sum"),
+        ("cached re-hash", 0.028, "os.stat loop"),
+    ]:
+        bench.report(results, "small_files", name, seconds, base)
+    return json.loads(json.dumps(results))
+
+
+_RUN_RESULTS = {
+    "notebooks": 8,
+    "repeats": 1,
+    "bare_papermill_s": 12.4,
+    "run_jobs1_s": 5.8,
+    "run_jobs2_s": 2.9,
+    "run_record_s": 6.2,
+    "overhead_per_notebook_s": -0.83,
+    "ratio_run_vs_bare": 0.46,
+    "speedup_jobs2": 1.99,
+    "record_per_notebook_s": 0.05,
+    "cpu_count": 2,
+    "python": "3.11.7",
+    "quick": True,
+}
+
+
+def _assert_png(path: Path) -> None:
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with Image.open(path) as image:
+        image.verify()
+    with Image.open(path) as image:
+        width, height = image.size
+    assert width >= 600 and height >= 300
+
+
+def test_runner_keys_are_the_ones_bench_run_writes() -> None:
+    source = (BENCH / "bench_run.py").read_text(encoding="utf-8")
+    written = set(re.findall(r'^\s+"(\w+)": ', source, re.M))
+    assert set(_RUN_RESULTS) == written
+    plot_source = (BENCH / "plot.py").read_text(encoding="utf-8")
+    read = set(re.findall(r'data\["(\w+)"\]', plot_source))
+    assert read and read <= written
+
+
+def test_plot_writes_both_charts(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "bench_run.json").write_text(json.dumps(_RUN_RESULTS))
+    (results / "bench_hash.json").write_text(json.dumps(_hash_results()))
+    plot = _module("plot")
+    assert plot.main(["--results", str(results), "--out", str(tmp_path / "figures")]) == 0
+    for name in ("runner.png", "hashing.png"):
+        _assert_png(tmp_path / "figures" / name)
+
+
+def test_plot_skips_missing_figures_and_files(tmp_path: Path) -> None:
+    """No b3sum on the machine (as in CI): the chart is drawn without those bars."""
+    results = tmp_path / "results"
+    results.mkdir()
+    data = _hash_results()
+    for key in ("b3sum", "api hash_file", "reprokit hash CLI"):
+        data["big_file"].pop(key)
+    data["small_files"].pop("xargs b3sum")
+    (results / "bench_hash.json").write_text(json.dumps(data))
+    plot = _module("plot")
+    assert plot.main(["--results", str(results), "--out", str(tmp_path / "out")]) == 0
+    _assert_png(tmp_path / "out" / "hashing.png")
+    assert not (tmp_path / "out" / "runner.png").exists()
+    assert plot.main(["--results", str(tmp_path / "empty"), "--out", str(tmp_path / "x")]) == 2
