@@ -25,6 +25,7 @@ from reprokit.exceptions import ReprokitError
 
 # command name -> "module:attribute"; loaded on first use
 _COMMANDS: dict[str, str] = {
+    "check": "reprokit.cli._check:check_command",
     "env": "reprokit.cli._capture:env_command",
     "hash": "reprokit.cli._capture:hash_command",
     "record": "reprokit.cli._reproduce:record_command",

@@ -54,8 +54,10 @@ __all__ = [
     "LockParameters",
     "NotebookSource",
     "build_lock",
+    "changed_cells",
     "check_source",
     "lock_path_for",
+    "notebook_cells",
     "output_fingerprints",
     "project_root_of",
     "read_lock",
@@ -153,16 +155,25 @@ def _is_reprokit_output(output: Any) -> bool:
     return isinstance(data, dict) and (RESULT_MIME in data or SNAPSHOT_MIME in data)
 
 
-def check_source(lock: Lock, notebook: str | os.PathLike[str]) -> list[int]:
-    """Indices of cells whose source changed since the lock was written (added and removed
-    cells included); warns with :class:`ReprokitWarning` naming them when there are any."""
-    current = source_cells(_read_node(notebook))
-    recorded = lock.notebook.cells
-    changed = [
+def notebook_cells(notebook: str | os.PathLike[str]) -> tuple[CellSource, ...]:
+    """Per-cell source digests of the notebook file, read exactly as a lock records them."""
+    return source_cells(_read_node(notebook))
+
+
+def changed_cells(recorded: tuple[CellSource, ...], current: tuple[CellSource, ...]) -> list[int]:
+    """Indices whose source digest differs; an index present on one side only counts too (a
+    cell added at the end, or removed)."""
+    return [
         k
         for k in range(max(len(current), len(recorded)))
         if k >= len(current) or k >= len(recorded) or current[k].digest != recorded[k].digest
     ]
+
+
+def check_source(lock: Lock, notebook: str | os.PathLike[str]) -> list[int]:
+    """Indices of cells whose source changed since the lock was written (added and removed
+    cells included); warns with :class:`ReprokitWarning` naming them when there are any."""
+    changed = changed_cells(lock.notebook.cells, notebook_cells(notebook))
     if changed:
         shown = ", ".join(str(k) for k in changed[:20]) + (" ..." if len(changed) > 20 else "")
         warnings.warn(
