@@ -120,6 +120,7 @@ def test_a_folder_lists_notebooks_without_locks_and_orphan_locks(repo: Path) -> 
     _lock(gone, repo)
     gone.unlink()
     (folder / "helper.py").write_text("def f():\n    return 1\n")  # a script, not a notebook
+    (folder / "tool.py").write_text('MARK = "# %%"  # jupytext:\n')  # not a notebook either
     statuses = {Path(f.notebook).name: f.status for f in check_locks([folder])}
     assert statuses == {"a.ipynb": "current", "b.ipynb": "no_lock", "c.ipynb": "orphan"}
 
