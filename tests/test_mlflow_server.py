@@ -1,18 +1,16 @@
 """The same notebook, unchanged, records through a real ``mlflow server`` over HTTP.
 
+The server is the one a team starts with ``examples/team/start_mlflow_server.sh`` (SQLite
+backend, artifacts served by the server), so these tests exercise that script too, stop included.
 Needs full ``mlflow`` (the server needs Flask, which mlflow-skinny lacks): skipped without it.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,31 +18,11 @@ from typing import Any
 
 import pytest
 from conftest import execute_notebook, mlflow_client, only_run, tracking_uri
+from server_helpers import run_team_script, script_env, team_server
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("flask", reason="`mlflow server` needs full mlflow (the test extra)")
-
-START_TIMEOUT_S = 90
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"mlflow server exited: {log.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(url + "/health", timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    pytest.fail(f"mlflow server not healthy after {START_TIMEOUT_S} s: {log.read_text()[-2000:]}")
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -58,30 +36,11 @@ def server_root(tmp_path_factory: pytest.TempPathFactory, mlflow_template_db: Pa
 
 @pytest.fixture(scope="module")
 def mlflow_server(server_root: Path) -> Iterator[str]:
-    """``mlflow server --backend-store-uri sqlite:///mlflow.db`` started in the project root, as
-    ``mlflow ui`` would be, on a free loopback port; yields its URL."""
-    port = _free_port()
-    log = server_root / "server.log"
-    command = [
-        sys.executable, "-m", "mlflow", "server",
-        "--backend-store-uri", "sqlite:///mlflow.db",
-        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-    ]  # fmt: skip
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, cwd=server_root, start_new_session=True
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, process, log)
+    """``mlflow server`` over ``server_root/mlflow.db`` (artifacts served from
+    ``server_root/mlartifacts``) on a free loopback port, started and stopped with the team
+    script ``examples/team/start_mlflow_server.sh``; yields its URL."""
+    with team_server(server_root) as url:
         yield url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)  # the server and its uvicorn worker
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def _get_json(url: str) -> Any:
@@ -147,3 +106,45 @@ def test_mlflow_ui_in_the_project_root_serves_embedded_runs_and_artifacts(
         f"{mlflow_server}/get-artifact?path=reprokit/results.json&{query}", timeout=10
     ) as response:
         assert json.loads(response.read())["acc"]["value"] == 0.25
+
+
+def test_reprokit_record_goes_to_the_team_server(
+    mlflow_server: str, server_root: Path, tmp_path: Path
+) -> None:
+    """The quickstart, recorded with MLFLOW_TRACKING_URI set as the team script printed it."""
+    pytest.importorskip("numpy", reason="the quickstart notebook needs numpy")
+    project = tmp_path / "team"
+    project.mkdir()
+    (project / "pyproject.toml").write_text("[project]\nname = 'team'\n")
+    shutil.copy(ROOT / "examples" / "quickstart.ipynb", project / "quickstart.ipynb")
+    shutil.copytree(ROOT / "examples" / "data", project / "data")
+    record = subprocess.run(
+        [sys.executable, "-m", "reprokit", "record", "quickstart.ipynb", "--device", "cpu"],
+        cwd=project,
+        env=script_env() | {"MLFLOW_TRACKING_URI": mlflow_server},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert record.returncode == 0, record.stdout[-2000:] + record.stderr[-2000:]
+    client = mlflow_client(mlflow_server)
+    experiment = client.get_experiment_by_name("team")
+    assert experiment is not None
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FINISHED" and run.data.params["seed"] == "0"
+    assert {"r2", "n_samples"} <= set(run.data.metrics)
+    # artifacts went through the server into its own folder; nothing into the project's store
+    served = server_root / "mlartifacts"
+    assert any(run.info.run_id in str(path) for path in served.rglob("results.json"))
+    assert not (project / "mlflow.db").exists() and not (project / "mlartifacts").exists()
+
+
+def test_team_script_bad_options_exit_2(tmp_path: Path) -> None:
+    done = run_team_script("--port", "http", cwd=tmp_path)
+    assert done.returncode == 2 and "--port must be a number" in done.stderr
+    done = run_team_script("--database-url", "mysql://u:secret@db/x", cwd=tmp_path)
+    assert done.returncode == 2 and "postgresql://" in done.stderr
+    assert "secret" not in done.stderr + done.stdout  # a database URL may hold a password
+    done = run_team_script("--stop", "--dir", str(tmp_path), cwd=tmp_path)
+    assert done.returncode == 1 and "no server started" in done.stderr

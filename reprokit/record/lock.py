@@ -59,6 +59,7 @@ __all__ = [
     "changed_cells",
     "check_source",
     "lock_path_for",
+    "notebook_cells",
     "output_fingerprints",
     "project_root_of",
     "read_lock",
@@ -160,8 +161,14 @@ def _is_reprokit_output(output: Any) -> bool:
     return isinstance(data, dict) and (RESULT_MIME in data or SNAPSHOT_MIME in data)
 
 
+def notebook_cells(notebook: str | os.PathLike[str]) -> tuple[CellSource, ...]:
+    """Per-cell source digests of the notebook file, read exactly as a lock records them."""
+    return source_cells(_read_node(notebook))
+
+
 def changed_cells(recorded: Sequence[CellSource], current: Sequence[CellSource]) -> list[int]:
-    """Indices where two notebooks' source cells differ (added and removed cells included)."""
+    """Indices whose source digest differs; an index present on one side only counts too (a
+    cell added at the end, or removed)."""
     return [
         k
         for k in range(max(len(current), len(recorded)))
@@ -172,7 +179,7 @@ def changed_cells(recorded: Sequence[CellSource], current: Sequence[CellSource])
 def check_source(lock: Lock, notebook: str | os.PathLike[str]) -> list[int]:
     """Indices of cells whose source changed since the lock was written (added and removed
     cells included); warns with :class:`ReprokitWarning` naming them when there are any."""
-    changed = changed_cells(lock.notebook.cells, source_cells(_read_node(notebook)))
+    changed = changed_cells(lock.notebook.cells, notebook_cells(notebook))
     if changed:
         shown = ", ".join(str(k) for k in changed[:20]) + (" ..." if len(changed) > 20 else "")
         warnings.warn(

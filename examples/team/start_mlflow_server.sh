@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Start a team MLflow tracking server on loopback, and point reprokit at it.
+#
+#   eval "$(examples/team/start_mlflow_server.sh [--dir DIR] [--port PORT] [--database-url URL])"
+#   examples/team/start_mlflow_server.sh --stop [--dir DIR]
+#
+# Starts `mlflow server` in the background on 127.0.0.1:PORT (default 5000) with
+#   - the backend store: SQLite DIR/mlflow.db (default), or the database of --database-url
+#     (postgresql://USER:PASSWORD@HOST/DB; needs psycopg2 in this Python, and psql to check the
+#     connection first when it is installed). The URL is never printed: it may hold a password.
+#   - the artifacts: DIR/mlartifacts, served by the server itself (--serve-artifacts), so
+#     clients upload through HTTP and need no access to the folder.
+# DIR defaults to ./mlflow-server; the server's log is DIR/server.log, its pid DIR/server.pid.
+# Waits (at most --wait seconds, default 60) until the server answers /health, then prints
+#   export MLFLOW_TRACKING_URI=http://127.0.0.1:PORT
+# on standard output (everything else goes to standard error), so `eval "$(...)"` sets it for
+# reprokit, the %repro magics and MLflow alike. The server listens on loopback only: to share it
+# with a team, put it behind an authenticating reverse proxy or an SSH tunnel, never on 0.0.0.0.
+# Requires the full `mlflow` package (pip install mlflow). PYTHON selects the interpreter.
+set -euo pipefail
+
+dir=mlflow-server
+port=5000
+database_url=
+wait_s=60
+stop=false
+python="${PYTHON:-python3}"
+
+usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+die() { echo "start_mlflow_server: $*" >&2; exit "${2:-1}"; }
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --dir) dir="${2:?--dir needs a folder}"; shift 2 ;;
+        --port) port="${2:?--port needs a number}"; shift 2 ;;
+        --database-url) database_url="${2:?--database-url needs a URL}"; shift 2 ;;
+        --wait) wait_s="${2:?--wait needs seconds}"; shift 2 ;;
+        --stop) stop=true; shift ;;
+        -h|--help) usage ;;
+        *) echo "start_mlflow_server: unknown option $1" >&2; usage ;;
+    esac
+done
+case "$port" in ''|*[!0-9]*) die "--port must be a number, got '$port'" 2 ;; esac
+case "$wait_s" in ''|*[!0-9]*) die "--wait must be a whole number of seconds, got '$wait_s'" 2 ;; esac
+
+pidfile="$dir/server.pid"
+
+stop_server() {
+    [ -f "$pidfile" ] || die "no $pidfile: no server started from $dir"
+    local pid; pid="$(cat "$pidfile")"
+    kill -TERM -- "-$pid" 2>/dev/null || true   # the server's process group: gunicorn/uvicorn workers too
+    for _ in $(seq 1 50); do
+        kill -0 "$pid" 2>/dev/null || { rm -f "$pidfile"; echo "stopped mlflow server (pid $pid)" >&2; return 0; }
+        sleep 0.2
+    done
+    kill -KILL -- "-$pid" 2>/dev/null || true
+    rm -f "$pidfile"
+    echo "killed mlflow server (pid $pid) after 10 s" >&2
+}
+
+if $stop; then stop_server; exit 0; fi
+case "$database_url" in
+    ''|postgresql://*|postgresql+*://*) ;;
+    *) die "--database-url must be a postgresql:// URL" 2 ;;
+esac
+
+# the server needs Flask, which mlflow-skinny lacks (find_spec: no slow import of mlflow)
+"$python" -c "import importlib.util as u, sys; sys.exit(not (u.find_spec('mlflow') and u.find_spec('flask')))" \
+    || die "the full mlflow package is not installed for $python (pip install mlflow)" 2
+if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+    die "a server started from $dir is running already (pid $(cat "$pidfile")); --stop it first"
+fi
+"$python" -c "import socket,sys; socket.create_server(('127.0.0.1', int(sys.argv[1]))).close()" \
+    "$port" 2>/dev/null || die "port $port on 127.0.0.1 is in use; choose another with --port"
+mkdir -p "$dir/mlartifacts"
+
+if [ -n "$database_url" ]; then
+    "$python" -c "import psycopg2" 2>/dev/null \
+        || die "--database-url needs psycopg2 for $python (pip install psycopg2-binary)" 2
+    if command -v psql >/dev/null 2>&1; then
+        psql "${database_url/postgresql+psycopg2:/postgresql:}" -Atqc 'select 1' >/dev/null 2>&1 \
+            || die "cannot connect to the --database-url database (checked with psql)"
+    fi
+    backend="$database_url"
+else
+    backend="sqlite:///$(cd "$dir" && pwd)/mlflow.db"
+fi
+
+log="$dir/server.log"
+set -m   # the server gets a process group of its own: --stop ends it and its workers together
+"$python" -m mlflow server --backend-store-uri "$backend" \
+    --serve-artifacts --artifacts-destination "$(cd "$dir" && pwd)/mlartifacts" \
+    --host 127.0.0.1 --port "$port" --workers 1 >"$log" 2>&1 </dev/null &
+pid=$!
+set +m
+echo "$pid" >"$pidfile"
+
+url="http://127.0.0.1:$port"
+deadline=$((SECONDS + wait_s))
+until "$python" -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=1)" \
+        "$url/health" 2>/dev/null; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+        rm -f "$pidfile"
+        tail -n 20 "$log" >&2
+        die "mlflow server exited before answering (log: $log)"
+    fi
+    if [ "$SECONDS" -ge "$deadline" ]; then
+        stop_server
+        tail -n 20 "$log" >&2
+        die "mlflow server did not answer $url/health within $wait_s s (log: $log)"
+    fi
+    sleep 0.5
+done
+
+echo "mlflow server (pid $pid) at $url; stop it with: $0 --stop --dir $dir" >&2
+echo "export MLFLOW_TRACKING_URI=$url"
