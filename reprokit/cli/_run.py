@@ -2,7 +2,8 @@
 
 Exit codes: 0 every notebook ran; 2 bad usage or input (nothing was executed); 3 a notebook
 failed (a cell raised, timed out, or the kernel died): the failing cell, its error and the
-first lines of its traceback are printed with the path of the executed notebook.
+first lines of its traceback are printed with the path of the executed notebook; 130/143
+interrupted by SIGINT/SIGTERM (kernels stopped, partial notebooks kept).
 """
 
 from __future__ import annotations
@@ -21,7 +22,13 @@ from reprokit.exceptions import ExecutionError
 if TYPE_CHECKING:
     from reprokit.run.api import PlannedRun, Progress, RunOutcome
 
-_MARK = {"ok": "ok", "failed": "FAILED", "timeout": "TIMEOUT", "kernel_died": "KERNEL DIED"}
+_MARK = {
+    "ok": "ok",
+    "failed": "FAILED",
+    "timeout": "TIMEOUT",
+    "kernel_died": "KERNEL DIED",
+    "interrupted": "INTERRUPTED",
+}
 
 
 @click.command("run")
@@ -62,8 +69,14 @@ def run_command(
 
 
 def _progress_printer() -> Progress:
-    """A progress callback: rich status lines on a terminal, plain lines elsewhere (CI)."""
+    """A progress callback: rich status lines on a terminal, plain lines elsewhere (CI).
+
+    Before any kernel starts, one line per notebook says what will run (notebook, kernel,
+    device, parameters; secret parameters by name only).
+    """
     from rich.console import Console
+
+    from reprokit.run.api import describe_plan
 
     plain = not sys.stderr.isatty() or bool(os.environ.get("CI"))
     console = Console(stderr=True, no_color=plain, highlight=False)
@@ -71,7 +84,9 @@ def _progress_printer() -> Progress:
 
     def show(event: str, plan: PlannedRun, outcome: RunOutcome | None) -> None:
         with lock:
-            if event == "start":
+            if event == "plan":
+                console.print(describe_plan(plan), markup=False, soft_wrap=True)
+            elif event == "start":
                 console.print(f"running  {plan.source}", markup=False, soft_wrap=True)
             elif outcome is not None:
                 console.print(_done_line(outcome, plain), markup=not plain, soft_wrap=True)
