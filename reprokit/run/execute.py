@@ -252,6 +252,8 @@ def _with_secret_cell(node: Any, parameters: Mapping[str, Any], job: _Job) -> An
     from papermill.parameterize import parameterize_notebook  # type: ignore[import-untyped]
 
     node.metadata.setdefault("papermill", {})
+    for each in node.cells:  # as papermill's own preparation would, before it parameterizes
+        each.metadata.setdefault("tags", [])
     kernel = job.kernel_name or kernel_of(node)
     node = parameterize_notebook(node, dict(parameters), kernel_name=kernel)
     lines = ["# Secret parameters: values come from the environment, never from this notebook"]
