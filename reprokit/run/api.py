@@ -30,10 +30,16 @@ from pathlib import Path
 from typing import Any
 
 from reprokit._fsutil import atomic_write_text
-from reprokit.exceptions import InputError, RunInterrupted, UsageError
+from reprokit.exceptions import InputError, PathError, RunInterrupted, UsageError
 from reprokit.run import kernels
 from reprokit.run.device import DeviceChoice, resolve_device
-from reprokit.run.execute import CellFailure, Limits, execute_notebook, kernel_of
+from reprokit.run.execute import (
+    CellFailure,
+    Limits,
+    execute_notebook,
+    kernel_of,
+    make_output_folder,
+)
 from reprokit.run.notebooks import declared_parameters, discover_notebooks, load_notebook
 from reprokit.run.params import check_declared, check_secrets
 
@@ -150,6 +156,8 @@ def run(
     plans = plan_runs(
         sources, base, choice, dict(parameters or {}), kernel, settings.secret_parameters
     )
+    for plan in plans:  # an unwritable output folder stops everything before any kernel
+        make_output_folder(plan.output_dir)
     with kernels.stop_kernels_on_signals():
         outcomes = _run_plans(plans, choice, jobs, timeout, kernel, record, progress, settings)
         signum = kernels.interrupting_signal()
@@ -255,9 +263,12 @@ def default_output_dir(first: Path) -> Path:
     from reprokit.record.target import find_project_root
 
     hidden = find_project_root(first.resolve().parent) / ".reprokit"
-    hidden.mkdir(exist_ok=True)
+    make_output_folder(hidden)
     if not (hidden / ".gitignore").exists():
-        atomic_write_text(hidden / ".gitignore", "*\n")
+        try:
+            atomic_write_text(hidden / ".gitignore", "*\n")
+        except OSError as exc:
+            raise PathError(str(hidden), f"cannot write here: {exc.strerror}") from None
     key = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
     return hidden / "runs" / key
 

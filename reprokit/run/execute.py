@@ -24,6 +24,7 @@ from typing import IO, Any
 
 from jupyter_client.manager import AsyncKernelManager
 
+from reprokit.exceptions import PathError
 from reprokit.run._outputs import finish_output, register_engine
 from reprokit.run.kernels import INTERRUPTED, NOTEBOOK_TIMEOUT, KernelWatch
 
@@ -124,7 +125,7 @@ def execute_notebook(
     interrupted (see :mod:`reprokit.run.kernels`).
     """
     output = Path(output_path)
-    output.parent.mkdir(parents=True, exist_ok=True)
+    make_output_folder(output.parent)
     started = time.perf_counter()
     limits = limits or Limits()
     log_path = output.with_name(output.stem + ".kernel.log")
@@ -136,6 +137,8 @@ def execute_notebook(
                 job = _Job(node, output, log, kernel_env, parameters, secrets, kernel_name, cwd)
                 _papermill(job, timeout, watch)
             status, message = "ok", ""
+        except OSError as exc:  # the output folder went read-only or its disk is full
+            raise _unwritable(exc, output) from None
         except Exception as exc:
             status, message = _status_of(exc, watch, limits)
         finally:
@@ -144,6 +147,20 @@ def execute_notebook(
     failure = find_failure(output, status, message) if status != "ok" else None
     finish_output(output, _execution_mark(status, message, failure), secrets, log_path)
     return ExecutionOutcome(status, str(output), duration, failure, message)
+
+
+def make_output_folder(folder: Path) -> None:
+    """Create ``folder``; a folder that cannot be created is a :class:`PathError` naming it."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _unwritable(exc, folder) from None
+
+
+def _unwritable(exc: OSError, fallback: Path) -> PathError:
+    path = exc.filename or fallback
+    reason = exc.strerror or type(exc).__name__
+    return PathError(str(path), f"cannot write the executed notebook here: {reason}")
 
 
 @dataclass(frozen=True)
