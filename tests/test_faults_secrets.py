@@ -121,3 +121,29 @@ def test_canary_secrets_never_reach_anything_reprokit_writes(project: Path) -> N
     assert any("<secret token>" in p.read_text() for p in written if p != nb)
     assert (project / "mlflow.db").stat().st_size > 0 and (project / "j.xml").is_file()
     assert "reproduced" in (project / "v.json").read_text()
+
+
+def test_verify_announces_what_runs_and_never_executes_code_from_a_lock(project: Path) -> None:
+    """A lock from someone else: its parameter values are data (injected as literals), a
+    parameter the notebook does not declare is refused, and the plan is printed first."""
+    nb = write_notebook(
+        project / "theirs.ipynb",
+        ["import reprokit\nreprokit.result('n', len(str(n)))"],
+        parameters="n = 1",
+    )
+    assert run_cli(["record", str(nb), "--device", "cpu"], project).returncode == 0
+    lock_path = project / "theirs.repro.json"
+    lock = json.loads(lock_path.read_text())
+    payload = "__import__('pathlib').Path('PWNED').write_text('x')"
+    lock["parameters"]["values"] = {"n": payload}
+    lock_path.write_text(json.dumps(lock))
+    done = run_cli(["verify", str(nb), "--device", "cpu"], project)
+    assert done.returncode == 1, done.stderr  # n's result differs: a string, not 1
+    assert f"will run  {nb}  kernel python3  device cpu  (n={payload!r})" in done.stderr
+    assert not (project / "PWNED").exists()
+
+    lock["parameters"]["values"] = {"n": 1, "hidden": payload}
+    lock_path.write_text(json.dumps(lock))
+    refused = run_cli(["verify", str(nb), "--device", "cpu"], project)
+    assert refused.returncode == 2 and "hidden not declared" in refused.stderr
+    assert "will run" not in refused.stderr and not (project / "PWNED").exists()
