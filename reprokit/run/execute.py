@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import errno
 import logging
 import os
 import re
@@ -34,6 +35,11 @@ _INJECTED_TAG = "injected-parameters"
 _SECRET_TAG = "reprokit-secret-parameters"
 _ERROR_MARKER_TAG = "papermill-error-cell-tag"
 SECRET_ENV_PREFIX = "REPROKIT_SECRET_PARAM_"
+# what writing the executed notebook can fail with (nbclient's CellTimeoutError is an OSError
+# too, without an errno)
+_WRITE_ERRORS = frozenset(
+    {errno.EROFS, errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EACCES, errno.EPERM}
+)
 # the error a stopped cell is shown with
 _STOPPED_ENAME = {"timeout": "CellTimeoutError", "interrupted": "RunInterrupted"}
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -137,9 +143,9 @@ def execute_notebook(
                 job = _Job(node, output, log, kernel_env, parameters, secrets, kernel_name, cwd)
                 _papermill(job, timeout, watch)
             status, message = "ok", ""
-        except OSError as exc:  # the output folder went read-only or its disk is full
-            raise _unwritable(exc, output) from None
         except Exception as exc:
+            if isinstance(exc, OSError) and exc.errno in _WRITE_ERRORS:
+                raise _unwritable(exc, output) from None  # read-only now, or the disk is full
             status, message = _status_of(exc, watch, limits)
         finally:
             _cancel_leftover_tasks()
