@@ -220,3 +220,29 @@ def test_what_will_run_is_printed_before_anything_runs(project: Path) -> None:
     assert "(none; secret: token)" in with_secret.stderr
     assert "s3cr3t-canary" not in with_secret.stdout + with_secret.stderr
     assert json.dumps("s3cr3t-canary") not in with_secret.stderr
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--memory-limit", "lots"], "--memory-limit 'lots': expected a size such as 512M"),
+        (["--memory-limit", "0G"], "--memory-limit '0G'"),
+        (["--notebook-timeout", "-1"], "--notebook-timeout must be a positive number"),
+        (["--secret-param", "token"], "no value given and no environment variable token"),
+        (["--secret-param", "1x=2"], "expected NAME=VALUE or NAME with a Python name"),
+        (["--secret-param", "n=2", "-p", "n=3"], "n given both as -p and as --secret-param"),
+        (["--secret-param", "other=2"], "other not declared"),
+    ],
+)
+def test_bad_runner_options_exit_two_before_anything_runs(
+    project: Path, option: list[str], message: str
+) -> None:
+    from click.testing import CliRunner
+
+    from reprokit.cli import main
+
+    nb = write_notebook(project / "p.ipynb", ["print(n)"], parameters="n = 1")
+    out = CliRunner().invoke(main, ["run", str(nb), "--no-record", *option], env={"token": None})
+    assert out.exit_code == 2, out.output
+    assert message in out.output and "Traceback" not in out.output
+    assert not (project / ".reprokit" / "runs").exists()

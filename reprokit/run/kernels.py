@@ -137,6 +137,7 @@ def stop_kernels_on_signals() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        clear_interrupt()  # the next section, or a run outside any, starts uninterrupted
 
 
 def _on_signal(signum: int, frame: FrameType | None) -> Any:
