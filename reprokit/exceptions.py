@@ -15,9 +15,11 @@ The hierarchy::
     ├── DigestMismatchError               a digest differs from the expected one (exit 1)
     ├── CacheError                        the hash cache could not be used (never fatal)
     ├── RecordError                       writing to MLflow failed (``uri`` redacted, ``action``)
-    └── ExecutionError                    a notebook failed to execute (exit 3; ``path``,
-                                          ``cell_index``, ``ename``, ``evalue``, ``traceback``,
-                                          ``output_path``)
+    ├── ExecutionError                    a notebook failed to execute (exit 3; ``path``,
+    │                                     ``cell_index``, ``ename``, ``evalue``, ``traceback``,
+    │                                     ``output_path``)
+    └── RunInterrupted                    the runner got SIGINT/SIGTERM (exit 128 + signal;
+                                          ``signal``, ``output_paths``)
 
     ReprokitWarning (UserWarning)         something worth knowing that does not stop the work
 
@@ -41,6 +43,7 @@ __all__ = [
     "ReprokitError",
     "ReprokitWarning",
     "ResultValueError",
+    "RunInterrupted",
     "SchemaVersionError",
     "UnhashableValueError",
     "UsageError",
@@ -210,3 +213,29 @@ class ExecutionError(ReprokitError):
         self.evalue = evalue
         self.traceback = traceback
         self.output_path = output_path
+
+
+class RunInterrupted(ReprokitError):
+    """The runner was interrupted (``SIGINT``/``SIGTERM``): its kernels were stopped, the
+    partial notebooks written and their MLflow runs closed as KILLED. Exit code 128 + signal
+    number (130 for Ctrl-C, 143 for ``SIGTERM``)."""
+
+    def __init__(self, signal: int, output_paths: tuple[str, ...] = ()) -> None:
+        import signal as signals
+
+        try:
+            name = signals.Signals(signal).name
+        except ValueError:
+            name = f"signal {signal}"
+        kept = f"; partial notebooks kept: {', '.join(output_paths)}" if output_paths else ""
+        super().__init__(
+            f"interrupted by {name}: kernels stopped{kept}",
+            signal=signal,
+            output_paths=output_paths,
+        )
+        self.signal = signal
+        self.output_paths = output_paths
+        self.exit_code = 128 + signal
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.signal, self.output_paths))

@@ -20,7 +20,13 @@ if TYPE_CHECKING:
     from reprokit.run.api import CellProgress, PlannedRun, RunOutcome
 
 PLAIN_INTERVAL_S = 10.0
-MARKS = {"ok": "ok", "failed": "FAILED", "timeout": "TIMEOUT", "kernel_died": "KERNEL DIED"}
+MARKS = {
+    "ok": "ok",
+    "failed": "FAILED",
+    "timeout": "TIMEOUT",
+    "kernel_died": "KERNEL DIED",
+    "interrupted": "INTERRUPTED",
+}
 
 
 class ProgressPrinter:
@@ -43,12 +49,20 @@ class ProgressPrinter:
     ) -> None:
         with self._lock:
             key = id(plan)
-            if event == "start":
+            if event == "plan":  # before any kernel starts: what will run, with what
+                from reprokit.run.api import describe_plan
+
+                self._print(describe_plan(plan))
+            elif event == "start":
                 self._start(key, plan)
             elif event == "cell":
                 self._cell(key, plan, info)  # type: ignore[arg-type]
             elif event == "done" and info is not None:
                 self._done(key, info)  # type: ignore[arg-type]
+
+    def _print(self, line: str) -> None:
+        target = self._bars.console if self._bars is not None else self.console
+        target.print(line, markup=False, soft_wrap=True)
 
     def _start(self, key: int, plan: PlannedRun) -> None:
         self._last_line[key] = time.monotonic()

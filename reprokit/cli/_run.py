@@ -2,7 +2,8 @@
 
 Exit codes: 0 every notebook ran; 2 bad usage or input (nothing was executed); 3 a notebook
 failed (a cell raised, timed out, or the kernel died): the failing cell, its error and the
-first lines of its traceback are printed with the path of the executed notebook.
+first lines of its traceback are printed with the path of the executed notebook; 130/143
+interrupted by SIGINT/SIGTERM (kernels stopped, partial notebooks kept).
 """
 
 from __future__ import annotations

@@ -378,12 +378,19 @@ def read_lock(path: str | os.PathLike[str]) -> Lock:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise LockError(source, f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise LockError(source, "not a lock: JSON nested too deeply") from None
     _check_version(data, source)
-    _check_results(data.get("results"), source)
+    try:
+        _check_results(data.get("results"), source)
+    except RecursionError:
+        raise LockError(source, "not a lock: a value is nested too deeply") from None
     try:
         lock = from_builtins(data, Lock, source=source)
     except InputError as exc:
         raise LockError(source, _reason(exc, source), _field_of(exc)) from None
+    except RecursionError:
+        raise LockError(source, "not a lock: a value is nested too deeply") from None
     _check_paths(lock, Path(path))
     return lock
 

@@ -16,30 +16,40 @@ Output layout (``output_dir`` defaults to ``<project root>/.reprokit/runs/<UTC>-
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import secrets
+import signal
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from reprokit._fsutil import atomic_write_text
-from reprokit.exceptions import InputError, UsageError
+from reprokit.exceptions import InputError, PathError, RunInterrupted, UsageError
+from reprokit.run import kernels
 from reprokit.run.device import DeviceChoice, resolve_device
-from reprokit.run.execute import CellFailure, execute_notebook, kernel_of
+from reprokit.run.execute import (
+    CellFailure,
+    Limits,
+    execute_notebook,
+    kernel_of,
+    make_output_folder,
+)
 from reprokit.run.notebooks import declared_parameters, discover_notebooks, load_notebook
-from reprokit.run.params import check_declared
+from reprokit.run.params import check_declared, check_secrets
 
 RUNNER_ENV = {"REPROKIT_MLFLOW": "off"}
 
 
 @dataclass(frozen=True)
 class RunOutcome:
-    """One notebook's execution: status ok | failed | timeout | kernel_died."""
+    """One notebook's execution: status ok | failed | timeout | kernel_died | interrupted
+    (``interrupted`` with no output file: the runner was stopped before it started)."""
 
     notebook: str
     status: str
@@ -67,6 +77,9 @@ class PlannedRun:
     output_dir: Path
     parameters: dict[str, Any]
     env: dict[str, str]
+    secret_names: tuple[str, ...] = ()  # their values are in RunnerSettings, never here
+    kernel: str = "python3"
+    device: str = "cpu"
 
     @property
     def output_path(self) -> Path:
@@ -83,8 +96,36 @@ class CellProgress:
 
 
 Progress = Callable[[str, PlannedRun, "RunOutcome | CellProgress | None"], None]
-"""``progress(event, plan, info)``: ``"start"`` (info None), ``"cell"`` (a
-:class:`CellProgress`) and ``"done"`` (the :class:`RunOutcome`)."""
+"""``progress(event, plan, info)``: ``"plan"`` (before any kernel starts) and ``"start"`` (info
+None), ``"cell"`` (a :class:`CellProgress`) and ``"done"`` (the :class:`RunOutcome`)."""
+
+
+@dataclass(frozen=True)
+class RunnerSettings:
+    """Settings of executing commands that ``run``'s callers need not thread through:
+    secret parameters (name -> value), the whole-notebook time limit (seconds) and the
+    kernel's memory limit (bytes). The CLI sets them for a whole command with
+    :func:`runner_settings`; an explicit argument of :func:`run` wins."""
+
+    secret_parameters: Mapping[str, str] = field(default_factory=dict)
+    notebook_timeout: float | None = None
+    memory_limit: int | None = None
+
+
+_settings = RunnerSettings()
+
+
+@contextlib.contextmanager
+def runner_settings(settings: RunnerSettings) -> Iterator[None]:
+    """Use ``settings`` for every :func:`run` inside (also from other threads), and stop
+    kernels on ``SIGINT``/``SIGTERM`` while inside (see :mod:`reprokit.run.kernels`)."""
+    global _settings
+    previous, _settings = _settings, settings
+    try:
+        with kernels.stop_kernels_on_signals():
+            yield
+    finally:
+        _settings = previous
 
 
 def run(
@@ -98,23 +139,72 @@ def run(
     output_dir: str | os.PathLike[str] | None = None,
     record: bool = True,
     progress: Progress | None = None,
+    secret_parameters: Mapping[str, str] | None = None,
+    notebook_timeout: float | None = None,
+    memory_limit: int | None = None,
 ) -> list[RunOutcome]:
     """Execute ``notebooks`` (files or folders), ``jobs`` at once; one outcome each, in order.
 
     Raises :class:`~reprokit.exceptions.UsageError` (bad device, bad jobs, a parameter a
     notebook does not declare) or :class:`~reprokit.exceptions.PathError` (missing or corrupt
     notebook) before anything executes. A failing notebook is an outcome, not an exception.
+    ``secret_parameters`` reach the kernel but are never written into a notebook, MLflow or a
+    lock. On ``SIGINT``/``SIGTERM`` every kernel is stopped, the partial notebooks are kept and
+    recorded as KILLED, then :class:`~reprokit.exceptions.RunInterrupted` is raised.
     """
-    if jobs < 1:
-        raise UsageError(f"--jobs must be at least 1, got {jobs}", jobs=jobs)
-    if timeout is not None and timeout <= 0:
-        raise UsageError(f"--timeout must be a positive number of seconds, got {timeout}")
+    settings = RunnerSettings(
+        dict(_settings.secret_parameters if secret_parameters is None else secret_parameters),
+        _settings.notebook_timeout if notebook_timeout is None else notebook_timeout,
+        _settings.memory_limit if memory_limit is None else memory_limit,
+    )
+    _check_numbers(jobs, timeout, settings)
     choice = resolve_device(device)
     sources = discover_notebooks(notebooks)
     if not sources:
         raise UsageError("no notebooks found in the given paths")
     base = Path(output_dir) if output_dir is not None else default_output_dir(sources[0])
-    plans = plan_runs(sources, base, choice, dict(parameters or {}), kernel)
+    plans = plan_runs(
+        sources, base, choice, dict(parameters or {}), kernel, settings.secret_parameters
+    )
+    for plan in plans:  # an unwritable output folder stops everything before any kernel
+        make_output_folder(plan.output_dir)
+    with kernels.stop_kernels_on_signals():
+        outcomes = _run_plans(plans, choice, jobs, timeout, kernel, record, progress, settings)
+        signum = kernels.interrupting_signal()
+        if signum is None and kernels.interrupted():
+            signum = signal.SIGINT  # interrupt_all() called by the embedding program
+        if signum is not None:
+            kept = tuple(o.output_path for o in outcomes if Path(o.output_path).is_file())
+            raise RunInterrupted(int(signum), kept)
+    return outcomes
+
+
+def _check_numbers(jobs: int, timeout: float | None, settings: RunnerSettings) -> None:
+    if jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {jobs}", jobs=jobs)
+    for option, value in (
+        ("--timeout", timeout),
+        ("--notebook-timeout", settings.notebook_timeout),
+        ("--memory-limit", settings.memory_limit),
+    ):
+        if value is not None and value <= 0:
+            raise UsageError(f"{option} must be a positive number, got {value}")
+
+
+def _run_plans(
+    plans: list[PlannedRun],
+    choice: DeviceChoice,
+    jobs: int,
+    timeout: float | None,
+    kernel: str | None,
+    record: bool,
+    progress: Progress | None,
+    settings: RunnerSettings,
+) -> list[RunOutcome]:
+    if progress is not None:
+        for plan in plans:  # what will run, said before anything runs
+            progress("plan", plan, None)
+    limits = Limits(settings.notebook_timeout, settings.memory_limit)
 
     # recording runs on one thread of its own: MLflow is imported there while the first
     # kernel starts, and notebook k is recorded while notebook k+1 executes
@@ -129,16 +219,28 @@ def run(
         return outcome
 
     def one(plan: PlannedRun) -> Future[RunOutcome]:
+        if kernels.interrupted():  # stopped before this one started: nothing to record
+            done: Future[RunOutcome] = Future()
+            done.set_result(_not_started(plan, choice))
+            return done
         on_cell = None
         if progress is not None:
             progress("start", plan, None)
             on_cell = _cell_reporter(progress, plan)
-        executed = execute_planned(plan, choice, kernel=kernel, timeout=timeout, on_cell=on_cell)
+        executed = execute_planned(
+            plan,
+            choice,
+            kernel=kernel,
+            timeout=timeout,
+            limits=limits,
+            secrets=settings.secret_parameters,
+            on_cell=on_cell,
+        )
         if recorder is not None:
             return recorder.submit(finish, plan, executed)
-        done: Future[RunOutcome] = Future()
-        done.set_result(finish(plan, executed))
-        return done
+        finished: Future[RunOutcome] = Future()
+        finished.set_result(finish(plan, executed))
+        return finished
 
     try:
         if jobs == 1 or len(plans) == 1:
@@ -161,6 +263,19 @@ def _cell_reporter(progress: Progress, plan: PlannedRun) -> Callable[[int, int],
     return report
 
 
+def _not_started(plan: PlannedRun, choice: DeviceChoice) -> RunOutcome:
+    return RunOutcome(
+        notebook=str(plan.source),
+        status="interrupted",
+        output_path=str(plan.output_path),
+        output_dir=str(plan.output_dir),
+        duration_s=0.0,
+        device=choice.device,
+        parameters=plan.parameters,
+        message="not started: the runner was interrupted",
+    )
+
+
 def _import_mlflow() -> None:
     import mlflow.tracking  # noqa: F401  (warm-up only: later imports are free)
 
@@ -170,9 +285,12 @@ def default_output_dir(first: Path) -> Path:
     from reprokit.record.target import find_project_root
 
     hidden = find_project_root(first.resolve().parent) / ".reprokit"
-    hidden.mkdir(exist_ok=True)
+    make_output_folder(hidden)
     if not (hidden / ".gitignore").exists():
-        atomic_write_text(hidden / ".gitignore", "*\n")
+        try:
+            atomic_write_text(hidden / ".gitignore", "*\n")
+        except OSError as exc:
+            raise PathError(str(hidden), f"cannot write here: {exc.strerror}") from None
     key = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
     return hidden / "runs" / key
 
@@ -183,22 +301,39 @@ def plan_runs(
     choice: DeviceChoice,
     parameters: dict[str, Any],
     kernel: str | None = None,
+    secret_parameters: Mapping[str, str] | None = None,
 ) -> list[PlannedRun]:
     """Load and check every notebook; give each its own folder and environment."""
     plans: list[PlannedRun] = []
     used: set[str] = set()
+    secret_names = tuple(secret_parameters or {})
     for source in sources:
         node = load_notebook(source)
-        check_kernel(str(source), kernel or kernel_of(node))
+        kernel_name = kernel or kernel_of(node)
+        check_kernel(str(source), kernel_name)
         declared = declared_parameters(node)
         check_declared(str(source), parameters, declared)
+        check_secrets(str(source), secret_names, parameters, declared)
         injected = dict(parameters)
         if declared and "device" in declared and "device" not in injected:
             injected["device"] = choice.device  # the device reaches the notebook as a parameter
         folder = base / _unique(source.stem, used)
         env = kernel_env(source, folder, choice, injected)
-        plans.append(PlannedRun(source, node, folder, injected, env))
+        plans.append(
+            PlannedRun(
+                source, node, folder, injected, env, secret_names, kernel_name, choice.device
+            )
+        )
     return plans
+
+
+def describe_plan(plan: PlannedRun) -> str:
+    """One line saying what will run: notebook, kernel, device, parameters (secret ones by
+    name only). Printed before anything executes, so that nothing runs unannounced."""
+    shown = ", ".join(f"{k}={v!r}" for k, v in sorted(plan.parameters.items())) or "none"
+    if plan.secret_names:
+        shown += f"; secret: {', '.join(sorted(plan.secret_names))}"
+    return f"will run  {plan.source}  kernel {plan.kernel}  device {plan.device}  ({shown})"
 
 
 @functools.cache
@@ -260,6 +395,8 @@ def execute_planned(
     *,
     kernel: str | None,
     timeout: float | None,
+    limits: Limits | None = None,
+    secrets: Mapping[str, str] | None = None,
     on_cell: Callable[[int, int], None] | None = None,
 ) -> Executed:
     """Execute one planned notebook and complete its run folder (nothing recorded yet)."""
@@ -274,6 +411,8 @@ def execute_planned(
         parameters=plan.parameters,
         kernel_name=kernel,
         timeout=timeout,
+        limits=limits,
+        secrets=secrets,
         on_cell=on_cell,
     )
     results = _read_results(plan.output_path)
@@ -293,8 +432,6 @@ def execute_planned(
 
 
 def _recorded(plan: PlannedRun, executed: Executed) -> RunOutcome:
-    from dataclasses import replace
-
     from reprokit.run.record import record_execution
 
     outcome = executed.outcome

@@ -10,22 +10,38 @@ directory to nbclient's ``resources``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
+import errno
 import logging
 import os
 import re
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from jupyter_client.manager import AsyncKernelManager
 
+from reprokit.exceptions import PathError
+from reprokit.run._outputs import finish_output, register_engine
+from reprokit.run.kernels import INTERRUPTED, NOTEBOOK_TIMEOUT, KernelWatch
+
 TRACEBACK_LINES = 8
 DEFAULT_KERNEL = "python3"
 _INJECTED_TAG = "injected-parameters"
+_SECRET_TAG = "reprokit-secret-parameters"
 _ERROR_MARKER_TAG = "papermill-error-cell-tag"
+SECRET_ENV_PREFIX = "REPROKIT_SECRET_PARAM_"
+# what writing the executed notebook can fail with (nbclient's CellTimeoutError is an OSError
+# too, without an errno)
+_WRITE_ERRORS = frozenset(
+    {errno.EROFS, errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EACCES, errno.EPERM}
+)
+# the error a stopped cell is shown with
+_STOPPED_ENAME = {"timeout": "CellTimeoutError", "interrupted": "RunInterrupted"}
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 CellCallback = Callable[[int, int], None]
@@ -51,7 +67,8 @@ class CellFailure:
 
 @dataclass(frozen=True)
 class ExecutionOutcome:
-    """What happened to one execution; ``status`` is ok, failed, timeout or kernel_died."""
+    """What happened to one execution; ``status`` is ok, failed, timeout, kernel_died or
+    interrupted."""
 
     status: str
     output_path: str
@@ -73,20 +90,25 @@ class _EnvKernelManager(AsyncKernelManager):
 
     kernel_env: Mapping[str, str] = {}
     kernel_log: IO[bytes] | None = None  # the kernel's own stdout/stderr, not ours
+    kernel_watch: KernelWatch | None = None
 
     async def start_kernel(self, **kwargs: Any) -> None:  # type: ignore[override]
         kwargs["env"] = dict(self.kernel_env)
         if self.kernel_log is not None:
             kwargs["stdout"] = kwargs["stderr"] = self.kernel_log
         await super().start_kernel(**kwargs)
+        pid = getattr(getattr(self.provisioner, "process", None), "pid", None)
+        if self.kernel_watch is not None and isinstance(pid, int):
+            self.kernel_watch.started(pid)
 
 
 def kernel_manager_for(
-    env: Mapping[str, str], log: IO[bytes] | None = None
+    env: Mapping[str, str], log: IO[bytes] | None = None, watch: KernelWatch | None = None
 ) -> type[AsyncKernelManager]:
-    """A kernel manager class whose kernels get ``os.environ`` updated with ``env``."""
-    full = {**os.environ, **env}
-    attributes = {"kernel_env": full, "kernel_log": log}
+    """A kernel manager class whose kernels get ``os.environ`` updated with ``env``; a secret
+    parameter the runner itself was given in its environment is not passed on."""
+    full = {k: v for k, v in os.environ.items() if not k.startswith(SECRET_ENV_PREFIX)}
+    attributes = {"kernel_env": full | dict(env), "kernel_log": log, "kernel_watch": watch}
     return type("ReprokitKernelManager", (_EnvKernelManager,), attributes)
 
 
@@ -99,67 +121,158 @@ def execute_notebook(
     parameters: Mapping[str, Any] | None = None,
     kernel_name: str | None = None,
     timeout: float | None = None,
+    limits: Limits | None = None,
+    secrets: Mapping[str, str] | None = None,
     on_cell: CellCallback | None = None,
 ) -> ExecutionOutcome:
     """Run ``node`` (an nbformat notebook, not modified) and write the result to ``output_path``.
 
-    ``parameters`` go into papermill's injected cell; ``env`` is added to the kernel's
-    environment; ``timeout`` (seconds) applies to each cell. The kernel is killed as soon as
-    the last cell is done (no graceful shutdown wait). ``on_cell(position, total)`` is called
-    as each cell starts (1-based position; papermill's injected cell counts).
+    ``parameters`` go into papermill's injected cell; ``secrets`` (name -> value) reach the
+    kernel through its environment and are assigned by a cell that names the variable, never
+    the value; ``env`` is added to the kernel's environment; ``timeout`` (seconds) applies to
+    each cell, ``limits`` to the whole notebook and the kernel's memory. The kernel is killed
+    as soon as the last cell is done (no graceful shutdown wait), or when the runner is
+    interrupted (see :mod:`reprokit.run.kernels`). ``on_cell(position, total)`` is called as
+    each cell starts (1-based; the runner's injected cells count).
     """
-    from nbclient.exceptions import CellTimeoutError, DeadKernelError
-    from papermill.exceptions import PapermillExecutionError  # type: ignore[import-untyped]
-
     output = Path(output_path)
-    output.parent.mkdir(parents=True, exist_ok=True)
+    make_output_folder(output.parent)
     started = time.perf_counter()
-    status, message = "ok", ""
+    limits = limits or Limits()
     log_path = output.with_name(output.stem + ".kernel.log")
-    try:
-        with open(log_path, "wb") as log:
-            hooks = _cell_hooks(node, parameters, on_cell)
-            _papermill(node, output, log, env, parameters, kernel_name, timeout, cwd, hooks)
-    except PapermillExecutionError:
-        status = "failed"
-    except CellTimeoutError as exc:
-        status, message = "timeout", _first_line(exc)
-    except DeadKernelError as exc:
-        status, message = "kernel_died", _first_line(exc)
-    finally:
-        _cancel_leftover_tasks()
+    secrets = dict(secrets or {})
+    kernel_env = {**(env or {}), **{secret_env_name(k): v for k, v in secrets.items()}}
+    with KernelWatch(limits.memory_bytes) as watch, _deadline(watch, limits.notebook_timeout):
+        try:
+            with open(log_path, "wb") as log:
+                job = _Job(
+                    node, output, log, kernel_env, parameters, secrets, kernel_name, cwd, on_cell
+                )
+                _papermill(job, timeout, watch)
+            status, message = "ok", ""
+        except Exception as exc:
+            if isinstance(exc, OSError) and exc.errno in _WRITE_ERRORS:
+                raise _unwritable(exc, output) from None  # read-only now, or the disk is full
+            status, message = _status_of(exc, watch, limits)
+        finally:
+            _cancel_leftover_tasks()
     duration = time.perf_counter() - started
     failure = find_failure(output, status, message) if status != "ok" else None
+    finish_output(output, _execution_mark(status, message, failure), secrets, log_path)
     return ExecutionOutcome(status, str(output), duration, failure, message)
 
 
-def _papermill(
-    node: Any,
-    output: Path,
-    log: IO[bytes],
-    env: Mapping[str, str] | None,
-    parameters: Mapping[str, Any] | None,
-    kernel_name: str | None,
-    timeout: float | None,
-    cwd: str | os.PathLike[str],
-    hooks: Mapping[str, Any],
-) -> None:
+def make_output_folder(folder: Path) -> None:
+    """Create ``folder``; a folder that cannot be created is a :class:`PathError` naming it."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _unwritable(exc, folder) from None
+
+
+def _unwritable(exc: OSError, fallback: Path) -> PathError:
+    path = exc.filename or fallback
+    reason = exc.strerror or type(exc).__name__
+    return PathError(str(path), f"cannot write the executed notebook here: {reason}")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Limits of one execution beyond the per-cell timeout."""
+
+    notebook_timeout: float | None = None  # seconds for the whole notebook
+    memory_bytes: int | None = None  # the kernel's address space (RLIMIT_AS)
+
+
+@dataclass(frozen=True)
+class _Job:
+    node: Any
+    output: Path
+    log: IO[bytes]
+    env: Mapping[str, str]
+    parameters: Mapping[str, Any] | None
+    secrets: Mapping[str, str]
+    kernel_name: str | None
+    cwd: str | os.PathLike[str]
+    on_cell: CellCallback | None = None
+
+
+def secret_env_name(name: str) -> str:
+    """The kernel environment variable that carries secret parameter ``name``."""
+    return SECRET_ENV_PREFIX + name
+
+
+def _status_of(exc: Exception, watch: KernelWatch, limits: Limits) -> tuple[str, str]:
+    """``(status, message)`` of an execution that raised ``exc``."""
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+    from papermill.exceptions import PapermillExecutionError  # type: ignore[import-untyped]
+
+    if watch.reason == INTERRUPTED:
+        return "interrupted", "the runner was interrupted; the kernel was stopped"
+    if watch.reason == NOTEBOOK_TIMEOUT:
+        return "timeout", f"the notebook ran past its limit of {limits.notebook_timeout:g} s"
+    if isinstance(exc, PapermillExecutionError):
+        return "failed", ""
+    if isinstance(exc, CellTimeoutError):
+        return "timeout", _first_line(exc)
+    if isinstance(exc, DeadKernelError):
+        return "kernel_died", _first_line(exc)
+    if isinstance(exc, RuntimeError) and "kernel died" in str(exc).lower():
+        return "kernel_died", _first_line(exc)  # died while starting, before any cell ran
+    raise exc
+
+
+@contextlib.contextmanager
+def _deadline(watch: KernelWatch, seconds: float | None) -> Iterator[None]:
+    """Kill the kernel once the whole notebook has run for ``seconds``."""
+    if seconds is None:
+        yield
+        return
+    timer = threading.Timer(seconds, watch.kill, args=(NOTEBOOK_TIMEOUT,))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+def _execution_mark(status: str, message: str, failure: CellFailure | None) -> dict[str, Any]:
+    mark: dict[str, Any] = {"status": status}
+    if failure is not None:
+        mark |= {
+            "failed_cell": failure.index,
+            "output_index": failure.output_index,
+            "ename": failure.ename,
+            "evalue": failure.evalue,
+        }
+    elif message:
+        mark["evalue"] = message
+    return mark
+
+
+def _papermill(job: _Job, timeout: float | None, watch: KernelWatch) -> None:
     import papermill  # type: ignore[import-untyped]
 
     _quiet_papermill_logs()
+    node = copy.deepcopy(job.node)  # papermill modifies what it is given
+    parameters: dict[str, Any] | None = dict(job.parameters or {})
+    if job.secrets:
+        node, parameters = _with_secret_cell(node, parameters or {}, job), None
     papermill.execute_notebook(
-        copy.deepcopy(node),  # papermill modifies what it is given
-        str(output),
-        parameters=dict(parameters or {}),
-        kernel_name=kernel_name or kernel_of(node),
-        language=_language_of(node),
+        node,
+        str(job.output),
+        parameters=parameters,
+        engine_name=register_engine(),
+        kernel_name=job.kernel_name or kernel_of(job.node),
+        language=_language_of(job.node),
         progress_bar=False,
         log_output=False,
         execution_timeout=timeout,
-        kernel_manager_class=kernel_manager_for(env or {}, log),
-        resources={"metadata": {"path": str(cwd)}},
+        kernel_manager_class=kernel_manager_for(job.env, job.log, watch),
+        resources={"metadata": {"path": str(job.cwd)}},
         shutdown_kernel="immediate",
-        **hooks,  # nbclient's lifecycle hooks, passed through papermill's engine
+        **_cell_hooks(node, parameters, job.on_cell),  # nbclient's hooks, through the engine
     )
 
 
@@ -168,12 +281,36 @@ def _cell_hooks(
 ) -> dict[str, Any]:
     if on_cell is None:
         return {}
-    total = len(node.cells) + (1 if parameters else 0)  # papermill injects one cell
+    total = len(node.cells) + (1 if parameters else 0)  # papermill injects one cell (if asked)
 
     def on_cell_start(cell_index: int, **_: Any) -> None:
         on_cell(min(cell_index + 1, total), total)
 
     return {"on_cell_start": on_cell_start}
+
+
+def _with_secret_cell(node: Any, parameters: Mapping[str, Any], job: _Job) -> Any:
+    """Inject the parameters as papermill would, then a cell that reads each secret from the
+    kernel's environment (and removes it there, so that child processes do not inherit it).
+    Both cells are tagged ``injected-parameters``: they are the runner's, not the notebook's."""
+    import nbformat
+    from papermill.parameterize import parameterize_notebook  # type: ignore[import-untyped]
+
+    node.metadata.setdefault("papermill", {})
+    for each in node.cells:  # as papermill's own preparation would, before it parameterizes
+        each.metadata.setdefault("tags", [])
+    kernel = job.kernel_name or kernel_of(node)
+    node = parameterize_notebook(node, dict(parameters), kernel_name=kernel)
+    lines = ["# Secret parameters: values come from the environment, never from this notebook"]
+    lines.append("import os as _reprokit_os")
+    for name in job.secrets:
+        lines.append(f"{name} = _reprokit_os.environ.pop({secret_env_name(name)!r})")
+    lines.append("del _reprokit_os")
+    cell = nbformat.v4.new_code_cell("\n".join(lines))  # type: ignore[no-untyped-call]
+    cell.metadata["tags"] = [_INJECTED_TAG, _SECRET_TAG]
+    at = next(i for i, c in enumerate(node.cells) if _INJECTED_TAG in c.metadata.get("tags", []))
+    node.cells.insert(at + 1, cell)
+    return node
 
 
 def _cancel_leftover_tasks() -> None:
@@ -238,14 +375,28 @@ def find_failure(
         for out in cell.get("outputs", []):
             if out.get("output_type") == "error":
                 return _failure(cells, position, index, out)
-    for position, (index, cell) in enumerate(cells):
+    stopped = _stopped_cell(cells)
+    if stopped is None:
+        return None
+    name = _STOPPED_ENAME.get(status, "DeadKernelError")
+    error = {"ename": name, "evalue": message or status.replace("_", " ")}
+    return _failure(cells, stopped, cells[stopped][0], error)
+
+
+def _stopped_cell(cells: list[tuple[int, Any]]) -> int | None:
+    """Position of the cell a timeout, dead kernel or interruption stopped."""
+    for position, (_, cell) in enumerate(cells):
         # nbclient records the reply's time; the cell that never got one is the one that hung
         timing = cell.metadata.get("execution", {})
         if "iopub.status.busy" in timing and "shell.execute_reply" not in timing:
-            name = "CellTimeoutError" if status == "timeout" else "DeadKernelError"
-            error = {"ename": name, "evalue": message or status.replace("_", " ")}
-            return _failure(cells, position, index, error)
-    return None
+            return position
+    # a kernel killed at once may never have said "busy": the last cell papermill started
+    started = [
+        position
+        for position, (_, cell) in enumerate(cells)
+        if cell.metadata.get("papermill", {}).get("start_time")
+    ]
+    return started[-1] if started else None
 
 
 def _failure(

@@ -93,7 +93,10 @@ def _parse_ipynb(source: Path, text: str) -> Any:
     import nbformat
 
     try:
-        return nbformat.reads(text, as_version=4)  # type: ignore[no-untyped-call]
+        node = nbformat.reads(text, as_version=4)  # type: ignore[no-untyped-call]
+        # an upgraded nbformat 3 notebook keeps v3's node class, which papermill takes for a
+        # path; from_dict gives every notebook the same v4 node types
+        return nbformat.from_dict(node)  # type: ignore[no-untyped-call]
     except nbformat.reader.NotJSONError:
         raise PathError(str(source), "not a notebook: the file is not JSON") from None
     except (nbformat.ValidationError, ValueError, KeyError, TypeError, AttributeError) as exc:

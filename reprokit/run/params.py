@@ -55,3 +55,47 @@ def check_declared(
             path=notebook,
             unknown=unknown,
         )
+
+
+def parse_secret_assignments(
+    items: Iterable[str], environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """``--secret-param NAME=VALUE`` or ``--secret-param NAME`` (the value is then read from
+    the environment variable ``NAME``, which keeps it out of the process list and the shell
+    history). Values stay text: a secret is never parsed as JSON."""
+    import os
+
+    env = os.environ if environ is None else environ
+    parsed: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not name.isidentifier():
+            raise UsageError(
+                f"--secret-param {name!r}: expected NAME=VALUE or NAME with a Python name"
+            )
+        if not sep:
+            if name not in env:
+                raise UsageError(
+                    f"--secret-param {name}: no value given and no environment variable {name}"
+                )
+            value = env[name]
+        parsed[name] = value
+    return parsed
+
+
+def check_secrets(
+    notebook: str,
+    names: Iterable[str],
+    parameters: Mapping[str, Any],
+    declared: tuple[str, ...] | None,
+) -> None:
+    """A secret parameter is declared like any other, and not also given in the clear."""
+    names = tuple(names)
+    both = sorted(set(names) & set(parameters))
+    if both:
+        raise UsageError(
+            f"parameter(s) {', '.join(both)} given both as -p and as --secret-param",
+            unknown=both,
+        )
+    check_declared(notebook, dict.fromkeys(names), declared)

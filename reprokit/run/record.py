@@ -25,7 +25,13 @@ from reprokit.record.writer import Metric, MlflowRunWriter, now_ms
 from reprokit.results.notebook import NotebookResults
 
 # MLflow run status of each execution status: a timeout stopped a cell, like an error
-MLFLOW_STATUS = {"ok": "FINISHED", "failed": "FAILED", "timeout": "FAILED", "kernel_died": "FAILED"}
+MLFLOW_STATUS = {
+    "ok": "FINISHED",
+    "failed": "FAILED",
+    "timeout": "FAILED",
+    "kernel_died": "FAILED",
+    "interrupted": "KILLED",
+}
 
 # one writer at a time: an embedded SQLite store serialises writes anyway, and MLflow's first
 # import must not race with itself from several runner threads

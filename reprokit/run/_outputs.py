@@ -1,0 +1,187 @@
+"""What the runner keeps of a kernel's outputs: bounded per cell, marked on failure, scrubbed.
+
+- A cell that prints 100 MB must not make a 100 MB notebook nor a runner holding it in
+  memory: past :data:`MAX_CELL_OUTPUT` bytes a cell's further outputs are dropped as they
+  arrive, and one marker output says how much was dropped. Errors and reprokit results are
+  always kept (they are the point of the run).
+- A failed execution is written into the executed notebook's ``metadata.reprokit.execution``;
+  a cell stopped by a timeout, a dead kernel or an interruption gets an ``error`` output, so
+  the notebook shows where it stopped.
+- Secret parameter values that a notebook printed anyway are replaced in the executed
+  notebook and the kernel log before anything reads them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from nbformat import NotebookNode
+from papermill.clientwrap import PapermillNotebookClient  # type: ignore[import-untyped]
+from papermill.engines import NBClientEngine  # type: ignore[import-untyped]
+from papermill.utils import merge_kwargs, remove_args  # type: ignore[import-untyped]
+
+from reprokit._fsutil import atomic_write_text
+
+MAX_CELL_OUTPUT = 4 * 1024 * 1024  # bytes of output kept per cell; REPROKIT_MAX_CELL_OUTPUT
+ENGINE_NAME = "reprokit"
+_KEPT_MIME = "application/vnd.reprokit"
+SECRET_MARK = "<secret {name}>"
+
+
+def max_cell_output() -> int:
+    raw = os.environ.get("REPROKIT_MAX_CELL_OUTPUT", "")
+    return int(raw) if raw.isdigit() and int(raw) > 0 else MAX_CELL_OUTPUT
+
+
+class BoundedClient(PapermillNotebookClient):  # type: ignore[misc]
+    """papermill's client, keeping at most :func:`max_cell_output` bytes of output per cell."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._left: dict[int, int] = {}
+        self._markers: dict[int, tuple[NotebookNode, int]] = {}
+
+    def output(
+        self, outs: list[NotebookNode], msg: dict[str, Any], display_id: str | None, index: int
+    ) -> NotebookNode | None:
+        content = msg.get("content", {})
+        if _always_kept(msg["msg_type"], content):
+            return self._keep(outs, msg, display_id, index)
+        left = self._left.setdefault(index, max_cell_output())
+        size = _size(msg["msg_type"], content)
+        if size <= left:
+            self._left[index] = left - size
+            return self._keep(outs, msg, display_id, index)
+        self._left[index] = 0
+        if msg["msg_type"] == "stream" and left > 0:  # keep the head of the text that fits
+            head = dict(msg, content={**content, "text": content["text"][:left]})
+            super().output(outs, head, display_id, index)
+            size -= left
+        self._drop(outs, index, size)
+        return None
+
+    def _keep(
+        self, outs: list[NotebookNode], msg: dict[str, Any], display_id: str | None, index: int
+    ) -> NotebookNode | None:
+        kept: NotebookNode | None = super().output(outs, msg, display_id, index)
+        return kept
+
+    def _drop(self, outs: list[NotebookNode], index: int, size: int) -> None:
+        marker, dropped = self._markers.get(index, (None, 0))
+        if marker is None or not any(out is marker for out in outs):  # cleared meanwhile
+            marker = NotebookNode(output_type="stream", name="stderr", text="")  # type: ignore[no-untyped-call]
+            dropped = 0
+            outs.append(marker)
+        dropped += size
+        marker["text"] = (
+            f"\n[reprokit: output truncated: this cell's output passed {max_cell_output()} "
+            f"bytes; {dropped} more bytes were dropped]\n"
+        )
+        self._markers[index] = (marker, dropped)
+
+
+def _always_kept(msg_type: str, content: Mapping[str, Any]) -> bool:
+    if msg_type == "error":
+        return True
+    data = content.get("data")
+    return isinstance(data, Mapping) and any(str(k).startswith(_KEPT_MIME) for k in data)
+
+
+def _size(msg_type: str, content: Mapping[str, Any]) -> int:
+    if msg_type == "stream":
+        return len(content.get("text", ""))
+    data = content.get("data")
+    if isinstance(data, Mapping):
+        return sum(len(value) if isinstance(value, str) else 64 for value in data.values())
+    return 0
+
+
+class BoundedEngine(NBClientEngine):  # type: ignore[misc]
+    """papermill's nbclient engine, with :class:`BoundedClient` in place of its client."""
+
+    @classmethod
+    def execute_managed_notebook(
+        cls,
+        nb_man: Any,
+        kernel_name: str,
+        log_output: bool = False,
+        stdout_file: Any = None,
+        stderr_file: Any = None,
+        start_timeout: int = 60,
+        execution_timeout: float | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        # the same arguments as NBClientEngine.execute_managed_notebook passes its client
+        kwargs = remove_args(["input_path"], **kwargs)
+        safe_kwargs = remove_args(["timeout", "startup_timeout"], **kwargs)
+        final_kwargs = merge_kwargs(
+            safe_kwargs,
+            timeout=execution_timeout if execution_timeout else kwargs.get("timeout"),
+            startup_timeout=start_timeout,
+            kernel_name=kernel_name,
+            log_output=log_output,
+            stdout_file=stdout_file,
+            stderr_file=stderr_file,
+        )
+        return BoundedClient(nb_man, **final_kwargs).execute()
+
+
+def register_engine() -> str:
+    """Make :class:`BoundedEngine` known to papermill (idempotent); returns its name."""
+    from papermill.engines import papermill_engines
+
+    papermill_engines.register(ENGINE_NAME, BoundedEngine)
+    return ENGINE_NAME
+
+
+def finish_output(
+    output: Path, execution: Mapping[str, Any], secrets: Mapping[str, str], kernel_log: Path
+) -> None:
+    """Mark the executed notebook with how its execution ended; scrub secret values from it
+    and from the kernel log. A missing notebook (the kernel never started) is left missing."""
+    import nbformat
+
+    _scrub_file(kernel_log, secrets)
+    if not output.is_file():
+        return
+    text = _scrub_text(output.read_text(encoding="utf-8"), secrets, json_escaped=True)
+    node = nbformat.reads(text, as_version=4)  # type: ignore[no-untyped-call]
+    node.metadata.setdefault("reprokit", {})["execution"] = dict(execution)
+    index = execution.get("output_index")
+    if execution.get("status") != "failed" and isinstance(index, int):
+        cell = node.cells[index]
+        if not any(out.get("output_type") == "error" for out in cell.get("outputs", [])):
+            cell.setdefault("outputs", []).append(
+                nbformat.v4.new_output(  # type: ignore[no-untyped-call]
+                    "error",
+                    ename=str(execution.get("ename", "")),
+                    evalue=str(execution.get("evalue", "")),
+                    traceback=[f"{execution.get('ename')}: {execution.get('evalue')}"],
+                )
+            )
+    atomic_write_text(output, nbformat.writes(node))  # type: ignore[no-untyped-call]
+
+
+def _scrub_file(path: Path, secrets: Mapping[str, str]) -> None:
+    if not secrets or not path.is_file():
+        return
+    text = path.read_bytes().decode("utf-8", errors="replace")
+    scrubbed = _scrub_text(text, secrets, json_escaped=False)
+    if scrubbed != text:
+        atomic_write_text(path, scrubbed)
+
+
+def _scrub_text(text: str, secrets: Mapping[str, str], *, json_escaped: bool) -> str:
+    import json
+
+    # longest first: a secret that contains another is replaced whole
+    for name, value in sorted(secrets.items(), key=lambda item: -len(item[1])):
+        if not value:
+            continue
+        forms = {value, json.dumps(value)[1:-1]} if json_escaped else {value}
+        for form in forms:
+            text = text.replace(form, SECRET_MARK.format(name=name))
+    return text

@@ -1,0 +1,147 @@
+"""Stopping kernels from outside: notebook time limits, memory limits, and runner signals.
+
+Every kernel the runner starts is registered with a :class:`KernelWatch` for the lifetime of
+its execution. A watch can kill its kernel's whole process group (the kernel and anything it
+started) with ``SIGKILL`` and remembers why; nbclient then sees a dead kernel, papermill
+writes the executed notebook up to that cell, and the runner reports the reason instead of
+"kernel died".
+
+:func:`stop_kernels_on_signals` turns ``SIGINT``/``SIGTERM`` sent to the runner into exactly
+that, for every live kernel at once: kernels are killed, partial notebooks written, MLflow
+runs closed as KILLED, and then :class:`~reprokit.exceptions.RunInterrupted` is raised. A
+second signal interrupts at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from types import FrameType
+from typing import Any
+
+# why a watch killed its kernel
+NOTEBOOK_TIMEOUT = "notebook_timeout"
+INTERRUPTED = "interrupted"
+
+_live: set[KernelWatch] = set()
+_live_lock = threading.Lock()
+_interrupt = threading.Event()
+_signal_received: list[int] = []  # the first signal of the current interruptible section
+
+
+class KernelWatch:
+    """One execution's kernel: its process group, an optional memory limit, a kill switch."""
+
+    def __init__(self, memory_limit: int | None = None) -> None:
+        self.memory_limit = memory_limit
+        self.reason: str | None = None
+        self._pid: int | None = None
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> KernelWatch:
+        with _live_lock:
+            _live.add(self)
+        if _interrupt.is_set():
+            self.kill(INTERRUPTED)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with _live_lock:
+            _live.discard(self)
+
+    def started(self, pid: int) -> None:
+        """Called by the kernel manager once the kernel process exists."""
+        if self.memory_limit is not None:
+            _limit_memory(pid, self.memory_limit)
+        with self._lock:
+            self._pid = pid
+            reason = self.reason
+        if reason is not None:  # killed while the kernel was starting
+            _kill_group(pid)
+
+    def kill(self, reason: str) -> None:
+        """Kill the kernel (now, or as soon as it has started); the first reason is kept."""
+        with self._lock:
+            if self.reason is None:
+                self.reason = reason
+            pid = self._pid
+        if pid is not None:
+            _kill_group(pid)
+
+
+def _kill_group(pid: int) -> None:
+    # jupyter_client starts each kernel in a session of its own: its process group is the
+    # kernel and every process the notebook started, and none of them may outlive the run
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(os.getpgid(pid), signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def _limit_memory(pid: int, limit: int) -> None:
+    """Cap the kernel's address space: an allocation past it raises ``MemoryError`` in the
+    cell instead of the machine swapping or the OOM killer choosing a victim."""
+    import resource
+
+    with contextlib.suppress(ProcessLookupError, PermissionError, OSError):
+        resource.prlimit(pid, resource.RLIMIT_AS, (limit, limit))
+
+
+def interrupt_all() -> int:
+    """Kill every live kernel as interrupted, and every kernel started from now on until
+    :func:`clear_interrupt`; returns how many were live."""
+    _interrupt.set()
+    with _live_lock:
+        watches = list(_live)
+    for watch in watches:
+        watch.kill(INTERRUPTED)
+    return len(watches)
+
+
+def interrupted() -> bool:
+    return _interrupt.is_set()
+
+
+def interrupting_signal() -> int | None:
+    """The signal that interrupted the current section, None when none did."""
+    return _signal_received[0] if _signal_received else None
+
+
+def clear_interrupt() -> None:
+    _interrupt.clear()
+    _signal_received.clear()
+
+
+@contextlib.contextmanager
+def stop_kernels_on_signals() -> Iterator[None]:
+    """While inside, ``SIGINT``/``SIGTERM`` kill every kernel (see the module docstring).
+
+    Only the main thread can install signal handlers; elsewhere, or when already inside, this
+    does nothing. The previous handlers are restored on the way out.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    if any(handler is _on_signal for handler in previous.values()):
+        yield  # nested: the outer section owns the handlers
+        return
+    clear_interrupt()
+    for sig in previous:
+        signal.signal(sig, _on_signal)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        clear_interrupt()  # the next section, or a run outside any, starts uninterrupted
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> Any:
+    if _signal_received:  # a second signal: stop waiting for anything
+        raise KeyboardInterrupt
+    _signal_received.append(signum)
+    interrupt_all()

@@ -1,0 +1,248 @@
+"""Fault injection, execution side: kernels that die, hang, eat memory or flood their output,
+and a runner that gets SIGINT/SIGTERM. Real kernels, real signals, a real SQLite store."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import nbformat
+import psutil
+import pytest
+from conftest import tracking_uri
+from fault_helpers import WAIT_S, kill_quietly, run_cli, runs_by_name, start_cli, wait_for
+from fault_helpers import wait_gone as still_alive
+from run_helpers import write_notebook
+
+pytestmark = [pytest.mark.faults, pytest.mark.filterwarnings("ignore:PYTHONHASHSEED")]
+
+BEFORE = "print('before the fault')"
+AFTER = "print('never printed')"
+FAULTS = {
+    "exits": "import os\nos._exit(3)",
+    "sigkill": "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)",
+    "segfault": "import ctypes\nctypes.string_at(0)",
+    "hangs": "import time\ntime.sleep(600)",
+}
+
+
+def _execution(output: Path) -> dict[str, object]:
+    return dict(nbformat.read(output, as_version=4).metadata["reprokit"]["execution"])
+
+
+def _texts(cell: dict[str, object]) -> str:
+    outputs = cell.get("outputs", [])
+    assert isinstance(outputs, list)
+    return "".join(str(out.get("text", "")) + str(out.get("evalue", "")) for out in outputs)
+
+
+def test_dying_and_hanging_kernels_exit_three_keep_partial_notebooks_and_fail_runs(
+    project: Path,
+) -> None:
+    for name, fault in FAULTS.items():
+        write_notebook(project / "nbs" / f"{name}.ipynb", [BEFORE, fault, AFTER])
+    done = run_cli(
+        ["run", "nbs", "--device", "cpu", "--jobs", "2", "--timeout", "8", "--output-dir", "out"],
+        project,
+    )
+    assert done.returncode == 3, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "(4 of 4 notebooks failed)" in done.stderr
+    runs = runs_by_name(tracking_uri(project), "proj")
+    for name in FAULTS:
+        output = project / "out" / name / f"{name}.ipynb"
+        cells = nbformat.read(output, as_version=4).cells
+        assert "before the fault" in _texts(cells[0])  # kept up to the failing cell
+        assert _texts(cells[2]) == ""  # nothing after it ran
+        mark = _execution(output)
+        expected = "timeout" if name == "hangs" else "kernel_died"
+        assert mark["status"] == expected and mark["failed_cell"] == 1, mark
+        ename = "CellTimeoutError" if name == "hangs" else "DeadKernelError"
+        assert mark["ename"] == ename
+        assert [o["ename"] for o in cells[1].outputs if o.output_type == "error"] == [ename]
+        assert f"{name}.ipynb: {'TIMEOUT' if name == 'hangs' else 'KERNEL DIED'}" in done.stderr
+        assert runs[name].info.status == "FAILED"
+        assert runs[name].data.tags["reprokit.run.failed_cell"] == "1"
+    assert done.stderr.count("  cell 1: ") == 4
+
+
+def test_a_notebook_past_its_time_limit_is_stopped_and_named(project: Path) -> None:
+    write_notebook(
+        project / "long.ipynb",
+        [BEFORE, "import time\nfor _ in range(6000):\n    time.sleep(0.1)", AFTER],
+    )
+    done = run_cli(["run", "long.ipynb", "--device", "cpu", "--notebook-timeout", "5"], project)
+    assert done.returncode == 3, done.stderr
+    assert "cell 1" in done.stderr
+    assert "the notebook ran past its limit of 5 s" in done.stderr
+    [output] = (project / ".reprokit" / "runs").glob("*/long/long.ipynb")
+    assert _execution(output)["status"] == "timeout"
+    assert runs_by_name(tracking_uri(project), "proj")["long"].info.status == "FAILED"
+
+
+def test_a_kernel_over_its_memory_limit_gets_memory_error_and_output_floods_are_cut(
+    project: Path,
+) -> None:
+    write_notebook(
+        project / "greedy.ipynb",
+        [
+            # 100 MB of log lines, flushed as a long job's log is (ipykernel sends a burst
+            # without flushes as one message, which the runner must then receive whole)
+            "for _ in range(100):\n    print('x' * 1_000_000, flush=True)",
+            "print('the kernel is still answering')",
+            "hog = bytearray(3 * 1024**3)",
+            AFTER,
+        ],
+    )
+    runner = start_cli(
+        ["run", "greedy.ipynb", "--device", "cpu", "--no-record", "--memory-limit", "1G"],
+        project,
+    )
+    try:
+        peak = _peak_rss(runner)
+        _, stderr = runner.communicate(timeout=WAIT_S)
+    finally:
+        kill_quietly([runner.pid])
+    assert runner.returncode == 3, stderr
+    assert "cell 2" in stderr and "MemoryError" in stderr
+    [output] = (project / ".reprokit" / "runs").glob("*/greedy/greedy.ipynb")
+    assert output.stat().st_size < 6 * 1024 * 1024  # 4 MiB kept of 100 MB, plus the rest
+    cells = [c for c in nbformat.read(output, as_version=4).cells if c.cell_type == "code"]
+    assert "[reprokit: output truncated" in _texts(cells[0])
+    assert "the kernel is still answering" in _texts(cells[1])
+    # the runner never held the flood: its own peak memory stays far below 100 MB on top
+    assert peak < 200 * 1024 * 1024, peak
+
+
+def _peak_rss(process: subprocess.Popen[str]) -> int:
+    """The largest resident size of ``process`` itself (not its kernel), sampled until exit."""
+    import time
+
+    watched = psutil.Process(process.pid)
+    peak, deadline = 0, time.monotonic() + WAIT_S
+    while process.poll() is None and time.monotonic() < deadline:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.ZombieProcess):
+            peak = max(peak, watched.memory_info().rss)
+        time.sleep(0.02)
+    return peak
+
+
+SLOW = [
+    "import os, pathlib, subprocess\n"
+    "child = subprocess.Popen(['sleep', '300'])\n"
+    "pathlib.Path(os.environ['MARKERS'], NAME).write_text(f'{os.getpid()} {child.pid}')\n"
+    "print('started')",
+    "import time\ntime.sleep(300)",
+    AFTER,
+]
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signalled_runner_stops_its_kernels_keeps_outputs_and_kills_runs(
+    project: Path, sig: signal.Signals, code: int
+) -> None:
+    markers = project / "markers"
+    markers.mkdir()
+    for name in ("one", "two"):
+        write_notebook(project / "nbs" / f"{name}.ipynb", SLOW, parameters=f"NAME = {name!r}")
+    runner = start_cli(
+        ["run", "nbs", "--device", "cpu", "--jobs", "2", "--output-dir", "out"],
+        project,
+        env={**os.environ, "MARKERS": str(markers)},
+    )
+    pids: list[int] = []
+    try:
+        wait_for(lambda: len(list(markers.iterdir())) == 2, "both kernels to start")
+        pids = [int(p) for m in markers.iterdir() for p in m.read_text().split()]
+        runner.send_signal(sig)
+        _, stderr = runner.communicate(timeout=WAIT_S)
+    finally:
+        kill_quietly([runner.pid, *pids])
+    assert runner.returncode == code, stderr
+    assert f"interrupted by {sig.name}" in stderr and "Traceback" not in stderr
+    assert still_alive(pids) == []  # kernels and what they started: no orphans
+    runs = runs_by_name(tracking_uri(project), "proj")
+    for name in ("one", "two"):
+        output = project / "out" / name / f"{name}.ipynb"
+        assert f"out/{name}/{name}.ipynb" in stderr
+        cells = nbformat.read(output, as_version=4).cells
+        assert "started" in _texts(cells[1])  # kept: the cell after the parameters cell
+        assert [o.ename for o in cells[2].outputs if o.output_type == "error"] == [
+            "RunInterrupted"
+        ]  # marked: the cell it stopped in
+        assert _execution(output)["status"] == "interrupted"
+        assert runs[name].info.status == "KILLED"
+
+
+def test_interrupt_between_notebooks_starts_no_new_kernel(project: Path) -> None:
+    """A signal while notebook 1 runs: notebook 2 never starts, and says so."""
+    markers = project / "markers"
+    markers.mkdir()
+    for name in ("a_first", "b_second"):
+        write_notebook(project / "nbs" / f"{name}.ipynb", SLOW, parameters=f"NAME = {name!r}")
+    runner = start_cli(
+        ["run", "nbs", "--device", "cpu", "--no-record", "--output-dir", "out"],
+        project,
+        env={**os.environ, "MARKERS": str(markers)},
+    )
+    try:
+        wait_for((markers / "a_first").exists, "the first kernel to start")
+        pids = [int(p) for p in (markers / "a_first").read_text().split()]
+        runner.send_signal(signal.SIGTERM)
+        _, stderr = runner.communicate(timeout=WAIT_S)
+    finally:
+        kill_quietly([runner.pid])
+    assert runner.returncode == 143, stderr
+    assert still_alive(pids) == []
+    assert not (markers / "b_second").exists()
+    assert not (project / "out" / "b_second" / "b_second.ipynb").exists()
+
+
+def test_what_will_run_is_printed_before_anything_runs(project: Path) -> None:
+    nb = write_notebook(project / "plan.ipynb", ["print(n)"], parameters="n = 1\ntoken = 'unset'")
+    done = run_cli(
+        ["run", str(nb), "--device", "cpu", "--no-record", "-p", "n=2"],
+        project,
+        env={**os.environ, "token": "s3cr3t-canary"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"will run  {nb}  kernel python3  device cpu  (n=2)" in done.stderr
+    assert done.stderr.index("will run") < done.stderr.index("running  ")
+    with_secret = run_cli(
+        ["run", str(nb), "--device", "cpu", "--no-record", "--secret-param", "token"],
+        project,
+        env={**os.environ, "token": "s3cr3t-canary"},
+    )
+    assert "(none; secret: token)" in with_secret.stderr
+    assert "s3cr3t-canary" not in with_secret.stdout + with_secret.stderr
+    assert json.dumps("s3cr3t-canary") not in with_secret.stderr
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--memory-limit", "lots"], "--memory-limit 'lots': expected a size such as 512M"),
+        (["--memory-limit", "0G"], "--memory-limit '0G'"),
+        (["--notebook-timeout", "-1"], "--notebook-timeout must be a positive number"),
+        (["--secret-param", "token"], "no value given and no environment variable token"),
+        (["--secret-param", "1x=2"], "expected NAME=VALUE or NAME with a Python name"),
+        (["--secret-param", "n=2", "-p", "n=3"], "n given both as -p and as --secret-param"),
+        (["--secret-param", "other=2"], "other not declared"),
+    ],
+)
+def test_bad_runner_options_exit_two_before_anything_runs(
+    project: Path, option: list[str], message: str
+) -> None:
+    from click.testing import CliRunner
+
+    from reprokit.cli import main
+
+    nb = write_notebook(project / "p.ipynb", ["print(n)"], parameters="n = 1")
+    out = CliRunner().invoke(main, ["run", str(nb), "--no-record", *option], env={"token": None})
+    assert out.exit_code == 2, out.output
+    assert message in out.output and "Traceback" not in out.output
+    assert not (project / ".reprokit" / "runs").exists()

@@ -1,0 +1,149 @@
+"""Canary secrets through record, verify and every report: then every byte reprokit wrote is
+searched for them. Real kernels, a real git repository, a real SQLite store."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from fault_helpers import run_cli
+from run_helpers import write_notebook
+
+pytestmark = [pytest.mark.faults, pytest.mark.filterwarnings("ignore:PYTHONHASHSEED")]
+
+CANARIES = {
+    "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMIcanaryAWS0bPxRfiCYEXAMPLEKEY",
+    "GITHUB_TOKEN": "ghp_canaryGITHUB0123456789abcdefghijklmn",
+    "HF_TOKEN": "hf_canaryHUGGINGFACEabcdefghijklmnopq",
+    "DB_PASSWORD": "canary-db-password-771",
+    "DATABASE_URL": "postgresql://analyst:canary-url-password-553@db.internal:5432/lab",
+}
+GIT_TOKEN = "canary-git-remote-token-918"
+SECRET_PARAM = "canary-secret-parameter-406"
+URI_PASSWORD = "canary-tracking-password-227"
+ALL = [*CANARIES.values(), GIT_TOKEN, SECRET_PARAM, URI_PASSWORD]
+
+NOTEBOOK = [
+    "import os, reprokit\nreprokit.start(seed=seed)",
+    "reprokit.result('token_length', len(token))\n"
+    "reprokit.result('value', seed * 2.5)\n"
+    "print('env secrets visible to the notebook:', 'HF_TOKEN' in os.environ)",
+    "print('a careless notebook prints its token:', token)",
+]
+
+
+def _git(root: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=root, check=True, capture_output=True, timeout=60)
+
+
+def _hits(folder: Path, skip: set[Path]) -> tuple[dict[str, list[str]], set[str]]:
+    """Which canaries occur in which file under ``folder`` (raw bytes, every file), and the
+    kinds of file searched."""
+    found: dict[str, list[str]] = {}
+    searched: set[str] = set()
+    for path in folder.rglob("*"):
+        if not path.is_file() or path in skip or ".git" in path.relative_to(folder).parts:
+            continue
+        searched.add(path.suffix or path.name)
+        data = path.read_bytes()
+        for canary in ALL:
+            if canary.encode() in data:
+                found.setdefault(canary, []).append(str(path.relative_to(folder)))
+    return found, searched
+
+
+def test_canary_secrets_never_reach_anything_reprokit_writes(project: Path) -> None:
+    nb = write_notebook(
+        project / "nbs" / "canary.ipynb", NOTEBOOK, parameters="seed = 0\ntoken = ''"
+    )
+    _git(project, "init", "-q")
+    _git(project, "remote", "add", "origin", f"https://ci-bot:{GIT_TOKEN}@git.example/lab.git")
+    _git(
+        project,
+        "-c",
+        "user.email=t@t",
+        "-c",
+        "user.name=t",
+        "commit",
+        "-q",
+        "--allow-empty",
+        "-m",
+        "x",
+    )
+    env = {**os.environ, **CANARIES, "token": SECRET_PARAM}
+    common = ["--device", "cpu", "--secret-param", "token"]
+    logs = [
+        run_cli(["record", str(nb), *common], project, env=env),
+        run_cli(
+            [
+                "verify",
+                str(nb),
+                *common,
+                "--report",
+                "r.html",
+                "--junit",
+                "j.xml",
+                "--json",
+                "v.json",
+            ],
+            project,
+            env=env,
+        ),
+        # a tracking server URL with credentials (down): the error names it, without them
+        run_cli(
+            ["run", str(nb), *common],
+            project,
+            env={
+                **env,
+                "MLFLOW_TRACKING_URI": f"http://lab:{URI_PASSWORD}@127.0.0.1:9/",
+                "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+                "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
+            },
+        ),
+    ]
+    assert [log.returncode for log in logs] == [0, 0, 0], [log.stderr for log in logs]
+    assert "not recorded" in logs[2].stderr and "127.0.0.1:9" in logs[2].stderr
+    (project / "runner.log").write_text("".join(log.stdout + log.stderr for log in logs))
+
+    hits, searched = _hits(project, skip={nb})
+    assert hits == {}, hits
+    # SQLite store, artifacts, locks, notebooks, kernel logs, every report, the runner's log
+    assert {".db", ".json", ".ipynb", ".log", ".html", ".xml", ".txt"} <= searched, searched
+    lock = json.loads((project / "nbs" / "canary.repro.json").read_text())
+    assert lock["results"]["token_length"]["value"] == len(SECRET_PARAM)  # it reached the kernel
+    assert "token" not in lock["parameters"]["values"]
+    # the secret did reach the kernel, and the notebook that printed it shows a marker instead
+    written = sorted(project.rglob("*.repro.json")) + sorted(project.rglob("canary.ipynb"))
+    assert (project / "nbs" / "canary.repro.json").is_file()
+    assert any("<secret token>" in p.read_text() for p in written if p != nb)
+    assert (project / "mlflow.db").stat().st_size > 0 and (project / "j.xml").is_file()
+    assert "reproduced" in (project / "v.json").read_text()
+
+
+def test_verify_announces_what_runs_and_never_executes_code_from_a_lock(project: Path) -> None:
+    """A lock from someone else: its parameter values are data (injected as literals), a
+    parameter the notebook does not declare is refused, and the plan is printed first."""
+    nb = write_notebook(
+        project / "theirs.ipynb",
+        ["import reprokit\nreprokit.result('n', len(str(n)))"],
+        parameters="n = 1",
+    )
+    assert run_cli(["record", str(nb), "--device", "cpu"], project).returncode == 0
+    lock_path = project / "theirs.repro.json"
+    lock = json.loads(lock_path.read_text())
+    payload = "__import__('pathlib').Path('PWNED').write_text('x')"
+    lock["parameters"]["values"] = {"n": payload}
+    lock_path.write_text(json.dumps(lock))
+    done = run_cli(["verify", str(nb), "--device", "cpu"], project)
+    assert done.returncode == 1, done.stderr  # n's result differs: a string, not 1
+    assert f"will run  {nb}  kernel python3  device cpu  (n={payload!r})" in done.stderr
+    assert not (project / "PWNED").exists()
+
+    lock["parameters"]["values"] = {"n": 1, "hidden": payload}
+    lock_path.write_text(json.dumps(lock))
+    refused = run_cli(["verify", str(nb), "--device", "cpu"], project)
+    assert refused.returncode == 2 and "hidden not declared" in refused.stderr
+    assert "will run" not in refused.stderr and not (project / "PWNED").exists()
