@@ -132,11 +132,11 @@ def _peak_rss(process: subprocess.Popen[str]) -> int:
 
 
 SLOW = [
-    "import os, pathlib, subprocess\n"
-    "child = subprocess.Popen(['sleep', '300'])\n"
+    "import os, pathlib, subprocess\nchild = subprocess.Popen(['sleep', '300'])\nprint('started')",
+    # the marker is written from the cell that then hangs, so the signal always lands in it
+    "import time\n"
     "pathlib.Path(os.environ['MARKERS'], NAME).write_text(f'{os.getpid()} {child.pid}')\n"
-    "print('started')",
-    "import time\ntime.sleep(300)",
+    "time.sleep(300)",
     AFTER,
 ]
 
