@@ -1,4 +1,4 @@
-"""How long ``reprokit.capture.snapshot.capture()`` takes, against the obvious baselines.
+"""How long ``reprokit.capturing.snapshot.capture()`` takes, against the obvious baselines.
 
 Run from the repository root::
 
@@ -15,7 +15,7 @@ in the same run:
 - baselines: ``pip freeze`` as a subprocess (what many tools run to list packages), and a
   bare ``importlib.metadata`` walk over all distributions, warm (in process) and cold (a
   fresh process, import included);
-- ``import``: ``python -X importtime -c "import reprokit.capture.snapshot"``, its
+- ``import``: ``python -X importtime -c "import reprokit.capturing.snapshot"``, its
   cumulative time and which heavy modules (numpy, torch, ...) it pulls in (must be none).
 
 Results go to ``benchmarks/results/bench_capture.json``.
@@ -42,7 +42,7 @@ HEAVY = ("numpy", "torch", "mlflow", "papermill", "pandas", "rich")
 COLD_CAPTURE = """
 import time
 t0 = time.perf_counter()
-from reprokit.capture.snapshot import capture
+from reprokit.capturing.snapshot import capture
 capture()
 print((time.perf_counter() - t0) * 1000)
 """
@@ -78,7 +78,7 @@ def subprocess_ms(args: list[str], repeats: int) -> tuple[float, float | None]:
 
 
 def warm_breakdown(repeats: int) -> dict[str, float]:
-    from reprokit.capture import accelerator, envvars, git, pyenv, system, threads
+    from reprokit.capturing import accelerator, envvars, git, pyenv, system, threads
 
     collectors: dict[str, Callable[[], object]] = {
         "python": pyenv.collect_python,
@@ -95,7 +95,7 @@ def warm_breakdown(repeats: int) -> dict[str, float]:
 
 def import_cost() -> dict[str, object]:
     out = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", "import reprokit.capture.snapshot"],
+        [sys.executable, "-X", "importtime", "-c", "import reprokit.capturing.snapshot"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -108,7 +108,7 @@ def import_cost() -> dict[str, object]:
             continue
         _, cumulative, name = (part.strip() for part in line.split(":", 1)[1].split("|"))
         imported.add(name.strip())
-        if name.strip() == "reprokit.capture.snapshot":
+        if name.strip() == "reprokit.capturing.snapshot":
             cumulative_us = int(cumulative)
     heavy = sorted(m for m in imported if m.split(".")[0] in HEAVY)
     return {"cumulative_ms": cumulative_us / 1000, "heavy_modules": heavy}
@@ -127,7 +127,7 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     import importlib.metadata
 
-    from reprokit.capture.snapshot import capture
+    from reprokit.capturing.snapshot import capture
 
     capture(root=ROOT)  # first capture: fills the per-process caches
     warm = median_ms(lambda: capture(root=ROOT), warm_n)
@@ -182,7 +182,7 @@ def main() -> None:
     print(f"importlib.metadata walk, warm     {walk:8.2f} ms")
     print(f"importlib.metadata walk, cold     {meta_inner or 0:8.2f} ms (import included)")
     print(
-        f"import reprokit.capture.snapshot  {imports['cumulative_ms']:8.2f} ms, "
+        f"import reprokit.capturing.snapshot  {imports['cumulative_ms']:8.2f} ms, "
         f"heavy modules: {imports['heavy_modules'] or 'none'}"
     )
     for name, value in ratios.items():

@@ -45,10 +45,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from reprokit.capture import _pool
-from reprokit.capture._walk import walk_tree
-from reprokit.capture.hashcache import DEFAULT_RACY_MARGIN_NS, HashCache
-from reprokit.capture.hashing import hash_file, hash_path
+from reprokit.capturing import _pool
+from reprokit.capturing._walk import walk_tree
+from reprokit.capturing.hashcache import DEFAULT_RACY_MARGIN_NS, HashCache
+from reprokit.capturing.hashing import hash_file, hash_path
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_hash.json"
 
@@ -137,7 +137,7 @@ def bench_big(work: Path, size: int, repeat: int, results: dict[str, Any]) -> No
             best(repeat, lambda: hash_file(path), warm),
             "b3sum",
         )
-        code = f"from reprokit.capture.hashing import hash_file; print(hash_file({target!r}))"
+        code = f"from reprokit.capturing.hashing import hash_file; print(hash_file({target!r}))"
         report(
             results,
             "big_file",

@@ -1,4 +1,4 @@
-"""What ``reprokit.run`` adds over bare papermill, and what ``--jobs 2`` gains.
+"""What ``reprokit.runner`` adds over bare papermill, and what ``--jobs 2`` gains.
 
 Run from the repository root::
 
@@ -10,7 +10,7 @@ Figures, each against a baseline measured in the same run, on the same 8 tiny no
 
 - ``bare_papermill_s``: ``papermill.execute_notebook`` on each notebook in turn (defaults,
   no progress bar) — the baseline;
-- ``run_jobs1_s``: ``reprokit.run.run(..., jobs=1, record=False)`` on the same 8; the
+- ``run_jobs1_s``: ``reprokit.runner.run(..., jobs=1, record=False)`` on the same 8; the
   per-notebook overhead ``(run_jobs1_s - bare_papermill_s) / 8`` (target < 0.3 s; it can be
   negative: reprokit kills each kernel at once where papermill waits for a graceful exit);
 - ``run_jobs2_s``: the same with ``jobs=2``; ``speedup_jobs2`` = ``run_jobs1_s / run_jobs2_s``
@@ -63,7 +63,7 @@ def _bare(paths: list[Path], out: Path) -> None:
 
 
 def _reprokit(paths: list[Path], out: Path, jobs: int, record: bool) -> None:
-    from reprokit.run import run
+    from reprokit.runner import run
 
     outcomes = run(paths, device="cpu", jobs=jobs, output_dir=out, record=record)
     bad = [o for o in outcomes if not o.ok or o.record_error]
@@ -117,12 +117,12 @@ def main() -> None:
     }
     print(f"bare papermill, 8 notebooks     {bare:7.2f} s  (baseline)")
     print(
-        f"reprokit.run jobs=1             {jobs1:7.2f} s  ratio {jobs1 / bare:.2f}, "
+        f"reprokit run jobs=1       {jobs1:7.2f} s  ratio {jobs1 / bare:.2f}, "
         f"overhead {report['overhead_per_notebook_s']:+.3f} s/notebook (target < 0.3)"
     )
-    print(f"reprokit.run jobs=2             {jobs2:7.2f} s  speed-up {jobs1 / jobs2:.2f}x (>= 1.8)")
+    print(f"reprokit run jobs=2       {jobs2:7.2f} s  speed-up {jobs1 / jobs2:.2f}x (>= 1.8)")
     print(
-        f"reprokit.run jobs=1 + MLflow    {record:7.2f} s  ratio {record / jobs1:.2f} to jobs=1, "
+        f"reprokit run jobs=1+MLflow {record:7.2f} s  ratio {record / jobs1:.2f} to jobs=1, "
         f"{report['record_per_notebook_s']:+.3f} s/notebook"
     )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

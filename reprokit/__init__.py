@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 from reprokit._version import __version__
 
 if TYPE_CHECKING:
-    from reprokit.capture.hashing import hash_path, hash_paths
-    from reprokit.capture.model import (
+    from reprokit.capturing.hashing import hash_path, hash_paths
+    from reprokit.capturing.model import (
         AcceleratorInfo,
         DataEntry,
         DataManifest,
@@ -22,29 +22,43 @@ if TYPE_CHECKING:
         SeedRecord,
         Snapshot,
     )
-    from reprokit.capture.seeds import seed_everything
-    from reprokit.capture.snapshot import capture
-    from reprokit.capture.values import hash_value
+    from reprokit.capturing.seeds import seed_everything
+    from reprokit.capturing.snapshot import capture
+    from reprokit.capturing.values import hash_value
+    from reprokit.compare.verify import Verdict
+    from reprokit.differences import Diff, diff
     from reprokit.exceptions import ReprokitError, ReprokitWarning
     from reprokit.magics import load_ipython_extension, unload_ipython_extension
-    from reprokit.record.run import RunStatus
+    from reprokit.recording.run import RunStatus
+    from reprokit.reproduce import RecordOutcome, Verification, VerifyOutcome, record, verify
     from reprokit.results.model import Result
     from reprokit.results.notebook import read_notebook
+    from reprokit.runner.api import RunOutcome, run
     from reprokit.session import data, device, end, env, flush, result, seed, start, status
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
-    "AcceleratorInfo": "reprokit.capture.model",
-    "DataEntry": "reprokit.capture.model",
-    "DataManifest": "reprokit.capture.model",
-    "GitInfo": "reprokit.capture.model",
+    "AcceleratorInfo": "reprokit.capturing.model",
+    "Diff": "reprokit.differences",
+    "RecordOutcome": "reprokit.reproduce",
+    "RunOutcome": "reprokit.runner.api",
+    "Verdict": "reprokit.compare.verify",
+    "Verification": "reprokit.reproduce",
+    "VerifyOutcome": "reprokit.reproduce",
+    "diff": "reprokit.differences",
+    "record": "reprokit.reproduce",
+    "run": "reprokit.runner.api",
+    "verify": "reprokit.reproduce",
+    "DataEntry": "reprokit.capturing.model",
+    "DataManifest": "reprokit.capturing.model",
+    "GitInfo": "reprokit.capturing.model",
     "ReprokitError": "reprokit.exceptions",
     "ReprokitWarning": "reprokit.exceptions",
-    "SeedRecord": "reprokit.capture.model",
-    "Snapshot": "reprokit.capture.model",
+    "SeedRecord": "reprokit.capturing.model",
+    "Snapshot": "reprokit.capturing.model",
     "Result": "reprokit.results.model",
-    "RunStatus": "reprokit.record.run",
-    "capture": "reprokit.capture.snapshot",
+    "RunStatus": "reprokit.recording.run",
+    "capture": "reprokit.capturing.snapshot",
     "data": "reprokit.session",
     "env": "reprokit.session",
     "flush": "reprokit.session",
@@ -52,12 +66,12 @@ _EXPORTS: dict[str, str] = {
     "seed": "reprokit.session",
     "device": "reprokit.session",
     "end": "reprokit.session",
-    "hash_path": "reprokit.capture.hashing",
-    "hash_paths": "reprokit.capture.hashing",
-    "hash_value": "reprokit.capture.values",
+    "hash_path": "reprokit.capturing.hashing",
+    "hash_paths": "reprokit.capturing.hashing",
+    "hash_value": "reprokit.capturing.values",
     "load_ipython_extension": "reprokit.magics",
     "result": "reprokit.session",
-    "seed_everything": "reprokit.capture.seeds",
+    "seed_everything": "reprokit.capturing.seeds",
     "start": "reprokit.session",
     "status": "reprokit.session",
     "unload_ipython_extension": "reprokit.magics",
@@ -67,17 +81,24 @@ __all__ = [
     "AcceleratorInfo",
     "DataEntry",
     "DataManifest",
+    "Diff",
     "GitInfo",
+    "RecordOutcome",
     "ReprokitError",
     "ReprokitWarning",
     "Result",
+    "RunOutcome",
     "RunStatus",
     "SeedRecord",
     "Snapshot",
+    "Verdict",
+    "Verification",
+    "VerifyOutcome",
     "__version__",
     "capture",
     "data",
     "device",
+    "diff",
     "end",
     "env",
     "flush",
@@ -86,12 +107,15 @@ __all__ = [
     "hash_value",
     "load_ipython_extension",
     "read_notebook",
+    "record",
     "result",
+    "run",
     "seed",
     "seed_everything",
     "start",
     "status",
     "unload_ipython_extension",
+    "verify",
 ]
 
 

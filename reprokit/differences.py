@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from reprokit._version import __version__
-from reprokit.capture.model import DataManifest, Snapshot
+from reprokit.capturing.model import DataManifest, Snapshot
 from reprokit.compare.verify import DataCheck, Verdict, check_data, compare_manifests
 from reprokit.compare.verify import verify_results as _verify_results
 from reprokit.exceptions import UsageError
-from reprokit.record._lockmodel import LOCK_SCHEMA_VERSION, Lock, LockParameters, NotebookSource
+from reprokit.recording._lockmodel import LOCK_SCHEMA_VERSION, Lock, LockParameters, NotebookSource
 from reprokit.results.model import Result
 from reprokit.results.notebook import NotebookResults, ResultOutput
 
@@ -123,7 +123,7 @@ def _as_environment_of(current: Side, reference: Side) -> Side:
     import importlib
     import importlib.util
 
-    from reprokit.capture.snapshot import capture
+    from reprokit.capturing.snapshot import capture
 
     ref = reference.snapshot
     if ref is None:
@@ -181,7 +181,7 @@ def load_side(
         return _environment()
     if path.exists():
         return _from_path(path)
-    from reprokit.record.fromrun import is_run_id
+    from reprokit.recording.fromrun import is_run_id
 
     if is_run_id(text):
         folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="reprokit-diff-"))
@@ -190,7 +190,7 @@ def load_side(
 
 
 def _from_path(path: Path) -> Side:
-    from reprokit.record.lock import lock_path_for, project_root_of, read_lock
+    from reprokit.recording.lock import lock_path_for, project_root_of, read_lock
 
     lock_path = path if path.name.endswith(".repro.json") else lock_path_for(path)
     if path.is_dir():
@@ -230,7 +230,7 @@ def _from_notebook(path: Path) -> Side:
 
 
 def _from_run(run_id: str, folder: Path, tracking_uri: str | None) -> Side:
-    from reprokit.record.fromrun import load_run
+    from reprokit.recording.fromrun import load_run
 
     run = load_run(run_id, folder, tracking_uri=tracking_uri)
     return Side(
@@ -245,7 +245,7 @@ def _from_run(run_id: str, folder: Path, tracking_uri: str | None) -> Side:
 
 
 def _environment() -> Side:
-    from reprokit.capture.snapshot import capture
+    from reprokit.capturing.snapshot import capture
 
     snapshot = capture()
     return Side("current environment", "environment", snapshot, device=_snapshot_device(snapshot))

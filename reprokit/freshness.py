@@ -1,6 +1,6 @@
 """Are the locks current? Each notebook's source against the source its lock recorded.
 
-A lock (``<stem>.repro.json``) keeps one digest per source cell (:func:`~reprokit.record.lock.
+A lock (``<stem>.repro.json``) keeps one digest per source cell (:func:`~reprokit.recording.lock.
 source_cells`): the cell's kind and text, nothing else. So re-executing a notebook, clearing its
 outputs or editing its metadata leaves the lock current; editing, adding or removing a cell makes
 it stale. This is what the pre-commit hook ``reprokit check`` asks before a commit: a published
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from reprokit.record.lock import (
+from reprokit.recording.lock import (
     CellSource,
     changed_cells,
     lock_path_for,
@@ -35,7 +35,7 @@ from reprokit.record.lock import (
     project_root_of,
     read_lock,
 )
-from reprokit.run.notebooks import discover_notebooks, is_notebook_file
+from reprokit.runner.notebooks import discover_notebooks, is_notebook_file
 
 __all__ = ["CellChange", "LockFreshness", "check_locks"]
 

@@ -33,7 +33,7 @@ from reprokit import session
 from reprokit.exceptions import ReprokitError
 
 if TYPE_CHECKING:
-    from reprokit.record.run import RunStatus
+    from reprokit.recording.run import RunStatus
 
 __all__ = ["ReproMagics", "load_ipython_extension", "unload_ipython_extension"]
 

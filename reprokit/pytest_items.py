@@ -16,7 +16,7 @@ import pytest
 
 from reprokit.exceptions import ReprokitError
 from reprokit.reproduce import VerifyOutcome
-from reprokit.run.notebooks import is_notebook_file
+from reprokit.runner.notebooks import is_notebook_file
 
 __all__ = ["NotReproducedError", "NotebookFile", "NotebookItem", "is_lockable_notebook"]
 

@@ -3,16 +3,16 @@
 This module sits above the stages and wires them together; it holds no logic of its own
 beyond the order of the steps:
 
-- :func:`record` executes notebooks (:func:`reprokit.run.api.run`, which also records an
+- :func:`record` executes notebooks (:func:`reprokit.runner.api.run`, which also records an
   MLflow run for each) and writes ``<stem>.repro.json`` beside each notebook that ran
-  cleanly (:mod:`reprokit.record.lock`);
+  cleanly (:mod:`reprokit.recording.lock`);
 - :func:`verify` reads each notebook's lock, re-hashes the lock's data **before** any cell
   runs (a changed or missing file stops that notebook unless ``allow_data_drift``),
   re-executes with the lock's parameters (overridable) and compares result by result
   (:func:`reprokit.compare.verify.verify_results`).
 
 Notebooks whose execution failed come back as outcomes with ``verdict=None`` and the
-:class:`~reprokit.run.api.RunOutcome` explaining why; nothing raises for a failing notebook.
+:class:`~reprokit.runner.api.RunOutcome` explaining why; nothing raises for a failing notebook.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any
 
 from reprokit.compare.verify import DataCheck, Verdict, check_data, verify_results
 from reprokit.exceptions import UsageError
-from reprokit.record.lock import (
+from reprokit.recording.lock import (
     Lock,
     build_lock,
     check_source,
@@ -36,10 +36,10 @@ from reprokit.record.lock import (
     read_lock,
     write_lock,
 )
-from reprokit.record.target import find_project_root
+from reprokit.recording.target import find_project_root
 from reprokit.results.notebook import read_notebook
-from reprokit.run.api import Progress, RunOutcome, run
-from reprokit.run.notebooks import discover_notebooks, load_notebook
+from reprokit.runner.api import Progress, RunOutcome, run
+from reprokit.runner.notebooks import discover_notebooks, load_notebook
 
 __all__ = [
     "RecordOutcome",
@@ -180,8 +180,8 @@ def record_from_run(
     """
     import tempfile
 
-    from reprokit.record.fromrun import load_run
-    from reprokit.record.lock import changed_cells, output_fingerprints, source_cells
+    from reprokit.recording.fromrun import load_run
+    from reprokit.recording.lock import changed_cells, output_fingerprints, source_cells
 
     start = Path(notebook).resolve().parent if notebook is not None else Path.cwd()
     with tempfile.TemporaryDirectory(prefix="reprokit-run-") as folder:
@@ -296,7 +296,10 @@ def _verify_one(
     source, lock_path, lock, data = plan
     if not data.ok and not settings["allow_data_drift"]:
         return VerifyOutcome(str(source), str(lock_path), None, None, data)
-    parameters = {**lock.parameters.values, **settings["parameters"]}
+    # the device is what this verification runs on (--device), never the reference's: a
+    # notebook that declares a `device` parameter gets it from the runner again
+    locked = {k: v for k, v in lock.parameters.values.items() if k != "device"}
+    parameters = {**locked, **settings["parameters"]}
     (outcome,) = run(
         [source],
         device=settings["device"],
@@ -333,7 +336,7 @@ def _link_verification(source: Path, outcome: RunOutcome, lock: Lock, verdict: V
         return
     from reprokit.report.html import write_html
     from reprokit.report.json_report import write_json_report
-    from reprokit.run.record import tag_run
+    from reprokit.runner.record import tag_run
 
     reproduced = verdict.reproduced and verdict.data_ok
     tags = {"reprokit.verdict": "reproduced" if reproduced else "not_reproduced"}

@@ -22,9 +22,9 @@ Environment read here: ``REPROKIT_DEVICE`` (see :func:`device`), ``REPROKIT_PARA
 object of notebook parameters recorded as MLflow params, set by a runner),
 ``REPROKIT_FLUSH_TIMEOUT`` (seconds ``end`` waits for MLflow, default 60), ``REPROKIT_MLFLOW``
 (``off``: keep the run local, never import MLflow — set by ``reprokit run``, which records the
-executed notebook itself; see :mod:`reprokit.record.run`); where runs go is
-resolved by :mod:`reprokit.record.target`, the run's local folder by
-:mod:`reprokit.record.folder`.
+executed notebook itself; see :mod:`reprokit.recording.run`); where runs go is
+resolved by :mod:`reprokit.recording.target`, the run's local folder by
+:mod:`reprokit.recording.folder`.
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ from reprokit._warn import warn_user
 from reprokit.exceptions import InputError, UsageError
 
 if TYPE_CHECKING:
-    from reprokit.capture.model import DataManifest, SeedRecord, Snapshot
-    from reprokit.record.run import RecordedRun, RunStatus
+    from reprokit.capturing.model import DataManifest, SeedRecord, Snapshot
+    from reprokit.recording.run import RecordedRun, RunStatus
     from reprokit.results.model import Result
 
 __all__ = [
@@ -105,11 +105,11 @@ def start(
     notebook path. Raises :class:`~reprokit.exceptions.PathError` for a data path that cannot be
     hashed; nothing is recorded then.
     """
-    from reprokit.capture.seeds import seed_everything
-    from reprokit.capture.snapshot import capture
-    from reprokit.record.context import detect_source
-    from reprokit.record.run import RecordedRun
-    from reprokit.record.target import resolve_target
+    from reprokit.capturing.seeds import seed_everything
+    from reprokit.capturing.snapshot import capture
+    from reprokit.recording.context import detect_source
+    from reprokit.recording.run import RecordedRun
+    from reprokit.recording.target import resolve_target
 
     global _active, _pending_seed
     with _lock:
@@ -144,13 +144,13 @@ def start(
 
 
 def _seed_params(seeds: SeedRecord) -> dict[str, str]:
-    from reprokit.record.mapping import seed_params
+    from reprokit.recording.mapping import seed_params
 
     return seed_params(seeds)
 
 
 def _initial_params(params: Mapping[str, object] | None) -> dict[str, str]:
-    from reprokit.capture.redact import redact_mapping
+    from reprokit.capturing.redact import redact_mapping
 
     merged: dict[str, str] = {"device": _requested_device() or "auto"}
     merged |= {str(k): str(v) for k, v in _env_params().items()}
@@ -230,7 +230,7 @@ def seed(value: int, *, deterministic: bool = False) -> SeedRecord:
     ``reprokit.seed`` tag and is appended to ``reprokit/seeds.json`` (MLflow params cannot
     change). Before ``start``, the seed is kept for the next run.
     """
-    from reprokit.capture.seeds import seed_everything
+    from reprokit.capturing.seeds import seed_everything
 
     global _pending_seed
     with _lock:
@@ -254,7 +254,7 @@ def data(
     :class:`~reprokit.exceptions.DigestMismatchError` naming the path and both digests, and
     nothing is added. The expected digests' algorithm is used for hashing.
     """
-    from reprokit.capture.hashing import check_expected, hash_paths
+    from reprokit.capturing.hashing import check_expected, hash_paths
 
     if not paths:
         raise UsageError("reprokit.data() needs at least one path")
@@ -310,7 +310,7 @@ def end(status: str | None = None) -> RunStatus:
 
 
 def _status_of_last() -> RunStatus:
-    from reprokit.record.run import RunStatus
+    from reprokit.recording.run import RunStatus
 
     return _last_status if _last_status is not None else RunStatus(active=False)
 
@@ -348,9 +348,9 @@ def status() -> RunStatus:
 
 def env() -> Snapshot:
     """A fresh snapshot of the environment, with the active run's seeds and data."""
-    from reprokit.capture.model import DataManifest
-    from reprokit.capture.snapshot import capture
-    from reprokit.record.target import find_project_root
+    from reprokit.capturing.model import DataManifest
+    from reprokit.capturing.snapshot import capture
+    from reprokit.recording.target import find_project_root
 
     with _lock:
         _surface_problems()
@@ -403,7 +403,7 @@ def _cuda_available() -> bool:
         import torch
 
         return bool(torch.cuda.is_available())
-    from reprokit.capture.accelerator import collect_accelerator
+    from reprokit.capturing.accelerator import collect_accelerator
 
     return collect_accelerator().available
 
@@ -444,7 +444,7 @@ def _attach_hooks() -> None:
         register = getattr(threading, "_register_atexit", atexit.register)
         register(_end_at_exit)
         _exit_hook_registered = True
-    from reprokit.record.context import ipython_shell
+    from reprokit.recording.context import ipython_shell
 
     shell = ipython_shell()
     if shell is not None and on_post_run_cell not in shell.events.callbacks["post_run_cell"]:

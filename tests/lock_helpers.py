@@ -12,8 +12,8 @@ from typing import Any
 
 import nbformat
 
-from reprokit.capture.snapshot import capture
-from reprokit.record.lock import Lock, build_lock, lock_path_for, read_lock, write_lock
+from reprokit.capturing.snapshot import capture
+from reprokit.recording.lock import Lock, build_lock, lock_path_for, read_lock, write_lock
 from reprokit.results import Result, encode_result
 from reprokit.results.display import result_bundle, snapshot_bundle
 

@@ -10,13 +10,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from reprokit.capture import accelerator
-from reprokit.capture.accelerator import collect_accelerator
-from reprokit.capture.model import GpuDevice
+from reprokit.capturing import accelerator
+from reprokit.capturing.accelerator import collect_accelerator
+from reprokit.capturing.model import GpuDevice
 
 WITHOUT_TORCH = """
 import json, sys
-from reprokit.capture.accelerator import collect_accelerator
+from reprokit.capturing.accelerator import collect_accelerator
 info = collect_accelerator()
 print(json.dumps({"available": info.available, "reason": info.reason, "source": info.source,
                   "flags": info.flags, "torch_imported": "torch" in sys.modules}))

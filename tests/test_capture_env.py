@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from reprokit.capture import envvars
-from reprokit.capture.envvars import collect_environment, is_allowed
-from reprokit.capture.redact import REDACTED, looks_secret_name
+from reprokit.capturing import envvars
+from reprokit.capturing.envvars import collect_environment, is_allowed
+from reprokit.capturing.redact import REDACTED, looks_secret_name
 
 GITHUB_CANARY = "ghp_CANARY0123456789abcdefghijABCDEFGHIJ"
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import blake3
 import pytest
 
-from reprokit.capture import git as gitmod
-from reprokit.capture.git import collect_git, git_diff
+from reprokit.capturing import git as gitmod
+from reprokit.capturing.git import collect_git, git_diff
 
 
 @pytest.fixture(autouse=True)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from reprokit.capture import pyenv
-from reprokit.capture.pyenv import (
+from reprokit.capturing import pyenv
+from reprokit.capturing.pyenv import (
     collect_imported,
     collect_packages,
     collect_python,

@@ -13,8 +13,8 @@ import pytest
 
 from reprokit._serde import from_json, to_json
 from reprokit._version import __version__
-from reprokit.capture.model import SCHEMA_VERSION, SeedRecord, Snapshot
-from reprokit.capture.snapshot import capture
+from reprokit.capturing.model import SCHEMA_VERSION, SeedRecord, Snapshot
+from reprokit.capturing.snapshot import capture
 from reprokit.exceptions import PathError
 
 CANARY_ENV = {
@@ -121,7 +121,7 @@ def test_root_must_be_a_folder(tmp_path: Path) -> None:
 
 
 def test_data_is_hashed_relative_to_root(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("reprokit.capture.hashing")
+    pytest.importorskip("reprokit.capturing.hashing")
     data = repo / "data"
     data.mkdir()
     (data / "a.csv").write_text("x,y\n1,2\n")
@@ -139,7 +139,7 @@ def test_data_is_hashed_relative_to_root(repo: Path, monkeypatch: pytest.MonkeyP
 HEAVY = ("numpy", "torch", "mlflow", "papermill", "pandas", "rich")
 LIGHT_CAPTURE = f"""
 import json, sys
-import reprokit.capture.snapshot as snapshot
+import reprokit.capturing.snapshot as snapshot
 after_import = sorted(m for m in {HEAVY!r} if m in sys.modules)
 snapshot.capture()
 after_capture = sorted(m for m in {HEAVY!r} if m in sys.modules)

@@ -7,7 +7,7 @@ import platform
 import sys
 from pathlib import Path
 
-from reprokit.capture.system import collect_platform, cpu_model, memory_bytes, os_name
+from reprokit.capturing.system import collect_platform, cpu_model, memory_bytes, os_name
 
 
 def test_platform_describes_this_machine() -> None:

@@ -6,12 +6,12 @@ import json
 import subprocess
 import sys
 
-from reprokit.capture.model import ThreadPool
-from reprokit.capture.threads import collect_threadpools
+from reprokit.capturing.model import ThreadPool
+from reprokit.capturing.threads import collect_threadpools
 
 SCRIPT = """
 import json, sys
-from reprokit.capture.threads import collect_threadpools
+from reprokit.capturing.threads import collect_threadpools
 before = collect_threadpools()
 numpy_imported_by_us = "numpy" in sys.modules
 import numpy

@@ -22,7 +22,7 @@ from click.testing import CliRunner
 
 from reprokit.cli import main
 from reprokit.freshness import CellChange, LockFreshness, check_locks
-from reprokit.record.lock import build_lock, lock_path_for, write_lock
+from reprokit.recording.lock import build_lock, lock_path_for, write_lock
 
 ROOT = Path(__file__).resolve().parents[1]
 CELLS = ["seed = 0", "x = seed + 1\nx", "print(x)"]

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from reprokit._serde import from_json
-from reprokit.capture.model import DataManifest, Snapshot
+from reprokit.capturing.model import DataManifest, Snapshot
 from reprokit.cli import main
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from reprokit._serde import from_json, to_json
-from reprokit.capture.model import (
+from reprokit.capturing.model import (
     AcceleratorInfo,
     ExtensionInfo,
     GitInfo,

@@ -14,7 +14,7 @@ from reprokit.compare.outputs import (
     first_divergent_cell,
     mask_volatile,
 )
-from reprokit.record._lockmodel import CellFingerprint
+from reprokit.recording._lockmodel import CellFingerprint
 
 
 @pytest.mark.parametrize(
@@ -196,8 +196,8 @@ def test_a_cell_kept_only_as_a_digest_is_compared_by_digest() -> None:
 def test_long_outputs_keep_only_their_digest_in_the_lock() -> None:
     import nbformat
 
-    from reprokit.record._lockmodel import OUTPUT_TEXT_LIMIT
-    from reprokit.record.lock import output_fingerprints
+    from reprokit.recording._lockmodel import OUTPUT_TEXT_LIMIT
+    from reprokit.recording.lock import output_fingerprints
 
     node = nbformat.v4.new_notebook()
     for text in ("short\n", "x" * (OUTPUT_TEXT_LIMIT + 1)):

@@ -18,7 +18,7 @@ from run_helpers import write_notebook
 
 from reprokit.differences import diff
 from reprokit.exceptions import UsageError
-from reprokit.record.lock import read_lock
+from reprokit.recording.lock import read_lock
 from reprokit.reproduce import record, record_from_run, verify
 
 pytestmark = pytest.mark.filterwarnings("ignore:PYTHONHASHSEED", "ignore:.*source changed")

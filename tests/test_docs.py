@@ -362,7 +362,7 @@ def test_troubleshooting_quotes_the_real_hints() -> None:
 
 
 def test_security_page_lists_the_real_name_rules() -> None:
-    from reprokit.capture import redact
+    from reprokit.capturing import redact
 
     text = (DOCS / "security.md").read_text(encoding="utf-8")
     match = re.search(r"\*\*Names\*\* containing (.+?), or\s+ending in (.+?): ", text, re.S)

@@ -66,7 +66,7 @@ def test_dying_and_hanging_kernels_exit_three_keep_partial_notebooks_and_fail_ru
         assert [o["ename"] for o in cells[1].outputs if o.output_type == "error"] == [ename]
         assert f"{name}.ipynb: {'TIMEOUT' if name == 'hangs' else 'KERNEL DIED'}" in done.stderr
         assert runs[name].info.status == "FAILED"
-        assert runs[name].data.tags["reprokit.run.failed_cell"] == "1"
+        assert runs[name].data.tags["reprokit.runner.failed_cell"] == "1"
     assert done.stderr.count("  cell 1: ") == 4
 
 

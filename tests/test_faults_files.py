@@ -20,8 +20,8 @@ from click.testing import CliRunner
 from fault_helpers import WAIT_S, kill_quietly, run_cli
 from run_helpers import write_notebook
 
-from reprokit.capture.hashcache import HashCache
-from reprokit.capture.hashing import hash_path
+from reprokit.capturing.hashcache import HashCache
+from reprokit.capturing.hashing import hash_path
 from reprokit.cli import main
 
 pytestmark = [pytest.mark.faults, pytest.mark.filterwarnings("ignore:PYTHONHASHSEED")]
@@ -126,8 +126,8 @@ def test_a_writer_killed_mid_write_never_leaves_a_half_written_lock(tmp_path: Pa
 
 HASHER = """\
 import sys
-from reprokit.capture.hashcache import HashCache
-from reprokit.capture.hashing import hash_path
+from reprokit.capturing.hashcache import HashCache
+from reprokit.capturing.hashing import hash_path
 print("hashing", flush=True)
 while True:
     with HashCache(sys.argv[2], racy_margin_ns=0) as cache:

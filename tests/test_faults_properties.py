@@ -17,7 +17,7 @@ from lock_helpers import make_project, record, scalar_results
 
 from reprokit.compare.verify import verify_results
 from reprokit.exceptions import LockError, ReprokitError
-from reprokit.record.lock import read_lock
+from reprokit.recording.lock import read_lock
 from reprokit.results.notebook import NotebookResults, ResultOutput
 
 pytestmark = pytest.mark.faults

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from reprokit.capture.hashcache import (
+from reprokit.capturing.hashcache import (
     DEFAULT_RACY_MARGIN_NS,
     HashCache,
     default_cache,
     default_cache_path,
     pack_entry,
 )
-from reprokit.capture.hashing import hash_file, hash_path
+from reprokit.capturing.hashing import hash_file, hash_path
 from reprokit.exceptions import ReprokitWarning
 
 BOGUS = "ee" * 32  # a digest no real content here has: served only from the cache
@@ -235,8 +235,8 @@ def test_concurrent_processes_share_one_cache(tmp_path: Path) -> None:
     code = (
         "import sys, warnings\n"
         "warnings.simplefilter('error')\n"
-        "from reprokit.capture.hashing import hash_path\n"
-        "from reprokit.capture.hashcache import HashCache\n"
+        "from reprokit.capturing.hashing import hash_path\n"
+        "from reprokit.capturing.hashcache import HashCache\n"
         "for _ in range(5):\n"
         "    entry = hash_path(sys.argv[1], cache=HashCache(sys.argv[2], racy_margin_ns=0))\n"
         "print(entry.digest)\n"

@@ -17,9 +17,9 @@ from pathlib import Path
 import blake3
 import pytest
 
-from reprokit.capture import _pool
-from reprokit.capture._filehash import SMALL_FILE
-from reprokit.capture.hashing import (
+from reprokit.capturing import _pool
+from reprokit.capturing._filehash import SMALL_FILE
+from reprokit.capturing.hashing import (
     SUPPORTED_ALGORITHMS,
     check_expected,
     hash_file,
@@ -27,7 +27,7 @@ from reprokit.capture.hashing import (
     hash_paths,
     parse_expected,
 )
-from reprokit.capture.model import DataEntry, DataManifest
+from reprokit.capturing.model import DataEntry, DataManifest
 from reprokit.exceptions import DigestMismatchError, PathError, ReprokitWarning, UsageError
 
 
@@ -363,7 +363,7 @@ def test_check_expected_rehashes_with_the_expected_algorithm(
 
 def test_importing_hashing_stays_light() -> None:
     code = (
-        "import sys, reprokit.capture.hashing\n"
+        "import sys, reprokit.capturing.hashing\n"
         "heavy = {'numpy', 'torch', 'pandas', 'multiprocessing', 'sqlite3', 'hashlib'}\n"
         "print(sorted(heavy & set(sys.modules)))"
     )

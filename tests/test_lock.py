@@ -17,9 +17,9 @@ from lock_helpers import (
     scalar_results,
 )
 
-from reprokit.capture.model import DataEntry, DataManifest
+from reprokit.capturing.model import DataEntry, DataManifest
 from reprokit.exceptions import LockError, SchemaVersionError
-from reprokit.record.lock import (
+from reprokit.recording.lock import (
     LOCK_SCHEMA_VERSION,
     build_lock,
     check_source,

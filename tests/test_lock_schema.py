@@ -104,7 +104,7 @@ def _container_item(hint: Any) -> str | None:
 
 
 def _lock_classes() -> dict[str, type]:
-    from reprokit.record._lockmodel import Lock
+    from reprokit.recording._lockmodel import Lock
 
     return _reachable(Lock, {})
 
@@ -150,7 +150,7 @@ def test_schema_fields_match_the_dataclass(name: str) -> None:
 
 
 def test_schema_version_is_the_code_s() -> None:
-    from reprokit.record._lockmodel import LOCK_SCHEMA_VERSION
+    from reprokit.recording._lockmodel import LOCK_SCHEMA_VERSION
 
     assert _schema()["properties"]["schema_version"]["const"] == LOCK_SCHEMA_VERSION
 
@@ -238,7 +238,7 @@ def test_a_lock_with_an_undocumented_field_fails_the_schema(recorded_locks: list
 
 
 def test_the_lock_page_example_validates_and_reads(tmp_path: Path) -> None:
-    from reprokit.record.lock import read_lock
+    from reprokit.recording.lock import read_lock
 
     page = (ROOT / "docs" / "lock.md").read_text(encoding="utf-8")
     match = re.search(r"```json\n(.+?)\n```", page, re.S)

@@ -22,9 +22,9 @@ from plugin_helpers import BROKEN, DEMO, install_plugin, python_path
 
 from reprokit import plugins
 from reprokit._serde import from_json, to_json
-from reprokit.capture.extensions import flat_facts, json_data
-from reprokit.capture.model import ExtensionInfo, Snapshot
-from reprokit.capture.snapshot import capture
+from reprokit.capturing.extensions import flat_facts, json_data
+from reprokit.capturing.model import ExtensionInfo, Snapshot
+from reprokit.capturing.snapshot import capture
 from reprokit.cli import main
 from reprokit.compare.model import Tolerance
 from reprokit.compare.plugged import compare_with_plugin
@@ -193,11 +193,12 @@ def test_import_and_reprokit_hash_load_no_plugin(demo_site: Path, tmp_path: Path
     data.write_text("x\n")
     code = (
         "import sys\n"
-        "import reprokit, reprokit.capture.snapshot\n"
+        "import reprokit, reprokit.capturing.snapshot\n"
         "from reprokit.cli import main\n"
         f"sys.argv = ['reprokit', 'hash', {str(data)!r}]\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
-        "print(sorted({'reprokit_demo_plugin', 'reprokit.capture.extensions'} & set(sys.modules)))"
+        "watched = {'reprokit_demo_plugin', 'reprokit.capturing.extensions'}\n"
+        "print(sorted(watched & set(sys.modules)))"
         "\nfrom reprokit import plugins\n"
         "print(sorted(plugins._cache))\n"
     )
@@ -206,7 +207,7 @@ def test_import_and_reprokit_hash_load_no_plugin(demo_site: Path, tmp_path: Path
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
     )
     # capture's module imports the collector runner, but nothing asked for entry points yet
-    assert done.stdout.splitlines()[-2:] == ["['reprokit.capture.extensions']", "[]"]
+    assert done.stdout.splitlines()[-2:] == ["['reprokit.capturing.extensions']", "[]"]
 
 
 def test_broken_comparators_warn_naming_them_and_are_left_out(broken: Path) -> None:

@@ -16,7 +16,7 @@ import pytest
 from plugin_helpers import DEMO, install_plugin, python_path
 from run_helpers import write_notebook
 
-from reprokit.record.lock import read_lock
+from reprokit.recording.lock import read_lock
 
 pytestmark = pytest.mark.filterwarnings("ignore:PYTHONHASHSEED")
 

@@ -13,8 +13,8 @@ from run_helpers import write_notebook
 
 from reprokit.cli import _progress
 from reprokit.cli._progress import ProgressPrinter
-from reprokit.run import run
-from reprokit.run.api import CellProgress, PlannedRun, RunOutcome
+from reprokit.runner import run
+from reprokit.runner.api import CellProgress, PlannedRun, RunOutcome
 
 
 def test_a_real_execution_reports_every_cell_as_it_starts(project: Path) -> None:

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from conftest import mlflow_client
 
-from reprokit.capture.model import DataEntry
-from reprokit.record.mapping import dataset_spec, metric_key, metric_value, run_tags
-from reprokit.record.target import resolve_target
-from reprokit.record.worker import (
+from reprokit.capturing.model import DataEntry
+from reprokit.recording.mapping import dataset_spec, metric_key, metric_value, run_tags
+from reprokit.recording.target import resolve_target
+from reprokit.recording.worker import (
     BackgroundRecorder,
     Call,
     Close,
@@ -59,8 +59,8 @@ def test_dataset_spec_fits_mlflow_and_keeps_the_full_digest(tmp_path: Path) -> N
 def test_run_tags_use_mlflow_standard_names_and_redact_the_remote(tmp_path: Path) -> None:
     from dataclasses import replace
 
-    from reprokit.capture.model import GitInfo
-    from reprokit.capture.snapshot import capture
+    from reprokit.capturing.model import GitInfo
+    from reprokit.capturing.snapshot import capture
 
     snapshot = capture(root=tmp_path)
     git = GitInfo(

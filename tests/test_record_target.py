@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from reprokit.exceptions import UsageError
-from reprokit.record.target import (
+from reprokit.recording.target import (
     display_uri,
     find_project_root,
     resolve_target,

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from reprokit.capture import redact
-from reprokit.capture.redact import (
+from reprokit.capturing import redact
+from reprokit.capturing.redact import (
     REDACTED,
     looks_secret_name,
     looks_secret_value,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from run_helpers import write_notebook
 
-from reprokit.record.lock import read_lock
+from reprokit.recording.lock import read_lock
 
 pytestmark = pytest.mark.filterwarnings("ignore:PYTHONHASHSEED")
 

@@ -15,7 +15,7 @@ import torch
 
 from reprokit._serde import from_json, to_json
 from reprokit.exceptions import UsageError
-from reprokit.record.folder import RunFolder
+from reprokit.recording.folder import RunFolder
 from reprokit.results import (
     Result,
     ResultValueError,

@@ -8,7 +8,7 @@ from typing import Any
 import nbformat
 import pytest
 
-from reprokit.capture.snapshot import capture
+from reprokit.capturing.snapshot import capture
 from reprokit.exceptions import InputError, PathError
 from reprokit.results import RESULT_MIME, encode_result, read_notebook
 from reprokit.results.display import result_bundle, snapshot_bundle

@@ -13,8 +13,8 @@ from run_helpers import PERCENT_NOTEBOOK, write_notebook
 
 from reprokit.cli import main
 from reprokit.results.notebook import read_notebook
-from reprokit.run import run
-from reprokit.run.device import cuda_visible
+from reprokit.runner import run
+from reprokit.runner.device import cuda_visible
 
 PROBE = """\
 import os, sys, json
@@ -86,7 +86,7 @@ def test_failing_cell_exits_three_names_the_cell_and_marks_the_run_failed(projec
     assert errors and errors[0]["ename"] == "ValueError"
     recorded = only_run(tracking_uri(project), "proj")
     assert recorded.info.status == "FAILED"
-    assert recorded.data.tags["reprokit.run.failed_cell"] == "1"
+    assert recorded.data.tags["reprokit.runner.failed_cell"] == "1"
 
 
 def test_jobs_run_notebooks_side_by_side_in_their_own_folders(project: Path) -> None:

@@ -10,12 +10,12 @@ import pytest
 from run_helpers import PERCENT_NOTEBOOK, write_notebook
 
 from reprokit.exceptions import ExecutionError, PathError, UsageError
-from reprokit.record.run import LocalRecorder, mlflow_enabled
-from reprokit.record.worker import Call, LogBatch
-from reprokit.run.api import kernel_env
-from reprokit.run.device import resolve_device
-from reprokit.run.notebooks import declared_parameters, discover_notebooks, load_notebook
-from reprokit.run.params import check_declared, parse_assignments, parse_value
+from reprokit.recording.run import LocalRecorder, mlflow_enabled
+from reprokit.recording.worker import Call, LogBatch
+from reprokit.runner.api import kernel_env
+from reprokit.runner.device import resolve_device
+from reprokit.runner.notebooks import declared_parameters, discover_notebooks, load_notebook
+from reprokit.runner.params import check_declared, parse_assignments, parse_value
 
 
 def test_discovery_skips_checkpoints_hidden_output_and_sidecar_folders(tmp_path: Path) -> None:

@@ -15,8 +15,8 @@ from typing import Any
 import numpy
 import pytest
 
-from reprokit.capture import seeds
-from reprokit.capture.seeds import seed_everything
+from reprokit.capturing import seeds
+from reprokit.capturing.seeds import seed_everything
 from reprokit.exceptions import ReprokitWarning, UsageError
 
 torch = pytest.importorskip("torch")
@@ -119,7 +119,7 @@ def test_pythonhashseed_warning_and_record(monkeypatch: pytest.MonkeyPatch) -> N
 
 LATE_IMPORT = """
 import json, sys
-from reprokit.capture.seeds import seed_everything
+from reprokit.capturing.seeds import seed_everything
 seed_everything(1)                      # replaced by the next call before torch is imported
 record = seed_everything(0, deterministic=True)
 pending = sum(type(f).__name__ == "_SeedTorchOnImport" for f in sys.meta_path)

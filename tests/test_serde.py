@@ -7,7 +7,7 @@ import json
 import pytest
 
 from reprokit._serde import from_json, to_json
-from reprokit.capture.model import DataEntry, DataManifest, FileDigest, SeedRecord
+from reprokit.capturing.model import DataEntry, DataManifest, FileDigest, SeedRecord
 from reprokit.exceptions import InputError
 
 

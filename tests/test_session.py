@@ -208,7 +208,7 @@ def test_seed_before_start_is_recorded_by_the_next_run(project: Path) -> None:
 
 
 def test_data_with_matching_expectation_is_added(project: Path) -> None:
-    from reprokit.capture.hashing import hash_path
+    from reprokit.capturing.hashing import hash_path
 
     (project / "f.txt").write_text("hello")
     digest = hash_path(project / "f.txt", algorithm="sha256").tagged_digest

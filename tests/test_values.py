@@ -16,7 +16,7 @@ from typing import Any
 import blake3
 import pytest
 
-from reprokit.capture.values import hash_value
+from reprokit.capturing.values import hash_value
 from reprokit.exceptions import UnhashableValueError, UsageError
 
 
@@ -97,7 +97,7 @@ def test_dates_and_decimals() -> None:
 
 def test_digests_are_stable_across_processes() -> None:
     code = (
-        "from reprokit.capture.values import hash_value\n"
+        "from reprokit.capturing.values import hash_value\n"
         "print(hash_value({'k': [1, 2.5, 'x', None, {'z': b'q'}], 'a': {3, 4}}))"
     )
     outs = set()
@@ -112,7 +112,7 @@ def test_digests_are_stable_across_processes() -> None:
 
 def test_builtin_values_import_no_array_library() -> None:
     code = (
-        "import sys\nfrom reprokit.capture.values import hash_value\n"
+        "import sys\nfrom reprokit.capturing.values import hash_value\n"
         "hash_value({'a': [1, 2.0, 'x', b'y', None, (True,)]})\n"
         "print(sorted({'numpy', 'torch', 'pandas'} & set(sys.modules)))"
     )

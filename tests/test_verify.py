@@ -21,8 +21,8 @@ from lock_helpers import (
 from reprokit._serde import from_json, to_json
 from reprokit.compare.model import Tolerance
 from reprokit.compare.verify import Verdict, check_data, verify_results
-from reprokit.record._lockmodel import DeviceTolerance
-from reprokit.record.lock import Lock
+from reprokit.recording._lockmodel import DeviceTolerance
+from reprokit.recording.lock import Lock
 from reprokit.results import Result, encode_result, read_notebook
 
 

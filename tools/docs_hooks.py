@@ -126,14 +126,14 @@ def api_names() -> dict[str, list[str]]:
 _API_SECTIONS = {
     "reprokit.session": "In a notebook or a script",
     "reprokit.magics": "IPython extension",
-    "reprokit.capture.snapshot": "Capture",
-    "reprokit.capture.seeds": "Capture",
-    "reprokit.capture.hashing": "Hashing",
-    "reprokit.capture.values": "Hashing",
+    "reprokit.capturing.snapshot": "Capture",
+    "reprokit.capturing.seeds": "Capture",
+    "reprokit.capturing.hashing": "Hashing",
+    "reprokit.capturing.values": "Hashing",
     "reprokit.results.notebook": "Results",
     "reprokit.results.model": "Results",
-    "reprokit.record.run": "Results",
-    "reprokit.capture.model": "Data model",
+    "reprokit.recording.run": "Results",
+    "reprokit.capturing.model": "Data model",
     "reprokit.exceptions": "Errors",
 }
 

@@ -23,7 +23,7 @@ _ALGORITHMS = ("blake3", "sha256", "md5")
 def env_command(as_json: bool, root: Path | None) -> None:
     """Show the environment reprokit captures: Python, OS, packages, git, BLAS, GPU/CUDA."""
     from reprokit._serde import to_json
-    from reprokit.capture.snapshot import capture
+    from reprokit.capturing.snapshot import capture
     from reprokit.report.text import format_snapshot
 
     snapshot = capture(root=root)
@@ -63,7 +63,7 @@ def hash_command(
     re-hashing a dataset costs about one stat per file.
     """
     from reprokit._serde import to_json
-    from reprokit.capture.hashing import check_expected, hash_paths, parse_expected
+    from reprokit.capturing.hashing import check_expected, hash_paths, parse_expected
     from reprokit.report.text import format_entry
 
     if "" in paths:  # Path("") would silently mean the current folder

@@ -46,7 +46,7 @@ def record_command(
 ) -> None:
     """Execute notebooks and write each one's reference lock, <stem>.repro.json, beside it."""
     from reprokit.reproduce import record, record_from_run
-    from reprokit.run.params import parse_assignments
+    from reprokit.runner.params import parse_assignments
 
     if from_run is not None:
         if len(paths) > 1:
@@ -129,7 +129,7 @@ def verify_command(
     from reprokit.report.junit import write_junit
     from reprokit.report.table import print_verdicts
     from reprokit.reproduce import verify
-    from reprokit.run.params import parse_assignments
+    from reprokit.runner.params import parse_assignments
 
     verification = verify(
         paths,
@@ -178,7 +178,7 @@ def verify_command(
 
 def _where_to_look(outcomes: Sequence[VerifyOutcome]) -> None:
     """Where the verification runs are: the MLflow command that shows them."""
-    from reprokit.record.target import resolve_target
+    from reprokit.recording.target import resolve_target
 
     recorded = [o for o in outcomes if o.run is not None and o.run.run_id]
     if not recorded:

@@ -18,7 +18,7 @@ from reprokit.cli._progress import MARKS
 from reprokit.exceptions import ExecutionError
 
 if TYPE_CHECKING:
-    from reprokit.run.api import Progress, RunOutcome
+    from reprokit.runner.api import Progress, RunOutcome
 
 
 @click.command("run")
@@ -35,8 +35,8 @@ def run_command(
     no_record: bool,
 ) -> None:
     """Execute notebooks (.ipynb, or jupytext .py/.md) or the notebooks under folders."""
-    from reprokit.run.api import run
-    from reprokit.run.params import parse_assignments
+    from reprokit.runner.api import run
+    from reprokit.runner.params import parse_assignments
 
     outcomes = run(
         paths,

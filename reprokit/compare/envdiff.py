@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from reprokit.capture.model import (
+from reprokit.capturing.model import (
     AcceleratorInfo,
     GitInfo,
     NumericsFlags,
@@ -252,7 +252,7 @@ def _diff_extensions(ref: Snapshot, cur: Snapshot) -> list[EnvChange]:
     """Facts of ``reprokit.collectors`` plugins, by flat key path (``jax.version``)."""
     if not (ref.extensions or cur.extensions):
         return []
-    from reprokit.capture.extensions import flat_facts
+    from reprokit.capturing.extensions import flat_facts
 
     a, b = flat_facts(ref.extensions), flat_facts(cur.extensions)
     out: list[EnvChange] = []

@@ -37,12 +37,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from reprokit.capture.model import DataEntry, DataManifest, GitInfo, Snapshot
+from reprokit.capturing.model import DataEntry, DataManifest, GitInfo, Snapshot
 from reprokit.compare.cells import OutputCheck, compare_cell_outputs, first_failing
 from reprokit.compare.envdiff import EnvDiff, diff_snapshots
 from reprokit.compare.model import Deviation, Tolerance, ValueComparison
 from reprokit.exceptions import ReprokitError
-from reprokit.record._lockmodel import Lock
+from reprokit.recording._lockmodel import Lock
 from reprokit.results.model import ArrayData, ArrayStats, Result
 from reprokit.results.notebook import NotebookResults
 
@@ -436,7 +436,7 @@ def _divergent_from(cells: tuple[OutputCheck, ...]) -> DivergentCell | None:
 def _divergent_cell(lock: Lock, node: Any) -> DivergentCell | None:
     if node is None or not lock.outputs:
         return None
-    from reprokit.record.lock import output_fingerprints
+    from reprokit.recording.lock import output_fingerprints
 
     refs, curs = lock.outputs, output_fingerprints(node)
     for k in range(max(len(refs), len(curs))):
@@ -460,7 +460,7 @@ def check_data(
 ) -> DataCheck:
     """Re-hash every data path of the lock (before execution) and say what changed.
 
-    ``cache``: as for :func:`~reprokit.capture.hashing.hash_path` (``"default"``, ``None`` or
+    ``cache``: as for :func:`~reprokit.capturing.hashing.hash_path` (``"default"``, ``None`` or
     a ``HashCache``).
     """
     root = Path(project_root)
@@ -489,7 +489,7 @@ def compare_manifests(reference: DataManifest | None, current: DataManifest | No
 
 
 def _check_entry(entry: DataEntry, root: Path, cache: Any) -> DataEntryCheck:
-    from reprokit.capture.hashing import hash_path
+    from reprokit.capturing.hashing import hash_path
 
     path = root / entry.path
     if not path.exists():

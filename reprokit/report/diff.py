@@ -7,7 +7,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from reprokit._serde import to_builtins
-from reprokit.capture.redact import redact_text
+from reprokit.capturing.redact import redact_text
 from reprokit.report.table import shown, verdict_table
 
 if TYPE_CHECKING:

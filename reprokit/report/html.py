@@ -16,7 +16,7 @@ import os
 from collections.abc import Iterable, Sequence
 
 from reprokit._fsutil import atomic_write_text
-from reprokit.capture.redact import redact_text
+from reprokit.capturing.redact import redact_text
 from reprokit.compare.verify import ResultCheck, Verdict
 from reprokit.report.table import (
     as_verdicts,

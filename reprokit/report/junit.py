@@ -13,7 +13,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 
 from reprokit._fsutil import atomic_write_bytes
-from reprokit.capture.redact import redact_text
+from reprokit.capturing.redact import redact_text
 from reprokit.compare.verify import FAILING, ResultCheck, Verdict
 from reprokit.report.table import (
     as_verdicts,

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from reprokit.capture.redact import redact_text
+from reprokit.capturing.redact import redact_text
 from reprokit.compare.model import Tolerance
 from reprokit.compare.verify import DeviationRecord, ResultCheck, Verdict
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from reprokit.capture.model import AcceleratorInfo, DataEntry, GitInfo, Snapshot
+from reprokit.capturing.model import AcceleratorInfo, DataEntry, GitInfo, Snapshot
 
 _NOT_SET = "-"
 
@@ -149,7 +149,7 @@ def format_snapshot(snapshot: Snapshot, *, max_imported: int = 20) -> str:
             [(entry.path, entry.tagged_digest) for entry in snapshot.data.entries],
         )
     if snapshot.extensions:  # facts of reprokit.collectors plugins, imported only for them
-        from reprokit.capture.extensions import flat_facts
+        from reprokit.capturing.extensions import flat_facts
 
         lines += _section("Plugins", list(flat_facts(snapshot.extensions).items()))
     return "\n".join(lines).rstrip() + "\n"

@@ -100,7 +100,7 @@ def npy_bytes(array: np.ndarray) -> bytes:
 def array_digest(array: np.ndarray, payload: bytes) -> str:
     """Content digest: ``reprokit.hash_value`` of the array (so it equals what a user computes
     with it), else, for an object array holding what it cannot hash, BLAKE3 of the payload."""
-    from reprokit.capture.values import hash_value
+    from reprokit.capturing.values import hash_value
     from reprokit.exceptions import UnhashableValueError
 
     try:

@@ -14,7 +14,7 @@ import sys
 from typing import Any
 
 from reprokit._serde import to_builtins
-from reprokit.capture.model import Snapshot
+from reprokit.capturing.model import Snapshot
 from reprokit.results.model import RESULT_MIME, SNAPSHOT_MIME, Result
 from reprokit.results.render import View, result_view, snapshot_view
 

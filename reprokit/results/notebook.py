@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from reprokit._serde import from_builtins
-from reprokit.capture.model import Snapshot
+from reprokit.capturing.model import Snapshot
 from reprokit.exceptions import InputError, PathError
 from reprokit.results.model import RESULT_MIME, SNAPSHOT_MIME, Result
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from reprokit.capture.model import DataManifest, SeedRecord, Snapshot
+from reprokit.capturing.model import DataManifest, SeedRecord, Snapshot
 from reprokit.results.jsonvalue import decode_json
 from reprokit.results.model import ArrayData, Result
 
@@ -185,7 +185,7 @@ def _plugin_rows(snapshot: Snapshot) -> list[tuple[str, str]]:
     """What ``reprokit.collectors`` plugins recorded, one row per flat key (``jax.version``)."""
     if not snapshot.extensions:
         return []
-    from reprokit.capture.extensions import flat_facts
+    from reprokit.capturing.extensions import flat_facts
 
     return [(f"plugin: {k}", v) for k, v in flat_facts(snapshot.extensions).items()]
 

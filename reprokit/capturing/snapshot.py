@@ -1,4 +1,4 @@
-"""``capture()``: one :class:`~reprokit.capture.model.Snapshot` of the execution context.
+"""``capture()``: one :class:`~reprokit.capturing.model.Snapshot` of the execution context.
 
 Each fact comes from its own collector (``pyenv``, ``system``, ``threads``, ``envvars``,
 ``git``, ``accelerator``; data digests from ``hashing``; the facts of ``reprokit.collectors``
@@ -6,7 +6,7 @@ plugins from ``extensions``).  Cost is kept low by design:
 
 - git's processes start first and run while the in-process collectors work;
 - interpreter and machine facts are computed once per process, installed distributions
-  once per state of ``sys.path`` (see :mod:`reprokit.capture.pyenv`), NVML once;
+  once per state of ``sys.path`` (see :mod:`reprokit.capturing.pyenv`), NVML once;
 - nothing heavy is imported: not numpy, torch, pandas, MLflow or papermill (torch is only
   *read* when the notebook imported it), and threadpoolctl, pynvml and blake3 are imported
   on first use.
@@ -20,14 +20,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from reprokit._version import __version__
-from reprokit.capture.accelerator import collect_accelerator
-from reprokit.capture.envvars import collect_environment
-from reprokit.capture.extensions import collect_extensions
-from reprokit.capture.git import start_git
-from reprokit.capture.model import SCHEMA_VERSION, DataManifest, SeedRecord, Snapshot
-from reprokit.capture.pyenv import collect_imported, collect_packages, collect_python
-from reprokit.capture.system import collect_platform
-from reprokit.capture.threads import collect_threadpools
+from reprokit.capturing.accelerator import collect_accelerator
+from reprokit.capturing.envvars import collect_environment
+from reprokit.capturing.extensions import collect_extensions
+from reprokit.capturing.git import start_git
+from reprokit.capturing.model import SCHEMA_VERSION, DataManifest, SeedRecord, Snapshot
+from reprokit.capturing.pyenv import collect_imported, collect_packages, collect_python
+from reprokit.capturing.system import collect_platform
+from reprokit.capturing.threads import collect_threadpools
 from reprokit.exceptions import PathError
 
 __all__ = ["capture"]
@@ -46,7 +46,7 @@ def capture(
     the current directory).  ``data`` are files or folders to hash with ``algorithm``
     (a single path is accepted as well as a sequence); a relative one is read from the
     current directory, like any path a user types, and recorded relative to ``root``.
-    ``seeds`` is what :func:`~reprokit.capture.seeds.seed_everything` returned, recorded
+    ``seeds`` is what :func:`~reprokit.capturing.seeds.seed_everything` returned, recorded
     as given.
     """
     base = _root_folder(root)
@@ -98,6 +98,6 @@ def _data_paths(
 
 
 def _hash_data(paths: list[str | os.PathLike[str]], algorithm: str, base: Path) -> DataManifest:
-    from reprokit.capture.hashing import hash_paths
+    from reprokit.capturing.hashing import hash_paths
 
     return hash_paths(paths, algorithm=algorithm, relative_to=base)

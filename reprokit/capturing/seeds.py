@@ -40,7 +40,7 @@ from importlib.machinery import ModuleSpec
 from types import ModuleType
 
 from reprokit._warn import warn_user
-from reprokit.capture.model import SeedRecord
+from reprokit.capturing.model import SeedRecord
 from reprokit.exceptions import ReprokitWarning, UsageError
 
 CUBLAS_WORKSPACE = ":4096:8"

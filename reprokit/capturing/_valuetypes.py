@@ -1,4 +1,4 @@
-"""Encodings of numpy, torch and pandas values for :mod:`reprokit.capture.values`.
+"""Encodings of numpy, torch and pandas values for :mod:`reprokit.capturing.values`.
 
 Imported only when a value of one of those libraries is met, and each library is taken
 from ``sys.modules`` (it is necessarily imported already, since the value exists).
@@ -10,7 +10,7 @@ import sys
 import warnings
 from typing import Any
 
-from reprokit.capture.values import _U64, Sink, Where, encode, format_where
+from reprokit.capturing.values import _U64, Sink, Where, encode, format_where
 from reprokit.exceptions import UnhashableValueError
 
 _BIG_ENDIAN = sys.byteorder == "big"

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from reprokit.capture.model import DataManifest, Snapshot
+from reprokit.capturing.model import DataManifest, Snapshot
 from reprokit.results.model import Result
 
 LOCK_SCHEMA_VERSION = 1

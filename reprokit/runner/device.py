@@ -26,7 +26,7 @@ class DeviceChoice:
 
 def cuda_visible() -> bool:
     """True when NVML (or an already imported torch) sees a CUDA device."""
-    from reprokit.capture.accelerator import collect_accelerator
+    from reprokit.capturing.accelerator import collect_accelerator
 
     return collect_accelerator().available
 

@@ -4,10 +4,10 @@ local folder. Importing it imports neither MLflow nor numpy."""
 from __future__ import annotations
 
 from reprokit.exceptions import RecordError
-from reprokit.record.folder import RunFolder
-from reprokit.record.run import RecordedRun, RunStatus
-from reprokit.record.target import TrackingTarget, find_project_root, resolve_target
-from reprokit.record.worker import BackgroundRecorder
+from reprokit.recording.folder import RunFolder
+from reprokit.recording.run import RecordedRun, RunStatus
+from reprokit.recording.target import TrackingTarget, find_project_root, resolve_target
+from reprokit.recording.worker import BackgroundRecorder
 
 __all__ = [
     "BackgroundRecorder",

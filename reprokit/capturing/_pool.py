@@ -13,7 +13,7 @@ How workers start (measured in ``benchmarks/bench_hash.py``):
 - ``fork`` (``os.fork`` and a pipe, no ``multiprocessing``) when this process has a single
   OS thread, e.g. the command line: it costs about a millisecond per worker.
 - otherwise (Jupyter kernels run threads; a fork after BLAKE3's or a BLAS thread pool
-  started can deadlock the child) a fresh ``python -m reprokit.capture._pool`` per worker,
+  started can deadlock the child) a fresh ``python -m reprokit.capturing._pool`` per worker,
   fed through stdin/stdout.  Unlike ``multiprocessing``'s spawn and forkserver it never
   re-imports the user's ``__main__``, so a script without ``if __name__ == "__main__"``
   is not run again.  It costs ~50 ms, hence the higher threshold.
@@ -34,9 +34,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from reprokit.capture._filehash import SMALL_FILE, digest_large, new_hasher, open_file
-from reprokit.capture._walk import oserror_reason
-from reprokit.capture.hashcache import pack_entry
+from reprokit.capturing._filehash import SMALL_FILE, digest_large, new_hasher, open_file
+from reprokit.capturing._walk import oserror_reason
+from reprokit.capturing.hashcache import pack_entry
 
 PARALLEL_MIN_FILES = {"fork": 2_000, "spawn": 8_000}
 DEFER_FROM = 64 << 20
@@ -276,7 +276,7 @@ def _start_spawned() -> Handle:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent, env.get("PYTHONPATH")]))
     try:
         return subprocess.Popen(
-            [sys.executable, "-m", "reprokit.capture._pool"],
+            [sys.executable, "-m", "reprokit.capturing._pool"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
@@ -332,4 +332,4 @@ if __name__ == "__main__":
     import importlib
 
     # the module proper, not this __main__ copy, so that pickled classes resolve
-    importlib.import_module("reprokit.capture._pool")._serve()
+    importlib.import_module("reprokit.capturing._pool")._serve()

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from reprokit._serde import to_json
-from reprokit.capture.model import DataEntry, DataManifest, SeedRecord, Snapshot
-from reprokit.record.folder import ARTIFACT_PATH, RunFolder
-from reprokit.record.mapping import (
+from reprokit.capturing.model import DataEntry, DataManifest, SeedRecord, Snapshot
+from reprokit.recording.folder import ARTIFACT_PATH, RunFolder
+from reprokit.recording.mapping import (
     dataset_spec,
     metric_key,
     metric_value,
@@ -29,8 +29,8 @@ from reprokit.record.mapping import (
     seed_params,
     seed_tags,
 )
-from reprokit.record.target import TrackingTarget
-from reprokit.record.worker import (
+from reprokit.recording.target import TrackingTarget
+from reprokit.recording.worker import (
     BackgroundRecorder,
     Call,
     Close,
@@ -55,7 +55,7 @@ def mlflow_enabled() -> bool:
 class LocalRecorder:
     """The recorder of a run kept local: file writes happen at once, MLflow work is dropped.
 
-    Same interface as :class:`~reprokit.record.worker.BackgroundRecorder`.
+    Same interface as :class:`~reprokit.recording.worker.BackgroundRecorder`.
     """
 
     run_id: str | None = None
@@ -172,8 +172,8 @@ class RecordedRun:
             self.recorder.submit(Upload(self.folder.path, ARTIFACT_PATH))
 
     def _write_start_files(self) -> None:
-        from reprokit.capture.git import git_diff
-        from reprokit.capture.redact import redact_text
+        from reprokit.capturing.git import git_diff
+        from reprokit.capturing.redact import redact_text
 
         assert self.folder is not None
         self.folder.write_text("snapshot.json", to_json(self.snapshot))

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reprokit.capture.redact import redact_mapping
+from reprokit.capturing.redact import redact_mapping
 from reprokit.exceptions import RecordError
-from reprokit.record.folder import ARTIFACT_PATH
-from reprokit.record.mapping import metric_key, metric_value, run_tags, seed_params, seed_tags
-from reprokit.record.target import resolve_target
-from reprokit.record.writer import Metric, MlflowRunWriter, now_ms
+from reprokit.recording.folder import ARTIFACT_PATH
+from reprokit.recording.mapping import metric_key, metric_value, run_tags, seed_params, seed_tags
+from reprokit.recording.target import resolve_target
+from reprokit.recording.writer import Metric, MlflowRunWriter, now_ms
 from reprokit.results.notebook import NotebookResults
 
 # MLflow run status of each execution status: a timeout stopped a cell, like an error

@@ -7,7 +7,7 @@ Four ``git`` processes are started at once and read later (:func:`start_git` ret
   flag and untracked names in one call;
 - ``git rev-parse --show-toplevel``: the repository root;
 - ``git config -z --get-regexp ^remote\\..*\\.url$``: the remote (``origin``, else the first),
-  whose credentials :func:`~reprokit.capture.redact.redact_url` strips;
+  whose credentials :func:`~reprokit.capturing.redact.redact_url` strips;
 - ``git diff HEAD --binary`` with every option that user configuration could change pinned
   (prefixes, rename detection, diff algorithm, external/textconv drivers), so the same
   change gives the same ``blake3:`` digest on every machine.
@@ -30,8 +30,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from reprokit.capture.model import GitInfo
-from reprokit.capture.redact import redact_url
+from reprokit.capturing.model import GitInfo
+from reprokit.capturing.redact import redact_url
 
 GIT_TIMEOUT_S = 10.0
 UNTRACKED_LIMIT = 1000

@@ -1,6 +1,6 @@
 """How reprokit's data model maps onto MLflow's: tags, params, metrics, dataset inputs.
 
-Pure functions returning plain values; :mod:`reprokit.record.writer` turns them into MLflow
+Pure functions returning plain values; :mod:`reprokit.recording.writer` turns them into MLflow
 entities. MLflow's standard tags are used where they exist (``mlflow.source.*``,
 ``mlflow.note.content``, ``mlflow.user``), ``reprokit.*`` tags for the rest.
 """
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reprokit._version import __version__
-from reprokit.capture.model import DataEntry, SeedRecord, Snapshot
-from reprokit.capture.redact import redact_text
+from reprokit.capturing.model import DataEntry, SeedRecord, Snapshot
+from reprokit.capturing.redact import redact_text
 from reprokit.results.model import Result
 from reprokit.results.render import run_note_markdown
 

@@ -42,8 +42,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reprokit.capture._cachedb import CacheDB, write
-from reprokit.capture._walk import Tree
+from reprokit.capturing._cachedb import CacheDB, write
+from reprokit.capturing._walk import Tree
 
 __all__ = [
     "DEFAULT_RACY_MARGIN_NS",

@@ -26,7 +26,7 @@ from typing import Any
 from reprokit._fsutil import atomic_write_bytes, atomic_write_text
 from reprokit._serde import from_builtins, to_json
 from reprokit._version import __version__
-from reprokit.capture.model import DataEntry, DataManifest
+from reprokit.capturing.model import DataEntry, DataManifest
 from reprokit.exceptions import (
     InputError,
     LockError,
@@ -34,7 +34,7 @@ from reprokit.exceptions import (
     ReprokitWarning,
     SchemaVersionError,
 )
-from reprokit.record._lockmodel import (
+from reprokit.recording._lockmodel import (
     LOCK_SCHEMA_VERSION,
     OUTPUT_TEXT_LIMIT,
     CellFingerprint,

@@ -120,7 +120,7 @@ def display_uri(uri: str) -> str:
     parts = urlsplit(uri)
     if parts.username is None and parts.password is None and not parts.query:
         return uri
-    from reprokit.capture.redact import redact_url
+    from reprokit.capturing.redact import redact_url
 
     return redact_url(uri)
 

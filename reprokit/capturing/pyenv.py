@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from importlib.machinery import all_suffixes
 from pathlib import Path
 
-from reprokit.capture.model import PythonInfo
+from reprokit.capturing.model import PythonInfo
 
 OWN_LAZY_IMPORTS = frozenset({"blake3", "msgspec", "pynvml", "threadpoolctl"})
 """Modules reprokit imports lazily while capturing; never listed as imported."""

@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from reprokit._warn import warn_user
-from reprokit.capture.model import ExtensionInfo
-from reprokit.capture.redact import REDACTED, looks_secret_name, redact_text, redact_url
+from reprokit.capturing.model import ExtensionInfo
+from reprokit.capturing.redact import REDACTED, looks_secret_name, redact_text, redact_url
 from reprokit.plugins import LoadedCollector, collectors
 
 __all__ = ["collect_extensions", "flat_facts", "json_data"]

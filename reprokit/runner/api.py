@@ -31,17 +31,17 @@ from typing import Any
 
 from reprokit._fsutil import atomic_write_text
 from reprokit.exceptions import InputError, PathError, RunInterrupted, UsageError
-from reprokit.run import kernels
-from reprokit.run.device import DeviceChoice, resolve_device
-from reprokit.run.execute import (
+from reprokit.runner import kernels
+from reprokit.runner.device import DeviceChoice, resolve_device
+from reprokit.runner.execute import (
     CellFailure,
     Limits,
     execute_notebook,
     kernel_of,
     make_output_folder,
 )
-from reprokit.run.notebooks import declared_parameters, discover_notebooks, load_notebook
-from reprokit.run.params import check_declared, check_secrets
+from reprokit.runner.notebooks import declared_parameters, discover_notebooks, load_notebook
+from reprokit.runner.params import check_declared, check_secrets
 
 RUNNER_ENV = {"REPROKIT_MLFLOW": "off"}
 
@@ -118,7 +118,7 @@ _settings = RunnerSettings()
 @contextlib.contextmanager
 def runner_settings(settings: RunnerSettings) -> Iterator[None]:
     """Use ``settings`` for every :func:`run` inside (also from other threads), and stop
-    kernels on ``SIGINT``/``SIGTERM`` while inside (see :mod:`reprokit.run.kernels`)."""
+    kernels on ``SIGINT``/``SIGTERM`` while inside (see :mod:`reprokit.runner.kernels`)."""
     global _settings
     previous, _settings = _settings, settings
     try:
@@ -282,7 +282,7 @@ def _import_mlflow() -> None:
 
 def default_output_dir(first: Path) -> Path:
     """``<project root>/.reprokit/runs/<UTC time>-<6 hex>`` (``.reprokit`` is git-ignored)."""
-    from reprokit.record.target import find_project_root
+    from reprokit.recording.target import find_project_root
 
     hidden = find_project_root(first.resolve().parent) / ".reprokit"
     make_output_folder(hidden)
@@ -400,7 +400,7 @@ def execute_planned(
     on_cell: Callable[[int, int], None] | None = None,
 ) -> Executed:
     """Execute one planned notebook and complete its run folder (nothing recorded yet)."""
-    from reprokit.record.writer import now_ms
+    from reprokit.recording.writer import now_ms
 
     start_ms = now_ms()
     executed = execute_notebook(
@@ -432,13 +432,13 @@ def execute_planned(
 
 
 def _recorded(plan: PlannedRun, executed: Executed) -> RunOutcome:
-    from reprokit.run.record import record_execution
+    from reprokit.runner.record import record_execution
 
     outcome = executed.outcome
-    tags = {"reprokit.runner": "reprokit run", "reprokit.run.status": outcome.status}
+    tags = {"reprokit.runner": "reprokit run", "reprokit.runner.status": outcome.status}
     if outcome.failure is not None:
-        tags["reprokit.run.failed_cell"] = str(outcome.failure.index)
-        tags["reprokit.run.error"] = f"{outcome.failure.ename}: {outcome.failure.evalue}"[:500]
+        tags["reprokit.runner.failed_cell"] = str(outcome.failure.index)
+        tags["reprokit.runner.error"] = f"{outcome.failure.ename}: {outcome.failure.evalue}"[:500]
     recorded = record_execution(
         notebook=plan.source.resolve(),
         output_dir=plan.output_dir,

@@ -1,7 +1,7 @@
 """The environment variables that change numerical results or device selection.
 
 Only allow-listed variables are captured, never the whole environment; the allowed ones
-then still go through :mod:`reprokit.capture.redact` (a secret-looking name is redacted
+then still go through :mod:`reprokit.capturing.redact` (a secret-looking name is redacted
 whole, a credential-looking value by content), so ``OMP_NUM_THREADS=ghp_...`` leaks nothing.
 
 The allow-list is exact names (:data:`ALLOWED_NAMES`) plus name prefixes
@@ -31,7 +31,7 @@ import fnmatch
 import os
 from collections.abc import Mapping
 
-from reprokit.capture.redact import redact_mapping
+from reprokit.capturing.redact import redact_mapping
 
 ALLOW_ENV_VAR = "REPROKIT_ENV_ALLOW"
 

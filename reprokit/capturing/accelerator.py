@@ -35,7 +35,7 @@ from dataclasses import dataclass, replace
 from types import ModuleType
 from typing import Any, TypeVar
 
-from reprokit.capture.model import AcceleratorInfo, GpuDevice, NumericsFlags
+from reprokit.capturing.model import AcceleratorInfo, GpuDevice, NumericsFlags
 
 T = TypeVar("T")
 

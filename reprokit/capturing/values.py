@@ -44,7 +44,7 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-from reprokit.capture._filehash import Hasher, new_hasher
+from reprokit.capturing._filehash import Hasher, new_hasher
 from reprokit.exceptions import UnhashableValueError, UsageError
 
 __all__ = ["hash_value"]
@@ -92,7 +92,7 @@ class Sink:
 
 def hash_value(value: Any, *, algorithm: str = "blake3") -> str:
     """``"ALGO:HEX"`` digest of ``value`` by content, type, dtype and shape (see above)."""
-    from reprokit.capture.hashing import SUPPORTED_ALGORITHMS
+    from reprokit.capturing.hashing import SUPPORTED_ALGORITHMS
 
     name = algorithm.lower()
     if name not in SUPPORTED_ALGORITHMS:
@@ -146,7 +146,7 @@ def _encode_container(
 def _encode_other(value: Any, sink: Sink, where: Where, active: set[int]) -> None:
     module = type(value).__module__.partition(".")[0]
     if module in ("numpy", "torch", "pandas"):
-        from reprokit.capture import _valuetypes
+        from reprokit.capturing import _valuetypes
 
         if _valuetypes.encode_foreign(module, value, sink, where, active):
             return

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reprokit.exceptions import RecordError
-from reprokit.record.mapping import DatasetSpec
-from reprokit.record.target import TrackingTarget
-from reprokit.record.writer import Metric, MlflowRunWriter, now_ms
+from reprokit.recording.mapping import DatasetSpec
+from reprokit.recording.target import TrackingTarget
+from reprokit.recording.writer import Metric, MlflowRunWriter, now_ms
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from reprokit.capture.model import ThreadPool
+from reprokit.capturing.model import ThreadPool
 
 
 def collect_threadpools() -> tuple[ThreadPool, ...]:

@@ -26,8 +26,8 @@ from typing import IO, Any
 from jupyter_client.manager import AsyncKernelManager
 
 from reprokit.exceptions import PathError
-from reprokit.run._outputs import finish_output, register_engine
-from reprokit.run.kernels import INTERRUPTED, NOTEBOOK_TIMEOUT, KernelWatch
+from reprokit.runner._outputs import finish_output, register_engine
+from reprokit.runner.kernels import INTERRUPTED, NOTEBOOK_TIMEOUT, KernelWatch
 
 TRACEBACK_LINES = 8
 DEFAULT_KERNEL = "python3"
@@ -132,7 +132,7 @@ def execute_notebook(
     the value; ``env`` is added to the kernel's environment; ``timeout`` (seconds) applies to
     each cell, ``limits`` to the whole notebook and the kernel's memory. The kernel is killed
     as soon as the last cell is done (no graceful shutdown wait), or when the runner is
-    interrupted (see :mod:`reprokit.run.kernels`). ``on_cell(position, total)`` is called as
+    interrupted (see :mod:`reprokit.runner.kernels`). ``on_cell(position, total)`` is called as
     each cell starts (1-based; the runner's injected cells count).
     """
     output = Path(output_path)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from reprokit.run.api import RunOutcome, run
-from reprokit.run.device import DeviceChoice, resolve_device
-from reprokit.run.execute import CellFailure, ExecutionOutcome, execute_notebook
-from reprokit.run.notebooks import declared_parameters, discover_notebooks, load_notebook
-from reprokit.run.params import parse_assignments, parse_value
+from reprokit.runner.api import RunOutcome, run
+from reprokit.runner.device import DeviceChoice, resolve_device
+from reprokit.runner.execute import CellFailure, ExecutionOutcome, execute_notebook
+from reprokit.runner.notebooks import declared_parameters, discover_notebooks, load_notebook
+from reprokit.runner.params import parse_assignments, parse_value
 
 __all__ = [
     "CellFailure",

@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from reprokit._serde import from_builtins
-from reprokit.capture.model import DataManifest, Snapshot
+from reprokit.capturing.model import DataManifest, Snapshot
 from reprokit.exceptions import InputError, RecordError, UsageError
-from reprokit.record.folder import ARTIFACT_PATH
-from reprokit.record.target import resolve_target
-from reprokit.record.writer import MlflowRunWriter
+from reprokit.recording.folder import ARTIFACT_PATH
+from reprokit.recording.target import resolve_target
+from reprokit.recording.writer import MlflowRunWriter
 from reprokit.results.model import ArrayData, Result
 from reprokit.results.notebook import NotebookResults, ResultOutput, read_notebook
 

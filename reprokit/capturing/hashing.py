@@ -21,10 +21,10 @@ folder digest by hand, with sha256 and GNU tools (names without newlines)::
       printf '%s\0%s\0%s\n' "$f" "$(stat -L -c %s "$f")" "$(sha256sum < "$f" | cut -c1-64)"
     done | sha256sum
 
-Results are :class:`~reprokit.capture.model.DataEntry` values; digests of unchanged
-files come from the :class:`~reprokit.capture.hashcache.HashCache`.  Folders of many
-small files are hashed by worker processes (:mod:`reprokit.capture._pool`), large files
-with BLAKE3's own threads (:mod:`reprokit.capture._filehash`).
+Results are :class:`~reprokit.capturing.model.DataEntry` values; digests of unchanged
+files come from the :class:`~reprokit.capturing.hashcache.HashCache`.  Folders of many
+small files are hashed by worker processes (:mod:`reprokit.capturing._pool`), large files
+with BLAKE3's own threads (:mod:`reprokit.capturing._filehash`).
 """
 
 from __future__ import annotations
@@ -36,18 +36,18 @@ import warnings
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from reprokit.capture._filehash import (
+from reprokit.capturing._filehash import (
     HEX_LENGTH,
     SUPPORTED_ALGORITHMS,
     digest_fd,
     open_file,
 )
-from reprokit.capture._walk import Tree, oserror_reason, special_kind, walk_tree
-from reprokit.capture.model import DataEntry, DataManifest, FileDigest
+from reprokit.capturing._walk import Tree, oserror_reason, special_kind, walk_tree
+from reprokit.capturing.model import DataEntry, DataManifest, FileDigest
 from reprokit.exceptions import DigestMismatchError, PathError, ReprokitWarning, UsageError
 
 if TYPE_CHECKING:
-    from reprokit.capture.hashcache import HashCache
+    from reprokit.capturing.hashcache import HashCache
 
 __all__ = [
     "SUPPORTED_ALGORITHMS",
@@ -130,7 +130,7 @@ def _resolve_cache(cache: HashCache | str | None) -> HashCache | None:
     if isinstance(cache, str):
         if cache != "default":
             raise UsageError(f"cache must be 'default', None or a HashCache, not {cache!r}")
-        from reprokit.capture.hashcache import default_cache
+        from reprokit.capturing.hashcache import default_cache
 
         return default_cache()
     return cache
@@ -222,7 +222,7 @@ def _hash_single(
         os.close(fd)
     if not for_cache:
         return digest, st, None
-    from reprokit.capture.hashcache import pack_entry
+    from reprokit.capturing.hashcache import pack_entry
 
     return digest, st, pack_entry(st, hashed_at, digest)
 
@@ -235,7 +235,7 @@ def _hash_dir(
     cache: HashCache | None,
     jobs: int | None,
 ) -> DataEntry:
-    from reprokit.capture._pool import hash_files
+    from reprokit.capturing._pool import hash_files
 
     tree = walk_tree(absolute, display)
     rels, count = tree.rels, len(tree.rels)

@@ -12,7 +12,7 @@ import os
 import platform
 from pathlib import Path
 
-from reprokit.capture.model import PlatformInfo
+from reprokit.capturing.model import PlatformInfo
 
 _CPU_MODEL_KEYS = ("model name", "Model", "Hardware", "cpu model", "uarch")
 

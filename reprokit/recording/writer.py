@@ -19,8 +19,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from reprokit.exceptions import RecordError
-from reprokit.record.mapping import DatasetSpec
-from reprokit.record.target import TrackingTarget, sqlite_path
+from reprokit.recording.mapping import DatasetSpec
+from reprokit.recording.target import TrackingTarget, sqlite_path
 
 MAX_METRICS_PER_BATCH = 1000
 MAX_PARAMS_TAGS_PER_BATCH = 100
@@ -56,7 +56,7 @@ class MlflowRunWriter:
         self._client: Any = None
 
     def _fail(self, action: str, exc: BaseException) -> RecordError:
-        from reprokit.capture.redact import redact_text
+        from reprokit.capturing.redact import redact_text
 
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         detail = redact_text(detail.replace(self.target.uri, self.target.display_uri))
