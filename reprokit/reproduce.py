@@ -25,7 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reprokit.compare.verify import DataCheck, Verdict, check_data, verify_results
+from reprokit.compare.verify import (
+    DataCheck,
+    Verdict,
+    check_data,
+    report_outside_links,
+    verify_results,
+)
 from reprokit.exceptions import UsageError
 from reprokit.recording.lock import (
     Lock,
@@ -151,14 +157,17 @@ def _write_reference(outcome: RunOutcome) -> RecordOutcome:
     if not outcome.ok:
         return RecordOutcome(outcome, None)
     source = Path(outcome.notebook)
+    root = find_project_root(source.parent)
     lock = build_lock(
         source,
         Path(outcome.output_path),
-        project_root=find_project_root(source.parent),
+        project_root=root,
         parameters=dict(outcome.parameters),
         device=outcome.device,
         run_id=outcome.run_id,
     )
+    if lock.data is not None:
+        report_outside_links(lock.data.entries, root)
     target = lock_path_for(source)
     write_lock(lock, target)
     return RecordOutcome(outcome, str(target))

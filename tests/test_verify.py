@@ -21,6 +21,7 @@ from lock_helpers import (
 from reprokit._serde import from_json, to_json
 from reprokit.compare.model import Tolerance
 from reprokit.compare.verify import Verdict, check_data, verify_results
+from reprokit.exceptions import ReprokitWarning
 from reprokit.recording._lockmodel import DeviceTolerance
 from reprokit.recording.lock import Lock
 from reprokit.results import Result, encode_result, read_notebook
@@ -211,3 +212,23 @@ def test_a_changed_notebook_is_read_from_disk_unchanged(tmp_path: Path) -> None:
         item.unlink()
     assert verify(project, lock, [encode_result("w", ref)]).reproduced
     nbformat.validate(executed(project, scalar_results()))
+
+
+def test_data_links_leaving_the_project_are_reported(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "secret.csv").write_text("x,y\n9,9\n")
+    (project.data / "inside.csv").symlink_to(project.data / "a.csv")  # stays in: not reported
+    (project.data / "leak.csv").symlink_to(outside / "secret.csv")
+    (project.data / "far").symlink_to(outside, target_is_directory=True)
+    lock = record(project, scalar_results())
+    with pytest.warns(ReprokitWarning, match="data link outside the project root") as caught:
+        check = check_data(lock, project.root, cache=None)
+    assert check.ok  # reported, not refused: the digests still match
+    target = outside.resolve()
+    assert check.outside_links == (
+        f"data/far -> {target}",
+        f"data/leak.csv -> {target / 'secret.csv'}",
+    )
+    assert len(caught) == 2

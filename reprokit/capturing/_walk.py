@@ -173,3 +173,28 @@ def _visit_other(
     else:
         what = special_kind(st.st_mode)
         tree.skipped.append(f"{os.fsdecode(rel)}: {what} (not a regular file)")
+
+
+def links_outside(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> list[str]:
+    """Symbolic links at or under ``path`` whose target lies outside ``root``, as
+    ``"link -> target"`` (link relative to ``root``). They are hashed like any file, but a data
+    set that reaches outside its project does not travel with it, and a lock from someone else
+    must not read files elsewhere on this machine unnoticed."""
+    base = os.path.realpath(root)
+    start = os.fspath(path)
+    found: list[str] = []
+
+    def check(link: str) -> None:
+        target = os.path.realpath(link)
+        if os.path.commonpath([base, target]) != base:
+            found.append(f"{os.path.relpath(link, root)} -> {target}")
+
+    if os.path.islink(start):
+        check(start)
+    if os.path.isdir(start):
+        for folder, dirs, files in os.walk(start):  # links are not followed: each one once
+            for name in (*dirs, *files):
+                full = os.path.join(folder, name)
+                if os.path.islink(full):
+                    check(full)
+    return sorted(found)

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -156,6 +156,7 @@ class DataEntryCheck:
 @dataclass(frozen=True)
 class DataCheck:
     entries: tuple[DataEntryCheck, ...] = ()
+    outside_links: tuple[str, ...] = ()  # "link -> target" leaving the project (reported)
 
     @property
     def ok(self) -> bool:
@@ -465,7 +466,26 @@ def check_data(
     """
     root = Path(project_root)
     entries = lock.data.entries if lock.data is not None else ()
-    return DataCheck(tuple(_check_entry(entry, root, cache) for entry in entries))
+    checks = tuple(_check_entry(entry, root, cache) for entry in entries)
+    return DataCheck(checks, report_outside_links(entries, root))
+
+
+def report_outside_links(entries: Sequence[DataEntry], root: Path) -> tuple[str, ...]:
+    """Symbolic links of the data that lead outside the project root, each with a warning."""
+    import warnings
+
+    from reprokit.capturing._walk import links_outside
+    from reprokit.exceptions import ReprokitWarning
+
+    found = tuple(link for e in entries for link in links_outside(root / e.path, root))
+    for link in found:
+        warnings.warn(
+            f"data link outside the project root {root}: {link} (hashed, but it does not "
+            "travel with the project)",
+            ReprokitWarning,
+            stacklevel=3,
+        )
+    return found
 
 
 def compare_manifests(reference: DataManifest | None, current: DataManifest | None) -> DataCheck:
