@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -42,3 +45,25 @@ import reprokit
 
 reprokit.result("scaled", 3 * scale)
 """
+
+
+def reprokit_cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """``python -m reprokit ARGS`` in ``cwd`` as CI runs it (plain progress lines, a fixed
+    PYTHONHASHSEED, a hash cache beside the project), ``env`` added last."""
+    return subprocess.run(
+        [sys.executable, "-m", "reprokit", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={
+            **os.environ,
+            "CI": "true",
+            "PYTHONHASHSEED": "0",
+            "REPROKIT_CACHE_DIR": str(cwd.parent / "hash-cache"),
+            **(env or {}),
+        },
+        timeout=timeout,
+    )

@@ -5,16 +5,14 @@ plugin's deviation and the changed plugin fact (three kernel executions in all).
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from plugin_helpers import DEMO, install_plugin, python_path
-from run_helpers import write_notebook
+from run_helpers import reprokit_cli, write_notebook
 
 from reprokit.recording.lock import read_lock
 
@@ -23,23 +21,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:PYTHONHASHSEED")
 
 def _cli(*args: str, cwd: Path, site: Path, **env: str) -> subprocess.CompletedProcess[str]:
     """``reprokit`` in a subprocess whose kernels see the demo plugin (through PYTHONPATH)."""
-    return subprocess.run(
-        [sys.executable, "-m", "reprokit", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=False,
-        env={
-            **os.environ,
-            "CI": "true",
-            "PYTHONHASHSEED": "0",
-            "PYTHONPATH": python_path(site),
-            "REPROKIT_CACHE_DIR": str(cwd.parent / "hash-cache"),
-            "REPROKIT_DEMO_FIRMWARE": "1.0",
-            **env,
-        },
-        timeout=300,
-    )
+    plugin = {"PYTHONPATH": python_path(site), "REPROKIT_DEMO_FIRMWARE": "1.0"}
+    return reprokit_cli(*args, cwd=cwd, env=plugin | env)
 
 
 @pytest.fixture(scope="module")

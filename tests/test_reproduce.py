@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from run_helpers import write_notebook
+from run_helpers import reprokit_cli, write_notebook
 
 from reprokit.recording.lock import read_lock
 
@@ -19,20 +17,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:PYTHONHASHSEED")
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "reprokit", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=False,
-        env={
-            **os.environ,
-            "CI": "true",
-            "PYTHONHASHSEED": "0",
-            "REPROKIT_CACHE_DIR": str(cwd.parent / "hash-cache"),
-        },
-        timeout=300,
-    )
+    return reprokit_cli(*args, cwd=cwd)
 
 
 @pytest.fixture(scope="module")
