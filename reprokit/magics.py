@@ -7,7 +7,7 @@ nothing else. Subcommands (mirroring the CLI)::
                  [--data PATH ...] [--tracking-uri URI] [--param KEY=VALUE ...]
     %repro seed N [--deterministic]
     %repro data PATH ... [--expect ALGO:DIGEST ...]
-    %repro result NAME [EXPR] [--rtol R] [--atol A]
+    %repro result NAME [EXPR] [--rtol R] [--atol A] [--device-rtol R] [--device-atol A]
     %repro env | status | device
     %repro end [--status FINISHED|FAILED|KILLED]
 
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ReproMagics", "load_ipython_extension", "unload_ipython_extension"]
 
-_TOLERANCE = re.compile(r"(?:^|\s)--(rtol|atol)(?:=|\s+)(\S+)(?=\s|$)")
+_TOLERANCE = re.compile(r"(?:^|\s)--(rtol|atol|device-rtol|device-atol)(?:=|\s+)(\S+)(?=\s|$)")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -127,9 +127,19 @@ class ReproMagics(Magics):
 
         name, _, expression = _TOLERANCE.sub(take, " " + rest).strip().partition(" ")
         if not name:
-            raise IPythonUsageError("%repro result NAME [EXPR] [--rtol R] [--atol A]")
+            raise IPythonUsageError(
+                "%repro result NAME [EXPR] [--rtol R] [--atol A] [--device-rtol R] "
+                "[--device-atol A]"
+            )
         value = self._evaluate(name, expression.strip())
-        session.result(name, value, rtol=tolerances.get("rtol"), atol=tolerances.get("atol"))
+        session.result(
+            name,
+            value,
+            rtol=tolerances.get("rtol"),
+            atol=tolerances.get("atol"),
+            device_rtol=tolerances.get("device-rtol"),
+            device_atol=tolerances.get("device-atol"),
+        )
 
     def _evaluate(self, name: str, expression: str) -> Any:
         if expression:

@@ -194,23 +194,35 @@ def _ensure_run(call: str) -> RecordedRun:
     return _active
 
 
-def result(name: str, value: Any, *, rtol: float | None = None, atol: float | None = None) -> None:
+def result(
+    name: str,
+    value: Any,
+    *,
+    rtol: float | None = None,
+    atol: float | None = None,
+    device_rtol: float | None = None,
+    device_atol: float | None = None,
+) -> None:
     """Declare an outcome: recorded in the notebook (display_data), the run folder and MLflow.
 
     Values: None/bool/int/float/str, nested lists and str-keyed dicts of those, numpy arrays and
     scalars, torch tensors, pandas Series and DataFrames. ``rtol``/``atol`` are the tolerance a
-    later verification compares with. A name declared again replaces the earlier value (with a
-    ReprokitWarning). Raises :class:`~reprokit.results.ResultValueError` for a value that cannot
-    be recorded (naming the result and the type). Before any ``start``, a run is started with
-    default settings (see the module docstring). Returns None, so that a result declared on a
-    cell's last line is not displayed twice.
+    later verification compares with; ``device_rtol``/``device_atol`` replace them when it runs
+    on another kind of device than the reference (CPU against CUDA differ by design). A name
+    declared again replaces the earlier value (with a ReprokitWarning). Raises
+    :class:`~reprokit.results.ResultValueError` for a value that cannot be recorded (naming the
+    result and the type). Before any ``start``, a run is started with default settings (see
+    the module docstring). Returns None, so that a result declared on a cell's last line is
+    not displayed twice.
     """
     from reprokit.results.display import emit, result_bundle
 
     with _lock:
         _surface_problems()
         run = _ensure_run("result")
-        declared, replaced = run.add_result(name, value, rtol=rtol, atol=atol)
+        declared, replaced = run.add_result(
+            name, value, rtol=rtol, atol=atol, device_rtol=device_rtol, device_atol=device_atol
+        )
         if replaced:
             _warn(f"result {name!r} was declared before in this run; the later value wins")
         emit(result_bundle(declared), {"local_dir": run.local_dir})

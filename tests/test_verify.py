@@ -232,3 +232,19 @@ def test_data_links_leaving_the_project_are_reported(tmp_path: Path) -> None:
         f"data/leak.csv -> {target / 'secret.csv'}",
     )
     assert len(caught) == 2
+
+
+def test_a_cross_device_tolerance_declared_in_the_notebook_reaches_the_lock(
+    tmp_path: Path,
+) -> None:
+    project = make_project(tmp_path)
+    declared = encode_result("loss", 0.5, rtol=0.0, device_rtol=1e-3)
+    lock = record(project, [declared])
+    assert lock.results["loss"].device_rtol == 1e-3
+    assert lock.device_tolerances == {"loss": DeviceTolerance(rtol=1e-3)}
+    current = [encode_result("loss", 0.5002)]
+    same_device = verify(project, lock, current)
+    assert same_device.checks[0].status == "differs"
+    across = verify(project, lock, current, device="cuda")
+    assert across.checks[0].status == "within_tolerance"
+    assert across.checks[0].tolerance_source == "device"

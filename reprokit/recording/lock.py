@@ -232,7 +232,7 @@ def build_lock(
         snapshot=snapshot,
         data=None if manifest is None else _relative_manifest(manifest, root),
         outputs=fingerprints if outputs is None else outputs,
-        device_tolerances=dict(sorted((device_tolerances or {}).items())),
+        device_tolerances=_device_tolerances(results.results, device_tolerances),
         run_id=run_id,
     )
 
@@ -242,6 +242,19 @@ def _executed_parts(executed: Any) -> tuple[NotebookResults, tuple[CellFingerpri
         return executed, ()
     node = _read_node(executed) if isinstance(executed, (str, os.PathLike)) else executed
     return read_notebook(node), output_fingerprints(node)
+
+
+def _device_tolerances(
+    results: dict[str, Result], given: dict[str, DeviceTolerance] | None
+) -> dict[str, DeviceTolerance]:
+    """The cross-device tolerances the notebook declared (``device_rtol``/``device_atol``),
+    overridden by those ``given``; sorted by result name."""
+    declared = {
+        name: DeviceTolerance(r.device_rtol, r.device_atol)
+        for name, r in results.items()
+        if r.device_rtol is not None or r.device_atol is not None
+    }
+    return dict(sorted((declared | (given or {})).items()))
 
 
 def _device_kind(device: str) -> str:

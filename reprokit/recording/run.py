@@ -220,10 +220,25 @@ class RecordedRun:
         }
 
     def add_result(
-        self, name: str, value: Any, *, rtol: float | None, atol: float | None
+        self,
+        name: str,
+        value: Any,
+        *,
+        rtol: float | None,
+        atol: float | None,
+        device_rtol: float | None = None,
+        device_atol: float | None = None,
     ) -> tuple[Result, bool]:
         """Encode and record a result; also says whether it replaced one of the same name."""
-        declared = encode_result(name, value, rtol=rtol, atol=atol, writer=self.folder)
+        declared = encode_result(
+            name,
+            value,
+            rtol=rtol,
+            atol=atol,
+            device_rtol=device_rtol,
+            device_atol=device_atol,
+            writer=self.folder,
+        )
         replaced = name in self.results
         self.results[name] = declared
         step = self._declared[name]

@@ -34,6 +34,8 @@ def encode_result(
     *,
     rtol: float | None = None,
     atol: float | None = None,
+    device_rtol: float | None = None,
+    device_atol: float | None = None,
     writer: ArrayWriter | None = None,
     inline_limit: int = INLINE_LIMIT_BYTES,
 ) -> Result:
@@ -44,12 +46,16 @@ def encode_result(
     """
     _check_name(name)
     rtol, atol = _check_tol(name, "rtol", rtol), _check_tol(name, "atol", atol)
+    device_rtol = _check_tol(name, "device_rtol", device_rtol)
+    device_atol = _check_tol(name, "device_atol", device_atol)
     scalar = _encode_scalar(value)
     if scalar is not None:
         kind, encoded = scalar
-        return Result(name, kind, encoded, type_name=type_name(value), rtol=rtol, atol=atol)
-    parts = _encode_structured(name, value, writer, inline_limit)
-    return Result(name=name, type_name=type_name(value), rtol=rtol, atol=atol, **parts)
+        found = Result(name, kind, encoded, type_name=type_name(value), rtol=rtol, atol=atol)
+    else:
+        parts = _encode_structured(name, value, writer, inline_limit)
+        found = Result(name=name, type_name=type_name(value), rtol=rtol, atol=atol, **parts)
+    return replace(found, device_rtol=device_rtol, device_atol=device_atol)
 
 
 def _check_name(name: object) -> None:

@@ -120,6 +120,8 @@ class Result:
     device: str | None = None  # torch tensor device ("cuda:0")
     rtol: float | None = None
     atol: float | None = None
+    device_rtol: float | None = None  # tolerance when verified on another kind of device
+    device_atol: float | None = None
     schema_version: int = RESULT_SCHEMA_VERSION
     plugin: str | None = None  # "plugin" kind: the comparator plugin that encoded the value
 
