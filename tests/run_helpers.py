@@ -67,3 +67,16 @@ def reprokit_cli(
         },
         timeout=timeout,
     )
+
+
+def demo_project(folder: Path, mlflow_template_db: Path) -> Path:
+    """``folder/proj``: a project (pyproject.toml) with a copy of the migrated MLflow template
+    database and ``data/values.csv`` (1, 2, 3)."""
+    import shutil
+
+    project = folder / "proj"
+    (project / "data").mkdir(parents=True)
+    (project / "pyproject.toml").write_text("[project]\nname = 'demo'\n")
+    shutil.copy(mlflow_template_db, project / "mlflow.db")
+    (project / "data" / "values.csv").write_text("1\n2\n3\n")
+    return project

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from run_helpers import write_notebook
+from run_helpers import demo_project, write_notebook
 
 from reprokit.differences import diff
 from reprokit.exceptions import UsageError
@@ -26,12 +26,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:PYTHONHASHSEED", "ignore:.*sourc
 
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory: pytest.TempPathFactory, mlflow_template_db: Path) -> dict[str, str]:
-    project = tmp_path_factory.mktemp("diff") / "proj"
-    project.mkdir()
-    (project / "pyproject.toml").write_text("[project]\nname = 'demo'\n")
-    shutil.copy(mlflow_template_db, project / "mlflow.db")
-    (project / "data").mkdir()
-    (project / "data" / "values.csv").write_text("1\n2\n3\n")
+    project = demo_project(tmp_path_factory.mktemp("diff"), mlflow_template_db)
     write_notebook(
         project / "analysis.ipynb",
         [

@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from run_helpers import reprokit_cli, write_notebook
+from run_helpers import demo_project, reprokit_cli, write_notebook
 
 from reprokit.recording.lock import read_lock
 
@@ -23,12 +23,7 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory: pytest.TempPathFactory, mlflow_template_db: Path) -> Path:
     """One project recorded once for the module (each record/verify costs a kernel)."""
-    project = tmp_path_factory.mktemp("reproduce") / "proj"
-    project.mkdir()
-    (project / "pyproject.toml").write_text("[project]\nname = 'demo'\n")
-    shutil.copy(mlflow_template_db, project / "mlflow.db")
-    (project / "data").mkdir()
-    (project / "data" / "values.csv").write_text("1\n2\n3\n")
+    project = demo_project(tmp_path_factory.mktemp("reproduce"), mlflow_template_db)
     write_notebook(
         project / "analysis.ipynb",
         [
