@@ -10,11 +10,10 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from run_helpers import demo_project, write_notebook
+from run_helpers import demo_project, reprokit_cli, write_notebook
 
 from reprokit.differences import diff
 from reprokit.exceptions import UsageError
@@ -68,16 +67,8 @@ def in_project(recorded: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Pat
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    return subprocess.run(
-        [sys.executable, "-m", "reprokit", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=False,
-        env=env | {"CI": "true"},
-        timeout=120,
-    )
+    # in_project has removed MLFLOW_TRACKING_URI: the project's own store is used
+    return reprokit_cli(*args, cwd=cwd, timeout=120)
 
 
 def test_lock_against_its_own_reference_run_is_the_same(
