@@ -46,9 +46,9 @@ from pathlib import Path
 from typing import Any
 
 from reprokit.capturing import _pool
-from reprokit.capturing._walk import walk_tree
 from reprokit.capturing.hashcache import DEFAULT_RACY_MARGIN_NS, HashCache
 from reprokit.capturing.hashing import hash_file, hash_path
+from reprokit.capturing.walk import walk_tree
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_hash.json"
 

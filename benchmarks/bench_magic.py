@@ -64,7 +64,7 @@ KERNEL_RESULTS = (
 )
 # the same once MLflow's import is done, and a bare display_data of the same size as baseline
 KERNEL_RESULTS_IDLE = (
-    "from reprokit import session\n"
+    "from reprokit.api import session\n"
     "session.flush(120)\n"
     "from IPython.display import publish_display_data\n"
     "t0 = time.perf_counter()\n"
@@ -161,7 +161,7 @@ def in_process(base: Path, template: Path, count: int) -> dict[str, float]:
     import numpy as np
     from mlflow.tracking import MlflowClient
 
-    from reprokit import session
+    from reprokit.api import session
 
     project = make_project(base, "inproc", template)
     os.chdir(project)

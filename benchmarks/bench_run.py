@@ -10,7 +10,7 @@ Figures, each against a baseline measured in the same run, on the same 8 tiny no
 
 - ``bare_papermill_s``: ``papermill.execute_notebook`` on each notebook in turn (defaults,
   no progress bar) — the baseline;
-- ``run_jobs1_s``: ``reprokit.runner.run(..., jobs=1, record=False)`` on the same 8; the
+- ``run_jobs1_s``: ``reprokit.run(..., jobs=1, record=False)`` on the same 8; the
   per-notebook overhead ``(run_jobs1_s - bare_papermill_s) / 8`` (target < 0.3 s; it can be
   negative: reprokit kills each kernel at once where papermill waits for a graceful exit);
 - ``run_jobs2_s``: the same with ``jobs=2``; ``speedup_jobs2`` = ``run_jobs1_s / run_jobs2_s``
@@ -63,7 +63,7 @@ def _bare(paths: list[Path], out: Path) -> None:
 
 
 def _reprokit(paths: list[Path], out: Path, jobs: int, record: bool) -> None:
-    from reprokit.runner import run
+    from reprokit import run
 
     outcomes = run(paths, device="cpu", jobs=jobs, output_dir=out, record=record)
     bad = [o for o in outcomes if not o.ok or o.record_error]

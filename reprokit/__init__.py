@@ -13,6 +13,11 @@ from typing import TYPE_CHECKING, Any
 from reprokit._version import __version__
 
 if TYPE_CHECKING:
+    from reprokit.api.diff import Diff, diff
+    from reprokit.api.record import RecordOutcome, record
+    from reprokit.api.run import run
+    from reprokit.api.session import data, device, end, env, flush, result, seed, start, status
+    from reprokit.api.verify import Verification, VerifyOutcome, verify
     from reprokit.capturing.hashing import hash_path, hash_paths
     from reprokit.capturing.model import (
         AcceleratorInfo,
@@ -26,29 +31,26 @@ if TYPE_CHECKING:
     from reprokit.capturing.snapshot import capture
     from reprokit.capturing.values import hash_value
     from reprokit.compare.verify import Verdict
-    from reprokit.differences import Diff, diff
     from reprokit.exceptions import ReprokitError, ReprokitWarning
     from reprokit.magics import load_ipython_extension, unload_ipython_extension
-    from reprokit.recording.run import RunStatus
-    from reprokit.reproduce import RecordOutcome, Verification, VerifyOutcome, record, verify
+    from reprokit.recording.recorded_run import RunStatus
     from reprokit.results.model import Result
     from reprokit.results.notebook import read_notebook
-    from reprokit.runner.api import RunOutcome, run
-    from reprokit.session import data, device, end, env, flush, result, seed, start, status
+    from reprokit.runner.plan import RunOutcome
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
     "AcceleratorInfo": "reprokit.capturing.model",
-    "Diff": "reprokit.differences",
-    "RecordOutcome": "reprokit.reproduce",
-    "RunOutcome": "reprokit.runner.api",
+    "Diff": "reprokit.api.diff",
+    "RecordOutcome": "reprokit.api.record",
+    "RunOutcome": "reprokit.runner.plan",
     "Verdict": "reprokit.compare.verify",
-    "Verification": "reprokit.reproduce",
-    "VerifyOutcome": "reprokit.reproduce",
-    "diff": "reprokit.differences",
-    "record": "reprokit.reproduce",
-    "run": "reprokit.runner.api",
-    "verify": "reprokit.reproduce",
+    "Verification": "reprokit.api.verify",
+    "VerifyOutcome": "reprokit.api.verify",
+    "diff": "reprokit.api.diff",
+    "record": "reprokit.api.record",
+    "run": "reprokit.api.run",
+    "verify": "reprokit.api.verify",
     "DataEntry": "reprokit.capturing.model",
     "DataManifest": "reprokit.capturing.model",
     "GitInfo": "reprokit.capturing.model",
@@ -57,23 +59,23 @@ _EXPORTS: dict[str, str] = {
     "SeedRecord": "reprokit.capturing.model",
     "Snapshot": "reprokit.capturing.model",
     "Result": "reprokit.results.model",
-    "RunStatus": "reprokit.recording.run",
+    "RunStatus": "reprokit.recording.recorded_run",
     "capture": "reprokit.capturing.snapshot",
-    "data": "reprokit.session",
-    "env": "reprokit.session",
-    "flush": "reprokit.session",
+    "data": "reprokit.api.session",
+    "env": "reprokit.api.session",
+    "flush": "reprokit.api.session",
     "read_notebook": "reprokit.results.notebook",
-    "seed": "reprokit.session",
-    "device": "reprokit.session",
-    "end": "reprokit.session",
+    "seed": "reprokit.api.session",
+    "device": "reprokit.api.session",
+    "end": "reprokit.api.session",
     "hash_path": "reprokit.capturing.hashing",
     "hash_paths": "reprokit.capturing.hashing",
     "hash_value": "reprokit.capturing.values",
     "load_ipython_extension": "reprokit.magics",
-    "result": "reprokit.session",
+    "result": "reprokit.api.session",
     "seed_everything": "reprokit.capturing.seeds",
-    "start": "reprokit.session",
-    "status": "reprokit.session",
+    "start": "reprokit.api.session",
+    "status": "reprokit.api.session",
     "unload_ipython_extension": "reprokit.magics",
 }
 

@@ -1,6 +1,6 @@
 """The IPython front end: ``%load_ext reprokit`` and the ``%repro`` line magic.
 
-The magic parses its arguments, calls :mod:`reprokit.session` and shows what comes back;
+The magic parses its arguments, calls :mod:`reprokit.api.session` and shows what comes back;
 nothing else. Subcommands (mirroring the CLI)::
 
     %repro start [--experiment NAME] [--run-name NAME] [--seed N] [--deterministic]
@@ -29,11 +29,11 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from IPython.core.error import UsageError as IPythonUsageError
 from IPython.core.magic import Magics, line_magic, magics_class
 
-from reprokit import session
+from reprokit.api import session
 from reprokit.exceptions import ReprokitError
 
 if TYPE_CHECKING:
-    from reprokit.recording.run import RunStatus
+    from reprokit.recording.recorded_run import RunStatus
 
 __all__ = ["ReproMagics", "load_ipython_extension", "unload_ipython_extension"]
 
@@ -164,14 +164,14 @@ class ReproMagics(Magics):
     def _env(self, args: argparse.Namespace) -> None:
         from IPython.display import display
 
-        from reprokit.results.render import environment_view
+        from reprokit.report.render import environment_view
 
         display(environment_view(session.env()))  # type: ignore[no-untyped-call]
 
     def _status(self, args: argparse.Namespace) -> None:
         from IPython.display import display
 
-        from reprokit.results.render import table_view
+        from reprokit.report.render import table_view
 
         view = table_view(_status_rows(session.status()), caption="reprokit status")
         display(view)  # type: ignore[no-untyped-call]

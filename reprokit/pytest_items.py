@@ -1,6 +1,6 @@
 """pytest collector and item of ``pytest --reprokit``: one test per locked notebook.
 
-The item only calls :func:`reprokit.reproduce.verify` and formats what comes back; a
+The item only calls :func:`reprokit.api.verify.verify` and formats what comes back; a
 notebook that did not reproduce fails with the plain-text verdict table and the environment
 changes, one whose execution failed with the failing cell, one whose data drifted with the
 changed files. No traceback of reprokit's own code is shown for any of them.
@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
+from reprokit.api.verify import VerifyOutcome
 from reprokit.exceptions import ReprokitError
-from reprokit.reproduce import VerifyOutcome
-from reprokit.runner.notebooks import is_notebook_file
+from reprokit.notebook.files import is_notebook_file
 
 __all__ = ["NotReproducedError", "NotebookFile", "NotebookItem", "is_lockable_notebook"]
 
@@ -45,7 +45,7 @@ class NotebookItem(pytest.Item):
     """Re-executes the notebook with the lock's parameters and compares its results."""
 
     def runtest(self) -> None:
-        from reprokit.reproduce import verify
+        from reprokit.api.verify import verify
 
         (outcome,) = verify(
             [self.path],

@@ -65,7 +65,7 @@ def reset_session() -> None:
     """End any active run and forget session state, so tests do not leak into each other."""
     import warnings
 
-    from reprokit import session
+    from reprokit.api import session
 
     if session._active is not None:
         with warnings.catch_warnings():

@@ -20,8 +20,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from reprokit.api.check import CellChange, LockFreshness, check_locks
 from reprokit.cli import main
-from reprokit.freshness import CellChange, LockFreshness, check_locks
 from reprokit.recording.lock import build_lock, lock_path_for, write_lock
 
 ROOT = Path(__file__).resolve().parents[1]

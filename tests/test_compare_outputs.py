@@ -8,13 +8,9 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_output
 
 from reprokit.compare.cells import compare_cell_outputs, first_failing
 from reprokit.compare.model import Tolerance
-from reprokit.compare.outputs import (
-    cell_text,
-    compare_outputs,
-    first_divergent_cell,
-    mask_volatile,
-)
-from reprokit.recording._lockmodel import CellFingerprint
+from reprokit.compare.outputs import compare_outputs, first_divergent_cell
+from reprokit.notebook.text import cell_text, mask_volatile
+from reprokit.recording.lock_model import CellFingerprint
 
 
 @pytest.mark.parametrize(
@@ -196,8 +192,8 @@ def test_a_cell_kept_only_as_a_digest_is_compared_by_digest() -> None:
 def test_long_outputs_keep_only_their_digest_in_the_lock() -> None:
     import nbformat
 
-    from reprokit.recording._lockmodel import OUTPUT_TEXT_LIMIT
     from reprokit.recording.lock import output_fingerprints
+    from reprokit.recording.lock_model import OUTPUT_TEXT_LIMIT
 
     node = nbformat.v4.new_notebook()
     for text in ("short\n", "x" * (OUTPUT_TEXT_LIMIT + 1)):

@@ -13,10 +13,11 @@ from hypothesis.extra import numpy as hnp
 
 from reprokit.compare.arrays import compare_arrays
 from reprokit.compare.model import Tolerance
-from reprokit.compare.outputs import compare_outputs, mask_volatile
+from reprokit.compare.outputs import compare_outputs
 from reprokit.compare.summary import compare_summaries, summarize_array
 from reprokit.compare.values import compare_values
 from reprokit.exceptions import ReprokitError
+from reprokit.notebook.text import mask_volatile
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

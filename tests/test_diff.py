@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 from run_helpers import demo_project, reprokit_cli, write_notebook
 
-from reprokit.differences import diff
+from reprokit.api.diff import diff
+from reprokit.api.record import record, record_from_run
+from reprokit.api.verify import verify
 from reprokit.exceptions import UsageError
 from reprokit.recording.lock import read_lock
-from reprokit.reproduce import record, record_from_run, verify
 
 pytestmark = pytest.mark.filterwarnings("ignore:PYTHONHASHSEED", "ignore:.*source changed")
 

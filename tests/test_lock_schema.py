@@ -104,7 +104,7 @@ def _container_item(hint: Any) -> str | None:
 
 
 def _lock_classes() -> dict[str, type]:
-    from reprokit.recording._lockmodel import Lock
+    from reprokit.recording.lock_model import Lock
 
     return _reachable(Lock, {})
 
@@ -150,7 +150,7 @@ def test_schema_fields_match_the_dataclass(name: str) -> None:
 
 
 def test_schema_version_is_the_code_s() -> None:
-    from reprokit.recording._lockmodel import LOCK_SCHEMA_VERSION
+    from reprokit.recording.lock_model import LOCK_SCHEMA_VERSION
 
     assert _schema()["properties"]["schema_version"]["const"] == LOCK_SCHEMA_VERSION
 

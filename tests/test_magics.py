@@ -11,7 +11,7 @@ from conftest import only_run, tracking_uri
 from IPython.core.displaypub import CapturingDisplayPublisher
 from IPython.core.interactiveshell import InteractiveShell
 
-from reprokit import session
+from reprokit.api import session
 from reprokit.exceptions import DigestMismatchError
 from reprokit.results import RESULT_MIME, SNAPSHOT_MIME
 

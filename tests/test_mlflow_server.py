@@ -92,7 +92,7 @@ def test_mlflow_ui_in_the_project_root_serves_embedded_runs_and_artifacts(
 ) -> None:
     """A run recorded to the embedded default store is visible, artifacts included, through
     the UI's own REST endpoints of ``mlflow ui`` started beside the database."""
-    from reprokit import session
+    from reprokit.api import session
 
     session.start(experiment="embedded", tracking_uri=f"sqlite:///{server_root / 'mlflow.db'}")
     session.result("acc", 0.25)

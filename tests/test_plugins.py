@@ -30,9 +30,9 @@ from reprokit.compare.model import Tolerance
 from reprokit.compare.plugged import compare_with_plugin
 from reprokit.compare.values import compare_values
 from reprokit.exceptions import InputError, ReprokitWarning, ResultValueError
+from reprokit.report.render import result_summary
 from reprokit.results import Result, decode_result, encode_result
 from reprokit.results.plugged import PluginValue
-from reprokit.results.render import result_summary
 
 INSTRUMENT = {"firmware": "1.0", "model": "DemoScope 3000", "serial": "DS-0042"}
 

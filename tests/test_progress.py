@@ -11,10 +11,10 @@ import pytest
 from rich.console import Console
 from run_helpers import write_notebook
 
+from reprokit.api.run import run
 from reprokit.cli import _progress
 from reprokit.cli._progress import ProgressPrinter
-from reprokit.runner import run
-from reprokit.runner.api import CellProgress, PlannedRun, RunOutcome
+from reprokit.runner.plan import CellProgress, PlannedRun, RunOutcome
 
 
 def test_a_real_execution_reports_every_cell_as_it_starts(project: Path) -> None:

@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 from conftest import mlflow_client
 
-from reprokit.freshness import check_locks
+from reprokit.api.check import check_locks
+from reprokit.notebook.files import discover_notebooks
 from reprokit.recording.lock import lock_path_for, read_lock, sidecar_for
-from reprokit.runner.notebooks import discover_notebooks
 
 pytestmark = pytest.mark.slow
 for _module in ("torch", "scipy", "matplotlib"):  # what the notebooks import (the test extra)

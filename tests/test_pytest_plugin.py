@@ -16,8 +16,8 @@ import nbformat
 import pytest
 from run_helpers import write_notebook
 
+from reprokit.api.record import record
 from reprokit.pytest_plugin import nbval_sanitize_file
-from reprokit.reproduce import record
 
 pytest_plugins = ["pytester"]
 pytestmark = pytest.mark.filterwarnings("ignore:PYTHONHASHSEED")

@@ -10,9 +10,9 @@ import pytest
 
 from reprokit.capturing.snapshot import capture
 from reprokit.exceptions import InputError, PathError
+from reprokit.report.render import environment_view, result_summary
 from reprokit.results import RESULT_MIME, encode_result, read_notebook
 from reprokit.results.display import result_bundle, snapshot_bundle
-from reprokit.results.render import environment_view, result_summary
 
 
 def output(bundle: dict[str, Any], metadata: dict[str, Any] | None = None) -> Any:

@@ -11,9 +11,9 @@ from click.testing import CliRunner
 from conftest import mlflow_client, only_run, tracking_uri
 from run_helpers import PERCENT_NOTEBOOK, write_notebook
 
+from reprokit.api.run import run
 from reprokit.cli import main
 from reprokit.results.notebook import read_notebook
-from reprokit.runner import run
 from reprokit.runner.device import cuda_visible
 
 PROBE = """\

@@ -10,12 +10,12 @@ import pytest
 from run_helpers import PERCENT_NOTEBOOK, write_notebook
 
 from reprokit.exceptions import ExecutionError, PathError, UsageError
-from reprokit.recording.run import LocalRecorder, mlflow_enabled
+from reprokit.notebook.files import declared_parameters, discover_notebooks, load_notebook
+from reprokit.recording.recorded_run import LocalRecorder, mlflow_enabled
 from reprokit.recording.worker import Call, LogBatch
-from reprokit.runner.api import kernel_env
 from reprokit.runner.device import resolve_device
-from reprokit.runner.notebooks import declared_parameters, discover_notebooks, load_notebook
 from reprokit.runner.params import check_declared, parse_assignments, parse_value
+from reprokit.runner.plan import kernel_env
 
 
 def test_discovery_skips_checkpoints_hidden_output_and_sidecar_folders(tmp_path: Path) -> None:
@@ -138,7 +138,7 @@ def test_execution_error_exits_three_and_pickles() -> None:
 def test_a_run_under_the_runner_stays_local(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from conftest import mlflow_client, tracking_uri
 
-    from reprokit import session
+    from reprokit.api import session
 
     monkeypatch.setenv("REPROKIT_MLFLOW", "off")
     monkeypatch.setenv("REPROKIT_OUTPUT_DIR", str(project / "out"))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import mlflow_client, only_run, tracking_uri
 
-from reprokit import session
+from reprokit.api import session
 from reprokit.exceptions import DigestMismatchError, PathError, ReprokitWarning, UsageError
 from reprokit.results import ResultValueError
 

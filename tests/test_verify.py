@@ -22,8 +22,8 @@ from reprokit._serde import from_json, to_json
 from reprokit.compare.model import Tolerance
 from reprokit.compare.verify import Verdict, check_data, verify_results
 from reprokit.exceptions import ReprokitWarning
-from reprokit.recording._lockmodel import DeviceTolerance
 from reprokit.recording.lock import Lock
+from reprokit.recording.lock_model import DeviceTolerance
 from reprokit.results import Result, encode_result, read_notebook
 
 

@@ -124,7 +124,7 @@ def api_names() -> dict[str, list[str]]:
 # section titles of the defining modules, in page order; a module not listed here still
 # appears (under its own name), so a public name added later is never left out
 _API_SECTIONS = {
-    "reprokit.session": "In a notebook or a script",
+    "reprokit.api.session": "In a notebook or a script",
     "reprokit.magics": "IPython extension",
     "reprokit.capturing.snapshot": "Capture",
     "reprokit.capturing.seeds": "Capture",
@@ -132,7 +132,7 @@ _API_SECTIONS = {
     "reprokit.capturing.values": "Hashing",
     "reprokit.results.notebook": "Results",
     "reprokit.results.model": "Results",
-    "reprokit.recording.run": "Results",
+    "reprokit.recording.recorded_run": "Results",
     "reprokit.capturing.model": "Data model",
     "reprokit.exceptions": "Errors",
 }

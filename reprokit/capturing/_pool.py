@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reprokit.capturing._filehash import SMALL_FILE, digest_large, new_hasher, open_file
-from reprokit.capturing._walk import oserror_reason
 from reprokit.capturing.hashcache import pack_entry
+from reprokit.capturing.walk import oserror_reason
 
 PARALLEL_MIN_FILES = {"fork": 2_000, "spawn": 8_000}
 DEFER_FROM = 64 << 20

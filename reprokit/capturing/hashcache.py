@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reprokit.capturing._cachedb import CacheDB, write
-from reprokit.capturing._walk import Tree
+from reprokit.capturing.walk import Tree
 
 __all__ = [
     "DEFAULT_RACY_MARGIN_NS",

@@ -42,8 +42,8 @@ from reprokit.capturing._filehash import (
     digest_fd,
     open_file,
 )
-from reprokit.capturing._walk import Tree, oserror_reason, special_kind, walk_tree
 from reprokit.capturing.model import DataEntry, DataManifest, FileDigest
+from reprokit.capturing.walk import Tree, oserror_reason, special_kind, walk_tree
 from reprokit.exceptions import DigestMismatchError, PathError, ReprokitWarning, UsageError
 
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
-    from reprokit.freshness import LockFreshness
+    from reprokit.api.check import LockFreshness
 
 
 @click.command("check")
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 def check_command(paths: tuple[Path, ...], require_lock: bool, verbose: bool) -> None:
     """Check that each notebook's lock matches its source (cell sources only; outputs and
     metadata do not count). PATHS: notebooks, locks or folders [default: the current folder]."""
-    from reprokit.freshness import check_locks
+    from reprokit.api.check import check_locks
 
     checked = check_locks(paths or (Path("."),))
     for item in checked:

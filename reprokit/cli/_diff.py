@@ -30,7 +30,7 @@ def diff_command(
     an MLflow run id (or runs:/ID) recorded by reprokit, or 'current' (the environment now:
     the default for B; beside a lock, its data files are re-hashed).
     """
-    from reprokit.differences import diff
+    from reprokit.api.diff import diff
     from reprokit.report.diff import diff_json, print_diff
 
     found = diff(a, b, rtol=rtol, atol=atol)

@@ -1,9 +1,9 @@
 """Command-line options shared by the commands that execute notebooks.
 
 ``--secret-param``, ``--notebook-timeout`` and ``--memory-limit`` are not passed to the
-command's function: they become the :class:`~reprokit.runner.api.RunnerSettings` of every
+command's function: they become the :class:`~reprokit.api.run.RunnerSettings` of every
 notebook the command runs, and the command runs with ``SIGINT``/``SIGTERM`` stopping its
-kernels (see :func:`reprokit.runner.api.runner_settings`).
+kernels (see :func:`reprokit.api.run.runner_settings`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def parse_size(text: str) -> int:
 def _with_runner_settings(command: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(command)
     def wrapper(**kwargs: Any) -> Any:
-        from reprokit.runner.api import RunnerSettings, runner_settings
+        from reprokit.api.run import RunnerSettings, runner_settings
         from reprokit.runner.params import parse_secret_assignments
 
         secrets, limit_s, memory = (kwargs.pop(name) for name in _RUNNER_OPTIONS)

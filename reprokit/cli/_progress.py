@@ -17,7 +17,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from reprokit.runner.api import CellProgress, PlannedRun, RunOutcome
+    from reprokit.runner.plan import CellProgress, PlannedRun, RunOutcome
 
 PLAIN_INTERVAL_S = 10.0
 MARKS = {
@@ -30,7 +30,7 @@ MARKS = {
 
 
 class ProgressPrinter:
-    """A ``progress`` callback for :func:`reprokit.runner.api.run` (thread-safe)."""
+    """A ``progress`` callback for :func:`reprokit.api.run.run` (thread-safe)."""
 
     def __init__(self, *, plain: bool | None = None) -> None:
         from rich.console import Console
@@ -50,7 +50,7 @@ class ProgressPrinter:
         with self._lock:
             key = id(plan)
             if event == "plan":  # before any kernel starts: what will run, with what
-                from reprokit.runner.api import describe_plan
+                from reprokit.runner.plan import describe_plan
 
                 self._print(describe_plan(plan))
             elif event == "start":

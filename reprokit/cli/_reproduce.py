@@ -21,7 +21,7 @@ from reprokit.cli._run import _execution_error, _print_failure, _progress_printe
 from reprokit.exceptions import UsageError
 
 if TYPE_CHECKING:
-    from reprokit.reproduce import VerifyOutcome
+    from reprokit.api.verify import VerifyOutcome
 
 
 @click.command("record")
@@ -45,7 +45,7 @@ def record_command(
     from_run: str | None,
 ) -> None:
     """Execute notebooks and write each one's reference lock, <stem>.repro.json, beside it."""
-    from reprokit.reproduce import record, record_from_run
+    from reprokit.api.record import record, record_from_run
     from reprokit.runner.params import parse_assignments
 
     if from_run is not None:
@@ -124,11 +124,11 @@ def verify_command(
     outputs: bool,
 ) -> None:
     """Re-execute notebooks that have a lock and say, result by result, whether they reproduced."""
+    from reprokit.api.verify import verify
     from reprokit.report.html import write_html
     from reprokit.report.json_report import write_json_report
     from reprokit.report.junit import write_junit
     from reprokit.report.table import print_verdicts
-    from reprokit.reproduce import verify
     from reprokit.runner.params import parse_assignments
 
     verification = verify(

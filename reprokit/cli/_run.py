@@ -18,7 +18,7 @@ from reprokit.cli._progress import MARKS
 from reprokit.exceptions import ExecutionError
 
 if TYPE_CHECKING:
-    from reprokit.runner.api import Progress, RunOutcome
+    from reprokit.runner.plan import Progress, RunOutcome
 
 
 @click.command("run")
@@ -35,7 +35,7 @@ def run_command(
     no_record: bool,
 ) -> None:
     """Execute notebooks (.ipynb, or jupytext .py/.md) or the notebooks under folders."""
-    from reprokit.runner.api import run
+    from reprokit.api.run import run
     from reprokit.runner.params import parse_assignments
 
     outcomes = run(

@@ -1,7 +1,7 @@
 """Cell outputs against the lock's fingerprints (``reprokit verify --outputs``).
 
 The lock keeps, per code cell, the digest of its masked text output and, up to
-:data:`~reprokit.recording._lockmodel.OUTPUT_TEXT_LIMIT` characters, the masked text itself. With
+:data:`~reprokit.recording.lock_model.OUTPUT_TEXT_LIMIT` characters, the masked text itself. With
 the text, a cell is compared word by word with numbers within tolerance
 (:func:`~reprokit.compare.outputs.compare_outputs`); without it (a longer output, or a lock
 written before texts were kept) only the digests are compared, and a difference is
@@ -19,7 +19,7 @@ from typing import Any
 
 from reprokit.compare.model import Tolerance
 from reprokit.compare.outputs import compare_outputs
-from reprokit.recording._lockmodel import CellFingerprint
+from reprokit.recording.lock_model import CellFingerprint
 
 __all__ = [
     "DEFAULT_OUTPUT_TOLERANCE",

@@ -29,52 +29,14 @@ from typing import Any
 
 from reprokit.compare._tally import Tally, float_outcome, short
 from reprokit.compare.model import EXACT, Tolerance, ValueComparison
+from reprokit.notebook.text import cell_text, mask_volatile
 
-__all__ = [
-    "CellDivergence",
-    "cell_text",
-    "compare_outputs",
-    "first_divergent_cell",
-    "mask_volatile",
-]
+__all__ = ["CellDivergence", "compare_outputs", "first_divergent_cell"]
 
-_DURATION_UNITS = r"ns|µs|μs|us|ms|s|secs?|seconds?|mins?|minutes?|h|hrs?|hours?|days?"
-_MASKS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
-    (re.compile(pattern, flags), placeholder)
-    for pattern, flags, placeholder in (
-        # tqdm: " 45%|████▌     | 45/100 [00:01<00:02, 30.5it/s]"
-        (r"\d{1,3}%\|[^|\n]*\|", 0, "<PROGRESS>"),
-        (r"\d+(?:\.\d+)?[kMG]?/\d+(?:\.\d+)?[kMG]?\s*\[[^\]\n]*\]", 0, "<PROGRESS>"),
-        (r"\d+(?:\.\d+)?\s?(?:it/s|s/it|[kMG]?B/s|samples/s|steps?/s)", 0, "<RATE>"),
-        (
-            r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?",
-            0,
-            "<TIMESTAMP>",
-        ),
-        (r"\b\d{4}[-/]\d{2}[-/]\d{2}\b", 0, "<DATE>"),
-        (r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I, "<UUID>"),
-        (r"\b[0-9a-f]{32}\b", 0, "<RUN_ID>"),
-        (r"\b0x[0-9a-f]{6,16}\b", re.I, "<ADDRESS>"),
-        (r"(?:/private)?/(?:tmp|var/tmp|var/folders)/[^\s'\"<>,;)\]]*", 0, "<TMP>"),
-        (r"[A-Z]:\\(?:[^\\\s]+\\)*(?:Temp|tmp)\\[^\s'\"<>,;)\]]*", re.I, "<TMP>"),
-        (r"\b\d{1,2}:\d{2}(?::\d{2})?(?:\.\d+)?\b", 0, "<TIME>"),
-        (rf"(?<![\w.])\d+(?:\.\d+)?\s?(?:{_DURATION_UNITS})(?!\w)", 0, "<DURATION>"),
-    )
-)
 
 _NUMBER = re.compile(
     r"((?<![\w.])[-+]?(?:(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?|nan|NaN|inf|Inf|infinity)(?!\w))"
 )
-
-
-def mask_volatile(text: str) -> str:
-    """``text`` with run-dependent parts replaced by placeholders (idempotent)."""
-    text = text.replace("\r\n", "\n")
-    if "\r" in text:
-        text = "\n".join(line.rsplit("\r", 1)[-1] for line in text.split("\n"))
-    for pattern, placeholder in _MASKS:
-        text = pattern.sub(placeholder, text)
-    return text
 
 
 @dataclass(frozen=True)
@@ -177,26 +139,6 @@ class CellDivergence:
     reference_excerpt: str
     current_excerpt: str
     comparison: ValueComparison | None = None
-
-
-def cell_text(cell: Any) -> str:
-    """The text output of an nbformat code cell (a str is taken as the output itself)."""
-    if isinstance(cell, str):
-        return cell
-    parts: list[str] = []
-    for output in cell.get("outputs", ()):
-        kind = output.get("output_type")
-        if kind == "stream":
-            parts.append(_joined(output.get("text", "")))
-        elif kind in ("execute_result", "display_data"):
-            parts.append(_joined(output.get("data", {}).get("text/plain", "")))
-        elif kind == "error":
-            parts.append(f"{output.get('ename', '')}: {output.get('evalue', '')}")
-    return "\n".join(p for p in parts if p)
-
-
-def _joined(text: str | Sequence[str]) -> str:
-    return text if isinstance(text, str) else "".join(text)
 
 
 def _code_cells(cells: Sequence[Any]) -> list[tuple[int, str]]:

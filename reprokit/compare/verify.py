@@ -42,7 +42,7 @@ from reprokit.compare.cells import OutputCheck, compare_cell_outputs, first_fail
 from reprokit.compare.envdiff import EnvDiff, diff_snapshots
 from reprokit.compare.model import Deviation, Tolerance, ValueComparison
 from reprokit.exceptions import ReprokitError
-from reprokit.recording._lockmodel import Lock
+from reprokit.recording.lock_model import Lock
 from reprokit.results.model import ArrayData, ArrayStats, Result
 from reprokit.results.notebook import NotebookResults
 
@@ -393,7 +393,7 @@ def _abs_mean_bound(stats: ArrayStats | None) -> float | None:
 
 def short_value(result: Result, limit: int = 60) -> str:
     """The value part of ``result_summary``: ``0.931``, ``float32 [3, 4] min=...``."""
-    from reprokit.results.render import result_summary
+    from reprokit.report.render import result_summary
 
     text = result_summary(result).split(" = ", 1)[-1].rsplit(" (", 1)[0]
     text = text.split(" \u2192 ", 1)[0]  # where the array file is: not part of the value
@@ -474,7 +474,7 @@ def report_outside_links(entries: Sequence[DataEntry], root: Path) -> tuple[str,
     """Symbolic links of the data that lead outside the project root, each with a warning."""
     import warnings
 
-    from reprokit.capturing._walk import links_outside
+    from reprokit.capturing.walk import links_outside
     from reprokit.exceptions import ReprokitWarning
 
     found = tuple(link for e in entries for link in links_outside(root / e.path, root))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from reprokit.exceptions import RecordError
 from reprokit.recording.folder import RunFolder
-from reprokit.recording.run import RecordedRun, RunStatus
+from reprokit.recording.recorded_run import RecordedRun, RunStatus
 from reprokit.recording.target import TrackingTarget, find_project_root, resolve_target
 from reprokit.recording.worker import BackgroundRecorder
 

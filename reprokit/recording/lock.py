@@ -34,7 +34,7 @@ from reprokit.exceptions import (
     ReprokitWarning,
     SchemaVersionError,
 )
-from reprokit.recording._lockmodel import (
+from reprokit.recording.lock_model import (
     LOCK_SCHEMA_VERSION,
     OUTPUT_TEXT_LIMIT,
     CellFingerprint,
@@ -142,7 +142,7 @@ def output_fingerprints(
     """Digests of each code cell's masked text output, with the text itself when at most
     ``text_limit`` characters (``None``: always); reprokit's own outputs left out (the
     snapshot's rendering changes every run, results are compared on their own)."""
-    from reprokit.compare.outputs import cell_text, mask_volatile
+    from reprokit.notebook.text import cell_text, mask_volatile
 
     cells = [c for c in node.get("cells", []) if not _is_injected(c)]
     out = []

@@ -17,8 +17,8 @@ from pathlib import Path
 from reprokit._version import __version__
 from reprokit.capturing.model import DataEntry, SeedRecord, Snapshot
 from reprokit.capturing.redact import redact_text
+from reprokit.report.render import run_note_markdown
 from reprokit.results.model import Result
-from reprokit.results.render import run_note_markdown
 
 MAX_TAG_LENGTH = 8000  # MLflow's limit on a tag value (longer ones are truncated, we say so)
 MAX_DATASET_DIGEST = 36  # MLflow's column width for a dataset digest

@@ -15,8 +15,8 @@ from typing import Any
 
 from reprokit._serde import to_builtins
 from reprokit.capturing.model import Snapshot
+from reprokit.report.render import View, result_view, snapshot_view
 from reprokit.results.model import RESULT_MIME, SNAPSHOT_MIME, Result
-from reprokit.results.render import View, result_view, snapshot_view
 
 
 def result_bundle(result: Result) -> dict[str, Any]:

@@ -15,7 +15,7 @@ Statuses, one :class:`LockFreshness` per notebook (or per lock left without its 
   locks (not every notebook in a repository is published: scratch work has none);
 - ``orphan``: a lock whose notebook is gone (renamed or deleted without its lock).
 
-Like :mod:`reprokit.reproduce`, this module sits above the stages: it uses the runner's notebook
+Like :mod:`reprokit.api.verify`, this module sits above the stages: it uses the runner's notebook
 discovery so that ``check`` and ``verify`` see the same notebooks in a folder.
 """
 
@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from reprokit.notebook.files import discover_notebooks, is_notebook_file
 from reprokit.recording.lock import (
     CellSource,
     changed_cells,
@@ -35,7 +36,6 @@ from reprokit.recording.lock import (
     project_root_of,
     read_lock,
 )
-from reprokit.runner.notebooks import discover_notebooks, is_notebook_file
 
 __all__ = ["CellChange", "LockFreshness", "check_locks"]
 

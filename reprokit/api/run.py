@@ -17,87 +17,35 @@ Output layout (``output_dir`` defaults to ``<project root>/.reprokit/runs/<UTC>-
 from __future__ import annotations
 
 import contextlib
-import functools
-import json
 import os
-import secrets
 import signal
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from reprokit._fsutil import atomic_write_text
-from reprokit.exceptions import InputError, PathError, RunInterrupted, UsageError
+from reprokit.exceptions import RunInterrupted, UsageError
+from reprokit.notebook.files import discover_notebooks
 from reprokit.runner import kernels
 from reprokit.runner.device import DeviceChoice, resolve_device
 from reprokit.runner.execute import (
-    CellFailure,
     Limits,
-    execute_notebook,
-    kernel_of,
     make_output_folder,
 )
-from reprokit.runner.notebooks import declared_parameters, discover_notebooks, load_notebook
-from reprokit.runner.params import check_declared, check_secrets
+from reprokit.runner.plan import (
+    CellProgress,
+    Executed,
+    PlannedRun,
+    Progress,
+    RunOutcome,
+    default_output_dir,
+    execute_planned,
+    plan_runs,
+)
 
-RUNNER_ENV = {"REPROKIT_MLFLOW": "off"}
-
-
-@dataclass(frozen=True)
-class RunOutcome:
-    """One notebook's execution: status ok | failed | timeout | kernel_died | interrupted
-    (``interrupted`` with no output file: the runner was stopped before it started)."""
-
-    notebook: str
-    status: str
-    output_path: str
-    output_dir: str
-    duration_s: float
-    device: str
-    parameters: dict[str, Any] = field(default_factory=dict)
-    failure: CellFailure | None = None
-    message: str = ""
-    run_id: str | None = None  # MLflow run, when recorded
-    record_error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-
-@dataclass(frozen=True)
-class PlannedRun:
-    """A notebook ready to execute: loaded, checked, with its folder and kernel environment."""
-
-    source: Path
-    node: Any
-    output_dir: Path
-    parameters: dict[str, Any]
-    env: dict[str, str]
-    secret_names: tuple[str, ...] = ()  # their values are in RunnerSettings, never here
-    kernel: str = "python3"
-    device: str = "cpu"
-
-    @property
-    def output_path(self) -> Path:
-        return self.output_dir / (self.source.stem + ".ipynb")
-
-
-@dataclass(frozen=True)
-class CellProgress:
-    """A notebook's progress: cell ``position`` of ``total`` started ``elapsed_s`` after it."""
-
-    position: int
-    total: int
-    elapsed_s: float
-
-
-Progress = Callable[[str, PlannedRun, "RunOutcome | CellProgress | None"], None]
-"""``progress(event, plan, info)``: ``"plan"`` (before any kernel starts) and ``"start"`` (info
-None), ``"cell"`` (a :class:`CellProgress`) and ``"done"`` (the :class:`RunOutcome`)."""
+__all__ = ["RunnerSettings", "run", "runner_settings"]
 
 
 @dataclass(frozen=True)
@@ -280,159 +228,8 @@ def _import_mlflow() -> None:
     import mlflow.tracking  # noqa: F401  (warm-up only: later imports are free)
 
 
-def default_output_dir(first: Path) -> Path:
-    """``<project root>/.reprokit/runs/<UTC time>-<6 hex>`` (``.reprokit`` is git-ignored)."""
-    from reprokit.recording.target import find_project_root
-
-    hidden = find_project_root(first.resolve().parent) / ".reprokit"
-    make_output_folder(hidden)
-    if not (hidden / ".gitignore").exists():
-        try:
-            atomic_write_text(hidden / ".gitignore", "*\n")
-        except OSError as exc:
-            raise PathError(str(hidden), f"cannot write here: {exc.strerror}") from None
-    key = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
-    return hidden / "runs" / key
-
-
-def plan_runs(
-    sources: Sequence[Path],
-    base: Path,
-    choice: DeviceChoice,
-    parameters: dict[str, Any],
-    kernel: str | None = None,
-    secret_parameters: Mapping[str, str] | None = None,
-) -> list[PlannedRun]:
-    """Load and check every notebook; give each its own folder and environment."""
-    plans: list[PlannedRun] = []
-    used: set[str] = set()
-    secret_names = tuple(secret_parameters or {})
-    for source in sources:
-        node = load_notebook(source)
-        kernel_name = kernel or kernel_of(node)
-        check_kernel(str(source), kernel_name)
-        declared = declared_parameters(node)
-        check_declared(str(source), parameters, declared)
-        check_secrets(str(source), secret_names, parameters, declared)
-        injected = dict(parameters)
-        if declared and "device" in declared and "device" not in injected:
-            injected["device"] = choice.device  # the device reaches the notebook as a parameter
-        folder = base / _unique(source.stem, used)
-        env = kernel_env(source, folder, choice, injected)
-        plans.append(
-            PlannedRun(
-                source, node, folder, injected, env, secret_names, kernel_name, choice.device
-            )
-        )
-    return plans
-
-
-def describe_plan(plan: PlannedRun) -> str:
-    """One line saying what will run: notebook, kernel, device, parameters (secret ones by
-    name only). Printed before anything executes, so that nothing runs unannounced."""
-    shown = ", ".join(f"{k}={v!r}" for k, v in sorted(plan.parameters.items())) or "none"
-    if plan.secret_names:
-        shown += f"; secret: {', '.join(sorted(plan.secret_names))}"
-    return f"will run  {plan.source}  kernel {plan.kernel}  device {plan.device}  ({shown})"
-
-
-@functools.cache
-def _kernel_names() -> frozenset[str]:
-    from jupyter_client.kernelspec import KernelSpecManager
-
-    return frozenset(KernelSpecManager().find_kernel_specs())
-
-
-def check_kernel(notebook: str, name: str) -> None:
-    """A kernel that is not installed is a usage error, found before anything runs."""
-    names = _kernel_names()
-    if name not in names:
-        raise UsageError(
-            f"{notebook}: no Jupyter kernel named {name!r} is installed "
-            f"(installed: {', '.join(sorted(names)) or 'none'}); choose one with --kernel",
-            path=notebook,
-            kernel=name,
-        )
-
-
-def _unique(stem: str, used: set[str]) -> str:
-    name, count = stem, 1
-    while name in used:  # two notebooks of one name in different folders
-        count += 1
-        name = f"{stem}-{count}"
-    used.add(name)
-    return name
-
-
-def kernel_env(
-    source: Path, folder: Path, choice: DeviceChoice, parameters: Mapping[str, Any]
-) -> dict[str, str]:
-    """The variables a kernel gets on top of the runner's environment."""
-    seed = parameters.get("seed")
-    return {
-        **RUNNER_ENV,
-        **choice.env,
-        "REPROKIT_DEVICE": choice.device,
-        "REPROKIT_PARAMS": json.dumps(dict(parameters), default=str, sort_keys=True),
-        "REPROKIT_OUTPUT_DIR": str(folder.resolve()),
-        "REPROKIT_NOTEBOOK": str(source.resolve()),
-        "PYTHONHASHSEED": str(seed) if isinstance(seed, int) and seed >= 0 else "0",
-    }
-
-
-@dataclass(frozen=True)
-class Executed:
-    """An execution's outcome with what recording it needs."""
-
-    outcome: RunOutcome
-    results: Any  # NotebookResults, or None when the notebook could not be read back
-    start_ms: int
-
-
-def execute_planned(
-    plan: PlannedRun,
-    choice: DeviceChoice,
-    *,
-    kernel: str | None,
-    timeout: float | None,
-    limits: Limits | None = None,
-    secrets: Mapping[str, str] | None = None,
-    on_cell: Callable[[int, int], None] | None = None,
-) -> Executed:
-    """Execute one planned notebook and complete its run folder (nothing recorded yet)."""
-    from reprokit.recording.writer import now_ms
-
-    start_ms = now_ms()
-    executed = execute_notebook(
-        plan.node,
-        plan.output_path,
-        cwd=plan.source.resolve().parent,
-        env=plan.env,
-        parameters=plan.parameters,
-        kernel_name=kernel,
-        timeout=timeout,
-        limits=limits,
-        secrets=secrets,
-        on_cell=on_cell,
-    )
-    results = _read_results(plan.output_path)
-    _complete_run_folders(results)
-    outcome = RunOutcome(
-        notebook=str(plan.source),
-        status=executed.status,
-        output_path=executed.output_path,
-        output_dir=str(plan.output_dir),
-        duration_s=executed.duration_s,
-        device=choice.device,
-        parameters=plan.parameters,
-        failure=executed.failure,
-        message=executed.message,
-    )
-    return Executed(outcome, results, start_ms)
-
-
 def _recorded(plan: PlannedRun, executed: Executed) -> RunOutcome:
-    from reprokit.runner.record import record_execution
+    from reprokit.recording.executed import record_execution
 
     outcome = executed.outcome
     tags = {"reprokit.runner": "reprokit run", "reprokit.runner.status": outcome.status}
@@ -450,29 +247,3 @@ def _recorded(plan: PlannedRun, executed: Executed) -> RunOutcome:
         extra_tags=tags,
     )
     return replace(outcome, run_id=recorded.run_id, record_error=recorded.error)
-
-
-def _read_results(output: Path) -> Any:
-    from reprokit.results.notebook import read_notebook
-
-    try:
-        return read_notebook(output)
-    except InputError:  # no output notebook (papermill failed before writing) or a bad payload
-        return None
-
-
-def _complete_run_folders(results: Any) -> None:
-    """Write ``results.json`` into the kernel's run folder.
-
-    The kernel is killed at once after the last cell (no graceful shutdown), so its exit
-    hook, which would write it, does not run; the results are in the notebook anyway.
-    """
-    if results is None or not results.runs:
-        return
-    from reprokit._serde import to_json
-
-    local = results.runs[-1].get("local_dir")
-    if isinstance(local, str) and Path(local).is_dir():
-        target = Path(local) / "results.json"
-        if not target.exists():
-            atomic_write_text(target, to_json(results.results))

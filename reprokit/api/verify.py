@@ -1,18 +1,12 @@
-"""``record`` and ``verify``: the reference a reviewer checks, and the check itself.
+"""``verify``: re-execute notebooks that have a lock and compare result by result.
 
-This module sits above the stages and wires them together; it holds no logic of its own
-beyond the order of the steps:
-
-- :func:`record` executes notebooks (:func:`reprokit.runner.api.run`, which also records an
-  MLflow run for each) and writes ``<stem>.repro.json`` beside each notebook that ran
-  cleanly (:mod:`reprokit.recording.lock`);
-- :func:`verify` reads each notebook's lock, re-hashes the lock's data **before** any cell
-  runs (a changed or missing file stops that notebook unless ``allow_data_drift``),
-  re-executes with the lock's parameters (overridable) and compares result by result
-  (:func:`reprokit.compare.verify.verify_results`).
+:func:`verify` reads each notebook's lock, re-hashes the lock's data **before** any cell runs
+(a changed or missing file stops that notebook unless ``allow_data_drift``), re-executes with the
+lock's parameters (overridable) and compares result by result
+(:func:`reprokit.compare.verify.verify_results`).
 
 Notebooks whose execution failed come back as outcomes with ``verdict=None`` and the
-:class:`~reprokit.runner.api.RunOutcome` explaining why; nothing raises for a failing notebook.
+:class:`~reprokit.runner.plan.RunOutcome` explaining why; nothing raises for a failing notebook.
 """
 
 from __future__ import annotations
@@ -25,48 +19,38 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reprokit.api.run import run
 from reprokit.compare.verify import (
     DataCheck,
     Verdict,
     check_data,
-    report_outside_links,
     verify_results,
 )
 from reprokit.exceptions import UsageError
+from reprokit.notebook.files import discover_notebooks, load_notebook
 from reprokit.recording.lock import (
     Lock,
-    build_lock,
     check_source,
     lock_path_for,
     project_root_of,
     read_lock,
-    write_lock,
 )
-from reprokit.recording.target import find_project_root
 from reprokit.results.notebook import read_notebook
-from reprokit.runner.api import Progress, RunOutcome, run
-from reprokit.runner.notebooks import discover_notebooks, load_notebook
+from reprokit.runner.plan import Progress, RunOutcome
 
 __all__ = [
-    "RecordOutcome",
+    "VERIFICATION_ARTIFACTS",
     "Verification",
     "VerifyOutcome",
     "notebooks_with_locks",
-    "record",
-    "record_from_run",
     "verify",
 ]
 
 
 VERIFICATION_ARTIFACTS = "verification"
+
 """Folder (in the run's output folder and under ``reprokit/`` in MLflow) of the verdict's
 ``report.html`` and ``verdict.json``."""
-
-
-@dataclass(frozen=True)
-class RecordOutcome:
-    run: RunOutcome
-    lock_path: str | None  # None when the notebook did not execute cleanly
 
 
 @dataclass(frozen=True)
@@ -126,117 +110,6 @@ class Verification:
 
     def __getitem__(self, index: int) -> VerifyOutcome:
         return self.outcomes[index]
-
-
-def record(
-    notebooks: Iterable[str | os.PathLike[str]],
-    *,
-    device: str = "auto",
-    parameters: Mapping[str, Any] | None = None,
-    jobs: int = 1,
-    timeout: float | None = None,
-    kernel: str | None = None,
-    output_dir: str | os.PathLike[str] | None = None,
-    progress: Progress | None = None,
-) -> list[RecordOutcome]:
-    """Execute ``notebooks`` and write a lock beside every one that ran without error."""
-    outcomes = run(
-        notebooks,
-        device=device,
-        parameters=parameters,
-        jobs=jobs,
-        timeout=timeout,
-        kernel=kernel,
-        output_dir=output_dir,
-        progress=progress,
-    )
-    return [_write_reference(outcome) for outcome in outcomes]
-
-
-def _write_reference(outcome: RunOutcome) -> RecordOutcome:
-    if not outcome.ok:
-        return RecordOutcome(outcome, None)
-    source = Path(outcome.notebook)
-    root = find_project_root(source.parent)
-    lock = build_lock(
-        source,
-        Path(outcome.output_path),
-        project_root=root,
-        parameters=dict(outcome.parameters),
-        device=outcome.device,
-        run_id=outcome.run_id,
-    )
-    if lock.data is not None:
-        report_outside_links(lock.data.entries, root)
-    target = lock_path_for(source)
-    write_lock(lock, target)
-    return RecordOutcome(outcome, str(target))
-
-
-def record_from_run(
-    run_id: str,
-    *,
-    notebook: str | os.PathLike[str] | None = None,
-    tracking_uri: str | None = None,
-) -> str:
-    """Write the lock of an existing MLflow run (recorded by reprokit) beside its notebook;
-    returns the lock's path.
-
-    ``notebook`` defaults to the run's ``mlflow.source.name``. When the run carries its
-    executed notebook, its source must be the notebook's current source (a lock pairs one
-    source with its results); a mismatch is a :class:`~reprokit.exceptions.UsageError`
-    naming the cells.
-    """
-    import tempfile
-
-    from reprokit.recording.fromrun import load_run
-    from reprokit.recording.lock import changed_cells, output_fingerprints, source_cells
-
-    start = Path(notebook).resolve().parent if notebook is not None else Path.cwd()
-    with tempfile.TemporaryDirectory(prefix="reprokit-run-") as folder:
-        recorded = load_run(run_id, folder, start=start, tracking_uri=tracking_uri)
-        source = _run_notebook(recorded.run_id, notebook, recorded.notebook)
-        outputs = None
-        if recorded.executed_notebook is not None:
-            executed = load_notebook(recorded.executed_notebook)
-            changed = changed_cells(source_cells(executed), source_cells(load_notebook(source)))
-            if changed:
-                raise UsageError(
-                    f"{source}: its source differs from the notebook MLflow run "
-                    f"{recorded.run_id} executed (cells {', '.join(map(str, changed))}); "
-                    "record it anew with `reprokit record`",
-                    path=str(source),
-                )
-            outputs = output_fingerprints(executed)
-        lock = build_lock(
-            source,
-            recorded.results,
-            project_root=find_project_root(source.parent),
-            parameters=recorded.parameters,
-            device=recorded.device,
-            data=recorded.data,
-            run_id=recorded.run_id,
-            outputs=outputs,
-        )
-        target = lock_path_for(source)
-        write_lock(lock, target)  # copies by-reference arrays out of the download first
-    return str(target)
-
-
-def _run_notebook(run_id: str, given: str | os.PathLike[str] | None, tagged: str | None) -> Path:
-    if given is not None:
-        path = Path(given)
-    elif tagged and Path(tagged).is_file():
-        path = Path(tagged)
-    else:
-        where = f"from {tagged}, which is not here" if tagged else "without a notebook path"
-        raise UsageError(
-            f"MLflow run {run_id} was recorded {where}: name the notebook with --notebook",
-            run_id=run_id,
-        )
-    if not path.is_file():
-        raise UsageError(f"{path}: no such notebook", path=str(path))
-    return path
 
 
 def notebooks_with_locks(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
@@ -343,9 +216,9 @@ def _link_verification(source: Path, outcome: RunOutcome, lock: Lock, verdict: V
     the verdict's HTML report and JSON (kept in the run's output folder too)."""
     if outcome.run_id is None:  # not recorded (MLflow unreachable): nothing to link
         return
+    from reprokit.recording.executed import tag_run
     from reprokit.report.html import write_html
     from reprokit.report.json_report import write_json_report
-    from reprokit.runner.record import tag_run
 
     reproduced = verdict.reproduced and verdict.data_ok
     tags = {"reprokit.verdict": "reproduced" if reproduced else "not_reproduced"}

@@ -28,7 +28,7 @@ from reprokit.capturing.model import DataManifest, Snapshot
 from reprokit.compare.verify import DataCheck, Verdict, check_data, compare_manifests
 from reprokit.compare.verify import verify_results as _verify_results
 from reprokit.exceptions import UsageError
-from reprokit.recording._lockmodel import LOCK_SCHEMA_VERSION, Lock, LockParameters, NotebookSource
+from reprokit.recording.lock_model import LOCK_SCHEMA_VERSION, Lock, LockParameters, NotebookSource
 from reprokit.results.model import Result
 from reprokit.results.notebook import NotebookResults, ResultOutput
 

@@ -22,7 +22,7 @@ Environment read here: ``REPROKIT_DEVICE`` (see :func:`device`), ``REPROKIT_PARA
 object of notebook parameters recorded as MLflow params, set by a runner),
 ``REPROKIT_FLUSH_TIMEOUT`` (seconds ``end`` waits for MLflow, default 60), ``REPROKIT_MLFLOW``
 (``off``: keep the run local, never import MLflow — set by ``reprokit run``, which records the
-executed notebook itself; see :mod:`reprokit.recording.run`); where runs go is
+executed notebook itself; see :mod:`reprokit.recording.recorded_run`); where runs go is
 resolved by :mod:`reprokit.recording.target`, the run's local folder by
 :mod:`reprokit.recording.folder`.
 """
@@ -44,7 +44,7 @@ from reprokit.exceptions import InputError, UsageError
 
 if TYPE_CHECKING:
     from reprokit.capturing.model import DataManifest, SeedRecord, Snapshot
-    from reprokit.recording.run import RecordedRun, RunStatus
+    from reprokit.recording.recorded_run import RecordedRun, RunStatus
     from reprokit.results.model import Result
 
 __all__ = [
@@ -108,7 +108,7 @@ def start(
     from reprokit.capturing.seeds import seed_everything
     from reprokit.capturing.snapshot import capture
     from reprokit.recording.context import detect_source
-    from reprokit.recording.run import RecordedRun
+    from reprokit.recording.recorded_run import RecordedRun
     from reprokit.recording.target import resolve_target
 
     global _active, _pending_seed
@@ -322,7 +322,7 @@ def end(status: str | None = None) -> RunStatus:
 
 
 def _status_of_last() -> RunStatus:
-    from reprokit.recording.run import RunStatus
+    from reprokit.recording.recorded_run import RunStatus
 
     return _last_status if _last_status is not None else RunStatus(active=False)
 

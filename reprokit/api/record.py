@@ -1,0 +1,151 @@
+"""``record``: execute notebooks and write the reference a reviewer checks.
+
+- :func:`record` executes notebooks (:func:`reprokit.api.run.run`, which also records an MLflow
+  run for each) and writes ``<stem>.repro.json`` beside each notebook that ran cleanly
+  (:mod:`reprokit.recording.lock`);
+- :func:`record_from_run` writes the lock of an MLflow run recorded earlier.
+
+Notebooks whose execution failed come back as outcomes with ``lock_path=None`` and the
+:class:`~reprokit.runner.plan.RunOutcome` explaining why; nothing raises for a failing notebook.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reprokit.api.run import run
+from reprokit.compare.verify import (
+    report_outside_links,
+)
+from reprokit.exceptions import UsageError
+from reprokit.notebook.files import load_notebook
+from reprokit.recording.lock import (
+    build_lock,
+    lock_path_for,
+    write_lock,
+)
+from reprokit.recording.target import find_project_root
+from reprokit.runner.plan import Progress, RunOutcome
+
+__all__ = ["RecordOutcome", "record", "record_from_run"]
+
+
+@dataclass(frozen=True)
+class RecordOutcome:
+    run: RunOutcome
+    lock_path: str | None  # None when the notebook did not execute cleanly
+
+
+def record(
+    notebooks: Iterable[str | os.PathLike[str]],
+    *,
+    device: str = "auto",
+    parameters: Mapping[str, Any] | None = None,
+    jobs: int = 1,
+    timeout: float | None = None,
+    kernel: str | None = None,
+    output_dir: str | os.PathLike[str] | None = None,
+    progress: Progress | None = None,
+) -> list[RecordOutcome]:
+    """Execute ``notebooks`` and write a lock beside every one that ran without error."""
+    outcomes = run(
+        notebooks,
+        device=device,
+        parameters=parameters,
+        jobs=jobs,
+        timeout=timeout,
+        kernel=kernel,
+        output_dir=output_dir,
+        progress=progress,
+    )
+    return [_write_reference(outcome) for outcome in outcomes]
+
+
+def _write_reference(outcome: RunOutcome) -> RecordOutcome:
+    if not outcome.ok:
+        return RecordOutcome(outcome, None)
+    source = Path(outcome.notebook)
+    root = find_project_root(source.parent)
+    lock = build_lock(
+        source,
+        Path(outcome.output_path),
+        project_root=root,
+        parameters=dict(outcome.parameters),
+        device=outcome.device,
+        run_id=outcome.run_id,
+    )
+    if lock.data is not None:
+        report_outside_links(lock.data.entries, root)
+    target = lock_path_for(source)
+    write_lock(lock, target)
+    return RecordOutcome(outcome, str(target))
+
+
+def record_from_run(
+    run_id: str,
+    *,
+    notebook: str | os.PathLike[str] | None = None,
+    tracking_uri: str | None = None,
+) -> str:
+    """Write the lock of an existing MLflow run (recorded by reprokit) beside its notebook;
+    returns the lock's path.
+
+    ``notebook`` defaults to the run's ``mlflow.source.name``. When the run carries its
+    executed notebook, its source must be the notebook's current source (a lock pairs one
+    source with its results); a mismatch is a :class:`~reprokit.exceptions.UsageError`
+    naming the cells.
+    """
+    import tempfile
+
+    from reprokit.recording.fromrun import load_run
+    from reprokit.recording.lock import changed_cells, output_fingerprints, source_cells
+
+    start = Path(notebook).resolve().parent if notebook is not None else Path.cwd()
+    with tempfile.TemporaryDirectory(prefix="reprokit-run-") as folder:
+        recorded = load_run(run_id, folder, start=start, tracking_uri=tracking_uri)
+        source = _run_notebook(recorded.run_id, notebook, recorded.notebook)
+        outputs = None
+        if recorded.executed_notebook is not None:
+            executed = load_notebook(recorded.executed_notebook)
+            changed = changed_cells(source_cells(executed), source_cells(load_notebook(source)))
+            if changed:
+                raise UsageError(
+                    f"{source}: its source differs from the notebook MLflow run "
+                    f"{recorded.run_id} executed (cells {', '.join(map(str, changed))}); "
+                    "record it anew with `reprokit record`",
+                    path=str(source),
+                )
+            outputs = output_fingerprints(executed)
+        lock = build_lock(
+            source,
+            recorded.results,
+            project_root=find_project_root(source.parent),
+            parameters=recorded.parameters,
+            device=recorded.device,
+            data=recorded.data,
+            run_id=recorded.run_id,
+            outputs=outputs,
+        )
+        target = lock_path_for(source)
+        write_lock(lock, target)  # copies by-reference arrays out of the download first
+    return str(target)
+
+
+def _run_notebook(run_id: str, given: str | os.PathLike[str] | None, tagged: str | None) -> Path:
+    if given is not None:
+        path = Path(given)
+    elif tagged and Path(tagged).is_file():
+        path = Path(tagged)
+    else:
+        where = f"from {tagged}, which is not here" if tagged else "without a notebook path"
+        raise UsageError(
+            f"MLflow run {run_id} was recorded {where}: name the notebook with --notebook",
+            run_id=run_id,
+        )
+    if not path.is_file():
+        raise UsageError(f"{path}: no such notebook", path=str(path))
+    return path
