@@ -42,8 +42,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from reprokit.compare import arrays  # noqa: E402
-from reprokit.compare.model import Tolerance  # noqa: E402
 from reprokit.compare.summary import summarize_array  # noqa: E402
+from reprokit.comparison import Tolerance  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "bench_compare.json"
 RTOL, ATOL = 1e-5, 1e-8

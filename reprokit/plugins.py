@@ -29,7 +29,7 @@ from reprokit._warn import warn_user
 if TYPE_CHECKING:
     from importlib.metadata import EntryPoint
 
-    from reprokit.compare.model import Tolerance, ValueComparison
+    from reprokit.comparison import Tolerance, ValueComparison
 
 __all__ = [
     "COLLECTORS",
@@ -68,7 +68,7 @@ class Comparator(Protocol):
     class (or a base class) is declared. ``encode`` returns the JSON-able payload kept in the
     notebook and the lock; ``compare`` gets two such payloads (as decoded from JSON: lists,
     not tuples) and the result's tolerance, and returns a
-    :class:`~reprokit.compare.model.ValueComparison`.
+    :class:`~reprokit.comparison.ValueComparison`.
 
     Optional: ``describe(payload) -> str``, the short text reports show for a value
     (``1.5 mV``); without it they show the payload.

@@ -1,7 +1,7 @@
 """Helpers for the lock, verification and report tests: real notebooks built with nbformat.
 
 An "executed" notebook here is the source notebook with the outputs the magics emit (the
-same MIME bundles, from ``reprokit.results.display``), so no kernel is needed.
+same MIME bundles, from ``reprokit.report.display``), so no kernel is needed.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import nbformat
 
 from reprokit.capturing.snapshot import capture
 from reprokit.recording.lock import Lock, build_lock, lock_path_for, read_lock, write_lock
+from reprokit.report.display import result_bundle, snapshot_bundle
 from reprokit.results import Result, encode_result
-from reprokit.results.display import result_bundle, snapshot_bundle
 
 SOURCES = ["import numpy as np", "print('loss', 0.25)", "reprokit.result('acc', acc)"]
 

@@ -9,13 +9,13 @@ import pytest
 
 from reprokit.compare import _kernels, arrays
 from reprokit.compare.arrays import compare_arrays
-from reprokit.compare.model import Tolerance
 from reprokit.compare.summary import (
     ArraySummary,
     compare_summaries,
     sample_indices,
     summarize_array,
 )
+from reprokit.comparison import Tolerance
 from reprokit.exceptions import InputError
 
 TOL = Tolerance(rtol=1e-5, atol=1e-8)

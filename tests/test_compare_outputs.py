@@ -7,8 +7,8 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_output
 
 from reprokit.compare.cells import compare_cell_outputs, first_failing
-from reprokit.compare.model import Tolerance
 from reprokit.compare.outputs import compare_outputs, first_divergent_cell
+from reprokit.comparison import Tolerance
 from reprokit.notebook.text import cell_text, mask_volatile
 from reprokit.recording.lock_model import CellFingerprint
 

@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from reprokit.compare.arrays import compare_arrays
-from reprokit.compare.model import Tolerance
 from reprokit.compare.outputs import compare_outputs
 from reprokit.compare.summary import compare_summaries, summarize_array
 from reprokit.compare.values import compare_values
+from reprokit.comparison import Tolerance
 from reprokit.exceptions import ReprokitError
 from reprokit.notebook.text import mask_volatile
 

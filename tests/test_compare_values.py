@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from reprokit.compare.model import Tolerance
 from reprokit.compare.values import compare_values
+from reprokit.comparison import Tolerance
 from reprokit.exceptions import InputError, ReprokitError, UsageError
 
 

@@ -152,8 +152,8 @@ def _nested(depth: int, leaf: Any) -> Any:
 
 @pytest.mark.parametrize("depth", [50, 5_000])
 def test_deeply_nested_results_compare_without_crashing(depth: int) -> None:
-    from reprokit.compare.model import Tolerance
     from reprokit.compare.values import compare_values
+    from reprokit.comparison import Tolerance
 
     same = compare_values(_nested(depth, 1.0), _nested(depth, 1.0), Tolerance())
     other = compare_values(_nested(depth, 1.0), _nested(depth, float("nan")), Tolerance())

@@ -26,9 +26,9 @@ from reprokit.capturing.extensions import flat_facts, json_data
 from reprokit.capturing.model import ExtensionInfo, Snapshot
 from reprokit.capturing.snapshot import capture
 from reprokit.cli import main
-from reprokit.compare.model import Tolerance
 from reprokit.compare.plugged import compare_with_plugin
 from reprokit.compare.values import compare_values
+from reprokit.comparison import Tolerance
 from reprokit.exceptions import InputError, ReprokitWarning, ResultValueError
 from reprokit.report.render import result_summary
 from reprokit.results import Result, decode_result, encode_result

@@ -10,9 +10,9 @@ import pytest
 
 from reprokit.capturing.snapshot import capture
 from reprokit.exceptions import InputError, PathError
+from reprokit.report.display import result_bundle, snapshot_bundle
 from reprokit.report.render import environment_view, result_summary
 from reprokit.results import RESULT_MIME, encode_result, read_notebook
-from reprokit.results.display import result_bundle, snapshot_bundle
 
 
 def output(bundle: dict[str, Any], metadata: dict[str, Any] | None = None) -> Any:
@@ -79,7 +79,7 @@ def test_emit_outside_ipython_does_nothing() -> None:
     import subprocess
     import sys
 
-    code = "from reprokit.results.display import emit; print(emit({'text/plain': 'x'}))"
+    code = "from reprokit.report.display import emit; print(emit({'text/plain': 'x'}))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

@@ -19,8 +19,8 @@ from lock_helpers import (
 )
 
 from reprokit._serde import from_json, to_json
-from reprokit.compare.model import Tolerance
 from reprokit.compare.verify import Verdict, check_data, verify_results
+from reprokit.comparison import Tolerance
 from reprokit.exceptions import ReprokitWarning
 from reprokit.recording.lock import Lock
 from reprokit.recording.lock_model import DeviceTolerance

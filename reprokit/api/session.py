@@ -173,7 +173,7 @@ def _env_params() -> dict[str, object]:
 
 
 def _emit_snapshot(run: RecordedRun) -> None:
-    from reprokit.results.display import emit, snapshot_bundle
+    from reprokit.report.display import emit, snapshot_bundle
 
     metadata = run.metadata()
     emit(snapshot_bundle(run.snapshot, metadata), metadata)
@@ -215,7 +215,7 @@ def result(
     the module docstring). Returns None, so that a result declared on a cell's last line is
     not displayed twice.
     """
-    from reprokit.results.display import emit, result_bundle
+    from reprokit.report.display import emit, result_bundle
 
     with _lock:
         _surface_problems()

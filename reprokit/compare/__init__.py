@@ -2,7 +2,7 @@
 
 Modules (import the one you need; nothing heavy is imported here):
 
-- :mod:`reprokit.compare.model` — ``Tolerance``, ``Deviation``, ``ValueComparison``;
+- :mod:`reprokit.comparison` — ``Tolerance``, ``Deviation``, ``ValueComparison``;
 - :mod:`reprokit.compare.values` — ``compare_values`` for any supported value (scalars, str,
   None, nested lists/dicts, numpy arrays, torch tensors, pandas objects);
 - :mod:`reprokit.compare.arrays` — ``compare_arrays``, chunked and multithreaded;
@@ -13,7 +13,7 @@ Modules (import the one you need; nothing heavy is imported here):
 - :mod:`reprokit.compare.outputs` — ``mask_volatile``, ``compare_outputs``,
   ``first_divergent_cell`` for cell outputs.
 
-Semantics shared by all of them (see ``model.py`` for the details):
+Semantics shared by all of them (see :mod:`reprokit.comparison` for the details):
 
 - ``reproduced``: identical (same type/dtype/shape, same values; NaN equals NaN, the NaN
   payload is ignored); ``within_tolerance``: every element passes

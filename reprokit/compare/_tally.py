@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from reprokit.compare.model import EXACT, Deviation, Tolerance, ValueComparison, ValueStatus
+from reprokit.comparison import EXACT, Deviation, Tolerance, ValueComparison, ValueStatus
 
 
 class PathNode:

@@ -4,7 +4,7 @@
 - bool is not a number: bool against a numeric dtype differs. Integer arrays, bools, strings,
   datetimes (NaT equals NaT) and records are compared exactly, whatever the tolerance.
 - Floating and complex values (or an integer array against a float one) follow the float rule
-  of :mod:`reprokit.compare.model`, computed in the wider dtype (float16 in float32).
+  of :mod:`reprokit.comparison`, computed in the wider dtype (float16 in float32).
 - A dtype change is reported and keeps the status from ``reproduced``; object arrays are
   compared element by element with :func:`~reprokit.compare.values.compare_values` rules.
 - torch tensors are compared as numpy arrays (``detach().cpu()``; bfloat16 and float8 through
@@ -26,7 +26,7 @@ import numpy as np
 
 from reprokit.compare._kernels import ExactKernel, FloatKernel, Stats
 from reprokit.compare._tally import Tally, run_tally, short
-from reprokit.compare.model import Tolerance, ValueComparison
+from reprokit.comparison import Tolerance, ValueComparison
 from reprokit.exceptions import InputError
 
 __all__ = ["as_numpy", "compare_arrays", "dtype_name", "tally_arrays"]

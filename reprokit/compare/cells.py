@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from reprokit.compare.model import Tolerance
 from reprokit.compare.outputs import compare_outputs
+from reprokit.comparison import Tolerance
 from reprokit.recording.lock_model import CellFingerprint
 
 __all__ = [

@@ -23,7 +23,7 @@ import pandas as pd
 
 from reprokit.compare._tally import Tally, run_tally, short
 from reprokit.compare.arrays import tally_arrays
-from reprokit.compare.model import EXACT, Tolerance, ValueComparison
+from reprokit.comparison import EXACT, Tolerance, ValueComparison
 
 __all__ = ["compare_frames", "compare_series", "tally_frames", "tally_series"]
 

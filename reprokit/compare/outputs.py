@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reprokit.compare._tally import Tally, float_outcome, short
-from reprokit.compare.model import EXACT, Tolerance, ValueComparison
+from reprokit.comparison import EXACT, Tolerance, ValueComparison
 from reprokit.notebook.text import cell_text, mask_volatile
 
 __all__ = ["CellDivergence", "compare_outputs", "first_divergent_cell"]

@@ -4,7 +4,7 @@
 type: a :class:`~reprokit.results.plugged.PluginValue` read back from a lock or a notebook, or
 a live object of a type a plugin declares. Both sides must belong to the same plugin; its
 ``compare`` then decides. A plugin that is not installed, raises, or returns something other
-than a :class:`~reprokit.compare.model.ValueComparison` is an
+than a :class:`~reprokit.comparison.ValueComparison` is an
 :class:`~reprokit.exceptions.InputError` naming it (verification turns that into ``differs``
 with the message).
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from reprokit.compare.model import STATUS_ORDER, Deviation, Tolerance, ValueComparison
+from reprokit.comparison import STATUS_ORDER, Deviation, Tolerance, ValueComparison
 from reprokit.exceptions import InputError
 from reprokit.results.plugged import PluginValue, plugin_value
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reprokit.compare._tally import Tally, float_outcome, short
-from reprokit.compare.model import EXACT, Tolerance, ValueComparison
+from reprokit.comparison import EXACT, Tolerance, ValueComparison
 from reprokit.exceptions import InputError
 
 __all__ = ["ArraySummary", "compare_summaries", "sample_indices", "summarize_array"]

@@ -33,7 +33,7 @@ from reprokit.compare._tally import (
     run_tally,
     short,
 )
-from reprokit.compare.model import EXACT, Tolerance, ValueComparison
+from reprokit.comparison import EXACT, Tolerance, ValueComparison
 from reprokit.exceptions import InputError
 
 __all__ = ["compare_values"]

@@ -40,7 +40,7 @@ from typing import Any, Literal
 from reprokit.capturing.model import DataEntry, DataManifest, GitInfo, Snapshot
 from reprokit.compare.cells import OutputCheck, compare_cell_outputs, first_failing
 from reprokit.compare.envdiff import EnvDiff, diff_snapshots
-from reprokit.compare.model import Deviation, Tolerance, ValueComparison
+from reprokit.comparison import Deviation, Tolerance, ValueComparison
 from reprokit.exceptions import ReprokitError
 from reprokit.recording.lock_model import Lock
 from reprokit.results.model import ArrayData, ArrayStats, Result
@@ -77,7 +77,7 @@ FAILING: tuple[CheckStatus, ...] = ("differs", "missing")
 
 @dataclass(frozen=True)
 class DeviationRecord:
-    """:class:`~reprokit.compare.model.Deviation` made JSON-safe: a non-finite error is the
+    """:class:`~reprokit.comparison.Deviation` made JSON-safe: a non-finite error is the
     string ``"inf"`` or ``"nan"``."""
 
     max_abs_error: float | str = 0.0

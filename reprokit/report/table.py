@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from reprokit.capturing.redact import redact_text
-from reprokit.compare.model import Tolerance
 from reprokit.compare.verify import DeviationRecord, ResultCheck, Verdict
+from reprokit.comparison import Tolerance
 
 if TYPE_CHECKING:
     from rich.console import Console

@@ -1,7 +1,7 @@
 """Read the results and snapshots an executed notebook carries in its outputs.
 
 Verification needs no tracking server: this reads the ``display_data`` outputs written by
-:mod:`reprokit.results.display` back into the data model, with nbformat.
+:mod:`reprokit.report.display` back into the data model, with nbformat.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from reprokit.compare.model import Deviation, Tolerance, ValueComparison
+from reprokit.comparison import Deviation, Tolerance, ValueComparison
 
 
 @dataclass(frozen=True)
