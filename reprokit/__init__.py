@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from reprokit._version import __version__
 
 if TYPE_CHECKING:
-    from reprokit.api.diff import Diff, diff
+    from reprokit.api.diff import diff
     from reprokit.api.record import RecordOutcome, record
     from reprokit.api.run import run
     from reprokit.api.session import data, device, end, env, flush, result, seed, start, status
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from reprokit.capturing.seeds import seed_everything
     from reprokit.capturing.snapshot import capture
     from reprokit.capturing.values import hash_value
+    from reprokit.compare.diff import Diff
     from reprokit.compare.verify import Verdict
     from reprokit.exceptions import ReprokitError, ReprokitWarning
     from reprokit.magics import load_ipython_extension, unload_ipython_extension
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
     "AcceleratorInfo": "reprokit.capturing.model",
-    "Diff": "reprokit.api.diff",
+    "Diff": "reprokit.compare.diff",
     "RecordOutcome": "reprokit.api.record",
     "RunOutcome": "reprokit.runner.plan",
     "Verdict": "reprokit.compare.verify",

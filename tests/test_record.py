@@ -24,6 +24,7 @@ from reprokit.recording.worker import (
     Upload,
     _merge,
 )
+from reprokit.report.render import run_note_markdown
 from reprokit.results import encode_result
 
 
@@ -77,6 +78,7 @@ def test_run_tags_use_mlflow_standard_names_and_redact_the_remote(tmp_path: Path
         device="cpu",
         local_dir=None,
         tracking_uri="sqlite:////x/mlflow.db",
+        note=run_note_markdown(snapshot, notebook="/nb/a.ipynb"),
     )
     assert tags["mlflow.source.type"] == "NOTEBOOK"
     assert tags["mlflow.source.name"] == "/nb/a.ipynb"

@@ -19,74 +19,20 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from reprokit._version import __version__
-from reprokit.capturing.model import DataManifest, Snapshot
+from reprokit.compare.diff import Diff, Side
 from reprokit.compare.verify import DataCheck, Verdict, check_data, compare_manifests
 from reprokit.compare.verify import verify_results as _verify_results
 from reprokit.exceptions import UsageError
-from reprokit.recording.lock_model import LOCK_SCHEMA_VERSION, Lock, LockParameters, NotebookSource
-from reprokit.results.model import Result
 from reprokit.results.notebook import NotebookResults, ResultOutput
 
 __all__ = ["CURRENT", "Diff", "Side", "diff", "load_side"]
 
 CURRENT = "current"
 """The name of the current environment as a side."""
-
-
-@dataclass(frozen=True)
-class Side:
-    """One side of a diff, whatever it was read from."""
-
-    label: str  # what to call it: the path, "MLflow run <id>", "current environment"
-    kind: str  # "lock" | "notebook" | "run" | "environment"
-    snapshot: Snapshot | None
-    results: dict[str, Result] = field(default_factory=dict)
-    base: Path | None = None  # folder that by-reference arrays are relative to
-    device: str = "cpu"
-    data: DataManifest | None = None
-    lock: Lock | None = None
-    project_root: Path | None = None
-
-    def as_lock(self) -> Lock:
-        """This side as a reference for :func:`verify_results`."""
-        if self.lock is not None:
-            return self.lock
-        return Lock(
-            schema_version=LOCK_SCHEMA_VERSION,
-            reprokit_version=__version__,
-            created_at="",
-            notebook=NotebookSource(self.label, ""),
-            parameters=LockParameters(device=self.device.split(":", 1)[0]),
-            results=self.results,
-            snapshot=self.snapshot,
-            data=self.data,
-        )
-
-
-@dataclass(frozen=True)
-class Diff:
-    a: Side
-    b: Side
-    verdict: Verdict
-
-    @property
-    def results_compared(self) -> bool:
-        return self.b.kind != "environment"
-
-    @property
-    def differs(self) -> bool:
-        """Anything at all: a result beyond tolerance, an environment change, a data change."""
-        env = self.verdict.env_diff
-        return (
-            (self.results_compared and not self.verdict.reproduced)
-            or (env is not None and not env.is_empty)
-            or not self.verdict.data_ok
-        )
 
 
 def diff(

@@ -245,5 +245,16 @@ def _recorded(plan: PlannedRun, executed: Executed) -> RunOutcome:
         parameters=plan.parameters,
         results=executed.results,
         extra_tags=tags,
+        note=_note(plan, executed),
     )
     return replace(outcome, run_id=recorded.run_id, record_error=recorded.error)
+
+
+def _note(plan: PlannedRun, executed: Executed) -> str:
+    """The run's Markdown description for the MLflow UI (none without a snapshot)."""
+    snapshot = executed.results.snapshot if executed.results is not None else None
+    if snapshot is None:
+        return ""
+    from reprokit.report.render import run_note_markdown
+
+    return run_note_markdown(snapshot, notebook=str(plan.source.resolve()))

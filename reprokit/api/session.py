@@ -110,6 +110,7 @@ def start(
     from reprokit.recording.context import detect_source
     from reprokit.recording.recorded_run import RecordedRun
     from reprokit.recording.target import resolve_target
+    from reprokit.report.render import run_note_markdown
 
     global _active, _pending_seed
     with _lock:
@@ -135,6 +136,7 @@ def start(
             run_name=run_name,
             params=merged_params | (_seed_params(seeds) if seeds else {}),
             device=_requested_device() or ("cuda" if snapshot.accelerator.available else "cpu"),
+            note=run_note_markdown(snapshot, notebook=path),
         )
         _active, _pending_seed = run, None
         _attach_hooks()

@@ -43,6 +43,7 @@ from reprokit.compare.envdiff import EnvDiff, diff_snapshots
 from reprokit.comparison import Deviation, Tolerance, ValueComparison
 from reprokit.exceptions import ReprokitError
 from reprokit.recording.lock_model import Lock
+from reprokit.results.describe import short_value
 from reprokit.results.model import ArrayData, ArrayStats, Result
 from reprokit.results.notebook import NotebookResults
 
@@ -389,15 +390,6 @@ def _abs_mean_bound(stats: ArrayStats | None) -> float | None:
     if stats.max <= 0:
         return -stats.mean
     return max(abs(stats.min), abs(stats.max))
-
-
-def short_value(result: Result, limit: int = 60) -> str:
-    """The value part of ``result_summary``: ``0.931``, ``float32 [3, 4] min=...``."""
-    from reprokit.report.render import result_summary
-
-    text = result_summary(result).split(" = ", 1)[-1].rsplit(" (", 1)[0]
-    text = text.split(" \u2192 ", 1)[0]  # where the array file is: not part of the value
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _git(snapshot: Snapshot | None) -> GitInfo | None:

@@ -58,13 +58,14 @@ def record_execution(
     parameters: Mapping[str, Any],
     results: NotebookResults | None,
     extra_tags: Mapping[str, str],
+    note: str = "",
 ) -> RunRecord:
     """Write one MLflow run for an executed notebook; a recording failure is returned, not
     raised (the execution's own outcome matters more)."""
     target = resolve_target(start=notebook.parent)
     writer = MlflowRunWriter(target)
     snapshot = results.snapshot if results is not None else None
-    tags = _tags(notebook, device, snapshot, target.display_uri) | dict(extra_tags)
+    tags = _tags(notebook, device, snapshot, target.display_uri, note) | dict(extra_tags)
     # a parameter named like a secret, or holding a credential, is never recorded verbatim
     params = redact_mapping(
         ({"device": device} | {k: _param(v) for k, v in parameters.items()}).items()
@@ -110,7 +111,7 @@ def tag_run(
     return None
 
 
-def _tags(notebook: Path, device: str, snapshot: Any, uri: str) -> dict[str, str]:
+def _tags(notebook: Path, device: str, snapshot: Any, uri: str, note: str) -> dict[str, str]:
     if snapshot is None:  # the notebook never called %repro start
         return {
             "mlflow.source.name": str(notebook),
@@ -124,6 +125,7 @@ def _tags(notebook: Path, device: str, snapshot: Any, uri: str) -> dict[str, str
         device=device,
         local_dir=None,
         tracking_uri=uri,
+        note=note,
     )
 
 

@@ -17,7 +17,6 @@ from pathlib import Path
 from reprokit._version import __version__
 from reprokit.capturing.model import DataEntry, SeedRecord, Snapshot
 from reprokit.capturing.redact import redact_text
-from reprokit.report.render import run_note_markdown
 from reprokit.results.model import Result
 
 MAX_TAG_LENGTH = 8000  # MLflow's limit on a tag value (longer ones are truncated, we say so)
@@ -46,13 +45,14 @@ def run_tags(
     device: str,
     local_dir: str | None,
     tracking_uri: str,
+    note: str = "",
 ) -> dict[str, str]:
-    """Tags set when the run opens. ``tracking_uri`` must already be redacted."""
+    """Tags set when the run opens. ``tracking_uri`` must already be redacted; ``note`` is the
+    run's Markdown description (written by the report stage), shown by the MLflow UI."""
     git, acc = snapshot.git, snapshot.accelerator
     tags = {
         "mlflow.source.type": "NOTEBOOK" if in_notebook else "LOCAL",
         "mlflow.user": _user(),
-        "mlflow.note.content": _clip(run_note_markdown(snapshot, notebook=notebook)),
         "reprokit.version": __version__,
         "reprokit.python": snapshot.python.version,
         "reprokit.platform": f"{snapshot.platform.system} {snapshot.platform.machine}",
@@ -65,6 +65,8 @@ def run_tags(
         "reprokit.dirty": str(git.dirty).lower() if git.available else "no git",
         "reprokit.tracking_uri": tracking_uri,
     }
+    if note:
+        tags["mlflow.note.content"] = _clip(note)
     if notebook:
         tags["mlflow.source.name"] = notebook
     if local_dir:

@@ -120,8 +120,10 @@ class RecordedRun:
         run_name: str | None,
         params: dict[str, str],
         device: str,
+        note: str = "",
     ) -> None:
         self.target = target
+        self.note = note
         self.snapshot = snapshot
         self.notebook = notebook
         self.run_name = run_name
@@ -160,6 +162,7 @@ class RecordedRun:
             device=device,
             local_dir=self.local_dir,
             tracking_uri=self.target.display_uri,
+            note=self.note,
         )
         on_open = None
         if self.folder is not None:

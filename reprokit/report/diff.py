@@ -1,4 +1,4 @@
-"""A diff (:class:`reprokit.api.diff.Diff`) for the terminal and as JSON."""
+"""A diff (:class:`reprokit.compare.diff.Diff`) for the terminal and as JSON."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from reprokit.report.table import shown, verdict_table
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from reprokit.api.diff import Diff
+    from reprokit.compare.diff import Diff
 
 __all__ = ["diff_json", "diff_lines", "print_diff"]
 

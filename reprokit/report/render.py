@@ -12,10 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from reprokit.capturing.model import DataManifest, SeedRecord, Snapshot
-from reprokit.results.jsonvalue import decode_json
-from reprokit.results.model import ArrayData, Result
-
-_MAX_VALUE_TEXT = 200
+from reprokit.results.describe import value_text
+from reprokit.results.model import Result
 
 
 @dataclass(frozen=True)
@@ -59,10 +57,6 @@ def table_view(rows: Sequence[tuple[str, str]], *, caption: str = "") -> View:
 # --- results ---------------------------------------------------------------------------
 
 
-def _short(text: str) -> str:
-    return text if len(text) <= _MAX_VALUE_TEXT else text[: _MAX_VALUE_TEXT - 1] + "…"
-
-
 def _tolerance(result: Result) -> str:
     parts = [
         f"{k}={v:g}" for k, v in (("rtol", result.rtol), ("atol", result.atol)) if v is not None
@@ -70,50 +64,10 @@ def _tolerance(result: Result) -> str:
     return ", ".join(parts)
 
 
-def _array_text(data: ArrayData) -> str:
-    shape = "x".join(str(n) for n in data.shape) or "scalar"
-    text = f"{data.dtype} [{shape}]"
-    stats = data.stats
-    if stats is not None and stats.min is not None:
-        text += (
-            f" min={stats.min:.6g} max={stats.max:.6g} mean={stats.mean:.6g} std={stats.std:.6g}"
-        )
-    if stats is not None and (stats.nan_count or stats.posinf_count or stats.neginf_count):
-        text += f" nan={stats.nan_count} +inf={stats.posinf_count} -inf={stats.neginf_count}"
-    if data.file is not None:
-        text += f" → {data.file}"
-    return text
-
-
 def result_summary(result: Result) -> str:
     """One line: ``acc = 0.931 (float; rtol=0.001)``."""
-    if result.kind in ("array", "series") and result.array is not None:
-        body = _array_text(result.array)
-    elif result.kind == "dataframe":
-        rows = result.columns[0].data.shape[0] if result.columns else 0
-        names = ", ".join(c.name for c in result.columns)
-        body = f"DataFrame [{rows} rows x {len(result.columns)} columns: {names}]"
-    elif result.kind == "plugin":
-        body = _short(_plugin_text(result))
-    else:
-        body = _short(repr(decode_json(result.value)))
     note = "; ".join(p for p in (result.type_name, _tolerance(result)) if p)
-    return f"{result.name} = {body} ({note})"
-
-
-def _plugin_text(result: Result) -> str:
-    """The plugin's ``describe(payload)`` when it has one (``1.5 mV``), else the payload."""
-    from reprokit.plugins import comparator_named
-
-    payload = decode_json(result.value)
-    plugin = comparator_named(result.plugin or "")
-    describe = getattr(plugin.comparator, "describe", None) if plugin is not None else None
-    if callable(describe):
-        try:
-            return str(describe(payload))
-        except Exception:  # a rendering is not worth failing for: show the payload instead
-            pass
-    return repr(payload)
+    return f"{result.name} = {value_text(result)} ({note})"
 
 
 def result_view(result: Result) -> View:
@@ -127,7 +81,7 @@ def result_view(result: Result) -> View:
 
 
 def _value_cell(result: Result) -> str:
-    return result_summary(result).split(" = ", 1)[1].rsplit(" (", 1)[0]
+    return value_text(result)
 
 
 # --- snapshot and environment -------------------------------------------------------------
