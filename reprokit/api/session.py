@@ -387,7 +387,8 @@ def device() -> str:
 
     ``REPROKIT_DEVICE`` (set by a runner: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``) is honoured;
     asking for CUDA where none is visible raises :class:`~reprokit.exceptions.UsageError`.
-    Without a request: ``"cuda"`` when torch (if installed, else NVML) sees a CUDA device,
+    Without a request: ``"cuda"`` when an already imported torch (else NVML) sees a CUDA
+    device (torch is never imported to find out),
     else ``"cpu"``. The choice is recorded as the run's ``reprokit.device`` tag.
     """
     requested = _requested_device()
@@ -411,15 +412,9 @@ def device() -> str:
 
 
 def _cuda_available() -> bool:
-    import importlib.util
+    from reprokit.capturing.accelerator import cuda_visible
 
-    if importlib.util.find_spec("torch") is not None:
-        import torch
-
-        return bool(torch.cuda.is_available())
-    from reprokit.capturing.accelerator import collect_accelerator
-
-    return collect_accelerator().available
+    return cuda_visible()
 
 
 def _tag_device(chosen: str) -> None:

@@ -254,3 +254,9 @@ def _reason(torch_facts: _TorchFacts | None, nvml: _NvmlFacts) -> str:
     else:
         nvml_part = f"NVML: {len(nvml.devices)} GPU(s) hidden by CUDA_VISIBLE_DEVICES"
     return f"{torch_part}; {nvml_part}"
+
+
+def cuda_visible() -> bool:
+    """True when an already imported torch (else NVML) sees a CUDA device; never imports
+    torch and never initialises CUDA."""
+    return collect_accelerator().available

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from reprokit.capturing.accelerator import cuda_visible
 from reprokit.exceptions import UsageError
 
 DEVICES = ("cpu", "cuda", "auto")
@@ -22,13 +23,6 @@ class DeviceChoice:
     requested: str
     device: str  # "cpu" | "cuda"
     env: dict[str, str] = field(default_factory=dict)
-
-
-def cuda_visible() -> bool:
-    """True when NVML (or an already imported torch) sees a CUDA device."""
-    from reprokit.capturing.accelerator import collect_accelerator
-
-    return collect_accelerator().available
 
 
 def resolve_device(requested: str, *, probe: Callable[[], bool] = cuda_visible) -> DeviceChoice:
