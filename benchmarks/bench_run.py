@@ -63,9 +63,10 @@ def _bare(paths: list[Path], out: Path) -> None:
 
 
 def _reprokit(paths: list[Path], out: Path, jobs: int, record: bool) -> None:
-    from reprokit import run
+    from reprokit import ExecutionOptions, run
 
-    outcomes = run(paths, device="cpu", jobs=jobs, output_dir=out, record=record)
+    execution = ExecutionOptions(device="cpu", jobs=jobs, output_dir=out)
+    outcomes = run(paths, execution=execution, record=record)
     bad = [o for o in outcomes if not o.ok or o.record_error]
     if bad:
         raise SystemExit(f"benchmark notebook failed: {bad[0]}")

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from reprokit.compare.verify import Verdict
     from reprokit.exceptions import ReprokitError, ReprokitWarning
     from reprokit.magics import load_ipython_extension, unload_ipython_extension
+    from reprokit.options import ComparisonOptions, ExecutionOptions
     from reprokit.recording.recorded_run import RunStatus
     from reprokit.results.model import Result
     from reprokit.results.notebook import read_notebook
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
     "AcceleratorInfo": "reprokit.capturing.model",
+    "ComparisonOptions": "reprokit.options",
+    "ExecutionOptions": "reprokit.options",
     "Diff": "reprokit.compare.diff",
     "RecordOutcome": "reprokit.api.record",
     "RunOutcome": "reprokit.runner.plan",
@@ -82,9 +85,11 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = [
     "AcceleratorInfo",
+    "ComparisonOptions",
     "DataEntry",
     "DataManifest",
     "Diff",
+    "ExecutionOptions",
     "GitInfo",
     "RecordOutcome",
     "ReprokitError",

@@ -46,12 +46,13 @@ class NotebookItem(pytest.Item):
 
     def runtest(self) -> None:
         from reprokit.api.verify import verify
+        from reprokit.options import ExecutionOptions
 
-        (outcome,) = verify(
-            [self.path],
+        execution = ExecutionOptions(
             device=self.config.getoption("reprokit_device"),
             timeout=self.config.getoption("reprokit_timeout"),
         )
+        (outcome,) = verify([self.path], execution=execution)
         if outcome.status != "reproduced":
             raise NotReproducedError(outcome)
 
@@ -70,52 +71,13 @@ class NotebookItem(pytest.Item):
 
 
 def describe_outcome(outcome: VerifyOutcome) -> str:
-    """The failure text of one notebook, by its status."""
+    """The failure text of one notebook, by its status (the CLI prints the same lines)."""
+    from reprokit.report.describe import describe_drift, describe_failure, describe_verdict
+
     if outcome.status == "data_changed":
-        return _data_text(outcome)
-    if outcome.status == "execution_failed":
-        return _execution_text(outcome)
-    return _verdict_text(outcome)
-
-
-def _verdict_text(outcome: VerifyOutcome) -> str:
-    from reprokit.report.table import plain_table
-
-    verdict = outcome.verdict
-    if verdict is None:
-        return f"{outcome.notebook}: {outcome.status}"
-    lines = [plain_table([verdict]).rstrip("\n")]
-    if verdict.source_changes:
-        changed = ", ".join(str(index) for index in verdict.source_changes)
-        lines.append(f"cells whose source changed since the lock: {changed}")
-    if verdict.command:
-        lines.append(f"re-run: {verdict.command}")
-    return "\n".join(lines)
-
-
-def _execution_text(outcome: VerifyOutcome) -> str:
-    run = outcome.run
-    if run is None:
-        return f"{outcome.notebook}: execution failed"
-    lines = [f"{outcome.notebook}: execution {run.status}"]
-    failure = run.failure
-    if failure is not None:
-        lines.append(f"  cell {failure.index}: {failure.source_head}")
-        lines.append(f"  {failure.ename}: {failure.evalue}")
-        lines += [f"    {line}" for line in failure.traceback]
-    elif run.message:
-        lines.append(f"  {run.message}")
-    lines.append(f"  executed notebook: {run.output_path}")
-    return "\n".join(lines)
-
-
-def _data_text(outcome: VerifyOutcome) -> str:
-    lines = [f"{outcome.notebook}: input data changed since the lock (not executed)"]
-    for entry in outcome.data.drifted:
-        lines.append(
-            f"  {entry.path}: {entry.status}" + (f" ({entry.reason})" if entry.reason else "")
-        )
-        lines += [f"    {change.path} {change.change}" for change in entry.files[:20]]
-        if len(entry.files) > 20:
-            lines.append(f"    ... {len(entry.files) - 20} more")
-    return "\n".join(lines)
+        return describe_drift(outcome.notebook, outcome.data)
+    if outcome.run is not None and outcome.status == "execution_failed":
+        return describe_failure(outcome.run)
+    if outcome.verdict is not None:
+        return describe_verdict(outcome.verdict)
+    return f"{outcome.notebook}: {outcome.status}"

@@ -158,3 +158,29 @@ def test_the_check_catches_a_backward_import(tmp_path: Path) -> None:
 )
 def test_rules(here: str, target: str, names: tuple[str, ...], expected: int) -> None:
     assert len(_check(here, "x:1", target, names)) == expected
+
+
+FUNCTION_LIMIT = 50  # lines of a function, from `def` to its last line
+COMMAND_LIMIT = 25  # lines of a CLI command's function
+
+
+def _function_lengths() -> list[tuple[int, int, str]]:
+    """(length, limit, where) of every function of reprokit/."""
+    found = []
+    for path in all_modules():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                command = any("command" in ast.unparse(d) for d in node.decorator_list)
+                limit = COMMAND_LIMIT if command else FUNCTION_LIMIT
+                found.append((length, limit, f"{module_name(path)}.{node.name} ({length} lines)"))
+    return found
+
+
+def test_functions_stay_short() -> None:
+    """Small functions (STYLE.md): none over 50 lines, no CLI command over 25: a command
+    parses, calls the API and formats; logic that grows belongs in the API."""
+    lengths = _function_lengths()
+    assert any(limit == COMMAND_LIMIT for _, limit, _ in lengths)  # the commands are seen
+    too_long = [where for length, limit, where in lengths if length > limit]
+    assert not too_long, "\n".join(too_long)

@@ -19,6 +19,7 @@ from reprokit.api.diff import diff
 from reprokit.api.record import record, record_from_run
 from reprokit.api.verify import verify
 from reprokit.exceptions import UsageError
+from reprokit.options import ComparisonOptions
 from reprokit.recording.lock import read_lock
 
 pytestmark = pytest.mark.filterwarnings("ignore:PYTHONHASHSEED", "ignore:.*source changed")
@@ -101,7 +102,9 @@ def test_two_runs_name_the_results_that_differ_and_exit_one(
     statuses = {c["name"]: c["status"] for c in document["verdict"]["checks"]}
     assert statuses == {"count": "reproduced", "total": "differs", "weights": "differs"}
     # a tolerance given on the command line applies to every result
-    assert not diff(recorded["reference"], recorded["verification"], rtol=1.0).differs
+    assert not diff(
+        recorded["reference"], recorded["verification"], comparison=ComparisonOptions(rtol=1.0)
+    ).differs
 
 
 def test_lock_against_an_executed_notebook(recorded: dict[str, str], in_project: Path) -> None:

@@ -315,6 +315,7 @@ def _verify_voltage(tmp_path: Path, value: float, **kwargs: Any) -> Any:
     from lock_helpers import executed, make_project, record
 
     from reprokit.compare.verify import verify_results
+    from reprokit.options import ComparisonOptions
     from reprokit.results import read_notebook
 
     def voltage(v: float) -> Result:
@@ -324,7 +325,9 @@ def _verify_voltage(tmp_path: Path, value: float, **kwargs: Any) -> Any:
     project = make_project(tmp_path)
     lock = record(project, [voltage(1.5)])
     current = read_notebook(executed(project, [voltage(value)], snapshot=False))
-    (check,) = verify_results(lock, current, lock_dir=project.lock_path.parent, **kwargs).checks
+    comparison = ComparisonOptions(**kwargs)
+    folder = project.lock_path.parent
+    (check,) = verify_results(lock, current, comparison=comparison, lock_dir=folder).checks
     return check
 
 

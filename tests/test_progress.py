@@ -14,6 +14,7 @@ from run_helpers import write_notebook
 from reprokit.api.run import run
 from reprokit.cli import _progress
 from reprokit.cli._progress import ProgressPrinter
+from reprokit.options import ExecutionOptions
 from reprokit.runner.plan import CellProgress, PlannedRun, RunOutcome
 
 
@@ -26,7 +27,7 @@ def test_a_real_execution_reports_every_cell_as_it_starts(project: Path) -> None
     events: list[tuple[str, Any]] = []
     [outcome] = run(
         [nb],
-        device="cpu",
+        execution=ExecutionOptions(device="cpu"),
         parameters={"n": 2},
         record=False,
         progress=lambda event, plan, info: events.append((event, info)),

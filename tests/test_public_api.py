@@ -9,9 +9,11 @@ import reprokit
 
 EXPECTED = [
     "AcceleratorInfo",
+    "ComparisonOptions",
     "DataEntry",
     "DataManifest",
     "Diff",
+    "ExecutionOptions",
     "GitInfo",
     "RecordOutcome",
     "ReprokitError",

@@ -17,6 +17,7 @@ import pytest
 from run_helpers import write_notebook
 
 from reprokit.api.record import record
+from reprokit.options import ExecutionOptions
 from reprokit.pytest_plugin import nbval_sanitize_file
 
 pytest_plugins = ["pytester"]
@@ -46,7 +47,10 @@ def recorded(tmp_path_factory: pytest.TempPathFactory, mlflow_template_db: Path)
         write_notebook(
             project / f"{name}.ipynb", [START_CELL, RESULT_CELL], parameters="scale = 1.0"
         )
-    outcomes = record([project / "first.ipynb", project / "second.ipynb"], device="cpu")
+    outcomes = record(
+        [project / "first.ipynb", project / "second.ipynb"],
+        execution=ExecutionOptions(device="cpu"),
+    )
     assert all(outcome.lock_path for outcome in outcomes), outcomes
     return project
 

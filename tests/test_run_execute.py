@@ -13,8 +13,11 @@ from run_helpers import PERCENT_NOTEBOOK, write_notebook
 
 from reprokit.api.run import run
 from reprokit.cli import main
+from reprokit.options import ExecutionOptions
 from reprokit.results.notebook import read_notebook
 from reprokit.runner.device import cuda_visible
+
+CPU = ExecutionOptions(device="cpu")
 
 PROBE = """\
 import os, sys, json
@@ -45,7 +48,7 @@ def test_run_injects_parameters_and_records_results_from_the_runner(project: Pat
     nb = write_notebook(
         project / "nbs" / "probe.ipynb", [PROBE], parameters="n = 1\nseed = 0\ndevice = 'auto'"
     )
-    [outcome] = run([nb], device="cpu", parameters={"n": 21, "seed": 7})
+    [outcome] = run([nb], execution=CPU, parameters={"n": 21, "seed": 7})
     assert outcome.ok, outcome
     output = Path(outcome.output_path)
     assert output.parent.parent.parent == project / ".reprokit" / "runs"
@@ -108,7 +111,7 @@ def test_a_percent_script_runs_without_being_rewritten(project: Path) -> None:
     source = project / "pct.py"
     source.write_text(PERCENT_NOTEBOOK)
     before = (source.read_bytes(), source.stat().st_mtime_ns)
-    [outcome] = run([source], device="cpu", parameters={"scale": 5}, record=False)
+    [outcome] = run([source], execution=CPU, parameters={"scale": 5}, record=False)
     assert outcome.ok, outcome
     assert (source.read_bytes(), source.stat().st_mtime_ns) == before
     assert read_notebook(outcome.output_path).results["scaled"].value == 15
@@ -119,7 +122,9 @@ def test_timeouts_and_dead_kernels_are_outcomes_naming_the_cell(project: Path) -
     slow = write_notebook(project / "slow.ipynb", ["x = 1", "import time\ntime.sleep(60)"])
     dead = write_notebook(project / "dead.ipynb", ["import os\nos._exit(1)"])
     # 4 s: a first cell of a freshly started kernel on a loaded 2-core machine can take >1 s
-    outcomes = run([slow, dead], device="cpu", timeout=4, jobs=2, record=False)
+    outcomes = run(
+        [slow, dead], execution=ExecutionOptions(device="cpu", timeout=4, jobs=2), record=False
+    )
     by_name = {Path(o.notebook).stem: o for o in outcomes}
     assert by_name["slow"].status == "timeout"
     assert by_name["slow"].failure is not None and by_name["slow"].failure.index == 1

@@ -22,14 +22,21 @@ from reprokit._serde import from_json, to_json
 from reprokit.compare.verify import Verdict, check_data, verify_results
 from reprokit.comparison import Tolerance
 from reprokit.exceptions import ReprokitWarning
+from reprokit.options import ComparisonOptions
 from reprokit.recording.lock import Lock
 from reprokit.recording.lock_model import DeviceTolerance
 from reprokit.results import Result, encode_result, read_notebook
 
 
-def verify(project: Project, lock: Lock, results: list[Result], **kwargs: Any) -> Verdict:
+def verify(
+    project: Project, lock: Lock, results: list[Result], device: str | None = None, **options: Any
+) -> Verdict:
+    """``options``: fields of ComparisonOptions (rtol, atol, device_tolerance, outputs)."""
     current = read_notebook(executed(project, results, snapshot=False))
-    return verify_results(lock, current, lock_dir=project.lock_path.parent, **kwargs)
+    comparison = ComparisonOptions(**options)
+    return verify_results(
+        lock, current, comparison=comparison, device=device, lock_dir=project.lock_path.parent
+    )
 
 
 def test_identical_results_reproduce(tmp_path: Path) -> None:

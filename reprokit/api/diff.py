@@ -11,7 +11,7 @@ Each side is one of:
 
 The answer is a :class:`~reprokit.compare.verify.Verdict` of ``b`` against ``a`` (``a`` is the
 reference): the environment diff, the data check and, when both sides carry results, every
-result compared with its declared tolerance (or the ``rtol``/``atol`` given).
+result compared with its declared tolerance (or the ``comparison`` tolerances given).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from reprokit.compare.diff import Diff, Side
 from reprokit.compare.verify import DataCheck, Verdict, check_data, compare_manifests
 from reprokit.compare.verify import verify_results as _verify_results
 from reprokit.exceptions import UsageError
+from reprokit.options import ComparisonOptions
 from reprokit.results.notebook import NotebookResults, ResultOutput
 
 __all__ = ["CURRENT", "Diff", "Side", "diff", "load_side"]
@@ -39,8 +40,7 @@ def diff(
     a: str | os.PathLike[str],
     b: str | os.PathLike[str] | None = None,
     *,
-    rtol: float | None = None,
-    atol: float | None = None,
+    comparison: ComparisonOptions | None = None,
     tracking_uri: str | None = None,
 ) -> Diff:
     """Compare ``b`` (default: the current environment) against ``a``."""
@@ -51,7 +51,7 @@ def diff(
         second = load_side(CURRENT if b is None else b, stack, tracking_uri=tracking_uri)
         if second.kind == "environment":
             second = _as_environment_of(second, first)
-        return Diff(first, second, _compare(first, second, rtol, atol))
+        return Diff(first, second, _compare(first, second, comparison))
 
 
 # libraries whose import makes facts visible (BLAS thread pools, torch/CUDA versions and devices)
@@ -83,15 +83,14 @@ def _as_environment_of(current: Side, reference: Side) -> Side:
     return replace(current, snapshot=snapshot, device=_snapshot_device(snapshot))
 
 
-def _compare(a: Side, b: Side, rtol: float | None, atol: float | None) -> Verdict:
+def _compare(a: Side, b: Side, comparison: ComparisonOptions | None) -> Verdict:
     produced = NotebookResults(
         b.label, tuple(ResultOutput(0, r) for _, r in sorted(b.results.items()))
     )
     verdict = _verify_results(
         a.as_lock(),
         produced,
-        rtol=rtol,
-        atol=atol,
+        comparison=comparison,
         device=b.device,
         current_snapshot=b.snapshot,
         lock_dir=a.base,

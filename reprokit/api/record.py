@@ -23,6 +23,7 @@ from reprokit.compare.verify import (
 )
 from reprokit.exceptions import UsageError
 from reprokit.notebook.files import load_notebook
+from reprokit.options import ExecutionOptions
 from reprokit.recording.lock import (
     build_lock,
     lock_path_for,
@@ -43,25 +44,12 @@ class RecordOutcome:
 def record(
     notebooks: Iterable[str | os.PathLike[str]],
     *,
-    device: str = "auto",
     parameters: Mapping[str, Any] | None = None,
-    jobs: int = 1,
-    timeout: float | None = None,
-    kernel: str | None = None,
-    output_dir: str | os.PathLike[str] | None = None,
+    execution: ExecutionOptions | None = None,
     progress: Progress | None = None,
 ) -> list[RecordOutcome]:
     """Execute ``notebooks`` and write a lock beside every one that ran without error."""
-    outcomes = run(
-        notebooks,
-        device=device,
-        parameters=parameters,
-        jobs=jobs,
-        timeout=timeout,
-        kernel=kernel,
-        output_dir=output_dir,
-        progress=progress,
-    )
+    outcomes = run(notebooks, parameters=parameters, execution=execution, progress=progress)
     return [_write_reference(outcome) for outcome in outcomes]
 
 

@@ -45,6 +45,7 @@ from reprokit.exceptions import InputError, UsageError
 if TYPE_CHECKING:
     from reprokit.capturing.model import DataManifest, SeedRecord, Snapshot
     from reprokit.recording.recorded_run import RecordedRun, RunStatus
+    from reprokit.recording.target import TrackingTarget
     from reprokit.results.model import Result
 
 __all__ = [
@@ -107,21 +108,14 @@ def start(
     """
     from reprokit.capturing.seeds import seed_everything
     from reprokit.capturing.snapshot import capture
-    from reprokit.recording.context import detect_source
     from reprokit.recording.recorded_run import RecordedRun
-    from reprokit.recording.target import resolve_target
     from reprokit.report.render import run_note_markdown
 
     global _active, _pending_seed
     with _lock:
         if _active is not None:
             end()
-        source = detect_source()
-        path = notebook or source.path
-        # a notebook's project is found from its folder; a script's from the working directory
-        # (``python -m tool`` makes argv[0] a file inside site-packages)
-        origin = Path(path).parent if path and (notebook or source.in_notebook) else Path.cwd()
-        target = resolve_target(start=origin, tracking_uri=tracking_uri, experiment=experiment)
+        source, path, target = _where(notebook, tracking_uri, experiment)
         merged_params = _initial_params(params)
         seeds = seed_everything(seed, deterministic) if seed is not None else _pending_seed
         snapshot = capture(data=list(data), seeds=seeds, root=target.project_root)
@@ -143,6 +137,25 @@ def start(
         _emit_snapshot(run)
         _surface_problems(run)
         return run.status()
+
+
+def _where(
+    notebook: str | None, tracking_uri: str | None, experiment: str | None
+) -> tuple[Any, str | None, TrackingTarget]:
+    """The running notebook or script, its path, and where its run goes."""
+    from reprokit.recording.context import detect_source
+    from reprokit.recording.target import resolve_target
+
+    source = detect_source()
+    path = notebook or source.path
+    # a notebook's project is found from its folder; a script's from the working directory
+    # (``python -m tool`` makes argv[0] a file inside site-packages)
+    origin = Path(path).parent if path and (notebook or source.in_notebook) else Path.cwd()
+    return (
+        source,
+        path,
+        resolve_target(start=origin, tracking_uri=tracking_uri, experiment=experiment),
+    )
 
 
 def _seed_params(seeds: SeedRecord) -> dict[str, str]:

@@ -15,7 +15,7 @@ import os
 import shlex
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from reprokit.compare.verify import (
 )
 from reprokit.exceptions import UsageError
 from reprokit.notebook.files import discover_notebooks, load_notebook
+from reprokit.options import ComparisonOptions, ExecutionOptions
 from reprokit.recording.lock import (
     Lock,
     check_source,
@@ -36,6 +37,7 @@ from reprokit.recording.lock import (
     read_lock,
 )
 from reprokit.results.notebook import read_notebook
+from reprokit.runner import kernels
 from reprokit.runner.plan import Progress, RunOutcome
 
 __all__ = [
@@ -93,15 +95,6 @@ class Verification:
     def verdicts(self) -> list[Verdict]:
         return [outcome.verdict for outcome in self.outcomes if outcome.verdict is not None]
 
-    @property
-    def exit_code(self) -> int:
-        """What ``reprokit verify`` exits with: 0 reproduced, 1 not reproduced or data changed,
-        3 a notebook failed to execute."""
-        statuses = {outcome.status for outcome in self.outcomes}
-        if "execution_failed" in statuses:
-            return 3
-        return 0 if statuses <= {"reproduced"} else 1
-
     def __iter__(self) -> Iterator[VerifyOutcome]:
         return iter(self.outcomes)
 
@@ -127,69 +120,72 @@ def notebooks_with_locks(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
 def verify(
     notebooks: Iterable[str | os.PathLike[str]],
     *,
-    device: str = "auto",
     parameters: Mapping[str, Any] | None = None,
     lock: str | os.PathLike[str] | None = None,
-    rtol: float | None = None,
-    atol: float | None = None,
-    jobs: int = 1,
-    timeout: float | None = None,
-    kernel: str | None = None,
-    output_dir: str | os.PathLike[str] | None = None,
-    allow_data_drift: bool = False,
-    outputs: bool = False,
+    execution: ExecutionOptions | None = None,
+    comparison: ComparisonOptions | None = None,
     progress: Progress | None = None,
 ) -> Verification:
     """Re-execute every notebook that has a lock and compare its results with the lock's
-    (and, with ``outputs``, every cell's text output)."""
+    (and, with ``comparison.outputs``, every cell's text output). ``parameters`` override the
+    lock's; ``lock`` names the lock of a single notebook."""
     sources = notebooks_with_locks(notebooks)
     if not sources:
         raise UsageError("no notebook with a lock (<stem>.repro.json) in the given paths")
     if lock is not None and len(sources) != 1:
         raise UsageError("--lock names one lock: give exactly one notebook with it")
-    plans = [_plan(source, Path(lock) if lock else lock_path_for(source)) for source in sources]
     # every lock is read and every data check done before the first kernel starts
-    settings = {
-        "device": device,
-        "timeout": timeout,
-        "kernel": kernel,
-        "output_dir": output_dir,
-        "progress": progress,
-        "rtol": rtol,
-        "atol": atol,
-        "parameters": dict(parameters or {}),
-        "allow_data_drift": allow_data_drift,
-        "outputs": outputs,
-    }
-    with ThreadPoolExecutor(max(1, min(jobs, len(plans))), "reprokit-verify") as pool:
-        return Verification(tuple(pool.map(lambda plan: _verify_one(plan, settings), plans)))
+    plans = [_plan(source, Path(lock) if lock else lock_path_for(source)) for source in sources]
+    job = _Job(
+        dict(parameters or {}),
+        execution if execution is not None else ExecutionOptions(),
+        comparison if comparison is not None else ComparisonOptions(),
+        progress,
+    )
+    workers = max(1, min(job.execution.jobs, len(plans)))
+    # the notebooks run on worker threads: signals are caught here, on the calling thread
+    with kernels.stop_kernels_on_signals(), ThreadPoolExecutor(workers, "reprokit-verify") as pool:
+        return Verification(tuple(pool.map(lambda plan: _verify_one(plan, job), plans)))
 
 
-def _plan(source: Path, lock_path: Path) -> tuple[Path, Path, Lock, DataCheck]:
+@dataclass(frozen=True)
+class _Plan:
+    source: Path
+    lock_path: Path
+    lock: Lock
+    data: DataCheck
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What every notebook of one verification shares."""
+
+    parameters: dict[str, Any]
+    execution: ExecutionOptions
+    comparison: ComparisonOptions
+    progress: Progress | None
+
+
+def _plan(source: Path, lock_path: Path) -> _Plan:
     load_notebook(source)  # a corrupt notebook is a usage error before anything runs
     lock = read_lock(lock_path)
-    data = check_data(lock, project_root_of(lock, lock_path))
-    return source, lock_path, lock, data
+    return _Plan(source, lock_path, lock, check_data(lock, project_root_of(lock, lock_path)))
 
 
-def _verify_one(
-    plan: tuple[Path, Path, Lock, DataCheck], settings: dict[str, Any]
-) -> VerifyOutcome:
-    source, lock_path, lock, data = plan
-    if not data.ok and not settings["allow_data_drift"]:
+def _verify_one(plan: _Plan, job: _Job) -> VerifyOutcome:
+    source, lock_path, lock, data = plan.source, plan.lock_path, plan.lock, plan.data
+    if not data.ok and not job.comparison.allow_data_drift:
         return VerifyOutcome(str(source), str(lock_path), None, None, data)
     # the device is what this verification runs on (--device), never the reference's: a
     # notebook that declares a `device` parameter gets it from the runner again
     locked = {k: v for k, v in lock.parameters.values.items() if k != "device"}
-    parameters = {**locked, **settings["parameters"]}
+    # one notebook per call: the verification's own pool already runs `jobs` at once
+    execution = replace(job.execution, jobs=1)
     (outcome,) = run(
         [source],
-        device=settings["device"],
-        parameters=parameters,
-        timeout=settings["timeout"],
-        kernel=settings["kernel"],
-        output_dir=settings["output_dir"],
-        progress=settings["progress"],
+        parameters={**locked, **job.parameters},
+        execution=execution,
+        progress=job.progress,
     )
     if not outcome.ok:
         return VerifyOutcome(str(source), str(lock_path), outcome, None, data)
@@ -197,15 +193,13 @@ def _verify_one(
     verdict = verify_results(
         lock,
         read_notebook(executed),
-        rtol=settings["rtol"],
-        atol=settings["atol"],
+        comparison=job.comparison,
         device=outcome.device,
         lock_dir=lock_path.parent,
         data=data,
         executed_notebook=executed,
         source_changes=tuple(check_source(lock, source)),
-        command=_command(source, outcome.device, settings),
-        outputs=settings["outputs"],
+        command=_command(source, outcome.device, job.comparison),
     )
     _link_verification(source, outcome, lock, verdict)
     return VerifyOutcome(str(source), str(lock_path), outcome, verdict, data)
@@ -232,11 +226,11 @@ def _link_verification(source: Path, outcome: RunOutcome, lock: Lock, verdict: V
     tag_run(source, outcome.run_id, tags, folder, f"reprokit/{VERIFICATION_ARTIFACTS}")
 
 
-def _command(source: Path, device: str, settings: dict[str, Any]) -> str:
+def _command(source: Path, device: str, comparison: ComparisonOptions) -> str:
     words: Sequence[str] = ["reprokit", "verify", str(source), "--device", device]
-    for option in ("rtol", "atol"):
-        if settings[option] is not None:
-            words = [*words, f"--{option}", str(settings[option])]
-    if settings["outputs"]:
+    for option, value in (("rtol", comparison.rtol), ("atol", comparison.atol)):
+        if value is not None:
+            words = [*words, f"--{option}", str(value)]
+    if comparison.outputs:
         words = [*words, "--outputs"]
     return shlex.join(words)

@@ -30,9 +30,9 @@ _COMMANDS: dict[str, str] = {
     "diff": "reprokit.cli._diff:diff_command",
     "env": "reprokit.cli._capture:env_command",
     "hash": "reprokit.cli._capture:hash_command",
-    "record": "reprokit.cli._reproduce:record_command",
+    "record": "reprokit.cli._record:record_command",
     "run": "reprokit.cli._run:run_command",
-    "verify": "reprokit.cli._reproduce:verify_command",
+    "verify": "reprokit.cli._verify:verify_command",
 }
 
 

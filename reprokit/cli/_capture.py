@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from reprokit.exceptions import DigestMismatchError, UsageError
+
+if TYPE_CHECKING:
+    from reprokit.capturing.model import DataEntry
 
 _ALGORITHMS = ("blake3", "sha256", "md5")
 
@@ -57,14 +62,27 @@ def hash_command(
     no_cache: bool,
     list_files: bool,
 ) -> None:
-    """Hash files and folders (a folder's digest is a Merkle digest over its files).
-
-    Unchanged files are served from a cache keyed on inode, size and mtime, so
-    re-hashing a dataset costs about one stat per file.
-    """
+    """Hash files and folders (a folder's digest is a Merkle digest over its files); unchanged
+    files come from a cache keyed on inode, size and mtime (about one stat per file)."""
     from reprokit._serde import to_json
-    from reprokit.capturing.hashing import check_expected, hash_paths, parse_expected
+    from reprokit.capturing.hashing import hash_paths
     from reprokit.report.text import format_entry
+
+    algorithm = _checked(paths, expected, algorithm)
+    manifest = hash_paths(paths, algorithm=algorithm, cache=None if no_cache else "default")
+    if as_json:
+        click.echo(to_json(manifest), nl=False)
+    else:
+        for entry in manifest.entries:
+            click.echo(format_entry(entry, list_files=list_files))
+    if _mismatches(manifest.entries, expected):
+        sys.exit(DigestMismatchError.exit_code)
+
+
+def _checked(paths: tuple[str, ...], expected: tuple[str, ...], algorithm: str | None) -> str:
+    """The algorithm to hash with (``--algo``, else the first ``--expect``'s, else BLAKE3),
+    once the paths and the expected digests are checked."""
+    from reprokit.capturing.hashing import parse_expected
 
     if "" in paths:  # Path("") would silently mean the current folder
         raise UsageError("'': no such file or directory (an empty path was given)")
@@ -76,21 +94,21 @@ def hash_command(
     specs = [parse_expected(spec) for spec in expected]
     if algorithm is None:
         algorithm = specs[0][0] if specs else "blake3"
-    manifest = hash_paths(paths, algorithm=algorithm, cache=None if no_cache else "default")
-    if as_json:
-        click.echo(to_json(manifest), nl=False)
-    else:
-        for entry in manifest.entries:
-            click.echo(format_entry(entry, list_files=list_files))
+    return algorithm
+
+
+def _mismatches(entries: Sequence[DataEntry], expected: tuple[str, ...]) -> int:
+    """How many entries differ from their ``--expect`` digest (each one printed)."""
+    from reprokit.capturing.hashing import check_expected
+
     failures = 0
-    for entry, spec in zip(manifest.entries, expected, strict=False):  # lengths checked above
+    for entry, spec in zip(entries, expected, strict=False):  # lengths checked before
         try:
             check_expected(entry, spec)
         except DigestMismatchError as exc:
             click.echo(f"reprokit: {exc}", err=True)
             failures += 1
-    if failures:
-        sys.exit(DigestMismatchError.exit_code)
+    return failures
 
 
 def _count(n: int, noun: str) -> str:

@@ -9,20 +9,25 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+from reprokit.cli._options import tolerance_options
+
+if TYPE_CHECKING:
+    from reprokit.options import ComparisonOptions
 
 
 @click.command("diff")
 @click.argument("a")
 @click.argument("b", required=False)
-@click.option("--rtol", type=float, default=None, help="Relative tolerance for every result.")
-@click.option("--atol", type=float, default=None, help="Absolute tolerance for every result.")
+@tolerance_options
 @click.option(
     "--json", "json_path", type=click.Path(path_type=Path), default=None, help="JSON diff."
 )
 def diff_command(
-    a: str, b: str | None, rtol: float | None, atol: float | None, json_path: Path | None
+    a: str, b: str | None, comparison: ComparisonOptions, json_path: Path | None
 ) -> None:
     """Environment, data and result differences of B against A.
 
@@ -33,7 +38,7 @@ def diff_command(
     from reprokit.api.diff import diff
     from reprokit.report.diff import diff_json, print_diff
 
-    found = diff(a, b, rtol=rtol, atol=atol)
+    found = diff(a, b, comparison=comparison)
     print_diff(found)
     if json_path is not None:
         from reprokit._fsutil import atomic_write_text

@@ -1,13 +1,16 @@
-"""Command-line options shared by the commands that execute notebooks.
+"""Command-line options that build the API's option values.
 
-``--secret-param``, ``--notebook-timeout`` and ``--memory-limit`` are not passed to the
-command's function: they become the :class:`~reprokit.api.run.RunnerSettings` of every
-notebook the command runs, and the command runs with ``SIGINT``/``SIGTERM`` stopping its
-kernels (see :func:`reprokit.api.run.runner_settings`).
+:func:`execution_options` adds PATHS, ``-p NAME=VALUE`` and one flag per field of
+:class:`~reprokit.options.ExecutionOptions`; the command receives ``paths``, ``parameters``
+(a dict) and ``execution`` (the options object). :func:`comparison_options` does the same for
+:class:`~reprokit.options.ComparisonOptions` (``comparison``). A flag's destination is the
+field's name; a field whose text needs parsing (a size, ``NAME[=VALUE]`` secrets) has a parser
+in ``_PARSERS``. Adding an option: a field in the dataclass, a flag in the list here.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 from collections.abc import Callable
@@ -20,7 +23,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
-_RUNNER_OPTIONS = ("secret_assignments", "notebook_timeout", "memory_limit")
 
 
 def parse_size(text: str) -> int:
@@ -33,35 +35,117 @@ def parse_size(text: str) -> int:
     return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
 
 
-def _with_runner_settings(command: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(command)
-    def wrapper(**kwargs: Any) -> Any:
-        from reprokit.api.run import RunnerSettings, runner_settings
-        from reprokit.runner.params import parse_secret_assignments
+def _secrets(items: tuple[str, ...]) -> dict[str, str]:
+    from reprokit.runner.params import parse_secret_assignments
 
-        secrets, limit_s, memory = (kwargs.pop(name) for name in _RUNNER_OPTIONS)
-        settings = RunnerSettings(
-            parse_secret_assignments(secrets),
-            limit_s,
-            parse_size(memory) if memory is not None else None,
-        )
-        with runner_settings(settings):
-            return command(**kwargs)
+    return parse_secret_assignments(items)
+
+
+_PARSERS: dict[str, Callable[[Any], Any]] = {
+    "memory_limit": parse_size,
+    "secret_parameters": _secrets,
+}
+
+_EXECUTION_FLAGS = (
+    click.option(
+        "--device",
+        type=click.Choice(["cpu", "cuda", "auto"]),
+        default="auto",
+        show_default=True,
+        help="cpu hides GPUs from the kernel; cuda fails unless a GPU is visible.",
+    ),
+    click.option("--jobs", "-j", type=int, default=1, show_default=True, help="Notebooks at once."),
+    click.option("--timeout", type=float, default=None, help="Seconds each cell may run."),
+    click.option(
+        "--notebook-timeout",
+        type=float,
+        default=None,
+        help="Seconds the whole notebook may run; its kernel is then stopped.",
+    ),
+    click.option(
+        "--memory-limit",
+        default=None,
+        metavar="SIZE",
+        help="Cap each kernel's memory (e.g. 2G): allocations past it raise MemoryError.",
+    ),
+    click.option(
+        "--secret-param",
+        "secret_parameters",
+        multiple=True,
+        metavar="NAME[=VALUE]",
+        help="A parameter the kernel gets but that is never written anywhere (notebook, "
+        "MLflow, lock); NAME alone reads the value from the environment variable NAME.",
+    ),
+    click.option("--kernel", default=None, help="Kernel name [default: the notebook's]."),
+    click.option(
+        "--output-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Folder of the executed notebooks [default: <project>/.reprokit/runs/...].",
+    ),
+)
+
+_TOLERANCE_FLAGS = (
+    click.option("--rtol", type=float, default=None, help="Relative tolerance for every result."),
+    click.option("--atol", type=float, default=None, help="Absolute tolerance for every result."),
+)
+
+_COMPARISON_FLAGS = (
+    *_TOLERANCE_FLAGS,
+    click.option("--allow-data-drift", is_flag=True, help="Run even if the lock's data changed."),
+    click.option(
+        "--outputs",
+        is_flag=True,
+        help="Compare every cell's text output too (numbers within --rtol/--atol, else 1e-6; "
+        "timestamps, addresses, durations masked) and name the first cell that diverged.",
+    ),
+)
+
+
+def _building(cls: type, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Wrap a command so that the flags named like ``cls``'s fields become one ``cls`` value,
+    passed as the keyword ``name``."""
+    names = [f.name for f in dataclasses.fields(cls)]
+
+    def wrap(command: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(command)
+        def wrapper(**kwargs: Any) -> Any:
+            given = {n: kwargs.pop(n) for n in names if n in kwargs}
+            values = {
+                n: _PARSERS[n](v) if n in _PARSERS and v is not None else v
+                for n, v in given.items()
+            }
+            return command(**kwargs, **{name: cls(**values)})
+
+        return wrapper
+
+    return wrap
+
+
+def _with_parameters(command: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(command)
+    def wrapper(*, assignments: tuple[str, ...], **kwargs: Any) -> Any:
+        from reprokit.runner.params import parse_assignments
+
+        return command(**kwargs, parameters=parse_assignments(assignments))
 
     return wrapper
 
 
+def _apply(command: Callable[..., Any], flags: tuple[Callable[..., Any], ...]) -> Any:
+    for flag in reversed(flags):
+        command = flag(command)
+    return command
+
+
 def execution_options(command: F) -> F:
-    """PATHS and the options every executing command takes (run, record, verify)."""
-    options = [
+    """PATHS, ``-p``, and the :class:`~reprokit.options.ExecutionOptions` flags (run, record,
+    verify): the command gets ``paths``, ``parameters`` and ``execution``."""
+    from reprokit.options import ExecutionOptions
+
+    wrapped = _with_parameters(_building(ExecutionOptions, "execution")(command))
+    flags = (
         click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path)),
-        click.option(
-            "--device",
-            type=click.Choice(["cpu", "cuda", "auto"]),
-            default="auto",
-            show_default=True,
-            help="cpu hides GPUs from the kernel; cuda fails unless a GPU is visible.",
-        ),
         click.option(
             "-p",
             "--parameter",
@@ -70,39 +154,21 @@ def execution_options(command: F) -> F:
             metavar="NAME=VALUE",
             help="Set a parameter of the notebook's 'parameters' cell (JSON, else text).",
         ),
-        click.option(
-            "--jobs", "-j", type=int, default=1, show_default=True, help="Notebooks at once."
-        ),
-        click.option("--timeout", type=float, default=None, help="Seconds each cell may run."),
-        click.option(
-            "--notebook-timeout",
-            type=float,
-            default=None,
-            help="Seconds the whole notebook may run; its kernel is then stopped.",
-        ),
-        click.option(
-            "--memory-limit",
-            default=None,
-            metavar="SIZE",
-            help="Cap each kernel's memory (e.g. 2G): allocations past it raise MemoryError.",
-        ),
-        click.option(
-            "--secret-param",
-            "secret_assignments",
-            multiple=True,
-            metavar="NAME[=VALUE]",
-            help="A parameter the kernel gets but that is never written anywhere (notebook, "
-            "MLflow, lock); NAME alone reads the value from the environment variable NAME.",
-        ),
-        click.option("--kernel", default=None, help="Kernel name [default: the notebook's]."),
-        click.option(
-            "--output-dir",
-            type=click.Path(file_okay=False, path_type=Path),
-            default=None,
-            help="Folder of the executed notebooks [default: <project>/.reprokit/runs/...].",
-        ),
-    ]
-    wrapped = _with_runner_settings(command)
-    for option in reversed(options):
-        wrapped = option(wrapped)
-    return wrapped  # type: ignore[return-value]
+        *_EXECUTION_FLAGS,
+    )
+    return _apply(wrapped, flags)  # type: ignore[no-any-return]
+
+
+def comparison_options(command: F) -> F:
+    """The :class:`~reprokit.options.ComparisonOptions` flags (verify): the command gets
+    ``comparison``."""
+    from reprokit.options import ComparisonOptions
+
+    return _apply(_building(ComparisonOptions, "comparison")(command), _COMPARISON_FLAGS)  # type: ignore[no-any-return]
+
+
+def tolerance_options(command: F) -> F:
+    """``--rtol``/``--atol`` alone (diff): the command gets ``comparison``."""
+    from reprokit.options import ComparisonOptions
+
+    return _apply(_building(ComparisonOptions, "comparison")(command), _TOLERANCE_FLAGS)  # type: ignore[no-any-return]

@@ -16,17 +16,12 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from reprokit.report.describe import describe_done, describe_plan
+
 if TYPE_CHECKING:
     from reprokit.runner.plan import CellProgress, PlannedRun, RunOutcome
 
 PLAIN_INTERVAL_S = 10.0
-MARKS = {
-    "ok": "ok",
-    "failed": "FAILED",
-    "timeout": "TIMEOUT",
-    "kernel_died": "KERNEL DIED",
-    "interrupted": "INTERRUPTED",
-}
 
 
 class ProgressPrinter:
@@ -50,8 +45,6 @@ class ProgressPrinter:
         with self._lock:
             key = id(plan)
             if event == "plan":  # before any kernel starts: what will run, with what
-                from reprokit.runner.plan import describe_plan
-
                 self._print(describe_plan(plan))
             elif event == "start":
                 self._start(key, plan)
@@ -91,7 +84,8 @@ class ProgressPrinter:
         task = self._tasks.pop(key, None)
         if task is not None:
             self._bars.remove_task(task)
-        self.console.print(done_line(outcome, self.plain), markup=not self.plain, soft_wrap=True)
+        line = describe_done(outcome, markup=not self.plain)
+        self.console.print(line, markup=not self.plain, soft_wrap=True)
         if self._bars is not None and not self._tasks:
             self._bars.stop()
             self._bars = None
@@ -109,16 +103,3 @@ def _live_bars(console: Any) -> Any:
         console=console,
         transient=True,
     )
-
-
-def done_line(outcome: RunOutcome, plain: bool) -> str:
-    mark = MARKS.get(outcome.status, outcome.status)
-    if not plain:
-        colour = "green" if outcome.ok else "red"
-        mark = f"[{colour}]{mark}[/{colour}]"
-    line = f"{mark}  {outcome.notebook}  {outcome.duration_s:.1f} s  -> {outcome.output_path}"
-    if outcome.run_id:
-        line += f"  (MLflow run {outcome.run_id})"
-    if outcome.record_error:
-        line += f"\n  not recorded: {outcome.record_error}"
-    return line

@@ -8,16 +8,17 @@ interrupted by SIGINT/SIGTERM (kernels stopped, partial notebooks kept).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from reprokit.cli._options import execution_options
-from reprokit.cli._progress import MARKS
 from reprokit.exceptions import ExecutionError
 
 if TYPE_CHECKING:
+    from reprokit.options import ExecutionOptions
     from reprokit.runner.plan import Progress, RunOutcome
 
 
@@ -26,59 +27,46 @@ if TYPE_CHECKING:
 @click.option("--no-record", is_flag=True, help="Do not record MLflow runs.")
 def run_command(
     paths: tuple[Path, ...],
-    device: str,
-    assignments: tuple[str, ...],
-    jobs: int,
-    timeout: float | None,
-    kernel: str | None,
-    output_dir: Path | None,
+    parameters: Mapping[str, Any],
+    execution: ExecutionOptions,
     no_record: bool,
 ) -> None:
     """Execute notebooks (.ipynb, or jupytext .py/.md) or the notebooks under folders."""
     from reprokit.api.run import run
-    from reprokit.runner.params import parse_assignments
 
     outcomes = run(
         paths,
-        device=device,
-        parameters=parse_assignments(assignments),
-        jobs=jobs,
-        timeout=timeout,
-        kernel=kernel,
-        output_dir=output_dir,
+        parameters=parameters,
+        execution=execution,
         record=not no_record,
-        progress=_progress_printer(),
+        progress=progress_printer(),
     )
     if outcomes:
         click.echo(f"executed notebooks in {Path(outcomes[0].output_dir).parent}")
-    failed = [outcome for outcome in outcomes if not outcome.ok]
-    for outcome in failed:
-        _print_failure(outcome)
-    if failed:
-        raise _execution_error(failed[0], len(failed), len(outcomes))
+    fail_on_executions(outcomes)
 
 
-def _progress_printer() -> Progress:
+def progress_printer() -> Progress:
     """A progress callback: live cell counts on a terminal, plain lines elsewhere (CI)."""
     from reprokit.cli._progress import ProgressPrinter
 
     return ProgressPrinter()
 
 
-def _print_failure(outcome: RunOutcome) -> None:
-    failure = outcome.failure
-    click.echo(f"\n{outcome.notebook}: {MARKS.get(outcome.status, outcome.status)}", err=True)
-    if failure is not None:
-        click.echo(f"  cell {failure.index}: {failure.source_head}", err=True)
-        click.echo(f"  {failure.ename}: {failure.evalue}", err=True)
-        for line in failure.traceback:
-            click.echo(f"    {line}", err=True)
-    elif outcome.message:
-        click.echo(f"  {outcome.message}", err=True)
-    click.echo(f"  executed notebook: {outcome.output_path}", err=True)
+def fail_on_executions(outcomes: list[RunOutcome], total: int | None = None) -> None:
+    """Print every failed execution and raise the first as an
+    :class:`~reprokit.exceptions.ExecutionError` (exit 3) when there is one."""
+    from reprokit.report.describe import describe_failure
+
+    failed = [outcome for outcome in outcomes if not outcome.ok]
+    for outcome in failed:
+        click.echo("\n" + describe_failure(outcome), err=True)
+    if failed:
+        raise execution_error(failed[0], len(failed), total or len(outcomes))
 
 
-def _execution_error(first: RunOutcome, failed: int, total: int) -> ExecutionError:
+def execution_error(first: RunOutcome, failed: int, total: int) -> ExecutionError:
+    """The exit-3 error of a command whose notebooks failed (the first one named)."""
     failure = first.failure
     error = ExecutionError(
         first.notebook,

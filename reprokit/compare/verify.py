@@ -42,6 +42,7 @@ from reprokit.compare.cells import OutputCheck, compare_cell_outputs, first_fail
 from reprokit.compare.envdiff import EnvDiff, diff_snapshots
 from reprokit.comparison import Deviation, Tolerance, ValueComparison
 from reprokit.exceptions import ReprokitError
+from reprokit.options import ComparisonOptions
 from reprokit.recording.lock_model import Lock
 from reprokit.results.describe import short_value
 from reprokit.results.model import ArrayData, ArrayStats, Result
@@ -207,51 +208,39 @@ def verify_results(
     lock: Lock,
     executed: NotebookResults,
     *,
-    rtol: float | None = None,
-    atol: float | None = None,
+    comparison: ComparisonOptions | None = None,
     device: str | None = None,
-    device_tolerance: Mapping[str, Tolerance] | None = None,
     current_snapshot: Snapshot | None = None,
     lock_dir: str | os.PathLike[str] | None = None,
     data: DataCheck | None = None,
     executed_notebook: Any = None,
     source_changes: tuple[int, ...] = (),
     command: str | None = None,
-    outputs: bool = False,
 ) -> Verdict:
     """Compare every result of ``executed`` with the lock's (see the module docstring).
 
-    ``device``: the device kind of this execution (default: the lock's). ``lock_dir``: the
-    lock's folder, where its by-reference arrays are (default: the current folder).
-    ``executed_notebook`` (an nbformat node) lets the verdict name the first cell whose text
-    output diverged; ``data`` and ``source_changes`` are carried into the verdict as given.
-    ``outputs`` (needs ``executed_notebook``) compares every code cell's text output with the
-    lock's, numbers within the ``rtol``/``atol`` given (else
-    :data:`~reprokit.compare.cells.DEFAULT_OUTPUT_TOLERANCE`), and a cell that differs fails
-    the verdict.
+    ``comparison`` (default ``ComparisonOptions()``): tolerance overrides, per-device
+    tolerances, and ``outputs``: compare every code cell's text output too (needs
+    ``executed_notebook``; numbers within ``rtol``/``atol``, else
+    :data:`~reprokit.compare.cells.DEFAULT_OUTPUT_TOLERANCE`; a cell that differs fails the
+    verdict). ``device``: this execution's device kind (default: the lock's). ``lock_dir``:
+    where the lock's by-reference arrays are (default: the current folder).
+    ``executed_notebook`` (an nbformat node) names the first cell whose output diverged;
+    ``data``, ``source_changes`` and ``command`` go into the verdict as given.
     """
+    options = comparison if comparison is not None else ComparisonOptions()
+    rtol, atol, outputs = options.rtol, options.atol, options.outputs
     reference_device = lock.parameters.device
     current_device = (device or reference_device).split(":", 1)[0].lower()
-    picker = _TolerancePicker(
-        lock, rtol, atol, current_device != reference_device, device_tolerance or {}
-    )
-    base = Path(lock_dir) if lock_dir is not None else Path.cwd()
-    produced = executed.results
-    checks = [
-        _check(name, ref, produced.get(name), picker, base)
-        for name, ref in sorted(lock.results.items())
-    ]
-    checks += [
-        _unexpected(produced[name], picker) for name in sorted(produced) if name not in lock.results
-    ]
+    picker = _TolerancePicker(lock, options, cross_device=current_device != reference_device)
+    checks = _result_checks(lock, executed.results, picker, Path(lock_dir or Path.cwd()))
     snapshot = current_snapshot if current_snapshot is not None else executed.snapshot
-    counts: dict[str, int] = {s: sum(c.status == s for c in checks) for s in STATUSES}
     cells = _output_checks(lock, executed_notebook, rtol, atol) if outputs else ()
     divergent = _divergent_from(cells) if outputs else _divergent_cell(lock, executed_notebook)
     return Verdict(
         notebook=lock.notebook.path,
         reproduced=all(c.passed for c in checks) and all(c.passed for c in cells),
-        counts=counts,
+        counts={s: sum(c.status == s for c in checks) for s in STATUSES},
         checks=tuple(checks),
         reference_device=reference_device,
         current_device=current_device,
@@ -267,19 +256,25 @@ def verify_results(
     )
 
 
+def _result_checks(
+    lock: Lock, produced: Mapping[str, Result], picker: _TolerancePicker, base: Path
+) -> list[ResultCheck]:
+    """One check per locked result (in name order), then one per unexpected result."""
+    checks = [
+        _check(name, ref, produced.get(name), picker, base)
+        for name, ref in sorted(lock.results.items())
+    ]
+    return checks + [
+        _unexpected(produced[name], picker) for name in sorted(produced) if name not in lock.results
+    ]
+
+
 class _TolerancePicker:
-    def __init__(
-        self,
-        lock: Lock,
-        rtol: float | None,
-        atol: float | None,
-        cross_device: bool,
-        device_tolerance: Mapping[str, Tolerance],
-    ) -> None:
+    def __init__(self, lock: Lock, options: ComparisonOptions, *, cross_device: bool) -> None:
         self.lock = lock
-        self.rtol, self.atol = rtol, atol
+        self.rtol, self.atol = options.rtol, options.atol
         self.cross_device = cross_device
-        self.device_tolerance = device_tolerance
+        self.device_tolerance = options.device_tolerance
 
     def pick(self, result: Result) -> tuple[Tolerance, str]:
         tol, source = Tolerance(result.rtol, result.atol), "declared"

@@ -151,3 +151,9 @@ def _close_quietly(writer: MlflowRunWriter) -> None:
         return
     with contextlib.suppress(RecordError):
         writer.close("FAILED", now_ms())
+
+
+def warm_up() -> None:
+    """Import MLflow ahead of the first recording (on a thread of the caller's, while the
+    first kernel starts): later imports are free."""
+    import mlflow.tracking  # noqa: F401

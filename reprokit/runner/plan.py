@@ -19,6 +19,7 @@ from typing import Any
 from reprokit._fsutil import atomic_write_text
 from reprokit.exceptions import InputError, PathError, UsageError
 from reprokit.notebook.files import declared_parameters, load_notebook
+from reprokit.options import ExecutionOptions
 from reprokit.runner.device import DeviceChoice
 from reprokit.runner.execute import (
     CellFailure,
@@ -38,7 +39,6 @@ __all__ = [
     "RunOutcome",
     "check_kernel",
     "default_output_dir",
-    "describe_plan",
     "execute_planned",
     "kernel_env",
     "plan_runs",
@@ -79,7 +79,7 @@ class PlannedRun:
     output_dir: Path
     parameters: dict[str, Any]
     env: dict[str, str]
-    secret_names: tuple[str, ...] = ()  # their values are in RunnerSettings, never here
+    secret_names: tuple[str, ...] = ()  # their values are in ExecutionOptions, never here
     kernel: str = "python3"
     device: str = "cpu"
 
@@ -150,15 +150,6 @@ def plan_runs(
     return plans
 
 
-def describe_plan(plan: PlannedRun) -> str:
-    """One line saying what will run: notebook, kernel, device, parameters (secret ones by
-    name only). Printed before anything executes, so that nothing runs unannounced."""
-    shown = ", ".join(f"{k}={v!r}" for k, v in sorted(plan.parameters.items())) or "none"
-    if plan.secret_names:
-        shown += f"; secret: {', '.join(sorted(plan.secret_names))}"
-    return f"will run  {plan.source}  kernel {plan.kernel}  device {plan.device}  ({shown})"
-
-
 @functools.cache
 def _kernel_names() -> frozenset[str]:
     from jupyter_client.kernelspec import KernelSpecManager
@@ -215,11 +206,8 @@ class Executed:
 def execute_planned(
     plan: PlannedRun,
     choice: DeviceChoice,
+    options: ExecutionOptions,
     *,
-    kernel: str | None,
-    timeout: float | None,
-    limits: Limits | None = None,
-    secrets: Mapping[str, str] | None = None,
     on_cell: Callable[[int, int], None] | None = None,
 ) -> Executed:
     """Execute one planned notebook and complete its run folder (nothing recorded yet)."""
@@ -232,10 +220,10 @@ def execute_planned(
         cwd=plan.source.resolve().parent,
         env=plan.env,
         parameters=plan.parameters,
-        kernel_name=kernel,
-        timeout=timeout,
-        limits=limits,
-        secrets=secrets,
+        kernel_name=options.kernel,
+        timeout=options.timeout,
+        limits=Limits(options.notebook_timeout, options.memory_limit),
+        secrets=options.secret_parameters,
         on_cell=on_cell,
     )
     results = _read_results(plan.output_path)

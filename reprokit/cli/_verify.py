@@ -1,0 +1,103 @@
+"""``reprokit verify``: re-execute notebooks that have a lock and compare result by result.
+
+Exit codes (the policy lives here, in :func:`exit_code`): 0 every result reproduced; 1 not
+reproduced (a result differs or is missing, or the lock's input data changed); 2 bad usage or
+input (missing or corrupt notebook or lock, a lock from a newer reprokit, an undeclared
+parameter, ``--device cuda`` without a GPU); 3 execution failed (a cell raised, timed out, or
+the kernel died).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from reprokit.cli._options import comparison_options, execution_options
+from reprokit.cli._run import fail_on_executions, progress_printer
+
+if TYPE_CHECKING:
+    from reprokit.api.verify import Verification
+    from reprokit.options import ComparisonOptions, ExecutionOptions
+    from reprokit.report.writers import ReportKind
+
+
+@click.command("verify")
+@execution_options
+@click.option(
+    "--lock",
+    "lock_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The lock to verify against [default: <stem>.repro.json beside the notebook].",
+)
+@comparison_options
+@click.option("--report", type=click.Path(path_type=Path), default=None, help="HTML report.")
+@click.option("--junit", type=click.Path(path_type=Path), default=None, help="JUnit XML.")
+@click.option(
+    "--json", "json_path", type=click.Path(path_type=Path), default=None, help="JSON verdicts."
+)
+def verify_command(
+    paths: tuple[Path, ...],
+    parameters: Mapping[str, Any],
+    execution: ExecutionOptions,
+    lock_path: Path | None,
+    comparison: ComparisonOptions,
+    report: Path | None,
+    junit: Path | None,
+    json_path: Path | None,
+) -> None:
+    """Re-execute notebooks that have a lock and say, result by result, whether they reproduced."""
+    from reprokit.api.verify import verify
+
+    verification = verify(
+        paths, parameters=parameters, lock=lock_path, execution=execution,
+        comparison=comparison, progress=progress_printer(),
+    )  # fmt: skip
+    _print_verification(verification, {"html": report, "junit": junit, "json": json_path})
+    failed = [o.run for o in verification if o.status == "execution_failed" and o.run]
+    fail_on_executions(failed, len(verification))
+    if exit_code(verification):
+        sys.exit(exit_code(verification))
+
+
+def exit_code(verification: Verification) -> int:
+    """0 reproduced; 1 not reproduced or data changed; 3 a notebook failed to execute."""
+    statuses = {outcome.status for outcome in verification}
+    if "execution_failed" in statuses:
+        return 3
+    return 0 if statuses <= {"reproduced"} else 1
+
+
+def _print_verification(verification: Verification, reports: dict[ReportKind, Path | None]) -> None:
+    """The verdict tables, the report files, drifted data, and where the MLflow runs are."""
+    from reprokit.report.describe import describe_drift
+    from reprokit.report.table import print_verdicts
+    from reprokit.report.writers import write_report
+
+    verdicts = verification.verdicts
+    if verdicts:
+        print_verdicts(verdicts)
+    for kind, target in reports.items():
+        if target is not None:
+            write_report(kind, verdicts, target)
+            click.echo(f"wrote {target}")
+    for outcome in verification:
+        if outcome.status == "data_changed":
+            click.echo("reprokit: " + describe_drift(outcome.notebook, outcome.data), err=True)
+    _where_to_look(verification)
+
+
+def _where_to_look(verification: Verification) -> None:
+    """Where the verification runs are: the MLflow command that shows them."""
+    from reprokit.recording.target import resolve_target
+    from reprokit.report.describe import ui_command
+
+    recorded = [o for o in verification if o.run is not None and o.run.run_id]
+    if not recorded:
+        return
+    target = resolve_target(start=Path(recorded[0].notebook).resolve().parent)
+    click.echo(f"MLflow runs in {target.display_uri}: {ui_command(target.display_uri)}")

@@ -1,0 +1,112 @@
+"""What happened, in words: the lines every front end prints for a plan, a finished notebook,
+a failed execution, drifted data and a verdict.
+
+The CLI, the pytest plugin and the magics call these and only choose where the lines go
+(stdout, stderr, a pytest failure), so a failure reads the same wherever it is seen. Each
+function takes the data the runner or the comparison returned and returns text; none prints.
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from reprokit.compare.verify import DataCheck, Verdict
+    from reprokit.runner.plan import PlannedRun, RunOutcome
+
+__all__ = [
+    "MARKS",
+    "describe_done",
+    "describe_drift",
+    "describe_failure",
+    "describe_plan",
+    "describe_verdict",
+    "ui_command",
+]
+
+MARKS = {
+    "ok": "ok",
+    "failed": "FAILED",
+    "timeout": "TIMEOUT",
+    "kernel_died": "KERNEL DIED",
+    "interrupted": "INTERRUPTED",
+}
+"""The word for each execution status."""
+
+_DRIFT_FILES = 20  # changed files named per data entry; the rest are counted
+
+
+def describe_plan(plan: PlannedRun) -> str:
+    """One line saying what will run: notebook, kernel, device, parameters (secret ones by
+    name only). Printed before anything executes, so that nothing runs unannounced."""
+    shown = ", ".join(f"{k}={v!r}" for k, v in sorted(plan.parameters.items())) or "none"
+    if plan.secret_names:
+        shown += f"; secret: {', '.join(sorted(plan.secret_names))}"
+    return f"will run  {plan.source}  kernel {plan.kernel}  device {plan.device}  ({shown})"
+
+
+def describe_done(outcome: RunOutcome, *, markup: bool = False) -> str:
+    """``ok  nb.ipynb  1.2 s  -> executed.ipynb  (MLflow run …)``; with ``markup``, the mark is
+    coloured with rich markup."""
+    mark = MARKS.get(outcome.status, outcome.status)
+    if markup:
+        colour = "green" if outcome.ok else "red"
+        mark = f"[{colour}]{mark}[/{colour}]"
+    line = f"{mark}  {outcome.notebook}  {outcome.duration_s:.1f} s  -> {outcome.output_path}"
+    if outcome.run_id:
+        line += f"  (MLflow run {outcome.run_id})"
+    if outcome.record_error:
+        line += f"\n  not recorded: {outcome.record_error}"
+    return line
+
+
+def describe_failure(outcome: RunOutcome) -> str:
+    """A failed execution: the notebook and status, the failing cell, its error and the first
+    lines of its traceback, and where the executed notebook was kept."""
+    lines = [f"{outcome.notebook}: {MARKS.get(outcome.status, outcome.status)}"]
+    failure = outcome.failure
+    if failure is not None:
+        lines.append(f"  cell {failure.index}: {failure.source_head}")
+        lines.append(f"  {failure.ename}: {failure.evalue}")
+        lines += [f"    {line}" for line in failure.traceback]
+    elif outcome.message:
+        lines.append(f"  {outcome.message}")
+    lines.append(f"  executed notebook: {outcome.output_path}")
+    return "\n".join(lines)
+
+
+def describe_drift(notebook: str, data: DataCheck) -> str:
+    """Input data that changed since the lock, entry by entry and file by file."""
+    lines = [
+        f"{notebook}: input data changed since the lock (not executed; --allow-data-drift runs "
+        "it anyway)"
+    ]
+    for entry in data.drifted:
+        reason = f" ({entry.reason})" if entry.reason else ""
+        lines.append(f"  {entry.path}: {entry.status}{reason}")
+        lines += [f"    {change.path} {change.change}" for change in entry.files[:_DRIFT_FILES]]
+        if len(entry.files) > _DRIFT_FILES:
+            lines.append(f"    ... {len(entry.files) - _DRIFT_FILES} more")
+    return "\n".join(lines)
+
+
+def describe_verdict(verdict: Verdict) -> str:
+    """The plain-text verdict table of one notebook, the cells whose source changed since the
+    lock, and the command that re-runs the verification."""
+    from reprokit.report.table import plain_table
+
+    lines = [plain_table([verdict]).rstrip("\n")]
+    if verdict.source_changes:
+        changed = ", ".join(str(index) for index in verdict.source_changes)
+        lines.append(f"cells whose source changed since the lock: {changed}")
+    if verdict.command:
+        lines.append(f"re-run: {verdict.command}")
+    return "\n".join(lines)
+
+
+def ui_command(uri: str) -> str:
+    """How to look at the runs of a (redacted) tracking URI."""
+    if uri.startswith(("http://", "https://")):
+        return f"open {uri}"
+    return f"mlflow ui --backend-store-uri {shlex.quote(uri)}"
