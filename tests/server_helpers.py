@@ -24,6 +24,10 @@ TEAM_SCRIPT = ROOT / "examples" / "team" / "start_mlflow_server.sh"
 START_WAIT_S = 120  # a loaded 2-core CI machine takes tens of seconds to start mlflow server
 STOP_WAIT_S = 60  # SIGTERM to SIGKILL: MLflow's workers can take many seconds to exit
 KILL_WAIT_S = 30  # after SIGKILL, for the kernel to end the group's processes
+# MLflow 3.17 starts, beside uvicorn, a job runner with 7 huey consumer processes (for its
+# GenAI jobs, which reprokit never uses): 8 more imports of mlflow while the server starts.
+# On 2 cores that roughly doubled the start; the tests turn it off.
+NO_JOB_RUNNER = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
 def free_port() -> int:
@@ -42,11 +46,13 @@ def script_env() -> dict[str, str]:
     }
 
 
-def run_team_script(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def run_team_script(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["bash", str(TEAM_SCRIPT), *args],
         cwd=cwd,
-        env=script_env(),
+        env=script_env() | (env or {}),
         capture_output=True,
         text=True,
         timeout=START_WAIT_S + 60,
@@ -104,9 +110,8 @@ def stop_team_server(folder: Path, pid: int) -> None:
 def team_server(folder: Path) -> Iterator[str]:
     """The team script's server with its store in ``folder``; yields the tracking URI. On exit
     it is stopped with ``--stop``, and the stop is checked (pid file gone, process group gone)."""
-    started = run_team_script(
-        "--dir", str(folder), "--port", str(free_port()), "--wait", str(START_WAIT_S), cwd=folder
-    )
+    where = ("--dir", str(folder), "--port", str(free_port()), "--wait", str(START_WAIT_S))
+    started = run_team_script(*where, cwd=folder, env=NO_JOB_RUNNER)
     pidfile = folder / "server.pid"
     pid = int(pidfile.read_text()) if pidfile.is_file() else None
     try:
