@@ -86,35 +86,22 @@ def cuda_device_missing() -> str | None:
     return None
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the xdist_group marks added here
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip, group and order the collected tests (the same on every xdist worker).
+    """Skip and order the collected tests (the same on every xdist worker).
 
     - ``@pytest.mark.gpu`` tests run only where a CUDA device is visible: the one place that
       decides it (the probe runs only when such a test is collected).
-    - Tests that share a module-scoped fixture (a recorded project, a built site, an
-      ``mlflow server``) get one ``xdist_group`` per module: with ``--dist loadgroup``
-      (pyproject.toml) they run on one worker, so the fixture is made once, not once per worker.
-    - Modules with ``slow`` tests run first, so that the long tests do not end the run on one
-      worker while the other is idle. The order within a module is kept.
+    - Modules with ``slow`` tests come first, so that with ``--dist loadfile
+      --no-loadscope-reorder`` (pyproject.toml) the long modules start early instead of ending
+      the run on one worker while the other is idle. The order within a module is kept.
     """
     gpu_items = [item for item in items if item.get_closest_marker("gpu") is not None]
     if gpu_items and (missing := cuda_device_missing()) is not None:
         skip = pytest.mark.skip(reason=f"gpu test, no CUDA device: {missing}")
         for item in gpu_items:
             item.add_marker(skip)
-    for item in items:
-        if _uses_module_fixture(item):
-            item.add_marker(pytest.mark.xdist_group(item.path.stem))
     slow_files = {item.path for item in items if item.get_closest_marker("slow") is not None}
     items.sort(key=lambda item: item.path not in slow_files)  # stable: False (slow) first
-
-
-def _uses_module_fixture(item: pytest.Item) -> bool:
-    info = getattr(item, "_fixtureinfo", None)  # set on every pytest.Function
-    if info is None:
-        return False
-    return any(defs and defs[-1].scope == "module" for defs in info.name2fixturedefs.values())
 
 
 @pytest.fixture(scope="session", autouse=True)
