@@ -9,8 +9,11 @@ its experiments with explicit locations), and tests must not either.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +38,70 @@ _ISOLATED_ENV = (
     "REPROKIT_FLUSH_TIMEOUT",
     "JPY_SESSION_NAME",
 )
+
+
+@functools.cache
+def cuda_device_missing() -> str | None:
+    """Why no CUDA device is usable here (``None`` when one is), without importing torch here.
+
+    NVML (nvidia-ml-py, a reprokit dependency) answers in milliseconds whether the driver sees an
+    NVIDIA GPU. Only when it does is torch asked, in a subprocess (its import costs seconds and
+    would initialise CUDA state in this process): it honours CUDA_VISIBLE_DEVICES, and a
+    CPU-only build of torch sees no device even on a GPU machine.
+    """
+    try:
+        import pynvml
+    except ImportError:
+        return "nvidia-ml-py (pynvml) not installed: cannot look for a GPU"
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError as exc:
+        return f"NVML: {exc} (no NVIDIA driver)"
+    try:
+        count = pynvml.nvmlDeviceGetCount()
+    except pynvml.NVMLError as exc:
+        return f"NVML: {exc}"
+    finally:
+        with contextlib.suppress(pynvml.NVMLError):
+            pynvml.nvmlShutdown()
+    if count == 0:
+        return "NVML sees no NVIDIA GPU"
+    code = "import torch; print(torch.cuda.is_available(), torch.version.cuda)"
+    probe = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if probe.returncode != 0:
+        return f"NVML sees {count} GPU(s) but torch cannot be imported: {probe.stderr[-300:]}"
+    available, _, cuda = probe.stdout.strip().partition(" ")
+    if available != "True":
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        return (
+            f"NVML sees {count} GPU(s) but torch.cuda.is_available() is False "
+            f"(torch CUDA build: {cuda}; CUDA_VISIBLE_DEVICES={visible!r})"
+        )
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip and order the collected tests (the same on every xdist worker).
+
+    - ``@pytest.mark.gpu`` tests run only where a CUDA device is visible: the one place that
+      decides it (the probe runs only when such a test is collected).
+    - Modules with ``slow`` tests come first, so that with ``--dist loadfile
+      --no-loadscope-reorder`` (pyproject.toml) the long modules start early instead of ending
+      the run on one worker while the other is idle. The order within a module is kept.
+    """
+    gpu_items = [item for item in items if item.get_closest_marker("gpu") is not None]
+    if gpu_items and (missing := cuda_device_missing()) is not None:
+        skip = pytest.mark.skip(reason=f"gpu test, no CUDA device: {missing}")
+        for item in gpu_items:
+            item.add_marker(skip)
+    slow_files = {item.path for item in items if item.get_closest_marker("slow") is not None}
+    items.sort(key=lambda item: item.path not in slow_files)  # stable: False (slow) first
 
 
 @pytest.fixture(scope="session", autouse=True)

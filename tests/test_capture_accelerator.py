@@ -127,16 +127,7 @@ def test_cudnn_version_numbers_are_spelled_out(number: int, text: str) -> None:
     assert accelerator._cudnn_version(FakeTorch) == text  # type: ignore[arg-type]
 
 
-def _cuda_available() -> bool:
-    try:
-        import torch
-    except ImportError:
-        return False
-    return bool(torch.cuda.is_available())
-
-
 @pytest.mark.gpu
-@pytest.mark.skipif(not _cuda_available(), reason="needs a CUDA device")
 def test_cuda_devices_and_flags_on_a_gpu(torch_flags: object) -> None:
     import torch
 

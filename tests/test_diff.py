@@ -155,6 +155,7 @@ def test_bad_sides_are_usage_errors(
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 def test_record_from_run_rebuilds_the_lock(
     recorded: dict[str, str], in_project: Path, tmp_path: Path
 ) -> None:

@@ -30,6 +30,7 @@ reprokit.end()
 """
 
 
+@pytest.mark.slow
 def test_eight_concurrent_writers_lose_no_run(project: Path) -> None:
     (project / "session.py").write_text(SESSION)
     for k in range(RUNNERS):

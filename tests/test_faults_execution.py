@@ -40,6 +40,7 @@ def _texts(cell: dict[str, object]) -> str:
     return "".join(str(out.get("text", "")) + str(out.get("evalue", "")) for out in outputs)
 
 
+@pytest.mark.slow
 def test_dying_and_hanging_kernels_exit_three_keep_partial_notebooks_and_fail_runs(
     project: Path,
 ) -> None:
@@ -70,6 +71,7 @@ def test_dying_and_hanging_kernels_exit_three_keep_partial_notebooks_and_fail_ru
     assert done.stderr.count("  cell 1: ") == 4
 
 
+@pytest.mark.slow
 def test_a_notebook_past_its_time_limit_is_stopped_and_named(project: Path) -> None:
     write_notebook(
         project / "long.ipynb",

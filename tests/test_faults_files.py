@@ -217,6 +217,7 @@ def test_parameters_for_a_notebook_without_a_parameters_cell_exit_two(project: P
         assert "no cell tagged 'parameters'" in out.output
 
 
+@pytest.mark.slow
 def test_a_200_mb_notebook_is_read_and_refused_cleanly(project: Path) -> None:
     """A huge notebook (200 MB of output) with a parameter it does not declare: the
     declared-parameter check reads it, names the problem and runs nothing."""

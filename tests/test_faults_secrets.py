@@ -55,6 +55,7 @@ def _hits(folder: Path, skip: set[Path]) -> tuple[dict[str, list[str]], set[str]
     return found, searched
 
 
+@pytest.mark.slow
 def test_canary_secrets_never_reach_anything_reprokit_writes(project: Path) -> None:
     nb = write_notebook(
         project / "nbs" / "canary.ipynb", NOTEBOOK, parameters="seed = 0\ntoken = ''"
@@ -123,6 +124,7 @@ def test_canary_secrets_never_reach_anything_reprokit_writes(project: Path) -> N
     assert "reproduced" in (project / "v.json").read_text()
 
 
+@pytest.mark.slow
 def test_verify_announces_what_runs_and_never_executes_code_from_a_lock(project: Path) -> None:
     """A lock from someone else: its parameter values are data (injected as literals), a
     parameter the notebook does not declare is refused, and the plan is printed first."""

@@ -13,7 +13,7 @@ from run_helpers import demo_project, reprokit_cli, write_notebook
 
 from reprokit.recording.lock import read_lock
 
-pytestmark = pytest.mark.filterwarnings("ignore:PYTHONHASHSEED")
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:PYTHONHASHSEED")]
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -2,7 +2,7 @@
 # Start a team MLflow tracking server on loopback, and point reprokit at it.
 #
 #   eval "$(examples/team/start_mlflow_server.sh [--dir DIR] [--port PORT] [--database-url URL])"
-#   examples/team/start_mlflow_server.sh --stop [--dir DIR]
+#   examples/team/start_mlflow_server.sh --stop [--dir DIR] [--stop-wait SECONDS]
 #
 # Starts `mlflow server` in the background on 127.0.0.1:PORT (default 5000) with
 #   - the backend store: SQLite DIR/mlflow.db (default), or the database of --database-url
@@ -16,6 +16,9 @@
 # on standard output (everything else goes to standard error), so `eval "$(...)"` sets it for
 # reprokit, the %repro magics and MLflow alike. The server listens on loopback only: to share it
 # with a team, put it behind an authenticating reverse proxy or an SSH tunnel, never on 0.0.0.0.
+# --stop sends SIGTERM to the server's whole process group (its uvicorn/gunicorn workers too),
+# waits until every process of the group has exited (at most --stop-wait seconds, default 30),
+# then SIGKILLs the group; it fails only if processes of the group outlive SIGKILL.
 # Requires the full `mlflow` package (pip install mlflow). PYTHON selects the interpreter.
 set -euo pipefail
 
@@ -23,11 +26,12 @@ dir=mlflow-server
 port=5000
 database_url=
 wait_s=60
+stop_wait_s=30
 stop=false
 python="${PYTHON:-python3}"
 
 usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
-die() { echo "start_mlflow_server: $*" >&2; exit "${2:-1}"; }
+die() { echo "start_mlflow_server: $1" >&2; exit "${2:-1}"; }
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -36,26 +40,50 @@ while [ $# -gt 0 ]; do
         --database-url) database_url="${2:?--database-url needs a URL}"; shift 2 ;;
         --wait) wait_s="${2:?--wait needs seconds}"; shift 2 ;;
         --stop) stop=true; shift ;;
+        --stop-wait) stop_wait_s="${2:?--stop-wait needs seconds}"; shift 2 ;;
         -h|--help) usage ;;
         *) echo "start_mlflow_server: unknown option $1" >&2; usage ;;
     esac
 done
 case "$port" in ''|*[!0-9]*) die "--port must be a number, got '$port'" 2 ;; esac
 case "$wait_s" in ''|*[!0-9]*) die "--wait must be a whole number of seconds, got '$wait_s'" 2 ;; esac
+case "$stop_wait_s" in
+    ''|*[!0-9]*) die "--stop-wait must be a whole number of seconds, got '$stop_wait_s'" 2 ;;
+esac
 
 pidfile="$dir/server.pid"
+
+# Is a process of group $1 still running? (zombies do not count: they have exited and only
+# wait for their new parent, init, to reap them)
+group_running() {
+    ps -A -o pgid= -o stat= | awk -v g="$1" '$1 == g && $2 !~ /^Z/ { found = 1 } END { exit !found }'
+}
+
+# Wait at most $2 seconds for group $1 to end; fails if it is still running then.
+wait_group() {
+    local deadline=$((SECONDS + $2))
+    while group_running "$1"; do
+        [ "$SECONDS" -lt "$deadline" ] || return 1
+        sleep 0.2
+    done
+}
 
 stop_server() {
     [ -f "$pidfile" ] || die "no $pidfile: no server started from $dir"
     local pid; pid="$(cat "$pidfile")"
-    kill -TERM -- "-$pid" 2>/dev/null || true   # the server's process group: gunicorn/uvicorn workers too
-    for _ in $(seq 1 50); do
-        kill -0 "$pid" 2>/dev/null || { rm -f "$pidfile"; echo "stopped mlflow server (pid $pid)" >&2; return 0; }
-        sleep 0.2
-    done
+    case "$pid" in ''|*[!0-9]*) rm -f "$pidfile"; die "$pidfile holds no pid: removed it" ;; esac
+    # the server's process group (set -m below): gunicorn/uvicorn workers too
+    kill -TERM -- "-$pid" 2>/dev/null || true
+    if wait_group "$pid" "$stop_wait_s"; then
+        rm -f "$pidfile"
+        echo "stopped mlflow server (pid $pid)" >&2
+        return 0
+    fi
     kill -KILL -- "-$pid" 2>/dev/null || true
+    wait_group "$pid" 30 \
+        || die "mlflow server (process group $pid) still running after SIGKILL; $pidfile kept"
     rm -f "$pidfile"
-    echo "killed mlflow server (pid $pid) after 10 s" >&2
+    echo "killed mlflow server (process group $pid): still running $stop_wait_s s after SIGTERM" >&2
 }
 
 if $stop; then stop_server; exit 0; fi
