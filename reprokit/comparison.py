@@ -52,9 +52,9 @@ class Tolerance:
             if value is None:
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise UsageError(f"{name} must be a number, got {value!r}", field=name)
+                raise UsageError(f"{name} must be a number, got {value!r}", option=name)
             if math.isnan(value) or value < 0:
-                raise UsageError(f"{name} must be >= 0, got {value!r}", field=name)
+                raise UsageError(f"{name} must be >= 0, got {value!r}", option=name)
 
     @property
     def is_exact(self) -> bool:

@@ -129,14 +129,18 @@ def run(
 
 def _check_numbers(jobs: int, timeout: float | None, settings: RunnerSettings) -> None:
     if jobs < 1:
-        raise UsageError(f"--jobs must be at least 1, got {jobs}", jobs=jobs)
+        raise UsageError(f"--jobs must be at least 1, got {jobs}", option="--jobs", value=str(jobs))
     for option, value in (
         ("--timeout", timeout),
         ("--notebook-timeout", settings.notebook_timeout),
         ("--memory-limit", settings.memory_limit),
     ):
         if value is not None and value <= 0:
-            raise UsageError(f"{option} must be a positive number, got {value}")
+            raise UsageError(
+                f"{option} must be a positive number, got {value}",
+                option=option,
+                value=str(value),
+            )
 
 
 def _run_plans(

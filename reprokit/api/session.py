@@ -166,9 +166,9 @@ def _env_params() -> dict[str, object]:
     try:
         value = json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise UsageError(f"{PARAMS_ENV} is not valid JSON: {exc}", variable=PARAMS_ENV) from None
+        raise UsageError(f"{PARAMS_ENV} is not valid JSON: {exc}", option=PARAMS_ENV) from None
     if not isinstance(value, dict):
-        raise UsageError(f"{PARAMS_ENV} must be a JSON object", variable=PARAMS_ENV)
+        raise UsageError(f"{PARAMS_ENV} must be a JSON object", option=PARAMS_ENV)
     return value
 
 
@@ -397,12 +397,12 @@ def device() -> str:
         if not _cuda_available():
             raise UsageError(
                 f"{DEVICE_ENV}={requested} but no CUDA device is visible to this process",
-                variable=DEVICE_ENV,
+                option=DEVICE_ENV,
             )
         chosen = requested
     else:
         raise UsageError(
-            f"{DEVICE_ENV}={requested!r}: expected cpu, cuda, cuda:N or auto", variable=DEVICE_ENV
+            f"{DEVICE_ENV}={requested!r}: expected cpu, cuda, cuda:N or auto", option=DEVICE_ENV
         )
     _tag_device(chosen)
     return chosen

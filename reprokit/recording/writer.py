@@ -70,7 +70,9 @@ class MlflowRunWriter:
     def client(self) -> Any:
         """The ``MlflowClient`` once :meth:`connect` ran (for reading runs back)."""
         if self._client is None:
-            raise RecordError(f"MLflow at {self.target.display_uri}: not connected")
+            raise RecordError(
+                f"MLflow at {self.target.display_uri}: not connected", uri=self.target.display_uri
+            )
         return self._client
 
     def connect(self) -> None:
@@ -196,7 +198,10 @@ class MlflowRunWriter:
 
     def _run(self) -> str:
         if self.run_id is None:
-            raise RecordError(f"MLflow at {self.target.display_uri}: the run was never opened")
+            raise RecordError(
+                f"MLflow at {self.target.display_uri}: the run was never opened",
+                uri=self.target.display_uri,
+            )
         return self.run_id
 
 

@@ -174,7 +174,8 @@ def check_kernel(notebook: str, name: str) -> None:
             f"{notebook}: no Jupyter kernel named {name!r} is installed "
             f"(installed: {', '.join(sorted(names)) or 'none'}); choose one with --kernel",
             path=notebook,
-            kernel=name,
+            option="--kernel",
+            value=name,
         )
 
 
