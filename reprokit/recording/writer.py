@@ -15,7 +15,7 @@ import time
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from reprokit.exceptions import RecordError
@@ -29,6 +29,12 @@ _QUIET_LOGGERS = ("mlflow.store.db.utils", "alembic.runtime.migration", "alembic
 
 
 Metric = tuple[str, float, int, int]  # key, value, timestamp (ms), step
+
+RunEndStatus = Literal["FINISHED", "FAILED", "KILLED"]
+"""How an MLflow run ended (MLflow's ``RunStatus`` names)."""
+
+RunState = Literal["RUNNING", RunEndStatus]
+"""An MLflow run's state: running, or how it ended."""
 
 
 def default_run_name() -> str:
@@ -190,7 +196,7 @@ class MlflowRunWriter:
         except Exception as exc:
             raise self._fail(f"uploading {folder} as artifacts", exc) from exc
 
-    def close(self, status: str, end_ms: int) -> None:
+    def close(self, status: RunEndStatus, end_ms: int) -> None:
         try:
             self._client.set_terminated(self._run(), status=status, end_time=end_ms)
         except Exception as exc:

@@ -22,6 +22,7 @@ from reprokit.notebook.files import declared_parameters, load_notebook
 from reprokit.runner.device import DeviceChoice
 from reprokit.runner.execute import (
     CellFailure,
+    ExecutionStatus,
     Limits,
     execute_notebook,
     kernel_of,
@@ -54,7 +55,7 @@ class RunOutcome:
     (``interrupted`` with no output file: the runner was stopped before it started)."""
 
     notebook: str
-    status: str
+    status: ExecutionStatus
     output_path: str
     output_dir: str
     duration_s: float
