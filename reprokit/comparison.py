@@ -38,6 +38,10 @@ ValueStatus = Literal["reproduced", "within_tolerance", "differs"]
 STATUS_ORDER: tuple[ValueStatus, ...] = ("reproduced", "within_tolerance", "differs")
 """Statuses from best to worst."""
 
+CheckStatus = Literal[ValueStatus, "missing", "unexpected"]
+"""Status of a checked result or cell output: a value status, ``missing`` (only in the
+reference) or ``unexpected`` (only in the current execution)."""
+
 
 @dataclass(frozen=True)
 class Tolerance:
