@@ -62,7 +62,11 @@ __all__ = [
 
 
 class ReprokitError(Exception):
-    """Base of all deliberate reprokit errors: a one-line ``message`` and an ``exit_code``."""
+    """Base of all deliberate reprokit errors: a one-line ``message`` and an ``exit_code``.
+
+    A subclass keeps each ``__init__`` parameter as the attribute of the same name (its
+    fields): pickling calls the class again with them, and :attr:`fields` lists them.
+    """
 
     exit_code: int = 2
     #: the names of this class's ``__init__`` parameters: what pickling passes back to it
