@@ -41,7 +41,7 @@ def from_builtins(data: Any, cls: type[T], *, source: str = "<data>") -> T:
     try:
         return msgspec.convert(data, type=cls, strict=True)
     except msgspec.ValidationError as exc:
-        raise InputError(f"{source}: invalid {cls.__name__}: {exc}", source=source) from None
+        raise InputError(f"{source}: invalid {cls.__name__}: {exc}", path=source) from None
 
 
 def from_json(text: str | bytes, cls: type[T], *, source: str = "<data>") -> T:
@@ -49,5 +49,5 @@ def from_json(text: str | bytes, cls: type[T], *, source: str = "<data>") -> T:
     try:
         data = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{source}: not valid JSON: {exc}", source=source) from None
+        raise InputError(f"{source}: not valid JSON: {exc}", path=source) from None
     return from_builtins(data, cls, source=source)

@@ -38,6 +38,10 @@ ValueStatus = Literal["reproduced", "within_tolerance", "differs"]
 STATUS_ORDER: tuple[ValueStatus, ...] = ("reproduced", "within_tolerance", "differs")
 """Statuses from best to worst."""
 
+CheckStatus = Literal[ValueStatus, "missing", "unexpected"]
+"""Status of a checked result or cell output: a value status, ``missing`` (only in the
+reference) or ``unexpected`` (only in the current execution)."""
+
 
 @dataclass(frozen=True)
 class Tolerance:
@@ -52,9 +56,9 @@ class Tolerance:
             if value is None:
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise UsageError(f"{name} must be a number, got {value!r}", field=name)
+                raise UsageError(f"{name} must be a number, got {value!r}", option=name)
             if math.isnan(value) or value < 0:
-                raise UsageError(f"{name} must be >= 0, got {value!r}", field=name)
+                raise UsageError(f"{name} must be >= 0, got {value!r}", option=name)
 
     @property
     def is_exact(self) -> bool:

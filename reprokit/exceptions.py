@@ -3,18 +3,25 @@
 The hierarchy::
 
     ReprokitError (Exception)            exit code 2 unless a subclass says otherwise
-    ├── UsageError                        bad arguments or configuration
-    ├── InputError                        a file, folder or value that cannot be used
-    │   ├── PathError                     missing / unreadable / special file (``path``)
-    │   ├── UnhashableValueError          a value of a type reprokit cannot hash (``type_name``)
-    │   │   (also a ``TypeError``)
-    │   └── ResultValueError              a result value that cannot be recorded (``name``,
-    │       (also a ``TypeError``)        ``type_name``, ``where``)
-    │   └── LockError                     a lock file that cannot be used (``path``, ``field``)
-    │       └── SchemaVersionError        written by a newer reprokit (``found``, ``supported``)
-    ├── DigestMismatchError               a digest differs from the expected one (exit 1)
-    ├── CacheError                        the hash cache could not be used (never fatal)
-    ├── RecordError                       writing to MLflow failed (``uri`` redacted, ``action``)
+    ├── UsageError                        bad arguments or configuration (``path``, ``option``,
+    │                                     ``value``, ``run_id``, ``names``)
+    ├── InputError                        a file, folder or value that cannot be used (``path``,
+    │   │                                 ``name``, ``plugin``, ``run_id``, ``cell_index``)
+    │   ├── PathError                     missing / unreadable / special file (``path``,
+    │   │                                 ``reason``)
+    │   ├── UnhashableValueError          a value of a type reprokit cannot hash (``type_name``,
+    │   │   (also a ``TypeError``)        ``where``)
+    │   ├── ResultValueError              a result value that cannot be recorded (``name``,
+    │   │   (also a ``TypeError``)        ``type_name``, ``where``)
+    │   └── LockError                     a lock file that cannot be used (``path``, ``reason``,
+    │       │                             ``field``)
+    │       └── SchemaVersionError        written by a newer reprokit (``path``, ``found``,
+    │                                     ``supported``)
+    ├── DigestMismatchError               a digest differs from the expected one (exit 1;
+    │                                     ``path``, ``expected``, ``actual``)
+    ├── CacheError                        the hash cache could not be used (never fatal; ``path``)
+    ├── RecordError                       writing to MLflow failed (``uri`` redacted, ``action``,
+    │                                     ``run_id``)
     ├── ExecutionError                    a notebook failed to execute (exit 3; ``path``,
     │                                     ``cell_index``, ``ename``, ``evalue``, ``traceback``,
     │                                     ``output_path``)
@@ -23,14 +30,18 @@ The hierarchy::
 
     ReprokitWarning (UserWarning)         something worth knowing that does not stop the work
 
-Every error carries structured fields (never only a message) and pickles, so it
-can cross process boundaries (process pools, pytest-xdist).  ``exit_code`` is the
-documented exit status of the command line for that error.
+Every error declares its fields as typed parameters of ``__init__`` and holds them as
+attributes from the moment it is made; a subclass also holds its bases' fields (unset ones are
+``None`` or empty), so ``except InputError as exc: exc.path`` works for every input error.
+``str(error)`` is the one-line message.  Errors pickle by calling the class again with the same
+arguments, so they cross process boundaries (process pools, pytest-xdist) whole.
+``exit_code`` is the documented exit status of the command line for that error.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import inspect
+from typing import Any, ClassVar
 
 __all__ = [
     "CacheError",
@@ -51,49 +62,125 @@ __all__ = [
 
 
 class ReprokitError(Exception):
-    """Base of all deliberate reprokit errors."""
+    """Base of all deliberate reprokit errors: a one-line ``message`` and an ``exit_code``.
+
+    A subclass keeps each ``__init__`` parameter as the attribute of the same name (its
+    fields): pickling calls the class again with them, and :attr:`fields` lists them.
+    """
 
     exit_code: int = 2
+    #: the names of this class's ``__init__`` parameters: what pickling passes back to it
+    _parameters: ClassVar[tuple[str, ...]] = ("message",)
+    #: the fields of this class and its bases, in declaration order (``message`` aside)
+    _field_names: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, message: str, **fields: Any) -> None:
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._parameters = tuple(inspect.signature(cls.__init__).parameters)[1:]
+        inherited = [name for base in reversed(cls.__mro__[1:]) for name in _fields_of(base)]
+        own = [name for name in cls._parameters if name != "message"]
+        cls._field_names = tuple(dict.fromkeys([*inherited, *own]))
+
+    def __init__(self, message: str) -> None:
         super().__init__(message)
-        self.message = message
-        self.fields = fields
+
+    @property
+    def message(self) -> str:
+        """The one-line message (also ``str(error)``)."""
+        return str(self.args[0]) if self.args else ""
+
+    @message.setter
+    def message(self, value: str) -> None:
+        self.args = (value,)
+
+    @property
+    def fields(self) -> dict[str, Any]:
+        """The error's declared fields (its own and its bases'), by name."""
+        return {name: getattr(self, name) for name in self._field_names}
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (type(self), self.message, self.fields))
+        arguments = {name: getattr(self, name) for name in self._parameters}
+        return (_rebuild, (type(self), arguments, self.message))
 
     def __str__(self) -> str:
         return self.message
 
 
-def _rebuild(cls: type[ReprokitError], message: str, fields: dict[str, Any]) -> ReprokitError:
-    error = cls.__new__(cls)
-    ReprokitError.__init__(error, message, **fields)
-    for key, value in fields.items():
-        setattr(error, key, value)
+def _fields_of(cls: type) -> tuple[str, ...]:
+    return cls._field_names if issubclass(cls, ReprokitError) else ()
+
+
+def _rebuild(cls: type[ReprokitError], arguments: dict[str, Any], message: str) -> ReprokitError:
+    error = cls(**arguments)
+    error.message = message  # a message amended after construction (see ``reprokit run``)
     return error
 
 
 class UsageError(ReprokitError):
-    """The command or call was given arguments that do not make sense."""
+    """The command or call was given arguments that do not make sense.
+
+    ``path``: the file or notebook the arguments were about; ``option``: the option, argument,
+    setting or environment variable at fault (``--jobs``, ``seed``, ``REPROKIT_DEVICE``);
+    ``value``: the value given for it, as text; ``run_id``: the MLflow run named;
+    ``names``: the parameter or result names at fault.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        option: str | None = None,
+        value: str | None = None,
+        run_id: str | None = None,
+        names: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(message)
+        self.path = path
+        self.option = option
+        self.value = value
+        self.run_id = run_id
+        self.names = names
 
 
 class InputError(ReprokitError):
-    """An input (file, folder, value) that reprokit cannot use."""
+    """An input (file, folder, value) that reprokit cannot use.
+
+    ``path``: the file, or the place inside a value (``$["model"]``), that cannot be used;
+    ``name``: the result it belongs to; ``plugin``: the comparator plugin involved;
+    ``run_id``: the MLflow run it came from; ``cell_index``: the notebook cell it came from.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        name: str | None = None,
+        plugin: str | None = None,
+        run_id: str | None = None,
+        cell_index: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.path = path
+        self.name = name
+        self.plugin = plugin
+        self.run_id = run_id
+        self.cell_index = cell_index
 
 
 class PathError(InputError):
     """A path that is missing, unreadable, or of a kind that cannot be hashed."""
 
     def __init__(self, path: str, reason: str) -> None:
-        super().__init__(f"{path}: {reason}", path=path, reason=reason)
-        self.path = path
+        super().__init__(f"{path}: {reason}", path=path)
+        self.path: str = path
         self.reason = reason
 
 
 class UnhashableValueError(InputError, TypeError):
-    """A value whose type reprokit does not know how to hash by content."""
+    """A value whose type reprokit does not know how to hash by content (``where``: the place
+    inside the value, ``""`` for the top level)."""
 
     def __init__(self, type_name: str, where: str = "") -> None:
         place = f" at {where}" if where else ""
@@ -101,8 +188,7 @@ class UnhashableValueError(InputError, TypeError):
             f"cannot hash a value of type {type_name}{place}: supported are bytes, str, int, "
             "float, bool, None, lists/tuples/dicts of those, numpy arrays, torch tensors and "
             "pandas objects",
-            type_name=type_name,
-            where=where,
+            path=where or None,
         )
         self.type_name = type_name
         self.where = where
@@ -117,11 +203,10 @@ class ResultValueError(InputError, TypeError):
             f"result {name!r}: cannot record a value of type {type_name}{place}; supported are "
             "None, bool, int, float, str, lists/tuples and str-keyed dicts of those, numpy "
             "arrays and scalars, torch tensors, pandas Series and DataFrames",
+            path=where or None,
             name=name,
-            type_name=type_name,
-            where=where,
         )
-        self.name = name
+        self.name: str = name
         self.type_name = type_name
         self.where = where
 
@@ -132,23 +217,38 @@ class DigestMismatchError(ReprokitError):
     exit_code = 1
 
     def __init__(self, path: str, expected: str, actual: str) -> None:
-        super().__init__(
-            f"{path}: digest mismatch: expected {expected}, got {actual}",
-            path=path,
-            expected=expected,
-            actual=actual,
-        )
+        super().__init__(f"{path}: digest mismatch: expected {expected}, got {actual}")
         self.path = path
         self.expected = expected
         self.actual = actual
 
 
 class CacheError(ReprokitError):
-    """The persistent hash cache could not be opened or written."""
+    """The persistent hash cache could not be opened or written (``path``: its database)."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class RecordError(ReprokitError):
-    """Recording to MLflow failed; the message names the (redacted) tracking URI."""
+    """Recording to MLflow failed; the message names the (redacted) tracking URI.
+
+    ``uri``: the tracking URI, redacted; ``action``: what was being done; ``run_id``: the run.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        uri: str | None = None,
+        action: str | None = None,
+        run_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.uri = uri
+        self.action = action
+        self.run_id = run_id
 
 
 class LockError(InputError):
@@ -156,8 +256,8 @@ class LockError(InputError):
 
     def __init__(self, path: str, reason: str, field: str | None = None) -> None:
         where = f" ({field})" if field else ""
-        super().__init__(f"{path}{where}: {reason}", path=path, reason=reason, field=field)
-        self.path = path
+        super().__init__(f"{path}{where}: {reason}", path=path)
+        self.path: str = path
         self.reason = reason
         self.field = field
 
@@ -167,8 +267,7 @@ class SchemaVersionError(LockError):
 
     def __init__(self, path: str, found: int, supported: int) -> None:
         reason = f"written by a newer reprokit (schema {found} > {supported}); upgrade reprokit"
-        LockError.__init__(self, path, reason, "schema_version")
-        self.fields.update(found=found, supported=supported)
+        super().__init__(path, reason, "schema_version")
         self.found = found
         self.supported = supported
 
@@ -198,15 +297,7 @@ class ExecutionError(ReprokitError):
         output_path: str = "",
     ) -> None:
         where = f"cell {cell_index}" if cell_index is not None else "execution"
-        super().__init__(
-            f"{path}: {where} failed: {ename}: {evalue}",
-            path=path,
-            cell_index=cell_index,
-            ename=ename,
-            evalue=evalue,
-            traceback=traceback,
-            output_path=output_path,
-        )
+        super().__init__(f"{path}: {where} failed: {ename}: {evalue}")
         self.path = path
         self.cell_index = cell_index
         self.ename = ename
@@ -228,14 +319,7 @@ class RunInterrupted(ReprokitError):
         except ValueError:
             name = f"signal {signal}"
         kept = f"; partial notebooks kept: {', '.join(output_paths)}" if output_paths else ""
-        super().__init__(
-            f"interrupted by {name}: kernels stopped{kept}",
-            signal=signal,
-            output_paths=output_paths,
-        )
+        super().__init__(f"interrupted by {name}: kernels stopped{kept}")
         self.signal = signal
         self.output_paths = output_paths
         self.exit_code = 128 + signal
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.signal, self.output_paths))

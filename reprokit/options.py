@@ -48,14 +48,20 @@ class ExecutionOptions:
 
     def __post_init__(self) -> None:
         if self.jobs < 1:
-            raise UsageError(f"--jobs must be at least 1, got {self.jobs}")
+            raise UsageError(
+                f"--jobs must be at least 1, got {self.jobs}", option="--jobs", value=str(self.jobs)
+            )
         for option, value in (
             ("--timeout", self.timeout),
             ("--notebook-timeout", self.notebook_timeout),
             ("--memory-limit", self.memory_limit),
         ):
             if value is not None and not value > 0:
-                raise UsageError(f"{option} must be a positive number, got {value}")
+                raise UsageError(
+                    f"{option} must be a positive number, got {value}",
+                    option=option,
+                    value=str(value),
+                )
         object.__setattr__(self, "secret_parameters", dict(self.secret_parameters))
 
 
@@ -79,7 +85,11 @@ class ComparisonOptions:
     def __post_init__(self) -> None:
         for option, value in (("--rtol", self.rtol), ("--atol", self.atol)):
             if value is not None and not (math.isfinite(value) and value >= 0):
-                raise UsageError(f"{option} must be a finite number >= 0, got {value}")
+                raise UsageError(
+                    f"{option} must be a finite number >= 0, got {value}",
+                    option=option,
+                    value=str(value),
+                )
 
     @property
     def overrides_tolerance(self) -> bool:

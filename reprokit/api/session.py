@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from reprokit.capturing.model import DataManifest, SeedRecord, Snapshot
     from reprokit.recording.recorded_run import RecordedRun, RunStatus
     from reprokit.recording.target import TrackingTarget
+    from reprokit.recording.writer import RunEndStatus
     from reprokit.results.model import Result
 
 __all__ = [
@@ -61,7 +62,7 @@ __all__ = [
     "status",
 ]
 
-STATUSES = ("FINISHED", "FAILED", "KILLED")
+STATUSES: tuple[RunEndStatus, ...] = ("FINISHED", "FAILED", "KILLED")
 DEVICE_ENV = "REPROKIT_DEVICE"
 PARAMS_ENV = "REPROKIT_PARAMS"
 FLUSH_TIMEOUT_ENV = "REPROKIT_FLUSH_TIMEOUT"
@@ -181,9 +182,9 @@ def _env_params() -> dict[str, object]:
     try:
         value = json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise UsageError(f"{PARAMS_ENV} is not valid JSON: {exc}", variable=PARAMS_ENV) from None
+        raise UsageError(f"{PARAMS_ENV} is not valid JSON: {exc}", option=PARAMS_ENV) from None
     if not isinstance(value, dict):
-        raise UsageError(f"{PARAMS_ENV} must be a JSON object", variable=PARAMS_ENV)
+        raise UsageError(f"{PARAMS_ENV} must be a JSON object", option=PARAMS_ENV)
     return value
 
 
@@ -314,26 +315,37 @@ def _expected_algorithm(expected: list[str]) -> str | None:
 # --- end, flush, status, env, device -----------------------------------------------------------
 
 
-def end(status: str | None = None) -> RunStatus:
-    """Flush everything to MLflow and close the run (see the module docstring for the status).
+def end(status: RunEndStatus | None = None) -> RunStatus:
+    """Flush everything to MLflow and close the run (see the module docstring for the status;
+    ``status`` is read case-insensitively).
 
     Without an active run it warns and returns the last run's status. Recording problems are
     reported as warnings and listed in the returned ``errors``.
     """
     global _active, _last_run, _last_status
-    if status is not None and status.upper() not in STATUSES:
-        raise UsageError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
+    given = None if status is None else _end_status(status)
     with _lock:
         run = _active
         if run is None:
             _warn("no reprokit run is active: nothing to end")
             return _status_of_last()
-        final = status.upper() if status else run.outcome()
+        final = given or run.outcome()
         _active, _last_run = None, run
         run.close(final, _flush_timeout())
         _surface_problems(run)
         _last_status = run.status(final)
         return _last_status
+
+
+def _end_status(status: str) -> RunEndStatus:
+    for known in STATUSES:
+        if status.upper() == known:
+            return known
+    raise UsageError(
+        f"status must be one of {', '.join(STATUSES)}, got {status!r}",
+        option="status",
+        value=status,
+    )
 
 
 def _status_of_last() -> RunStatus:
@@ -413,12 +425,12 @@ def device() -> str:
         if not _cuda_available():
             raise UsageError(
                 f"{DEVICE_ENV}={requested} but no CUDA device is visible to this process",
-                variable=DEVICE_ENV,
+                option=DEVICE_ENV,
             )
         chosen = requested
     else:
         raise UsageError(
-            f"{DEVICE_ENV}={requested!r}: expected cpu, cuda, cuda:N or auto", variable=DEVICE_ENV
+            f"{DEVICE_ENV}={requested!r}: expected cpu, cuda, cuda:N or auto", option=DEVICE_ENV
         )
     _tag_device(chosen)
     return chosen

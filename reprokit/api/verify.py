@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from reprokit.api.run import run
 from reprokit.compare.verify import (
@@ -55,6 +55,10 @@ VERIFICATION_ARTIFACTS = "verification"
 ``report.html`` and ``verdict.json``."""
 
 
+VerifyStatus = Literal["reproduced", "not_reproduced", "data_changed", "execution_failed"]
+"""How one notebook's verification ended."""
+
+
 @dataclass(frozen=True)
 class VerifyOutcome:
     notebook: str
@@ -64,7 +68,7 @@ class VerifyOutcome:
     data: DataCheck
 
     @property
-    def status(self) -> str:
+    def status(self) -> VerifyStatus:
         """``reproduced`` | ``not_reproduced`` | ``data_changed`` | ``execution_failed``."""
         if self.run is None:
             return "data_changed"

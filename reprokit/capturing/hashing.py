@@ -66,7 +66,8 @@ def _check_algorithm(algorithm: str) -> str:
         raise UsageError(
             f"unknown hash algorithm {algorithm!r}; "
             f"choose one of {', '.join(SUPPORTED_ALGORITHMS)}",
-            algorithm=algorithm,
+            option="algorithm",
+            value=algorithm,
         )
     return name
 
@@ -309,14 +310,19 @@ def parse_expected(spec: str) -> tuple[str, str]:
     """``"ALGO:HEX"`` → ``(algo, hex)`` (lower case); UsageError if malformed."""
     algo, sep, hexdigest = spec.strip().partition(":")
     if not sep:
-        raise UsageError(f"expected digest {spec!r} must look like ALGO:HEX, e.g. sha256:ab12…")
+        raise UsageError(
+            f"expected digest {spec!r} must look like ALGO:HEX, e.g. sha256:ab12…",
+            option="expected digest",
+            value=spec,
+        )
     algo = _check_algorithm(algo.strip())
     hexdigest = hexdigest.strip().lower()
     want = HEX_LENGTH[algo]
     if len(hexdigest) != want or any(c not in "0123456789abcdef" for c in hexdigest):
         raise UsageError(
             f"expected digest {spec!r}: a {algo} digest is {want} hexadecimal characters",
-            algorithm=algo,
+            option="expected digest",
+            value=spec,
         )
     return algo, hexdigest
 

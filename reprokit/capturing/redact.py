@@ -239,7 +239,7 @@ def _extra_patterns() -> tuple[re.Pattern[str], ...]:
         except re.error as exc:
             raise UsageError(
                 f"{PATTERNS_ENV_VAR}: invalid regular expression {line!r}: {exc}",
-                field=PATTERNS_ENV_VAR,
+                option=PATTERNS_ENV_VAR,
             ) from None
     _extra_cache = (raw, tuple(compiled))
     return _extra_cache[1]

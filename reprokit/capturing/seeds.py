@@ -52,7 +52,7 @@ def seed_everything(seed: int, deterministic: bool = False) -> SeedRecord:
     seed = _validated_seed(seed)
     if not isinstance(deterministic, bool):
         raise UsageError(
-            f"deterministic must be True or False, got {deterministic!r}", field="deterministic"
+            f"deterministic must be True or False, got {deterministic!r}", option="deterministic"
         )
     done = _Done()
     random.seed(seed)
@@ -80,11 +80,11 @@ class _Done:
 
 def _validated_seed(seed: object) -> int:
     if isinstance(seed, bool) or not hasattr(type(seed), "__index__"):
-        raise UsageError(f"seed must be an integer, got {type(seed).__name__}", field="seed")
+        raise UsageError(f"seed must be an integer, got {type(seed).__name__}", option="seed")
     value = operator.index(seed)  # type: ignore[arg-type]
     if not 0 <= value < _MAX_SEED:
         raise UsageError(
-            f"seed must be between 0 and 2**32 - 1 (numpy's limit), got {value}", field="seed"
+            f"seed must be between 0 and 2**32 - 1 (numpy's limit), got {value}", option="seed"
         )
     return value
 

@@ -31,7 +31,11 @@ def parse_size(text: str) -> int:
 
     match = _SIZE.match(text)
     if match is None or float(match.group(1)) <= 0:
-        raise UsageError(f"--memory-limit {text!r}: expected a size such as 512M or 2G")
+        raise UsageError(
+            f"--memory-limit {text!r}: expected a size such as 512M or 2G",
+            option="--memory-limit",
+            value=text,
+        )
     return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
 
 

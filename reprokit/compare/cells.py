@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reprokit.compare.outputs import compare_outputs
-from reprokit.comparison import Tolerance
+from reprokit.comparison import CheckStatus, Tolerance
 from reprokit.recording.lock_model import CellFingerprint
 
 __all__ = [
@@ -40,7 +40,7 @@ class OutputCheck:
     """One code cell's text output against the lock's."""
 
     index: int  # cell index in the notebook (injected-parameters cell not counted)
-    status: str  # reproduced | within_tolerance | differs | missing | unexpected
+    status: CheckStatus
     reference: str = ""  # excerpt: the first line that differs (or the first line)
     obtained: str = ""
     location: str | None = None  # "line N" of the reference text

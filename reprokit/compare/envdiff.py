@@ -12,7 +12,7 @@ the ``extensions`` category.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from reprokit.capturing.model import (
     AcceleratorInfo,
@@ -24,7 +24,7 @@ from reprokit.capturing.model import (
 )
 from reprokit.compare import _hints as hints
 
-__all__ = ["CATEGORIES", "EnvChange", "EnvDiff", "diff_snapshots"]
+__all__ = ["CATEGORIES", "EnvChange", "EnvChangeKind", "EnvDiff", "diff_snapshots"]
 
 CATEGORIES = (
     "numerics",
@@ -40,6 +40,9 @@ CATEGORIES = (
 )
 """Categories, in the order a report shows them at equal importance."""
 
+EnvChangeKind = Literal["changed", "added", "removed"]
+"""A setting against the reference: a new value, only in current, only in the reference."""
+
 
 @dataclass(frozen=True)
 class EnvChange:
@@ -47,7 +50,7 @@ class EnvChange:
     key: str  # "cuda_matmul_allow_tf32", "numpy", "GPU 0 name", "OMP_NUM_THREADS"
     reference: str | None  # None: absent (or unknown) in the reference
     current: str | None
-    change: str  # "changed" | "added" | "removed"
+    change: EnvChangeKind
     hint: str  # why it matters, one line
     importance: int  # 0 (likely to change numbers) .. 5 (unlikely)
 
@@ -98,7 +101,7 @@ def _item(category: str, key: str, ref: Any, cur: Any, hint: str, rank: int) -> 
     a, b = _text(ref), _text(cur)
     if a == b:
         return []
-    change = "added" if a is None else "removed" if b is None else "changed"
+    change: EnvChangeKind = "added" if a is None else "removed" if b is None else "changed"
     return [EnvChange(category, key, a, b, change, hint, rank)]
 
 

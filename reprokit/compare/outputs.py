@@ -25,13 +25,16 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from reprokit.compare._tally import Tally, float_outcome, short
 from reprokit.comparison import EXACT, Tolerance, ValueComparison
 from reprokit.notebook.text import cell_text, mask_volatile
 
-__all__ = ["CellDivergence", "compare_outputs", "first_divergent_cell"]
+__all__ = ["CellDivergence", "DivergenceReason", "compare_outputs", "first_divergent_cell"]
+
+DivergenceReason = Literal["output differs", "cell missing in current", "unexpected cell"]
+"""Why a cell is the first divergent one."""
 
 
 _NUMBER = re.compile(
@@ -135,7 +138,7 @@ class CellDivergence:
 
     index: int | None  # cell index in the reference notebook (None: cell only in current)
     current_index: int | None  # cell index in the current notebook (None: cell missing)
-    reason: str  # "output differs" | "cell missing in current" | "unexpected cell"
+    reason: DivergenceReason
     reference_excerpt: str
     current_excerpt: str
     comparison: ValueComparison | None = None

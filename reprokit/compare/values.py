@@ -336,7 +336,6 @@ def _kind(value: Any, at: PathNode) -> str:
         "None, bool, int, float, complex, str, bytes, sets, lists/tuples, dicts, numpy arrays, "
         "torch tensors and pandas objects",
         path=where,
-        type_name=type(value).__qualname__,
     )
 
 

@@ -40,7 +40,8 @@ from typing import Any, Literal
 from reprokit.capturing.model import DataEntry, DataManifest, GitInfo, Snapshot
 from reprokit.compare.cells import OutputCheck, compare_cell_outputs, first_failing
 from reprokit.compare.envdiff import EnvDiff, diff_snapshots
-from reprokit.comparison import Deviation, Tolerance, ValueComparison
+from reprokit.compare.outputs import DivergenceReason
+from reprokit.comparison import CheckStatus, Deviation, Tolerance, ValueComparison
 from reprokit.exceptions import ReprokitError
 from reprokit.options import ComparisonOptions
 from reprokit.recording.lock_model import Lock
@@ -65,7 +66,6 @@ __all__ = [
     "verify_results",
 ]
 
-CheckStatus = Literal["reproduced", "within_tolerance", "differs", "missing", "unexpected"]
 STATUSES: tuple[CheckStatus, ...] = (
     "reproduced",
     "within_tolerance",
@@ -75,6 +75,12 @@ STATUSES: tuple[CheckStatus, ...] = (
 )
 FAILING: tuple[CheckStatus, ...] = ("differs", "missing")
 """Statuses that make a verdict fail."""
+ToleranceSource = Literal["declared", "device", "override"]
+"""Where a result's tolerance came from: the lock, the cross-device tolerance, the caller."""
+DataStatus = Literal["ok", "changed", "missing"]
+"""A data path against the lock: unchanged, changed, or not found."""
+FileChangeKind = Literal["changed", "missing", "added"]
+"""One file inside a data folder against the lock."""
 
 
 @dataclass(frozen=True)
@@ -127,7 +133,7 @@ class ResultCheck:
     obtained: str  # short rendering of the produced value ("" when missing)
     deviation: DeviationRecord | None
     tolerance: Tolerance
-    tolerance_source: str = "declared"  # "declared" | "device" | "override"
+    tolerance_source: ToleranceSource = "declared"
     message: str = ""
 
     @property
@@ -138,7 +144,7 @@ class ResultCheck:
 @dataclass(frozen=True)
 class FileChange:
     path: str  # relative to the data entry (a directory), or the entry path for a file
-    change: str  # "changed" | "missing" | "added"
+    change: FileChangeKind
     reference: str | None = None  # digest in the lock
     current: str | None = None  # digest now
 
@@ -148,7 +154,7 @@ class DataEntryCheck:
     path: str
     kind: str  # "file" | "dir"
     algorithm: str
-    status: str  # "ok" | "changed" | "missing"
+    status: DataStatus
     reference_digest: str
     current_digest: str | None = None
     files: tuple[FileChange, ...] = ()  # what changed inside a directory
@@ -174,7 +180,7 @@ class DivergentCell:
     """The first code cell whose (masked) text output differs from the lock's fingerprint."""
 
     index: int | None  # cell index in the notebook (injected-parameters cell not counted)
-    reason: str  # "output differs" | "cell missing in current" | "unexpected cell"
+    reason: DivergenceReason
     detail: str = ""  # with --outputs: where and how (reference line against current line)
 
 
@@ -276,8 +282,9 @@ class _TolerancePicker:
         self.cross_device = cross_device
         self.device_tolerance = options.device_tolerance
 
-    def pick(self, result: Result) -> tuple[Tolerance, str]:
-        tol, source = Tolerance(result.rtol, result.atol), "declared"
+    def pick(self, result: Result) -> tuple[Tolerance, ToleranceSource]:
+        source: ToleranceSource = "declared"
+        tol = Tolerance(result.rtol, result.atol)
         if self.cross_device:
             across = self._device(result.name)
             if across is not None:
@@ -408,7 +415,10 @@ def _output_checks(
     return compare_cell_outputs(lock.outputs, fingerprint_texts(node), tolerance)
 
 
-_REASONS = {"missing": "cell missing in current", "unexpected": "unexpected cell"}
+_REASONS: dict[CheckStatus, DivergenceReason] = {
+    "missing": "cell missing in current",
+    "unexpected": "unexpected cell",
+}
 
 
 def _divergent_from(cells: tuple[OutputCheck, ...]) -> DivergentCell | None:
@@ -514,7 +524,7 @@ def _check_entry(entry: DataEntry, root: Path, cache: Any) -> DataEntryCheck:
 
 def _entry_check(
     entry: DataEntry,
-    status: str,
+    status: DataStatus,
     current: str | None = None,
     files: tuple[FileChange, ...] = (),
     reason: str = "",
@@ -534,6 +544,6 @@ def _file_changes(reference: DataEntry, current: DataEntry) -> tuple[FileChange,
         old, new = before.get(name), after.get(name)
         if old == new:
             continue
-        kind = "missing" if new is None else ("added" if old is None else "changed")
+        kind: FileChangeKind = "missing" if new is None else ("added" if old is None else "changed")
         changes.append(FileChange(name, kind, old, new))
     return tuple(changes)

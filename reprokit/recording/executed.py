@@ -14,18 +14,21 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reprokit.capturing.redact import redact_mapping
 from reprokit.exceptions import RecordError
 from reprokit.recording.folder import ARTIFACT_PATH
 from reprokit.recording.mapping import metric_key, metric_value, run_tags, seed_params, seed_tags
 from reprokit.recording.target import resolve_target
-from reprokit.recording.writer import Metric, MlflowRunWriter, now_ms
+from reprokit.recording.writer import Metric, MlflowRunWriter, RunEndStatus, now_ms
 from reprokit.results.notebook import NotebookResults
 
+if TYPE_CHECKING:
+    from reprokit.runner.execute import ExecutionStatus
+
 # MLflow run status of each execution status: a timeout stopped a cell, like an error
-MLFLOW_STATUS = {
+MLFLOW_STATUS: dict[ExecutionStatus, RunEndStatus] = {
     "ok": "FINISHED",
     "failed": "FAILED",
     "timeout": "FAILED",
@@ -52,7 +55,7 @@ def record_execution(
     *,
     notebook: Path,
     output_dir: Path,
-    status: str,
+    status: ExecutionStatus,
     start_ms: int,
     device: str,
     parameters: Mapping[str, Any],

@@ -93,6 +93,8 @@ def load_run(
         raise RecordError(
             f"MLflow run {run_id}: downloading its {ARTIFACT_PATH}/ artifacts from "
             f"{target.display_uri} failed: {_first_line(exc)}",
+            uri=target.display_uri,
+            action=f"downloading its {ARTIFACT_PATH}/ artifacts",
             run_id=run_id,
         ) from None
     return _read_run(run_id, target.display_uri, run, folder / ARTIFACT_PATH)

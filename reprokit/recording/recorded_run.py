@@ -41,6 +41,7 @@ from reprokit.recording.worker import (
     Upload,
     now_ms,
 )
+from reprokit.recording.writer import RunEndStatus, RunState
 from reprokit.results.encode import encode_result
 from reprokit.results.model import Result
 
@@ -101,7 +102,7 @@ class RunStatus:
     results: tuple[str, ...] = ()
     cell_errors: int = 0
     interrupted: bool = False
-    status: str | None = None  # RUNNING, or how it ended
+    status: RunState | None = None  # RUNNING, or how it ended
     pending: int = 0  # MLflow operations not yet done
     recording: bool = True  # False once MLflow recording failed for this run
     errors: tuple[str, ...] = ()  # every recording problem reported for this run
@@ -286,12 +287,12 @@ class RecordedRun:
         self.reported += problems
         return problems
 
-    def outcome(self) -> str:
+    def outcome(self) -> RunEndStatus:
         if self.interrupted:
             return "KILLED"
         return "FAILED" if self.cell_errors else "FINISHED"
 
-    def status(self, state: str = "RUNNING") -> RunStatus:
+    def status(self, state: RunState = "RUNNING") -> RunStatus:
         last_seed = self.seeds[-1] if self.seeds else None
         return RunStatus(
             active=state == "RUNNING",
@@ -313,7 +314,7 @@ class RecordedRun:
             errors=tuple(self.reported),
         )
 
-    def close(self, status: str, timeout: float) -> bool:
+    def close(self, status: RunEndStatus, timeout: float) -> bool:
         """Write results, upload the folder, end the run; wait up to ``timeout`` seconds.
 
         False when MLflow did not finish in time (the run may then stay RUNNING).

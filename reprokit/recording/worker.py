@@ -24,7 +24,7 @@ from pathlib import Path
 from reprokit.exceptions import RecordError
 from reprokit.recording.mapping import DatasetSpec
 from reprokit.recording.target import TrackingTarget
-from reprokit.recording.writer import Metric, MlflowRunWriter, now_ms
+from reprokit.recording.writer import Metric, MlflowRunWriter, RunEndStatus, now_ms
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class Upload:
 
 @dataclass(frozen=True)
 class Close:
-    status: str
+    status: RunEndStatus
     end_ms: int
 
 

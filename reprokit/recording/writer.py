@@ -15,7 +15,7 @@ import time
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from reprokit.exceptions import RecordError
@@ -29,6 +29,12 @@ _QUIET_LOGGERS = ("mlflow.store.db.utils", "alembic.runtime.migration", "alembic
 
 
 Metric = tuple[str, float, int, int]  # key, value, timestamp (ms), step
+
+RunEndStatus = Literal["FINISHED", "FAILED", "KILLED"]
+"""How an MLflow run ended (MLflow's ``RunStatus`` names)."""
+
+RunState = Literal["RUNNING", RunEndStatus]
+"""An MLflow run's state: running, or how it ended."""
 
 
 def default_run_name() -> str:
@@ -70,7 +76,9 @@ class MlflowRunWriter:
     def client(self) -> Any:
         """The ``MlflowClient`` once :meth:`connect` ran (for reading runs back)."""
         if self._client is None:
-            raise RecordError(f"MLflow at {self.target.display_uri}: not connected")
+            raise RecordError(
+                f"MLflow at {self.target.display_uri}: not connected", uri=self.target.display_uri
+            )
         return self._client
 
     def connect(self) -> None:
@@ -188,7 +196,7 @@ class MlflowRunWriter:
         except Exception as exc:
             raise self._fail(f"uploading {folder} as artifacts", exc) from exc
 
-    def close(self, status: str, end_ms: int) -> None:
+    def close(self, status: RunEndStatus, end_ms: int) -> None:
         try:
             self._client.set_terminated(self._run(), status=status, end_time=end_ms)
         except Exception as exc:
@@ -196,7 +204,10 @@ class MlflowRunWriter:
 
     def _run(self) -> str:
         if self.run_id is None:
-            raise RecordError(f"MLflow at {self.target.display_uri}: the run was never opened")
+            raise RecordError(
+                f"MLflow at {self.target.display_uri}: the run was never opened",
+                uri=self.target.display_uri,
+            )
         return self.run_id
 
 

@@ -60,7 +60,7 @@ def encode_result(
 
 def _check_name(name: object) -> None:
     if not isinstance(name, str) or not name.strip():
-        raise UsageError(f"a result name must be a non-empty string, got {name!r}", name=name)
+        raise UsageError(f"a result name must be a non-empty string, got {name!r}")
 
 
 def _check_tol(name: str, field: str, tol: float | None) -> float | None:
@@ -68,7 +68,9 @@ def _check_tol(name: str, field: str, tol: float | None) -> float | None:
         return None
     if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0:
         raise UsageError(
-            f"result {name!r}: {field} must be a number >= 0, got {tol!r}", name=name, field=field
+            f"result {name!r}: {field} must be a number >= 0, got {tol!r}",
+            option=field,
+            names=(name,),
         )
     return float(tol)
 
@@ -228,7 +230,7 @@ def decode_result(result: Result, *, base: str | os.PathLike[str] | None = None)
     if result.kind == "dataframe":
         data = {c.name: load_array(c.data, base=base) for c in result.columns}
         return pd.DataFrame(data, index=index)
-    raise UsageError(f"result {result.name!r}: unknown kind {result.kind!r}", name=result.name)
+    raise UsageError(f"result {result.name!r}: unknown kind {result.kind!r}", names=(result.name,))
 
 
 def _as_dtype(value: Any, dtype: str) -> Any:

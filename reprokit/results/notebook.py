@@ -90,6 +90,6 @@ def _display_payloads(node: Any) -> Iterator[tuple[int, dict[str, Any], dict[str
                 continue
             data = output.get("data", {})
             if not isinstance(data, dict):
-                raise InputError(f"{index}: output data is not a mapping", cell=index)
+                raise InputError(f"{index}: output data is not a mapping", cell_index=index)
             metadata = output.get("metadata", {}).get("reprokit", {})
             yield index, data, dict(metadata) if isinstance(metadata, dict) else {}

@@ -34,7 +34,9 @@ def resolve_device(requested: str, *, probe: Callable[[], bool] = cuda_visible) 
     name = requested.strip().lower()
     if name not in DEVICES:
         raise UsageError(
-            f"--device {requested!r}: expected one of {', '.join(DEVICES)}", device=requested
+            f"--device {requested!r}: expected one of {', '.join(DEVICES)}",
+            option="--device",
+            value=requested,
         )
     if name == "cpu":
         return DeviceChoice(name, "cpu", {"CUDA_VISIBLE_DEVICES": ""})
@@ -43,7 +45,8 @@ def resolve_device(requested: str, *, probe: Callable[[], bool] = cuda_visible) 
         raise UsageError(
             "--device cuda: no CUDA device is visible on this machine (NVML found none, or "
             "CUDA_VISIBLE_DEVICES hides them); use --device cpu or --device auto",
-            device=requested,
+            option="--device",
+            value=requested,
         )
     if available:
         return DeviceChoice(name, "cuda", {})

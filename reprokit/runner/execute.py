@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 from jupyter_client.manager import AsyncKernelManager
 
@@ -41,8 +41,14 @@ _WRITE_ERRORS = frozenset(
     {errno.EROFS, errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EACCES, errno.EPERM}
 )
 # the error a stopped cell is shown with
-_STOPPED_ENAME = {"timeout": "CellTimeoutError", "interrupted": "RunInterrupted"}
+_STOPPED_ENAME: dict[ExecutionStatus, str] = {
+    "timeout": "CellTimeoutError",
+    "interrupted": "RunInterrupted",
+}
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+ExecutionStatus = Literal["ok", "failed", "timeout", "kernel_died", "interrupted"]
+"""How one execution ended (``interrupted`` also for a notebook the runner never started)."""
 
 CellCallback = Callable[[int, int], None]
 """``on_cell(position, total)``: a cell starts (1-based position)."""
@@ -70,7 +76,7 @@ class ExecutionOutcome:
     """What happened to one execution; ``status`` is ok, failed, timeout, kernel_died or
     interrupted."""
 
-    status: str
+    status: ExecutionStatus
     output_path: str
     duration_s: float
     failure: CellFailure | None = None
@@ -149,7 +155,8 @@ def execute_notebook(
                     node, output, log, kernel_env, parameters, secrets, kernel_name, cwd, on_cell
                 )
                 _papermill(job, timeout, watch)
-            status, message = "ok", ""
+            status: ExecutionStatus = "ok"
+            message = ""
         except Exception as exc:
             if isinstance(exc, OSError) and exc.errno in _WRITE_ERRORS:
                 raise _unwritable(exc, output) from None  # read-only now, or the disk is full
@@ -202,7 +209,7 @@ def secret_env_name(name: str) -> str:
     return SECRET_ENV_PREFIX + name
 
 
-def _status_of(exc: Exception, watch: KernelWatch, limits: Limits) -> tuple[str, str]:
+def _status_of(exc: Exception, watch: KernelWatch, limits: Limits) -> tuple[ExecutionStatus, str]:
     """``(status, message)`` of an execution that raised ``exc``."""
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
     from papermill.exceptions import PapermillExecutionError  # type: ignore[import-untyped]
@@ -237,7 +244,9 @@ def _deadline(watch: KernelWatch, seconds: float | None) -> Iterator[None]:
         timer.cancel()
 
 
-def _execution_mark(status: str, message: str, failure: CellFailure | None) -> dict[str, Any]:
+def _execution_mark(
+    status: ExecutionStatus, message: str, failure: CellFailure | None
+) -> dict[str, Any]:
     mark: dict[str, Any] = {"status": status}
     if failure is not None:
         mark |= {
@@ -356,7 +365,7 @@ def _first_line(exc: BaseException) -> str:
 
 
 def find_failure(
-    output_path: str | os.PathLike[str], status: str, message: str = ""
+    output_path: str | os.PathLike[str], status: ExecutionStatus, message: str = ""
 ) -> CellFailure | None:
     """The failing cell of an executed notebook: the first with an ``error`` output, else (a
     timeout, a dead kernel) the cell papermill marked as running or failed."""

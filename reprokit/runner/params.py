@@ -29,7 +29,9 @@ def parse_assignments(items: Iterable[str]) -> dict[str, Any]:
         name, sep, value = item.partition("=")
         name = name.strip()
         if not sep or not name.isidentifier():
-            raise UsageError(f"-p {item!r}: expected NAME=VALUE with a Python name", item=item)
+            raise UsageError(
+                f"-p {item!r}: expected NAME=VALUE with a Python name", option="-p", value=item
+            )
         parsed[name] = parse_value(value)
     return parsed
 
@@ -53,7 +55,7 @@ def check_declared(
             f"{notebook}: parameter(s) {', '.join(unknown)} not declared in the 'parameters' "
             f"cell (declared: {names})",
             path=notebook,
-            unknown=unknown,
+            names=tuple(unknown),
         )
 
 
@@ -72,12 +74,16 @@ def parse_secret_assignments(
         name = name.strip()
         if not name.isidentifier():
             raise UsageError(
-                f"--secret-param {name!r}: expected NAME=VALUE or NAME with a Python name"
+                f"--secret-param {name!r}: expected NAME=VALUE or NAME with a Python name",
+                option="--secret-param",
+                value=name,
             )
         if not sep:
             if name not in env:
                 raise UsageError(
-                    f"--secret-param {name}: no value given and no environment variable {name}"
+                    f"--secret-param {name}: no value given and no environment variable {name}",
+                    option="--secret-param",
+                    value=name,
                 )
             value = env[name]
         parsed[name] = value
@@ -96,6 +102,7 @@ def check_secrets(
     if both:
         raise UsageError(
             f"parameter(s) {', '.join(both)} given both as -p and as --secret-param",
-            unknown=both,
+            option="--secret-param",
+            names=tuple(both),
         )
     check_declared(notebook, dict.fromkeys(names), declared)

@@ -23,6 +23,7 @@ from reprokit.options import ExecutionOptions
 from reprokit.runner.device import DeviceChoice
 from reprokit.runner.execute import (
     CellFailure,
+    ExecutionStatus,
     Limits,
     execute_notebook,
     kernel_of,
@@ -54,7 +55,7 @@ class RunOutcome:
     (``interrupted`` with no output file: the runner was stopped before it started)."""
 
     notebook: str
-    status: str
+    status: ExecutionStatus
     output_path: str
     output_dir: str
     duration_s: float
@@ -165,7 +166,8 @@ def check_kernel(notebook: str, name: str) -> None:
             f"{notebook}: no Jupyter kernel named {name!r} is installed "
             f"(installed: {', '.join(sorted(names)) or 'none'}); choose one with --kernel",
             path=notebook,
-            kernel=name,
+            option="--kernel",
+            value=name,
         )
 
 
