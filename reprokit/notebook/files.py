@@ -16,7 +16,6 @@ from typing import Any
 from reprokit.exceptions import PathError
 
 IPYNB = ".ipynb"
-TEXT_SUFFIXES = (".py", ".md", ".Rmd", ".qmd", ".myst", ".R", ".jl")
 PARAMETERS_TAG = "parameters"
 # folders never searched: editor copies, reprokit's own output, lock sidecars
 _SKIPPED_DIRS = (".ipynb_checkpoints", ".reprokit", "__pycache__", "node_modules")
