@@ -34,6 +34,7 @@ from reprokit.exceptions import (
     ReprokitWarning,
     SchemaVersionError,
 )
+from reprokit.notebook.files import load_notebook
 from reprokit.recording.lock_model import (
     LOCK_SCHEMA_VERSION,
     OUTPUT_TEXT_LIMIT,
@@ -85,23 +86,6 @@ def sidecar_for(lock_path: str | os.PathLike[str]) -> Path:
 
 
 # ----------------------------------------------------------------------------- notebook source
-
-
-def _read_node(notebook: str | os.PathLike[str]) -> Any:
-    """The notebook as an nbformat node: ``.ipynb`` directly, other suffixes via jupytext."""
-    path = Path(notebook)
-    try:
-        if path.suffix == ".ipynb":
-            import nbformat
-
-            return nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
-        import jupytext  # type: ignore[import-untyped]
-
-        return jupytext.read(path)
-    except OSError as exc:
-        raise PathError(str(path), f"cannot read the notebook: {exc.strerror}") from None
-    except ValueError as exc:  # nbformat's NotJSONError is a ValueError
-        raise PathError(str(path), f"not a notebook: {exc}") from None
 
 
 def _blake3(data: bytes) -> str:
@@ -163,7 +147,7 @@ def _is_reprokit_output(output: Any) -> bool:
 
 def notebook_cells(notebook: str | os.PathLike[str]) -> tuple[CellSource, ...]:
     """Per-cell source digests of the notebook file, read exactly as a lock records them."""
-    return source_cells(_read_node(notebook))
+    return source_cells(load_notebook(notebook))
 
 
 def changed_cells(recorded: Sequence[CellSource], current: Sequence[CellSource]) -> list[int]:
@@ -226,7 +210,7 @@ def build_lock(
         schema_version=LOCK_SCHEMA_VERSION,
         reprokit_version=__version__,
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        notebook=_notebook_source(rel_notebook, _read_node(notebook)),
+        notebook=_notebook_source(rel_notebook, load_notebook(notebook)),
         parameters=LockParameters(seed, _device_kind(device), _json_params(parameters or {})),
         results=dict(sorted(results.results.items())),
         snapshot=snapshot,
@@ -240,7 +224,7 @@ def build_lock(
 def _executed_parts(executed: Any) -> tuple[NotebookResults, tuple[CellFingerprint, ...]]:
     if isinstance(executed, NotebookResults):
         return executed, ()
-    node = _read_node(executed) if isinstance(executed, (str, os.PathLike)) else executed
+    node = load_notebook(executed) if isinstance(executed, (str, os.PathLike)) else executed
     return read_notebook(node), output_fingerprints(node)
 
 
