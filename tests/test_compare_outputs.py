@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import nbformat
 import pytest
-from nbformat.v4 import new_code_cell, new_output
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_output
 
 from reprokit.compare.cells import compare_cell_outputs, first_failing
 from reprokit.compare.outputs import compare_outputs
 from reprokit.comparison import Tolerance
 from reprokit.notebook.text import cell_text, mask_volatile
+from reprokit.recording.lock import output_fingerprints
 from reprokit.recording.lock_model import CellFingerprint
 
 
@@ -109,6 +110,15 @@ def test_text_outputs_and_errors_count_as_cell_output_images_do_not() -> None:
 
 
 # ----------------------------------------------------------------------------- lock fingerprints
+
+
+def test_fingerprints_skip_the_injected_parameters_cell_and_markdown_cells() -> None:
+    code = new_code_cell("print()", outputs=[new_output("stream", name="stdout", text="a 1\n")])
+    injected = new_code_cell("seed = 1", metadata={"tags": ["injected-parameters"]})
+    plain = nbformat.v4.new_notebook(cells=[new_markdown_cell("# t"), code])
+    parameterised = nbformat.v4.new_notebook(cells=[new_markdown_cell("# t"), injected, code])
+    assert output_fingerprints(plain) == output_fingerprints(parameterised)
+    assert [f.index for f in output_fingerprints(plain)] == [1]
 
 
 def _fp(index: int, text: str | None, digest: str | None = None) -> CellFingerprint:
