@@ -59,6 +59,7 @@ __all__ = [
     "build_lock",
     "changed_cells",
     "check_source",
+    "is_lock_path",
     "lock_path_for",
     "notebook_cells",
     "output_fingerprints",
@@ -70,12 +71,18 @@ __all__ = [
 ]
 
 _INJECTED = "injected-parameters"
+_LOCK_SUFFIX = ".repro.json"
 
 
 def lock_path_for(notebook: str | os.PathLike[str]) -> Path:
     """``fig3.ipynb`` → ``fig3.repro.json`` in the same folder (any jupytext suffix too)."""
     path = Path(notebook)
-    return path.with_name(f"{path.stem}.repro.json")
+    return path.with_name(f"{path.stem}{_LOCK_SUFFIX}")
+
+
+def is_lock_path(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is named like a lock (``*.repro.json``); the file need not exist."""
+    return Path(path).name.endswith(_LOCK_SUFFIX)
 
 
 def sidecar_for(lock_path: str | os.PathLike[str]) -> Path:
