@@ -73,7 +73,7 @@ def hash_command(
             f"--expect was given {_count(len(expected), 'time')} for "
             f"{_count(len(paths), 'path')}: give one ALGO:DIGEST per path, in the same order"
         )
-    specs = [parse_expected(spec) for spec in expected]
+    specs = [parse_expected(spec, option="--expect") for spec in expected]
     if algorithm is None:
         algorithm = specs[0][0] if specs else "blake3"
     manifest = hash_paths(paths, algorithm=algorithm, cache=None if no_cache else "default")
