@@ -34,7 +34,7 @@ from reprokit.exceptions import (
     ReprokitWarning,
     SchemaVersionError,
 )
-from reprokit.notebook.files import load_notebook
+from reprokit.notebook.files import INJECTED_TAG, load_notebook
 from reprokit.recording.lock_model import (
     LOCK_SCHEMA_VERSION,
     OUTPUT_TEXT_LIMIT,
@@ -70,7 +70,6 @@ __all__ = [
     "write_lock",
 ]
 
-_INJECTED = "injected-parameters"
 _LOCK_SUFFIX = ".repro.json"
 
 
@@ -107,7 +106,7 @@ def _source_text(cell: Any) -> str:
 
 
 def _is_injected(cell: Any) -> bool:
-    return _INJECTED in cell.get("metadata", {}).get("tags", ())
+    return INJECTED_TAG in cell.get("metadata", {}).get("tags", ())
 
 
 def source_cells(node: Any) -> tuple[CellSource, ...]:
