@@ -53,7 +53,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
     if not parent.config.getoption("reprokit") or file_path.suffix not in _SUFFIXES:
         return None
-    if not file_path.with_name(f"{file_path.stem}.repro.json").is_file():
+    from reprokit.recording.lock import lock_path_for
+
+    if not lock_path_for(file_path).is_file():
         return None
     from reprokit.pytest_items import NotebookFile, is_lockable_notebook
 

@@ -28,6 +28,7 @@ LAYERS: tuple[frozenset[str], ...] = (
             "exceptions",
             "options",
             "comparison",
+            "statuses",
             "_fsutil",
             "_serde",
             "_warn",

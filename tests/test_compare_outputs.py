@@ -7,9 +7,10 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_output
 
 from reprokit.compare.cells import compare_cell_outputs, first_failing
-from reprokit.compare.outputs import compare_outputs, first_divergent_cell
+from reprokit.compare.outputs import compare_outputs
 from reprokit.comparison import Tolerance
 from reprokit.notebook.text import cell_text, mask_volatile
+from reprokit.recording.lock import output_fingerprints
 from reprokit.recording.lock_model import CellFingerprint
 
 
@@ -96,45 +97,7 @@ def test_words_and_extra_text_differ() -> None:
     assert compare_outputs("tensor([1., 2.])", "tensor([1., 3.])").status == "differs"
 
 
-def notebook_cells(*outputs: str, skip_markdown: bool = True) -> list[dict[str, object]]:
-    cells: list[dict[str, object]] = [new_markdown_cell("# title")] if skip_markdown else []
-    for text in outputs:
-        cells.append(new_code_cell("print()", outputs=[new_output("stream", text=text)]))
-    return cells
-
-
-def test_first_divergent_cell_names_the_cell_and_quotes_both_sides() -> None:
-    ref = notebook_cells("seed 0\n", "acc 0.91\nloss 0.30\n", "done\n")
-    cur = notebook_cells("seed 0\n", "acc 0.91\nloss 0.35\n", "done!\n")
-    found = first_divergent_cell(ref, cur, Tolerance(rtol=1e-3))
-    assert found is not None
-    assert (found.index, found.current_index, found.reason) == (2, 2, "output differs")
-    assert (found.reference_excerpt, found.current_excerpt) == ("loss 0.30", "loss 0.35")
-    assert found.comparison is not None and found.comparison.status == "differs"
-    assert first_divergent_cell(ref, ref) is None
-
-
-def test_injected_parameters_and_markdown_cells_are_skipped() -> None:
-    ref = notebook_cells("a 1\n", "b 2\n")
-    injected = new_code_cell("seed = 1", metadata={"tags": ["injected-parameters"]})
-    cur = [ref[0], ref[1], injected, *ref[2:]]
-    assert first_divergent_cell(ref, cur) is None
-    changed = [ref[0], ref[1], injected, notebook_cells("b 3\n", skip_markdown=False)[0]]
-    found = first_divergent_cell(ref, changed)
-    assert found is not None and (found.index, found.current_index) == (2, 3)
-
-
-def test_missing_and_unexpected_cells() -> None:
-    ref = notebook_cells("a\n", "b\n")
-    missing = first_divergent_cell(ref, ref[:2])
-    assert missing is not None and (missing.index, missing.current_index) == (2, None)
-    assert missing.reason == "cell missing in current"
-    unexpected = first_divergent_cell(ref[:2], ref)
-    assert unexpected is not None and unexpected.reason == "unexpected cell"
-
-
-def test_plain_strings_work_as_cells_and_errors_count_as_output() -> None:
-    assert first_divergent_cell(["x 1", "y 2"], ["x 1", "y 2"]) is None
+def test_text_outputs_and_errors_count_as_cell_output_images_do_not() -> None:
     cell = new_code_cell(
         "1/0",
         outputs=[
@@ -144,17 +107,18 @@ def test_plain_strings_work_as_cells_and_errors_count_as_output() -> None:
         ],
     )
     assert cell_text(cell) == "42\nZeroDivisionError: division by zero"
-    found = first_divergent_cell(["42"], [cell])
-    assert found is not None
-    assert (found.reference_excerpt, found.current_excerpt) == (
-        "42",
-        "ZeroDivisionError: division by zero",
-    )
-    notebook = nbformat.v4.new_notebook(cells=[cell])
-    assert first_divergent_cell(notebook.cells, notebook.cells) is None
 
 
 # ----------------------------------------------------------------------------- lock fingerprints
+
+
+def test_fingerprints_skip_the_injected_parameters_cell_and_markdown_cells() -> None:
+    code = new_code_cell("print()", outputs=[new_output("stream", name="stdout", text="a 1\n")])
+    injected = new_code_cell("seed = 1", metadata={"tags": ["injected-parameters"]})
+    plain = nbformat.v4.new_notebook(cells=[new_markdown_cell("# t"), code])
+    parameterised = nbformat.v4.new_notebook(cells=[new_markdown_cell("# t"), injected, code])
+    assert output_fingerprints(plain) == output_fingerprints(parameterised)
+    assert [f.index for f in output_fingerprints(plain)] == [1]
 
 
 def _fp(index: int, text: str | None, digest: str | None = None) -> CellFingerprint:
@@ -171,6 +135,9 @@ def test_cell_outputs_statuses_against_the_lock() -> None:
     longer = compare_cell_outputs(reference[:1], [*current[:1], _fp(4, "new\n")])
     assert [c.status for c in longer] == ["reproduced", "unexpected"]
     assert longer[1].index == 4
+    digests = compare_cell_outputs(reference, current, digests_only=True)
+    assert [c.status for c in digests] == ["reproduced", "differs", "missing"]
+    assert first_failing(digests) == digests[1]
 
 
 def test_cell_output_beyond_tolerance_quotes_the_line_that_differs() -> None:
@@ -190,7 +157,6 @@ def test_a_cell_kept_only_as_a_digest_is_compared_by_digest() -> None:
 
 
 def test_long_outputs_keep_only_their_digest_in_the_lock() -> None:
-    import nbformat
 
     from reprokit.recording.lock import output_fingerprints
     from reprokit.recording.lock_model import OUTPUT_TEXT_LIMIT

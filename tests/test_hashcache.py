@@ -39,7 +39,7 @@ def _plant(cache: HashCache, path: Path, *, after_change_ns: int, size_delta: in
     entry = bytearray(pack_entry(st, max(st.st_mtime_ns, st.st_ctime_ns) + after_change_ns, BOGUS))
     if size_delta:
         entry[16:24] = (st.st_size + size_delta).to_bytes(8, "little", signed=True)
-    cache.store_file("blake3", os.fsencode(path.resolve()), bytes(entry))
+    cache.store_files("blake3", [(os.fsencode(path.resolve()), bytes(entry))])
 
 
 def test_a_trusted_entry_is_served_from_the_cache(tmp_path: Path) -> None:

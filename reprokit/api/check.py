@@ -31,6 +31,7 @@ from reprokit.notebook.files import discover_notebooks, is_notebook_file
 from reprokit.recording.lock import (
     CellSource,
     changed_cells,
+    is_lock_path,
     lock_path_for,
     notebook_cells,
     project_root_of,
@@ -39,7 +40,6 @@ from reprokit.recording.lock import (
 
 __all__ = ["CellChange", "LockFreshness", "check_locks"]
 
-LOCK_SUFFIX = ".repro.json"
 FreshnessStatus = Literal["current", "stale", "no_lock", "orphan"]
 
 
@@ -77,7 +77,7 @@ def check_locks(paths: Iterable[str | os.PathLike[str]]) -> list[LockFreshness]:
         if path.is_dir():
             notebooks.update(dict.fromkeys(discover_notebooks([path])))
             locks.update(dict.fromkeys(_locks_under(path)))
-        elif path.name.endswith(LOCK_SUFFIX) and path.is_file():
+        elif is_lock_path(path) and path.is_file():
             locks[path] = None
         else:
             found = discover_notebooks([path])  # a missing path raises PathError
@@ -112,7 +112,7 @@ def _locks_under(folder: Path) -> list[Path]:
     found: list[Path] = []
     for root, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not (d.startswith(".") or d.endswith(".repro")))
-        found += [Path(root) / name for name in sorted(files) if name.endswith(LOCK_SUFFIX)]
+        found += [Path(root) / name for name in sorted(files) if is_lock_path(name)]
     return found
 
 

@@ -135,9 +135,9 @@ def load_side(
 
 
 def _from_path(path: Path) -> Side:
-    from reprokit.recording.lock import lock_path_for, project_root_of, read_lock
+    from reprokit.recording.lock import is_lock_path, lock_path_for, project_root_of, read_lock
 
-    lock_path = path if path.name.endswith(".repro.json") else lock_path_for(path)
+    lock_path = path if is_lock_path(path) else lock_path_for(path)
     if path.is_dir():
         raise UsageError(
             f"{path}: a folder; diff compares one lock, notebook or run", path=str(path)

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reprokit._warn import warn_user
-from reprokit.exceptions import InputError, UsageError
+from reprokit.exceptions import UsageError
 
 if TYPE_CHECKING:
     from reprokit.capturing.model import DataManifest, SeedRecord, Snapshot
@@ -304,11 +304,11 @@ def data(
 
 
 def _expected_algorithm(expected: list[str]) -> str | None:
-    algorithms = {spec.split(":", 1)[0].lower() for spec in expected if ":" in spec}
+    from reprokit.capturing.hashing import parse_expected
+
+    algorithms = {parse_expected(spec)[0] for spec in expected}
     if len(algorithms) > 1:
         raise UsageError("all expected digests of one call must use the same algorithm")
-    if expected and not algorithms:
-        raise InputError(f"expected digest {expected[0]!r} is not of the form ALGO:HEX")
     return algorithms.pop() if algorithms else None
 
 

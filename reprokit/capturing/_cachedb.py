@@ -89,10 +89,6 @@ class CacheDB:
         with self._lock:
             return self._connection() is not None
 
-    def turn_off(self, why: str) -> None:
-        with self._lock:
-            self._turn_off(why)
-
     def close(self) -> None:
         with self._lock:
             self._close()

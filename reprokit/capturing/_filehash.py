@@ -20,7 +20,6 @@ mapped raises SIGBUS; files that are written to while hashed are not supported.
 from __future__ import annotations
 
 import os
-import stat
 from typing import Any, Protocol
 
 SUPPORTED_ALGORITHMS: tuple[str, ...] = ("blake3", "sha256", "md5")
@@ -66,10 +65,6 @@ def open_file(path: bytes | str) -> int:
             raise
         _open_flags = _BASE_FLAGS
         return os.open(path, _open_flags)
-
-
-def is_regular(mode: int) -> bool:
-    return stat.S_ISREG(mode)
 
 
 def digest_small(fd: int, size: int, algorithm: str) -> str:

@@ -282,10 +282,6 @@ class HashCache:
         self._match(path_abs, [b""], [0], [(*entry, bytes.fromhex(digest))], match)
         return match.digests[0]
 
-    def store_file(self, algorithm: str, path_abs: bytes, entry: bytes) -> int:
-        """Remember one file's packed entry (see :func:`pack_entry`)."""
-        return self.store_files(algorithm, [(path_abs, entry)])
-
     def store_files(self, algorithm: str, items: Sequence[tuple[bytes, bytes]]) -> int:
         """Remember (absolute path, packed entry) pairs, in one transaction."""
         rows: list[tuple[object, ...]] = []

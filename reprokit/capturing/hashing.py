@@ -306,25 +306,26 @@ def _digest_bytes(data: bytes, algorithm: str) -> str:
     return hashlib.new(algorithm, data).hexdigest()
 
 
-def parse_expected(spec: str) -> tuple[str, str]:
-    """``"ALGO:HEX"`` → ``(algo, hex)`` (lower case); UsageError if malformed."""
+def parse_expected(spec: str, *, option: str = "expect") -> tuple[str, str]:
+    """``"ALGO:HEX"`` → ``(algo, hex)`` (lower case); a UsageError naming ``option`` (the
+    argument or command-line option that gave ``spec``) if it is malformed."""
     algo, sep, hexdigest = spec.strip().partition(":")
+    algo, hexdigest = algo.strip().lower(), hexdigest.strip().lower()
     if not sep:
-        raise UsageError(
-            f"expected digest {spec!r} must look like ALGO:HEX, e.g. sha256:ab12…",
-            option="expected digest",
-            value=spec,
+        raise _bad_expected(option, spec, "must look like ALGO:HEX, e.g. sha256:ab12…")
+    if algo not in SUPPORTED_ALGORITHMS:
+        choices = ", ".join(SUPPORTED_ALGORITHMS)
+        raise _bad_expected(
+            option, spec, f"unknown hash algorithm {algo!r}; choose one of {choices}", algo
         )
-    algo = _check_algorithm(algo.strip())
-    hexdigest = hexdigest.strip().lower()
     want = HEX_LENGTH[algo]
     if len(hexdigest) != want or any(c not in "0123456789abcdef" for c in hexdigest):
-        raise UsageError(
-            f"expected digest {spec!r}: a {algo} digest is {want} hexadecimal characters",
-            option="expected digest",
-            value=spec,
-        )
+        raise _bad_expected(option, spec, f"a {algo} digest is {want} hexadecimal characters", algo)
     return algo, hexdigest
+
+
+def _bad_expected(option: str, spec: str, why: str, algorithm: str | None = None) -> UsageError:
+    return UsageError(f"{option} {spec!r}: {why}", option=option, value=spec)
 
 
 def check_expected(

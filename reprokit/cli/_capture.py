@@ -91,7 +91,7 @@ def _checked(paths: tuple[str, ...], expected: tuple[str, ...], algorithm: str |
             f"--expect was given {_count(len(expected), 'time')} for "
             f"{_count(len(paths), 'path')}: give one ALGO:DIGEST per path, in the same order"
         )
-    specs = [parse_expected(spec) for spec in expected]
+    specs = [parse_expected(spec, option="--expect") for spec in expected]
     if algorithm is None:
         algorithm = specs[0][0] if specs else "blake3"
     return algorithm

@@ -43,11 +43,13 @@ def check_command(paths: tuple[Path, ...], require_lock: bool, verbose: bool) ->
 
 
 def _line(item: LockFreshness, require_lock: bool) -> str:
+    from reprokit.recording.lock import lock_path_for
+
     if item.status == "current":
         return f"current  {item.notebook}"
     if item.status == "no_lock":
         kind = "error" if require_lock else "warning"
-        return f"no lock  {item.notebook} ({kind}: no {Path(item.notebook).stem}.repro.json)"
+        return f"no lock  {item.notebook} ({kind}: no {lock_path_for(item.notebook).name})"
     if item.status == "orphan":
         return f"orphan   {item.lock_path}: its notebook {item.notebook} is gone"
     cells = ", ".join(f"cell {c.index} ({c.cell_type}) {c.change}" for c in item.changes[:20])

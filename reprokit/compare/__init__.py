@@ -10,8 +10,9 @@ Modules (import the one you need; nothing heavy is imported here):
 - :mod:`reprokit.compare.summary` — ``ArraySummary``, ``summarize_array``,
   ``compare_summaries`` for arrays too large to keep;
 - :mod:`reprokit.compare.envdiff` — ``diff_snapshots`` → ``EnvDiff``;
-- :mod:`reprokit.compare.outputs` — ``mask_volatile``, ``compare_outputs``,
-  ``first_divergent_cell`` for cell outputs.
+- :mod:`reprokit.compare.outputs` — ``compare_outputs`` for cell output texts;
+- :mod:`reprokit.compare.cells` — ``compare_cell_outputs`` against the lock's fingerprints,
+  ``first_failing`` for the first cell that diverged.
 
 Semantics shared by all of them (see :mod:`reprokit.comparison` for the details):
 

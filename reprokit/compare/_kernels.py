@@ -10,6 +10,7 @@ chunks that hold a non-finite difference.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +56,19 @@ def same_bytes(x: NDArray, y: NDArray) -> bool:
     return bool(np.array_equal(xb[:head], yb[:head]) and np.array_equal(xb, yb))
 
 
+def _differing_chunks(
+    a: NDArray, b: NDArray, lo: int, hi: int, same_dtype: bool, st: Stats
+) -> Iterator[tuple[int, NDArray, NDArray]]:
+    """``[lo, hi)`` of ``a`` and ``b`` as (offset, chunk of a, chunk of b), every element counted
+    in ``st.total``; with the same dtype, a chunk whose bytes are identical is skipped."""
+    for i in range(lo, hi, CHUNK):
+        j = min(i + CHUNK, hi)
+        st.total += j - i
+        x, y = a[i:j], b[i:j]
+        if not (same_dtype and same_bytes(x, y)):
+            yield i, x, y
+
+
 def _words(x: NDArray) -> NDArray:
     raw = x.view(np.uint8)
     return raw.view(np.uint64) if raw.size % 8 == 0 else raw
@@ -82,12 +96,7 @@ class FloatKernel:
     def run(self, a: NDArray, b: NDArray, lo: int, hi: int) -> Stats:
         st = Stats()
         with np.errstate(all="ignore"):
-            for i in range(lo, hi, CHUNK):
-                j = min(i + CHUNK, hi)
-                st.total += j - i
-                x, y = a[i:j], b[i:j]
-                if self.same_dtype and same_bytes(x, y):
-                    continue
+            for i, x, y in _differing_chunks(a, b, lo, hi, self.same_dtype, st):
                 self.chunk(self.cast(x, "x"), self.cast(y, "y"), i, st)
         return st
 
@@ -183,13 +192,8 @@ class ExactKernel:
     def run(self, a: NDArray, b: NDArray, lo: int, hi: int) -> Stats:
         st = Stats()
         buffer = np.empty(min(CHUNK, max(hi - lo, 0)), np.bool_)
-        for i in range(lo, hi, CHUNK):
-            j = min(i + CHUNK, hi)
-            st.total += j - i
-            x, y = a[i:j], b[i:j]
-            if self.same_dtype and same_bytes(x, y):
-                continue
-            differ = np.not_equal(x, y, out=buffer[: j - i])
+        for i, x, y in _differing_chunks(a, b, lo, hi, self.same_dtype, st):
+            differ = np.not_equal(x, y, out=buffer[: len(x)])
             if self.datetime:
                 differ &= ~(np.isnat(x) & np.isnat(y))
             bad = int(np.count_nonzero(differ))

@@ -421,30 +421,30 @@ _REASONS: dict[CheckStatus, DivergenceReason] = {
 }
 
 
-def _divergent_from(cells: tuple[OutputCheck, ...]) -> DivergentCell | None:
+def _divergent_from(
+    cells: tuple[OutputCheck, ...], *, detailed: bool = True
+) -> DivergentCell | None:
+    """The verdict's first divergent cell: the first cell whose output check failed."""
     failing = first_failing(cells)
     if failing is None:
         return None
+    reason = _REASONS.get(failing.status, "output differs")
+    if not detailed:
+        return DivergentCell(failing.index, reason)
     detail = failing.note or f"reference {failing.reference!r}, current {failing.obtained!r}"
     if failing.location:
         detail = f"{failing.location}: {detail}"
-    return DivergentCell(failing.index, _REASONS.get(failing.status, "output differs"), detail)
+    return DivergentCell(failing.index, reason, detail)
 
 
 def _divergent_cell(lock: Lock, node: Any) -> DivergentCell | None:
+    """Without ``--outputs``: the first cell whose output digest is not the lock's."""
     if node is None or not lock.outputs:
         return None
     from reprokit.recording.lock import output_fingerprints
 
-    refs, curs = lock.outputs, output_fingerprints(node)
-    for k in range(max(len(refs), len(curs))):
-        if k >= len(curs):
-            return DivergentCell(refs[k].index, "cell missing in current")
-        if k >= len(refs):
-            return DivergentCell(curs[k].index, "unexpected cell")
-        if refs[k].digest != curs[k].digest:
-            return DivergentCell(refs[k].index, "output differs")
-    return None
+    checks = compare_cell_outputs(lock.outputs, output_fingerprints(node), digests_only=True)
+    return _divergent_from(checks, detailed=False)
 
 
 # ----------------------------------------------------------------------------- data

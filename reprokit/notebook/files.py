@@ -16,8 +16,8 @@ from typing import Any
 from reprokit.exceptions import PathError
 
 IPYNB = ".ipynb"
-TEXT_SUFFIXES = (".py", ".md", ".Rmd", ".qmd", ".myst", ".R", ".jl")
 PARAMETERS_TAG = "parameters"
+INJECTED_TAG = "injected-parameters"  # the cell papermill adds after it
 # folders never searched: editor copies, reprokit's own output, lock sidecars
 _SKIPPED_DIRS = (".ipynb_checkpoints", ".reprokit", "__pycache__", "node_modules")
 

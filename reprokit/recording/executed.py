@@ -25,7 +25,7 @@ from reprokit.recording.writer import Metric, MlflowRunWriter, RunEndStatus, now
 from reprokit.results.notebook import NotebookResults
 
 if TYPE_CHECKING:
-    from reprokit.runner.execute import ExecutionStatus
+    from reprokit.statuses import ExecutionStatus
 
 # MLflow run status of each execution status: a timeout stopped a cell, like an error
 MLFLOW_STATUS: dict[ExecutionStatus, RunEndStatus] = {

@@ -34,6 +34,7 @@ from reprokit.exceptions import (
     ReprokitWarning,
     SchemaVersionError,
 )
+from reprokit.notebook.files import INJECTED_TAG, load_notebook
 from reprokit.recording.lock_model import (
     LOCK_SCHEMA_VERSION,
     OUTPUT_TEXT_LIMIT,
@@ -58,6 +59,7 @@ __all__ = [
     "build_lock",
     "changed_cells",
     "check_source",
+    "is_lock_path",
     "lock_path_for",
     "notebook_cells",
     "output_fingerprints",
@@ -68,13 +70,18 @@ __all__ = [
     "write_lock",
 ]
 
-_INJECTED = "injected-parameters"
+_LOCK_SUFFIX = ".repro.json"
 
 
 def lock_path_for(notebook: str | os.PathLike[str]) -> Path:
     """``fig3.ipynb`` → ``fig3.repro.json`` in the same folder (any jupytext suffix too)."""
     path = Path(notebook)
-    return path.with_name(f"{path.stem}.repro.json")
+    return path.with_name(f"{path.stem}{_LOCK_SUFFIX}")
+
+
+def is_lock_path(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is named like a lock (``*.repro.json``); the file need not exist."""
+    return Path(path).name.endswith(_LOCK_SUFFIX)
 
 
 def sidecar_for(lock_path: str | os.PathLike[str]) -> Path:
@@ -85,23 +92,6 @@ def sidecar_for(lock_path: str | os.PathLike[str]) -> Path:
 
 
 # ----------------------------------------------------------------------------- notebook source
-
-
-def _read_node(notebook: str | os.PathLike[str]) -> Any:
-    """The notebook as an nbformat node: ``.ipynb`` directly, other suffixes via jupytext."""
-    path = Path(notebook)
-    try:
-        if path.suffix == ".ipynb":
-            import nbformat
-
-            return nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
-        import jupytext  # type: ignore[import-untyped]
-
-        return jupytext.read(path)
-    except OSError as exc:
-        raise PathError(str(path), f"cannot read the notebook: {exc.strerror}") from None
-    except ValueError as exc:  # nbformat's NotJSONError is a ValueError
-        raise PathError(str(path), f"not a notebook: {exc}") from None
 
 
 def _blake3(data: bytes) -> str:
@@ -116,7 +106,7 @@ def _source_text(cell: Any) -> str:
 
 
 def _is_injected(cell: Any) -> bool:
-    return _INJECTED in cell.get("metadata", {}).get("tags", ())
+    return INJECTED_TAG in cell.get("metadata", {}).get("tags", ())
 
 
 def source_cells(node: Any) -> tuple[CellSource, ...]:
@@ -163,7 +153,7 @@ def _is_reprokit_output(output: Any) -> bool:
 
 def notebook_cells(notebook: str | os.PathLike[str]) -> tuple[CellSource, ...]:
     """Per-cell source digests of the notebook file, read exactly as a lock records them."""
-    return source_cells(_read_node(notebook))
+    return source_cells(load_notebook(notebook))
 
 
 def changed_cells(recorded: Sequence[CellSource], current: Sequence[CellSource]) -> list[int]:
@@ -226,7 +216,7 @@ def build_lock(
         schema_version=LOCK_SCHEMA_VERSION,
         reprokit_version=__version__,
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        notebook=_notebook_source(rel_notebook, _read_node(notebook)),
+        notebook=_notebook_source(rel_notebook, load_notebook(notebook)),
         parameters=LockParameters(seed, _device_kind(device), _json_params(parameters or {})),
         results=dict(sorted(results.results.items())),
         snapshot=snapshot,
@@ -240,7 +230,7 @@ def build_lock(
 def _executed_parts(executed: Any) -> tuple[NotebookResults, tuple[CellFingerprint, ...]]:
     if isinstance(executed, NotebookResults):
         return executed, ()
-    node = _read_node(executed) if isinstance(executed, (str, os.PathLike)) else executed
+    node = load_notebook(executed) if isinstance(executed, (str, os.PathLike)) else executed
     return read_notebook(node), output_fingerprints(node)
 
 

@@ -11,7 +11,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from reprokit.capturing.model import DataManifest, SeedRecord, Snapshot
+from reprokit.capturing.model import Snapshot
+from reprokit.report.text import (
+    accelerator_summary,
+    data_rows,
+    git_summary,
+    plugin_rows,
+    seed_summary,
+    table_text,
+)
 from reprokit.results.describe import value_text
 from reprokit.results.model import Result
 
@@ -41,13 +49,6 @@ def table_html(rows: Sequence[tuple[str, str]], *, caption: str = "") -> str:
         for k, v in rows
     )
     return f"<table class='reprokit'>{cap if caption else ''}{body}</table>"
-
-
-def table_text(rows: Sequence[tuple[str, str]], *, caption: str = "") -> str:
-    width = max((len(k) for k, _ in rows), default=0)
-    lines = [caption] if caption else []
-    lines += [f"  {k.ljust(width)}  {v}" for k, v in rows]
-    return "\n".join(lines)
 
 
 def table_view(rows: Sequence[tuple[str, str]], *, caption: str = "") -> View:
@@ -87,33 +88,6 @@ def _value_cell(result: Result) -> str:
 # --- snapshot and environment -------------------------------------------------------------
 
 
-def _seed_text(seeds: SeedRecord | None) -> str:
-    if seeds is None:
-        return "not set"
-    mode = ", deterministic" if seeds.deterministic else ""
-    return f"{seeds.seed}{mode} ({', '.join(seeds.seeded) or 'nothing seeded'})"
-
-
-def _data_rows(data: DataManifest | None) -> list[tuple[str, str]]:
-    if data is None or not data.entries:
-        return [("data", "none declared")]
-    return [
-        (f"data: {e.path}", f"{e.kind}, {e.size:,} bytes, {e.algorithm}:{e.digest[:16]}…")
-        for e in data.entries
-    ]
-
-
-def accelerator_text(snapshot: Snapshot) -> str:
-    acc = snapshot.accelerator
-    if not acc.available:
-        return f"none ({acc.reason})" if acc.reason else "none"
-    names = ", ".join(d.name for d in acc.devices) or "unknown device"
-    parts = [names, f"CUDA {acc.cuda_runtime}" if acc.cuda_runtime else ""]
-    parts += [f"cuDNN {acc.cudnn_version}" if acc.cudnn_version else ""]
-    parts += [f"driver {acc.driver_version}" if acc.driver_version else ""]
-    return ", ".join(p for p in parts if p)
-
-
 def environment_rows(snapshot: Snapshot) -> list[tuple[str, str]]:
     """The facts of a snapshot as (label, value) rows, most telling first."""
     py, pl = snapshot.python, snapshot.platform
@@ -121,36 +95,18 @@ def environment_rows(snapshot: Snapshot) -> list[tuple[str, str]]:
         ("python", f"{py.implementation} {py.version} ({py.executable})"),
         ("platform", f"{pl.os_name}, {pl.system} {pl.release}, {pl.machine}"),
         ("cpu", f"{pl.cpu_model or 'unknown'}, {pl.logical_cores} logical cores"),
-        ("accelerator", accelerator_text(snapshot)),
+        ("accelerator", accelerator_summary(snapshot.accelerator)),
         ("torch", snapshot.accelerator.torch_version or "not imported"),
         ("packages", f"{len(snapshot.packages)} installed, {len(snapshot.imported)} imported"),
         ("imported", ", ".join(f"{k} {v}" for k, v in sorted(snapshot.imported.items()))),
         ("threads", ", ".join(f"{t.internal_api} {t.num_threads}" for t in snapshot.threadpools)),
-        ("git", _git_text(snapshot)),
-        ("seed", _seed_text(snapshot.seeds)),
+        ("git", git_summary(snapshot.git)),
+        ("seed", seed_summary(snapshot.seeds)),
     ]
-    rows += _data_rows(snapshot.data)
-    rows += _plugin_rows(snapshot)
+    rows += data_rows(snapshot.data)
+    rows += [(f"plugin: {k}", v) for k, v in plugin_rows(snapshot)]
     rows += [(f"env: {k}", v) for k, v in sorted(snapshot.environment.items())]
     return [(k, v if v else "—") for k, v in rows]
-
-
-def _plugin_rows(snapshot: Snapshot) -> list[tuple[str, str]]:
-    """What ``reprokit.collectors`` plugins recorded, one row per flat key (``jax.version``)."""
-    if not snapshot.extensions:
-        return []
-    from reprokit.capturing.extensions import flat_facts
-
-    return [(f"plugin: {k}", v) for k, v in flat_facts(snapshot.extensions).items()]
-
-
-def _git_text(snapshot: Snapshot) -> str:
-    git = snapshot.git
-    if not git.available:
-        return f"none ({git.reason})" if git.reason else "none"
-    head = (git.commit or "no commit")[:12]
-    where = f" on {git.branch}" if git.branch else " (detached)"
-    return head + where + (", dirty" if git.dirty else ", clean")
 
 
 def environment_view(snapshot: Snapshot) -> View:
@@ -162,11 +118,11 @@ def snapshot_view(snapshot: Snapshot, run: dict[str, Any]) -> View:
     rows = [(k, str(v)) for k, v in run.items() if v is not None]
     rows += [
         ("python", snapshot.python.version),
-        ("accelerator", accelerator_text(snapshot)),
-        ("git", _git_text(snapshot)),
-        ("seed", _seed_text(snapshot.seeds)),
+        ("accelerator", accelerator_summary(snapshot.accelerator)),
+        ("git", git_summary(snapshot.git)),
+        ("seed", seed_summary(snapshot.seeds)),
     ]
-    rows += _data_rows(snapshot.data)
+    rows += data_rows(snapshot.data)
     return table_view(rows, caption="reprokit run started")
 
 

@@ -1,10 +1,21 @@
-"""Plain-text renderings for the terminal (``reprokit env``, ``reprokit hash``)."""
+"""Plain-text renderings for the terminal (``reprokit env``, ``reprokit hash``), and the
+(label, value) rows of a snapshot's facts that every rendering of it is built from: the full
+sections of ``reprokit env`` here, the one-line summaries of the notebook and MLflow views in
+:mod:`reprokit.report.render`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
-from reprokit.capturing.model import AcceleratorInfo, DataEntry, GitInfo, Snapshot
+from reprokit.capturing.model import (
+    AcceleratorInfo,
+    DataEntry,
+    DataManifest,
+    GitInfo,
+    SeedRecord,
+    Snapshot,
+)
 
 _NOT_SET = "-"
 
@@ -40,10 +51,17 @@ def format_entry(entry: DataEntry, *, list_files: bool = False) -> str:
     return "\n".join(lines)
 
 
+def table_text(rows: Sequence[tuple[str, str]], *, caption: str = "") -> str:
+    """Rows as an aligned two-column table, under ``caption`` when there is one."""
+    width = max((len(k) for k, _ in rows), default=0)
+    lines = [caption] if caption else []
+    lines += [f"  {k.ljust(width)}  {v}" for k, v in rows]
+    return "\n".join(lines)
+
+
 def _section(title: str, rows: Iterable[tuple[str, object]]) -> list[str]:
     pairs = [(key, _NOT_SET if value in (None, "") else str(value)) for key, value in rows]
-    width = max((len(key) for key, _ in pairs), default=0)
-    return [title, *(f"  {key.ljust(width)}  {value}" for key, value in pairs), ""]
+    return [table_text(pairs, caption=title), ""]
 
 
 def _git_rows(git: GitInfo) -> list[tuple[str, object]]:
@@ -60,6 +78,15 @@ def _git_rows(git: GitInfo) -> list[tuple[str, object]]:
     if git.untracked or git.untracked_omitted:
         rows.append(("untracked", f"{len(git.untracked) + git.untracked_omitted} files"))
     return rows
+
+
+def git_summary(git: GitInfo) -> str:
+    """One line: ``3f2a9c1d0e4b on main, clean``."""
+    if not git.available:
+        return f"none ({git.reason})" if git.reason else "none"
+    head = (git.commit or "no commit")[:12]
+    where = f" on {git.branch}" if git.branch else " (detached)"
+    return head + where + (", dirty" if git.dirty else ", clean")
 
 
 def _accelerator_rows(acc: AcceleratorInfo) -> list[tuple[str, object]]:
@@ -90,8 +117,72 @@ def _accelerator_rows(acc: AcceleratorInfo) -> list[tuple[str, object]]:
     return [(key, value) for key, value in rows if value is not None]
 
 
+def accelerator_summary(acc: AcceleratorInfo) -> str:
+    """One line: the devices' names, CUDA, cuDNN and driver versions."""
+    if not acc.available:
+        return f"none ({acc.reason})" if acc.reason else "none"
+    names = ", ".join(d.name for d in acc.devices) or "unknown device"
+    parts = [names, f"CUDA {acc.cuda_runtime}" if acc.cuda_runtime else ""]
+    parts += [f"cuDNN {acc.cudnn_version}" if acc.cudnn_version else ""]
+    parts += [f"driver {acc.driver_version}" if acc.driver_version else ""]
+    return ", ".join(p for p in parts if p)
+
+
+def _seed_rows(seeds: SeedRecord) -> list[tuple[str, object]]:
+    return [
+        ("seed", seeds.seed),
+        ("deterministic", seeds.deterministic),
+        ("seeded", ", ".join(seeds.seeded)),
+    ]
+
+
+def seed_summary(seeds: SeedRecord | None) -> str:
+    """One line: ``0, deterministic (random, numpy)``."""
+    if seeds is None:
+        return "not set"
+    mode = ", deterministic" if seeds.deterministic else ""
+    return f"{seeds.seed}{mode} ({', '.join(seeds.seeded) or 'nothing seeded'})"
+
+
+def data_rows(data: DataManifest | None) -> list[tuple[str, str]]:
+    """One row per declared data path: kind, size and a shortened digest."""
+    if data is None or not data.entries:
+        return [("data", "none declared")]
+    return [
+        (f"data: {e.path}", f"{e.kind}, {e.size:,} bytes, {e.algorithm}:{e.digest[:16]}…")
+        for e in data.entries
+    ]
+
+
+def plugin_rows(snapshot: Snapshot) -> list[tuple[str, str]]:
+    """What ``reprokit.collectors`` plugins recorded, one row per flat key (``jax.version``)."""
+    if not snapshot.extensions:
+        return []
+    from reprokit.capturing.extensions import flat_facts  # imported only for plugin facts
+
+    return list(flat_facts(snapshot.extensions).items())
+
+
 def format_snapshot(snapshot: Snapshot, *, max_imported: int = 20) -> str:
     """A readable multi-section summary of a snapshot (the full data is ``--json``)."""
+    lines = _machine_sections(snapshot)
+    lines += _packages_sections(snapshot, max_imported)
+    lines += _section("Environment", sorted(snapshot.environment.items()) or [("set", "none")])
+    lines += _section("Git", _git_rows(snapshot.git))
+    lines += _section("GPU / CUDA", _accelerator_rows(snapshot.accelerator))
+    if snapshot.seeds is not None:
+        lines += _section("Seeds", _seed_rows(snapshot.seeds))
+    if snapshot.data is not None:
+        lines += _section(
+            "Data",
+            [(entry.path, entry.tagged_digest) for entry in snapshot.data.entries],
+        )
+    if snapshot.extensions:
+        lines += _section("Plugins", plugin_rows(snapshot))
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _machine_sections(snapshot: Snapshot) -> list[str]:
     py, plat = snapshot.python, snapshot.platform
     lines = _section(
         "Python",
@@ -112,11 +203,15 @@ def format_snapshot(snapshot: Snapshot, *, max_imported: int = 20) -> str:
             ("memory", human_bytes(plat.memory_bytes)),
         ],
     )
+    return lines
+
+
+def _packages_sections(snapshot: Snapshot, max_imported: int) -> list[str]:
     imported = sorted(snapshot.imported.items())
     shown = [(name, version) for name, version in imported[:max_imported]]
     if len(imported) > max_imported:
         shown.append(("...", f"{len(imported) - max_imported} more (see --json)"))
-    lines += _section(
+    lines = _section(
         f"Packages ({len(snapshot.packages)} installed, {len(imported)} imported)", shown
     )
     lines += _section(
@@ -130,26 +225,4 @@ def format_snapshot(snapshot: Snapshot, *, max_imported: int = 20) -> str:
         ]
         or [("loaded", "none yet")],
     )
-    lines += _section("Environment", sorted(snapshot.environment.items()) or [("set", "none")])
-    lines += _section("Git", _git_rows(snapshot.git))
-    lines += _section("GPU / CUDA", _accelerator_rows(snapshot.accelerator))
-    if snapshot.seeds is not None:
-        seeds = snapshot.seeds
-        lines += _section(
-            "Seeds",
-            [
-                ("seed", seeds.seed),
-                ("deterministic", seeds.deterministic),
-                ("seeded", ", ".join(seeds.seeded)),
-            ],
-        )
-    if snapshot.data is not None:
-        lines += _section(
-            "Data",
-            [(entry.path, entry.tagged_digest) for entry in snapshot.data.entries],
-        )
-    if snapshot.extensions:  # facts of reprokit.collectors plugins, imported only for them
-        from reprokit.capturing.extensions import flat_facts
-
-        lines += _section("Plugins", list(flat_facts(snapshot.extensions).items()))
-    return "\n".join(lines).rstrip() + "\n"
+    return lines

@@ -21,17 +21,18 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any
 
 from jupyter_client.manager import AsyncKernelManager
 
 from reprokit.exceptions import PathError
+from reprokit.notebook.files import INJECTED_TAG
 from reprokit.runner._outputs import finish_output, register_engine
 from reprokit.runner.kernels import INTERRUPTED, NOTEBOOK_TIMEOUT, KernelWatch
+from reprokit.statuses import ExecutionStatus
 
 TRACEBACK_LINES = 8
 DEFAULT_KERNEL = "python3"
-_INJECTED_TAG = "injected-parameters"
 _SECRET_TAG = "reprokit-secret-parameters"
 _ERROR_MARKER_TAG = "papermill-error-cell-tag"
 SECRET_ENV_PREFIX = "REPROKIT_SECRET_PARAM_"
@@ -47,8 +48,6 @@ _STOPPED_ENAME: dict[ExecutionStatus, str] = {
 }
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
-ExecutionStatus = Literal["ok", "failed", "timeout", "kernel_died", "interrupted"]
-"""How one execution ended (``interrupted`` also for a notebook the runner never started)."""
 
 CellCallback = Callable[[int, int], None]
 """``on_cell(position, total)``: a cell starts (1-based position)."""
@@ -316,8 +315,8 @@ def _with_secret_cell(node: Any, parameters: Mapping[str, Any], job: _Job) -> An
         lines.append(f"{name} = _reprokit_os.environ.pop({secret_env_name(name)!r})")
     lines.append("del _reprokit_os")
     cell = nbformat.v4.new_code_cell("\n".join(lines))  # type: ignore[no-untyped-call]
-    cell.metadata["tags"] = [_INJECTED_TAG, _SECRET_TAG]
-    at = next(i for i, c in enumerate(node.cells) if _INJECTED_TAG in c.metadata.get("tags", []))
+    cell.metadata["tags"] = [INJECTED_TAG, _SECRET_TAG]
+    at = next(i for i, c in enumerate(node.cells) if INJECTED_TAG in c.metadata.get("tags", []))
     node.cells.insert(at + 1, cell)
     return node
 
@@ -412,7 +411,7 @@ def _failure(
     cells: list[tuple[int, Any]], position: int, index: int, error: Mapping[str, Any]
 ) -> CellFailure:
     injected = sum(
-        1 for _, cell in cells[:position] if _INJECTED_TAG in cell.metadata.get("tags", [])
+        1 for _, cell in cells[:position] if INJECTED_TAG in cell.metadata.get("tags", [])
     )
     lines = [
         _ANSI.sub("", line) for entry in error.get("traceback", []) for line in entry.splitlines()

@@ -23,13 +23,13 @@ from reprokit.options import ExecutionOptions
 from reprokit.runner.device import DeviceChoice
 from reprokit.runner.execute import (
     CellFailure,
-    ExecutionStatus,
     Limits,
     execute_notebook,
     kernel_of,
     make_output_folder,
 )
 from reprokit.runner.params import check_declared, check_secrets
+from reprokit.statuses import ExecutionStatus
 
 __all__ = [
     "RUNNER_ENV",
