@@ -185,3 +185,22 @@ def test_functions_stay_short() -> None:
     assert any(limit == COMMAND_LIMIT for _, limit, _ in lengths)  # the commands are seen
     too_long = [where for length, limit, where in lengths if length > limit]
     assert not too_long, "\n".join(too_long)
+
+
+def test_concepts_page_draws_the_real_tree() -> None:
+    """docs/concepts.md names every module of reprokit/ in the row of its package (and every
+    package is in the layer table), so the page cannot drift from `find reprokit -name '*.py'`."""
+    page = (PACKAGE.parent / "docs" / "concepts.md").read_text(encoding="utf-8")
+    rows = [line for line in page.splitlines() if line.startswith("|")]
+    missing = []
+    for path in all_modules():
+        parts = path.relative_to(PACKAGE).parts
+        if len(parts) == 1:
+            if parts[0] != "__init__.py" and f"`{parts[0]}`" not in page:
+                missing.append(parts[0])
+            continue
+        row = next((r for r in rows if f"`{parts[0]}/`" in r), "")
+        stem = path.stem
+        if not row or (stem != "__init__" and stem not in row):
+            missing.append("/".join(parts))
+    assert not missing, f"docs/concepts.md does not name: {', '.join(missing)}"

@@ -19,7 +19,7 @@ from lock_helpers import (
 )
 
 from reprokit._serde import from_json, to_json
-from reprokit.compare.verify import Verdict, check_data, verify_results
+from reprokit.compare.verify import DataCheck, Verdict, check_data, verify_results
 from reprokit.comparison import Tolerance
 from reprokit.exceptions import ReprokitWarning
 from reprokit.options import ComparisonOptions
@@ -29,13 +29,19 @@ from reprokit.results import Result, encode_result, read_notebook
 
 
 def verify(
-    project: Project, lock: Lock, results: list[Result], device: str | None = None, **options: Any
+    project: Project,
+    lock: Lock,
+    results: list[Result],
+    device: str | None = None,
+    data: DataCheck | None = None,
+    **options: Any,
 ) -> Verdict:
     """``options``: fields of ComparisonOptions (rtol, atol, device_tolerance, outputs)."""
     current = read_notebook(executed(project, results, snapshot=False))
     comparison = ComparisonOptions(**options)
+    folder = project.lock_path.parent
     return verify_results(
-        lock, current, comparison=comparison, device=device, lock_dir=project.lock_path.parent
+        lock, current, comparison=comparison, device=device, lock_dir=folder, data=data
     )
 
 
