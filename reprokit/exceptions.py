@@ -279,7 +279,8 @@ class ReprokitWarning(UserWarning):
 class ExecutionError(ReprokitError):
     """A notebook raised in a cell, timed out or lost its kernel (``reprokit run``: exit 3).
 
-    ``cell_index`` counts the source notebook's cells (None when no cell could be named);
+    ``cell_index`` is the cell's 0-based position in the notebook file (the message says
+    ``cell {cell_index + 1}``; None when no cell could be named);
     ``traceback`` holds the first lines of the cell's traceback; ``output_path`` is the executed
     notebook, written also on failure.
     """
@@ -296,7 +297,8 @@ class ExecutionError(ReprokitError):
         traceback: tuple[str, ...] = (),
         output_path: str = "",
     ) -> None:
-        where = f"cell {cell_index}" if cell_index is not None else "execution"
+        # cells are numbered from 1 in the notebook file, as every message numbers them
+        where = f"cell {cell_index + 1}" if cell_index is not None else "execution"
         super().__init__(f"{path}: {where} failed: {ename}: {evalue}")
         self.path = path
         self.cell_index = cell_index

@@ -181,7 +181,7 @@ def test_record_from_run_refuses_a_notebook_whose_source_changed(
     copy = Path(shutil.copytree(in_project, tmp_path / "copy"))
     write_notebook(copy / "analysis.ipynb", ["print('another notebook')"], parameters="scale = 1.0")
     with pytest.raises(
-        UsageError, match=r"source differs from the notebook MLflow run .* \(cells 1, 2, 3\)"
+        UsageError, match=r"source differs from the notebook MLflow run .* \(cells 2, 3, 4\)"
     ):
         record_from_run(recorded["reference"], notebook=copy / "analysis.ipynb")
     done = _cli("record", "--from-run", "f" * 32, cwd=copy)

@@ -181,7 +181,7 @@ def test_changed_source_cells_are_named(tmp_path: Path) -> None:
     nb.cells[2].outputs = [nbformat.v4.new_output("stream", name="stdout", text="changed")]
     nb.cells.append(nbformat.v4.new_code_cell("extra"))
     nbformat.write(nb, project.notebook)
-    with pytest.warns(UserWarning, match="cells 2, 4"):
+    with pytest.warns(UserWarning, match="cells 3, 5"):
         assert check_source(lock, project.notebook) == [2, 4]
 
 
@@ -211,7 +211,7 @@ def test_a_jupytext_notebook_is_locked_from_its_text_form(tmp_path: Path) -> Non
     assert [c.cell_type for c in lock.notebook.cells] == ["markdown", "code", "code"]
     assert lock_path_for(script) == project.lock_path
     script.write_text(script.read_text().replace("x = 1", "x = 2"))
-    with pytest.warns(UserWarning, match="cells 2"):
+    with pytest.warns(UserWarning, match="cells 3"):
         assert check_source(lock, script) == [2]
 
 

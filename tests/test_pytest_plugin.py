@@ -116,7 +116,8 @@ def test_a_failing_cell_fails_naming_the_cell_and_error(
     result = pytester.runpytest("--reprokit", *_plugin_args(), "second.ipynb")
     result.assert_outcomes(failed=1)
     output = result.stdout.str()
-    assert "cell 2: raise ValueError('boom')" in output
+    # cells are numbered from 1 in the file, the kernel's In [N] beside
+    assert re.search(r"cell 3 \(In \[\d+\]\): raise ValueError\('boom'\)", output)
     assert "ValueError: boom" in output
     assert "executed notebook:" in output
 

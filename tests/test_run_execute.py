@@ -80,7 +80,7 @@ def test_failing_cell_exits_three_names_the_cell_and_marks_the_run_failed(projec
     nb = write_notebook(project / "bad.ipynb", ["x = 1", "raise ValueError('boom')", "y = 2"])
     out = CliRunner().invoke(main, ["run", str(nb), "--device", "cpu"])
     assert out.exit_code == 3, out.output
-    assert "cell 1" in out.output and "ValueError: boom" in out.output
+    assert "cell 2 (In [2])" in out.output and "ValueError: boom" in out.output
     assert "raise ValueError('boom')" in out.output
     [output] = (project / ".reprokit" / "runs").glob("*/bad/bad.ipynb")
     assert str(output) in out.output
@@ -89,7 +89,7 @@ def test_failing_cell_exits_three_names_the_cell_and_marks_the_run_failed(projec
     assert errors and errors[0]["ename"] == "ValueError"
     recorded = only_run(tracking_uri(project), "proj")
     assert recorded.info.status == "FAILED"
-    assert recorded.data.tags["reprokit.runner.failed_cell"] == "1"
+    assert recorded.data.tags["reprokit.runner.failed_cell"] == "2"
 
 
 def test_jobs_run_notebooks_side_by_side_in_their_own_folders(project: Path) -> None:

@@ -132,7 +132,7 @@ def test_execution_error_exits_three_and_pickles() -> None:
     error = ExecutionError("nb.ipynb", cell_index=2, ename="ValueError", evalue="boom")
     clone = pickle.loads(pickle.dumps(error))
     assert clone.exit_code == 3 and clone.cell_index == 2
-    assert str(clone) == "nb.ipynb: cell 2 failed: ValueError: boom"
+    assert str(clone) == "nb.ipynb: cell 3 failed: ValueError: boom"  # index 2, cell 3
 
 
 def test_a_run_under_the_runner_stays_local(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -103,7 +103,7 @@ def record_from_run(
             if changed:
                 raise UsageError(
                     f"{source}: its source differs from the notebook MLflow run "
-                    f"{recorded.run_id} executed (cells {', '.join(map(str, changed))}); "
+                    f"{recorded.run_id} executed (cells {', '.join(str(k + 1) for k in changed)}); "
                     "record it anew with `reprokit record`",
                     path=str(source),
                 )

@@ -173,7 +173,7 @@ def _recorded(plan: PlannedRun, executed: Executed) -> RunOutcome:
     outcome = executed.outcome
     tags = {"reprokit.runner": "reprokit run", "reprokit.runner.status": outcome.status}
     if outcome.failure is not None:
-        tags["reprokit.runner.failed_cell"] = str(outcome.failure.index)
+        tags["reprokit.runner.failed_cell"] = str(outcome.failure.index + 1)  # as messages say
         tags["reprokit.runner.error"] = f"{outcome.failure.ename}: {outcome.failure.evalue}"[:500]
     recorded = record_execution(
         notebook=plan.source.resolve(),

@@ -52,6 +52,6 @@ def _line(item: LockFreshness, require_lock: bool) -> str:
         return f"no lock  {item.notebook} ({kind}: no {lock_path_for(item.notebook).name})"
     if item.status == "orphan":
         return f"orphan   {item.lock_path}: its notebook {item.notebook} is gone"
-    cells = ", ".join(f"cell {c.index} ({c.cell_type}) {c.change}" for c in item.changes[:20])
+    cells = ", ".join(f"cell {c.index + 1} ({c.cell_type}) {c.change}" for c in item.changes[:20])
     more = f", and {len(item.changes) - 20} more" if len(item.changes) > 20 else ""
     return f"stale    {item.notebook}: {cells}{more} since {item.lock_path} was recorded"

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from reprokit.exceptions import PathError
+from reprokit.exceptions import InputError, PathError
 
 IPYNB = ".ipynb"
 PARAMETERS_TAG = "parameters"
@@ -100,8 +100,7 @@ def _parse_ipynb(source: Path, text: str) -> Any:
     except nbformat.reader.NotJSONError:
         raise PathError(str(source), "not a notebook: the file is not JSON") from None
     except (nbformat.ValidationError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise PathError(str(source), f"not a valid notebook: {first}") from None
+        raise PathError(str(source), f"not a valid notebook: {_one_line(exc)}") from None
 
 
 def _parse_text(source: Path, text: str) -> Any:
@@ -109,8 +108,16 @@ def _parse_text(source: Path, text: str) -> Any:
 
     try:
         return jupytext.reads(text, fmt=source.suffix.lstrip("."))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise PathError(str(source), f"jupytext cannot read this notebook: {exc}") from None
+    except Exception as exc:
+        # (a marimo notebook without marimo, an unknown extension...): one line, exit 2
+        raise PathError(
+            str(source), f"not a notebook jupytext can read: {_one_line(exc)}"
+        ) from None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _validate(source: Path, node: Any) -> None:
@@ -119,8 +126,7 @@ def _validate(source: Path, node: Any) -> None:
     try:
         nbformat.validate(node)
     except nbformat.ValidationError as exc:
-        first = str(exc).splitlines()[0] if str(exc) else "invalid"
-        raise PathError(str(source), f"not a valid notebook: {first}") from None
+        raise PathError(str(source), f"not a valid notebook: {_one_line(exc)}") from None
 
 
 def parameters_cell(node: Any) -> int | None:
@@ -131,16 +137,26 @@ def parameters_cell(node: Any) -> int | None:
     return None
 
 
-def declared_parameters(node: Any) -> tuple[str, ...] | None:
-    """Names assigned at the top level of the ``parameters`` cell; None when there is none."""
+def declared_parameters(node: Any, source: str = "notebook") -> tuple[str, ...] | None:
+    """Names assigned at the top level of the ``parameters`` cell; None when there is none.
+
+    IPython syntax (``%matplotlib inline``, ``!pip ...``) is turned into Python first, as the
+    kernel would; a cell that still does not parse raises :class:`InputError` naming
+    ``source``, the cell (1-based, as every message counts cells) and the line.
+    """
     index = parameters_cell(node)
     if index is None:
         return None
-    source = node.cells[index].source
+    text = node.cells[index].source
     try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return ()
+        tree = ast.parse(_as_python(text))
+    except SyntaxError as exc:
+        raise InputError(
+            f"{source}: cell {index + 1} (the 'parameters' cell) is not valid Python: "
+            f"line {exc.lineno}: {exc.msg}",
+            path=source,
+            cell_index=index,
+        ) from None
     names: list[str] = []
     for statement in tree.body:
         targets: list[ast.expr] = []
@@ -153,9 +169,45 @@ def declared_parameters(node: Any) -> tuple[str, ...] | None:
     return tuple(dict.fromkeys(names))
 
 
+def _as_python(source: str) -> str:
+    """``source`` with IPython's magics and shell escapes turned into Python calls (IPython's
+    own transformer keeps line numbers); without IPython, those lines are blanked."""
+    try:
+        from IPython.core.inputtransformer2 import TransformerManager
+    except ImportError:
+        return "\n".join("" if _is_ipython_line(line) else line for line in source.split("\n"))
+    try:
+        return str(TransformerManager().transform_cell(source))  # type: ignore[no-untyped-call]
+    except (SyntaxError, ValueError, IndexError):  # a broken cell: let ast name the line
+        return source
+
+
+def _is_ipython_line(line: str) -> bool:
+    return line.lstrip().startswith(("%", "!"))
+
+
 def _target_names(target: ast.expr) -> list[str]:
     if isinstance(target, ast.Name):
         return [target.id]
     if isinstance(target, (ast.Tuple, ast.List)):
         return [name for element in target.elts for name in _target_names(element)]
     return []
+
+
+# file extensions of text notebooks whose language jupytext knows but may not record
+_EXTENSION_LANGUAGES = {".r": "r", ".rmd": "r", ".jl": "julia", ".py": "python", ".ipynb": "python"}
+
+
+def notebook_language(node: Any, path: str | os.PathLike[str] | None = None) -> str:
+    """The notebook's programming language, lower case: the kernelspec's, else
+    ``language_info``'s, else jupytext's ``main_language``, else the file extension's
+    (``python`` when nothing says)."""
+    meta = node.metadata
+    found = (
+        meta.get("kernelspec", {}).get("language")
+        or meta.get("language_info", {}).get("name")
+        or meta.get("jupytext", {}).get("main_language")
+    )
+    if not found and path is not None:
+        found = _EXTENSION_LANGUAGES.get(Path(path).suffix.lower())
+    return str(found or "python").lower()

@@ -110,10 +110,13 @@ def _is_injected(cell: Any) -> bool:
 
 
 def source_cells(node: Any) -> tuple[CellSource, ...]:
-    """Per-cell digests of the sources (outputs and metadata do not count)."""
-    cells = [c for c in node.get("cells", []) if not _is_injected(c)]
+    """Per-cell digests of the sources (outputs and metadata do not count); a saved
+    injected-parameters cell is the runner's, not the notebook's, and is left out, the others
+    keep their position in the file as ``index``."""
     out = []
-    for index, cell in enumerate(cells):
+    for index, cell in enumerate(node.get("cells", [])):
+        if _is_injected(cell):
+            continue
         kind = str(cell.get("cell_type", "code"))
         digest = _blake3(f"{kind}\0{_source_text(cell)}".encode())
         out.append(CellSource(index, kind, digest))
@@ -160,7 +163,7 @@ def changed_cells(recorded: Sequence[CellSource], current: Sequence[CellSource])
     """Indices whose source digest differs; an index present on one side only counts too (a
     cell added at the end, or removed)."""
     return [
-        k
+        recorded[k].index if k >= len(current) else current[k].index
         for k in range(max(len(current), len(recorded)))
         if k >= len(current) or k >= len(recorded) or current[k].digest != recorded[k].digest
     ]
@@ -171,7 +174,7 @@ def check_source(lock: Lock, notebook: str | os.PathLike[str]) -> list[int]:
     cells included); warns with :class:`ReprokitWarning` naming them when there are any."""
     changed = changed_cells(lock.notebook.cells, notebook_cells(notebook))
     if changed:
-        shown = ", ".join(str(k) for k in changed[:20]) + (" ..." if len(changed) > 20 else "")
+        shown = ", ".join(str(k + 1) for k in changed[:20]) + (" ..." if len(changed) > 20 else "")
         warnings.warn(
             f"{notebook}: source changed since the lock was written, cells {shown}",
             ReprokitWarning,

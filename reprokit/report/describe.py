@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MARKS",
+    "cell_label",
     "describe_done",
     "describe_drift",
     "describe_failure",
@@ -67,13 +68,21 @@ def describe_failure(outcome: RunOutcome) -> str:
     lines = [f"{outcome.notebook}: {MARKS.get(outcome.status, outcome.status)}"]
     failure = outcome.failure
     if failure is not None:
-        lines.append(f"  cell {failure.index}: {failure.source_head}")
+        label = cell_label(failure.index, failure.execution_count)
+        lines.append(f"  {label}: {failure.source_head}")
         lines.append(f"  {failure.ename}: {failure.evalue}")
         lines += [f"    {line}" for line in failure.traceback]
     elif outcome.message:
         lines.append(f"  {outcome.message}")
     lines.append(f"  executed notebook: {outcome.output_path}")
     return "\n".join(lines)
+
+
+def cell_label(index: int, execution_count: int | None = None) -> str:
+    """``cell 7`` (the 1-based position of the cell in the notebook file, markdown cells
+    counted, as every message numbers cells), with the kernel's ``In [4]`` when it ran."""
+    label = f"cell {index + 1}"
+    return f"{label} (In [{execution_count}])" if execution_count is not None else label
 
 
 def describe_drift(notebook: str, data: DataCheck) -> str:
@@ -98,7 +107,7 @@ def describe_verdict(verdict: Verdict) -> str:
 
     lines = [plain_table([verdict]).rstrip("\n")]
     if verdict.source_changes:
-        changed = ", ".join(str(index) for index in verdict.source_changes)
+        changed = ", ".join(str(index + 1) for index in verdict.source_changes)
         lines.append(f"cells whose source changed since the lock: {changed}")
     if verdict.command:
         lines.append(f"re-run: {verdict.command}")

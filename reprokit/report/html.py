@@ -116,7 +116,7 @@ def _outputs(verdict: Verdict) -> str:
     lines = output_lines(verdict)
     rows = [
         (
-            _e(check.index),
+            _e(check.index + 1),  # cells are numbered from 1 in every message
             f'<span class="s-{_e(check.status)}">{_e(check.status)}</span>',
             _e(check.location or "-"),
             f"<code>{_e(check.reference or '-')}</code>",
@@ -175,11 +175,12 @@ def _provenance(verdict: Verdict) -> str:
         rows.append(("git", _e(f"unavailable ({git.reason})")))
     if verdict.run_id:
         rows.append(("reference MLflow run", _digest(verdict.run_id)))
-    if verdict.divergent_cell is not None and not verdict.outputs_compared:
-        cell = verdict.divergent_cell
-        rows.append(("first cell whose output changed", _e(f"cell {cell.index}: {cell.reason}")))
+    cell = verdict.divergent_cell
+    if cell is not None and cell.index is not None and not verdict.outputs_compared:
+        changed_output = f"cell {cell.index + 1}: {cell.reason}"
+        rows.append(("first cell whose output changed", _e(changed_output)))
     if verdict.source_changes:
-        changed = ", ".join(str(k) for k in verdict.source_changes)
+        changed = ", ".join(str(k + 1) for k in verdict.source_changes)
         rows.append(("source changed since the lock", _e(f"cells {changed}")))
     body = "".join(f"<tr><th>{html.escape(k)}</th><td>{v}</td></tr>" for k, v in rows)
     return f"<h3>Provenance</h3><table><tbody>{body}</tbody></table>"

@@ -106,14 +106,14 @@ def output_lines(verdict: Verdict) -> list[str]:
     if not verdict.outputs_compared:
         if cell is None or cell.index is None:
             return []
-        return [f"first cell whose output changed: cell {cell.index} ({cell.reason})"]
+        return [f"first cell whose output changed: cell {cell.index + 1} ({cell.reason})"]
     counts: dict[str, int] = {}
     for check in verdict.outputs:
         counts[check.status] = counts.get(check.status, 0) + 1
     summary = ", ".join(f"{n} {status.replace('_', ' ')}" for status, n in counts.items())
     lines = [f"cell outputs: {len(verdict.outputs)} compared: {summary or 'no code cells'}"]
     if cell is not None:
-        where = f"cell {cell.index}" if cell.index is not None else "a new cell"
+        where = f"cell {cell.index + 1}" if cell.index is not None else "a new cell"
         lines.append(redact_text(f"first divergent cell: {where} ({cell.reason}) {cell.detail}"))
     return lines
 

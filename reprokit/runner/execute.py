@@ -15,7 +15,6 @@ import copy
 import errno
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -26,48 +25,30 @@ from typing import IO, Any
 from jupyter_client.manager import AsyncKernelManager
 
 from reprokit.exceptions import PathError
-from reprokit.notebook.files import INJECTED_TAG
+from reprokit.notebook.files import INJECTED_TAG, notebook_language
 from reprokit.runner._outputs import finish_output, register_engine
+from reprokit.runner.failure import (
+    ERROR_MARKER_TAG,
+    CellFailure,
+    find_failure,
+    missing_exception,
+    unexpected_errors,
+)
 from reprokit.runner.kernels import INTERRUPTED, NOTEBOOK_TIMEOUT, KernelWatch
 from reprokit.statuses import ExecutionStatus
 
-TRACEBACK_LINES = 8
 DEFAULT_KERNEL = "python3"
 _SECRET_TAG = "reprokit-secret-parameters"
-_ERROR_MARKER_TAG = "papermill-error-cell-tag"
 SECRET_ENV_PREFIX = "REPROKIT_SECRET_PARAM_"
 # what writing the executed notebook can fail with (nbclient's CellTimeoutError is an OSError
 # too, without an errno)
 _WRITE_ERRORS = frozenset(
     {errno.EROFS, errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EACCES, errno.EPERM}
 )
-# the error a stopped cell is shown with
-_STOPPED_ENAME: dict[ExecutionStatus, str] = {
-    "timeout": "CellTimeoutError",
-    "interrupted": "RunInterrupted",
-}
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 CellCallback = Callable[[int, int], None]
 """``on_cell(position, total)``: a cell starts (1-based position)."""
-
-
-@dataclass(frozen=True)
-class CellFailure:
-    """The cell that stopped a notebook.
-
-    ``index`` counts the cells of the source notebook (papermill's injected parameters cell
-    and error marker are not counted); ``output_index`` is the cell's index in the executed
-    notebook.
-    """
-
-    index: int
-    output_index: int
-    ename: str
-    evalue: str
-    traceback: tuple[str, ...] = ()  # first lines, ANSI colours removed
-    source_head: str = ""  # first line of the cell's source
 
 
 @dataclass(frozen=True)
@@ -163,9 +144,41 @@ def execute_notebook(
         finally:
             _cancel_leftover_tasks()
     duration = time.perf_counter() - started
-    failure = find_failure(output, status, message) if status != "ok" else None
+    status, failure = _settle(output, status, message, node, bool(parameters or secrets))
     finish_output(output, _execution_mark(status, message, failure), secrets, log_path)
     return ExecutionOutcome(status, str(output), duration, failure, message)
+
+
+def _settle(
+    output: Path, status: ExecutionStatus, message: str, node: Any, injected: bool
+) -> tuple[ExecutionStatus, CellFailure | None]:
+    """The final status and failing cell: errors of cells tagged ``raises-exception`` are
+    expected (papermill fails on them anyway), such a cell that raised nothing is a failure."""
+    if status == "failed" and _only_expected_errors(output):
+        status = "ok"
+    if status == "ok":
+        missing = missing_exception(output, source=node, injected=injected)
+        return ("failed", missing) if missing is not None else ("ok", None)
+    return status, find_failure(output, status, message, source=node, injected=injected)
+
+
+def _only_expected_errors(output: Path) -> bool:
+    """Whether every error of the executed notebook is in a cell tagged to raise; if so,
+    papermill's error-marker cells ("An Exception was encountered") are taken out again."""
+    import nbformat
+
+    from reprokit._fsutil import atomic_write_text
+
+    try:
+        node = nbformat.read(output, as_version=4)  # type: ignore[no-untyped-call]
+    except (OSError, ValueError):
+        return False
+    marked = any(c.metadata.get("papermill", {}).get("exception") for c in node.cells)
+    if marked or unexpected_errors(node):
+        return False
+    node.cells = [c for c in node.cells if ERROR_MARKER_TAG not in c.metadata.get("tags", [])]
+    atomic_write_text(output, nbformat.writes(node))  # type: ignore[no-untyped-call]
+    return True
 
 
 def make_output_folder(folder: Path) -> None:
@@ -353,75 +366,10 @@ def kernel_of(node: Any) -> str:
 
 
 def _language_of(node: Any) -> str:
-    meta = node.metadata
-    name = meta.get("language_info", {}).get("name") or meta.get("kernelspec", {}).get("language")
-    return str(name or "python")
+    language = notebook_language(node)
+    return "R" if language == "r" else language  # papermill's translator is registered as "R"
 
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def find_failure(
-    output_path: str | os.PathLike[str], status: ExecutionStatus, message: str = ""
-) -> CellFailure | None:
-    """The failing cell of an executed notebook: the first with an ``error`` output, else (a
-    timeout, a dead kernel) the cell papermill marked as running or failed."""
-    import nbformat
-
-    try:
-        node = nbformat.read(Path(output_path), as_version=4)  # type: ignore[no-untyped-call]
-    except (OSError, ValueError):
-        return None
-    cells = [
-        (index, cell)
-        for index, cell in enumerate(node.cells)
-        if _ERROR_MARKER_TAG not in cell.metadata.get("tags", [])
-    ]
-    for position, (index, cell) in enumerate(cells):
-        for out in cell.get("outputs", []):
-            if out.get("output_type") == "error":
-                return _failure(cells, position, index, out)
-    stopped = _stopped_cell(cells)
-    if stopped is None:
-        return None
-    name = _STOPPED_ENAME.get(status, "DeadKernelError")
-    error = {"ename": name, "evalue": message or status.replace("_", " ")}
-    return _failure(cells, stopped, cells[stopped][0], error)
-
-
-def _stopped_cell(cells: list[tuple[int, Any]]) -> int | None:
-    """Position of the cell a timeout, dead kernel or interruption stopped."""
-    for position, (_, cell) in enumerate(cells):
-        # nbclient records the reply's time; the cell that never got one is the one that hung
-        timing = cell.metadata.get("execution", {})
-        if "iopub.status.busy" in timing and "shell.execute_reply" not in timing:
-            return position
-    # a kernel killed at once may never have said "busy": the last cell papermill started
-    started = [
-        position
-        for position, (_, cell) in enumerate(cells)
-        if cell.metadata.get("papermill", {}).get("start_time")
-    ]
-    return started[-1] if started else None
-
-
-def _failure(
-    cells: list[tuple[int, Any]], position: int, index: int, error: Mapping[str, Any]
-) -> CellFailure:
-    injected = sum(
-        1 for _, cell in cells[:position] if INJECTED_TAG in cell.metadata.get("tags", [])
-    )
-    lines = [
-        _ANSI.sub("", line) for entry in error.get("traceback", []) for line in entry.splitlines()
-    ]
-    source = cells[position][1].get("source", "")
-    return CellFailure(
-        index=position - injected,
-        output_index=index,
-        ename=str(error.get("ename", "")),
-        evalue=str(error.get("evalue", "")),
-        traceback=tuple(line for line in lines if line.strip())[:TRACEBACK_LINES],
-        source_head=source.splitlines()[0] if source else "",
-    )

@@ -18,16 +18,16 @@ from typing import Any
 
 from reprokit._fsutil import atomic_write_text
 from reprokit.exceptions import InputError, PathError, UsageError
-from reprokit.notebook.files import declared_parameters, load_notebook
+from reprokit.notebook.files import declared_parameters, load_notebook, notebook_language
 from reprokit.options import ExecutionOptions
 from reprokit.runner.device import DeviceChoice
 from reprokit.runner.execute import (
-    CellFailure,
+    DEFAULT_KERNEL,
     Limits,
     execute_notebook,
-    kernel_of,
     make_output_folder,
 )
+from reprokit.runner.failure import CellFailure
 from reprokit.runner.params import check_declared, check_secrets
 from reprokit.statuses import ExecutionStatus
 
@@ -39,6 +39,7 @@ __all__ = [
     "Progress",
     "RunOutcome",
     "check_kernel",
+    "choose_kernel",
     "default_output_dir",
     "execute_planned",
     "kernel_env",
@@ -133,9 +134,8 @@ def plan_runs(
     secret_names = tuple(secret_parameters or {})
     for source in sources:
         node = load_notebook(source)
-        kernel_name = kernel or kernel_of(node)
-        check_kernel(str(source), kernel_name)
-        declared = declared_parameters(node)
+        kernel_name = choose_kernel(str(source), node, kernel)
+        declared = _declared(str(source), node, bool(parameters or secret_names))
         check_declared(str(source), parameters, declared)
         check_secrets(str(source), secret_names, parameters, declared)
         injected = dict(parameters)
@@ -151,20 +151,70 @@ def plan_runs(
     return plans
 
 
+def _declared(source: str, node: Any, given: bool) -> tuple[str, ...] | None:
+    """The declared parameters; a ``parameters`` cell that is not Python is an error only
+    when parameters are given (else the execution itself shows the syntax error)."""
+    try:
+        return declared_parameters(node, source)
+    except InputError:
+        if given:
+            raise
+        return ()
+
+
+# kernel names that jupyter_client's KernelManager itself maps to another
+_KERNEL_ALIASES = {"python": "python3"}
+_LANGUAGE_NAMES = {"r": "R", "julia": "Julia", "python": "Python", "scala": "Scala"}
+
+
 @functools.cache
-def _kernel_names() -> frozenset[str]:
+def _kernel_languages() -> dict[str, str]:
+    """Installed kernel name -> its language (lower case)."""
     from jupyter_client.kernelspec import KernelSpecManager
 
-    return frozenset(KernelSpecManager().find_kernel_specs())
+    specs = KernelSpecManager().get_all_specs()
+    return {name: str(spec["spec"].get("language", "")).lower() for name, spec in specs.items()}
+
+
+def choose_kernel(notebook: str, node: Any, requested: str | None = None) -> str:
+    """The kernel to run ``node`` with: ``requested`` (``--kernel``) when given, else the
+    kernel the notebook names when it is installed, else an installed kernel of the
+    notebook's language (:func:`~reprokit.notebook.files.notebook_language`). No kernel
+    for it is a :class:`UsageError` (exit 2), raised before anything runs."""
+    if requested:
+        check_kernel(notebook, requested)
+        return requested
+    installed = _kernel_languages()
+    named = str(node.metadata.get("kernelspec", {}).get("name") or "")
+    named = named if named in installed else _KERNEL_ALIASES.get(named, named)
+    if named in installed:
+        return named
+    language = notebook_language(node, notebook)
+    candidates = sorted(name for name, lang in installed.items() if lang == language)
+    if candidates:
+        return DEFAULT_KERNEL if DEFAULT_KERNEL in candidates else candidates[0]
+    shown = _LANGUAGE_NAMES.get(language, language)
+    wanted = f"a kernel named {named!r} or any kernel" if named else "a kernel"
+    raise UsageError(
+        f"{notebook}: the notebook is written in {shown}; {wanted} for {shown} is needed "
+        f"(installed: {_installed_text(installed)}); install one or choose one with --kernel",
+        path=notebook,
+        option="--kernel",
+        value=named or language,
+    )
+
+
+def _installed_text(installed: Mapping[str, str]) -> str:
+    return ", ".join(f"{name} ({lang})" for name, lang in sorted(installed.items())) or "none"
 
 
 def check_kernel(notebook: str, name: str) -> None:
     """A kernel that is not installed is a usage error, found before anything runs."""
-    names = _kernel_names()
-    if name not in names:
+    installed = _kernel_languages()
+    if name not in installed:
         raise UsageError(
             f"{notebook}: no Jupyter kernel named {name!r} is installed "
-            f"(installed: {', '.join(sorted(names)) or 'none'}); choose one with --kernel",
+            f"(installed: {_installed_text(installed)}); choose one with --kernel",
             path=notebook,
             option="--kernel",
             value=name,
@@ -222,7 +272,7 @@ def execute_planned(
         cwd=plan.source.resolve().parent,
         env=plan.env,
         parameters=plan.parameters,
-        kernel_name=options.kernel,
+        kernel_name=plan.kernel,
         timeout=options.timeout,
         limits=Limits(options.notebook_timeout, options.memory_limit),
         secrets=options.secret_parameters,
