@@ -63,6 +63,7 @@ __all__ = [
     "lock_path_for",
     "notebook_cells",
     "output_fingerprints",
+    "output_ignored",
     "project_root_of",
     "read_lock",
     "sidecar_for",
@@ -134,7 +135,9 @@ def output_fingerprints(
 ) -> tuple[CellFingerprint, ...]:
     """Digests of each code cell's masked text output, with the text itself when at most
     ``text_limit`` characters (``None``: always); reprokit's own outputs left out (the
-    snapshot's rendering changes every run, results are compared on their own)."""
+    snapshot's rendering changes every run, results are compared on their own). A cell that
+    nbval is told to ignore or skip (:func:`output_ignored`) is fingerprinted as empty: its
+    output is never compared."""
     from reprokit.notebook.text import cell_text, mask_volatile
 
     cells = [c for c in node.get("cells", []) if not _is_injected(c)]
@@ -142,11 +145,31 @@ def output_fingerprints(
     for index, cell in enumerate(cells):
         if cell.get("cell_type") != "code":
             continue
-        kept = [o for o in cell.get("outputs", ()) if not _is_reprokit_output(o)]
+        kept = [
+            o
+            for o in cell.get("outputs", ())
+            if not _is_reprokit_output(o) and not output_ignored(cell)
+        ]
         text = mask_volatile(cell_text({"outputs": kept}))
         kept_text = text if text_limit is None or len(text) <= text_limit else None
         out.append(CellFingerprint(index, _blake3(text.encode("utf-8")), kept_text))
     return tuple(out)
+
+
+_NBVAL_IGNORE_TAGS = frozenset({"nbval-ignore-output", "nbval-skip"})
+_NBVAL_IGNORE_MARKS = ("# NBVAL_IGNORE_OUTPUT", "# NBVAL_SKIP")
+
+
+def output_ignored(cell: Any) -> bool:
+    """nbval's annotations, honoured so that a notebook annotated for nbval works unchanged:
+    the tags ``nbval-ignore-output``/``nbval-skip`` or a first line ``# NBVAL_IGNORE_OUTPUT``/
+    ``# NBVAL_SKIP``. reprokit still executes a skipped cell (later cells may need what it
+    does); only its output is not compared."""
+    tags = cell.get("metadata", {}).get("tags", ())
+    if _NBVAL_IGNORE_TAGS & set(tags if isinstance(tags, list) else ()):
+        return True
+    lines = _source_text(cell).lstrip().splitlines()
+    return bool(lines) and lines[0].strip().upper().startswith(_NBVAL_IGNORE_MARKS)
 
 
 def _is_reprokit_output(output: Any) -> bool:
