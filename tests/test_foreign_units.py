@@ -133,12 +133,12 @@ def test_a_real_syntax_error_in_the_parameters_cell_names_file_cell_and_line() -
 
 
 def test_kernel_python_is_python3_and_r_without_a_kernel_is_refused(tmp_path: Path) -> None:
-    node = v4.new_notebook(metadata={"kernelspec": {"name": "python", "language": "python"}})
-    assert choose_kernel("nb.ipynb", node) == "python3"
-    other = v4.new_notebook(
-        metadata={"kernelspec": {"name": "conda-env-x-py", "language": "python"}}
-    )
-    assert choose_kernel("nb.ipynb", other) == "python3"
+    def spec(name: str) -> Any:
+        kernelspec = {"name": name, "language": "python", "display_name": "Python"}
+        return v4.new_notebook(metadata={"kernelspec": kernelspec})
+
+    assert choose_kernel("nb.ipynb", spec("python")) == "python3"  # jupyter_client's alias
+    assert choose_kernel("nb.ipynb", spec("conda-env-x-py")) == "python3"  # by language
     script = tmp_path / "analysis.R"
     script.write_text("# %%\nx <- c(1, 2)\nprint(mean(x))\n")
     r_node = load_notebook(script)
