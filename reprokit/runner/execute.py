@@ -30,6 +30,7 @@ from reprokit.runner._outputs import finish_output, register_engine
 from reprokit.runner.failure import (
     ERROR_MARKER_TAG,
     CellFailure,
+    expects_error,
     find_failure,
     missing_exception,
     unexpected_errors,
@@ -277,6 +278,9 @@ def _papermill(job: _Job, timeout: float | None, watch: KernelWatch) -> None:
 
     _quiet_papermill_logs()
     node = copy.deepcopy(job.node)  # papermill modifies what it is given
+    for cell in node.cells:  # nbval's spellings of raises-exception, for nbclient to see
+        if expects_error(cell) and "raises-exception" not in cell.metadata.get("tags", []):
+            cell.metadata["tags"] = [*cell.metadata.get("tags", []), "raises-exception"]
     parameters: dict[str, Any] | None = dict(job.parameters or {})
     if job.secrets:
         node, parameters = _with_secret_cell(node, parameters or {}, job), None

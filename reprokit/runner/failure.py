@@ -30,6 +30,7 @@ __all__ = [
     "ERROR_MARKER_TAG",
     "RAISES_TAGS",
     "CellFailure",
+    "expects_error",
     "find_failure",
     "missing_exception",
     "unexpected_errors",

@@ -1,0 +1,5 @@
+# %% [markdown]
+# Uses a name it never defines
+
+# %%
+print(not_defined)

@@ -1,0 +1,5 @@
+# %% tags=["parameters"]
+scale = 2
+
+# %%
+print(scale * 21)

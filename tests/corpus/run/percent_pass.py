@@ -1,0 +1,14 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+# ---
+
+# %% [markdown]
+# # Percent format
+
+# %%
+import math
+
+# %%
+print(round(math.pi, 4))

@@ -1,0 +1,8 @@
+# %%
+x = 1
+
+# %%
+%undefined-line-magic
+
+# %%
+print(x)
