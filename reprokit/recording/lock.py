@@ -111,13 +111,12 @@ def _is_injected(cell: Any) -> bool:
 
 
 def source_cells(node: Any) -> tuple[CellSource, ...]:
-    """Per-cell digests of the sources (outputs and metadata do not count); a saved
-    injected-parameters cell is the runner's, not the notebook's, and is left out, the others
-    keep their position in the file as ``index``."""
+    """Per-cell digests of the sources (outputs and metadata do not count); the runner's
+    injected-parameters cell is left out, so an executed notebook numbers its cells as its
+    source file does."""
+    cells = [c for c in node.get("cells", []) if not _is_injected(c)]
     out = []
-    for index, cell in enumerate(node.get("cells", [])):
-        if _is_injected(cell):
-            continue
+    for index, cell in enumerate(cells):
         kind = str(cell.get("cell_type", "code"))
         digest = _blake3(f"{kind}\0{_source_text(cell)}".encode())
         out.append(CellSource(index, kind, digest))
@@ -186,7 +185,7 @@ def changed_cells(recorded: Sequence[CellSource], current: Sequence[CellSource])
     """Indices whose source digest differs; an index present on one side only counts too (a
     cell added at the end, or removed)."""
     return [
-        recorded[k].index if k >= len(current) else current[k].index
+        k
         for k in range(max(len(current), len(recorded)))
         if k >= len(current) or k >= len(recorded) or current[k].digest != recorded[k].digest
     ]
