@@ -63,7 +63,6 @@ class _Token:
         places = len(mantissa.partition(".")[2])
         return places - int(exponent) if exponent.lstrip("+-").isdigit() else places
 
-
     @property
     def large(self) -> bool:
         """Printed without an exponent with :data:`LARGE_INTEGER_DIGITS` or more integer digits."""
