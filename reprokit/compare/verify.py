@@ -39,10 +39,11 @@ from typing import Any, Literal
 
 from reprokit.capturing.model import DataEntry, DataManifest, GitInfo, Snapshot
 from reprokit.compare.cells import OutputCheck, compare_cell_outputs, first_failing
-from reprokit.compare.envdiff import EnvDiff, diff_snapshots
+from reprokit.compare.envdiff import EnvDiff, diff_snapshots, unseeded_generators
 from reprokit.compare.outputs import DivergenceReason
 from reprokit.comparison import CheckStatus, Deviation, Tolerance, ValueComparison
 from reprokit.exceptions import ReprokitError
+from reprokit.notebook.files import INJECTED_TAG
 from reprokit.options import ComparisonOptions
 from reprokit.recording.lock_model import Lock
 from reprokit.results.describe import short_value
@@ -243,6 +244,9 @@ def verify_results(
     snapshot = current_snapshot if current_snapshot is not None else executed.snapshot
     cells = _output_checks(lock, executed_notebook, rtol, atol) if outputs else ()
     divergent = _divergent_from(cells) if outputs else _divergent_cell(lock, executed_notebook)
+    env_diff = _env_diff(lock.snapshot, snapshot)
+    if not all(c.passed for c in checks):
+        env_diff = _with_unseeded_generators(env_diff, executed_notebook)
     return Verdict(
         notebook=lock.notebook.path,
         reproduced=all(c.passed for c in checks) and all(c.passed for c in cells),
@@ -250,7 +254,7 @@ def verify_results(
         checks=tuple(checks),
         reference_device=reference_device,
         current_device=current_device,
-        env_diff=_env_diff(lock.snapshot, snapshot),
+        env_diff=env_diff,
         data=data,
         divergent_cell=divergent,
         source_changes=tuple(source_changes),
@@ -402,6 +406,27 @@ def _env_diff(reference: Snapshot | None, current: Snapshot | None) -> EnvDiff |
     if reference is None or current is None:
         return None
     return diff_snapshots(reference, current)
+
+
+def _with_unseeded_generators(found: EnvDiff | None, node: Any) -> EnvDiff | None:
+    """A result differs: when the seeds did not change, name a cell that makes an unseeded
+    numpy Generator (the likely cause) first in the environment diff."""
+    if node is None or (found is not None and found.in_category("seeds")):
+        return found
+    sources = [
+        (k, str(cell.get("source", "")))
+        for k, cell in enumerate(c for c in node.cells if INJECTED_TAG not in _tags(c))
+        if cell.get("cell_type") == "code"
+    ]
+    likely = unseeded_generators(sources)
+    if not likely:
+        return found
+    return EnvDiff(likely + (found.changes if found is not None else ()))
+
+
+def _tags(cell: Any) -> list[str]:
+    tags = cell.get("metadata", {}).get("tags", [])
+    return list(tags) if isinstance(tags, list) else []
 
 
 def _output_checks(
