@@ -244,9 +244,6 @@ def verify_results(
     snapshot = current_snapshot if current_snapshot is not None else executed.snapshot
     cells = _output_checks(lock, executed_notebook, rtol, atol) if outputs else ()
     divergent = _divergent_from(cells) if outputs else _divergent_cell(lock, executed_notebook)
-    env_diff = _env_diff(lock.snapshot, snapshot)
-    if not all(c.passed for c in checks):
-        env_diff = _with_unseeded_generators(env_diff, executed_notebook)
     return Verdict(
         notebook=lock.notebook.path,
         reproduced=all(c.passed for c in checks) and all(c.passed for c in cells),
@@ -254,7 +251,7 @@ def verify_results(
         checks=tuple(checks),
         reference_device=reference_device,
         current_device=current_device,
-        env_diff=env_diff,
+        env_diff=_env_diff(lock.snapshot, snapshot, checks, executed_notebook),
         data=data,
         divergent_cell=divergent,
         source_changes=tuple(source_changes),
@@ -402,10 +399,13 @@ def _git(snapshot: Snapshot | None) -> GitInfo | None:
     return None if snapshot is None else snapshot.git
 
 
-def _env_diff(reference: Snapshot | None, current: Snapshot | None) -> EnvDiff | None:
-    if reference is None or current is None:
-        return None
-    return diff_snapshots(reference, current)
+def _env_diff(
+    reference: Snapshot | None, current: Snapshot | None, checks: list[ResultCheck], node: Any
+) -> EnvDiff | None:
+    found = None if reference is None or current is None else diff_snapshots(reference, current)
+    if all(check.passed for check in checks):
+        return found
+    return _with_unseeded_generators(found, node)
 
 
 def _with_unseeded_generators(found: EnvDiff | None, node: Any) -> EnvDiff | None:
