@@ -92,6 +92,14 @@ def _bar(check: ResultCheck) -> str:
     )
 
 
+def _wrappable(name: str) -> str:
+    """A result name that wraps after ``_``, ``.`` or ``/``, never inside a word."""
+    escaped = _e(name)
+    for mark in ("_", ".", "/"):
+        escaped = escaped.replace(mark, mark + "<wbr>")
+    return escaped
+
+
 def _ratio_label(ratio: float) -> str:
     """The deviation in tolerances: ``0.42x``, ``8.7x``, ``870x``, ``1.2e+06x`` (fits the SVG)."""
     if math.isinf(ratio):
@@ -104,7 +112,7 @@ def _ratio_label(ratio: float) -> str:
 def _results(verdict: Verdict) -> str:
     rows = [
         (
-            f"<code>{_e(c.name)}</code>",
+            f"<code>{_wrappable(c.name)}</code>",
             f'<span class="s-{c.status}">{_e(c.status)}</span>',
             _e(c.reference or "-"),
             _e(c.obtained or "-"),
