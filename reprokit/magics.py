@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from IPython.core.error import UsageError as IPythonUsageError
 from IPython.core.magic import Magics, line_magic, magics_class
 
+from reprokit._warn import show_warnings_as_one_line
 from reprokit.api import session
 from reprokit.exceptions import ReprokitError
 
@@ -229,6 +230,7 @@ def _show_reprokit_error(
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext reprokit``: register ``%repro`` and the one-line display of reprokit errors."""
     ipython.register_magics(ReproMagics)
+    show_warnings_as_one_line()  # a warning is one line in the cell, not reprokit's source
     if not ipython.custom_exceptions:  # never replace a handler someone else installed
         ipython.set_custom_exc((ReprokitError,), _show_reprokit_error)
 

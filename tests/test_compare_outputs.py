@@ -169,3 +169,66 @@ def test_long_outputs_keep_only_their_digest_in_the_lock() -> None:
     short, long = output_fingerprints(node)
     assert short.text == "short\n" and long.text is None
     assert output_fingerprints(node, text_limit=None)[1].text == "x" * (OUTPUT_TEXT_LIMIT + 1)
+
+
+@pytest.mark.parametrize(
+    ("reference", "current"),
+    [
+        ("1796178997.16", "1796179021.05"),  # print(time.time()), 24 s later
+        ("t=1796178997.1634524", "t=1796178997.7210391"),  # the same clock half a second on
+        ("1000000", "1000001"),  # a counter
+        ("day 20240501.0", "day 20240502.0"),  # a date printed as a float
+        ("Thu May  2 10:00 2024", "Fri May  3 10:00 2024"),  # a date in words
+        ("served 123456.5 requests", "served 123458.5 requests"),
+    ],
+)
+def test_clocks_counters_and_dates_are_not_waved_through_by_rtol(
+    reference: str, current: str
+) -> None:
+    assert compare_outputs(reference, current, Tolerance(rtol=1e-6)).status == "differs"
+
+
+@pytest.mark.parametrize(
+    ("reference", "current"),
+    [
+        ("0.30000000000000004", "0.3"),
+        ("1.2345678", "1.2345679"),
+        ("loss 2.302585092994046", "loss 2.3025850929940455"),
+        ("sum 1796178997.16", "sum 1796178997.17"),  # one unit of the last printed digit
+        ("big 1.796179e+09", "big 1.7961791e+09"),  # an exponent: significant digits, rtol
+    ],
+)
+def test_last_digit_noise_stays_within_tolerance(reference: str, current: str) -> None:
+    assert compare_outputs(reference, current, Tolerance(rtol=1e-6)).status == "within_tolerance"
+
+
+def test_an_explicit_atol_allows_a_change_in_a_large_number() -> None:
+    ref, cur = "total 12345678.0", "total 12345680.0"  # a float32 sum on another device
+    assert compare_outputs(ref, cur, Tolerance(rtol=1e-3)).status == "differs"
+    assert compare_outputs(ref, cur, Tolerance(atol=4)).status == "within_tolerance"
+
+
+def test_a_foreign_notebook_printing_the_clock_fails_output_comparison() -> None:
+    """Two executions of a notebook written elsewhere (plain JSON, no reprokit in it) that
+    print ``time.time()``: the cell differs; the cell printing a float sum does not."""
+    node = nbformat.reads(_CLOCK_NOTEBOOK, as_version=4)
+    later = nbformat.reads(_CLOCK_NOTEBOOK.replace("1796178997.16", "1796179021.05"), 4)
+    later.cells[1].outputs[0]["text"] = "0.30000000000000004\n"
+    checks = compare_cell_outputs(output_fingerprints(node), output_fingerprints(later))
+    assert [c.status for c in checks] == ["differs", "within_tolerance"]
+
+
+_CLOCK_NOTEBOOK = """{
+ "cells": [
+  {"cell_type": "code", "execution_count": 1, "id": "a1", "metadata": {},
+   "outputs": [{"name": "stdout", "output_type": "stream", "text": ["1796178997.16\\n"]}],
+   "source": ["import time\\n", "print(round(time.time(), 2))"]},
+  {"cell_type": "code", "execution_count": 2, "id": "a2", "metadata": {},
+   "outputs": [{"name": "stdout", "output_type": "stream", "text": ["0.3\\n"]}],
+   "source": ["print(0.1 + 0.2 if False else 0.3)"]}
+ ],
+ "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+  "language_info": {"name": "python"}},
+ "nbformat": 4, "nbformat_minor": 5
+}
+"""

@@ -79,8 +79,27 @@ def _as_environment_of(current: Side, reference: Side) -> Side:
             importlib.import_module(name)
     snapshot = capture(root=reference.project_root or Path.cwd())
     accelerator = replace(snapshot.accelerator, flags=ref.accelerator.flags)
-    snapshot = replace(snapshot, seeds=ref.seeds, accelerator=accelerator)
+    environment = _runner_variables(snapshot.environment, reference)
+    snapshot = replace(snapshot, seeds=ref.seeds, accelerator=accelerator, environment=environment)
     return replace(current, snapshot=snapshot, device=_snapshot_device(snapshot))
+
+
+def _runner_variables(environment: dict[str, str], reference: Side) -> dict[str, str]:
+    """``environment`` with the variables the runner sets in every kernel it starts (the
+    device's ``CUDA_VISIBLE_DEVICES``, ``PYTHONHASHSEED``) as the reference had them: a re-run
+    of the reference sets them again, so they are not differences of this machine."""
+    from reprokit.runner.device import resolve_device
+    from reprokit.runner.plan import kernel_env
+
+    ref = reference.snapshot
+    assert ref is not None
+    runner_set = {
+        *kernel_env(Path(), Path(), resolve_device("cpu"), {}),
+        *resolve_device("cpu").env,
+    }
+    out = {k: v for k, v in environment.items() if k not in runner_set}
+    out.update({k: v for k, v in ref.environment.items() if k in runner_set})
+    return out
 
 
 def _compare(a: Side, b: Side, comparison: ComparisonOptions | None) -> Verdict:

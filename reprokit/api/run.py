@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from reprokit.exceptions import RunInterrupted, UsageError
-from reprokit.notebook.files import discover_notebooks
+from reprokit.notebook.files import discover_notebooks, mark_output_folder
 from reprokit.options import ExecutionOptions
 from reprokit.recording.executed import warm_up
 from reprokit.runner import kernels
@@ -78,6 +78,8 @@ def run(
     )
     for plan in plans:  # an unwritable output folder stops everything before any kernel
         make_output_folder(plan.output_dir)
+    if not any(base.resolve() in source.resolve().parents for source in sources):
+        mark_output_folder(base)  # executed copies are never discovered as the project's
     with kernels.stop_kernels_on_signals():
         outcomes = _run_plans(plans, choice, options, record, progress)
         _raise_if_interrupted(outcomes)

@@ -16,7 +16,7 @@ import shlex
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from reprokit.api.run import run
@@ -126,20 +126,34 @@ def verify(
     *,
     parameters: Mapping[str, Any] | None = None,
     lock: str | os.PathLike[str] | None = None,
+    renamed: bool = False,
     execution: ExecutionOptions | None = None,
     comparison: ComparisonOptions | None = None,
     progress: Progress | None = None,
 ) -> Verification:
     """Re-execute every notebook that has a lock and compare its results with the lock's
     (and, with ``comparison.outputs``, every cell's text output). ``parameters`` override the
-    lock's; ``lock`` names the lock of a single notebook."""
+    lock's; ``lock`` names the lock of a single notebook, which must have been recorded for a
+    notebook of the same name unless ``renamed`` says this one is that notebook renamed."""
     sources = notebooks_with_locks(notebooks)
     if not sources:
-        raise UsageError("no notebook with a lock (<stem>.repro.json) in the given paths")
+        raise UsageError(
+            "no notebook with a lock (<stem>.repro.json) in the given paths; "
+            "record one first: reprokit record NOTEBOOK"
+        )
     if lock is not None and len(sources) != 1:
         raise UsageError("--lock names one lock: give exactly one notebook with it")
+    for source in sources if lock is None else ():
+        if not lock_path_for(source).is_file():
+            raise UsageError(
+                f"{source}: no lock {lock_path_for(source).name} beside it; "
+                f"record one first: reprokit record {source}",
+                path=str(source),
+            )
     # every lock is read and every data check done before the first kernel starts
     plans = [_plan(source, Path(lock) if lock else lock_path_for(source)) for source in sources]
+    if lock is not None and not renamed:
+        _refuse_another_notebooks_lock(plans[0])
     job = _Job(
         dict(parameters or {}),
         execution if execution is not None else ExecutionOptions(),
@@ -174,6 +188,21 @@ def _plan(source: Path, lock_path: Path) -> _Plan:
     load_notebook(source)  # a corrupt notebook is a usage error before anything runs
     lock = read_lock(lock_path)
     return _Plan(source, lock_path, lock, check_data(lock, project_root_of(lock, lock_path)))
+
+
+def _refuse_another_notebooks_lock(plan: _Plan) -> None:
+    """A lock given with ``--lock`` was recorded for a notebook of another name: its results
+    would all be missing or unexpected, so it is refused before anything runs."""
+    recorded = PurePosixPath(plan.lock.notebook.path)
+    if recorded.stem == plan.source.stem:
+        return
+    raise UsageError(
+        f"{plan.lock_path} was recorded for {recorded.name}, not {plan.source.name}: give "
+        f"{plan.source.name}'s own lock, or --renamed if it is {recorded.name} renamed",
+        path=str(plan.source),
+        option="--lock",
+        value=str(plan.lock_path),
+    )
 
 
 def _verify_one(plan: _Plan, job: _Job) -> VerifyOutcome:
@@ -219,7 +248,12 @@ def _link_verification(source: Path, outcome: RunOutcome, lock: Lock, verdict: V
     from reprokit.report.json_report import write_json_report
 
     reproduced = verdict.reproduced and verdict.data_ok
-    tags = {"reprokit.verdict": "reproduced" if reproduced else "not_reproduced"}
+    # the run's name reads as the verdict in a list of runs (MLflow renames on this tag)
+    name = f"verify {source.stem}: {'reproduced' if reproduced else 'not reproduced'}"
+    tags = {
+        "reprokit.verdict": "reproduced" if reproduced else "not_reproduced",
+        "mlflow.runName": name,
+    }
     if lock.run_id:
         # mlflow.parentRunId nests the verification under its reference run in the MLflow UI
         tags |= {"reprokit.reference_run": lock.run_id, "mlflow.parentRunId": lock.run_id}

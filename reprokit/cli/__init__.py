@@ -22,6 +22,7 @@ from typing import Any
 import click
 
 from reprokit._version import __version__
+from reprokit._warn import show_warnings_as_one_line
 from reprokit.exceptions import ReprokitError
 
 # command name -> "module:attribute"; loaded on first use
@@ -52,6 +53,7 @@ class LazyGroup(click.Group):
         return command
 
     def invoke(self, ctx: click.Context) -> Any:
+        show_warnings_as_one_line()  # "reprokit: warning: ...", not reprokit's source line
         try:
             return super().invoke(ctx)
         except ReprokitError as exc:

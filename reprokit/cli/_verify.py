@@ -34,6 +34,11 @@ if TYPE_CHECKING:
     default=None,
     help="The lock to verify against [default: <stem>.repro.json beside the notebook].",
 )
+@click.option(
+    "--renamed",
+    is_flag=True,
+    help="The notebook is the --lock's notebook renamed (else a lock of another name is refused).",
+)
 @comparison_options
 @click.option("--report", type=click.Path(path_type=Path), default=None, help="HTML report.")
 @click.option("--junit", type=click.Path(path_type=Path), default=None, help="JUnit XML.")
@@ -45,6 +50,7 @@ def verify_command(
     parameters: Mapping[str, Any],
     execution: ExecutionOptions,
     lock_path: Path | None,
+    renamed: bool,
     comparison: ComparisonOptions,
     report: Path | None,
     junit: Path | None,
@@ -54,7 +60,7 @@ def verify_command(
     from reprokit.api.verify import verify
 
     verification = verify(
-        paths, parameters=parameters, lock=lock_path, execution=execution,
+        paths, parameters=parameters, lock=lock_path, renamed=renamed, execution=execution,
         comparison=comparison, progress=progress_printer(),
     )  # fmt: skip
     _print_verification(verification, {"html": report, "junit": junit, "json": json_path})

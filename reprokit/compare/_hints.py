@@ -28,6 +28,10 @@ SEEDING = "seeding set in one run only: random streams start from different stat
 DETERMINISTIC = "deterministic mode switches torch/cuDNN to reproducible kernels"
 SEEDED = "a library seeded in one run only draws from an unseeded stream in the other"
 SETTING = "a switch seed_everything sets changed value"
+UNSEEDED_GENERATOR = (
+    "default_rng() without a seed draws fresh OS entropy on every run; --seed/seed_everything "
+    "seed only numpy's global generator: pass the seed, np.random.default_rng(seed)"
+)
 HASHSEED = "PYTHONHASHSEED changes set/dict-of-str iteration order (only effective at start)"
 
 DEVICE = "CPU and GPU results differ by design (~1e-6 relative in float32, more after training)"

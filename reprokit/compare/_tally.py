@@ -144,10 +144,15 @@ class Tally:
         if status == "reproduced":
             parts = [f"identical ({scope})"]
         elif self.mismatched or self.structural:
-            head = f"{self.mismatched} of {scope} differ" if self.mismatched else ""
+            # "current 0.5, reference 0.7" for one value; "2 of 10 elements differ, first at
+            # [3]: ..." for a structure (its root, "$", is the value itself: not named)
+            verb = "differs" if self.mismatched == 1 else "differ"
+            head = f"{self.mismatched} of {scope} {verb}" if self.mismatched > 0 else ""
+            head = "" if self.total == 1 else head
             where = _clip(render(self.first_at))
+            where = where[1:] if where and where.startswith("$") else where
             note = self.first_note
-            first = f"{where}: {note}" if where and where not in note else note
+            first = f"first at {where}: {note}" if where and where not in note else note
             parts = [p for p in (head, first) if p]
         else:
             parts = [f"{scope} within tolerance"]

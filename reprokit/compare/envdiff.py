@@ -11,6 +11,8 @@ the ``extensions`` category.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -24,7 +26,14 @@ from reprokit.capturing.model import (
 )
 from reprokit.compare import _hints as hints
 
-__all__ = ["CATEGORIES", "EnvChange", "EnvChangeKind", "EnvDiff", "diff_snapshots"]
+__all__ = [
+    "CATEGORIES",
+    "EnvChange",
+    "EnvChangeKind",
+    "EnvDiff",
+    "diff_snapshots",
+    "unseeded_generators",
+]
 
 CATEGORIES = (
     "numerics",
@@ -87,6 +96,30 @@ def diff_snapshots(reference: Snapshot, current: Snapshot) -> EnvDiff:
     order = {name: i for i, name in enumerate(CATEGORIES)}
     out.sort(key=lambda c: (c.importance, order.get(c.category, len(order)), c.key))
     return EnvDiff(tuple(out))
+
+
+# a numpy Generator (or RandomState) made without a seed: default_rng(), default_rng(None)
+_UNSEEDED = re.compile(r"\b(default_rng|RandomState)\(\s*(None)?\s*\)")
+
+
+def unseeded_generators(sources: Sequence[tuple[int, str]]) -> tuple[EnvChange, ...]:
+    """A likely cause of a result that changed with unchanged seeds: a cell (index, source)
+    that makes a numpy Generator without a seed (a cheap textual check: no execution)."""
+    for index, source in sources:
+        found = _UNSEEDED.search(source)
+        if found is not None:
+            where = f"{found.group(1)}() in cell {index}"
+            change = EnvChange(
+                "seeds",
+                "unseeded numpy Generator",
+                None,
+                where,
+                "added",
+                hints.UNSEEDED_GENERATOR,
+                0,
+            )
+            return (change,)
+    return ()
 
 
 def _text(value: Any) -> str | None:

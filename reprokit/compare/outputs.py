@@ -9,9 +9,14 @@ returns keep the last state of a line, as a terminal shows it.
 count, so re-aligned tables still match) and compares:
 
 - ``reproduced``: the masked texts are identical;
-- ``within_tolerance``: same words, numbers within tolerance (floats by the float rule plus one
-  unit of the last printed digit when a tolerance is declared, because printing rounds;
-  integer-looking numbers exactly), or only whitespace changed;
+- ``within_tolerance``: same words, numbers within tolerance, or only whitespace changed.
+  Integer-looking numbers compare exactly. A printed float passes when
+  ``|current - reference| <= atol + rtol * |reference|`` plus one unit of its last printed
+  digit (printing rounds) when a tolerance is declared -- except that a float printed without
+  an exponent whose integer part has :data:`LARGE_INTEGER_DIGITS` or more digits gets no
+  relative tolerance: at that magnitude ``rtol`` would hide whole printed digits (``1e-6`` of
+  a ``time.time()`` is half an hour), and such a number is a clock, a counter or a date, not
+  floating-point noise. It may differ by one unit of its last printed digit, or by ``atol``;
 - ``differs``: anything else; the location is ``line N`` of the reference text.
 
 Which cell diverged first is found on the lock's fingerprints, in :mod:`reprokit.compare.cells`.
@@ -27,11 +32,14 @@ from reprokit.compare._tally import Tally, float_outcome, short
 from reprokit.comparison import EXACT, Tolerance, ValueComparison
 from reprokit.notebook.text import mask_volatile
 
-__all__ = ["DivergenceReason", "compare_outputs"]
+__all__ = ["LARGE_INTEGER_DIGITS", "DivergenceReason", "compare_outputs"]
 
 DivergenceReason = Literal["output differs", "cell missing in current", "unexpected cell"]
 """Why a cell is the first divergent one."""
 
+
+LARGE_INTEGER_DIGITS = 6
+"""A float printed with this many integer digits (and no exponent) gets no relative tolerance."""
 
 _NUMBER = re.compile(
     r"((?<![\w.])[-+]?(?:(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?|nan|NaN|inf|Inf|infinity)(?!\w))"
@@ -54,6 +62,14 @@ class _Token:
         mantissa, _, exponent = self.text.lower().partition("e")
         places = len(mantissa.partition(".")[2])
         return places - int(exponent) if exponent.lstrip("+-").isdigit() else places
+
+    @property
+    def large(self) -> bool:
+        """Printed without an exponent with :data:`LARGE_INTEGER_DIGITS` or more integer digits."""
+        if "e" in self.text.lower():
+            return False
+        whole = self.text.lstrip("+-").partition(".")[0].lstrip("0")
+        return len(whole) >= LARGE_INTEGER_DIGITS
 
 
 def _tokens(text: str) -> list[_Token]:
@@ -102,7 +118,8 @@ def _tally_token(tally: Tally, a: _Token, b: _Token, exact: bool, rtol: float, a
             tally.mismatch(at, f"current {short(b.text)}, reference {short(a.text)}")
         return
     slack = 0.0 if exact else 10.0 ** -min(a.decimals, b.decimals)
-    outcome = float_outcome(b.number, a.number, rtol, atol + slack)
+    relative = 0.0 if a.large or b.large else rtol
+    outcome = float_outcome(b.number, a.number, relative, atol + slack)
     tally.errors(outcome.abs_err, outcome.rel_err, at)
     if not outcome.within:
         tally.mismatch(at, f"current {b.text}, reference {a.text}")

@@ -39,10 +39,11 @@ from typing import Any, Literal
 
 from reprokit.capturing.model import DataEntry, DataManifest, GitInfo, Snapshot
 from reprokit.compare.cells import OutputCheck, compare_cell_outputs, first_failing
-from reprokit.compare.envdiff import EnvDiff, diff_snapshots
+from reprokit.compare.envdiff import EnvDiff, diff_snapshots, unseeded_generators
 from reprokit.compare.outputs import DivergenceReason
 from reprokit.comparison import CheckStatus, Deviation, Tolerance, ValueComparison
 from reprokit.exceptions import ReprokitError
+from reprokit.notebook.files import INJECTED_TAG
 from reprokit.options import ComparisonOptions
 from reprokit.recording.lock_model import Lock
 from reprokit.results.describe import short_value
@@ -250,7 +251,7 @@ def verify_results(
         checks=tuple(checks),
         reference_device=reference_device,
         current_device=current_device,
-        env_diff=_env_diff(lock.snapshot, snapshot),
+        env_diff=_env_diff(lock.snapshot, snapshot, checks, executed_notebook),
         data=data,
         divergent_cell=divergent,
         source_changes=tuple(source_changes),
@@ -398,10 +399,34 @@ def _git(snapshot: Snapshot | None) -> GitInfo | None:
     return None if snapshot is None else snapshot.git
 
 
-def _env_diff(reference: Snapshot | None, current: Snapshot | None) -> EnvDiff | None:
-    if reference is None or current is None:
-        return None
-    return diff_snapshots(reference, current)
+def _env_diff(
+    reference: Snapshot | None, current: Snapshot | None, checks: list[ResultCheck], node: Any
+) -> EnvDiff | None:
+    found = None if reference is None or current is None else diff_snapshots(reference, current)
+    if all(check.passed for check in checks):
+        return found
+    return _with_unseeded_generators(found, node)
+
+
+def _with_unseeded_generators(found: EnvDiff | None, node: Any) -> EnvDiff | None:
+    """A result differs: when the seeds did not change, name a cell that makes an unseeded
+    numpy Generator (the likely cause) first in the environment diff."""
+    if node is None or (found is not None and found.in_category("seeds")):
+        return found
+    sources = [
+        (k, str(cell.get("source", "")))
+        for k, cell in enumerate(c for c in node.cells if INJECTED_TAG not in _tags(c))
+        if cell.get("cell_type") == "code"
+    ]
+    likely = unseeded_generators(sources)
+    if not likely:
+        return found
+    return EnvDiff(likely + (found.changes if found is not None else ()))
+
+
+def _tags(cell: Any) -> list[str]:
+    tags = cell.get("metadata", {}).get("tags", [])
+    return list(tags) if isinstance(tags, list) else []
 
 
 def _output_checks(

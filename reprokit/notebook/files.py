@@ -8,6 +8,7 @@ the cell tagged ``parameters`` (papermill's convention) with :mod:`ast`, without
 from __future__ import annotations
 
 import ast
+import contextlib
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -18,8 +19,28 @@ from reprokit.exceptions import InputError, PathError
 IPYNB = ".ipynb"
 PARAMETERS_TAG = "parameters"
 INJECTED_TAG = "injected-parameters"  # the cell papermill adds after it
-# folders never searched: editor copies, reprokit's own output, lock sidecars
-_SKIPPED_DIRS = (".ipynb_checkpoints", ".reprokit", "__pycache__", "node_modules")
+# folders never searched: editor copies, reprokit's and MLflow's output, lock sidecars
+_SKIPPED_DIRS = (
+    ".ipynb_checkpoints",
+    ".reprokit",
+    "__pycache__",
+    "node_modules",
+    "mlartifacts",
+    "mlruns",
+)
+OUTPUT_MARKER = ".reprokit-output"
+"""A file reprokit leaves in every folder it writes outside ``.reprokit/`` (the MLflow
+artifact location, a ``--output-dir``): discovery never searches a folder that holds one."""
+
+
+def mark_output_folder(folder: Path) -> None:
+    """Create ``folder`` with an :data:`OUTPUT_MARKER` in it (best effort: never raises)."""
+    marker = folder / OUTPUT_MARKER
+    if marker.exists():
+        return
+    with contextlib.suppress(OSError):
+        folder.mkdir(parents=True, exist_ok=True)
+        marker.write_text("written by reprokit: notebook discovery skips this folder\n")
 
 
 def is_notebook_file(path: Path) -> bool:
@@ -39,8 +60,11 @@ def is_notebook_file(path: Path) -> bool:
 def discover_notebooks(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
     """Notebooks named by ``paths``: files as given, folders searched recursively (sorted).
 
-    Hidden folders, ``.ipynb_checkpoints``, ``.reprokit`` and lock sidecars (``*.repro/``) are
-    skipped. A missing path raises :class:`~reprokit.exceptions.PathError`.
+    Hidden folders, ``.ipynb_checkpoints``, ``.reprokit``, lock sidecars (``*.repro/``), MLflow's
+    default artifact folders (``mlartifacts``, ``mlruns``) and every folder holding an
+    :data:`OUTPUT_MARKER` (an artifact location configured elsewhere, a runner ``--output-dir``)
+    are skipped, so nothing reprokit or MLflow wrote is found again. A missing path raises
+    :class:`~reprokit.exceptions.PathError`.
     """
     found: list[Path] = []
     for item in paths:
@@ -58,7 +82,7 @@ def discover_notebooks(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
 def _walk(folder: Path) -> list[Path]:
     found: list[Path] = []
     for root, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not _skipped_dir(d))
+        dirs[:] = sorted(d for d in dirs if not _skipped_dir(Path(root), d))
         found.extend(
             Path(root) / name
             for name in sorted(files)
@@ -67,8 +91,10 @@ def _walk(folder: Path) -> list[Path]:
     return found
 
 
-def _skipped_dir(name: str) -> bool:
-    return name.startswith(".") or name in _SKIPPED_DIRS or name.endswith(".repro")
+def _skipped_dir(root: Path, name: str) -> bool:
+    if name.startswith(".") or name in _SKIPPED_DIRS or name.endswith(".repro"):
+        return True
+    return (root / name / OUTPUT_MARKER).exists()
 
 
 def load_notebook(path: str | os.PathLike[str]) -> Any:

@@ -3,7 +3,8 @@
 Kernels started by the runner keep their runs local (``REPROKIT_MLFLOW=off``): MLflow is
 imported once, here, instead of once per kernel. Everything comes from the executed notebook
 (its results and snapshot outputs) and the kernel's local folder: params, scalar results as
-metrics, tags, and the notebook's output folder (executed notebook, kernel log, the kernel's
+metrics, tags, the declared data files as dataset inputs (with reprokit's full digests, as the
+magics log them), and the notebook's output folder (executed notebook, kernel log, the kernel's
 run folder) uploaded in one call as the artifacts ``reprokit/``.
 """
 
@@ -16,10 +17,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from reprokit._serde import from_json
+from reprokit.capturing.model import DataEntry, DataManifest
 from reprokit.capturing.redact import redact_mapping
-from reprokit.exceptions import RecordError
+from reprokit.exceptions import InputError, RecordError
 from reprokit.recording.folder import ARTIFACT_PATH
-from reprokit.recording.mapping import metric_key, metric_value, run_tags, seed_params, seed_tags
+from reprokit.recording.mapping import (
+    dataset_spec,
+    metric_key,
+    metric_value,
+    run_tags,
+    seed_params,
+    seed_tags,
+)
 from reprokit.recording.target import resolve_target
 from reprokit.recording.writer import Metric, MlflowRunWriter, RunEndStatus, now_ms
 from reprokit.results.notebook import NotebookResults
@@ -83,6 +93,9 @@ def record_execution(
                 run_name=notebook.stem, tags=tags, params=params, start_ms=start_ms
             )
             writer.log_batch(metrics=_metrics(results))
+            specs = [dataset_spec(e, target.project_root) for e in _data(output_dir, snapshot)]
+            if specs:
+                writer.log_datasets(specs)
             writer.upload(output_dir, ARTIFACT_PATH)
             writer.close(MLFLOW_STATUS.get(status, "FAILED"), now_ms())
     except RecordError as exc:
@@ -130,6 +143,16 @@ def _tags(notebook: Path, device: str, snapshot: Any, uri: str, note: str) -> di
         tracking_uri=uri,
         note=note,
     )
+
+
+def _data(output_dir: Path, snapshot: Any) -> tuple[DataEntry, ...]:
+    """The inputs the notebook declared: its kernel's ``data.json`` (``%repro start --data``
+    and every later ``%repro data``), else the snapshot's manifest."""
+    for path in sorted(output_dir.glob("*/data.json")):
+        with contextlib.suppress(OSError, InputError):
+            return from_json(path.read_bytes(), DataManifest, source=str(path)).entries
+    manifest = getattr(snapshot, "data", None)
+    return manifest.entries if manifest is not None else ()
 
 
 def _param(value: Any) -> str:

@@ -19,6 +19,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from reprokit.exceptions import RecordError
+from reprokit.notebook.files import mark_output_folder
 from reprokit.recording.mapping import DatasetSpec
 from reprokit.recording.target import TrackingTarget, sqlite_path
 
@@ -135,6 +136,8 @@ class MlflowRunWriter:
     def _experiment_id(self, name: str) -> str:
         from mlflow.exceptions import MlflowException
 
+        if self.target.artifact_root is not None:  # notebook discovery must never look there
+            mark_output_folder(Path(self.target.artifact_root))
         found = self._client.get_experiment_by_name(name)
         if found is not None:
             if found.lifecycle_stage == "deleted":

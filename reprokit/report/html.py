@@ -37,6 +37,7 @@ table{border-collapse:collapse;margin:.4em 0;width:100%}
 th,td{border:1px solid #d0d7de;padding:.25em .5em;text-align:left;vertical-align:top}
 th{background:#f6f8fa}code,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;
 font-size:12px;word-break:break-all}
+td:first-child code{word-break:normal;overflow-wrap:break-word}
 .s-reproduced,.s-within_tolerance,.s-ok{color:#1a7f37;font-weight:600}
 .s-differs,.s-missing,.s-changed{color:#cf222e;font-weight:600}.s-unexpected{color:#9a6700}
 pre{background:#f6f8fa;padding:.6em;border-radius:6px;overflow-x:auto}
@@ -80,9 +81,9 @@ def _bar(check: ResultCheck) -> str:
     width = 120
     filled = width if math.isinf(ratio) else min(ratio, 2.0) / 2.0 * width
     colour = "#1a7f37" if ratio <= 1 else "#cf222e"
-    label = "inf" if math.isinf(ratio) else f"{ratio:.2g}"
+    label = _ratio_label(ratio)
     return (
-        f'<svg width="{width + 40}" height="14" role="img" '
+        f'<svg width="{width + 10 + 7 * len(label)}" height="14" role="img" '
         f'aria-label="{label} of the tolerance">'
         f'<rect x="0" y="2" width="{width}" height="10" fill="#eaeef2"/>'
         f'<rect x="0" y="2" width="{filled:.1f}" height="10" fill="{colour}"/>'
@@ -91,10 +92,27 @@ def _bar(check: ResultCheck) -> str:
     )
 
 
+def _wrappable(name: str) -> str:
+    """A result name that wraps after ``_``, ``.`` or ``/``, never inside a word."""
+    escaped = _e(name)
+    for mark in ("_", ".", "/"):
+        escaped = escaped.replace(mark, mark + "<wbr>")
+    return escaped
+
+
+def _ratio_label(ratio: float) -> str:
+    """The deviation in tolerances: ``0.42x``, ``8.7x``, ``870x``, ``1.2e+06x`` (fits the SVG)."""
+    if math.isinf(ratio):
+        return "inf"
+    if ratio < 100:
+        return f"{ratio:.2g}x"
+    return f"{ratio:.0f}x" if ratio < 1e6 else f"{ratio:.1e}x"
+
+
 def _results(verdict: Verdict) -> str:
     rows = [
         (
-            f"<code>{_e(c.name)}</code>",
+            f"<code>{_wrappable(c.name)}</code>",
             f'<span class="s-{c.status}">{_e(c.status)}</span>',
             _e(c.reference or "-"),
             _e(c.obtained or "-"),

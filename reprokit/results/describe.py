@@ -31,7 +31,12 @@ def value_text(result: Result) -> str:
 def short_value(result: Result, limit: int = 60) -> str:
     """:func:`value_text` without where the array file is, at most ``limit`` characters."""
     text = value_text(result).split(" \u2192 ", 1)[0]
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    if len(text) <= limit:
+        return text
+    head = text[: limit - 3]
+    if " " in head and result.kind in ("array", "series", "dataframe"):
+        head = head[: head.rindex(" ")]  # whole statistics only: never "std=49..."
+    return head + "..."
 
 
 def _short(text: str) -> str:
