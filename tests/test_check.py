@@ -157,7 +157,7 @@ def test_cli_exit_codes_and_lines(repo: Path) -> None:
     code, out = _check("notebooks")
     assert code == 1
     assert (
-        "stale    notebooks/fig.ipynb: cell 2 (code) changed since notebooks/fig.repro.json "
+        "stale    notebooks/fig.ipynb: cell 3 (code) changed since notebooks/fig.repro.json "
         "was recorded"
     ) in out
     assert "1 of 1 notebook(s) need their lock re-recorded" in out
@@ -232,7 +232,7 @@ def test_pre_commit_hook_refuses_a_stale_lock_until_re_recorded(
     _git(repo, "add", "notebooks/fig.ipynb")
     refused = _run([sys.executable, "-m", "pre_commit", "run"], repo, env)
     assert refused.returncode == 1, refused.stdout + refused.stderr
-    assert "stale    notebooks/fig.ipynb: cell 2 (code) changed" in refused.stdout
+    assert "stale    notebooks/fig.ipynb: cell 3 (code) changed" in refused.stdout
 
     assert _run(record, repo, env).returncode == 0  # re-recorded: the hook lets it through
     executed = json.loads(notebook.read_text())  # and outputs or metadata edits do not count

@@ -221,7 +221,7 @@ def test_what_will_run_is_printed_before_anything_runs(project: Path) -> None:
         project,
         env={**os.environ, "token": "s3cr3t-canary"},
     )
-    assert "(none; secret: token)" in with_secret.stderr
+    assert "(secret: token)" in with_secret.stderr
     assert "s3cr3t-canary" not in with_secret.stdout + with_secret.stderr
     assert json.dumps("s3cr3t-canary") not in with_secret.stderr
 

@@ -41,9 +41,10 @@ _DRIFT_FILES = 20  # changed files named per data entry; the rest are counted
 def describe_plan(plan: PlannedRun) -> str:
     """One line saying what will run: notebook, kernel, device, parameters (secret ones by
     name only). Printed before anything executes, so that nothing runs unannounced."""
-    shown = ", ".join(f"{k}={v!r}" for k, v in sorted(plan.parameters.items())) or "no parameters"
+    parts = [", ".join(f"{k}={v!r}" for k, v in sorted(plan.parameters.items()))]
     if plan.secret_names:
-        shown += f"; secret: {', '.join(sorted(plan.secret_names))}"
+        parts.append(f"secret: {', '.join(sorted(plan.secret_names))}")
+    shown = "; ".join(part for part in parts if part) or "no parameters"
     return f"will run  {plan.source}  kernel {plan.kernel}  device {plan.device}  ({shown})"
 
 
