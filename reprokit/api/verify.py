@@ -182,7 +182,9 @@ def _verify_one(plan: _Plan, job: _Job) -> VerifyOutcome:
         return VerifyOutcome(str(source), str(lock_path), None, None, data)
     # the device is what this verification runs on (--device), never the reference's: a
     # notebook that declares a `device` parameter gets it from the runner again
-    locked = {k: v for k, v in lock.parameters.values.items() if k != "device"}
+    # and a parameter given now as --secret-param replaces the lock's (redacted) value
+    secret = job.execution.secret_parameters
+    locked = {k: v for k, v in lock.parameters.values.items() if k != "device" and k not in secret}
     # one notebook per call: the verification's own pool already runs `jobs` at once
     execution = replace(job.execution, jobs=1)
     (outcome,) = run(

@@ -11,6 +11,8 @@ from __future__ import annotations
 import shlex
 from typing import TYPE_CHECKING
 
+from reprokit.capturing.redact import redact_parameters, redact_text
+
 if TYPE_CHECKING:
     from reprokit.compare.verify import DataCheck, Verdict
     from reprokit.runner.plan import PlannedRun, RunOutcome
@@ -39,8 +41,10 @@ _DRIFT_FILES = 20  # changed files named per data entry; the rest are counted
 
 def describe_plan(plan: PlannedRun) -> str:
     """One line saying what will run: notebook, kernel, device, parameters (secret ones by
-    name only). Printed before anything executes, so that nothing runs unannounced."""
-    shown = ", ".join(f"{k}={v!r}" for k, v in sorted(plan.parameters.items())) or "none"
+    name only; secret-looking ones redacted). Printed before anything executes, so that nothing
+    runs unannounced."""
+    parameters = redact_parameters(plan.parameters)
+    shown = ", ".join(f"{k}={v!r}" for k, v in sorted(parameters.items())) or "none"
     if plan.secret_names:
         shown += f"; secret: {', '.join(sorted(plan.secret_names))}"
     return f"will run  {plan.source}  kernel {plan.kernel}  device {plan.device}  ({shown})"
@@ -63,7 +67,8 @@ def describe_done(outcome: RunOutcome, *, markup: bool = False) -> str:
 
 def describe_failure(outcome: RunOutcome) -> str:
     """A failed execution: the notebook and status, the failing cell, its error and the first
-    lines of its traceback, and where the executed notebook was kept."""
+    lines of its traceback, and where the executed notebook was kept. Credential-looking text
+    is redacted (the runner removed secret parameter values already)."""
     lines = [f"{outcome.notebook}: {MARKS.get(outcome.status, outcome.status)}"]
     failure = outcome.failure
     if failure is not None:
@@ -73,7 +78,7 @@ def describe_failure(outcome: RunOutcome) -> str:
     elif outcome.message:
         lines.append(f"  {outcome.message}")
     lines.append(f"  executed notebook: {outcome.output_path}")
-    return "\n".join(lines)
+    return "\n".join(redact_text(line) for line in lines)
 
 
 def describe_drift(notebook: str, data: DataCheck) -> str:
