@@ -31,6 +31,7 @@ from reprokit.exceptions import PathError
 from reprokit.notebook.files import INJECTED_TAG
 from reprokit.runner._outputs import finish_output, redact_error, register_engine
 from reprokit.runner.kernels import INTERRUPTED, NOTEBOOK_TIMEOUT, KernelWatch
+from reprokit.runner.reaper import MARK_ENV
 from reprokit.statuses import ExecutionStatus
 
 TRACEBACK_LINES = 8
@@ -101,6 +102,8 @@ class _EnvKernelManager(AsyncKernelManager):
 
     async def start_kernel(self, **kwargs: Any) -> None:  # type: ignore[override]
         kwargs["env"] = dict(self.kernel_env)
+        if self.kernel_watch is not None:  # inherited by whatever the notebook starts
+            kwargs["env"][MARK_ENV] = self.kernel_watch.mark
         if self.kernel_log is not None:
             kwargs["stdout"] = kwargs["stderr"] = self.kernel_log
         await super().start_kernel(**kwargs)
