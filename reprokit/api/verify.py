@@ -139,11 +139,15 @@ def verify(
     if lock is not None and len(sources) != 1:
         raise UsageError("--lock names one lock: give exactly one notebook with it")
     # every lock is read and every data check done before the first kernel starts
-    plans = [_plan(source, Path(lock) if lock else lock_path_for(source)) for source in sources]
+    comparing = comparison if comparison is not None else ComparisonOptions()
+    plans = [
+        _plan(source, Path(lock) if lock else lock_path_for(source), comparing)
+        for source in sources
+    ]
     job = _Job(
         dict(parameters or {}),
         execution if execution is not None else ExecutionOptions(),
-        comparison if comparison is not None else ComparisonOptions(),
+        comparing,
         progress,
     )
     workers = max(1, min(job.execution.jobs, len(plans)))
@@ -170,10 +174,12 @@ class _Job:
     progress: Progress | None
 
 
-def _plan(source: Path, lock_path: Path) -> _Plan:
+def _plan(source: Path, lock_path: Path, comparison: ComparisonOptions) -> _Plan:
     load_notebook(source)  # a corrupt notebook is a usage error before anything runs
     lock = read_lock(lock_path)
-    return _Plan(source, lock_path, lock, check_data(lock, project_root_of(lock, lock_path)))
+    cache = None if comparison.rehash else "default"
+    data = check_data(lock, project_root_of(lock, lock_path), cache=cache)
+    return _Plan(source, lock_path, lock, data)
 
 
 def _verify_one(plan: _Plan, job: _Job) -> VerifyOutcome:
@@ -239,4 +245,6 @@ def _command(source: Path, device: str, comparison: ComparisonOptions) -> str:
             words = [*words, f"--{option}", str(value)]
     if comparison.outputs:
         words = [*words, "--outputs"]
+    if comparison.rehash:
+        words = [*words, "--rehash"]
     return shlex.join(words)

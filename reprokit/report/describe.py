@@ -105,9 +105,22 @@ def describe_verdict(verdict: Verdict) -> str:
     if verdict.source_changes:
         changed = ", ".join(str(index) for index in verdict.source_changes)
         lines.append(f"cells whose source changed since the lock: {changed}")
+    if _cache_may_matter(verdict):
+        lines.append(
+            "the data check trusted the hash cache (inode, size, mtime, ctime): a file changed "
+            "in place without changing these (e.g. through mmap) is missed; --rehash re-reads "
+            "every file"
+        )
     if verdict.command:
         lines.append(f"re-run: {verdict.command}")
     return "\n".join(lines)
+
+
+def _cache_may_matter(verdict: Verdict) -> bool:
+    """Results differ although the data, as the hash cache saw it, did not change."""
+    has_data = verdict.data is not None and bool(verdict.data.entries)
+    rehashed = verdict.command is not None and "--rehash" in verdict.command
+    return not verdict.reproduced and has_data and verdict.data_ok and not rehashed
 
 
 def ui_command(uri: str) -> str:
