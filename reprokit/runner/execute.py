@@ -137,34 +137,29 @@ def execute_notebook(
 ) -> ExecutionOutcome:
     """Run ``node`` (an nbformat notebook, not modified) and write the result to ``output_path``.
 
-    ``parameters`` go into papermill's injected cell, except those that redaction would change
-    (a secret-looking name, a credential-looking value): these, like ``secrets`` (name ->
-    value), reach the kernel through its environment and are assigned by a cell that names the
-    variable, never the value. Error texts (the failure, the message, error outputs) are
-    redacted before they are stored or returned. ``env`` is added to the kernel's environment;
-    ``timeout`` (seconds) applies to each cell, ``limits`` to the whole notebook and the
-    kernel's memory. The kernel is killed as soon as the last cell is done (no graceful
-    shutdown wait), or when the runner is interrupted (see :mod:`reprokit.runner.kernels`).
-    ``on_cell(position, total)`` is called as each cell starts (1-based; the runner's injected
-    cells count).
+    ``parameters`` go into papermill's injected cell, except those redaction would change:
+    these and ``secrets`` (name -> value) reach the kernel through its environment, assigned by
+    a cell that names the variable, never the value. Error texts are redacted. ``env`` is added
+    to the kernel's environment; ``timeout`` (seconds) applies to each cell, ``limits`` to the
+    whole notebook and the kernel's memory. The kernel is killed as soon as the last cell is
+    done (no graceful shutdown wait), or when the runner is interrupted (see
+    :mod:`reprokit.runner.kernels`). ``on_cell(position, total)`` is called as each cell starts
+    (1-based; the runner's injected cells count).
     """
     output = Path(output_path)
     make_output_folder(output.parent)
-    started = time.perf_counter()
-    limits = limits or Limits()
+    started, limits = time.perf_counter(), limits or Limits()
     log_path = output.with_name(output.stem + ".kernel.log")
-    secrets = dict(secrets or {})
-    hidden = _hidden_parameters(parameters or {})
+    secrets, hidden = dict(secrets or {}), _hidden_parameters(parameters or {})
     kernel_env = {**(env or {}), **_secret_env(secrets, hidden)}
-    scrubbed = secrets | {k: v for k, v in hidden.items() if isinstance(v, str) and len(v) >= 8}
+    status: ExecutionStatus
     with KernelWatch(limits.memory_bytes) as watch, _deadline(watch, limits.notebook_timeout):
         try:
             with open(log_path, "wb") as log:
                 what = (node, output, log, kernel_env, parameters, secrets, kernel_name, cwd)
                 job = _Job(*what, on_cell, tuple(hidden))
                 _papermill(job, timeout, watch)
-            status: ExecutionStatus = "ok"
-            message = ""
+            status, message = "ok", ""
         except Exception as exc:
             if isinstance(exc, OSError) and exc.errno in _WRITE_ERRORS:
                 raise _unwritable(exc, output) from None  # read-only now, or the disk is full
@@ -173,6 +168,7 @@ def execute_notebook(
             _cancel_leftover_tasks()
     duration = time.perf_counter() - started
     failure = find_failure(output, status, message) if status != "ok" else None
+    scrubbed = _scrubbed(secrets, hidden)
     failure, message = _redacted(failure, scrubbed), redact_error(message, scrubbed)
     finish_output(output, _execution_mark(status, message, failure), scrubbed, log_path)
     return ExecutionOutcome(status, str(output), duration, failure, message)
@@ -225,6 +221,12 @@ def _secret_env(secrets: Mapping[str, str], hidden: Mapping[str, Any]) -> dict[s
     """The kernel's variables carrying secret parameters (text) and hidden ones (JSON)."""
     env = {secret_env_name(k): v for k, v in secrets.items()}
     return env | {secret_env_name(k): json.dumps(v) for k, v in hidden.items()}
+
+
+def _scrubbed(secrets: Mapping[str, str], hidden: Mapping[str, Any]) -> dict[str, str]:
+    """The values replaced by ``<secret NAME>`` in what the execution wrote: the secret
+    parameters, and the hidden ones that are text long enough not to match by chance."""
+    return dict(secrets) | {k: v for k, v in hidden.items() if isinstance(v, str) and len(v) > 7}
 
 
 def _redacted(failure: CellFailure | None, secrets: Mapping[str, str]) -> CellFailure | None:
