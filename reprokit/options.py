@@ -74,6 +74,9 @@ class ComparisonOptions:
     cell's text output too. ``allow_data_drift``: execute even when the lock's data changed.
     ``device_tolerance``: result name (or ``"*"`` for every result) -> the tolerance used when
     the devices differ (CPU against CUDA), instead of the lock's ``device_tolerances``.
+    ``rehash``: re-read every data file for the data check instead of trusting the hash cache
+    (which misses a file rewritten in place without a change of size, mtime or ctime, e.g.
+    through a shared ``mmap``).
     """
 
     rtol: float | None = None
@@ -81,6 +84,7 @@ class ComparisonOptions:
     outputs: bool = False
     allow_data_drift: bool = False
     device_tolerance: Mapping[str, Tolerance] = field(default_factory=dict)
+    rehash: bool = False
 
     def __post_init__(self) -> None:
         for option, value in (("--rtol", self.rtol), ("--atol", self.atol)):

@@ -149,3 +149,68 @@ def test_verify_announces_what_runs_and_never_executes_code_from_a_lock(project:
     refused = run_cli(["verify", str(nb), "--device", "cpu"], project)
     assert refused.returncode == 2 and "hidden not declared" in refused.stderr
     assert "will run" not in refused.stderr and not (project / "PWNED").exists()
+
+
+P_TOKEN = "canary-plain-api-token-615"
+P_DB_PASSWORD = "canary-p-db-password-284"
+ERROR_DB_PASSWORD = "canary-error-db-password-839"
+ERROR_HF = "hf_canaryERRORtokenABCDEFGHIJKLMNOP"
+ERROR_CANARIES = [SECRET_PARAM, P_TOKEN, P_DB_PASSWORD, ERROR_DB_PASSWORD, ERROR_HF]
+
+
+@pytest.mark.slow
+def test_canaries_in_plain_parameters_and_error_messages_reach_nothing(project: Path) -> None:
+    """``-p`` values that redaction changes, and a failing cell whose message holds the secret
+    parameter, a database URL with its password and a token: none of them is written or
+    printed, while the kernel still gets every real value."""
+    parameters = "token = ''\napi_token = ''\ndb_url = ''\nn = 0"
+    ok = write_notebook(
+        project / "plain.ipynb",
+        [
+            "import reprokit\nreprokit.start(seed=0)\n"
+            "reprokit.result('lengths', [len(token), len(api_token), len(db_url), n])"
+        ],
+        parameters=parameters,
+    )
+    failing = write_notebook(
+        project / "failing.ipynb",
+        [
+            "import reprokit\nreprokit.start(seed=0)",
+            # the canaries are built at run time: the notebook's own source does not hold them
+            f"pw, hf = {ERROR_DB_PASSWORD[:9]!r} + {ERROR_DB_PASSWORD[9:]!r}, "
+            f"{ERROR_HF[:9]!r} + {ERROR_HF[9:]!r}\n"
+            "raise ValueError(f'cannot connect with {token} to postgres://u:{pw}@h/db using {hf}')",
+        ],
+        parameters=parameters,
+    )
+    env = {**os.environ, "token": SECRET_PARAM}
+    plain = ["-p", f"api_token={P_TOKEN}", "-p", f"db_url=postgres://u:{P_DB_PASSWORD}@h/db"]
+    common = ["--device", "cpu", "--secret-param", "token", *plain, "-p", "n=3"]
+    logs = [
+        run_cli(["record", str(ok), *common], project, env=env),
+        run_cli(
+            ["verify", str(ok), "--device", "cpu", "--secret-param", "token", *plain],
+            project,
+            env=env,
+        ),
+        run_cli(["run", str(failing), *common], project, env=env),
+    ]
+    assert [log.returncode for log in logs] == [0, 0, 3], [log.stderr for log in logs]
+    assert "ValueError: cannot connect with <secret token> to postgres://" in logs[2].stderr
+    output = "".join(log.stdout + log.stderr for log in logs)
+    assert [c for c in ERROR_CANARIES if c in output] == []
+    lock = json.loads((project / "plain.repro.json").read_text())
+    length = len(f"postgres://u:{P_DB_PASSWORD}@h/db")
+    assert lock["results"]["lengths"]["value"] == [len(SECRET_PARAM), len(P_TOKEN), length, 3]
+    assert lock["parameters"]["values"]["api_token"] == "<redacted>"
+    assert lock["parameters"]["values"]["db_url"] == "postgres://<redacted>@h/db"
+    found = {}
+    for path in project.rglob("*"):
+        if path.is_file() and path not in (ok, failing):
+            data = path.read_bytes()
+            hits = [c for c in ERROR_CANARIES if c.encode() in data]
+            if hits:
+                found[str(path.relative_to(project))] = hits
+    assert found == {}, found
+    executed = next(project.rglob(".reprokit/runs/*/failing/failing.ipynb")).read_text()
+    assert '"evalue": "cannot connect with <secret token> to postgres://<redacted>@h/db' in executed

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from conftest import execute_notebook, mlflow_client, only_run, tracking_uri
+from run_helpers import write_notebook
 from server_helpers import run_team_script, script_env, team_server
 
 pytestmark = pytest.mark.slow
@@ -148,3 +149,36 @@ def test_team_script_bad_options_exit_2(tmp_path: Path) -> None:
     assert "secret" not in done.stderr + done.stdout  # a database URL may hold a password
     done = run_team_script("--stop", "--dir", str(tmp_path), cwd=tmp_path)
     assert done.returncode == 1 and "no server started" in done.stderr
+
+
+URI_PASSWORD = "canary-served-uri-password-362"
+
+
+def test_credentials_in_the_tracking_uri_are_never_printed(
+    mlflow_server: str, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLflow prints "View run … at URL" when a run ends, built from the URI with its
+    ``user:password@``: neither the notebook (``%repro end``) nor ``record`` may show it."""
+    uri = mlflow_server.replace("http://", f"http://lab:{URI_PASSWORD}@")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    cells = [
+        "%load_ext reprokit",
+        "%repro start --experiment creds --seed 1",
+        "import reprokit\nreprokit.result('acc', 0.5)",
+        "%repro end",
+    ]
+    nb = execute_notebook(cells, project)
+    assert only_run(mlflow_server, "creds").info.status == "FINISHED"
+    assert URI_PASSWORD not in json.dumps(nb)
+    source = write_notebook(project / "served.ipynb", ["import reprokit\nreprokit.result('n', 1)"])
+    done = subprocess.run(
+        [sys.executable, "-m", "reprokit", "record", str(source), "--device", "cpu"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "MLflow run" in done.stdout + done.stderr
+    assert URI_PASSWORD not in done.stdout + done.stderr

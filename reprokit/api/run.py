@@ -170,13 +170,15 @@ def _not_started(plan: PlannedRun, choice: DeviceChoice) -> RunOutcome:
 
 
 def _recorded(plan: PlannedRun, executed: Executed) -> RunOutcome:
+    from reprokit.capturing.redact import redact_text
     from reprokit.recording.executed import record_execution
 
     outcome = executed.outcome
     tags = {"reprokit.runner": "reprokit run", "reprokit.runner.status": outcome.status}
     if outcome.failure is not None:
         tags["reprokit.runner.failed_cell"] = str(outcome.failure.index + 1)  # as messages say
-        tags["reprokit.runner.error"] = f"{outcome.failure.ename}: {outcome.failure.evalue}"[:500]
+        error = f"{outcome.failure.ename}: {outcome.failure.evalue}"
+        tags["reprokit.runner.error"] = redact_text(error)[:500]  # the runner redacted it too
     recorded = record_execution(
         notebook=plan.source.resolve(),
         output_dir=plan.output_dir,

@@ -151,13 +151,17 @@ def verify(
                 path=str(source),
             )
     # every lock is read and every data check done before the first kernel starts
-    plans = [_plan(source, Path(lock) if lock else lock_path_for(source)) for source in sources]
+    comparing = comparison if comparison is not None else ComparisonOptions()
+    plans = [
+        _plan(source, Path(lock) if lock else lock_path_for(source), comparing)
+        for source in sources
+    ]
     if lock is not None and not renamed:
         _refuse_another_notebooks_lock(plans[0])
     job = _Job(
         dict(parameters or {}),
         execution if execution is not None else ExecutionOptions(),
-        comparison if comparison is not None else ComparisonOptions(),
+        comparing,
         progress,
     )
     workers = max(1, min(job.execution.jobs, len(plans)))
@@ -184,10 +188,12 @@ class _Job:
     progress: Progress | None
 
 
-def _plan(source: Path, lock_path: Path) -> _Plan:
+def _plan(source: Path, lock_path: Path, comparison: ComparisonOptions) -> _Plan:
     load_notebook(source)  # a corrupt notebook is a usage error before anything runs
     lock = read_lock(lock_path)
-    return _Plan(source, lock_path, lock, check_data(lock, project_root_of(lock, lock_path)))
+    cache = None if comparison.rehash else "default"
+    data = check_data(lock, project_root_of(lock, lock_path), cache=cache)
+    return _Plan(source, lock_path, lock, data)
 
 
 def _refuse_another_notebooks_lock(plan: _Plan) -> None:
@@ -211,7 +217,9 @@ def _verify_one(plan: _Plan, job: _Job) -> VerifyOutcome:
         return VerifyOutcome(str(source), str(lock_path), None, None, data)
     # the device is what this verification runs on (--device), never the reference's: a
     # notebook that declares a `device` parameter gets it from the runner again
-    locked = {k: v for k, v in lock.parameters.values.items() if k != "device"}
+    # and a parameter given now as --secret-param replaces the lock's (redacted) value
+    secret = job.execution.secret_parameters
+    locked = {k: v for k, v in lock.parameters.values.items() if k != "device" and k not in secret}
     # one notebook per call: the verification's own pool already runs `jobs` at once
     execution = replace(job.execution, jobs=1)
     (outcome,) = run(
@@ -271,4 +279,6 @@ def _command(source: Path, device: str, comparison: ComparisonOptions) -> str:
             words = [*words, f"--{option}", str(value)]
     if comparison.outputs:
         words = [*words, "--outputs"]
+    if comparison.rehash:
+        words = [*words, "--rehash"]
     return shlex.join(words)

@@ -30,7 +30,8 @@ import math
 import os
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 from reprokit.exceptions import UsageError
@@ -243,3 +244,33 @@ def _extra_patterns() -> tuple[re.Pattern[str], ...]:
             ) from None
     _extra_cache = (raw, tuple(compiled))
     return _extra_cache[1]
+
+
+def redact_parameters(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Notebook parameters as MLflow params, the lock and the runner's plan line show them:
+    a secret-looking name's value becomes ``<redacted>`` whatever its type, credential-looking
+    text inside a string (also nested in lists and dicts) is redacted, other values are kept."""
+    return {
+        name: REDACTED if looks_secret_name(name) else _redact_json(value)
+        for name, value in values.items()
+    }
+
+
+def sensitive_parameters(values: Mapping[str, Any]) -> frozenset[str]:
+    """The names of the parameters that :func:`redact_parameters` changes: their values must
+    reach a kernel without being written into a notebook."""
+    shown = redact_parameters(values)
+    return frozenset(name for name, value in values.items() if shown[name] != value)
+
+
+def _redact_json(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, list | tuple):
+        return [_redact_json(item) for item in value]
+    if isinstance(value, dict):
+        return {
+            key: REDACTED if looks_secret_name(str(key)) else _redact_json(item)
+            for key, item in value.items()
+        }
+    return value

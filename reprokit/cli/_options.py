@@ -103,6 +103,12 @@ _COMPARISON_FLAGS = (
         help="Compare every cell's text output too (numbers within --rtol/--atol, else 1e-6; "
         "timestamps, addresses, durations masked) and name the first cell that diverged.",
     ),
+    click.option(
+        "--rehash",
+        is_flag=True,
+        help="Re-read every data file instead of trusting the hash cache (which misses a file "
+        "changed in place without a change of size, mtime or ctime, e.g. through mmap).",
+    ),
 )
 
 

@@ -278,6 +278,11 @@ def _device_kind(device: str) -> str:
 
 
 def _json_params(values: dict[str, Any]) -> dict[str, Any]:
+    """The parameters as the lock keeps them: redacted as MLflow params are (a secret-looking
+    name or credential-looking value becomes ``<redacted>``), JSON-checked, sorted."""
+    from reprokit.capturing.redact import redact_parameters
+
+    values = redact_parameters(values)
     try:
         json.dumps(values, allow_nan=False)
     except (TypeError, ValueError) as exc:

@@ -9,6 +9,7 @@ the recorder's background thread.
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import socket
 import time
@@ -90,6 +91,8 @@ class MlflowRunWriter:
             from mlflow.tracking import MlflowClient
 
             self._client = MlflowClient(tracking_uri=self.target.uri)
+            if self.target.uri != self.target.display_uri:
+                _silence_run_url(self._client)
         except RecordError:
             raise
         except Exception as exc:  # MLflow raises many types; all mean "cannot record here"
@@ -216,6 +219,22 @@ class MlflowRunWriter:
 
 def _split(items: list[Any], size: int) -> tuple[list[Any], list[Any]]:
     return items[:size], items[size:]
+
+
+def _silence_run_url(client: Any) -> None:
+    """Stop this client from printing MLflow's "View run ... at URL" lines when a run ends:
+    MLflow builds that URL from the tracking URI with its ``user:password@``. Only this client
+    is changed (the process's other MLflow use, and its environment, are left alone); should
+    MLflow move the method, its own switch for the line is set instead."""
+    tracking = getattr(client, "_tracking_client", None)
+    if tracking is not None and callable(getattr(tracking, "_log_url", None)):
+        tracking._log_url = _no_run_url
+    else:
+        os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
+
+
+def _no_run_url(run_id: str) -> None:
+    """What MLflow's ``_log_url`` does for a URI with credentials: print nothing."""
 
 
 def _quiet_mlflow_logs() -> None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import shlex
 from typing import TYPE_CHECKING
 
+from reprokit.capturing.redact import redact_parameters, redact_text
+
 if TYPE_CHECKING:
     from reprokit.compare.verify import DataCheck, Verdict
     from reprokit.runner.plan import PlannedRun, RunOutcome
@@ -40,8 +42,10 @@ _DRIFT_FILES = 20  # changed files named per data entry; the rest are counted
 
 def describe_plan(plan: PlannedRun) -> str:
     """One line saying what will run: notebook, kernel, device, parameters (secret ones by
-    name only). Printed before anything executes, so that nothing runs unannounced."""
-    parts = [", ".join(f"{k}={v!r}" for k, v in sorted(plan.parameters.items()))]
+    name only; secret-looking ones redacted). Printed before anything executes, so that nothing
+    runs unannounced."""
+    parameters = redact_parameters(plan.parameters)
+    parts = [", ".join(f"{k}={v!r}" for k, v in sorted(parameters.items()))]
     if plan.secret_names:
         parts.append(f"secret: {', '.join(sorted(plan.secret_names))}")
     shown = "; ".join(part for part in parts if part) or "no parameters"
@@ -65,7 +69,8 @@ def describe_done(outcome: RunOutcome, *, markup: bool = False) -> str:
 
 def describe_failure(outcome: RunOutcome) -> str:
     """A failed execution: the notebook and status, the failing cell, its error and the first
-    lines of its traceback, and where the executed notebook was kept."""
+    lines of its traceback, and where the executed notebook was kept. Credential-looking text
+    is redacted (the runner removed secret parameter values already)."""
     lines = [f"{outcome.notebook}: {MARKS.get(outcome.status, outcome.status)}"]
     failure = outcome.failure
     if failure is not None:
@@ -76,7 +81,7 @@ def describe_failure(outcome: RunOutcome) -> str:
     elif outcome.message:
         lines.append(f"  {outcome.message}")
     lines.append(f"  executed notebook: {outcome.output_path}")
-    return "\n".join(lines)
+    return "\n".join(redact_text(line) for line in lines)
 
 
 def cell_label(index: int, execution_count: int | None = None) -> str:
@@ -110,9 +115,22 @@ def describe_verdict(verdict: Verdict) -> str:
     if verdict.source_changes:
         changed = ", ".join(str(index + 1) for index in verdict.source_changes)
         lines.append(f"cells whose source changed since the lock: {changed}")
+    if _cache_may_matter(verdict):
+        lines.append(
+            "the data check trusted the hash cache (inode, size, mtime, ctime): a file changed "
+            "in place without changing these (e.g. through mmap) is missed; --rehash re-reads "
+            "every file"
+        )
     if verdict.command:
         lines.append(f"re-run: {verdict.command}")
     return "\n".join(lines)
+
+
+def _cache_may_matter(verdict: Verdict) -> bool:
+    """Results differ although the data, as the hash cache saw it, did not change."""
+    has_data = verdict.data is not None and bool(verdict.data.entries)
+    rehashed = verdict.command is not None and "--rehash" in verdict.command
+    return not verdict.reproduced and has_data and verdict.data_ok and not rehashed
 
 
 def ui_command(uri: str) -> str:

@@ -8,7 +8,8 @@
   a cell stopped by a timeout, a dead kernel or an interruption gets an ``error`` output, so
   the notebook shows where it stopped.
 - Secret parameter values that a notebook printed anyway are replaced in the executed
-  notebook and the kernel log before anything reads them.
+  notebook and the kernel log before anything reads them; error texts (the failure in the
+  metadata, every ``error`` output) lose credential-looking text too (:func:`redact_error`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from papermill.engines import NBClientEngine  # type: ignore[import-untyped]
 from papermill.utils import merge_kwargs, remove_args  # type: ignore[import-untyped]
 
 from reprokit._fsutil import atomic_write_text
+from reprokit.capturing.redact import redact_text
 
 MAX_CELL_OUTPUT = 4 * 1024 * 1024  # bytes of output kept per cell; REPROKIT_MAX_CELL_OUTPUT
 ENGINE_NAME = "reprokit"
@@ -150,6 +152,7 @@ def finish_output(
     text = _scrub_text(output.read_text(encoding="utf-8"), secrets, json_escaped=True)
     node = nbformat.reads(text, as_version=4)  # type: ignore[no-untyped-call]
     node.metadata.setdefault("reprokit", {})["execution"] = dict(execution)
+    _redact_error_outputs(node, secrets)
     index = execution.get("output_index")
     if execution.get("status") != "failed" and isinstance(index, int):
         cell = node.cells[index]
@@ -163,6 +166,20 @@ def finish_output(
                 )
             )
     atomic_write_text(output, nbformat.writes(node))  # type: ignore[no-untyped-call]
+
+
+def redact_error(text: str, secrets: Mapping[str, str]) -> str:
+    """An error text as it may be stored or printed: secret parameter values replaced by
+    ``<secret NAME>``, credential-looking text (URL passwords, tokens) by ``<redacted>``."""
+    return redact_text(_scrub_text(text, secrets, json_escaped=False))
+
+
+def _redact_error_outputs(node: NotebookNode, secrets: Mapping[str, str]) -> None:
+    for cell in node.cells:
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                out["evalue"] = redact_error(str(out.get("evalue", "")), secrets)
+                out["traceback"] = [redact_error(str(t), secrets) for t in out.get("traceback", [])]
 
 
 def _scrub_file(path: Path, secrets: Mapping[str, str]) -> None:

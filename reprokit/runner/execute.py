@@ -13,20 +13,22 @@ import asyncio
 import contextlib
 import copy
 import errno
+import json
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
 from jupyter_client.manager import AsyncKernelManager
 
+from reprokit.capturing.redact import sensitive_parameters
 from reprokit.exceptions import PathError
 from reprokit.notebook.files import INJECTED_TAG, notebook_language
-from reprokit.runner._outputs import finish_output, register_engine
+from reprokit.runner._outputs import finish_output, redact_error, register_engine
 from reprokit.runner.failure import (
     ERROR_MARKER_TAG,
     CellFailure,
@@ -36,6 +38,7 @@ from reprokit.runner.failure import (
     unexpected_errors,
 )
 from reprokit.runner.kernels import INTERRUPTED, NOTEBOOK_TIMEOUT, KernelWatch
+from reprokit.runner.reaper import MARK_ENV
 from reprokit.statuses import ExecutionStatus
 
 DEFAULT_KERNEL = "python3"
@@ -81,6 +84,8 @@ class _EnvKernelManager(AsyncKernelManager):
 
     async def start_kernel(self, **kwargs: Any) -> None:  # type: ignore[override]
         kwargs["env"] = dict(self.kernel_env)
+        if self.kernel_watch is not None:  # inherited by whatever the notebook starts
+            kwargs["env"][MARK_ENV] = self.kernel_watch.mark
         if self.kernel_log is not None:
             kwargs["stdout"] = kwargs["stderr"] = self.kernel_log
         await super().start_kernel(**kwargs)
@@ -114,30 +119,29 @@ def execute_notebook(
 ) -> ExecutionOutcome:
     """Run ``node`` (an nbformat notebook, not modified) and write the result to ``output_path``.
 
-    ``parameters`` go into papermill's injected cell; ``secrets`` (name -> value) reach the
-    kernel through its environment and are assigned by a cell that names the variable, never
-    the value; ``env`` is added to the kernel's environment; ``timeout`` (seconds) applies to
-    each cell, ``limits`` to the whole notebook and the kernel's memory. The kernel is killed
-    as soon as the last cell is done (no graceful shutdown wait), or when the runner is
-    interrupted (see :mod:`reprokit.runner.kernels`). ``on_cell(position, total)`` is called as
-    each cell starts (1-based; the runner's injected cells count).
+    ``parameters`` go into papermill's injected cell, except those redaction would change:
+    these and ``secrets`` (name -> value) reach the kernel through its environment, assigned by
+    a cell that names the variable, never the value. Error texts are redacted. ``env`` is added
+    to the kernel's environment; ``timeout`` (seconds) applies to each cell, ``limits`` to the
+    whole notebook and the kernel's memory. The kernel is killed as soon as the last cell is
+    done (no graceful shutdown wait), or when the runner is interrupted (see
+    :mod:`reprokit.runner.kernels`). ``on_cell(position, total)`` is called as each cell starts
+    (1-based; the runner's injected cells count).
     """
     output = Path(output_path)
     make_output_folder(output.parent)
-    started = time.perf_counter()
-    limits = limits or Limits()
+    started, limits = time.perf_counter(), limits or Limits()
     log_path = output.with_name(output.stem + ".kernel.log")
-    secrets = dict(secrets or {})
-    kernel_env = {**(env or {}), **{secret_env_name(k): v for k, v in secrets.items()}}
+    secrets, hidden = dict(secrets or {}), _hidden_parameters(parameters or {})
+    kernel_env = {**(env or {}), **_secret_env(secrets, hidden)}
+    status: ExecutionStatus
     with KernelWatch(limits.memory_bytes) as watch, _deadline(watch, limits.notebook_timeout):
         try:
             with open(log_path, "wb") as log:
-                job = _Job(
-                    node, output, log, kernel_env, parameters, secrets, kernel_name, cwd, on_cell
-                )
+                what = (node, output, log, kernel_env, parameters, secrets, kernel_name, cwd)
+                job = _Job(*what, on_cell, tuple(hidden))
                 _papermill(job, timeout, watch)
-            status: ExecutionStatus = "ok"
-            message = ""
+            status, message = "ok", ""
         except Exception as exc:
             if isinstance(exc, OSError) and exc.errno in _WRITE_ERRORS:
                 raise _unwritable(exc, output) from None  # read-only now, or the disk is full
@@ -146,7 +150,9 @@ def execute_notebook(
             _cancel_leftover_tasks()
     duration = time.perf_counter() - started
     status, failure = _settle(output, status, message, node, bool(parameters or secrets))
-    finish_output(output, _execution_mark(status, message, failure), secrets, log_path)
+    scrubbed = _scrubbed(secrets, hidden)
+    failure, message = _redacted(failure, scrubbed), redact_error(message, scrubbed)
+    finish_output(output, _execution_mark(status, message, failure), scrubbed, log_path)
     return ExecutionOutcome(status, str(output), duration, failure, message)
 
 
@@ -215,6 +221,39 @@ class _Job:
     kernel_name: str | None
     cwd: str | os.PathLike[str]
     on_cell: CellCallback | None = None
+    hidden: tuple[str, ...] = ()  # parameters passed like secrets (see _hidden_parameters)
+
+
+def _hidden_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``-p`` parameters that MLflow and the lock show redacted: the kernel gets their
+    real values through its environment (as JSON), the executed notebook never holds them."""
+    names = sensitive_parameters(parameters)
+    return {name: value for name, value in parameters.items() if name in names}
+
+
+def _secret_env(secrets: Mapping[str, str], hidden: Mapping[str, Any]) -> dict[str, str]:
+    """The kernel's variables carrying secret parameters (text) and hidden ones (JSON)."""
+    env = {secret_env_name(k): v for k, v in secrets.items()}
+    return env | {secret_env_name(k): json.dumps(v) for k, v in hidden.items()}
+
+
+def _scrubbed(secrets: Mapping[str, str], hidden: Mapping[str, Any]) -> dict[str, str]:
+    """The values replaced by ``<secret NAME>`` in what the execution wrote: the secret
+    parameters, and the hidden ones that are text long enough not to match by chance."""
+    return dict(secrets) | {k: v for k, v in hidden.items() if isinstance(v, str) and len(v) > 7}
+
+
+def _redacted(failure: CellFailure | None, secrets: Mapping[str, str]) -> CellFailure | None:
+    """``failure`` with secret values and credential-looking text removed from its texts."""
+    if failure is None:
+        return None
+    return replace(
+        failure,
+        ename=redact_error(failure.ename, secrets),
+        evalue=redact_error(failure.evalue, secrets),
+        traceback=tuple(redact_error(line, secrets) for line in failure.traceback),
+        source_head=redact_error(failure.source_head, secrets),
+    )
 
 
 def secret_env_name(name: str) -> str:
@@ -282,8 +321,9 @@ def _papermill(job: _Job, timeout: float | None, watch: KernelWatch) -> None:
         if expects_error(cell) and "raises-exception" not in cell.metadata.get("tags", []):
             cell.metadata["tags"] = [*cell.metadata.get("tags", []), "raises-exception"]
     parameters: dict[str, Any] | None = dict(job.parameters or {})
-    if job.secrets:
-        node, parameters = _with_secret_cell(node, parameters or {}, job), None
+    if job.secrets or job.hidden:
+        clear = {k: v for k, v in (parameters or {}).items() if k not in job.hidden}
+        node, parameters = _with_secret_cell(node, clear, job), None
     papermill.execute_notebook(
         node,
         str(job.output),
@@ -327,10 +367,14 @@ def _with_secret_cell(node: Any, parameters: Mapping[str, Any], job: _Job) -> An
     kernel = job.kernel_name or kernel_of(node)
     node = parameterize_notebook(node, dict(parameters), kernel_name=kernel)
     lines = ["# Secret parameters: values come from the environment, never from this notebook"]
-    lines.append("import os as _reprokit_os")
+    lines.append("import json as _reprokit_json, os as _reprokit_os")
     for name in job.secrets:
         lines.append(f"{name} = _reprokit_os.environ.pop({secret_env_name(name)!r})")
-    lines.append("del _reprokit_os")
+    for name in job.hidden:
+        lines.append(
+            f"{name} = _reprokit_json.loads(_reprokit_os.environ.pop({secret_env_name(name)!r}))"
+        )
+    lines.append("del _reprokit_json, _reprokit_os")
     cell = nbformat.v4.new_code_cell("\n".join(lines))  # type: ignore[no-untyped-call]
     cell.metadata["tags"] = [INJECTED_TAG, _SECRET_TAG]
     at = next(i for i, c in enumerate(node.cells) if INJECTED_TAG in c.metadata.get("tags", []))

@@ -10,17 +10,24 @@ writes the executed notebook up to that cell, and the runner reports the reason 
 that, for every live kernel at once: kernels are killed, partial notebooks written, MLflow
 runs closed as KILLED, and then :class:`~reprokit.exceptions.RunInterrupted` is raised. A
 second signal interrupts at once.
+
+A watch also makes the runner a child subreaper while its notebook runs, and when it ends
+kills every process the kernel left behind, also those that left its process group
+(:mod:`reprokit.runner.reaper`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import threading
 from collections.abc import Iterator
 from types import FrameType
 from typing import Any
+
+from reprokit.runner.reaper import kill_marked, subreaper
 
 # why a watch killed its kernel
 NOTEBOOK_TIMEOUT = "notebook_timeout"
@@ -33,15 +40,20 @@ _signal_received: list[int] = []  # the first signal of the current interruptibl
 
 
 class KernelWatch:
-    """One execution's kernel: its process group, an optional memory limit, a kill switch."""
+    """One execution's kernel: its process group, an optional memory limit, a kill switch,
+    and the :attr:`mark` (:data:`~reprokit.runner.reaper.MARK_ENV`) its processes inherit."""
 
     def __init__(self, memory_limit: int | None = None) -> None:
         self.memory_limit = memory_limit
         self.reason: str | None = None
+        self.mark = secrets.token_hex(8)
+        self.leftovers: list[int] = []  # processes the kernel left behind, killed at the end
         self._pid: int | None = None
         self._lock = threading.Lock()
+        self._reaping = contextlib.ExitStack()
 
     def __enter__(self) -> KernelWatch:
+        self._reaping.enter_context(subreaper())
         with _live_lock:
             _live.add(self)
         if _interrupt.is_set():
@@ -51,6 +63,11 @@ class KernelWatch:
     def __exit__(self, *exc: object) -> None:
         with _live_lock:
             _live.discard(self)
+        spare = frozenset() if self._pid is None else frozenset({self._pid})
+        try:
+            self.leftovers = kill_marked(self.mark, spare)
+        finally:
+            self._reaping.close()
 
     def started(self, pid: int) -> None:
         """Called by the kernel manager once the kernel process exists."""

@@ -233,13 +233,16 @@ def _unique(stem: str, used: set[str]) -> str:
 def kernel_env(
     source: Path, folder: Path, choice: DeviceChoice, parameters: Mapping[str, Any]
 ) -> dict[str, str]:
-    """The variables a kernel gets on top of the runner's environment."""
+    """The variables a kernel gets on top of the runner's environment (``REPROKIT_PARAMS``
+    holds the parameters as MLflow shows them: redacted)."""
+    from reprokit.capturing.redact import redact_parameters
+
     seed = parameters.get("seed")
     return {
         **RUNNER_ENV,
         **choice.env,
         "REPROKIT_DEVICE": choice.device,
-        "REPROKIT_PARAMS": json.dumps(dict(parameters), default=str, sort_keys=True),
+        "REPROKIT_PARAMS": json.dumps(redact_parameters(parameters), default=str, sort_keys=True),
         "REPROKIT_OUTPUT_DIR": str(folder.resolve()),
         "REPROKIT_NOTEBOOK": str(source.resolve()),
         "PYTHONHASHSEED": str(seed) if isinstance(seed, int) and seed >= 0 else "0",
