@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Any
 from reprokit.capturing.redact import redact_mapping
 from reprokit.exceptions import RecordError
 from reprokit.recording.folder import ARTIFACT_PATH
+from reprokit.recording.journal import Journal, JournalState
 from reprokit.recording.mapping import metric_key, metric_value, run_tags, seed_params, seed_tags
+from reprokit.recording.replay import replay_state
 from reprokit.recording.target import resolve_target
 from reprokit.recording.writer import Metric, MlflowRunWriter, RunEndStatus, now_ms
 from reprokit.results.notebook import NotebookResults
@@ -76,19 +78,33 @@ def record_execution(
     if snapshot is not None and snapshot.seeds is not None:
         params |= seed_params(snapshot.seeds)
         tags |= seed_tags(snapshot.seeds)
+    state = JournalState(Path(), target.experiment, target.display_uri, notebook.stem, start_ms)
+    state.tags, state.params, state.metrics = tags, params, _metrics(results)
+    state.uploads = {ARTIFACT_PATH: str(output_dir)}
+    state.status, state.end_ms = MLFLOW_STATUS.get(status, "FAILED"), now_ms()
+    journal = _journal(target.project_root, state)
     try:
         with _record_lock:
             writer.connect()
-            run_id = writer.open_run(
-                run_name=notebook.stem, tags=tags, params=params, start_ms=start_ms
-            )
-            writer.log_batch(metrics=_metrics(results))
-            writer.upload(output_dir, ARTIFACT_PATH)
-            writer.close(MLFLOW_STATUS.get(status, "FAILED"), now_ms())
+            run_id = replay_state(state, writer, journal)
     except RecordError as exc:
-        _close_quietly(writer)
+        _close_quietly(writer)  # the journal (kept) completes the run at the next command
         return RunRecord(None, target.experiment, target.display_uri, str(exc))
+    finally:
+        if journal is not None:
+            journal.release()
     return RunRecord(run_id, target.experiment, target.display_uri)
+
+
+def _journal(project_root: str, state: JournalState) -> Journal | None:
+    """The run written to a journal first: a runner killed while MLflow writes loses nothing."""
+    try:
+        journal = Journal.create(project_root)
+        journal.write(state)
+    except OSError:
+        return None  # recording straight to MLflow, as without a journal
+    state.path = journal.path
+    return journal
 
 
 def tag_run(

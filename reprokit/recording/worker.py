@@ -58,6 +58,7 @@ class Upload:
 class Close:
     status: RunEndStatus
     end_ms: int
+    on_closed: Callable[[], None] | None = None  # once MLflow has the run closed
 
 
 @dataclass(frozen=True)
@@ -183,7 +184,12 @@ class BackgroundRecorder:
         elif isinstance(op, Upload):
             self._execute(lambda: self.writer.upload(op.folder, op.artifact_path), "upload")
         else:
-            self._execute(lambda: self.writer.close(op.status, op.end_ms), "closing the run")
+            self._execute(lambda: self._close(op), "closing the run")
+
+    def _close(self, op: Close) -> None:
+        self.writer.close(op.status, op.end_ms)
+        if op.on_closed is not None:
+            op.on_closed()
 
     def _log(self, op: LogBatch) -> None:
         self.writer.log_batch(metrics=op.metrics, params=op.params, tags=op.tags)
