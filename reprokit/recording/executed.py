@@ -82,7 +82,7 @@ def record_execution(
     state.tags, state.params, state.metrics = tags, params, _metrics(results)
     state.uploads = {ARTIFACT_PATH: str(output_dir)}
     state.status, state.end_ms = MLFLOW_STATUS.get(status, "FAILED"), now_ms()
-    journal = _journal(target.project_root, state)
+    journal = _journal(target.project_root, output_dir, state)
     try:
         with _record_lock:
             writer.connect()
@@ -96,8 +96,13 @@ def record_execution(
     return RunRecord(run_id, target.experiment, target.display_uri)
 
 
-def _journal(project_root: str, state: JournalState) -> Journal | None:
-    """The run written to a journal first: a runner killed while MLflow writes loses nothing."""
+def _journal(project_root: str, output_dir: Path, state: JournalState) -> Journal | None:
+    """The run written to a journal first: a runner killed while MLflow writes loses nothing.
+
+    Only when the outputs are in the project's ``.reprokit`` (the default): a runner told to
+    write elsewhere (a reviewer's ``--output-dir``) leaves the project's tree untouched."""
+    if not output_dir.resolve().is_relative_to(Path(project_root).resolve() / ".reprokit"):
+        return None
     try:
         journal = Journal.create(project_root)
         journal.write(state)
