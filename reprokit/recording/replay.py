@@ -123,9 +123,17 @@ def _replay_adopted(journal: Journal, writer: MlflowRunWriter) -> Replay:
         return Replay(path, "empty", run_id=state.run_id)
     if state.uri != writer.target.display_uri:
         return Replay(path, "elsewhere", experiment=state.experiment, detail=state.uri)
-    run_writer = writer.sharing(replace(writer.target, experiment=state.experiment))
+    # a journal is read from disk: it uploads nothing from outside the project's .reprokit
+    hidden = Path(writer.target.project_root).resolve() / ".reprokit"
+    state.uploads = {
+        key: folder
+        for key, folder in state.uploads.items()
+        if Path(folder).resolve().is_relative_to(hidden)
+    }
+    run_writer = writer.sharing(replace(writer.target, experiment=str(state.experiment)))
     try:
         run_id = replay_state(state, run_writer, journal)
-    except RecordError as exc:
-        return Replay(path, "failed", state.run_id, experiment=state.experiment, detail=str(exc))
+    except (RecordError, TypeError, ValueError) as exc:  # a store refusing, a foreign event
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return Replay(path, "failed", state.run_id, experiment=state.experiment, detail=detail)
     return Replay(path, "replayed", run_id, _status(state), state.experiment)
