@@ -1,7 +1,7 @@
 """The run journal: every record event, on disk before MLflow sees it.
 
-``<project root>/.reprokit/journal/<run key>.jsonl``, one JSON object per line, appended and
-fsync'ed synchronously by whoever records (the session of a live notebook, the runner): start
+``<project root>/.reprokit/journal/<run key>.jsonl``, one JSON object per line, appended
+synchronously by whoever records (the session of a live notebook, the runner): start
 (experiment, tracking URI without credentials, run name, tags, params), params/tags/metrics,
 dataset inputs, the folder uploaded as artifacts, failed or interrupted cells, end (status).
 MLflow's writer adds ``opened`` (the run id, once MLflow created the run) and ``synced`` (the
@@ -10,7 +10,10 @@ run reached MLflow and was closed), after which the journal is deleted.
 The process that records holds an exclusive ``flock`` on its journal until it is synced, so a
 journal that can be locked by someone else belongs to a process that is gone: the next command
 that opens the store replays it (:mod:`reprokit.recording.replay`). A last line cut short by a
-kill is ignored. Nothing here imports MLflow: an append costs a ``write`` and an ``fsync``.
+kill is ignored. Nothing here imports MLflow: an append costs a ``write`` (which a killed
+process cannot lose) and, for all but the frequent ``log`` events of a live run, an ``fsync``
+(a crash of the machine cannot lose it either); ``log`` events are fsync'ed by the background
+writer after each batch.
 """
 
 from __future__ import annotations
@@ -78,13 +81,22 @@ class Journal:
             return None
         return cls(path, fd)
 
-    def append(self, event: str, **fields: Any) -> None:
-        """One event, on disk (fsync'ed) when this returns; silently nothing once finished."""
+    def append(self, event: str, /, durable: bool = True, **fields: Any) -> None:
+        """One event, written (a killed process loses nothing) when this returns, and fsync'ed
+        unless ``durable`` is False: then :meth:`sync` follows soon, off the caller's thread
+        (results declared in a loop must not wait for the disk). Nothing once finished."""
         if self._closed:
             return
         line = json.dumps({"event": event, **fields}, sort_keys=True, default=str) + "\n"
         os.write(self._fd, line.encode("utf-8"))
-        os.fsync(self._fd)
+        if durable:
+            os.fsync(self._fd)
+
+    def sync(self) -> None:
+        """fsync what was appended (the background writer calls it after each batch)."""
+        if not self._closed:
+            with contextlib.suppress(OSError):  # released meanwhile: nothing left to sync
+                os.fsync(self._fd)
 
     def write(self, state: JournalState) -> None:
         """Append everything ``state`` holds (a run recorded at once, by the runner)."""

@@ -141,7 +141,9 @@ class RecordedRun:
         self.folder = self._make_folder()
         self.journal = self._make_journal() if mlflow_enabled() else None
         self.recorder: BackgroundRecorder | LocalRecorder = (
-            BackgroundRecorder(target) if mlflow_enabled() else LocalRecorder()
+            BackgroundRecorder(target, self.journal.sync if self.journal else None)
+            if mlflow_enabled()
+            else LocalRecorder()
         )
         self._open(in_notebook, device)
 
@@ -174,14 +176,14 @@ class RecordedRun:
             kind, fields = event
             if kind == "start":  # where the run goes: the replay's store and experiment
                 fields |= {"experiment": self.target.experiment, "uri": self.target.display_uri}
-            self._journal(kind, **fields)
+            self._journal(kind, durable=kind != "log", **fields)  # log: fsync'ed by the worker
         self.recorder.submit(op)
 
-    def _journal(self, event: str, **fields: Any) -> None:
+    def _journal(self, event: str, /, durable: bool = True, **fields: Any) -> None:
         if self.journal is None:
             return
         try:
-            self.journal.append(event, **fields)
+            self.journal.append(event, durable, **fields)
         except OSError as exc:  # a full disk must not stop the notebook: MLflow still gets it
             self._problems.append(f"cannot append to the run's journal {self.journal.path}: {exc}")
             self.journal.release()

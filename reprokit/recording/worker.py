@@ -78,8 +78,11 @@ CONNECT_SWITCH_INTERVAL_S = 0.0005
 class BackgroundRecorder:
     """Executes recording operations in order on one daemon thread."""
 
-    def __init__(self, target: TrackingTarget) -> None:
+    def __init__(
+        self, target: TrackingTarget, after_batch: Callable[[], None] | None = None
+    ) -> None:
         self.writer = MlflowRunWriter(target)
+        self._after_batch = after_batch  # e.g. fsync the run's journal, off the notebook thread
         self._queue: queue.SimpleQueue[Op | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
@@ -145,6 +148,8 @@ class BackgroundRecorder:
                 # takes the GIL from the notebook that much less often)
                 time.sleep(BATCH_WINDOW_S)
             batch = self._drain([op])
+            if self._after_batch is not None:
+                self._execute(self._after_batch, "syncing the journal", mlflow=False)
             for item in _merge(batch):
                 self._run_op(item)
             self._done(len(batch))
