@@ -33,6 +33,7 @@ _COMMANDS: dict[str, str] = {
     "hash": "reprokit.cli._capture:hash_command",
     "record": "reprokit.cli._record:record_command",
     "run": "reprokit.cli._run:run_command",
+    "sync": "reprokit.cli._sync:sync_command",
     "verify": "reprokit.cli._verify:verify_command",
 }
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +22,7 @@ from reprokit.capturing.model import DataEntry, DataManifest
 from reprokit.capturing.redact import redact_mapping
 from reprokit.exceptions import InputError, RecordError
 from reprokit.recording.folder import ARTIFACT_PATH
+from reprokit.recording.journal import Journal, JournalState
 from reprokit.recording.mapping import (
     dataset_spec,
     metric_key,
@@ -30,6 +31,7 @@ from reprokit.recording.mapping import (
     seed_params,
     seed_tags,
 )
+from reprokit.recording.replay import replay_state
 from reprokit.recording.target import resolve_target
 from reprokit.recording.writer import Metric, MlflowRunWriter, RunEndStatus, now_ms
 from reprokit.results.notebook import NotebookResults
@@ -86,22 +88,41 @@ def record_execution(
     if snapshot is not None and snapshot.seeds is not None:
         params |= seed_params(snapshot.seeds)
         tags |= seed_tags(snapshot.seeds)
+    state = JournalState(Path(), target.experiment, target.display_uri, notebook.stem, start_ms)
+    state.tags, state.params, state.metrics = tags, params, _metrics(results)
+    state.uploads = {ARTIFACT_PATH: str(output_dir)}
+    state.datasets = [
+        asdict(dataset_spec(e, target.project_root)) for e in _data(output_dir, snapshot)
+    ]
+    state.status, state.end_ms = MLFLOW_STATUS.get(status, "FAILED"), now_ms()
+    journal = _journal(target.project_root, output_dir, state)
     try:
         with _record_lock:
             writer.connect()
-            run_id = writer.open_run(
-                run_name=notebook.stem, tags=tags, params=params, start_ms=start_ms
-            )
-            writer.log_batch(metrics=_metrics(results))
-            specs = [dataset_spec(e, target.project_root) for e in _data(output_dir, snapshot)]
-            if specs:
-                writer.log_datasets(specs)
-            writer.upload(output_dir, ARTIFACT_PATH)
-            writer.close(MLFLOW_STATUS.get(status, "FAILED"), now_ms())
+            run_id = replay_state(state, writer, journal)
     except RecordError as exc:
-        _close_quietly(writer)
+        _close_quietly(writer)  # the journal (kept) completes the run at the next command
         return RunRecord(None, target.experiment, target.display_uri, str(exc))
+    finally:
+        if journal is not None:
+            journal.release()
     return RunRecord(run_id, target.experiment, target.display_uri)
+
+
+def _journal(project_root: str, output_dir: Path, state: JournalState) -> Journal | None:
+    """The run written to a journal first: a runner killed while MLflow writes loses nothing.
+
+    Only when the outputs are in the project's ``.reprokit`` (the default): a runner told to
+    write elsewhere (a reviewer's ``--output-dir``) leaves the project's tree untouched."""
+    if not output_dir.resolve().is_relative_to(Path(project_root).resolve() / ".reprokit"):
+        return None
+    try:
+        journal = Journal.create(project_root)
+        journal.write(state)
+    except OSError:
+        return None  # recording straight to MLflow, as without a journal
+    state.path = journal.path
+    return journal
 
 
 def tag_run(

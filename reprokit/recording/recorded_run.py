@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from reprokit._serde import to_json
 from reprokit.capturing.model import DataEntry, DataManifest, SeedRecord, Snapshot
 from reprokit.recording.folder import ARTIFACT_PATH, RunFolder
+from reprokit.recording.journal import JOURNAL_TAG, Journal
 from reprokit.recording.mapping import (
     dataset_spec,
     metric_key,
@@ -41,7 +42,7 @@ from reprokit.recording.worker import (
     Upload,
     now_ms,
 )
-from reprokit.recording.writer import RunEndStatus, RunState
+from reprokit.recording.writer import RunEndStatus, RunState, default_run_name
 from reprokit.results.encode import encode_result
 from reprokit.results.model import Result
 
@@ -138,8 +139,11 @@ class RecordedRun:
         self._problems: list[str] = []
         self._declared: Counter[str] = Counter()
         self.folder = self._make_folder()
+        self.journal = self._make_journal() if mlflow_enabled() else None
         self.recorder: BackgroundRecorder | LocalRecorder = (
-            BackgroundRecorder(target) if mlflow_enabled() else LocalRecorder()
+            BackgroundRecorder(target, self.journal.sync if self.journal else None)
+            if mlflow_enabled()
+            else LocalRecorder()
         )
         self._open(in_notebook, device)
 
@@ -155,6 +159,41 @@ class RecordedRun:
             )
             return None
 
+    def _make_journal(self) -> Journal | None:
+        try:
+            return Journal.create(self.target.project_root)
+        except OSError as exc:
+            self._problems.append(
+                f"cannot create the run's journal under {self.target.project_root}: {exc}; "
+                "the run reaches MLflow only if this process lives until it is written"
+            )
+            return None
+
+    def _submit(self, op: Op) -> None:
+        """Journal ``op`` (on disk when this returns), then queue it for MLflow."""
+        event = _journal_event(op)
+        if event is not None:
+            kind, fields = event
+            if kind == "start":  # where the run goes: the replay's store and experiment
+                fields |= {"experiment": self.target.experiment, "uri": self.target.display_uri}
+            self._journal(kind, durable=kind != "log", **fields)  # log: fsync'ed by the worker
+        self.recorder.submit(op)
+
+    def _journal(self, event: str, /, durable: bool = True, **fields: Any) -> None:
+        if self.journal is None:
+            return
+        try:
+            self.journal.append(event, durable, **fields)
+        except OSError as exc:  # a full disk must not stop the notebook: MLflow still gets it
+            self._problems.append(f"cannot append to the run's journal {self.journal.path}: {exc}")
+            self.journal.release()
+            self.journal = None
+
+    def _on_open(self, run_id: str, artifact_uri: str | None) -> None:
+        self._journal("opened", run_id=run_id)
+        if self.folder is not None:
+            self._write_run_json(run_id, artifact_uri)
+
     def _open(self, in_notebook: bool, device: str) -> None:
         tags = run_tags(
             self.snapshot,
@@ -165,15 +204,16 @@ class RecordedRun:
             tracking_uri=self.target.display_uri,
             note=self.note,
         )
-        on_open = None
         if self.folder is not None:
             self._local("writing the run folder", self._write_start_files)
-            on_open = self._write_run_json
-        self.recorder.submit(OpenRun(self.run_name, tags, self.params, now_ms(), on_open))
+        if self.journal is not None:
+            tags[JOURNAL_TAG] = self.journal.key
+        name = self.run_name or default_run_name()  # the same name if the journal is replayed
+        self._submit(OpenRun(name, tags, self.params, now_ms(), self._on_open))
         if self.entries:
             self._log_inputs(self.entries)
         if self.folder is not None:
-            self.recorder.submit(Upload(self.folder.path, ARTIFACT_PATH))
+            self._submit(Upload(self.folder.path, ARTIFACT_PATH))
 
     def _write_start_files(self) -> None:
         from reprokit.capturing.git import git_diff
@@ -249,7 +289,7 @@ class RecordedRun:
         self._declared[name] += 1
         number = metric_value(declared)
         if number is not None:  # the step orders re-declarations: MLflow shows the latest
-            self.recorder.submit(LogBatch(metrics=[(metric_key(name), number, now_ms(), step)]))
+            self._submit(LogBatch(metrics=[(metric_key(name), number, now_ms(), step)]))
         return declared, replaced
 
     def add_seed(self, record: SeedRecord) -> None:
@@ -257,7 +297,7 @@ class RecordedRun:
         self.seeds.append(record)
         params = {} if "seed" in self.params else seed_params(record)
         self.params |= params
-        self.recorder.submit(LogBatch(params=params, tags=seed_tags(record)))
+        self._submit(LogBatch(params=params, tags=seed_tags(record)))
         self._local("writing seeds.json", self._write_inputs)
 
     def add_data(self, entries: tuple[DataEntry, ...]) -> None:
@@ -267,17 +307,19 @@ class RecordedRun:
 
     def _log_inputs(self, entries: list[DataEntry] | tuple[DataEntry, ...]) -> None:
         root = self.target.project_root
-        self.recorder.submit(LogDatasets([dataset_spec(entry, root) for entry in entries]))
+        self._submit(LogDatasets([dataset_spec(entry, root) for entry in entries]))
 
     def tag(self, tags: dict[str, str]) -> None:
-        self.recorder.submit(LogBatch(tags=tags))
+        self._submit(LogBatch(tags=tags))
 
     def note_cell(self, error: BaseException | None) -> None:
         """Count a cell's uncaught error (IPython's post_run_cell)."""
         if isinstance(error, KeyboardInterrupt):
             self.interrupted = True
+            self._journal("cell", error="interrupted")
         elif error is not None:
             self.cell_errors += 1
+            self._journal("cell", error="failed")
 
     # --- problems, status, closing -----------------------------------------------------------
 
@@ -324,10 +366,11 @@ class RecordedRun:
             "reprokit.results": str(len(self.results)),
             "reprokit.cell_errors": str(self.cell_errors),
         }
-        self.recorder.submit(LogBatch(tags=summary))
+        self._submit(LogBatch(tags=summary))
         if self.folder is not None:
-            self.recorder.submit(Upload(self.folder.path, ARTIFACT_PATH))
-        self.recorder.submit(Close(status, now_ms()))
+            self._submit(Upload(self.folder.path, ARTIFACT_PATH))
+        on_closed = None if self.journal is None else self.journal.finish
+        self._submit(Close(status, now_ms(), on_closed))
         finished = self.recorder.flush(timeout)
         self.recorder.stop()
         if not finished:
@@ -345,3 +388,20 @@ class RecordedRun:
             self._write_inputs()
         except OSError as exc:
             self._problems.append(f"cannot write the run's results to {self.folder.path}: {exc}")
+
+
+def _journal_event(op: Op) -> tuple[str, dict[str, Any]] | None:
+    """The journal event of a queued MLflow operation (local ``Call`` work has none)."""
+    if isinstance(op, OpenRun):
+        fields = {"run_name": op.run_name, "start_ms": op.start_ms}
+        return "start", fields | {"tags": dict(op.tags), "params": dict(op.params)}
+    if isinstance(op, LogBatch):
+        metrics = [list(metric) for metric in op.metrics]
+        return "log", {"metrics": metrics, "params": dict(op.params), "tags": dict(op.tags)}
+    if isinstance(op, LogDatasets):
+        return "datasets", {"specs": [asdict(spec) for spec in op.specs]}
+    if isinstance(op, Upload):
+        return "upload", {"folder": str(op.folder), "artifact_path": op.artifact_path}
+    if isinstance(op, Close):
+        return "end", {"status": op.status, "end_ms": op.end_ms}
+    return None

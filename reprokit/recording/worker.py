@@ -58,6 +58,7 @@ class Upload:
 class Close:
     status: RunEndStatus
     end_ms: int
+    on_closed: Callable[[], None] | None = None  # once MLflow has the run closed
 
 
 @dataclass(frozen=True)
@@ -77,8 +78,11 @@ CONNECT_SWITCH_INTERVAL_S = 0.0005
 class BackgroundRecorder:
     """Executes recording operations in order on one daemon thread."""
 
-    def __init__(self, target: TrackingTarget) -> None:
+    def __init__(
+        self, target: TrackingTarget, after_batch: Callable[[], None] | None = None
+    ) -> None:
         self.writer = MlflowRunWriter(target)
+        self._after_batch = after_batch  # e.g. fsync the run's journal, off the notebook thread
         self._queue: queue.SimpleQueue[Op | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
@@ -144,6 +148,8 @@ class BackgroundRecorder:
                 # takes the GIL from the notebook that much less often)
                 time.sleep(BATCH_WINDOW_S)
             batch = self._drain([op])
+            if self._after_batch is not None:
+                self._execute(self._after_batch, "syncing the journal", mlflow=False)
             for item in _merge(batch):
                 self._run_op(item)
             self._done(len(batch))
@@ -183,7 +189,12 @@ class BackgroundRecorder:
         elif isinstance(op, Upload):
             self._execute(lambda: self.writer.upload(op.folder, op.artifact_path), "upload")
         else:
-            self._execute(lambda: self.writer.close(op.status, op.end_ms), "closing the run")
+            self._execute(lambda: self._close(op), "closing the run")
+
+    def _close(self, op: Close) -> None:
+        self.writer.close(op.status, op.end_ms)
+        if op.on_closed is not None:
+            op.on_closed()
 
     def _log(self, op: LogBatch) -> None:
         self.writer.log_batch(metrics=op.metrics, params=op.params, tags=op.tags)

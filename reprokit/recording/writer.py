@@ -3,7 +3,9 @@
 Every write is batched: params, metrics and tags go through ``MlflowClient.log_batch`` (chunked
 to MLflow's per-call limits), dataset inputs through one ``log_inputs``, artifacts through one
 ``log_artifacts`` of the run's local folder. MLflow is imported when :meth:`connect` runs, on
-the recorder's background thread.
+the recorder's background thread. Connecting to an embedded SQLite store first makes sure it is
+complete (:mod:`reprokit.recording.store`), then replays the run journals that dead processes
+left for it (:mod:`reprokit.recording.replay`).
 """
 
 from __future__ import annotations
@@ -83,13 +85,19 @@ class MlflowRunWriter:
             )
         return self._client
 
-    def connect(self) -> None:
-        """Import MLflow and open the store (SQLite: create the file and tables if needed)."""
+    def connect(self, *, catch_up: bool = True) -> None:
+        """Import MLflow and open the store (SQLite: create it, atomically, if needed); then,
+        with ``catch_up``, complete the runs that dead processes left in their journals."""
         try:
             self._preflight()
             _quiet_mlflow_logs()
             from mlflow.tracking import MlflowClient
 
+            database = sqlite_path(self.target.uri)
+            if database is not None:
+                from reprokit.recording.store import ensure_store
+
+                ensure_store(database)
             self._client = MlflowClient(tracking_uri=self.target.uri)
             if self.target.uri != self.target.display_uri:
                 _silence_run_url(self._client)
@@ -97,6 +105,17 @@ class MlflowRunWriter:
             raise
         except Exception as exc:  # MLflow raises many types; all mean "cannot record here"
             raise self._fail("connecting", exc) from exc
+        if catch_up:
+            from reprokit.recording.replay import replay_pending
+
+            replay_pending(self)
+
+    def sharing(self, target: TrackingTarget) -> MlflowRunWriter:
+        """A writer of another run (``target``: same store, maybe another experiment) that uses
+        this writer's connection."""
+        writer = MlflowRunWriter(target)
+        writer._client = self.client
+        return writer
 
     def _preflight(self) -> None:
         """Fail in seconds, not after MLflow's minutes of retries, when a server is down."""

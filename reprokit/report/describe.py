@@ -15,6 +15,7 @@ from reprokit.capturing.redact import redact_parameters, redact_text
 
 if TYPE_CHECKING:
     from reprokit.compare.verify import DataCheck, Verdict
+    from reprokit.recording.replay import Replay
     from reprokit.runner.plan import PlannedRun, RunOutcome
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "describe_drift",
     "describe_failure",
     "describe_plan",
+    "describe_replay",
     "describe_verdict",
     "ui_command",
 ]
@@ -138,3 +140,19 @@ def ui_command(uri: str) -> str:
     if uri.startswith(("http://", "https://")):
         return f"open {uri}"
     return f"mlflow ui --backend-store-uri {shlex.quote(uri)}"
+
+
+def describe_replay(replay: Replay) -> str:
+    """One journal replayed by ``reprokit sync`` (or left alone, and why)."""
+    name = replay.journal
+    if replay.status == "replayed":
+        where = f"in experiment {replay.experiment!r}"
+        return f"replayed  {name}: run {replay.run_id} ({replay.run_status}) {where}"
+    reasons = {
+        "running": "left alone: its process is still recording it",
+        "elsewhere": f"kept: recorded for another store ({replay.detail})",
+        "empty": "removed: nothing left to replay",
+        "failed": f"not replayed, kept for the next try: {replay.detail}",
+        "unreadable": f"cannot be read: {replay.detail}",
+    }
+    return f"{replay.status:9} {name}: {reasons[replay.status]}"

@@ -1,0 +1,34 @@
+"""``reprokit sync``: complete in MLflow the runs whose process died before they got there.
+
+Exit codes: 0 every pending journal was replayed (or is still being recorded by a live
+process, or belongs to another store); 2 a journal cannot be read or replayed (named), or the
+store cannot be opened.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+
+@click.command("sync")
+@click.argument("path", required=False, type=click.Path(path_type=Path), default=Path("."))
+@click.option("--tracking-uri", default=None, help="The store to replay into [default: resolved].")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per journal.")
+def sync_command(path: Path, tracking_uri: str | None, as_json: bool) -> None:
+    """Replay the run journals of the project at PATH (default: here) into MLflow: the runs
+    of kernels killed before MLflow had everything. One line per journal."""
+    from reprokit._serde import to_builtins
+    from reprokit.api.sync import sync
+    from reprokit.report.describe import describe_replay
+
+    replays = sync(path, tracking_uri=tracking_uri)
+    for replay in replays:
+        click.echo(json.dumps(to_builtins(replay)) if as_json else describe_replay(replay))
+    bad = [r for r in replays if r.status in ("unreadable", "failed")]
+    if bad:
+        click.echo(f"reprokit: error: {describe_replay(bad[0])}", err=True)
+        sys.exit(2)

@@ -1,0 +1,213 @@
+"""The run journal: every record event, on disk before MLflow sees it.
+
+``<project root>/.reprokit/journal/<run key>.jsonl``, one JSON object per line, appended
+synchronously by whoever records (the session of a live notebook, the runner): start
+(experiment, tracking URI without credentials, run name, tags, params), params/tags/metrics,
+dataset inputs, the folder uploaded as artifacts, failed or interrupted cells, end (status).
+MLflow's writer adds ``opened`` (the run id, once MLflow created the run) and ``synced`` (the
+run reached MLflow and was closed), after which the journal is deleted.
+
+The process that records holds an exclusive ``flock`` on its journal until it is synced, so a
+journal that can be locked by someone else belongs to a process that is gone: the next command
+that opens the store replays it (:mod:`reprokit.recording.replay`). A last line cut short by a
+kill is ignored. Nothing here imports MLflow: an append costs a ``write`` (which a killed
+process cannot lose) and, for all but the frequent ``log`` events of a live run, an ``fsync``
+(a crash of the machine cannot lose it either); ``log`` events are fsync'ed by the background
+writer after each batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reprokit._fsutil import atomic_write_text
+
+JOURNAL_DIR = "journal"
+JOURNAL_TAG = "reprokit.journal"  # the MLflow tag naming the journal a run was written from
+SUFFIX = ".jsonl"
+
+
+def journal_folder(project_root: str | os.PathLike[str]) -> Path:
+    return Path(project_root) / ".reprokit" / JOURNAL_DIR
+
+
+class Journal:
+    """An open journal, locked by this process until :meth:`finish` (or the process's end)."""
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self.key = path.name.removesuffix(SUFFIX)
+        self._fd = fd
+        self._closed = False
+
+    @classmethod
+    def create(cls, project_root: str | os.PathLike[str]) -> Journal:
+        """A fresh, locked journal; ``OSError`` propagates (the caller goes on without one)."""
+        folder = journal_folder(project_root)
+        folder.mkdir(parents=True, exist_ok=True)
+        ignore = folder.parent / ".gitignore"
+        if not ignore.exists():
+            atomic_write_text(ignore, "*\n")
+        key = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(4)
+        path = folder / f"{key}{SUFFIX}"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return cls(path, fd)
+
+    @classmethod
+    def adopt(cls, path: Path) -> Journal | None:
+        """Lock a journal left by another process; None when its owner (or a replay) holds it
+        or it is gone."""
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        except FileNotFoundError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        if not path.exists():  # finished and deleted while we waited for the lock
+            os.close(fd)
+            return None
+        return cls(path, fd)
+
+    def append(self, event: str, /, durable: bool = True, **fields: Any) -> None:
+        """One event, written (a killed process loses nothing) when this returns, and fsync'ed
+        unless ``durable`` is False: then :meth:`sync` follows soon, off the caller's thread
+        (results declared in a loop must not wait for the disk). Nothing once finished."""
+        if self._closed:
+            return
+        line = json.dumps({"event": event, **fields}, sort_keys=True, default=str) + "\n"
+        os.write(self._fd, line.encode("utf-8"))
+        if durable:
+            os.fsync(self._fd)
+
+    def sync(self) -> None:
+        """fsync what was appended (the background writer calls it after each batch)."""
+        if not self._closed:
+            with contextlib.suppress(OSError):  # released meanwhile: nothing left to sync
+                os.fsync(self._fd)
+
+    def write(self, state: JournalState) -> None:
+        """Append everything ``state`` holds (a run recorded at once, by the runner)."""
+        for event, fields in state.events():
+            self.append(event, **fields)
+
+    def finish(self) -> None:
+        """The run reached MLflow: mark it synced, delete the journal, release the lock."""
+        if self._closed:
+            return
+        self.append("synced")
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        self.release()
+
+    def release(self) -> None:
+        if not self._closed:
+            self._closed = True
+            os.close(self._fd)
+
+
+@dataclass
+class JournalState:
+    """What a journal holds, folded into one run."""
+
+    path: Path
+    experiment: str | None = None
+    uri: str | None = None
+    run_name: str | None = None
+    start_ms: int = 0
+    tags: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+    metrics: list[tuple[str, float, int, int]] = field(default_factory=list)
+    datasets: list[dict[str, str]] = field(default_factory=list)
+    uploads: dict[str, str] = field(default_factory=dict)  # artifact path -> folder
+    cell_errors: int = 0
+    interrupted: bool = False
+    status: str | None = None  # from the end event
+    end_ms: int | None = None
+    run_id: str | None = None
+    synced: bool = False
+
+    @property
+    def key(self) -> str:
+        return self.path.name.removesuffix(SUFFIX)
+
+    def events(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """The events that record this state again (what :meth:`Journal.write` appends)."""
+        start = {"experiment": self.experiment, "uri": self.uri, "run_name": self.run_name}
+        yield "start", start | {"start_ms": self.start_ms, "tags": self.tags}
+        yield "log", {"params": self.params, "metrics": self.metrics}
+        if self.datasets:
+            yield "datasets", {"specs": self.datasets}
+        for artifact_path, folder in self.uploads.items():
+            yield "upload", {"artifact_path": artifact_path, "folder": folder}
+        if self.status is not None:
+            yield "end", {"status": self.status, "end_ms": self.end_ms}
+
+    def final_status(self) -> str:
+        """The end event's status; else (the process died) FAILED after a failed cell, KILLED."""
+        if self.status is not None:
+            return self.status
+        return "FAILED" if self.cell_errors and not self.interrupted else "KILLED"
+
+
+def read_journal(path: Path) -> JournalState:
+    """Fold the journal's events; a line that is not JSON (cut short by a kill) is skipped.
+    ``OSError`` and ``UnicodeDecodeError`` propagate (the caller names the journal)."""
+    state = JournalState(path)
+    for line in path.read_bytes().decode("utf-8").splitlines():
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(event, dict):
+            with contextlib.suppress(KeyError, TypeError, ValueError):  # a foreign line
+                _apply(state, event)
+    return state
+
+
+def _apply(state: JournalState, event: dict[str, Any]) -> None:
+    kind = event.get("event")
+    if kind == "start":
+        state.experiment, state.uri = event.get("experiment"), event.get("uri")
+        state.run_name, state.start_ms = event.get("run_name"), int(event.get("start_ms", 0))
+    if kind in ("start", "log"):
+        state.tags |= dict(event.get("tags") or {})
+        state.params |= dict(event.get("params") or {})
+        state.metrics += [_metric(m) for m in event.get("metrics") or ()]
+    elif kind == "datasets":
+        state.datasets += list(event.get("specs") or ())
+    elif kind == "upload":
+        state.uploads[str(event["artifact_path"])] = str(event["folder"])
+    elif kind == "cell":
+        state.interrupted |= event.get("error") == "interrupted"
+        state.cell_errors += event.get("error") == "failed"
+    elif kind == "end":
+        state.status, state.end_ms = str(event["status"]), event.get("end_ms")
+    elif kind == "opened":
+        state.run_id = str(event["run_id"])
+    elif kind == "synced":
+        state.synced = True
+
+
+def _metric(raw: Any) -> tuple[str, float, int, int]:
+    key, value, stamp, step = raw
+    return str(key), float(value), int(stamp), int(step)
+
+
+def pending_journals(project_root: str | os.PathLike[str]) -> Iterator[Path]:
+    """Every journal of the project, oldest first (whether its owner is alive is not known)."""
+    folder = journal_folder(project_root)
+    if folder.is_dir():
+        yield from sorted(folder.glob(f"*{SUFFIX}"))

@@ -1,0 +1,139 @@
+"""Replaying run journals into MLflow (see :mod:`reprokit.recording.journal`).
+
+A replay is idempotent: the run is the one the journal names (``opened``), else the one tagged
+``reprokit.journal=<key>`` (created by a process killed before it could write ``opened``), else
+a new one; params, tags and metrics logged again are the same rows, artifacts are overwritten
+with the same files, and a journal is deleted once it reached MLflow. Two replays of one
+journal never run at once: each holds the journal's ``flock``, and so does a live recorder.
+
+A journal left by a dead process (a kernel killed before MLflow got everything) is completed
+by the next connection to its store (:func:`replay_pending`): with its end status if it has
+one, else ``FAILED`` when it recorded a failed cell, else ``KILLED``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+from reprokit.exceptions import RecordError
+from reprokit.recording.journal import (
+    JOURNAL_TAG,
+    Journal,
+    JournalState,
+    pending_journals,
+    read_journal,
+)
+from reprokit.recording.mapping import DatasetSpec
+from reprokit.recording.writer import MlflowRunWriter, RunEndStatus, now_ms
+
+_END_STATUSES: tuple[RunEndStatus, ...] = ("FINISHED", "FAILED", "KILLED")
+
+ReplayStatus = Literal["replayed", "running", "elsewhere", "empty", "failed", "unreadable"]
+"""What became of one journal: replayed into MLflow; left alone because its process still
+records it (or another replay holds it); recorded for another store; held nothing; replay
+failed (kept for the next try); could not be read."""
+
+
+@dataclass(frozen=True)
+class Replay:
+    """One journal's outcome."""
+
+    journal: str
+    status: ReplayStatus
+    run_id: str | None = None
+    run_status: RunEndStatus | None = None
+    experiment: str | None = None
+    detail: str | None = None
+
+
+def replay_state(state: JournalState, writer: MlflowRunWriter, journal: Journal | None) -> str:
+    """Write ``state`` as one MLflow run through the connected ``writer`` (its experiment is
+    the state's) and close it; mark ``journal`` synced. Returns the run id; raises
+    :class:`RecordError`."""
+    run_id = state.run_id or _tagged_run(writer, state.key if journal else None)
+    if run_id is None:
+        tags = state.tags | ({JOURNAL_TAG: journal.key} if journal else {})
+        run_id = writer.open_run(
+            run_name=state.run_name, tags=tags, params=state.params, start_ms=state.start_ms
+        )
+        if journal is not None:
+            journal.append("opened", run_id=run_id)
+    else:
+        writer.run_id = run_id
+        writer.log_batch(params=state.params, tags=state.tags)
+    writer.log_batch(metrics=state.metrics)
+    if state.datasets:
+        writer.log_datasets([DatasetSpec(**spec) for spec in state.datasets])
+    for artifact_path, folder in state.uploads.items():
+        if Path(folder).is_dir():  # a run folder removed since: the rest is still worth having
+            writer.upload(Path(folder), artifact_path)
+    writer.close(_status(state), state.end_ms or now_ms())
+    if journal is not None:
+        journal.finish()
+    return run_id
+
+
+def _status(state: JournalState) -> RunEndStatus:
+    found = state.final_status()
+    return next((s for s in _END_STATUSES if s == found), "KILLED")
+
+
+def _tagged_run(writer: MlflowRunWriter, key: str | None) -> str | None:
+    if key is None:
+        return None
+    try:
+        experiment = writer.client.get_experiment_by_name(writer.target.experiment)
+        if experiment is None:
+            return None
+        runs = writer.client.search_runs(
+            [experiment.experiment_id], filter_string=f"tags.`{JOURNAL_TAG}` = '{key}'"
+        )
+    except Exception as exc:  # MLflow raises many types; all mean "cannot read the store"
+        raise RecordError(f"cannot search runs: {exc}", action="replaying") from exc
+    return str(runs[0].info.run_id) if runs else None
+
+
+def replay_pending(writer: MlflowRunWriter) -> list[Replay]:
+    """Replay every journal of the writer's project that its process left behind and that
+    was recorded for the writer's store; ``writer`` is connected. Never raises."""
+    return [replay_file(path, writer) for path in pending_journals(writer.target.project_root)]
+
+
+def replay_file(path: Path, writer: MlflowRunWriter) -> Replay:
+    """One journal file (see :data:`ReplayStatus`)."""
+    journal = Journal.adopt(path)
+    if journal is None:
+        return Replay(str(path), "running")
+    try:
+        return _replay_adopted(journal, writer)
+    finally:
+        journal.release()
+
+
+def _replay_adopted(journal: Journal, writer: MlflowRunWriter) -> Replay:
+    path = str(journal.path)
+    try:
+        state = read_journal(journal.path)
+    except (OSError, UnicodeDecodeError) as exc:
+        return Replay(path, "unreadable", detail=f"{type(exc).__name__}: {exc}")
+    if state.synced or state.experiment is None:  # reached MLflow, or died before its start
+        journal.finish()
+        return Replay(path, "empty", run_id=state.run_id)
+    if state.uri != writer.target.display_uri:
+        return Replay(path, "elsewhere", experiment=state.experiment, detail=state.uri)
+    # a journal is read from disk: it uploads nothing from outside the project's .reprokit
+    hidden = Path(writer.target.project_root).resolve() / ".reprokit"
+    state.uploads = {
+        key: folder
+        for key, folder in state.uploads.items()
+        if Path(folder).resolve().is_relative_to(hidden)
+    }
+    run_writer = writer.sharing(replace(writer.target, experiment=str(state.experiment)))
+    try:
+        run_id = replay_state(state, run_writer, journal)
+    except (RecordError, TypeError, ValueError) as exc:  # a store refusing, a foreign event
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return Replay(path, "failed", state.run_id, experiment=state.experiment, detail=detail)
+    return Replay(path, "replayed", run_id, _status(state), state.experiment)

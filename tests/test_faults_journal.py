@@ -1,0 +1,265 @@
+"""Nothing lost: every record goes to a run journal first, and a store is never half-made.
+
+Real kernels (nbclient with its own 5 s shutdown, a SIGKILLed kernel), real processes and a real
+SQLite MLflow store: a run whose kernel died before MLflow had everything is completed from its
+journal by the next command (``reprokit sync`` here), with the right status and its results; a
+store is created once, atomically, by eight processes at once; a half-made store is repaired
+when it holds no run, refused in one line when it does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import multiprocessing
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import mlflow_client, tracking_uri
+from fault_helpers import WAIT_S, kill_quietly, run_cli, wait_for
+
+from reprokit.api.sync import sync
+from reprokit.recording.journal import Journal, JournalState, journal_folder, read_journal
+from reprokit.recording.store import ensure_store, store_problem
+from reprokit.recording.target import resolve_target
+
+pytestmark = [pytest.mark.faults, pytest.mark.filterwarnings("ignore:PYTHONHASHSEED")]
+
+
+def _runs(root: Path, experiment: str) -> list[Any]:
+    client = mlflow_client(tracking_uri(root))
+    found = client.get_experiment_by_name(experiment)
+    return [] if found is None else client.search_runs([found.experiment_id])
+
+
+def _dead_journal(root: Path, *, end: str | None = None, cell_error: bool = False) -> Path:
+    """A journal as a killed process leaves it: written, then its lock released."""
+    target = resolve_target(start=root, experiment="dead")
+    journal = Journal.create(root)
+    state = JournalState(journal.path, "dead", target.display_uri, "dead-run", 1_700_000_000_000)
+    state.params, state.metrics = {"k": "1"}, [("acc", 0.5, 1_700_000_000_001, 0)]
+    state.status = end
+    journal.write(state)
+    if cell_error:
+        journal.append("cell", error="failed")
+    journal.release()
+    return journal.path
+
+
+# --- the journal, replayed ---------------------------------------------------------------------
+
+
+def test_replay_is_idempotent_and_tolerates_a_torn_last_line(project: Path) -> None:
+    path = _dead_journal(project)
+    with path.open("a") as handle:
+        handle.write('{"event": "log", "metrics": [["lost", 1')  # cut short by the kill
+    assert read_journal(path).metrics == [("acc", 0.5, 1_700_000_000_001, 0)]
+
+    first = sync(project)
+    assert [(r.status, r.run_status) for r in first] == [("replayed", "KILLED")]
+    assert not path.exists()
+    assert sync(project) == []  # nothing left: a second sync replays nothing
+    (run,) = _runs(project, "dead")
+    assert run.info.status == "KILLED" and run.info.run_name == "dead-run"
+    assert run.data.metrics == {"acc": 0.5} and run.data.params == {"k": "1"}
+
+
+def test_a_journal_that_reached_mlflow_once_is_not_a_second_run(project: Path) -> None:
+    path = _dead_journal(project, end="FINISHED")
+    copy = path.read_bytes()
+    (first,) = sync(project)
+    path.write_bytes(copy + json.dumps({"event": "opened", "run_id": first.run_id}).encode())
+    (again,) = sync(project)  # a replay killed before it deleted the journal, say
+    assert again.run_id == first.run_id
+    path.write_bytes(copy)  # killed even before it wrote ``opened``: found by its tag
+    (third,) = sync(project)
+    assert third.run_id == first.run_id
+    (run,) = _runs(project, "dead")
+    assert run.info.status == "FINISHED"
+
+
+def test_a_failed_cell_makes_the_replayed_run_failed_and_a_live_journal_is_left_alone(
+    project: Path,
+) -> None:
+    _dead_journal(project, cell_error=True)
+    live = Journal.create(project)  # locked by this (live) process
+    live.append("start", experiment="live", uri="x", run_name=None, start_ms=0)
+    replays = {r.journal: r for r in sync(project)}
+    assert replays[str(live.path)].status == "running"
+    assert [r.run_status for r in replays.values() if r.status == "replayed"] == ["FAILED"]
+    assert live.path.exists()
+    live.release()
+
+
+def test_sync_cli_names_an_unreadable_journal_and_exits_2(project: Path) -> None:
+    folder = journal_folder(project)
+    folder.mkdir(parents=True)
+    (folder / "bad.jsonl").write_bytes(b'{"event": "start"}\n\xff\xfe\n')
+    done = run_cli(["sync"], project)
+    assert done.returncode == 2, done.stderr
+    assert "bad.jsonl" in done.stderr and "Traceback" not in done.stderr
+    done = run_cli(["sync", "--json"], project)
+    assert json.loads(done.stdout.splitlines()[0])["status"] == "unreadable"
+
+
+# --- real kernels -------------------------------------------------------------------------------
+
+CELLS = ["%load_ext reprokit", "%repro start --experiment nb --seed 0", "import reprokit"]
+
+
+def _nbclient(cells: list[str], cwd: Path) -> None:
+    """nbclient as a user runs it (its own 5 s graceful shutdown), never reprokit's runner."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in cells]
+    client = NotebookClient(nb, timeout=120, kernel_name="python3")
+    client.resources = {"metadata": {"path": str(cwd)}}
+    with contextlib.suppress(CellExecutionError):  # a failing cell is part of the scenario
+        client.execute()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("last", "status"), [("x = 1", "FINISHED"), ("raise ValueError('boom')", "FAILED")]
+)
+def test_nbclient_without_end_in_a_fresh_project_loses_no_run(
+    project: Path, last: str, status: str
+) -> None:
+    (project / "mlflow.db").unlink()  # a fresh project: the kernel creates the store
+    _nbclient([*CELLS, "reprokit.result('acc', 0.75)", last], project)
+    sync(project)
+    (run,) = _runs(project, "nb")
+    assert run.info.status == status
+    assert run.data.metrics == {"acc": 0.75}
+    assert store_problem(project / "mlflow.db") is None
+    assert not list(journal_folder(project).glob("*.jsonl"))
+
+
+@pytest.mark.slow
+def test_a_kernel_killed_right_after_a_result_is_completed_killed(project: Path) -> None:
+    from jupyter_client.manager import start_new_kernel
+
+    manager, client = start_new_kernel(kernel_name="python3", cwd=str(project))
+    try:
+        for cell in [*CELLS, "reprokit.result('acc', 0.25)"]:
+            reply = client.execute_interactive(cell, timeout=WAIT_S, output_hook=lambda _: None)
+            assert reply["content"]["status"] == "ok", reply["content"]
+        os.kill(manager.provisioner.process.pid, signal.SIGKILL)
+        wait_for(lambda: not manager.is_alive(), "the kernel's death")
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+    (replay,) = [r for r in sync(project) if r.status == "replayed"]
+    assert replay.run_status == "KILLED"
+    (run,) = _runs(project, "nb")
+    assert run.info.status == "KILLED" and run.data.metrics == {"acc": 0.25}
+    assert run.data.params["seed"] == "0"
+
+
+# --- the store ----------------------------------------------------------------------------------
+
+
+def _record_one(root: str, k: int) -> None:
+    """One process's first use of the store: connect (create it if needed), record one run."""
+    from reprokit.recording.target import resolve_target
+    from reprokit.recording.writer import MlflowRunWriter, now_ms
+
+    writer = MlflowRunWriter(resolve_target(start=root, experiment="eight"))
+    writer.connect()
+    writer.open_run(run_name=f"r{k}", tags={}, params={"k": str(k)}, start_ms=now_ms())
+    writer.log_batch(metrics=[("score", float(k), now_ms(), 0)])
+    writer.close("FINISHED", now_ms())
+
+
+@pytest.mark.slow
+def test_eight_processes_creating_the_store_at_once_record_every_run(project: Path) -> None:
+    import mlflow.tracking  # noqa: F401  (imported once, before the fork: the children are cheap)
+
+    (project / "mlflow.db").unlink()
+    context = multiprocessing.get_context("fork")
+    processes = [context.Process(target=_record_one, args=(str(project), k)) for k in range(8)]
+    for process in processes:
+        process.start()
+    try:
+        for process in processes:
+            process.join(WAIT_S * 2)
+    finally:
+        kill_quietly([p.pid for p in processes if p.is_alive() and p.pid is not None])
+    assert [p.exitcode for p in processes] == [0] * 8
+    assert store_problem(project / "mlflow.db") is None
+    runs = _runs(project, "eight")
+    assert sorted(int(r.data.metrics["score"]) for r in runs) == list(range(8))  # 8/8
+
+
+CREATE = "import sys; from pathlib import Path; from reprokit.recording.store import ensure_store; "
+
+
+@pytest.mark.slow
+def test_a_creation_killed_midway_leaves_no_store(project: Path) -> None:
+    database = project / "mlflow.db"
+    database.unlink()
+    code = CREATE + "ensure_store(Path(sys.argv[1]))"
+    child = subprocess.Popen([sys.executable, "-c", code, str(database)], start_new_session=True)
+    try:
+        wait_for(lambda: any(project.glob(".mlflow.db.*.creating")), "the migration to start")
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(WAIT_S)
+    finally:
+        kill_quietly([child.pid])
+    assert not database.exists()  # either no store or a complete one: here, none yet
+    ensure_store(database)  # the next command makes it, whole
+    assert store_problem(database) is None
+
+
+def _half_made(database: Path) -> None:
+    with sqlite3.connect(database) as connection:
+        connection.execute("CREATE TABLE _alembic_tmp_experiments (experiment_id INTEGER)")
+    connection.close()
+
+
+def test_a_half_made_store_without_runs_is_made_again(project: Path) -> None:
+    database = project / "mlflow.db"
+    _half_made(database)
+    assert "_alembic_tmp_experiments" in (store_problem(database) or "")
+    ensure_store(database)
+    assert store_problem(database) is None
+    assert list(project.glob("mlflow.db.half-made-*"))  # moved aside, not deleted
+
+
+def test_a_half_made_store_with_runs_is_refused_in_one_line(project: Path) -> None:
+    database = project / "mlflow.db"
+    _record_one(str(project), 0)
+    _half_made(database)
+    before = database.read_bytes()
+    done = run_cli(["sync"], project)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "half-made" in lines[0] and "mlflow db upgrade" in lines[0] and "1 run" in lines[0]
+    assert database.read_bytes() == before  # untouched
+
+
+def test_store_check_needs_no_mlflow_for_a_complete_store(
+    project: Path, mlflow_template_db: Path
+) -> None:
+    code = CREATE + "ensure_store(Path(sys.argv[1])); print('mlflow' in sys.modules)"
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(project / "mlflow.db")],
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
+        check=False,
+    )
+    assert done.stdout.strip() == "False", done.stderr
+    shutil.copy(mlflow_template_db, project / "copy.db")
+    assert store_problem(project / "copy.db") is None
