@@ -66,7 +66,7 @@ def test_snapshot_has_every_section(repo: Path) -> None:
     assert abs((datetime.now(timezone.utc) - captured).total_seconds()) < 600
     assert snapshot.python.executable == sys.executable
     assert snapshot.platform.logical_cores >= 1
-    assert snapshot.packages["reprokit"] == __version__
+    assert snapshot.packages["reprokit-nb"] == __version__  # distribution name
     assert snapshot.imported["reprokit"] == __version__
     assert snapshot.git.available and snapshot.git.branch == "main"
     assert snapshot.accelerator.available or snapshot.accelerator.reason
