@@ -107,7 +107,7 @@ def test_verify_outputs_names_the_first_divergent_cell(recorded: Path) -> None:
     )
     assert done.returncode == 1, done.stdout + done.stderr
     assert (
-        "first divergent cell: cell 3 (output differs) line 1: reference 'loss 0.123456 after"
+        "first divergent cell: cell 4 (output differs) line 1: reference 'loss 0.123456 after"
         in (done.stdout)
     )
     assert "current 'loss 0.133456 after 3 steps at <ADDRESS>'" in done.stdout
@@ -117,7 +117,7 @@ def test_verify_outputs_names_the_first_divergent_cell(recorded: Path) -> None:
     # without --outputs, the same change is reported but does not fail the verification
     done = _cli("verify", "analysis.ipynb", "-p", "jitter=0.01", cwd=recorded)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "first cell whose output changed: cell 3 (output differs)" in done.stdout
+    assert "first cell whose output changed: cell 4 (output differs)" in done.stdout
 
 
 def test_verify_with_another_parameter_differs_and_exits_one(recorded: Path) -> None:
