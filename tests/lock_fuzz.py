@@ -117,7 +117,10 @@ HOSTILE = [
     None,
     True,
     {"$float": "NaN"},
-    *(base64.b64encode(b"\x93NUMPY\x01\x00" + len(h).to_bytes(2, "little") + h).decode() for h in _HEADERS),
+    *(
+        base64.b64encode(b"\x93NUMPY\x01\x00" + len(h).to_bytes(2, "little") + h).decode()
+        for h in _HEADERS
+    ),
     "not base64!",
     _deep(120),
 ]
@@ -130,13 +133,17 @@ json_values = st.recursive(
     | st.floats(allow_nan=True, allow_infinity=True)
     | st.text(max_size=12)
     | st.sampled_from(HOSTILE),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 
 
 def executed_as(results: dict[str, Any]) -> NotebookResults:
-    return NotebookResults("fuzz", tuple(ResultOutput(k, r) for k, r in enumerate(results.values())))
+    return NotebookResults(
+        "fuzz", tuple(ResultOutput(k, r) for k, r in enumerate(results.values()))
+    )
 
 
 def run_stages(

@@ -169,10 +169,22 @@ def test_output_status_is_symmetric(a: str, b: str, tol: Tolerance) -> None:
 # ----------------------------------------------------------------------------- no crash: arrays
 
 _DTYPES = [
-    np.bool_, np.int8, np.uint16, np.int64, np.uint64, np.float16, np.float32, np.float64,
-    np.complex64, np.complex128, np.dtype("<U3"), np.dtype("S2"), np.dtype("M8[s]"),
-    np.dtype(">f8"), np.dtype(">c16"),
-]  # fmt: skip
+    np.bool_,
+    np.int8,
+    np.uint16,
+    np.int64,
+    np.uint64,
+    np.float16,
+    np.float32,
+    np.float64,
+    np.complex64,
+    np.complex128,
+    np.dtype("<U3"),
+    np.dtype("S2"),
+    np.dtype("M8[s]"),
+    np.dtype(">f8"),
+    np.dtype(">c16"),
+]
 _SPECIALS = [0.0, -0.0, np.nan, np.inf, -np.inf, complex(0.0, -0.0), complex(-0.0, 0.0)]
 
 
@@ -186,7 +198,9 @@ def any_arrays(draw: st.DrawFn) -> Any:
         flat = array.reshape(-1)
         for k in draw(st.lists(st.integers(0, array.size - 1), max_size=3)):
             special = draw(st.sampled_from(_SPECIALS))
-            flat[k] = special if array.dtype.kind == "c" else abs(special) * np.sign(special.real or 1)
+            flat[k] = (
+                special if array.dtype.kind == "c" else abs(special) * np.sign(special.real or 1)
+            )
     if array.ndim and draw(st.booleans()):
         array = array[..., ::-1] if draw(st.booleans()) else array.T
     if array.ndim == 1 and array.size > 1 and draw(st.booleans()):

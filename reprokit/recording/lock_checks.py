@@ -7,9 +7,9 @@ write, so it is read as untrusted input.
   is nested at most :data:`MAX_DEPTH` levels (the
   notebook parameters at most :data:`MAX_PARAMETER_DEPTH`, which papermill renders as code);
 - every field meets the limits of ``docs/lock.schema.json``: the enumerations, the digest
-  patterns, ``schema_version`` at least 1, tolerances and array statistics finite (``1e400`` reads as
-  infinity) and tolerances not negative, arrays whose
-  dtype exists, whose shape is not negative and whose inline elements match both;
+  patterns, ``schema_version`` at least 1, tolerances and array statistics finite (``1e400``
+  reads as infinity) and tolerances not negative, dtypes numpy knows, shapes not negative,
+  inline array elements that match the declared shape and dtype;
 - every path is relative and stays inside its base (the project for the notebook and the
   data, the lock's folder for array files), and an array file, when present, is a regular
   file inside the lock's folder (links resolved) whose ``.npy`` header says the declared shape
@@ -27,6 +27,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from reprokit.capturing.model import DataManifest
 from reprokit.exceptions import InputError, LockError, PathError
 from reprokit.recording.lock_model import Lock
 from reprokit.results.model import KINDS, ArrayData, Result
@@ -118,7 +119,9 @@ def _check_text(text: str, source: str, where: tuple[Any, ...]) -> None:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        raise LockError(source, "a string holds a lone surrogate (\\ud800-\\udfff)", _field(where)) from None
+        raise LockError(
+            source, "a string holds a lone surrogate (\\ud800-\\udfff)", _field(where)
+        ) from None
 
 
 def _field(where: tuple[Any, ...]) -> str:
@@ -135,18 +138,33 @@ def check_lock(lock: Lock, lock_path: Path) -> None:
     """Every field of a converted lock within the schema's limits and every path inside."""
     source = str(lock_path)
     if lock.schema_version < 1:
-        raise LockError(source, f"schema_version {lock.schema_version} is below 1", "schema_version")
+        raise LockError(
+            source, f"schema_version {lock.schema_version} is below 1", "schema_version"
+        )
     _check_notebook(lock, source)
     for name, tolerance in lock.device_tolerances.items():
         _check_tolerances(source, f"device_tolerances.{name}", tolerance.rtol, tolerance.atol)
-    for k, entry in enumerate(lock.data.entries if lock.data else ()):
-        field = f"data.entries[{k}]"
-        check_relative(entry.path, source, f"{field}.path")
-        _check_choice(entry.kind, ("file", "dir"), source, f"{field}.kind")
-        _check_choice(entry.algorithm, ("blake3", "sha256", "md5"), source, f"{field}.algorithm")
-        _check_pattern(entry.digest, _HEX, source, f"{field}.digest")
+    _check_manifest(lock.data, source, "data", paths=True)
+    if lock.snapshot is not None:  # shown, never opened: its paths need not be inside
+        _check_manifest(lock.snapshot.data, source, "snapshot.data", paths=False)
+        accelerator = lock.snapshot.accelerator
+        if accelerator is not None:
+            sources = ("torch", "nvml", "torch+nvml", "none")
+            _check_choice(accelerator.source, sources, source, "snapshot.accelerator.source")
     for name, result in lock.results.items():
         _check_result(result, lock_path, f"results.{name}")
+
+
+def _check_manifest(manifest: DataManifest | None, source: str, field: str, paths: bool) -> None:
+    for k, entry in enumerate(manifest.entries if manifest else ()):
+        where = f"{field}.entries[{k}]"
+        if paths:
+            check_relative(entry.path, source, f"{where}.path")
+        _check_choice(entry.kind, ("file", "dir"), source, f"{where}.kind")
+        _check_choice(entry.algorithm, ("blake3", "sha256", "md5"), source, f"{where}.algorithm")
+        _check_pattern(entry.digest, _HEX, source, f"{where}.digest")
+        for n, item in enumerate(entry.files):
+            _check_pattern(item.digest, _HEX, source, f"{where}.files[{n}].digest")
 
 
 def _check_notebook(lock: Lock, source: str) -> None:
@@ -163,6 +181,8 @@ def _check_notebook(lock: Lock, source: str) -> None:
 def _check_result(result: Result, lock_path: Path, field: str) -> None:
     source = str(lock_path)
     _check_choice(result.kind, KINDS, source, f"{field}.kind")
+    if result.dtype is not None:
+        _check_dtype(result.dtype, source, f"{field}.dtype")
     _check_tolerances(source, field, result.rtol, result.atol)
     _check_tolerances(source, field + ".device", result.device_rtol, result.device_atol)
     parts = [("array", result.array), ("index", result.index)]
@@ -170,6 +190,15 @@ def _check_result(result: Result, lock_path: Path, field: str) -> None:
     for part, data in parts:
         if data is not None:
             _check_array(data, lock_path, f"{field}.{part}")
+
+
+def _check_dtype(name: str, source: str, field: str) -> None:
+    from reprokit.results.arrays import check_dtype_name
+
+    try:
+        check_dtype_name(name)
+    except InputError as exc:
+        raise LockError(source, exc.message, field) from None
 
 
 def _check_tolerances(source: str, field: str, rtol: float | None, atol: float | None) -> None:

@@ -227,6 +227,11 @@ def _refuse(reason: str) -> NoReturn:
     raise InputError(reason)
 
 
+def check_dtype_name(name: str) -> None:
+    """Refuse (:class:`~reprokit.exceptions.InputError`) a name numpy has no dtype for."""
+    _dtype_of(name)
+
+
 def _dtype_of(name: Any) -> np.dtype[Any]:
     import numpy as np
 
