@@ -179,6 +179,13 @@ REFUSED = [
         "results.big.array.file",
     ),
     ("notebook path absolute", ("notebook", "path"), "/etc/passwd", None, "notebook.path"),
+    (
+        "a key with a newline and a surrogate",
+        ("results", "config", "value"),
+        _RAW,
+        '{"a\\n": "\\udc00"}',
+        "results.config.value.a\\n",
+    ),
     ("bogus scalar dtype", ("results", "n", "dtype"), "j\u00fd", None, "results.n.dtype"),
     ("digest not a digest", ("notebook", "digest"), "blake3:XYZ", None, "notebook.digest"),
     (
@@ -379,6 +386,7 @@ def test_every_refused_case_is_refused_by_the_schema_too(
         "inline npy of another shape",
         "bogus dtype",
         "bogus scalar dtype",
+        "a key with a newline and a surrogate",
         "shape [1e6, 1e6]",  # 1e6 is an integer to jsonschema, a float to the reader
         "shape [10**6, 10**6]",
         "json-encoded float array",

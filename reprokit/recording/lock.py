@@ -37,7 +37,7 @@ from reprokit.exceptions import (
     SchemaVersionError,
 )
 from reprokit.notebook.files import INJECTED_TAG, load_notebook
-from reprokit.recording.lock_checks import check_lock, load_lock_json
+from reprokit.recording.lock_checks import check_lock, load_lock_json, one_line
 from reprokit.recording.lock_model import (
     LOCK_SCHEMA_VERSION,
     OUTPUT_TEXT_LIMIT,
@@ -384,7 +384,9 @@ def read_lock(path: str | os.PathLike[str]) -> Lock:
     try:
         lock = from_builtins(data, Lock, source=source)
     except InputError as exc:
-        raise LockError(source, _reason(exc, source), _field_of(exc)) from None
+        field = _field_of(exc)
+        reason = one_line(_reason(exc, source))
+        raise LockError(source, reason, None if field is None else one_line(field)) from None
     except RecursionError:
         raise LockError(source, "not a lock: a value is nested too deeply") from None
     check_lock(lock, Path(path))
@@ -410,10 +412,9 @@ def _check_results(results: Any, source: str) -> None:
             from_builtins(item, Result, source=source)
         except InputError as exc:
             inner = _field_of(exc) or "$"
-            field = f"$.results.{name}{inner[1:]}"
-            raise LockError(
-                source, f"invalid result {name!r}: {_reason(exc, source)}", field
-            ) from None
+            field = one_line(f"$.results.{name}{inner[1:]}")
+            reason = one_line(f"invalid result {name!r}: {_reason(exc, source)}")
+            raise LockError(source, reason, field) from None
 
 
 def _reason(error: InputError, source: str) -> str:

@@ -39,6 +39,7 @@ __all__ = [
     "check_lock",
     "check_relative",
     "load_lock_json",
+    "one_line",
 ]
 
 MAX_LOCK_BYTES = 64 * 1024 * 1024
@@ -127,8 +128,14 @@ def _check_text(text: str, source: str, where: tuple[Any, ...]) -> None:
 def _field(where: tuple[Any, ...]) -> str:
     out = ""
     for key in where:
-        out += f"[{key}]" if isinstance(key, int) else f".{key}"
+        out += f"[{key}]" if isinstance(key, int) else f".{one_line(key)}"
     return out.lstrip(".") or "$"
+
+
+def one_line(text: str) -> str:
+    """``text`` as shown in an error: a key or path from the lock may hold a newline or a
+    control character, and an error is one line."""
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
 
 
 # ----------------------------------------------------------------------------- fields
@@ -143,7 +150,8 @@ def check_lock(lock: Lock, lock_path: Path) -> None:
         )
     _check_notebook(lock, source)
     for name, tolerance in lock.device_tolerances.items():
-        _check_tolerances(source, f"device_tolerances.{name}", tolerance.rtol, tolerance.atol)
+        field = f"device_tolerances.{one_line(name)}"
+        _check_tolerances(source, field, tolerance.rtol, tolerance.atol)
     _check_manifest(lock.data, source, "data", paths=True)
     if lock.snapshot is not None:  # shown, never opened: its paths need not be inside
         _check_manifest(lock.snapshot.data, source, "snapshot.data", paths=False)
@@ -152,7 +160,7 @@ def check_lock(lock: Lock, lock_path: Path) -> None:
             sources = ("torch", "nvml", "torch+nvml", "none")
             _check_choice(accelerator.source, sources, source, "snapshot.accelerator.source")
     for name, result in lock.results.items():
-        _check_result(result, lock_path, f"results.{name}")
+        _check_result(result, lock_path, f"results.{one_line(name)}")
 
 
 def _check_manifest(manifest: DataManifest | None, source: str, field: str, paths: bool) -> None:
@@ -215,7 +223,7 @@ def _check_array(data: ArrayData, lock_path: Path, field: str) -> None:
     try:
         check_array_data(data)
     except InputError as exc:
-        raise LockError(source, exc.message, field) from None
+        raise LockError(source, one_line(exc.message), field) from None
     if data.file is not None:
         check_relative(data.file, source, f"{field}.file")
         _check_array_file(data, lock_path, field)
@@ -232,7 +240,7 @@ def _check_array_file(data: ArrayData, lock_path: Path, field: str) -> None:
     try:
         check_array_file(data, lock_path.parent)
     except InputError as exc:
-        raise LockError(str(lock_path), exc.message, f"{field}.file") from None
+        raise LockError(str(lock_path), one_line(exc.message), f"{field}.file") from None
 
 
 def _check_choice(value: str, allowed: tuple[str, ...], source: str, field: str) -> None:
