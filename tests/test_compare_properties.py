@@ -164,3 +164,80 @@ def test_masking_is_idempotent_and_a_text_reproduces_itself(text: str) -> None:
 @given(volatile_text, volatile_text, symmetric_tolerances)
 def test_output_status_is_symmetric(a: str, b: str, tol: Tolerance) -> None:
     assert compare_outputs(a, b, tol).status == compare_outputs(b, a, tol).status
+
+
+# ----------------------------------------------------------------------------- no crash: arrays
+
+_DTYPES = [
+    np.bool_,
+    np.int8,
+    np.uint16,
+    np.int64,
+    np.uint64,
+    np.float16,
+    np.float32,
+    np.float64,
+    np.complex64,
+    np.complex128,
+    np.dtype("<U3"),
+    np.dtype("S2"),
+    np.dtype("M8[s]"),
+    np.dtype(">f8"),
+    np.dtype(">c16"),
+]
+_SPECIALS = [0.0, -0.0, np.nan, np.inf, -np.inf, complex(0.0, -0.0), complex(-0.0, 0.0)]
+
+
+@st.composite
+def any_arrays(draw: st.DrawFn) -> Any:
+    """Arrays of many dtypes, sometimes non-contiguous views, sprinkled with NaN, inf, -0.0."""
+    dtype = draw(st.sampled_from(_DTYPES))
+    shape = draw(hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=5))
+    array = draw(hnp.arrays(dtype, shape))
+    if array.dtype.kind in "fc" and array.size:
+        flat = array.reshape(-1)
+        for k in draw(st.lists(st.integers(0, array.size - 1), max_size=3)):
+            special = draw(st.sampled_from(_SPECIALS))
+            flat[k] = (
+                special if array.dtype.kind == "c" else abs(special) * np.sign(special.real or 1)
+            )
+    if array.ndim and draw(st.booleans()):
+        array = array[..., ::-1] if draw(st.booleans()) else array.T
+    if array.ndim == 1 and array.size > 1 and draw(st.booleans()):
+        array = array[::2]
+    return array
+
+
+def _sign_flipped(array: Any) -> Any:
+    """The same values with the sign of every zero flipped (a complex zero included)."""
+    if array.dtype.kind not in "fc":
+        return array.copy()
+    with np.errstate(invalid="ignore"):
+        return np.where(array == 0, -array, array)
+
+
+@FAST
+@example(
+    np.array([complex(0.0, 0.0), 1j])[::-1],
+    np.array([complex(-0.0, 0.0), 1j])[::-1],
+    Tolerance(),
+)  # the sign of a complex zero: ufunc 'signbit' not supported, found by fuzzing
+@given(any_arrays(), any_arrays(), tolerances)
+def test_any_two_arrays_compare_or_raise_a_reprokit_error(a: Any, b: Any, tol: Tolerance) -> None:
+    for ref, cur in ((a, b), (a, a.copy()), (a, _sign_flipped(a))):
+        try:
+            result = compare_values(ref, cur, tol)
+        except ReprokitError:
+            continue
+        assert result.status in ("reproduced", "within_tolerance", "differs")
+    assert compare_values(a, a.copy(), tol).status in ("reproduced", "within_tolerance")
+
+
+@FAST
+@given(any_arrays(), tolerances)
+def test_an_array_against_its_summary_never_crashes(a: Any, tol: Tolerance) -> None:
+    try:
+        summary = summarize_array(a, sample_size=8)
+        compare_summaries(summary, summarize_array(_sign_flipped(a), sample_size=8), tol)
+    except ReprokitError:
+        pass

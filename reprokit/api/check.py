@@ -129,7 +129,7 @@ def _freshness(notebook: Path) -> LockFreshness:
 def _orphan_or_checked(lock_path: Path) -> LockFreshness:
     """A lock given or found on its own: check the notebook it records, if it is still there."""
     lock = read_lock(lock_path)
-    notebook = project_root_of(lock, lock_path) / lock.notebook.path
+    notebook = project_root_of(lock_path) / lock.notebook.path
     if not notebook.is_file():
         shown = os.path.relpath(notebook) if notebook.is_absolute() else str(notebook)
         return LockFreshness(shown, str(lock_path), "orphan")

@@ -172,7 +172,7 @@ def _from_path(path: Path) -> Side:
             device=lock.parameters.device,
             data=lock.data,
             lock=lock,
-            project_root=project_root_of(lock, lock_path),
+            project_root=project_root_of(lock_path),  # found on disk, not in the lock
         )
     return _from_notebook(path)
 

@@ -33,9 +33,9 @@ from reprokit.recording.lock import (
     Lock,
     check_source,
     lock_path_for,
-    project_root_of,
     read_lock,
 )
+from reprokit.recording.target import find_project_root
 from reprokit.results.notebook import read_notebook
 from reprokit.runner import kernels
 from reprokit.runner.plan import Progress, RunOutcome
@@ -191,9 +191,10 @@ class _Job:
 def _plan(source: Path, lock_path: Path, comparison: ComparisonOptions) -> _Plan:
     load_notebook(source)  # a corrupt notebook is a usage error before anything runs
     lock = read_lock(lock_path)
+    # the project is where the notebook is, never what the lock claims
+    root = find_project_root(source.resolve().parent)
     cache = None if comparison.rehash else "default"
-    data = check_data(lock, project_root_of(lock, lock_path), cache=cache)
-    return _Plan(source, lock_path, lock, data)
+    return _Plan(source, lock_path, lock, check_data(lock, root, cache=cache))
 
 
 def _refuse_another_notebooks_lock(plan: _Plan) -> None:

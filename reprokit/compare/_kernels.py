@@ -70,7 +70,9 @@ def _differing_chunks(
 
 
 def _words(x: NDArray) -> NDArray:
-    raw = x.view(np.uint8)
+    # a view of a non-contiguous array (a complex array's ``.real``, a strided slice) cannot
+    # be reinterpreted in place: it is copied first (contiguous chunks are not)
+    raw = np.ascontiguousarray(x).view(np.uint8)
     return raw.view(np.uint64) if raw.size % 8 == 0 else raw
 
 
@@ -177,8 +179,16 @@ class FloatKernel:
 
 
 def only_nan_payload(x: NDArray, y: NDArray) -> bool:
-    """Equal values whose bytes differ: identical unless a zero changed sign."""
-    return not bool(np.any((np.signbit(x) != np.signbit(y)) & ~np.isnan(x)))
+    """Equal values whose bytes differ: identical unless a zero changed sign (either part of
+    a complex zero: numpy has no ``signbit`` for complex numbers)."""
+    if np.iscomplexobj(x) or np.iscomplexobj(y):
+        x, y = np.asarray(x, dtype=np.complex128), np.asarray(y, dtype=np.complex128)
+        flipped = (np.signbit(x.real) != np.signbit(y.real)) | (
+            np.signbit(x.imag) != np.signbit(y.imag)
+        )
+    else:
+        flipped = np.signbit(x) != np.signbit(y)
+    return not bool(np.any(flipped & ~np.isnan(x)))
 
 
 class ExactKernel:

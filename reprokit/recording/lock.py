@@ -6,9 +6,11 @@ The JSON has sorted keys and one value per line, and nothing machine- or run-spe
 outside ``created_at`` and the snapshot, so re-recording an unchanged deterministic notebook
 rewrites the same bytes there (a clean ``git diff``).
 
-Reading refuses a lock from a newer schema, a malformed field (the error names the file and
-the field), and any path that escapes the project root or the lock's folder: a lock comes
-from a repository one did not write, and verification must not read or hash files outside it.
+Reading treats the lock as untrusted input (:mod:`reprokit.recording.lock_checks`): it refuses
+a lock from a newer schema, a special or oversized file, a field outside the published schema's
+limits (the error names the file and the field), and any path that escapes the project or the
+lock's folder: a lock comes from a repository one did not write, and verification must not read
+or hash files outside it. The project root is never taken from the lock.
 """
 
 from __future__ import annotations
@@ -20,13 +22,13 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from reprokit._fsutil import atomic_write_bytes, atomic_write_text
 from reprokit._serde import from_builtins, to_json
 from reprokit._version import __version__
-from reprokit.capturing.model import DataEntry, DataManifest
+from reprokit.capturing.model import DataManifest
 from reprokit.exceptions import (
     InputError,
     LockError,
@@ -35,6 +37,7 @@ from reprokit.exceptions import (
     SchemaVersionError,
 )
 from reprokit.notebook.files import INJECTED_TAG, load_notebook
+from reprokit.recording.lock_checks import check_lock, load_lock_json, one_line
 from reprokit.recording.lock_model import (
     LOCK_SCHEMA_VERSION,
     OUTPUT_TEXT_LIMIT,
@@ -399,20 +402,10 @@ def _prune_sidecar(sidecar: Path, base: Path, keep: set[str]) -> None:
 
 
 def read_lock(path: str | os.PathLike[str]) -> Lock:
-    """Read and validate a lock; :class:`LockError` names the file and the field."""
+    """Read and validate a lock as untrusted input (:mod:`reprokit.recording.lock_checks`);
+    :class:`LockError` names the file and the field."""
     source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PathError(source, f"cannot read the lock: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise LockError(source, "not UTF-8 text") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise LockError(source, f"not valid JSON: {exc}") from None
-    except RecursionError:
-        raise LockError(source, "not a lock: JSON nested too deeply") from None
+    data = load_lock_json(Path(path), source)
     _check_version(data, source)
     try:
         _check_results(data.get("results"), source)
@@ -421,10 +414,12 @@ def read_lock(path: str | os.PathLike[str]) -> Lock:
     try:
         lock = from_builtins(data, Lock, source=source)
     except InputError as exc:
-        raise LockError(source, _reason(exc, source), _field_of(exc)) from None
+        field = _field_of(exc)
+        reason = one_line(_reason(exc, source))
+        raise LockError(source, reason, None if field is None else one_line(field)) from None
     except RecursionError:
         raise LockError(source, "not a lock: a value is nested too deeply") from None
-    _check_paths(lock, Path(path))
+    check_lock(lock, Path(path))
     return lock
 
 
@@ -447,10 +442,9 @@ def _check_results(results: Any, source: str) -> None:
             from_builtins(item, Result, source=source)
         except InputError as exc:
             inner = _field_of(exc) or "$"
-            field = f"$.results.{name}{inner[1:]}"
-            raise LockError(
-                source, f"invalid result {name!r}: {_reason(exc, source)}", field
-            ) from None
+            field = one_line(f"$.results.{name}{inner[1:]}")
+            reason = one_line(f"invalid result {name!r}: {_reason(exc, source)}")
+            raise LockError(source, reason, field) from None
 
 
 def _reason(error: InputError, source: str) -> str:
@@ -463,40 +457,9 @@ def _field_of(error: InputError) -> str | None:
     return rest.rstrip("`") if sep else None
 
 
-def project_root_of(lock: Lock, lock_path: str | os.PathLike[str]) -> Path:
-    """The project root the lock's relative paths start from: the lock's folder, minus the
-    folders of the notebook's path inside the project."""
-    depth = len(PurePosixPath(lock.notebook.path).parts) - 1
-    root = Path(lock_path).resolve().parent
-    for _ in range(max(depth, 0)):
-        root = root.parent
-    return root
+def project_root_of(lock_path: str | os.PathLike[str]) -> Path:
+    """The project root a lock's relative paths start from: the project the lock's folder is
+    in (``pyproject.toml`` or ``.git`` upwards), found on disk, never taken from the lock."""
+    from reprokit.recording.target import find_project_root
 
-
-def _check_paths(lock: Lock, lock_path: Path) -> None:
-    source = str(lock_path)
-    _check_relative(lock.notebook.path, source, "notebook.path")
-    root = project_root_of(lock, lock_path)
-    for k, entry in enumerate(lock.data.entries if lock.data else ()):
-        _check_data_path(entry, root, source, f"data.entries[{k}].path")
-    for name, result in lock.results.items():
-        arrays = [result.array, result.index, *(c.data for c in result.columns)]
-        for data in arrays:
-            if data is not None and data.file is not None:
-                _check_relative(data.file, source, f"results.{name}.file")
-
-
-def _check_data_path(entry: DataEntry, root: Path, source: str, field: str) -> None:
-    path = Path(entry.path)
-    if path.is_absolute():
-        if not path.resolve().is_relative_to(root):
-            raise LockError(source, f"data path {entry.path!r} is outside the project root", field)
-        return
-    _check_relative(entry.path, source, field)
-
-
-def _check_relative(text: str, source: str, field: str) -> None:
-    """A relative path that stays inside its base folder (no ``..`` escape, not absolute)."""
-    normal = os.path.normpath(text)
-    if os.path.isabs(text) or normal == ".." or normal.startswith(".." + os.sep):
-        raise LockError(source, f"path {text!r} escapes the project root", field)
+    return find_project_root(Path(lock_path).resolve().parent)

@@ -11,7 +11,7 @@ import io
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn, Protocol
 
 from reprokit.results.jsonvalue import decode_json, encode_float, encode_json
 from reprokit.results.model import (
@@ -167,44 +167,239 @@ def _file_stem(stem: str, digest: str) -> str:
     return f"{safe}-{digest.split(':', 1)[-1][:16]}"
 
 
+MAX_DIMS = 32
+"""Most dimensions an array may declare (numpy's own limit is 64)."""
+
+MAX_EXTENT = 2**62
+"""Largest number of elements an array may declare (along one axis or in all)."""
+
+MAX_JSON_ARRAY_BYTES = 256 * 1024 * 1024
+"""Largest ``.json`` array file read (object arrays; ``.npy`` files are bounded by their
+declared shape and dtype instead)."""
+
+
+def check_array_data(data: ArrayData) -> None:
+    """Refuse (:class:`~reprokit.exceptions.InputError`) array metadata that cannot describe a
+    stored array: an unknown encoding or dtype, a negative or absurd shape, inline elements that
+    do not match the declared shape and dtype. Nothing is allocated from the declared shape."""
+    if data.encoding not in ("npy", "json"):
+        _refuse(f"unknown encoding {data.encoding!r} (npy or json)")
+    dtype = _dtype_of(data.dtype)
+    _check_shape(data.shape)
+    _check_summary(data)
+    if (data.encoding == "json") != (dtype.kind == "O"):
+        _refuse(f"encoding {data.encoding!r} cannot hold dtype {data.dtype!r}")
+    if data.inline is None:
+        if not isinstance(data.file, str) or not data.file:
+            _refuse("neither inline elements nor a file")
+        return
+    if data.encoding == "json":
+        _json_elements(data.inline, data.shape)
+    else:
+        _npy_from_text(data)
+
+
+def _check_summary(data: ArrayData) -> None:
+    """Statistics finite and counts not negative; sample indices inside the array, one value
+    each."""
+    import math
+
+    stats = data.stats
+    if stats is not None:
+        numbers = (stats.min, stats.max, stats.mean, stats.std)
+        if any(x is not None and not math.isfinite(x) for x in numbers):
+            _refuse("stats must be finite numbers or null")
+        if len({x is None for x in numbers}) > 1:
+            _refuse("stats min, max, mean and std are all numbers or all null")
+        if min(stats.nan_count, stats.posinf_count, stats.neginf_count) < 0:
+            _refuse("stats counts must not be negative")
+    sample = data.sample
+    if sample is not None:
+        if len(sample.indices) != len(sample.values):
+            _refuse("sample has not one value per index")
+        if any(not 0 <= i < data.size for i in sample.indices):
+            _refuse("sample index outside the array")
+
+
+def _refuse(reason: str) -> NoReturn:
+    from reprokit.exceptions import InputError
+
+    raise InputError(reason)
+
+
+def check_dtype_name(name: str) -> None:
+    """Refuse (:class:`~reprokit.exceptions.InputError`) a name numpy has no dtype for."""
+    _dtype_of(name)
+
+
+def _dtype_of(name: Any) -> np.dtype[Any]:
+    import numpy as np
+
+    if not isinstance(name, str) or not 0 < len(name) <= 200:
+        _refuse(f"dtype {name!r} is not a numpy dtype name")
+    try:
+        return np.dtype(name)
+    except (TypeError, ValueError, SyntaxError):
+        _refuse(f"dtype {name!r} is not a numpy dtype")
+
+
+def _check_shape(shape: tuple[int, ...]) -> None:
+    if len(shape) > MAX_DIMS:
+        _refuse(f"shape has {len(shape)} dimensions, more than {MAX_DIMS}")
+    size = 1
+    for extent in shape:
+        if extent < 0 or extent > MAX_EXTENT:
+            _refuse(f"shape {list(shape)} has an extent outside 0..2**62")
+        size *= extent
+    if size > MAX_EXTENT:
+        _refuse(f"shape {list(shape)} has more than 2**62 elements")
+
+
+def _json_elements(listed: Any, shape: tuple[int, ...]) -> list[Any]:
+    """The elements of a nested list in C order, exactly ``shape`` deep and wide."""
+    items = [listed]
+    for extent in shape:
+        level: list[Any] = []
+        for item in items:
+            if not isinstance(item, list) or len(item) != extent:
+                _refuse(f"the inline elements do not have the declared shape {list(shape)}")
+            level.extend(item)
+        items = level
+    return items
+
+
+def _npy_from_text(data: ArrayData) -> bytes:
+    if not isinstance(data.inline, str):
+        _refuse("inline npy elements must be base64 text")
+    try:
+        raw = base64.b64decode(data.inline, validate=True)
+    except ValueError:
+        _refuse("inline npy elements are not base64")
+    handle = io.BytesIO(raw)
+    _check_npy_header(handle, data)
+    if len(raw) != handle.tell() + _byte_count(data):
+        _refuse(f"inline npy holds {len(raw)} bytes, not what shape and dtype declare")
+    return raw
+
+
+def _byte_count(data: ArrayData) -> int:
+    return data.size * _dtype_of(data.dtype).itemsize
+
+
+def _check_npy_header(handle: BinaryIO, data: ArrayData) -> None:
+    """Read the ``.npy`` header from ``handle``; refuse it unless it says the declared shape
+    and dtype in C order."""
+    import numpy as np
+
+    try:
+        version = np.lib.format.read_magic(handle)
+        read = _HEADER_READERS.get(version)
+        header = None if read is None else read(handle)
+    except Exception as exc:  # ValueError, tokenize.TokenError, ...: numpy parses the header
+        _refuse(f"not a valid npy header ({type(exc).__name__})")
+    if header is None:
+        _refuse(f"npy format version {version} is not supported")
+    shape, fortran, dtype = header
+    if tuple(shape) != tuple(data.shape) or dtype != _dtype_of(data.dtype) or fortran:
+        _refuse(f"npy header says {dtype} {list(shape)}, the lock {data.dtype} {list(data.shape)}")
+
+
+_HEADER_READERS: dict[tuple[int, int], Any] = {
+    (1, 0): lambda handle: _np_format().read_array_header_1_0(handle),
+    (2, 0): lambda handle: _np_format().read_array_header_2_0(handle),
+}
+
+
+def _np_format() -> Any:
+    import numpy as np
+
+    return np.lib.format
+
+
 def load_array(data: ArrayData, *, base: str | os.PathLike[str] | None = None) -> np.ndarray:
-    """The stored elements as a numpy array.
+    """The stored elements as a numpy array, after :func:`check_array_data`.
 
     A by-reference array is read from ``base / data.file`` when ``base`` is given (e.g. the
     MLflow artifacts downloaded to a folder, or a runner's output folder), else from
-    ``data.location / data.file``; a missing file raises :class:`~reprokit.exceptions.PathError`.
+    ``data.location / data.file``: only a regular file inside that folder whose size is what
+    the declared shape and dtype say; anything else raises
+    :class:`~reprokit.exceptions.PathError`.
     """
     import numpy as np
 
+    check_array_data(data)
     if data.inline is not None:
         if data.encoding == "json":
             return _json_array(decode_json(data.inline), data)
-        raw = base64.b64decode(data.inline)
+        raw = _npy_from_text(data)
     else:
         raw = _read_payload(data, base)
     if data.encoding == "json":
-        return _json_array(decode_json(json.loads(raw)), data)
+        return _json_array(decode_json(_json_file(raw, data)), data)
     loaded: np.ndarray = np.load(io.BytesIO(raw), allow_pickle=False)
     return loaded
 
 
-def _read_payload(data: ArrayData, base: str | os.PathLike[str] | None) -> bytes:
-    path = _payload_path(data, base)
+def _json_file(raw: bytes, data: ArrayData) -> Any:
     try:
-        return path.read_bytes()
-    except OSError as exc:
-        from reprokit.exceptions import PathError
-
-        raise PathError(str(path), f"cannot read the array file: {exc.strerror}") from None
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        _refuse(f"array file {data.file} is not valid JSON")
 
 
-def _payload_path(data: ArrayData, base: str | os.PathLike[str] | None) -> Path:
+def check_array_file(data: ArrayData, base: str | os.PathLike[str]) -> None:
+    """Refuse the file of a by-reference array unless it is a regular file inside ``base``
+    (links resolved) of the declared shape and dtype: only its header is read."""
+    if data.encoding == "npy":
+        with _open_npy(data, base):
+            pass
+    else:
+        from reprokit.results.untrusted import inside_folder, open_regular
+
+        path, folder = _payload_path(data, base)
+        inside_folder(path, folder)
+        open_regular(path, "array file").close()
+
+
+def _read_payload(data: ArrayData, base: str | os.PathLike[str] | None) -> bytes:
+    from reprokit.results.untrusted import inside_folder, read_regular, read_rest
+
+    if data.encoding == "json":
+        path, folder = _payload_path(data, base)
+        inside_folder(path, folder)
+        return read_regular(path, MAX_JSON_ARRAY_BYTES, what="array file")
+    with _open_npy(data, base) as handle:
+        expected = os.fstat(handle.fileno()).st_size
+        handle.seek(0)
+        raw = read_rest(handle, _payload_path(data, base)[0], expected)
+    if len(raw) != expected:
+        _refuse(f"array file {data.file} changed while it was read")
+    return raw
+
+
+def _open_npy(data: ArrayData, base: str | os.PathLike[str] | None) -> BinaryIO:
+    """The ``.npy`` file opened, checked (inside its folder, regular, a header that says the
+    declared shape and dtype, the size they make) and positioned after its header."""
+    from reprokit.results.untrusted import inside_folder, open_regular
+
+    path, folder = _payload_path(data, base)
+    inside_folder(path, folder)
+    handle = open_regular(path, "array file")
+    try:
+        _check_npy_header(handle, data)
+        if os.fstat(handle.fileno()).st_size != handle.tell() + _byte_count(data):
+            _refuse(f"array file {path} is not the size its shape and dtype declare")
+    except BaseException:
+        handle.close()
+        raise
+    return handle
+
+
+def _payload_path(data: ArrayData, base: str | os.PathLike[str] | None) -> tuple[Path, Path]:
     if data.file is None:
-        from reprokit.exceptions import InputError
-
-        raise InputError("array has neither inline data nor a file reference")
+        _refuse("array has neither inline data nor a file reference")
     folder = Path(base) if base is not None else Path(data.location or ".")
-    return folder / data.file
+    return folder / data.file, folder
 
 
 def _json_array(listed: Any, data: ArrayData) -> np.ndarray:
@@ -214,6 +409,7 @@ def _json_array(listed: Any, data: ArrayData) -> np.ndarray:
     if data.shape == ():
         out[()] = listed
         return out
-    if data.size:
-        out.reshape(-1)[:] = np.array(listed, dtype=object).reshape(-1)
+    flat = out.reshape(-1)
+    for k, element in enumerate(_json_elements(listed, data.shape)):
+        flat[k] = element
     return out

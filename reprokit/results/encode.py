@@ -12,7 +12,7 @@ import sys
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from reprokit.exceptions import ResultValueError, UsageError
+from reprokit.exceptions import InputError, ResultValueError, UsageError
 from reprokit.results.arrays import ArrayWriter, encode_array, load_array
 from reprokit.results.jsonvalue import (
     decode_json,
@@ -226,7 +226,12 @@ def decode_result(result: Result, *, base: str | os.PathLike[str] | None = None)
 
     index = None if result.index is None else load_array(result.index, base=base)
     if result.kind == "series" and result.array is not None:
-        return pd.Series(load_array(result.array, base=base), index=index, name=result.value)
+        name = decode_json(result.value)
+        if isinstance(name, (list, dict)):
+            raise InputError(
+                f"result {result.name!r}: a Series name cannot be {type(name).__name__}"
+            )
+        return pd.Series(load_array(result.array, base=base), index=index, name=name)
     if result.kind == "dataframe":
         data = {c.name: load_array(c.data, base=base) for c in result.columns}
         return pd.DataFrame(data, index=index)
@@ -236,6 +241,8 @@ def decode_result(result: Result, *, base: str | os.PathLike[str] | None = None)
 def _as_dtype(value: Any, dtype: str) -> Any:
     import numpy as np
 
-    if isinstance(value, float) and math.isnan(value):
-        return np.dtype(dtype).type(math.nan)
-    return np.dtype(dtype).type(value)
+    try:
+        scalar = np.dtype(dtype).type
+        return scalar(math.nan) if isinstance(value, float) and math.isnan(value) else scalar(value)
+    except (TypeError, ValueError, OverflowError, SyntaxError) as exc:  # a lock one did not write
+        raise InputError(f"a {dtype!r} scalar cannot hold {str(value)[:40]!r}: {exc}") from None

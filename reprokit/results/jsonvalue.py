@@ -87,9 +87,19 @@ def decode_json(value: Any) -> Any:
         return [decode_json(item) for item in value]
     if isinstance(value, dict):
         if len(value) == 1 and FLOAT_MARKER in value:
-            return _SPECIAL[value[FLOAT_MARKER]]
+            return _special(value[FLOAT_MARKER])
         return {
             (key[1:] if key.startswith("$") else key): decode_json(item)
             for key, item in value.items()
         }
     return value
+
+
+def _special(name: Any) -> float:
+    """The float a ``{"$float": name}`` marker stands for; a value read from a file one did not
+    write may hold anything there (:class:`~reprokit.exceptions.InputError`)."""
+    if not isinstance(name, str) or name not in _SPECIAL:
+        from reprokit.exceptions import InputError
+
+        raise InputError(f"{FLOAT_MARKER} marker holds {str(name)[:40]!r}, not NaN or Infinity")
+    return _SPECIAL[name]
