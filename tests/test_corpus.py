@@ -4,7 +4,8 @@ declared in ``tests/corpus/expected.toml``.
 
 ``run/`` is executed once, two at a time, and every outcome checked (the figure printed is
 correct verdicts / total); ``refused/`` must be refused before any kernel starts (no kernel
-is started for them, so those checks are fast).
+is started for them, so those checks are fast); the ``[verify]`` ones are recorded and then
+verified with ``--outputs``, each with its expected verdict.
 """
 
 from __future__ import annotations
@@ -100,3 +101,34 @@ def test_refused_notebooks_are_one_line_exit_two_before_any_kernel(corpus: Path,
     assert not (corpus / ".reprokit" / "runs").exists() or not any(
         (corpus / ".reprokit" / "runs").rglob(Path(name).stem + ".ipynb")
     )
+
+
+@pytest.mark.slow
+def test_recorded_corpus_notebooks_verify_with_their_expected_verdicts(
+    corpus: Path, mlflow_template_db: Path
+) -> None:
+    """Record, then verify with ``--outputs``: seeded notebooks reproduce, an unseeded draw and a
+    printed clock do not, nbval's ignore-output cells are not compared."""
+    from reprokit.api.record import record
+    from reprokit.api.verify import verify
+    from reprokit.options import ComparisonOptions
+
+    folder = corpus.parent / "verify"
+    folder.mkdir()
+    (folder / "pyproject.toml").write_text("[project]\nname = 'corpus-verify'\n")
+    shutil.copy(mlflow_template_db, folder / "mlflow.db")
+    for name in EXPECTED["verify"]:
+        shutil.copy(corpus / "run" / name, folder / name)
+    options = ExecutionOptions(device="cpu", jobs=2, timeout=120)
+    recorded = record([folder / name for name in EXPECTED["verify"]], execution=options)
+    assert all(outcome.lock_path for outcome in recorded), [o.run.failure for o in recorded]
+    verification = verify(
+        [folder / name for name in EXPECTED["verify"]],
+        execution=options,
+        comparison=ComparisonOptions(outputs=True),
+    )
+    got = {Path(outcome.notebook).name: outcome.status for outcome in verification}
+    wrong = {name: got[name] for name, want in EXPECTED["verify"].items() if got[name] != want}
+    total = len(EXPECTED["verify"])
+    print(f"corpus verify: {total - len(wrong)} / {total} correct verdicts")
+    assert not wrong, wrong
