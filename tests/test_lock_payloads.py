@@ -11,11 +11,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from lock_helpers import make_project, record
 
 from reprokit.exceptions import LockError
 from reprokit.recording.lock import read_lock
 from reprokit.results import encode_result
-from lock_helpers import make_project, record
 
 
 @pytest.fixture(scope="module")
