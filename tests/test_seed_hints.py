@@ -42,7 +42,9 @@ def test_a_changed_result_with_an_unseeded_generator_names_it(tmp_path: Path) ->
     draw = "import numpy as np\nrng = np.random.default_rng()\nm = rng.normal(size=100).mean()"
     verdict = _verdict(_foreign_notebook(tmp_path, draw), 0.0123, -0.0456)
     lines = env_lines(verdict)
-    assert lines[0].startswith("seeds: unseeded numpy Generator: - -> default_rng() in cell 2")
+    assert lines[0].startswith(
+        "seeds: unseeded numpy Generator: - -> default_rng() in cell 3"
+    )  # 3rd cell of the file
     assert "np.random.default_rng(seed)" in lines[0]
 
 
@@ -62,5 +64,23 @@ def test_no_generator_hint_when_seeded_or_reproduced(
 
 def test_generator_calls_that_are_unseeded() -> None:
     found = unseeded_generators([(1, "x = 1"), (4, "g = np.random.RandomState( None )")])
-    assert [c.current for c in found] == ["RandomState() in cell 4"]
+    assert [c.current for c in found] == ["RandomState() in cell 5"]  # 0-based 4: the 5th
     assert unseeded_generators([(0, "np.random.default_rng(seed)")]) == ()
+
+
+def test_the_generator_hint_does_not_count_papermills_injected_cell(tmp_path: Path) -> None:
+    import nbformat
+
+    draw = "rng = np.random.default_rng()\nm = rng.normal()"
+    project = _foreign_notebook(tmp_path, draw)
+    lock = record(project, [encode_result("mean", 0.0123)])
+    node = executed(project, [encode_result("mean", -0.0456)])
+    injected = nbformat.v4.new_code_cell("epochs = 3")
+    injected.metadata["tags"] = ["injected-parameters"]
+    node.cells.insert(1, injected)  # before the draw: the file's 3rd cell stays "cell 3"
+    verdict = verify_results(
+        lock, read_notebook(node), executed_notebook=node, lock_dir=project.root
+    )
+    assert env_lines(verdict)[0].startswith(
+        "seeds: unseeded numpy Generator: - -> default_rng() in cell 3"
+    )

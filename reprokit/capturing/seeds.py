@@ -23,8 +23,9 @@ results and reads it when a handle is created, so before CUDA work).  Nothing is
 back off with ``deterministic=False``: only what is listed in ``settings`` was touched.
 
 ``PYTHONHASHSEED`` only takes effect when the interpreter starts; a
-:class:`~reprokit.exceptions.ReprokitWarning` says so when it is unset or differs from
-the seed, and the record keeps its current value.
+:class:`~reprokit.exceptions.ReprokitWarning` says so when it is unset or ``random`` (string
+hashing then varies between runs; any fixed value is deterministic, whether or not it is the
+seed), and the record keeps its current value.
 """
 
 from __future__ import annotations
@@ -165,19 +166,18 @@ def _cuda_initialized(torch: ModuleType) -> bool:
 
 
 def _check_pythonhashseed(seed: int) -> str | None:
+    """The current ``PYTHONHASHSEED``; a warning when string hashing varies between runs
+    (unset or ``random``). A fixed value, whichever, is deterministic: no warning, even when
+    it is not ``seed`` (the runner starts kernels with the notebook's ``seed`` parameter or 0,
+    and the user cannot change that from inside the notebook)."""
     current = os.environ.get("PYTHONHASHSEED")
-    if current is None:
-        problem = (
-            "PYTHONHASHSEED is unset, so str/bytes hashes (and the iteration order of sets "
-            "of strings) change from one Python process to the next"
-        )
-    elif current != str(seed):
-        problem = f"PYTHONHASHSEED is {current!r}, not {seed}"
-    else:
+    if current is not None and current != "random":
         return current
+    state = "unset" if current is None else "'random'"
     warn_user(
-        f"{problem}; it only takes effect when Python starts, so seed_everything cannot set "
-        f"it: start the kernel with PYTHONHASHSEED={seed}"
+        f"PYTHONHASHSEED is {state}, so str/bytes hashes (and the iteration order of sets of "
+        "strings) change from one Python process to the next; it only takes effect when Python "
+        f"starts, so seed_everything cannot set it: start the kernel with PYTHONHASHSEED={seed}"
     )
     return current
 

@@ -23,12 +23,14 @@ def sync_command(path: Path, tracking_uri: str | None, as_json: bool) -> None:
     of kernels killed before MLflow had everything. One line per journal."""
     from reprokit._serde import to_builtins
     from reprokit.api.sync import sync
-    from reprokit.report.describe import describe_replay
+    from reprokit.report.describe import NOTHING_TO_REPLAY, describe_replay
 
-    replays = sync(path, tracking_uri=tracking_uri)
+    replays, here = sync(path, tracking_uri=tracking_uri), Path.cwd()
     for replay in replays:
-        click.echo(json.dumps(to_builtins(replay)) if as_json else describe_replay(replay))
+        click.echo(json.dumps(to_builtins(replay)) if as_json else describe_replay(replay, here))
+    if not replays and not as_json:
+        click.echo(NOTHING_TO_REPLAY)
     bad = [r for r in replays if r.status in ("unreadable", "failed")]
     if bad:
-        click.echo(f"reprokit: error: {describe_replay(bad[0])}", err=True)
+        click.echo(f"reprokit: error: {describe_replay(bad[0], here)}", err=True)
         sys.exit(2)

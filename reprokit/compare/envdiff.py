@@ -104,11 +104,15 @@ _UNSEEDED = re.compile(r"\b(default_rng|RandomState)\(\s*(None)?\s*\)")
 
 def unseeded_generators(sources: Sequence[tuple[int, str]]) -> tuple[EnvChange, ...]:
     """A likely cause of a result that changed with unchanged seeds: a cell (index, source)
-    that makes a numpy Generator without a seed (a cheap textual check: no execution)."""
+    that makes a numpy Generator without a seed (a cheap textual check: no execution).
+
+    ``index`` is the cell's 0-based position in the notebook file (markdown cells counted,
+    papermill's injected-parameters cell not); it is named 1-based, as every message numbers
+    cells (docs/verify.md, "How cells are numbered")."""
     for index, source in sources:
         found = _UNSEEDED.search(source)
         if found is not None:
-            where = f"{found.group(1)}() in cell {index}"
+            where = f"{found.group(1)}() in cell {index + 1}"
             change = EnvChange(
                 "seeds",
                 "unseeded numpy Generator",

@@ -10,7 +10,8 @@ run reached MLflow and was closed), after which the journal is deleted.
 The process that records holds an exclusive ``flock`` on its journal until it is synced, so a
 journal that can be locked by someone else belongs to a process that is gone: the next command
 that opens the store replays it (:mod:`reprokit.recording.replay`). A last line cut short by a
-kill is ignored. Nothing here imports MLflow: an append costs a ``write`` (which a killed
+kill is ignored; any other line that cannot be read is counted (and reported by the
+replay). Nothing here imports MLflow: an append costs a ``write`` (which a killed
 process cannot lose) and, for all but the frequent ``log`` events of a live run, an ``fsync``
 (a crash of the machine cannot lose it either); ``log`` events are fsync'ed by the background
 writer after each batch.
@@ -138,6 +139,9 @@ class JournalState:
     end_ms: int | None = None
     run_id: str | None = None
     synced: bool = False
+    events_read: int = 0  # lines that were journal events
+    unreadable: int = 0  # lines that were not (a torn last line, cut short by a kill, not counted)
+    torn: bool = False  # the last line was cut short (no newline after it) and skipped
 
     @property
     def key(self) -> str:
@@ -163,17 +167,27 @@ class JournalState:
 
 
 def read_journal(path: Path) -> JournalState:
-    """Fold the journal's events; a line that is not JSON (cut short by a kill) is skipped.
-    ``OSError`` and ``UnicodeDecodeError`` propagate (the caller names the journal)."""
+    """Fold the journal's events. A last line cut short by a kill (no newline after it) is
+    skipped silently; any other line that is not a JSON object is skipped and counted in
+    ``unreadable``. ``OSError`` and ``UnicodeDecodeError`` propagate (the caller names the
+    journal)."""
     state = JournalState(path)
-    for line in path.read_bytes().decode("utf-8").splitlines():
+    text = path.read_bytes().decode("utf-8")
+    lines = text.splitlines()
+    torn = len(lines) - 1 if text and not text.endswith("\n") else -1
+    for k, line in enumerate(lines):
         try:
-            event = json.loads(line)
+            event = json.loads(line) if line.strip() else None
         except json.JSONDecodeError:
-            continue
+            event = ...
         if isinstance(event, dict):
+            state.events_read += 1
             with contextlib.suppress(KeyError, TypeError, ValueError):  # a foreign line
                 _apply(state, event)
+        elif event is not None and k == torn:
+            state.torn = True
+        elif event is not None:
+            state.unreadable += 1
     return state
 
 

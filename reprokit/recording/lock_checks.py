@@ -222,8 +222,9 @@ def _check_array(data: ArrayData, lock_path: Path, field: str) -> None:
     _check_pattern(data.digest, _DIGEST, source, f"{field}.digest")
     try:
         check_array_data(data)
-    except InputError as exc:
-        raise LockError(source, one_line(exc.message), field) from None
+    except InputError as exc:  # its path: the part of the array at fault (inline, shape, ...)
+        part = f"{field}.{exc.path}" if exc.path else field
+        raise LockError(source, one_line(exc.message), part) from None
     if data.file is not None:
         check_relative(data.file, source, f"{field}.file")
         _check_array_file(data, lock_path, field)

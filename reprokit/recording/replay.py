@@ -46,6 +46,7 @@ class Replay:
     run_status: RunEndStatus | None = None
     experiment: str | None = None
     detail: str | None = None
+    skipped: int = 0  # lines of the journal that could not be read (a torn last line aside)
 
 
 def replay_state(state: JournalState, writer: MlflowRunWriter, journal: Journal | None) -> str:
@@ -118,6 +119,10 @@ def _replay_adopted(journal: Journal, writer: MlflowRunWriter) -> Replay:
         state = read_journal(journal.path)
     except (OSError, UnicodeDecodeError) as exc:
         return Replay(path, "unreadable", detail=f"{type(exc).__name__}: {exc}")
+    if state.events_read == 0 and (
+        state.unreadable or state.torn
+    ):  # kept: someone may want to read it
+        return Replay(path, "unreadable", detail="no line is a journal event (kept)")
     if state.synced or state.experiment is None:  # reached MLflow, or died before its start
         journal.finish()
         return Replay(path, "empty", run_id=state.run_id)
@@ -136,4 +141,6 @@ def _replay_adopted(journal: Journal, writer: MlflowRunWriter) -> Replay:
     except (RecordError, TypeError, ValueError) as exc:  # a store refusing, a foreign event
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return Replay(path, "failed", state.run_id, experiment=state.experiment, detail=detail)
-    return Replay(path, "replayed", run_id, _status(state), state.experiment)
+    return Replay(
+        path, "replayed", run_id, _status(state), state.experiment, skipped=state.unreadable
+    )

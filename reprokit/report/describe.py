@@ -9,6 +9,7 @@ function takes the data the runner or the comparison returned and returns text; 
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from reprokit.capturing.redact import redact_parameters, redact_text
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MARKS",
+    "NOTHING_TO_REPLAY",
     "cell_label",
     "describe_done",
     "describe_drift",
@@ -142,12 +144,18 @@ def ui_command(uri: str) -> str:
     return f"mlflow ui --backend-store-uri {shlex.quote(uri)}"
 
 
-def describe_replay(replay: Replay) -> str:
-    """One journal replayed by ``reprokit sync`` (or left alone, and why)."""
-    name = replay.journal
+NOTHING_TO_REPLAY = "nothing to replay"
+"""What ``reprokit sync`` prints when no journal waits."""
+
+
+def describe_replay(replay: Replay, base: Path | None = None) -> str:
+    """One journal replayed by ``reprokit sync`` (or left alone, and why); its path relative
+    to ``base`` (the current folder) when inside it."""
+    name = _relative(replay.journal, base)
     if replay.status == "replayed":
         where = f"in experiment {replay.experiment!r}"
-        return f"replayed  {name}: run {replay.run_id} ({replay.run_status}) {where}"
+        skipped = f", {replay.skipped} unreadable line(s) skipped" if replay.skipped else ""
+        return f"replayed  {name}: run {replay.run_id} ({replay.run_status}) {where}{skipped}"
     reasons = {
         "running": "left alone: its process is still recording it",
         "elsewhere": f"kept: recorded for another store ({replay.detail})",
@@ -156,3 +164,12 @@ def describe_replay(replay: Replay) -> str:
         "unreadable": f"cannot be read: {replay.detail}",
     }
     return f"{replay.status:9} {name}: {reasons[replay.status]}"
+
+
+def _relative(path: str, base: Path | None) -> str:
+    if base is None:
+        return path
+    try:
+        return str(Path(path).relative_to(base))
+    except ValueError:
+        return path

@@ -183,15 +183,15 @@ def check_array_data(data: ArrayData) -> None:
     stored array: an unknown encoding or dtype, a negative or absurd shape, inline elements that
     do not match the declared shape and dtype. Nothing is allocated from the declared shape."""
     if data.encoding not in ("npy", "json"):
-        _refuse(f"unknown encoding {data.encoding!r} (npy or json)")
-    dtype = _dtype_of(data.dtype)
+        _refuse(f"unknown encoding {data.encoding!r} (npy or json)", "encoding")
+    dtype = _dtype_of(data.dtype, "dtype")
     _check_shape(data.shape)
     _check_summary(data)
     if (data.encoding == "json") != (dtype.kind == "O"):
-        _refuse(f"encoding {data.encoding!r} cannot hold dtype {data.dtype!r}")
+        _refuse(f"encoding {data.encoding!r} cannot hold dtype {data.dtype!r}", "encoding")
     if data.inline is None:
         if not isinstance(data.file, str) or not data.file:
-            _refuse("neither inline elements nor a file")
+            _refuse("neither inline elements nor a file", "file")
         return
     if data.encoding == "json":
         _json_elements(data.inline, data.shape)
@@ -208,23 +208,25 @@ def _check_summary(data: ArrayData) -> None:
     if stats is not None:
         numbers = (stats.min, stats.max, stats.mean, stats.std)
         if any(x is not None and not math.isfinite(x) for x in numbers):
-            _refuse("stats must be finite numbers or null")
+            _refuse("stats must be finite numbers or null", "stats")
         if len({x is None for x in numbers}) > 1:
-            _refuse("stats min, max, mean and std are all numbers or all null")
+            _refuse("stats min, max, mean and std are all numbers or all null", "stats")
         if min(stats.nan_count, stats.posinf_count, stats.neginf_count) < 0:
-            _refuse("stats counts must not be negative")
+            _refuse("stats counts must not be negative", "stats")
     sample = data.sample
     if sample is not None:
         if len(sample.indices) != len(sample.values):
-            _refuse("sample has not one value per index")
+            _refuse("sample has not one value per index", "sample")
         if any(not 0 <= i < data.size for i in sample.indices):
-            _refuse("sample index outside the array")
+            _refuse("sample index outside the array", "sample.indices")
 
 
-def _refuse(reason: str) -> NoReturn:
+def _refuse(reason: str, part: str | None = None) -> NoReturn:
+    """Raise :class:`~reprokit.exceptions.InputError`; ``part`` (its ``path``) is the field of
+    the array metadata at fault (``inline``, ``shape``, ...), which a lock error names."""
     from reprokit.exceptions import InputError
 
-    raise InputError(reason)
+    raise InputError(reason, path=part)
 
 
 def check_dtype_name(name: str) -> None:
@@ -232,27 +234,27 @@ def check_dtype_name(name: str) -> None:
     _dtype_of(name)
 
 
-def _dtype_of(name: Any) -> np.dtype[Any]:
+def _dtype_of(name: Any, part: str | None = None) -> np.dtype[Any]:
     import numpy as np
 
     if not isinstance(name, str) or not 0 < len(name) <= 200:
-        _refuse(f"dtype {name!r} is not a numpy dtype name")
+        _refuse(f"dtype {name!r} is not a numpy dtype name", part)
     try:
         return np.dtype(name)
     except (TypeError, ValueError, SyntaxError):
-        _refuse(f"dtype {name!r} is not a numpy dtype")
+        _refuse(f"dtype {name!r} is not a numpy dtype", part)
 
 
 def _check_shape(shape: tuple[int, ...]) -> None:
     if len(shape) > MAX_DIMS:
-        _refuse(f"shape has {len(shape)} dimensions, more than {MAX_DIMS}")
+        _refuse(f"shape has {len(shape)} dimensions, more than {MAX_DIMS}", "shape")
     size = 1
     for extent in shape:
         if extent < 0 or extent > MAX_EXTENT:
-            _refuse(f"shape {list(shape)} has an extent outside 0..2**62")
+            _refuse(f"shape {list(shape)} has an extent outside 0..2**62", "shape")
         size *= extent
     if size > MAX_EXTENT:
-        _refuse(f"shape {list(shape)} has more than 2**62 elements")
+        _refuse(f"shape {list(shape)} has more than 2**62 elements", "shape")
 
 
 def _json_elements(listed: Any, shape: tuple[int, ...]) -> list[Any]:
@@ -262,23 +264,31 @@ def _json_elements(listed: Any, shape: tuple[int, ...]) -> list[Any]:
         level: list[Any] = []
         for item in items:
             if not isinstance(item, list) or len(item) != extent:
-                _refuse(f"the inline elements do not have the declared shape {list(shape)}")
+                _refuse(
+                    f"the inline elements do not have the declared shape {list(shape)}", "inline"
+                )
             level.extend(item)
         items = level
     return items
 
 
 def _npy_from_text(data: ArrayData) -> bytes:
+    """The inline ``.npy`` bytes, checked without building the array: base64, a header that
+    says the declared shape and dtype (not object: that would need pickle), the byte count."""
     if not isinstance(data.inline, str):
-        _refuse("inline npy elements must be base64 text")
+        _refuse("inline npy elements must be base64 text", "inline")
     try:
         raw = base64.b64decode(data.inline, validate=True)
     except ValueError:
-        _refuse("inline npy elements are not base64")
+        _refuse("inline npy elements are not base64", "inline")
     handle = io.BytesIO(raw)
-    _check_npy_header(handle, data)
+    _check_npy_header(handle, data, "inline")
     if len(raw) != handle.tell() + _byte_count(data):
-        _refuse(f"inline npy holds {len(raw)} bytes, not what shape and dtype declare")
+        _refuse(
+            f"inline npy holds {len(raw)} bytes, not what shape and dtype declare "
+            f"({handle.tell()} of header and {_byte_count(data)} of elements)",
+            "inline",
+        )
     return raw
 
 
@@ -286,9 +296,9 @@ def _byte_count(data: ArrayData) -> int:
     return data.size * _dtype_of(data.dtype).itemsize
 
 
-def _check_npy_header(handle: BinaryIO, data: ArrayData) -> None:
+def _check_npy_header(handle: BinaryIO, data: ArrayData, part: str | None = None) -> None:
     """Read the ``.npy`` header from ``handle``; refuse it unless it says the declared shape
-    and dtype in C order."""
+    and dtype in C order, and a dtype that needs no pickle."""
     import numpy as np
 
     try:
@@ -296,12 +306,19 @@ def _check_npy_header(handle: BinaryIO, data: ArrayData) -> None:
         read = _HEADER_READERS.get(version)
         header = None if read is None else read(handle)
     except Exception as exc:  # ValueError, tokenize.TokenError, ...: numpy parses the header
-        _refuse(f"not a valid npy header ({type(exc).__name__})")
+        _refuse(f"not a valid npy header ({type(exc).__name__})", part)
     if header is None:
-        _refuse(f"npy format version {version} is not supported")
+        _refuse(f"npy format version {version} is not supported", part)
     shape, fortran, dtype = header
+    if dtype.hasobject:
+        _refuse(f"npy header says {dtype}: an object array needs pickle, which is refused", part)
     if tuple(shape) != tuple(data.shape) or dtype != _dtype_of(data.dtype) or fortran:
-        _refuse(f"npy header says {dtype} {list(shape)}, the lock {data.dtype} {list(data.shape)}")
+        order = " (Fortran order)" if fortran else ""
+        _refuse(
+            f"npy header says {dtype} {list(shape)}{order}, the lock {data.dtype} "
+            f"{list(data.shape)}",
+            part,
+        )
 
 
 _HEADER_READERS: dict[tuple[int, int], Any] = {
