@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MARKS",
     "cell_label",
+    "describe_check_failures",
     "describe_done",
     "describe_drift",
     "describe_failure",
@@ -151,6 +152,24 @@ def describe_redacted_parameter(notebook: str, name: str) -> str:
         f"{notebook}: parameter {name!r} was redacted in the lock, so it would run as the text "
         f"'<redacted>'; pass it with --secret-param {name} or -p {name}=..."
     )
+
+
+def describe_check_failures(relock: int, notebooks: int, orphans: int) -> list[str]:
+    """The closing lines of ``reprokit check``: notebooks whose lock must be re-recorded (of
+    ``notebooks`` checked) and locks left without their notebook, each with its fix."""
+    lines = []
+    if relock:
+        lines.append(
+            f"reprokit: {relock} of {notebooks} notebook(s) need their lock re-recorded "
+            "(reprokit record NOTEBOOK)"
+        )
+    if orphans:
+        lines.append(
+            f"reprokit: {orphans} lock(s) without their notebook: delete the lock, rename it "
+            "with its notebook, or verify the renamed notebook: reprokit verify NEW --lock OLD "
+            "--renamed"
+        )
+    return lines
 
 
 def ui_command(uri: str) -> str:
