@@ -9,7 +9,6 @@ execution; one integration test executes a tiny notebook twice (record, then a f
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import nbformat
@@ -81,7 +80,9 @@ def test_verify_refuses_an_impossible_report_before_anything_runs(drifted: Proje
 
 def test_a_verdict_without_results_says_nothing_was_compared(tmp_path: Path) -> None:
     project = make_project(tmp_path)
-    lock = build_lock(project.notebook, executed(project, [], snapshot=False), project_root=project.root)
+    lock = build_lock(
+        project.notebook, executed(project, [], snapshot=False), project_root=project.root
+    )
     current = read_notebook(executed(project, [], snapshot=False))
     verdict = verify_results(lock, current, comparison=ComparisonOptions(), lock_dir=tmp_path)
     line = verdict_line(verdict)
@@ -145,3 +146,45 @@ def test_a_diff_that_compared_nothing_says_so_and_exits_2(tmp_path: Path) -> Non
     assert "SAME" not in out
     assert out.splitlines()[-1].startswith("NOTHING COMPARED: ")
     assert "no environment snapshot in A" in out
+
+
+def test_source_changes_are_named_before_anything_runs(drifted: Project) -> None:
+    node = nbformat.read(drifted.notebook, as_version=4)
+    node.cells.append(nbformat.v4.new_code_cell("raise RuntimeError('new cell')"))
+    nbformat.write(node, drifted.notebook)
+    code, out = _cli("verify", str(drifted.notebook))
+    # printed whether the run then fails, stops on drifted data (here) or completes
+    assert code == 1 and "source changed since the lock was written, cells 5" in out
+
+
+def test_record_from_run_names_the_real_form() -> None:
+    from reprokit.api.record import _run_notebook
+
+    with pytest.raises(UsageError) as caught:
+        _run_notebook("abc123", None, None)
+    assert "--notebook" not in str(caught.value)
+    assert str(caught.value).endswith("reprokit record --from-run abc123 NOTEBOOK")
+
+
+# ----------------------------------------------------------------------------- integration
+
+
+@pytest.mark.slow
+def test_no_results_renamed_and_a_missing_report_folder(project: Path) -> None:
+    """Two real executions: ``record`` warns that nothing will be compared; ``verify`` of the
+    notebook renamed names the file run, says nothing was compared, exits 0, and makes the
+    report's folder."""
+    write_notebook(project / "rng.ipynb", ["x = 1", "print(x)"])
+    done = reprokit_cli("record", "rng.ipynb", "--device", "cpu", cwd=project)
+    assert done.returncode == 0, done.stderr
+    (warning,) = [line for line in done.stderr.splitlines() if "warning" in line]
+    assert warning.startswith("reprokit: warning: rng.ipynb declares no results ")
+    (project / "rng.ipynb").rename(project / "random_gen.ipynb")
+    done = reprokit_cli(
+        "verify", "random_gen.ipynb", "--lock", "rng.repro.json", "--renamed",
+        "--junit", "reports/j.xml", "--device", "cpu", cwd=project,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "REPRODUCED random_gen.ipynb: no results declared, nothing compared" in done.stdout
+    assert "rng.ipynb" not in done.stdout.replace("random_gen.ipynb", "")
+    assert (project / "reports" / "j.xml").is_file()
