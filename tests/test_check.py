@@ -255,3 +255,20 @@ def test_hook_manifest_and_example_config_agree() -> None:
     wanted = ["a/fig.ipynb", "study.py", "notes.md", "a/fig.repro.json"]
     assert all(pattern.search(name) for name in wanted)
     assert not any(pattern.search(name) for name in ["data.csv", "fig.repro/w.npy", "x.json"])
+
+
+def test_cli_orphan_locks_are_counted_apart_with_their_fix(repo: Path) -> None:
+    folder = repo / "notebooks"
+    _lock(_notebook(folder / "fig.ipynb", CELLS), repo)
+    gone = _notebook(folder / "rng.ipynb", CELLS)
+    _lock(gone, repo)
+    gone.rename(folder / "random_gen.ipynb")  # renamed without its lock
+    code, out = _check("notebooks")
+    assert code == 1
+    assert "need their lock re-recorded" not in out  # no notebook needs `record`
+    assert "1 lock(s) without their notebook: delete the lock" in out
+    assert "reprokit verify NEW --lock OLD --renamed" in out
+    _edit(folder / "fig.ipynb", 2, "x = 3")
+    code, out = _check("notebooks")
+    # the orphan is no notebook: fig and random_gen are the two notebooks
+    assert "1 of 2 notebook(s) need their lock re-recorded" in out

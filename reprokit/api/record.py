@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reprokit._warn import warn_user
 from reprokit.api.run import run
 from reprokit.compare.verify import (
     report_outside_links,
@@ -30,6 +31,7 @@ from reprokit.recording.lock import (
     write_lock,
 )
 from reprokit.recording.target import find_project_root
+from reprokit.report.describe import describe_no_results
 from reprokit.runner.plan import Progress, RunOutcome
 
 __all__ = ["RecordOutcome", "record", "record_from_run"]
@@ -70,6 +72,8 @@ def _write_reference(outcome: RunOutcome) -> RecordOutcome:
         report_outside_links(lock.data.entries, root)
     target = lock_path_for(source)
     write_lock(lock, target)
+    if not lock.results:
+        warn_user(describe_no_results(str(source)))
     return RecordOutcome(outcome, str(target))
 
 
@@ -119,6 +123,8 @@ def record_from_run(
             outputs=outputs,
         )
         target = lock_path_for(source)
+        if not lock.results:
+            warn_user(describe_no_results(str(source)))
         write_lock(lock, target)  # copies by-reference arrays out of the download first
     return str(target)
 
@@ -131,7 +137,8 @@ def _run_notebook(run_id: str, given: str | os.PathLike[str] | None, tagged: str
     else:
         where = f"from {tagged}, which is not here" if tagged else "without a notebook path"
         raise UsageError(
-            f"MLflow run {run_id} was recorded {where}: name the notebook with --notebook",
+            f"MLflow run {run_id} was recorded {where}: name the notebook: "
+            f"reprokit record --from-run {run_id} NOTEBOOK",
             run_id=run_id,
         )
     if not path.is_file():

@@ -19,7 +19,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
+from reprokit._warn import warn_user
 from reprokit.api.run import run
+from reprokit.capturing.redact import REDACTED
 from reprokit.compare.verify import (
     DataCheck,
     Verdict,
@@ -32,10 +34,12 @@ from reprokit.options import ComparisonOptions, ExecutionOptions
 from reprokit.recording.lock import (
     Lock,
     check_source,
+    is_lock_path,
     lock_path_for,
     read_lock,
 )
 from reprokit.recording.target import find_project_root
+from reprokit.report.describe import describe_redacted_parameter
 from reprokit.results.notebook import read_notebook
 from reprokit.runner import kernels
 from reprokit.runner.plan import Progress, RunOutcome
@@ -143,13 +147,10 @@ def verify(
         )
     if lock is not None and len(sources) != 1:
         raise UsageError("--lock names one lock: give exactly one notebook with it")
+    for source in sources:
+        _refuse_a_lock_as_notebook(source)
     for source in sources if lock is None else ():
-        if not lock_path_for(source).is_file():
-            raise UsageError(
-                f"{source}: no lock {lock_path_for(source).name} beside it; "
-                f"record one first: reprokit record {source}",
-                path=str(source),
-            )
+        _require_lock(source, lock_path_for(source))
     # every lock is read and every data check done before the first kernel starts
     comparing = comparison if comparison is not None else ComparisonOptions()
     plans = [
@@ -158,6 +159,9 @@ def verify(
     ]
     if lock is not None and not renamed:
         _refuse_another_notebooks_lock(plans[0])
+    given = set(parameters or {}) | set((execution or ExecutionOptions()).secret_parameters)
+    for plan in plans:
+        _warn_redacted_parameters(plan, given)
     job = _Job(
         dict(parameters or {}),
         execution if execution is not None else ExecutionOptions(),
@@ -176,6 +180,8 @@ class _Plan:
     lock_path: Path
     lock: Lock
     data: DataCheck
+    source_changes: tuple[int, ...]  # checked (and warned about) before anything runs
+    shown_as: str  # the notebook as the verdict names it: the file run, even when renamed
 
 
 @dataclass(frozen=True)
@@ -194,7 +200,54 @@ def _plan(source: Path, lock_path: Path, comparison: ComparisonOptions) -> _Plan
     # the project is where the notebook is, never what the lock claims
     root = find_project_root(source.resolve().parent)
     cache = None if comparison.rehash else "default"
-    return _Plan(source, lock_path, lock, check_data(lock, root, cache=cache))
+    data = check_data(lock, root, cache=cache)
+    changes = tuple(check_source(lock, source))
+    return _Plan(source, lock_path, lock, data, changes, _shown_as(source, root, lock))
+
+
+def _shown_as(source: Path, root: Path, lock: Lock) -> str:
+    """The lock's name of the notebook, or the file run when it has another name (renamed)."""
+    if PurePosixPath(lock.notebook.path).name == source.name:
+        return lock.notebook.path
+    try:
+        return source.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return str(source)
+
+
+def _refuse_a_lock_as_notebook(source: Path) -> None:
+    """``verify nb.repro.json``: a lock given where its notebook is expected."""
+    if not is_lock_path(source):
+        return
+    stem = source.name.removesuffix(".repro.json")
+    found = sorted(p for p in source.parent.glob(f"{stem}.*") if p.suffix in (".ipynb", ".py"))
+    notebook = found[0] if found else source.with_name(f"{stem}.ipynb")
+    raise UsageError(
+        f"{source} is a lock, not a notebook: give its notebook: reprokit verify {notebook}",
+        path=str(source),
+    )
+
+
+def _require_lock(source: Path, lock_path: Path) -> None:
+    if lock_path.is_file():
+        return
+    if lock_path.exists() or lock_path.is_symlink():
+        raise UsageError(
+            f"{source}: its lock {lock_path.name} is not a regular file; remove it and record "
+            f"one: reprokit record {source}",
+            path=str(lock_path),
+        )
+    raise UsageError(
+        f"{source}: no lock {lock_path.name} beside it; record one first: reprokit record {source}",
+        path=str(source),
+    )
+
+
+def _warn_redacted_parameters(plan: _Plan, given: set[str]) -> None:
+    """A lock parameter redacted at record time would be replayed as the text ``<redacted>``."""
+    for name, value in sorted(plan.lock.parameters.values.items()):
+        if value == REDACTED and name not in given:
+            warn_user(describe_redacted_parameter(str(plan.source), name))
 
 
 def _refuse_another_notebooks_lock(plan: _Plan) -> None:
@@ -240,9 +293,10 @@ def _verify_one(plan: _Plan, job: _Job) -> VerifyOutcome:
         lock_dir=lock_path.parent,
         data=data,
         executed_notebook=executed,
-        source_changes=tuple(check_source(lock, source)),
+        source_changes=plan.source_changes,
         command=_command(source, outcome.device, job.comparison),
     )
+    verdict = replace(verdict, notebook=plan.shown_as)
     _link_verification(source, outcome, lock, verdict)
     return VerifyOutcome(str(source), str(lock_path), outcome, verdict, data)
 

@@ -32,13 +32,19 @@ def check_command(paths: tuple[Path, ...], require_lock: bool, verbose: bool) ->
         line = _line(item, require_lock)
         if item.status != "current" or verbose:
             click.echo(line, err=item.status != "current")
+    _fail_if_any(checked, require_lock)
+
+
+def _fail_if_any(checked: list[LockFreshness], require_lock: bool) -> None:
+    """The closing lines (notebooks to re-record, orphan locks) and exit 1, if any failed."""
+    from reprokit.report.describe import describe_check_failures
+
     failed = [f for f in checked if f.failed(require_lock=require_lock)]
+    orphans = sum(f.status == "orphan" for f in failed)
+    notebooks = sum(f.status != "orphan" for f in checked)
+    for line in describe_check_failures(len(failed) - orphans, notebooks, orphans):
+        click.echo(line, err=True)
     if failed:
-        click.echo(
-            f"reprokit: {len(failed)} of {len(checked)} notebook(s) need their lock re-recorded "
-            "(reprokit record NOTEBOOK)",
-            err=True,
-        )
         sys.exit(1)
 
 

@@ -2,7 +2,8 @@
 between one of them and the current environment (B left out).
 
 Exit codes: 0 nothing differs; 1 something differs (a result beyond tolerance, an environment
-change, a data change); 2 bad usage or input (a side that cannot be read).
+change, a data change); 2 bad usage or input (a side that cannot be read), or nothing could be
+compared (no results on both sides, a side without a snapshot, no data).
 """
 
 from __future__ import annotations
@@ -45,5 +46,5 @@ def diff_command(
 
         atomic_write_text(json_path, diff_json(found))
         click.echo(f"wrote {json_path}")
-    if found.differs:
-        sys.exit(1)
+    if found.differs or found.nothing_compared:
+        sys.exit(1 if found.differs else 2)

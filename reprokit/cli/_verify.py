@@ -59,11 +59,13 @@ def verify_command(
     """Re-execute notebooks that have a lock and say, result by result, whether they reproduced."""
     from reprokit.api.verify import verify
 
+    reports: dict[ReportKind, Path | None] = {"html": report, "junit": junit, "json": json_path}
+    _prepare_reports(reports)
     verification = verify(
         paths, parameters=parameters, lock=lock_path, renamed=renamed, execution=execution,
         comparison=comparison, progress=progress_printer(),
     )  # fmt: skip
-    _print_verification(verification, {"html": report, "junit": junit, "json": json_path})
+    _print_verification(verification, reports)
     failed = [o.run for o in verification if o.status == "execution_failed" and o.run]
     fail_on_executions(failed, len(verification))
     if exit_code(verification):
@@ -76,6 +78,18 @@ def exit_code(verification: Verification) -> int:
     if "execution_failed" in statuses:
         return 3
     return 0 if statuses <= {"reproduced"} else 1
+
+
+_REPORT_OPTIONS: dict[ReportKind, str] = {"html": "--report", "junit": "--junit", "json": "--json"}
+
+
+def _prepare_reports(reports: dict[ReportKind, Path | None]) -> None:
+    """Every report's folder made and checked writable before any kernel starts."""
+    from reprokit.report.writers import prepare_report_target
+
+    for kind, target in reports.items():
+        if target is not None:
+            prepare_report_target(target, _REPORT_OPTIONS[kind])
 
 
 def _print_verification(verification: Verification, reports: dict[ReportKind, Path | None]) -> None:

@@ -66,3 +66,11 @@ class Diff:
             or (env is not None and not env.is_empty)
             or not self.verdict.data_ok
         )
+
+    @property
+    def nothing_compared(self) -> bool:
+        """Neither results, environment nor data could be compared: "no difference" would
+        say nothing (a run without a snapshot against the environment now, say)."""
+        results = self.results_compared and bool(self.verdict.checks)
+        data = self.verdict.data is not None and bool(self.verdict.data.entries)
+        return not (results or self.verdict.env_diff is not None or data)

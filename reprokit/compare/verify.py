@@ -543,7 +543,11 @@ def _check_entry(entry: DataEntry, root: Path, cache: Any) -> DataEntryCheck:
     if now.digest == entry.digest and now.kind == entry.kind:
         return _entry_check(entry, "ok", now.digest)
     files = _file_changes(entry, now)
-    reason = f"{len(files)} file(s) changed" if entry.kind == "dir" else "content changed"
+    # by kind of change: "1 changed, 1 added" (a file added is not a file changed)
+    kinds = [change.change for change in files]
+    order = ("changed", "added", "missing")
+    counts = ", ".join(f"{kinds.count(kind)} {kind}" for kind in order if kind in kinds)
+    reason = (counts or "content changed") if entry.kind == "dir" else "content changed"
     return _entry_check(entry, "changed", now.digest, files, reason)
 
 

@@ -23,10 +23,13 @@ __all__ = [
     "MARKS",
     "NOTHING_TO_REPLAY",
     "cell_label",
+    "describe_check_failures",
     "describe_done",
     "describe_drift",
     "describe_failure",
+    "describe_no_results",
     "describe_plan",
+    "describe_redacted_parameter",
     "describe_replay",
     "describe_verdict",
     "ui_command",
@@ -135,6 +138,40 @@ def _cache_may_matter(verdict: Verdict) -> bool:
     has_data = verdict.data is not None and bool(verdict.data.entries)
     rehashed = verdict.command is not None and "--rehash" in verdict.command
     return not verdict.reproduced and has_data and verdict.data_ok and not rehashed
+
+
+def describe_no_results(notebook: str) -> str:
+    """The warning of ``record`` for a notebook that declares no result."""
+    return (
+        f"{notebook} declares no results (reprokit.result / %repro result): verify will compare "
+        "nothing but its input data (and its cell outputs with --outputs)"
+    )
+
+
+def describe_redacted_parameter(notebook: str, name: str) -> str:
+    """The warning of ``verify`` for a lock parameter whose value was redacted at record time."""
+    return (
+        f"{notebook}: parameter {name!r} was redacted in the lock, so it would run as the text "
+        f"'<redacted>'; pass it with --secret-param {name} or -p {name}=..."
+    )
+
+
+def describe_check_failures(relock: int, notebooks: int, orphans: int) -> list[str]:
+    """The closing lines of ``reprokit check``: notebooks whose lock must be re-recorded (of
+    ``notebooks`` checked) and locks left without their notebook, each with its fix."""
+    lines = []
+    if relock:
+        lines.append(
+            f"reprokit: {relock} of {notebooks} notebook(s) need their lock re-recorded "
+            "(reprokit record NOTEBOOK)"
+        )
+    if orphans:
+        lines.append(
+            f"reprokit: {orphans} lock(s) without their notebook: delete the lock, rename it "
+            "with its notebook, or verify the renamed notebook: reprokit verify NEW --lock OLD "
+            "--renamed"
+        )
+    return lines
 
 
 def ui_command(uri: str) -> str:

@@ -46,6 +46,8 @@ def diff_lines(found: Diff) -> list[str]:
 
 def _summary(found: Diff, env_changes: int) -> str:
     verdict = found.verdict
+    if found.nothing_compared:
+        return _nothing_compared(found)
     parts = []
     if found.results_compared:
         failing = sum(not check.passed for check in verdict.checks)
@@ -54,6 +56,17 @@ def _summary(found: Diff, env_changes: int) -> str:
     if verdict.data is not None:
         parts.append(f"{len(verdict.data.drifted)} data path(s) changed")
     return ("DIFFERS: " if found.differs else "SAME: ") + ", ".join(parts)
+
+
+def _nothing_compared(found: Diff) -> str:
+    """Why neither results, environment nor data could be compared."""
+    missing = [name for name, side in (("A", found.a), ("B", found.b)) if side.snapshot is None]
+    results = "results are not compared with the environment now"
+    if found.results_compared:
+        results = "no results on either side"
+    snapshots = f"no environment snapshot in {' and '.join(missing)}" if missing else ""
+    reasons = ", ".join(part for part in (results, snapshots, "no data recorded") if part)
+    return f"NOTHING COMPARED: {reasons}"
 
 
 def print_diff(found: Diff, console: Console | None = None) -> None:
@@ -66,7 +79,7 @@ def print_diff(found: Diff, console: Console | None = None) -> None:
     if found.results_compared and found.verdict.checks:
         title = "results of B against A (A is the reference)"
         out.print(verdict_table(found.verdict, title=title, notebook_column=False))
-    style = "bold red" if found.differs else "bold green"
+    style = "bold red" if found.differs or found.nothing_compared else "bold green"
     out.print(lines[-1], style=style, markup=False, highlight=False)
 
 
@@ -75,6 +88,7 @@ def diff_json(found: Diff) -> str:
         "a": {"label": found.a.label, "kind": found.a.kind},
         "b": {"label": found.b.label, "kind": found.b.kind},
         "differs": found.differs,
+        "nothing_compared": found.nothing_compared,
         "results_compared": found.results_compared,
         "verdict": to_builtins(found.verdict),
     }

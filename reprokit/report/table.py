@@ -96,7 +96,15 @@ def verdict_line(verdict: Verdict) -> str:
     data = f"; data drifted: {len(drifted)} path(s)" if drifted else ""
     failing_cells = sum(not cell.passed for cell in verdict.outputs)
     cells = f"; {failing_cells} cell output(s) differ" if failing_cells else ""
-    return f"{word} {verdict.notebook}: {counts or 'no results'}{devices}{data}{cells}"
+    return f"{word} {verdict.notebook}: {counts or _no_results(verdict)}{devices}{data}{cells}"
+
+
+def _no_results(verdict: Verdict) -> str:
+    if verdict.outputs_compared:
+        return "no results declared"
+    checked = "only the input data checked" if verdict.data and verdict.data.entries else None
+    hint = "(use --outputs to compare cell outputs)"
+    return f"no results declared, {checked or 'nothing compared'} {hint}"
 
 
 def output_lines(verdict: Verdict) -> list[str]:

@@ -1,0 +1,190 @@
+"""Messages a stranger meets on the command line: report targets checked before anything runs,
+a lock with no results, a diff that compared nothing, redacted parameters, a lock given as the
+notebook, a lock that is not a regular file, drift counted by kind.
+
+Most tests build locks with ``build_lock`` from unexecuted notebooks (no kernel) and stop before
+execution; one integration test executes a tiny notebook twice (record, then a failing verify).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nbformat
+import pytest
+from click.testing import CliRunner
+from lock_helpers import Project, executed, make_project, record, scalar_results
+from run_helpers import reprokit_cli, write_notebook
+
+from reprokit.cli import main
+from reprokit.compare.verify import check_data, verify_results
+from reprokit.exceptions import UsageError
+from reprokit.options import ComparisonOptions
+from reprokit.recording.lock import build_lock, write_lock
+from reprokit.report.table import verdict_line
+from reprokit.report.writers import prepare_report_target
+from reprokit.results import read_notebook
+
+
+def _cli(*args: str) -> tuple[int, str]:
+    out = CliRunner().invoke(main, list(args))
+    return out.exit_code, out.output
+
+
+@pytest.fixture
+def drifted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
+    """A project whose lock's data has since changed: verify stops before any kernel starts."""
+    project = make_project(tmp_path)
+    record(project, scalar_results())
+    (project.data / "a.csv").write_text("x,y\n1,3\n")
+    monkeypatch.chdir(project.root)
+    monkeypatch.setenv("REPROKIT_CACHE_DIR", str(tmp_path / "hash-cache"))
+    return project
+
+
+# ----------------------------------------------------------------------------- report targets
+
+
+def test_a_missing_report_folder_is_made(tmp_path: Path) -> None:
+    target = tmp_path / "reports" / "deep" / "j.xml"
+    prepare_report_target(target, "--junit")
+    assert target.parent.is_dir() and list(target.parent.iterdir()) == []  # no probe left
+
+
+def test_an_impossible_report_target_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match=r"^--report /proc/x\.html: cannot be written"):
+        prepare_report_target("/proc/x.html", "--report")  # even root cannot write /proc
+    with pytest.raises(UsageError, match="is a folder, not a file"):
+        prepare_report_target(tmp_path, "--json")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes in a read-only folder")
+def test_a_read_only_report_folder_is_a_usage_error(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    with pytest.raises(UsageError, match="cannot be written"):
+        prepare_report_target(locked / "sub" / "r.html", "--report")
+
+
+def test_verify_refuses_an_impossible_report_before_anything_runs(drifted: Project) -> None:
+    nb = str(drifted.notebook)
+    code, out = _cli("verify", nb, "--junit", "reports/j.xml", "--json", str(drifted.root))
+    assert code == 2
+    assert out.count("\n") == 1 and "--json" in out and "is a folder" in out
+    assert "input data changed" not in out  # stopped before the data check and any kernel
+
+
+# ----------------------------------------------------------------------------- verify
+
+
+def test_a_verdict_without_results_says_nothing_was_compared(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    lock = build_lock(
+        project.notebook, executed(project, [], snapshot=False), project_root=project.root
+    )
+    current = read_notebook(executed(project, [], snapshot=False))
+    verdict = verify_results(lock, current, comparison=ComparisonOptions(), lock_dir=tmp_path)
+    line = verdict_line(verdict)
+    assert line.startswith("REPRODUCED ")
+    assert line.endswith(
+        "no results declared, nothing compared (use --outputs to compare cell outputs)"
+    )
+
+
+def test_a_redacted_parameter_is_named_with_its_fix(drifted: Project) -> None:
+    lock = build_lock(
+        drifted.notebook,
+        executed(drifted, scalar_results()),
+        project_root=drifted.root,
+        parameters={"password": "<redacted>", "epochs": 2},
+    )
+    write_lock(lock, drifted.lock_path)
+    (drifted.data / "a.csv").write_text("x,y\n1,4\n")  # stops before execution
+    code, out = _cli("verify", str(drifted.notebook))
+    assert code == 1
+    (warning,) = [line for line in out.splitlines() if "warning" in line]
+    assert "'password'" in warning and "--secret-param password or -p password=..." in warning
+    code, out = _cli("verify", str(drifted.notebook), "-p", "password=x")
+    assert "warning" not in out
+
+
+def test_a_lock_given_as_the_notebook_names_the_notebook(drifted: Project) -> None:
+    code, out = _cli("verify", str(drifted.lock_path))
+    assert code == 2
+    assert out == (
+        f"reprokit: error: {drifted.lock_path} is a lock, not a notebook: give its notebook: "
+        f"reprokit verify {drifted.notebook}\n"
+    )
+
+
+def test_a_lock_that_is_not_a_regular_file(drifted: Project) -> None:
+    drifted.lock_path.unlink()
+    os.mkfifo(drifted.lock_path)
+    code, out = _cli("verify", str(drifted.notebook))
+    assert code == 2 and "is not a regular file" in out and "no lock" not in out
+
+
+def test_drift_is_counted_by_kind_of_change(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    lock = record(project, scalar_results())
+    (project.data / "a.csv").write_text("x,y\n1,3\n")
+    (project.data / "c.csv").write_text("new\n")
+    (entry,) = check_data(lock, project.root, cache=None).drifted
+    assert entry.reason == "1 changed, 1 added"
+
+
+# ----------------------------------------------------------------------------- diff
+
+
+def test_a_diff_that_compared_nothing_says_so_and_exits_2(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    run = tmp_path / "run.ipynb"  # results, but no snapshot and no data
+    nbformat.write(executed(project, scalar_results(), snapshot=False), run)
+    code, out = _cli("diff", str(run), "current")
+    assert code == 2
+    assert "SAME" not in out
+    assert out.splitlines()[-1].startswith("NOTHING COMPARED: ")
+    assert "no environment snapshot in A" in out
+
+
+def test_source_changes_are_named_before_anything_runs(drifted: Project) -> None:
+    node = nbformat.read(drifted.notebook, as_version=4)
+    node.cells.append(nbformat.v4.new_code_cell("raise RuntimeError('new cell')"))
+    nbformat.write(node, drifted.notebook)
+    code, out = _cli("verify", str(drifted.notebook))
+    # printed whether the run then fails, stops on drifted data (here) or completes
+    assert code == 1 and "source changed since the lock was written, cells 5" in out
+
+
+def test_record_from_run_names_the_real_form() -> None:
+    from reprokit.api.record import _run_notebook
+
+    with pytest.raises(UsageError) as caught:
+        _run_notebook("abc123", None, None)
+    assert "--notebook" not in str(caught.value)
+    assert str(caught.value).endswith("reprokit record --from-run abc123 NOTEBOOK")
+
+
+# ----------------------------------------------------------------------------- integration
+
+
+@pytest.mark.slow
+def test_no_results_renamed_and_a_missing_report_folder(project: Path) -> None:
+    """Two real executions: ``record`` warns that nothing will be compared; ``verify`` of the
+    notebook renamed names the file run, says nothing was compared, exits 0, and makes the
+    report's folder."""
+    write_notebook(project / "rng.ipynb", ["x = 1", "print(x)"])
+    done = reprokit_cli("record", "rng.ipynb", "--device", "cpu", cwd=project)
+    assert done.returncode == 0, done.stderr
+    (warning,) = [line for line in done.stderr.splitlines() if "warning" in line]
+    assert warning.startswith("reprokit: warning: rng.ipynb declares no results ")
+    (project / "rng.ipynb").rename(project / "random_gen.ipynb")
+    done = reprokit_cli(
+        "verify", "random_gen.ipynb", "--lock", "rng.repro.json", "--renamed",
+        "--junit", "reports/j.xml", "--device", "cpu", cwd=project,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "REPRODUCED random_gen.ipynb: no results declared, nothing compared" in done.stdout
+    assert "rng.ipynb" not in done.stdout.replace("random_gen.ipynb", "")
+    assert (project / "reports" / "j.xml").is_file()
