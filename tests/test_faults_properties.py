@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from lock_fuzz import field_paths, replaced
 from lock_helpers import make_project, record, scalar_results
 
 from reprokit.compare.verify import verify_results
@@ -85,28 +86,6 @@ def _executed(results: dict[str, Any]) -> NotebookResults:
     return NotebookResults("fuzz", tuple(ResultOutput(0, r) for r in results.values()))
 
 
-def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    found = [prefix]
-    if isinstance(value, dict):
-        for key, inner in value.items():
-            found += _paths(inner, (*prefix, key))
-    elif isinstance(value, list):
-        for index, inner in enumerate(value):
-            found += _paths(inner, (*prefix, index))
-    return found
-
-
-def _replace(document: Any, path: tuple[Any, ...], value: Any) -> Any:
-    if not path:
-        return value
-    copied = json.loads(json.dumps(document))
-    node = copied
-    for key in path[:-1]:
-        node = node[key]
-    node[path[-1]] = value
-    return copied
-
-
 @PROPERTY
 @given(data=st.data(), value=json_values)
 def test_one_field_of_a_valid_lock_replaced_by_anything(
@@ -114,8 +93,8 @@ def test_one_field_of_a_valid_lock_replaced_by_anything(
 ) -> None:
     """Every field of a real lock, set to any JSON value: a lock (then verification gives a
     verdict) or a LockError naming the file."""
-    path = data.draw(st.sampled_from(_paths(valid_lock)[1:]))
-    outcome = _read(tmp_path, json.dumps(_replace(valid_lock, path, value)))
+    path = data.draw(st.sampled_from(field_paths(valid_lock)[1:]))
+    outcome = _read(tmp_path, json.dumps(replaced(valid_lock, path, value)))
     if isinstance(outcome, ReprokitError):
         return
     try:
@@ -131,7 +110,7 @@ def test_a_lock_result_of_any_float_gives_a_verdict(
     tmp_path: Path, valid_lock: dict[str, Any], locked: float, measured: float
 ) -> None:
     name = next(iter(valid_lock["results"]))
-    document = _replace(valid_lock, ("results", name, "value"), locked)
+    document = replaced(valid_lock, ("results", name, "value"), locked)
     lock = _read(tmp_path, json.dumps(document))
     assert not isinstance(lock, ReprokitError), lock
     result = lock.results[name]
