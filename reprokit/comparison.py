@@ -38,9 +38,10 @@ ValueStatus = Literal["reproduced", "within_tolerance", "differs"]
 STATUS_ORDER: tuple[ValueStatus, ...] = ("reproduced", "within_tolerance", "differs")
 """Statuses from best to worst."""
 
-CheckStatus = Literal[ValueStatus, "missing", "unexpected"]
+CheckStatus = Literal[ValueStatus, "missing", "unexpected", "nondeterministic"]
 """Status of a checked result or cell output: a value status, ``missing`` (only in the
-reference) or ``unexpected`` (only in the current execution)."""
+reference), ``unexpected`` (only in the current execution) or ``nondeterministic`` (a result
+outside its tolerance whose own repeated runs disagree: ``verify --repeat N``)."""
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,9 @@
 - :class:`ExecutionOptions` — how notebooks execute: device, kernel, time limits, memory limit,
   parallel jobs, output folder and secret parameters (``run``, ``record``, ``verify``);
 - :class:`ComparisonOptions` — how results are compared: tolerances, cell outputs, data drift
-  (``verify``, ``diff``).
+  (``verify``, ``diff``);
+- :class:`RepeatOptions` — how many times a notebook runs to measure its noise, and what to do
+  with what was measured (``record --repeat``, ``verify --repeat``, ``calibrate``).
 
 Adding an option means adding a field here and its flag in the CLI decorator that builds the
 object (:mod:`reprokit.cli._options`); the API passes the object down unchanged. Values are
@@ -21,7 +23,7 @@ from dataclasses import dataclass, field
 from reprokit.comparison import Tolerance
 from reprokit.exceptions import UsageError
 
-__all__ = ["ComparisonOptions", "ExecutionOptions"]
+__all__ = ["WIDEN_FACTOR", "ComparisonOptions", "ExecutionOptions", "RepeatOptions"]
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,9 @@ class ExecutionOptions:
     run; ``memory_limit``: bytes each kernel may allocate. ``jobs``: notebooks at once.
     ``output_dir``: where executed notebooks go (default ``<project>/.reprokit/runs/<time>``).
     ``secret_parameters``: name -> value, given to the kernel but never written anywhere (kept
-    out of this object's ``repr``).
+    out of this object's ``repr``). ``deterministic``: the kernel starts with the determinism
+    settings (``CUBLAS_WORKSPACE_CONFIG``, ``TF_DETERMINISTIC_OPS``, ...; see
+    :data:`reprokit.runner.plan.DETERMINISTIC_ENV`) in its environment.
     """
 
     device: str = "auto"
@@ -45,6 +49,7 @@ class ExecutionOptions:
     jobs: int = 1
     output_dir: str | os.PathLike[str] | None = None
     secret_parameters: Mapping[str, str] = field(default_factory=dict, repr=False)
+    deterministic: bool = False
 
     def __post_init__(self) -> None:
         if self.jobs < 1:
@@ -98,3 +103,39 @@ class ComparisonOptions:
     @property
     def overrides_tolerance(self) -> bool:
         return self.rtol is not None or self.atol is not None
+
+
+WIDEN_FACTOR = 4.0
+"""``record --repeat N --widen-tolerances``: a result's tolerance becomes
+``max(declared, WIDEN_FACTOR × measured spread)``, and so does a device tolerance measured by
+``calibrate``. Four times the largest deviation seen leaves room for runs the N did not see."""
+
+
+@dataclass(frozen=True)
+class RepeatOptions:
+    """How often each notebook runs to measure its noise (run-to-run spread).
+
+    ``runs``: executions of each notebook (1: no measurement; at least 2 to measure).
+    ``widen_tolerances``: a result whose spread exceeds its declared tolerance gets the
+    tolerance ``max(declared, factor × spread)`` in the lock instead of failing ``record``.
+    ``factor``: that multiple of the spread (:data:`WIDEN_FACTOR`).
+    """
+
+    runs: int = 1
+    widen_tolerances: bool = False
+    factor: float = WIDEN_FACTOR
+
+    def __post_init__(self) -> None:
+        if isinstance(self.runs, bool) or not isinstance(self.runs, int) or self.runs < 1:
+            raise UsageError(
+                f"--repeat must be a whole number >= 1 (2 or more measure the noise), got {self.runs}",
+                option="--repeat",
+                value=str(self.runs),
+            )
+        if not (math.isfinite(self.factor) and self.factor >= 1):
+            raise UsageError(f"the widening factor must be >= 1, got {self.factor}")
+
+    @property
+    def measures(self) -> bool:
+        """True when the notebook runs more than once (its spread is measured)."""
+        return self.runs > 1

@@ -7,25 +7,34 @@
 
 Notebooks whose execution failed come back as outcomes with ``lock_path=None`` and the
 :class:`~reprokit.runner.plan.RunOutcome` explaining why; nothing raises for a failing notebook.
+
+``repeat`` (:class:`~reprokit.options.RepeatOptions`, ``record --repeat N``): each notebook runs
+N times through the same :func:`~reprokit.api.run.run` (so ``jobs`` and the executor apply),
+the runs are compared with each other (:mod:`reprokit.compare.noise`) and the lock keeps the
+**first** run's values, each result's spread and the cells whose output moved (volatile). A
+result whose spread exceeds its declared tolerance writes no lock (``noise.unstable`` says which
+and why) unless ``widen_tolerances``: its tolerance becomes ``max(declared, factor × spread)``.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from reprokit._warn import warn_user
 from reprokit.api.run import run
+from reprokit.compare.noise import Noise, likely_causes, measure_noise, widened_lock
 from reprokit.compare.verify import (
     report_outside_links,
 )
 from reprokit.exceptions import UsageError
 from reprokit.notebook.files import load_notebook
-from reprokit.options import ExecutionOptions
+from reprokit.options import ExecutionOptions, RepeatOptions
 from reprokit.recording.lock import (
+    Lock,
     build_lock,
     lock_path_for,
     write_lock,
@@ -39,8 +48,14 @@ __all__ = ["RecordOutcome", "record", "record_from_run"]
 
 @dataclass(frozen=True)
 class RecordOutcome:
-    run: RunOutcome
-    lock_path: str | None  # None when the notebook did not execute cleanly
+    run: RunOutcome  # the first run's, with --repeat (the one the lock keeps)
+    lock_path: str | None  # None when the notebook did not execute cleanly, or was unstable
+    noise: Noise | None = None  # with --repeat: what the runs showed
+
+    @property
+    def unstable(self) -> bool:
+        """A result moved beyond its tolerance between runs and no lock was written."""
+        return self.lock_path is None and self.noise is not None and bool(self.noise.unstable)
 
 
 def record(
@@ -49,15 +64,26 @@ def record(
     parameters: Mapping[str, Any] | None = None,
     execution: ExecutionOptions | None = None,
     progress: Progress | None = None,
+    repeat: RepeatOptions | None = None,
 ) -> list[RecordOutcome]:
-    """Execute ``notebooks`` and write a lock beside every one that ran without error."""
-    outcomes = run(notebooks, parameters=parameters, execution=execution, progress=progress)
-    return [_write_reference(outcome) for outcome in outcomes]
+    """Execute ``notebooks`` and write a lock beside every one that ran without error
+    (``repeat``: each one N times, see the module docstring)."""
+    again = repeat if repeat is not None else RepeatOptions()
+    options = execution if execution is not None else ExecutionOptions()
+    outcomes = run(
+        notebooks, parameters=parameters, execution=options, progress=progress, copies=again.runs
+    )
+    groups = [outcomes[k : k + again.runs] for k in range(0, len(outcomes), again.runs)]
+    return [_write_reference(group, again, options.deterministic) for group in groups]
 
 
-def _write_reference(outcome: RunOutcome) -> RecordOutcome:
-    if not outcome.ok:
-        return RecordOutcome(outcome, None)
+def _write_reference(
+    group: list[RunOutcome], repeat: RepeatOptions, deterministic: bool
+) -> RecordOutcome:
+    outcome = group[0]
+    failed = next((each for each in group if not each.ok), None)
+    if failed is not None:
+        return RecordOutcome(failed, None)
     source = Path(outcome.notebook)
     root = find_project_root(source.parent)
     lock = build_lock(
@@ -68,13 +94,34 @@ def _write_reference(outcome: RunOutcome) -> RecordOutcome:
         device=outcome.device,
         run_id=outcome.run_id,
     )
+    if deterministic:
+        lock = replace(lock, parameters=replace(lock.parameters, deterministic=True))
+    noise = _measured(group, lock, repeat.factor) if repeat.measures else None
+    if noise is not None:
+        if noise.unstable and not repeat.widen_tolerances:
+            return RecordOutcome(outcome, None, noise)
+        lock = widened_lock(lock, noise, repeat.factor)
+        if any(noisy.widened is None for noisy in noise.unstable):
+            return RecordOutcome(outcome, None, noise)
     if lock.data is not None:
         report_outside_links(lock.data.entries, root)
     target = lock_path_for(source)
     write_lock(lock, target)
     if not lock.results:
         warn_user(describe_no_results(str(source)))
-    return RecordOutcome(outcome, str(target))
+    return RecordOutcome(outcome, str(target), noise)
+
+
+def _measured(group: list[RunOutcome], lock: Lock, factor: float) -> Noise:
+    """The noise of the runs of one notebook (their executed notebooks read back)."""
+    from reprokit.compare.cells import fingerprint_texts
+    from reprokit.results.notebook import read_notebook
+
+    nodes = [load_notebook(Path(each.output_path)) for each in group]
+    results = [read_notebook(node).results for node in nodes]
+    causes = likely_causes(nodes[0], lock.snapshot)
+    fingerprints = [fingerprint_texts(node) for node in nodes]
+    return measure_noise(results, fingerprints, factor=factor, causes=causes)
 
 
 def record_from_run(

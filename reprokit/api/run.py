@@ -55,9 +55,11 @@ def run(
     execution: ExecutionOptions | None = None,
     record: bool = True,
     progress: Progress | None = None,
+    copies: int = 1,
 ) -> list[RunOutcome]:
     """Execute ``notebooks`` (files or folders), ``execution.jobs`` at once; one outcome each,
-    in order.
+    in order. ``copies``: each notebook runs that many times (``record --repeat``), each copy
+    in its own kernel and folder; the outcomes of one notebook come one after the other.
 
     Raises :class:`~reprokit.exceptions.UsageError` (bad device, a parameter a notebook does
     not declare) or :class:`~reprokit.exceptions.PathError` (missing or corrupt notebook)
@@ -72,9 +74,16 @@ def run(
     sources = discover_notebooks(notebooks)
     if not sources:
         raise UsageError("no notebooks found in the given paths")
+    sources = [source for source in sources for _ in range(max(1, copies))]
     base = Path(options.output_dir) if options.output_dir else default_output_dir(sources[0])
     plans = plan_runs(
-        sources, base, choice, dict(parameters or {}), options.kernel, options.secret_parameters
+        sources,
+        base,
+        choice,
+        dict(parameters or {}),
+        options.kernel,
+        options.secret_parameters,
+        deterministic=options.deterministic,
     )
     for plan in plans:  # an unwritable output folder stops everything before any kernel
         make_output_folder(plan.output_dir)

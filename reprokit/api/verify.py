@@ -5,6 +5,12 @@
 lock's parameters (overridable) and compares result by result
 (:func:`reprokit.compare.verify.verify_results`).
 
+``repeat`` (``verify --repeat N``): each notebook runs N times; the verdict is the first run's,
+and a result that differs from the lock while its own runs here disagree beyond its tolerance
+is ``nondeterministic`` (:func:`~reprokit.compare.verify.with_repeated_runs`), with the spread
+the lock recorded and the one measured here. A lock recorded with ``--deterministic`` is
+verified with it.
+
 Notebooks whose execution failed come back as outcomes with ``verdict=None`` and the
 :class:`~reprokit.runner.plan.RunOutcome` explaining why; nothing raises for a failing notebook.
 """
@@ -27,10 +33,11 @@ from reprokit.compare.verify import (
     Verdict,
     check_data,
     verify_results,
+    with_repeated_runs,
 )
 from reprokit.exceptions import UsageError
 from reprokit.notebook.files import discover_notebooks, load_notebook
-from reprokit.options import ComparisonOptions, ExecutionOptions
+from reprokit.options import ComparisonOptions, ExecutionOptions, RepeatOptions
 from reprokit.recording.lock import (
     Lock,
     check_source,
@@ -134,6 +141,7 @@ def verify(
     execution: ExecutionOptions | None = None,
     comparison: ComparisonOptions | None = None,
     progress: Progress | None = None,
+    repeat: RepeatOptions | None = None,
 ) -> Verification:
     """Re-execute every notebook that has a lock and compare its results with the lock's
     (and, with ``comparison.outputs``, every cell's text output). ``parameters`` override the
@@ -167,6 +175,8 @@ def verify(
         execution if execution is not None else ExecutionOptions(),
         comparing,
         progress,
+        (repeat or RepeatOptions()).runs,
+        len(plans) == 1,
     )
     workers = max(1, min(job.execution.jobs, len(plans)))
     # the notebooks run on worker threads: signals are caught here, on the calling thread
@@ -192,6 +202,8 @@ class _Job:
     execution: ExecutionOptions
     comparison: ComparisonOptions
     progress: Progress | None
+    runs: int = 1  # executions of each notebook (--repeat)
+    alone: bool = True  # one notebook: its repeated runs may use every job
 
 
 def _plan(source: Path, lock_path: Path, comparison: ComparisonOptions) -> _Plan:
@@ -275,13 +287,19 @@ def _verify_one(plan: _Plan, job: _Job) -> VerifyOutcome:
     secret = job.execution.secret_parameters
     locked = {k: v for k, v in lock.parameters.values.items() if k != "device" and k not in secret}
     # one notebook per call: the verification's own pool already runs `jobs` at once
-    execution = replace(job.execution, jobs=1)
-    (outcome,) = run(
+    execution = replace(
+        job.execution,
+        jobs=job.execution.jobs if job.alone else 1,
+        deterministic=job.execution.deterministic or lock.parameters.deterministic,
+    )
+    outcomes = run(
         [source],
         parameters={**locked, **job.parameters},
         execution=execution,
         progress=job.progress,
+        copies=job.runs,
     )
+    outcome = next((each for each in outcomes if not each.ok), outcomes[0])
     if not outcome.ok:
         return VerifyOutcome(str(source), str(lock_path), outcome, None, data)
     executed = load_notebook(Path(outcome.output_path))
@@ -297,6 +315,9 @@ def _verify_one(plan: _Plan, job: _Job) -> VerifyOutcome:
         command=_command(source, outcome.device, job.comparison),
     )
     verdict = replace(verdict, notebook=plan.shown_as)
+    if job.runs > 1:
+        runs = [read_notebook(Path(each.output_path)).results for each in outcomes]
+        verdict = with_repeated_runs(verdict, lock, runs)
     _link_verification(source, outcome, lock, verdict)
     return VerifyOutcome(str(source), str(lock_path), outcome, verdict, data)
 

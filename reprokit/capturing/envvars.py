@@ -11,7 +11,7 @@ The allow-list is exact names (:data:`ALLOWED_NAMES`) plus name prefixes
   deterministic reduction), ``GOMP_*``, ``MKL_*`` (``MKL_CBWR``, ``MKL_NUM_THREADS``, ...),
   ``OPENBLAS_*``, ``BLIS_*``, ``NUMEXPR_*``, ``VECLIB_MAXIMUM_THREADS``, ``GOTO_NUM_THREADS``,
   Numba's thread settings, oneDNN's ISA and floating-point-math modes;
-- Python: ``PYTHONHASHSEED``;
+- Python: ``PYTHONHASHSEED``; reprokit's ``REPROKIT_DETERMINISTIC`` (``--deterministic``);
 - CUDA device selection and numerics: ``CUDA_VISIBLE_DEVICES``, ``CUDA_DEVICE_ORDER``,
   ``CUDA_LAUNCH_BLOCKING``, ``CUBLAS_WORKSPACE_CONFIG``, ``NVIDIA_TF32_OVERRIDE``,
   ``NCCL_ALGO``/``NCCL_PROTO`` (reduction order), ROCm's ``HIP_``/``ROCR_VISIBLE_DEVICES``;
@@ -38,6 +38,7 @@ ALLOW_ENV_VAR = "REPROKIT_ENV_ALLOW"
 ALLOWED_NAMES: frozenset[str] = frozenset(
     {
         "PYTHONHASHSEED",
+        "REPROKIT_DETERMINISTIC",
         "VECLIB_MAXIMUM_THREADS",
         "GOTO_NUM_THREADS",
         "NUMBA_NUM_THREADS",

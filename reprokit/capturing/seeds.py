@@ -17,10 +17,15 @@ needed: ~0.1 s) and torch.  Torch is handled so that the result does not depend 
 - not installed: noted, nothing else.
 
 ``deterministic=True`` also calls ``torch.use_deterministic_algorithms(True)``, sets
-``torch.backends.cudnn.deterministic = True`` and ``benchmark = False``, and sets
-``CUBLAS_WORKSPACE_CONFIG=:4096:8`` when it is unset (cuBLAS needs it for deterministic
-results and reads it when a handle is created, so before CUDA work).  Nothing is switched
-back off with ``deterministic=False``: only what is listed in ``settings`` was touched.
+``torch.backends.cudnn.deterministic = True`` and ``benchmark = False``, and sets the
+variables of :data:`DETERMINISTIC_ENV` that are unset (``CUBLAS_WORKSPACE_CONFIG=:4096:8``:
+cuBLAS needs it for deterministic results and reads it when CUDA initialises; TensorFlow's
+``TF_DETERMINISTIC_OPS``/``TF_CUDNN_DETERMINISTIC``).  When CUDA is already initialised, a
+one-line warning names the variables that can no longer take effect (the runner's
+``--deterministic`` puts them in the kernel's environment before it starts instead).  A kernel
+started with ``REPROKIT_DETERMINISTIC=1`` (the runner's ``--deterministic``) is deterministic
+whatever ``deterministic`` says.  Nothing is switched back off with ``deterministic=False``:
+only what is listed in ``settings`` was touched.
 
 ``PYTHONHASHSEED`` only takes effect when the interpreter starts; a
 :class:`~reprokit.exceptions.ReprokitWarning` says so when it is unset or ``random`` (string
@@ -45,6 +50,16 @@ from reprokit.capturing.model import SeedRecord
 from reprokit.exceptions import ReprokitWarning, UsageError
 
 CUBLAS_WORKSPACE = ":4096:8"
+DETERMINISTIC_ENV = {
+    "CUBLAS_WORKSPACE_CONFIG": CUBLAS_WORKSPACE,
+    "TF_DETERMINISTIC_OPS": "1",
+    "TF_CUDNN_DETERMINISTIC": "1",
+    "REPROKIT_DETERMINISTIC": "1",
+}
+"""Variables of deterministic mode that CUDA libraries read when they initialise; the runner's
+``--deterministic`` starts kernels with them, ``%repro start --deterministic`` sets them when
+CUDA has not started yet. ``REPROKIT_DETERMINISTIC`` makes the kernel's ``seed_everything``
+deterministic."""
 _MAX_SEED = 2**32  # numpy.random.seed's limit
 
 
@@ -55,12 +70,13 @@ def seed_everything(seed: int, deterministic: bool = False) -> SeedRecord:
         raise UsageError(
             f"deterministic must be True or False, got {deterministic!r}", option="deterministic"
         )
+    deterministic = deterministic or os.environ.get("REPROKIT_DETERMINISTIC") == "1"
     done = _Done()
     random.seed(seed)
     done.seeded.append("random")
     _seed_numpy(seed, done)
     if deterministic:
-        _set_cublas_workspace(done)
+        _set_deterministic_env(done)
     _seed_torch_now_or_at_import(seed, deterministic, done)
     return SeedRecord(
         seed=seed,
@@ -100,18 +116,27 @@ def _seed_numpy(seed: int, done: _Done) -> None:
     done.seeded.append("numpy")
 
 
-def _set_cublas_workspace(done: _Done) -> None:
-    current = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
-    if current:
-        done.notes.append(f"CUBLAS_WORKSPACE_CONFIG already set to {current!r}, kept")
-        return
-    os.environ["CUBLAS_WORKSPACE_CONFIG"] = CUBLAS_WORKSPACE
-    done.settings["CUBLAS_WORKSPACE_CONFIG"] = CUBLAS_WORKSPACE
+def _set_deterministic_env(done: _Done) -> None:
+    """Set the unset variables of :data:`DETERMINISTIC_ENV`; once CUDA runs, a warning names
+    those that come too late."""
     torch = sys.modules.get("torch")
-    if torch is not None and _cuda_initialized(torch):
-        done.notes.append(
-            "CUDA was already initialised: CUBLAS_WORKSPACE_CONFIG applies to cuBLAS "
-            "handles created from now on"
+    late = torch is not None and _cuda_initialized(torch)
+    missed = []
+    for name, value in DETERMINISTIC_ENV.items():
+        current = os.environ.get(name)
+        if current:
+            done.notes.append(f"{name} already set to {current!r}, kept")
+            continue
+        if late and name != "REPROKIT_DETERMINISTIC":
+            missed.append(f"{name}={value}")
+            continue
+        os.environ[name] = value
+        done.settings[name] = value
+    if missed:
+        warn_user(
+            f"CUDA is already initialised in this kernel: {', '.join(missed)} cannot take "
+            "effect now; restart the kernel and run %repro start --deterministic first, or "
+            "run it with reprokit run/record --deterministic"
         )
 
 

@@ -82,6 +82,12 @@ _EXECUTION_FLAGS = (
     ),
     click.option("--kernel", default=None, help="Kernel name [default: the notebook's]."),
     click.option(
+        "--deterministic",
+        is_flag=True,
+        help="Start each kernel with the determinism settings (CUBLAS_WORKSPACE_CONFIG=:4096:8, "
+        "TF_DETERMINISTIC_OPS=1, ...; torch's deterministic algorithms at %repro start).",
+    ),
+    click.option(
         "--output-dir",
         type=click.Path(file_okay=False, path_type=Path),
         default=None,
@@ -109,6 +115,24 @@ _COMPARISON_FLAGS = (
         help="Re-read every data file instead of trusting the hash cache (which misses a file "
         "changed in place without a change of size, mtime or ctime, e.g. through mmap).",
     ),
+)
+
+
+_REPEAT_FLAG = click.option(
+    "--repeat",
+    "runs",
+    type=int,
+    default=1,
+    show_default=True,
+    metavar="N",
+    help="Execute each notebook N times and measure how far each result moves between runs.",
+)
+
+_WIDEN_FLAG = click.option(
+    "--widen-tolerances",
+    is_flag=True,
+    help="With --repeat: a result that moves beyond its tolerance gets the tolerance "
+    "max(declared, 4 x measured spread) in the lock instead of failing.",
 )
 
 
@@ -182,3 +206,16 @@ def tolerance_options(command: F) -> F:
     from reprokit.options import ComparisonOptions
 
     return _apply(_building(ComparisonOptions, "comparison")(command), _TOLERANCE_FLAGS)  # type: ignore[no-any-return]
+
+
+def repeat_options(*, widen: bool) -> Callable[[F], F]:
+    """``--repeat N`` (and, for ``record``, ``--widen-tolerances``): the command gets
+    ``repeat``, a :class:`~reprokit.options.RepeatOptions`."""
+    from reprokit.options import RepeatOptions
+
+    flags = (_REPEAT_FLAG, _WIDEN_FLAG) if widen else (_REPEAT_FLAG,)
+
+    def decorate(command: F) -> F:
+        return _apply(_building(RepeatOptions, "repeat")(command), flags)  # type: ignore[no-any-return]
+
+    return decorate

@@ -1,28 +1,32 @@
 """``reprokit record``: execute notebooks and write each one's reference lock.
 
-Exit codes: 0 recorded; 2 bad usage or input (missing or corrupt notebook, an undeclared
+Exit codes: 0 recorded; 1 with ``--repeat``: a result moved between runs beyond its tolerance
+(no lock written; ``--widen-tolerances`` records the measured spread instead); 2 bad usage or input (missing or corrupt notebook, an undeclared
 parameter, ``--device cuda`` without a GPU); 3 execution failed (a cell raised, timed out, or
 the kernel died): no lock is written for that notebook.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from reprokit.cli._options import execution_options
+from reprokit.cli._options import execution_options, repeat_options
 from reprokit.cli._run import fail_on_executions, progress_printer
 from reprokit.exceptions import UsageError
 
 if TYPE_CHECKING:
-    from reprokit.options import ExecutionOptions
+    from reprokit.api.record import RecordOutcome
+    from reprokit.options import ExecutionOptions, RepeatOptions
 
 
 @click.command("record")
 @execution_options
+@repeat_options(widen=True)
 @click.option(
     "--from-run",
     "from_run",
@@ -35,6 +39,7 @@ def record_command(
     paths: tuple[Path, ...],
     parameters: Mapping[str, Any],
     execution: ExecutionOptions,
+    repeat: RepeatOptions,
     from_run: str | None,
 ) -> None:
     """Execute notebooks and write each one's reference lock, <stem>.repro.json, beside it."""
@@ -46,12 +51,28 @@ def record_command(
     if not paths:
         raise UsageError("give the notebooks to record (or --from-run RUN_ID)")
     outcomes = record(
-        paths, parameters=parameters, execution=execution, progress=progress_printer()
-    )
+        paths, parameters=parameters, execution=execution, progress=progress_printer(),
+        repeat=repeat,
+    )  # fmt: skip
+    _print_outcomes(outcomes)
+    fail_on_executions([outcome.run for outcome in outcomes])
+    if any(outcome.unstable for outcome in outcomes):
+        sys.exit(1)
+
+
+def _print_outcomes(outcomes: list[RecordOutcome]) -> None:
+    from reprokit.report.noise import describe_noise, describe_unstable
+
     for outcome in outcomes:
         if outcome.lock_path is not None:
             click.echo(f"locked   {outcome.run.notebook} -> {outcome.lock_path}")
-    fail_on_executions([outcome.run for outcome in outcomes])
+        if outcome.noise is not None:
+            widened = outcome.lock_path is not None
+            for line in describe_noise(outcome.run.notebook, outcome.noise, widened=widened):
+                click.echo(f"  {line}")
+        if outcome.unstable and outcome.noise is not None:
+            for line in describe_unstable(outcome.run.notebook, outcome.noise):
+                click.echo(f"reprokit: {line}", err=True)
 
 
 def _record_from_run(run_id: str, paths: tuple[Path, ...]) -> None:

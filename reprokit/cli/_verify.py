@@ -1,7 +1,8 @@
 """``reprokit verify``: re-execute notebooks that have a lock and compare result by result.
 
 Exit codes (the policy lives here, in :func:`exit_code`): 0 every result reproduced; 1 not
-reproduced (a result differs or is missing, or the lock's input data changed); 2 bad usage or
+reproduced (a result differs, is missing or, with ``--repeat``, is nondeterministic, or the
+lock's input data changed); 2 bad usage or
 input (missing or corrupt notebook or lock, a lock from a newer reprokit, an undeclared
 parameter, ``--device cuda`` without a GPU); 3 execution failed (a cell raised, timed out, or
 the kernel died).
@@ -16,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from reprokit.cli._options import comparison_options, execution_options
+from reprokit.cli._options import comparison_options, execution_options, repeat_options
 from reprokit.cli._run import fail_on_executions, progress_printer
 
 if TYPE_CHECKING:
     from reprokit.api.verify import Verification
-    from reprokit.options import ComparisonOptions, ExecutionOptions
+    from reprokit.options import ComparisonOptions, ExecutionOptions, RepeatOptions
     from reprokit.report.writers import ReportKind
 
 
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     help="The notebook is the --lock's notebook renamed (else a lock of another name is refused).",
 )
 @comparison_options
+@repeat_options(widen=False)
 @click.option("--report", type=click.Path(path_type=Path), default=None, help="HTML report.")
 @click.option("--junit", type=click.Path(path_type=Path), default=None, help="JUnit XML.")
 @click.option(
@@ -52,6 +54,7 @@ def verify_command(
     lock_path: Path | None,
     renamed: bool,
     comparison: ComparisonOptions,
+    repeat: RepeatOptions,
     report: Path | None,
     junit: Path | None,
     json_path: Path | None,
@@ -63,7 +66,7 @@ def verify_command(
     _prepare_reports(reports)
     verification = verify(
         paths, parameters=parameters, lock=lock_path, renamed=renamed, execution=execution,
-        comparison=comparison, progress=progress_printer(),
+        comparison=comparison, progress=progress_printer(), repeat=repeat,
     )  # fmt: skip
     _print_verification(verification, reports)
     failed = [o.run for o in verification if o.status == "execution_failed" and o.run]

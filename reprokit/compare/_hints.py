@@ -32,6 +32,19 @@ UNSEEDED_GENERATOR = (
     "default_rng() without a seed draws fresh OS entropy on every run; --seed/seed_everything "
     "seed only numpy's global generator: pass the seed, np.random.default_rng(seed)"
 )
+NO_SEED = "nothing was seeded: %repro start --seed N (or reprokit.seed_everything) seeds them all"
+THREAD_SCHEDULING = (
+    "threads finish in a different order every run: parallel reductions sum differently; "
+    "set OMP_NUM_THREADS=1 to check"
+)
+UNKNOWN_NOISE = (
+    "something in the notebook is not deterministic: an unseeded generator, a clock, thread "
+    "scheduling or GPU atomics"
+)
+NONDETERMINISTIC = (
+    "its own runs disagree here: make it deterministic (seed every generator, "
+    "--deterministic, OMP_NUM_THREADS=1) or record its spread: record --repeat N --widen-tolerances"
+)
 HASHSEED = "PYTHONHASHSEED changes set/dict-of-str iteration order (only effective at start)"
 
 DEVICE = "CPU and GPU results differ by design (~1e-6 relative in float32, more after training)"
@@ -96,6 +109,8 @@ ENV_VARS: dict[str, tuple[str, int]] = {
     "NVIDIA_TF32_OVERRIDE": ("0 disables TF32 everywhere, overriding torch's switches", 0),
     "CUBLAS_WORKSPACE_CONFIG": (FLAGS["cublas_workspace_config"], 0),
     "TF_DETERMINISTIC_OPS": ("TensorFlow's deterministic kernels switch", 0),
+    "TF_CUDNN_DETERMINISTIC": ("TensorFlow's deterministic cuDNN algorithms switch", 0),
+    "REPROKIT_DETERMINISTIC": ("torch deterministic algorithms switched on at import (--deterministic)", 0),
     "MKL_CBWR": ("MKL conditional numerical reproducibility: fixes MKL's code path", 1),
     "CUDA_VISIBLE_DEVICES": ("decides which GPU (or none) the notebook sees", 1),
     "PYTHONHASHSEED": (HASHSEED, 2),

@@ -7,6 +7,11 @@ the text, a cell is compared word by word with numbers within tolerance
 written before texts were kept) only the digests are compared, and a difference is
 ``differs`` with a note saying so.
 
+A cell the lock marks volatile (``record --repeat``, :class:`~reprokit.recording.lock_model.
+VolatileCell`) has the spans that moved between the recorded runs masked on both sides first
+(:func:`~reprokit.notebook.text.mask_spans`); the check then says how many were "volatile, not
+compared". A text that no longer has the template's shape is compared unmasked, and fails.
+
 Statuses per cell: ``reproduced``, ``within_tolerance``, ``differs``, ``missing`` (a cell of the
 lock that the executed notebook lacks) and ``unexpected`` (a code cell the lock lacks).
 """
@@ -14,12 +19,13 @@ lock that the executed notebook lacks) and ``unexpected`` (a code cell the lock 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from reprokit.compare.outputs import compare_outputs
 from reprokit.comparison import CheckStatus, Tolerance
-from reprokit.recording.lock_model import CellFingerprint
+from reprokit.notebook.text import mask_spans
+from reprokit.recording.lock_model import CellFingerprint, VolatileCell
 
 __all__ = [
     "DEFAULT_OUTPUT_TOLERANCE",
@@ -46,6 +52,7 @@ class OutputCheck:
     location: str | None = None  # "line N" of the reference text
     max_abs_error: float | None = None
     note: str = ""
+    volatile: int = 0  # spans the lock marks volatile: masked, not compared
 
     @property
     def passed(self) -> bool:
@@ -58,13 +65,16 @@ def compare_cell_outputs(
     tolerance: Tolerance | None = None,
     *,
     digests_only: bool = False,
+    volatile: Sequence[VolatileCell] = (),
 ) -> tuple[OutputCheck, ...]:
     """Compare the executed notebook's fingerprints (``current``, with texts) with the lock's.
 
     ``digests_only``: a cell is ``reproduced`` when its digest is the lock's, else ``differs``
-    (how ``verify`` without ``--outputs`` still names the first divergent cell).
+    (how ``verify`` without ``--outputs`` still names the first divergent cell). ``volatile``:
+    the lock's volatile cells, whose moving spans are masked on both sides.
     """
     tol = tolerance or DEFAULT_OUTPUT_TOLERANCE
+    templates = {cell.index: cell for cell in volatile}
     checks: list[OutputCheck] = []
     for k in range(max(len(reference), len(current))):
         if k >= len(current):
@@ -73,12 +83,31 @@ def compare_cell_outputs(
         elif k >= len(reference):
             cur = current[k]
             checks.append(OutputCheck(cur.index, "unexpected", obtained=_excerpt(cur.text or "")))
-        elif digests_only:
-            ref, cur = reference[k], current[k]
-            checks.append(OutputCheck(ref.index, _digest_status(ref, cur)))
         else:
-            checks.append(_check_cell(reference[k], current[k], tol))
+            ref, cur, spans = _masked(reference[k], current[k], templates.get(reference[k].index))
+            if digests_only:
+                checks.append(OutputCheck(ref.index, _digest_status(ref, cur), volatile=spans))
+            else:
+                checks.append(replace(_check_cell(ref, cur, tol), volatile=spans))
     return tuple(checks)
+
+
+def _masked(
+    ref: CellFingerprint, cur: CellFingerprint, template: VolatileCell | None
+) -> tuple[CellFingerprint, CellFingerprint, int]:
+    """Both fingerprints with the template's spans masked (digests of the masked texts), and
+    the number of spans; unchanged when the cell is not volatile or a text lost its shape."""
+    if template is None or ref.text is None or cur.text is None:
+        return ref, cur, 0
+    masked = [mask_spans(template.literals, template.spans, t) for t in (ref.text, cur.text)]
+    if masked[0] is None or masked[1] is None:
+        return ref, cur, 0
+    digest = ref.digest if masked[0] == masked[1] else cur.digest  # the same once masked
+    return (
+        replace(ref, text=masked[0]),
+        replace(cur, text=masked[1], digest=digest),
+        len(template.spans),
+    )
 
 
 def _digest_status(ref: CellFingerprint, cur: CellFingerprint) -> CheckStatus:

@@ -1,8 +1,10 @@
 """Verification of an executed notebook against its lock: a :class:`Verdict`.
 
-Per result, a :class:`ResultCheck` with one of five statuses: ``reproduced``,
+Per result, a :class:`ResultCheck` with one of six statuses: ``reproduced``,
 ``within_tolerance``, ``differs`` (the comparison engine's), ``missing`` (in the lock, not
-produced) and ``unexpected`` (produced, not in the lock). ``differs`` and ``missing`` fail the
+produced), ``unexpected`` (produced, not in the lock) and ``nondeterministic`` (``differs``,
+and the verification's own repeated runs disagree beyond the tolerance:
+:func:`with_repeated_runs`). ``differs``, ``nondeterministic`` and ``missing`` fail the
 verdict; ``unexpected`` is reported but does not (the reference results all reproduced; the
 lock is merely stale and re-recording it adds the new result).
 
@@ -33,7 +35,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -45,7 +47,7 @@ from reprokit.comparison import CheckStatus, Deviation, Tolerance, ValueComparis
 from reprokit.exceptions import ReprokitError
 from reprokit.notebook.files import INJECTED_TAG
 from reprokit.options import ComparisonOptions
-from reprokit.recording.lock_model import Lock
+from reprokit.recording.lock_model import Lock, ResultSpread
 from reprokit.results.describe import short_value
 from reprokit.results.model import ArrayData, ArrayStats, Result
 from reprokit.results.notebook import NotebookResults
@@ -65,6 +67,7 @@ __all__ = [
     "compare_manifests",
     "deviation_record",
     "verify_results",
+    "with_repeated_runs",
 ]
 
 STATUSES: tuple[CheckStatus, ...] = (
@@ -73,8 +76,9 @@ STATUSES: tuple[CheckStatus, ...] = (
     "differs",
     "missing",
     "unexpected",
+    "nondeterministic",
 )
-FAILING: tuple[CheckStatus, ...] = ("differs", "missing")
+FAILING: tuple[CheckStatus, ...] = ("differs", "missing", "nondeterministic")
 """Statuses that make a verdict fail."""
 ToleranceSource = Literal["declared", "device", "override"]
 """Where a result's tolerance came from: the lock, the cross-device tolerance, the caller."""
@@ -136,6 +140,8 @@ class ResultCheck:
     tolerance: Tolerance
     tolerance_source: ToleranceSource = "declared"
     message: str = ""
+    spread: ResultSpread | None = None  # measured by this verification's repeated runs
+    recorded_spread: ResultSpread | None = None  # measured at record time (the lock's)
 
     @property
     def passed(self) -> bool:
@@ -437,7 +443,9 @@ def _output_checks(
     from reprokit.compare.cells import fingerprint_texts
 
     tolerance = Tolerance(rtol, atol) if rtol is not None or atol is not None else None
-    return compare_cell_outputs(lock.outputs, fingerprint_texts(node), tolerance)
+    return compare_cell_outputs(
+        lock.outputs, fingerprint_texts(node), tolerance, volatile=lock.volatile
+    )
 
 
 _REASONS: dict[CheckStatus, DivergenceReason] = {
@@ -468,8 +476,34 @@ def _divergent_cell(lock: Lock, node: Any) -> DivergentCell | None:
         return None
     from reprokit.recording.lock import output_fingerprints
 
-    checks = compare_cell_outputs(lock.outputs, output_fingerprints(node), digests_only=True)
+    checks = compare_cell_outputs(
+        lock.outputs, output_fingerprints(node), digests_only=True, volatile=lock.volatile
+    )
     return _divergent_from(checks, detailed=False)
+
+
+def with_repeated_runs(
+    verdict: Verdict, lock: Lock, runs: Sequence[Mapping[str, Result]]
+) -> Verdict:
+    """``verdict`` (of ``runs[0]``) with each result's spread over ``runs`` (``verify --repeat``):
+    a result that ``differs`` from the lock while its own runs disagree beyond the tolerance
+    applied is ``nondeterministic``, with both spreads (the lock's and this one)."""
+    from reprokit.compare import _hints as hints
+    from reprokit.compare.noise import disagreeing, measure_spreads
+
+    spreads = measure_spreads(runs) if len(runs) > 1 else {}
+    tolerances = {check.name: check.tolerance for check in verdict.checks}
+    unstable = disagreeing(runs, tolerances) if len(runs) > 1 else set()
+    checks = []
+    for check in verdict.checks:
+        check = replace(
+            check, spread=spreads.get(check.name), recorded_spread=lock.spreads.get(check.name)
+        )
+        if check.status == "differs" and check.name in unstable:
+            check = replace(check, status="nondeterministic", message=hints.NONDETERMINISTIC)
+        checks.append(check)
+    counts = {s: sum(c.status == s for c in checks) for s in STATUSES}
+    return replace(verdict, checks=tuple(checks), counts=counts)
 
 
 # ----------------------------------------------------------------------------- data

@@ -5,6 +5,11 @@
 ("1.23s", "12 ms", "0:00:01"), progress bars and rates (tqdm), memory addresses (``0x7f…``),
 temporary paths, MLflow run ids (32 hex digits) and UUIDs by placeholders such as ``<TIME>``;
 carriage returns keep the last state of a line, as a terminal shows it.
+
+:func:`mask_spans` masks the spans a lock marked volatile (``record --repeat``): the cell's
+text is matched against a template of literal text and span kinds (:data:`SPAN_PATTERNS`), and
+each span becomes ``<VOLATILE>``. The patterns are fixed here; a lock only names their kinds,
+so a lock never carries a regular expression of its own.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["cell_text", "mask_volatile"]
+__all__ = ["SPAN_PATTERNS", "VOLATILE", "cell_text", "mask_spans", "mask_volatile", "span_kind"]
 
 
 _DURATION_UNITS = r"ns|µs|μs|us|ms|s|secs?|seconds?|mins?|minutes?|h|hrs?|hours?|days?"
@@ -71,3 +76,43 @@ def cell_text(cell: Any) -> str:
 
 def _joined(text: str | Sequence[str]) -> str:
     return text if isinstance(text, str) else "".join(text)
+
+
+VOLATILE = "<VOLATILE>"
+"""What a masked volatile span reads as."""
+
+SPAN_PATTERNS: dict[str, str] = {
+    "number": r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|NaN|inf|Inf)",
+    "word": r"\w+",
+    "text": r"[^\n]*?",
+}
+"""Span kind -> what it matches: a number of any length, a word, any text within a line."""
+
+_KIND_OF = (("number", re.compile(SPAN_PATTERNS["number"])), ("word", re.compile(r"\w+")))
+
+
+def span_kind(token: str) -> str:
+    """The narrowest span kind that matches ``token`` whole."""
+    return next((kind for kind, regex in _KIND_OF if regex.fullmatch(token)), "text")
+
+
+def _template(literals: Sequence[str], spans: Sequence[str]) -> re.Pattern[str]:
+    parts = [re.escape(literals[0])]
+    for kind, literal in zip(spans, literals[1:], strict=True):
+        parts.append(f"({SPAN_PATTERNS[kind]})" + re.escape(literal))
+    return re.compile("".join(parts), re.DOTALL)
+
+
+def mask_spans(literals: Sequence[str], spans: Sequence[str], text: str) -> str | None:
+    """``text`` with each span of the template replaced by :data:`VOLATILE`; None when the
+    text does not have the template's shape (its literal parts changed)."""
+    if len(literals) != len(spans) + 1 or any(kind not in SPAN_PATTERNS for kind in spans):
+        return None
+    found = _template(literals, spans).fullmatch(text)
+    if found is None:
+        return None
+    pieces, end = [], 0
+    for k in range(1, len(spans) + 1):
+        pieces += [text[end : found.start(k)], VOLATILE]
+        end = found.end(k)
+    return "".join(pieces) + text[end:]

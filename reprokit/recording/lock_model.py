@@ -14,8 +14,10 @@ from typing import Any
 from reprokit.capturing.model import DataManifest, Snapshot
 from reprokit.results.model import Result
 
-LOCK_SCHEMA_VERSION = 1
-"""Version of the lock JSON schema; a lock with a larger number is refused."""
+LOCK_SCHEMA_VERSION = 2
+"""Version of the lock JSON schema; a lock with a larger number is refused. Version 2 added,
+all optional: ``spreads``, ``volatile``, ``calibration`` and ``parameters.deterministic``
+(``record --repeat``, ``calibrate``, ``--deterministic``); a version 1 lock is read as is."""
 
 OUTPUT_TEXT_LIMIT = 16_384
 """A cell's masked text output up to this many characters is kept in the lock (for
@@ -43,6 +45,7 @@ class LockParameters:
     seed: int | None = None
     device: str = "cpu"  # "cpu" | "cuda"
     values: dict[str, Any] = field(default_factory=dict)  # declared notebook parameters (JSON)
+    deterministic: bool = False  # executed with the determinism settings (--deterministic)
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,46 @@ class CellFingerprint:
 
 
 @dataclass(frozen=True)
+class ResultSpread:
+    """How far a result moved between the repeated runs of ``record --repeat N``: the largest
+    deviation of any run from the first (the one whose values the lock keeps)."""
+
+    runs: int  # executions compared (N)
+    max_abs_error: float | str = 0.0  # "inf"/"nan" when not finite
+    max_rel_error: float | str = 0.0
+    mismatched_fraction: float = 0.0  # largest fraction of elements that moved
+    widened: bool = False  # the result's tolerance in this lock was widened to cover it
+    factor: float | None = None  # the multiple of the spread the tolerance was widened to
+    declared_rtol: float | None = None  # the tolerance the notebook declared, when widened
+    declared_atol: float | None = None
+
+
+@dataclass(frozen=True)
+class VolatileCell:
+    """A code cell whose text output changed between repeated runs, as a template:
+    ``literals[0] span[0] literals[1] span[1] ... literals[-1]``. Each span is a kind of text
+    (``number``, ``word``, ``text`` within a line) that is masked, not compared, by
+    ``verify --outputs``; the literals must match as usual."""
+
+    index: int  # cell position (injected-parameters cell not counted)
+    literals: tuple[str, ...]  # one more than spans
+    spans: tuple[str, ...]  # "number" | "word" | "text"
+    runs: int = 2  # executions that showed it
+
+
+@dataclass(frozen=True)
+class DeviceCalibration:
+    """Where the lock's ``device_tolerances`` came from, when ``reprokit calibrate`` measured
+    them."""
+
+    measured_at: str  # ISO 8601, UTC
+    devices: tuple[str, ...]  # ("cpu", "cuda")
+    gpu: str | None = None  # the GPU model measured on
+    factor: float = 4.0  # device tolerance = factor x measured deviation (at least declared)
+    reprokit_version: str = ""
+
+
+@dataclass(frozen=True)
 class Lock:
     schema_version: int
     reprokit_version: str
@@ -79,3 +122,6 @@ class Lock:
     outputs: tuple[CellFingerprint, ...] = ()
     device_tolerances: dict[str, DeviceTolerance] = field(default_factory=dict)  # name -> tol
     run_id: str | None = None  # the reference MLflow run, when known
+    spreads: dict[str, ResultSpread] = field(default_factory=dict)  # record --repeat N
+    volatile: tuple[VolatileCell, ...] = ()  # cells whose output moved between runs
+    calibration: DeviceCalibration | None = None  # device_tolerances measured by calibrate

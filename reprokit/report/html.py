@@ -39,6 +39,7 @@ th{background:#f6f8fa}code,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,m
 font-size:12px;word-break:break-all}
 td:first-child code{word-break:normal;overflow-wrap:break-word}
 .s-reproduced,.s-within_tolerance,.s-ok{color:#1a7f37;font-weight:600}
+.s-nondeterministic{color:#8250df;font-weight:600}
 .s-differs,.s-missing,.s-changed{color:#cf222e;font-weight:600}.s-unexpected{color:#9a6700}
 pre{background:#f6f8fa;padding:.6em;border-radius:6px;overflow-x:auto}
 """

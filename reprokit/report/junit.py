@@ -125,4 +125,6 @@ def _outputs_case(verdict: Verdict, environment: str) -> ET.Element:
 def _summary(check: ResultCheck) -> str:
     if check.status == "missing":
         return f"{check.name}: missing (in the lock, not produced)"
+    if check.status == "nondeterministic":
+        return f"{check.name}: nondeterministic (its repeated runs disagree)"
     return f"{check.name}: differs ({format_deviation(check.deviation)})"

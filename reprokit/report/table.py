@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from reprokit.capturing.redact import redact_text
 from reprokit.compare.verify import DeviationRecord, ResultCheck, Verdict
 from reprokit.comparison import Tolerance
+from reprokit.report.noise import nondeterministic_lines
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -37,6 +38,7 @@ STATUS_STYLE = {
     "differs": "bold red",
     "missing": "bold red",
     "unexpected": "yellow",
+    "nondeterministic": "bold magenta",
 }
 HEADERS = ("notebook", "result", "reference", "obtained", "deviation", "tolerance", "status")
 
@@ -120,6 +122,10 @@ def output_lines(verdict: Verdict) -> list[str]:
         counts[check.status] = counts.get(check.status, 0) + 1
     summary = ", ".join(f"{n} {status.replace('_', ' ')}" for status, n in counts.items())
     lines = [f"cell outputs: {len(verdict.outputs)} compared: {summary or 'no code cells'}"]
+    volatile = [check for check in verdict.outputs if check.volatile]
+    if volatile:
+        cells = ", ".join(f"cell {check.index + 1} ({check.volatile})" for check in volatile)
+        lines.append(f"volatile, not compared: spans of {cells}")
     if cell is not None:
         where = f"cell {cell.index + 1}" if cell.index is not None else "a new cell"
         lines.append(redact_text(f"first divergent cell: {where} ({cell.reason}) {cell.detail}"))
@@ -198,7 +204,7 @@ def print_verdicts(verdicts: Verdict | Sequence[Verdict], console: Console | Non
     for verdict in listed:
         style = "bold green" if verdict.reproduced else "bold red"
         out.print(verdict_line(verdict), style=style, markup=False)
-        for line in output_lines(verdict):
+        for line in output_lines(verdict) + nondeterministic_lines(verdict):
             out.print(f"  {line}", markup=False)
         if not verdict.reproduced:
             for line in env_lines(verdict):
@@ -217,7 +223,7 @@ def plain_table(verdicts: Verdict | Sequence[Verdict]) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     for verdict in listed:
         lines.append(verdict_line(verdict))
-        lines += [f"  {line}" for line in output_lines(verdict)]
+        lines += [f"  {line}" for line in output_lines(verdict) + nondeterministic_lines(verdict)]
         if not verdict.reproduced:
             lines += [f"  {line}" for line in env_lines(verdict)]
     return "\n".join(lines) + "\n"

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from reprokit._fsutil import atomic_write_text
+from reprokit.capturing.seeds import DETERMINISTIC_ENV
 from reprokit.exceptions import InputError, PathError, UsageError
 from reprokit.notebook.files import declared_parameters, load_notebook, notebook_language
 from reprokit.options import ExecutionOptions
@@ -32,6 +33,7 @@ from reprokit.runner.params import check_declared, check_secrets
 from reprokit.statuses import ExecutionStatus
 
 __all__ = [
+    "DETERMINISTIC_ENV",
     "RUNNER_ENV",
     "CellProgress",
     "Executed",
@@ -48,6 +50,7 @@ __all__ = [
 
 
 RUNNER_ENV = {"REPROKIT_MLFLOW": "off"}
+
 
 
 @dataclass(frozen=True)
@@ -127,8 +130,12 @@ def plan_runs(
     parameters: dict[str, Any],
     kernel: str | None = None,
     secret_parameters: Mapping[str, str] | None = None,
+    *,
+    deterministic: bool = False,
 ) -> list[PlannedRun]:
-    """Load and check every notebook; give each its own folder and environment."""
+    """Load and check every notebook; give each its own folder and environment
+    (``deterministic``: with :data:`DETERMINISTIC_ENV`). A notebook given more than once
+    (``record --repeat``) is planned once per time, each in a folder of its own."""
     plans: list[PlannedRun] = []
     used: set[str] = set()
     secret_names = tuple(secret_parameters or {})
@@ -142,7 +149,7 @@ def plan_runs(
         if declared and "device" in declared and "device" not in injected:
             injected["device"] = choice.device  # the device reaches the notebook as a parameter
         folder = base / _unique(source.stem, used)
-        env = kernel_env(source, folder, choice, injected)
+        env = kernel_env(source, folder, choice, injected, deterministic=deterministic)
         plans.append(
             PlannedRun(
                 source, node, folder, injected, env, secret_names, kernel_name, choice.device
@@ -231,14 +238,27 @@ def _unique(stem: str, used: set[str]) -> str:
 
 
 def kernel_env(
-    source: Path, folder: Path, choice: DeviceChoice, parameters: Mapping[str, Any]
+    source: Path,
+    folder: Path,
+    choice: DeviceChoice,
+    parameters: Mapping[str, Any],
+    *,
+    deterministic: bool = False,
 ) -> dict[str, str]:
     """The variables a kernel gets on top of the runner's environment (``REPROKIT_PARAMS``
-    holds the parameters as MLflow shows them: redacted)."""
+    holds the parameters as MLflow shows them: redacted). ``deterministic`` (``--deterministic``)
+    adds :data:`~reprokit.capturing.seeds.DETERMINISTIC_ENV`, except a variable the runner's
+    own environment sets already: CUDA libraries read them when they initialise, too late from
+    a cell, so they must be there when the kernel starts. ``PYTHONHASHSEED`` is always set
+    (the ``seed`` parameter, else 0)."""
+    import os
+
     from reprokit.capturing.redact import redact_parameters
 
     seed = parameters.get("seed")
+    settings = {k: v for k, v in DETERMINISTIC_ENV.items() if not os.environ.get(k)}
     return {
+        **(settings if deterministic else {}),
         **RUNNER_ENV,
         **choice.env,
         "REPROKIT_DEVICE": choice.device,
