@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from reprokit._version import __version__
 
 if TYPE_CHECKING:
+    from reprokit.api.calibrate import Calibration, calibrate
     from reprokit.api.diff import diff
     from reprokit.api.record import RecordOutcome, record
     from reprokit.api.run import run
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     from reprokit.compare.verify import Verdict
     from reprokit.exceptions import ReprokitError, ReprokitWarning
     from reprokit.magics import load_ipython_extension, unload_ipython_extension
-    from reprokit.options import ComparisonOptions, ExecutionOptions
+    from reprokit.options import ComparisonOptions, ExecutionOptions, RepeatOptions
     from reprokit.recording.recorded_run import RunStatus
     from reprokit.results.model import Result
     from reprokit.results.notebook import read_notebook
@@ -43,6 +44,9 @@ if TYPE_CHECKING:
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
     "AcceleratorInfo": "reprokit.capturing.model",
+    "Calibration": "reprokit.api.calibrate",
+    "calibrate": "reprokit.api.calibrate",
+    "RepeatOptions": "reprokit.options",
     "ComparisonOptions": "reprokit.options",
     "ExecutionOptions": "reprokit.options",
     "Diff": "reprokit.compare.diff",
@@ -85,6 +89,7 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = [
     "AcceleratorInfo",
+    "Calibration",
     "ComparisonOptions",
     "DataEntry",
     "DataManifest",
@@ -92,6 +97,7 @@ __all__ = [
     "ExecutionOptions",
     "GitInfo",
     "RecordOutcome",
+    "RepeatOptions",
     "ReprokitError",
     "ReprokitWarning",
     "Result",
@@ -103,6 +109,7 @@ __all__ = [
     "Verification",
     "VerifyOutcome",
     "__version__",
+    "calibrate",
     "capture",
     "data",
     "device",

@@ -107,7 +107,7 @@ class ComparisonOptions:
 
 WIDEN_FACTOR = 4.0
 """``record --repeat N --widen-tolerances``: a result's tolerance becomes
-``max(declared, WIDEN_FACTOR × measured spread)``, and so does a device tolerance measured by
+``max(declared, WIDEN_FACTOR x measured spread)``, and so does a device tolerance measured by
 ``calibrate``. Four times the largest deviation seen leaves room for runs the N did not see."""
 
 
@@ -117,7 +117,7 @@ class RepeatOptions:
 
     ``runs``: executions of each notebook (1: no measurement; at least 2 to measure).
     ``widen_tolerances``: a result whose spread exceeds its declared tolerance gets the
-    tolerance ``max(declared, factor × spread)`` in the lock instead of failing ``record``.
+    tolerance ``max(declared, factor x spread)`` in the lock instead of failing ``record``.
     ``factor``: that multiple of the spread (:data:`WIDEN_FACTOR`).
     """
 
@@ -128,7 +128,8 @@ class RepeatOptions:
     def __post_init__(self) -> None:
         if isinstance(self.runs, bool) or not isinstance(self.runs, int) or self.runs < 1:
             raise UsageError(
-                f"--repeat must be a whole number >= 1 (2 or more measure the noise), got {self.runs}",
+                f"--repeat must be a whole number >= 1 (2 or more measure the noise), "
+                f"got {self.runs}",
                 option="--repeat",
                 value=str(self.runs),
             )

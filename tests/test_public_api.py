@@ -9,6 +9,7 @@ import reprokit
 
 EXPECTED = [
     "AcceleratorInfo",
+    "Calibration",
     "ComparisonOptions",
     "DataEntry",
     "DataManifest",
@@ -16,6 +17,7 @@ EXPECTED = [
     "ExecutionOptions",
     "GitInfo",
     "RecordOutcome",
+    "RepeatOptions",
     "ReprokitError",
     "ReprokitWarning",
     "Result",
@@ -27,6 +29,7 @@ EXPECTED = [
     "Verification",
     "VerifyOutcome",
     "__version__",
+    "calibrate",
     "capture",
     "data",
     "device",

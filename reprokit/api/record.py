@@ -13,7 +13,7 @@ N times through the same :func:`~reprokit.api.run.run` (so ``jobs`` and the exec
 the runs are compared with each other (:mod:`reprokit.compare.noise`) and the lock keeps the
 **first** run's values, each result's spread and the cells whose output moved (volatile). A
 result whose spread exceeds its declared tolerance writes no lock (``noise.unstable`` says which
-and why) unless ``widen_tolerances``: its tolerance becomes ``max(declared, factor × spread)``.
+and why) unless ``widen_tolerances``: its tolerance becomes ``max(declared, factor x spread)``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """``reprokit record``: execute notebooks and write each one's reference lock.
 
 Exit codes: 0 recorded; 1 with ``--repeat``: a result moved between runs beyond its tolerance
-(no lock written; ``--widen-tolerances`` records the measured spread instead); 2 bad usage or input (missing or corrupt notebook, an undeclared
+(no lock written; ``--widen-tolerances`` records the measured spread instead); 2 bad usage or
+input (missing or corrupt notebook, an undeclared
 parameter, ``--device cuda`` without a GPU); 3 execution failed (a cell raised, timed out, or
 the kernel died): no lock is written for that notebook.
 """

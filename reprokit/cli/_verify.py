@@ -69,6 +69,11 @@ def verify_command(
         comparison=comparison, progress=progress_printer(), repeat=repeat,
     )  # fmt: skip
     _print_verification(verification, reports)
+    _exit(verification)
+
+
+def _exit(verification: Verification) -> None:
+    """Failed executions (exit 3, each described), else the verdict's exit code."""
     failed = [o.run for o in verification if o.status == "execution_failed" and o.run]
     fail_on_executions(failed, len(verification))
     if exit_code(verification):

@@ -110,7 +110,10 @@ ENV_VARS: dict[str, tuple[str, int]] = {
     "CUBLAS_WORKSPACE_CONFIG": (FLAGS["cublas_workspace_config"], 0),
     "TF_DETERMINISTIC_OPS": ("TensorFlow's deterministic kernels switch", 0),
     "TF_CUDNN_DETERMINISTIC": ("TensorFlow's deterministic cuDNN algorithms switch", 0),
-    "REPROKIT_DETERMINISTIC": ("torch deterministic algorithms switched on at import (--deterministic)", 0),
+    "REPROKIT_DETERMINISTIC": (
+        "torch deterministic algorithms switched on at import (--deterministic)",
+        0,
+    ),
     "MKL_CBWR": ("MKL conditional numerical reproducibility: fixes MKL's code path", 1),
     "CUDA_VISIBLE_DEVICES": ("decides which GPU (or none) the notebook sees", 1),
     "PYTHONHASHSEED": (HASHSEED, 2),

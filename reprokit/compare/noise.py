@@ -8,7 +8,7 @@ with the first (whose values the lock keeps), result by result with
   max rel error, the largest fraction of elements that moved; :class:`ResultSpread`);
 - a result is **unstable** when some run differs from the first beyond the tolerance the
   notebook declared; with ``widen_tolerances`` its tolerance becomes
-  ``max(declared, factor × spread)`` (:func:`widened_lock`), unless no tolerance can cover it
+  ``max(declared, factor x spread)`` (:func:`widened_lock`), unless no tolerance can cover it
   (integers, strings and shapes are compared exactly, a NaN or an infinite error has no
   multiple);
 - a code cell whose text output moved is **volatile**: its first run's text becomes a template
@@ -51,6 +51,7 @@ __all__ = [
     "measure_spreads",
     "volatile_cells",
     "widened_lock",
+    "widened_tolerance",
 ]
 
 
@@ -151,10 +152,7 @@ def disagreeing(
 def _largest(values: Any) -> float:
     found = 0.0
     for value in values:
-        if math.isnan(value) or math.isnan(found):
-            found = math.nan
-        else:
-            found = max(found, value)
+        found = math.nan if math.isnan(value) or math.isnan(found) else max(found, value)
     return found
 
 
@@ -169,14 +167,14 @@ def _noisy(
 ) -> NoisyResult:
     reference = results[0][name]
     declared = Tolerance(reference.rtol, reference.atol)
-    wider = _widened(declared, spread, factor)
+    wider = widened_tolerance(declared, spread, factor)
     if wider is not None and name in disagreeing(results, {name: wider}):
         wider = None  # exact parts (ints, strings, shapes) moved: no tolerance covers them
     return NoisyResult(name, spread, declared, wider)
 
 
-def _widened(declared: Tolerance, spread: ResultSpread, factor: float) -> Tolerance | None:
-    """``max(declared, factor × spread)`` per part; None when the absolute spread is not a
+def widened_tolerance(declared: Tolerance, spread: ResultSpread, factor: float) -> Tolerance | None:
+    """``max(declared, factor x spread)`` per part; None when the absolute spread is not a
     finite number (a relative spread that is not, against a zero reference, widens only atol)."""
     if not isinstance(spread.max_abs_error, float):
         return None
@@ -189,7 +187,7 @@ def _widened(declared: Tolerance, spread: ResultSpread, factor: float) -> Tolera
 
 def widened_lock(lock: Lock, noise: Noise, factor: float) -> Lock:
     """``lock`` with the spreads and volatile cells of ``noise``; each unstable result that a
-    tolerance can cover gets ``max(declared, factor × spread)`` and says so in its spread."""
+    tolerance can cover gets ``max(declared, factor x spread)`` and says so in its spread."""
     results, spreads = dict(lock.results), dict(noise.spreads)
     for noisy in noise.unstable:
         if noisy.widened is None or noisy.name not in results:
@@ -237,7 +235,9 @@ def _code_sources(node: Any) -> list[tuple[int, str]]:
 
     cells = [c for c in node.get("cells", []) if INJECTED_TAG not in _tags(c)]
     return [
-        (k, _source(c.get("source", ""))) for k, c in enumerate(cells) if c.get("cell_type") == "code"
+        (k, _source(c.get("source", "")))
+        for k, c in enumerate(cells)
+        if c.get("cell_type") == "code"
     ]
 
 
@@ -290,7 +290,9 @@ def _template(index: int, text: str, others: Sequence[str], runs: int) -> Volati
     kinds: dict[int, str] = {}  # token position -> span kind
     for other in others:
         _mark(kinds, tokens, [m.group() for m in _TOKEN.finditer(other)])
-    literals, spans, end = [], [], 0
+    literals: list[str] = []
+    spans: list[str] = []
+    end = 0
     for k in sorted(kinds):
         start = tokens[k].start()
         if spans and start == end:  # adjacent to the previous span: one span of text

@@ -502,7 +502,7 @@ def with_repeated_runs(
         if check.status == "differs" and check.name in unstable:
             check = replace(check, status="nondeterministic", message=hints.NONDETERMINISTIC)
         checks.append(check)
-    counts = {s: sum(c.status == s for c in checks) for s in STATUSES}
+    counts: dict[str, int] = {s: sum(c.status == s for c in checks) for s in STATUSES}
     return replace(verdict, checks=tuple(checks), counts=counts)
 
 

@@ -161,6 +161,32 @@ def check_lock(lock: Lock, lock_path: Path) -> None:
             _check_choice(accelerator.source, sources, source, "snapshot.accelerator.source")
     for name, result in lock.results.items():
         _check_result(result, lock_path, f"results.{one_line(name)}")
+    _check_noise(lock, source)
+
+
+_SPAN_KINDS = ("number", "word", "text")
+
+
+def _check_noise(lock: Lock, source: str) -> None:
+    """Schema 2's noise fields: spreads are numbers >= 0 (or ``"inf"``/``"nan"``), a volatile
+    cell's template has one more literal than spans and only known span kinds, a calibration
+    names known devices."""
+    for name, spread in lock.spreads.items():
+        field = f"spreads.{one_line(name)}"
+        for part in ("max_abs_error", "max_rel_error"):
+            value = getattr(spread, part)
+            ok = value in ("inf", "nan") if isinstance(value, str) else value >= 0
+            if not ok or (isinstance(value, float) and math.isinf(value)):
+                raise LockError(source, f"{part} must be >= 0, 'inf' or 'nan'", f"{field}.{part}")
+        _check_tolerances(source, field, spread.declared_rtol, spread.declared_atol)
+    for k, cell in enumerate(lock.volatile):
+        if len(cell.literals) != len(cell.spans) + 1:
+            raise LockError(source, "needs one more literal than spans", f"volatile[{k}].literals")
+        for kind in cell.spans:
+            _check_choice(kind, _SPAN_KINDS, source, f"volatile[{k}].spans")
+    if lock.calibration is not None:
+        for device in lock.calibration.devices:
+            _check_choice(device, _ENUMS["device"], source, "calibration.devices")
 
 
 def _check_manifest(manifest: DataManifest | None, source: str, field: str, paths: bool) -> None:

@@ -6,15 +6,16 @@ Each function takes the data the comparison returned and returns lines; none pri
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from reprokit.capturing.redact import redact_text
+from reprokit.comparison import Tolerance
 
 if TYPE_CHECKING:
-    from reprokit.comparison import Tolerance
     from reprokit.compare.noise import Noise
     from reprokit.compare.verify import Verdict
-    from reprokit.recording.lock_model import ResultSpread
+    from reprokit.recording.lock_model import DeviceTolerance, ResultSpread
 
 __all__ = [
     "describe_calibration",
@@ -104,9 +105,19 @@ def nondeterministic_lines(verdict: Verdict) -> list[str]:
     return [redact_text(line) for line in lines]
 
 
-def describe_calibration(lock_path: str, tolerances: dict[str, tuple[float, float]]) -> list[str]:
-    """``calibrate``: the device tolerance stored for each result (name -> (rtol, atol))."""
-    lines = [f"calibrated {lock_path}: device tolerances (factor x measured CPU/CUDA deviation)"]
-    for name, (rtol, atol) in sorted(tolerances.items()):
-        lines.append(f"  {name}: rtol={rtol:g} atol={atol:g}")
-    return lines
+def describe_calibration(
+    lock_path: str,
+    deviations: Mapping[str, ResultSpread],
+    tolerances: Mapping[str, DeviceTolerance],
+    uncovered: Sequence[str],
+) -> list[str]:
+    """``calibrate``: each result's measured CPU/CUDA deviation and the device tolerance
+    stored for it, or why none could be."""
+    lines = [f"calibrated {lock_path}: device tolerances (measured CPU/CUDA)"]
+    for name, spread in sorted(deviations.items()):
+        tol = tolerances.get(name)
+        stored = f"tolerance {_tolerance(Tolerance(tol.rtol, tol.atol))}" if tol else "none needed"
+        if name in uncovered:
+            stored = "NOT COVERED: it moved where no tolerance applies (exact types, shape)"
+        lines.append(f"  {name}: {describe_spread(spread)}; {stored}")
+    return [redact_text(line) for line in lines]

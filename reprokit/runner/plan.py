@@ -52,7 +52,6 @@ __all__ = [
 RUNNER_ENV = {"REPROKIT_MLFLOW": "off"}
 
 
-
 @dataclass(frozen=True)
 class RunOutcome:
     """One notebook's execution: status ok | failed | timeout | kernel_died | interrupted
