@@ -25,7 +25,9 @@ torch = pytest.importorskip("torch")
 @pytest.fixture(autouse=True)
 def restore_global_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Every generator and switch seed_everything touches is put back afterwards."""
-    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)  # restored on teardown
+    for name in seeds.DETERMINISTIC_ENV:  # set first, so that teardown removes them again
+        monkeypatch.setenv(name, "x")
+        monkeypatch.delenv(name)
     monkeypatch.setenv("PYTHONHASHSEED", "0")  # no warning for seed 0
     saved: dict[str, Any] = {
         "random": random.getstate(),
@@ -73,6 +75,8 @@ def test_deterministic_switches_are_set_and_recorded() -> None:
     assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
     assert record.settings == {
         "CUBLAS_WORKSPACE_CONFIG": ":4096:8",
+        "TF_DETERMINISTIC_OPS": "1",
+        "TF_CUDNN_DETERMINISTIC": "1",
         "torch.use_deterministic_algorithms": "True",
         "torch.backends.cudnn.deterministic": "True",
         "torch.backends.cudnn.benchmark": "False",

@@ -127,7 +127,9 @@ def _set_deterministic_env(done: _Done) -> None:
         if current:
             done.notes.append(f"{name} already set to {current!r}, kept")
             continue
-        if late and name != "REPROKIT_DETERMINISTIC":
+        if name == "REPROKIT_DETERMINISTIC":
+            continue  # the runner's message to the kernel, not a setting of the live notebook
+        if late:
             missed.append(f"{name}={value}")
             continue
         os.environ[name] = value
