@@ -10,8 +10,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-
 from lock_helpers import make_project, record, scalar_results
+
 from reprokit.capturing.model import SeedRecord
 from reprokit.compare.cells import compare_cell_outputs
 from reprokit.compare.noise import (

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from run_helpers import demo_project, reprokit_cli, write_notebook
 
 pytestmark = pytest.mark.slow
