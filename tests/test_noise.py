@@ -296,3 +296,37 @@ def test_calibrate_without_a_gpu_refuses_before_anything_runs(
     assert not (project.root / ".reprokit").exists()  # nothing ran
     with pytest.raises(UsageError, match="expected cpu,cuda"):
         calibrate(project.notebook, devices=["cpu", "tpu"])
+
+
+def test_deterministic_without_a_seed_still_sets_what_must_precede_cuda(
+    clean_env: pytest.MonkeyPatch,
+) -> None:
+    import os
+
+    from reprokit.capturing.seeds import make_deterministic
+
+    clean_env.setitem(sys.modules, "torch", _fake_torch(initialised=False))
+    settings = make_deterministic()
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    assert settings["torch.use_deterministic_algorithms"] == "True"
+    assert "REPROKIT_DETERMINISTIC" not in os.environ  # the runner's signal, not the notebook's
+
+
+def test_a_nondeterministic_result_reads_the_same_in_every_report(tmp_path: Path) -> None:
+    import json
+
+    from reprokit.report.json_report import write_json_report
+    from reprokit.report.junit import write_junit
+    from reprokit.report.table import plain_table
+
+    lock = record(make_project(tmp_path), scalar_results())
+    verdict = with_repeated_runs(_verdict(), lock, _runs(1.1, 1.2))  # type: ignore[arg-type]
+    table = plain_table(verdict)
+    assert "nondeterministic" in table
+    assert "spread here abs 0.1" in table and "recorded not measured" in table
+    write_junit([verdict], tmp_path / "junit.xml")
+    assert "x: nondeterministic" in (tmp_path / "junit.xml").read_text()
+    write_json_report([verdict], tmp_path / "verdict.json")
+    data = json.loads((tmp_path / "verdict.json").read_text())
+    assert "nondeterministic" in json.dumps(data)
+    assert '"runs": 2' in json.dumps(data)

@@ -89,6 +89,22 @@ def _surface_problems(run: RecordedRun | None = None) -> None:
 # --- start ---------------------------------------------------------------------------
 
 
+def _start_seeds(seed: int | None, deterministic: bool) -> SeedRecord | None:
+    """``seed_everything`` with ``seed`` (else the seed set before the run started);
+    deterministic without a seed still sets what must precede CUDA and torch's switches."""
+    from reprokit.capturing.seeds import (
+        deterministic_requested,
+        make_deterministic,
+        seed_everything,
+    )
+
+    if seed is not None:
+        return seed_everything(seed, deterministic)
+    if deterministic_requested(deterministic):
+        make_deterministic()
+    return _pending_seed
+
+
 def start(
     *,
     experiment: str | None = None,
@@ -107,7 +123,6 @@ def start(
     notebook path. Raises :class:`~reprokit.exceptions.PathError` for a data path that cannot be
     hashed; nothing is recorded then.
     """
-    from reprokit.capturing.seeds import seed_everything
     from reprokit.capturing.snapshot import capture
     from reprokit.recording.recorded_run import RecordedRun
     from reprokit.report.render import run_note_markdown
@@ -118,7 +133,7 @@ def start(
             end()
         source, path, target = _where(notebook, tracking_uri, experiment)
         merged_params = _initial_params(params)
-        seeds = seed_everything(seed, deterministic) if seed is not None else _pending_seed
+        seeds = _start_seeds(seed, deterministic)
         snapshot = capture(data=list(data), seeds=seeds, root=target.project_root)
         # MLflow's import and connection start now, on the run's background thread, and
         # overlap the notebook's next cells (started after the capture, which would otherwise

@@ -63,6 +63,11 @@ deterministic."""
 _MAX_SEED = 2**32  # numpy.random.seed's limit
 
 
+def deterministic_requested(deterministic: bool = False) -> bool:
+    """``deterministic``, or a kernel started by the runner's ``--deterministic``."""
+    return deterministic or os.environ.get("REPROKIT_DETERMINISTIC") == "1"
+
+
 def seed_everything(seed: int, deterministic: bool = False) -> SeedRecord:
     """Seed random, numpy and torch with ``seed``; optionally make torch deterministic."""
     seed = _validated_seed(seed)
@@ -70,7 +75,7 @@ def seed_everything(seed: int, deterministic: bool = False) -> SeedRecord:
         raise UsageError(
             f"deterministic must be True or False, got {deterministic!r}", option="deterministic"
         )
-    deterministic = deterministic or os.environ.get("REPROKIT_DETERMINISTIC") == "1"
+    deterministic = deterministic_requested(deterministic)
     done = _Done()
     random.seed(seed)
     done.seeded.append("random")
@@ -171,10 +176,26 @@ def _seed_torch(torch: ModuleType, seed: int, deterministic: bool, done: _Done) 
         torch.cuda.manual_seed_all(seed)
         done.seeded.append("torch.cuda")
     if deterministic:
-        torch.use_deterministic_algorithms(True)
-        torch.backends.cudnn.deterministic = True
-        torch.backends.cudnn.benchmark = False
-        done.settings.update(_deterministic_settings())
+        _switch_torch(torch, done)
+
+
+def _switch_torch(torch: ModuleType, done: _Done) -> None:
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+    done.settings.update(_deterministic_settings())
+
+
+def make_deterministic() -> dict[str, str]:
+    """Deterministic mode without seeding (``%repro start --deterministic`` without
+    ``--seed``): the variables of :data:`DETERMINISTIC_ENV` while CUDA has not started (else
+    the one-line warning), torch's switches when torch is imported. Returns what was set."""
+    done = _Done()
+    _set_deterministic_env(done)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        _switch_torch(torch, done)
+    return done.settings
 
 
 def _deterministic_settings() -> dict[str, str]:
