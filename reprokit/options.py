@@ -133,6 +133,11 @@ class RepeatOptions:
                 option="--repeat",
                 value=str(self.runs),
             )
+        if self.widen_tolerances and self.runs < 2:
+            raise UsageError(
+                "--widen-tolerances widens to the spread measured by --repeat N: give N >= 2",
+                option="--widen-tolerances",
+            )
         if not (math.isfinite(self.factor) and self.factor >= 1):
             raise UsageError(f"the widening factor must be >= 1, got {self.factor}")
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from lock_helpers import make_project, record, scalar_results
 
+from reprokit.capturing.accelerator import cuda_visible
 from reprokit.capturing.model import SeedRecord
 from reprokit.compare.cells import compare_cell_outputs
 from reprokit.compare.noise import (
@@ -330,3 +331,24 @@ def test_a_nondeterministic_result_reads_the_same_in_every_report(tmp_path: Path
     data = json.loads((tmp_path / "verdict.json").read_text())
     assert "nondeterministic" in json.dumps(data)
     assert '"runs": 2' in json.dumps(data)
+
+
+def test_widening_needs_repeated_runs() -> None:
+    with pytest.raises(UsageError, match="--widen-tolerances"):
+        RepeatOptions(runs=1, widen_tolerances=True)
+
+
+@pytest.mark.skipif(cuda_visible(), reason="a CUDA device is visible here")
+def test_the_calibrate_command_without_a_gpu_exits_2_in_one_line(tmp_path: Path) -> None:
+    import subprocess
+
+    project = make_project(tmp_path)
+    record(project, scalar_results())
+    done = subprocess.run(
+        [sys.executable, "-m", "reprokit", "calibrate", str(project.notebook)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "no CUDA device is visible" in done.stderr

@@ -47,7 +47,7 @@ def record_command(
     from reprokit.api.record import record
 
     if from_run is not None:
-        _record_from_run(from_run, paths)
+        _record_from_run(from_run, paths, repeat)
         return
     if not paths:
         raise UsageError("give the notebooks to record (or --from-run RUN_ID)")
@@ -76,9 +76,11 @@ def _print_outcomes(outcomes: list[RecordOutcome]) -> None:
                 click.echo(f"reprokit: {line}", err=True)
 
 
-def _record_from_run(run_id: str, paths: tuple[Path, ...]) -> None:
+def _record_from_run(run_id: str, paths: tuple[Path, ...], repeat: RepeatOptions) -> None:
     from reprokit.api.record import record_from_run
 
+    if repeat.measures:
+        raise UsageError("--from-run writes the lock of one recorded run: --repeat needs `record`")
     if len(paths) > 1:
         raise UsageError("--from-run writes one lock: give at most one notebook")
     lock = record_from_run(run_id, notebook=paths[0] if paths else None)

@@ -96,23 +96,37 @@ def span_kind(token: str) -> str:
     return next((kind for kind, regex in _KIND_OF if regex.fullmatch(token)), "text")
 
 
-def _template(literals: Sequence[str], spans: Sequence[str]) -> re.Pattern[str]:
-    parts = [re.escape(literals[0])]
-    for kind, literal in zip(spans, literals[1:], strict=True):
-        parts.append(f"({SPAN_PATTERNS[kind]})" + re.escape(literal))
-    return re.compile("".join(parts), re.DOTALL)
-
-
 def mask_spans(literals: Sequence[str], spans: Sequence[str], text: str) -> str | None:
     """``text`` with each span of the template replaced by :data:`VOLATILE`; None when the
-    text does not have the template's shape (its literal parts changed)."""
+    text does not have the template's shape (its literal parts changed).
+
+    Matched left to right without backtracking (a lock is untrusted: no template may cost more
+    than a pass over the text): a ``number`` or ``word`` span takes the longest match where it
+    starts, a ``text`` span runs to the first occurrence of the next literal on its line."""
     if len(literals) != len(spans) + 1 or any(kind not in SPAN_PATTERNS for kind in spans):
         return None
-    found = _template(literals, spans).fullmatch(text)
-    if found is None:
+    if not text.startswith(literals[0]):
         return None
-    pieces, end = [], 0
-    for k in range(1, len(spans) + 1):
-        pieces += [text[end : found.start(k)], VOLATILE]
-        end = found.end(k)
-    return "".join(pieces) + text[end:]
+    pieces, at = [literals[0]], len(literals[0])
+    for k, (kind, literal) in enumerate(zip(spans, literals[1:], strict=True)):
+        end = _span_end(kind, literal, text, at, last=k == len(spans) - 1)
+        if end is None or not text.startswith(literal, end):
+            return None
+        pieces += [VOLATILE, literal]
+        at = end + len(literal)
+    return "".join(pieces) if at == len(text) else None
+
+
+_SPAN_REGEX = {kind: re.compile(pattern) for kind, pattern in SPAN_PATTERNS.items()}
+
+
+def _span_end(kind: str, literal: str, text: str, at: int, *, last: bool) -> int | None:
+    if kind != "text":
+        found = _SPAN_REGEX[kind].match(text, at)
+        return None if found is None or found.end() == at else found.end()
+    line_end = text.find("\n", at)
+    line_end = len(text) if line_end < 0 else line_end
+    if last and not literal:
+        return line_end if line_end == len(text) else None
+    start = text.find(literal, at)
+    return None if start < 0 or start > line_end else start
