@@ -352,3 +352,21 @@ def test_the_calibrate_command_without_a_gpu_exits_2_in_one_line(tmp_path: Path)
     )
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "no CUDA device is visible" in done.stderr
+
+
+def test_the_env_diff_explains_a_change_of_any_determinism_setting() -> None:
+    from test_compare_envdiff import snapshot
+
+    from reprokit.capturing.seeds import DETERMINISTIC_ENV
+    from reprokit.compare.envdiff import diff_snapshots
+
+    ref = snapshot()
+    with_settings = replace(ref, environment={**ref.environment, **DETERMINISTIC_ENV})
+    diff = diff_snapshots(with_settings, ref)
+    named = {change.key: change for change in diff.changes if change.category == "environment"}
+    for name in DETERMINISTIC_ENV:
+        assert named[name].importance == 0, name  # shown beside a failed result, first
+        assert named[name].hint != "an allow-listed environment variable changed"
+    from reprokit.capturing.envvars import collect_environment
+
+    assert "REPROKIT_DETERMINISTIC" in collect_environment({"REPROKIT_DETERMINISTIC": "1"})
