@@ -312,7 +312,7 @@ def _verify_one(plan: _Plan, job: _Job) -> VerifyOutcome:
         data=data,
         executed_notebook=executed,
         source_changes=plan.source_changes,
-        command=_command(source, outcome.device, job.comparison),
+        command=_command(source, outcome.device, job.comparison, job.runs),
     )
     verdict = replace(verdict, notebook=plan.shown_as)
     if job.runs > 1:
@@ -348,8 +348,10 @@ def _link_verification(source: Path, outcome: RunOutcome, lock: Lock, verdict: V
     tag_run(source, outcome.run_id, tags, folder, f"reprokit/{VERIFICATION_ARTIFACTS}")
 
 
-def _command(source: Path, device: str, comparison: ComparisonOptions) -> str:
+def _command(source: Path, device: str, comparison: ComparisonOptions, runs: int = 1) -> str:
     words: Sequence[str] = ["reprokit", "verify", str(source), "--device", device]
+    if runs > 1:
+        words = [*words, "--repeat", str(runs)]
     for option, value in (("rtol", comparison.rtol), ("atol", comparison.atol)):
         if value is not None:
             words = [*words, f"--{option}", str(value)]
