@@ -179,12 +179,18 @@ def _check_noise(lock: Lock, source: str) -> None:
             if not ok or (isinstance(value, float) and math.isinf(value)):
                 raise LockError(source, f"{part} must be >= 0, 'inf' or 'nan'", f"{field}.{part}")
         _check_tolerances(source, field, spread.declared_rtol, spread.declared_atol)
+        _check_tolerances(source, field + ".factor", spread.factor, None)
+        if spread.runs < 1 or not 0 <= spread.mismatched_fraction <= 1:
+            raise LockError(source, "runs must be >= 1 and mismatched_fraction in [0, 1]", field)
     for k, cell in enumerate(lock.volatile):
+        if cell.index < 0 or cell.runs < 1:
+            raise LockError(source, "index must be >= 0 and runs >= 1", f"volatile[{k}]")
         if len(cell.literals) != len(cell.spans) + 1:
             raise LockError(source, "needs one more literal than spans", f"volatile[{k}].literals")
         for kind in cell.spans:
             _check_choice(kind, _SPAN_KINDS, source, f"volatile[{k}].spans")
     if lock.calibration is not None:
+        _check_tolerances(source, "calibration.factor", lock.calibration.factor, None)
         for device in lock.calibration.devices:
             _check_choice(device, _ENUMS["device"], source, "calibration.devices")
 
