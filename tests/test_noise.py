@@ -370,3 +370,16 @@ def test_the_env_diff_explains_a_change_of_any_determinism_setting() -> None:
     from reprokit.capturing.envvars import collect_environment
 
     assert "REPROKIT_DETERMINISTIC" in collect_environment({"REPROKIT_DETERMINISTIC": "1"})
+
+
+def test_repeated_copies_are_planned_apart_and_numbered(tmp_path: Path) -> None:
+    from reprokit.runner.device import DeviceChoice
+    from reprokit.runner.plan import plan_runs
+
+    project = make_project(tmp_path)
+    other = project.root / "other.ipynb"
+    other.write_bytes(project.notebook.read_bytes())
+    sources = [project.notebook] * 3 + [other]
+    plans = plan_runs(sources, tmp_path / "out", DeviceChoice("cpu", "cpu", {}), {})
+    assert [p.copy for p in plans] == [(1, 3), (2, 3), (3, 3), (1, 1)]
+    assert len({p.output_dir for p in plans}) == 4  # each run in a folder of its own

@@ -184,6 +184,8 @@ def _recorded(plan: PlannedRun, executed: Executed) -> RunOutcome:
 
     outcome = executed.outcome
     tags = {"reprokit.runner": "reprokit run", "reprokit.runner.status": outcome.status}
+    if plan.copy[1] > 1:  # record/verify --repeat: which of the runs this is
+        tags["reprokit.repeat"] = f"{plan.copy[0]}/{plan.copy[1]}"
     if outcome.failure is not None:
         tags["reprokit.runner.failed_cell"] = str(outcome.failure.index + 1)  # as messages say
         error = f"{outcome.failure.ename}: {outcome.failure.evalue}"

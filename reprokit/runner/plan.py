@@ -12,7 +12,7 @@ import json
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +86,7 @@ class PlannedRun:
     secret_names: tuple[str, ...] = ()  # their values are in ExecutionOptions, never here
     kernel: str = "python3"
     device: str = "cpu"
+    copy: tuple[int, int] = (1, 1)  # (k, N): the k-th of N runs of this notebook (--repeat)
 
     @property
     def output_path(self) -> Path:
@@ -154,7 +155,18 @@ def plan_runs(
                 source, node, folder, injected, env, secret_names, kernel_name, choice.device
             )
         )
-    return plans
+    copies = {source: list(sources).count(source) for source in set(sources)}
+    return [replace(plan, copy=(k, copies[plan.source])) for plan, k in _numbered(plans)]
+
+
+def _numbered(plans: list[PlannedRun]) -> list[tuple[PlannedRun, int]]:
+    """Each plan with its position among the plans of the same notebook (1-based)."""
+    count: dict[Path, int] = {}
+    numbered = []
+    for plan in plans:
+        count[plan.source] = count.get(plan.source, 0) + 1
+        numbered.append((plan, count[plan.source]))
+    return numbered
 
 
 def _declared(source: str, node: Any, given: bool) -> tuple[str, ...] | None:
