@@ -86,11 +86,8 @@ def measure_noise(
     """Compare runs 2..N of ``results`` (and their cell ``fingerprints``, texts unlimited) with
     the first; ``factor`` is the widening multiple."""
     spreads = measure_spreads(results)
-    unstable = tuple(
-        _noisy(name, results, spreads[name], factor)
-        for name in sorted(spreads)
-        if name in disagreeing(results, _declared_tolerances(results[0]))
-    )
+    moved = disagreeing(results, _declared_tolerances(results[0]))
+    unstable = tuple(_noisy(name, results, spreads[name], factor) for name in sorted(moved))
     return Noise(len(results), spreads, unstable, volatile_cells(fingerprints), causes)
 
 
