@@ -115,7 +115,8 @@ def test_a_lock_from_a_newer_schema_is_refused(tmp_path: Path) -> None:
     data = json.loads(project.lock_path.read_text())
     data["schema_version"] = LOCK_SCHEMA_VERSION + 1
     project.lock_path.write_text(json.dumps(data))
-    with pytest.raises(SchemaVersionError, match=r"newer reprokit \(schema 2 > 1\); upgrade"):
+    versions = f"schema {LOCK_SCHEMA_VERSION + 1} > {LOCK_SCHEMA_VERSION}"
+    with pytest.raises(SchemaVersionError, match=rf"newer reprokit \({versions}\); upgrade"):
         read_lock(project.lock_path)
 
 

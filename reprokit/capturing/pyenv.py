@@ -31,6 +31,7 @@ import os
 import platform
 import re
 import sys
+import sysconfig
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib.machinery import all_suffixes
@@ -59,12 +60,32 @@ def collect_python() -> PythonInfo:
         executable=sys.executable,
         prefix=sys.prefix,
         in_virtualenv=sys.prefix != getattr(sys, "base_prefix", sys.prefix),
+        interpreter_tag=_interpreter_tag(),
+        platform_tag=_NON_WORD.sub("_", sysconfig.get_platform()),
+        libc=" ".join(platform.libc_ver()).strip() or None,
     )
+
+
+_NON_WORD = re.compile(r"[^A-Za-z0-9]+")
+_TAG_PREFIXES = {"cpython": "cp", "pypy": "pp", "ironpython": "ip", "jython": "jy"}
+
+
+def _interpreter_tag() -> str:
+    """The wheel interpreter tag as packaging.tags names it: ``cp311``, ``pp310``."""
+    name = sys.implementation.name
+    prefix = _TAG_PREFIXES.get(name, name)
+    return f"{prefix}{sys.version_info[0]}{sys.version_info[1]}"
 
 
 def collect_packages() -> dict[str, str]:
     """Every installed distribution (normalised name) → version, sorted by name."""
     return dict(_installed().packages)
+
+
+def distribution_folders() -> dict[str, Path]:
+    """Every installed distribution (normalised name) → its ``*.dist-info`` folder (or the
+    ``*.egg-info`` file or folder, or the zip file holding it)."""
+    return {name: dist.meta for name, dist in _installed().dists.items()}
 
 
 def collect_imported(modules: Mapping[str, object] | None = None) -> dict[str, str]:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from reprokit._version import __version__
 from reprokit.capturing.accelerator import collect_accelerator
+from reprokit.capturing.distributions import collect_distributions
 from reprokit.capturing.envvars import collect_environment
 from reprokit.capturing.extensions import collect_extensions
 from reprokit.capturing.git import start_git
@@ -56,6 +57,7 @@ def capture(
         captured_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
         python, platform = collect_python(), collect_platform()
         packages, imported = collect_packages(), collect_imported()
+        distributions = collect_distributions()
         threadpools, environment = collect_threadpools(), collect_environment()
         accelerator = collect_accelerator()
         extensions = collect_extensions()  # reprokit.collectors plugins, loaded on first use
@@ -78,6 +80,7 @@ def capture(
         seeds=seeds,
         data=manifest,
         extensions=extensions,
+        distributions=distributions,
     )
 
 

@@ -14,8 +14,10 @@ from typing import Any
 from reprokit.capturing.model import DataManifest, Snapshot
 from reprokit.results.model import Result
 
-LOCK_SCHEMA_VERSION = 1
-"""Version of the lock JSON schema; a lock with a larger number is refused."""
+LOCK_SCHEMA_VERSION = 2
+"""Version of the lock JSON schema; a lock with a larger number is refused. Schema 2 added
+(optionally) ``snapshot.distributions`` and the wheel tags of ``snapshot.python``, and left
+the interpreter's paths out; a schema 1 lock reads as one without them."""
 
 OUTPUT_TEXT_LIMIT = 16_384
 """A cell's masked text output up to this many characters is kept in the lock (for
