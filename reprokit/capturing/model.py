@@ -213,3 +213,5 @@ class Snapshot:
     extensions: dict[str, ExtensionInfo] = field(default_factory=dict)
     # normalised name -> requested/origin/requires; absent in snapshots written before lock 2
     distributions: dict[str, Distribution] = field(default_factory=dict)
+    # the distributions of the modules in ``imported`` (``yaml`` -> ``pyyaml``), sorted
+    imported_distributions: tuple[str, ...] = ()

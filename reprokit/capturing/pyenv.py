@@ -101,6 +101,17 @@ def collect_imported(modules: Mapping[str, object] | None = None) -> dict[str, s
     return dict(sorted(found.items()))
 
 
+def collect_imported_distributions(modules: Mapping[str, object] | None = None) -> tuple[str, ...]:
+    """The distributions (normalised names) that installed the top-level third-party modules
+    in ``modules`` (default ``sys.modules``): what ``env export --only-imported`` starts from."""
+    installed = _installed()
+    found: set[str] = set()
+    for name, module in list((sys.modules if modules is None else modules).items()):
+        if module is not None and _is_third_party_top_level(name):
+            found.update(installed.owners_of_module(name))
+    return tuple(sorted(found))
+
+
 def _is_third_party_top_level(name: str) -> bool:
     return not (
         "." in name
@@ -143,6 +154,12 @@ class _Installed:
         # the module's own namespace, not getattr: a lazy module __getattr__ could import
         version = namespace.get("__version__") if isinstance(namespace, dict) else None
         return version if isinstance(version, str) else None
+
+    def owners_of_module(self, name: str) -> list[str]:
+        dist = self.dists.get(normalize_name(name))
+        if dist is not None:
+            return [dist.name]
+        return [d.name for d in self.top_level().get(name, [])]
 
     def top_level(self) -> dict[str, list[_Dist]]:
         """Top-level import name → distributions that install it (computed on first use)."""

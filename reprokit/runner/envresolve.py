@@ -1,0 +1,178 @@
+"""Which installer builds an environment, and what a lock's pins resolve to before anything
+is installed.
+
+The installer is ``uv`` when it is on ``PATH`` (or importable as the ``uv`` package), else the
+running interpreter's ``pip`` (which also honours the machine's pip configuration: indexes,
+find-links, constraints). :func:`resolve_pins` asks it, without installing, for the file each
+index pin would take on this platform (``pip install --dry-run --report``, one pin at a time
+only for the pins the batch could not resolve): a yanked or missing version, or a version
+without a wheel for this platform, is *unavailable* and named with the versions that exist.
+
+Index pins are installed from wheels only (``--only-binary :all:``): building an sdist runs
+its code, and a lock is untrusted input; a pin with no wheel here is unavailable.
+``torch`` is never resolved unpinned, and on the CPU (``device == "cpu"``) it comes from the
+CPU wheel index of PyTorch unless a local file or index already holds the pinned build.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from reprokit.recording.envspec import EnvSpec, Pin
+
+__all__ = [
+    "Installer",
+    "ResolvedPin",
+    "Unavailable",
+    "find_installer",
+    "resolve_pins",
+]
+
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+_RESOLVE_TIMEOUT_S = 600.0
+
+
+@dataclass(frozen=True)
+class Installer:
+    """``uv`` or ``pip``, and the command that runs it."""
+
+    name: str  # "uv" | "pip"
+    command: tuple[str, ...]  # ("/usr/bin/uv", "pip") | (sys.executable, "-m", "pip")
+
+
+@dataclass(frozen=True)
+class ResolvedPin:
+    name: str
+    version: str
+    url: str | None = None
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """A pin the installer cannot satisfy here, and the nearest version it can."""
+
+    pin: Pin
+    reason: str  # "no such version or no wheel for cp311 linux_x86_64"
+    nearest: str | None = None  # the closest available version (best effort installs it)
+
+
+def find_installer() -> Installer:
+    """uv when it can be found, else pip of the running interpreter."""
+    found = shutil.which("uv")
+    if found is None:
+        try:
+            from uv import find_uv_bin  # type: ignore[import-not-found,unused-ignore]
+
+            found = str(find_uv_bin())
+        except (ImportError, FileNotFoundError):
+            found = None
+    if found is not None:
+        return Installer("uv", (found, "pip"))
+    return Installer("pip", (sys.executable, "-m", "pip"))
+
+
+def extra_index_args(spec: EnvSpec, device: str) -> list[str]:
+    """``--extra-index-url`` of PyTorch's CPU wheels when torch is pinned and runs on the CPU
+    (its CUDA build is several GB, and never wanted there)."""
+    torch = spec.pin("torch")
+    if torch is None or device == "cuda" or ("+" in torch.version and "cpu" not in torch.version):
+        return []
+    return ["--extra-index-url", TORCH_CPU_INDEX]
+
+
+def resolve_pins(
+    spec: EnvSpec, pins: Sequence[Pin], device: str
+) -> tuple[list[ResolvedPin], list[Unavailable]]:
+    """What ``pins`` (index pins) take here, and those that cannot be had; nothing installed."""
+    if not pins:
+        return [], []
+    report = _dry_run([p.requirement for p in pins], spec, device)
+    if report is not None:
+        return report, []
+    resolved: list[ResolvedPin] = []
+    missing: list[Unavailable] = []
+    for pin in pins:  # the batch failed: find which pins cannot be had
+        one = _dry_run([pin.requirement], spec, device)
+        if one is not None:
+            resolved += one
+        else:
+            missing.append(_unavailable(pin, spec, device))
+    return resolved, missing
+
+
+def _dry_run(requirements: list[str], spec: EnvSpec, device: str) -> list[ResolvedPin] | None:
+    with tempfile.TemporaryDirectory(prefix="reprokit-resolve-") as tmp:
+        report = Path(tmp) / "report.json"
+        command = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed"]
+        command += ["--no-deps", "--only-binary", ":all:", "--quiet", "--report", str(report)]
+        command += [*extra_index_args(spec, device), *requirements]
+        done = _run(command)
+        if done.returncode != 0 or not report.is_file():
+            return None
+        return _read_report(report)
+
+
+def _read_report(path: Path) -> list[ResolvedPin]:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    out = []
+    for item in data.get("install", []):
+        meta, info = item.get("metadata", {}), item.get("download_info", {})
+        hashes = info.get("archive_info", {}).get("hashes", {})
+        out.append(
+            ResolvedPin(
+                meta.get("name", ""), meta.get("version", ""), info.get("url"), hashes.get("sha256")
+            )
+        )
+    return out
+
+
+def _unavailable(pin: Pin, spec: EnvSpec, device: str) -> Unavailable:
+    versions = available_versions(pin.name, spec, device)
+    where = " ".join(t for t in (spec.interpreter_tag, spec.platform_tag) if t) or "this platform"
+    reason = f"{pin.version} not found (yanked, never released, or no wheel for {where})"
+    return Unavailable(pin, reason, nearest_version(pin.version, versions))
+
+
+def available_versions(name: str, spec: EnvSpec, device: str) -> list[str]:
+    """The versions pip can install here (wheels only), from ``pip index versions``."""
+    command = [sys.executable, "-m", "pip", "index", "versions", name, "--only-binary", ":all:"]
+    done = _run([*command, *extra_index_args(spec, device)])
+    found = re.search(r"Available versions:\s*(.+)", done.stdout)
+    return [v.strip() for v in found.group(1).split(",")] if found else []
+
+
+def nearest_version(wanted: str, versions: Sequence[str]) -> str | None:
+    """The available version closest to ``wanted``: the newest one not above it, else the
+    oldest one above it (compared by release numbers)."""
+    key = _release(wanted)
+    below = [v for v in versions if _release(v) <= key]
+    if below:
+        return max(below, key=_release)
+    return min(versions, key=_release) if versions else None
+
+
+def _release(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", version.split("+")[0])[:6])
+
+
+def _run(command: list[str]) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PIP_REQUIRE_VIRTUALENV")}
+    return subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=_RESOLVE_TIMEOUT_S,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
