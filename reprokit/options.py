@@ -17,11 +17,16 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 from reprokit.comparison import Tolerance
 from reprokit.exceptions import UsageError
 
-__all__ = ["ComparisonOptions", "ExecutionOptions"]
+__all__ = ["ComparisonOptions", "ExecutionOptions", "RebuildMode"]
+
+RebuildMode = Literal["off", "strict", "best-effort"]
+"""``verify --rebuild-env``: off; ``strict`` (refuse a lock with unavailable pins, exit 2);
+``best-effort`` (install the nearest available versions and say which)."""
 
 
 @dataclass(frozen=True)
@@ -34,7 +39,10 @@ class ExecutionOptions:
     run; ``memory_limit``: bytes each kernel may allocate. ``jobs``: notebooks at once.
     ``output_dir``: where executed notebooks go (default ``<project>/.reprokit/runs/<time>``).
     ``secret_parameters``: name -> value, given to the kernel but never written anywhere (kept
-    out of this object's ``repr``).
+    out of this object's ``repr``). ``rebuild_env``: run in a virtual environment rebuilt
+    from the lock (:data:`RebuildMode`), ``rebuild_force``: rebuild it even when cached.
+    ``kernel_dir``: a folder of private kernelspecs where ``kernel`` is looked up (set by
+    ``verify`` to the rebuilt environment's; the user's Jupyter configuration is not used).
     """
 
     device: str = "auto"
@@ -45,6 +53,9 @@ class ExecutionOptions:
     jobs: int = 1
     output_dir: str | os.PathLike[str] | None = None
     secret_parameters: Mapping[str, str] = field(default_factory=dict, repr=False)
+    rebuild_env: RebuildMode = "off"
+    rebuild_force: bool = False
+    kernel_dir: str | None = None
 
     def __post_init__(self) -> None:
         if self.jobs < 1:

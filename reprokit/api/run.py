@@ -74,7 +74,13 @@ def run(
         raise UsageError("no notebooks found in the given paths")
     base = Path(options.output_dir) if options.output_dir else default_output_dir(sources[0])
     plans = plan_runs(
-        sources, base, choice, dict(parameters or {}), options.kernel, options.secret_parameters
+        sources,
+        base,
+        choice,
+        dict(parameters or {}),
+        options.kernel,
+        options.secret_parameters,
+        options.kernel_dir,
     )
     for plan in plans:  # an unwritable output folder stops everything before any kernel
         make_output_folder(plan.output_dir)

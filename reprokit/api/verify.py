@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from reprokit._warn import warn_user
 from reprokit.api.run import run
@@ -43,6 +43,10 @@ from reprokit.report.describe import describe_redacted_parameter
 from reprokit.results.notebook import read_notebook
 from reprokit.runner import kernels
 from reprokit.runner.plan import Progress, RunOutcome
+
+if TYPE_CHECKING:
+    from reprokit.recording.envspec import EnvSpec
+    from reprokit.runner.envbuild import BuiltEnv
 
 __all__ = [
     "VERIFICATION_ARTIFACTS",
@@ -168,6 +172,8 @@ def verify(
         comparing,
         progress,
     )
+    # every environment is rebuilt (or refused, exit 2) before the first kernel starts
+    plans = [_with_env(plan, job.execution) for plan in plans]
     workers = max(1, min(job.execution.jobs, len(plans)))
     # the notebooks run on worker threads: signals are caught here, on the calling thread
     with kernels.stop_kernels_on_signals(), ThreadPoolExecutor(workers, "reprokit-verify") as pool:
@@ -182,6 +188,7 @@ class _Plan:
     data: DataCheck
     source_changes: tuple[int, ...]  # checked (and warned about) before anything runs
     shown_as: str  # the notebook as the verdict names it: the file run, even when renamed
+    rebuilt: tuple[EnvSpec, BuiltEnv] | None = None  # --rebuild-env: the lock's environment
 
 
 @dataclass(frozen=True)
@@ -203,6 +210,33 @@ def _plan(source: Path, lock_path: Path, comparison: ComparisonOptions) -> _Plan
     data = check_data(lock, root, cache=cache)
     changes = tuple(check_source(lock, source))
     return _Plan(source, lock_path, lock, data, changes, _shown_as(source, root, lock))
+
+
+def _with_env(plan: _Plan, execution: ExecutionOptions) -> _Plan:
+    """The plan with its lock's environment rebuilt, when ``--rebuild-env`` asks for it."""
+    if execution.rebuild_env == "off":
+        return plan
+    from reprokit.api.env import rebuild_env
+
+    return replace(plan, rebuilt=rebuild_env(plan.lock, plan.lock_path, execution))
+
+
+def _in_rebuilt(plan: _Plan, execution: ExecutionOptions) -> ExecutionOptions:
+    if plan.rebuilt is None:
+        return execution
+    built = plan.rebuilt[1]
+    return replace(execution, kernel=built.kernel_name, kernel_dir=built.kernel_dir)
+
+
+def _rebuilt_verdict(plan: _Plan, verdict: Verdict, executed: Any) -> Verdict:
+    """The verdict with what the kernel's environment matched of the lock's."""
+    if plan.rebuilt is None:
+        return verdict
+    from reprokit.compare.rebuilt import compare_rebuilt
+
+    snapshot = read_notebook(executed).snapshot
+    packages = snapshot.packages if snapshot is not None else None
+    return replace(verdict, rebuilt=compare_rebuilt(*plan.rebuilt, packages))
 
 
 def _shown_as(source: Path, root: Path, lock: Lock) -> str:
@@ -275,7 +309,7 @@ def _verify_one(plan: _Plan, job: _Job) -> VerifyOutcome:
     secret = job.execution.secret_parameters
     locked = {k: v for k, v in lock.parameters.values.items() if k != "device" and k not in secret}
     # one notebook per call: the verification's own pool already runs `jobs` at once
-    execution = replace(job.execution, jobs=1)
+    execution = _in_rebuilt(plan, replace(job.execution, jobs=1))
     (outcome,) = run(
         [source],
         parameters={**locked, **job.parameters},
@@ -294,9 +328,9 @@ def _verify_one(plan: _Plan, job: _Job) -> VerifyOutcome:
         data=data,
         executed_notebook=executed,
         source_changes=plan.source_changes,
-        command=_command(source, outcome.device, job.comparison),
+        command=_command(source, outcome.device, job.comparison, job.execution.rebuild_env),
     )
-    verdict = replace(verdict, notebook=plan.shown_as)
+    verdict = _rebuilt_verdict(plan, replace(verdict, notebook=plan.shown_as), executed)
     _link_verification(source, outcome, lock, verdict)
     return VerifyOutcome(str(source), str(lock_path), outcome, verdict, data)
 
@@ -327,8 +361,10 @@ def _link_verification(source: Path, outcome: RunOutcome, lock: Lock, verdict: V
     tag_run(source, outcome.run_id, tags, folder, f"reprokit/{VERIFICATION_ARTIFACTS}")
 
 
-def _command(source: Path, device: str, comparison: ComparisonOptions) -> str:
+def _command(source: Path, device: str, comparison: ComparisonOptions, rebuild: str) -> str:
     words: Sequence[str] = ["reprokit", "verify", str(source), "--device", device]
+    if rebuild != "off":
+        words = [*words, "--rebuild-env" if rebuild == "strict" else f"--rebuild-env={rebuild}"]
     for option, value in (("rtol", comparison.rtol), ("atol", comparison.atol)):
         if value is not None:
             words = [*words, f"--{option}", str(value)]

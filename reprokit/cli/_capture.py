@@ -76,6 +76,32 @@ def env_export_command(
         atomic_write_text(output, done.text)
 
 
+@env_command.command("list")
+def env_list_command() -> None:
+    """List the environments rebuilt by verify --rebuild-env (cache: $REPROKIT_ENV_CACHE,
+    else $XDG_CACHE_HOME/reprokit/envs)."""
+    from reprokit.api.env import list_envs
+    from reprokit.report.describe import describe_cached_env
+
+    for env in list_envs():
+        click.echo(describe_cached_env(env))
+
+
+@env_command.command("prune")
+@click.option("--older-than", type=float, default=None, metavar="DAYS", help="Unused this long.")
+@click.option("--all", "everything", is_flag=True, help="Every cached environment.")
+def env_prune_command(older_than: float | None, everything: bool) -> None:
+    """Remove rebuilt environments unused for --older-than DAYS, or --all of them (and what
+    killed builds left)."""
+    from reprokit.api.env import prune_envs
+    from reprokit.report.describe import describe_cached_env
+
+    if everything == (older_than is not None):
+        raise UsageError("give exactly one of --older-than DAYS and --all", option="--all")
+    for env in prune_envs(None if everything else older_than):
+        click.echo("removed " + describe_cached_env(env))
+
+
 @click.command("hash")
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option(

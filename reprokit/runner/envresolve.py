@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from reprokit.recording.envspec import EnvSpec, Pin
@@ -33,8 +33,14 @@ __all__ = [
     "Installer",
     "ResolvedPin",
     "Unavailable",
+    "available_versions",
     "find_installer",
+    "for_device",
+    "nearest_version",
+    "pip_command",
     "resolve_pins",
+    "run_installer",
+    "torch_index_args",
 ]
 
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
@@ -81,41 +87,72 @@ def find_installer() -> Installer:
     return Installer("pip", (sys.executable, "-m", "pip"))
 
 
-def extra_index_args(spec: EnvSpec, device: str) -> list[str]:
-    """``--extra-index-url`` of PyTorch's CPU wheels when torch is pinned and runs on the CPU
-    (its CUDA build is several GB, and never wanted there)."""
+_CUDA_ONLY = re.compile(r"^(nvidia-.*|triton|cuda-.*)$")
+"""Distributions only a CUDA build of torch needs: left out of a CPU rebuild."""
+
+
+def for_device(spec: EnvSpec, device: str) -> tuple[EnvSpec, tuple[str, ...]]:
+    """``spec`` as it is built for ``device``: on the CPU, a pinned torch loses its CUDA local
+    label (``2.4.0+cu121`` → ``2.4.0``, taken as the CPU build) and the CUDA libraries only
+    its CUDA build needs are left out (named in the notes returned)."""
     torch = spec.pin("torch")
-    if torch is None or device == "cuda" or ("+" in torch.version and "cpu" not in torch.version):
+    if torch is None or device == "cuda":
+        return spec, ()
+    release, _, label = torch.version.partition("+")
+    cpu_torch = replace(torch, version=release if label != "cpu" else torch.version)
+    dropped = tuple(p.name for p in spec.pins if _CUDA_ONLY.match(p.name))
+    pins = tuple(cpu_torch if p is torch else p for p in spec.pins if p.name not in dropped)
+    notes = (f"CPU build of torch {release}: left out CUDA libraries {', '.join(dropped)}",)
+    return replace(spec, pins=pins), notes if dropped else ()
+
+
+def torch_index_args(spec: EnvSpec, device: str, python: str | None = None) -> list[str]:
+    """``--extra-index-url`` of PyTorch's CPU wheels when torch is pinned, runs on the CPU and
+    no CPU build of it is found without (the machine's own files and indexes come first)."""
+    torch = spec.pin("torch")
+    if torch is None or device == "cuda":
+        return []
+    found = _dry_run([torch.requirement], [], python)
+    if found and any("+cpu" in (r.version + (r.url or "")) for r in found):
         return []
     return ["--extra-index-url", TORCH_CPU_INDEX]
 
 
 def resolve_pins(
-    spec: EnvSpec, pins: Sequence[Pin], device: str
+    spec: EnvSpec, pins: Sequence[Pin], index_args: list[str], python: str | None = None
 ) -> tuple[list[ResolvedPin], list[Unavailable]]:
-    """What ``pins`` (index pins) take here, and those that cannot be had; nothing installed."""
+    """What ``pins`` (index pins) take here for ``python`` (default: this interpreter), and
+    those that cannot be had; nothing is installed."""
     if not pins:
         return [], []
-    report = _dry_run([p.requirement for p in pins], spec, device)
+    report = _dry_run([p.requirement for p in pins], index_args, python)
     if report is not None:
         return report, []
     resolved: list[ResolvedPin] = []
     missing: list[Unavailable] = []
     for pin in pins:  # the batch failed: find which pins cannot be had
-        one = _dry_run([pin.requirement], spec, device)
+        one = _dry_run([pin.requirement], index_args, python)
         if one is not None:
             resolved += one
         else:
-            missing.append(_unavailable(pin, spec, device))
+            missing.append(_unavailable(pin, spec, index_args))
     return resolved, missing
 
 
-def _dry_run(requirements: list[str], spec: EnvSpec, device: str) -> list[ResolvedPin] | None:
+def pip_command(python: str | None) -> list[str]:
+    """pip of this interpreter, acting on ``python``'s environment when given."""
+    base = [sys.executable, "-m", "pip"]
+    return base if python is None or python == sys.executable else [*base, "--python", python]
+
+
+def _dry_run(
+    requirements: list[str], index_args: list[str], python: str | None
+) -> list[ResolvedPin] | None:
     with tempfile.TemporaryDirectory(prefix="reprokit-resolve-") as tmp:
         report = Path(tmp) / "report.json"
-        command = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed"]
+        command = [*pip_command(python), "install", "--dry-run", "--ignore-installed"]
         command += ["--no-deps", "--only-binary", ":all:", "--quiet", "--report", str(report)]
-        command += [*extra_index_args(spec, device), *requirements]
+        command += [*index_args, *requirements]
         done = _run(command)
         if done.returncode != 0 or not report.is_file():
             return None
@@ -136,17 +173,17 @@ def _read_report(path: Path) -> list[ResolvedPin]:
     return out
 
 
-def _unavailable(pin: Pin, spec: EnvSpec, device: str) -> Unavailable:
-    versions = available_versions(pin.name, spec, device)
+def _unavailable(pin: Pin, spec: EnvSpec, index_args: list[str]) -> Unavailable:
+    versions = available_versions(pin.name, index_args)
     where = " ".join(t for t in (spec.interpreter_tag, spec.platform_tag) if t) or "this platform"
     reason = f"{pin.version} not found (yanked, never released, or no wheel for {where})"
     return Unavailable(pin, reason, nearest_version(pin.version, versions))
 
 
-def available_versions(name: str, spec: EnvSpec, device: str) -> list[str]:
+def available_versions(name: str, index_args: list[str]) -> list[str]:
     """The versions pip can install here (wheels only), from ``pip index versions``."""
     command = [sys.executable, "-m", "pip", "index", "versions", name, "--only-binary", ":all:"]
-    done = _run([*command, *extra_index_args(spec, device)])
+    done = _run([*command, *index_args])
     found = re.search(r"Available versions:\s*(.+)", done.stdout)
     return [v.strip() for v in found.group(1).split(",")] if found else []
 
@@ -163,6 +200,11 @@ def nearest_version(wanted: str, versions: Sequence[str]) -> str | None:
 
 def _release(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in re.findall(r"\d+", version.split("+")[0])[:6])
+
+
+def run_installer(command: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run an installer command (PYTHONPATH left out: it must not see this process's path)."""
+    return _run(command)
 
 
 def _run(command: list[str]) -> subprocess.CompletedProcess[str]:
