@@ -12,9 +12,9 @@ import pytest
 from reprokit.exceptions import (
     CacheError,
     DigestMismatchError,
+    EnvUnavailableError,
     ExecutionError,
     InputError,
-    EnvUnavailableError,
     LockError,
     PathError,
     RecordError,

@@ -64,6 +64,17 @@ class Pin:
             url += f"#subdirectory={origin.subdirectory}"
         return f"{self.name} @ {url}"
 
+    @property
+    def install_argument(self) -> str:
+        """What an installer's command line is given: the requirement, except for a VCS pin,
+        given as its URL with ``#egg=name`` (pip before 23.3 refuses ``name @ git+file://``)."""
+        requirement = self.requirement
+        if self.origin is None or self.origin.kind != "vcs" or self.origin.url is None:
+            return requirement
+        url = requirement.partition(" @ ")[2]
+        separator = "&" if "#" in url else "#"
+        return f"{url}{separator}egg={self.name}"
+
 
 @dataclass(frozen=True)
 class EnvSpec:

@@ -249,7 +249,7 @@ def _make_env(plan: _Build, tmp: Path, final: Path) -> None:
     _installer_run(plan, _venv_command(plan, tmp), tmp)
     python = str(_env_python(tmp))
     by_index = [p.requirement for p in plan.spec.pins if p.origin is None]
-    direct = [p.requirement for p in plan.spec.pins if p.origin is not None]
+    direct = [p.install_argument for p in plan.spec.pins if p.origin is not None]
     install = [*_install_command(plan, python), *plan.device_args]
     if by_index:
         _installer_run(plan, [*install, "--no-deps", "--only-binary", ":all:", *by_index], tmp)
