@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from reprokit.capturing.model import Distribution, OriginKind, PackageOrigin
-from reprokit.capturing.pyenv import distribution_folders, normalize_name
+from reprokit.capturing.pyenv import distribution_folders, installed_generation, normalize_name
 from reprokit.capturing.redact import redact_url
 
 __all__ = ["collect_distributions", "origin_from_direct_url", "public_url"]
@@ -35,16 +35,15 @@ _DIRECT_URL_LIMIT = 64 * 1024  # a PEP 610 file is a few hundred bytes; never re
 _REQUIREMENT_NAME = re.compile(r"\s*([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)")
 _EXTRA_MARKER = re.compile(r"\bextra\s*==")
 
-_cache: tuple[tuple[tuple[str, str], ...], dict[str, Distribution]] | None = None
+_cache: tuple[object, dict[str, Distribution]] | None = None
 
 
 def collect_distributions() -> dict[str, Distribution]:
     """Every installed distribution (normalised name) → requested, origin and requires."""
     global _cache
-    folders = distribution_folders()
-    key = tuple(sorted((name, str(meta)) for name, meta in folders.items()))
-    if _cache is None or _cache[0] != key:
-        _cache = (key, _scan(folders))
+    generation = installed_generation()  # a new one after an install, upgrade or removal
+    if _cache is None or _cache[0] is not generation:
+        _cache = (generation, _scan(distribution_folders()))
     return dict(_cache[1])
 
 

@@ -82,6 +82,11 @@ def collect_packages() -> dict[str, str]:
     return dict(_installed().packages)
 
 
+def installed_generation() -> object:
+    """An object that stays the same while the installed distributions do (cache key)."""
+    return _installed()
+
+
 def distribution_folders() -> dict[str, Path]:
     """Every installed distribution (normalised name) → its ``*.dist-info`` folder (or the
     ``*.egg-info`` file or folder, or the zip file holding it)."""
