@@ -142,3 +142,24 @@ def test_the_command_line_explains_a_path_after_rebuild_env(tmp_path: Path) -> N
     assert "put --rebuild-env after the notebook" in done.output
     pruned = CliRunner().invoke(main, ["env", "prune"])
     assert pruned.exit_code == 2 and "exactly one of --older-than DAYS and --all" in pruned.output
+
+
+def test_a_build_that_loses_the_race_takes_the_winner_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reprokit.runner import envbuild
+    from reprokit.runner.envresolve import Installer
+
+    final = tmp_path / ("e" * 32)
+
+    def finished_elsewhere_meanwhile(plan: object, tmp: Path, final_path: Path) -> None:
+        tmp.mkdir()
+        (tmp / MANIFEST).write_text(json.dumps({"digest": "e" * 32, "installer": "pip"}))
+        final_path.mkdir()  # another process renamed its complete build into place first
+        (final_path / MANIFEST).write_text(json.dumps({"digest": "e" * 32, "installer": "uv"}))
+
+    monkeypatch.setattr(envbuild, "_make_env", finished_elsewhere_meanwhile)
+    plan = envbuild._Build(SPEC, Installer("pip", ()), sys.executable, [], "e" * 32, {}, (), ())
+    built = envbuild._build(plan, final, force=False)
+    assert built.reused and built.installer == "uv"
+    assert [p.name for p in tmp_path.iterdir()] == [final.name]
