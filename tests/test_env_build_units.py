@@ -45,9 +45,16 @@ def test_the_digest_names_what_is_installed() -> None:
 
 
 def test_on_the_cpu_torch_loses_its_cuda_build_and_libraries() -> None:
-    pins = (Pin("nvidia-cublas-cu12", "12.1"), Pin("six", "1.0"), Pin("torch", "2.4.0+cu121"))
+    pins = (
+        Pin("nvidia-cublas-cu12", "12.1"),
+        Pin("nvidia-ml-py", "13.0"),  # NVML bindings: no CUDA, kept
+        Pin("six", "1.0"),
+        Pin("torch", "2.4.0+cu121"),
+        Pin("triton", "3.0"),
+    )
     spec, notes = for_device(replace(SPEC, pins=pins), "cpu")
-    assert [(p.name, p.version) for p in spec.pins] == [("six", "1.0"), ("torch", "2.4.0")]
+    kept = [(p.name, p.version) for p in spec.pins]
+    assert kept == [("nvidia-ml-py", "13.0"), ("six", "1.0"), ("torch", "2.4.0")]
     assert notes and "nvidia-cublas-cu12" in notes[0]
     assert for_device(replace(SPEC, pins=pins), "cuda")[0].pins == pins
 
@@ -163,3 +170,17 @@ def test_a_build_that_loses_the_race_takes_the_winner_and_leaves_nothing(
     built = envbuild._build(plan, final, force=False)
     assert built.reused and built.installer == "uv"
     assert [p.name for p in tmp_path.iterdir()] == [final.name]
+
+
+def test_pip_s_refusal_names_the_pin_and_the_versions_there_are() -> None:
+    from reprokit.runner.envresolve import _failing_pin
+
+    stderr = (
+        "ERROR: Could not find a version that satisfies the requirement Six==99.0.0 "
+        "(from versions: 1.15.0, 1.16.0)\nERROR: No matching distribution found for six==99.0.0\n"
+    )
+    pins = [Pin("attrs", "1"), Pin("six", "99.0.0")]
+    assert _failing_pin(stderr, pins) == (pins[1], ["1.15.0", "1.16.0"])
+    none = "ERROR: ... satisfies the requirement zz==1.0 (from versions: none)"
+    assert _failing_pin(none, [Pin("zz", "1.0")]) == (Pin("zz", "1.0"), [])
+    assert _failing_pin("ERROR: network unreachable", pins) is None

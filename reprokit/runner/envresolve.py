@@ -87,8 +87,13 @@ def find_installer() -> Installer:
     return Installer("pip", (sys.executable, "-m", "pip"))
 
 
-_CUDA_ONLY = re.compile(r"^(nvidia-.*|triton|cuda-.*)$")
-"""Distributions only a CUDA build of torch needs: left out of a CPU rebuild."""
+_CUDA_ONLY = re.compile(
+    r"^(triton|nvidia-[a-z0-9-]+-cu\d+"
+    r"|nvidia-(cuda|cublas|cudnn|cufft|cufile|curand|cusolver|cusparse|nccl|nvjitlink|nvtx|nvshmem)"
+    r"[a-z0-9-]*)$"
+)
+"""Distributions only a CUDA build of torch needs (``nvidia-cublas-cu12``, ``triton``): left
+out of a CPU rebuild. ``nvidia-ml-py`` (NVML bindings, no CUDA) is not one of them."""
 
 
 def for_device(spec: EnvSpec, device: str) -> tuple[EnvSpec, tuple[str, ...]]:
@@ -122,20 +127,53 @@ def resolve_pins(
     spec: EnvSpec, pins: Sequence[Pin], index_args: list[str], python: str | None = None
 ) -> tuple[list[ResolvedPin], list[Unavailable]]:
     """What ``pins`` (index pins) take here for ``python`` (default: this interpreter), and
-    those that cannot be had; nothing is installed."""
-    if not pins:
-        return [], []
-    report = _dry_run([p.requirement for p in pins], index_args, python)
-    if report is not None:
-        return report, []
-    resolved: list[ResolvedPin] = []
+    those that cannot be had; nothing is installed. pip names the first pin it cannot
+    satisfy (with the versions there are): that pin is set aside and the rest tried again, so
+    a lock with a few missing pins costs a few passes, not one per pin."""
+    left = list(pins)
     missing: list[Unavailable] = []
-    for pin in pins:  # the batch failed: find which pins cannot be had
-        one = _dry_run([pin.requirement], index_args, python)
+    while left:
+        report, stderr = _dry_run_report([p.requirement for p in left], index_args, python)
+        if report is not None:
+            return report, missing
+        failed = _failing_pin(stderr, left)
+        if failed is None:  # a failure pip did not explain: find it pin by pin
+            return _one_by_one(spec, left, index_args, python, missing)
+        pin, versions = failed
+        missing.append(_unavailable(pin, spec, versions))
+        left.remove(pin)
+    return [], missing
+
+
+_NOT_FOUND = re.compile(
+    r"satisfies the requirement (\S+?)(?:==\S+)? \(from versions: ([^)]*)\)", re.IGNORECASE
+)
+
+
+def _failing_pin(stderr: str, pins: list[Pin]) -> tuple[Pin, list[str]] | None:
+    found = _NOT_FOUND.search(stderr)
+    if found is None:
+        return None
+    name = re.sub(r"[-_.]+", "-", found.group(1).split("[")[0]).lower()
+    versions = [v.strip() for v in found.group(2).split(",") if v.strip() and v.strip() != "none"]
+    pin = next((p for p in pins if p.name == name), None)
+    return None if pin is None else (pin, versions)
+
+
+def _one_by_one(
+    spec: EnvSpec,
+    pins: list[Pin],
+    index_args: list[str],
+    python: str | None,
+    missing: list[Unavailable],
+) -> tuple[list[ResolvedPin], list[Unavailable]]:
+    resolved: list[ResolvedPin] = []
+    for pin in pins:
+        one, _ = _dry_run_report([pin.requirement], index_args, python)
         if one is not None:
             resolved += one
         else:
-            missing.append(_unavailable(pin, spec, index_args))
+            missing.append(_unavailable(pin, spec, available_versions(pin.name, index_args)))
     return resolved, missing
 
 
@@ -148,6 +186,13 @@ def pip_command(python: str | None) -> list[str]:
 def _dry_run(
     requirements: list[str], index_args: list[str], python: str | None
 ) -> list[ResolvedPin] | None:
+    return _dry_run_report(requirements, index_args, python)[0]
+
+
+def _dry_run_report(
+    requirements: list[str], index_args: list[str], python: str | None
+) -> tuple[list[ResolvedPin] | None, str]:
+    """pip's resolution of ``requirements`` (None when it failed) and its error output."""
     with tempfile.TemporaryDirectory(prefix="reprokit-resolve-") as tmp:
         report = Path(tmp) / "report.json"
         command = [*pip_command(python), "install", "--dry-run", "--ignore-installed"]
@@ -155,8 +200,8 @@ def _dry_run(
         command += [*index_args, *requirements]
         done = _run(command)
         if done.returncode != 0 or not report.is_file():
-            return None
-        return _read_report(report)
+            return None, done.stderr
+        return _read_report(report), done.stderr
 
 
 def _read_report(path: Path) -> list[ResolvedPin]:
@@ -173,8 +218,7 @@ def _read_report(path: Path) -> list[ResolvedPin]:
     return out
 
 
-def _unavailable(pin: Pin, spec: EnvSpec, index_args: list[str]) -> Unavailable:
-    versions = available_versions(pin.name, index_args)
+def _unavailable(pin: Pin, spec: EnvSpec, versions: list[str]) -> Unavailable:
     where = " ".join(t for t in (spec.interpreter_tag, spec.platform_tag) if t) or "this platform"
     reason = f"{pin.version} not found (yanked, never released, or no wheel for {where})"
     return Unavailable(pin, reason, nearest_version(pin.version, versions))
