@@ -105,6 +105,9 @@ def test_conda_environment_pins_python_and_lists_pip_requirements(base: Snapshot
         ({"six": "1.0"}, replace(VCS, url="https://h/r.git --pre"), "origin"),
         ({"six": "1.0"}, replace(VCS, commit="../x"), "origin.commit"),
         ({"six": "1.0"}, replace(VCS, vcs="rm -rf"), "origin"),
+        ({"six": "1.0"}, replace(VCS, url="ext://sh -c id"), "origin"),
+        ({"six": "1.0"}, replace(VCS, url="ext://x"), "origin.url"),
+        ({"six": "1.0"}, PackageOrigin("archive", url="ftp://h/six.whl"), "origin.url"),
     ],
 )
 def test_a_hostile_lock_is_refused_naming_the_field(

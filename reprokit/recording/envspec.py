@@ -30,6 +30,9 @@ _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+!_-]{0,100}$")
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'\\;#]+$")
 _WORD = re.compile(r"^[A-Za-z0-9._/-]{1,200}$")
 _VCS = frozenset({"git", "hg", "svn", "bzr"})
+# transports an installer may be sent to; git's ext:: and other helpers that run commands never
+_VCS_SCHEMES = frozenset({"https", "http", "ssh", "git", "file", "svn", "svn+ssh"})
+_ARCHIVE_SCHEMES = frozenset({"https", "http"})
 
 
 @dataclass(frozen=True)
@@ -170,6 +173,10 @@ def _check_origin(origin: PackageOrigin, source: str, field: str) -> None:
         raise LockError(source, f"not a URL an installer may be given: {origin.url!r}", field)
     if origin.kind == "vcs" and origin.url is not None and origin.vcs not in _VCS:
         raise LockError(source, f"unknown version control system {origin.vcs!r}", field)
+    allowed = _VCS_SCHEMES if origin.kind == "vcs" else _ARCHIVE_SCHEMES
+    scheme = (origin.url or "").partition("://")[0].lower()
+    if origin.url is not None and scheme not in allowed:
+        raise LockError(source, f"a {origin.kind} URL may not use {scheme}://", f"{field}.url")
     for key in ("commit", "requested_revision", "subdirectory"):
         value = getattr(origin, key)
         if value is not None and (not _WORD.match(value) or ".." in value):
