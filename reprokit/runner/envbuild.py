@@ -136,7 +136,7 @@ def prepare_env(
         return _touched(_read_manifest(final, reused=True))
     if python_note and not best_effort:
         raise EnvUnavailableError(source, (python_note,))
-    index_args = envresolve.torch_index_args(spec, device, python)
+    index_args = envresolve.torch_index_args(spec, device, python, installer.name)
     spec, substituted, dropped = _resolved(spec, source, index_args, python, best_effort)
     notes = tuple(n for n in (python_note, *device_notes, _own_note(own)) if n)
     plan = _Build(spec, installer, python, index_args, digest, substituted, dropped, notes)

@@ -111,12 +111,17 @@ def for_device(spec: EnvSpec, device: str) -> tuple[EnvSpec, tuple[str, ...]]:
     return replace(spec, pins=pins), notes if dropped else ()
 
 
-def torch_index_args(spec: EnvSpec, device: str, python: str | None = None) -> list[str]:
+def torch_index_args(
+    spec: EnvSpec, device: str, python: str | None = None, installer: str = "pip"
+) -> list[str]:
     """``--extra-index-url`` of PyTorch's CPU wheels when torch is pinned, runs on the CPU and
-    no CPU build of it is found without (the machine's own files and indexes come first)."""
+    no CPU build of it is found without (pip's own files and indexes come first; uv, which
+    does not read pip's configuration, always gets the CPU index)."""
     torch = spec.pin("torch")
     if torch is None or device == "cuda":
         return []
+    if installer == "uv":
+        return ["--extra-index-url", TORCH_CPU_INDEX]
     found = _dry_run([torch.requirement], [], python)
     if found and any("+cpu" in (r.version + (r.url or "")) for r in found):
         return []
