@@ -17,6 +17,8 @@ The hierarchy::
     │       │                             ``field``)
     │       └── SchemaVersionError        written by a newer reprokit (``path``, ``found``,
     │                                     ``supported``)
+    ├── EnvUnavailableError               a lock's environment cannot be rebuilt here (``path``,
+    │                                     ``pins``: one line per unavailable pin)
     ├── DigestMismatchError               a digest differs from the expected one (exit 1;
     │                                     ``path``, ``expected``, ``actual``)
     ├── CacheError                        the hash cache could not be used (never fatal; ``path``)
@@ -46,6 +48,7 @@ from typing import Any, ClassVar
 __all__ = [
     "CacheError",
     "DigestMismatchError",
+    "EnvUnavailableError",
     "ExecutionError",
     "InputError",
     "LockError",
@@ -270,6 +273,22 @@ class SchemaVersionError(LockError):
         super().__init__(path, reason, "schema_version")
         self.found = found
         self.supported = supported
+
+
+class EnvUnavailableError(ReprokitError):
+    """Pins of a lock that cannot be installed here (a version yanked or never released, no
+    wheel for this platform, another Python minor), found before anything is installed or run;
+    ``pins`` says each in one line (``six 9.9.9: not found ...``)."""
+
+    def __init__(self, path: str, pins: tuple[str, ...]) -> None:
+        count = f"{len(pins)} pin{'s' if len(pins) != 1 else ''}"
+        shown = "; ".join(pins[:5]) + (" ..." if len(pins) > 5 else "")
+        super().__init__(
+            f"{path}: {count} cannot be installed here ({shown}); nothing was run: "
+            "--rebuild-env=best-effort installs the nearest versions"
+        )
+        self.path = path
+        self.pins = pins
 
 
 class ReprokitWarning(UserWarning):

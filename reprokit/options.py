@@ -19,11 +19,22 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 from reprokit.comparison import Tolerance
 from reprokit.exceptions import UsageError
 
-__all__ = ["WIDEN_FACTOR", "ComparisonOptions", "ExecutionOptions", "RepeatOptions"]
+__all__ = [
+    "WIDEN_FACTOR",
+    "ComparisonOptions",
+    "ExecutionOptions",
+    "RebuildMode",
+    "RepeatOptions",
+]
+
+RebuildMode = Literal["off", "strict", "best-effort"]
+"""``verify --rebuild-env``: off; ``strict`` (refuse a lock with unavailable pins, exit 2);
+``best-effort`` (install the nearest available versions and say which)."""
 
 
 @dataclass(frozen=True)
@@ -38,7 +49,11 @@ class ExecutionOptions:
     ``secret_parameters``: name -> value, given to the kernel but never written anywhere (kept
     out of this object's ``repr``). ``deterministic``: the kernel starts with the determinism
     settings (``CUBLAS_WORKSPACE_CONFIG``, ``TF_DETERMINISTIC_OPS``, ...; see
-    :data:`reprokit.runner.plan.DETERMINISTIC_ENV`) in its environment.
+    :data:`reprokit.runner.plan.DETERMINISTIC_ENV`) in its environment. ``rebuild_env``: run
+    in a virtual environment rebuilt from the lock (:data:`RebuildMode`), ``rebuild_force``:
+    rebuild it even when cached.
+    ``kernel_dir``: a folder of private kernelspecs where ``kernel`` is looked up (set by
+    ``verify`` to the rebuilt environment's; the user's Jupyter configuration is not used).
     """
 
     device: str = "auto"
@@ -50,6 +65,9 @@ class ExecutionOptions:
     output_dir: str | os.PathLike[str] | None = None
     secret_parameters: Mapping[str, str] = field(default_factory=dict, repr=False)
     deterministic: bool = False
+    rebuild_env: RebuildMode = "off"
+    rebuild_force: bool = False
+    kernel_dir: str | None = None
 
     def __post_init__(self) -> None:
         if self.jobs < 1:

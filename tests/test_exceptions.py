@@ -12,6 +12,7 @@ import pytest
 from reprokit.exceptions import (
     CacheError,
     DigestMismatchError,
+    EnvUnavailableError,
     ExecutionError,
     InputError,
     LockError,
@@ -78,6 +79,11 @@ CASES: list[tuple[ReprokitError, dict[str, Any], tuple[type[BaseException], ...]
         (ReprokitError,),
     ),
     (CacheError("locked", path="/tmp/cache.db"), {"path": "/tmp/cache.db"}, (ReprokitError,)),
+    (
+        EnvUnavailableError("nb.repro.json", ("six 9.9: not found",)),
+        {"path": "nb.repro.json", "pins": ("six 9.9: not found",)},
+        (ReprokitError,),
+    ),
     (
         RecordError("MLflow at x: failed", uri="file:///m", action="logging", run_id="r"),
         {"uri": "file:///m", "action": "logging", "run_id": "r"},

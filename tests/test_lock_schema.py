@@ -73,6 +73,8 @@ def _code_types(hint: Any) -> set[str] | None:
         return {"object"}
     if origin is tuple or hint is tuple:
         return {"array"}
+    if origin is typing.Literal:  # a closed set of strings: the schema's enum
+        return {_JSON_TYPES[type(arg)] for arg in typing.get_args(hint)}
     return {_JSON_TYPES[hint]}
 
 

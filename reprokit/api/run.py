@@ -83,6 +83,7 @@ def run(
         dict(parameters or {}),
         options.kernel,
         options.secret_parameters,
+        options.kernel_dir,
         deterministic=options.deterministic,
     )
     for plan in plans:  # an unwritable output folder stops everything before any kernel

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from reprokit._warn import warn_user
 from reprokit.api.run import run
@@ -50,6 +50,10 @@ from reprokit.report.describe import describe_redacted_parameter
 from reprokit.results.notebook import read_notebook
 from reprokit.runner import kernels
 from reprokit.runner.plan import Progress, RunOutcome
+
+if TYPE_CHECKING:
+    from reprokit.recording.envspec import EnvSpec
+    from reprokit.runner.envbuild import BuiltEnv
 
 __all__ = [
     "VERIFICATION_ARTIFACTS",
@@ -147,18 +151,7 @@ def verify(
     (and, with ``comparison.outputs``, every cell's text output). ``parameters`` override the
     lock's; ``lock`` names the lock of a single notebook, which must have been recorded for a
     notebook of the same name unless ``renamed`` says this one is that notebook renamed."""
-    sources = notebooks_with_locks(notebooks)
-    if not sources:
-        raise UsageError(
-            "no notebook with a lock (<stem>.repro.json) in the given paths; "
-            "record one first: reprokit record NOTEBOOK"
-        )
-    if lock is not None and len(sources) != 1:
-        raise UsageError("--lock names one lock: give exactly one notebook with it")
-    for source in sources:
-        _refuse_a_lock_as_notebook(source)
-    for source in sources if lock is None else ():
-        _require_lock(source, lock_path_for(source))
+    sources = _sources(notebooks, lock)
     # every lock is read and every data check done before the first kernel starts
     comparing = comparison if comparison is not None else ComparisonOptions()
     plans = [
@@ -178,10 +171,29 @@ def verify(
         (repeat or RepeatOptions()).runs,
         len(plans) == 1,
     )
+    # every environment is rebuilt (or refused, exit 2) before the first kernel starts
+    plans = [_with_env(plan, job.execution) for plan in plans]
     workers = max(1, min(job.execution.jobs, len(plans)))
     # the notebooks run on worker threads: signals are caught here, on the calling thread
     with kernels.stop_kernels_on_signals(), ThreadPoolExecutor(workers, "reprokit-verify") as pool:
         return Verification(tuple(pool.map(lambda plan: _verify_one(plan, job), plans)))
+
+
+def _sources(notebooks: Iterable[str | os.PathLike[str]], lock: object) -> list[Path]:
+    """The notebooks to verify, each checked to have its lock (or the one ``--lock`` gives)."""
+    sources = notebooks_with_locks(notebooks)
+    if not sources:
+        raise UsageError(
+            "no notebook with a lock (<stem>.repro.json) in the given paths; "
+            "record one first: reprokit record NOTEBOOK"
+        )
+    if lock is not None and len(sources) != 1:
+        raise UsageError("--lock names one lock: give exactly one notebook with it")
+    for source in sources:
+        _refuse_a_lock_as_notebook(source)
+    for source in sources if lock is None else ():
+        _require_lock(source, lock_path_for(source))
+    return sources
 
 
 @dataclass(frozen=True)
@@ -192,6 +204,7 @@ class _Plan:
     data: DataCheck
     source_changes: tuple[int, ...]  # checked (and warned about) before anything runs
     shown_as: str  # the notebook as the verdict names it: the file run, even when renamed
+    rebuilt: tuple[EnvSpec, BuiltEnv] | None = None  # --rebuild-env: the lock's environment
 
 
 @dataclass(frozen=True)
@@ -215,6 +228,33 @@ def _plan(source: Path, lock_path: Path, comparison: ComparisonOptions) -> _Plan
     data = check_data(lock, root, cache=cache)
     changes = tuple(check_source(lock, source))
     return _Plan(source, lock_path, lock, data, changes, _shown_as(source, root, lock))
+
+
+def _with_env(plan: _Plan, execution: ExecutionOptions) -> _Plan:
+    """The plan with its lock's environment rebuilt, when ``--rebuild-env`` asks for it."""
+    if execution.rebuild_env == "off":
+        return plan
+    from reprokit.api.env import rebuild_env
+
+    return replace(plan, rebuilt=rebuild_env(plan.lock, plan.lock_path, execution))
+
+
+def _in_rebuilt(plan: _Plan, execution: ExecutionOptions) -> ExecutionOptions:
+    if plan.rebuilt is None:
+        return execution
+    built = plan.rebuilt[1]
+    return replace(execution, kernel=built.kernel_name, kernel_dir=built.kernel_dir)
+
+
+def _rebuilt_verdict(plan: _Plan, verdict: Verdict, executed: Any) -> Verdict:
+    """The verdict with what the kernel's environment matched of the lock's."""
+    if plan.rebuilt is None:
+        return verdict
+    from reprokit.compare.rebuilt import compare_rebuilt
+
+    snapshot = read_notebook(executed).snapshot
+    packages = snapshot.packages if snapshot is not None else None
+    return replace(verdict, rebuilt=compare_rebuilt(*plan.rebuilt, packages))
 
 
 def _shown_as(source: Path, root: Path, lock: Lock) -> str:
@@ -287,10 +327,13 @@ def _verify_one(plan: _Plan, job: _Job) -> VerifyOutcome:
     secret = job.execution.secret_parameters
     locked = {k: v for k, v in lock.parameters.values.items() if k != "device" and k not in secret}
     # one notebook per call: the verification's own pool already runs `jobs` at once
-    execution = replace(
-        job.execution,
-        jobs=job.execution.jobs if job.alone else 1,
-        deterministic=job.execution.deterministic or lock.parameters.deterministic,
+    execution = _in_rebuilt(
+        plan,
+        replace(
+            job.execution,
+            jobs=job.execution.jobs if job.alone else 1,
+            deterministic=job.execution.deterministic or lock.parameters.deterministic,
+        ),
     )
     outcomes = run(
         [source],
@@ -312,9 +355,9 @@ def _verify_one(plan: _Plan, job: _Job) -> VerifyOutcome:
         data=data,
         executed_notebook=executed,
         source_changes=plan.source_changes,
-        command=_command(source, outcome.device, job.comparison, job.runs),
+        command=_command(source, outcome.device, job),
     )
-    verdict = replace(verdict, notebook=plan.shown_as)
+    verdict = _rebuilt_verdict(plan, replace(verdict, notebook=plan.shown_as), executed)
     if job.runs > 1:
         runs = [read_notebook(Path(each.output_path)).results for each in outcomes]
         verdict = with_repeated_runs(verdict, lock, runs)
@@ -348,10 +391,14 @@ def _link_verification(source: Path, outcome: RunOutcome, lock: Lock, verdict: V
     tag_run(source, outcome.run_id, tags, folder, f"reprokit/{VERIFICATION_ARTIFACTS}")
 
 
-def _command(source: Path, device: str, comparison: ComparisonOptions, runs: int = 1) -> str:
+def _command(source: Path, device: str, job: _Job) -> str:
+    """The command that re-runs this verification (shown with a failed verdict)."""
+    comparison, rebuild = job.comparison, job.execution.rebuild_env
     words: Sequence[str] = ["reprokit", "verify", str(source), "--device", device]
-    if runs > 1:
-        words = [*words, "--repeat", str(runs)]
+    if job.runs > 1:
+        words = [*words, "--repeat", str(job.runs)]
+    if rebuild != "off":
+        words = [*words, "--rebuild-env" if rebuild == "strict" else f"--rebuild-env={rebuild}"]
     for option, value in (("rtol", comparison.rtol), ("atol", comparison.atol)):
         if value is not None:
             words = [*words, f"--{option}", str(value)]

@@ -8,7 +8,7 @@ Mappings are plain ``dict`` (sorted when serialised); sequences are tuples.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 SCHEMA_VERSION = 1
 """Version of the snapshot/manifest JSON schema; bumped on incompatible change."""
@@ -18,9 +18,47 @@ SCHEMA_VERSION = 1
 class PythonInfo:
     version: str  # "3.11.7"
     implementation: str  # "CPython"
-    executable: str
-    prefix: str  # sys.prefix: tells a virtual environment apart from the system Python
-    in_virtualenv: bool
+    # the recording machine's paths: in a snapshot, never in a lock (None there)
+    executable: str | None = None
+    prefix: str | None = None  # sys.prefix: tells a virtual environment apart from the system
+    in_virtualenv: bool = False
+    interpreter_tag: str | None = None  # "cp311": the wheel tag of this interpreter and ABI
+    platform_tag: str | None = None  # "linux_x86_64": the wheel platform tag (sysconfig)
+    libc: str | None = None  # "glibc 2.36": which manylinux/musllinux wheels can run here
+
+
+OriginKind = Literal["vcs", "archive", "directory"]
+"""Where a distribution came from when not from an index (PEP 610 ``direct_url.json``)."""
+
+
+@dataclass(frozen=True)
+class PackageOrigin:
+    """A distribution installed from a URL rather than an index (PEP 610), credentials removed.
+
+    A local directory or archive keeps only its file name (``local_name``), never its path:
+    such a distribution cannot be reinstalled elsewhere (``local``).  A VCS URL is kept as
+    installed (a ``git+file://`` one is ``local`` too: only this machine can fetch it).
+    """
+
+    kind: OriginKind
+    url: str | None = None  # None for a local directory or archive
+    local: bool = False  # True: only the recording machine could reinstall it from here
+    local_name: str | None = None  # the folder or file name of a local origin
+    vcs: str | None = None  # "git", "hg", "svn", "bzr"
+    commit: str | None = None  # vcs_info.commit_id
+    requested_revision: str | None = None  # the branch or tag asked for
+    subdirectory: str | None = None
+    archive_hash: str | None = None  # "sha256=<hex>"
+    editable: bool = False
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """What a rebuild needs beyond a distribution's version (``Snapshot.packages``)."""
+
+    requested: bool | None = None  # PEP 376 REQUESTED: installed by the user; None: unknown
+    origin: PackageOrigin | None = None  # None: from a package index
+    requires: tuple[str, ...] = ()  # installed distributions it depends on (normalised names)
 
 
 @dataclass(frozen=True)
@@ -173,3 +211,7 @@ class Snapshot:
     data: DataManifest | None = None
     # collector plugin name -> what it reported; absent in snapshots written before plugins
     extensions: dict[str, ExtensionInfo] = field(default_factory=dict)
+    # normalised name -> requested/origin/requires; absent in snapshots written before lock 2
+    distributions: dict[str, Distribution] = field(default_factory=dict)
+    # the distributions of the modules in ``imported`` (``yaml`` -> ``pyyaml``), sorted
+    imported_distributions: tuple[str, ...] = ()

@@ -31,6 +31,7 @@ import os
 import platform
 import re
 import sys
+import sysconfig
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib.machinery import all_suffixes
@@ -59,12 +60,37 @@ def collect_python() -> PythonInfo:
         executable=sys.executable,
         prefix=sys.prefix,
         in_virtualenv=sys.prefix != getattr(sys, "base_prefix", sys.prefix),
+        interpreter_tag=_interpreter_tag(),
+        platform_tag=_NON_WORD.sub("_", sysconfig.get_platform()),
+        libc=" ".join(platform.libc_ver()).strip() or None,
     )
+
+
+_NON_WORD = re.compile(r"[^A-Za-z0-9]+")
+_TAG_PREFIXES = {"cpython": "cp", "pypy": "pp", "ironpython": "ip", "jython": "jy"}
+
+
+def _interpreter_tag() -> str:
+    """The wheel interpreter tag as packaging.tags names it: ``cp311``, ``pp310``."""
+    name = sys.implementation.name
+    prefix = _TAG_PREFIXES.get(name, name)
+    return f"{prefix}{sys.version_info[0]}{sys.version_info[1]}"
 
 
 def collect_packages() -> dict[str, str]:
     """Every installed distribution (normalised name) → version, sorted by name."""
     return dict(_installed().packages)
+
+
+def installed_generation() -> object:
+    """An object that stays the same while the installed distributions do (cache key)."""
+    return _installed()
+
+
+def distribution_folders() -> dict[str, Path]:
+    """Every installed distribution (normalised name) → its ``*.dist-info`` folder (or the
+    ``*.egg-info`` file or folder, or the zip file holding it)."""
+    return {name: dist.meta for name, dist in _installed().dists.items()}
 
 
 def collect_imported(modules: Mapping[str, object] | None = None) -> dict[str, str]:
@@ -78,6 +104,17 @@ def collect_imported(modules: Mapping[str, object] | None = None) -> dict[str, s
         if version:
             found[name] = version
     return dict(sorted(found.items()))
+
+
+def collect_imported_distributions(modules: Mapping[str, object] | None = None) -> tuple[str, ...]:
+    """The distributions (normalised names) that installed the top-level third-party modules
+    in ``modules`` (default ``sys.modules``): what ``env export --only-imported`` starts from."""
+    installed = _installed()
+    found: set[str] = set()
+    for name, module in list((sys.modules if modules is None else modules).items()):
+        if module is not None and _is_third_party_top_level(name):
+            found.update(installed.owners_of_module(name))
+    return tuple(sorted(found))
 
 
 def _is_third_party_top_level(name: str) -> bool:
@@ -122,6 +159,12 @@ class _Installed:
         # the module's own namespace, not getattr: a lazy module __getattr__ could import
         version = namespace.get("__version__") if isinstance(namespace, dict) else None
         return version if isinstance(version, str) else None
+
+    def owners_of_module(self, name: str) -> list[str]:
+        dist = self.dists.get(normalize_name(name))
+        if dist is not None:
+            return [dist.name]
+        return [d.name for d in self.top_level().get(name, [])]
 
     def top_level(self) -> dict[str, list[_Dist]]:
         """Top-level import name → distributions that install it (computed on first use)."""

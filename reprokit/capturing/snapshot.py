@@ -21,11 +21,17 @@ from pathlib import Path
 
 from reprokit._version import __version__
 from reprokit.capturing.accelerator import collect_accelerator
+from reprokit.capturing.distributions import collect_distributions
 from reprokit.capturing.envvars import collect_environment
 from reprokit.capturing.extensions import collect_extensions
 from reprokit.capturing.git import start_git
 from reprokit.capturing.model import SCHEMA_VERSION, DataManifest, SeedRecord, Snapshot
-from reprokit.capturing.pyenv import collect_imported, collect_packages, collect_python
+from reprokit.capturing.pyenv import (
+    collect_imported,
+    collect_imported_distributions,
+    collect_packages,
+    collect_python,
+)
 from reprokit.capturing.system import collect_platform
 from reprokit.capturing.threads import collect_threadpools
 from reprokit.exceptions import PathError
@@ -56,6 +62,8 @@ def capture(
         captured_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
         python, platform = collect_python(), collect_platform()
         packages, imported = collect_packages(), collect_imported()
+        distributions = collect_distributions()
+        imported_distributions = collect_imported_distributions()
         threadpools, environment = collect_threadpools(), collect_environment()
         accelerator = collect_accelerator()
         extensions = collect_extensions()  # reprokit.collectors plugins, loaded on first use
@@ -78,6 +86,8 @@ def capture(
         seeds=seeds,
         data=manifest,
         extensions=extensions,
+        distributions=distributions,
+        imported_distributions=imported_distributions,
     )
 
 

@@ -8,6 +8,7 @@ Thread counts can change at any time (``threadpool_limits``), so nothing is cach
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from reprokit.capturing.model import ThreadPool
@@ -27,7 +28,8 @@ def _to_pool(info: dict[str, Any]) -> ThreadPool:
         internal_api=str(info.get("internal_api", "")),
         version=_str_or_none(info.get("version")),
         num_threads=int(info.get("num_threads") or 0),
-        filepath=str(info.get("filepath", "")),
+        # the library's file name, never its path: a lock holds no path of the recording machine
+        filepath=os.path.basename(str(info.get("filepath", ""))),
         threading_layer=_str_or_none(info.get("threading_layer")),
         architecture=_str_or_none(info.get("architecture")),
     )

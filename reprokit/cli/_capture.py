@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 _ALGORITHMS = ("blake3", "sha256", "md5")
 
 
-@click.command("env")
+@click.group("env", invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the full snapshot as JSON.")
 @click.option(
     "--root",
@@ -25,14 +25,81 @@ _ALGORITHMS = ("blake3", "sha256", "md5")
     default=None,
     help="Folder whose git state is captured (default: the current folder).",
 )
-def env_command(as_json: bool, root: Path | None) -> None:
-    """Show the environment reprokit captures: Python, OS, packages, git, BLAS, GPU/CUDA."""
+@click.pass_context
+def env_command(ctx: click.Context, as_json: bool, root: Path | None) -> None:
+    """Show the environment reprokit captures: Python, OS, packages, git, BLAS, GPU/CUDA.
+
+    With a subcommand: export a lock's environment, list or prune rebuilt environments."""
     from reprokit._serde import to_json
     from reprokit.capturing.snapshot import capture
     from reprokit.report.text import format_snapshot
 
+    if ctx.invoked_subcommand is not None:
+        return
     snapshot = capture(root=root)
     click.echo(to_json(snapshot) if as_json else format_snapshot(snapshot), nl=not as_json)
+
+
+@env_command.command("export")
+@click.argument("lock", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(("requirements", "pylock", "conda")),
+    default="requirements",
+    show_default=True,
+    help="requirements.txt, pylock.toml (PEP 751) or conda's environment.yml.",
+)
+@click.option(
+    "--only-imported", is_flag=True, help="Only what the notebook imported, with dependencies."
+)
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="File to write."
+)
+@click.option("--device", type=click.Choice(("cpu", "cuda")), default="cpu", show_default=True)
+def env_export_command(
+    lock: Path, fmt: str, only_imported: bool, output: Path | None, device: str
+) -> None:
+    """Export LOCK's environment (or that of a notebook's lock) with exact pins; what cannot
+    be pinned for reuse (a local path) is named on stderr and in the file's comments."""
+    from reprokit._fsutil import atomic_write_text
+    from reprokit.api.env import export_env
+
+    done = export_env(lock, fmt, only_imported=only_imported, device=device)
+    for line in done.unpinnable:
+        click.echo(f"reprokit: not pinnable, left out: {line}", err=True)
+    for line in done.unresolved:
+        click.echo(f"reprokit: no file for this platform: {line}", err=True)
+    if output is None:
+        click.echo(done.text, nl=False)
+    else:
+        atomic_write_text(output, done.text)
+
+
+@env_command.command("list")
+def env_list_command() -> None:
+    """List the environments rebuilt by verify --rebuild-env (cache: $REPROKIT_ENV_CACHE,
+    else $XDG_CACHE_HOME/reprokit/envs)."""
+    from reprokit.api.env import list_envs
+    from reprokit.report.describe import describe_cached_env
+
+    for env in list_envs():
+        click.echo(describe_cached_env(env))
+
+
+@env_command.command("prune")
+@click.option("--older-than", type=float, default=None, metavar="DAYS", help="Unused this long.")
+@click.option("--all", "everything", is_flag=True, help="Every cached environment.")
+def env_prune_command(older_than: float | None, everything: bool) -> None:
+    """Remove rebuilt environments unused for --older-than DAYS, or --all of them (and what
+    killed builds left)."""
+    from reprokit.api.env import prune_envs
+    from reprokit.report.describe import describe_cached_env
+
+    if everything == (older_than is not None):
+        raise UsageError("give exactly one of --older-than DAYS and --all", option="--all")
+    for env in prune_envs(None if everything else older_than):
+        click.echo("removed " + describe_cached_env(env))
 
 
 @click.command("hash")

@@ -10,10 +10,11 @@ in ``_PARSERS``. Adding an option: a field in the dataclass, a flag in the list 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -219,3 +220,55 @@ def repeat_options(*, widen: bool) -> Callable[[F], F]:
         return _apply(_building(RepeatOptions, "repeat")(command), flags)  # type: ignore[no-any-return]
 
     return decorate
+
+
+class _RebuildMode(click.ParamType[str]):
+    """``--rebuild-env`` alone (strict) or ``--rebuild-env=best-effort``; a path after it is
+    explained (the flag's value is optional, so it would take the notebook as its value)."""
+
+    name = "MODE"
+    _MODES = ("off", "strict", "best-effort")
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if value in self._MODES:
+            return value
+        self.fail(
+            f"{value!r} is not strict or best-effort: put --rebuild-env after the notebook "
+            "(reprokit verify NB --rebuild-env), or write --rebuild-env=best-effort",
+            param,
+            ctx,
+        )
+
+
+_REBUILD_FLAGS = (
+    click.option(
+        "--rebuild-env",
+        "rebuild_env",
+        type=_RebuildMode(),
+        is_flag=False,
+        flag_value="strict",
+        default="off",
+        help="Run in a virtual environment rebuilt from the lock (cached by digest; uv, else "
+        "pip); unavailable pins refuse (exit 2) unless --rebuild-env=best-effort.",
+    ),
+    click.option("--force-rebuild", "rebuild_force", is_flag=True, help="Rebuild even if cached."),
+)
+
+
+def rebuild_options(command: F) -> F:
+    """``--rebuild-env[=best-effort]`` and ``--force-rebuild`` (verify): fields of the
+    :class:`~reprokit.options.ExecutionOptions` that :func:`execution_options` builds."""
+    return _apply(command, _REBUILD_FLAGS)  # type: ignore[no-any-return]
+
+
+@contextlib.contextmanager
+def unavailable_pins_named() -> Iterator[None]:
+    """Each unavailable pin of a refused rebuild on its own line, before the error's line."""
+    from reprokit.exceptions import EnvUnavailableError
+
+    try:
+        yield
+    except EnvUnavailableError as exc:
+        for line in exc.pins:
+            click.echo(f"reprokit: unavailable: {line}", err=True)
+        raise

@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from reprokit.cli._options import comparison_options, execution_options, repeat_options
+from reprokit.cli._options import (
+    comparison_options,
+    execution_options,
+    rebuild_options,
+    repeat_options,
+    unavailable_pins_named,
+)
 from reprokit.cli._run import fail_on_executions, progress_printer
 
 if TYPE_CHECKING:
@@ -42,11 +48,13 @@ if TYPE_CHECKING:
 )
 @comparison_options
 @repeat_options(widen=False)
+@rebuild_options
 @click.option("--report", type=click.Path(path_type=Path), default=None, help="HTML report.")
 @click.option("--junit", type=click.Path(path_type=Path), default=None, help="JUnit XML.")
 @click.option(
     "--json", "json_path", type=click.Path(path_type=Path), default=None, help="JSON verdicts."
 )
+@unavailable_pins_named()
 def verify_command(
     paths: tuple[Path, ...],
     parameters: Mapping[str, Any],

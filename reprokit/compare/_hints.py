@@ -67,6 +67,7 @@ LAYER = "another OpenMP/TBB threading layer can change work splits"
 NUMERIC_PACKAGE = "numerical library: kernels, defaults and random streams change between versions"
 IMPORTED_PACKAGE = "imported by the notebook: its behaviour may have changed"
 PACKAGE = "installed but not imported at capture time: unlikely to matter"
+ORIGIN = "installed from another source: the same version number may hold other code"
 NUMERIC_PACKAGES = frozenset(
     {
         "numpy",

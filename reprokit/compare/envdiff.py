@@ -20,6 +20,7 @@ from reprokit.capturing.model import (
     AcceleratorInfo,
     GitInfo,
     NumericsFlags,
+    PackageOrigin,
     SeedRecord,
     Snapshot,
     ThreadPool,
@@ -32,6 +33,7 @@ __all__ = [
     "EnvChangeKind",
     "EnvDiff",
     "diff_snapshots",
+    "origin_text",
     "unseeded_generators",
 ]
 
@@ -175,7 +177,34 @@ def _diff_packages(ref: Snapshot, cur: Snapshot) -> list[EnvChange]:
         else:
             hint, rank = hints.PACKAGE, 4
         out += _item("packages", name, ref.packages.get(name), cur.packages.get(name), hint, rank)
+    return out + _diff_origins(ref, cur, imported)
+
+
+def _diff_origins(ref: Snapshot, cur: Snapshot, imported: set[str]) -> list[EnvChange]:
+    """Where a distribution present on both sides came from, when both snapshots say (a lock
+    of schema 1 does not: no origin is compared then)."""
+    a, b = ref.distributions, cur.distributions
+    out: list[EnvChange] = []
+    for name in sorted(set(a) & set(b) & set(ref.packages) & set(cur.packages)):
+        rank = 2 if _norm(name) in hints.NUMERIC_PACKAGES or _norm(name) in imported else 4
+        was, now = origin_text(a[name].origin), origin_text(b[name].origin)
+        out += _item("packages", f"{name} origin", was, now, hints.ORIGIN, rank)
     return out
+
+
+def origin_text(origin: PackageOrigin | None) -> str:
+    """An origin in a few words: ``index``, ``git+https://host/r.git@1a2b3c4d5e6f``,
+    ``local directory main (editable)``."""
+    if origin is None:
+        return "index"
+    if origin.kind == "vcs":
+        commit = f"@{origin.commit[:12]}" if origin.commit else ""
+        return f"{origin.vcs or 'vcs'}+{origin.url}{commit}"
+    if origin.url is not None:
+        return origin.url
+    kind = "directory" if origin.kind == "directory" else "archive"
+    editable = " (editable)" if origin.editable else ""
+    return f"local {kind} {origin.local_name or ''}".rstrip() + editable
 
 
 def _norm(name: str) -> str:

@@ -43,6 +43,7 @@ from reprokit.capturing.model import DataEntry, DataManifest, GitInfo, Snapshot
 from reprokit.compare.cells import OutputCheck, compare_cell_outputs, first_failing
 from reprokit.compare.envdiff import EnvDiff, diff_snapshots, unseeded_generators
 from reprokit.compare.outputs import DivergenceReason
+from reprokit.compare.rebuilt import RebuiltEnv
 from reprokit.comparison import CheckStatus, Deviation, Tolerance, ValueComparison
 from reprokit.exceptions import ReprokitError
 from reprokit.notebook.files import INJECTED_TAG
@@ -208,6 +209,7 @@ class Verdict:
     command: str | None = None  # how to re-run this verification
     outputs: tuple[OutputCheck, ...] = ()  # per code cell, when outputs were compared
     outputs_compared: bool = False
+    rebuilt: RebuiltEnv | None = None  # verify --rebuild-env: how the kernel's env matched
 
     @property
     def data_ok(self) -> bool:

@@ -28,7 +28,7 @@ from typing import Any
 from reprokit._fsutil import atomic_write_bytes, atomic_write_text
 from reprokit._serde import from_builtins, to_json
 from reprokit._version import __version__
-from reprokit.capturing.model import DataManifest
+from reprokit.capturing.model import DataManifest, Snapshot
 from reprokit.exceptions import (
     InputError,
     LockError,
@@ -236,7 +236,7 @@ def build_lock(
     notebook = Path(notebook_path).resolve()
     rel_notebook = _relative_to_root(notebook, root, "notebook.path", str(notebook))
     results, fingerprints = _executed_parts(executed)
-    snapshot = results.snapshot
+    snapshot = _portable(results.snapshot)
     if seed is None and snapshot is not None and snapshot.seeds is not None:
         seed = snapshot.seeds.seed
     manifest = data if data is not None else (snapshot.data if snapshot else None)
@@ -253,6 +253,14 @@ def build_lock(
         device_tolerances=_device_tolerances(results.results, device_tolerances),
         run_id=run_id,
     )
+
+
+def _portable(snapshot: Snapshot | None) -> Snapshot | None:
+    """The snapshot as a lock keeps it: without the recording machine's interpreter paths
+    (``in_virtualenv``, the version and the wheel tags say what a rebuild needs)."""
+    if snapshot is None:
+        return None
+    return replace(snapshot, python=replace(snapshot.python, executable=None, prefix=None))
 
 
 def _executed_parts(executed: Any) -> tuple[NotebookResults, tuple[CellFingerprint, ...]]:

@@ -17,7 +17,9 @@ from reprokit.results.model import Result
 LOCK_SCHEMA_VERSION = 2
 """Version of the lock JSON schema; a lock with a larger number is refused. Version 2 added,
 all optional: ``spreads``, ``volatile``, ``calibration`` and ``parameters.deterministic``
-(``record --repeat``, ``calibrate``, ``--deterministic``); a version 1 lock is read as is."""
+(``record --repeat``, ``calibrate``, ``--deterministic``), ``snapshot.distributions`` and the
+wheel tags of ``snapshot.python``, and left the interpreter's paths out; a version 1 lock is
+read as one without them."""
 
 OUTPUT_TEXT_LIMIT = 16_384
 """A cell's masked text output up to this many characters is kept in the lock (for

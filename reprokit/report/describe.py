@@ -15,14 +15,17 @@ from typing import TYPE_CHECKING
 from reprokit.capturing.redact import redact_parameters, redact_text
 
 if TYPE_CHECKING:
+    from reprokit.compare.rebuilt import RebuiltEnv
     from reprokit.compare.verify import DataCheck, Verdict
     from reprokit.recording.replay import Replay
+    from reprokit.runner.envcache import CachedEnv
     from reprokit.runner.plan import PlannedRun, RunOutcome
 
 __all__ = [
     "MARKS",
     "NOTHING_TO_REPLAY",
     "cell_label",
+    "describe_cached_env",
     "describe_check_failures",
     "describe_done",
     "describe_drift",
@@ -32,6 +35,7 @@ __all__ = [
     "describe_redacted_parameter",
     "describe_replay",
     "describe_verdict",
+    "rebuilt_lines",
     "ui_command",
 ]
 
@@ -210,3 +214,27 @@ def _relative(path: str, base: Path | None) -> str:
         return str(Path(path).relative_to(base))
     except ValueError:
         return path
+
+
+def describe_cached_env(env: CachedEnv) -> str:
+    """One rebuilt environment of the cache in a line: digest, pins, size, last use, path."""
+    from datetime import datetime, timezone
+
+    when = datetime.fromtimestamp(env.last_used, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    size = f"{env.size_bytes / 2**20:.0f} MiB"
+    python = f", Python {env.python}" if env.python else ""
+    return f"{env.digest[:12]}  {env.pins} pins{python}, {size}, last used {when}  {env.path}"
+
+
+def rebuilt_lines(rebuilt: RebuiltEnv) -> list[str]:
+    """What a rebuilt environment matched of the lock, for the verdict: a summary line, then
+    one line per difference, substitution, left-out pin and note."""
+    how = "reused from the cache" if rebuilt.reused else f"built with {rebuilt.installer}"
+    lines = [
+        f"environment rebuilt from the lock ({rebuilt.digest[:12]}, {how}): "
+        f"{rebuilt.matched} of {rebuilt.pins} pins as locked"
+    ]
+    lines += [f"not as locked: {line}" for line in rebuilt.differs]
+    lines += [f"nearest version installed: {line}" for line in rebuilt.substituted]
+    lines += [f"not installed: {name}" for name in rebuilt.dropped]
+    return lines + list(rebuilt.notes)

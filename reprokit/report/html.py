@@ -151,6 +151,22 @@ def _outputs(verdict: Verdict) -> str:
 
 
 def _environment(verdict: Verdict) -> str:
+    return _rebuilt(verdict) + _env_diff(verdict)
+
+
+def _rebuilt(verdict: Verdict) -> str:
+    if verdict.rebuilt is None:
+        return ""
+    from reprokit.report.describe import rebuilt_lines
+
+    first, *rest = rebuilt_lines(verdict.rebuilt)
+    items = "".join(f"<li>{_e(line)}</li>" for line in rest)
+    return f"<h3>Rebuilt environment</h3><p>{_e(first)}</p>" + (
+        f"<ul>{items}</ul>" if items else ""
+    )
+
+
+def _env_diff(verdict: Verdict) -> str:
     if verdict.env_diff is None:
         return "<h3>Environment</h3><p>No snapshot on one side: not compared.</p>"
     if verdict.env_diff.is_empty:

@@ -92,7 +92,10 @@ def environment_rows(snapshot: Snapshot) -> list[tuple[str, str]]:
     """The facts of a snapshot as (label, value) rows, most telling first."""
     py, pl = snapshot.python, snapshot.platform
     rows = [
-        ("python", f"{py.implementation} {py.version} ({py.executable})"),
+        (
+            "python",
+            f"{py.implementation} {py.version}" + (f" ({py.executable})" if py.executable else ""),
+        ),
         ("platform", f"{pl.os_name}, {pl.system} {pl.release}, {pl.machine}"),
         ("cpu", f"{pl.cpu_model or 'unknown'}, {pl.logical_cores} logical cores"),
         ("accelerator", accelerator_summary(snapshot.accelerator)),

@@ -132,6 +132,12 @@ def output_lines(verdict: Verdict) -> list[str]:
     return lines
 
 
+def _rebuilt(verdict: Verdict) -> list[str]:
+    from reprokit.report.describe import rebuilt_lines
+
+    return [] if verdict.rebuilt is None else rebuilt_lines(verdict.rebuilt)
+
+
 def shown(value: str | None) -> str:
     """An environment value as shown: ``-`` when absent, ``""`` when empty."""
     if value is None:
@@ -204,7 +210,7 @@ def print_verdicts(verdicts: Verdict | Sequence[Verdict], console: Console | Non
     for verdict in listed:
         style = "bold green" if verdict.reproduced else "bold red"
         out.print(verdict_line(verdict), style=style, markup=False)
-        for line in output_lines(verdict) + nondeterministic_lines(verdict):
+        for line in [*output_lines(verdict), *nondeterministic_lines(verdict), *_rebuilt(verdict)]:
             out.print(f"  {line}", markup=False)
         if not verdict.reproduced:
             for line in env_lines(verdict):
@@ -223,7 +229,14 @@ def plain_table(verdicts: Verdict | Sequence[Verdict]) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     for verdict in listed:
         lines.append(verdict_line(verdict))
-        lines += [f"  {line}" for line in output_lines(verdict) + nondeterministic_lines(verdict)]
+        lines += [
+            f"  {line}"
+            for line in [
+                *output_lines(verdict),
+                *nondeterministic_lines(verdict),
+                *_rebuilt(verdict),
+            ]
+        ]
         if not verdict.reproduced:
             lines += [f"  {line}" for line in env_lines(verdict)]
     return "\n".join(lines) + "\n"

@@ -188,7 +188,7 @@ def _machine_sections(snapshot: Snapshot) -> list[str]:
         "Python",
         [
             ("version", f"{py.implementation} {py.version}"),
-            ("executable", py.executable),
+            ("executable", py.executable or "not recorded"),
             ("virtualenv", "yes" if py.in_virtualenv else "no"),
         ],
     )

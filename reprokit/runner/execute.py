@@ -23,7 +23,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
+from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
+from traitlets import default
 
 from reprokit.capturing.redact import sensitive_parameters
 from reprokit.exceptions import PathError
@@ -81,6 +83,13 @@ class _EnvKernelManager(AsyncKernelManager):
     kernel_env: Mapping[str, str] = {}
     kernel_log: IO[bytes] | None = None  # the kernel's own stdout/stderr, not ours
     kernel_watch: KernelWatch | None = None
+    private_kernel_dir: str | None = None  # kernelspecs looked up here only (rebuilt env)
+
+    @default("kernel_spec_manager")
+    def _private_kernel_specs(self) -> KernelSpecManager:
+        if self.private_kernel_dir is None:
+            return KernelSpecManager(data_dir=self.data_dir)
+        return KernelSpecManager(kernel_dirs=[self.private_kernel_dir])
 
     async def start_kernel(self, **kwargs: Any) -> None:  # type: ignore[override]
         kwargs["env"] = dict(self.kernel_env)
@@ -94,13 +103,29 @@ class _EnvKernelManager(AsyncKernelManager):
             self.kernel_watch.started(pid)
 
 
+_FOREIGN_PYTHON_ENV = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP")
+"""Variables that would make a rebuilt environment's kernel import from another Python."""
+
+
 def kernel_manager_for(
-    env: Mapping[str, str], log: IO[bytes] | None = None, watch: KernelWatch | None = None
+    env: Mapping[str, str],
+    log: IO[bytes] | None = None,
+    watch: KernelWatch | None = None,
+    kernel_dir: str | None = None,
 ) -> type[AsyncKernelManager]:
     """A kernel manager class whose kernels get ``os.environ`` updated with ``env``; a secret
-    parameter the runner itself was given in its environment is not passed on."""
+    parameter the runner itself was given in its environment is not passed on. With
+    ``kernel_dir`` (a rebuilt environment's private kernelspecs) the kernel is looked up there
+    only, and starts without this process's Python path."""
     full = {k: v for k, v in os.environ.items() if not k.startswith(SECRET_ENV_PREFIX)}
-    attributes = {"kernel_env": full | dict(env), "kernel_log": log, "kernel_watch": watch}
+    if kernel_dir is not None:
+        full = {k: v for k, v in full.items() if k not in _FOREIGN_PYTHON_ENV}
+    attributes = {
+        "kernel_env": full | dict(env),
+        "kernel_log": log,
+        "kernel_watch": watch,
+        "private_kernel_dir": kernel_dir,
+    }
     return type("ReprokitKernelManager", (_EnvKernelManager,), attributes)
 
 
@@ -116,6 +141,7 @@ def execute_notebook(
     limits: Limits | None = None,
     secrets: Mapping[str, str] | None = None,
     on_cell: CellCallback | None = None,
+    kernel_dir: str | None = None,
 ) -> ExecutionOutcome:
     """Run ``node`` (an nbformat notebook, not modified) and write the result to ``output_path``.
 
@@ -126,8 +152,7 @@ def execute_notebook(
     whole notebook and the kernel's memory. The kernel is killed as soon as the last cell is
     done (no graceful shutdown wait), or when the runner is interrupted (see
     :mod:`reprokit.runner.kernels`). ``on_cell(position, total)`` is called as each cell starts
-    (1-based; the runner's injected cells count).
-    """
+    (1-based; injected cells count). ``kernel_dir``: private kernelspecs (a rebuilt env's)."""
     output = Path(output_path)
     make_output_folder(output.parent)
     started, limits = time.perf_counter(), limits or Limits()
@@ -139,7 +164,7 @@ def execute_notebook(
         try:
             with open(log_path, "wb") as log:
                 what = (node, output, log, kernel_env, parameters, secrets, kernel_name, cwd)
-                job = _Job(*what, on_cell, tuple(hidden))
+                job = _Job(*what, on_cell, tuple(hidden), kernel_dir)
                 _papermill(job, timeout, watch)
             status, message = "ok", ""
         except Exception as exc:
@@ -222,6 +247,7 @@ class _Job:
     cwd: str | os.PathLike[str]
     on_cell: CellCallback | None = None
     hidden: tuple[str, ...] = ()  # parameters passed like secrets (see _hidden_parameters)
+    kernel_dir: str | None = None  # private kernelspecs (a rebuilt environment's)
 
 
 def _hidden_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
@@ -334,7 +360,7 @@ def _papermill(job: _Job, timeout: float | None, watch: KernelWatch) -> None:
         progress_bar=False,
         log_output=False,
         execution_timeout=timeout,
-        kernel_manager_class=kernel_manager_for(job.env, job.log, watch),
+        kernel_manager_class=kernel_manager_for(job.env, job.log, watch, job.kernel_dir),
         resources={"metadata": {"path": str(job.cwd)}},
         shutdown_kernel="immediate",
         **_cell_hooks(node, parameters, job.on_cell),  # nbclient's hooks, through the engine

@@ -130,18 +130,24 @@ def plan_runs(
     parameters: dict[str, Any],
     kernel: str | None = None,
     secret_parameters: Mapping[str, str] | None = None,
+    kernel_dir: str | None = None,
     *,
     deterministic: bool = False,
 ) -> list[PlannedRun]:
     """Load and check every notebook; give each its own folder and environment
     (``deterministic``: with :data:`DETERMINISTIC_ENV`). A notebook given more than once
-    (``record --repeat``) is planned once per time, each in a folder of its own."""
+    (``record --repeat``) is planned once per time, each in a folder of its own. With
+    ``kernel_dir`` (a rebuilt environment's private kernelspecs), ``kernel`` is taken from
+    there, never from the installed ones."""
     plans: list[PlannedRun] = []
     used: set[str] = set()
     secret_names = tuple(secret_parameters or {})
     for source in sources:
         node = load_notebook(source)
-        kernel_name = choose_kernel(str(source), node, kernel)
+        if kernel_dir is not None and kernel is not None:
+            kernel_name = _private_kernel(str(source), kernel_dir, kernel)
+        else:
+            kernel_name = choose_kernel(str(source), node, kernel)
         declared = _declared(str(source), node, bool(parameters or secret_names))
         check_declared(str(source), parameters, declared)
         check_secrets(str(source), secret_names, parameters, declared)
@@ -224,6 +230,12 @@ def choose_kernel(notebook: str, node: Any, requested: str | None = None) -> str
 
 def _installed_text(installed: Mapping[str, str]) -> str:
     return ", ".join(f"{name} ({lang})" for name, lang in sorted(installed.items())) or "none"
+
+
+def _private_kernel(notebook: str, kernel_dir: str, name: str) -> str:
+    if not (Path(kernel_dir) / name / "kernel.json").is_file():
+        raise UsageError(f"{notebook}: no kernel {name!r} in {kernel_dir}", path=notebook)
+    return name
 
 
 def check_kernel(notebook: str, name: str) -> None:
@@ -311,6 +323,7 @@ def execute_planned(
         limits=Limits(options.notebook_timeout, options.memory_limit),
         secrets=options.secret_parameters,
         on_cell=on_cell,
+        kernel_dir=options.kernel_dir,
     )
     results = _read_results(plan.output_path)
     _complete_run_folders(results)
