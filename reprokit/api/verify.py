@@ -138,7 +138,12 @@ def verify(
     """Re-execute every notebook that has a lock and compare its results with the lock's
     (and, with ``comparison.outputs``, every cell's text output). ``parameters`` override the
     lock's; ``lock`` names the lock of a single notebook, which must have been recorded for a
-    notebook of the same name unless ``renamed`` says this one is that notebook renamed."""
+    notebook of the same name unless ``renamed`` says this one is that notebook renamed. A
+    ``.zip`` made by ``reprokit bundle`` is unpacked into a fresh folder and its notebooks
+    verified there (:func:`reprokit.api.bundle.unpack_bundles`)."""
+    from reprokit.api.bundle import unpack_bundles
+
+    notebooks, execution = unpack_bundles(notebooks, execution)
     sources = notebooks_with_locks(notebooks)
     if not sources:
         raise UsageError(
