@@ -121,7 +121,13 @@ def _common_root(sources: list[Path]) -> Path:
 def _read_lock(source: Path) -> Lock:
     from reprokit.recording.lock import lock_path_for, read_lock
 
-    return read_lock(lock_path_for(source))
+    path = lock_path_for(source)
+    if not path.is_file():
+        raise UsageError(
+            f"{source}: no lock {path.name} beside it; record one first: reprokit record {source}",
+            path=str(source),
+        )
+    return read_lock(path)
 
 
 # ----------------------------------------------------------------------------- files
@@ -338,7 +344,9 @@ def _pack_reports(
         ended,
         tuple(reports),
         _text(verdict.get("command")),
-        version,
+        # .reprokit/runs is written by this installation: its version, unless the
+        # verification's snapshot says otherwise
+        version or __version__,
     )
 
 

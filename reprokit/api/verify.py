@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from reprokit._warn import warn_user
+from reprokit.api.bundle import unpack_bundles
 from reprokit.api.run import run
 from reprokit.capturing.redact import REDACTED
 from reprokit.compare.verify import (
@@ -139,10 +140,7 @@ def verify(
     (and, with ``comparison.outputs``, every cell's text output). ``parameters`` override the
     lock's; ``lock`` names the lock of a single notebook, which must have been recorded for a
     notebook of the same name unless ``renamed`` says this one is that notebook renamed. A
-    ``.zip`` made by ``reprokit bundle`` is unpacked into a fresh folder and its notebooks
-    verified there (:func:`reprokit.api.bundle.unpack_bundles`)."""
-    from reprokit.api.bundle import unpack_bundles
-
+    bundle's ``.zip`` is unpacked and verified (:func:`~reprokit.api.bundle.unpack_bundles`)."""
     notebooks, execution = unpack_bundles(notebooks, execution)
     sources = notebooks_with_locks(notebooks)
     if not sources:

@@ -137,7 +137,7 @@ def _application_id(version: str | None) -> str:
 
 
 def _applications(contents: BundleContents) -> list[dict[str, Any]]:
-    versions = {nb.reprokit_version for nb in contents.notebooks}
+    versions: set[str | None] = {nb.reprokit_version for nb in contents.notebooks}
     versions |= {nb.verification.reprokit_version for nb in contents.notebooks if nb.verification}
     return [
         {"@id": _application_id(v), "@type": "SoftwareApplication", "name": "reprokit"}
