@@ -23,6 +23,7 @@ executed notebooks and reports go to ``.../runs`` unless an output folder was gi
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import secrets
@@ -146,7 +147,10 @@ def _inside(packing: _Packing, path: Path) -> str:
         raise PathError(str(path), f"cannot read: {exc.strerror}") from None
     if not stat.S_ISREG(mode):
         raise PathError(str(path), "not a regular file; refused")
-    return path.absolute().relative_to(packing.root.absolute()).as_posix()
+    for lexical in (Path(os.path.normpath(path.absolute())), path.parent.resolve() / path.name):
+        if lexical.is_relative_to(root):  # the name it has in the project, links kept
+            return lexical.relative_to(root).as_posix()
+    return resolved.relative_to(root).as_posix()
 
 
 def never_packed(name: str) -> str | None:
@@ -269,7 +273,10 @@ def _pack_entry(packing: _Packing, entry: DataEntry) -> None:
     base = packing.root / entry.path
     files = [base] if entry.kind == "file" else [base / f.path for f in entry.files]
     for path in files:
-        name = path.absolute().relative_to(packing.root.absolute()).as_posix()
+        normal = Path(os.path.normpath(path))
+        if not normal.is_relative_to(packing.root):
+            raise PathError(str(path), f"leads outside the project {packing.root}; refused")
+        name = normal.relative_to(packing.root).as_posix()
         why = never_packed(name)
         if why is not None:
             packing.left_out.append(f"{name} ({why})")
@@ -292,7 +299,8 @@ def _pack_verification(
 
     runs = packing.root / ".reprokit" / "runs"
     recorded = _utc_key(lock.created_at)
-    candidates = sorted(runs.glob(f"*/{source.stem}/{VERIFICATION_ARTIFACTS}"), reverse=True)
+    pattern = f"*/{glob.escape(source.stem)}/{VERIFICATION_ARTIFACTS}"
+    candidates = sorted(runs.glob(pattern), reverse=True)
     for folder in candidates:
         if folder.parent.parent.name[:16] < recorded:
             break  # folders are named by their UTC start time: the rest are older
@@ -439,6 +447,8 @@ def unpack_bundles(
 ) -> tuple[list[str | os.PathLike[str]], ExecutionOptions | None]:
     """``paths`` with each bundle replaced by the folder it is unpacked into, and the execution
     options with their output folder set beside the first bundle (unless one was given)."""
+    from reprokit.notebook.files import mark_output_folder
+
     given = list(paths)
     if not any(is_bundle(p) for p in given):
         return given, execution
@@ -451,6 +461,7 @@ def unpack_bundles(
             continue
         work = _work_folder(Path(path), options)
         extract_zip(Path(path), work / "bundle")
+        mark_output_folder(work.parent)  # notebook discovery never finds the unpacked copies
         unpacked.append(work / "bundle")
         runs = runs or work / "runs"
     if options.output_dir is None and runs is not None:
@@ -460,13 +471,10 @@ def unpack_bundles(
 
 def _work_folder(archive: Path, options: ExecutionOptions) -> Path:
     """A fresh folder for one verification of ``archive``."""
-    from reprokit.notebook.files import mark_output_folder
-
     base = (
         Path(options.output_dir)
         if options.output_dir
         else archive.parent / f"{archive.stem}.verify"
     )
-    mark_output_folder(base)  # notebook discovery never finds the unpacked copies
     key = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
     return base / key
