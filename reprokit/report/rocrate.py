@@ -21,6 +21,7 @@ checks the document against the profile's required fields.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
@@ -35,7 +36,7 @@ _CONTEXT = [
     "https://w3id.org/ro/crate/1.1/context",
     "https://w3id.org/ro/terms/workflow-run/context",
 ]
-_COMPLETED = {"@id": "http://schema.org/CompletedActionStatus"}
+_COMPLETED = "http://schema.org/CompletedActionStatus"  # a string: what validators expect
 _FORMATS = {
     ".ipynb": "application/x-ipynb+json",
     ".json": "application/json",
@@ -79,9 +80,10 @@ def crate_metadata(contents: BundleContents, files: Sequence[BundledFile]) -> st
             "version": "0.5",
         },
         _license(contents.license),
+        *[_person(k, name) for k, name in enumerate(contents.authors)],
         *_applications(contents),
         *[_file(f) for f in files],
-        *[action for k, nb in enumerate(contents.notebooks) for action in _actions(k, nb, files)],
+        *[a for k, nb in enumerate(contents.notebooks) for a in _actions(k, nb, files, contents)],
     ]
     document = {"@context": _CONTEXT, "@graph": graph}
     return json.dumps(document, indent=1, ensure_ascii=False) + "\n"
@@ -108,9 +110,23 @@ def _root(contents: BundleContents, files: Sequence[BundledFile]) -> dict[str, A
         ),
         "datePublished": contents.published,
         "license": {"@id": _license_id(contents.license)},
+        **({"author": _one_or_many(_authors(contents))} if contents.authors else {}),
         "hasPart": [_ref(f.name) for f in files],
-        "mentions": [{"@id": action} for action in actions],
+        "mentions": _one_or_many([{"@id": action} for action in actions]),
     }
+
+
+def _one_or_many(values: list[dict[str, str]]) -> dict[str, str] | list[dict[str, str]]:
+    """One value as itself, not a list of one (RO-Crate's recommendation)."""
+    return values[0] if len(values) == 1 else values
+
+
+def _person(k: int, name: str) -> dict[str, Any]:
+    return {"@id": f"#author-{k}", "@type": "Person", "name": name}
+
+
+def _authors(contents: BundleContents) -> list[dict[str, str]]:
+    return [{"@id": f"#author-{k}"} for k in range(len(contents.authors))]
 
 
 def _kinds(nb: BundledNotebook) -> list[str]:
@@ -161,7 +177,9 @@ def _file(file: BundledFile) -> dict[str, Any]:
     return entity
 
 
-def _actions(k: int, nb: BundledNotebook, files: Sequence[BundledFile]) -> list[dict[str, Any]]:
+def _actions(
+    k: int, nb: BundledNotebook, files: Sequence[BundledFile], contents: BundleContents
+) -> list[dict[str, Any]]:
     names = {f.name for f in files}
     data = [f.name for f in files if f.role == "data" and _under(f.name, nb.data)]
     # data left out of the bundle is described by the manifest
@@ -171,12 +189,14 @@ def _actions(k: int, nb: BundledNotebook, files: Sequence[BundledFile]) -> list[
         "@type": "CreateAction",
         "name": f"Record {nb.path}",
         "description": f"reprokit record {nb.path}",
-        "endTime": nb.created_at,
+        "endTime": _iso(nb.created_at),
         "instrument": {"@id": _application_id(nb.reprokit_version)},
-        "object": [_ref(n) for n in inputs if n in names],
-        "result": [_ref(n) for n in (nb.lock, *nb.sidecars)],
+        "object": _one_or_many([_ref(n) for n in inputs if n in names]),
+        "result": _one_or_many([_ref(n) for n in (nb.lock, *nb.sidecars)]),
         "actionStatus": _COMPLETED,
     }
+    if contents.authors:  # the authors recorded the notebooks; who verified, nobody said
+        record["agent"] = _one_or_many(_authors(contents))
     found = nb.verification
     if found is None:
         return [record]
@@ -186,13 +206,23 @@ def _actions(k: int, nb: BundledNotebook, files: Sequence[BundledFile]) -> list[
         "name": f"Verify {nb.path}: {found.verdict}",
         "description": found.command or f"reprokit verify {nb.path}",
         "instrument": {"@id": _application_id(found.reprokit_version)},
-        "object": [_ref(n) for n in (nb.path, nb.lock, *nb.sidecars, *data)],
-        "result": [_ref(n) for n in found.reports],
+        "object": _one_or_many([_ref(n) for n in (nb.path, nb.lock, *nb.sidecars, *data)]),
+        "result": _one_or_many([_ref(n) for n in found.reports]),
         "actionStatus": _COMPLETED,
     }
-    verify |= {"startTime": found.started} if found.started else {}
-    verify |= {"endTime": found.ended} if found.ended else {}
+    verify |= {"startTime": _iso(found.started)} if found.started else {}
+    verify |= {"endTime": _iso(found.ended)} if found.ended else {}
     return [record, verify]
+
+
+def _iso(time: str) -> str:
+    """``2026-12-02T07:42:20.200605Z`` → ``2026-12-02T07:42:20+00:00``: whole seconds and a
+    numeric offset, the ISO 8601 form RO-Crate validators take."""
+    match = re.fullmatch(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(\.\d+)?(Z|[+-]\d{2}:\d{2})?", time)
+    if match is None:
+        return time
+    offset = match.group(3) or "+00:00"
+    return match.group(1) + ("+00:00" if offset == "Z" else offset)
 
 
 def _under(name: str, paths: Sequence[str]) -> bool:
