@@ -15,7 +15,9 @@ results: the lock and its sidecar arrays; ended when the lock was written) and i
 verification (inputs: notebook, lock, sidecars, data; results: the reports). The JSON is
 written by hand, not with the ``rocrate`` package: every byte must follow from the bundle's
 contents (no clock, no random identifiers) so that bundles compare byte for byte, and a test
-checks the document against the profile's required fields.
+checks the document against the profile's required fields. The forms follow what
+rocrate-validator's Process Run Crate shapes take (``actionStatus`` as a string, times in
+whole seconds with a numeric offset, one value rather than a list of one).
 """
 
 from __future__ import annotations
