@@ -418,3 +418,12 @@ def test_unpacking_puts_runs_beside_the_zip_unless_an_output_folder_is_given(
     paths, execution = unpack_bundles([out], given)
     assert execution == given  # every other option passes through unchanged
     assert Path(paths[0]).parent.parent == project.root.parent / "mine"
+
+
+def test_data_changed_since_the_lock_is_named_when_bundling(project: Project) -> None:
+    out = project.root.parent / "artifact.zip"
+    assert bundle([project.notebook], out).changed_data == ()
+    (project.data / "a.csv").write_text("x,y\n9,9\n")
+    result = CliRunner().invoke(main, ["bundle", str(project.notebook), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "data changed since the lock of notebooks/fig3.ipynb: data changed" in result.output

@@ -88,6 +88,7 @@ def bundle(
     packed = [_pack_notebook(packing, source, lock, chosen) for source, lock in locks]
     _pack_texts(packing, packed, data, chosen, target.name)
     write_zip(target, packing.entries.values())
+    changed = _changed_data(root, [lock for _, lock in locks])
     return Bundle(
         str(target),
         tuple(sorted(packing.entries)),
@@ -96,6 +97,19 @@ def bundle(
         tuple(packing.left_out),
         tuple(nb.path for nb in packed if nb.verification is None),
         tuple(dict.fromkeys(packing.unpinnable)),
+        changed,
+    )
+
+
+def _changed_data(root: Path, locks: list[Lock]) -> tuple[str, ...]:
+    """Data that no longer matches its lock: a verification of the bundle would stop on it."""
+    from reprokit.compare.verify import check_data
+
+    return tuple(
+        f"{lock.notebook.path}: {entry.path} {entry.status}"
+        for lock in locks
+        if lock.data is not None
+        for entry in check_data(lock, root).drifted
     )
 
 

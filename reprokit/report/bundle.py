@@ -40,6 +40,7 @@ class Bundle:
     left_out: tuple[str, ...]  # "path (why)", one per file not packed
     unverified: tuple[str, ...]  # notebooks with no verification report packed
     unpinnable: tuple[str, ...]  # distributions the environment files could not pin
+    changed_data: tuple[str, ...] = ()  # "notebook: path status", data that differs from its lock
 
 
 def describe_bundle(done: Bundle) -> list[str]:
@@ -56,6 +57,11 @@ def describe_bundle(done: Bundle) -> list[str]:
         for nb in done.unverified
     ]
     lines += [f"reprokit: not pinnable, left out of the environment: {d}" for d in done.unpinnable]
+    lines += [
+        f"reprokit: warning: data changed since the lock of {line}: a verification of the "
+        "bundle stops on it; record the notebook again first"
+        for line in done.changed_data
+    ]
     return lines
 
 
