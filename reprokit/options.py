@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -26,6 +27,7 @@ from reprokit.exceptions import UsageError
 
 __all__ = [
     "WIDEN_FACTOR",
+    "BundleOptions",
     "ComparisonOptions",
     "ExecutionOptions",
     "RebuildMode",
@@ -163,3 +165,35 @@ class RepeatOptions:
     def measures(self) -> bool:
         """True when the notebook runs more than once (its spread is measured)."""
         return self.runs > 1
+
+
+@dataclass(frozen=True)
+class BundleOptions:
+    """What ``reprokit bundle`` packs besides the notebooks, locks and reports.
+
+    ``data``: ``auto`` packs the locks' data when it is at most ``data_limit`` bytes in all
+    (default 50 MB), ``always`` packs it whatever its size, ``never`` leaves it out (the
+    manifest still lists it). ``pylock``: also export ``pylock.toml``, which asks the package
+    index for each pin's file. ``title``, ``authors`` and ``license`` (an SPDX identifier): for
+    ``CITATION.cff`` and the RO-Crate metadata (never guessed: the stub asks for them).
+    """
+
+    data: str = "auto"
+    data_limit: int = 50 * 1000 * 1000
+    pylock: bool = False
+    title: str | None = None
+    authors: tuple[str, ...] = ()
+    license: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.license is not None and not re.fullmatch(r"[A-Za-z0-9.+-]+", self.license):
+            raise UsageError(
+                f"--license takes an SPDX identifier (MIT, CC-BY-4.0), got {self.license!r}",
+                option="--license",
+            )
+        if self.data not in ("auto", "always", "never"):
+            raise UsageError(f"data must be auto, always or never, got {self.data!r}")
+        if self.data_limit < 0:
+            raise UsageError(
+                f"--data-limit must be at least 0, got {self.data_limit}", option="--data-limit"
+            )

@@ -32,6 +32,7 @@ LAYERS: tuple[frozenset[str], ...] = (
             "_fsutil",
             "_serde",
             "_warn",
+            "_archive",
             "plugins",
             "notebook",
         }

@@ -26,6 +26,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal
 
 from reprokit._warn import warn_user
+from reprokit.api.bundle import unpack_bundles
 from reprokit.api.run import run
 from reprokit.capturing.redact import REDACTED
 from reprokit.compare.verify import (
@@ -150,7 +151,9 @@ def verify(
     """Re-execute every notebook that has a lock and compare its results with the lock's
     (and, with ``comparison.outputs``, every cell's text output). ``parameters`` override the
     lock's; ``lock`` names the lock of a single notebook, which must have been recorded for a
-    notebook of the same name unless ``renamed`` says this one is that notebook renamed."""
+    notebook of the same name unless ``renamed`` says this one is that notebook renamed. A
+    bundle's ``.zip`` is unpacked and verified (:func:`~reprokit.api.bundle.unpack_bundles`)."""
+    notebooks, execution = unpack_bundles(notebooks, execution)
     sources = _sources(notebooks, lock)
     # every lock is read and every data check done before the first kernel starts
     comparing = comparison if comparison is not None else ComparisonOptions()

@@ -28,6 +28,7 @@ from reprokit.exceptions import ReprokitError
 # command name -> "module:attribute"; loaded on first use
 _COMMANDS: dict[str, str] = {
     "calibrate": "reprokit.cli._calibrate:calibrate_command",
+    "bundle": "reprokit.cli._bundle:bundle_command",
     "check": "reprokit.cli._check:check_command",
     "diff": "reprokit.cli._diff:diff_command",
     "env": "reprokit.cli._capture:env_command",
