@@ -161,3 +161,12 @@ def test_tensor_result_by_reference_matches_its_numpy_digest(tmp_path: Path) -> 
     data = encode_result("t", tensor, writer=FolderWriter(tmp_path)).array
     assert data is not None and data.file is not None
     assert data.digest == hash_value(np.ascontiguousarray(tensor.numpy()))
+
+
+def test_loading_a_large_sidecar_reads_it_once_into_the_array(tmp_path: Path) -> None:
+    array = RNG.standard_normal(4 * 10**6)
+    result = encode_result("a", array, writer=FolderWriter(tmp_path))
+    loaded: list[Any] = []
+    peak = _peak_bytes(lambda: loaded.append(decode_result(result, base=tmp_path)))
+    assert np.array_equal(loaded[0], array)
+    assert peak < 1.1 * array.nbytes, peak  # before: the file's bytes, then a copy (2x)
