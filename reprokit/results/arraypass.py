@@ -272,7 +272,7 @@ def _write_contiguous(
     flat = array.reshape(-1)
     half = flat.size // 2 if flat.nbytes >= _OVERLAP_BYTES else flat.size
     scans = [_Scan(part, stats is not None) for part in (flat[:half], flat[half:]) if part.size]
-    if stats is None and (hasher is None or array.dtype.kind != "c"):
+    if stats is None and (hasher is None or array.dtype.kind not in "fc"):
         scans = []  # nothing to learn: no statistics, no NaN to canonicalise
     with _concurrently([scan.run for scan in scans] if half < flat.size else []):
         handle.write(flat.view(np.uint8).data)
