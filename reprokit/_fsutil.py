@@ -6,7 +6,9 @@ import contextlib
 import functools
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 
 @functools.cache
@@ -43,3 +45,26 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Text (UTF-8) variant of :func:`atomic_write_bytes`."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_then_name(folder: str | os.PathLike[str], fill: Callable[[BinaryIO], str]) -> Path:
+    """Write a file into ``folder`` through ``fill(handle)``, which returns the file's name
+    (e.g. one that holds the content's digest, known only once it is written); the file
+    appears under that name whole, by a rename, or not at all.
+
+    Unlike :func:`atomic_write_bytes` the data is not fsync'ed: this is for large files whose
+    loss in a crash of the machine (not of the process) is detected when they are read (the
+    size their header declares), where waiting for the disk would cost more than writing.
+    """
+    fd, tmp = tempfile.mkstemp(prefix=".write.", suffix=".tmp", dir=folder)
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())
+        with os.fdopen(fd, "wb") as handle:
+            name = fill(handle)
+        target = Path(folder) / name
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return target

@@ -6,12 +6,14 @@ same MIME bundles, from ``reprokit.report.display``), so no kernel is needed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import nbformat
 
+from reprokit._fsutil import write_then_name
 from reprokit.capturing.snapshot import capture
 from reprokit.recording.lock import Lock, build_lock, lock_path_for, read_lock, write_lock
 from reprokit.report.display import result_bundle, snapshot_bundle
@@ -30,6 +32,14 @@ class FolderWriter:
         relative = f"arrays/{stem}{suffix}"
         (self.folder / "arrays").mkdir(parents=True, exist_ok=True)
         (self.folder / relative).write_bytes(payload)
+        return relative, str(self.folder), f"reprokit/{relative}"
+
+    def write_array_with(
+        self, suffix: str, fill: Callable[[BinaryIO], str]
+    ) -> tuple[str, str, str]:
+        (self.folder / "arrays").mkdir(parents=True, exist_ok=True)
+        written = write_then_name(self.folder / "arrays", lambda handle: fill(handle) + suffix)
+        relative = f"arrays/{written.name}"
         return relative, str(self.folder), f"reprokit/{relative}"
 
 

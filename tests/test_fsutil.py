@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
-from reprokit._fsutil import atomic_write_bytes, atomic_write_text
+from reprokit._fsutil import atomic_write_bytes, atomic_write_text, write_then_name
 
 
 def test_atomic_write_replaces_content(tmp_path: Path) -> None:
@@ -33,3 +34,24 @@ def test_atomic_write_uses_ordinary_permissions(tmp_path: Path) -> None:
     atomic = tmp_path / "atomic.txt"
     atomic_write_text(atomic, "x")
     assert atomic.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
+
+
+def test_write_then_name_gives_the_file_the_name_its_content_chose(tmp_path: Path) -> None:
+    def fill(handle: BinaryIO) -> str:
+        handle.write(b"payload")
+        return "named-after-content.bin"
+
+    written = write_then_name(tmp_path, fill)
+    assert written == tmp_path / "named-after-content.bin"
+    assert written.read_bytes() == b"payload"
+    assert [p.name for p in tmp_path.iterdir()] == ["named-after-content.bin"]
+
+
+def test_write_then_name_leaves_nothing_when_writing_fails(tmp_path: Path) -> None:
+    def fill(handle: BinaryIO) -> str:
+        handle.write(b"half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_then_name(tmp_path, fill)
+    assert list(tmp_path.iterdir()) == []

@@ -1,8 +1,8 @@
 """benchmarks/plot.py draws valid PNG charts from JSON shaped exactly like the benchmarks'.
 
-The hashing JSON is built with bench_hash's own writer (``report``); the runner JSON has the
-keys bench_run.py writes, and every key the plot reads is checked to be one bench_run.py
-writes, so a renamed figure fails here rather than in the lead's final chart run.
+The hashing JSON is built of ``_ab.Pair`` values named as bench_hash.py names them; the
+runner JSON has the keys bench_run.py writes, and every key the plot reads is checked to be
+one bench_run.py writes, so a renamed figure fails here rather than in the lead's final chart run.
 """
 
 from __future__ import annotations
@@ -34,34 +34,29 @@ def _module(name: str) -> ModuleType:
 
 
 def _hash_results() -> dict[str, Any]:
-    """A quick-mode-sized bench_hash.json, written through bench_hash.report itself."""
-    bench = _module("bench_hash")
-    results: dict[str, Any] = {
-        "machine": {
-            "python": "3.11.7",
-            "platform": "Linux",
-            "cores": 2,
-            "start_method_here": "fork",
-        },
-        "params": {"quick": True, "repeat": 2, "big_bytes": 2**28, "files": 5000},
-        "big_file": {"bytes": 2**28, "b3sum": 0.09, "sha256sum": 1.0, "md5sum": 0.45},
-        "small_files": {"files": 5000, "cores": 2, "os.stat loop": 0.015, "xargs b3sum": 0.04},
+    """A quick-mode-sized bench_hash.json, made of the pairs bench_hash.py adds (its own
+    ``_ab.Pair`` writer), so a renamed pair fails here."""
+    ab = _module("_ab")
+    source = (BENCH / "bench_hash.py").read_text(encoding="utf-8")
+    pairs = {}
+    for name, seconds, base, base_s in [
+        ("blake3, API", 0.08, "b3sum", 0.09),
+        ("blake3, reprokit hash --no-cache", 0.15, "b3sum", 0.09),
+        ("sha256, API", 0.18, "sha256sum", 1.0),
+        ("md5, API", 0.41, "md5sum", 0.45),
+        ("first hash (cache written)", 0.056, "find | xargs -P2 b3sum", 0.04),
+        ("no cache", 0.045, "find | xargs -P2 b3sum", 0.04),
+        ("cached re-hash", 0.028, "scandir+stat walk", 0.015),
+    ]:
+        written = f'"{name}"' if "API" not in name or name.startswith("blake3") else ', API"'
+        assert written in source, name
+        pairs[name] = ab.Pair(name, (seconds, seconds), (base_s, base_s), base).as_json()
+    return {
+        "machine": {"python": "3.11.7", "platform": "Linux", "cores": 2},
+        "params": {"quick": True, "repeat": 2, "big_bytes": 2**26, "files": 5000},
+        "pairs": pairs,
+        "figures": {"sha256, hashlib in memory (ceiling) s": 0.17},
     }
-    for name, seconds, base in [
-        ("api hash_file", 0.08, "b3sum"),
-        ("reprokit hash CLI", 0.15, "b3sum"),
-        ("api hash_file sha256", 0.18, "sha256sum"),
-        ("hashlib sha256 in memory (ceiling)", 0.17, "sha256sum"),
-        ("api hash_file md5", 0.41, "md5sum"),
-    ]:
-        bench.report(results, "big_file", name, seconds, base)
-    for name, seconds, base in [
-        ("first hash (cache written)", 0.056, "xargs b3sum"),
-        ("no cache", 0.045, "xargs b3sum"),
-        ("cached re-hash", 0.028, "os.stat loop"),
-    ]:
-        bench.report(results, "small_files", name, seconds, base)
-    return json.loads(json.dumps(results))
 
 
 _RUN_RESULTS = {
@@ -115,9 +110,8 @@ def test_plot_skips_missing_figures_and_files(tmp_path: Path) -> None:
     results = tmp_path / "results"
     results.mkdir()
     data = _hash_results()
-    for key in ("b3sum", "api hash_file", "reprokit hash CLI"):
-        data["big_file"].pop(key)
-    data["small_files"].pop("xargs b3sum")
+    for name in ("blake3, API", "blake3, reprokit hash --no-cache"):
+        data["pairs"].pop(name)
     (results / "bench_hash.json").write_text(json.dumps(data))
     plot = _module("plot")
     assert plot.main(["--results", str(results), "--out", str(tmp_path / "out")]) == 0

@@ -71,6 +71,24 @@ def _array(arr: Any, sink: Sink, where: Where, active: set[int]) -> None:
     sink.add_sized(memoryview(arr.reshape(-1).view(np.uint8)))
 
 
+def array_head(arr: Any) -> bytes:
+    """What precedes an array's element bytes in its encoding: tag, dtype, shape, byte count."""
+    dtype = arr.dtype
+    if dtype.byteorder == ">" or (dtype.byteorder == "=" and _BIG_ENDIAN):
+        dtype = dtype.newbyteorder("<")
+    head = Sink()
+    head.add(b"A")
+    head.add_text(_dtype_text(dtype))
+    _shape(head, tuple(arr.shape))
+    head.add(_U64(int(arr.size) * dtype.itemsize))
+    return head.value()
+
+
+def canonical_block(arr: Any) -> Any:
+    """``arr`` as its encoding holds it (see :func:`_canonical`), copied only where needed."""
+    return _canonical(sys.modules["numpy"], arr)
+
+
 def _canonical(np: Any, arr: Any) -> Any:
     """Little-endian, C-contiguous, every NaN the same bits (platforms differ on NaN signs)."""
     order = arr.dtype.byteorder

@@ -35,10 +35,11 @@ raise a :class:`~reprokit.exceptions.ReprokitWarning`, never an error.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -178,33 +179,39 @@ class HashCache:
             if cached is None:
                 self.stats.misses += len(folder.names)
                 match.todo.extend(folder.indices)
-            elif cached.names == folder.names:  # listing unchanged: entries line up
-                self._match(prefix, tree.rels, folder.indices, cached.entries, match)
+                continue
+            if cached.names == folder.names:  # listing unchanged: entries line up
+                entries: Sequence[Entry | None] = cached.entries
             else:
                 by_name = dict(zip(cached.names, cached.entries, strict=True))
                 entries = [by_name.get(name) for name in folder.names]
-                self._match(prefix, tree.rels, folder.indices, entries, match)
+            with _opened_folder(prefix + folder.rel) as dir_fd:
+                names = folder.names
+                if dir_fd is None:  # no descriptor (or no dir_fd here): the whole paths
+                    names = [prefix + tree.rels[i] for i in folder.indices]
+                self._match(names, dir_fd, folder.indices, entries, match)
         match.todo.sort()
         return match
 
     def _match(
         self,
-        prefix: bytes,
-        rels: Sequence[bytes],
+        names: Sequence[bytes],
+        dir_fd: int | None,
         indices: Sequence[int],
         entries: Sequence[Entry | None],
         match: TreeMatch,
     ) -> None:
-        """Compare ``entries`` with the files ``rels[i] for i in indices``; fill ``match``."""
+        """Compare ``entries`` with the files ``names`` (in the folder open on ``dir_fd``, or
+        absolute paths), which sit at ``indices`` of the tree; fill ``match``."""
         stats, margin, stat = self.stats, self.racy_margin_ns, os.stat
         digests, sizes, todo = match.digests, match.sizes, match.todo
-        for index, entry in zip(indices, entries, strict=True):
+        for name, index, entry in zip(names, indices, entries, strict=True):
             if entry is None:
                 stats.misses += 1
                 todo.append(index)
                 continue
             try:
-                st = stat(prefix + rels[index])
+                st = stat(name, dir_fd=dir_fd)  # relative to its folder: a shorter lookup
             except OSError:
                 todo.append(index)
                 continue
@@ -279,7 +286,7 @@ class HashCache:
         dev, ino, size, mtime_ns, ctime_ns, hashed_at_ns, digest = rows[0]
         entry = (dev % (1 << 64), ino % (1 << 64), size, mtime_ns, ctime_ns, hashed_at_ns)
         match = TreeMatch([None], [0])
-        self._match(path_abs, [b""], [0], [(*entry, bytes.fromhex(digest))], match)
+        self._match([path_abs], None, [0], [(*entry, bytes.fromhex(digest))], match)
         return match.digests[0]
 
     def store_files(self, algorithm: str, items: Sequence[tuple[bytes, bytes]]) -> int:
@@ -293,6 +300,24 @@ class HashCache:
             return 0
         self.stats.written += len(rows)
         return len(rows)
+
+
+@contextlib.contextmanager
+def _opened_folder(path: bytes) -> Iterator[int | None]:
+    """A descriptor of the folder ``path`` for the ``with`` (None when it cannot be opened)."""
+    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
+    if os.stat not in os.supports_dir_fd:
+        yield None
+        return
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        yield None
+        return
+    try:
+        yield fd
+    finally:
+        os.close(fd)
 
 
 def _with_slash(path: bytes) -> bytes:

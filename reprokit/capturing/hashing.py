@@ -29,12 +29,14 @@ with BLAKE3's own threads (:mod:`reprokit.capturing._filehash`).
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
 import stat
 import sys
 import warnings
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from reprokit.capturing._filehash import (
     HEX_LENGTH,
@@ -42,7 +44,7 @@ from reprokit.capturing._filehash import (
     digest_fd,
     open_file,
 )
-from reprokit.capturing.model import DataEntry, DataManifest, FileDigest
+from reprokit.capturing.model import DataEntry, DataManifest, FileDigest, file_digests
 from reprokit.capturing.walk import Tree, oserror_reason, special_kind, walk_tree
 from reprokit.exceptions import DigestMismatchError, PathError, ReprokitWarning, UsageError
 
@@ -274,15 +276,56 @@ def _dir_entry(
     rels = tree.rels  # already in that order
     encoding, errors = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
     names = b"\0".join(rels).decode(encoding, errors).split("\0") if rels else []
-    return DataEntry(
+    return FolderEntry.make(
         path=shown,
         kind="dir",
         size=sum(sizes),
         algorithm=algorithm,
         digest=_digest_bytes(merkle_input(names, sizes, digests), algorithm),
-        files=tuple(map(FileDigest, names, sizes, digests)),
         skipped=tuple(tree.skipped),
+        lists=(names, sizes, digests),
     )
+
+
+class FolderEntry(DataEntry):
+    """A folder's :class:`DataEntry` whose ``files`` are made when first read.
+
+    A cached folder of 100,000 files costs about a ``stat`` per file; making 100,000
+    :class:`~reprokit.capturing.model.FileDigest` objects would add a third to that, and a
+    caller that only compares the folder's digest never reads them. Equal to, hashed,
+    printed and pickled as the plain ``DataEntry`` with the same fields.
+    """
+
+    @classmethod
+    def make(cls, *, lists: tuple[list[str], list[int], list[str]], **known: Any) -> DataEntry:
+        entry = object.__new__(cls)
+        entry.__dict__.update(known, _lists=lists)  # frozen: filled in, not assigned
+        return entry
+
+    @functools.cached_property
+    def files(self) -> tuple[FileDigest, ...]:
+        return file_digests(*self.__dict__.pop("_lists"))
+
+    def plain(self) -> DataEntry:
+        return DataEntry(*_field_values(self))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, DataEntry):
+            return _field_values(self) == _field_values(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.plain())
+
+    def __repr__(self) -> str:
+        return repr(self.plain())
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (DataEntry, _field_values(self))
+
+
+def _field_values(entry: DataEntry) -> tuple[Any, ...]:
+    return tuple(getattr(entry, f.name) for f in dataclasses.fields(DataEntry))
 
 
 def merkle_input(names: list[str], sizes: list[int], digests: list[str]) -> bytes:

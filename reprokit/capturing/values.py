@@ -41,13 +41,14 @@ import datetime
 import decimal
 import json
 import struct
+import sys
 from collections.abc import Callable
 from typing import Any
 
 from reprokit.capturing._filehash import Hasher, new_hasher
 from reprokit.exceptions import UnhashableValueError, UsageError
 
-__all__ = ["hash_value"]
+__all__ = ["ArrayHasher", "hash_value"]
 
 _U64 = struct.Struct("<Q").pack
 _F64 = struct.Struct(">d").pack
@@ -104,6 +105,40 @@ def hash_value(value: Any, *, algorithm: str = "blake3") -> str:
     encode(value, sink, (), set())
     sink.flush()
     return f"{name}:{hasher.hexdigest()}"
+
+
+class ArrayHasher:
+    """The digest :func:`hash_value` gives a numpy array (not an object array), computed from
+    its elements fed block by block in C order: the array is never canonicalised (byte order,
+    NaN bits) or copied whole."""
+
+    def __init__(self, array: Any, *, algorithm: str = "blake3", threads: bool = False) -> None:
+        from reprokit.capturing._valuetypes import array_head
+
+        if array.dtype.hasobject:
+            raise TypeError("an object array is hashed element by element: use hash_value")
+        self._algorithm = algorithm
+        self._hasher = new_hasher(algorithm, threads=threads)
+        self._expected = int(array.size) * array.dtype.itemsize
+        self._fed = 0
+        self._hasher.update(array_head(array))
+
+    def update(self, block: Any, *, canonical: bool = False) -> None:
+        """Feed the next elements (taken in C order). ``canonical``: the caller knows they are
+        little-endian, C-contiguous and hold no NaN, which skips the checks."""
+        from reprokit.capturing._valuetypes import canonical_block
+
+        if not canonical:
+            block = canonical_block(block)
+        data = memoryview(block.reshape(-1).view(sys.modules["numpy"].uint8))
+        self._fed += data.nbytes
+        self._hasher.update(data)
+
+    def hexdigest(self) -> str:
+        """``"ALGO:HEX"``; ValueError unless exactly the array's bytes were fed."""
+        if self._fed != self._expected:
+            raise ValueError(f"fed {self._fed} bytes of an array of {self._expected}")
+        return f"{self._algorithm}:{self._hasher.hexdigest()}"
 
 
 def encode_bytes(value: Any, where: Where, active: set[int]) -> bytes:

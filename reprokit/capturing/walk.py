@@ -114,14 +114,16 @@ def walk_tree(root: bytes, display: str) -> Tree:
 
 def _read(scan: _Scan, tree: Tree, display: str) -> None:
     """List one folder; a folder without sub-folders is emitted at once."""
-    names: list[bytes] = []
     subs: list[_Scan] = []
     try:
-        with os.scandir(scan.path) as entries:
+        with os.scandir(scan.path) as listing:
+            entries = list(listing)
+        names = [entry.name for entry in entries if entry.is_file(follow_symlinks=False)]
+        if len(names) < len(entries):  # sub-folders, links or special files
             for entry in entries:
                 if entry.is_file(follow_symlinks=False):
-                    names.append(entry.name)
-                elif entry.is_dir(follow_symlinks=False):
+                    continue
+                if entry.is_dir(follow_symlinks=False):
                     st = entry.stat(follow_symlinks=False)
                     key = (st.st_dev, st.st_ino)
                     rel = scan.rel + entry.name + b"/"

@@ -21,9 +21,11 @@ from __future__ import annotations
 import os
 import secrets
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
-from reprokit._fsutil import atomic_write_bytes, atomic_write_text
+from reprokit._fsutil import atomic_write_bytes, atomic_write_text, write_then_name
 
 OUTPUT_DIR_ENV = "REPROKIT_OUTPUT_DIR"
 ARTIFACT_PATH = "reprokit"
@@ -64,4 +66,13 @@ class RunFolder:
         folder.mkdir(exist_ok=True)
         relative = f"{ARRAYS}/{stem}{suffix}"
         atomic_write_bytes(self.path / relative, payload)
+        return relative, str(self.path), f"{ARTIFACT_PATH}/{relative}"
+
+    def write_array_with(
+        self, suffix: str, fill: Callable[[BinaryIO], str]
+    ) -> tuple[str, str, str]:
+        folder = self.path / ARRAYS
+        folder.mkdir(exist_ok=True)
+        written = write_then_name(folder, lambda handle: fill(handle) + suffix)
+        relative = f"{ARRAYS}/{written.name}"
         return relative, str(self.path), f"{ARTIFACT_PATH}/{relative}"

@@ -10,9 +10,18 @@ import base64
 import io
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn, Protocol, cast
 
+from reprokit.results.arraypass import (
+    StatsAccumulator,
+    array_stats,
+    block_elements,
+    has_stats,
+    npy_size,
+    write_described,
+)
 from reprokit.results.jsonvalue import decode_json, encode_float, encode_json
 from reprokit.results.model import (
     INLINE_LIMIT_BYTES,
@@ -20,7 +29,6 @@ from reprokit.results.model import (
     SAMPLE_SIZE,
     ArrayData,
     ArraySample,
-    ArrayStats,
 )
 
 if TYPE_CHECKING:
@@ -34,33 +42,17 @@ class ArrayWriter(Protocol):
         """Store ``payload``; return (file relative to the folder, folder, artifact path)."""
         ...
 
+    def write_array_with(
+        self, suffix: str, fill: Callable[[BinaryIO], str]
+    ) -> tuple[str, str, str]:
+        """Store the file ``fill(handle)`` writes; ``fill`` returns its stem (known once the
+        content is: it holds the digest). Returns what :meth:`write_array` returns."""
+        ...
+
 
 def is_json_dtype(array: np.ndarray) -> bool:
     """Object arrays cannot go to ``.npy`` without pickle: they are stored as JSON lists."""
     return bool(array.dtype.kind == "O")
-
-
-def array_stats(array: np.ndarray) -> ArrayStats | None:
-    """Statistics of a real numeric array (bool/int/uint/float); None for other dtypes."""
-    import numpy as np
-
-    if array.dtype.kind not in "biuf":
-        return None
-    values = array.astype(np.float64, copy=False).reshape(-1)
-    nan = np.isnan(values)
-    posinf = np.isposinf(values)
-    neginf = np.isneginf(values)
-    finite = values[~(nan | posinf | neginf)]
-    empty = finite.size == 0
-    return ArrayStats(
-        min=None if empty else float(finite.min()),
-        max=None if empty else float(finite.max()),
-        mean=None if empty else float(finite.mean()),
-        std=None if empty else float(finite.std()),
-        nan_count=int(nan.sum()),
-        posinf_count=int(posinf.sum()),
-        neginf_count=int(neginf.sum()),
-    )
 
 
 def array_sample(array: np.ndarray, name: str) -> ArraySample:
@@ -71,8 +63,8 @@ def array_sample(array: np.ndarray, name: str) -> ArraySample:
     count = min(SAMPLE_SIZE, size)
     rng = np.random.default_rng(SAMPLE_SEED)
     indices = np.sort(rng.choice(size, size=count, replace=False)) if count else np.empty(0, int)
-    flat = array.reshape(-1)
-    values = tuple(_element_json(flat[int(i)], name) for i in indices)
+    positions = np.unravel_index(indices, array.shape) if array.ndim else ()
+    values = tuple(_element_json(element, name) for element in array[positions].reshape(-1))
     return ArraySample(seed=SAMPLE_SEED, indices=tuple(int(i) for i in indices), values=values)
 
 
@@ -123,36 +115,74 @@ def encode_array(
     """Describe ``array`` and store its elements inline or through ``writer``.
 
     Without a writer (no run folder could be made) every array is inline, whatever its size:
-    a notebook that carries the whole array beats a reference to nowhere.
+    a notebook that carries the whole array beats a reference to nowhere. An array stored by
+    reference is written, hashed and summarised in one pass of bounded memory
+    (:mod:`~reprokit.results.arraypass`), and never encoded as text.
     """
+    if writer is not None and _streamable(array) and npy_size(array) > inline_limit:
+        return _stream_by_reference(array, name, stem, writer, source_dtype)
     array = _contiguous(array)
     if is_json_dtype(array):
         encoding, suffix = "json", ".json"
         listed = encode_json(array.tolist(), name=name)
         payload = json.dumps(listed, separators=(",", ":"), allow_nan=False).encode("utf-8")
-        inline: Any = listed
     else:
         encoding, suffix = "npy", ".npy"
         payload = npy_bytes(array)
-        inline = base64.b64encode(payload).decode("ascii")
-    digest = array_digest(array, payload)
     common: dict[str, Any] = {
         "dtype": str(array.dtype),
         "shape": tuple(int(n) for n in array.shape),
-        "digest": digest,
+        "digest": array_digest(array, payload),
         "encoding": encoding,
         "stats": array_stats(array),
         "source_dtype": source_dtype,
     }
     if len(payload) <= inline_limit or writer is None:
+        inline = listed if encoding == "json" else base64.b64encode(payload).decode("ascii")
         return ArrayData(inline=inline, **common)
-    file, location, artifact = writer.write_array(_file_stem(stem, digest), suffix, payload)
+    file, location, artifact = writer.write_array(
+        _file_stem(stem, common["digest"]), suffix, payload
+    )
+    sample = array_sample(array, name)
+    return ArrayData(file=file, location=location, artifact=artifact, sample=sample, **common)
+
+
+def _streamable(array: Any) -> bool:
+    """An array whose ``.npy`` file can be written block by block: not a numpy scalar, not
+    0-d, and a dtype ``.npy`` holds without pickle."""
+    import numpy as np
+
+    return isinstance(array, np.ndarray) and array.ndim > 0 and array.dtype.kind in "biufcmMSU"
+
+
+def _stream_by_reference(
+    array: np.ndarray, name: str, stem: str, writer: ArrayWriter, source_dtype: str | None
+) -> ArrayData:
+    """Write, hash and summarise ``array`` in one pass of blocks: no copy of the whole."""
+    import numpy as np
+
+    from reprokit.capturing.values import ArrayHasher
+
+    array = np.asarray(array)  # a subclass (masked, matrix) as its plain elements
+    hasher = ArrayHasher(array, threads=True)
+    stats = StatsAccumulator(array.dtype.kind, block_elements(array)) if has_stats(array) else None
+
+    def fill(handle: BinaryIO) -> str:
+        write_described(handle, array, hasher, stats)
+        return _file_stem(stem, hasher.hexdigest())
+
+    file, location, artifact = writer.write_array_with(".npy", fill)
     return ArrayData(
+        dtype=str(array.dtype),
+        shape=tuple(int(n) for n in array.shape),
+        digest=hasher.hexdigest(),
+        encoding="npy",
         file=file,
         location=location,
         artifact=artifact,
+        stats=None if stats is None else stats.stats(),
         sample=array_sample(array, name),
-        **common,
+        source_dtype=source_dtype,
     )
 
 
@@ -349,10 +379,10 @@ def load_array(data: ArrayData, *, base: str | os.PathLike[str] | None = None) -
         if data.encoding == "json":
             return _json_array(decode_json(data.inline), data)
         raw = _npy_from_text(data)
+    elif data.encoding == "npy":
+        return _read_npy(data, base)
     else:
-        raw = _read_payload(data, base)
-    if data.encoding == "json":
-        return _json_array(decode_json(_json_file(raw, data)), data)
+        return _json_array(decode_json(_json_file(_read_payload(data, base), data)), data)
     loaded: np.ndarray = np.load(io.BytesIO(raw), allow_pickle=False)
     return loaded
 
@@ -379,19 +409,31 @@ def check_array_file(data: ArrayData, base: str | os.PathLike[str]) -> None:
 
 
 def _read_payload(data: ArrayData, base: str | os.PathLike[str] | None) -> bytes:
-    from reprokit.results.untrusted import inside_folder, read_regular, read_rest
+    from reprokit.results.untrusted import inside_folder, read_regular
 
-    if data.encoding == "json":
-        path, folder = _payload_path(data, base)
-        inside_folder(path, folder)
-        return read_regular(path, MAX_JSON_ARRAY_BYTES, what="array file")
-    with _open_npy(data, base) as handle:
-        expected = os.fstat(handle.fileno()).st_size
-        handle.seek(0)
-        raw = read_rest(handle, _payload_path(data, base)[0], expected)
-    if len(raw) != expected:
+    path, folder = _payload_path(data, base)
+    inside_folder(path, folder)
+    return read_regular(path, MAX_JSON_ARRAY_BYTES, what="array file")
+
+
+def _read_npy(data: ArrayData, base: str | os.PathLike[str] | None) -> np.ndarray:
+    """The elements of a checked ``.npy`` file read straight into the array (no bytes copy)."""
+    import numpy as np
+
+    array = np.empty(data.shape, _dtype_of(data.dtype))
+    view = array.reshape(-1).view(np.uint8).data
+    with _open_npy(data, base) as opened:
+        handle = cast(io.BufferedIOBase, opened)
+        got = 0
+        try:
+            while got < len(view) and (n := handle.readinto(view[got:])):
+                got += n
+            extra = handle.read(1)
+        except OSError as exc:
+            _refuse(f"cannot read array file {data.file}: {exc.strerror}")
+    if got != len(view) or extra:
         _refuse(f"array file {data.file} changed while it was read")
-    return raw
+    return array
 
 
 def _open_npy(data: ArrayData, base: str | os.PathLike[str] | None) -> BinaryIO:

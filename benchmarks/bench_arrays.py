@@ -1,0 +1,148 @@
+"""What declaring a large array result costs, against ``numpy.save`` of it to the same folder.
+
+Run from the repository root::
+
+    python benchmarks/bench_arrays.py           # 10**8 float32 (400 MB), 5 rounds
+    python benchmarks/bench_arrays.py --quick   # 10**7 float32 (40 MB), CI smoke test (< 30 s)
+
+``reprokit.result('a', a)`` in a notebook runs ``encode_result`` with the run's folder as the
+writer: statistics, digest, a seeded sample and the ``.npy`` sidecar. It is timed here in
+process (no kernel, no MLflow: those cost the same for any result) and alternated
+(A B A B …, ``benchmarks/_ab.py``) with its baseline ``numpy.save(folder / "a.npy", a)``,
+each after the previous files were removed (untimed). Pairs (ratio = measured / baseline):
+
+- ``result() float32``: a C-contiguous array of standard normals (target ≤ 2);
+- ``result() float32, 1% NaN``: the same with NaNs (the block-wise NaN canonicalisation);
+- ``result() float32, transposed``: a 2-D array walked in C order through a transposed view
+  (copied block by block), against ``numpy.save`` of the same view;
+- ``numpy.save + fsync`` against ``numpy.save``: what a durable write would add (the sidecar
+  is renamed into place but not fsync'ed).
+
+Figures: the peak extra memory of one ``result()`` traced by ``tracemalloc`` (numpy reports
+its buffers to it), as a fraction of the array's bytes (target ≤ 0.5).
+
+The folder is a temporary one under ``--dir`` (default: the system's temporary folder).
+Results go to ``benchmarks/results/bench_arrays.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _ab import Results, alternate  # noqa: E402
+
+from reprokit.recording.folder import RunFolder  # noqa: E402
+from reprokit.results import encode_result  # noqa: E402
+
+
+def make_array(n: int, nan_fraction: float = 0.0) -> Any:
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal(n, dtype=np.float32)
+    if nan_fraction:
+        a[rng.random(n) < nan_fraction] = np.nan
+    return a
+
+
+def clearer(folder: Path) -> Callable[[], None]:
+    def clear() -> None:
+        for item in folder.iterdir():
+            if item.is_dir():
+                shutil.rmtree(item)
+            else:
+                item.unlink()
+
+    return clear
+
+
+def pair(results: Results, name: str, array: Any, folder: Path, repeat: int, target: str) -> None:
+    writer = RunFolder(folder)
+    results.add(
+        alternate(
+            name,
+            lambda: encode_result("a", array, writer=writer),
+            lambda: np.save(folder / "a.npy", array),
+            repeat=repeat,
+            baseline_name="numpy.save",
+            target=target,
+            before=clearer(folder),
+        )
+    )
+
+
+def save_synced(path: Path, array: Any) -> None:
+    with path.open("wb") as handle:
+        np.save(handle, array)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def peak_fraction(array: Any, folder: Path) -> float:
+    """Peak memory traced during one ``result()``, over the array's bytes."""
+    clearer(folder)()
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        encode_result("a", array, writer=RunFolder(folder))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return round(peak / array.nbytes, 4)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="10**7 elements, 3 rounds")
+    parser.add_argument("--size", type=int, default=None, help="elements [10**8]")
+    parser.add_argument("--repeat", type=int, default=None, help="rounds of A B [5]")
+    parser.add_argument("--dir", default=None, help="where the temporary folder is made")
+    args = parser.parse_args()
+    n = args.size or (10**7 if args.quick else 10**8)
+    repeat = args.repeat or (3 if args.quick else 5)
+    results = Results("bench_arrays", params={"elements": n, "repeat": repeat})
+    work = Path(tempfile.mkdtemp(prefix="reprokit-bench-arrays-", dir=args.dir))
+    try:
+        a = make_array(n)
+        print(f"{n} float32 ({a.nbytes / 1e6:.0f} MB) in {work}")
+        pair(results, "result() float32", a, work, repeat, "<= 2")
+        results.figure("peak extra memory / array bytes", peak_fraction(a, work))
+        side = int(np.sqrt(n))
+        transposed = a[: side * side].reshape(side, side).T
+        pair(results, "result() float32, transposed", transposed, work, repeat, "<= 2")
+        results.figure(
+            "peak extra memory / array bytes, transposed", peak_fraction(transposed, work)
+        )
+        del transposed
+        with_nan = make_array(n, 0.01)
+        pair(results, "result() float32, 1% NaN", with_nan, work, repeat, "<= 2")
+        del with_nan
+        results.add(
+            alternate(
+                "numpy.save + fsync",
+                lambda: save_synced(work / "b.npy", a),
+                lambda: np.save(work / "a.npy", a),
+                repeat=repeat,
+                baseline_name="numpy.save",
+                before=clearer(work),
+            )
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    results.write()
+
+
+if __name__ == "__main__":
+    main()

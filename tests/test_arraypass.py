@@ -1,0 +1,183 @@
+"""Array results in one streaming pass: statistics, digest and ``.npy`` file with bounded memory.
+
+Pins that a large array result is summarised block by block (memory traced by
+``tracemalloc``, to which numpy reports its buffers, stays a small fraction of the array),
+that the statistics equal numpy's over the finite values, that the sidecar file is what
+``numpy.save`` writes and that the digest is ``hash_value``'s, whatever the dtype and layout.
+"""
+
+from __future__ import annotations
+
+import io
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from lock_helpers import FolderWriter
+
+from reprokit.capturing.values import ArrayHasher, hash_value
+from reprokit.results import encode_result
+from reprokit.results.arraypass import array_stats, blocks, write_npy
+from reprokit.results.encode import decode_result
+
+RNG = np.random.default_rng(7)
+
+
+def _with_nan_and_inf(n: int, dtype: Any) -> Any:
+    values = RNG.standard_normal(n)
+    values[RNG.random(n) < 0.05] = np.nan
+    values[RNG.random(n) < 0.01] = np.inf
+    values[RNG.random(n) < 0.01] = -np.inf
+    return values.astype(dtype)
+
+
+ARRAYS: dict[str, Callable[[], Any]] = {
+    "float32": lambda: RNG.standard_normal(300_000).astype(np.float32),
+    "float64 nan inf": lambda: _with_nan_and_inf(200_000, np.float64),
+    "float16 nan inf": lambda: _with_nan_and_inf(300_000, np.float16),
+    "big-endian nan": lambda: _with_nan_and_inf(200_000, ">f4"),
+    "all nan": lambda: np.full(100_000, np.nan),
+    "large mean": lambda: 1e9 + RNG.standard_normal(300_000),
+    "int64": lambda: RNG.integers(-(10**12), 10**12, 200_000),
+    "uint8": lambda: RNG.integers(0, 255, 500_000).astype(np.uint8),
+    "bool": lambda: RNG.random(500_000) < 0.3,
+    "fortran": lambda: np.asfortranarray(RNG.standard_normal((400, 500))),
+    "transposed 3-d": lambda: RNG.standard_normal((30, 40, 90)).transpose(2, 0, 1),
+    "strided": lambda: RNG.standard_normal(600_000)[::3],
+    "short rows, fortran": lambda: np.asfortranarray(RNG.standard_normal((200_000, 2))),
+    "complex nan": lambda: (RNG.standard_normal(100_000) + 1j * np.nan).astype(np.complex64),
+    "unicode": lambda: np.array([f"s{i}" for i in range(30_000)]),
+    "datetime": lambda: np.arange(100_000).astype("datetime64[s]"),
+    "masked": lambda: np.ma.array(RNG.standard_normal(100_000), mask=RNG.random(100_000) < 0.5),
+}
+
+
+def _reference_stats(array: Any) -> dict[str, Any]:
+    """What the statistics were before streaming: float64 copy, masks, finite values."""
+    values = np.asarray(array).astype(np.float64).reshape(-1)
+    finite = values[np.isfinite(values)]
+    return {
+        "nan_count": int(np.isnan(values).sum()),
+        "posinf_count": int(np.isposinf(values).sum()),
+        "neginf_count": int(np.isneginf(values).sum()),
+        "min": float(finite.min()) if finite.size else None,
+        "max": float(finite.max()) if finite.size else None,
+        "mean": float(finite.mean()) if finite.size else None,
+        "std": float(finite.std()) if finite.size else None,
+    }
+
+
+@pytest.mark.parametrize("name", sorted(ARRAYS))
+def test_by_reference_array_is_numpy_save_with_hash_value_digest_and_numpy_stats(
+    name: str, tmp_path: Path
+) -> None:
+    array = ARRAYS[name]()
+    data = encode_result("a", array, writer=FolderWriter(tmp_path)).array
+    assert data is not None and data.file is not None and data.inline is None
+    saved = io.BytesIO()
+    np.save(saved, np.ascontiguousarray(array), allow_pickle=False)
+    assert (tmp_path / data.file).read_bytes() == saved.getvalue()
+    assert data.digest == hash_value(np.ascontiguousarray(array))
+    back = decode_result(encode_result("a", array, writer=FolderWriter(tmp_path)), base=tmp_path)
+    assert back.tobytes() == np.ascontiguousarray(array).tobytes()
+    if np.asarray(array).dtype.kind not in "biuf":
+        assert data.stats is None
+        return
+    assert data.stats is not None
+    reference = _reference_stats(array)
+    found = vars(data.stats)
+    for key in ("nan_count", "posinf_count", "neginf_count", "min", "max"):
+        assert found[key] == reference[key], key
+    for key in ("mean", "std"):
+        if reference[key] is None:
+            assert found[key] is None
+        else:
+            assert found[key] == pytest.approx(reference[key], rel=1e-12, abs=1e-12), key
+
+
+def test_zero_d_and_empty_arrays_keep_their_statistics() -> None:
+    assert array_stats(np.array(2.5)) == array_stats(np.array([2.5]))
+    empty = array_stats(np.empty((0, 3), np.float32))
+    assert empty is not None and (empty.min, empty.mean, empty.nan_count) == (None, None, 0)
+    assert array_stats(np.array([1 + 2j])) is None
+
+
+def _peak_bytes(run: Callable[[], object]) -> int:
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        run()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_array_stats_of_ten_million_floats_uses_a_few_blocks_of_memory() -> None:
+    array = RNG.standard_normal(10**7).astype(np.float32)
+    array[::1000] = np.nan  # the slow path too: masks of every block
+    peak = _peak_bytes(lambda: array_stats(array))
+    assert peak < 0.1 * array.nbytes, peak  # before: a float64 copy, masks, finite values (5x)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "transposed"])
+def test_large_result_is_written_hashed_and_summarised_without_copying_it(
+    layout: str, tmp_path: Path
+) -> None:
+    array = RNG.standard_normal(10**7).astype(np.float32)
+    if layout == "transposed":
+        array = array.reshape(2000, 5000).T
+    writer = FolderWriter(tmp_path)
+    peak = _peak_bytes(lambda: encode_result("a", array, writer=writer))
+    # before: npy bytes, a base64 text of them, a float64 copy and masks (10x the array)
+    assert peak < 0.25 * array.nbytes, peak
+
+
+def test_array_hasher_fed_in_blocks_is_hash_value() -> None:
+    array = _with_nan_and_inf(100_000, ">f8").reshape(250, 400).T
+    hasher = ArrayHasher(array)
+    for block in blocks(array, block_bytes=4096):
+        hasher.update(block)
+    assert hasher.hexdigest() == hash_value(array)
+    short = ArrayHasher(array)
+    short.update(array[:10])
+    with pytest.raises(ValueError, match="fed"):
+        short.hexdigest()
+
+
+def test_write_npy_is_numpy_save_in_c_order() -> None:
+    for array in (np.arange(12.0).reshape(3, 4).T, np.zeros((2, 0, 3)), np.array(7, np.int16)):
+        written, saved = io.BytesIO(), io.BytesIO()
+        write_npy(written, array)
+        np.save(saved, np.ascontiguousarray(array) if array.ndim else array)
+        assert written.getvalue() == saved.getvalue()
+
+
+def test_tensor_result_by_reference_matches_its_numpy_digest(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    tensor = torch.randn(300, 200).t()  # not contiguous
+    data = encode_result("t", tensor, writer=FolderWriter(tmp_path)).array
+    assert data is not None and data.file is not None
+    assert data.digest == hash_value(np.ascontiguousarray(tensor.numpy()))
+
+
+def test_loading_a_large_sidecar_reads_it_once_into_the_array(tmp_path: Path) -> None:
+    array = RNG.standard_normal(4 * 10**6)
+    result = encode_result("a", array, writer=FolderWriter(tmp_path))
+    loaded: list[Any] = []
+    peak = _peak_bytes(lambda: loaded.append(decode_result(result, base=tmp_path)))
+    assert np.array_equal(loaded[0], array)
+    assert peak < 1.1 * array.nbytes, peak  # before: the file's bytes, then a copy (2x)
+
+
+def test_hashing_without_statistics_still_canonicalises_nans() -> None:
+    from reprokit.results.arraypass import write_described
+
+    array = np.full(5 * 10**6, np.nan, np.float32)  # above the size written in one call
+    array[::2] = 1.0
+    array.view(np.uint32)[1] |= 1  # a NaN with other bits
+    hasher = ArrayHasher(array)
+    write_described(io.BytesIO(), array, hasher, None)
+    assert hasher.hexdigest() == hash_value(array)
