@@ -192,7 +192,8 @@ def _emit_snapshot(run: RecordedRun) -> None:
     from reprokit.report.display import emit, snapshot_bundle
 
     metadata = run.metadata()
-    emit(snapshot_bundle(run.snapshot, metadata), metadata)
+    # the run's folder keeps the whole snapshot: the notebook carries its summary
+    emit(snapshot_bundle(run.snapshot, metadata, summarised=run.local_dir is not None), metadata)
 
 
 # --- results, seeds, data --------------------------------------------------------------
