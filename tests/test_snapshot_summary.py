@@ -148,9 +148,15 @@ def test_the_run_folder_json_is_written_fast_in_the_same_layout(
     snapshots: dict[int, Snapshot],
 ) -> None:
     """snapshot.json and data.json (100,000 files: 15 MB) are written by msgspec, in the same
-    sorted, one-value-per-line layout as every other reprokit JSON file."""
+    sorted, one-value-per-line layout as every other reprokit JSON file up to 1 MiB, on one
+    line above; they read back the same."""
     snapshot = snapshots[500]
     assert to_json_fast(snapshot) == to_json(snapshot)
     assert to_json_fast(snapshot.data) == to_json(snapshot.data)
+    files = snapshot.data.entries[0].files * 40  # type: ignore[union-attr]
+    large = replace(snapshot.data.entries[0], files=files)  # type: ignore[union-attr]
+    text = to_json_fast(large)
+    assert len(text) > 1024 * 1024 and text.count("\n") == 1
+    assert json.loads(text) == json.loads(to_json(large))
     with pytest.raises(TypeError):  # what neither encoder can write still fails loudly
         to_json_fast({"x": object()})
