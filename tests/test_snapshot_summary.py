@@ -43,7 +43,7 @@ def _notebook(tmp_path: Path, snapshot: Snapshot, local_dir: Path | None) -> Pat
     node.cells[0].outputs = [
         nbformat.v4.new_output(
             "display_data",
-            data=snapshot_bundle(snapshot, metadata, summarised=local_dir is not None),
+            data=snapshot_bundle(snapshot, metadata),
             metadata={"reprokit": metadata},
         )
     ]
@@ -75,7 +75,7 @@ def test_the_snapshot_output_does_not_grow_with_the_number_of_data_files(
         assert summary["environment_digest"] == environment_digest(snapshot)
         assert bundle[SNAPSHOT_MIME]["data"]["entries"][0]["files"] == []
     assert abs(sizes[500] - sizes[10]) < 200, sizes  # a few digits of counts and sizes
-    whole = snapshot_bundle(snapshots[500], {}, summarised=False)  # no run folder: all of it
+    whole = snapshot_bundle(snapshots[500], {"local_dir": None})  # no run folder: all of it
     assert len(whole[SNAPSHOT_MIME]["data"]["entries"][0]["files"]) == 500
 
 

@@ -192,8 +192,7 @@ def _emit_snapshot(run: RecordedRun) -> None:
     from reprokit.report.display import emit, snapshot_bundle
 
     metadata = run.metadata()
-    # the run's folder keeps the whole snapshot: the notebook carries its summary
-    emit(snapshot_bundle(run.snapshot, metadata, summarised=run.local_dir is not None), metadata)
+    emit(snapshot_bundle(run.snapshot, metadata), metadata)  # a summary when local_dir is set
 
 
 # --- results, seeds, data --------------------------------------------------------------

@@ -6,8 +6,8 @@ renderings. Output metadata ``{"reprokit": {...}}`` carries where the run went (
 redacted tracking URI), which a reader needs to find by-reference arrays.
 
 A snapshot leaves out its data folders' file lists (``SNAPSHOT_SUMMARY_MIME`` beside it says
-what was left out, :mod:`reprokit.capturing.summary`) when the run has a folder that keeps
-the whole snapshot; the notebook's size then does not grow with the number of data files.
+what was left out, :mod:`reprokit.capturing.summary`) when the run has a local folder, which
+keeps the whole snapshot; the notebook's size then does not grow with the number of data files.
 
 Outside IPython (a plain script) nothing is emitted: there is no notebook to carry it.
 """
@@ -28,12 +28,11 @@ def result_bundle(result: Result) -> dict[str, Any]:
     return _bundle(RESULT_MIME, to_builtins(result), result_view(result))
 
 
-def snapshot_bundle(
-    snapshot: Snapshot, run: dict[str, Any], *, summarised: bool = True
-) -> dict[str, Any]:
-    """The start cell's output: ``snapshot`` without its data file lists and their summary,
-    or (``summarised=False``: nowhere else keeps it) the whole snapshot."""
-    if not summarised:
+def snapshot_bundle(snapshot: Snapshot, run: dict[str, Any]) -> dict[str, Any]:
+    """The start cell's output: ``snapshot`` without its data file lists and their summary
+    when the run has a local folder (``run["local_dir"]``, which keeps the whole snapshot),
+    else the whole snapshot."""
+    if not run.get("local_dir"):
         return _bundle(SNAPSHOT_MIME, to_builtins(snapshot), snapshot_view(snapshot, run))
     brief, summary = summarise(snapshot)
     bundle = _bundle(SNAPSHOT_MIME, to_builtins(brief), snapshot_view(snapshot, run))
