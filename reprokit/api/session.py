@@ -192,7 +192,7 @@ def _emit_snapshot(run: RecordedRun) -> None:
     from reprokit.report.display import emit, snapshot_bundle
 
     metadata = run.metadata()
-    emit(snapshot_bundle(run.snapshot, metadata), metadata)  # a summary when local_dir is set
+    emit(snapshot_bundle(run.snapshot, metadata), metadata)
 
 
 # --- results, seeds, data --------------------------------------------------------------
