@@ -74,21 +74,22 @@ def _bars(axis: Any, rows: list[tuple[str, float, str]], unit: str, fmt: str) ->
 
 
 def plot_runner(data: dict[str, Any], out: Path) -> Path:
-    """``runner.png`` from bench_run.json."""
-    count = data["notebooks"]
+    """``runner.png`` from bench_run.json (its ``figures``: medians of the paired runs)."""
+    figures = data["figures"]
+    count = figures["notebooks"]
     rows = [
-        ("bare papermill (baseline)", data["bare_papermill_s"], BASELINE),
-        ("reprokit run --jobs 1", data["run_jobs1_s"], OURS),
-        ("reprokit run --jobs 2", data["run_jobs2_s"], OURS),
-        ("--jobs 1 + MLflow recording", data["run_record_s"], OURS),
+        ("bare papermill (baseline)", figures["bare_papermill_s"], BASELINE),
+        ("reprokit run --jobs 1", figures["run_jobs1_s"], OURS),
+        ("reprokit run --jobs 2", figures["run_jobs2_s"], OURS),
+        ("--jobs 1 + MLflow recording", figures["run_record_s"], OURS),
     ]
     figure, axis = _figure(8, 3.2)
     _bars(axis, rows, f"seconds for {count} notebooks (lower is better)", "{:.2f} s")
-    machine = f"{data.get('cpu_count', '?')} cores, Python {data.get('python', '?')}"
+    machine = f"{figures.get('cpu_count', '?')} cores, Python {figures.get('python', '?')}"
     axis.set_title(
-        f"Runner: --jobs 2 is {data['speedup_jobs2']:.2f}x faster than --jobs 1, "
-        f"{data['overhead_per_notebook_s']:+.2f} s per notebook against papermill\n"
-        + _subtitle(data, machine),
+        f"Runner: --jobs 2 is {figures['speedup_jobs2']:.2f}x faster than --jobs 1, "
+        f"{figures['overhead_per_notebook_s']:+.2f} s per notebook against papermill\n"
+        + _subtitle(figures, machine),
         fontsize=10,
         loc="left",
     )

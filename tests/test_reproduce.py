@@ -12,6 +12,7 @@ import pytest
 from run_helpers import demo_project, reprokit_cli, write_notebook
 
 from reprokit.recording.lock import read_lock
+from reprokit.results import read_notebook
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:PYTHONHASHSEED")]
 
@@ -49,6 +50,15 @@ def test_record_writes_a_lock_with_results_parameters_and_data(recorded: Path) -
     # the printing cell's masked text is kept for `verify --outputs`
     assert [cell.text for cell in lock.outputs][-1] == "loss 0.123456 after 3 steps at <ADDRESS>\n"
     assert [entry.path for entry in lock.data.entries] == ["data"]
+    # the executed notebook carries a summary of the data; the lock has the file list, read
+    # back from the run folder
+    files = [f.path for f in lock.data.entries[0].files]
+    assert "values.csv" in files
+    executed = sorted((recorded / ".reprokit" / "runs").glob("*/analysis/analysis.ipynb"))[0]
+    found = read_notebook(executed)
+    assert found.summary is not None and found.summary.files == len(files)
+    assert found.snapshot is not None and found.snapshot.data is not None
+    assert found.snapshot.data.entries[0].files == ()
 
 
 def test_verify_reproduces_and_writes_every_report(recorded: Path) -> None:

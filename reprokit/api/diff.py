@@ -178,9 +178,9 @@ def _from_path(path: Path) -> Side:
 
 
 def _from_notebook(path: Path) -> Side:
-    from reprokit.results.notebook import read_notebook
+    from reprokit.results.notebook import read_notebook, restore_snapshot
 
-    found = read_notebook(path)
+    found = restore_snapshot(read_notebook(path))  # the data file lists, from the run folder
     if not found.outputs and found.snapshot is None:
         raise UsageError(
             f"{path}: no lock beside it and no reprokit results in its outputs "

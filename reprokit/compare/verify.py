@@ -561,9 +561,15 @@ def compare_manifests(reference: DataManifest | None, current: DataManifest | No
         elif other.digest == entry.digest:
             checks.append(_entry_check(entry, "ok", other.digest))
         else:
-            files = _file_changes(entry, other)
+            files = _file_changes(entry, other) if _listed(entry) and _listed(other) else ()
             checks.append(_entry_check(entry, "changed", other.digest, files, "content changed"))
     return DataCheck(tuple(checks))
+
+
+def _listed(entry: DataEntry) -> bool:
+    """False for a folder whose file list was left out (a notebook's snapshot summary): it
+    cannot say which of its files changed."""
+    return entry.kind != "dir" or bool(entry.files) or entry.size == 0
 
 
 def _check_entry(entry: DataEntry, root: Path, cache: Any) -> DataEntryCheck:

@@ -29,7 +29,12 @@ from reprokit.recording.folder import ARTIFACT_PATH
 from reprokit.recording.target import resolve_target, sqlite_path
 from reprokit.recording.writer import MlflowRunWriter
 from reprokit.results.model import ArrayData, Result
-from reprokit.results.notebook import NotebookResults, ResultOutput, read_notebook
+from reprokit.results.notebook import (
+    NotebookResults,
+    ResultOutput,
+    read_notebook,
+    restore_snapshot,
+)
 
 __all__ = ["RecordedRun", "is_run_id", "load_run"]
 
@@ -163,8 +168,9 @@ def _read_run(run_id: str, uri: str, run: Any, folder: Path) -> RecordedRun:
     tags = dict(run.data.tags)
     params = dict(run.data.params)
     executed = _executed_notebook(folder)
-    if executed is not None:
-        results = read_notebook(executed)
+    if executed is not None:  # its snapshot made whole from the run folder uploaded beside it
+        places = sorted(folder.rglob("snapshot.json")) if folder.is_dir() else []
+        results = restore_snapshot(read_notebook(executed), places)
         parameters = _papermill_parameters(executed) or _notebook_params(params)
     else:
         results = _session_results(run_id, folder)

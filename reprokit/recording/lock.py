@@ -28,6 +28,7 @@ from typing import Any
 from reprokit._fsutil import atomic_write_bytes, atomic_write_text
 from reprokit._serde import from_builtins, to_json
 from reprokit._version import __version__
+from reprokit._warn import warn_user
 from reprokit.capturing.model import DataManifest, Snapshot
 from reprokit.exceptions import (
     InputError,
@@ -49,7 +50,7 @@ from reprokit.recording.lock_model import (
     NotebookSource,
 )
 from reprokit.results.model import INLINE_LIMIT_BYTES, RESULT_MIME, SNAPSHOT_MIME, ArrayData, Result
-from reprokit.results.notebook import NotebookResults, read_notebook
+from reprokit.results.notebook import NotebookResults, read_notebook, restore_snapshot
 
 __all__ = [
     "LOCK_SCHEMA_VERSION",
@@ -236,7 +237,7 @@ def build_lock(
     notebook = Path(notebook_path).resolve()
     rel_notebook = _relative_to_root(notebook, root, "notebook.path", str(notebook))
     results, fingerprints = _executed_parts(executed)
-    snapshot = _portable(results.snapshot)
+    snapshot = _portable(_whole_snapshot(results, str(notebook)))
     if seed is None and snapshot is not None and snapshot.seeds is not None:
         seed = snapshot.seeds.seed
     manifest = data if data is not None else (snapshot.data if snapshot else None)
@@ -261,6 +262,19 @@ def _portable(snapshot: Snapshot | None) -> Snapshot | None:
     if snapshot is None:
         return None
     return replace(snapshot, python=replace(snapshot.python, executable=None, prefix=None))
+
+
+def _whole_snapshot(results: NotebookResults, notebook: str) -> Snapshot | None:
+    """The executed notebook's snapshot with its data file lists, read back from the run's
+    folder when the notebook carries a summary; the summary, with a warning, when that folder
+    does not have it."""
+    results = restore_snapshot(results)
+    if results.summary is not None and results.summary.files:
+        warn_user(
+            f"{notebook}: the run folder holding the data manifest of the executed notebook is "
+            "gone; the lock keeps each data path's digest but not its file list"
+        )
+    return results.snapshot
 
 
 def _executed_parts(executed: Any) -> tuple[NotebookResults, tuple[CellFingerprint, ...]]:

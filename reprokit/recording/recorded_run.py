@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from reprokit._serde import to_json
+from reprokit._serde import to_json, to_json_fast
 from reprokit.capturing.model import DataEntry, DataManifest, SeedRecord, Snapshot
 from reprokit.recording.folder import ARTIFACT_PATH, RunFolder
 from reprokit.recording.journal import JOURNAL_TAG, Journal
@@ -220,7 +220,7 @@ class RecordedRun:
         from reprokit.capturing.redact import redact_text
 
         assert self.folder is not None
-        self.folder.write_text("snapshot.json", to_json(self.snapshot))
+        self.folder.write_text("snapshot.json", to_json_fast(self.snapshot))
         self.folder.write_text("requirements.txt", requirements_text(self.snapshot))
         if self.snapshot.git.available and self.snapshot.git.dirty:
             diff = git_diff(self.target.project_root)
@@ -231,7 +231,7 @@ class RecordedRun:
     def _write_inputs(self) -> None:
         if self.folder is not None:
             manifest = DataManifest(entries=tuple(self.entries))
-            self.folder.write_text("data.json", to_json(manifest))
+            self.folder.write_text("data.json", to_json_fast(manifest))  # 100k files
             self.folder.write_text("seeds.json", to_json(self.seeds))
 
     def _write_run_json(self, run_id: str, artifact_uri: str | None) -> None:

@@ -5,6 +5,10 @@ Each output holds the reprokit MIME payload (the JSON of the data model, read ba
 renderings. Output metadata ``{"reprokit": {...}}`` carries where the run went (local folder,
 redacted tracking URI), which a reader needs to find by-reference arrays.
 
+A snapshot leaves out its data folders' file lists (``SNAPSHOT_SUMMARY_MIME`` beside it says
+what was left out, :mod:`reprokit.capturing.summary`) when the run has a local folder, which
+keeps the whole snapshot; the notebook's size then does not grow with the number of data files.
+
 Outside IPython (a plain script) nothing is emitted: there is no notebook to carry it.
 """
 
@@ -15,8 +19,9 @@ from typing import Any
 
 from reprokit._serde import to_builtins
 from reprokit.capturing.model import Snapshot
+from reprokit.capturing.summary import summarise
 from reprokit.report.render import View, result_view, snapshot_view
-from reprokit.results.model import RESULT_MIME, SNAPSHOT_MIME, Result
+from reprokit.results.model import RESULT_MIME, SNAPSHOT_MIME, SNAPSHOT_SUMMARY_MIME, Result
 
 
 def result_bundle(result: Result) -> dict[str, Any]:
@@ -24,7 +29,14 @@ def result_bundle(result: Result) -> dict[str, Any]:
 
 
 def snapshot_bundle(snapshot: Snapshot, run: dict[str, Any]) -> dict[str, Any]:
-    return _bundle(SNAPSHOT_MIME, to_builtins(snapshot), snapshot_view(snapshot, run))
+    """The start cell's output: ``snapshot`` without its data file lists and their summary
+    when the run has a local folder (``run["local_dir"]``, which keeps the whole snapshot),
+    else the whole snapshot."""
+    if not run.get("local_dir"):
+        return _bundle(SNAPSHOT_MIME, to_builtins(snapshot), snapshot_view(snapshot, run))
+    brief, summary = summarise(snapshot)
+    bundle = _bundle(SNAPSHOT_MIME, to_builtins(brief), snapshot_view(snapshot, run))
+    return bundle | {SNAPSHOT_SUMMARY_MIME: to_builtins(summary)}
 
 
 def _bundle(mime: str, payload: Any, view: View) -> dict[str, Any]:

@@ -34,6 +34,9 @@ RESULT_SCHEMA_VERSION = 1
 
 RESULT_MIME = "application/vnd.reprokit.result+json"
 SNAPSHOT_MIME = "application/vnd.reprokit.snapshot+json"
+SNAPSHOT_SUMMARY_MIME = "application/vnd.reprokit.snapshot-summary+json"
+"""Beside a snapshot whose data file lists were left out: what was left out
+(:class:`~reprokit.capturing.summary.SnapshotSummary`)."""
 
 INLINE_LIMIT_BYTES = 64 * 1024
 """Arrays whose payload is at most this many bytes are carried inside the notebook."""

@@ -2,20 +2,29 @@
 
 Verification needs no tracking server: this reads the ``display_data`` outputs written by
 :mod:`reprokit.report.display` back into the data model, with nbformat.
+
+A snapshot output normally leaves out its data folders' file lists and carries a
+:class:`~reprokit.capturing.summary.SnapshotSummary` instead (older notebooks carry the whole
+snapshot). Readers that need the file lists (a lock, a data diff) call
+:func:`restore_snapshot`, which reads the full snapshot back from the run's folder and keeps
+it only if it is the one summarised.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from reprokit._serde import from_builtins
 from reprokit.capturing.model import Snapshot
+from reprokit.capturing.summary import SnapshotSummary, restores
 from reprokit.exceptions import InputError, PathError
-from reprokit.results.model import RESULT_MIME, SNAPSHOT_MIME, Result
+from reprokit.results.model import RESULT_MIME, SNAPSHOT_MIME, SNAPSHOT_SUMMARY_MIME, Result
+
+MAX_SNAPSHOT_BYTES = 64 * 1024 * 1024  # a run folder's snapshot.json read back
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,8 @@ class NotebookResults:
     outputs: tuple[ResultOutput, ...] = ()
     snapshots: tuple[Snapshot, ...] = ()
     runs: tuple[dict[str, Any], ...] = ()  # output metadata of each snapshot: local dir, URI
+    # per snapshot: what its output left out (its data file lists), None when it is whole
+    summaries: tuple[SnapshotSummary | None, ...] = ()
 
     @property
     def results(self) -> dict[str, Result]:
@@ -45,6 +56,12 @@ class NotebookResults:
     def snapshot(self) -> Snapshot | None:
         """The last snapshot: that of the run the results belong to."""
         return self.snapshots[-1] if self.snapshots else None
+
+    @property
+    def summary(self) -> SnapshotSummary | None:
+        """What the last snapshot's output left out; None when it is whole (or absent)."""
+        aligned = self.snapshots and len(self.summaries) == len(self.snapshots)
+        return self.summaries[-1] if aligned else None
 
 
 def read_notebook(notebook: str | os.PathLike[str] | Any) -> NotebookResults:
@@ -72,6 +89,7 @@ def _collect(source: str, node: Any) -> NotebookResults:
     outputs: list[ResultOutput] = []
     snapshots: list[Snapshot] = []
     runs: list[dict[str, Any]] = []
+    summaries: list[SnapshotSummary | None] = []
     for index, data, metadata in _display_payloads(node):
         where = f"{source}: cell {index}"
         if RESULT_MIME in data:
@@ -80,7 +98,48 @@ def _collect(source: str, node: Any) -> NotebookResults:
         if SNAPSHOT_MIME in data:
             snapshots.append(from_builtins(data[SNAPSHOT_MIME], Snapshot, source=where))
             runs.append(metadata)
-    return NotebookResults(source, tuple(outputs), tuple(snapshots), tuple(runs))
+            summary = data.get(SNAPSHOT_SUMMARY_MIME)
+            summaries.append(
+                None if summary is None else from_builtins(summary, SnapshotSummary, source=where)
+            )
+    return NotebookResults(source, tuple(outputs), tuple(snapshots), tuple(runs), tuple(summaries))
+
+
+def restore_snapshot(
+    results: NotebookResults, places: Iterable[str | os.PathLike[str]] = ()
+) -> NotebookResults:
+    """``results`` with its last snapshot whole again, when its output was a summary.
+
+    The full snapshot is looked for as ``snapshot.json`` in the run's folder (the output's
+    ``local_dir``), then at each of ``places`` (files); the first one that is the snapshot
+    summarised (:func:`~reprokit.capturing.summary.restores`) replaces the summary. Anything
+    else (missing, unreadable, too large, another snapshot) is passed over: ``results`` come
+    back unchanged, still summarised (``results.summary`` says so).
+    """
+    summary = results.summary
+    if summary is None:
+        return results
+    local = results.runs[-1].get("local_dir") if results.runs else None
+    candidates = [Path(local) / "snapshot.json"] if isinstance(local, str) and local else []
+    for path in [*candidates, *map(Path, places)]:
+        full = _read_snapshot(path)
+        if full is not None and restores(full, summary):
+            return replace(
+                results,
+                snapshots=(*results.snapshots[:-1], full),
+                summaries=(*results.summaries[:-1], None),
+            )
+    return results
+
+
+def _read_snapshot(path: Path) -> Snapshot | None:
+    from reprokit._serde import from_json
+    from reprokit.results.untrusted import read_regular
+
+    try:
+        return from_json(read_regular(path, MAX_SNAPSHOT_BYTES, what="snapshot"), Snapshot)
+    except (PathError, InputError):
+        return None
 
 
 def _display_payloads(node: Any) -> Iterator[tuple[int, dict[str, Any], dict[str, Any]]]:

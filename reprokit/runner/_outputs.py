@@ -26,6 +26,7 @@ from papermill.utils import merge_kwargs, remove_args  # type: ignore[import-unt
 
 from reprokit._fsutil import atomic_write_text
 from reprokit.capturing.redact import redact_text
+from reprokit.runner._saving import execute_with_throttled_saves
 
 MAX_CELL_OUTPUT = 4 * 1024 * 1024  # bytes of output kept per cell; REPROKIT_MAX_CELL_OUTPUT
 ENGINE_NAME = "reprokit"
@@ -102,7 +103,12 @@ def _size(msg_type: str, content: Mapping[str, Any]) -> int:
 
 
 class BoundedEngine(NBClientEngine):  # type: ignore[misc]
-    """papermill's nbclient engine, with :class:`BoundedClient` in place of its client."""
+    """papermill's nbclient engine, with :class:`BoundedClient` in place of its client and
+    the executed notebook saved at a bounded rate (:mod:`reprokit.runner._saving`)."""
+
+    @classmethod
+    def execute_notebook(cls, nb: Any, kernel_name: str, **kwargs: Any) -> Any:
+        return execute_with_throttled_saves(cls, nb, kernel_name, **kwargs)
 
     @classmethod
     def execute_managed_notebook(

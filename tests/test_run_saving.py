@@ -1,0 +1,104 @@
+"""The executed notebook is saved at a bounded rate, never re-serialised whole per cell, and
+still kept whole when execution ends however it ends. Real kernels; the only instrument is a
+counting wrapper around ``nbformat.writes``, through which every whole-notebook
+serialisation (papermill's and reprokit's) goes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from run_helpers import write_notebook
+
+from reprokit.notebook.files import load_notebook
+from reprokit.runner._saving import SAVE_INTERVAL_S, ThrottledManager
+from reprokit.runner.execute import execute_notebook
+
+
+@pytest.fixture
+def writes(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[float]]:
+    """The times of every ``nbformat.writes`` call while the test runs."""
+    calls: list[float] = []
+    original = nbformat.writes
+
+    def counting(*args: Any, **kwargs: Any) -> str:
+        calls.append(time.monotonic())
+        return str(original(*args, **kwargs))
+
+    monkeypatch.setattr(nbformat, "writes", counting)
+    yield calls
+
+
+def _bound(elapsed_s: float) -> int:
+    """Writes a run may make: a handful at the end, plus one per save interval while it ran."""
+    return 6 + int(elapsed_s / SAVE_INTERVAL_S)
+
+
+def test_the_manager_writes_at_most_once_per_interval_and_always_at_the_end(
+    tmp_path: Path, writes: list[float]
+) -> None:
+    node = nbformat.v4.new_notebook()
+    node.metadata["papermill"] = {}
+    node.cells = [nbformat.v4.new_code_cell(f"x = {i}") for i in range(1000)]
+    output = tmp_path / "out.ipynb"
+    started = time.monotonic()
+    manager = ThrottledManager(node, output_path=str(output), progress_bar=False)
+    manager.notebook_start()
+    for index, cell in enumerate(node.cells):  # what papermill's client does per cell
+        manager.cell_start(cell, index)
+        manager.cell_complete(cell, index)
+    manager.notebook_complete()
+    assert 1 <= len(writes) <= 1 + int((time.monotonic() - started) / SAVE_INTERVAL_S)
+    saved = nbformat.read(output, as_version=4)
+    assert {c.metadata.papermill["status"] for c in saved.cells} == {"completed"}
+    assert all(c.metadata.papermill["duration"] >= 0 for c in saved.cells)
+    assert saved.metadata.papermill["end_time"] is not None
+
+
+def test_a_long_notebook_is_written_a_bounded_number_of_times_with_papermill_metadata(
+    tmp_path: Path, writes: list[float]
+) -> None:
+    cells = 200
+    source = write_notebook(
+        tmp_path / "long.ipynb", [f"x = {i}\nx" for i in range(cells)], parameters="n = 1"
+    )
+    seen: list[tuple[int, int]] = []
+    started = time.monotonic()
+    outcome = execute_notebook(
+        load_notebook(source),
+        tmp_path / "out" / "long.ipynb",
+        cwd=tmp_path,
+        parameters={"n": 2},
+        on_cell=lambda position, total: seen.append((position, total)),
+    )
+    elapsed = time.monotonic() - started
+    assert outcome.ok, outcome
+    assert len(writes) <= _bound(elapsed), (len(writes), elapsed)  # not ~2 per cell
+    total = cells + 2  # the notebook's parameters cell and the injected one
+    assert seen == [(k, total) for k in range(1, total + 1)]  # progress, cell by cell
+    executed = nbformat.read(tmp_path / "out" / "long.ipynb", as_version=4)
+    assert executed.metadata.papermill["parameters"] == {"n": 2}
+    assert "injected-parameters" in executed.cells[1].metadata.tags
+    assert {c.metadata.papermill["status"] for c in executed.cells} == {"completed"}
+    assert executed.cells[-1].outputs[0]["data"]["text/plain"] == str(cells - 1)
+
+
+def test_a_kernel_dying_between_saves_keeps_every_cell_before_it(
+    tmp_path: Path, writes: list[float]
+) -> None:
+    before = [f"print('cell {i}')" for i in range(40)]
+    fault = "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)"
+    source = write_notebook(tmp_path / "dies.ipynb", [*before, fault, "print('never')"])
+    output = tmp_path / "out" / "dies.ipynb"
+    outcome = execute_notebook(load_notebook(source), output, cwd=tmp_path)
+    assert outcome.status == "kernel_died" and outcome.failure is not None
+    assert outcome.failure.index == 40
+    cells = nbformat.read(output, as_version=4).cells
+    printed = ["".join(o.get("text", "") for o in c.outputs) for c in cells[:40]]
+    assert printed == [f"cell {i}\n" for i in range(40)]  # every cell before the fault
+    assert cells[41].outputs == []
+    assert [o.ename for o in cells[40].outputs if o.output_type == "error"] == ["DeadKernelError"]
