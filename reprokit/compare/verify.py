@@ -202,6 +202,8 @@ class Verdict:
     command: str | None = None  # how to re-run this verification
     outputs: tuple[OutputCheck, ...] = ()  # per code cell, when outputs were compared
     outputs_compared: bool = False
+    # when this verdict was reached, if it is reused from the skip cache (not executed now)
+    cached_at: str | None = None
 
     @property
     def data_ok(self) -> bool:
