@@ -73,5 +73,7 @@ def count_runs(database: str, status: str) -> int:
     import psycopg
 
     with psycopg.connect(database) as connection:
-        row = connection.execute("SELECT count(*) FROM runs WHERE status = %s", (status,)).fetchone()
+        row = connection.execute(
+            "SELECT count(*) FROM runs WHERE status = %s", (status,)
+        ).fetchone()
     return int(row[0]) if row else 0

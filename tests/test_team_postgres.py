@@ -58,8 +58,12 @@ def _at_once(commands: list[list[str]], cwd: Path, url: str) -> list[tuple[int, 
     env = script_env() | {"MLFLOW_TRACKING_URI": url, "CI": "1"}
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "reprokit", *c], cwd=cwd, env=env, text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "reprokit", *c],
+            cwd=cwd,
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )  # fmt: skip
         for c in commands
     ]
