@@ -43,7 +43,11 @@ def postgres_cluster() -> Iterator[str]:
     if (reason := why_no_cluster()) is not None:
         pytest.skip(reason)
     started = subprocess.run(
-        ["bash", str(CLUSTER_SCRIPT), "start"], capture_output=True, text=True, timeout=180
+        ["bash", str(CLUSTER_SCRIPT), "start"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
     )
     if started.returncode != 0:
         pytest.fail(f".ci/postgres.sh start failed: {started.stderr[-2000:]}")

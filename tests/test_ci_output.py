@@ -18,7 +18,7 @@ from lock_helpers import executed, make_project, record
 from run_helpers import reprokit_cli, write_notebook
 
 from reprokit.api.verify import VerifyOutcome
-from reprokit.compare.verify import DataCheck, check_data, verify_results
+from reprokit.compare.verify import check_data, verify_results
 from reprokit.report.ci import NotebookCase, ci_base, detect_ci, notebook_case
 from reprokit.report.github import (
     error_annotations,
@@ -36,9 +36,14 @@ SECRET = "ghp_" + "Z9y8X7w6V5u4T3s2R1q0P9o8N7m6L5k4J3i2"
 
 def _run(notebook: str, status: str = "ok", failure: CellFailure | None = None) -> RunOutcome:
     return RunOutcome(
-        notebook, status, f"/runs/{Path(notebook).name}", "/runs", 2.5, "cpu",  # type: ignore[arg-type]
+        notebook,
+        status,
+        f"/runs/{Path(notebook).name}",
+        "/runs",
+        2.5,
+        "cpu",  # type: ignore[arg-type]
         failure=failure,
-    )  # fmt: skip
+    )
 
 
 def _outcomes(tmp_path: Path, name: str = "fig3.ipynb") -> dict[str, VerifyOutcome]:
@@ -48,8 +53,11 @@ def _outcomes(tmp_path: Path, name: str = "fig3.ipynb") -> dict[str, VerifyOutco
     lock = record(project, [encode_result("acc", 0.5), encode_result("n", 3)])
     assert lock.snapshot is not None
     data = check_data(lock, project.root, cache=None)
-    good = verify_results(lock, read_notebook(executed(project, [encode_result("acc", 0.5),
-                          encode_result("n", 3)])), data=data)  # fmt: skip
+    good = verify_results(
+        lock,
+        read_notebook(executed(project, [encode_result("acc", 0.5), encode_result("n", 3)])),
+        data=data,
+    )
     older = replace(lock.snapshot, packages={**lock.snapshot.packages, "numpy": "0.0.1"})
     bad = verify_results(
         replace(lock, snapshot=older),
@@ -62,13 +70,15 @@ def _outcomes(tmp_path: Path, name: str = "fig3.ipynb") -> dict[str, VerifyOutco
     if notebook != project.notebook:
         shutil.copy(project.notebook, notebook)
     path, lock_path = str(notebook), str(project.lock_path)
+    cached = replace(good, cached_at="2026-01-02T03:04:05Z")
+    crashed = _run(path, "failed", failure)
     return {
         "reproduced": VerifyOutcome(path, lock_path, _run(path), good, data),
-        "cached": VerifyOutcome(path, lock_path, None, replace(good, cached_at="2026-01-02T03:04:05Z"), data),
+        "cached": VerifyOutcome(path, lock_path, None, cached, data),
         "not_reproduced": VerifyOutcome(path, lock_path, _run(path), bad, data),
         "data_changed": VerifyOutcome(path, lock_path, None, None, drifted),
-        "execution_failed": VerifyOutcome(path, lock_path, _run(path, "failed", failure), None, data),
-    }  # fmt: skip
+        "execution_failed": VerifyOutcome(path, lock_path, crashed, None, data),
+    }
 
 
 @pytest.fixture
@@ -159,8 +169,10 @@ def test_the_step_summary_table(cases: dict[str, NotebookCase]) -> None:
     assert lines[0].startswith("### ❌ reprokit verify: 2 of 5 notebook(s) reproduced")
     assert "| notebook | verdict | results reproduced | results failed | duration |" in lines
     assert "| notebooks/fig3.ipynb | ✅ reproduced | 2 | 0 | 2.5 s |" in lines
-    assert any("cached, verified at 2026-01-02T03:04:05Z" in line and "| cached |" in line
-               for line in lines)  # fmt: skip
+    assert any(
+        "cached, verified at 2026-01-02T03:04:05Z" in line and "| cached |" in line
+        for line in lines
+    )
     assert summary.count("<details>") == 3 and "numpy: 0.0.1" in summary
     assert SECRET not in summary
 
@@ -184,8 +196,9 @@ def test_gitlab_junit_has_one_testcase_per_notebook_with_the_fields_gitlab_reads
         assert properties["worker"] == "w1" and properties["status"]
     by_status = {
         next(p.get("value") for p in e.iter("property") if p.get("name") == "status"): e
-        for e in testcases if e.find("properties/property[@name='cached_at']") is None
-    }  # fmt: skip
+        for e in testcases
+        if e.find("properties/property[@name='cached_at']") is None
+    }
     assert by_status["reproduced"].get("time") == "2.500"
     bad = by_status["not_reproduced"].find("failure")
     assert bad is not None and "numpy: 0.0.1" in (bad.text or "")
@@ -209,7 +222,8 @@ def test_verify_under_github_and_gitlab_with_the_skip_cache(tmp_path: Path) -> N
     root = tmp_path / "repo"
     (root / ".git").mkdir(parents=True)
     (root / "pyproject.toml").write_text("[project]\nname = 'ci'\n")
-    good, bad = _notebook(root, "good.ipynb", 0.5), _notebook(root, "b,a:d.ipynb", 1.5)
+    _notebook(root, "good.ipynb", 0.5)
+    bad = _notebook(root, "b,a:d.ipynb", 1.5)
     assert reprokit_cli("record", ".", "--device", "cpu", "--jobs", "2", cwd=root).returncode == 0
     _notebook(root, bad.name, 9.5)
     summary = tmp_path / "summary.md"
@@ -223,8 +237,18 @@ def test_verify_under_github_and_gitlab_with_the_skip_cache(tmp_path: Path) -> N
     text = summary.read_text()
     assert text.startswith("earlier step\n") and "| good.ipynb | ✅ reproduced | 1 | 0 |" in text
     gitlab = {"GITLAB_CI": "true"}
-    done = reprokit_cli("verify", ".", "--device", "cpu", "--junit", "j.xml", "--json", "v.json",
-                        cwd=root, env=gitlab)  # fmt: skip
+    done = reprokit_cli(
+        "verify",
+        ".",
+        "--device",
+        "cpu",
+        "--junit",
+        "j.xml",
+        "--json",
+        "v.json",
+        cwd=root,
+        env=gitlab,
+    )
     assert done.returncode == 1 and "running  good.ipynb" not in done.stdout + done.stderr
     assert "::error" not in done.stdout  # GitLab: no GitHub commands
     cases = {c.get("file"): c for c in ET.parse(root / "j.xml").getroot().iter("testcase")}
@@ -232,8 +256,9 @@ def test_verify_under_github_and_gitlab_with_the_skip_cache(tmp_path: Path) -> N
     assert cases["good.ipynb"].find("properties/property[@name='cached_at']") is not None
     assert float(cases["b,a:d.ipynb"].get("time", "0")) > 0
     assert cases["b,a:d.ipynb"].find("failure") is not None
-    done = reprokit_cli("verify", "good.ipynb", "--device", "cpu", "--force", "--json", "f.json",
-                        cwd=root)  # fmt: skip
+    done = reprokit_cli(
+        "verify", "good.ipynb", "--device", "cpu", "--force", "--json", "f.json", cwd=root
+    )
     assert done.returncode == 0 and "running  good.ipynb" in done.stdout + done.stderr
     (verdict,) = json.loads((root / "f.json").read_text())["verdicts"]
     assert verdict["cached_at"] is None and verdict["reproduced"]

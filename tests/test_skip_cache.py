@@ -91,8 +91,14 @@ def test_a_reproduced_verdict_is_found_again_with_when_it_was_reached(
     entry = json.loads(key.entry.read_text())
     assert entry["verified_at"] == found.cached_at and entry["verdict"]["cached_at"] is None
     assert set(entry["parts"]) == {
-        "reprokit", "notebook", "lock", "data", "environment", "execution", "comparison"
-    }  # fmt: skip
+        "reprokit",
+        "notebook",
+        "lock",
+        "data",
+        "environment",
+        "execution",
+        "comparison",
+    }
 
 
 def _edit_notebook(project: Project) -> None:
@@ -253,6 +259,20 @@ def test_a_folder_in_place_of_the_entry_is_ignored_and_not_written(
     assert lookup_verified(key) is None
     with pytest.warns(ReprokitWarning, match="not written"):
         remember_verified(key, replace(_verdict_of(key), cached_at=None))
+
+
+def test_a_symlinked_cache_folder_is_neither_read_nor_written(
+    stored: tuple[Project, VerifiedKey], tmp_path: Path
+) -> None:
+    """A repository cannot point the cache at a folder of its choosing (or at its own entries)."""
+    _, key = stored
+    elsewhere = tmp_path / "elsewhere"
+    key.entry.parent.rename(elsewhere)
+    key.entry.parent.symlink_to(elsewhere, target_is_directory=True)
+    with pytest.warns(ReprokitWarning, match="symbolic link"):
+        assert lookup_verified(key) is None
+    with pytest.warns(ReprokitWarning, match="not written"):
+        remember_verified(key, _verdict_of(key))
 
 
 def _verdict_of(key: VerifiedKey) -> Verdict:

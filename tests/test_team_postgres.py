@@ -64,10 +64,11 @@ def _at_once(commands: list[list[str]], cwd: Path, url: str) -> list[tuple[int, 
             text=True,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        )
         for c in commands
     ]
-    return [(p.wait(timeout=600), p.stdout.read() if p.stdout else "") for p in procs]
+    outputs = [p.communicate(timeout=600)[0] for p in procs]  # read while they run: no full pipe
+    return [(p.returncode, out) for p, out in zip(procs, outputs, strict=True)]
 
 
 def _runs(url: str) -> list:  # type: ignore[type-arg]
@@ -93,8 +94,9 @@ def test_concurrent_writers_record_and_verify_through_postgres(
     assert len(list(served.rglob("results.json"))) >= WRITERS
     assert not (project / "mlflow.db").exists()
 
-    verifies = [["verify", ".", "--device", "cpu", "--jobs", "2", "--json", f"v{k}.json"]
-                for k in range(2)]  # fmt: skip
+    verifies = [
+        ["verify", ".", "--device", "cpu", "--jobs", "2", "--json", f"v{k}.json"] for k in range(2)
+    ]
     for code, out in _at_once(verifies, project, team["url"]):
         assert code == 0, out[-3000:]
     verified = [r for r in _runs(team["url"]) if r.data.tags.get("reprokit.verdict")]
@@ -103,8 +105,9 @@ def test_concurrent_writers_record_and_verify_through_postgres(
     assert WRITERS <= len(verified) <= 2 * WRITERS
     assert count_runs(team["database"], "RUNNING") == 0
     # the skip cache both wrote: the next verify reuses every verdict, executes nothing
-    (code, out), = _at_once([["verify", ".", "--device", "cpu", "--json", "v.json"]], project,
-                            team["url"])  # fmt: skip
+    ((code, out),) = _at_once(
+        [["verify", ".", "--device", "cpu", "--json", "v.json"]], project, team["url"]
+    )
     assert code == 0, out
     report = json.loads((project / "v.json").read_text())
     assert all(v["cached_at"] for v in report["verdicts"]) and len(report["verdicts"]) == WRITERS

@@ -216,8 +216,15 @@ def lookup_verified(key: VerifiedKey) -> Verdict | None:
     return replace(verdict, cached_at=verified_at)
 
 
+def _linked(path: Path) -> bool:
+    """The entry or its folder is a symbolic link: the cache is the project's own files only."""
+    return path.is_symlink() or path.parent.is_symlink()
+
+
 def _read_entry(path: Path) -> dict[str, Any] | None:
     try:
+        if _linked(path):
+            raise ValueError("a symbolic link")
         if not path.is_file():
             return None
         if path.stat().st_size > _MAX_ENTRY_BYTES:
@@ -248,6 +255,8 @@ def remember_verified(key: VerifiedKey, verdict: Verdict) -> None:
     }
     try:
         key.entry.parent.mkdir(parents=True, exist_ok=True)
+        if _linked(key.entry):
+            raise ValueError("a symbolic link")
         atomic_write_text(key.entry, json.dumps(entry, sort_keys=True, indent=1) + "\n")
     except (OSError, ValueError) as exc:
         warn_user(f"skip cache {key.entry} not written ({exc}): the next verify runs again")
