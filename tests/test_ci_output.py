@@ -264,3 +264,12 @@ def test_verify_under_github_and_gitlab_with_the_skip_cache(tmp_path: Path) -> N
     assert verdict["cached_at"] is None and verdict["reproduced"]
     cached = json.loads((root / "v.json").read_text())["verdicts"]
     assert sorted(bool(v["cached_at"]) for v in cached) == [False, True]
+
+
+def test_a_long_explanation_is_cut_in_the_annotation_not_in_the_summary(
+    cases: dict[str, NotebookCase],
+) -> None:
+    long = replace(cases["not_reproduced"], detail="environment changes:\n" + "x" * 20_000)
+    (command,) = error_annotations([long])
+    assert len(command) < 5000 and command.endswith("in the step summary)")
+    assert "x" * 20_000 in step_summary([long])

@@ -46,8 +46,17 @@ def error_annotations(cases: Sequence[NotebookCase]) -> list[str]:
         if case.line is not None:
             properties.append(f"line={case.line}")
         properties.append(f"title={escape_property('reprokit: ' + case.title)}")
-        commands.append(f"::error {','.join(properties)}::{escape_data(case.detail)}")
+        commands.append(f"::error {','.join(properties)}::{escape_data(_shortened(case.detail))}")
     return commands
+
+
+_ANNOTATION_CHARS = 4000  # GitHub truncates long annotations; the summary has everything
+
+
+def _shortened(detail: str) -> str:
+    if len(detail) <= _ANNOTATION_CHARS:
+        return detail
+    return detail[:_ANNOTATION_CHARS] + "\n... (the whole explanation is in the step summary)"
 
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+!|~])")
