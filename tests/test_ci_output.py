@@ -194,6 +194,8 @@ def test_gitlab_junit_has_one_testcase_per_notebook_with_the_fields_gitlab_reads
         assert float(element.get("time", "nan")) >= 0
         properties = {p.get("name"): p.get("value") for p in element.iter("property")}
         assert properties["worker"] == "w1" and properties["status"]
+        if properties["status"] not in ("data_changed", "execution_failed"):
+            assert properties["current_device"] == "cpu"
     by_status = {
         next(p.get("value") for p in e.iter("property") if p.get("name") == "status"): e
         for e in testcases

@@ -69,6 +69,8 @@ class NotebookCase:
     detail: str  # the explanation: failing results, environment diff, drift, the failed cell
     line: int | None = None  # the failing cell's line in the file, when known
     cached_at: str | None = None
+    # facts of this notebook's verification, as (name, value): JUnit test case properties
+    properties: tuple[tuple[str, str], ...] = ()
 
     @property
     def passed(self) -> bool:
@@ -120,7 +122,21 @@ def notebook_case(outcome: NotebookOutcome, base: Path) -> NotebookCase:
         detail=redact_text(detail),
         line=line,
         cached_at=verdict.cached_at if verdict is not None else None,
+        properties=_properties(outcome),
     )
+
+
+def _properties(outcome: NotebookOutcome) -> tuple[tuple[str, str], ...]:
+    """What else a CI system may show of one verification (a property per fact)."""
+    facts: list[tuple[str, str | None]] = []
+    if outcome.verdict is not None:
+        verdict = outcome.verdict
+        facts += [("reference_device", verdict.reference_device)]
+        facts += [("current_device", verdict.current_device), ("reference_run_id", verdict.run_id)]
+    if outcome.run is not None:
+        facts += [("executed_notebook", outcome.run.output_path)]
+        facts += [("mlflow_run_id", outcome.run.run_id)]
+    return tuple((name, value) for name, value in facts if value)
 
 
 def _verdict_words(outcome: NotebookOutcome) -> str:

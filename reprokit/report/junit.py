@@ -181,7 +181,7 @@ def _notebook_case(case: NotebookCase, extra: Sequence[tuple[str, str]]) -> ET.E
         file=case.file,
         time=f"{case.duration_s:.3f}",
     )
-    listed = [("status", case.status), ("verdict", case.verdict), *extra]
+    listed = [("status", case.status), ("verdict", case.verdict), *case.properties, *extra]
     if case.cached_at is not None:
         listed.append(("cached_at", case.cached_at))
     properties = ET.SubElement(element, "properties")
