@@ -318,3 +318,11 @@ def test_the_environment_digest_follows_the_import_path(monkeypatch: pytest.Monk
     monkeypatch.setenv("PYTHONPATH", "/somewhere/else")
     assert environment_digest("python3") != first
     assert environment_digest("no-such-kernel") != first
+
+
+def test_the_native_kernel_is_read_in_process() -> None:
+    """``python3``'s spec says ``python``: jupyter_client runs this interpreter, so its
+    distributions are read here (milliseconds), not by starting another Python."""
+    import sys
+
+    assert verified._kernel_executable("python3") == sys.executable

@@ -185,16 +185,23 @@ def environment_digest(kernel: str) -> str:
     )
 
 
+# a kernel spec starting one of these runs this interpreter (jupyter_client's own rule)
+_THIS_PYTHON = {"python", f"python{sys.version_info[0]}", "python{}.{}".format(*sys.version_info)}
+
+
 @functools.cache
 def _kernel_executable(kernel: str) -> str:
-    """The program a kernel starts (``sys.executable`` for the native Python kernel)."""
+    """The program a kernel starts: ``sys.executable`` where the spec says ``python``, as
+    jupyter_client's ``format_kernel_cmd`` decides (the native kernel's usual spec)."""
     from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
     try:
         argv = KernelSpecManager().get_kernel_spec(kernel).argv
     except NoSuchKernel:
         return f"<no kernel {kernel}>"
-    return str(argv[0]) if argv else f"<kernel {kernel}>"
+    if not argv:
+        return f"<kernel {kernel}>"
+    return sys.executable if argv[0] in _THIS_PYTHON else str(argv[0])
 
 
 # ----------------------------------------------------------------------------- the entries
