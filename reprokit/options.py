@@ -101,7 +101,9 @@ class ComparisonOptions:
     the devices differ (CPU against CUDA), instead of the lock's ``device_tolerances``.
     ``rehash``: re-read every data file for the data check instead of trusting the hash cache
     (which misses a file rewritten in place without a change of size, mtime or ctime, e.g.
-    through a shared ``mmap``).
+    through a shared ``mmap``). ``force``: execute every notebook, also one whose inputs are
+    unchanged since its last REPRODUCED verdict (which is otherwise reused from the skip cache,
+    ``.reprokit/verified/``).
     """
 
     rtol: float | None = None
@@ -110,6 +112,7 @@ class ComparisonOptions:
     allow_data_drift: bool = False
     device_tolerance: Mapping[str, Tolerance] = field(default_factory=dict)
     rehash: bool = False
+    force: bool = False
 
     def __post_init__(self) -> None:
         for option, value in (("--rtol", self.rtol), ("--atol", self.atol)):

@@ -128,6 +128,17 @@ def mlflow_template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return database
 
 
+@pytest.fixture(scope="session")
+def postgres_uri() -> Iterator[str]:
+    """A PostgreSQL superuser's URI: ``$REPROKIT_TEST_POSTGRES_URI`` (``.ci/run`` exports it),
+    else a throw-away cluster started here (root and Debian's PostgreSQL needed; else the test
+    skips, saying why). Tests make their own database in it (``pg_helpers.fresh_database``)."""
+    from pg_helpers import postgres_cluster
+
+    with postgres_cluster() as uri:
+        yield uri
+
+
 def reset_session() -> None:
     """End any active run and forget session state, so tests do not leak into each other."""
     import warnings

@@ -107,11 +107,12 @@ def stop_team_server(folder: Path, pid: int) -> None:
 
 
 @contextlib.contextmanager
-def team_server(folder: Path) -> Iterator[str]:
-    """The team script's server with its store in ``folder``; yields the tracking URI. On exit
-    it is stopped with ``--stop``, and the stop is checked (pid file gone, process group gone)."""
+def team_server(folder: Path, *options: str) -> Iterator[str]:
+    """The team script's server with its store in ``folder`` (or the database of
+    ``--database-url URL`` in ``options``); yields the tracking URI. On exit it is stopped with
+    ``--stop``, and the stop is checked (pid file gone, process group gone)."""
     where = ("--dir", str(folder), "--port", str(free_port()), "--wait", str(START_WAIT_S))
-    started = run_team_script(*where, cwd=folder, env=NO_JOB_RUNNER)
+    started = run_team_script(*where, *options, cwd=folder, env=NO_JOB_RUNNER)
     pidfile = folder / "server.pid"
     pid = int(pidfile.read_text()) if pidfile.is_file() else None
     try:

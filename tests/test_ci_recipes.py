@@ -49,7 +49,7 @@ def _gitlab() -> dict[str, Any]:
     return job
 
 
-def _check_verify_line(lines: list[str]) -> None:
+def _check_verify_line(lines: list[str], ci: str) -> None:
     parsed = dict(_parse(line) for line in lines)
     assert set(parsed) == {"check", "verify"}
     verify = parsed["verify"]
@@ -60,11 +60,12 @@ def _check_verify_line(lines: list[str]) -> None:
         2,
     )
     assert parsed["check"]["paths"] == (Path("notebooks/"),)
+    assert verify["ci"] == ci and not verify["force"]  # CI-native output, the skip cache on
 
 
 def test_github_actions_workflow_runs_valid_commands_and_keeps_the_reports() -> None:
     runs, upload = _github()
-    _check_verify_line(_reprokit_lines(runs))
+    _check_verify_line(_reprokit_lines(runs), "github")
     assert any("pip install reprokit" in run for run in runs)
     assert upload["if"] == "always()"
     assert upload["with"]["path"].split() == ["junit.xml", "report.html"]
@@ -72,12 +73,24 @@ def test_github_actions_workflow_runs_valid_commands_and_keeps_the_reports() -> 
 
 def test_gitlab_job_runs_valid_commands_and_keeps_the_reports() -> None:
     job = _gitlab()
-    _check_verify_line(_reprokit_lines(job["script"]))
+    _check_verify_line(_reprokit_lines(job["script"]), "gitlab")
     assert any("pip install reprokit" in line for line in job["script"])
     artifacts = job["artifacts"]
     assert artifacts["when"] == "always"
     assert artifacts["reports"]["junit"] == "junit.xml"
     assert artifacts["paths"] == ["junit.xml", "report.html"]
+    assert ".reprokit/verified" in job["cache"]["paths"]
+
+
+def test_github_workflow_keeps_the_skip_cache_between_runs() -> None:
+    workflow = yaml.safe_load((CI / "github-actions.yml").read_text())
+    (job,) = workflow["jobs"].values()
+    steps = job["steps"]
+    (cache,) = [s for s in steps if s.get("uses", "").startswith("actions/cache@")]
+    assert cache["with"]["path"] == ".reprokit/verified"
+    assert cache["with"]["restore-keys"].endswith("-")  # any earlier run's entries: still checked
+    verify_step = next(i for i, s in enumerate(steps) if "reprokit verify" in s.get("run", ""))
+    assert steps.index(cache) < verify_step
 
 
 def test_the_parser_would_catch_a_drifted_option() -> None:

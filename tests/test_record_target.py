@@ -92,3 +92,28 @@ def test_display_uri_removes_credentials_and_keeps_plain_uris() -> None:
     assert display_uri("sqlite:////abs/mlflow.db") == "sqlite:////abs/mlflow.db"
     shown = display_uri("https://alice:s3cret@mlflow.example.org/")
     assert "s3cret" not in shown and "alice" not in shown and "mlflow.example.org" in shown
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "postgresql://lab:canary-pg-pw-5521@127.0.0.1:1/db",
+        "postgresql+psycopg2://lab:canary-pg-pw-5521@127.0.0.1:1/db",
+    ],
+)
+def test_a_database_store_that_does_not_answer_is_one_line_without_its_password(
+    uri: str, tmp_path: Path
+) -> None:
+    """MLflow retries a database for about 100 s, logging every attempt: the port is probed
+    first (the error is the probe's, not the driver's), in one line naming the store without
+    its password."""
+    from reprokit.exceptions import RecordError
+    from reprokit.recording.writer import MlflowRunWriter
+
+    target = resolve_target(start=tmp_path, tracking_uri=uri)
+    with pytest.raises(RecordError) as raised:
+        MlflowRunWriter(target).connect(catch_up=False)
+    message = str(raised.value)
+    assert "\n" not in message and "127.0.0.1:1/db: connecting failed" in message
+    assert "OperationalError" not in message  # the probe answered: MLflow was never asked
+    assert "canary-pg-pw-5521" not in message

@@ -6,8 +6,11 @@
 #
 # Starts `mlflow server` in the background on 127.0.0.1:PORT (default 5000) with
 #   - the backend store: SQLite DIR/mlflow.db (default), or the database of --database-url
-#     (postgresql://USER:PASSWORD@HOST/DB; needs psycopg2 in this Python, and psql to check the
-#     connection first when it is installed). The URL is never printed: it may hold a password.
+#     (postgresql://USER:PASSWORD@HOST:PORT/DB; needs the driver SQLAlchemy uses for it in this
+#     Python: psycopg 3 for postgresql://, psycopg2 for postgresql+psycopg2://, both in
+#     `pip install "reprokit-nb[postgres]"`). The connection is checked first: a database that
+#     does not answer is one line naming the URL without its password. The URL is never
+#     printed and never on a command line (the server gets it through its environment).
 #   - the artifacts: DIR/mlartifacts, served by the server itself (--serve-artifacts), so
 #     clients upload through HTTP and need no access to the folder.
 # DIR defaults to ./mlflow-server; the server's log is DIR/server.log, its pid DIR/server.pid.
@@ -30,7 +33,7 @@ stop_wait_s=30
 stop=false
 python="${PYTHON:-python3}"
 
-usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 die() { echo "start_mlflow_server: $1" >&2; exit "${2:-1}"; }
 
 while [ $# -gt 0 ]; do
@@ -102,21 +105,44 @@ fi
     "$port" 2>/dev/null || die "port $port on 127.0.0.1 is in use; choose another with --port"
 mkdir -p "$dir/mlartifacts"
 
+# The database answers, with the driver SQLAlchemy picks for the URL (given through the
+# environment: a command line is visible to every user of the machine). Exit 2: no driver.
+check_database() {
+    REPROKIT_DATABASE_URL="$database_url" "$python" - <<'PY'
+import os, sys
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+url = make_url(os.environ["REPROKIT_DATABASE_URL"])
+shown = url.render_as_string(hide_password=True)
+try:
+    url.get_dialect().import_dbapi()
+except ImportError as exc:
+    print(f"start_mlflow_server: --database-url {shown} needs the {exc.name} driver for "
+          f"{sys.executable} (pip install 'reprokit-nb[postgres]')", file=sys.stderr)
+    sys.exit(2)
+try:
+    engine = create_engine(url, connect_args={"connect_timeout": 10})
+    with engine.connect() as connection:
+        connection.execute(text("select 1"))
+except Exception as exc:
+    reason = str(getattr(exc, "orig", exc)).strip().splitlines()
+    reason = reason[0] if reason else type(exc).__name__
+    print(f"start_mlflow_server: cannot connect to the --database-url database {shown}: "
+          f"{reason.replace(url.password or chr(0), '***')}", file=sys.stderr)
+    sys.exit(1)
+PY
+}
+
 if [ -n "$database_url" ]; then
-    "$python" -c "import psycopg2" 2>/dev/null \
-        || die "--database-url needs psycopg2 for $python (pip install psycopg2-binary)" 2
-    if command -v psql >/dev/null 2>&1; then
-        psql "${database_url/postgresql+psycopg2:/postgresql:}" -Atqc 'select 1' >/dev/null 2>&1 \
-            || die "cannot connect to the --database-url database (checked with psql)"
-    fi
-    backend="$database_url"
+    check_database || exit $?
+    export MLFLOW_BACKEND_STORE_URI="$database_url"
 else
-    backend="sqlite:///$(cd "$dir" && pwd)/mlflow.db"
+    export MLFLOW_BACKEND_STORE_URI="sqlite:///$(cd "$dir" && pwd)/mlflow.db"
 fi
 
 log="$dir/server.log"
 set -m   # the server gets a process group of its own: --stop ends it and its workers together
-"$python" -m mlflow server --backend-store-uri "$backend" \
+"$python" -m mlflow server \
     --serve-artifacts --artifacts-destination "$(cd "$dir" && pwd)/mlartifacts" \
     --host 127.0.0.1 --port "$port" --workers 1 >"$log" 2>&1 </dev/null &
 pid=$!

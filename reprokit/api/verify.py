@@ -27,8 +27,15 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from reprokit._warn import warn_user
 from reprokit.api.bundle import unpack_bundles
-from reprokit.api.run import run
 from reprokit.capturing.redact import REDACTED
+from reprokit.compare.verified import (
+    VerifiedKey,
+    environment_digest,
+    forget_verified,
+    lookup_verified,
+    remember_verified,
+    verified_key,
+)
 from reprokit.compare.verify import (
     DataCheck,
     Verdict,
@@ -50,7 +57,8 @@ from reprokit.recording.target import find_project_root
 from reprokit.report.describe import describe_redacted_parameter
 from reprokit.results.notebook import read_notebook
 from reprokit.runner import kernels
-from reprokit.runner.plan import Progress, RunOutcome
+from reprokit.runner.device import resolve_device
+from reprokit.runner.plan import Progress, RunOutcome, choose_kernel
 
 if TYPE_CHECKING:
     from reprokit.recording.envspec import EnvSpec
@@ -84,9 +92,14 @@ class VerifyOutcome:
     data: DataCheck
 
     @property
+    def cached(self) -> bool:
+        """Not executed now: its last REPRODUCED verdict was reused (``verdict.cached_at``)."""
+        return self.verdict is not None and self.verdict.cached_at is not None
+
+    @property
     def status(self) -> VerifyStatus:
         """``reproduced`` | ``not_reproduced`` | ``data_changed`` | ``execution_failed``."""
-        if self.run is None:
+        if self.run is None and self.verdict is None:
             return "data_changed"
         if self.verdict is None:
             return "execution_failed"
@@ -176,10 +189,12 @@ def verify(
     )
     # every environment is rebuilt (or refused, exit 2) before the first kernel starts
     plans = [_with_env(plan, job.execution) for plan in plans]
+    keys = [_skip_key(plan, job) for plan in plans]  # a bad kernel or device stops here
     workers = max(1, min(job.execution.jobs, len(plans)))
     # the notebooks run on worker threads: signals are caught here, on the calling thread
     with kernels.stop_kernels_on_signals(), ThreadPoolExecutor(workers, "reprokit-verify") as pool:
-        return Verification(tuple(pool.map(lambda plan: _verify_one(plan, job), plans)))
+        verified = pool.map(lambda plan, key: _verify_cached(plan, key, job), plans, keys)
+        return Verification(tuple(verified))
 
 
 def _sources(notebooks: Iterable[str | os.PathLike[str]], lock: object) -> list[Path]:
@@ -320,6 +335,40 @@ def _refuse_another_notebooks_lock(plan: _Plan) -> None:
     )
 
 
+def _skip_key(plan: _Plan, job: _Job) -> VerifiedKey | None:
+    """The skip-cache key of ``plan`` (``None``: not cached, e.g. with secret parameters, or
+    ``--repeat``, which measures the noise and so must execute). In an environment rebuilt
+    from the lock, the key holds that environment's interpreter, not the installed kernel's."""
+    if not plan.data.ok or job.runs > 1:
+        return None
+    python = None if plan.rebuilt is None else plan.rebuilt[1].python
+    if plan.rebuilt is not None:
+        kernel = plan.rebuilt[1].kernel_name
+    else:
+        kernel = choose_kernel(str(plan.source), load_notebook(plan.source), job.execution.kernel)
+    device = resolve_device(job.execution.device).device
+    execution = (job.execution, job.parameters, kernel, device)
+    return verified_key(
+        plan.source, plan.lock_path, plan.data, environment_digest(kernel, python), execution,
+        job.comparison,
+    )  # fmt: skip
+
+
+def _verify_cached(plan: _Plan, key: VerifiedKey | None, job: _Job) -> VerifyOutcome:
+    """The notebook's last REPRODUCED verdict when nothing it depends on changed (unless
+    ``--force``), else a verification now, remembered when it reproduced."""
+    cached = lookup_verified(key) if key is not None and not job.comparison.force else None
+    if cached is not None:
+        verdict = replace(cached, notebook=plan.shown_as)
+        return VerifyOutcome(str(plan.source), str(plan.lock_path), None, verdict, plan.data)
+    outcome = _verify_one(plan, job)
+    if key is not None and outcome.status == "reproduced" and outcome.verdict is not None:
+        remember_verified(key, outcome.verdict)
+    elif key is not None:  # the same inputs did not reproduce now: the old verdict goes
+        forget_verified(key)
+    return outcome
+
+
 def _verify_one(plan: _Plan, job: _Job) -> VerifyOutcome:
     source, lock_path, lock, data = plan.source, plan.lock_path, plan.lock, plan.data
     if not data.ok and not job.comparison.allow_data_drift:
@@ -329,6 +378,8 @@ def _verify_one(plan: _Plan, job: _Job) -> VerifyOutcome:
     # and a parameter given now as --secret-param replaces the lock's (redacted) value
     secret = job.execution.secret_parameters
     locked = {k: v for k, v in lock.parameters.values.items() if k != "device" and k not in secret}
+    from reprokit.api.run import run  # papermill's import: only when something executes
+
     # one notebook per call: the verification's own pool already runs `jobs` at once
     execution = _in_rebuilt(
         plan,

@@ -116,6 +116,12 @@ _COMPARISON_FLAGS = (
         help="Re-read every data file instead of trusting the hash cache (which misses a file "
         "changed in place without a change of size, mtime or ctime, e.g. through mmap).",
     ),
+    click.option(
+        "--force",
+        is_flag=True,
+        help="Execute every notebook, also one whose notebook, lock, data and environment are "
+        "unchanged since its last REPRODUCED verdict (else reused: 'reproduced (cached)').",
+    ),
 )
 
 

@@ -10,6 +10,7 @@ the kernel died).
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,6 +30,7 @@ from reprokit.cli._run import fail_on_executions, progress_printer
 if TYPE_CHECKING:
     from reprokit.api.verify import Verification
     from reprokit.options import ComparisonOptions, ExecutionOptions, RepeatOptions
+    from reprokit.report.ci import CiKind, NotebookCase
     from reprokit.report.writers import ReportKind
 
 
@@ -54,6 +56,13 @@ if TYPE_CHECKING:
 @click.option(
     "--json", "json_path", type=click.Path(path_type=Path), default=None, help="JSON verdicts."
 )
+@click.option(
+    "--ci",
+    type=click.Choice(["github", "gitlab", "none"]),
+    default=None,
+    help="CI-native output: github (step summary, ::error annotations), gitlab (--junit with "
+    "one test case per notebook) [default: from GITHUB_ACTIONS / GITLAB_CI].",
+)
 @unavailable_pins_named()
 def verify_command(
     paths: tuple[Path, ...],
@@ -66,6 +75,7 @@ def verify_command(
     report: Path | None,
     junit: Path | None,
     json_path: Path | None,
+    ci: CiKind | None,
 ) -> None:
     """Re-execute notebooks that have a lock and say, result by result, whether they reproduced."""
     from reprokit.api.verify import verify
@@ -76,7 +86,7 @@ def verify_command(
         paths, parameters=parameters, lock=lock_path, renamed=renamed, execution=execution,
         comparison=comparison, progress=progress_printer(), repeat=repeat,
     )  # fmt: skip
-    _print_verification(verification, reports)
+    _print_verification(verification, reports, ci)
     _exit(verification)
 
 
@@ -84,8 +94,7 @@ def _exit(verification: Verification) -> None:
     """Failed executions (exit 3, each described), else the verdict's exit code."""
     failed = [o.run for o in verification if o.status == "execution_failed" and o.run]
     fail_on_executions(failed, len(verification))
-    if exit_code(verification):
-        sys.exit(exit_code(verification))
+    sys.exit(exit_code(verification))
 
 
 def exit_code(verification: Verification) -> int:
@@ -108,23 +117,65 @@ def _prepare_reports(reports: dict[ReportKind, Path | None]) -> None:
             prepare_report_target(target, _REPORT_OPTIONS[kind])
 
 
-def _print_verification(verification: Verification, reports: dict[ReportKind, Path | None]) -> None:
-    """The verdict tables, the report files, drifted data, and where the MLflow runs are."""
+def _print_verification(
+    verification: Verification, reports: dict[ReportKind, Path | None], given: CiKind | None
+) -> None:
+    """The verdict tables, the report files, drifted data, where the MLflow runs are, and the
+    CI's own output (``--ci``, else the CI detected from the environment)."""
+    from reprokit.report.ci import detect_ci
     from reprokit.report.describe import describe_drift
     from reprokit.report.table import print_verdicts
     from reprokit.report.writers import write_report
 
+    ci = given or detect_ci(os.environ)
     verdicts = verification.verdicts
     if verdicts:
         print_verdicts(verdicts)
     for kind, target in reports.items():
-        if target is not None:
+        if target is not None and kind == "junit" and ci == "gitlab":
+            _write_gitlab_junit(verification, target)
+        elif target is not None:
             write_report(kind, verdicts, target)
+        if target is not None:
             click.echo(f"wrote {target}")
     for outcome in verification:
         if outcome.status == "data_changed":
             click.echo("reprokit: " + describe_drift(outcome.notebook, outcome.data), err=True)
     _where_to_look(verification)
+    _ci_output(verification, ci)
+
+
+def _cases(verification: Verification) -> list[NotebookCase]:
+    from reprokit.report.ci import ci_base, notebook_case
+
+    base = ci_base(os.environ, Path.cwd())
+    return [notebook_case(outcome, base) for outcome in verification]
+
+
+def _write_gitlab_junit(verification: Verification, target: Path) -> None:
+    from reprokit.report.junit import write_junit_notebooks
+
+    write_junit_notebooks(_cases(verification), target)
+
+
+def _ci_output(verification: Verification, ci: CiKind) -> None:
+    """Under GitHub Actions: the ``::error`` annotations on standard output, and the summary
+    appended to ``$GITHUB_STEP_SUMMARY`` when the runner set it."""
+    if ci != "github":
+        return
+    from reprokit.report.github import append_step_summary, error_annotations
+
+    cases = _cases(verification)
+    for command in error_annotations(cases):
+        click.echo(command)
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        try:
+            append_step_summary(cases, summary)
+        except OSError as exc:
+            click.echo(
+                f"reprokit: warning: GITHUB_STEP_SUMMARY {summary}: {exc.strerror}", err=True
+            )
 
 
 def _where_to_look(verification: Verification) -> None:

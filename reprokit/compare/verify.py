@@ -210,6 +210,8 @@ class Verdict:
     outputs: tuple[OutputCheck, ...] = ()  # per code cell, when outputs were compared
     outputs_compared: bool = False
     rebuilt: RebuiltEnv | None = None  # verify --rebuild-env: how the kernel's env matched
+    # when this verdict was reached, if it is reused from the skip cache (not executed now)
+    cached_at: str | None = None
 
     @property
     def data_ok(self) -> bool:

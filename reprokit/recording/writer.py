@@ -29,6 +29,8 @@ from reprokit.recording.target import TrackingTarget, sqlite_path
 MAX_METRICS_PER_BATCH = 1000
 MAX_PARAMS_TAGS_PER_BATCH = 100
 CONNECT_TIMEOUT_S = 5.0
+# servers whose port is probed before MLflow is asked (MLflow retries a database for ~100 s)
+_DEFAULT_PORTS = {"http": 80, "https": 443, "postgresql": 5432, "mysql": 3306, "mssql": 1433}
 _QUIET_LOGGERS = ("mlflow.store.db.utils", "alembic.runtime.migration", "alembic")
 
 
@@ -120,8 +122,9 @@ class MlflowRunWriter:
     def _preflight(self) -> None:
         """Fail in seconds, not after MLflow's minutes of retries, when a server is down."""
         parts = urlsplit(self.target.uri)
-        if parts.scheme in ("http", "https") and parts.hostname:
-            port = parts.port or (443 if parts.scheme == "https" else 80)
+        scheme = parts.scheme.split("+", 1)[0]  # postgresql+psycopg -> postgresql
+        if scheme in _DEFAULT_PORTS and parts.hostname:
+            port = parts.port or _DEFAULT_PORTS[scheme]
             try:
                 socket.create_connection((parts.hostname, port), CONNECT_TIMEOUT_S).close()
             except OSError as exc:

@@ -1,4 +1,5 @@
-"""Verdicts as JUnit XML for CI: one ``testsuite`` per notebook, one ``testcase`` per result.
+"""Verdicts as JUnit XML for CI: one ``testsuite`` per notebook, one ``testcase`` per result
+(:func:`junit_xml`), or, for GitLab, one ``testcase`` per notebook (:func:`junit_notebooks_xml`).
 
 ``classname`` is the notebook, ``name`` the result. ``differs`` and ``missing`` are
 ``<failure>`` elements whose text carries the deviation, the tolerance and the environment
@@ -11,10 +12,12 @@ from __future__ import annotations
 import os
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
+from pathlib import PurePosixPath
 
 from reprokit._fsutil import atomic_write_bytes
 from reprokit.capturing.redact import redact_text
 from reprokit.compare.verify import FAILING, ResultCheck, Verdict
+from reprokit.report.ci import NotebookCase
 from reprokit.report.table import (
     as_verdicts,
     env_lines,
@@ -24,7 +27,7 @@ from reprokit.report.table import (
     verdict_line,
 )
 
-__all__ = ["junit_xml", "write_junit"]
+__all__ = ["junit_notebooks_xml", "junit_xml", "write_junit", "write_junit_notebooks"]
 
 
 def junit_xml(verdicts: Verdict | Sequence[Verdict]) -> str:
@@ -128,3 +131,67 @@ def _summary(check: ResultCheck) -> str:
     if check.status == "nondeterministic":
         return f"{check.name}: nondeterministic (its repeated runs disagree)"
     return f"{check.name}: differs ({format_deviation(check.deviation)})"
+
+
+# ----------------------------------------------------------------------------- GitLab's shape
+
+CaseProperties = Sequence[Sequence[tuple[str, str]]] | None
+"""Per notebook, extra ``(name, value)`` properties of its test case."""
+_FAILURES = ("not_reproduced", "data_changed")
+
+
+def junit_notebooks_xml(cases: Sequence[NotebookCase], properties: CaseProperties = None) -> str:
+    """JUnit with one ``testcase`` per notebook, the shape GitLab shows (``--ci gitlab``).
+
+    Each test case has ``classname`` (``reprokit.`` and the notebook's folder), ``name`` (the
+    notebook's file name), ``file`` (its path in the repository), ``time`` (seconds executing
+    it; 0 for a verdict reused from the skip cache), its ``properties``, and, when it did not
+    reproduce, a ``failure`` (``error`` when it failed to execute) whose text — the failing
+    results, the environment diff, the changed data, the failed cell — is in ``system-out``
+    too: GitLab shows both and ignores a suite's ``system-err``. ``properties`` gives each
+    case's extra ``(name, value)`` pairs, in the order of ``cases``.
+    """
+    root = ET.Element("testsuites", name="reprokit")
+    suite = ET.SubElement(root, "testsuite", name="reprokit verify")
+    extra = list(properties) if properties is not None else [() for _ in cases]
+    for case, more in zip(cases, extra, strict=True):
+        suite.append(_notebook_case(case, more))
+    for element in (root, suite):
+        element.set("tests", str(len(cases)))
+        element.set("failures", str(sum(c.status in _FAILURES for c in cases)))
+        element.set("errors", str(sum(c.status == "execution_failed" for c in cases)))
+        element.set("time", f"{sum(c.duration_s for c in cases):.3f}")
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def write_junit_notebooks(
+    cases: Sequence[NotebookCase],
+    path: str | os.PathLike[str],
+    properties: CaseProperties = None,
+) -> None:
+    atomic_write_bytes(path, junit_notebooks_xml(cases, properties).encode("utf-8"))
+
+
+def _notebook_case(case: NotebookCase, extra: Sequence[tuple[str, str]]) -> ET.Element:
+    folder = PurePosixPath(case.file).parent.as_posix()
+    classname = "reprokit" if folder in (".", "") else "reprokit." + folder.replace("/", ".")
+    element = ET.Element(
+        "testcase",
+        classname=classname,
+        name=PurePosixPath(case.file).name,
+        file=case.file,
+        time=f"{case.duration_s:.3f}",
+    )
+    listed = [("status", case.status), ("verdict", case.verdict), *case.properties, *extra]
+    if case.cached_at is not None:
+        listed.append(("cached_at", case.cached_at))
+    properties = ET.SubElement(element, "properties")
+    for name, value in listed:
+        ET.SubElement(properties, "property", name=name, value=redact_text(value))
+    if not case.passed:
+        kind = "error" if case.status == "execution_failed" else "failure"
+        failed = ET.SubElement(element, kind, type=case.status, message=case.title)
+        failed.text = case.detail
+    ET.SubElement(element, "system-out").text = case.detail or case.verdict
+    return element

@@ -86,6 +86,8 @@ def format_deviation(deviation: DeviationRecord | None) -> str:
 def verdict_line(verdict: Verdict) -> str:
     """``REPRODUCED notebooks/fig3.ipynb: 2 reproduced, 1 within tolerance (cpu vs cuda)``."""
     word = "REPRODUCED" if verdict.reproduced else "NOT REPRODUCED"
+    if verdict.cached_at is not None:
+        word += f" (cached, verified at {verdict.cached_at})"
     counts = ", ".join(
         f"{n} {status.replace('_', ' ')}" for status, n in verdict.counts.items() if n
     )

@@ -22,12 +22,6 @@ from reprokit.exceptions import InputError, PathError, UsageError
 from reprokit.notebook.files import declared_parameters, load_notebook, notebook_language
 from reprokit.options import ExecutionOptions
 from reprokit.runner.device import DeviceChoice
-from reprokit.runner.execute import (
-    DEFAULT_KERNEL,
-    Limits,
-    execute_notebook,
-    make_output_folder,
-)
 from reprokit.runner.failure import CellFailure
 from reprokit.runner.params import check_declared, check_secrets
 from reprokit.statuses import ExecutionStatus
@@ -111,6 +105,7 @@ None), ``"cell"`` (a :class:`CellProgress`) and ``"done"`` (the :class:`RunOutco
 def default_output_dir(first: Path) -> Path:
     """``<project root>/.reprokit/runs/<UTC time>-<6 hex>`` (``.reprokit`` is git-ignored)."""
     from reprokit.recording.target import find_project_root
+    from reprokit.runner.execute import make_output_folder
 
     hidden = find_project_root(first.resolve().parent) / ".reprokit"
     make_output_folder(hidden)
@@ -216,6 +211,8 @@ def choose_kernel(notebook: str, node: Any, requested: str | None = None) -> str
     language = notebook_language(node, notebook)
     candidates = sorted(name for name, lang in installed.items() if lang == language)
     if candidates:
+        from reprokit.runner.execute import DEFAULT_KERNEL  # papermill: imported when needed
+
         return DEFAULT_KERNEL if DEFAULT_KERNEL in candidates else candidates[0]
     shown = _LANGUAGE_NAMES.get(language, language)
     wanted = f"a kernel named {named!r} or any kernel" if named else "a kernel"
@@ -310,6 +307,7 @@ def execute_planned(
 ) -> Executed:
     """Execute one planned notebook and complete its run folder (nothing recorded yet)."""
     from reprokit.recording.writer import now_ms
+    from reprokit.runner.execute import Limits, execute_notebook
 
     start_ms = now_ms()
     executed = execute_notebook(
