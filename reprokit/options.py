@@ -15,13 +15,20 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
 from reprokit.comparison import Tolerance
 from reprokit.exceptions import UsageError
 
-__all__ = ["ComparisonOptions", "ExecutionOptions"]
+__all__ = ["ComparisonOptions", "ExecutionOptions", "Executor"]
+
+Executor = Literal["local", "dask"]
+"""Where notebooks execute: ``local`` (kernels of this machine) or ``dask`` (a Dask cluster)."""
+
+_SCHEDULER = re.compile(r"^(tcp|tls)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
 
 
 @dataclass(frozen=True)
@@ -34,7 +41,9 @@ class ExecutionOptions:
     run; ``memory_limit``: bytes each kernel may allocate. ``jobs``: notebooks at once.
     ``output_dir``: where executed notebooks go (default ``<project>/.reprokit/runs/<time>``).
     ``secret_parameters``: name -> value, given to the kernel but never written anywhere (kept
-    out of this object's ``repr``).
+    out of this object's ``repr``). ``executor``: where notebooks execute, ``local`` (a pool of
+    ``jobs`` kernels here) or ``dask`` (a Dask cluster: an embedded ``LocalCluster`` of ``jobs``
+    workers, or the existing one whose ``scheduler`` is given as ``tcp://HOST:PORT``).
     """
 
     device: str = "auto"
@@ -45,8 +54,11 @@ class ExecutionOptions:
     jobs: int = 1
     output_dir: str | os.PathLike[str] | None = None
     secret_parameters: Mapping[str, str] = field(default_factory=dict, repr=False)
+    executor: Executor = "local"
+    scheduler: str | None = None
 
     def __post_init__(self) -> None:
+        _check_executor(self.executor, self.scheduler)
         if self.jobs < 1:
             raise UsageError(
                 f"--jobs must be at least 1, got {self.jobs}", option="--jobs", value=str(self.jobs)
@@ -63,6 +75,31 @@ class ExecutionOptions:
                     value=str(value),
                 )
         object.__setattr__(self, "secret_parameters", dict(self.secret_parameters))
+
+
+def _check_executor(executor: str, scheduler: str | None) -> None:
+    if executor not in get_args(Executor):
+        raise UsageError(
+            f"--executor {executor!r}: expected one of {', '.join(get_args(Executor))}",
+            option="--executor",
+            value=str(executor),
+        )
+    if scheduler is None:
+        return
+    if executor != "dask":
+        raise UsageError(
+            f"--scheduler {scheduler} needs --executor dask (the local executor has no scheduler)",
+            option="--scheduler",
+            value=scheduler,
+        )
+    match = _SCHEDULER.match(scheduler)
+    if match is None or not 0 < int(match.group(3)) < 65536:
+        raise UsageError(
+            f"--scheduler {scheduler!r}: expected a Dask scheduler address tcp://HOST:PORT "
+            "(or tls://HOST:PORT)",
+            option="--scheduler",
+            value=scheduler,
+        )
 
 
 @dataclass(frozen=True)

@@ -18,34 +18,32 @@ from __future__ import annotations
 
 import os
 import signal
-import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from reprokit.exceptions import RunInterrupted, UsageError
 from reprokit.notebook.files import discover_notebooks, mark_output_folder
 from reprokit.options import ExecutionOptions
 from reprokit.recording.executed import warm_up
 from reprokit.runner import kernels
-from reprokit.runner.device import DeviceChoice, resolve_device
-from reprokit.runner.execute import (
-    make_output_folder,
-)
+from reprokit.runner.device import DeviceChoice
+from reprokit.runner.execute import make_output_folder
+from reprokit.runner.executors import Finished, device_choice, open_executor
 from reprokit.runner.plan import (
-    CellProgress,
     Executed,
     PlannedRun,
     Progress,
     RunOutcome,
     default_output_dir,
-    execute_planned,
     plan_runs,
 )
 
-__all__ = ["run"]
+__all__ = ["execute_notebooks", "run"]
+
+T = TypeVar("T")
 
 
 def run(
@@ -56,8 +54,8 @@ def run(
     record: bool = True,
     progress: Progress | None = None,
 ) -> list[RunOutcome]:
-    """Execute ``notebooks`` (files or folders), ``execution.jobs`` at once; one outcome each,
-    in order.
+    """Execute ``notebooks`` (files or folders), ``execution.jobs`` at once (on
+    ``execution.executor``); one outcome each, in order.
 
     Raises :class:`~reprokit.exceptions.UsageError` (bad device, a parameter a notebook does
     not declare) or :class:`~reprokit.exceptions.PathError` (missing or corrupt notebook)
@@ -68,105 +66,100 @@ def run(
     :class:`~reprokit.exceptions.RunInterrupted` is raised.
     """
     options = execution if execution is not None else ExecutionOptions()
-    choice = resolve_device(options.device)
     sources = discover_notebooks(notebooks)
     if not sources:
         raise UsageError("no notebooks found in the given paths")
-    base = Path(options.output_dir) if options.output_dir else default_output_dir(sources[0])
-    plans = plan_runs(
-        sources, base, choice, dict(parameters or {}), options.kernel, options.secret_parameters
-    )
+    given = dict(parameters or {})
+    return execute_notebooks([(s, given) for s in sources], options, record, progress, _same)
+
+
+def _same(outcome: RunOutcome) -> RunOutcome:
+    return outcome
+
+
+def execute_notebooks(
+    requests: Sequence[tuple[Path, dict[str, Any]]],
+    options: ExecutionOptions,
+    record: bool,
+    progress: Progress | None,
+    collect: Callable[[RunOutcome], T],
+) -> list[T]:
+    """The one path of every verb that executes: plan each ``(notebook, parameters)`` (every
+    check before any kernel starts), execute the plans on ``options.executor``, record each as
+    it completes (while others execute) and pass its outcome to ``collect``; the collected
+    values come back in the order of ``requests``."""
+    choice = device_choice(options)
+    base = Path(options.output_dir) if options.output_dir else default_output_dir(requests[0][0])
+    used: set[str] = set()
+    plans = [
+        plan
+        for source, given in requests
+        for plan in plan_runs(
+            [source], base, choice, given, options.kernel, options.secret_parameters, used
+        )
+    ]
     for plan in plans:  # an unwritable output folder stops everything before any kernel
         make_output_folder(plan.output_dir)
-    if not any(base.resolve() in source.resolve().parents for source in sources):
+    if not any(base.resolve() in source.resolve().parents for source, _ in requests):
         mark_output_folder(base)  # executed copies are never discovered as the project's
     with kernels.stop_kernels_on_signals():
-        outcomes = _run_plans(plans, choice, options, record, progress)
-        _raise_if_interrupted(outcomes)
-    return outcomes
+        collected = _execute(plans, choice, options, _Collecting(record, progress, collect))
+        _raise_if_interrupted(plans)
+    return collected
 
 
-def _raise_if_interrupted(outcomes: list[RunOutcome]) -> None:
+@dataclass(frozen=True)
+class _Collecting(Generic[T]):
+    """What happens to each execution on this machine once it is done."""
+
+    record: bool
+    progress: Progress | None
+    collect: Callable[[RunOutcome], T]
+
+    def __call__(self, finished: Finished) -> T:
+        outcome = finished.executed.outcome
+        if self.record and finished.started:
+            outcome = _recorded(finished.plan, finished.executed)
+        if self.progress is not None:
+            self.progress("done", finished.plan, outcome)
+        return self.collect(outcome)
+
+
+def _raise_if_interrupted(plans: list[PlannedRun]) -> None:
     signum = kernels.interrupting_signal()
     if signum is None and kernels.interrupted():
         signum = signal.SIGINT  # interrupt_all() called by the embedding program
     if signum is not None:
-        kept = tuple(o.output_path for o in outcomes if Path(o.output_path).is_file())
+        kept = tuple(str(plan.output_path) for plan in plans if plan.output_path.is_file())
         raise RunInterrupted(int(signum), kept)
 
 
-def _run_plans(
+def _execute(
     plans: list[PlannedRun],
     choice: DeviceChoice,
     options: ExecutionOptions,
-    record: bool,
-    progress: Progress | None,
-) -> list[RunOutcome]:
-    if progress is not None:
+    collecting: _Collecting[T],
+) -> list[T]:
+    if collecting.progress is not None:
         for plan in plans:  # what will run, said before anything runs
-            progress("plan", plan, None)
-    # recording runs on one thread of its own: MLflow is imported there while the first
-    # kernel starts, and notebook k is recorded while notebook k+1 executes
-    recorder = ThreadPoolExecutor(1, "reprokit-record") if record else None
-    if recorder is not None:
-        recorder.submit(warm_up)
-
-    def finish(plan: PlannedRun, executed: Executed) -> RunOutcome:
-        outcome = executed.outcome if recorder is None else _recorded(plan, executed)
-        if progress is not None:
-            progress("done", plan, outcome)
-        return outcome
-
-    def one(plan: PlannedRun) -> Future[RunOutcome]:
-        if kernels.interrupted():  # stopped before this one started: nothing to record
-            return _done(_not_started(plan, choice))
-        on_cell = None
-        if progress is not None:
-            progress("start", plan, None)
-            on_cell = _cell_reporter(progress, plan)
-        executed = execute_planned(plan, choice, options, on_cell=on_cell)
-        if recorder is not None:
-            return recorder.submit(finish, plan, executed)
-        return _done(finish(plan, executed))
-
-    try:
-        if options.jobs == 1 or len(plans) == 1:
-            futures = [one(plan) for plan in plans]
-        else:
-            with ThreadPoolExecutor(options.jobs, thread_name_prefix="reprokit-run") as pool:
-                futures = list(pool.map(one, plans))
-        return [future.result() for future in futures]
-    finally:
-        if recorder is not None:
-            recorder.shutdown(wait=True)
+            collecting.progress("plan", plan, None)
+    # recording and comparing run on threads of their own: MLflow is imported there while the
+    # first kernel starts, and notebook k is recorded while notebook k+1 executes
+    threads = max(1, min(options.jobs, len(plans), _COLLECTORS))
+    order = {id(plan): index for index, plan in enumerate(plans)}
+    futures: dict[int, Future[T]] = {}
+    with ThreadPoolExecutor(threads, "reprokit-record") as collector:
+        if collecting.record:
+            collector.submit(warm_up)
+        with open_executor(options, choice, collecting.progress, len(plans)) as executor:
+            for plan in plans:
+                executor.submit(plan)
+            for finished in executor.finished():
+                futures[order[id(finished.plan)]] = collector.submit(collecting, finished)
+        return [futures[index].result() for index in range(len(plans))]
 
 
-def _done(outcome: RunOutcome) -> Future[RunOutcome]:
-    future: Future[RunOutcome] = Future()
-    future.set_result(outcome)
-    return future
-
-
-def _cell_reporter(progress: Progress, plan: PlannedRun) -> Callable[[int, int], None]:
-    started = time.perf_counter()
-
-    def report(position: int, total: int) -> None:
-        progress("cell", plan, CellProgress(position, total, time.perf_counter() - started))
-
-    return report
-
-
-def _not_started(plan: PlannedRun, choice: DeviceChoice) -> RunOutcome:
-    return RunOutcome(
-        notebook=str(plan.source),
-        status="interrupted",
-        output_path=str(plan.output_path),
-        output_dir=str(plan.output_dir),
-        duration_s=0.0,
-        device=choice.device,
-        parameters=plan.parameters,
-        message="not started: the runner was interrupted",
-    )
+_COLLECTORS = 4  # recording threads at most: MLflow writes, not kernels, are their work
 
 
 def _recorded(plan: PlannedRun, executed: Executed) -> RunOutcome:
@@ -179,6 +172,10 @@ def _recorded(plan: PlannedRun, executed: Executed) -> RunOutcome:
         tags["reprokit.runner.failed_cell"] = str(outcome.failure.index + 1)  # as messages say
         error = f"{outcome.failure.ename}: {outcome.failure.evalue}"
         tags["reprokit.runner.error"] = redact_text(error)[:500]  # the runner redacted it too
+    if outcome.retries:
+        tags["reprokit.runner.retries"] = redact_text("; ".join(outcome.retries))[:500]
+    if outcome.executed_by:
+        tags["reprokit.runner.executed_by"] = outcome.executed_by
     recorded = record_execution(
         notebook=plan.source.resolve(),
         output_dir=plan.output_dir,

@@ -14,13 +14,12 @@ from __future__ import annotations
 import os
 import shlex
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from reprokit._warn import warn_user
-from reprokit.api.run import run
+from reprokit.api.run import execute_notebooks
 from reprokit.capturing.redact import REDACTED
 from reprokit.compare.verify import (
     DataCheck,
@@ -41,7 +40,6 @@ from reprokit.recording.lock import (
 from reprokit.recording.target import find_project_root
 from reprokit.report.describe import describe_redacted_parameter
 from reprokit.results.notebook import read_notebook
-from reprokit.runner import kernels
 from reprokit.runner.plan import Progress, RunOutcome
 
 __all__ = [
@@ -168,10 +166,7 @@ def verify(
         comparing,
         progress,
     )
-    workers = max(1, min(job.execution.jobs, len(plans)))
-    # the notebooks run on worker threads: signals are caught here, on the calling thread
-    with kernels.stop_kernels_on_signals(), ThreadPoolExecutor(workers, "reprokit-verify") as pool:
-        return Verification(tuple(pool.map(lambda plan: _verify_one(plan, job), plans)))
+    return Verification(_verify_all(plans, job))
 
 
 @dataclass(frozen=True)
@@ -265,23 +260,43 @@ def _refuse_another_notebooks_lock(plan: _Plan) -> None:
     )
 
 
-def _verify_one(plan: _Plan, job: _Job) -> VerifyOutcome:
-    source, lock_path, lock, data = plan.source, plan.lock_path, plan.lock, plan.data
-    if not data.ok and not job.comparison.allow_data_drift:
-        return VerifyOutcome(str(source), str(lock_path), None, None, data)
-    # the device is what this verification runs on (--device), never the reference's: a
-    # notebook that declares a `device` parameter gets it from the runner again
-    # and a parameter given now as --secret-param replaces the lock's (redacted) value
-    secret = job.execution.secret_parameters
-    locked = {k: v for k, v in lock.parameters.values.items() if k != "device" and k not in secret}
-    # one notebook per call: the verification's own pool already runs `jobs` at once
-    execution = replace(job.execution, jobs=1)
-    (outcome,) = run(
-        [source],
-        parameters={**locked, **job.parameters},
-        execution=execution,
-        progress=job.progress,
+def _verify_all(plans: list[_Plan], job: _Job) -> tuple[VerifyOutcome, ...]:
+    """Execute the notebooks whose data check passed (all at once, on the chosen executor)
+    and compare each as it completes; the others are outcomes without a run."""
+    stopped = {
+        id(plan): VerifyOutcome(str(plan.source), str(plan.lock_path), None, None, plan.data)
+        for plan in plans
+        if not plan.data.ok and not job.comparison.allow_data_drift
+    }
+    running = [plan for plan in plans if id(plan) not in stopped]
+    by_source = {str(plan.source): plan for plan in running}
+    verified = iter(
+        execute_notebooks(
+            [(plan.source, _parameters(plan, job)) for plan in running],
+            job.execution,
+            True,
+            job.progress,
+            lambda outcome: _verify_one(by_source[outcome.notebook], job, outcome),
+        )
+        if running
+        else []
     )
+    return tuple(stopped.get(id(plan)) or next(verified) for plan in plans)
+
+
+def _parameters(plan: _Plan, job: _Job) -> dict[str, Any]:
+    """The lock's parameters, overridden by those given now. The device is what this
+    verification runs on (--device), never the reference's: a notebook that declares a
+    `device` parameter gets it from the runner again; and a parameter given now as
+    --secret-param replaces the lock's (redacted) value."""
+    secret = job.execution.secret_parameters
+    values = plan.lock.parameters.values
+    locked = {k: v for k, v in values.items() if k != "device" and k not in secret}
+    return {**locked, **job.parameters}
+
+
+def _verify_one(plan: _Plan, job: _Job, outcome: RunOutcome) -> VerifyOutcome:
+    source, lock_path, lock, data = plan.source, plan.lock_path, plan.lock, plan.data
     if not outcome.ok:
         return VerifyOutcome(str(source), str(lock_path), outcome, None, data)
     executed = load_notebook(Path(outcome.output_path))
@@ -296,7 +311,7 @@ def _verify_one(plan: _Plan, job: _Job) -> VerifyOutcome:
         source_changes=plan.source_changes,
         command=_command(source, outcome.device, job.comparison),
     )
-    verdict = replace(verdict, notebook=plan.shown_as)
+    verdict = replace(verdict, notebook=plan.shown_as, executed_by=outcome.executed_by)
     _link_verification(source, outcome, lock, verdict)
     return VerifyOutcome(str(source), str(lock_path), outcome, verdict, data)
 

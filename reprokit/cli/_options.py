@@ -82,6 +82,20 @@ _EXECUTION_FLAGS = (
     ),
     click.option("--kernel", default=None, help="Kernel name [default: the notebook's]."),
     click.option(
+        "--executor",
+        type=click.Choice(["local", "dask"]),
+        default="local",
+        show_default=True,
+        help="local: --jobs kernels on this machine; dask: a Dask cluster (an embedded "
+        "LocalCluster of --jobs workers, or --scheduler's). Needs reprokit[dask].",
+    ),
+    click.option(
+        "--scheduler",
+        default=None,
+        metavar="tcp://HOST:PORT",
+        help="The scheduler of an existing Dask cluster (with --executor dask).",
+    ),
+    click.option(
         "--output-dir",
         type=click.Path(file_okay=False, path_type=Path),
         default=None,

@@ -202,6 +202,7 @@ class Verdict:
     command: str | None = None  # how to re-run this verification
     outputs: tuple[OutputCheck, ...] = ()  # per code cell, when outputs were compared
     outputs_compared: bool = False
+    executed_by: str | None = None  # the Dask worker that executed it (None: this machine)
 
     @property
     def data_ok(self) -> bool:

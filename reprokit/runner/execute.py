@@ -116,6 +116,7 @@ def execute_notebook(
     limits: Limits | None = None,
     secrets: Mapping[str, str] | None = None,
     on_cell: CellCallback | None = None,
+    cancel: threading.Event | None = None,
 ) -> ExecutionOutcome:
     """Run ``node`` (an nbformat notebook, not modified) and write the result to ``output_path``.
 
@@ -126,7 +127,7 @@ def execute_notebook(
     whole notebook and the kernel's memory. The kernel is killed as soon as the last cell is
     done (no graceful shutdown wait), or when the runner is interrupted (see
     :mod:`reprokit.runner.kernels`). ``on_cell(position, total)`` is called as each cell starts
-    (1-based; the runner's injected cells count).
+    (1-based; the runner's injected cells count); setting ``cancel`` interrupts this one alone.
     """
     output = Path(output_path)
     make_output_folder(output.parent)
@@ -135,7 +136,7 @@ def execute_notebook(
     secrets, hidden = dict(secrets or {}), _hidden_parameters(parameters or {})
     kernel_env = {**(env or {}), **_secret_env(secrets, hidden)}
     status: ExecutionStatus
-    with KernelWatch(limits.memory_bytes) as watch, _deadline(watch, limits.notebook_timeout):
+    with KernelWatch(limits.memory_bytes) as watch, _stoppers(watch, limits, cancel):
         try:
             with open(log_path, "wb") as log:
                 what = (node, output, log, kernel_env, parameters, secrets, kernel_name, cwd)
@@ -294,6 +295,34 @@ def _deadline(watch: KernelWatch, seconds: float | None) -> Iterator[None]:
         yield
     finally:
         timer.cancel()
+
+
+@contextlib.contextmanager
+def _stoppers(watch: KernelWatch, limits: Limits, cancel: threading.Event | None) -> Iterator[None]:
+    with _deadline(watch, limits.notebook_timeout), _cancellation(watch, cancel):
+        yield
+
+
+@contextlib.contextmanager
+def _cancellation(watch: KernelWatch, cancel: threading.Event | None) -> Iterator[None]:
+    """Kill the kernel as interrupted once ``cancel`` is set."""
+    if cancel is None:
+        yield
+        return
+    done = threading.Event()
+
+    def wait() -> None:
+        while not done.is_set():
+            if cancel.wait(0.2):
+                watch.kill(INTERRUPTED)
+                return
+
+    waiter = threading.Thread(target=wait, name="reprokit-cancel", daemon=True)
+    waiter.start()
+    try:
+        yield
+    finally:
+        done.set()
 
 
 def _execution_mark(

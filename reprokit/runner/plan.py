@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import secrets
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,10 +41,12 @@ __all__ = [
     "RunOutcome",
     "check_kernel",
     "choose_kernel",
+    "complete_run_folders",
     "default_output_dir",
     "execute_planned",
     "kernel_env",
     "plan_runs",
+    "read_results",
 ]
 
 
@@ -66,6 +69,8 @@ class RunOutcome:
     message: str = ""
     run_id: str | None = None  # MLflow run, when recorded
     record_error: str | None = None
+    executed_by: str | None = None  # the Dask worker (address and host); None when local
+    retries: tuple[str, ...] = ()  # why each earlier attempt was given up (dask executor)
 
     @property
     def ok(self) -> bool:
@@ -127,10 +132,12 @@ def plan_runs(
     parameters: dict[str, Any],
     kernel: str | None = None,
     secret_parameters: Mapping[str, str] | None = None,
+    used: set[str] | None = None,
 ) -> list[PlannedRun]:
-    """Load and check every notebook; give each its own folder and environment."""
+    """Load and check every notebook; give each its own folder and environment (``used``:
+    the folder names already given under ``base``, for plans made in several calls)."""
     plans: list[PlannedRun] = []
-    used: set[str] = set()
+    used = set() if used is None else used
     secret_names = tuple(secret_parameters or {})
     for source in sources:
         node = load_notebook(source)
@@ -264,8 +271,10 @@ def execute_planned(
     options: ExecutionOptions,
     *,
     on_cell: Callable[[int, int], None] | None = None,
+    cancel: threading.Event | None = None,
 ) -> Executed:
-    """Execute one planned notebook and complete its run folder (nothing recorded yet)."""
+    """Execute one planned notebook and complete its run folder (nothing recorded yet);
+    setting ``cancel`` stops its kernel as if the runner were interrupted."""
     from reprokit.recording.writer import now_ms
 
     start_ms = now_ms()
@@ -280,9 +289,10 @@ def execute_planned(
         limits=Limits(options.notebook_timeout, options.memory_limit),
         secrets=options.secret_parameters,
         on_cell=on_cell,
+        cancel=cancel,
     )
-    results = _read_results(plan.output_path)
-    _complete_run_folders(results)
+    results = read_results(plan.output_path)
+    complete_run_folders(results)
     outcome = RunOutcome(
         notebook=str(plan.source),
         status=executed.status,
@@ -297,7 +307,7 @@ def execute_planned(
     return Executed(outcome, results, start_ms)
 
 
-def _read_results(output: Path) -> Any:
+def read_results(output: Path) -> Any:
     from reprokit.results.notebook import read_notebook
 
     try:
@@ -306,7 +316,7 @@ def _read_results(output: Path) -> Any:
         return None
 
 
-def _complete_run_folders(results: Any) -> None:
+def complete_run_folders(results: Any) -> None:
     """Write ``results.json`` into the kernel's run folder.
 
     The kernel is killed at once after the last cell (no graceful shutdown), so its exit
