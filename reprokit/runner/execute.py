@@ -125,9 +125,8 @@ def execute_notebook(
     a cell that names the variable, never the value. Error texts are redacted. ``env`` is added
     to the kernel's environment; ``timeout`` (seconds) applies to each cell, ``limits`` to the
     whole notebook and the kernel's memory. The kernel is killed as soon as the last cell is
-    done (no graceful shutdown wait), or when the runner is interrupted (see
-    :mod:`reprokit.runner.kernels`), or ``cancel`` is set. ``on_cell(position, total)`` is
-    called as each cell starts (1-based; the runner's injected cells count).
+    done (no graceful shutdown wait), when the runner is interrupted (:mod:`~.kernels`) or
+    ``cancel`` is set. ``on_cell(position, total)``: a cell starts (1-based, injected counted).
     """
     output = Path(output_path)
     make_output_folder(output.parent)
