@@ -185,7 +185,7 @@ def test_the_embedded_cluster_runs_and_a_sigint_leaves_nothing_behind(project: P
     try:
         wait_for(lambda: len(list(markers.iterdir())) == 2, "both kernels on the workers")
         kernels = [int(marker.name) for marker in markers.iterdir()]
-        runner.send_signal(signal.SIGINT)
+        os.killpg(runner.pid, signal.SIGINT)  # Ctrl-C: the workers are in its process group
         _, err = runner.communicate(timeout=WAIT_S)
     finally:
         kill_quietly([runner.pid, *kernels])

@@ -140,23 +140,24 @@ def _execute(
     options: ExecutionOptions,
     collecting: _Collecting[T],
 ) -> list[T]:
-    if collecting.progress is not None:
-        for plan in plans:  # what will run, said before anything runs
-            collecting.progress("plan", plan, None)
-    # recording and comparing run on threads of their own: MLflow is imported there while the
-    # first kernel starts, and notebook k is recorded while notebook k+1 executes
     threads = max(1, min(options.jobs, len(plans), _COLLECTORS))
     order = {id(plan): index for index, plan in enumerate(plans)}
     futures: dict[int, Future[T]] = {}
-    with ThreadPoolExecutor(threads, "reprokit-record") as collector:
-        if collecting.record:
-            collector.submit(warm_up)
-        with open_executor(options, choice, collecting.progress, len(plans)) as executor:
+    # the executor first: a cluster that cannot be reached stops everything at once
+    with open_executor(options, choice, collecting.progress, len(plans)) as executor:
+        if collecting.progress is not None:
+            for plan in plans:  # what will run, said before anything runs
+                collecting.progress("plan", plan, None)
+        # recording and comparing run on threads of their own: MLflow is imported there while
+        # the first kernel starts, and notebook k is recorded while notebook k+1 executes
+        with ThreadPoolExecutor(threads, "reprokit-record") as collector:
+            if collecting.record:
+                collector.submit(warm_up)
             for plan in plans:
                 executor.submit(plan)
             for finished in executor.finished():
                 futures[order[id(finished.plan)]] = collector.submit(collecting, finished)
-        return [futures[index].result() for index in range(len(plans))]
+            return [futures[index].result() for index in range(len(plans))]
 
 
 _COLLECTORS = 4  # recording threads at most: MLflow writes, not kernels, are their work

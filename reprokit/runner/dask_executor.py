@@ -35,6 +35,7 @@ import contextlib
 import logging
 import queue
 import secrets
+import signal
 import socket
 import threading
 from collections.abc import Iterator
@@ -398,19 +399,38 @@ def _write_notebook(path: Path, data: bytes, result: TaskResult) -> None:
 
 
 def connect(distributed: ModuleType, address: str) -> Any:
-    """A client of the scheduler at ``address``; one that cannot be reached is a usage error
-    after at most :data:`CONNECT_TIMEOUT_S` (a refused connection at once)."""
+    """A client of the scheduler at ``address``; one that cannot be reached, or does not
+    answer, is a usage error after at most about :data:`CONNECT_TIMEOUT_S` (a refused
+    connection at once)."""
     host, _, port = address.split("://", 1)[-1].rpartition(":")
+    made: list[Any] = []
+    failed: list[BaseException] = []
+
+    def make() -> None:  # distributed's own timeout misses a peer that accepts and is silent
+        try:
+            made.append(
+                distributed.Client(address, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
+            )
+        except BaseException as exc:
+            failed.append(exc)
+
     try:
         socket.create_connection((host.strip("[]"), int(port)), CONNECT_TIMEOUT_S).close()
-        return distributed.Client(address, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
+        thread = threading.Thread(target=make, name="reprokit-dask-connect", daemon=True)
+        thread.start()
+        thread.join(CONNECT_TIMEOUT_S + 5)
+        if failed:
+            raise failed[0]
+        if not made:
+            raise TimeoutError(f"no answer in {CONNECT_TIMEOUT_S + 5:g} s")
     except (OSError, TimeoutError) as exc:
-        reason = exc.strerror or str(exc) or type(exc).__name__
+        reason = exc.strerror or str(exc).rsplit(": ", 1)[-1] or type(exc).__name__
         raise UsageError(
             f"--scheduler {address}: cannot reach the Dask scheduler ({reason})",
             option="--scheduler",
             value=address,
         ) from None
+    return made[0]
 
 
 def _local_cluster(distributed: ModuleType, workers: int) -> Any:
@@ -425,7 +445,16 @@ def _local_cluster(distributed: ModuleType, workers: int) -> Any:
             host="127.0.0.1",
             dashboard_address=None,
             silence_logs=logging.ERROR,
+            preload=[__name__],  # dask_setup below, in each worker process
         )
+
+
+def dask_setup(worker: Any) -> None:
+    """Run by each worker of an embedded cluster as it starts. A Ctrl-C at the terminal
+    reaches the whole foreground process group, these workers included: they leave it to
+    reprokit, which cancels their tasks (a worker dying with its notebook would lose it)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @contextlib.contextmanager
