@@ -66,7 +66,7 @@ def _executed(status: str, message: str = "") -> Executed:
 
 def test_a_dead_kernel_is_retried_a_bounded_number_of_times() -> None:
     died = _executed("kernel_died", "Kernel died while waiting for execute reply.")
-    assert retry_reason(died, 0) == "the kernel died: Kernel died while waiting for execute reply."
+    assert retry_reason(died, 0) == "the kernel died"
     assert retry_reason(died, MAX_RETRIES - 1) is not None
     assert retry_reason(died, MAX_RETRIES) is None
 
@@ -91,7 +91,24 @@ def test_cuda_with_a_scheduler_is_the_workers_business_not_this_machines() -> No
 
 
 def _plan(tmp_path: Path, parameters: dict[str, object]) -> PlannedRun:
-    return PlannedRun(tmp_path / "nb.ipynb", {"cells": []}, tmp_path / "out", parameters, {})
+    import nbformat
+
+    node = nbformat.v4.new_notebook()
+    return PlannedRun(tmp_path / "nb.ipynb", node, tmp_path / "out", parameters, {})
+
+
+def test_a_task_carries_no_outputs_of_the_source_notebook(tmp_path: Path) -> None:
+    import nbformat
+
+    from reprokit.runner.dask_executor import make_task
+
+    node = nbformat.v4.new_notebook()
+    node.cells = [nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_markdown_cell("# t")]
+    node.cells[0].outputs = [nbformat.v4.new_output("stream", text="big " * 1000)]
+    plan = PlannedRun(tmp_path / "nb.ipynb", node, tmp_path / "out", {}, {})
+    sent = make_task(plan, DeviceChoice("cpu", "cpu"), ExecutionOptions()).plan.node
+    assert sent.cells[0].outputs == [] and sent.cells[0].source == "x = 1"
+    assert sent.cells[1].source == "# t" and node.cells[0].outputs  # the plan's own is kept
 
 
 def test_a_task_seals_secrets_and_hidden_parameters(tmp_path: Path) -> None:

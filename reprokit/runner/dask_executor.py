@@ -136,7 +136,22 @@ def make_task(plan: PlannedRun, choice: DeviceChoice, options: ExecutionOptions)
     clear = {k: v for k, v in plan.parameters.items() if k not in hidden}
     sealed = Sealed({k: plan.parameters[k] for k in hidden}, dict(options.secret_parameters))
     bare = replace(options, secret_parameters={})
-    return NotebookTask(replace(plan, parameters=clear), choice, bare, sealed, "", "")
+    sent = replace(plan, node=_without_outputs(plan.node), parameters=clear)
+    return NotebookTask(sent, choice, bare, sealed, "", "")
+
+
+def _without_outputs(node: Any) -> Any:
+    """The notebook without its code cells' outputs, which papermill clears before it runs
+    anything: a published notebook's images need not travel through the scheduler."""
+    import nbformat
+
+    cells = [
+        {**cell, "outputs": [], "execution_count": None}
+        if cell.get("cell_type") == "code"
+        else cell
+        for cell in node.get("cells", [])
+    ]
+    return nbformat.from_dict({**node, "cells": cells})  # type: ignore[no-untyped-call]
 
 
 # ------------------------------------------------------------------------ on the worker

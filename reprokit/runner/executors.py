@@ -111,7 +111,7 @@ def retry_reason(executed: Executed, retries: int) -> str | None:
         return None
     if executed.outcome.status != "kernel_died":
         return None
-    return "the kernel died" + (f": {executed.outcome.message}" if executed.outcome.message else "")
+    return "the kernel died"
 
 
 def not_started(plan: PlannedRun, device: str, why: str = "the runner was interrupted") -> Finished:
