@@ -351,7 +351,13 @@ class DaskExecutor:
             return not_started(item.plan, self.choice.device)
         if future.status == "error":
             return with_retries(self._lost_task(item.plan, future.exception()), retries, None)
-        result: TaskResult = future.result()
+        try:
+            result: TaskResult = future.result(timeout=CONNECT_TIMEOUT_S * 6)
+        except Exception as exc:  # the result was lost with its worker before it was fetched
+            if len(retries) >= MAX_RETRIES or kernels.interrupted():
+                return with_retries(self._lost_task(item.plan, exc), retries, None)
+            self.submit(item.plan, (*retries, "its result was lost with its worker"))
+            return None
         finished = self._finished(item.plan, result)
         reason = retry_reason(finished.executed, len(retries))
         if reason is not None:
