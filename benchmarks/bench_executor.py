@@ -16,7 +16,10 @@ Figures, each alternated (A B A B, :mod:`_ab`) with its baseline, on tiny notebo
 - ``dask_cluster_jobs1``: one worker against ``jobs=1``, on the first 8 notebooks; the
   per-notebook overhead of the Dask path is ``(dask - local) / 8``.
 - ``import_distributed_s``: what ``import distributed`` costs a fresh interpreter (paid only
-  with ``--executor dask``).
+  with ``--executor dask``);
+- ``scheduler_ms_per_task``: a trivial task's round trip through the 2-worker cluster
+  (``client.map`` of ``20 x notebooks`` no-op tasks, gathered), in milliseconds;
+- ``task_bytes_tiny_notebook``: the pickled size of one notebook's task.
 
 Results go to ``benchmarks/results/bench_executor.json``.
 """
@@ -72,6 +75,37 @@ def _import_time() -> float:
     return float(out.stdout)
 
 
+def _noop(value: int) -> int:
+    return value
+
+
+def scheduler_overhead_ms(address: str, tasks: int) -> float:
+    """Milliseconds per trivial task through the scheduler (submit, run, gather), batched."""
+    import time
+
+    from distributed import Client
+
+    with Client(address, set_as_default=False) as client:
+        client.gather(client.map(_noop, range(100), pure=False))  # warm
+        start = time.perf_counter()
+        client.gather(client.map(_noop, range(tasks), pure=False))
+        return (time.perf_counter() - start) / tasks * 1000
+
+
+def task_bytes(path: Path) -> int:
+    """The pickled size of one tiny notebook's task (what the scheduler holds while it waits)."""
+    import pickle
+
+    from reprokit.options import ExecutionOptions
+    from reprokit.runner.dask_executor import make_task
+    from reprokit.runner.device import resolve_device
+    from reprokit.runner.plan import plan_runs
+
+    choice = resolve_device("cpu")
+    (plan,) = plan_runs([path], path.parent / "out", choice, {})
+    return len(pickle.dumps(make_task(plan, choice, ExecutionOptions(device="cpu"))))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
@@ -95,6 +129,10 @@ def main() -> None:
                     target="<= 1.10" if workers == 2 else None,
                 )  # fmt: skip
                 results.add(pair)
+                if workers == 2:
+                    overhead = scheduler_overhead_ms(cluster.scheduler_address, 20 * count)
+                    results.figure("scheduler_ms_per_task", round(overhead, 3))
+        results.figure("task_bytes_tiny_notebook", task_bytes(paths[0]))
         per_notebook = (min(pair.measured) - min(pair.baseline)) / len(subset)
         results.figure("dask_overhead_per_notebook_s", round(per_notebook, 4))
         embedded = _runner(paths, out, executor="dask", jobs=2)

@@ -465,6 +465,8 @@ def _local_cluster(distributed: ModuleType, workers: int) -> Any:
             processes=True,
             host="127.0.0.1",
             dashboard_address=None,
+            # no dashboard; its HTTP server (health checks) on loopback, on any free port
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
             silence_logs=logging.ERROR,
             preload=[__name__],  # dask_setup below, in each worker process
         )
