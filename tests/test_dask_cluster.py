@@ -132,13 +132,14 @@ def test_six_notebooks_verified_through_a_scheduler_name_their_workers(
     assert set(_run_statuses(project)) == {"FINISHED"}  # written by the client alone
 
 
-def _kernel_below(pid: int) -> bool:
+def _kernels_below(pid: int) -> list[int]:
+    found = []
     with contextlib.suppress(psutil.Error):
         for child in psutil.Process(pid).children(recursive=True):
             with contextlib.suppress(psutil.Error):
                 if MARK in child.environ():
-                    return True
-    return False
+                    found.append(child.pid)
+    return found
 
 
 def test_a_worker_lost_mid_notebook_ends_verified_or_clearly_failed(
@@ -154,7 +155,8 @@ def test_a_worker_lost_mid_notebook_ends_verified_or_clearly_failed(
     runner = start_cli(["verify", "nbs", *dask], project)
     try:
         victim = cluster.processes["worker0"].pid
-        wait_for(lambda: _kernel_below(victim), "a kernel on worker0")
+        wait_for(lambda: bool(_kernels_below(victim)), "a kernel on worker0")
+        orphans = _kernels_below(victim)
         cluster.kill("worker0")
         out, err = runner.communicate(timeout=WAIT_S * 2)
     finally:
@@ -164,6 +166,7 @@ def test_a_worker_lost_mid_notebook_ends_verified_or_clearly_failed(
     assert "was lost" in out + err  # the retried notebook says why
     assert "REPRODUCED" in out
     assert "RUNNING" not in _run_statuses(project)
+    assert wait_gone(orphans) == []  # a kernel whose worker died ends itself
 
 
 def test_the_embedded_cluster_runs_and_a_sigint_leaves_nothing_behind(project: Path) -> None:
