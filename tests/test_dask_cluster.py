@@ -145,7 +145,7 @@ def _kernels_below(pid: int) -> list[int]:
 def test_a_worker_lost_mid_notebook_ends_verified_or_clearly_failed(
     project: Path, cluster: Cluster
 ) -> None:
-    _notebooks(project, 4)
+    _notebooks(project, 3)
     dask = ["--executor", "dask", "--scheduler", cluster.address, "--device", "cpu"]
     assert run_cli(["record", "nbs", *dask], project).returncode == 0
     for notebook in (project / "nbs").glob("*.ipynb"):  # now slow enough to be caught running
