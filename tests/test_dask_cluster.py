@@ -1,5 +1,6 @@
 """The dask executor for real: a ``dask scheduler`` and two ``dask worker`` processes on
-127.0.0.1 (random ports, stopped after), and the embedded ``LocalCluster``. Real kernels on the
+127.0.0.1 (random ports, stopped after; the second declares a GPU resource, the one thing
+faked), and the embedded ``LocalCluster``. Real kernels on the
 workers, a real SQLite MLflow store written by the client only."""
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ class Cluster:
                 f"worker{k}",
                 ["distributed.cli.dask_worker", self.address, "--nthreads", "1",
                  "--nworkers", "1", "--no-dashboard", "--host", "127.0.0.1",
-                 "--name", f"worker{k}"],
+                 "--name", f"worker{k}", *(["--resources", "GPU=1"] if k == 1 else [])],
             )  # fmt: skip
         wait_for(lambda: len(self.workers()) == workers, f"{workers} workers")
 
@@ -130,6 +131,16 @@ def test_six_notebooks_verified_through_a_scheduler_name_their_workers(
         executed = nbformat.read(project / "out" / f"nb{k}" / f"nb{k}.ipynb", as_version=4)
         assert executed.metadata["reprokit"]["executed_by"]["worker"] in workers
     assert set(_run_statuses(project)) == {"FINISHED"}  # written by the client alone
+    # a CUDA notebook goes only to the worker that declares a GPU (faked: worker1 has none)
+    gpu = [address for address, name in workers.items() if name == "worker1"]
+    four = [f"nbs/nb{k}.ipynb" for k in range(4)]  # 1 in 16 to land there by chance
+    ran = run_cli(
+        ["run", *four, *dask, "--device", "cuda", "--no-record", "--output-dir", "gpu"], project
+    )
+    assert ran.returncode == 0, ran.stderr
+    for k in range(4):
+        executed = nbformat.read(project / "gpu" / f"nb{k}" / f"nb{k}.ipynb", as_version=4)
+        assert [executed.metadata["reprokit"]["executed_by"]["worker"]] == gpu
 
 
 def _kernels_below(pid: int) -> list[int]:

@@ -262,6 +262,7 @@ class DaskExecutor:
         self._lock = threading.Lock()
         self._interrupted = threading.Event()
         self._cancelled = False
+        self._gpu_checked = False
         session = secrets.token_hex(6)
         self._topic, self._cancel = f"reprokit-start-{session}", f"reprokit-cancel-{session}"
         try:
@@ -292,10 +293,24 @@ class DaskExecutor:
         )
         key = f"reprokit-{plan.source.stem}-{secrets.token_hex(4)}"
         resources = required_resources(plan.device, self._embedded)
+        if resources and not self._gpu_checked:
+            self._gpu_checked = True
+            self._warn_without_gpu_workers()
         future = self._client.submit(execute_task, task, key=key, pure=False, resources=resources)
         with self._lock:
             self._pending[key] = _Pending(plan, retries, future)
         future.add_done_callback(lambda done: self._done.put(str(done.key)))
+
+    def _warn_without_gpu_workers(self) -> None:
+        """A CUDA notebook waits for a worker with a GPU resource: say so when none is there."""
+        from reprokit._warn import warn_user
+
+        workers = self._client.scheduler_info(n_workers=-1).get("workers", {})
+        if not any(info.get("resources", {}).get("GPU") for info in workers.values()):
+            warn_user(
+                f"--device cuda: no worker of {self.options.scheduler} declares a GPU resource "
+                "yet; the notebooks wait for one (start workers with --resources GPU=1)"
+            )
 
     def finished(self) -> Iterator[Finished]:
         while True:
