@@ -125,7 +125,10 @@ def test_a_task_seals_secrets_and_hidden_parameters(tmp_path: Path) -> None:
     assert task.sealed.secrets == {"password": canary}
     for shown in (repr(task), str(task), repr(task.sealed)):
         assert canary not in shown and token not in shown
-    assert pickle.loads(pickle.dumps(task)).sealed.secrets == {"password": canary}
+    sent = pickle.dumps(task)  # what the scheduler relays, and a worker may log whole
+    assert canary.encode() not in sent and token.encode() not in sent
+    assert pickle.loads(sent).sealed.secrets == {"password": canary}
+    assert pickle.loads(sent).sealed.parameters == {"token": token}
 
 
 def test_an_unreachable_scheduler_is_a_usage_error_at_once() -> None:

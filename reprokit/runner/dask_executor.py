@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import pickle
 import queue
 import secrets
 import signal
@@ -97,6 +98,19 @@ class Sealed:
 
     def __repr__(self) -> str:
         return f"<reprokit sealed: {len(self.parameters) + len(self.secrets)} values>"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled masked by a one-time pad that travels with it: no value is readable in
+        the task's bytes (which Dask logs whole when a worker cannot load them). Masked, not
+        encrypted: whoever holds the bytes and this code can unmask them."""
+        payload = pickle.dumps((self.parameters, self.secrets))
+        pad = secrets.token_bytes(len(payload))
+        return (_unseal, (pad, bytes(a ^ b for a, b in zip(payload, pad, strict=True))))
+
+
+def _unseal(pad: bytes, masked: bytes) -> Sealed:
+    parameters, hidden = pickle.loads(bytes(a ^ b for a, b in zip(masked, pad, strict=True)))
+    return Sealed(parameters, hidden)
 
 
 @dataclass(frozen=True)
@@ -284,6 +298,7 @@ class DaskExecutor:
         client = connect(self._distributed, address)
         self._stack.callback(client.close)
         self._client = client
+        check_workers(client, address)
         client.subscribe_topic(self._topic, self._on_start)
         self._stack.enter_context(kernels.on_interrupt(self._interrupted.set))
 
@@ -394,7 +409,8 @@ class DaskExecutor:
         return Finished(plan, Executed(outcome, results, result.start_ms))
 
     def _lost_task(self, plan: PlannedRun, error: BaseException) -> Finished:
-        """A task Dask gave up on: its workers were lost too often (``KilledWorker``)."""
+        """A task Dask gave up on: its workers were lost too often (``KilledWorker``), or the
+        worker could not run it at all (reprokit missing there, say)."""
         from reprokit.capturing.redact import redact_text
 
         killed = type(error).__name__ == "KilledWorker"
@@ -403,7 +419,8 @@ class DaskExecutor:
             if killed
             else f"the Dask task failed: {type(error).__name__}: {error}"
         )
-        outcome = self._outcome(plan, "kernel_died", redact_text(message)[:500], 0.0)
+        status: ExecutionStatus = "kernel_died" if killed else "failed"
+        outcome = self._outcome(plan, status, redact_text(message)[:500], 0.0)
         return Finished(plan, Executed(outcome, None, 0))
 
     def _outcome(
@@ -467,6 +484,34 @@ def connect(distributed: ModuleType, address: str) -> Any:
             value=address,
         ) from None
     return made[0]
+
+
+def worker_version() -> str:
+    """Run on each worker when the client connects: the reprokit it would execute with."""
+    from reprokit._version import __version__
+
+    return __version__
+
+
+def check_workers(client: Any, address: str) -> None:
+    """Every worker connected now can run reprokit's tasks, with this reprokit's version: a
+    worker without it would fail every task it is given (and Dask would wait on it)."""
+    from reprokit._version import __version__
+
+    try:
+        versions = client.run(worker_version, on_error="return")
+    except Exception as exc:  # the scheduler went away meanwhile
+        versions = {address: exc}
+    wrong = {w: v for w, v in versions.items() if v != __version__}
+    if wrong:
+        worker, found = sorted(wrong.items(), key=lambda item: item[0])[0]
+        what = f"reprokit {found}" if isinstance(found, str) else f"{type(found).__name__}: {found}"
+        raise UsageError(
+            f"--scheduler {address}: worker {worker} cannot run reprokit {__version__}'s tasks "
+            f"({what}); install the same reprokit-nb on every worker",
+            option="--scheduler",
+            value=address,
+        )
 
 
 def _local_cluster(distributed: ModuleType, workers: int) -> Any:
