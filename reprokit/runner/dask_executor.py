@@ -332,7 +332,7 @@ class DaskExecutor:
             with self._lock:
                 if not self._pending:
                     return
-            if self._interrupted.is_set() and not self._cancelled:
+            if self._stopping():
                 self._cancel_all()
             try:
                 key = self._done.get(timeout=_POLL_S)
@@ -346,9 +346,13 @@ class DaskExecutor:
                     yield finished
 
     def close(self) -> None:
-        if self._interrupted.is_set() and not self._cancelled:
+        if self._stopping():
             self._cancel_all()
         self._stack.close()
+
+    def _stopping(self) -> bool:
+        """Interrupted (also while the cluster was starting) and not yet cancelled."""
+        return (self._interrupted.is_set() or kernels.interrupted()) and not self._cancelled
 
     def _on_start(self, event: tuple[float, dict[str, str]]) -> None:
         """A task started on a worker (runs on the client's event loop)."""
