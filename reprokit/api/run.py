@@ -140,7 +140,9 @@ def _execute(
     options: ExecutionOptions,
     collecting: _Collecting[T],
 ) -> list[T]:
-    threads = max(1, min(options.jobs, len(plans), _COLLECTORS))
+    # a cluster's width is its workers', not --jobs: give its results every recording thread
+    width = options.jobs if options.scheduler is None else _COLLECTORS
+    threads = max(1, min(width, len(plans), _COLLECTORS))
     order = {id(plan): index for index, plan in enumerate(plans)}
     futures: dict[int, Future[T]] = {}
     # the executor first: a cluster that cannot be reached stops everything at once
