@@ -20,7 +20,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 from reprokit.comparison import Tolerance
 from reprokit.exceptions import UsageError
@@ -37,6 +37,12 @@ __all__ = [
 RebuildMode = Literal["off", "strict", "best-effort"]
 """``verify --rebuild-env``: off; ``strict`` (refuse a lock with unavailable pins, exit 2);
 ``best-effort`` (install the nearest available versions and say which)."""
+__all__ = ["ComparisonOptions", "ExecutionOptions", "Executor"]
+
+Executor = Literal["local", "dask"]
+"""Where notebooks execute: ``local`` (kernels of this machine) or ``dask`` (a Dask cluster)."""
+
+_SCHEDULER = re.compile(r"^(tcp|tls)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,9 @@ class ExecutionOptions:
     rebuild it even when cached.
     ``kernel_dir``: a folder of private kernelspecs where ``kernel`` is looked up (set by
     ``verify`` to the rebuilt environment's; the user's Jupyter configuration is not used).
+    out of this object's ``repr``). ``executor``: where notebooks execute, ``local`` (a pool of
+    ``jobs`` kernels here) or ``dask`` (a Dask cluster: an embedded ``LocalCluster`` of ``jobs``
+    workers, or the existing one whose ``scheduler`` is given as ``tcp://HOST:PORT``).
     """
 
     device: str = "auto"
@@ -70,8 +79,11 @@ class ExecutionOptions:
     rebuild_env: RebuildMode = "off"
     rebuild_force: bool = False
     kernel_dir: str | None = None
+    executor: Executor = "local"
+    scheduler: str | None = None
 
     def __post_init__(self) -> None:
+        _check_executor(self.executor, self.scheduler)
         if self.jobs < 1:
             raise UsageError(
                 f"--jobs must be at least 1, got {self.jobs}", option="--jobs", value=str(self.jobs)
@@ -88,6 +100,31 @@ class ExecutionOptions:
                     value=str(value),
                 )
         object.__setattr__(self, "secret_parameters", dict(self.secret_parameters))
+
+
+def _check_executor(executor: str, scheduler: str | None) -> None:
+    if executor not in get_args(Executor):
+        raise UsageError(
+            f"--executor {executor!r}: expected one of {', '.join(get_args(Executor))}",
+            option="--executor",
+            value=str(executor),
+        )
+    if scheduler is None:
+        return
+    if executor != "dask":
+        raise UsageError(
+            f"--scheduler {scheduler} needs --executor dask (the local executor has no scheduler)",
+            option="--scheduler",
+            value=scheduler,
+        )
+    match = _SCHEDULER.match(scheduler)
+    if match is None or not 0 < int(match.group(3)) < 65536:
+        raise UsageError(
+            f"--scheduler {scheduler!r}: expected a Dask scheduler address tcp://HOST:PORT "
+            "(or tls://HOST:PORT)",
+            option="--scheduler",
+            value=scheduler,
+        )
 
 
 @dataclass(frozen=True)

@@ -75,7 +75,8 @@ def test_unknown_attribute_raises_attribute_error() -> None:
 def test_import_reprokit_is_light() -> None:
     code = (
         "import sys, reprokit\n"
-        "heavy = {'mlflow', 'torch', 'numpy', 'pandas', 'papermill', 'rich', 'IPython'}\n"
+        "heavy = {'mlflow', 'torch', 'numpy', 'pandas', 'papermill', 'rich', 'IPython', 'dask',\n"
+        "         'distributed'}\n"
         "print(sorted(heavy & set(sys.modules)))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -18,34 +18,33 @@ from __future__ import annotations
 
 import os
 import signal
-import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from reprokit.exceptions import RunInterrupted, UsageError
 from reprokit.notebook.files import discover_notebooks, mark_output_folder
 from reprokit.options import ExecutionOptions
 from reprokit.recording.executed import warm_up
 from reprokit.runner import kernels
-from reprokit.runner.device import DeviceChoice, resolve_device
-from reprokit.runner.execute import (
-    make_output_folder,
-)
+from reprokit.runner.device import DeviceChoice
+from reprokit.runner.execute import make_output_folder
+from reprokit.runner.executors import Finished, device_choice, open_executor
 from reprokit.runner.plan import (
-    CellProgress,
     Executed,
     PlannedRun,
     Progress,
     RunOutcome,
     default_output_dir,
-    execute_planned,
+    number_copies,
     plan_runs,
 )
 
-__all__ = ["run"]
+__all__ = ["execute_notebooks", "run"]
+
+T = TypeVar("T")
 
 
 def run(
@@ -57,9 +56,10 @@ def run(
     progress: Progress | None = None,
     copies: int = 1,
 ) -> list[RunOutcome]:
-    """Execute ``notebooks`` (files or folders), ``execution.jobs`` at once; one outcome each,
-    in order. ``copies``: each notebook runs that many times (``record --repeat``), each copy
-    in its own kernel and folder; the outcomes of one notebook come one after the other.
+    """Execute ``notebooks`` (files or folders), ``execution.jobs`` at once (on
+    ``execution.executor``); one outcome each, in order. ``copies``: each notebook runs that
+    many times (``record --repeat``), each copy in its own kernel and folder; the outcomes of
+    one notebook come one after the other.
 
     Raises :class:`~reprokit.exceptions.UsageError` (bad device, a parameter a notebook does
     not declare) or :class:`~reprokit.exceptions.PathError` (missing or corrupt notebook)
@@ -70,113 +70,116 @@ def run(
     :class:`~reprokit.exceptions.RunInterrupted` is raised.
     """
     options = execution if execution is not None else ExecutionOptions()
-    choice = resolve_device(options.device)
     sources = discover_notebooks(notebooks)
     if not sources:
         raise UsageError("no notebooks found in the given paths")
-    sources = [source for source in sources for _ in range(max(1, copies))]
-    base = Path(options.output_dir) if options.output_dir else default_output_dir(sources[0])
-    plans = plan_runs(
-        sources,
-        base,
-        choice,
-        dict(parameters or {}),
-        options.kernel,
-        options.secret_parameters,
-        options.kernel_dir,
-        deterministic=options.deterministic,
+    given = dict(parameters or {})
+    requests = [(s, given, options) for s in sources for _ in range(max(1, copies))]
+    return execute_notebooks(requests, options, record, progress, _same)
+
+
+def _same(outcome: RunOutcome) -> RunOutcome:
+    return outcome
+
+
+Request = tuple[Path, dict[str, Any], ExecutionOptions]
+"""A notebook to execute, its parameters, and the options of its kernel (``kernel``,
+``kernel_dir``, ``deterministic``, ``secret_parameters``: a verification gives each notebook
+its lock's); where and how many execute at once is the call's ``options``."""
+
+
+def execute_notebooks(
+    requests: Sequence[Request],
+    options: ExecutionOptions,
+    record: bool,
+    progress: Progress | None,
+    collect: Callable[[RunOutcome], T],
+) -> list[T]:
+    """The one path of every verb that executes: plan each request (every check before any
+    kernel starts), execute the plans on ``options.executor``, record each as it completes
+    (while others execute) and pass its outcome to ``collect``; the collected values come
+    back in the order of ``requests``. A notebook requested N times runs N times (copy k/N)."""
+    choice = device_choice(options)
+    base = Path(options.output_dir) if options.output_dir else default_output_dir(requests[0][0])
+    used: set[str] = set()
+    plans = number_copies(
+        [plan for request in requests for plan in _planned(request, base, choice, used)]
     )
     for plan in plans:  # an unwritable output folder stops everything before any kernel
         make_output_folder(plan.output_dir)
-    if not any(base.resolve() in source.resolve().parents for source in sources):
+    if not any(base.resolve() in request[0].resolve().parents for request in requests):
         mark_output_folder(base)  # executed copies are never discovered as the project's
     with kernels.stop_kernels_on_signals():
-        outcomes = _run_plans(plans, choice, options, record, progress)
-        _raise_if_interrupted(outcomes)
-    return outcomes
+        collected = _execute(plans, choice, options, _Collecting(record, progress, collect))
+        _raise_if_interrupted(plans)
+    return collected
 
 
-def _raise_if_interrupted(outcomes: list[RunOutcome]) -> None:
+def _planned(
+    request: Request, base: Path, choice: DeviceChoice, used: set[str]
+) -> list[PlannedRun]:
+    source, given, kernel = request
+    return plan_runs(
+        [source], base, choice, given, kernel.kernel, kernel.secret_parameters,
+        kernel.kernel_dir, used, deterministic=kernel.deterministic,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Collecting(Generic[T]):
+    """What happens to each execution on this machine once it is done."""
+
+    record: bool
+    progress: Progress | None
+    collect: Callable[[RunOutcome], T]
+
+    def __call__(self, finished: Finished) -> T:
+        outcome = finished.executed.outcome
+        if self.record and finished.started:
+            outcome = _recorded(finished.plan, finished.executed)
+        if self.progress is not None:
+            self.progress("done", finished.plan, outcome)
+        return self.collect(outcome)
+
+
+def _raise_if_interrupted(plans: list[PlannedRun]) -> None:
     signum = kernels.interrupting_signal()
     if signum is None and kernels.interrupted():
         signum = signal.SIGINT  # interrupt_all() called by the embedding program
     if signum is not None:
-        kept = tuple(o.output_path for o in outcomes if Path(o.output_path).is_file())
+        kept = tuple(str(plan.output_path) for plan in plans if plan.output_path.is_file())
         raise RunInterrupted(int(signum), kept)
 
 
-def _run_plans(
+def _execute(
     plans: list[PlannedRun],
     choice: DeviceChoice,
     options: ExecutionOptions,
-    record: bool,
-    progress: Progress | None,
-) -> list[RunOutcome]:
-    if progress is not None:
-        for plan in plans:  # what will run, said before anything runs
-            progress("plan", plan, None)
-    # recording runs on one thread of its own: MLflow is imported there while the first
-    # kernel starts, and notebook k is recorded while notebook k+1 executes
-    recorder = ThreadPoolExecutor(1, "reprokit-record") if record else None
-    if recorder is not None:
-        recorder.submit(warm_up)
-
-    def finish(plan: PlannedRun, executed: Executed) -> RunOutcome:
-        outcome = executed.outcome if recorder is None else _recorded(plan, executed)
-        if progress is not None:
-            progress("done", plan, outcome)
-        return outcome
-
-    def one(plan: PlannedRun) -> Future[RunOutcome]:
-        if kernels.interrupted():  # stopped before this one started: nothing to record
-            return _done(_not_started(plan, choice))
-        on_cell = None
-        if progress is not None:
-            progress("start", plan, None)
-            on_cell = _cell_reporter(progress, plan)
-        executed = execute_planned(plan, choice, options, on_cell=on_cell)
-        if recorder is not None:
-            return recorder.submit(finish, plan, executed)
-        return _done(finish(plan, executed))
-
-    try:
-        if options.jobs == 1 or len(plans) == 1:
-            futures = [one(plan) for plan in plans]
-        else:
-            with ThreadPoolExecutor(options.jobs, thread_name_prefix="reprokit-run") as pool:
-                futures = list(pool.map(one, plans))
-        return [future.result() for future in futures]
-    finally:
-        if recorder is not None:
-            recorder.shutdown(wait=True)
+    collecting: _Collecting[T],
+) -> list[T]:
+    # a cluster's width is its workers', not --jobs: give its results every recording thread
+    width = options.jobs if options.scheduler is None else _COLLECTORS
+    threads = max(1, min(width, len(plans), _COLLECTORS))
+    order = {id(plan): index for index, plan in enumerate(plans)}
+    futures: dict[int, Future[T]] = {}
+    # the executor first: a cluster that cannot be reached stops everything at once
+    with open_executor(options, choice, collecting.progress, len(plans)) as executor:
+        if collecting.progress is not None:
+            for plan in plans:  # what will run, said before anything runs
+                collecting.progress("plan", plan, None)
+        # recording and comparing run on threads of their own: MLflow is imported there while
+        # the first kernel starts, and notebook k is recorded while notebook k+1 executes
+        with ThreadPoolExecutor(threads, "reprokit-record") as collector:
+            if collecting.record:
+                collector.submit(warm_up)
+            for plan in plans:
+                executor.submit(plan)
+            for finished in executor.finished():
+                futures[order[id(finished.plan)]] = collector.submit(collecting, finished)
+            return [futures[index].result() for index in range(len(plans))]
 
 
-def _done(outcome: RunOutcome) -> Future[RunOutcome]:
-    future: Future[RunOutcome] = Future()
-    future.set_result(outcome)
-    return future
-
-
-def _cell_reporter(progress: Progress, plan: PlannedRun) -> Callable[[int, int], None]:
-    started = time.perf_counter()
-
-    def report(position: int, total: int) -> None:
-        progress("cell", plan, CellProgress(position, total, time.perf_counter() - started))
-
-    return report
-
-
-def _not_started(plan: PlannedRun, choice: DeviceChoice) -> RunOutcome:
-    return RunOutcome(
-        notebook=str(plan.source),
-        status="interrupted",
-        output_path=str(plan.output_path),
-        output_dir=str(plan.output_dir),
-        duration_s=0.0,
-        device=choice.device,
-        parameters=plan.parameters,
-        message="not started: the runner was interrupted",
-    )
+_COLLECTORS = 4  # recording threads at most: MLflow writes, not kernels, are their work
 
 
 def _recorded(plan: PlannedRun, executed: Executed) -> RunOutcome:
@@ -191,6 +194,12 @@ def _recorded(plan: PlannedRun, executed: Executed) -> RunOutcome:
         tags["reprokit.runner.failed_cell"] = str(outcome.failure.index + 1)  # as messages say
         error = f"{outcome.failure.ename}: {outcome.failure.evalue}"
         tags["reprokit.runner.error"] = redact_text(error)[:500]  # the runner redacted it too
+    if plan.copy[1] > 1:  # record/verify --repeat: which of the runs this is
+        tags["reprokit.repeat"] = f"{plan.copy[0]}/{plan.copy[1]}"
+    if outcome.retries:
+        tags["reprokit.runner.retries"] = redact_text("; ".join(outcome.retries))[:500]
+    if outcome.executed_by:
+        tags["reprokit.runner.executed_by"] = outcome.executed_by
     recorded = record_execution(
         notebook=plan.source.resolve(),
         output_dir=plan.output_dir,

@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import shlex
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal
@@ -56,7 +55,6 @@ from reprokit.recording.lock import (
 from reprokit.recording.target import find_project_root
 from reprokit.report.describe import describe_redacted_parameter
 from reprokit.results.notebook import read_notebook
-from reprokit.runner import kernels
 from reprokit.runner.device import resolve_device
 from reprokit.runner.plan import Progress, RunOutcome, choose_kernel
 
@@ -185,16 +183,11 @@ def verify(
         comparing,
         progress,
         (repeat or RepeatOptions()).runs,
-        len(plans) == 1,
     )
     # every environment is rebuilt (or refused, exit 2) before the first kernel starts
     plans = [_with_env(plan, job.execution) for plan in plans]
     keys = [_skip_key(plan, job) for plan in plans]  # a bad kernel or device stops here
-    workers = max(1, min(job.execution.jobs, len(plans)))
-    # the notebooks run on worker threads: signals are caught here, on the calling thread
-    with kernels.stop_kernels_on_signals(), ThreadPoolExecutor(workers, "reprokit-verify") as pool:
-        verified = pool.map(lambda plan, key: _verify_cached(plan, key, job), plans, keys)
-        return Verification(tuple(verified))
+    return Verification(_verify_all(plans, keys, job))
 
 
 def _sources(notebooks: Iterable[str | os.PathLike[str]], lock: object) -> list[Path]:
@@ -234,7 +227,6 @@ class _Job:
     comparison: ComparisonOptions
     progress: Progress | None
     runs: int = 1  # executions of each notebook (--repeat)
-    alone: bool = True  # one notebook: its repeated runs may use every job
 
 
 def _plan(source: Path, lock_path: Path, comparison: ComparisonOptions) -> _Plan:
@@ -354,48 +346,83 @@ def _skip_key(plan: _Plan, job: _Job) -> VerifiedKey | None:
     )  # fmt: skip
 
 
-def _verify_cached(plan: _Plan, key: VerifiedKey | None, job: _Job) -> VerifyOutcome:
-    """The notebook's last REPRODUCED verdict when nothing it depends on changed (unless
-    ``--force``), else a verification now, remembered when it reproduced."""
+def _verify_all(
+    plans: list[_Plan], keys: list[VerifiedKey | None], job: _Job
+) -> tuple[VerifyOutcome, ...]:
+    """Outcomes without a run for drifted data and for cached verdicts; every other notebook
+    executed (``job.runs`` times each, all on the chosen executor), then compared, and its
+    verdict remembered in the skip cache when it reproduced (forgotten when not)."""
+    done: dict[int, VerifyOutcome] = {}
+    for plan, key in zip(plans, keys, strict=True):
+        if not plan.data.ok and not job.comparison.allow_data_drift:
+            done[id(plan)] = VerifyOutcome(
+                str(plan.source), str(plan.lock_path), None, None, plan.data
+            )
+        elif (cached := _cached(plan, key, job)) is not None:
+            done[id(plan)] = cached
+    running = [(plan, key) for plan, key in zip(plans, keys, strict=True) if id(plan) not in done]
+    outcomes = iter(_execute(running, job))
+    for plan, key in running:
+        verified = _verify_one(plan, job, [next(outcomes) for _ in range(job.runs)])
+        done[id(plan)] = verified
+        if key is not None and verified.status == "reproduced" and verified.verdict is not None:
+            remember_verified(key, verified.verdict)
+        elif key is not None:  # the same inputs did not reproduce now: the old verdict goes
+            forget_verified(key)
+    return tuple(done[id(plan)] for plan in plans)
+
+
+def _cached(plan: _Plan, key: VerifiedKey | None, job: _Job) -> VerifyOutcome | None:
+    """The notebook's last REPRODUCED verdict when nothing it depends on changed (and no
+    ``--force``)."""
     cached = lookup_verified(key) if key is not None and not job.comparison.force else None
-    if cached is not None:
-        verdict = replace(cached, notebook=plan.shown_as)
-        return VerifyOutcome(str(plan.source), str(plan.lock_path), None, verdict, plan.data)
-    outcome = _verify_one(plan, job)
-    if key is not None and outcome.status == "reproduced" and outcome.verdict is not None:
-        remember_verified(key, outcome.verdict)
-    elif key is not None:  # the same inputs did not reproduce now: the old verdict goes
-        forget_verified(key)
+    if cached is None:
+        return None
+    verdict = replace(cached, notebook=plan.shown_as)
+    return VerifyOutcome(str(plan.source), str(plan.lock_path), None, verdict, plan.data)
+
+
+def _execute(running: list[tuple[_Plan, VerifiedKey | None]], job: _Job) -> list[RunOutcome]:
+    """Every run of every notebook through the one execution path (``--executor``), in
+    order: the ``job.runs`` runs of a notebook one after the other."""
+    if not running:
+        return []
+    from reprokit.api.run import execute_notebooks  # papermill's import: only when executing
+
+    requests = [
+        (plan.source, _parameters(plan, job), _kernel_options(plan, job))
+        for plan, _ in running
+        for _ in range(job.runs)
+    ]
+    return execute_notebooks(requests, job.execution, True, job.progress, _same)
+
+
+def _same(outcome: RunOutcome) -> RunOutcome:
     return outcome
 
 
-def _verify_one(plan: _Plan, job: _Job) -> VerifyOutcome:
-    source, lock_path, lock, data = plan.source, plan.lock_path, plan.lock, plan.data
-    if not data.ok and not job.comparison.allow_data_drift:
-        return VerifyOutcome(str(source), str(lock_path), None, None, data)
-    # the device is what this verification runs on (--device), never the reference's: a
-    # notebook that declares a `device` parameter gets it from the runner again
-    # and a parameter given now as --secret-param replaces the lock's (redacted) value
-    secret = job.execution.secret_parameters
-    locked = {k: v for k, v in lock.parameters.values.items() if k != "device" and k not in secret}
-    from reprokit.api.run import run  # papermill's import: only when something executes
+def _kernel_options(plan: _Plan, job: _Job) -> ExecutionOptions:
+    """The options of this notebook's kernel: the rebuilt environment's kernel, and the
+    determinism settings when the lock was recorded with them."""
+    deterministic = job.execution.deterministic or plan.lock.parameters.deterministic
+    return _in_rebuilt(plan, replace(job.execution, deterministic=deterministic))
 
-    # one notebook per call: the verification's own pool already runs `jobs` at once
-    execution = _in_rebuilt(
-        plan,
-        replace(
-            job.execution,
-            jobs=job.execution.jobs if job.alone else 1,
-            deterministic=job.execution.deterministic or lock.parameters.deterministic,
-        ),
-    )
-    outcomes = run(
-        [source],
-        parameters={**locked, **job.parameters},
-        execution=execution,
-        progress=job.progress,
-        copies=job.runs,
-    )
+
+def _parameters(plan: _Plan, job: _Job) -> dict[str, Any]:
+    """The lock's parameters, overridden by those given now. The device is what this
+    verification runs on (--device), never the reference's: a notebook that declares a
+    `device` parameter gets it from the runner again; and a parameter given now as
+    --secret-param replaces the lock's (redacted) value."""
+    secret = job.execution.secret_parameters
+    values = plan.lock.parameters.values
+    locked = {k: v for k, v in values.items() if k != "device" and k not in secret}
+    return {**locked, **job.parameters}
+
+
+def _verify_one(plan: _Plan, job: _Job, outcomes: list[RunOutcome]) -> VerifyOutcome:
+    """Compare the notebook's (first, or first failed) run with its lock; with several runs,
+    the runs with each other too (``nondeterministic``)."""
+    source, lock_path, lock, data = plan.source, plan.lock_path, plan.lock, plan.data
     outcome = next((each for each in outcomes if not each.ok), outcomes[0])
     if not outcome.ok:
         return VerifyOutcome(str(source), str(lock_path), outcome, None, data)
@@ -411,7 +438,8 @@ def _verify_one(plan: _Plan, job: _Job) -> VerifyOutcome:
         source_changes=plan.source_changes,
         command=_command(source, outcome.device, job),
     )
-    verdict = _rebuilt_verdict(plan, replace(verdict, notebook=plan.shown_as), executed)
+    verdict = replace(verdict, notebook=plan.shown_as, executed_by=outcome.executed_by)
+    verdict = _rebuilt_verdict(plan, verdict, executed)
     if job.runs > 1:
         runs = [read_notebook(Path(each.output_path)).results for each in outcomes]
         verdict = with_repeated_runs(verdict, lock, runs)

@@ -89,6 +89,20 @@ _EXECUTION_FLAGS = (
         "TF_DETERMINISTIC_OPS=1, ...; torch's deterministic algorithms at %repro start).",
     ),
     click.option(
+        "--executor",
+        type=click.Choice(["local", "dask"]),
+        default="local",
+        show_default=True,
+        help="local: --jobs kernels on this machine; dask: a Dask cluster (an embedded "
+        "LocalCluster of --jobs workers, or --scheduler's). Needs reprokit[dask].",
+    ),
+    click.option(
+        "--scheduler",
+        default=None,
+        metavar="tcp://HOST:PORT",
+        help="The scheduler of an existing Dask cluster (with --executor dask).",
+    ),
+    click.option(
         "--output-dir",
         type=click.Path(file_okay=False, path_type=Path),
         default=None,

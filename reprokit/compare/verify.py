@@ -212,6 +212,7 @@ class Verdict:
     rebuilt: RebuiltEnv | None = None  # verify --rebuild-env: how the kernel's env matched
     # when this verdict was reached, if it is reused from the skip cache (not executed now)
     cached_at: str | None = None
+    executed_by: str | None = None  # the Dask worker that executed it (None: this machine)
 
     @property
     def data_ok(self) -> bool:

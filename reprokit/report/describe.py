@@ -34,6 +34,7 @@ __all__ = [
     "describe_plan",
     "describe_redacted_parameter",
     "describe_replay",
+    "describe_retries",
     "describe_verdict",
     "rebuilt_lines",
     "ui_command",
@@ -73,6 +74,10 @@ def describe_done(outcome: RunOutcome, *, markup: bool = False) -> str:
     line = f"{mark}  {outcome.notebook}  {outcome.duration_s:.1f} s  -> {outcome.output_path}"
     if outcome.run_id:
         line += f"  (MLflow run {outcome.run_id})"
+    if outcome.executed_by:
+        line += f"  on {outcome.executed_by}"
+    if outcome.retries:
+        line += "\n  " + describe_retries(outcome.retries)
     if outcome.record_error:
         line += f"\n  not recorded: {outcome.record_error}"
     return line
@@ -91,8 +96,16 @@ def describe_failure(outcome: RunOutcome) -> str:
         lines += [f"    {line}" for line in failure.traceback]
     elif outcome.message:
         lines.append(f"  {outcome.message}")
+    if outcome.retries:
+        lines.append("  " + describe_retries(outcome.retries))
     lines.append(f"  executed notebook: {outcome.output_path}")
     return "\n".join(redact_text(line) for line in lines)
+
+
+def describe_retries(reasons: tuple[str, ...]) -> str:
+    """``retried 2 times (the kernel died on …; worker tcp://… was lost)``."""
+    times = "1 time" if len(reasons) == 1 else f"{len(reasons)} times"
+    return f"retried {times} ({'; '.join(reasons)})"
 
 
 def cell_label(index: int, execution_count: int | None = None) -> str:

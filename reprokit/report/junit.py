@@ -4,7 +4,8 @@
 ``classname`` is the notebook, ``name`` the result. ``differs`` and ``missing`` are
 ``<failure>`` elements whose text carries the deviation, the tolerance and the environment
 changes most likely to explain it; ``unexpected`` passes with a note in ``system-out``.
-Data drift is written in the suite's ``system-err`` and as a ``data-drift`` property.
+Data drift is written in the suite's ``system-err`` and as a ``data-drift`` property; the Dask
+worker that executed a notebook, as its suite's ``executed_by`` property.
 """
 
 from __future__ import annotations
@@ -85,6 +86,8 @@ def _properties(verdict: Verdict) -> list[tuple[str, str]]:
     ]
     if verdict.run_id:
         props.append(("reference_run_id", verdict.run_id))
+    if verdict.executed_by:
+        props.append(("executed_by", verdict.executed_by))
     if verdict.git is not None and verdict.git.commit:
         props.append(("git_commit", verdict.git.commit + (" (dirty)" if verdict.git.dirty else "")))
     return props

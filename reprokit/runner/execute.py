@@ -142,6 +142,7 @@ def execute_notebook(
     secrets: Mapping[str, str] | None = None,
     on_cell: CellCallback | None = None,
     kernel_dir: str | None = None,
+    cancel: threading.Event | None = None,
 ) -> ExecutionOutcome:
     """Run ``node`` (an nbformat notebook, not modified) and write the result to ``output_path``.
 
@@ -149,10 +150,9 @@ def execute_notebook(
     these and ``secrets`` (name -> value) reach the kernel through its environment, assigned by
     a cell that names the variable, never the value. Error texts are redacted. ``env`` is added
     to the kernel's environment; ``timeout`` (seconds) applies to each cell, ``limits`` to the
-    whole notebook and the kernel's memory. The kernel is killed as soon as the last cell is
-    done (no graceful shutdown wait), or when the runner is interrupted (see
-    :mod:`reprokit.runner.kernels`). ``on_cell(position, total)`` is called as each cell starts
-    (1-based; injected cells count). ``kernel_dir``: private kernelspecs (a rebuilt env's)."""
+    whole notebook and the kernel's memory. The kernel is killed when the last cell is done,
+    the runner is interrupted (:mod:`~.kernels`) or ``cancel`` is set. ``on_cell(position,
+    total)``: a cell starts (1-based, injected counted). ``kernel_dir``: private kernelspecs."""
     output = Path(output_path)
     make_output_folder(output.parent)
     started, limits = time.perf_counter(), limits or Limits()
@@ -160,7 +160,7 @@ def execute_notebook(
     secrets, hidden = dict(secrets or {}), _hidden_parameters(parameters or {})
     kernel_env = {**(env or {}), **_secret_env(secrets, hidden)}
     status: ExecutionStatus
-    with KernelWatch(limits.memory_bytes) as watch, _deadline(watch, limits.notebook_timeout):
+    with KernelWatch(limits.memory_bytes) as watch, _stoppers(watch, limits, cancel):
         try:
             with open(log_path, "wb") as log:
                 what = (node, output, log, kernel_env, parameters, secrets, kernel_name, cwd)
@@ -320,6 +320,34 @@ def _deadline(watch: KernelWatch, seconds: float | None) -> Iterator[None]:
         yield
     finally:
         timer.cancel()
+
+
+@contextlib.contextmanager
+def _stoppers(watch: KernelWatch, limits: Limits, cancel: threading.Event | None) -> Iterator[None]:
+    with _deadline(watch, limits.notebook_timeout), _cancellation(watch, cancel):
+        yield
+
+
+@contextlib.contextmanager
+def _cancellation(watch: KernelWatch, cancel: threading.Event | None) -> Iterator[None]:
+    """Kill the kernel as interrupted once ``cancel`` is set."""
+    if cancel is None:
+        yield
+        return
+    done = threading.Event()
+
+    def wait() -> None:
+        while not done.is_set():
+            if cancel.wait(0.2):
+                watch.kill(INTERRUPTED)
+                return
+
+    waiter = threading.Thread(target=wait, name="reprokit-cancel", daemon=True)
+    waiter.start()
+    try:
+        yield
+    finally:
+        done.set()
 
 
 def _execution_mark(

@@ -23,7 +23,7 @@ import os
 import secrets
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any
 
@@ -35,6 +35,7 @@ INTERRUPTED = "interrupted"
 
 _live: set[KernelWatch] = set()
 _live_lock = threading.Lock()
+_listeners: list[Callable[[], None]] = []  # told of an interruption (executors elsewhere)
 _interrupt = threading.Event()
 _signal_received: list[int] = []  # the first signal of the current interruptible section
 
@@ -115,7 +116,23 @@ def interrupt_all() -> int:
         watches = list(_live)
     for watch in watches:
         watch.kill(INTERRUPTED)
+    for listener in list(_listeners):
+        listener()
     return len(watches)
+
+
+@contextlib.contextmanager
+def on_interrupt(listener: Callable[[], None]) -> Iterator[None]:
+    """While inside, :func:`interrupt_all` (a signal) also calls ``listener``: an executor whose
+    kernels run elsewhere (a Dask cluster) cancels them. ``listener`` may run in a signal
+    handler: it must only set a flag."""
+    with _live_lock:
+        _listeners.append(listener)
+    try:
+        yield
+    finally:
+        with _live_lock:
+            _listeners.remove(listener)
 
 
 def interrupted() -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import secrets
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -36,10 +37,13 @@ __all__ = [
     "RunOutcome",
     "check_kernel",
     "choose_kernel",
+    "complete_run_folders",
     "default_output_dir",
     "execute_planned",
     "kernel_env",
+    "number_copies",
     "plan_runs",
+    "read_results",
 ]
 
 
@@ -62,6 +66,8 @@ class RunOutcome:
     message: str = ""
     run_id: str | None = None  # MLflow run, when recorded
     record_error: str | None = None
+    executed_by: str | None = None  # the Dask worker (address and host); None when local
+    retries: tuple[str, ...] = ()  # why each earlier attempt was given up (dask executor)
 
     @property
     def ok(self) -> bool:
@@ -81,6 +87,7 @@ class PlannedRun:
     kernel: str = "python3"
     device: str = "cpu"
     copy: tuple[int, int] = (1, 1)  # (k, N): the k-th of N runs of this notebook (--repeat)
+    kernel_dir: str | None = None  # private kernelspecs holding ``kernel`` (a rebuilt env's)
 
     @property
     def output_path(self) -> Path:
@@ -126,16 +133,18 @@ def plan_runs(
     kernel: str | None = None,
     secret_parameters: Mapping[str, str] | None = None,
     kernel_dir: str | None = None,
+    used: set[str] | None = None,
     *,
     deterministic: bool = False,
 ) -> list[PlannedRun]:
     """Load and check every notebook; give each its own folder and environment
-    (``deterministic``: with :data:`DETERMINISTIC_ENV`). A notebook given more than once
+    (``deterministic``: with :data:`DETERMINISTIC_ENV`; ``used``: the folder names already
+    given under ``base``, for plans made in several calls). A notebook given more than once
     (``record --repeat``) is planned once per time, each in a folder of its own. With
     ``kernel_dir`` (a rebuilt environment's private kernelspecs), ``kernel`` is taken from
     there, never from the installed ones."""
     plans: list[PlannedRun] = []
-    used: set[str] = set()
+    used = set() if used is None else used
     secret_names = tuple(secret_parameters or {})
     for source in sources:
         node = load_notebook(source)
@@ -153,20 +162,24 @@ def plan_runs(
         env = kernel_env(source, folder, choice, injected, deterministic=deterministic)
         plans.append(
             PlannedRun(
-                source, node, folder, injected, env, secret_names, kernel_name, choice.device
+                source, node, folder, injected, env, secret_names, kernel_name, choice.device,
+                kernel_dir=kernel_dir,
             )
-        )
-    copies = {source: list(sources).count(source) for source in set(sources)}
-    return [replace(plan, copy=(k, copies[plan.source])) for plan, k in _numbered(plans)]
+        )  # fmt: skip
+    return number_copies(plans)
 
 
-def _numbered(plans: list[PlannedRun]) -> list[tuple[PlannedRun, int]]:
-    """Each plan with its position among the plans of the same notebook (1-based)."""
-    count: dict[Path, int] = {}
+def number_copies(plans: list[PlannedRun]) -> list[PlannedRun]:
+    """Each plan numbered among the plans of the same notebook: ``copy=(k, N)``, the k-th of
+    N runs of it (``--repeat``)."""
+    total = {plan.source: 0 for plan in plans}
+    for plan in plans:
+        total[plan.source] += 1
+    seen = dict.fromkeys(total, 0)
     numbered = []
     for plan in plans:
-        count[plan.source] = count.get(plan.source, 0) + 1
-        numbered.append((plan, count[plan.source]))
+        seen[plan.source] += 1
+        numbered.append(replace(plan, copy=(seen[plan.source], total[plan.source])))
     return numbered
 
 
@@ -304,8 +317,10 @@ def execute_planned(
     options: ExecutionOptions,
     *,
     on_cell: Callable[[int, int], None] | None = None,
+    cancel: threading.Event | None = None,
 ) -> Executed:
-    """Execute one planned notebook and complete its run folder (nothing recorded yet)."""
+    """Execute one planned notebook and complete its run folder (nothing recorded yet);
+    setting ``cancel`` stops its kernel as if the runner were interrupted."""
     from reprokit.recording.writer import now_ms
     from reprokit.runner.execute import Limits, execute_notebook
 
@@ -321,10 +336,11 @@ def execute_planned(
         limits=Limits(options.notebook_timeout, options.memory_limit),
         secrets=options.secret_parameters,
         on_cell=on_cell,
-        kernel_dir=options.kernel_dir,
+        kernel_dir=plan.kernel_dir,
+        cancel=cancel,
     )
-    results = _read_results(plan.output_path)
-    _complete_run_folders(results)
+    results = read_results(plan.output_path)
+    complete_run_folders(results)
     outcome = RunOutcome(
         notebook=str(plan.source),
         status=executed.status,
@@ -339,7 +355,7 @@ def execute_planned(
     return Executed(outcome, results, start_ms)
 
 
-def _read_results(output: Path) -> Any:
+def read_results(output: Path) -> Any:
     from reprokit.results.notebook import read_notebook
 
     try:
@@ -348,7 +364,7 @@ def _read_results(output: Path) -> Any:
         return None
 
 
-def _complete_run_folders(results: Any) -> None:
+def complete_run_folders(results: Any) -> None:
     """Write ``results.json`` into the kernel's run folder.
 
     The kernel is killed at once after the last cell (no graceful shutdown), so its exit

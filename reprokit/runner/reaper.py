@@ -80,6 +80,25 @@ def kill_marked(mark: str, spare: frozenset[int] = frozenset()) -> list[int]:
     return marked
 
 
+def kill_every_marked() -> list[int]:
+    """Kill every process below this one that a kernel started by reprokit carries the mark
+    of (:data:`MARK_ENV`, any value): what kernels of an embedded Dask cluster's workers left
+    when their worker was stopped. Returns the pids killed."""
+    me = os.getpid()
+    parents = _parents()
+    prefix = f"{MARK_ENV}=".encode()
+    marked = [
+        pid
+        for pid in _descendants(me, parents)
+        if any(item.startswith(prefix) for item in _environ(pid))
+    ]
+    for pid in marked:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    _reap([pid for pid in marked if parents.get(pid) == me])
+    return marked
+
+
 def _parents() -> dict[int, int]:
     """pid -> parent pid of every process visible in ``/proc``."""
     parents: dict[int, int] = {}

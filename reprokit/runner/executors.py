@@ -1,0 +1,179 @@
+"""Where notebooks execute: an executor takes planned notebooks and hands back each one's
+execution as it completes.
+
+- ``local`` (:class:`LocalExecutor`): ``jobs`` threads of this process, each driving one
+  kernel on this machine (the default);
+- ``dask`` (:mod:`reprokit.runner.dask_executor`): one task per notebook on a Dask cluster,
+  an embedded ``LocalCluster`` or an existing scheduler.
+
+The API verbs stay the only orchestrators: they plan every notebook, :meth:`Executor.submit`
+each plan and consume :meth:`Executor.finished` in completion order, then record, compare and
+report on this machine. An executor only executes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from reprokit.options import ExecutionOptions
+from reprokit.runner import kernels
+from reprokit.runner.device import DeviceChoice, resolve_device
+from reprokit.runner.plan import (
+    CellProgress,
+    Executed,
+    PlannedRun,
+    Progress,
+    RunOutcome,
+    execute_planned,
+)
+
+__all__ = [
+    "MAX_RETRIES",
+    "Executor",
+    "Finished",
+    "LocalExecutor",
+    "device_choice",
+    "not_started",
+    "open_executor",
+    "required_resources",
+    "retry_reason",
+]
+
+MAX_RETRIES = 2
+"""How many times a notebook whose kernel died, or whose worker was lost, is executed again
+(dask executor)."""
+
+
+@dataclass(frozen=True)
+class Finished:
+    """One plan's execution; ``started`` is False for a plan the runner never started
+    (interrupted first): there is nothing to record."""
+
+    plan: PlannedRun
+    executed: Executed
+    started: bool = True
+
+
+class Executor(Protocol):
+    def submit(self, plan: PlannedRun) -> None:
+        """Queue ``plan`` for execution."""
+
+    def finished(self) -> Iterator[Finished]:
+        """Every submitted plan once, in the order they complete."""
+
+    def close(self) -> None:
+        """Stop: wait for running notebooks (stopped by an interruption), free the workers."""
+
+
+@contextlib.contextmanager
+def open_executor(
+    options: ExecutionOptions, choice: DeviceChoice, progress: Progress | None, tasks: int
+) -> Iterator[Executor]:
+    """The executor ``options.executor`` names, for ``tasks`` notebooks; closed on the way out."""
+    executor: Executor
+    if options.executor == "dask":
+        from reprokit.runner.dask_executor import DaskExecutor
+
+        executor = DaskExecutor(options, choice, progress)
+    else:
+        executor = LocalExecutor(options, choice, progress, max(1, min(options.jobs, tasks)))
+    try:
+        yield executor
+    finally:
+        executor.close()
+
+
+def device_choice(options: ExecutionOptions) -> DeviceChoice:
+    """The device notebooks get. With an existing Dask cluster, ``cuda`` is the workers'
+    business (they declare a GPU resource), not this machine's: it is not probed here."""
+    if options.scheduler is not None and options.device.strip().lower() == "cuda":
+        return resolve_device(options.device, probe=lambda: True)
+    return resolve_device(options.device)
+
+
+def required_resources(device: str, embedded: bool) -> dict[str, float] | None:
+    """The Dask resources a notebook's task needs: a CUDA notebook runs only on a worker
+    started with ``--resources GPU=1`` (an embedded cluster's workers share this machine,
+    whose GPU was checked when the device was chosen)."""
+    if device == "cuda" and not embedded:
+        return {"GPU": 1}
+    return None
+
+
+def retry_reason(executed: Executed, retries: int) -> str | None:
+    """Why to execute a notebook once more, or None: only a kernel that died on its own (not
+    killed for a limit or an interruption), at most :data:`MAX_RETRIES` times."""
+    if retries >= MAX_RETRIES or kernels.interrupted():
+        return None
+    if executed.outcome.status != "kernel_died":
+        return None
+    return "the kernel died"
+
+
+def not_started(plan: PlannedRun, device: str, why: str = "the runner was interrupted") -> Finished:
+    outcome = RunOutcome(
+        notebook=str(plan.source),
+        status="interrupted",
+        output_path=str(plan.output_path),
+        output_dir=str(plan.output_dir),
+        duration_s=0.0,
+        device=device,
+        parameters=plan.parameters,
+        message=f"not started: {why}",
+    )
+    return Finished(plan, Executed(outcome, None, 0), started=False)
+
+
+class LocalExecutor:
+    """``workers`` threads, each executing one notebook at a time in a kernel of this machine."""
+
+    def __init__(
+        self,
+        options: ExecutionOptions,
+        choice: DeviceChoice,
+        progress: Progress | None,
+        workers: int,
+    ) -> None:
+        self.options, self.choice, self.progress = options, choice, progress
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="reprokit-run")
+        self._futures: list[Future[Finished]] = []
+
+    def submit(self, plan: PlannedRun) -> None:
+        self._futures.append(self._pool.submit(self._execute, plan))
+
+    def finished(self) -> Iterator[Finished]:
+        for future in as_completed(self._futures):
+            yield future.result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    def _execute(self, plan: PlannedRun) -> Finished:
+        if kernels.interrupted():  # stopped before this one started: nothing to record
+            return not_started(plan, self.choice.device)
+        on_cell = None
+        if self.progress is not None:
+            self.progress("start", plan, None)
+            on_cell = cell_reporter(self.progress, plan)
+        return Finished(plan, execute_planned(plan, self.choice, self.options, on_cell=on_cell))
+
+
+def cell_reporter(progress: Progress, plan: PlannedRun) -> Callable[[int, int], None]:
+    import time
+
+    started = time.perf_counter()
+
+    def report(position: int, total: int) -> None:
+        progress("cell", plan, CellProgress(position, total, time.perf_counter() - started))
+
+    return report
+
+
+def with_retries(finished: Finished, retries: tuple[str, ...], by: str | None) -> Finished:
+    """``finished`` with the reasons of its earlier attempts and where it executed."""
+    outcome = replace(finished.executed.outcome, retries=retries, executed_by=by)
+    return replace(finished, executed=replace(finished.executed, outcome=outcome))

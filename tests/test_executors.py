@@ -1,0 +1,179 @@
+"""Executors without a cluster: option checks, the retry rule, resources, what a Dask task
+carries (secrets sealed), the scheduler connection, the report lines."""
+
+from __future__ import annotations
+
+import pickle
+import socket
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from reprokit.cli import main
+from reprokit.exceptions import UsageError
+from reprokit.options import ExecutionOptions
+from reprokit.report.describe import describe_done, describe_failure, describe_retries
+from reprokit.runner.device import DeviceChoice
+from reprokit.runner.executors import (
+    MAX_RETRIES,
+    device_choice,
+    not_started,
+    required_resources,
+    retry_reason,
+)
+from reprokit.runner.plan import Executed, PlannedRun, RunOutcome
+
+
+@pytest.mark.parametrize(
+    "address", ["tcp://127.0.0.1:8786", "tls://scheduler.lab.example:8786", "tcp://[::1]:8786"]
+)
+def test_a_scheduler_address_is_accepted_with_the_dask_executor(address: str) -> None:
+    assert ExecutionOptions(executor="dask", scheduler=address).scheduler == address
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["127.0.0.1:8786", "tcp://host", "http://host:8786", "tcp://host:0", "tcp://host:70000", ""],
+)
+def test_a_malformed_scheduler_address_is_a_usage_error(address: str) -> None:
+    with pytest.raises(UsageError, match="tcp://HOST:PORT") as caught:
+        ExecutionOptions(executor="dask", scheduler=address)
+    assert caught.value.option == "--scheduler"
+
+
+def test_a_scheduler_needs_the_dask_executor() -> None:
+    with pytest.raises(UsageError, match="needs --executor dask"):
+        ExecutionOptions(scheduler="tcp://127.0.0.1:8786")
+    with pytest.raises(UsageError, match="--executor 'ray'"):
+        ExecutionOptions(executor="ray")  # type: ignore[arg-type]
+
+
+def test_the_cli_refuses_a_scheduler_without_dask_in_one_line(tmp_path: Path) -> None:
+    notebook = tmp_path / "nb.ipynb"
+    notebook.write_text("{}")
+    result = CliRunner().invoke(main, ["run", str(notebook), "--scheduler", "tcp://127.0.0.1:1"])
+    assert result.exit_code == 2
+    assert "needs --executor dask" in result.output and "Traceback" not in result.output
+
+
+def _executed(status: str, message: str = "") -> Executed:
+    outcome = RunOutcome("nb.ipynb", status, "out/nb.ipynb", "out", 1.0, "cpu", message=message)  # type: ignore[arg-type]
+    return Executed(outcome, None, 0)
+
+
+def test_a_dead_kernel_is_retried_a_bounded_number_of_times() -> None:
+    died = _executed("kernel_died", "Kernel died while waiting for execute reply.")
+    assert retry_reason(died, 0) == "the kernel died"
+    assert retry_reason(died, MAX_RETRIES - 1) is not None
+    assert retry_reason(died, MAX_RETRIES) is None
+
+
+@pytest.mark.parametrize("status", ["ok", "failed", "timeout", "interrupted"])
+def test_only_a_dead_kernel_is_retried(status: str) -> None:
+    """A failing cell, a limit or an interruption is the notebook's outcome, not bad luck."""
+    assert retry_reason(_executed(status), 0) is None
+
+
+def test_a_cuda_notebook_needs_a_gpu_worker_of_an_existing_cluster() -> None:
+    assert required_resources("cuda", embedded=False) == {"GPU": 1}
+    assert required_resources("cpu", embedded=False) is None
+    # an embedded cluster's workers are this machine, whose GPU the device choice checked
+    assert required_resources("cuda", embedded=True) is None
+
+
+def test_cuda_with_a_scheduler_is_the_workers_business_not_this_machines() -> None:
+    options = ExecutionOptions(device="cuda", executor="dask", scheduler="tcp://127.0.0.1:1")
+    assert device_choice(options).device == "cuda"  # no GPU here: not probed
+    assert device_choice(ExecutionOptions(device="cpu")).env == {"CUDA_VISIBLE_DEVICES": ""}
+
+
+def _plan(tmp_path: Path, parameters: dict[str, object]) -> PlannedRun:
+    import nbformat
+
+    node = nbformat.v4.new_notebook()
+    return PlannedRun(tmp_path / "nb.ipynb", node, tmp_path / "out", parameters, {})
+
+
+def test_a_task_carries_no_outputs_of_the_source_notebook(tmp_path: Path) -> None:
+    import nbformat
+
+    from reprokit.runner.dask_executor import make_task
+
+    node = nbformat.v4.new_notebook()
+    node.cells = [nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_markdown_cell("# t")]
+    node.cells[0].outputs = [nbformat.v4.new_output("stream", text="big " * 1000)]
+    plan = PlannedRun(tmp_path / "nb.ipynb", node, tmp_path / "out", {}, {})
+    sent = make_task(plan, DeviceChoice("cpu", "cpu"), ExecutionOptions()).plan.node
+    assert sent.cells[0].outputs == [] and sent.cells[0].source == "x = 1"
+    assert sent.cells[1].source == "# t" and node.cells[0].outputs  # the plan's own is kept
+
+
+def test_a_task_seals_secrets_and_hidden_parameters(tmp_path: Path) -> None:
+    from reprokit.runner.dask_executor import make_task
+
+    canary, token = "s3cr3t-canary-value", "ghp_" + "a" * 36
+    options = ExecutionOptions(secret_parameters={"password": canary})
+    task = make_task(
+        _plan(tmp_path, {"seed": 3, "token": token}), DeviceChoice("cpu", "cpu"), options
+    )
+    assert task.plan.parameters == {"seed": 3}  # clear parameters travel in the plan
+    assert task.options.secret_parameters == {}
+    assert task.sealed.parameters == {"token": token}
+    assert task.sealed.secrets == {"password": canary}
+    for shown in (repr(task), str(task), repr(task.sealed)):
+        assert canary not in shown and token not in shown
+    sent = pickle.dumps(task)  # what the scheduler relays, and a worker may log whole
+    assert canary.encode() not in sent and token.encode() not in sent
+    assert pickle.loads(sent).sealed.secrets == {"password": canary}
+    assert pickle.loads(sent).sealed.parameters == {"token": token}
+
+
+def test_an_unreachable_scheduler_is_a_usage_error_at_once() -> None:
+    pytest.importorskip("distributed")
+    from reprokit.runner.dask_executor import connect, import_distributed
+
+    with socket.socket() as free:  # a port nothing listens on: refused
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    started = time.monotonic()
+    with pytest.raises(UsageError, match=rf"--scheduler tcp://127.0.0.1:{port}: cannot reach"):
+        connect(import_distributed(), f"tcp://127.0.0.1:{port}")
+    assert time.monotonic() - started < 60  # refused is answered, never waited out forever
+
+
+def test_a_missing_distributed_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    from reprokit.runner.dask_executor import import_distributed
+
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    with pytest.raises(UsageError, match=r"reprokit-nb\[dask\]") as caught:
+        import_distributed()
+    assert caught.value.exit_code == 2
+
+
+def test_outcomes_say_where_they_ran_and_why_they_were_retried(tmp_path: Path) -> None:
+    reasons = ("the kernel died on host (tcp://10.0.0.2:1)", "worker tcp://10.0.0.3:1 was lost")
+    assert describe_retries(reasons[:1]) == f"retried 1 time ({reasons[0]})"
+    outcome = RunOutcome(
+        "nb.ipynb", "ok", "out/nb.ipynb", "out", 1.0, "cpu", executed_by="node7 (tcp://x:1)",
+        retries=reasons,
+    )  # fmt: skip
+    assert "on node7 (tcp://x:1)" in describe_done(outcome)
+    assert "retried 2 times (the kernel died" in describe_done(outcome)
+    failed = not_started(_plan(tmp_path, {}), "cpu").executed.outcome
+    assert "not started" in describe_failure(failed)
+
+
+def test_junit_names_the_worker_of_each_notebook() -> None:
+    import xml.etree.ElementTree as ET
+
+    from reprokit.compare.verify import Verdict
+    from reprokit.report.junit import junit_xml
+
+    verdict = Verdict("nb.ipynb", True, {}, (), executed_by="node7 (tcp://10.0.0.2:4001)")
+    suite = ET.fromstring(junit_xml([verdict])).find("testsuite")
+    assert suite is not None
+    found = {p.get("name"): p.get("value") for p in suite.iter("property")}
+    assert found["executed_by"] == "node7 (tcp://10.0.0.2:4001)"
