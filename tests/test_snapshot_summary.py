@@ -162,3 +162,22 @@ def test_the_run_folder_json_is_written_fast_in_the_same_layout(
     assert json.loads(text) == json.loads(to_json(large))
     with pytest.raises(TypeError):  # what neither encoder can write still fails loudly
         to_json_fast({"x": object()})
+
+
+def test_a_folder_hashed_lazily_reaches_the_run_folder_json_with_its_file_list(
+    tmp_path: Path,
+) -> None:
+    """msgspec (the run folder's JSON writer) reads fields from ``__dict__``: a folder's lazy
+    file list must be made first, or snapshot.json lists no file and no lock gets them."""
+    from reprokit._serde import from_json, to_json_fast
+    from reprokit.capturing.hashing import FolderEntry, fill_file_lists, hash_paths
+    from reprokit.capturing.model import DataManifest
+
+    (tmp_path / "data").mkdir()
+    for name in ("a.csv", "b.csv"):
+        (tmp_path / "data" / name).write_text(name)
+    (entry,) = hash_paths([tmp_path / "data"]).entries
+    assert isinstance(entry, FolderEntry)  # the lazy kind this test is about
+    fill_file_lists([entry])
+    back = from_json(to_json_fast(DataManifest(entries=(entry,))), DataManifest)
+    assert [f.path for f in back.entries[0].files] == ["a.csv", "b.csv"]

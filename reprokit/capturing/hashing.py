@@ -324,6 +324,14 @@ class FolderEntry(DataEntry):
         return (DataEntry, _field_values(self))
 
 
+def fill_file_lists(entries: Iterable[DataEntry]) -> None:
+    """Make every lazy file list now. A serializer that reads a dataclass's ``__dict__``
+    (msgspec, which writes the run folder's JSON) would otherwise see no ``files``."""
+    for entry in entries:
+        if isinstance(entry, FolderEntry):
+            _ = entry.files
+
+
 def _field_values(entry: DataEntry) -> tuple[Any, ...]:
     return tuple(getattr(entry, f.name) for f in dataclasses.fields(DataEntry))
 

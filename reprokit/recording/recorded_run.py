@@ -217,9 +217,11 @@ class RecordedRun:
 
     def _write_start_files(self) -> None:
         from reprokit.capturing.git import git_diff
+        from reprokit.capturing.hashing import fill_file_lists
         from reprokit.capturing.redact import redact_text
 
         assert self.folder is not None
+        fill_file_lists(self.snapshot.data.entries if self.snapshot.data else ())
         self.folder.write_text("snapshot.json", to_json_fast(self.snapshot))
         self.folder.write_text("requirements.txt", requirements_text(self.snapshot))
         if self.snapshot.git.available and self.snapshot.git.dirty:
@@ -230,7 +232,10 @@ class RecordedRun:
 
     def _write_inputs(self) -> None:
         if self.folder is not None:
+            from reprokit.capturing.hashing import fill_file_lists
+
             manifest = DataManifest(entries=tuple(self.entries))
+            fill_file_lists(manifest.entries)
             self.folder.write_text("data.json", to_json_fast(manifest))  # 100k files
             self.folder.write_text("seeds.json", to_json(self.seeds))
 
