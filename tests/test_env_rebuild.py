@@ -88,7 +88,8 @@ def test_the_rebuilt_kernel_has_the_locked_versions_and_the_report_says_so(
     rebuilt = json.loads((project / "v.json").read_text())["verdicts"][0]["rebuilt"]
     assert rebuilt["matched"] == rebuilt["pins"] == 2 and not rebuilt["reused"]
     # a second verification reuses the environment: one folder in the cache, no build
-    again = reprokit_cli("verify", "nb.ipynb", "--rebuild-env", cwd=project, env=env)
+    # (--force: the skip cache would reuse the first verdict without running anything)
+    again = reprokit_cli("verify", "nb.ipynb", "--rebuild-env", "--force", cwd=project, env=env)
     assert again.returncode == 0 and "reused from the cache" in again.stdout
     cache = locked["cache"]
     assert isinstance(cache, Path)
