@@ -29,6 +29,7 @@ from reprokit.exceptions import RunInterrupted, UsageError
 from reprokit.notebook.files import discover_notebooks, mark_output_folder
 from reprokit.options import ExecutionOptions
 from reprokit.recording.executed import warm_up
+from reprokit.recording.retention import write_run_info, writing
 from reprokit.runner import kernels
 from reprokit.runner.device import DeviceChoice, resolve_device
 from reprokit.runner.execute import (
@@ -80,7 +81,7 @@ def run(
         make_output_folder(plan.output_dir)
     if not any(base.resolve() in source.resolve().parents for source in sources):
         mark_output_folder(base)  # executed copies are never discovered as the project's
-    with kernels.stop_kernels_on_signals():
+    with kernels.stop_kernels_on_signals(), writing(base):  # gc leaves base alone meanwhile
         outcomes = _run_plans(plans, choice, options, record, progress)
         _raise_if_interrupted(outcomes)
     return outcomes
@@ -190,6 +191,7 @@ def _recorded(plan: PlannedRun, executed: Executed) -> RunOutcome:
         extra_tags=tags,
         note=_note(plan, executed),
     )
+    write_run_info(plan.output_dir, str(plan.source.resolve()), recorded.run_id)
     return replace(outcome, run_id=recorded.run_id, record_error=recorded.error)
 
 

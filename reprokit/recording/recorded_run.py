@@ -221,6 +221,7 @@ class RecordedRun:
 
         assert self.folder is not None
         self.folder.write_text("snapshot.json", to_json(self.snapshot))
+        self._write_run_json(None, None)  # names the notebook (gc groups runs by it)
         self.folder.write_text("requirements.txt", requirements_text(self.snapshot))
         if self.snapshot.git.available and self.snapshot.git.dirty:
             diff = git_diff(self.target.project_root)
@@ -234,8 +235,9 @@ class RecordedRun:
             self.folder.write_text("data.json", to_json(manifest))
             self.folder.write_text("seeds.json", to_json(self.seeds))
 
-    def _write_run_json(self, run_id: str, artifact_uri: str | None) -> None:
+    def _write_run_json(self, run_id: str | None, artifact_uri: str | None) -> None:
         info = {
+            "notebook": self.notebook,
             "run_id": run_id,
             "experiment": self.target.experiment,
             "tracking_uri": self.target.display_uri,
@@ -373,6 +375,8 @@ class RecordedRun:
         self._submit(Close(status, now_ms(), on_closed))
         finished = self.recorder.flush(timeout)
         self.recorder.stop()
+        if self.folder is not None:
+            self.folder.release()
         if not finished:
             self._problems.append(
                 f"MLflow at {self.target.display_uri} did not finish within {timeout:g} s; "
