@@ -66,6 +66,8 @@ STATUSES: tuple[RunEndStatus, ...] = ("FINISHED", "FAILED", "KILLED")
 DEVICE_ENV = "REPROKIT_DEVICE"
 PARAMS_ENV = "REPROKIT_PARAMS"
 FLUSH_TIMEOUT_ENV = "REPROKIT_FLUSH_TIMEOUT"
+END_GRACE_S = 0.05
+"""How long ``end`` waits for MLflow before handing the run to a background writer process."""
 
 _lock = threading.RLock()
 _active: RecordedRun | None = None
@@ -331,7 +333,7 @@ def end(status: RunEndStatus | None = None) -> RunStatus:
             return _status_of_last()
         final = given or run.outcome()
         _active, _last_run = None, run
-        run.close(final, _flush_timeout())
+        run.close(final, _flush_timeout(), grace=END_GRACE_S)
         _surface_problems(run)
         _last_status = run.status(final)
         return _last_status
@@ -365,13 +367,15 @@ def _flush_timeout() -> float:
 def flush(timeout: float | None = None) -> bool:
     """Wait until everything recorded so far has reached MLflow (the run stays open).
 
-    Returns False if ``timeout`` seconds passed first; True at once when no run is active.
-    Recording problems are reported as warnings, as at any call.
+    After ``end``, wait for the ended run: ``end`` returns before MLflow has it when MLflow
+    is slow (its first import alone takes seconds) and a background writer process finishes
+    it. Returns False if ``timeout`` seconds passed first; True at once when there is nothing
+    to wait for. Recording problems are reported as warnings, as at any call.
     """
     with _lock:
-        run = _active
+        run, last = _active, _last_run
     if run is None:
-        return True
+        return True if last is None else last.wait_written(timeout)
     done = run.recorder.flush(timeout)
     with _lock:
         _surface_problems(run)

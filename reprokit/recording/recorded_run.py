@@ -15,11 +15,13 @@ from __future__ import annotations
 import os
 from collections import Counter
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from reprokit._serde import to_json
 from reprokit.capturing.model import DataEntry, DataManifest, SeedRecord, Snapshot
 from reprokit.recording.folder import ARTIFACT_PATH, RunFolder
+from reprokit.recording.handoff import spawn_writer, wait_for_writers
 from reprokit.recording.journal import JOURNAL_TAG, Journal
 from reprokit.recording.mapping import (
     dataset_spec,
@@ -107,6 +109,7 @@ class RunStatus:
     pending: int = 0  # MLflow operations not yet done
     recording: bool = True  # False once MLflow recording failed for this run
     errors: tuple[str, ...] = ()  # every recording problem reported for this run
+    background: bool = False  # a background writer process finishes the run in MLflow
 
 
 class RecordedRun:
@@ -136,6 +139,7 @@ class RecordedRun:
         self.cell_errors = 0
         self.interrupted = False
         self.reported: list[str] = []  # problems already handed out, kept for the summary
+        self.handed_off: Path | None = None  # the journal a background writer process finishes
         self._problems: list[str] = []
         self._declared: Counter[str] = Counter()
         self.folder = self._make_folder()
@@ -356,12 +360,16 @@ class RecordedRun:
             pending=self.recorder.pending,
             recording=not self.recorder.broken,
             errors=tuple(self.reported),
+            background=self.handed_off is not None,
         )
 
-    def close(self, status: RunEndStatus, timeout: float) -> bool:
+    def close(self, status: RunEndStatus, timeout: float, *, grace: float | None = None) -> bool:
         """Write results, upload the folder, end the run; wait up to ``timeout`` seconds.
 
-        False when MLflow did not finish in time (the run may then stay RUNNING).
+        False when MLflow did not finish in time (the run may then stay RUNNING). With
+        ``grace``, MLflow gets that long; if it is not done by then the run is handed to a
+        background writer process (:mod:`~reprokit.recording.handoff`) and this returns True
+        at once: :meth:`wait_written` waits for that process.
         """
         self._write_results()
         summary = {
@@ -373,6 +381,12 @@ class RecordedRun:
             self._submit(Upload(self.folder.path, ARTIFACT_PATH))
         on_closed = None if self.journal is None else self.journal.finish
         self._submit(Close(status, now_ms(), on_closed))
+        late = grace is not None and self.recorder.pending and not self.recorder.flush(grace)
+        if late and self._hand_off():
+            self.recorder.stop()
+            if self.folder is not None:
+                self.folder.release()  # the journal keeps it from gc until it is synced
+            return True
         finished = self.recorder.flush(timeout)
         self.recorder.stop()
         if self.folder is not None:
@@ -383,6 +397,28 @@ class RecordedRun:
                 "the run may stay RUNNING"
             )
         return finished
+
+    def _hand_off(self) -> bool:
+        journal, recorder = self.journal, self.recorder
+        if journal is None or not isinstance(recorder, BackgroundRecorder):
+            return False
+        try:
+            spawn_writer(journal.path, self.target)
+        except OSError as exc:
+            self._problems.append(f"cannot start a background MLflow writer: {exc}; waiting")
+            return False
+        recorder.hand_off(journal.release)  # the writer takes the journal's lock after that
+        self.handed_off = journal.path
+        return True
+
+    def wait_written(self, timeout: float | None) -> bool:
+        """Wait until the background writer (if the run was handed to one) is done: the run
+        is in MLflow, or the writer died and left the journal to ``reprokit sync``. False when
+        ``timeout`` seconds passed first."""
+        if self.handed_off is None:
+            return self.recorder.flush(timeout)
+        limit = float("inf") if timeout is None else timeout
+        return wait_for_writers(self.target.project_root, limit, [self.handed_off])
 
     def _write_results(self) -> None:
         if self.folder is None:

@@ -108,12 +108,13 @@ def replay_file(path: Path, writer: MlflowRunWriter) -> Replay:
     if journal is None:
         return Replay(str(path), "running")
     try:
-        return _replay_adopted(journal, writer)
+        return replay_adopted(journal, writer)
     finally:
         journal.release()
 
 
-def _replay_adopted(journal: Journal, writer: MlflowRunWriter) -> Replay:
+def replay_adopted(journal: Journal, writer: MlflowRunWriter) -> Replay:
+    """A journal this process holds (:meth:`Journal.adopt`), replayed; the caller releases it."""
     path = str(journal.path)
     try:
         state = read_journal(journal.path)

@@ -90,6 +90,7 @@ class BackgroundRecorder:
         self._errors: list[str] = []
         self._broken = False
         self._closed = False
+        self._handed_off = False
         self._thread = threading.Thread(target=self._main, name="reprokit-recorder", daemon=True)
         self._thread.start()
 
@@ -126,6 +127,18 @@ class BackgroundRecorder:
     @property
     def broken(self) -> bool:
         return self._broken
+
+    def hand_off(self, then: Callable[[], None]) -> None:
+        """Send nothing more to MLflow (the operation under way finishes; queued local writes
+        still run), then call ``then`` on the thread: another process writes the run."""
+        with self._lock:
+            self._handed_off = True
+            self._pending += 1
+        self._queue.put(Call("handing the run over", then))
+
+    @property
+    def handed_off(self) -> bool:
+        return self._handed_off
 
     def stop(self) -> None:
         """Let the thread end once the queue is empty (after Close)."""
@@ -207,7 +220,7 @@ class BackgroundRecorder:
             op.on_open(run_id, self.writer.artifact_uri)
 
     def _execute(self, function: Callable[[], object], what: str, *, mlflow: bool = True) -> None:
-        if mlflow and self._broken:
+        if mlflow and (self._broken or self._handed_off):
             return
         try:
             function()
