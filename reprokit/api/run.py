@@ -106,14 +106,10 @@ def _run_plans(
     if progress is not None:
         for plan in plans:  # what will run, said before anything runs
             progress("plan", plan, None)
-    # recording runs on one thread of its own: MLflow is imported there while the first
-    # kernel starts, and notebook k is recorded while notebook k+1 executes
-    recorder = ThreadPoolExecutor(1, "reprokit-record") if record else None
-    if recorder is not None:
-        recorder.submit(warm_up)
+    recording = _Recording(record, parallel=options.jobs > 1 and len(plans) > 1)
 
     def finish(plan: PlannedRun, executed: Executed) -> RunOutcome:
-        outcome = executed.outcome if recorder is None else _recorded(plan, executed)
+        outcome = executed.outcome if not record else _recorded(plan, executed)
         if progress is not None:
             progress("done", plan, outcome)
         return outcome
@@ -126,9 +122,7 @@ def _run_plans(
             progress("start", plan, None)
             on_cell = _cell_reporter(progress, plan)
         executed = execute_planned(plan, choice, options, on_cell=on_cell)
-        if recorder is not None:
-            return recorder.submit(finish, plan, executed)
-        return _done(finish(plan, executed))
+        return recording.submit(finish, plan, executed)
 
     try:
         if options.jobs == 1 or len(plans) == 1:
@@ -136,10 +130,50 @@ def _run_plans(
         else:
             with ThreadPoolExecutor(options.jobs, thread_name_prefix="reprokit-run") as pool:
                 futures = list(pool.map(one, plans))
+        recording.release()
         return [future.result() for future in futures]
     finally:
-        if recorder is not None:
-            recorder.shutdown(wait=True)
+        recording.shutdown()
+
+
+class _Recording:
+    """When the executed notebooks are recorded into MLflow.
+
+    One kernel at a time: on a thread of its own (MLflow imported there while the first kernel
+    starts, notebook k recorded while k+1 executes), on the core the kernel leaves free.
+    Several at once: the kernels take every core, so MLflow (its import is seconds of CPU, and
+    it would hold this process's GIL against the threads that drive the kernels) waits until
+    the last kernel is done (:meth:`release`), then records every run in one go.
+    """
+
+    def __init__(self, record: bool, *, parallel: bool) -> None:
+        self._thread = ThreadPoolExecutor(1, "reprokit-record") if record else None
+        self._held: list[tuple[Callable[[], RunOutcome], Future[RunOutcome]]] = []
+        self._parallel = parallel
+        if self._thread is not None and not parallel:
+            self._thread.submit(warm_up)
+
+    def submit(
+        self,
+        finish: Callable[[PlannedRun, Executed], RunOutcome],
+        plan: PlannedRun,
+        executed: Executed,
+    ) -> Future[RunOutcome]:
+        if self._thread is None:
+            return _done(finish(plan, executed))
+        if not self._parallel:
+            return self._thread.submit(finish, plan, executed)
+        self._held.append((lambda: finish(plan, executed), Future()))
+        return self._held[-1][1]
+
+    def release(self) -> None:
+        for finish, future in self._held:
+            future.set_result(finish())
+        self._held.clear()
+
+    def shutdown(self) -> None:
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)
 
 
 def _done(outcome: RunOutcome) -> Future[RunOutcome]:
