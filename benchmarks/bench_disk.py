@@ -10,9 +10,9 @@ float64 array (embedded SQLite store, local ``mlartifacts/``):
 
 - ``bytes_stored``: bytes of ``.reprokit/`` and ``mlartifacts/`` with every file counted once
   (what ``du`` says: hard links share their blocks);
-- ``bytes_as_copies``: the same files counted once per name: what the run folders and
-  MLflow's artifacts would take if each name were a copy (before the content-addressed store:
-  two copies of the array per run);
+- ``bytes_as_copies``: the files of the run folders and of MLflow's artifacts counted once
+  per name: what they would take if each name were a copy (before the content-addressed
+  store: two copies of the array per run);
 - ``stored_vs_copies``: their ratio (target: at most 1 / (2 x runs) of the array's share, i.e.
   one copy of the array for all the runs);
 - ``bytes_after_gc_keep_1``: ``bytes_stored`` after ``reprokit gc --keep 1`` (MLflow's artifacts
@@ -94,7 +94,8 @@ def main() -> None:
             reprokit(project, "verify", "weights.ipynb")
         reprokit(project, "sync", "--wait")
         folders = (project / ".reprokit", project / "mlartifacts")
-        stored, copies = usage(*folders)
+        stored = usage(*folders)[0]
+        copies = usage(project / ".reprokit" / "runs", project / "mlartifacts")[1]
         results.figure("bytes_stored", stored)
         results.figure("bytes_as_copies", copies)
         results.figure("stored_vs_copies", round(stored / copies, 3))

@@ -96,6 +96,7 @@ def write_journal(path: Path, uri: str) -> str:
 
 def _main(argv: list[str]) -> int:
     path, uri = Path(argv[1]), os.environ.pop(URI_ENV, "")
+    print(f"{path}: writer process {os.getpid()} started", flush=True)
     try:
         line = write_journal(path, uri)
     except Exception as exc:  # logged; the journal stays for `reprokit sync`
