@@ -173,14 +173,15 @@ class RecordedRun:
             )
             return None
 
-    def _submit(self, op: Op) -> None:
-        """Journal ``op`` (on disk when this returns), then queue it for MLflow."""
+    def _submit(self, op: Op, *, durable: bool = True) -> None:
+        """Journal ``op`` (on disk when this returns; fsync'ed too, ``durable`` and not a
+        ``log`` event), then queue it for MLflow."""
         event = _journal_event(op)
         if event is not None:
             kind, fields = event
             if kind == "start":  # where the run goes: the replay's store and experiment
                 fields |= {"experiment": self.target.experiment, "uri": self.target.display_uri}
-            self._journal(kind, durable=kind != "log", **fields)  # log: fsync'ed by the worker
+            self._journal(kind, durable=durable and kind != "log", **fields)  # else: by the worker
         self.recorder.submit(op)
 
     def _journal(self, event: str, /, durable: bool = True, **fields: Any) -> None:
@@ -371,18 +372,19 @@ class RecordedRun:
         background writer process (:mod:`~reprokit.recording.handoff`) and this returns True
         at once: :meth:`wait_written` waits for that process.
         """
-        self._write_results()
+        if self.folder is not None:  # on the recorder's thread, before the upload
+            self._local("writing results.json", self._write_results)
         summary = {
             "reprokit.results": str(len(self.results)),
             "reprokit.cell_errors": str(self.cell_errors),
         }
         self._submit(LogBatch(tags=summary))
+        # fsync'ed off this thread: by the recorder after its batch, or before the hand-off
         if self.folder is not None:
-            self._submit(Upload(self.folder.path, ARTIFACT_PATH))
+            self._submit(Upload(self.folder.path, ARTIFACT_PATH), durable=False)
         on_closed = None if self.journal is None else self.journal.finish
-        self._submit(Close(status, now_ms(), on_closed))
-        late = grace is not None and self.recorder.pending and not self.recorder.flush(grace)
-        if late and self._hand_off():
+        self._submit(Close(status, now_ms(), on_closed), durable=False)
+        if grace is not None and self._late(grace) and self._hand_off():
             self.recorder.stop()
             if self.folder is not None:
                 self.folder.release()  # the journal keeps it from gc until it is synced
@@ -398,6 +400,17 @@ class RecordedRun:
             )
         return finished
 
+    def _late(self, grace: float) -> bool:
+        """MLflow will not be done within ``grace`` seconds (still importing it, past the quick
+        checks of the store: no need to wait and see)."""
+        recorder = self.recorder
+        if recorder.broken:  # MLflow refused: another process would not do better
+            return False
+        writer = recorder.writer if isinstance(recorder, BackgroundRecorder) else None
+        if writer is not None and writer.reachable and not writer.connected:
+            return recorder.pending > 0
+        return recorder.pending > 0 and not recorder.flush(grace)
+
     def _hand_off(self) -> bool:
         journal, recorder = self.journal, self.recorder
         if journal is None or not isinstance(recorder, BackgroundRecorder):
@@ -407,7 +420,12 @@ class RecordedRun:
         except OSError as exc:
             self._problems.append(f"cannot start a background MLflow writer: {exc}; waiting")
             return False
-        recorder.hand_off(journal.release)  # the writer takes the journal's lock after that
+
+        def let_go() -> None:  # the writer takes the journal's lock after that
+            journal.sync()
+            journal.release()
+
+        recorder.hand_off(let_go)
         self.handed_off = journal.path
         return True
 
@@ -421,13 +439,9 @@ class RecordedRun:
         return wait_for_writers(self.target.project_root, limit, [self.handed_off])
 
     def _write_results(self) -> None:
-        if self.folder is None:
-            return
-        try:
+        if self.folder is not None:
             self.folder.write_text("results.json", to_json(self.results))
             self._write_inputs()
-        except OSError as exc:
-            self._problems.append(f"cannot write the run's results to {self.folder.path}: {exc}")
 
 
 def _journal_event(op: Op) -> tuple[str, dict[str, Any]] | None:

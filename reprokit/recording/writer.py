@@ -65,6 +65,7 @@ class MlflowRunWriter:
         self.experiment_id: str | None = None
         self.artifact_uri: str | None = None
         self._artifacts_of: str | None = None  # the run artifact_uri belongs to
+        self.reachable = False  # the store passed the quick checks; MLflow is being imported
         self._client: Any = None
 
     def _fail(self, action: str, exc: BaseException) -> RecordError:
@@ -77,6 +78,11 @@ class MlflowRunWriter:
             uri=self.target.display_uri,
             action=action,
         )
+
+    @property
+    def connected(self) -> bool:
+        """:meth:`connect` succeeded (MLflow is imported and the store open)."""
+        return self._client is not None
 
     @property
     def client(self) -> Any:
@@ -92,6 +98,7 @@ class MlflowRunWriter:
         with ``catch_up``, complete the runs that dead processes left in their journals."""
         try:
             self._preflight()
+            self.reachable = True
             _quiet_mlflow_logs()
             from mlflow.tracking import MlflowClient
 
