@@ -14,7 +14,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "name", ["bench_capture", "bench_compare", "bench_hash", "bench_magic", "bench_run"]
+    "name",
+    [
+        "bench_capture",
+        "bench_compare",
+        "bench_disk",
+        "bench_hash",
+        "bench_jobs",
+        "bench_magic",
+        "bench_run",
+    ],
 )
 def test_benchmark_quick_mode_writes_json(name: str, tmp_path: Path) -> None:
     results = ROOT / "benchmarks" / "results" / f"{name}.json"
