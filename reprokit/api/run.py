@@ -28,8 +28,9 @@ from typing import Any
 from reprokit.exceptions import RunInterrupted, UsageError
 from reprokit.notebook.files import discover_notebooks, mark_output_folder
 from reprokit.options import ExecutionOptions
-from reprokit.recording.executed import warm_up
+from reprokit.recording.executed import Connections, warm_up
 from reprokit.recording.retention import write_run_info, writing
+from reprokit.recording.target import resolve_target
 from reprokit.runner import kernels
 from reprokit.runner.device import DeviceChoice, resolve_device
 from reprokit.runner.execute import (
@@ -106,10 +107,14 @@ def _run_plans(
     if progress is not None:
         for plan in plans:  # what will run, said before anything runs
             progress("plan", plan, None)
-    recording = _Recording(record, parallel=options.jobs > 1 and len(plans) > 1)
+    parallel = options.jobs > 1 and len(plans) > 1
+    recording = _Recording(record, parallel=parallel)
+    connections = Connections()  # MLflow's store opened once for all the notebooks
+    for plan in plans if record and parallel else ():
+        connections.start_helper(resolve_target(start=plan.source.resolve().parent))
 
     def finish(plan: PlannedRun, executed: Executed) -> RunOutcome:
-        outcome = executed.outcome if not record else _recorded(plan, executed)
+        outcome = executed.outcome if not record else _recorded(plan, executed, connections)
         if progress is not None:
             progress("done", plan, outcome)
         return outcome
@@ -134,6 +139,7 @@ def _run_plans(
         return [future.result() for future in futures]
     finally:
         recording.shutdown()
+        connections.close()
 
 
 class _Recording:
@@ -142,8 +148,9 @@ class _Recording:
     One kernel at a time: on a thread of its own (MLflow imported there while the first kernel
     starts, notebook k recorded while k+1 executes), on the core the kernel leaves free.
     Several at once: the kernels take every core, so MLflow (its import is seconds of CPU, and
-    it would hold this process's GIL against the threads that drive the kernels) waits until
-    the last kernel is done (:meth:`release`), then records every run in one go.
+    it would hold this process's GIL against the threads that drive the kernels) is imported
+    in a helper process of lower priority (:mod:`reprokit.recording.helper`), which writes
+    every run once the last kernel is done (:meth:`release`).
     """
 
     def __init__(self, record: bool, *, parallel: bool) -> None:
@@ -204,7 +211,7 @@ def _not_started(plan: PlannedRun, choice: DeviceChoice) -> RunOutcome:
     )
 
 
-def _recorded(plan: PlannedRun, executed: Executed) -> RunOutcome:
+def _recorded(plan: PlannedRun, executed: Executed, connections: Connections) -> RunOutcome:
     from reprokit.capturing.redact import redact_text
     from reprokit.recording.executed import record_execution
 
@@ -224,6 +231,7 @@ def _recorded(plan: PlannedRun, executed: Executed) -> RunOutcome:
         results=executed.results,
         extra_tags=tags,
         note=_note(plan, executed),
+        connections=connections,
     )
     write_run_info(plan.output_dir, str(plan.source.resolve()), recorded.run_id)
     return replace(outcome, run_id=recorded.run_id, record_error=recorded.error)
