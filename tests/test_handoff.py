@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import tracking_uri
+from conftest import mlflow_client, tracking_uri
 
 from reprokit.api import session
 from reprokit.api.sync import sync
@@ -76,3 +76,50 @@ def test_a_killed_writer_loses_nothing(project: Path) -> None:
     assert (replay.status, replay.run_status) == ("replayed", "FINISHED")
     (run,) = _runs(project)
     assert run.info.status == "FINISHED" and run.data.metrics == {"accuracy": 0.75}
+
+
+@pytest.mark.slow  # two kernels and the helper's MLflow import
+def test_run_with_jobs_records_every_notebook_through_the_helper(project: Path) -> None:
+    from run_helpers import write_notebook
+
+    from reprokit.api.run import run
+    from reprokit.options import ExecutionOptions
+
+    for k in range(2):
+        write_notebook(project / f"nb{k}.ipynb", [f"import reprokit\nreprokit.result('k', {k})"])
+    outcomes = run([project], execution=ExecutionOptions(device="cpu", jobs=2))
+    assert all(o.ok and o.run_id and not o.record_error for o in outcomes), outcomes
+    client = mlflow_client(tracking_uri(project))
+    for k, outcome in enumerate(outcomes):
+        recorded = client.get_run(outcome.run_id)
+        assert (recorded.info.status, recorded.data.metrics) == ("FINISHED", {"k": k})
+    assert not list((project / ".reprokit" / "journal").glob("*.jsonl"))
+
+
+def test_a_helper_that_died_leaves_the_recording_to_the_runner(project: Path) -> None:
+    from reprokit.recording.executed import Connections, record_execution
+    from reprokit.recording.target import resolve_target
+
+    connections = Connections()
+    connections.start_helper(resolve_target(start=project))
+    helper = connections.helper(resolve_target(start=project))
+    assert helper is not None
+    helper._process.kill()
+    helper._process.wait()
+    output = project / ".reprokit" / "runs" / "batch" / "nb"
+    output.mkdir(parents=True)
+    (output / "nb.ipynb").write_text("{}")
+    recorded = record_execution(
+        notebook=project / "nb.ipynb",
+        output_dir=output,
+        status="ok",
+        start_ms=0,
+        device="cpu",
+        parameters={},
+        results=None,
+        extra_tags={},
+        connections=connections,
+    )
+    connections.close()
+    assert recorded.run_id is not None and recorded.error is None
+    assert mlflow_client(tracking_uri(project)).get_run(recorded.run_id).info.status == "FINISHED"
