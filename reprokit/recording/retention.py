@@ -29,6 +29,7 @@ from typing import Literal
 
 from reprokit._fsutil import atomic_write_text
 from reprokit.recording.journal import pending_journals, read_journal
+from reprokit.recording.lock_checks import MAX_LOCK_BYTES
 from reprokit.recording.objects import objects_folder, unreferenced_objects
 
 RUNS_DIR = "runs"
@@ -133,9 +134,10 @@ def write_run_info(folder: Path, notebook: str, run_id: str | None) -> None:
         atomic_write_text(folder.with_name(folder.name + RUN_INFO_SUFFIX), json.dumps(info))
 
 
-def _read_info(path: Path) -> dict[str, object]:
-    with contextlib.suppress(OSError, ValueError):
-        if path.is_file() and path.stat().st_size < 1_000_000:
+def _read_info(path: Path, limit: int = 1_000_000) -> dict[str, object]:
+    """A JSON object read from a regular file of at most ``limit`` bytes; else empty."""
+    with contextlib.suppress(OSError, ValueError, RecursionError):
+        if path.is_file() and not path.is_symlink() and path.stat().st_size <= limit:
             value = json.loads(path.read_text("utf-8"))
             if isinstance(value, dict):
                 return value
@@ -173,7 +175,7 @@ def locked_run_ids(project_root: str | os.PathLike[str]) -> set[str]:
         folders[:] = [f for f in folders if not f.startswith(".") and f not in _SKIPPED_DIRS]
         for name in names:
             if name.endswith(".repro.json"):
-                run_id = _read_info(Path(directory) / name).get("run_id")
+                run_id = _read_info(Path(directory) / name, MAX_LOCK_BYTES).get("run_id")
                 if isinstance(run_id, str):
                     ids.add(run_id)
     return ids
