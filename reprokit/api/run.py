@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -108,16 +109,22 @@ def _run_plans(
         for plan in plans:  # what will run, said before anything runs
             progress("plan", plan, None)
     parallel = options.jobs > 1 and len(plans) > 1
-    recording = _Recording(record, parallel=parallel)
     connections = Connections()  # MLflow's store opened once for all the notebooks
     for plan in plans if record and parallel else ():
         connections.start_helper(resolve_target(start=plan.source.resolve().parent))
 
-    def finish(plan: PlannedRun, executed: Executed) -> RunOutcome:
-        outcome = executed.outcome if not record else _recorded(plan, executed, connections)
-        if progress is not None:
-            progress("done", plan, outcome)
-        return outcome
+    def begin(plan: PlannedRun, executed: Executed) -> Callable[[], RunOutcome]:
+        complete = _begin_recording(plan, executed, connections) if record else None
+
+        def finish() -> RunOutcome:
+            outcome = executed.outcome if complete is None else complete()
+            if progress is not None:
+                progress("done", plan, outcome)
+            return outcome
+
+        return finish
+
+    recording = _Recording(begin, record=record, parallel=parallel)
 
     def one(plan: PlannedRun) -> Future[RunOutcome]:
         if kernels.interrupted():  # stopped before this one started: nothing to record
@@ -126,8 +133,7 @@ def _run_plans(
         if progress is not None:
             progress("start", plan, None)
             on_cell = _cell_reporter(progress, plan)
-        executed = execute_planned(plan, choice, options, on_cell=on_cell)
-        return recording.submit(finish, plan, executed)
+        return recording.submit(plan, execute_planned(plan, choice, options, on_cell=on_cell))
 
     try:
         if options.jobs == 1 or len(plans) == 1:
@@ -142,36 +148,39 @@ def _run_plans(
         connections.close()
 
 
+Begin = Callable[[PlannedRun, Executed], Callable[[], RunOutcome]]
+
+
 class _Recording:
     """When the executed notebooks are recorded into MLflow.
 
     One kernel at a time: on a thread of its own (MLflow imported there while the first kernel
     starts, notebook k recorded while k+1 executes), on the core the kernel leaves free.
     Several at once: the kernels take every core, so MLflow (its import is seconds of CPU, and
-    it would hold this process's GIL against the threads that drive the kernels) is imported
-    in a helper process of lower priority (:mod:`reprokit.recording.helper`), which writes
-    every run once the last kernel is done (:meth:`release`).
+    it would hold this process's GIL against the threads that drive the kernels) works in a
+    helper process of lower priority (:mod:`reprokit.recording.helper`): each run is handed to
+    it as its notebook is done, and the run ids are collected after the last kernel
+    (:meth:`release`).
     """
 
-    def __init__(self, record: bool, *, parallel: bool) -> None:
+    def __init__(self, begin: Begin, *, record: bool, parallel: bool) -> None:
+        self._begin = begin
         self._thread = ThreadPoolExecutor(1, "reprokit-record") if record else None
         self._held: list[tuple[Callable[[], RunOutcome], Future[RunOutcome]]] = []
+        self._holding = threading.Lock()  # runs are handed over in the order they are held
         self._parallel = parallel
         if self._thread is not None and not parallel:
             self._thread.submit(warm_up)
 
-    def submit(
-        self,
-        finish: Callable[[PlannedRun, Executed], RunOutcome],
-        plan: PlannedRun,
-        executed: Executed,
-    ) -> Future[RunOutcome]:
+    def submit(self, plan: PlannedRun, executed: Executed) -> Future[RunOutcome]:
         if self._thread is None:
-            return _done(finish(plan, executed))
+            return _done(self._begin(plan, executed)())
         if not self._parallel:
-            return self._thread.submit(finish, plan, executed)
-        self._held.append((lambda: finish(plan, executed), Future()))
-        return self._held[-1][1]
+            return self._thread.submit(self._begin(plan, executed))  # journaled now
+        future: Future[RunOutcome] = Future()
+        with self._holding:
+            self._held.append((self._begin(plan, executed), future))
+        return future
 
     def release(self) -> None:
         for finish, future in self._held:
@@ -211,9 +220,13 @@ def _not_started(plan: PlannedRun, choice: DeviceChoice) -> RunOutcome:
     )
 
 
-def _recorded(plan: PlannedRun, executed: Executed, connections: Connections) -> RunOutcome:
+def _begin_recording(
+    plan: PlannedRun, executed: Executed, connections: Connections
+) -> Callable[[], RunOutcome]:
+    """Journal the run (and hand it to a helper, if there is one); the returned call waits
+    until MLflow has it and gives the outcome with its run id."""
     from reprokit.capturing.redact import redact_text
-    from reprokit.recording.executed import record_execution
+    from reprokit.recording.executed import begin_record
 
     outcome = executed.outcome
     tags = {"reprokit.runner": "reprokit run", "reprokit.runner.status": outcome.status}
@@ -221,7 +234,7 @@ def _recorded(plan: PlannedRun, executed: Executed, connections: Connections) ->
         tags["reprokit.runner.failed_cell"] = str(outcome.failure.index + 1)  # as messages say
         error = f"{outcome.failure.ename}: {outcome.failure.evalue}"
         tags["reprokit.runner.error"] = redact_text(error)[:500]  # the runner redacted it too
-    recorded = record_execution(
+    pending = begin_record(
         notebook=plan.source.resolve(),
         output_dir=plan.output_dir,
         status=outcome.status,
@@ -233,8 +246,13 @@ def _recorded(plan: PlannedRun, executed: Executed, connections: Connections) ->
         note=_note(plan, executed),
         connections=connections,
     )
-    write_run_info(plan.output_dir, str(plan.source.resolve()), recorded.run_id)
-    return replace(outcome, run_id=recorded.run_id, record_error=recorded.error)
+
+    def complete() -> RunOutcome:
+        recorded = pending.finish()
+        write_run_info(plan.output_dir, str(plan.source.resolve()), recorded.run_id)
+        return replace(outcome, run_id=recorded.run_id, record_error=recorded.error)
+
+    return complete
 
 
 def _note(plan: PlannedRun, executed: Executed) -> str:

@@ -64,7 +64,36 @@ class RunRecord:
     error: str | None = None
 
 
-def record_execution(
+def record_execution(**what: Any) -> RunRecord:
+    """Write one MLflow run for an executed notebook (the arguments of :func:`begin_record`);
+    a recording failure is returned, not raised (the execution's own outcome matters more)."""
+    return begin_record(**what).finish()
+
+
+@dataclass
+class PendingRecord:
+    """A run journaled and, with a helper, on its way to MLflow; :meth:`finish` completes it."""
+
+    state: JournalState
+    target: TrackingTarget
+    journal: Journal | None
+    connections: Connections
+    helper: RecordingHelper | None = None
+
+    def finish(self) -> RunRecord:
+        """The run id (or the recording error), once MLflow has the run."""
+        target, journal = self.target, self.journal
+        if self.helper is not None and journal is not None:
+            recorded = _received(self.helper, target)
+            if recorded is not None:
+                return recorded
+            journal = Journal.adopt(journal.path)  # the helper is gone: replay it here
+            if journal is None:
+                return RunRecord(None, target.experiment, target.display_uri, _HELPER_GONE)
+        return _record_here(self.state, target, journal, self.connections)
+
+
+def begin_record(
     *,
     notebook: Path,
     output_dir: Path,
@@ -76,10 +105,9 @@ def record_execution(
     extra_tags: Mapping[str, str],
     note: str = "",
     connections: Connections | None = None,
-) -> RunRecord:
-    """Write one MLflow run for an executed notebook; a recording failure is returned, not
-    raised (the execution's own outcome matters more). ``connections``: stores already opened
-    by earlier calls of the same batch."""
+) -> PendingRecord:
+    """Journal the run of an executed notebook and, when ``connections`` has a helper for its
+    store, hand the journal to it at once (else :meth:`PendingRecord.finish` writes MLflow)."""
     target = resolve_target(start=notebook.parent)
     snapshot = results.snapshot if results is not None else None
     tags = _tags(notebook, device, snapshot, target.display_uri, note) | dict(extra_tags)
@@ -98,26 +126,31 @@ def record_execution(
     ]
     state.status, state.end_ms = MLFLOW_STATUS.get(status, "FAILED"), now_ms()
     journal = _journal(target.project_root, output_dir, state)
-    helper = None if connections is None or journal is None else connections.helper(target)
+    pending = PendingRecord(state, target, journal, connections or Connections())
+    helper = pending.connections.helper(target)
     if helper is not None and journal is not None:
-        journal.release()
-        recorded = _through_helper(helper, journal.path, target)
-        if recorded is not None:
-            return recorded
-        journal = Journal.adopt(journal.path)  # the helper is gone: replay it here
-        if journal is None:
-            return RunRecord(None, target.experiment, target.display_uri, _HELPER_GONE)
-    return _record_here(state, target, journal, connections or Connections())
+        journal.release()  # the helper locks it
+        if _sent(helper, journal.path):
+            pending.helper = helper
+        else:  # the helper is gone: finish() writes it here
+            pending.journal = Journal.adopt(journal.path)
+    return pending
 
 
 _HELPER_GONE = "the recording helper stopped; `reprokit sync` completes the run"
 
 
-def _through_helper(
-    helper: RecordingHelper, journal: Path, target: TrackingTarget
-) -> RunRecord | None:
+def _sent(helper: RecordingHelper, journal: Path) -> bool:
     try:
-        return RunRecord(helper.record(journal), target.experiment, target.display_uri)
+        helper.send(journal)
+    except OSError:
+        return False
+    return True
+
+
+def _received(helper: RecordingHelper, target: TrackingTarget) -> RunRecord | None:
+    try:
+        return RunRecord(helper.receive(), target.experiment, target.display_uri)
     except RuntimeError as exc:
         return RunRecord(None, target.experiment, target.display_uri, str(exc))
     except OSError:

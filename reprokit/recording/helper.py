@@ -3,12 +3,13 @@
 Several kernels at once take every core; MLflow's import (seconds of CPU) and writes in the
 runner process would take CPU from them, and the GIL from the threads that drive them. So the
 runner starts one helper per store when it starts (``python -m reprokit.recording.helper``,
-at a lower scheduling priority, ``nice`` :data:`NICENESS`: it imports MLflow with the CPU the
-kernels leave idle), and once the last kernel is done hands it the runs' journals one by one:
-the helper replays each (:mod:`reprokit.recording.replay`) and answers with the run id. The
-runner writes each journal first, so a helper that dies loses nothing: the runner replays what
-is left itself (:meth:`RecordingHelper.record` raises :class:`OSError` and the caller falls
-back), or the next command does.
+at a lower scheduling priority, ``nice`` :data:`NICENESS`: it imports MLflow and writes runs
+with the CPU the kernels leave idle) and hands it each run's journal as soon as its notebook
+is done: the helper replays each (:mod:`reprokit.recording.replay`) and answers with the run
+id, which the runner collects after the last kernel. The runner writes each journal first, so
+a helper that dies loses nothing: the runner replays what is left itself
+(:meth:`RecordingHelper.receive` raises :class:`OSError` and the caller falls back), or the
+next command does.
 
 Protocol: one journal path per line on the helper's stdin; one line per journal on its
 stdout, ``reprokit<TAB>ok<TAB><run id>`` or ``reprokit<TAB>error<TAB><message>`` (other lines,
@@ -19,8 +20,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -49,23 +52,42 @@ class RecordingHelper:
             env={**os.environ, URI_ENV: target.uri},
         )
 
-    def record(self, journal: Path) -> str:
-        """The run id of ``journal`` (released by the caller) once the helper replayed it.
-        Raises :class:`RuntimeError` with the helper's message when the replay failed, and
-        :class:`OSError` when the helper is gone (the journal is then still there)."""
-        process = self._process
-        if process.stdin is None or process.stdout is None or process.poll() is not None:
+        self._answers: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._sending = threading.Lock()
+        threading.Thread(target=self._read, name="reprokit-helper", daemon=True).start()
+
+    def _read(self) -> None:
+        """Answers as they come (the helper never blocks on a full pipe)."""
+        try:
+            for line in self._process.stdout or ():
+                mark, _, rest = line.rstrip("\n").partition("\t")
+                if mark == MARK:
+                    self._answers.put(rest)
+        finally:
+            self._answers.put(None)
+
+    def send(self, journal: Path) -> None:
+        """Queue ``journal`` (released by the caller) for the helper; answers come in order
+        (:meth:`receive`). ``OSError`` when the helper is gone."""
+        stdin = self._process.stdin
+        if stdin is None or self._process.poll() is not None:
             raise OSError("the recording helper is not running")
-        process.stdin.write(f"{journal}\n")
-        process.stdin.flush()
-        for line in process.stdout:
-            mark, _, rest = line.rstrip("\n").partition("\t")
-            if mark == MARK:
-                kind, _, value = rest.partition("\t")
-                if kind == "ok":
-                    return value
-                raise RuntimeError(value)
-        raise OSError("the recording helper stopped")
+        with self._sending:
+            stdin.write(f"{journal}\n")
+            stdin.flush()
+
+    def receive(self) -> str:
+        """The run id of the next journal sent, once the helper replayed it. Raises
+        :class:`RuntimeError` with the helper's message when the replay failed, and
+        :class:`OSError` when the helper is gone (the journal is then still there)."""
+        answer = self._answers.get()
+        if answer is None:
+            self._answers.put(None)  # every later receive fails the same way
+            raise OSError("the recording helper stopped")
+        kind, _, value = answer.partition("\t")
+        if kind == "ok":
+            return value
+        raise RuntimeError(value)
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
