@@ -69,6 +69,8 @@ def test_a_killed_writer_loses_nothing(project: Path) -> None:
     os.kill(pid, signal.SIGKILL)  # while it waits for the journal
     os.waitpid(pid, 0)
     go_on.set()
+    assert session._last_run is not None
+    assert session._last_run.recorder.flush(60)  # the kernel's thread let go of the journal
     assert wait_for_writers(project, 60)
     assert journal.exists()  # the writer died: the journal is kept
     assert [r.info.status for r in _runs(project)] == ["RUNNING"]
