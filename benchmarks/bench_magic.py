@@ -1,29 +1,27 @@
-"""How long ``%repro start`` and ``reprokit.result`` keep a researcher waiting, vs bare MLflow.
+"""How long ``%repro start``/``%repro end`` keep a researcher waiting, vs bare MLflow.
 
 Run from the repository root::
 
-    python benchmarks/bench_magic.py           # full run (about two minutes)
-    python benchmarks/bench_magic.py --quick   # CI smoke test (under 30 s)
+    python benchmarks/bench_magic.py           # full run (a few minutes)
+    python benchmarks/bench_magic.py --quick   # CI smoke test (under a minute)
 
-Figures, each with its ratio to a baseline measured in the same run:
+Every pair is measured alternately (A B A B, :mod:`_ab`), each kernel fresh, in a project with a
+copy of one migrated SQLite store; cell times are the kernel's own (nbclient
+``record_timing``: ``execute_input`` → ``execute_reply``). After each kernel the background
+writer it left (``%repro end`` hands a run MLflow has not finished to one) is waited for,
+untimed, so that it does not load the next measurement.
 
-- ``start_cell_s``: the time a ``%repro start --seed 0 --data data --experiment bench`` cell
-  blocks, measured in a real kernel (nbclient, ``record_timing``: the kernel's
-  ``execute_input`` → ``execute_reply``), against ``bare_cell_s``: a cell with
+- ``end_cell_vs_trivial_cell``: the ``%repro end`` cell (right after start and a few results:
+  MLflow's import is still under way in the kernel) against a trivial cell (``x = 1``) of the
+  same kernel. Target: ``%repro end`` <= 0.1 s.
+- ``start_end_vs_bare_mlflow``: the ``%repro start --seed 0 --data data`` cell plus the
+  ``%repro end`` cell, against one cell with
   ``import mlflow; mlflow.set_tracking_uri(...); mlflow.start_run(); mlflow.log_params(...)``
-  on the same kind of store (a copy of one migrated SQLite database), also in a fresh kernel.
-  The requirement is ratio <= 1.5; reprokit hands MLflow's import and connection to a
-  background thread, so the figure is the capture (environment, seed, data hash) alone.
-- ``load_ext_cell_s``: the ``%load_ext reprokit`` cell; ``end_cell_s``: the ``%repro end`` cell
-  that waits for everything to reach MLflow (where the deferred cost is paid, if the notebook
-  ran for less time than MLflow takes to import);
-- ``result_scalar_ms``: in-process cost of one ``reprokit.result(name, float)`` (median of
-  batches; no IPython, so no display_data), against ``mlflow_log_metric_ms``: one
-  ``MlflowClient.log_metric`` on SQLite; ``result_array_ms`` for a 1,000-element float64 array;
-- ``kernel_result_scalar_ms``: the same scalar call timed inside a real kernel right after
-  ``%repro start`` (display_data over ZMQ, and MLflow's import competing for the GIL), and
-  ``kernel_result_scalar_idle_ms`` once ``reprokit.flush()`` returned, against
-  ``kernel_bare_display_ms``: a bare ``publish_display_data`` of a bundle of the same size.
+  plus one with ``mlflow.end_run()``, in alternate kernels. Target: ratio <= 0.5.
+- ``start_cell_vs_bare_mlflow``: the start cell alone against the same bare MLflow cells.
+- figures: ``load_ext_cell_s``; ``kernel_result_scalar_ms`` (one ``reprokit.result`` of a float
+  inside the kernel right after start), ``result_scalar_ms``/``result_array_ms`` in this process
+  against ``mlflow_log_metric_ms`` (one ``MlflowClient.log_metric`` on SQLite).
 
 Results go to ``benchmarks/results/bench_magic.json``.
 """
@@ -31,9 +29,7 @@ Results go to ``benchmarks/results/bench_magic.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -45,7 +41,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results" / "bench_magic.json"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _ab import Pair, Results  # noqa: E402
 
 WARMUP = "import sys"
 BARE_CELL = (
@@ -61,22 +59,6 @@ KERNEL_RESULTS = (
     "for i in range({n}):\n"
     "    reprokit.result(f'k{{i}}', i * 0.5)\n"
     "print('PER_RESULT_MS', (time.perf_counter() - t0) * 1000 / {n})"
-)
-# the same once MLflow's import is done, and a bare display_data of the same size as baseline
-KERNEL_RESULTS_IDLE = (
-    "from reprokit.api import session\n"
-    "session.flush(120)\n"
-    "from IPython.display import publish_display_data\n"
-    "t0 = time.perf_counter()\n"
-    "for i in range({n}):\n"
-    "    reprokit.result(f'i{{i}}', i * 0.5)\n"
-    "print('IDLE_RESULT_MS', (time.perf_counter() - t0) * 1000 / {n})\n"
-    "bundle = {{'text/plain': 'x' * 60, 'text/html': '<table>' + 'x' * 300 + '</table>',\n"
-    "          'application/json': {{'name': 'x', 'value': 0.5, 'kind': 'float'}}}}\n"
-    "t0 = time.perf_counter()\n"
-    "for i in range({n}):\n"
-    "    publish_display_data(bundle)\n"
-    "print('BARE_DISPLAY_MS', (time.perf_counter() - t0) * 1000 / {n})"
 )
 
 
@@ -123,31 +105,34 @@ def execute(cells: list[str], cwd: Path) -> Any:
     return nb
 
 
-def bare_cell(base: Path, template: Path, index: int) -> float:
+def bare_cells(base: Path, template: Path, index: int) -> float:
+    """The bare MLflow cells' time (start_run + log_params, then end_run)."""
     project = make_project(base, f"bare-{index}", template)
     uri = f"sqlite:///{project / 'mlflow.db'}"
     nb = execute([WARMUP, BARE_CELL.format(uri=uri), "mlflow.end_run()"], project)
-    return cell_seconds(nb.cells[1])
+    return cell_seconds(nb.cells[1]) + cell_seconds(nb.cells[2])
 
 
 def reprokit_cells(base: Path, template: Path, index: int, results: int) -> dict[str, float]:
+    from reprokit.recording.handoff import wait_for_writers
+
     project = make_project(base, f"repro-{index}", template)
     cells = [
         WARMUP,
         "%load_ext reprokit",
         "%repro start --experiment bench --seed 0 --data data",
         KERNEL_RESULTS.format(n=results),
-        KERNEL_RESULTS_IDLE.format(n=results),
         "%repro end",
+        "x = 1",
     ]
     nb = execute(cells, project)
+    wait_for_writers(project, 300)  # untimed: the writer must not load the next kernel
     return {
         "load_ext_cell_s": cell_seconds(nb.cells[1]),
         "start_cell_s": cell_seconds(nb.cells[2]),
-        "end_cell_s": cell_seconds(nb.cells[5]),
+        "end_cell_s": cell_seconds(nb.cells[4]),
+        "trivial_cell_s": cell_seconds(nb.cells[5]),
         "kernel_result_scalar_ms": printed_figure(nb.cells[3], "PER_RESULT_MS"),
-        "kernel_result_scalar_idle_ms": printed_figure(nb.cells[4], "IDLE_RESULT_MS"),
-        "kernel_bare_display_ms": printed_figure(nb.cells[4], "BARE_DISPLAY_MS"),
     }
 
 
@@ -201,49 +186,53 @@ def _per_call_ms(call: Any, count: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="one repeat, fewer results")
+    parser.add_argument("--quick", action="store_true", help="one pair, fewer results")
     args = parser.parse_args()
-    repeats, results = (1, 50) if args.quick else (3, 200)
-
+    repeats, count = (1, 20) if args.quick else (5, 200)
+    results = Results("bench_magic", params={"repeats": repeats, "results": count})
     base = Path(tempfile.mkdtemp(prefix="bench-magic-"))
     try:
         template = make_template(base)
-        bare = [bare_cell(base, template, i) for i in range(repeats)]
-        ours = [reprokit_cells(base, template, i, results) for i in range(repeats)]
+        ours: list[dict[str, float]] = []
+        bare: list[float] = []
+        for index in range(repeats):  # A B, B A, A B ...: both sides see the same load
+            sides = [
+                lambda i=index: ours.append(reprokit_cells(base, template, i, count)),
+                lambda i=index: bare.append(bare_cells(base, template, i)),
+            ]
+            for side in sides if index % 2 == 0 else reversed(sides):
+                side()
         local = in_process(base, template, 500 if args.quick else 2000)
     finally:
         os.chdir(ROOT)
         shutil.rmtree(base, ignore_errors=True)
+    report(results, ours, bare, local)
+    results.write()
 
-    med = {key: statistics.median(run[key] for run in ours) for key in ours[0]}
-    bare_s = statistics.median(bare)
-    figures = {
-        "bare_cell_s": bare_s,
-        **med,
-        **local,
-        "ratio_start_vs_bare": med["start_cell_s"] / bare_s,
-        "ratio_load_ext_vs_bare": med["load_ext_cell_s"] / bare_s,
-        "ratio_end_vs_bare": med["end_cell_s"] / bare_s,
-        "ratio_result_vs_log_metric": local["result_scalar_ms"] / local["mlflow_log_metric_ms"],
-        "ratio_kernel_result_idle_vs_bare_display": (
-            med["kernel_result_scalar_idle_ms"] / med["kernel_bare_display_ms"]
-        ),
-    }
-    for key, value in figures.items():
-        print(f"{key:32s} {value:10.4f}")
-    report = {
-        "benchmark": "bench_magic",
-        "quick": args.quick,
-        "repeats": repeats,
-        "python": sys.version.split()[0],
-        "machine": platform.machine(),
-        "cpus": os.cpu_count(),
-        "figures": figures,
-        "raw": {"bare_cell_s": bare, "reprokit": ours},
-    }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
-    print(f"wrote {RESULTS}")
+
+def report(
+    results: Results, ours: list[dict[str, float]], bare: list[float], local: dict[str, float]
+) -> None:
+    def pair(name: str, key: str | tuple[str, ...], baseline: tuple[float, ...], **kw: Any) -> None:
+        keys = (key,) if isinstance(key, str) else key
+        measured = tuple(sum(run[k] for k in keys) for run in ours)
+        results.add(Pair(name, measured, baseline, **kw))
+
+    trivial = tuple(run["trivial_cell_s"] for run in ours)
+    pair("end_cell_vs_trivial_cell", "end_cell_s", trivial, baseline_name="x = 1 cell",
+         target="%repro end <= 0.1 s")  # fmt: skip
+    pair("start_end_vs_bare_mlflow", ("start_cell_s", "end_cell_s"), tuple(bare),
+         baseline_name="bare MLflow start_run + end_run cells", target="ratio <= 0.5")  # fmt: skip
+    pair("start_cell_vs_bare_mlflow", "start_cell_s", tuple(bare),
+         baseline_name="bare MLflow start_run + end_run cells")  # fmt: skip
+    for key in ("load_ext_cell_s", "end_cell_s", "kernel_result_scalar_ms"):
+        results.figure(f"{key}_median", round(statistics.median(run[key] for run in ours), 4))
+    for key, value in local.items():
+        results.figure(key, round(value, 4))
+    results.figure(
+        "ratio_result_vs_log_metric",
+        round(local["result_scalar_ms"] / local["mlflow_log_metric_ms"], 3),
+    )
 
 
 if __name__ == "__main__":

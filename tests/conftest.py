@@ -179,7 +179,15 @@ def tracking_uri(root: Path) -> str:
 
 
 def mlflow_client(uri: str) -> Any:
+    """A client of the store at ``uri``, once the background writers of every run ended in its
+    project are done (``%repro end`` returns before MLflow has a slow run: see
+    ``reprokit.recording.handoff``)."""
     from mlflow.tracking import MlflowClient
+
+    from reprokit.recording.handoff import wait_for_writers
+
+    if uri.startswith("sqlite:///"):
+        wait_for_writers(Path(uri.removeprefix("sqlite:///")).parent, 120)
 
     return MlflowClient(tracking_uri=uri)
 

@@ -16,6 +16,7 @@ Output layout (``output_dir`` defaults to ``<project root>/.reprokit/runs/<UTC>-
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -27,7 +28,9 @@ from typing import Any, Generic, TypeVar
 from reprokit.exceptions import RunInterrupted, UsageError
 from reprokit.notebook.files import discover_notebooks, mark_output_folder
 from reprokit.options import ExecutionOptions
-from reprokit.recording.executed import warm_up
+from reprokit.recording.executed import Connections, warm_up
+from reprokit.recording.retention import write_run_info, writing
+from reprokit.recording.target import resolve_target
 from reprokit.runner import kernels
 from reprokit.runner.device import DeviceChoice
 from reprokit.runner.execute import make_output_folder
@@ -109,7 +112,7 @@ def execute_notebooks(
         make_output_folder(plan.output_dir)
     if not any(base.resolve() in request[0].resolve().parents for request in requests):
         mark_output_folder(base)  # executed copies are never discovered as the project's
-    with kernels.stop_kernels_on_signals():
+    with kernels.stop_kernels_on_signals(), writing(base):  # gc leaves base alone meanwhile
         collected = _execute(plans, choice, options, _Collecting(record, progress, collect))
         _raise_if_interrupted(plans)
     return collected
@@ -132,11 +135,13 @@ class _Collecting(Generic[T]):
     record: bool
     progress: Progress | None
     collect: Callable[[RunOutcome], T]
+    connections: Connections | None = None  # MLflow's store (or helper) shared by the runs
 
     def __call__(self, finished: Finished) -> T:
         outcome = finished.executed.outcome
         if self.record and finished.started:
-            outcome = _recorded(finished.plan, finished.executed)
+            connections = self.connections or Connections()
+            outcome = _begin_recording(finished.plan, finished.executed, connections)()
         if self.progress is not None:
             self.progress("done", finished.plan, outcome)
         return self.collect(outcome)
@@ -162,16 +167,21 @@ def _execute(
     threads = max(1, min(width, len(plans), _COLLECTORS))
     order = {id(plan): index for index, plan in enumerate(plans)}
     futures: dict[int, Future[T]] = {}
+    connections = _connections(plans, options, collecting.record)
+    collecting = replace(collecting, connections=connections)
     # the executor first: a cluster that cannot be reached stops everything at once
-    with open_executor(options, choice, collecting.progress, len(plans)) as executor:
+    with (
+        contextlib.closing(connections),
+        open_executor(options, choice, collecting.progress, len(plans)) as executor,
+    ):
         if collecting.progress is not None:
             for plan in plans:  # what will run, said before anything runs
                 collecting.progress("plan", plan, None)
         # recording and comparing run on threads of their own: MLflow is imported there while
         # the first kernel starts, and notebook k is recorded while notebook k+1 executes
         with ThreadPoolExecutor(threads, "reprokit-record") as collector:
-            if collecting.record:
-                collector.submit(warm_up)
+            if collecting.record and not _side_by_side(plans, options):
+                collector.submit(warm_up)  # else MLflow is the helper process's
             for plan in plans:
                 executor.submit(plan)
             for finished in executor.finished():
@@ -182,14 +192,32 @@ def _execute(
 _COLLECTORS = 4  # recording threads at most: MLflow writes, not kernels, are their work
 
 
-def _recorded(plan: PlannedRun, executed: Executed) -> RunOutcome:
+def _side_by_side(plans: list[PlannedRun], options: ExecutionOptions) -> bool:
+    """Whether kernels run at once (then MLflow works in a helper process)."""
+    return (options.jobs > 1 or options.executor == "dask") and len(plans) > 1
+
+
+def _connections(plans: list[PlannedRun], options: ExecutionOptions, record: bool) -> Connections:
+    """MLflow's store opened once for all the runs. With kernels running side by side, MLflow
+    (its import is seconds of CPU, and it would hold this process's GIL against the threads
+    that drive the kernels) works in a helper process of lower priority
+    (:mod:`reprokit.recording.helper`): each run is handed to it as its notebook is done."""
+    connections = Connections()
+    for plan in plans if record and _side_by_side(plans, options) else ():
+        connections.start_helper(resolve_target(start=plan.source.resolve().parent))
+    return connections
+
+
+def _begin_recording(
+    plan: PlannedRun, executed: Executed, connections: Connections
+) -> Callable[[], RunOutcome]:
+    """Journal the run (and hand it to a helper, if there is one); the returned call waits
+    until MLflow has it and gives the outcome with its run id."""
     from reprokit.capturing.redact import redact_text
-    from reprokit.recording.executed import record_execution
+    from reprokit.recording.executed import begin_record
 
     outcome = executed.outcome
     tags = {"reprokit.runner": "reprokit run", "reprokit.runner.status": outcome.status}
-    if plan.copy[1] > 1:  # record/verify --repeat: which of the runs this is
-        tags["reprokit.repeat"] = f"{plan.copy[0]}/{plan.copy[1]}"
     if outcome.failure is not None:
         tags["reprokit.runner.failed_cell"] = str(outcome.failure.index + 1)  # as messages say
         error = f"{outcome.failure.ename}: {outcome.failure.evalue}"
@@ -200,7 +228,7 @@ def _recorded(plan: PlannedRun, executed: Executed) -> RunOutcome:
         tags["reprokit.runner.retries"] = redact_text("; ".join(outcome.retries))[:500]
     if outcome.executed_by:
         tags["reprokit.runner.executed_by"] = outcome.executed_by
-    recorded = record_execution(
+    pending = begin_record(
         notebook=plan.source.resolve(),
         output_dir=plan.output_dir,
         status=outcome.status,
@@ -210,8 +238,15 @@ def _recorded(plan: PlannedRun, executed: Executed) -> RunOutcome:
         results=executed.results,
         extra_tags=tags,
         note=_note(plan, executed),
+        connections=connections,
     )
-    return replace(outcome, run_id=recorded.run_id, record_error=recorded.error)
+
+    def complete() -> RunOutcome:
+        recorded = pending.finish()
+        write_run_info(plan.output_dir, str(plan.source.resolve()), recorded.run_id)
+        return replace(outcome, run_id=recorded.run_id, record_error=recorded.error)
+
+    return complete
 
 
 def _note(plan: PlannedRun, executed: Executed) -> str:

@@ -3,7 +3,9 @@
 One run is active per process. ``start`` captures the snapshot (cheap) and hands the MLflow
 work to a background thread, so the cell returns before MLflow is even imported; ``result``
 encodes the value, emits it into the notebook and queues the metric; ``end`` (or the kernel's
-exit) waits for everything to reach MLflow and closes the run with its status:
+exit) closes the run with its status, and returns at once: when MLflow is not done within
+:data:`END_GRACE_S` (its import takes seconds), a background writer process finishes the run
+(:mod:`reprokit.recording.handoff`); ``flush`` after ``end`` waits for it. The status:
 
 - ``KILLED`` if a cell was interrupted (KeyboardInterrupt) since ``start``;
 - ``FAILED`` if a cell raised any other uncaught error since ``start``;
@@ -20,7 +22,8 @@ is recorded by the next run.
 
 Environment read here: ``REPROKIT_DEVICE`` (see :func:`device`), ``REPROKIT_PARAMS`` (a JSON
 object of notebook parameters recorded as MLflow params, set by a runner),
-``REPROKIT_FLUSH_TIMEOUT`` (seconds ``end`` waits for MLflow, default 60), ``REPROKIT_MLFLOW``
+``REPROKIT_FLUSH_TIMEOUT`` (seconds ``end`` waits for MLflow when it does not hand the run
+over, default 60), ``REPROKIT_MLFLOW``
 (``off``: keep the run local, never import MLflow — set by ``reprokit run``, which records the
 executed notebook itself; see :mod:`reprokit.recording.recorded_run`); where runs go is
 resolved by :mod:`reprokit.recording.target`, the run's local folder by
@@ -66,6 +69,8 @@ STATUSES: tuple[RunEndStatus, ...] = ("FINISHED", "FAILED", "KILLED")
 DEVICE_ENV = "REPROKIT_DEVICE"
 PARAMS_ENV = "REPROKIT_PARAMS"
 FLUSH_TIMEOUT_ENV = "REPROKIT_FLUSH_TIMEOUT"
+END_GRACE_S = 0.05
+"""How long ``end`` waits for MLflow before handing the run to a background writer process."""
 
 _lock = threading.RLock()
 _active: RecordedRun | None = None
@@ -331,8 +336,9 @@ def _expected_algorithm(expected: list[str]) -> str | None:
 
 
 def end(status: RunEndStatus | None = None) -> RunStatus:
-    """Flush everything to MLflow and close the run (see the module docstring for the status;
-    ``status`` is read case-insensitively).
+    """Close the run: MLflow gets it at once, or from a background writer process when it is
+    not done within :data:`END_GRACE_S` (``flush()`` waits for that; see the module docstring,
+    also for the status; ``status`` is read case-insensitively).
 
     Without an active run it warns and returns the last run's status. Recording problems are
     reported as warnings and listed in the returned ``errors``.
@@ -346,7 +352,7 @@ def end(status: RunEndStatus | None = None) -> RunStatus:
             return _status_of_last()
         final = given or run.outcome()
         _active, _last_run = None, run
-        run.close(final, _flush_timeout())
+        run.close(final, _flush_timeout(), grace=END_GRACE_S)
         _surface_problems(run)
         _last_status = run.status(final)
         return _last_status
@@ -380,13 +386,15 @@ def _flush_timeout() -> float:
 def flush(timeout: float | None = None) -> bool:
     """Wait until everything recorded so far has reached MLflow (the run stays open).
 
-    Returns False if ``timeout`` seconds passed first; True at once when no run is active.
-    Recording problems are reported as warnings, as at any call.
+    After ``end``, wait for the ended run: ``end`` returns before MLflow has it when MLflow
+    is slow (its first import alone takes seconds) and a background writer process finishes
+    it. Returns False if ``timeout`` seconds passed first; True at once when there is nothing
+    to wait for. Recording problems are reported as warnings, as at any call.
     """
     with _lock:
-        run = _active
+        run, last = _active, _last_run
     if run is None:
-        return True
+        return True if last is None else last.wait_written(timeout)
     done = run.recorder.flush(timeout)
     with _lock:
         _surface_problems(run)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from reprokit.recording.handoff import wait_for_writers
 from reprokit.recording.journal import pending_journals as pending
 from reprokit.recording.replay import Replay, replay_pending
 from reprokit.recording.target import resolve_target, sqlite_path
@@ -21,14 +22,23 @@ from reprokit.recording.writer import MlflowRunWriter
 __all__ = ["sync"]
 
 
-def sync(start: str | os.PathLike[str] = ".", *, tracking_uri: str | None = None) -> list[Replay]:
+def sync(
+    start: str | os.PathLike[str] = ".",
+    *,
+    tracking_uri: str | None = None,
+    wait: float | None = None,
+) -> list[Replay]:
     """Replay every pending journal of the project around ``start`` into its store.
 
     The store is the one ``start`` resolves to (``tracking_uri`` overrides it); a journal
-    recorded for another store is listed as ``elsewhere`` and kept. Raises
-    :class:`~reprokit.exceptions.RecordError` when the store cannot be opened.
+    recorded for another store is listed as ``elsewhere`` and kept. With ``wait``, first wait
+    up to that many seconds for the background writers that ``end`` started
+    (:mod:`reprokit.recording.handoff`): then every ended run is in MLflow when this returns.
+    Raises :class:`~reprokit.exceptions.RecordError` when the store cannot be opened.
     """
     target = resolve_target(start=Path(start), tracking_uri=tracking_uri)
+    if wait is not None:
+        wait_for_writers(target.project_root, wait)
     database = sqlite_path(target.uri)
     if database is not None and not database.exists() and not any(pending(target.project_root)):
         return []  # nothing to replay, and no store to make where there was none

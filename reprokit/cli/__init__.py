@@ -32,9 +32,11 @@ _COMMANDS: dict[str, str] = {
     "check": "reprokit.cli._check:check_command",
     "diff": "reprokit.cli._diff:diff_command",
     "env": "reprokit.cli._capture:env_command",
+    "gc": "reprokit.cli._gc:gc_command",
     "hash": "reprokit.cli._capture:hash_command",
     "record": "reprokit.cli._record:record_command",
     "run": "reprokit.cli._run:run_command",
+    "status": "reprokit.cli._status:status_command",
     "sync": "reprokit.cli._sync:sync_command",
     "verify": "reprokit.cli._verify:verify_command",
 }

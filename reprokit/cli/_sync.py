@@ -13,19 +13,29 @@ from pathlib import Path
 
 import click
 
+WAIT_S = 600.0
+
 
 @click.command("sync")
 @click.argument("path", required=False, type=click.Path(path_type=Path), default=Path("."))
 @click.option("--tracking-uri", default=None, help="The store to replay into [default: resolved].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per journal.")
-def sync_command(path: Path, tracking_uri: str | None, as_json: bool) -> None:
+@click.option(
+    "--wait",
+    "wait",
+    is_flag=True,
+    help="First wait (up to 10 minutes) for the background writers of ended runs.",
+)
+def sync_command(path: Path, tracking_uri: str | None, as_json: bool, wait: bool) -> None:
     """Replay the run journals of the project at PATH (default: here) into MLflow: the runs
-    of kernels killed before MLflow had everything. One line per journal."""
+    of kernels killed before MLflow had everything. With --wait, every run ended so far is in
+    MLflow when it returns. One line per journal."""
     from reprokit._serde import to_builtins
     from reprokit.api.sync import sync
     from reprokit.report.describe import NOTHING_TO_REPLAY, describe_replay
 
-    replays, here = sync(path, tracking_uri=tracking_uri), Path.cwd()
+    replays = sync(path, tracking_uri=tracking_uri, wait=WAIT_S if wait else None)
+    here = Path.cwd()
     for replay in replays:
         click.echo(json.dumps(to_builtins(replay)) if as_json else describe_replay(replay, here))
     if not replays and not as_json:

@@ -22,6 +22,7 @@ from reprokit.capturing.model import DataEntry, DataManifest
 from reprokit.capturing.redact import redact_mapping
 from reprokit.exceptions import InputError, RecordError
 from reprokit.recording.folder import ARTIFACT_PATH
+from reprokit.recording.helper import RecordingHelper
 from reprokit.recording.journal import Journal, JournalState
 from reprokit.recording.mapping import (
     dataset_spec,
@@ -32,7 +33,7 @@ from reprokit.recording.mapping import (
     seed_tags,
 )
 from reprokit.recording.replay import replay_state
-from reprokit.recording.target import resolve_target
+from reprokit.recording.target import TrackingTarget, resolve_target
 from reprokit.recording.writer import Metric, MlflowRunWriter, RunEndStatus, now_ms
 from reprokit.results.notebook import NotebookResults
 
@@ -63,7 +64,36 @@ class RunRecord:
     error: str | None = None
 
 
-def record_execution(
+def record_execution(**what: Any) -> RunRecord:
+    """Write one MLflow run for an executed notebook (the arguments of :func:`begin_record`);
+    a recording failure is returned, not raised (the execution's own outcome matters more)."""
+    return begin_record(**what).finish()
+
+
+@dataclass
+class PendingRecord:
+    """A run journaled and, with a helper, on its way to MLflow; :meth:`finish` completes it."""
+
+    state: JournalState
+    target: TrackingTarget
+    journal: Journal | None
+    connections: Connections
+    helper: RecordingHelper | None = None
+
+    def finish(self) -> RunRecord:
+        """The run id (or the recording error), once MLflow has the run."""
+        target, journal = self.target, self.journal
+        if self.helper is not None and journal is not None:
+            recorded = _received(self.helper, target)
+            if recorded is not None:
+                return recorded
+            journal = Journal.adopt(journal.path)  # the helper is gone: replay it here
+            if journal is None:
+                return RunRecord(None, target.experiment, target.display_uri, _HELPER_GONE)
+        return _record_here(self.state, target, journal, self.connections)
+
+
+def begin_record(
     *,
     notebook: Path,
     output_dir: Path,
@@ -74,11 +104,11 @@ def record_execution(
     results: NotebookResults | None,
     extra_tags: Mapping[str, str],
     note: str = "",
-) -> RunRecord:
-    """Write one MLflow run for an executed notebook; a recording failure is returned, not
-    raised (the execution's own outcome matters more)."""
+    connections: Connections | None = None,
+) -> PendingRecord:
+    """Journal the run of an executed notebook and, when ``connections`` has a helper for its
+    store, hand the journal to it at once (else :meth:`PendingRecord.finish` writes MLflow)."""
     target = resolve_target(start=notebook.parent)
-    writer = MlflowRunWriter(target)
     snapshot = results.snapshot if results is not None else None
     tags = _tags(notebook, device, snapshot, target.display_uri, note) | dict(extra_tags)
     # a parameter named like a secret, or holding a credential, is never recorded verbatim
@@ -96,9 +126,44 @@ def record_execution(
     ]
     state.status, state.end_ms = MLFLOW_STATUS.get(status, "FAILED"), now_ms()
     journal = _journal(target.project_root, output_dir, state)
+    pending = PendingRecord(state, target, journal, connections or Connections())
+    helper = pending.connections.helper(target)
+    if helper is not None and journal is not None:
+        journal.release()  # the helper locks it
+        if _sent(helper, journal.path):
+            pending.helper = helper
+        else:  # the helper is gone: finish() writes it here
+            pending.journal = Journal.adopt(journal.path)
+    return pending
+
+
+_HELPER_GONE = "the recording helper stopped; `reprokit sync` completes the run"
+
+
+def _sent(helper: RecordingHelper, journal: Path) -> bool:
+    try:
+        helper.send(journal)
+    except OSError:
+        return False
+    return True
+
+
+def _received(helper: RecordingHelper, target: TrackingTarget) -> RunRecord | None:
+    try:
+        return RunRecord(helper.receive(), target.experiment, target.display_uri)
+    except RuntimeError as exc:
+        return RunRecord(None, target.experiment, target.display_uri, str(exc))
+    except OSError:
+        return None
+
+
+def _record_here(
+    state: JournalState, target: TrackingTarget, journal: Journal | None, connections: Connections
+) -> RunRecord:
+    writer = MlflowRunWriter(target)
     try:
         with _record_lock:
-            writer.connect()
+            writer = connections.writer(target)
             run_id = replay_state(state, writer, journal)
     except RecordError as exc:
         _close_quietly(writer)  # the journal (kept) completes the run at the next command
@@ -107,6 +172,39 @@ def record_execution(
         if journal is not None:
             journal.release()
     return RunRecord(run_id, target.experiment, target.display_uri)
+
+
+class Connections:
+    """Stores opened once for a batch of recordings (``reprokit run`` of many notebooks):
+    connecting costs a client, the store's check and a look for journals to replay."""
+
+    def __init__(self) -> None:
+        self._opened: dict[str, MlflowRunWriter] = {}
+        self._helpers: dict[str, RecordingHelper] = {}
+
+    def start_helper(self, target: TrackingTarget) -> None:
+        """Record the runs of ``target``'s store through a :class:`RecordingHelper` process,
+        started now (so that MLflow imports there while kernels run)."""
+        if target.uri not in self._helpers:
+            with contextlib.suppress(OSError):  # no helper: recorded in this process
+                self._helpers[target.uri] = RecordingHelper(target)
+
+    def helper(self, target: TrackingTarget) -> RecordingHelper | None:
+        return self._helpers.get(target.uri)
+
+    def close(self) -> None:
+        for helper in self._helpers.values():
+            helper.close()
+        self._helpers.clear()
+
+    def writer(self, target: TrackingTarget) -> MlflowRunWriter:
+        """A writer of a new run at ``target``, on a connection opened once per store."""
+        opened = self._opened.get(target.uri)
+        if opened is None:
+            opened = MlflowRunWriter(target)
+            opened.connect()
+            self._opened[target.uri] = opened
+        return opened.sharing(target)
 
 
 def _journal(project_root: str, output_dir: Path, state: JournalState) -> Journal | None:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from reprokit._fsutil import atomic_write_bytes, atomic_write_text, write_then_name
+from reprokit.recording.retention import ACTIVE_SUFFIX, hold_marker, release_marker
 
 OUTPUT_DIR_ENV = "REPROKIT_OUTPUT_DIR"
 ARTIFACT_PATH = "reprokit"
@@ -35,8 +36,17 @@ ARRAYS = "arrays"
 class RunFolder:
     """A run's local folder; also the :class:`~reprokit.results.arrays.ArrayWriter` of results."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, marker: Path | None = None) -> None:
         self.path = path
+        self._marker = marker
+        self._marker_fd = None if marker is None else hold_marker(marker)
+
+    def release(self) -> None:
+        """The run is written: ``reprokit gc`` may consider its folder (see
+        :mod:`~reprokit.recording.retention`)."""
+        if self._marker is not None:
+            release_marker(self._marker, self._marker_fd)
+            self._marker = self._marker_fd = None
 
     @classmethod
     def create(cls, project_root: str | os.PathLike[str]) -> RunFolder:
@@ -54,7 +64,8 @@ class RunFolder:
         key = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
         path = runs / key
         path.mkdir(parents=True)
-        return cls(path)
+        # a runner's folder is marked by the runner; a session's from now until its end
+        return cls(path, None if base else path.with_name(key + ACTIVE_SUFFIX))
 
     def write_text(self, name: str, text: str) -> Path:
         target = self.path / name

@@ -15,11 +15,13 @@ from __future__ import annotations
 import os
 from collections import Counter
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from reprokit._serde import to_json, to_json_fast
 from reprokit.capturing.model import DataEntry, DataManifest, SeedRecord, Snapshot
 from reprokit.recording.folder import ARTIFACT_PATH, RunFolder
+from reprokit.recording.handoff import spawn_writer, wait_for_writers
 from reprokit.recording.journal import JOURNAL_TAG, Journal
 from reprokit.recording.mapping import (
     dataset_spec,
@@ -107,6 +109,7 @@ class RunStatus:
     pending: int = 0  # MLflow operations not yet done
     recording: bool = True  # False once MLflow recording failed for this run
     errors: tuple[str, ...] = ()  # every recording problem reported for this run
+    background: bool = False  # a background writer process finishes the run in MLflow
 
 
 class RecordedRun:
@@ -136,6 +139,7 @@ class RecordedRun:
         self.cell_errors = 0
         self.interrupted = False
         self.reported: list[str] = []  # problems already handed out, kept for the summary
+        self.handed_off: Path | None = None  # the journal a background writer process finishes
         self._problems: list[str] = []
         self._declared: Counter[str] = Counter()
         self.folder = self._make_folder()
@@ -169,14 +173,15 @@ class RecordedRun:
             )
             return None
 
-    def _submit(self, op: Op) -> None:
-        """Journal ``op`` (on disk when this returns), then queue it for MLflow."""
+    def _submit(self, op: Op, *, durable: bool = True) -> None:
+        """Journal ``op`` (on disk when this returns; fsync'ed too, ``durable`` and not a
+        ``log`` event), then queue it for MLflow."""
         event = _journal_event(op)
         if event is not None:
             kind, fields = event
             if kind == "start":  # where the run goes: the replay's store and experiment
                 fields |= {"experiment": self.target.experiment, "uri": self.target.display_uri}
-            self._journal(kind, durable=kind != "log", **fields)  # log: fsync'ed by the worker
+            self._journal(kind, durable=durable and kind != "log", **fields)  # else: by the worker
         self.recorder.submit(op)
 
     def _journal(self, event: str, /, durable: bool = True, **fields: Any) -> None:
@@ -223,6 +228,7 @@ class RecordedRun:
         assert self.folder is not None
         fill_file_lists(self.snapshot.data.entries if self.snapshot.data else ())
         self.folder.write_text("snapshot.json", to_json_fast(self.snapshot))
+        self._write_run_json(None, None)  # names the notebook (gc groups runs by it)
         self.folder.write_text("requirements.txt", requirements_text(self.snapshot))
         if self.snapshot.git.available and self.snapshot.git.dirty:
             diff = git_diff(self.target.project_root)
@@ -239,8 +245,9 @@ class RecordedRun:
             self.folder.write_text("data.json", to_json_fast(manifest))  # 100k files
             self.folder.write_text("seeds.json", to_json(self.seeds))
 
-    def _write_run_json(self, run_id: str, artifact_uri: str | None) -> None:
+    def _write_run_json(self, run_id: str | None, artifact_uri: str | None) -> None:
         info = {
+            "notebook": self.notebook,
             "run_id": run_id,
             "experiment": self.target.experiment,
             "tracking_uri": self.target.display_uri,
@@ -359,25 +366,38 @@ class RecordedRun:
             pending=self.recorder.pending,
             recording=not self.recorder.broken,
             errors=tuple(self.reported),
+            background=self.handed_off is not None,
         )
 
-    def close(self, status: RunEndStatus, timeout: float) -> bool:
+    def close(self, status: RunEndStatus, timeout: float, *, grace: float | None = None) -> bool:
         """Write results, upload the folder, end the run; wait up to ``timeout`` seconds.
 
-        False when MLflow did not finish in time (the run may then stay RUNNING).
+        False when MLflow did not finish in time (the run may then stay RUNNING). With
+        ``grace``, MLflow gets that long; if it is not done by then the run is handed to a
+        background writer process (:mod:`~reprokit.recording.handoff`) and this returns True
+        at once: :meth:`wait_written` waits for that process.
         """
-        self._write_results()
+        if self.folder is not None:  # on the recorder's thread, before the upload
+            self._local("writing results.json", self._write_results)
         summary = {
             "reprokit.results": str(len(self.results)),
             "reprokit.cell_errors": str(self.cell_errors),
         }
         self._submit(LogBatch(tags=summary))
+        # fsync'ed off this thread: by the recorder after its batch, or before the hand-off
         if self.folder is not None:
-            self._submit(Upload(self.folder.path, ARTIFACT_PATH))
+            self._submit(Upload(self.folder.path, ARTIFACT_PATH), durable=False)
         on_closed = None if self.journal is None else self.journal.finish
-        self._submit(Close(status, now_ms(), on_closed))
+        self._submit(Close(status, now_ms(), on_closed), durable=False)
+        if grace is not None and self._late(grace) and self._hand_off():
+            self.recorder.stop()
+            if self.folder is not None:
+                self.folder.release()  # the journal keeps it from gc until it is synced
+            return True
         finished = self.recorder.flush(timeout)
         self.recorder.stop()
+        if self.folder is not None:
+            self.folder.release()
         if not finished:
             self._problems.append(
                 f"MLflow at {self.target.display_uri} did not finish within {timeout:g} s; "
@@ -385,14 +405,48 @@ class RecordedRun:
             )
         return finished
 
-    def _write_results(self) -> None:
-        if self.folder is None:
-            return
+    def _late(self, grace: float) -> bool:
+        """MLflow will not be done within ``grace`` seconds (still importing it, past the quick
+        checks of the store: no need to wait and see)."""
+        recorder = self.recorder
+        if recorder.broken:  # MLflow refused: another process would not do better
+            return False
+        writer = recorder.writer if isinstance(recorder, BackgroundRecorder) else None
+        if writer is not None and writer.reachable and not writer.connected:
+            return recorder.pending > 0
+        return recorder.pending > 0 and not recorder.flush(grace)
+
+    def _hand_off(self) -> bool:
+        journal, recorder = self.journal, self.recorder
+        if journal is None or not isinstance(recorder, BackgroundRecorder):
+            return False
         try:
+            spawn_writer(journal.path, self.target)
+        except OSError as exc:
+            self._problems.append(f"cannot start a background MLflow writer: {exc}; waiting")
+            return False
+
+        def let_go() -> None:  # the writer takes the journal's lock after that
+            journal.sync()
+            journal.release()
+
+        recorder.hand_off(let_go)
+        self.handed_off = journal.path
+        return True
+
+    def wait_written(self, timeout: float | None) -> bool:
+        """Wait until the background writer (if the run was handed to one) is done: the run
+        is in MLflow, or the writer died and left the journal to ``reprokit sync``. False when
+        ``timeout`` seconds passed first."""
+        if self.handed_off is None:
+            return self.recorder.flush(timeout)
+        limit = float("inf") if timeout is None else timeout
+        return wait_for_writers(self.target.project_root, limit, [self.handed_off])
+
+    def _write_results(self) -> None:
+        if self.folder is not None:
             self.folder.write_text("results.json", to_json(self.results))
             self._write_inputs()
-        except OSError as exc:
-            self._problems.append(f"cannot write the run's results to {self.folder.path}: {exc}")
 
 
 def _journal_event(op: Op) -> tuple[str, dict[str, Any]] | None:

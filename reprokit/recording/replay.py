@@ -96,6 +96,11 @@ def _tagged_run(writer: MlflowRunWriter, key: str | None) -> str | None:
     return str(runs[0].info.run_id) if runs else None
 
 
+def journaled_run(writer: MlflowRunWriter, key: str) -> str | None:
+    """The run a replay of journal ``key`` created (it carries the tag ``reprokit.journal``)."""
+    return _tagged_run(writer, key)
+
+
 def replay_pending(writer: MlflowRunWriter) -> list[Replay]:
     """Replay every journal of the writer's project that its process left behind and that
     was recorded for the writer's store; ``writer`` is connected. Never raises."""
@@ -108,12 +113,13 @@ def replay_file(path: Path, writer: MlflowRunWriter) -> Replay:
     if journal is None:
         return Replay(str(path), "running")
     try:
-        return _replay_adopted(journal, writer)
+        return replay_adopted(journal, writer)
     finally:
         journal.release()
 
 
-def _replay_adopted(journal: Journal, writer: MlflowRunWriter) -> Replay:
+def replay_adopted(journal: Journal, writer: MlflowRunWriter) -> Replay:
+    """A journal this process holds (:meth:`Journal.adopt`), replayed; the caller releases it."""
     path = str(journal.path)
     try:
         state = read_journal(journal.path)

@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,6 +91,12 @@ class BackgroundRecorder:
         self._errors: list[str] = []
         self._broken = False
         self._closed = False
+        self._handed_off = False
+        # local file writes on a thread of their own: they must not wait behind MLflow's
+        # import, and the interpreter finishes them before it exits (a script that ends right
+        # after `end` still leaves a complete run folder for the background writer to upload)
+        self._files = ThreadPoolExecutor(1, "reprokit-files")
+        self._barriers: dict[int, Future[None]] = {}  # Upload/Close op -> files written before it
         self._thread = threading.Thread(target=self._main, name="reprokit-recorder", daemon=True)
         self._thread.start()
 
@@ -102,7 +109,25 @@ class BackgroundRecorder:
             self._pending += 1
             if isinstance(op, Close):
                 self._closed = True
+            if isinstance(op, Call):
+                self._files.submit(self._write_file, op)
+                return
+            if isinstance(op, Upload | Close):
+                self._barriers[id(op)] = self._files.submit(_nothing)
         self._queue.put(op)
+
+    def _write_file(self, op: Call) -> None:
+        try:
+            self._execute(op.function, op.description, mlflow=False)
+        finally:
+            self._done(1)
+
+    def _files_written(self, op: Op) -> None:
+        """Wait until the file writes submitted before ``op`` are done (they are uploaded)."""
+        with self._lock:
+            barrier = self._barriers.pop(id(op), None)
+        if barrier is not None:
+            barrier.result()
 
     def flush(self, timeout: float | None) -> bool:
         """Wait until everything submitted is done; False if ``timeout`` ran out first."""
@@ -127,9 +152,28 @@ class BackgroundRecorder:
     def broken(self) -> bool:
         return self._broken
 
+    def hand_off(self, then: Callable[[], None]) -> None:
+        """Send nothing more to MLflow (the operation under way finishes; queued local writes
+        still run), then call ``then`` on the thread: another process writes the run."""
+        with self._lock:
+            self._handed_off = True
+            self._pending += 1
+            barrier = self._files.submit(_nothing)
+
+        def after_the_files() -> None:
+            barrier.result()
+            then()
+
+        self._queue.put(Call("handing the run over", after_the_files))
+
+    @property
+    def handed_off(self) -> bool:
+        return self._handed_off
+
     def stop(self) -> None:
-        """Let the thread end once the queue is empty (after Close)."""
+        """Let the threads end once their queues are empty (after Close)."""
         self._queue.put(None)
+        self._files.shutdown(wait=False)
 
     # --- the thread's side -----------------------------------------------------------
 
@@ -178,6 +222,7 @@ class BackgroundRecorder:
             sys.setswitchinterval(interval)
 
     def _run_op(self, op: Op) -> None:
+        self._files_written(op)
         if isinstance(op, Call):
             self._execute(op.function, op.description, mlflow=False)
         elif isinstance(op, OpenRun):
@@ -207,7 +252,7 @@ class BackgroundRecorder:
             op.on_open(run_id, self.writer.artifact_uri)
 
     def _execute(self, function: Callable[[], object], what: str, *, mlflow: bool = True) -> None:
-        if mlflow and self._broken:
+        if mlflow and (self._broken or self._handed_off):
             return
         try:
             function()
@@ -229,6 +274,10 @@ class BackgroundRecorder:
         with self._idle:
             self._pending -= count
             self._idle.notify_all()
+
+
+def _nothing() -> None:
+    """A marker in the file-writing queue: done once everything before it is."""
 
 
 def _merge(ops: list[Op]) -> list[Op]:

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 from reprokit.exceptions import RecordError
 from reprokit.notebook.files import mark_output_folder
 from reprokit.recording.mapping import DatasetSpec
+from reprokit.recording.objects import intern_tree, link_tree, local_artifact_dir, objects_folder
 from reprokit.recording.target import TrackingTarget, sqlite_path
 
 MAX_METRICS_PER_BATCH = 1000
@@ -65,6 +66,8 @@ class MlflowRunWriter:
         self.run_id: str | None = None
         self.experiment_id: str | None = None
         self.artifact_uri: str | None = None
+        self._artifacts_of: str | None = None  # the run artifact_uri belongs to
+        self.reachable = False  # the store passed the quick checks; MLflow is being imported
         self._client: Any = None
 
     def _fail(self, action: str, exc: BaseException) -> RecordError:
@@ -77,6 +80,11 @@ class MlflowRunWriter:
             uri=self.target.display_uri,
             action=action,
         )
+
+    @property
+    def connected(self) -> bool:
+        """:meth:`connect` succeeded (MLflow is imported and the store open)."""
+        return self._client is not None
 
     @property
     def client(self) -> Any:
@@ -92,6 +100,7 @@ class MlflowRunWriter:
         with ``catch_up``, complete the runs that dead processes left in their journals."""
         try:
             self._preflight()
+            self.reachable = True
             _quiet_mlflow_logs()
             from mlflow.tracking import MlflowClient
 
@@ -155,6 +164,7 @@ class MlflowRunWriter:
             ) from exc
         self.run_id = run.info.run_id
         self.artifact_uri = run.info.artifact_uri
+        self._artifacts_of = self.run_id
         self.log_batch(metrics=(), params=params, tags=tags)
         return str(self.run_id)
 
@@ -219,10 +229,31 @@ class MlflowRunWriter:
             raise self._fail("logging dataset inputs", exc) from exc
 
     def upload(self, folder: Path, artifact_path: str) -> None:
+        """Upload ``folder`` as the run's artifacts ``artifact_path``. A folder of the
+        project's ``.reprokit`` is first stored once per content (its files become read-only
+        links to :mod:`~reprokit.recording.objects`); into a local artifact location its files
+        are then hard-linked, not copied."""
         try:
-            self._client.log_artifacts(self._run(), str(folder), artifact_path)
+            local = self._local_artifacts() if self._interned(folder) else None
+            if local is not None:
+                link_tree(folder, local / artifact_path)
+            else:
+                self._client.log_artifacts(self._run(), str(folder), artifact_path)
         except Exception as exc:
             raise self._fail(f"uploading {folder} as artifacts", exc) from exc
+
+    def _interned(self, folder: Path) -> bool:
+        hidden = Path(self.target.project_root).resolve() / ".reprokit"
+        if not folder.resolve().is_relative_to(hidden):
+            return False  # a reviewer's --output-dir: the project's store is not touched
+        intern_tree(folder, objects_folder(self.target.project_root))
+        return True
+
+    def _local_artifacts(self) -> Path | None:
+        if self.artifact_uri is None or self._artifacts_of != self.run_id:
+            self.artifact_uri = str(self._client.get_run(self._run()).info.artifact_uri)
+            self._artifacts_of = self.run_id
+        return local_artifact_dir(self.artifact_uri)
 
     def close(self, status: RunEndStatus, end_ms: int) -> None:
         try:

@@ -1,0 +1,17 @@
+"""``status``: how much disk the project's runs, stored objects and journals use."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from reprokit.recording.retention import DiskUsage, disk_usage
+from reprokit.recording.target import find_project_root
+
+__all__ = ["disk_status"]
+
+
+def disk_status(start: str | os.PathLike[str] = ".") -> DiskUsage:
+    """Bytes under the project's ``.reprokit/`` (each file counted once, however many hard
+    links share it), run folders and stored objects."""
+    return disk_usage(find_project_root(Path(start).resolve()))

@@ -1,0 +1,145 @@
+"""The background writer process: a run's journal finished in MLflow after its kernel moved on.
+
+``%repro end`` must not wait for MLflow (its import and store set-up alone take seconds). When
+the session's recorder thread has not finished within a short grace, the session hands the run
+over: the thread stops sending to MLflow (it finishes the operation it is in, runs the local file
+writes still queued, then releases the journal's ``flock``), and :func:`spawn_writer` starts
+``python -m reprokit.recording.handoff <journal>`` in a session of its own, which outlives the
+kernel. That process imports MLflow, waits for the journal's lock (so it is the only writer of
+the journal, and the kernel's thread has stopped), replays the journal into MLflow (idempotent:
+see :mod:`reprokit.recording.replay`) and closes the run with its status. It writes what it did
+to ``<journal>.writer.log`` beside the journal, removed when the run reached MLflow.
+
+Nothing is lost if the writer dies: the journal stays until the run is in MLflow, and the next
+``reprokit sync``, session or runner connecting to the store replays it. :func:`wait_for_writers`
+(``reprokit sync --wait``, ``reprokit.flush()`` after ``end``) waits for these writers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from reprokit.recording.journal import Journal, pending_journals
+from reprokit.recording.target import TrackingTarget
+
+URI_ENV = "REPROKIT_WRITER_URI"  # the tracking URI, credentials included: not on the command line
+LOCK_WAIT_S = 600.0  # how long the writer waits for the kernel's thread to let go
+POLL_S = 0.02
+
+
+def writer_log(journal: Path) -> Path:
+    return journal.with_name(journal.name + ".writer.log")
+
+
+def spawn_writer(journal: Path, target: TrackingTarget) -> None:
+    """Start the detached writer of ``journal``; ``OSError`` propagates (the journal then waits
+    for the next ``reprokit sync``).
+
+    The writer's log is ``flock``ed here and given to the writer as its output: the writer
+    holds that lock from its first instant until it exits, which is how
+    :func:`wait_for_writers` knows it is still at work (and that it died, if it did)."""
+    env = {**os.environ, URI_ENV: target.uri}
+    fd = os.open(writer_log(journal), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        subprocess.Popen(
+            [sys.executable, "-m", "reprokit.recording.handoff", str(journal)],
+            stdin=subprocess.DEVNULL,
+            stdout=fd,
+            stderr=fd,
+            cwd=target.project_root,
+            env=env,
+            start_new_session=True,  # not stopped with the kernel's process group
+            close_fds=True,
+        )
+    finally:
+        os.close(fd)
+
+
+def _adopt(path: Path, deadline: float) -> Journal | None:
+    """The journal, locked; None when it is gone (finished meanwhile) or the wait ran out."""
+    while path.exists():
+        journal = Journal.adopt(path)
+        if journal is not None:
+            return journal
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(POLL_S)
+    return None
+
+
+def write_journal(path: Path, uri: str) -> str:
+    """Replay one journal into MLflow once its owner let go; a line saying what happened."""
+    from reprokit.recording.replay import replay_adopted
+    from reprokit.recording.target import resolve_target
+    from reprokit.recording.writer import MlflowRunWriter
+
+    writer = MlflowRunWriter(resolve_target(start=Path.cwd(), tracking_uri=uri))
+    writer.connect(catch_up=False)  # MLflow imported while the kernel's thread winds down
+    journal = _adopt(path, time.monotonic() + LOCK_WAIT_S)
+    if journal is None:
+        return f"{path}: not written (finished elsewhere, or still locked after {LOCK_WAIT_S} s)"
+    try:
+        replay = replay_adopted(journal, writer)
+    finally:
+        journal.release()
+    ended = f"{replay.run_status or ''} {replay.detail or ''}".strip()
+    return f"{path}: {replay.status} run {replay.run_id} {ended}"
+
+
+def _main(argv: list[str]) -> int:
+    path, uri = Path(argv[1]), os.environ.pop(URI_ENV, "")
+    print(f"{path}: writer process {os.getpid()} started", flush=True)
+    try:
+        line = write_journal(path, uri)
+    except Exception as exc:  # logged; the journal stays for `reprokit sync`
+        print(f"{path}: writer failed: {type(exc).__name__}: {exc}", flush=True)
+        return 1
+    print(line, flush=True)
+    if not path.exists():  # the run reached MLflow: nothing worth keeping in the log
+        with contextlib.suppress(OSError):
+            writer_log(path).unlink()
+    return 0
+
+
+def writing(journal: Path) -> bool:
+    """A writer process is at work on ``journal`` (it holds its log's lock)."""
+    try:
+        fd = os.open(writer_log(journal), os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def wait_for_writers(
+    project_root: str | os.PathLike[str], timeout: float, journals: Iterable[Path] | None = None
+) -> bool:
+    """Wait until no writer process works on ``journals`` (default: every journal of the
+    project): each run is in MLflow, or its writer died (``reprokit sync`` replays it). False
+    when ``timeout`` seconds passed first."""
+    waiting = list(journals if journals is not None else pending_journals(project_root))
+    deadline = time.monotonic() + timeout
+    while True:
+        waiting = [p for p in waiting if p.exists() and writing(p)]
+        if not waiting:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(POLL_S * 5)
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv))

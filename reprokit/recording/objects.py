@@ -1,0 +1,159 @@
+"""The content-addressed store: every file of a run stored once per content.
+
+``<project root>/.reprokit/objects/<digest[:2]>/<digest>`` (BLAKE3 of the bytes) holds one copy
+of each file that a run folder uploads as artifacts (the executed notebook, array sidecars,
+snapshot, results). The run folder's file becomes a hard link to the object, and so does the
+file in MLflow's artifact location when that is a local folder on the same filesystem (else it
+is copied, or uploaded as MLflow does for a remote store). Twelve verifications of a notebook
+with a 382 MB array therefore hold one copy of the array, not twenty-four.
+
+Objects are read-only (mode ``0o444``), and reprokit never writes a file in place: every
+writer writes a new file and renames it over the old name (:mod:`reprokit._fsutil`), which
+replaces the link and leaves the object, and every other link to it, untouched. (A root user
+or a program that ``chmod``s a file back can still write through a link: that is a limit of
+hard links, not a promise we can make.)
+
+An object nobody links any more (link count 1) is garbage: ``reprokit gc`` deletes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+import shutil
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+OBJECTS_DIR = "objects"
+READ_ONLY = 0o444
+
+
+def objects_folder(project_root: str | os.PathLike[str]) -> Path:
+    return Path(project_root) / ".reprokit" / OBJECTS_DIR
+
+
+@dataclass(frozen=True)
+class Linked:
+    """What :func:`link_tree` did: files linked to a shared copy, files copied, bytes copied."""
+
+    linked: int = 0
+    copied: int = 0
+    copied_bytes: int = 0
+
+
+def intern_file(path: Path, store: Path) -> Path | None:
+    """Make ``path`` a read-only hard link to its object in ``store`` (created from it when
+    new); the object, or None when ``path`` is not a regular file or ``store`` is on another
+    filesystem (``path`` is then left as it is)."""
+    from reprokit.capturing.hashing import hash_file
+
+    try:
+        st = path.lstat()
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    digest = hash_file(path)
+    obj = store / digest[:2] / digest
+    obj.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if obj.exists():
+            if not os.path.samefile(obj, path):
+                _replace_with_link(obj, path)
+        else:
+            os.chmod(path, READ_ONLY)
+            _replace_with_link(path, obj)
+    except OSError as exc:
+        if exc.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+            return None
+        raise
+    return obj
+
+
+def _replace_with_link(source: Path, target: Path) -> None:
+    """``target`` becomes a hard link to ``source``, atomically (a reader sees one or the
+    other, never no file)."""
+    temporary = target.with_name(f".{target.name}.{secrets.token_hex(4)}.link")
+    os.link(source, temporary)
+    try:
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+def intern_tree(folder: Path, store: Path) -> int:
+    """Intern every regular file under ``folder``; how many are now objects."""
+    return sum(intern_file(path, store) is not None for path in _files(folder))
+
+
+def link_tree(folder: Path, destination: Path) -> Linked:
+    """Put every file of ``folder`` at the same relative path under ``destination`` (an
+    existing file there is replaced): a hard link for a read-only file (an object) where the
+    filesystem allows, else a copy (a writable file is never shared)."""
+    linked = copied = copied_bytes = 0
+    for path in _files(folder):
+        target = destination / path.relative_to(folder)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            if path.stat().st_mode & 0o222:
+                raise OSError(errno.EPERM, "writable: copied, not shared")
+            _replace_with_link(path, target)
+            linked += 1
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+                raise
+            temporary = target.with_name(f".{target.name}.{secrets.token_hex(4)}.copy")
+            shutil.copyfile(path, temporary)
+            os.replace(temporary, target)
+            copied, copied_bytes = copied + 1, copied_bytes + path.stat().st_size
+    return Linked(linked, copied, copied_bytes)
+
+
+def _files(folder: Path) -> Iterator[Path]:
+    for directory, _, names in os.walk(folder):
+        for name in sorted(names):
+            path = Path(directory) / name
+            if path.is_file() and not path.is_symlink():
+                yield path
+
+
+def local_artifact_dir(artifact_uri: str | None) -> Path | None:
+    """The folder of a ``file:`` (or plain path) artifact URI; None for a remote store."""
+    if not artifact_uri:
+        return None
+    if artifact_uri.startswith("file://"):
+        from urllib.parse import unquote, urlsplit
+
+        return Path(unquote(urlsplit(artifact_uri).path))
+    if artifact_uri.startswith("/"):
+        return Path(artifact_uri)
+    return None
+
+
+def unreferenced_objects(store: Path) -> Iterator[tuple[Path, int]]:
+    """Objects no run folder, artifact or sidecar links any more (link count 1), with sizes."""
+    if not store.is_dir():
+        return
+    for path in _files(store):
+        with contextlib.suppress(OSError):
+            st = path.lstat()
+            if st.st_nlink == 1:
+                yield path, st.st_size
+
+
+__all__ = [
+    "OBJECTS_DIR",
+    "Linked",
+    "intern_file",
+    "intern_tree",
+    "link_tree",
+    "local_artifact_dir",
+    "objects_folder",
+    "unreferenced_objects",
+]

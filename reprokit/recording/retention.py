@@ -1,0 +1,322 @@
+"""Which run folders a project keeps, and what ``reprokit gc`` may delete.
+
+A *run* is a folder under ``<project root>/.reprokit/runs/``: a live session's folder
+(``runs/<UTC>-<hex>/``, its ``run.json`` names the notebook and the MLflow run) or one notebook
+of a runner's batch (``runs/<UTC>-<hex>/<stem>/``, described by ``<stem>.run.json`` beside it).
+Runs are kept when they are among the last ``keep`` of their notebook, when a lock anywhere in
+the project names their MLflow run (``run_id``), when a process still writes them (it holds a
+``flock`` on ``runs/<folder>.active`` from creation to end) or when a pending journal still has
+to upload them. Everything else may go; then every object of the store that nothing links any
+more (:func:`~reprokit.recording.objects.unreferenced_objects`).
+
+MLflow is not touched: its runs and their artifacts stay (in a local artifact location they are
+hard links to the same objects, so pruning a run folder frees no byte of a run MLflow still
+holds; ``mlflow gc`` deletes runs deleted in MLflow).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from reprokit._fsutil import atomic_write_text
+from reprokit.recording.journal import pending_journals, read_journal
+from reprokit.recording.lock_checks import MAX_LOCK_BYTES
+from reprokit.recording.objects import objects_folder, unreferenced_objects
+
+RUNS_DIR = "runs"
+ACTIVE_SUFFIX = ".active"
+RUN_INFO_SUFFIX = ".run.json"
+SESSION = "(no notebook)"  # the group of session runs that did not know their notebook
+DEFAULT_KEEP = 10
+"""Runs kept per notebook by ``reprokit gc`` when ``--keep`` is not given."""
+_SKIPPED_DIRS = {"node_modules", "__pycache__", "mlartifacts", "mlruns", "site-packages"}
+
+KeepReason = Literal["recent", "locked", "active", "syncing"]
+"""Why a run folder stays: among the last N of its notebook; a lock names its MLflow run; a
+process still writes it; a journal still has to upload it."""
+
+
+@dataclass(frozen=True)
+class RunEntry:
+    """One run folder."""
+
+    path: str
+    notebook: str  # the notebook's path as recorded, else the folder's stem
+    key: str  # sorts by creation time (the batch folder's UTC name)
+    run_id: str | None = None
+
+
+@dataclass(frozen=True)
+class GcResult:
+    """What ``gc`` removed (or, with ``dry_run``, would remove), and what it kept and why."""
+
+    removed: tuple[RunEntry, ...]
+    kept: tuple[tuple[RunEntry, KeepReason], ...]
+    objects_removed: int
+    bytes_freed: int
+    dry_run: bool
+
+
+@dataclass(frozen=True)
+class DiskUsage:
+    """Disk used under ``.reprokit/`` (every file counted once, however many links it has)."""
+
+    runs: int
+    run_bytes: int  # bytes reachable from the run folders
+    objects: int
+    object_bytes: int  # bytes of the content-addressed store
+    total_bytes: int  # runs, objects, journals and caches of .reprokit/, once each
+    shared_bytes: int  # of run_bytes, bytes stored once in the objects and linked
+
+
+def runs_folder(project_root: str | os.PathLike[str]) -> Path:
+    return Path(project_root) / ".reprokit" / RUNS_DIR
+
+
+@contextlib.contextmanager
+def writing(folder: Path) -> Iterator[None]:
+    """Mark ``folder`` as being written for as long as the block runs (gc leaves it alone)."""
+    marker = folder.with_name(folder.name + ACTIVE_SUFFIX)
+    fd = hold_marker(marker)
+    try:
+        yield
+    finally:
+        release_marker(marker, fd)
+
+
+def hold_marker(marker: Path) -> int | None:
+    """Create and ``flock`` ``marker``; None when that is not possible (a read-only folder)."""
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(marker, os.O_WRONLY | os.O_CREAT, 0o644)
+    except OSError:
+        return None
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def release_marker(marker: Path, fd: int | None) -> None:
+    if fd is None:
+        return
+    with contextlib.suppress(OSError):
+        marker.unlink()
+    os.close(fd)
+
+
+def _is_active(folder: Path) -> bool:
+    marker = folder.with_name(folder.name + ACTIVE_SUFFIX)
+    try:
+        fd = os.open(marker, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def write_run_info(folder: Path, notebook: str, run_id: str | None) -> None:
+    """Name the notebook and MLflow run of a runner's output folder (beside it: not uploaded)."""
+    info = {"notebook": notebook, "run_id": run_id}
+    with contextlib.suppress(OSError):
+        atomic_write_text(folder.with_name(folder.name + RUN_INFO_SUFFIX), json.dumps(info))
+
+
+def _read_info(path: Path, limit: int = 1_000_000) -> dict[str, object]:
+    """A JSON object read from a regular file of at most ``limit`` bytes; else empty."""
+    with contextlib.suppress(OSError, ValueError, RecursionError):
+        if path.is_file() and not path.is_symlink() and path.stat().st_size <= limit:
+            value = json.loads(path.read_text("utf-8"))
+            if isinstance(value, dict):
+                return value
+    return {}
+
+
+def _entry(folder: Path, info: dict[str, object], key: str, default: str) -> RunEntry:
+    notebook, run_id = info.get("notebook"), info.get("run_id")
+    return RunEntry(
+        str(folder),
+        str(notebook) if isinstance(notebook, str) and notebook else default,
+        key,
+        run_id if isinstance(run_id, str) else None,
+    )
+
+
+def find_runs(project_root: str | os.PathLike[str]) -> list[RunEntry]:
+    """Every run folder of the project, oldest first."""
+    found: list[RunEntry] = []
+    base = runs_folder(project_root)
+    for batch in sorted(p for p in base.iterdir() if p.is_dir()) if base.is_dir() else ():
+        if (batch / "run.json").is_file() or (batch / "snapshot.json").is_file():
+            found.append(_entry(batch, _read_info(batch / "run.json"), batch.name, SESSION))
+            continue
+        for unit in sorted(p for p in batch.iterdir() if p.is_dir()):
+            info = _read_info(unit.with_name(unit.name + RUN_INFO_SUFFIX))
+            found.append(_entry(unit, info, batch.name, unit.name))
+    return found
+
+
+def locked_run_ids(project_root: str | os.PathLike[str]) -> set[str]:
+    """The MLflow run of every lock (``*.repro.json``) in the project, outside hidden folders."""
+    ids: set[str] = set()
+    for directory, folders, names in os.walk(project_root):
+        folders[:] = [f for f in folders if not f.startswith(".") and f not in _SKIPPED_DIRS]
+        for name in names:
+            if name.endswith(".repro.json"):
+                run_id = _read_info(Path(directory) / name, MAX_LOCK_BYTES).get("run_id")
+                if isinstance(run_id, str):
+                    ids.add(run_id)
+    return ids
+
+
+def _uploading(project_root: str | os.PathLike[str]) -> list[Path]:
+    folders: list[Path] = []
+    for path in pending_journals(project_root):
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            folders += [Path(f).resolve() for f in read_journal(path).uploads.values()]
+    return folders
+
+
+def _reason(
+    entry: RunEntry, rank: int, keep: int, locked: set[str], uploading: list[Path]
+) -> KeepReason | None:
+    path = Path(entry.path)
+    if _is_active(path) or _is_active(path.parent):
+        return "active"
+    if entry.run_id is not None and entry.run_id in locked:
+        return "locked"
+    resolved = path.resolve()
+    if any(f == resolved or resolved in f.parents or f in resolved.parents for f in uploading):
+        return "syncing"
+    return "recent" if rank < keep else None
+
+
+def plan_gc(project_root: str | os.PathLike[str], keep: int) -> GcResult:
+    """What :func:`collect` would do, done nothing (``dry_run``)."""
+    entries, locked = find_runs(project_root), locked_run_ids(project_root)
+    uploading = _uploading(project_root)
+    by_notebook: dict[str, list[RunEntry]] = defaultdict(list)
+    for entry in entries:
+        by_notebook[entry.notebook].append(entry)
+    removed: list[RunEntry] = []
+    kept: list[tuple[RunEntry, KeepReason]] = []
+    for runs in by_notebook.values():
+        for rank, entry in enumerate(sorted(runs, key=lambda e: e.key, reverse=True)):
+            reason = _reason(entry, rank, keep, locked, uploading)
+            if reason is None:
+                removed.append(entry)
+            else:
+                kept.append((entry, reason))
+    freed, objects = _bytes_freed(project_root, removed)
+    return GcResult(tuple(removed), tuple(kept), objects, freed, dry_run=True)
+
+
+def _bytes_freed(project_root: str | os.PathLike[str], removed: list[RunEntry]) -> tuple[int, int]:
+    """Bytes and objects freed by deleting ``removed``: a file's bytes go when its last link
+    outside the object store goes (the object is then unreferenced)."""
+    links: Counter[int] = Counter()
+    sizes: dict[int, tuple[int, int]] = {}  # inode -> (size, link count)
+    for entry in removed:
+        for path in _files(Path(entry.path)):
+            st = path.lstat()
+            links[st.st_ino] += 1
+            sizes[st.st_ino] = (st.st_size, st.st_nlink)
+    stored = {p.lstat().st_ino for p in _files(objects_folder(project_root))}
+    freed = objects = 0
+    for inode, (size, nlink) in sizes.items():
+        left = nlink - links[inode] - (inode in stored)
+        if left <= 0:
+            freed, objects = freed + size, objects + (inode in stored)
+    for _, size in unreferenced_objects(objects_folder(project_root)):
+        freed, objects = freed + size, objects + 1
+    return freed, objects
+
+
+def _files(folder: Path) -> Iterator[Path]:
+    for directory, _, names in os.walk(folder):
+        for name in names:
+            path = Path(directory) / name
+            if not path.is_symlink():
+                yield path
+
+
+def collect(project_root: str | os.PathLike[str], keep: int) -> GcResult:
+    """Delete the run folders :func:`plan_gc` lets go, then the objects nobody links."""
+    plan = plan_gc(project_root, keep)
+    for entry in plan.removed:
+        if _is_active(Path(entry.path)):  # started writing since the plan: leave it
+            continue
+        folder = Path(entry.path)
+        shutil.rmtree(folder, ignore_errors=True)
+        for suffix in (RUN_INFO_SUFFIX, ACTIVE_SUFFIX):
+            with contextlib.suppress(OSError):
+                folder.with_name(folder.name + suffix).unlink()
+        _remove_if_empty(folder.parent, runs_folder(project_root))
+    for path, _ in list(unreferenced_objects(objects_folder(project_root))):
+        with contextlib.suppress(OSError):
+            path.unlink()
+    return GcResult(plan.removed, plan.kept, plan.objects_removed, plan.bytes_freed, False)
+
+
+def _remove_if_empty(folder: Path, base: Path) -> None:
+    if folder.resolve() == base.resolve() or _is_active(folder):
+        return
+    with contextlib.suppress(OSError):
+        folder.rmdir()
+        with contextlib.suppress(OSError):
+            folder.with_name(folder.name + ACTIVE_SUFFIX).unlink()
+
+
+def disk_usage(project_root: str | os.PathLike[str]) -> DiskUsage:
+    """Bytes under ``.reprokit/``, each file once however many links it has."""
+    hidden = Path(project_root) / ".reprokit"
+    stored: dict[int, int] = {}
+    for path in _files(objects_folder(project_root)):
+        st = path.lstat()
+        stored[st.st_ino] = st.st_size
+    in_runs: dict[int, int] = {}
+    for path in _files(runs_folder(project_root)):
+        st = path.lstat()
+        in_runs[st.st_ino] = st.st_size
+    every: dict[int, int] = {}
+    for path in _files(hidden) if hidden.is_dir() else ():
+        st = path.lstat()
+        every[st.st_ino] = st.st_size
+    shared = sum(size for inode, size in in_runs.items() if inode in stored)
+    return DiskUsage(
+        runs=len(find_runs(project_root)),
+        run_bytes=sum(in_runs.values()),
+        objects=len(stored),
+        object_bytes=sum(stored.values()),
+        total_bytes=sum(every.values()),
+        shared_bytes=shared,
+    )
+
+
+__all__ = [
+    "DEFAULT_KEEP",
+    "DiskUsage",
+    "GcResult",
+    "KeepReason",
+    "RunEntry",
+    "collect",
+    "disk_usage",
+    "find_runs",
+    "locked_run_ids",
+    "plan_gc",
+    "runs_folder",
+    "write_run_info",
+    "writing",
+]

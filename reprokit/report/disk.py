@@ -1,0 +1,62 @@
+"""The lines ``reprokit gc`` and ``reprokit status`` print: run folders, bytes, reasons."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from reprokit.recording.retention import DiskUsage, GcResult, KeepReason
+
+_REASONS: dict[KeepReason, str] = {
+    "recent": "one of the last runs of its notebook",
+    "locked": "a lock names its MLflow run",
+    "active": "still being written",
+    "syncing": "a journal still has to upload it",
+}
+
+
+def human_bytes(size: int) -> str:
+    """``1.5 MB`` (decimal units, as ``du --si``)."""
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    raise AssertionError("unreachable")
+
+
+def describe_gc(result: GcResult, base: Path | None = None, *, verbose: bool = False) -> list[str]:
+    """One line per run folder removed (and, ``verbose``, kept with its reason), then a sum."""
+    verb = "would remove" if result.dry_run else "removed"
+    lines = [f"{verb}  {_relative(entry.path, base)}" for entry in result.removed]
+    if verbose:
+        lines += [
+            f"kept     {_relative(entry.path, base)}: {_REASONS[reason]}"
+            for entry, reason in result.kept
+        ]
+    lines.append(
+        f"{verb} {len(result.removed)} run folder(s) and {result.objects_removed} stored "
+        f"object(s), {human_bytes(result.bytes_freed)}; kept {len(result.kept)} run folder(s)"
+    )
+    return lines
+
+
+def describe_disk(usage: DiskUsage) -> list[str]:
+    """What ``reprokit status`` prints about the disk."""
+    return [
+        f"runs     {usage.runs} run folder(s), {human_bytes(usage.run_bytes)} "
+        f"({human_bytes(usage.shared_bytes)} of it stored once in objects)",
+        f"objects  {usage.objects} stored file(s), {human_bytes(usage.object_bytes)}",
+        f"total    {human_bytes(usage.total_bytes)} under .reprokit/ (each file counted once)",
+    ]
+
+
+def _relative(path: str, base: Path | None) -> str:
+    if base is None:
+        return path
+    try:
+        return str(Path(path).relative_to(base))
+    except ValueError:
+        return path
+
+
+__all__ = ["describe_disk", "describe_gc", "human_bytes"]

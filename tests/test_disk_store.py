@@ -1,0 +1,96 @@
+"""The content-addressed store: run folders and local MLflow artifacts share one read-only copy
+of each file (hard links), and no write through one name can change another."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from reprokit._fsutil import atomic_write_bytes
+from reprokit.recording.objects import (
+    intern_file,
+    intern_tree,
+    link_tree,
+    local_artifact_dir,
+    unreferenced_objects,
+)
+
+
+def _inode(path: Path) -> int:
+    return path.stat().st_ino
+
+
+def test_equal_files_of_two_runs_become_one_read_only_object(tmp_path: Path) -> None:
+    store = tmp_path / "objects"
+    first, second = tmp_path / "run1" / "a.npy", tmp_path / "run2" / "a.npy"
+    for path in (first, second):
+        path.parent.mkdir()
+        path.write_bytes(b"x" * 100_000)
+    assert intern_tree(first.parent, store) == 1
+    assert intern_tree(second.parent, store) == 1
+    assert _inode(first) == _inode(second)
+    objects = list(store.rglob("*"))
+    assert [p for p in objects if p.is_file()] == [
+        p for p in objects if p.is_file() and _inode(p) == _inode(first)
+    ]
+    assert stat.S_IMODE(first.stat().st_mode) == 0o444
+    assert first.stat().st_nlink == 3
+
+
+def test_a_rewrite_through_one_name_leaves_every_other_link_intact(tmp_path: Path) -> None:
+    store, run, artifacts = tmp_path / "objects", tmp_path / "run", tmp_path / "artifacts"
+    run.mkdir()
+    (run / "results.json").write_text("old")
+    intern_tree(run, store)
+    linked = link_tree(run, artifacts)
+    assert (linked.linked, linked.copied) == (1, 0)
+    assert _inode(run / "results.json") == _inode(artifacts / "results.json")
+    atomic_write_bytes(run / "results.json", b"new")  # how reprokit writes every file
+    assert (artifacts / "results.json").read_text() == "old"
+    assert (run / "results.json").read_text() == "new"
+    assert not os.access(artifacts / "results.json", os.W_OK) or os.geteuid() == 0
+
+
+def test_a_writable_file_is_copied_never_shared(tmp_path: Path) -> None:
+    run, artifacts = tmp_path / "run", tmp_path / "artifacts"
+    run.mkdir()
+    (run / "kernel.log").write_text("log")
+    linked = link_tree(run, artifacts)
+    assert (linked.linked, linked.copied) == (0, 1)
+    assert _inode(run / "kernel.log") != _inode(artifacts / "kernel.log")
+
+
+def test_an_object_nobody_links_is_garbage(tmp_path: Path) -> None:
+    store, run = tmp_path / "objects", tmp_path / "run"
+    run.mkdir()
+    (run / "a").write_text("a")
+    obj = intern_file(run / "a", store)
+    assert obj is not None and list(unreferenced_objects(store)) == []
+    (run / "a").unlink()
+    assert list(unreferenced_objects(store)) == [(obj, 1)]
+
+
+def test_only_file_uris_are_local_artifact_folders() -> None:
+    assert local_artifact_dir("file:///p/ml%20artifacts/1") == Path("/p/ml artifacts/1")
+    assert local_artifact_dir("/p/mlartifacts/1") == Path("/p/mlartifacts/1")
+    assert local_artifact_dir("s3://bucket/1") is None
+    assert local_artifact_dir("mlflow-artifacts:/1/abc/artifacts") is None
+
+
+def test_a_recorded_run_shares_its_files_with_the_local_mlflow_artifacts(project: Path) -> None:
+    import numpy as np
+
+    from reprokit.api import session
+
+    session.start()
+    session.result("a", np.arange(100_000, dtype="float64"))
+    ended = session.end()
+    assert session.flush(120)
+    assert ended.local_dir is not None
+    arrays = list(Path(ended.local_dir, "arrays").glob("*.npy"))
+    assert len(arrays) == 1
+    artifact = next((project / "mlartifacts").rglob(f"arrays/{arrays[0].name}"))
+    assert _inode(artifact) == _inode(arrays[0])
+    assert stat.S_IMODE(artifact.stat().st_mode) == 0o444
+    assert any(_inode(p) == _inode(artifact) for p in (project / ".reprokit/objects").rglob("*"))

@@ -1,0 +1,109 @@
+"""``reprokit gc``: the last N runs per notebook stay, and so does every run a lock names and
+every folder still being written; ``--dry-run`` deletes nothing; unlinked objects go."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from reprokit.api.gc import gc
+from reprokit.api.status import disk_status
+from reprokit.recording.objects import intern_tree, objects_folder
+from reprokit.recording.retention import runs_folder, write_run_info, writing
+from reprokit.report.disk import describe_gc
+
+
+def _runner_run(root: Path, key: str, notebook: str, run_id: str, size: int = 1000) -> Path:
+    """A folder as ``reprokit run`` leaves it: runs/<batch>/<stem>/ and <stem>.run.json."""
+    unit = runs_folder(root) / key / Path(notebook).stem
+    unit.mkdir(parents=True)
+    (unit / f"{Path(notebook).name}").write_bytes(key.encode() * size)
+    (unit / "arrays.npy").write_bytes(b"same content in every run" * 100)
+    intern_tree(unit, objects_folder(root))
+    write_run_info(unit, str(root / notebook), run_id)
+    return unit
+
+
+@pytest.fixture
+def runs(tmp_path: Path) -> dict[str, Path]:
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    made = {
+        f"a{k}": _runner_run(tmp_path, f"2026010{k}T000000Z-aaaaaa", "a.ipynb", f"a{k}")
+        for k in range(1, 5)
+    }
+    made |= {
+        f"b{k}": _runner_run(tmp_path, f"2026020{k}T000000Z-bbbbbb", "b.ipynb", f"b{k}")
+        for k in (1, 2)
+    }
+    return made
+
+
+def test_the_last_runs_of_each_notebook_stay(tmp_path: Path, runs: dict[str, Path]) -> None:
+    result = gc(tmp_path, keep=2)
+    assert sorted(Path(e.path).parent.name[:9] for e in result.removed) == [
+        "20260101T",
+        "20260102T",
+    ]
+    assert not runs["a1"].exists() and not runs["a2"].exists()
+    assert not runs["a1"].parent.exists()  # the emptied batch folder too
+    assert all(runs[k].exists() for k in ("a3", "a4", "b1", "b2"))
+    assert {reason for _, reason in result.kept} == {"recent"}
+
+
+def test_a_run_named_by_a_lock_stays_however_old(tmp_path: Path, runs: dict[str, Path]) -> None:
+    (tmp_path / "nested").mkdir()
+    (tmp_path / "nested" / "a.repro.json").write_text(json.dumps({"run_id": "a1"}))
+    result = gc(tmp_path, keep=1)
+    assert runs["a1"].exists() and not runs["a2"].exists()
+    assert ("a1", "locked") in {(e.run_id, reason) for e, reason in result.kept}
+
+
+def test_a_dry_run_lists_and_counts_but_deletes_nothing(
+    tmp_path: Path, runs: dict[str, Path]
+) -> None:
+    before = sorted(p for p in tmp_path.rglob("*"))
+    result = gc(tmp_path, keep=0, dry_run=True)
+    assert sorted(p for p in tmp_path.rglob("*")) == before
+    assert len(result.removed) == 6 and result.dry_run
+    notebooks = sum(
+        (u / f"{n}.ipynb").stat().st_size for u, n in ((u, u.name) for u in runs.values())
+    )
+    assert result.bytes_freed == notebooks + 2500  # the shared array once
+    assert describe_gc(result)[-1].startswith("would remove 6 run folder(s)")
+    done = gc(tmp_path, keep=0)
+    assert done.bytes_freed == result.bytes_freed
+    assert not list(objects_folder(tmp_path).rglob("*.*")) and disk_status(tmp_path).objects == 0
+
+
+def test_a_folder_being_written_is_never_touched(tmp_path: Path, runs: dict[str, Path]) -> None:
+    with writing(runs["a1"].parent):
+        result = gc(tmp_path, keep=0)
+        assert runs["a1"].exists()
+        assert ("a1", "active") in {(e.run_id, reason) for e, reason in result.kept}
+    gc(tmp_path, keep=0)
+    assert not runs["a1"].exists()
+
+
+def test_an_object_mlflow_still_links_stays(tmp_path: Path, runs: dict[str, Path]) -> None:
+    artifact = tmp_path / "mlartifacts" / "a.npy"
+    artifact.parent.mkdir()
+    artifact.hardlink_to(runs["a1"] / "arrays.npy")
+    gc(tmp_path, keep=0)
+    assert artifact.read_bytes() == b"same content in every run" * 100
+    assert disk_status(tmp_path).objects == 1
+
+
+def test_a_live_session_folder_stays_until_its_run_ended(project: Path) -> None:
+    from reprokit.api import session
+
+    session.start()
+    folder = Path(session.status().local_dir or "")
+    assert gc(project, keep=0).removed == ()
+    assert folder.is_dir()
+    session.end()
+    session.flush(60)
+    gc(project, keep=0)
+    assert not folder.exists()
+    assert disk_status(project).runs == 0
