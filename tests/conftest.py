@@ -188,6 +188,8 @@ def mlflow_client(uri: str) -> Any:
 
     if uri.startswith("sqlite:///"):
         wait_for_writers(Path(uri.removeprefix("sqlite:///")).parent, 120)
+    else:  # a server: the writers of the project the test works in (its working folder)
+        wait_for_writers(Path.cwd(), 120)
 
     return MlflowClient(tracking_uri=uri)
 

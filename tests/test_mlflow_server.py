@@ -98,8 +98,10 @@ def test_mlflow_ui_in_the_project_root_serves_embedded_runs_and_artifacts(
     session.start(experiment="embedded", tracking_uri=f"sqlite:///{server_root / 'mlflow.db'}")
     session.result("acc", 0.25)
     ended = session.end()
-    assert ended.errors == () and ended.run_id is not None
-    query = f"run_uuid={ended.run_id}&run_id={ended.run_id}"
+    assert session.flush(120)  # end may hand the run to a background writer: wait for it
+    assert ended.errors == ()
+    run_id = only_run(f"sqlite:///{server_root / 'mlflow.db'}", "embedded").info.run_id
+    query = f"run_uuid={run_id}&run_id={run_id}"
     listed = _get_json(f"{mlflow_server}/ajax-api/2.0/mlflow/artifacts/list?{query}&path=reprokit")
     names = {Path(f["path"]).name for f in listed["files"]}
     assert {"snapshot.json", "results.json", "requirements.txt"} <= names

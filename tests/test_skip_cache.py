@@ -178,8 +178,19 @@ def test_options_that_do_not_change_a_verdict_keep_the_key(
     for comparison in (ComparisonOptions(rehash=True), ComparisonOptions(force=True)):
         again = _key(project, comparison=comparison)
         assert again is not None and again.digest == key.digest
-    again = _key(project, execution=ExecutionOptions(jobs=4, output_dir="elsewhere"))
+    again = _key(project, execution=ExecutionOptions(jobs=4))
+    assert again is not None and again.digest == key.digest and again.entry == key.entry
+
+
+def test_with_an_output_dir_the_cache_lives_there_not_in_the_project(
+    stored: tuple[Project, VerifiedKey], tmp_path: Path
+) -> None:
+    """A reviewer's ``verify --output-dir OUT`` writes nothing into the checkout."""
+    project, key = stored
+    out = tmp_path / "review-out"
+    again = _key(project, execution=ExecutionOptions(output_dir=out))
     assert again is not None and again.digest == key.digest
+    assert again.entry.parent == out.resolve() / ".verified"
 
 
 def test_another_reprokit_version_is_not_trusted(

@@ -83,10 +83,12 @@ def test_concurrent_writers_record_and_verify_through_postgres(
 ) -> None:
     project = _project(tmp_path / "pgteam")
     records = [["record", f"nb{k}.ipynb", "--device", "cpu"] for k in range(WRITERS)]
-    for code, out in _at_once(records, project, team["url"]):
+    outputs = _at_once(records, project, team["url"])
+    for code, out in outputs:
         assert code == 0, out[-3000:]
     runs = _runs(team["url"])
-    assert len(runs) == WRITERS and {r.info.status for r in runs} == {"FINISHED"}
+    statuses = {r.info.status for r in runs}
+    assert len(runs) == WRITERS and statuses == {"FINISHED"}, [o[-1500:] for _, o in outputs]
     assert sorted(r.data.metrics["k"] for r in runs) == [float(k) for k in range(WRITERS)]
     assert count_runs(team["database"], "FINISHED") == WRITERS  # in PostgreSQL itself
     # the artifacts went through the server into its folder, nothing into the project

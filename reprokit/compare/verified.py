@@ -1,7 +1,9 @@
 """The skip cache: verdicts already reached, reused while nothing they depend on changed.
 
 A REPRODUCED verification is remembered in ``<project root>/.reprokit/verified/<id>.json``
-(one file per notebook and lock, written atomically) under a **key**: one BLAKE3 digest over
+(one file per notebook and lock, written atomically), or in ``<output dir>/.verified/`` when
+the verification's runs go to a folder given with ``--output-dir`` (a verification writes only
+where its runs go: a reviewer's checkout stays untouched), under a **key**: one digest over
 
 - ``reprokit``: this cache's format and reprokit's version;
 - ``notebook``: the notebook's path and its source (one digest per cell, as the lock's);
@@ -100,9 +102,15 @@ def verified_key(
         "execution": _digest(_execution_part(options, parameters, kernel, device)),
         "comparison": _digest(_comparison_part(comparison)),
     }
-    root = find_project_root(source.resolve().parent)
     name = _digest([str(source.resolve()), str(lock_path.resolve())])
-    return VerifiedKey(root / CACHE_FOLDER / f"{name}.json", _digest(parts), parts)
+    return VerifiedKey(_folder(source, options) / f"{name}.json", _digest(parts), parts)
+
+
+def _folder(source: Path, options: ExecutionOptions) -> Path:
+    """``<project>/.reprokit/verified``, or ``<output dir>/.verified`` with ``--output-dir``."""
+    if options.output_dir is not None:
+        return Path(options.output_dir).resolve() / ".verified"
+    return find_project_root(source.resolve().parent) / CACHE_FOLDER
 
 
 def _notebook_part(source: Path) -> str:
