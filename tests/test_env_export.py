@@ -147,3 +147,22 @@ def test_an_unknown_lock_is_one_line_and_exit_2(tmp_path: Path) -> None:
     done = CliRunner().invoke(main, ["env", "export", str(tmp_path / "nope.repro.json")])
     assert done.exit_code == 2
     assert done.output.count("\n") == 1 and "nope.repro.json" in done.output
+
+
+def test_an_output_in_a_new_folder_is_written_and_an_unwritable_one_is_one_line(
+    tmp_path: Path,
+) -> None:
+    """``-o env/requirements.txt`` makes its folder, as the report options do; a path that
+    cannot be written was a traceback after the export (exit 1): one line naming it, exit 2."""
+    project = make_project(tmp_path)
+    record(project, scalar_results())
+    out = tmp_path / "env" / "nested" / "requirements.txt"
+    done = CliRunner().invoke(main, ["env", "export", str(project.notebook), "-o", str(out)])
+    assert done.exit_code == 0, done.output
+    assert out.read_text().startswith("# exported by reprokit")
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    bad = blocked / "requirements.txt"  # its "folder" is a file
+    done = CliRunner().invoke(main, ["env", "export", str(project.notebook), "-o", str(bad)])
+    assert done.exit_code == 2, done.output
+    assert "Traceback" not in done.output and "--output" in done.output and str(bad) in done.output

@@ -32,6 +32,8 @@ NOTEBOOK = [
     "reprokit.result('value', seed * 2.5)\n"
     "print('env secrets visible to the notebook:', 'HF_TOKEN' in os.environ)",
     "print('a careless notebook prints its token:', token)",
+    # and declares it as a result: the kernel's own results.json (uploaded to MLflow) had it
+    "reprokit.result('echoed', token)\nreprokit.end()",
 ]
 
 

@@ -331,6 +331,24 @@ def test_the_environment_digest_follows_the_import_path(monkeypatch: pytest.Monk
     assert environment_digest("no-such-kernel") != first
 
 
+def test_the_environment_digest_follows_the_numerics_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # OMP_NUM_THREADS can change a reduction's result: a verdict reached with 2 threads is
+    # not one for 1 thread; a variable outside the allow-list (HOME) does not count
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    first = environment_digest("python3")
+    monkeypatch.setenv("HOME", "/elsewhere")
+    assert environment_digest("python3") == first
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert environment_digest("python3") != first
+    monkeypatch.setenv("REPROKIT_ENV_ALLOW", "SCALE")
+    monkeypatch.setenv("SCALE", "2")
+    second = environment_digest("python3")
+    monkeypatch.setenv("SCALE", "3")
+    assert environment_digest("python3") != second
+
+
 def test_the_native_kernel_is_read_in_process() -> None:
     """``python3``'s spec says ``python``: jupyter_client runs this interpreter, so its
     distributions are read here (milliseconds), not by starting another Python."""

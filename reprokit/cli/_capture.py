@@ -64,7 +64,10 @@ def env_export_command(
     be pinned for reuse (a local path) is named on stderr and in the file's comments."""
     from reprokit._fsutil import atomic_write_text
     from reprokit.api.env import export_env
+    from reprokit.report.writers import prepare_report_target
 
+    if output is not None:  # its folder made, an unwritable path one line (before the index)
+        prepare_report_target(output, "--output")
     done = export_env(lock, fmt, only_imported=only_imported, device=device)
     for line in done.unpinnable:
         click.echo(f"reprokit: not pinnable, left out: {line}", err=True)

@@ -11,8 +11,10 @@ where its runs go: a reviewer's checkout stays untouched), under a **key**: one 
 - ``data``: the current digest of every data path the lock names (the data check, which trusts
   the hash cache unless ``--rehash``);
 - ``environment``: the kernel's interpreter (its distributions and their versions, Python
-  version and implementation, executable), ``PYTHONPATH``, the platform (OS, kernel release,
-  machine, CPU model, logical cores) and the GPUs NVML sees (names, driver);
+  version and implementation, executable), ``PYTHONPATH``, the environment variables a lock
+  captures (``OMP_NUM_THREADS``, ``CUBLAS_WORKSPACE_CONFIG``, ``REPROKIT_ENV_ALLOW``'s...),
+  the platform (OS, kernel release, machine, CPU model, logical cores) and the GPUs NVML sees
+  (names, driver);
 - ``execution``: the kernel's name, the device asked for and the device it resolves to, the
   parameters given, the time and memory limits;
 - ``comparison``: ``--rtol``, ``--atol``, ``--outputs`` and the per-device tolerances.
@@ -181,6 +183,7 @@ def environment_digest(kernel: str, python: str | None = None) -> str:
     """The digest of what the ``kernel`` runs with (see the module docstring); ``python``: its
     interpreter when known (a rebuilt environment's), else read from the kernel's spec."""
     from reprokit.capturing.accelerator import collect_accelerator
+    from reprokit.capturing.envvars import collect_environment
     from reprokit.capturing.system import collect_platform
 
     platform_info = collect_platform()
@@ -189,6 +192,8 @@ def environment_digest(kernel: str, python: str | None = None) -> str:
         [
             _interpreter_facts(python or _kernel_executable(kernel)),
             os.environ.get("PYTHONPATH", ""),
+            # the kernel inherits them: thread counts, determinism switches (as the lock has them)
+            sorted(collect_environment().items()),
             [platform_info.system, platform_info.release, platform_info.machine],
             [platform_info.os_name, platform_info.cpu_model, platform_info.logical_cores],
             [accelerator.driver_version, [to_builtins(d) for d in accelerator.devices]],

@@ -365,10 +365,13 @@ def read_results(output: Path) -> Any:
 
 
 def complete_run_folders(results: Any) -> None:
-    """Write ``results.json`` into the kernel's run folder.
+    """Write ``results.json`` into the kernel's run folder, from the executed notebook.
 
     The kernel is killed at once after the last cell (no graceful shutdown), so its exit
-    hook, which would write it, does not run; the results are in the notebook anyway.
+    hook, which would write it, does not run; the results are in the notebook anyway. A
+    ``results.json`` the kernel wrote itself (at ``%repro end``) is replaced too: it holds the
+    values as the kernel had them, a secret parameter's value among them, where the notebook's
+    have been scrubbed (``<secret NAME>``), and the run folder is uploaded to MLflow.
     """
     if results is None or not results.runs:
         return
@@ -376,6 +379,4 @@ def complete_run_folders(results: Any) -> None:
 
     local = results.runs[-1].get("local_dir")
     if isinstance(local, str) and Path(local).is_dir():
-        target = Path(local) / "results.json"
-        if not target.exists():
-            atomic_write_text(target, to_json(results.results))
+        atomic_write_text(Path(local) / "results.json", to_json(results.results))
