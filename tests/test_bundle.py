@@ -427,3 +427,19 @@ def test_data_changed_since_the_lock_is_named_when_bundling(project: Project) ->
     result = CliRunner().invoke(main, ["bundle", str(project.notebook), "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert "data changed since the lock of notebooks/fig3.ipynb: data changed" in result.output
+
+
+def test_the_bundle_folder_is_made_and_a_zip_without_a_lock_is_refused(
+    project: Project, tmp_path: Path
+) -> None:
+    out = project.root / "out" / "deep" / "a.zip"
+    bundle([project.notebook], out)  # its folder made, as for --report
+    assert out.is_file()
+    plain = tmp_path / "plain.zip"
+    with zipfile.ZipFile(plain, "w") as archive:
+        archive.writestr("notes.txt", "not a bundle")
+    with pytest.raises(UsageError, match=r"plain\.zip: not a reprokit bundle"):
+        unpack_bundles([plain], None)
+    assert not (tmp_path / "plain.verify").exists() or not any(
+        (tmp_path / "plain.verify").iterdir()
+    )  # nothing unpacked is left behind

@@ -75,6 +75,41 @@ def test_verify_refuses_an_impossible_report_before_anything_runs(drifted: Proje
     assert "input data changed" not in out  # stopped before the data check and any kernel
 
 
+def test_reports_list_a_notebook_stopped_by_changed_data_as_failed(drifted: Project) -> None:
+    """Every report file names a notebook nothing was compared for, as a failure (the JSON
+    and HTML once said REPRODUCED with no verdict, the JUnit had no test)."""
+    import json
+    import xml.etree.ElementTree as ET
+
+    nb = str(drifted.notebook)
+    code, _ = _cli("verify", nb, "--json", "v.json", "--junit", "j.xml", "--report", "r.html")
+    assert code == 1
+    document = json.loads((drifted.root / "v.json").read_text())
+    assert document["reproduced"] is False
+    (verdict,) = document["verdicts"]
+    assert verdict["not_compared"] == "data_changed" and verdict["reproduced"] is False
+    suites = ET.parse(drifted.root / "j.xml").getroot()
+    assert (suites.get("tests"), suites.get("failures")) == ("1", "1")
+    assert suites.find("./testsuite/testcase/failure") is not None
+    html = (drifted.root / "r.html").read_text()
+    assert "NOT REPRODUCED: 0 of 1 notebook(s)" in html and "input data changed" in html
+
+
+def test_a_failed_execution_is_an_error_in_the_reports() -> None:
+    from reprokit.api.verify import Verification, VerifyOutcome
+    from reprokit.compare.verify import DataCheck
+    from reprokit.report.json_report import verdicts_json
+    from reprokit.report.junit import junit_xml
+    from reprokit.runner.plan import RunOutcome
+
+    run = RunOutcome("nb.ipynb", "failed", "out/nb.ipynb", "out", 1.0, "cpu", message="boom")
+    outcome = VerifyOutcome("nb.ipynb", "nb.repro.json", run, None, DataCheck(()))
+    (verdict,) = Verification((outcome,)).reported
+    assert verdict.not_compared == "execution_failed" and not verdict.reproduced
+    assert '"reproduced": false' in verdicts_json([verdict])
+    assert 'errors="1"' in junit_xml([verdict]) and "boom" in junit_xml([verdict])
+
+
 # ----------------------------------------------------------------------------- verify
 
 

@@ -27,6 +27,7 @@ import glob
 import json
 import os
 import secrets
+import shutil
 import stat
 import time
 from collections.abc import Iterable
@@ -116,10 +117,13 @@ def _changed_data(root: Path, locks: list[Lock]) -> tuple[str, ...]:
 def _output_path(output: Path) -> Path:
     if output.suffix.lower() != ".zip":
         raise UsageError(f"{output}: the bundle is a zip file: give a name ending in .zip")
-    if not output.parent.is_dir():
-        raise PathError(str(output.parent), "no such folder for the bundle")
     if output.is_dir():
         raise PathError(str(output), "is a folder; give the zip file's name")
+    try:  # its folder made, as for --report
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = f"cannot make the bundle's folder: {exc.strerror}"
+        raise PathError(str(output.parent), reason) from None
     return output
 
 
@@ -475,6 +479,13 @@ def unpack_bundles(
             continue
         work = _work_folder(Path(path), options)
         extract_zip(Path(path), work / "bundle")
+        if next((work / "bundle").rglob("*.repro.json"), None) is None:
+            shutil.rmtree(work, ignore_errors=True)  # nothing of it is left behind
+            raise UsageError(
+                f"{path}: not a reprokit bundle (no lock inside): make one with "
+                "reprokit bundle NOTEBOOK -o FILE.zip",
+                path=str(path),
+            )
         mark_output_folder(work.parent)  # notebook discovery never finds the unpacked copies
         unpacked.append(work / "bundle")
         runs = runs or work / "runs"

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -193,8 +194,11 @@ _COLLECTORS = 4  # recording threads at most: MLflow writes, not kernels, are th
 
 
 def _side_by_side(plans: list[PlannedRun], options: ExecutionOptions) -> bool:
-    """Whether kernels run at once (then MLflow works in a helper process)."""
-    return (options.jobs > 1 or options.executor == "dask") and len(plans) > 1
+    """Whether kernels run at once and MLflow is not imported here yet: then MLflow works in a
+    helper process (a fresh import there costs seconds of CPU; in a process that already has
+    MLflow, e.g. a notebook or a test session calling the API, writing here is cheaper)."""
+    parallel = (options.jobs > 1 or options.executor == "dask") and len(plans) > 1
+    return parallel and "mlflow" not in sys.modules
 
 
 def _connections(plans: list[PlannedRun], options: ExecutionOptions, record: bool) -> Connections:

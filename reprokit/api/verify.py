@@ -106,6 +106,17 @@ class VerifyOutcome:
         )
 
 
+def _reported(outcome: VerifyOutcome) -> Verdict:
+    if outcome.verdict is not None:
+        return outcome.verdict
+    run = outcome.run
+    if run is None:
+        return Verdict.stand_in(outcome.notebook, "data_changed", outcome.data, None)
+    cell = f"cell {run.failure.index + 1}: " if run.failure is not None else ""
+    error = f"{run.status}: {cell}{run.message}".rstrip(": ")
+    return Verdict.stand_in(outcome.notebook, "execution_failed", outcome.data, error)
+
+
 @dataclass(frozen=True)
 class Verification:
     """The overall verdict of :func:`verify`: one :class:`VerifyOutcome` per notebook.
@@ -125,6 +136,12 @@ class Verification:
     @property
     def verdicts(self) -> list[Verdict]:
         return [outcome.verdict for outcome in self.outcomes if outcome.verdict is not None]
+
+    @property
+    def reported(self) -> list[Verdict]:
+        """A verdict for every notebook, in order, as the report files list them: a notebook
+        nothing was compared for (data changed, execution failed) is a failed stand-in."""
+        return [_reported(outcome) for outcome in self.outcomes]
 
     def __iter__(self) -> Iterator[VerifyOutcome]:
         return iter(self.outcomes)
@@ -184,7 +201,9 @@ def verify(
         progress,
         (repeat or RepeatOptions()).runs,
     )
-    # every environment is rebuilt (or refused, exit 2) before the first kernel starts
+    # every environment is rebuilt (or refused, exit 2) before the first kernel starts, and
+    # after the device is known to exist: no build for a --device cuda that cannot run here
+    resolve_device(job.execution.device)
     plans = [_with_env(plan, job.execution) for plan in plans]
     keys = [_skip_key(plan, job) for plan in plans]  # a bad kernel or device stops here
     return Verification(_verify_all(plans, keys, job))

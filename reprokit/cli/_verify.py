@@ -134,8 +134,8 @@ def _print_verification(
     for kind, target in reports.items():
         if target is not None and kind == "junit" and ci == "gitlab":
             _write_gitlab_junit(verification, target)
-        elif target is not None:
-            write_report(kind, verdicts, target)
+        elif target is not None:  # every notebook, also those nothing was compared for
+            write_report(kind, verification.reported, target)
         if target is not None:
             click.echo(f"wrote {target}")
     for outcome in verification:

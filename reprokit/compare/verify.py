@@ -192,6 +192,9 @@ class DivergentCell:
     detail: str = ""  # with --outputs: where and how (reference line against current line)
 
 
+NotCompared = Literal["data_changed", "execution_failed"]
+
+
 @dataclass(frozen=True)
 class Verdict:
     notebook: str
@@ -213,6 +216,16 @@ class Verdict:
     # when this verdict was reached, if it is reused from the skip cache (not executed now)
     cached_at: str | None = None
     executed_by: str | None = None  # the Dask worker that executed it (None: this machine)
+    # set when nothing was compared: the data check stopped it, or its execution failed
+    not_compared: NotCompared | None = None
+    execution_error: str | None = None  # the failed execution's message (redacted)
+
+    @classmethod
+    def stand_in(
+        cls, notebook: str, why: NotCompared, data: DataCheck | None, error: str | None
+    ) -> Verdict:
+        """The verdict of a notebook nothing was compared for (reports list it as failed)."""
+        return cls(notebook, False, {}, (), data=data, not_compared=why, execution_error=error)
 
     @property
     def data_ok(self) -> bool:

@@ -49,9 +49,11 @@ def _count(element: ET.Element, verdicts: Sequence[Verdict]) -> None:
     checks = [c for verdict in verdicts for c in verdict.checks]
     compared = [v for v in verdicts if v.outputs_compared]
     failing = [v for v in compared if any(not c.passed for c in v.outputs)]
-    element.set("tests", str(len(checks) + len(compared)))
-    element.set("failures", str(sum(c.status in FAILING for c in checks) + len(failing)))
-    element.set("errors", "0")
+    stopped = [v.not_compared for v in verdicts if v.not_compared is not None]
+    element.set("tests", str(len(checks) + len(compared) + len(stopped)))
+    failures = sum(c.status in FAILING for c in checks) + len(failing)
+    element.set("failures", str(failures + stopped.count("data_changed")))
+    element.set("errors", str(stopped.count("execution_failed")))
 
 
 def _suite(verdict: Verdict) -> ET.Element:
@@ -65,6 +67,8 @@ def _suite(verdict: Verdict) -> ET.Element:
         suite.append(_case(verdict, check, environment))
     if verdict.outputs_compared:
         suite.append(_outputs_case(verdict, environment))
+    if verdict.not_compared is not None:
+        suite.append(_not_compared_case(verdict))
     out = ET.SubElement(suite, "system-out")
     out.text = verdict_line(verdict)
     if not verdict.data_ok and verdict.data is not None:
@@ -75,6 +79,20 @@ def _suite(verdict: Verdict) -> ET.Element:
             for e in verdict.data.drifted
         )
     return suite
+
+
+def _not_compared_case(verdict: Verdict) -> ET.Element:
+    """One test case for a notebook nothing was compared for: a failure when its data
+    changed, an error when its execution failed."""
+    case = ET.Element("testcase", classname=verdict.notebook, name=str(verdict.not_compared))
+    if verdict.not_compared == "execution_failed":
+        message = redact_text(verdict.execution_error or "execution failed")
+        ET.SubElement(case, "error", message=message).text = message
+    else:
+        drifted = verdict.data.drifted if verdict.data is not None else ()
+        message = f"input data changed: {len(drifted)} path(s); nothing was executed"
+        ET.SubElement(case, "failure", message=message).text = message
+    return case
 
 
 def _properties(verdict: Verdict) -> list[tuple[str, str]]:

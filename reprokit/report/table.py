@@ -104,6 +104,10 @@ def verdict_line(verdict: Verdict) -> str:
 
 
 def _no_results(verdict: Verdict) -> str:
+    if verdict.not_compared == "data_changed":
+        return "input data changed, nothing executed"
+    if verdict.not_compared == "execution_failed":
+        return f"execution failed ({verdict.execution_error})"
     if verdict.outputs_compared:
         return "no results declared"
     checked = "only the input data checked" if verdict.data and verdict.data.entries else None
