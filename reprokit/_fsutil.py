@@ -68,3 +68,20 @@ def write_then_name(folder: str | os.PathLike[str], fill: Callable[[BinaryIO], s
             os.unlink(tmp)
         raise
     return target
+
+
+def locked_by_another(path: str | os.PathLike[str]) -> bool:
+    """Whether a process holds an exclusive ``flock`` on ``path`` (False when it is missing)."""
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False

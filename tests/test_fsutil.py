@@ -55,3 +55,26 @@ def test_write_then_name_leaves_nothing_when_writing_fails(tmp_path: Path) -> No
     with pytest.raises(OSError, match="disk full"):
         write_then_name(tmp_path, fill)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_locked_by_another_process_is_seen_as_held(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from reprokit._fsutil import locked_by_another
+
+    marker = tmp_path / "held.active"
+    marker.write_text("")
+    assert not locked_by_another(marker) and not locked_by_another(tmp_path / "missing")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl,sys,time; f=open(sys.argv[1]); "
+         "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)", str(marker)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        assert locked_by_another(marker)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not locked_by_another(marker)

@@ -26,6 +26,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from reprokit._fsutil import locked_by_another
 from reprokit.recording.journal import Journal, pending_journals
 from reprokit.recording.target import TrackingTarget
 
@@ -111,17 +112,7 @@ def _main(argv: list[str]) -> int:
 
 def writing(journal: Path) -> bool:
     """A writer process is at work on ``journal`` (it holds its log's lock)."""
-    try:
-        fd = os.open(writer_log(journal), os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
+    return locked_by_another(writer_log(journal))
 
 
 def wait_for_writers(

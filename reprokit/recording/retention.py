@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from reprokit._fsutil import atomic_write_text
+from reprokit._fsutil import atomic_write_text, locked_by_another
 from reprokit.recording.journal import pending_journals, read_journal
 from reprokit.recording.lock_checks import MAX_LOCK_BYTES
 from reprokit.recording.objects import objects_folder, unreferenced_objects
@@ -113,18 +113,7 @@ def release_marker(marker: Path, fd: int | None) -> None:
 
 
 def _is_active(folder: Path) -> bool:
-    marker = folder.with_name(folder.name + ACTIVE_SUFFIX)
-    try:
-        fd = os.open(marker, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
+    return locked_by_another(folder.with_name(folder.name + ACTIVE_SUFFIX))
 
 
 def write_run_info(folder: Path, notebook: str, run_id: str | None) -> None:

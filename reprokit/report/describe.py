@@ -205,7 +205,7 @@ NOTHING_TO_REPLAY = "nothing to replay"
 def describe_replay(replay: Replay, base: Path | None = None) -> str:
     """One journal replayed by ``reprokit sync`` (or left alone, and why); its path relative
     to ``base`` (the current folder) when inside it."""
-    name = _relative(replay.journal, base)
+    name = relative_path(replay.journal, base)
     if replay.status == "replayed":
         where = f"in experiment {replay.experiment!r}"
         skipped = f", {replay.skipped} unreadable line(s) skipped" if replay.skipped else ""
@@ -220,7 +220,8 @@ def describe_replay(replay: Replay, base: Path | None = None) -> str:
     return f"{replay.status:9} {name}: {reasons[replay.status]}"
 
 
-def _relative(path: str, base: Path | None) -> str:
+def relative_path(path: str, base: Path | None) -> str:
+    """``path`` relative to ``base`` when it is inside it, else as given."""
     if base is None:
         return path
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from reprokit.recording.retention import DiskUsage, GcResult, KeepReason
+from reprokit.report.describe import relative_path
 
 _REASONS: dict[KeepReason, str] = {
     "recent": "one of the last runs of its notebook",
@@ -27,10 +28,10 @@ def human_bytes(size: int) -> str:
 def describe_gc(result: GcResult, base: Path | None = None, *, verbose: bool = False) -> list[str]:
     """One line per run folder removed (and, ``verbose``, kept with its reason), then a sum."""
     verb = "would remove" if result.dry_run else "removed"
-    lines = [f"{verb}  {_relative(entry.path, base)}" for entry in result.removed]
+    lines = [f"{verb}  {relative_path(entry.path, base)}" for entry in result.removed]
     if verbose:
         lines += [
-            f"kept     {_relative(entry.path, base)}: {_REASONS[reason]}"
+            f"kept     {relative_path(entry.path, base)}: {_REASONS[reason]}"
             for entry, reason in result.kept
         ]
     lines.append(
@@ -48,15 +49,6 @@ def describe_disk(usage: DiskUsage) -> list[str]:
         f"objects  {usage.objects} stored file(s), {human_bytes(usage.object_bytes)}",
         f"total    {human_bytes(usage.total_bytes)} under .reprokit/ (each file counted once)",
     ]
-
-
-def _relative(path: str, base: Path | None) -> str:
-    if base is None:
-        return path
-    try:
-        return str(Path(path).relative_to(base))
-    except ValueError:
-        return path
 
 
 __all__ = ["describe_disk", "describe_gc", "human_bytes"]
