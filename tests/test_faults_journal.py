@@ -263,3 +263,30 @@ def test_store_check_needs_no_mlflow_for_a_complete_store(
     assert done.stdout.strip() == "False", done.stderr
     shutil.copy(mlflow_template_db, project / "copy.db")
     assert store_problem(project / "copy.db") is None
+
+
+def test_a_dataset_row_raced_by_another_writer_is_logged_on_a_second_try(project: Path) -> None:
+    """Two writers logging the same dataset at once race on its row: on PostgreSQL the loser
+    gets a unique-key violation (seen with 4 concurrent ``record`` processes). The store is
+    real; only that one lost race is made to happen, on the first call."""
+    from reprokit.recording.mapping import DatasetSpec
+    from reprokit.recording.target import resolve_target
+    from reprokit.recording.writer import MlflowRunWriter, now_ms
+
+    writer = MlflowRunWriter(resolve_target(start=project, experiment="race"))
+    writer.connect()
+    writer.open_run(run_name="r", tags={}, params={}, start_ms=now_ms())
+    real, calls = writer.client.log_inputs, []
+
+    def racing(*args: object, **kwargs: object) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError('duplicate key value violates unique constraint "dataset_pk"')
+        real(*args, **kwargs)
+
+    writer.client.log_inputs = racing
+    writer.log_datasets([DatasetSpec("data.csv", "abc", "local", "data.csv", "{}")])
+    writer.close("FINISHED", now_ms())
+    (run,) = _runs(project, "race")
+    assert len(calls) == 2 and run.info.status == "FINISHED"
+    assert [d.dataset.name for d in run.inputs.dataset_inputs] == ["data.csv"]

@@ -27,6 +27,7 @@ from reprokit.recording.mapping import DatasetSpec
 from reprokit.recording.objects import intern_tree, link_tree, local_artifact_dir, objects_folder
 from reprokit.recording.target import TrackingTarget, sqlite_path
 
+_DATASET_ATTEMPTS = 3  # log_inputs tries: concurrent writers of one dataset race on its row
 MAX_METRICS_PER_BATCH = 1000
 MAX_PARAMS_TAGS_PER_BATCH = 100
 CONNECT_TIMEOUT_S = 5.0
@@ -223,10 +224,16 @@ class MlflowRunWriter:
             )
             for s in specs
         ]
-        try:
-            self._client.log_inputs(self._run(), datasets=inputs)
-        except Exception as exc:
-            raise self._fail("logging dataset inputs", exc) from exc
+        for attempt in range(_DATASET_ATTEMPTS):
+            try:
+                self._client.log_inputs(self._run(), datasets=inputs)
+                return
+            except Exception as exc:
+                # two writers logging the same dataset at once race on its row (a unique key
+                # violation on a database store): one transaction, so again finds it there
+                if attempt == _DATASET_ATTEMPTS - 1:
+                    raise self._fail("logging dataset inputs", exc) from exc
+                time.sleep(0.2 * (attempt + 1))
 
     def upload(self, folder: Path, artifact_path: str) -> None:
         """Upload ``folder`` as the run's artifacts ``artifact_path``. A folder of the
