@@ -179,7 +179,8 @@ def test_starting_again_ends_the_previous_run(project: Path) -> None:
     client = mlflow_client(tracking_uri(project))
     experiment = client.get_experiment_by_name("exp")
     runs = {r.info.run_name: r.info.status for r in client.search_runs([experiment.experiment_id])}
-    assert runs == {"a": "FINISHED", "b": "FINISHED"}
+    logs = [p.read_text() for p in (project / ".reprokit").rglob("*.writer.log")]
+    assert runs == {"a": "FINISHED", "b": "FINISHED"}, logs  # a writer's log says why not
 
 
 def test_end_status_can_be_given_and_is_validated(project: Path) -> None:

@@ -31,6 +31,7 @@ from reprokit.recording.journal import Journal, pending_journals
 from reprokit.recording.target import TrackingTarget
 
 URI_ENV = "REPROKIT_WRITER_URI"  # the tracking URI, credentials included: not on the command line
+WRITER_ATTEMPTS = 3  # a replay that failed (a busy store under load) is tried again
 LOCK_WAIT_S = 600.0  # how long the writer waits for the kernel's thread to let go
 POLL_S = 0.02
 
@@ -98,11 +99,15 @@ def write_journal(path: Path, uri: str) -> str:
 def _main(argv: list[str]) -> int:
     path, uri = Path(argv[1]), os.environ.pop(URI_ENV, "")
     print(f"{path}: writer process {os.getpid()} started", flush=True)
-    try:
-        line = write_journal(path, uri)
-    except Exception as exc:  # logged; the journal stays for `reprokit sync`
-        print(f"{path}: writer failed: {type(exc).__name__}: {exc}", flush=True)
-        return 1
+    for attempt in range(1, WRITER_ATTEMPTS + 1):
+        try:
+            line = write_journal(path, uri)
+            break
+        except Exception as exc:  # logged; tried again (replay is idempotent), else left
+            print(f"{path}: writer failed: {type(exc).__name__}: {exc}", flush=True)
+            if attempt == WRITER_ATTEMPTS:  # the journal stays for `reprokit sync`
+                return 1
+            time.sleep(attempt)
     print(line, flush=True)
     if not path.exists():  # the run reached MLflow: nothing worth keeping in the log
         with contextlib.suppress(OSError):
