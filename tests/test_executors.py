@@ -6,6 +6,7 @@ from __future__ import annotations
 import pickle
 import socket
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -17,13 +18,16 @@ from reprokit.exceptions import UsageError
 from reprokit.options import ExecutionOptions
 from reprokit.report.describe import describe_done, describe_failure, describe_retries
 from reprokit.runner.device import DeviceChoice
+from reprokit.runner.execute import _Clock
 from reprokit.runner.executors import (
     MAX_RETRIES,
+    Slot,
     device_choice,
     not_started,
     required_resources,
     retry_reason,
 )
+from reprokit.runner.kernels import NOTEBOOK_TIMEOUT
 from reprokit.runner.plan import Executed, PlannedRun, RunOutcome
 
 
@@ -164,6 +168,40 @@ def test_outcomes_say_where_they_ran_and_why_they_were_retried(tmp_path: Path) -
     assert "retried 2 times (the kernel died" in describe_done(outcome)
     failed = not_started(_plan(tmp_path, {}), "cpu").executed.outcome
     assert "not started" in describe_failure(failed)
+    assert "executed notebook" not in describe_failure(failed)  # there is none
+    assert "->" not in describe_done(failed) and "not started" in describe_done(failed)
+
+
+def test_a_slot_is_taken_once_and_given_back_once() -> None:
+    free = threading.Semaphore(1)
+    entered: list[str] = []
+    first, second = Slot(free, lambda: entered.append("first")), Slot(free, lambda: None)
+    second.leave()  # never entered: gives nothing back
+    assert first.try_enter() and first.try_enter() and entered == ["first"]
+    assert not second.try_enter()
+    first.leave()
+    first.leave()  # once only: the semaphore stays at one slot
+    assert second.try_enter() and not Slot(free, lambda: None).try_enter()
+
+
+def test_the_notebook_time_limit_does_not_count_a_pause() -> None:
+    class Watch:
+        reason: str | None = None
+
+        def kill(self, reason: str) -> None:
+            self.reason = reason
+
+    watch = Watch()
+    clock = _Clock(watch, 1.0)  # type: ignore[arg-type]
+    clock.run()
+    with clock.paused():
+        time.sleep(1.5)  # past the limit, paused: not killed
+    assert watch.reason is None and clock.waited >= 1.5
+    deadline = time.monotonic() + 30
+    while watch.reason is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    clock.stop()
+    assert watch.reason == NOTEBOOK_TIMEOUT  # the second of the limit left ran out later
 
 
 def test_junit_names_the_worker_of_each_notebook() -> None:

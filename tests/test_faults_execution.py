@@ -206,6 +206,43 @@ def test_interrupt_between_notebooks_starts_no_new_kernel(project: Path) -> None
     assert not (project / "out" / "b_second" / "b_second.ipynb").exists()
 
 
+def _kernels_of(pid: int) -> list[psutil.Process]:
+    with contextlib.suppress(psutil.NoSuchProcess):
+        children = psutil.Process(pid).children()
+        return [c for c in children if "ipykernel" in " ".join(c.cmdline())]
+    return []
+
+
+def test_interrupt_while_a_kernel_waits_ahead_records_it_as_not_started(project: Path) -> None:
+    """--jobs 2 with a third notebook: its kernel starts ahead and waits; a signal then stops
+    it too, and the third notebook is not started (no notebook kept, no MLflow run)."""
+    markers = project / "markers"
+    markers.mkdir()
+    for name in ("a_one", "b_two", "c_three"):
+        write_notebook(project / "nbs" / f"{name}.ipynb", SLOW, parameters=f"NAME = {name!r}")
+    runner = start_cli(
+        ["run", "nbs", "--device", "cpu", "--jobs", "2", "--output-dir", "out"],
+        project,
+        env={**os.environ, "MARKERS": str(markers)},
+    )
+    kernels: list[psutil.Process] = []
+    try:
+        wait_for(lambda: len(list(markers.iterdir())) == 2, "two notebooks to execute")
+        wait_for(lambda: len(_kernels_of(runner.pid)) == 3, "the third kernel to start ahead")
+        kernels = _kernels_of(runner.pid)
+        runner.send_signal(signal.SIGTERM)
+        _, stderr = runner.communicate(timeout=WAIT_S)
+    finally:
+        kill_quietly([runner.pid, *(k.pid for k in kernels)])
+    assert runner.returncode == 143, stderr
+    assert still_alive([k.pid for k in kernels]) == []
+    assert sorted(m.name for m in markers.iterdir()) == ["a_one", "b_two"]  # c ran no cell
+    assert not (project / "out" / "c_three" / "c_three.ipynb").exists()
+    assert "out/c_three/c_three.ipynb" not in stderr
+    runs = runs_by_name(tracking_uri(project), "proj")
+    assert "c_three" not in runs and runs["a_one"].info.status == "KILLED"
+
+
 def test_what_will_run_is_printed_before_anything_runs(project: Path) -> None:
     nb = write_notebook(project / "plan.ipynb", ["print(n)"], parameters="n = 1\ntoken = 'unset'")
     done = run_cli(

@@ -107,6 +107,37 @@ def test_jobs_run_notebooks_side_by_side_in_their_own_folders(project: Path) -> 
         assert f"value {i}" in _stdout(out_dir / path.stem / f"{path.stem}.ipynb", "value")
 
 
+SPAN = """\
+import json, os, time, psutil
+created = psutil.Process().create_time()
+first = time.time()
+time.sleep(2.0)
+with open(os.path.join(os.environ["SPANS"], NAME + ".json"), "w") as f:
+    json.dump({"created": created, "first": first, "last": time.time()}, f)
+"""
+
+
+def test_jobs_start_one_kernel_ahead_and_execute_at_most_jobs_at_once(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spans_dir = project / "spans"
+    spans_dir.mkdir()
+    monkeypatch.setenv("SPANS", str(spans_dir))
+    for name in ("a", "b", "c"):
+        write_notebook(project / "ahead" / f"{name}.ipynb", [SPAN], parameters=f"NAME = {name!r}")
+    options = ExecutionOptions(device="cpu", jobs=2, output_dir=project / "out")
+    outcomes = run([project / "ahead"], execution=options, record=False)
+    assert [o.status for o in outcomes] == ["ok"] * 3
+    spans = {p.stem: json.loads(p.read_text()) for p in spans_dir.iterdir()}
+    moments = sorted(t for s in spans.values() for t in (s["first"], s["last"]))
+    for moment in moments:  # never more than --jobs notebooks between first and last cell
+        assert sum(s["first"] <= moment < s["last"] for s in spans.values()) <= 2, spans
+    # the third notebook's kernel existed before either of the first two had finished
+    assert spans["c"]["created"] < min(spans["a"]["last"], spans["b"]["last"]), spans
+    # its wait for a slot (about 2 s: a notebook's sleep) is not part of its duration
+    assert outcomes[2].duration_s < spans["c"]["last"] - spans["c"]["created"] - 1.0, spans
+
+
 def test_a_percent_script_runs_without_being_rewritten(project: Path) -> None:
     source = project / "pct.py"
     source.write_text(PERCENT_NOTEBOOK)

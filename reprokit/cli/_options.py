@@ -59,7 +59,14 @@ _EXECUTION_FLAGS = (
         show_default=True,
         help="cpu hides GPUs from the kernel; cuda fails unless a GPU is visible.",
     ),
-    click.option("--jobs", "-j", type=int, default=1, show_default=True, help="Notebooks at once."),
+    click.option(
+        "--jobs",
+        "-j",
+        type=int,
+        default=1,
+        show_default=True,
+        help="Notebooks at once (2 or more: one more kernel starts ahead).",
+    ),
     click.option("--timeout", type=float, default=None, help="Seconds each cell may run."),
     click.option(
         "--notebook-timeout",

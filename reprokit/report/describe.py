@@ -71,6 +71,8 @@ def describe_done(outcome: RunOutcome, *, markup: bool = False) -> str:
     if markup:
         colour = "green" if outcome.ok else "red"
         mark = f"[{colour}]{mark}[/{colour}]"
+    if not outcome.started:  # nothing executed, nothing kept
+        return f"{mark}  {outcome.notebook}  {outcome.message or 'not started'}"
     line = f"{mark}  {outcome.notebook}  {outcome.duration_s:.1f} s  -> {outcome.output_path}"
     if outcome.run_id:
         line += f"  (MLflow run {outcome.run_id})"
@@ -98,7 +100,8 @@ def describe_failure(outcome: RunOutcome) -> str:
         lines.append(f"  {outcome.message}")
     if outcome.retries:
         lines.append("  " + describe_retries(outcome.retries))
-    lines.append(f"  executed notebook: {outcome.output_path}")
+    if outcome.started:
+        lines.append(f"  executed notebook: {outcome.output_path}")
     return "\n".join(redact_text(line) for line in lines)
 
 

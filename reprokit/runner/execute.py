@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
@@ -39,7 +39,7 @@ from reprokit.runner.failure import (
     missing_exception,
     unexpected_errors,
 )
-from reprokit.runner.kernels import INTERRUPTED, NOTEBOOK_TIMEOUT, KernelWatch
+from reprokit.runner.kernels import INTERRUPTED, NOTEBOOK_TIMEOUT, KernelWatch, interrupted
 from reprokit.runner.reaper import MARK_ENV
 from reprokit.statuses import ExecutionStatus
 
@@ -55,6 +55,17 @@ _WRITE_ERRORS = frozenset(
 
 CellCallback = Callable[[int, int], None]
 """``on_cell(position, total)``: a cell starts (1-based position)."""
+
+
+class Gate(Protocol):
+    """Where a started kernel waits before its first cell: ``--jobs N`` starts one kernel
+    ahead of the N executing notebooks, and it executes once one of them is done."""
+
+    def try_enter(self) -> bool:
+        """Take a slot if one is free (without waiting); True once taken."""
+
+    def leave(self) -> None:
+        """Give the slot back (nothing if none was taken)."""
 
 
 @dataclass(frozen=True)
@@ -143,37 +154,37 @@ def execute_notebook(
     on_cell: CellCallback | None = None,
     kernel_dir: str | None = None,
     cancel: threading.Event | None = None,
+    gate: Gate | None = None,
 ) -> ExecutionOutcome:
     """Run ``node`` (an nbformat notebook, not modified) and write the result to ``output_path``.
 
     ``parameters`` go into papermill's injected cell, except those redaction would change:
-    these and ``secrets`` (name -> value) reach the kernel through its environment, assigned by
-    a cell that names the variable, never the value. Error texts are redacted. ``env`` is added
+    these and ``secrets`` (name -> value) reach the kernel by its environment, read by a cell
+    naming the variable, never the value. Error texts are redacted. ``env`` is added
     to the kernel's environment; ``timeout`` (seconds) applies to each cell, ``limits`` to the
-    whole notebook and the kernel's memory. The kernel is killed when the last cell is done,
-    the runner is interrupted (:mod:`~.kernels`) or ``cancel`` is set. ``on_cell(position,
-    total)``: a cell starts (1-based, injected counted). ``kernel_dir``: private kernelspecs."""
-    output = Path(output_path)
+    whole notebook (not counting a wait at ``gate`` before the first cell) and the kernel's
+    memory. The kernel is killed after the last cell, on an interruption or ``cancel``.
+    ``on_cell(position, total)``: a cell starts (1-based). ``kernel_dir``: private kernelspecs."""
+    output, started, limits = Path(output_path), time.perf_counter(), limits or Limits()
     make_output_folder(output.parent)
-    started, limits = time.perf_counter(), limits or Limits()
     log_path = output.with_name(output.stem + ".kernel.log")
     secrets, hidden = dict(secrets or {}), _hidden_parameters(parameters or {})
     kernel_env = {**(env or {}), **_secret_env(secrets, hidden)}
-    status: ExecutionStatus
-    with KernelWatch(limits.memory_bytes) as watch, _stoppers(watch, limits, cancel):
+    status: ExecutionStatus = "ok"
+    with KernelWatch(limits.memory_bytes) as watch, _stoppers(watch, limits, cancel, gate) as clock:
         try:
             with open(log_path, "wb") as log:
                 what = (node, output, log, kernel_env, parameters, secrets, kernel_name, cwd)
                 job = _Job(*what, on_cell, tuple(hidden), kernel_dir)
-                _papermill(job, timeout, watch)
-            status, message = "ok", ""
+                _papermill(job, timeout, watch, _gate_hook(gate, watch, clock))
+            message = ""
         except Exception as exc:
             if isinstance(exc, OSError) and exc.errno in _WRITE_ERRORS:
                 raise _unwritable(exc, output) from None  # read-only now, or the disk is full
             status, message = _status_of(exc, watch, limits)
         finally:
             _cancel_leftover_tasks()
-    duration = time.perf_counter() - started
+    duration = time.perf_counter() - started - clock.waited
     status, failure = _settle(output, status, message, node, bool(parameters or secrets))
     scrubbed = _scrubbed(secrets, hidden)
     failure, message = _redacted(failure, scrubbed), redact_error(message, scrubbed)
@@ -307,25 +318,74 @@ def _status_of(exc: Exception, watch: KernelWatch, limits: Limits) -> tuple[Exec
     raise exc
 
 
+class _Clock:
+    """The notebook's time limit: kills the kernel once the notebook has run for ``seconds``,
+    not counting the time it was :meth:`paused` (waiting at a gate, :attr:`waited`)."""
+
+    def __init__(self, watch: KernelWatch, seconds: float | None) -> None:
+        self.watch, self.left, self.waited = watch, seconds, 0.0
+        self._timer: threading.Timer | None = None
+        self._since = 0.0
+
+    def run(self) -> None:
+        self._since = time.perf_counter()
+        if self.left is not None:
+            self._timer = threading.Timer(max(0.0, self.left), self.watch.kill, (NOTEBOOK_TIMEOUT,))
+            self._timer.daemon = True
+            self._timer.start()
+
+    def stop(self) -> None:
+        if self._timer is not None and self.left is not None:
+            self._timer.cancel()
+            self.left -= time.perf_counter() - self._since
+        self._timer = None
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        self.stop()
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.waited += time.perf_counter() - began
+            self.run()
+
+
 @contextlib.contextmanager
-def _deadline(watch: KernelWatch, seconds: float | None) -> Iterator[None]:
-    """Kill the kernel once the whole notebook has run for ``seconds``."""
-    if seconds is None:
-        yield
-        return
-    timer = threading.Timer(seconds, watch.kill, args=(NOTEBOOK_TIMEOUT,))
-    timer.daemon = True
-    timer.start()
+def _stoppers(
+    watch: KernelWatch, limits: Limits, cancel: threading.Event | None, gate: Gate | None
+) -> Iterator[_Clock]:
+    """The execution's time limit and cancellation; its slot at ``gate`` is given back at the
+    end (its kernel is gone by then)."""
+    clock = _Clock(watch, limits.notebook_timeout)
+    clock.run()
     try:
-        yield
+        with _cancellation(watch, cancel):
+            yield clock
     finally:
-        timer.cancel()
+        clock.stop()
+        if gate is not None:
+            gate.leave()
 
 
-@contextlib.contextmanager
-def _stoppers(watch: KernelWatch, limits: Limits, cancel: threading.Event | None) -> Iterator[None]:
-    with _deadline(watch, limits.notebook_timeout), _cancellation(watch, cancel):
-        yield
+_GATE_POLL_S = 0.02
+
+
+def _gate_hook(gate: Gate | None, watch: KernelWatch, clock: _Clock) -> Any:
+    """nbclient's ``on_notebook_start`` hook (the kernel is ready, no cell has run) that waits
+    at ``gate``; an interruption meanwhile stops the kernel and the execution."""
+    if gate is None:
+        return None
+
+    async def on_notebook_start(**_: Any) -> None:
+        with clock.paused():
+            while not gate.try_enter():
+                if interrupted() or watch.reason is not None:
+                    watch.kill(INTERRUPTED)  # nbclient does not clean up after this hook
+                    raise RuntimeError("stopped before its first cell")
+                await asyncio.sleep(_GATE_POLL_S)
+
+    return on_notebook_start
 
 
 @contextlib.contextmanager
@@ -366,7 +426,7 @@ def _execution_mark(
     return mark
 
 
-def _papermill(job: _Job, timeout: float | None, watch: KernelWatch) -> None:
+def _papermill(job: _Job, timeout: float | None, watch: KernelWatch, on_start: Any) -> None:
     import papermill  # type: ignore[import-untyped]
 
     _quiet_papermill_logs()
@@ -391,6 +451,7 @@ def _papermill(job: _Job, timeout: float | None, watch: KernelWatch) -> None:
         kernel_manager_class=kernel_manager_for(job.env, job.log, watch, job.kernel_dir),
         resources={"metadata": {"path": str(job.cwd)}},
         shutdown_kernel="immediate",
+        on_notebook_start=on_start,
         **_cell_hooks(node, parameters, job.on_cell),  # nbclient's hooks, through the engine
     )
 

@@ -2,7 +2,8 @@
 execution as it completes.
 
 - ``local`` (:class:`LocalExecutor`): ``jobs`` threads of this process, each driving one
-  kernel on this machine (the default);
+  kernel on this machine (the default); with ``jobs`` of 2 or more and notebooks waiting, one
+  more kernel is started ahead and executes as soon as a running notebook is done;
 - ``dask`` (:mod:`reprokit.runner.dask_executor`): one task per notebook on a Dask cluster,
   an embedded ``LocalCluster`` or an existing scheduler.
 
@@ -14,6 +15,8 @@ report on this machine. An executor only executes.
 from __future__ import annotations
 
 import contextlib
+import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, replace
@@ -80,7 +83,9 @@ def open_executor(
 
         executor = DaskExecutor(options, choice, progress)
     else:
-        executor = LocalExecutor(options, choice, progress, max(1, min(options.jobs, tasks)))
+        workers = max(1, min(options.jobs, tasks))
+        ahead = 1 if workers > 1 and tasks > workers else 0  # --jobs 1 keeps one kernel
+        executor = LocalExecutor(options, choice, progress, workers, ahead=ahead)
     try:
         yield executor
     finally:
@@ -124,12 +129,18 @@ def not_started(plan: PlannedRun, device: str, why: str = "the runner was interr
         device=device,
         parameters=plan.parameters,
         message=f"not started: {why}",
+        started=False,
     )
     return Finished(plan, Executed(outcome, None, 0), started=False)
 
 
 class LocalExecutor:
-    """``workers`` threads, each executing one notebook at a time in a kernel of this machine."""
+    """``workers`` threads, each executing one notebook at a time in a kernel of this machine.
+
+    With ``ahead`` (1), that many more kernels start while ``workers`` notebooks execute: such
+    a kernel waits, ready, at a slot (:class:`Slot`) and its notebook executes once one of the
+    running ones is done, so the next kernel's start-up overlaps their last cells instead of
+    following them. At most ``workers`` notebooks execute cells at once either way."""
 
     def __init__(
         self,
@@ -137,9 +148,12 @@ class LocalExecutor:
         choice: DeviceChoice,
         progress: Progress | None,
         workers: int,
+        *,
+        ahead: int = 0,
     ) -> None:
         self.options, self.choice, self.progress = options, choice, progress
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="reprokit-run")
+        self._free = threading.Semaphore(workers) if ahead else None
+        self._pool = ThreadPoolExecutor(workers + ahead, thread_name_prefix="reprokit-run")
         self._futures: list[Future[Finished]] = []
 
     def submit(self, plan: PlannedRun) -> None:
@@ -155,22 +169,57 @@ class LocalExecutor:
     def _execute(self, plan: PlannedRun) -> Finished:
         if kernels.interrupted():  # stopped before this one started: nothing to record
             return not_started(plan, self.choice.device)
-        on_cell = None
+        reporter = _Reporter(self.progress, plan)
+        slot = Slot(self._free, reporter.start) if self._free is not None else None
+        if slot is None:
+            reporter.start()
+        on_cell = reporter if self.progress is not None else None
+        executed = execute_planned(plan, self.choice, self.options, on_cell=on_cell, gate=slot)
+        if slot is not None and not slot.entered and executed.outcome.status == "interrupted":
+            plan.output_path.unlink(missing_ok=True)  # its kernel started, no cell ran
+            return not_started(plan, self.choice.device)
+        return Finished(plan, executed)
+
+
+class Slot:
+    """One notebook's place among the ``jobs`` executing at once (see :class:`LocalExecutor`);
+    ``on_enter`` is called once it has one (its notebook is said to start then)."""
+
+    def __init__(self, free: threading.Semaphore, on_enter: Callable[[], None]) -> None:
+        self._free, self._on_enter = free, on_enter
+        self.entered = self._left = False
+
+    def try_enter(self) -> bool:
+        if self.entered:
+            return True
+        if not self._free.acquire(blocking=False):
+            return False
+        self.entered = True
+        self._on_enter()
+        return True
+
+    def leave(self) -> None:
+        if self.entered and not self._left:
+            self._left = True
+            self._free.release()
+
+
+class _Reporter:
+    """A notebook's progress: ``start`` once it executes, then each cell with the time since."""
+
+    def __init__(self, progress: Progress | None, plan: PlannedRun) -> None:
+        self.progress, self.plan = progress, plan
+        self.started = 0.0
+
+    def start(self) -> None:
+        self.started = time.perf_counter()
         if self.progress is not None:
-            self.progress("start", plan, None)
-            on_cell = cell_reporter(self.progress, plan)
-        return Finished(plan, execute_planned(plan, self.choice, self.options, on_cell=on_cell))
+            self.progress("start", self.plan, None)
 
-
-def cell_reporter(progress: Progress, plan: PlannedRun) -> Callable[[int, int], None]:
-    import time
-
-    started = time.perf_counter()
-
-    def report(position: int, total: int) -> None:
-        progress("cell", plan, CellProgress(position, total, time.perf_counter() - started))
-
-    return report
+    def __call__(self, position: int, total: int) -> None:
+        if self.progress is not None:
+            elapsed = time.perf_counter() - self.started
+            self.progress("cell", self.plan, CellProgress(position, total, elapsed))
 
 
 def with_retries(finished: Finished, retries: tuple[str, ...], by: str | None) -> Finished:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reprokit._fsutil import atomic_write_text
 from reprokit.capturing.seeds import DETERMINISTIC_ENV
@@ -26,6 +26,9 @@ from reprokit.runner.device import DeviceChoice
 from reprokit.runner.failure import CellFailure
 from reprokit.runner.params import check_declared, check_secrets
 from reprokit.statuses import ExecutionStatus
+
+if TYPE_CHECKING:
+    from reprokit.runner.execute import Gate
 
 __all__ = [
     "DETERMINISTIC_ENV",
@@ -53,7 +56,7 @@ RUNNER_ENV = {"REPROKIT_MLFLOW": "off"}
 @dataclass(frozen=True)
 class RunOutcome:
     """One notebook's execution: status ok | failed | timeout | kernel_died | interrupted
-    (``interrupted`` with no output file: the runner was stopped before it started)."""
+    (``interrupted`` and not ``started``: the runner was stopped before it started)."""
 
     notebook: str
     status: ExecutionStatus
@@ -68,6 +71,7 @@ class RunOutcome:
     record_error: str | None = None
     executed_by: str | None = None  # the Dask worker (address and host); None when local
     retries: tuple[str, ...] = ()  # why each earlier attempt was given up (dask executor)
+    started: bool = True  # False: interrupted before any cell ran, no executed notebook
 
     @property
     def ok(self) -> bool:
@@ -318,9 +322,11 @@ def execute_planned(
     *,
     on_cell: Callable[[int, int], None] | None = None,
     cancel: threading.Event | None = None,
+    gate: Gate | None = None,
 ) -> Executed:
     """Execute one planned notebook and complete its run folder (nothing recorded yet);
-    setting ``cancel`` stops its kernel as if the runner were interrupted."""
+    setting ``cancel`` stops its kernel as if the runner were interrupted; its started kernel
+    waits at ``gate`` before the first cell (:class:`~reprokit.runner.execute.Gate`)."""
     from reprokit.recording.writer import now_ms
     from reprokit.runner.execute import Limits, execute_notebook
 
@@ -338,6 +344,7 @@ def execute_planned(
         on_cell=on_cell,
         kernel_dir=plan.kernel_dir,
         cancel=cancel,
+        gate=gate,
     )
     results = read_results(plan.output_path)
     complete_run_folders(results)
