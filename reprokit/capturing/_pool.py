@@ -24,19 +24,16 @@ Any failure to start or run a worker falls back to hashing its share here.
 from __future__ import annotations
 
 import contextlib
+import marshal
 import os
-import pickle
 import signal
-import stat
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from reprokit.capturing._filehash import SMALL_FILE, digest_large, new_hasher, open_file
-from reprokit.capturing.hashcache import KEY
-from reprokit.capturing.walk import oserror_reason
+from reprokit.capturing._hashworker import Share, hash_share
 
 PARALLEL_MIN_FILES = {"fork": 2_000, "spawn": 8_000}
 DEFER_FROM = 64 << 20
@@ -56,35 +53,16 @@ class Batch:
     workers: int = 0  # worker processes used (0: all hashed in this process)
     hashed_at_ns: int = 0  # taken before the first byte was read (the racy rule)
 
-    def as_tuple(self) -> tuple[Any, ...]:
-        return (self.raw, self.sizes, self.keys, self.errors, self.deferred)
+    @classmethod
+    def of(cls, share: Share) -> Batch:
+        raw, sizes, keys, errors, deferred, hashed_at_ns = share
+        return cls(raw, sizes, keys, errors, deferred, hashed_at_ns=hashed_at_ns)
 
     def hexdigests(self) -> list[str | None]:
         """The digests in hex, made in one pass."""
         if None in self.raw:
             return [None if raw is None else raw.hex() for raw in self.raw]
         return list(map(bytes.hex, self.raw))  # type: ignore[arg-type]
-
-
-def _small_digester(algorithm: str) -> Callable[[bytes], bytes]:
-    """Raw digest of bytes in memory; BLAKE3 reuses one hasher (a third less per file)."""
-    if algorithm == "blake3":
-        import blake3
-
-        hasher = blake3.blake3()
-        update, digest, reset = hasher.update, hasher.digest, hasher.reset
-
-        def one(data: bytes) -> bytes:
-            update(data)
-            raw: bytes = digest()
-            reset()
-            return raw
-
-        return one
-    import hashlib
-
-    constructor = getattr(hashlib, algorithm)
-    return lambda data: constructor(data).digest()
 
 
 def hash_batch(
@@ -97,70 +75,7 @@ def hash_batch(
     threads: bool = True,
 ) -> Batch:
     """Hash ``prefix + rel`` for each rel here; ``keys``: also their cache fingerprints."""
-    batch = Batch([], [], hashed_at_ns=time.time_ns())  # before any byte is read
-    small = _small_digester(algorithm)
-    fstat, read, close, is_reg, pack = os.fstat, os.read, os.close, stat.S_ISREG, KEY.pack
-    digests, sizes, packed = batch.raw, batch.sizes, batch.keys
-    for index, rel in enumerate(rels):
-        raw: bytes | None = None
-        size = 0
-        try:
-            fd = open_file(prefix + rel)
-            try:
-                st = fstat(fd)
-                size = st.st_size
-                if (
-                    size < SMALL_FILE
-                    and is_reg(st.st_mode)
-                    and len(data := read(fd, size + 1)) <= size
-                ):
-                    raw = small(data)
-                else:
-                    raw = _other(fd, st, index, batch, algorithm, defer_from, threads)
-            finally:
-                close(fd)
-        except OSError as exc:
-            batch.errors.append((index, oserror_reason(exc)))
-        digests.append(raw)
-        sizes.append(size)
-        if keys:
-            packed.append(
-                None
-                if raw is None
-                else pack(st.st_dev, st.st_ino, size, st.st_mtime_ns, st.st_ctime_ns)
-            )
-    return batch
-
-
-def _other(
-    fd: int,
-    st: os.stat_result,
-    index: int,
-    batch: Batch,
-    algorithm: str,
-    defer_from: int | None,
-    threads: bool,
-) -> bytes | None:
-    """Not a small regular file: an error, a file deferred, or a large one hashed now."""
-    if not stat.S_ISREG(st.st_mode):
-        batch.errors.append((index, "not a regular file"))
-        return None
-    if defer_from is not None and st.st_size >= defer_from:
-        batch.deferred.append(index)
-        return None
-    return bytes.fromhex(_digest_rest(fd, st.st_size, algorithm, threads))
-
-
-def _digest_rest(fd: int, size: int, algorithm: str, threads: bool) -> str:
-    """A large file, or a small one that grew since fstat: hash from the start."""
-    if size >= SMALL_FILE:
-        return digest_large(fd, size, algorithm, threads=threads)
-    hasher = new_hasher(algorithm)
-    offset = 0
-    while data := os.pread(fd, 1 << 20, offset):
-        hasher.update(data)
-        offset += len(data)
-    return hasher.hexdigest()
+    return Batch.of(hash_share(prefix, rels, algorithm, keys, defer_from, threads))
 
 
 def default_jobs() -> int:
@@ -207,7 +122,7 @@ def hash_files(
         workers = 1
     if workers <= 1:
         return hash_batch(prefix, rels, algorithm, keys=keys)
-    task = (prefix, algorithm, keys)
+    task = (prefix, algorithm, keys, DEFER_FROM)
     shares = [list(rels[k::workers]) for k in range(workers)]
     merged = Batch([None] * len(rels), [0] * len(rels), workers=workers)
     merged.hashed_at_ns = time.time_ns()  # before any worker reads a byte
@@ -279,14 +194,10 @@ def _hash_deferred(prefix: bytes, rels: Sequence[bytes], algorithm: str, merged:
 Handle = Any  # (pid, read fd) for a fork, a Popen for a spawn, None when it failed
 
 
-def _run_share(task: tuple[bytes, str, bool], share: list[bytes]) -> tuple[Any, ...]:
-    prefix, algorithm, keys = task
-    # one thread per worker: the workers already fill the cores
-    batch = hash_batch(prefix, share, algorithm, keys=keys, defer_from=DEFER_FROM, threads=False)
-    return batch.as_tuple()
+Task = tuple[bytes, str, bool, int]  # prefix, algorithm, keys, defer_from
 
 
-def _start_forked(task: tuple[bytes, str, bool], share: list[bytes]) -> Handle:
+def _start_forked(task: Task, share: list[bytes]) -> Handle:
     try:
         read_fd, write_fd = os.pipe()
         pid = os.fork()
@@ -296,8 +207,10 @@ def _start_forked(task: tuple[bytes, str, bool], share: list[bytes]) -> Handle:
         code = 1
         try:
             os.close(read_fd)
+            prefix, algorithm, keys, defer_from = task
+            result = hash_share(prefix, share, algorithm, keys, defer_from, False)
             with os.fdopen(write_fd, "wb") as out:
-                pickle.dump(_run_share(task, share), out, protocol=pickle.HIGHEST_PROTOCOL)
+                out.write(marshal.dumps(result))
             code = 0
         finally:
             os._exit(code)
@@ -308,25 +221,21 @@ def _start_forked(task: tuple[bytes, str, bool], share: list[bytes]) -> Handle:
 def _start_spawned() -> Handle:
     import subprocess
 
-    package_parent = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent, env.get("PYTHONPATH")]))
     try:
         return subprocess.Popen(
-            [sys.executable, "-m", "reprokit.capturing._pool"],
+            [sys.executable, os.path.join(os.path.dirname(__file__), "_hashworker.py")],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            env=env,
         )
     except (OSError, ValueError):
         return None
 
 
-def _feed(proc: Handle, task: tuple[bytes, str, bool], share: list[bytes]) -> Handle:
+def _feed(proc: Handle, task: Task, share: list[bytes]) -> Handle:
     if proc is None:
         return None
     try:
-        pickle.dump((task, share), proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+        proc.stdin.write(marshal.dumps((task, share)))
         proc.stdin.close()
     except OSError:  # the interpreter died at start-up (BrokenPipeError)
         proc.kill()
@@ -351,22 +260,7 @@ def _finish(handle: Handle) -> Batch | None:
         if handle.wait() != 0:
             _spawn_broken = True
     try:
-        fields = pickle.loads(data)
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError):
+        share = marshal.loads(data)
+    except (EOFError, ValueError, TypeError):
         return None
-    return Batch(*fields)
-
-
-def _serve() -> None:
-    """Entry point of a spawned worker: a pickled (task, share) in, a pickled result out."""
-    task, share = pickle.load(sys.stdin.buffer)
-    result = _run_share(task, share)
-    pickle.dump(result, sys.stdout.buffer, protocol=pickle.HIGHEST_PROTOCOL)
-    sys.stdout.buffer.flush()
-
-
-if __name__ == "__main__":
-    import importlib
-
-    # the module proper, not this __main__ copy, so that pickled classes resolve
-    importlib.import_module("reprokit.capturing._pool")._serve()
+    return Batch.of(share) if isinstance(share, tuple) and len(share) == 6 else None

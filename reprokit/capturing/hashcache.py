@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reprokit.capturing._cachedb import CacheDB, write
+from reprokit.capturing._hashworker import STAT_KEY
 from reprokit.capturing.walk import Folder, Tree
 
 __all__ = [
@@ -77,8 +78,7 @@ _DELETE_FOLDER = "DELETE FROM folder_digest WHERE algorithm = ? AND path = ?"
 
 STAMP = struct.Struct("<QQqqqq")
 """dev, ino, size, mtime_ns, ctime_ns, hashed_at_ns: the head of a packed entry."""
-KEY = struct.Struct("<QQqqq")
-"""dev, ino, size, mtime_ns, ctime_ns: what a file's ``stat`` must still show."""
+KEY = STAT_KEY  # dev, ino, size, mtime_ns, ctime_ns: what a file's ``stat`` must still show
 _HASHED = struct.Struct("<q")
 _DIGEST_SIZE = {"blake3": 32, "sha256": 32, "md5": 16}
 _FIELDS, _SIZE, _MTIME, _CTIME = 5, 2, 3, 4  # fields of KEY: how many, which
@@ -361,14 +361,22 @@ class HashCache:
 
 
 def _stat_keys(names: Sequence[bytes], dir_fd: int | None) -> list[bytes] | None:
-    """The fingerprint of each file (None if any cannot be stat'ed): C loops only."""
-    stat = os.stat
+    """The fingerprint of each file (None if any cannot be stat'ed), in one comprehension:
+    at ~2 µs a ``stat``, every Python step per file shows."""
+    stat, pack = os.stat, KEY.pack
     try:
-        stats = [stat(name, dir_fd=dir_fd) for name in names]  # relative: a shorter lookup
+        return [
+            pack(
+                (s := stat(name, dir_fd=dir_fd)).st_dev,
+                s.st_ino,
+                s.st_size,
+                s.st_mtime_ns,
+                s.st_ctime_ns,
+            )
+            for name in names  # relative to the folder's descriptor: a shorter lookup
+        ]
     except OSError:
         return None
-    pack = KEY.pack
-    return [pack(s.st_dev, s.st_ino, s.st_size, s.st_mtime_ns, s.st_ctime_ns) for s in stats]
 
 
 def _stat_key_of(name: bytes, dir_fd: int | None) -> bytes | None:

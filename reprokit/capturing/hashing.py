@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import os
 import stat
 import sys
@@ -43,9 +44,10 @@ from reprokit.capturing._filehash import (
     SUPPORTED_ALGORITHMS,
     digest_fd,
     open_file,
+    oserror_reason,
 )
 from reprokit.capturing.model import DataEntry, DataManifest, FileDigest, file_digests
-from reprokit.capturing.walk import Tree, oserror_reason, special_kind, walk_tree
+from reprokit.capturing.walk import Tree, special_kind, walk_tree
 from reprokit.exceptions import DigestMismatchError, PathError, ReprokitWarning, UsageError
 
 if TYPE_CHECKING:
@@ -358,7 +360,7 @@ def merkle_input(names: list[str], sizes: list[int], digests: list[str]) -> byte
     parts[0::6] = names
     parts[2::6] = map(str, sizes)
     parts[4::6] = digests
-    parts[5::6] = ["\n"] * count
+    parts[5::6] = itertools.repeat("\n", count)
     return "".join(parts).encode("utf-8", "surrogateescape")
 
 
