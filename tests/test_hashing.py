@@ -376,3 +376,18 @@ def test_no_warning_for_an_ordinary_folder(tree: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         hash_path(tree, cache=None)
+
+
+def test_a_spawned_worker_that_dies_at_start_up_leaves_its_share_to_this_process(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rels = sorted(os.fsencode(p.relative_to(tree)) for p in tree.rglob("*") if p.is_file())
+    prefix = os.fsencode(tree) + b"/"
+    monkeypatch.setattr(_pool, "_spawn_broken", False)  # restored after the test
+    monkeypatch.setattr(sys, "executable", shutil.which("false"))  # exits before reading
+    batch = _pool.hash_files(prefix, rels, "blake3", keys=True, jobs=2, method="spawn")
+    assert not batch.errors and None not in batch.keys
+    assert batch.hexdigests() == [
+        _plain("blake3", (tree / os.fsdecode(r)).read_bytes()) for r in rels
+    ]
+    assert _pool._spawn_broken  # not tried again in this process

@@ -232,15 +232,21 @@ def _start_spawned() -> Handle:
 
 
 def _feed(proc: Handle, task: Task, share: list[bytes]) -> Handle:
+    """Send a spawned worker its share from a helper thread: the share (1 MB for 50,000
+    files) is more than a pipe holds, and writing it here would wait for the worker's
+    interpreter to start (~40 ms) instead of hashing this process's share meanwhile."""
     if proc is None:
         return None
-    try:
-        proc.stdin.write(marshal.dumps((task, share)))
-        proc.stdin.close()
-    except OSError:  # the interpreter died at start-up (BrokenPipeError)
-        proc.kill()
-        proc.wait()
-        return None
+    import threading
+
+    data = marshal.dumps((task, share))
+
+    def send() -> None:
+        with contextlib.suppress(OSError):  # died at start-up: _finish finds no result
+            proc.stdin.write(data)
+            proc.stdin.close()
+
+    threading.Thread(target=send, name="reprokit-feed", daemon=True).start()
     return proc
 
 
