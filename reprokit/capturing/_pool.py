@@ -13,10 +13,12 @@ How workers start (measured in ``benchmarks/bench_hash.py``):
 - ``fork`` (``os.fork`` and a pipe, no ``multiprocessing``) when this process has a single
   OS thread, e.g. the command line: it costs about a millisecond per worker.
 - otherwise (Jupyter kernels run threads; a fork after BLAKE3's or a BLAS thread pool
-  started can deadlock the child) a fresh ``python -m reprokit.capturing._pool`` per worker,
-  fed through stdin/stdout.  Unlike ``multiprocessing``'s spawn and forkserver it never
-  re-imports the user's ``__main__``, so a script without ``if __name__ == "__main__"``
-  is not run again.  It costs ~50 ms, hence the higher threshold.
+  started can deadlock the child) a fresh interpreter per worker running
+  ``_hashworker.py`` as a script, fed through stdin/stdout (:mod:`marshal`; its share is
+  written from a helper thread while this process hashes its own).  Unlike
+  ``multiprocessing``'s spawn and forkserver it never re-imports the user's ``__main__``,
+  so a script without ``if __name__ == "__main__"`` is not run again.  It costs ~40 ms,
+  hence the higher threshold.
 
 Any failure to start or run a worker falls back to hashing its share here.
 """
