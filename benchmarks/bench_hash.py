@@ -126,6 +126,9 @@ def bench_small(results: Results, work: Path, count: int, size: int, repeat: int
     written_at = time.monotonic()
     cores = _pool.default_jobs()
     print(f"\n2. {count} files of {size} bytes, {cores} cores")
+    # BLAKE3's thread pool (section 1) makes this process multi-threaded, as a kernel is:
+    # workers are then spawned, not forked
+    results.figure("worker start method, small files", _pool.start_method())
     walk = scandir_stat_walk(root)
     xargs = f"find {root} -type f -print0 | xargs -0 -P{cores} b3sum > /dev/null"
     base = command("sh", "-c", xargs) if shutil.which("b3sum") else walk

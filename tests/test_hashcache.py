@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import struct
 import subprocess
 import sys
 import warnings
@@ -13,6 +14,7 @@ import pytest
 
 from reprokit.capturing.hashcache import (
     DEFAULT_RACY_MARGIN_NS,
+    KEY,
     HashCache,
     default_cache,
     default_cache_path,
@@ -255,3 +257,60 @@ def test_no_warning_when_all_is_well(tmp_path: Path) -> None:
         with HashCache(tmp_path / "c.sqlite3") as cache:
             hash_path(root, cache=cache)
             hash_path(root / "f0.txt", cache=cache)
+
+
+def test_a_cache_of_schema_1_is_upgraded_in_place_without_a_warning(tmp_path: Path) -> None:
+    cache_file = tmp_path / "c.sqlite3"
+    root = _tree(tmp_path / "data")
+    with sqlite3.connect(cache_file) as conn:  # what reprokit wrote before schema 2
+        conn.execute(
+            "CREATE TABLE folder_digest (algorithm TEXT NOT NULL, path BLOB NOT NULL, "
+            "names BLOB NOT NULL, stamps BLOB NOT NULL, PRIMARY KEY (algorithm, path))"
+        )
+        conn.execute("INSERT INTO folder_digest VALUES ('blake3', ?, x'00', x'00')", [b"/x"])
+        conn.execute("PRAGMA application_id = 1380993859")
+        conn.execute("PRAGMA user_version = 1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with HashCache(cache_file, racy_margin_ns=0) as cache:
+            assert hash_path(root, cache=cache) == hash_path(root, cache=None)
+            hash_path(root, cache=cache)
+            assert (cache.stats.written, cache.stats.hits) == (6, 6)
+    assert not (tmp_path / "c.sqlite3.corrupt").exists()
+    with sqlite3.connect(cache_file) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+
+
+def test_a_folder_partly_rehashed_is_served_whole_next_time(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "data", count=50)
+    with HashCache(tmp_path / "c.sqlite3", racy_margin_ns=0) as cache:
+        hash_path(root, cache=cache)
+        (root / "f7.txt").write_bytes(b"changed, and longer")
+        (root / "f8.txt").unlink()
+        (root / "f99.txt").write_bytes(b"new")
+        changed = hash_path(root, cache=cache)
+        assert (cache.stats.stale, cache.stats.misses) == (1, 51 + 1)  # first run: 51 misses
+        assert changed == hash_path(root, cache=None)
+        hits = cache.stats.hits
+        assert hash_path(root, cache=cache) == changed
+        assert cache.stats.hits - hits == 51  # every file of both folders, from the cache
+
+
+def test_only_the_racy_files_of_a_folder_are_hashed_again(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "data", count=3)
+    with HashCache(tmp_path / "c.sqlite3") as cache:
+        hash_path(root, cache=cache)  # every entry racy (just written): one time per folder
+        with sqlite3.connect(cache.path) as conn:  # give each file a time of its own
+            names, stamps = conn.execute(
+                "SELECT names, stamps FROM folder_digest WHERE path = ?", [os.fsencode(root)]
+            ).fetchone()
+            times = b""
+            for name, stamp in zip(names.split(b"\0"), KEY.iter_unpack(stamps), strict=True):
+                later = 10**10 if name == b"f1.txt" else 1  # 10 s after its change, or 1 ns
+                times += struct.pack("<q", max(stamp[3], stamp[4]) + later)
+            conn.execute(
+                "UPDATE folder_digest SET hashed = ? WHERE path = ?", [times, os.fsencode(root)]
+            )
+        hits, racy = cache.stats.hits, cache.stats.racy
+        assert hash_path(root, cache=cache) == hash_path(root, cache=None)
+        assert (cache.stats.hits - hits, cache.stats.racy - racy) == (1, 3)  # sub/g.bin too

@@ -19,6 +19,7 @@ import pytest
 
 from reprokit.capturing import _pool
 from reprokit.capturing._filehash import SMALL_FILE
+from reprokit.capturing.hashcache import stat_key
 from reprokit.capturing.hashing import (
     SUPPORTED_ALGORITHMS,
     check_expected,
@@ -187,11 +188,11 @@ def test_worker_processes_give_the_same_digests(
 def test_each_start_method_hashes_every_share(tree: Path, method: str) -> None:
     rels = sorted(os.fsencode(p.relative_to(tree)) for p in tree.rglob("*") if p.is_file())
     prefix = os.fsencode(tree) + b"/"
-    batch = _pool.hash_files(prefix, rels, "sha256", entries=True, jobs=2, method=method)
+    batch = _pool.hash_files(prefix, rels, "sha256", keys=True, jobs=2, method=method)
     assert batch.workers == 2 and not batch.errors
     expected = [_plain("sha256", (tree / os.fsdecode(r)).read_bytes()) for r in rels]
-    assert batch.digests == expected
-    assert all(entry is not None for entry in batch.entries)
+    assert batch.hexdigests() == expected
+    assert batch.keys == [stat_key(os.stat(tree / os.fsdecode(r))) for r in rels]
 
 
 def test_missing_path_is_a_path_error(tmp_path: Path) -> None:
@@ -375,3 +376,18 @@ def test_no_warning_for_an_ordinary_folder(tree: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         hash_path(tree, cache=None)
+
+
+def test_a_spawned_worker_that_dies_at_start_up_leaves_its_share_to_this_process(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rels = sorted(os.fsencode(p.relative_to(tree)) for p in tree.rglob("*") if p.is_file())
+    prefix = os.fsencode(tree) + b"/"
+    monkeypatch.setattr(_pool, "_spawn_broken", False)  # restored after the test
+    monkeypatch.setattr(sys, "executable", shutil.which("false"))  # exits before reading
+    batch = _pool.hash_files(prefix, rels, "blake3", keys=True, jobs=2, method="spawn")
+    assert not batch.errors and None not in batch.keys
+    assert batch.hexdigests() == [
+        _plain("blake3", (tree / os.fsdecode(r)).read_bytes()) for r in rels
+    ]
+    assert _pool._spawn_broken  # not tried again in this process

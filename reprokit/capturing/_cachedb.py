@@ -20,7 +20,7 @@ from typing import TypeVar
 
 from reprokit.exceptions import ReprokitWarning
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: folder_digest holds its files' entries column by column
 APPLICATION_ID = 0x52504B43  # "RPKC": tells our file from any other SQLite database
 RETRY_AFTER_S = 60.0  # a cache turned off is tried again after this long
 _CORRUPT = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
@@ -43,9 +43,16 @@ SCHEMA = (
     path BLOB NOT NULL,
     names BLOB NOT NULL,
     stamps BLOB NOT NULL,
+    hashed BLOB NOT NULL,
+    digests BLOB NOT NULL,
     PRIMARY KEY (algorithm, path)
 ) WITHOUT ROWID""",
 )
+
+UPGRADABLE: dict[int, tuple[str, ...]] = {
+    # schema 1 packed each file's entry row by row; its folder rows are only a cache
+    1: ("DROP TABLE IF EXISTS folder_digest",),
+}
 
 _T = TypeVar("_T")
 
@@ -172,8 +179,10 @@ def prepare(conn: sqlite3.Connection) -> None:
         if app_id != APPLICATION_ID:
             if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
                 raise ForeignSchemaError("not a reprokit hash cache")
-        elif version not in (0, SCHEMA_VERSION):
+        elif version not in (0, *UPGRADABLE, SCHEMA_VERSION):
             raise ForeignSchemaError(f"a hash cache of schema {version}, not {SCHEMA_VERSION}")
+        for statement in UPGRADABLE.get(version, ()):
+            conn.execute(statement)
         for statement in SCHEMA:
             conn.execute(statement)
         conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")

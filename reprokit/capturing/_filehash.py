@@ -19,6 +19,7 @@ mapped raises SIGBUS; files that are written to while hashed are not supported.
 
 from __future__ import annotations
 
+import errno
 import os
 from typing import Any, Protocol
 
@@ -34,6 +35,23 @@ _BASE_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOC
 # kernel allows it (owner or CAP_FOWNER); elsewhere open() fails with EPERM and we retry.
 _NOATIME = getattr(os, "O_NOATIME", 0)
 _open_flags = _BASE_FLAGS | _NOATIME
+
+
+_REASONS = {
+    errno.ENOENT: "no such file or directory",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.ELOOP: "symbolic link loop",
+    errno.ENOTDIR: "not a directory",
+    errno.EISDIR: "is a directory",
+}
+
+
+def oserror_reason(exc: OSError) -> str:
+    """A short lower-case reason for an OSError, stable across platforms where we can."""
+    if exc.errno in _REASONS:
+        return _REASONS[exc.errno]
+    return (exc.strerror or type(exc).__name__).lower()
 
 
 class Hasher(Protocol):

@@ -3,8 +3,8 @@
 Python spends ~10 µs per small file (open, fstat, read, hash, close) and threads make it
 worse (the GIL), so above ``PARALLEL_MIN_FILES`` files the work is split over one worker
 process per core, this one included.  Process k takes files k, k+n, k+2n, ...
-(interleaving balances sizes without knowing them); workers send back digests, sizes
-and packed cache entries, and the caller writes the cache (one transaction).  Files of
+(interleaving balances sizes without knowing them); workers send back raw digests, sizes
+and packed ``stat`` fingerprints, and the caller writes the cache (one transaction).  Files of
 ``DEFER_FROM`` bytes or more are handed back unhashed and hashed here afterwards with
 BLAKE3's own thread pool.
 
@@ -13,10 +13,12 @@ How workers start (measured in ``benchmarks/bench_hash.py``):
 - ``fork`` (``os.fork`` and a pipe, no ``multiprocessing``) when this process has a single
   OS thread, e.g. the command line: it costs about a millisecond per worker.
 - otherwise (Jupyter kernels run threads; a fork after BLAKE3's or a BLAS thread pool
-  started can deadlock the child) a fresh ``python -m reprokit.capturing._pool`` per worker,
-  fed through stdin/stdout.  Unlike ``multiprocessing``'s spawn and forkserver it never
-  re-imports the user's ``__main__``, so a script without ``if __name__ == "__main__"``
-  is not run again.  It costs ~50 ms, hence the higher threshold.
+  started can deadlock the child) a fresh interpreter per worker running
+  ``_hashworker.py`` as a script, fed through stdin/stdout (:mod:`marshal`; its share is
+  written from a helper thread while this process hashes its own).  Unlike
+  ``multiprocessing``'s spawn and forkserver it never re-imports the user's ``__main__``,
+  so a script without ``if __name__ == "__main__"`` is not run again.  It costs ~40 ms,
+  hence the higher threshold.
 
 Any failure to start or run a worker falls back to hashing its share here.
 """
@@ -24,19 +26,16 @@ Any failure to start or run a worker falls back to hashing its share here.
 from __future__ import annotations
 
 import contextlib
+import marshal
 import os
-import pickle
 import signal
-import stat
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from reprokit.capturing._filehash import SMALL_FILE, digest_large, new_hasher, open_file
-from reprokit.capturing.hashcache import pack_entry
-from reprokit.capturing.walk import oserror_reason
+from reprokit.capturing._hashworker import Share, hash_share
 
 PARALLEL_MIN_FILES = {"fork": 2_000, "spawn": 8_000}
 DEFER_FROM = 64 << 20
@@ -48,27 +47,24 @@ _spawn_broken = False  # set once a spawned worker failed: do not try again
 class Batch:
     """Per-file outcome, aligned with the ``rels`` hashed."""
 
-    digests: list[str | None]
+    raw: list[bytes | None]  # raw digests (None: an error, or deferred)
     sizes: list[int]
-    entries: list[bytes | None] = field(default_factory=list)  # packed cache entries
+    keys: list[bytes | None] = field(default_factory=list)  # hashcache.stat_key of each
     errors: list[tuple[int, str]] = field(default_factory=list)  # (index, reason)
     deferred: list[int] = field(default_factory=list)  # large files left to the caller
     workers: int = 0  # worker processes used (0: all hashed in this process)
+    hashed_at_ns: int = 0  # taken before the first byte was read (the racy rule)
 
-    def as_tuple(self) -> tuple[Any, ...]:
-        return (self.digests, self.sizes, self.entries, self.errors, self.deferred)
+    @classmethod
+    def of(cls, share: Share) -> Batch:
+        raw, sizes, keys, errors, deferred, hashed_at_ns = share
+        return cls(raw, sizes, keys, errors, deferred, hashed_at_ns=hashed_at_ns)
 
-
-def _small_digester(algorithm: str) -> Callable[[bytes], str]:
-    if algorithm == "blake3":
-        import blake3
-
-        b3 = blake3.blake3
-        return lambda data: b3(data).hexdigest()
-    import hashlib
-
-    constructor = getattr(hashlib, algorithm)
-    return lambda data: constructor(data).hexdigest()
+    def hexdigests(self) -> list[str | None]:
+        """The digests in hex, made in one pass."""
+        if None in self.raw:
+            return [None if raw is None else raw.hex() for raw in self.raw]
+        return list(map(bytes.hex, self.raw))  # type: ignore[arg-type]
 
 
 def hash_batch(
@@ -76,53 +72,12 @@ def hash_batch(
     rels: Sequence[bytes],
     algorithm: str,
     *,
-    entries: bool = False,
+    keys: bool = False,
     defer_from: int | None = None,
     threads: bool = True,
 ) -> Batch:
-    """Hash ``prefix + rel`` for each rel here; ``entries``: also pack cache entries."""
-    hashed_at = time.time_ns()  # before any byte is read: see the racy rule in hashcache
-    small = _small_digester(algorithm)
-    fstat, read, close, is_reg = os.fstat, os.read, os.close, stat.S_ISREG
-    batch = Batch([], [])
-    digests, sizes, packed = batch.digests, batch.sizes, batch.entries
-    for index, rel in enumerate(rels):
-        digest: str | None = None
-        size = 0
-        try:
-            fd = open_file(prefix + rel)
-            try:
-                st = fstat(fd)
-                size = st.st_size
-                if not is_reg(st.st_mode):
-                    batch.errors.append((index, "not a regular file"))
-                elif size < SMALL_FILE and len(data := read(fd, size + 1)) <= size:
-                    digest = small(data)
-                elif defer_from is not None and size >= defer_from:
-                    batch.deferred.append(index)
-                else:
-                    digest = _digest_rest(fd, size, algorithm, threads)
-            finally:
-                close(fd)
-        except OSError as exc:
-            batch.errors.append((index, oserror_reason(exc)))
-        digests.append(digest)
-        sizes.append(size)
-        if entries:
-            packed.append(None if digest is None else pack_entry(st, hashed_at, digest))
-    return batch
-
-
-def _digest_rest(fd: int, size: int, algorithm: str, threads: bool) -> str:
-    """A large file, or a small one that grew since fstat: hash from the start."""
-    if size >= SMALL_FILE:
-        return digest_large(fd, size, algorithm, threads=threads)
-    hasher = new_hasher(algorithm)
-    offset = 0
-    while data := os.pread(fd, 1 << 20, offset):
-        hasher.update(data)
-        offset += len(data)
-    return hasher.hexdigest()
+    """Hash ``prefix + rel`` for each rel here; ``keys``: also their cache fingerprints."""
+    return Batch.of(hash_share(prefix, rels, algorithm, keys, defer_from, threads))
 
 
 def default_jobs() -> int:
@@ -156,7 +111,7 @@ def hash_files(
     rels: Sequence[bytes],
     algorithm: str,
     *,
-    entries: bool = False,
+    keys: bool = False,
     jobs: int | None = None,
     method: str | None = None,
 ) -> Batch:
@@ -168,9 +123,11 @@ def hash_files(
     if jobs is None and len(rels) < PARALLEL_MIN_FILES[method]:
         workers = 1
     if workers <= 1:
-        return hash_batch(prefix, rels, algorithm, entries=entries)
-    task = (prefix, algorithm, entries)
+        return hash_batch(prefix, rels, algorithm, keys=keys)
+    task = (prefix, algorithm, keys, DEFER_FROM)
     shares = [list(rels[k::workers]) for k in range(workers)]
+    merged = Batch([None] * len(rels), [0] * len(rels), workers=workers)
+    merged.hashed_at_ns = time.time_ns()  # before any worker reads a byte
     # share 0 is hashed here while the workers run: one process fewer to start and no
     # pickling for that share
     handles: list[Handle] = [None]
@@ -179,15 +136,14 @@ def hash_files(
     else:  # start every interpreter first, then feed them: their start-ups overlap
         procs = [_start_spawned() for _ in shares[1:]]
         handles += [_feed(proc, task, share) for proc, share in zip(procs, shares[1:], strict=True)]
-    merged = Batch([None] * len(rels), [0] * len(rels), workers=workers)
-    if entries:
-        merged.entries = [None] * len(rels)
+    if keys:
+        merged.keys = [None] * len(rels)
     try:
         for k, share in enumerate(shares):
             part = _finish(handles[k])
             handles[k] = None
             if part is None:  # share 0, or a worker that could not start or died
-                part = hash_batch(prefix, share, algorithm, entries=entries, defer_from=DEFER_FROM)
+                part = hash_batch(prefix, share, algorithm, keys=keys, defer_from=DEFER_FROM)
             _merge(merged, part, k, workers)
     finally:  # interrupted (Ctrl-C): leave no worker running and no zombie behind
         for handle in handles:
@@ -212,10 +168,10 @@ def _kill(handle: Handle) -> None:
 
 
 def _merge(merged: Batch, part: Batch, k: int, workers: int) -> None:
-    merged.digests[k::workers] = part.digests
+    merged.raw[k::workers] = part.raw
     merged.sizes[k::workers] = part.sizes
-    if merged.entries:
-        merged.entries[k::workers] = part.entries
+    if merged.keys:
+        merged.keys[k::workers] = part.keys
     merged.errors.extend((k + workers * j, why) for j, why in part.errors)
     merged.deferred.extend(k + workers * j for j in part.deferred)
 
@@ -223,13 +179,13 @@ def _merge(merged: Batch, part: Batch, k: int, workers: int) -> None:
 def _hash_deferred(prefix: bytes, rels: Sequence[bytes], algorithm: str, merged: Batch) -> None:
     if merged.deferred:
         merged.deferred.sort()
-        wanted = bool(merged.entries)
-        big = hash_batch(prefix, [rels[i] for i in merged.deferred], algorithm, entries=wanted)
+        wanted = bool(merged.keys)
+        big = hash_batch(prefix, [rels[i] for i in merged.deferred], algorithm, keys=wanted)
         for j, index in enumerate(merged.deferred):
-            merged.digests[index] = big.digests[j]
+            merged.raw[index] = big.raw[j]
             merged.sizes[index] = big.sizes[j]
             if wanted:
-                merged.entries[index] = big.entries[j]
+                merged.keys[index] = big.keys[j]
         merged.errors.extend((merged.deferred[j], why) for j, why in big.errors)
         merged.deferred = []
     merged.errors.sort()
@@ -240,16 +196,10 @@ def _hash_deferred(prefix: bytes, rels: Sequence[bytes], algorithm: str, merged:
 Handle = Any  # (pid, read fd) for a fork, a Popen for a spawn, None when it failed
 
 
-def _run_share(task: tuple[bytes, str, bool], share: list[bytes]) -> tuple[Any, ...]:
-    prefix, algorithm, entries = task
-    # one thread per worker: the workers already fill the cores
-    batch = hash_batch(
-        prefix, share, algorithm, entries=entries, defer_from=DEFER_FROM, threads=False
-    )
-    return batch.as_tuple()
+Task = tuple[bytes, str, bool, int]  # prefix, algorithm, keys, defer_from
 
 
-def _start_forked(task: tuple[bytes, str, bool], share: list[bytes]) -> Handle:
+def _start_forked(task: Task, share: list[bytes]) -> Handle:
     try:
         read_fd, write_fd = os.pipe()
         pid = os.fork()
@@ -259,8 +209,10 @@ def _start_forked(task: tuple[bytes, str, bool], share: list[bytes]) -> Handle:
         code = 1
         try:
             os.close(read_fd)
+            prefix, algorithm, keys, defer_from = task
+            result = hash_share(prefix, share, algorithm, keys, defer_from, False)
             with os.fdopen(write_fd, "wb") as out:
-                pickle.dump(_run_share(task, share), out, protocol=pickle.HIGHEST_PROTOCOL)
+                out.write(marshal.dumps(result))
             code = 0
         finally:
             os._exit(code)
@@ -271,30 +223,32 @@ def _start_forked(task: tuple[bytes, str, bool], share: list[bytes]) -> Handle:
 def _start_spawned() -> Handle:
     import subprocess
 
-    package_parent = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent, env.get("PYTHONPATH")]))
     try:
         return subprocess.Popen(
-            [sys.executable, "-m", "reprokit.capturing._pool"],
+            [sys.executable, os.path.join(os.path.dirname(__file__), "_hashworker.py")],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            env=env,
         )
     except (OSError, ValueError):
         return None
 
 
-def _feed(proc: Handle, task: tuple[bytes, str, bool], share: list[bytes]) -> Handle:
+def _feed(proc: Handle, task: Task, share: list[bytes]) -> Handle:
+    """Send a spawned worker its share from a helper thread: the share (1 MB for 50,000
+    files) is more than a pipe holds, and writing it here would wait for the worker's
+    interpreter to start (~40 ms) instead of hashing this process's share meanwhile."""
     if proc is None:
         return None
-    try:
-        pickle.dump((task, share), proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
-        proc.stdin.close()
-    except OSError:  # the interpreter died at start-up (BrokenPipeError)
-        proc.kill()
-        proc.wait()
-        return None
+    import threading
+
+    data = marshal.dumps((task, share))
+
+    def send() -> None:
+        with contextlib.suppress(OSError):  # died at start-up: _finish finds no result
+            proc.stdin.write(data)
+            proc.stdin.close()
+
+    threading.Thread(target=send, name="reprokit-feed", daemon=True).start()
     return proc
 
 
@@ -314,22 +268,7 @@ def _finish(handle: Handle) -> Batch | None:
         if handle.wait() != 0:
             _spawn_broken = True
     try:
-        fields = pickle.loads(data)
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError):
+        share = marshal.loads(data)
+    except (EOFError, ValueError, TypeError):
         return None
-    return Batch(*fields)
-
-
-def _serve() -> None:
-    """Entry point of a spawned worker: a pickled (task, share) in, a pickled result out."""
-    task, share = pickle.load(sys.stdin.buffer)
-    result = _run_share(task, share)
-    pickle.dump(result, sys.stdout.buffer, protocol=pickle.HIGHEST_PROTOCOL)
-    sys.stdout.buffer.flush()
-
-
-if __name__ == "__main__":
-    import importlib
-
-    # the module proper, not this __main__ copy, so that pickled classes resolve
-    importlib.import_module("reprokit.capturing._pool")._serve()
+    return Batch.of(share) if isinstance(share, tuple) and len(share) == 6 else None

@@ -9,13 +9,15 @@ file's current fingerprint equals it.  Two tables hold entries:
 
 - ``file_digest``: one row per file hashed on its own;
 - ``folder_digest``: one row per folder met while hashing a tree, holding all its files'
-  entries packed (``names``: file names joined by NUL, in directory order; ``stamps``:
-  per file little-endian ``dev, ino`` (uint64), ``size, mtime_ns, ctime_ns,
-  hashed_at_ns`` (int64), then the raw digest).  A tree's entries come back in one range
-  query on the path; a folder whose listing is unchanged is matched by position (no
-  per-file dictionary) and never rewritten.  SQLite then costs well under 1 µs per file
-  instead of ~3 µs per row for reading and writing a row per file, which matters next
-  to the ~4 µs of a ``stat``.
+  entries column by column (``names``: file names joined by NUL, in directory order;
+  ``stamps``: per file little-endian ``dev, ino`` (uint64), ``size, mtime_ns, ctime_ns``
+  (int64); ``hashed``: one ``hashed_at_ns`` (int64) for every file, or one per file;
+  ``digests``: the raw digests end to end).  A tree's entries come back in one range
+  query on the path; a folder whose listing is unchanged is matched by comparing the
+  packed ``stat`` fingerprints of all its files with ``stamps`` in one bytes comparison
+  (no per-file entry object), and never rewritten.  SQLite then costs well under 1 µs per
+  file instead of ~3 µs per row for reading and writing a row per file, which matters
+  next to the ~2 µs of a ``stat``.
 
 Racy entries (git's "racy git" problem): a file written again within the filesystem's
 timestamp granularity after we read it can keep the same size, mtime and ctime.  So a
@@ -39,21 +41,25 @@ import contextlib
 import os
 import sqlite3
 import struct
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from reprokit.capturing._cachedb import CacheDB, write
-from reprokit.capturing.walk import Tree
+from reprokit.capturing._hashworker import STAT_KEY
+from reprokit.capturing.walk import Folder, Tree
 
 __all__ = [
     "DEFAULT_RACY_MARGIN_NS",
     "CacheStats",
+    "Fresh",
     "HashCache",
     "TreeMatch",
     "default_cache",
     "default_cache_path",
     "pack_entry",
+    "stat_key",
 ]
 
 DEFAULT_RACY_MARGIN_NS = 2_000_000_000
@@ -64,19 +70,18 @@ _SELECT_ONE = (
 )
 _INSERT_ONE = "INSERT OR REPLACE INTO file_digest VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _SELECT_TREE = (
-    "SELECT substr(path, ?), names, stamps FROM folder_digest WHERE algorithm = ? "
-    "AND (path = ? OR (path >= ? AND path < ?))"
+    "SELECT substr(path, ?), names, stamps, hashed, digests FROM folder_digest "
+    "WHERE algorithm = ? AND (path = ? OR (path >= ? AND path < ?))"
 )
-_INSERT_FOLDER = "INSERT OR REPLACE INTO folder_digest VALUES (?, ?, ?, ?)"
+_INSERT_FOLDER = "INSERT OR REPLACE INTO folder_digest VALUES (?, ?, ?, ?, ?, ?)"
 _DELETE_FOLDER = "DELETE FROM folder_digest WHERE algorithm = ? AND path = ?"
 
 STAMP = struct.Struct("<QQqqqq")
 """dev, ino, size, mtime_ns, ctime_ns, hashed_at_ns: the head of a packed entry."""
+KEY = STAT_KEY  # dev, ino, size, mtime_ns, ctime_ns: what a file's ``stat`` must still show
+_HASHED = struct.Struct("<q")
 _DIGEST_SIZE = {"blake3": 32, "sha256": 32, "md5": 16}
-_LAYOUTS = {name: struct.Struct(f"{STAMP.format}{n}s") for name, n in _DIGEST_SIZE.items()}
-
-Entry = tuple[int, int, int, int, int, int, bytes]
-"""An unpacked entry: dev, ino, size, mtime_ns, ctime_ns, hashed_at_ns, raw digest."""
+_FIELDS, _SIZE, _MTIME, _CTIME = 5, 2, 3, 4  # fields of KEY: how many, which
 
 
 def pack_entry(st: os.stat_result, hashed_at_ns: int, hexdigest: str) -> bytes:
@@ -85,6 +90,11 @@ def pack_entry(st: os.stat_result, hashed_at_ns: int, hexdigest: str) -> bytes:
         st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, hashed_at_ns
     )
     return head + bytes.fromhex(hexdigest)
+
+
+def stat_key(st: os.stat_result) -> bytes:
+    """The packed fingerprint (:data:`KEY`) of a file whose ``stat`` is ``st``."""
+    return KEY.pack(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def default_cache_path() -> Path:
@@ -112,8 +122,42 @@ class CacheStats:
 
 @dataclass
 class _Cached:
+    """A folder's row: its file names and their entries, column by column."""
+
     names: list[bytes]
-    entries: list[Entry]
+    stamps: bytes  # KEY per file
+    hashed: bytes  # one _HASHED for all files, or one per file
+    digests: bytes  # raw, ``width`` bytes each
+    width: int
+
+    def column(self, field: int) -> list[int]:
+        """One field of KEY for every file (little-endian int64)."""
+        if sys.byteorder == "little":
+            return memoryview(self.stamps).cast("q")[field::_FIELDS].tolist()
+        return [row[field] for row in KEY.iter_unpack(self.stamps)]
+
+    def hashed_at(self) -> list[int]:
+        times = [value for (value,) in _HASHED.iter_unpack(self.hashed)]
+        return times * len(self.names) if len(times) == 1 else times
+
+    def racy(self, margin_ns: int) -> set[int]:
+        """Positions of the entries too close to their file's last change to be trusted."""
+        mtimes, ctimes = self.column(_MTIME), self.column(_CTIME)
+        if len(self.hashed) == _HASHED.size:  # one time: one comparison for the folder
+            (hashed_at,) = _HASHED.unpack(self.hashed)
+            if max(mtimes + ctimes) + margin_ns < hashed_at:
+                return set()
+        times = zip(mtimes, ctimes, self.hashed_at(), strict=True)
+        return {j for j, (m, c, h) in enumerate(times) if max(m, c) + margin_ns >= h}
+
+    def part(self, j: int) -> tuple[bytes, bytes, bytes]:
+        """The j-th file's key, hashed time and raw digest."""
+        hashed = self.hashed if len(self.hashed) == _HASHED.size else self.hashed[8 * j : 8 * j + 8]
+        digest = self.digests[self.width * j : self.width * (j + 1)]
+        return self.stamps[KEY.size * j : KEY.size * (j + 1)], hashed, digest
+
+    def hexdigests(self) -> list[str]:
+        return self.digests.hex(" ", self.width).split(" ")
 
 
 @dataclass
@@ -124,6 +168,15 @@ class TreeMatch:
     sizes: list[int]
     todo: list[int] = field(default_factory=list)  # indices of files to hash
     cached: dict[bytes, _Cached] = field(default_factory=dict)  # folder rel -> entries
+
+
+@dataclass
+class Fresh:
+    """Entries of the files of a tree just hashed (aligned with ``Tree.rels``)."""
+
+    keys: Sequence[bytes | None]  # stat_key of each file hashed, None for one served
+    digests: Sequence[str | None]  # every file's hex digest
+    hashed_at_ns: int  # taken before the first of them was read
 
 
 class HashCache:
@@ -180,87 +233,86 @@ class HashCache:
                 self.stats.misses += len(folder.names)
                 match.todo.extend(folder.indices)
                 continue
-            if cached.names == folder.names:  # listing unchanged: entries line up
-                entries: Sequence[Entry | None] = cached.entries
-            else:
-                by_name = dict(zip(cached.names, cached.entries, strict=True))
-                entries = [by_name.get(name) for name in folder.names]
             with _opened_folder(prefix + folder.rel) as dir_fd:
                 names = folder.names
                 if dir_fd is None:  # no descriptor (or no dir_fd here): the whole paths
                     names = [prefix + tree.rels[i] for i in folder.indices]
-                self._match(names, dir_fd, folder.indices, entries, match)
+                keys = _stat_keys(names, dir_fd)
+                if keys is not None and self._serve_all(folder, cached, keys, match):
+                    continue
+                if keys is None:  # one cannot be stat'ed: find which, file by file
+                    each = [_stat_key_of(name, dir_fd) for name in names]
+            self._match_each(folder, cached, each if keys is None else keys, match)
         match.todo.sort()
         return match
 
-    def _match(
-        self,
-        names: Sequence[bytes],
-        dir_fd: int | None,
-        indices: Sequence[int],
-        entries: Sequence[Entry | None],
-        match: TreeMatch,
+    def _serve_all(
+        self, folder: Folder, cached: _Cached, keys: list[bytes], match: TreeMatch
+    ) -> bool:
+        """The common case, in bulk: the same names, every fingerprint equal, none racy."""
+        if cached.names != folder.names or b"".join(keys) != cached.stamps:
+            return False
+        if cached.racy(self.racy_margin_ns):
+            return False
+        digests, sizes = cached.hexdigests(), cached.column(_SIZE)
+        indices = folder.indices
+        if isinstance(indices, range) and indices.step == 1:
+            match.digests[indices.start : indices.stop] = digests
+            match.sizes[indices.start : indices.stop] = sizes
+        else:
+            for index, digest, size in zip(indices, digests, sizes, strict=True):
+                match.digests[index] = digest
+                match.sizes[index] = size
+        self.stats.hits += len(indices)
+        return True
+
+    def _match_each(
+        self, folder: Folder, cached: _Cached, keys: Sequence[bytes | None], match: TreeMatch
     ) -> None:
-        """Compare ``entries`` with the files ``names`` (in the folder open on ``dir_fd``, or
-        absolute paths), which sit at ``indices`` of the tree; fill ``match``."""
-        stats, margin, stat = self.stats, self.racy_margin_ns, os.stat
-        digests, sizes, todo = match.digests, match.sizes, match.todo
-        for name, index, entry in zip(names, indices, entries, strict=True):
-            if entry is None:
+        """File by file: names added or gone, fingerprints changed, racy entries."""
+        position = {name: j for j, name in enumerate(cached.names)}
+        racy, stats = cached.racy(self.racy_margin_ns), self.stats
+        for k, (name, index) in enumerate(zip(folder.names, folder.indices, strict=True)):
+            j = position.get(name)
+            if j is None:
                 stats.misses += 1
-                todo.append(index)
+                match.todo.append(index)
                 continue
-            try:
-                st = stat(name, dir_fd=dir_fd)  # relative to its folder: a shorter lookup
-            except OSError:
-                todo.append(index)
-                continue
-            dev, ino, size, mtime_ns, ctime_ns, hashed_at_ns, digest = entry
-            if (
-                mtime_ns != st.st_mtime_ns
-                or size != st.st_size
-                or ctime_ns != st.st_ctime_ns
-                or ino != st.st_ino
-                or dev != st.st_dev
-            ):
+            key, _, digest = cached.part(j)
+            if keys[k] is None:  # cannot be stat'ed: its error comes when it is hashed
+                match.todo.append(index)
+            elif keys[k] != key:
                 stats.stale += 1
-                todo.append(index)
-            elif mtime_ns + margin >= hashed_at_ns or ctime_ns + margin >= hashed_at_ns:
+                match.todo.append(index)
+            elif j in racy:
                 stats.racy += 1
-                todo.append(index)
+                match.todo.append(index)
             else:
                 stats.hits += 1
-                digests[index] = digest.hex()
-                sizes[index] = size
+                match.digests[index] = digest.hex()
+                match.sizes[index] = KEY.unpack(key)[_SIZE]
 
     def store_tree(
-        self, algorithm: str, root: bytes, tree: Tree, match: TreeMatch, fresh: dict[int, bytes]
+        self, algorithm: str, root: bytes, tree: Tree, match: TreeMatch, fresh: Fresh
     ) -> int:
         """Rewrite, in one transaction, the folders whose entries changed.
 
-        ``fresh``: index in ``tree.rels`` -> packed entry of each file just hashed.
         Folders cached under ``root`` but not walked this time are dropped.
         """
-        head, layout = _with_slash(root), _LAYOUTS[algorithm]
+        head = _with_slash(root)
         rows: list[tuple[object, ...]] = []
         walked = set()
         for folder in tree.folders:
             walked.add(folder.rel)
-            path = head + folder.rel if folder.rel else root
             cached = match.cached.get(folder.rel)
-            changed = cached is None or any(i in fresh for i in folder.indices)
-            if not changed and cached is not None and cached.names == folder.names:
-                continue
             if not folder.names:
                 if cached is not None:
                     walked.discard(folder.rel)  # delete its row below
                 continue
-            known = dict(zip(cached.names, cached.entries, strict=True)) if cached else {}
-            stamps = [
-                fresh[i] if i in fresh else layout.pack(*known[name])
-                for i, name in zip(folder.indices, folder.names, strict=True)
-            ]
-            rows.append((algorithm, path, b"\0".join(folder.names), b"".join(stamps)))
+            columns = _columns(folder, cached, fresh)
+            if columns is not None:
+                path = head + folder.rel if folder.rel else root
+                rows.append((algorithm, path, b"\0".join(folder.names), *columns))
         gone = [(algorithm, head + f if f else root) for f in match.cached if f not in walked]
         if not rows and not gone:
             return 0
@@ -270,8 +322,9 @@ class HashCache:
         ]
         if not self._db.run(lambda conn: write(conn, statements), 0):
             return 0
-        self.stats.written += len(fresh)
-        return len(fresh)
+        written = len(fresh.keys) - list(fresh.keys).count(None)
+        self.stats.written += written
+        return written
 
     # -- single files ------------------------------------------------------------------
 
@@ -284,10 +337,15 @@ class HashCache:
             self.stats.misses += 1
             return None
         dev, ino, size, mtime_ns, ctime_ns, hashed_at_ns, digest = rows[0]
-        entry = (dev % (1 << 64), ino % (1 << 64), size, mtime_ns, ctime_ns, hashed_at_ns)
-        match = TreeMatch([None], [0])
-        self._match([path_abs], None, [0], [(*entry, bytes.fromhex(digest))], match)
-        return match.digests[0]
+        key = KEY.pack(dev % (1 << 64), ino % (1 << 64), size, mtime_ns, ctime_ns)
+        if key != stat_key(st):
+            self.stats.stale += 1
+            return None
+        if max(mtime_ns, ctime_ns) + self.racy_margin_ns >= hashed_at_ns:
+            self.stats.racy += 1
+            return None
+        self.stats.hits += 1
+        return str(digest)
 
     def store_files(self, algorithm: str, items: Sequence[tuple[bytes, bytes]]) -> int:
         """Remember (absolute path, packed entry) pairs, in one transaction."""
@@ -300,6 +358,63 @@ class HashCache:
             return 0
         self.stats.written += len(rows)
         return len(rows)
+
+
+def _stat_keys(names: Sequence[bytes], dir_fd: int | None) -> list[bytes] | None:
+    """The fingerprint of each file (None if any cannot be stat'ed), in one comprehension:
+    at ~2 µs a ``stat``, every Python step per file shows."""
+    stat, pack = os.stat, KEY.pack
+    try:
+        return [
+            pack(
+                (s := stat(name, dir_fd=dir_fd)).st_dev,
+                s.st_ino,
+                s.st_size,
+                s.st_mtime_ns,
+                s.st_ctime_ns,
+            )
+            for name in names  # relative to the folder's descriptor: a shorter lookup
+        ]
+    except OSError:
+        return None
+
+
+def _stat_key_of(name: bytes, dir_fd: int | None) -> bytes | None:
+    try:
+        return stat_key(os.stat(name, dir_fd=dir_fd))
+    except OSError:
+        return None
+
+
+def _columns(folder: Folder, cached: _Cached | None, fresh: Fresh) -> tuple[bytes, ...] | None:
+    """A folder's ``stamps, hashed, digests`` to write; None if its row is unchanged."""
+    indices = folder.indices
+    if isinstance(indices, range) and indices.step == 1:
+        keys, digests = (
+            fresh.keys[indices.start : indices.stop],
+            fresh.digests[indices.start : indices.stop],
+        )
+    else:
+        keys, digests = [fresh.keys[i] for i in indices], [fresh.digests[i] for i in indices]
+    hashed_now = len(keys) - list(keys).count(None)
+    if not hashed_now and cached is not None and cached.names == folder.names:
+        return None
+    hashed = _HASHED.pack(fresh.hashed_at_ns)
+    if hashed_now == len(keys):  # all just hashed: the first hash of a folder
+        return b"".join(keys), hashed, bytes.fromhex("".join(digests))  # type: ignore[arg-type]
+    assert cached is not None  # a file not hashed now was served from its row
+    position = {name: j for j, name in enumerate(cached.names)}
+    stamps, times, raws = [], [], []
+    for name, key, digest in zip(folder.names, keys, digests, strict=True):
+        if key is None:
+            key, time, raw = cached.part(position[name])
+        else:
+            time, raw = hashed, bytes.fromhex(str(digest))
+        stamps.append(key)
+        times.append(time)
+        raws.append(raw)
+    uniform = len(set(times)) == 1
+    return b"".join(stamps), times[0] if uniform else b"".join(times), b"".join(raws)
 
 
 @contextlib.contextmanager
@@ -328,13 +443,16 @@ def _select_tree(conn: sqlite3.Connection, algorithm: str, root: bytes) -> dict[
     """Folder rel -> its cached names and entries, for ``root`` and every folder below."""
     prefix = _with_slash(root)
     upper = prefix[:-1] + b"0"  # "0" sorts right after "/": the end of the prefix range
-    layout = _LAYOUTS[algorithm]
+    width = _DIGEST_SIZE[algorithm]
     cached: dict[bytes, _Cached] = {}
     args = (len(prefix) + 1, algorithm, root, prefix, upper)
-    for folder, names, stamps in conn.execute(_SELECT_TREE, args):
+    for folder, names, stamps, hashed, digests in conn.execute(_SELECT_TREE, args):
         split = names.split(b"\0")
-        if len(split) * layout.size == len(stamps):  # else damaged: rewritten after hashing
-            cached[folder] = _Cached(split, list(layout.iter_unpack(stamps)))
+        count = len(split)
+        sound = len(stamps) == count * KEY.size and len(digests) == count * width
+        if sound and len(hashed) in (_HASHED.size, count * _HASHED.size):
+            cached[folder] = _Cached(split, stamps, hashed, digests, width)
+        # else damaged: rewritten after hashing
     return cached
 
 

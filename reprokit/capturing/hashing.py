@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import os
 import stat
 import sys
@@ -43,12 +44,14 @@ from reprokit.capturing._filehash import (
     SUPPORTED_ALGORITHMS,
     digest_fd,
     open_file,
+    oserror_reason,
 )
 from reprokit.capturing.model import DataEntry, DataManifest, FileDigest, file_digests
-from reprokit.capturing.walk import Tree, oserror_reason, special_kind, walk_tree
+from reprokit.capturing.walk import Tree, special_kind, walk_tree
 from reprokit.exceptions import DigestMismatchError, PathError, ReprokitWarning, UsageError
 
 if TYPE_CHECKING:
+    from reprokit.capturing._pool import Batch
     from reprokit.capturing.hashcache import HashCache
 
 __all__ = [
@@ -238,8 +241,6 @@ def _hash_dir(
     cache: HashCache | None,
     jobs: int | None,
 ) -> DataEntry:
-    from reprokit.capturing._pool import hash_files
-
     tree = walk_tree(absolute, display)
     rels, count = tree.rels, len(tree.rels)
     match = cache.match_tree(algorithm, absolute, tree) if cache is not None else None
@@ -250,23 +251,39 @@ def _hash_dir(
     if todo:
         subset = rels if len(todo) == count else [rels[i] for i in todo]
         prefix = absolute if absolute.endswith(b"/") else absolute + b"/"
-        batch = hash_files(prefix, subset, algorithm, entries=match is not None, jobs=jobs)
-        if batch.errors:
-            index, why = min(batch.errors, key=lambda error: subset[error[0]])
-            raise PathError(f"{display}/{os.fsdecode(subset[index])}", why)
+        batch = _hash_files(prefix, subset, display, algorithm, match is not None, jobs)
+        hexes = batch.hexdigests()
         if len(todo) == count:
-            digests, sizes = batch.digests, batch.sizes
+            digests, sizes, keys = hexes, batch.sizes, batch.keys
         else:
+            keys = [None] * count if match is not None else []
             for j, index in enumerate(todo):
-                digests[index] = batch.digests[j]
+                digests[index] = hexes[j]
                 sizes[index] = batch.sizes[j]
+                if keys:
+                    keys[index] = batch.keys[j]
         if cache is not None and match is not None:
-            fresh: dict[int, bytes] = dict(zip(todo, batch.entries, strict=True))  # type: ignore[arg-type]
+            from reprokit.capturing.hashcache import Fresh
+
+            fresh = Fresh(keys, digests, batch.hashed_at_ns)
             cache.store_tree(algorithm, absolute, tree, match, fresh)
     if tree.skipped:
         listed = "; ".join(tree.skipped[:5]) + (" ..." if len(tree.skipped) > 5 else "")
         warnings.warn(f"{display}: skipped {listed}", ReprokitWarning, stacklevel=4)
     return _dir_entry(shown, algorithm, tree, digests, sizes)  # type: ignore[arg-type]
+
+
+def _hash_files(
+    prefix: bytes, subset: list[bytes], display: str, algorithm: str, keys: bool, jobs: int | None
+) -> Batch:
+    """Hash ``subset``; the first failing file (in path order) raises its PathError."""
+    from reprokit.capturing._pool import hash_files
+
+    batch = hash_files(prefix, subset, algorithm, keys=keys, jobs=jobs)
+    if batch.errors:
+        index, why = min(batch.errors, key=lambda error: subset[error[0]])
+        raise PathError(f"{display}/{os.fsdecode(subset[index])}", why)
+    return batch
 
 
 def _dir_entry(
@@ -343,7 +360,7 @@ def merkle_input(names: list[str], sizes: list[int], digests: list[str]) -> byte
     parts[0::6] = names
     parts[2::6] = map(str, sizes)
     parts[4::6] = digests
-    parts[5::6] = ["\n"] * count
+    parts[5::6] = itertools.repeat("\n", count)
     return "".join(parts).encode("utf-8", "surrogateescape")
 
 

@@ -10,29 +10,13 @@ which is exactly where its contents fall among full paths.  Special files
 
 from __future__ import annotations
 
-import errno
 import os
 import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from reprokit.capturing._filehash import oserror_reason
 from reprokit.exceptions import PathError
-
-_REASONS = {
-    errno.ENOENT: "no such file or directory",
-    errno.EACCES: "permission denied",
-    errno.EPERM: "permission denied",
-    errno.ELOOP: "symbolic link loop",
-    errno.ENOTDIR: "not a directory",
-    errno.EISDIR: "is a directory",
-}
-
-
-def oserror_reason(exc: OSError) -> str:
-    """A short lower-case reason for an OSError, stable across platforms where we can."""
-    if exc.errno in _REASONS:
-        return _REASONS[exc.errno]
-    return (exc.strerror or type(exc).__name__).lower()
 
 
 def special_kind(mode: int) -> str:

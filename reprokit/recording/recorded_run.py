@@ -135,6 +135,7 @@ class RecordedRun:
         self.results: dict[str, Result] = {}
         self.entries: list[DataEntry] = list(snapshot.data.entries) if snapshot.data else []
         self.seeds: list[SeedRecord] = [snapshot.seeds] if snapshot.seeds else []
+        self._data_written = -1  # entries in the data.json on disk (-1: none written)
         self.params = dict(params)
         self.cell_errors = 0
         self.interrupted = False
@@ -240,9 +241,12 @@ class RecordedRun:
         if self.folder is not None:
             from reprokit.capturing.hashing import fill_file_lists
 
-            manifest = DataManifest(entries=tuple(self.entries))
-            fill_file_lists(manifest.entries)
-            self.folder.write_text("data.json", to_json_fast(manifest))  # 100k files
+            count = len(self.entries)  # entries are only added: the same count, the same file
+            if count != self._data_written:  # 100k files: 11 MB not written again at the end
+                manifest = DataManifest(entries=tuple(self.entries[:count]))
+                fill_file_lists(manifest.entries)
+                self.folder.write_text("data.json", to_json_fast(manifest))
+                self._data_written = count
             self.folder.write_text("seeds.json", to_json(self.seeds))
 
     def _write_run_json(self, run_id: str | None, artifact_uri: str | None) -> None:
