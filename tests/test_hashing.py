@@ -391,3 +391,16 @@ def test_a_spawned_worker_that_dies_at_start_up_leaves_its_share_to_this_process
         _plain("blake3", (tree / os.fsdecode(r)).read_bytes()) for r in rels
     ]
     assert _pool._spawn_broken  # not tried again in this process
+
+
+def test_no_sibling_of_the_hash_worker_shadows_a_standard_module() -> None:
+    """A spawned worker runs ``capturing/_hashworker.py`` as a script, so its folder comes
+    first on the worker's import path: a module there named like a standard one (``stat``,
+    ``marshal``, ...) would be imported in its place."""
+    import sys
+
+    import reprokit.capturing
+
+    folder = Path(reprokit.capturing.__file__).parent
+    siblings = {path.stem for path in folder.glob("*.py")} | {p.name for p in folder.iterdir()}
+    assert not siblings & set(sys.stdlib_module_names)
