@@ -102,23 +102,28 @@ class StatsAccumulator:
             return
         low, high = block.min(), block.max()  # NaN and ±inf show here, in the array's dtype
         if self.kind == "f" and not (np.isfinite(low) and np.isfinite(high)):
-            block = self._finite_part(block)
+            low, high, block = self._finite_part(block)
             if not block.size:
                 return
-            low, high = block.min(), block.max()
         self.low = low if self.low is None or low < self.low else self.low
         self.high = high if self.high is None or high > self.high else self.high
         self._moments(block)
 
-    def _finite_part(self, block: np.ndarray) -> np.ndarray:
+    def _finite_part(self, block: np.ndarray) -> tuple[Any, Any, np.ndarray]:
+        """The block's finite elements and their min and max; its NaN and ±inf counted."""
         import numpy as np
 
-        nan = np.isnan(block)
-        self.nan += int(np.count_nonzero(nan))
-        self.posinf += int(np.count_nonzero(block == np.inf))
-        self.neginf += int(np.count_nonzero(block == -np.inf))
-        finite: np.ndarray = block[np.isfinite(block)]
-        return finite
+        finite = np.isfinite(block)
+        kept: np.ndarray = block[finite]
+        low, high = np.fmin.reduce(block), np.fmax.reduce(block)  # NaN left out, not ±inf
+        posinf = int(np.count_nonzero(block == np.inf)) if high == np.inf else 0
+        neginf = int(np.count_nonzero(block == -np.inf)) if low == -np.inf else 0
+        self.posinf += posinf
+        self.neginf += neginf
+        self.nan += block.size - kept.size - posinf - neginf
+        if kept.size and (posinf or neginf):
+            low, high = kept.min(), kept.max()
+        return low, high, kept
 
     def _moments(self, block: np.ndarray) -> None:
         """Count, mean and squared deviations of one block, summed in float64 around a shift
