@@ -221,3 +221,15 @@ def test_a_failure_on_either_thread_of_the_pipeline_is_raised_not_hung(
             write_described(io.BytesIO(), array, _FailingHasher(array), stats)
         with pytest.raises(OSError, match="No space"):
             write_described(_FailingFile(), array, ArrayHasher(array), stats)
+
+
+def test_preallocating_a_sidecar_leaves_its_size_to_what_is_written(tmp_path: Path) -> None:
+    from reprokit._fsutil import preallocate
+
+    path = tmp_path / "a.npy"
+    with path.open("wb") as handle:
+        handle.write(b"head")
+        preallocate(handle, 10**6)
+        handle.write(b"body")
+    assert path.read_bytes() == b"headbody"
+    preallocate(io.BytesIO(), 10)  # no file descriptor: nothing to do

@@ -18,6 +18,7 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from reprokit._fsutil import preallocate
 from reprokit.results.model import ArrayStats
 
 if TYPE_CHECKING:
@@ -276,6 +277,8 @@ def write_described(
     import numpy as np
 
     handle.write(npy_header(array))
+    if pipelined(array):
+        preallocate(handle, array.nbytes)
     with np.errstate(over="ignore", invalid="ignore"):
         if pipelined(array) and (hasher is not None or stats is not None):
             _write_pipelined(handle, array, hasher, stats)
@@ -361,7 +364,9 @@ def _write_pipelined(
     import numpy as np
 
     scans = (_Scan(array, stats is not None), _Scan(array, stats is not None))
-    handoff: queue.Queue[tuple[np.ndarray, bool | None] | None] = queue.Queue(maxsize=1)
+    contiguous = array.flags.c_contiguous
+    handoff: queue.Queue[tuple[np.ndarray, bool | None] | None]
+    handoff = queue.Queue(maxsize=_AHEAD if contiguous else 1)  # views, or copies: bounded
     little = _little_endian(array)
 
     def hash_chunk(item: tuple[np.ndarray, bool | None]) -> None:
@@ -373,7 +378,7 @@ def _write_pipelined(
 
     with _concurrently([lambda: _drain(handoff, hash_chunk)]):
         try:
-            size = _CHUNK_BYTES if array.flags.c_contiguous else _COPY_BYTES
+            size = _CHUNK_BYTES if contiguous else _COPY_BYTES
             for number, chunk in enumerate(blocks(array, size)):
                 handoff.put((chunk, scans[0].add(chunk) if number % 2 == 0 else None))
                 handle.write(chunk.view(np.uint8).data)
@@ -404,6 +409,11 @@ _OVERLAP_BYTES = 16 * BLOCK_BYTES
 _CHUNK_BYTES = 4 * BLOCK_BYTES
 """Bytes of a C-contiguous array handed from the writing thread to the hashing one at a
 time: small enough to stay in the processor's cache between the two."""
+
+_AHEAD = 4
+"""Chunks of a C-contiguous array the writing thread may be ahead of the hashing one: enough
+that either can be held up a moment by another process without stopping the other, few
+enough that a chunk is still in the processor's cache when the second thread reads it."""
 
 _COPY_BYTES = BLOCK_BYTES
 """Bytes of a non-contiguous array copied at a time (at most three copies exist at once)."""
