@@ -102,43 +102,64 @@ class StatsAccumulator:
         if not block.size:
             return
         low, high = block.min(), block.max()  # NaN and ±inf show here, in the array's dtype
+        finite: np.ndarray | None = None
         if self.kind == "f" and not (np.isfinite(low) and np.isfinite(high)):
-            low, high, block = self._finite_part(block)
-            if not block.size:
+            low, high, finite = self._finite_part(block)
+            if finite is None:
                 return
         self.low = low if self.low is None or low < self.low else self.low
         self.high = high if self.high is None or high > self.high else self.high
-        self._moments(block)
+        self._moments(block, finite)
 
-    def _finite_part(self, block: np.ndarray) -> tuple[Any, Any, np.ndarray]:
-        """The block's finite elements and their min and max; its NaN and ±inf counted."""
+    def _finite_part(self, block: np.ndarray) -> tuple[Any, Any, np.ndarray | None]:
+        """Min and max of the block's finite elements and where they are (None: nowhere);
+        its NaN and ±inf counted. No copy of the finite elements (numpy holds the GIL to
+        make one, which would stop the other thread of the pipeline)."""
         import numpy as np
 
         finite = np.isfinite(block)
-        kept: np.ndarray = block[finite]
+        kept = int(np.count_nonzero(finite))
         low, high = np.fmin.reduce(block), np.fmax.reduce(block)  # NaN left out, not ±inf
         posinf = int(np.count_nonzero(block == np.inf)) if high == np.inf else 0
         neginf = int(np.count_nonzero(block == -np.inf)) if low == -np.inf else 0
         self.posinf += posinf
         self.neginf += neginf
-        self.nan += block.size - kept.size - posinf - neginf
-        if kept.size and (posinf or neginf):
-            low, high = kept.min(), kept.max()
-        return low, high, kept
+        self.nan += block.size - kept - posinf - neginf
+        if not kept:
+            return low, high, None
+        if posinf or neginf:  # rare: take the extremes again, of the finite elements
+            low = np.fmin.reduce(np.where(finite, block, np.inf))
+            high = np.fmax.reduce(np.where(finite, block, -np.inf))
+        return low, high, finite
 
-    def _moments(self, block: np.ndarray) -> None:
-        """Count, mean and squared deviations of one block, summed in float64 around a shift
-        (the first block's mean where it dwarfs the spread) so no sum cancels badly."""
+    def _widened(self, block: np.ndarray, finite: np.ndarray | None) -> np.ndarray:
+        """The block in float64 less the shift; non-finite elements (where ``finite`` is
+        False) as 0, which adds nothing to the sums."""
         import numpy as np
 
-        n = int(block.size)
+        if finite is not None:
+            wide: np.ndarray = np.where(finite, block, np.float64(0))
+            if self.shift:
+                wide -= self.shift
+                wide *= finite
+            return wide
         if self._wide is None:
             self._wide = np.empty(self.block_size, np.float64)
-        wide = self._wide[:n]
+        wide = self._wide[: block.size]
         if self.shift:
             np.subtract(block, np.float64(self.shift), out=wide, casting="unsafe")
         else:
             np.copyto(wide, block, casting="unsafe")
+        return wide
+
+    def _moments(self, block: np.ndarray, finite: np.ndarray | None = None) -> None:
+        """Count, mean and squared deviations of one block's finite elements, summed in
+        float64 around a shift (the first block's mean where it dwarfs the spread) so no sum
+        cancels badly."""
+        import numpy as np
+
+        n = int(block.size if finite is None else np.count_nonzero(finite))
+        wide = self._widened(block, finite)
         total = float(wide.sum())
         offset = total / n
         squares = _sum_of_squares(wide)
@@ -146,6 +167,8 @@ class StatsAccumulator:
             m2 = max(squares - offset * total, 0.0)
         else:  # a mean large against the spread: subtract it, then what that missed
             wide -= offset
+            if finite is not None:
+                wide *= finite
             residual = float(wide.sum()) / n
             m2 = max(_sum_of_squares(wide) - n * residual * residual, 0.0)
             if not self.count and not self.shift:
@@ -374,7 +397,7 @@ def _write_pipelined(
         if nan is None:
             nan = scans[1].add(chunk)
         if hasher is not None:
-            hasher.update(chunk, canonical=little and not nan)
+            hasher.update(_without_nan_bits(chunk) if nan and little else chunk, canonical=little)
 
     with _concurrently([lambda: _drain(handoff, hash_chunk)]):
         try:
@@ -387,6 +410,16 @@ def _write_pipelined(
     for scan in scans:
         if stats is not None and scan.stats is not None:
             stats.merge(scan.stats)
+
+
+def _without_nan_bits(chunk: np.ndarray) -> np.ndarray:
+    """``chunk`` (little-endian) with every NaN the one of the digest's encoding (what
+    :func:`~reprokit.capturing.values.hash_value` does, but in calls that release the GIL)."""
+    import numpy as np
+
+    # a complex number with a NaN part becomes NaN + 0j, as there
+    canonical: np.ndarray = np.where(np.isnan(chunk), chunk.dtype.type(np.nan), chunk)
+    return canonical
 
 
 def _drain(handoff: queue.Queue[Any], work: Callable[[Any], None]) -> None:
