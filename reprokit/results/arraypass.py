@@ -83,7 +83,7 @@ _TILE = 512
 class StatsAccumulator:
     """Min, max, mean and std over the finite elements, and NaN/inf counts, block by block."""
 
-    def __init__(self, kind: str, block_size: int) -> None:
+    def __init__(self, kind: str, block_size: int, buffer: np.ndarray | None = None) -> None:
         self.kind = kind
         self.block_size = block_size
         self.count = 0
@@ -92,7 +92,7 @@ class StatsAccumulator:
         self.low: Any = None
         self.high: Any = None
         self.nan = self.posinf = self.neginf = 0
-        self._wide: np.ndarray | None = None  # the float64 copy of a block, made once
+        self.buffer = buffer  # the float64 copy of a block, made once (or lent)
         self.shift = 0.0
 
     def add(self, block: np.ndarray) -> None:
@@ -143,9 +143,9 @@ class StatsAccumulator:
                 wide -= self.shift
                 wide *= finite
             return wide
-        if self._wide is None:
-            self._wide = np.empty(self.block_size, np.float64)
-        wide = self._wide[: block.size]
+        if self.buffer is None or self.buffer.size < block.size:
+            self.buffer = np.empty(self.block_size, np.float64)
+        wide = self.buffer[: block.size]
         if self.shift:
             np.subtract(block, np.float64(self.shift), out=wide, casting="unsafe")
         else:
@@ -323,23 +323,25 @@ def pipelined(array: np.ndarray) -> bool:
 
 
 class _Scan:
-    """Statistics (or, for complex numbers, whether there is a NaN) of some chunks of an
-    array."""
+    """Summaries of chunks of an array made on one thread: statistics (or, for complex
+    numbers, whether there is a NaN), in a float64 buffer made once."""
 
     def __init__(self, array: np.ndarray, stats: bool) -> None:
         self.kind = array.dtype.kind
-        self.stats = StatsAccumulator(self.kind, block_elements(array)) if stats else None
+        self.stats = stats
+        self.buffer: np.ndarray | None = None
 
-    def add(self, chunk: np.ndarray) -> bool:
-        """Fold in ``chunk`` (1-D, C-contiguous); whether it holds a NaN."""
+    def summary(self, chunk: np.ndarray) -> tuple[StatsAccumulator | None, bool]:
+        """The statistics of ``chunk`` (1-D, C-contiguous) and whether it holds a NaN."""
         import numpy as np
 
-        if self.stats is None:
-            return self.kind in "fc" and bool(np.isnan(chunk).any())
-        before = self.stats.nan
+        if not self.stats:
+            return None, self.kind in "fc" and bool(np.isnan(chunk).any())
+        stats = StatsAccumulator(self.kind, block_elements(chunk), buffer=self.buffer)
         for block in blocks(chunk):
-            self.stats.add(block)
-        return self.stats.nan > before
+            stats.add(block)
+        self.buffer = stats.buffer
+        return stats, stats.nan > 0
 
 
 def _little_endian(array: np.ndarray) -> bool:
@@ -357,10 +359,9 @@ def _write_contiguous(
 
     flat = array.reshape(-1)
     handle.write(flat.view(np.uint8).data)
-    scan = _Scan(flat, stats is not None)
-    nan = scan.add(flat) if stats is not None or hasher is not None else False
-    if stats is not None and scan.stats is not None:
-        stats.merge(scan.stats)
+    part, nan = _Scan(flat, stats is not None).summary(flat) if hasher or stats else (None, False)
+    if stats is not None and part is not None:
+        stats.merge(part)
     if hasher is None:
         return
     if _little_endian(array) and not nan:
@@ -378,24 +379,25 @@ def _write_pipelined(
 ) -> None:
     """Chunks of the array in C order (views, or bounded copies of a non-contiguous array)
     go from this thread, which writes them all, to a helper thread, which hashes them all in
-    order; the statistics of even chunks are made here, of odd ones on the helper. Each chunk
-    is touched by both threads while it is still in the processor's cache, so the array is
-    read from memory about once, and the two cores are busy for about the same time (numpy,
-    BLAKE3 and the write release the GIL). A chunk with a NaN is hashed canonicalised."""
+    order. Each chunk is summarised by the helper, or here while the helper has chunks
+    waiting, so the two cores stay busy alike (numpy, BLAKE3 and the write release the GIL);
+    each chunk is touched by both threads while it is still in the processor's cache, so the
+    array is read from memory about once. The chunks' statistics are merged in their order,
+    whichever thread made them. A chunk with a NaN is hashed with canonical NaNs."""
     import queue
 
     import numpy as np
 
     scans = (_Scan(array, stats is not None), _Scan(array, stats is not None))
     contiguous = array.flags.c_contiguous
-    handoff: queue.Queue[tuple[np.ndarray, bool | None] | None]
+    handoff: queue.Queue[tuple[int, np.ndarray, Any] | None]
     handoff = queue.Queue(maxsize=_AHEAD if contiguous else 1)  # views, or copies: bounded
+    parts: dict[int, StatsAccumulator | None] = {}
     little = _little_endian(array)
 
-    def hash_chunk(item: tuple[np.ndarray, bool | None]) -> None:
-        chunk, nan = item
-        if nan is None:
-            nan = scans[1].add(chunk)
+    def hash_chunk(item: tuple[int, np.ndarray, Any]) -> None:
+        number, chunk, summary = item
+        parts[number], nan = summary or scans[1].summary(chunk)
         if hasher is not None:
             hasher.update(_without_nan_bits(chunk) if nan and little else chunk, canonical=little)
 
@@ -403,13 +405,15 @@ def _write_pipelined(
         try:
             size = _CHUNK_BYTES if contiguous else _COPY_BYTES
             for number, chunk in enumerate(blocks(array, size)):
-                handoff.put((chunk, scans[0].add(chunk) if number % 2 == 0 else None))
+                summary = scans[0].summary(chunk) if handoff.qsize() else None  # helper busy
+                handoff.put((number, chunk, summary))
                 handle.write(chunk.view(np.uint8).data)
         finally:
             handoff.put(None)
-    for scan in scans:
-        if stats is not None and scan.stats is not None:
-            stats.merge(scan.stats)
+    for number in sorted(parts):
+        part = parts[number]
+        if stats is not None and part is not None:
+            stats.merge(part)
 
 
 def _without_nan_bits(chunk: np.ndarray) -> np.ndarray:
