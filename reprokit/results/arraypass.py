@@ -8,6 +8,12 @@ layout (a transposed or sliced array) is copied one block at a time.
 Statistics are combined block by block (Chan, Golub and LeVeque's pairwise update of count,
 mean and sum of squared deviations), each block summed in float64, so they agree with numpy's
 ``mean``/``std`` over the finite values to within rounding.
+
+A large array's ``.npy`` file is written by the calling thread and its digest made by a helper
+thread, a few MB at a time, each chunk summarised by whichever of the two has time: the array
+is read from memory about once and both cores are busy. On 2 cores the floor is the parts'
+CPU time (10⁸ float32: the write about 0.085 s, BLAKE3 0.07-0.09 s, the statistics 0.07 s)
+over two, about 1.8-2x the time of ``numpy.save`` on an idle machine.
 """
 
 from __future__ import annotations
