@@ -19,7 +19,7 @@ import pytest
 from lock_helpers import FolderWriter
 
 from reprokit.capturing.values import ArrayHasher, hash_value
-from reprokit.results import encode_result
+from reprokit.results import arraypass, encode_result
 from reprokit.results.arraypass import array_stats, blocks, write_npy
 from reprokit.results.encode import decode_result
 
@@ -70,10 +70,22 @@ def _reference_stats(array: Any) -> dict[str, Any]:
     }
 
 
+def _pipeline_on_small_arrays(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Arrays of any size go through the two-thread pipeline, in many chunks, and strided
+    copies in ragged tiles."""
+    monkeypatch.setattr(arraypass, "_OVERLAP_BYTES", 0)
+    monkeypatch.setattr(arraypass, "_CHUNK_BYTES", 40_000)
+    monkeypatch.setattr(arraypass, "_COPY_BYTES", 24_000)
+    monkeypatch.setattr(arraypass, "_TILE", 7)
+
+
+@pytest.mark.parametrize("pipelined", [False, True], ids=["one thread", "pipelined"])
 @pytest.mark.parametrize("name", sorted(ARRAYS))
 def test_by_reference_array_is_numpy_save_with_hash_value_digest_and_numpy_stats(
-    name: str, tmp_path: Path
+    name: str, pipelined: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    if pipelined:
+        _pipeline_on_small_arrays(monkeypatch)
     array = ARRAYS[name]()
     data = encode_result("a", array, writer=FolderWriter(tmp_path)).array
     assert data is not None and data.file is not None and data.inline is None
@@ -181,3 +193,43 @@ def test_hashing_without_statistics_still_canonicalises_nans() -> None:
     hasher = ArrayHasher(array)
     write_described(io.BytesIO(), array, hasher, None)
     assert hasher.hexdigest() == hash_value(array)
+
+
+class _FailingHasher(ArrayHasher):
+    def update(self, block: Any, *, canonical: bool = False) -> None:
+        if self._fed:
+            raise RuntimeError("hasher failed")
+        super().update(block, canonical=canonical)
+
+
+class _FailingFile(io.BytesIO):
+    def write(self, data: Any) -> int:
+        if self.tell() > 100_000:
+            raise OSError(28, "No space left on device")
+        return super().write(data)
+
+
+def test_a_failure_on_either_thread_of_the_pipeline_is_raised_not_hung(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from reprokit.results.arraypass import StatsAccumulator, write_described
+
+    _pipeline_on_small_arrays(monkeypatch)
+    for array in (RNG.standard_normal(200_000), RNG.standard_normal((300, 400)).T):
+        stats = StatsAccumulator("f", 1000)
+        with pytest.raises(RuntimeError, match="hasher failed"):
+            write_described(io.BytesIO(), array, _FailingHasher(array), stats)
+        with pytest.raises(OSError, match="No space"):
+            write_described(_FailingFile(), array, ArrayHasher(array), stats)
+
+
+def test_preallocating_a_sidecar_leaves_its_size_to_what_is_written(tmp_path: Path) -> None:
+    from reprokit._fsutil import preallocate
+
+    path = tmp_path / "a.npy"
+    with path.open("wb") as handle:
+        handle.write(b"head")
+        preallocate(handle, 10**6)
+        handle.write(b"body")
+    assert path.read_bytes() == b"headbody"
+    preallocate(io.BytesIO(), 10)  # no file descriptor: nothing to do

@@ -20,6 +20,7 @@ from reprokit.results.arraypass import (
     block_elements,
     has_stats,
     npy_size,
+    pipelined,
     write_described,
 )
 from reprokit.results.jsonvalue import decode_json, encode_float, encode_json
@@ -164,7 +165,7 @@ def _stream_by_reference(
     from reprokit.capturing.values import ArrayHasher
 
     array = np.asarray(array)  # a subclass (masked, matrix) as its plain elements
-    hasher = ArrayHasher(array, threads=True)
+    hasher = ArrayHasher(array, threads=not pipelined(array))  # else its own thread hashes
     stats = StatsAccumulator(array.dtype.kind, block_elements(array)) if has_stats(array) else None
 
     def fill(handle: BinaryIO) -> str:
