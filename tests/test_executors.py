@@ -6,7 +6,6 @@ from __future__ import annotations
 import pickle
 import socket
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from reprokit.runner.execute import _Clock
 from reprokit.runner.executors import (
     MAX_RETRIES,
     Slot,
+    Turns,
     device_choice,
     not_started,
     required_resources,
@@ -172,16 +172,31 @@ def test_outcomes_say_where_they_ran_and_why_they_were_retried(tmp_path: Path) -
     assert "->" not in describe_done(failed) and "not started" in describe_done(failed)
 
 
-def test_a_slot_is_taken_once_and_given_back_once() -> None:
-    free = threading.Semaphore(1)
+def test_a_slot_is_taken_once_given_back_once_and_in_the_order_submitted() -> None:
+    turns = Turns(1)
     entered: list[str] = []
-    first, second = Slot(free, lambda: entered.append("first")), Slot(free, lambda: None)
-    second.leave()  # never entered: gives nothing back
+    first, second = Slot(turns, 0, lambda: entered.append("first")), Slot(turns, 1, lambda: None)
+    assert not second.try_enter()  # the first notebook waits too: the one slot is its
     assert first.try_enter() and first.try_enter() and entered == ["first"]
-    assert not second.try_enter()
+    assert not second.try_enter()  # taken
     first.leave()
-    first.leave()  # once only: the semaphore stays at one slot
-    assert second.try_enter() and not Slot(free, lambda: None).try_enter()
+    first.leave()  # once only: one slot comes back
+    assert second.try_enter()
+    third = Slot(turns, 2, lambda: None)
+    assert not third.try_enter()
+    second.leave()
+    never = Slot(turns, 3, lambda: None)
+    never.leave()  # failed before its kernel was ready: takes nothing, gives nothing
+    assert third.try_enter() and not Slot(turns, 4, lambda: None).try_enter()
+
+
+def test_two_slots_go_to_the_first_two_waiting_whichever_kernel_is_ready_first() -> None:
+    turns = Turns(2)
+    slots = [Slot(turns, ticket, lambda: None) for ticket in range(3)]
+    assert not slots[2].try_enter()  # ready first, but two earlier notebooks wait
+    assert slots[1].try_enter() and not slots[2].try_enter() and slots[0].try_enter()
+    slots[1].leave()
+    assert slots[2].try_enter()
 
 
 def test_the_notebook_time_limit_does_not_count_a_pause() -> None:

@@ -218,6 +218,7 @@ def test_interrupt_while_a_kernel_waits_ahead_records_it_as_not_started(project:
     it too, and the third notebook is not started (no notebook kept, no MLflow run)."""
     markers = project / "markers"
     markers.mkdir()
+    write_notebook(project / "nbs" / "0_quick.ipynb", ["print('done')"])  # ok before the signal
     for name in ("a_one", "b_two", "c_three"):
         write_notebook(project / "nbs" / f"{name}.ipynb", SLOW, parameters=f"NAME = {name!r}")
     runner = start_cli(
@@ -239,8 +240,47 @@ def test_interrupt_while_a_kernel_waits_ahead_records_it_as_not_started(project:
     assert sorted(m.name for m in markers.iterdir()) == ["a_one", "b_two"]  # c ran no cell
     assert not (project / "out" / "c_three" / "c_three.ipynb").exists()
     assert "out/c_three/c_three.ipynb" not in stderr
+    assert "ok  nbs/0_quick.ipynb" in stderr
+    kept = next(line for line in stderr.splitlines() if "partial notebooks kept" in line)
+    assert "0_quick" not in kept and "out/a_one/a_one.ipynb" in kept  # finished: not partial
     runs = runs_by_name(tracking_uri(project), "proj")
     assert "c_three" not in runs and runs["a_one"].info.status == "KILLED"
+
+
+def test_a_kernel_started_ahead_that_dies_while_it_waits_is_started_anew(project: Path) -> None:
+    """The OOM killer takes the kernel waiting for a slot: its notebook still runs, in a fresh
+    kernel, and says it was retried."""
+    markers = project / "markers"
+    markers.mkdir()
+    quick = [
+        "import os, pathlib, time\n"
+        "pathlib.Path(os.environ['MARKERS'], NAME).write_text(str(os.getpid()))",
+        "time.sleep(4)",
+    ]
+    for name in ("a_one", "b_two", "c_three"):
+        write_notebook(project / "nbs" / f"{name}.ipynb", quick, parameters=f"NAME = {name!r}")
+    runner = start_cli(
+        ["run", "nbs", "--device", "cpu", "--jobs", "2", "--no-record", "--output-dir", "out"],
+        project,
+        env={**os.environ, "MARKERS": str(markers)},
+    )
+    try:
+        wait_for(lambda: len(list(markers.iterdir())) == 2, "two notebooks to execute")
+        wait_for(lambda: len(_kernels_of(runner.pid)) == 3, "the third kernel to start ahead")
+        busy = {int(line.split()[0]) for line in _pids_of_started(markers)}
+        waiting = [k for k in _kernels_of(runner.pid) if k.pid not in busy]
+        assert len(waiting) == 1
+        waiting[0].kill()
+        _, stderr = runner.communicate(timeout=WAIT_S)
+    finally:
+        kill_quietly([runner.pid])
+    assert runner.returncode == 0, stderr
+    assert len(list(markers.iterdir())) == 3  # the third notebook ran, in a new kernel
+    assert "retried 1 time (the kernel died while it waited for its first cell)" in stderr
+
+
+def _pids_of_started(markers: Path) -> list[str]:
+    return [path.read_text() for path in markers.iterdir()]
 
 
 def test_what_will_run_is_printed_before_anything_runs(project: Path) -> None:

@@ -22,7 +22,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -114,8 +114,9 @@ def execute_notebooks(
     if not any(base.resolve() in request[0].resolve().parents for request in requests):
         mark_output_folder(base)  # executed copies are never discovered as the project's
     with kernels.stop_kernels_on_signals(), writing(base):  # gc leaves base alone meanwhile
-        collected = _execute(plans, choice, options, _Collecting(record, progress, collect))
-        _raise_if_interrupted(plans)
+        collecting = _Collecting(record, progress, collect)
+        collected = _execute(plans, choice, options, collecting)
+        _raise_if_interrupted(plans, collecting.partial)
     return collected
 
 
@@ -137,9 +138,12 @@ class _Collecting(Generic[T]):
     progress: Progress | None
     collect: Callable[[RunOutcome], T]
     connections: Connections | None = None  # MLflow's store (or helper) shared by the runs
+    partial: set[str] = field(default_factory=set)  # executed notebooks an interruption cut
 
     def __call__(self, finished: Finished) -> T:
         outcome = finished.executed.outcome
+        if outcome.status == "interrupted" and finished.started:
+            self.partial.add(outcome.output_path)
         if self.record and finished.started:
             connections = self.connections or Connections()
             outcome = _begin_recording(finished.plan, finished.executed, connections)()
@@ -148,13 +152,15 @@ class _Collecting(Generic[T]):
         return self.collect(outcome)
 
 
-def _raise_if_interrupted(plans: list[PlannedRun]) -> None:
+def _raise_if_interrupted(plans: list[PlannedRun], partial: set[str]) -> None:
+    """Raise :class:`RunInterrupted` naming the notebooks the interruption cut short (not
+    those that had finished, nor those never started)."""
     signum = kernels.interrupting_signal()
     if signum is None and kernels.interrupted():
         signum = signal.SIGINT  # interrupt_all() called by the embedding program
     if signum is not None:
-        kept = tuple(str(plan.output_path) for plan in plans if plan.output_path.is_file())
-        raise RunInterrupted(int(signum), kept)
+        paths = (str(plan.output_path) for plan in plans)
+        raise RunInterrupted(int(signum), tuple(p for p in paths if p in partial))
 
 
 def _execute(

@@ -39,7 +39,13 @@ from reprokit.runner.failure import (
     missing_exception,
     unexpected_errors,
 )
-from reprokit.runner.kernels import INTERRUPTED, NOTEBOOK_TIMEOUT, KernelWatch, interrupted
+from reprokit.runner.kernels import (
+    INTERRUPTED,
+    KERNEL_DIED_WAITING,
+    NOTEBOOK_TIMEOUT,
+    KernelWatch,
+    interrupted,
+)
 from reprokit.runner.reaper import MARK_ENV
 from reprokit.statuses import ExecutionStatus
 
@@ -78,6 +84,7 @@ class ExecutionOutcome:
     duration_s: float
     failure: CellFailure | None = None
     message: str = ""
+    waited_s: float = 0.0  # ready, before its first cell, at a gate (not in duration_s)
 
     @property
     def ok(self) -> bool:
@@ -189,7 +196,7 @@ def execute_notebook(
     scrubbed = _scrubbed(secrets, hidden)
     failure, message = _redacted(failure, scrubbed), redact_error(message, scrubbed)
     finish_output(output, _execution_mark(status, message, failure), scrubbed, log_path)
-    return ExecutionOutcome(status, str(output), duration, failure, message)
+    return ExecutionOutcome(status, str(output), duration, failure, message, clock.waited)
 
 
 def _settle(
@@ -383,6 +390,8 @@ def _gate_hook(gate: Gate | None, watch: KernelWatch, clock: _Clock) -> Any:
                 if interrupted() or watch.reason is not None:
                     watch.kill(INTERRUPTED)  # nbclient does not clean up after this hook
                     raise RuntimeError("stopped before its first cell")
+                if watch.exited():  # the OOM killer, say: the gate's owner starts it anew
+                    raise RuntimeError(KERNEL_DIED_WAITING)
                 await asyncio.sleep(_GATE_POLL_S)
 
     return on_notebook_start

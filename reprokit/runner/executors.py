@@ -138,9 +138,10 @@ class LocalExecutor:
     """``workers`` threads, each executing one notebook at a time in a kernel of this machine.
 
     With ``ahead`` (1), that many more kernels start while ``workers`` notebooks execute: such
-    a kernel waits, ready, at a slot (:class:`Slot`) and its notebook executes once one of the
+    a kernel waits, ready, at a slot (:class:`Turns`) and its notebook executes once one of the
     running ones is done, so the next kernel's start-up overlaps their last cells instead of
-    following them. At most ``workers`` notebooks execute cells at once either way."""
+    following them. At most ``workers`` notebooks execute cells at once either way, and they
+    start in the order they were submitted."""
 
     def __init__(
         self,
@@ -152,12 +153,13 @@ class LocalExecutor:
         ahead: int = 0,
     ) -> None:
         self.options, self.choice, self.progress = options, choice, progress
-        self._free = threading.Semaphore(workers) if ahead else None
+        self._turns = Turns(workers) if ahead else None
         self._pool = ThreadPoolExecutor(workers + ahead, thread_name_prefix="reprokit-run")
         self._futures: list[Future[Finished]] = []
 
     def submit(self, plan: PlannedRun) -> None:
-        self._futures.append(self._pool.submit(self._execute, plan))
+        ticket = len(self._futures)
+        self._futures.append(self._pool.submit(self._execute, plan, ticket))
 
     def finished(self) -> Iterator[Finished]:
         for future in as_completed(self._futures):
@@ -166,42 +168,86 @@ class LocalExecutor:
     def close(self) -> None:
         self._pool.shutdown(wait=True)
 
-    def _execute(self, plan: PlannedRun) -> Finished:
+    def _execute(self, plan: PlannedRun, ticket: int) -> Finished:
         if kernels.interrupted():  # stopped before this one started: nothing to record
             return not_started(plan, self.choice.device)
         reporter = _Reporter(self.progress, plan)
-        slot = Slot(self._free, reporter.start) if self._free is not None else None
+        retries: tuple[str, ...] = ()
+        while True:
+            slot = Slot(self._turns, ticket, reporter.start) if self._turns is not None else None
+            executed = self._once(plan, slot, reporter)
+            if slot is None or slot.entered:
+                return with_retries(Finished(plan, executed), retries, None)
+            if executed.outcome.status == "interrupted":
+                plan.output_path.unlink(missing_ok=True)  # its kernel started, no cell ran
+                return not_started(plan, self.choice.device)
+            if executed.outcome.message != kernels.KERNEL_DIED_WAITING or retries:
+                return with_retries(Finished(plan, executed), retries, None)
+            retries = (kernels.KERNEL_DIED_WAITING,)  # started anew, once
+
+    def _once(self, plan: PlannedRun, slot: Slot | None, reporter: _Reporter) -> Executed:
         if slot is None:
             reporter.start()
         on_cell = reporter if self.progress is not None else None
-        executed = execute_planned(plan, self.choice, self.options, on_cell=on_cell, gate=slot)
-        if slot is not None and not slot.entered and executed.outcome.status == "interrupted":
-            plan.output_path.unlink(missing_ok=True)  # its kernel started, no cell ran
-            return not_started(plan, self.choice.device)
-        return Finished(plan, executed)
+        try:
+            return execute_planned(plan, self.choice, self.options, on_cell=on_cell, gate=slot)
+        finally:
+            if slot is not None:
+                slot.leave()  # also when execution failed before its kernel was started
+
+
+class Turns:
+    """The ``jobs`` slots of a :class:`LocalExecutor`, taken in the order the notebooks were
+    submitted: a ready kernel takes one only if the earlier notebooks still waiting for theirs
+    leave one free (so notebook 1 never waits behind notebook 3 whose kernel was quicker)."""
+
+    def __init__(self, slots: int) -> None:
+        self._free = slots
+        self._waiting: set[int] = set()
+        self._lock = threading.Lock()
+
+    def wait(self, ticket: int) -> None:
+        with self._lock:
+            self._waiting.add(ticket)
+
+    def take(self, ticket: int) -> bool:
+        with self._lock:
+            earlier = sum(1 for other in self._waiting if other < ticket)
+            if self._free <= earlier:
+                return False
+            self._free -= 1
+            self._waiting.discard(ticket)
+            return True
+
+    def give_back(self, ticket: int, taken: bool) -> None:
+        with self._lock:
+            self._waiting.discard(ticket)
+            self._free += 1 if taken else 0
 
 
 class Slot:
-    """One notebook's place among the ``jobs`` executing at once (see :class:`LocalExecutor`);
-    ``on_enter`` is called once it has one (its notebook is said to start then)."""
+    """One notebook's place among the ``jobs`` executing at once (a
+    :class:`~reprokit.runner.execute.Gate`); ``on_enter`` is called once it has one (its
+    notebook is said to start then)."""
 
-    def __init__(self, free: threading.Semaphore, on_enter: Callable[[], None]) -> None:
-        self._free, self._on_enter = free, on_enter
+    def __init__(self, turns: Turns, ticket: int, on_enter: Callable[[], None]) -> None:
+        self._turns, self._ticket, self._on_enter = turns, ticket, on_enter
         self.entered = self._left = False
+        turns.wait(ticket)
 
     def try_enter(self) -> bool:
         if self.entered:
             return True
-        if not self._free.acquire(blocking=False):
+        if self._left or not self._turns.take(self._ticket):
             return False
         self.entered = True
         self._on_enter()
         return True
 
     def leave(self) -> None:
-        if self.entered and not self._left:
+        if not self._left:
             self._left = True
-            self._free.release()
+            self._turns.give_back(self._ticket, self.entered)
 
 
 class _Reporter:

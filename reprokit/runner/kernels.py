@@ -32,6 +32,8 @@ from reprokit.runner.reaper import kill_marked, subreaper
 # why a watch killed its kernel
 NOTEBOOK_TIMEOUT = "notebook_timeout"
 INTERRUPTED = "interrupted"
+# why an execution ended before its first cell: its kernel, started ahead, died waiting
+KERNEL_DIED_WAITING = "the kernel died while it waited for its first cell"
 
 _live: set[KernelWatch] = set()
 _live_lock = threading.Lock()
@@ -79,6 +81,18 @@ class KernelWatch:
             reason = self.reason
         if reason is not None:  # killed while the kernel was starting
             _kill_group(pid)
+
+    def exited(self) -> bool:
+        """Whether the kernel process has ended (it stays waitable for its manager). False
+        where that cannot be told without reaping it (no ``waitid``)."""
+        pid = self._pid
+        if pid is None or not hasattr(os, "waitid"):
+            return False
+        try:
+            flags = os.WEXITED | os.WNOHANG | os.WNOWAIT
+            return os.waitid(os.P_PID, pid, flags) is not None
+        except ChildProcessError:
+            return True
 
     def kill(self, reason: str) -> None:
         """Kill the kernel (now, or as soon as it has started); the first reason is kept."""

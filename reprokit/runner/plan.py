@@ -346,6 +346,7 @@ def execute_planned(
         cancel=cancel,
         gate=gate,
     )
+    start_ms += int(executed.waited_s * 1000)  # the run starts with its notebook, not kernel
     results = read_results(plan.output_path)
     complete_run_folders(results)
     outcome = RunOutcome(
