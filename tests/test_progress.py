@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import itertools
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -86,3 +87,13 @@ def test_terminal_bars_end_when_the_last_notebook_ends(tmp_path: Path) -> None:
     printer("done", second, _outcome("b.ipynb"))
     assert printer._bars is None
     assert "a.ipynb  1.2 s" in buffer.getvalue() and "b.ipynb  1.2 s" in buffer.getvalue()
+
+
+def test_each_run_of_a_repeated_notebook_says_which_it_is(tmp_path: Path) -> None:
+    printer, buffer = _printer(plain=True)
+    second = replace(_plan(tmp_path, "noisy.ipynb"), copy=(2, 3))
+    printer("start", second, None)
+    printer("done", second, _outcome("noisy.ipynb"))
+    lines = buffer.getvalue().splitlines()
+    assert lines[0] == f"running  {second.source} (run 2 of 3)"
+    assert lines[1].startswith("ok  noisy.ipynb (run 2 of 3)  1.2 s")

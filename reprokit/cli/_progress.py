@@ -16,7 +16,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from reprokit.report.describe import describe_done, describe_plan
+from reprokit.report.describe import describe_copy, describe_done, describe_plan
 
 if TYPE_CHECKING:
     from reprokit.runner.plan import CellProgress, PlannedRun, RunOutcome
@@ -51,7 +51,7 @@ class ProgressPrinter:
             elif event == "cell":
                 self._cell(key, plan, info)  # type: ignore[arg-type]
             elif event == "done" and info is not None:
-                self._done(key, info)  # type: ignore[arg-type]
+                self._done(key, info, plan.copy)  # type: ignore[arg-type]
 
     def _print(self, line: str) -> None:
         target = self._bars.console if self._bars is not None else self.console
@@ -60,12 +60,13 @@ class ProgressPrinter:
     def _start(self, key: int, plan: PlannedRun) -> None:
         self._last_line[key] = time.monotonic()
         if self.plain:
-            self.console.print(f"running  {plan.source}", markup=False, soft_wrap=True)
+            line = f"running  {describe_copy(plan.source, plan.copy)}"
+            self.console.print(line, markup=False, soft_wrap=True)
             return
         if self._bars is None:
             self._bars = _live_bars(self.console)
             self._bars.start()
-        self._tasks[key] = self._bars.add_task(str(plan.source), total=None)
+        self._tasks[key] = self._bars.add_task(describe_copy(plan.source, plan.copy), total=None)
 
     def _cell(self, key: int, plan: PlannedRun, cell: CellProgress) -> None:
         if not self.plain:
@@ -79,12 +80,12 @@ class ProgressPrinter:
             line = f"  {plan.source}: cell {cell.position}/{cell.total}, {cell.elapsed_s:.0f} s"
             self.console.print(line, markup=False, soft_wrap=True)
 
-    def _done(self, key: int, outcome: RunOutcome) -> None:
+    def _done(self, key: int, outcome: RunOutcome, copy: tuple[int, int]) -> None:
         self._last_line.pop(key, None)
         task = self._tasks.pop(key, None)
         if task is not None:
             self._bars.remove_task(task)
-        line = describe_done(outcome, markup=not self.plain)
+        line = describe_done(outcome, markup=not self.plain, copy=copy)
         self.console.print(line, markup=not self.plain, soft_wrap=True)
         if self._bars is not None and not self._tasks:
             self._bars.stop()

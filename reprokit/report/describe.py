@@ -64,16 +64,19 @@ def describe_plan(plan: PlannedRun) -> str:
     return f"will run  {plan.source}  kernel {plan.kernel}  device {plan.device}  ({shown})"
 
 
-def describe_done(outcome: RunOutcome, *, markup: bool = False) -> str:
+def describe_done(
+    outcome: RunOutcome, *, markup: bool = False, copy: tuple[int, int] = (1, 1)
+) -> str:
     """``ok  nb.ipynb  1.2 s  -> executed.ipynb  (MLflow run …)``; with ``markup``, the mark is
-    coloured with rich markup."""
+    coloured with rich markup; ``copy`` (k, N): the k-th of N runs (``--repeat``)."""
     mark = MARKS.get(outcome.status, outcome.status)
     if markup:
         colour = "green" if outcome.ok else "red"
         mark = f"[{colour}]{mark}[/{colour}]"
+    name = describe_copy(outcome.notebook, copy)
     if not outcome.started:  # nothing executed, nothing kept
-        return f"{mark}  {outcome.notebook}  {outcome.message or 'not started'}"
-    line = f"{mark}  {outcome.notebook}  {outcome.duration_s:.1f} s  -> {outcome.output_path}"
+        return f"{mark}  {name}  {outcome.message or 'not started'}"
+    line = f"{mark}  {name}  {outcome.duration_s:.1f} s  -> {outcome.output_path}"
     if outcome.run_id:
         line += f"  (MLflow run {outcome.run_id})"
     if outcome.executed_by:
@@ -83,6 +86,11 @@ def describe_done(outcome: RunOutcome, *, markup: bool = False) -> str:
     if outcome.record_error:
         line += f"\n  not recorded: {outcome.record_error}"
     return line
+
+
+def describe_copy(notebook: object, copy: tuple[int, int]) -> str:
+    """``nb.ipynb``, or ``nb.ipynb (run 2 of 3)`` for one of several runs of a notebook."""
+    return f"{notebook} (run {copy[0]} of {copy[1]})" if copy[1] > 1 else str(notebook)
 
 
 def describe_failure(outcome: RunOutcome) -> str:
