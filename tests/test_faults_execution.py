@@ -182,6 +182,30 @@ def test_a_signalled_runner_stops_its_kernels_keeps_outputs_and_kills_runs(
         assert runs[name].info.status == "KILLED"
 
 
+def test_a_second_signal_ends_the_command_at_once(project: Path) -> None:
+    markers = project / "markers"
+    markers.mkdir()
+    write_notebook(project / "nbs" / "one.ipynb", SLOW, parameters="NAME = 'one'")
+    runner = start_cli(
+        ["run", "nbs", "--device", "cpu", "--output-dir", "out"],
+        project,
+        env={**os.environ, "MARKERS": str(markers)},
+    )
+    pids: list[int] = []
+    try:
+        wait_for((markers / "one").exists, "the kernel to start")
+        pids = [int(p) for p in (markers / "one").read_text().split()]
+        runner.send_signal(signal.SIGTERM)
+        runner.send_signal(signal.SIGTERM)  # while the first is being handled
+        _, stderr = runner.communicate(timeout=WAIT_S)
+    finally:
+        kill_quietly([runner.pid, *pids])
+    assert runner.returncode == 143, stderr
+    assert "Traceback" not in stderr
+    assert "interrupted again: exiting now" in stderr or "interrupted by SIGTERM" in stderr
+    assert still_alive(pids) == []
+
+
 def test_interrupt_between_notebooks_starts_no_new_kernel(project: Path) -> None:
     """A signal while notebook 1 runs: notebook 2 never starts, and says so."""
     markers = project / "markers"

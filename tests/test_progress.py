@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -97,3 +98,19 @@ def test_each_run_of_a_repeated_notebook_says_which_it_is(tmp_path: Path) -> Non
     lines = buffer.getvalue().splitlines()
     assert lines[0] == f"running  {second.source} (run 2 of 3)"
     assert lines[1].startswith("ok  noisy.ipynb (run 2 of 3)  1.2 s")
+
+
+def test_a_long_quiet_cell_shows_life_without_waiting_for_the_next_cell(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_progress, "PLAIN_INTERVAL_S", 0.2)
+    monkeypatch.setattr(_progress, "_TICK_S", 0.05)
+    printer, buffer = _printer(plain=True)
+    plan = _plan(tmp_path, "long.ipynb")
+    printer("start", plan, None)
+    printer("cell", plan, CellProgress(1, 2, 0.0))  # then the cell runs quietly
+    deadline = time.monotonic() + 30
+    while "cell 1/2" not in buffer.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    printer("done", plan, _outcome("long.ipynb"))
+    assert f"  {plan.source}: cell 1/2, " in buffer.getvalue()

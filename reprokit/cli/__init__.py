@@ -9,7 +9,7 @@ what ``reprokit verify`` needs.  Exit codes (documented in docs/cli.md):
       a difference
 2     bad usage or input: unknown option, missing or unreadable path, bad value
 3     execution failed (runner commands)
-130   interrupted (Ctrl-C)
+130   interrupted (Ctrl-C; 143 for SIGTERM during a runner command)
 ====  ==========================================================================
 """
 
@@ -58,7 +58,10 @@ class LazyGroup(click.Group):
         return command
 
     def invoke(self, ctx: click.Context) -> Any:
+        from reprokit.runner.kernels import exit_on_second_signal
+
         show_warnings_as_one_line()  # "reprokit: warning: ...", not reprokit's source line
+        exit_on_second_signal()  # the runner's first signal stops kernels, a second this
         try:
             return super().invoke(ctx)
         except ReprokitError as exc:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from reprokit.runner.plan import CellProgress, PlannedRun, RunOutcome
 
 PLAIN_INTERVAL_S = 10.0
+_TICK_S = 1.0  # how often quiet notebooks are looked at
 
 
 class ProgressPrinter:
@@ -38,6 +39,9 @@ class ProgressPrinter:
         self._bars: Any = None
         self._tasks: dict[int, Any] = {}
         self._last_line: dict[int, float] = {}
+        # plain lines: each running notebook's source, start and last cell (position, total)
+        self._alive: dict[int, tuple[PlannedRun, float, tuple[int, int]]] = {}
+        self._ticker: threading.Thread | None = None
 
     def __call__(
         self, event: str, plan: PlannedRun, info: RunOutcome | CellProgress | None
@@ -62,6 +66,11 @@ class ProgressPrinter:
         if self.plain:
             line = f"running  {describe_copy(plan.source, plan.copy)}"
             self.console.print(line, markup=False, soft_wrap=True)
+            self._alive[key] = (plan, time.monotonic(), (0, 0))
+            if self._ticker is None:  # a cell quiet for long shows life without a cell event
+                self._ticker = threading.Thread(target=self._tick, name="reprokit-progress")
+                self._ticker.daemon = True
+                self._ticker.start()
             return
         if self._bars is None:
             self._bars = _live_bars(self.console)
@@ -75,13 +84,31 @@ class ProgressPrinter:
                 self._bars.update(task, completed=cell.position - 1, total=cell.total)
             return
         now = time.monotonic()
+        if key in self._alive:
+            self._alive[key] = (plan, self._alive[key][1], (cell.position, cell.total))
         if now - self._last_line.get(key, now) >= PLAIN_INTERVAL_S:
             self._last_line[key] = now
             line = f"  {plan.source}: cell {cell.position}/{cell.total}, {cell.elapsed_s:.0f} s"
             self.console.print(line, markup=False, soft_wrap=True)
 
+    def _tick(self) -> None:
+        """Every second: a ``cell k/n, T s`` line for each notebook quiet for the interval."""
+        while True:
+            time.sleep(_TICK_S)
+            with self._lock:
+                if not self._alive:
+                    self._ticker = None
+                    return
+                now = time.monotonic()
+                for key, (plan, started, (position, total)) in self._alive.items():
+                    if position and now - self._last_line.get(key, now) >= PLAIN_INTERVAL_S:
+                        self._last_line[key] = now
+                        line = f"  {plan.source}: cell {position}/{total}, {now - started:.0f} s"
+                        self.console.print(line, markup=False, soft_wrap=True)
+
     def _done(self, key: int, outcome: RunOutcome, copy: tuple[int, int]) -> None:
         self._last_line.pop(key, None)
+        self._alive.pop(key, None)
         task = self._tasks.pop(key, None)
         if task is not None:
             self._bars.remove_task(task)

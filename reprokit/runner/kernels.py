@@ -188,8 +188,23 @@ def stop_kernels_on_signals() -> Iterator[None]:
         clear_interrupt()  # the next section, or a run outside any, starts uninterrupted
 
 
+_exit_on_second_signal: list[bool] = []  # set by the command line
+
+
+def exit_on_second_signal() -> None:
+    """Make a second ``SIGINT``/``SIGTERM`` end this process at once with 128 + its number
+    (the command line; an embedding program gets ``KeyboardInterrupt``). The first signal has
+    stopped the kernels; what MLflow has not received yet is in the journals (``reprokit
+    sync``)."""
+    _exit_on_second_signal.append(True)
+
+
 def _on_signal(signum: int, frame: FrameType | None) -> Any:
     if _signal_received:  # a second signal: stop waiting for anything
+        if _exit_on_second_signal:
+            message = "reprokit: interrupted again: exiting now (`reprokit sync` replays the "
+            os.write(2, (message + "records MLflow has not received yet)\n").encode())
+            os._exit(128 + signum)
         raise KeyboardInterrupt
     _signal_received.append(signum)
     interrupt_all()
