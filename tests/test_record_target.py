@@ -117,3 +117,41 @@ def test_a_database_store_that_does_not_answer_is_one_line_without_its_password(
     assert "\n" not in message and "127.0.0.1:1/db: connecting failed" in message
     assert "OperationalError" not in message  # the probe answered: MLflow was never asked
     assert "canary-pg-pw-5521" not in message
+
+
+_TELEMETRY_PROBE = """
+import sys, threading
+from pathlib import Path
+from reprokit.recording.target import resolve_target
+from reprokit.recording.writer import MlflowRunWriter
+writer = MlflowRunWriter(resolve_target(start=Path.cwd(), tracking_uri=sys.argv[1]))
+writer.connect()
+writer.open_run(run_name="probe", tags={}, params={}, start_ms=1)
+writer.close("FINISHED", 2)
+import os
+names = [thread.name for thread in threading.enumerate()]
+print(os.environ["MLFLOW_DISABLE_TELEMETRY"], any("Telemetry" in n for n in names))
+"""
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "true False"), ("false", "false")])
+def test_mlflow_telemetry_is_off_where_reprokit_writes_unless_the_user_set_it(
+    tmp_path: Path, mlflow_template_db: Path, given: str | None, expected: str
+) -> None:
+    """MLflow 3 sends usage telemetry by default (and its thread held each writing process
+    about a second at exit); reprokit's writes turn it off, a user's explicit choice stays."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    shutil.copy(mlflow_template_db, tmp_path / "mlflow.db")
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_DISABLE_TELEMETRY"}
+    if given is not None:
+        env["MLFLOW_DISABLE_TELEMETRY"] = given
+    done = subprocess.run(
+        [sys.executable, "-c", _TELEMETRY_PROBE, f"sqlite:///{tmp_path / 'mlflow.db'}"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().startswith(expected), done.stdout

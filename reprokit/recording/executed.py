@@ -301,4 +301,7 @@ def _close_quietly(writer: MlflowRunWriter) -> None:
 def warm_up() -> None:
     """Import MLflow ahead of the first recording (on a thread of the caller's, while the
     first kernel starts): later imports are free."""
+    from reprokit.recording.writer import quiet_mlflow
+
+    quiet_mlflow()
     import mlflow.tracking  # noqa: F401

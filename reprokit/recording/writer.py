@@ -102,7 +102,7 @@ class MlflowRunWriter:
         try:
             self._preflight()
             self.reachable = True
-            _quiet_mlflow_logs()
+            quiet_mlflow()
             from mlflow.tracking import MlflowClient
 
             database = sqlite_path(self.target.uri)
@@ -297,13 +297,18 @@ def _no_run_url(run_id: str) -> None:
     """What MLflow's ``_log_url`` does for a URI with credentials: print nothing."""
 
 
-def _quiet_mlflow_logs() -> None:
-    """MLflow's INFO lines about table creation would land in whatever cell runs meanwhile.
+def quiet_mlflow() -> None:
+    """Call before MLflow is imported. MLflow's INFO lines about table creation would land
+    in whatever cell runs meanwhile.
 
     So would tqdm's "IProgress not found" warning, raised when MLflow imports ``tqdm.auto``
     in a kernel without ipywidgets: a warning about MLflow's own progress bars, not the
-    user's code.
+    user's code. And MLflow's usage telemetry (on by default since MLflow 3) is turned off
+    unless the user set ``MLFLOW_DISABLE_TELEMETRY``: a record of a private project sends
+    nothing to MLflow's servers, and its sending thread held every process that wrote to
+    MLflow for about a second at exit.
     """
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     warnings.filterwarnings("ignore", message="IProgress not found", module="tqdm")
     for name in _QUIET_LOGGERS:
         logger = logging.getLogger(name)
