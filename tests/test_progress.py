@@ -112,5 +112,9 @@ def test_a_long_quiet_cell_shows_life_without_waiting_for_the_next_cell(
     deadline = time.monotonic() + 30
     while "cell 1/2" not in buffer.getvalue() and time.monotonic() < deadline:
         time.sleep(0.05)
-    printer("done", plan, _outcome("long.ipynb"))
     assert f"  {plan.source}: cell 1/2, " in buffer.getvalue()
+    printer("executed", plan, None)  # its kernel is done; recording it may take a while
+    before = buffer.getvalue()
+    time.sleep(0.5)
+    assert buffer.getvalue() == before  # no more "cell 1/2" lines for it
+    printer("done", plan, _outcome("long.ipynb"))

@@ -144,6 +144,8 @@ class _Collecting(Generic[T]):
         outcome = finished.executed.outcome
         if outcome.status == "interrupted" and finished.started:
             self.partial.add(outcome.output_path)
+        if self.progress is not None and finished.started:
+            self.progress("executed", finished.plan, None)
         if self.record and finished.started:
             connections = self.connections or Connections()
             outcome = _begin_recording(finished.plan, finished.executed, connections)()

@@ -54,6 +54,8 @@ class ProgressPrinter:
                 self._start(key, plan)
             elif event == "cell":
                 self._cell(key, plan, info)  # type: ignore[arg-type]
+            elif event == "executed":  # being recorded: no longer a quiet cell
+                self._alive.pop(key, None)
             elif event == "done" and info is not None:
                 self._done(key, info, plan.copy)  # type: ignore[arg-type]
 

@@ -110,7 +110,8 @@ class CellProgress:
 Progress = Callable[[str, PlannedRun, "RunOutcome | CellProgress | None"], None]
 
 """``progress(event, plan, info)``: ``"plan"`` (before any kernel starts) and ``"start"`` (info
-None), ``"cell"`` (a :class:`CellProgress`) and ``"done"`` (the :class:`RunOutcome`)."""
+None), ``"cell"`` (a :class:`CellProgress`), ``"executed"`` (info None: its kernel is done,
+recording follows) and ``"done"`` (the :class:`RunOutcome`)."""
 
 
 def default_output_dir(first: Path) -> Path:
