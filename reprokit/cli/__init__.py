@@ -58,10 +58,7 @@ class LazyGroup(click.Group):
         return command
 
     def invoke(self, ctx: click.Context) -> Any:
-        from reprokit.runner.kernels import exit_on_second_signal
-
         show_warnings_as_one_line()  # "reprokit: warning: ...", not reprokit's source line
-        exit_on_second_signal()  # the runner's first signal stops kernels, a second this
         try:
             return super().invoke(ctx)
         except ReprokitError as exc:

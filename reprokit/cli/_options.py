@@ -194,6 +194,20 @@ def _with_parameters(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _exiting_on_second_signal(command: Callable[..., Any]) -> Callable[..., Any]:
+    """A runner command: the first SIGINT/SIGTERM stops its kernels, a second ends it at once
+    (armed here, not for every command: only these import the runner anyway)."""
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> Any:
+        from reprokit.runner.kernels import exit_on_second_signal
+
+        exit_on_second_signal()
+        return command(**kwargs)
+
+    return wrapper
+
+
 def _apply(command: Callable[..., Any], flags: tuple[Callable[..., Any], ...]) -> Any:
     for flag in reversed(flags):
         command = flag(command)
@@ -205,7 +219,9 @@ def execution_options(command: F) -> F:
     verify): the command gets ``paths``, ``parameters`` and ``execution``."""
     from reprokit.options import ExecutionOptions
 
-    wrapped = _with_parameters(_building(ExecutionOptions, "execution")(command))
+    wrapped = _exiting_on_second_signal(
+        _with_parameters(_building(ExecutionOptions, "execution")(command))
+    )
     flags = (
         click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path)),
         click.option(
