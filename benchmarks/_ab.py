@@ -112,14 +112,26 @@ def alternate(
 def command(
     *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
 ) -> Callable[[], object]:
-    """A callable running ``args`` as a subprocess (output discarded, failure raised)."""
+    """A callable running ``args`` as a subprocess (output discarded, failure raised).
+
+    A failure raises :class:`CommandFailed` with the end of the command's standard error, so a
+    benchmark that breaks says why (the output is read, not shown, when it succeeds).
+    """
 
     def run() -> object:
-        return subprocess.run(
-            args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=cwd
+        done = subprocess.run(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=cwd, check=False
         )
+        if done.returncode != 0:
+            tail = done.stderr.decode(errors="replace")[-3000:]
+            raise CommandFailed(f"{' '.join(args)} exited {done.returncode}:\n{tail}")
+        return done
 
     return run
+
+
+class CommandFailed(RuntimeError):
+    """A benchmarked command exited non-zero; the message ends with its standard error."""
 
 
 @dataclass
