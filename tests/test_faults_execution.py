@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -351,3 +352,64 @@ def test_bad_runner_options_exit_two_before_anything_runs(
     assert out.exit_code == 2, out.output
     assert message in out.output and "Traceback" not in out.output
     assert not (project / ".reprokit" / "runs").exists()
+
+
+# A kernel launcher that, for its first LAUNCHES_TAKEN launches, holds the shell port of the
+# connection file before it starts ipykernel: the port race of a busy machine (another process
+# took the port between jupyter_client's choice and the kernel's bind), with the real error.
+_TAKEN_PORT_LAUNCHER = """\
+import json, pathlib, socket, subprocess, sys
+count = pathlib.Path(sys.argv[1])
+launches = int(count.read_text()) if count.exists() else 0
+count.write_text(str(launches + 1))
+args = [sys.executable, "-m", "ipykernel_launcher", *sys.argv[2:]]
+if launches >= int(sys.argv[2 + sys.argv[2:].index("--taken") + 1]):
+    args = args[: args.index("--taken")]
+    sys.exit(subprocess.call(args))
+port = json.loads(pathlib.Path(sys.argv[sys.argv.index("-f") + 1]).read_text())["shell_port"]
+holder = socket.socket()
+holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 0)
+holder.bind(("127.0.0.1", port))
+holder.listen()
+sys.exit(subprocess.call(args[: args.index("--taken")]))
+"""
+
+
+def _taken_port_kernel(root: Path, taken: int) -> dict[str, str]:
+    """A kernelspec ``taken-port`` under ``root`` whose first ``taken`` launches die on
+    "Address already in use"; the environment that finds it (and counts its launches)."""
+    spec = root / "kernels" / "taken-port"
+    spec.mkdir(parents=True)
+    launcher = root / "launcher.py"
+    launcher.write_text(_TAKEN_PORT_LAUNCHER)
+    argv = [sys.executable, str(launcher), str(root / "launches"), "-f", "{connection_file}"]
+    argv += ["--taken", str(taken)]
+    spec_json = {"argv": argv, "display_name": "Taken port", "language": "python"}
+    (spec / "kernel.json").write_text(json.dumps(spec_json))
+    return {**os.environ, "JUPYTER_PATH": str(root)}
+
+
+@pytest.mark.slow
+def test_a_kernel_that_dies_while_it_starts_is_started_anew_then_given_up(project: Path) -> None:
+    """A kernel whose port was taken dies before its first cell: nothing of the notebook ran,
+    so it is started again (at most MAX_RETRIES times), and the outcome says so."""
+    write_notebook(project / "nbs" / "once.ipynb", ["print('ran')"])
+    env = _taken_port_kernel(project / "jupyter", taken=1)
+    args = ["run", "nbs", "--device", "cpu", "--kernel", "taken-port", "--no-record"]
+    done = run_cli([*args, "--output-dir", "out"], project, env=env)
+    assert done.returncode == 0, done.stderr
+    assert (project / "jupyter" / "launches").read_text() == "2"
+    said = "retried 1 time (the kernel died while it started, before its first cell)"
+    assert said in done.stderr
+    cells = nbformat.read(project / "out" / "once" / "once.ipynb", as_version=4).cells
+    assert "ran" in _texts(cells[0])
+
+    (project / "jupyter" / "launches").unlink()
+    env = _taken_port_kernel(project / "always", taken=99)
+    done = run_cli([*args, "--output-dir", "out2"], project, env=env)
+    assert done.returncode == 3, done.stderr
+    assert (project / "always" / "launches").read_text() == "3"  # 1 + MAX_RETRIES
+    assert "Traceback" not in done.stderr
+    assert f"retried 2 times ({said.split('(', 1)[1]}" in done.stderr  # the reason once
+    assert "Address already in use" in done.stderr  # the kernel's last words, from its log
+    assert _execution(project / "out2" / "once" / "once.ipynb")["status"] == "kernel_died"

@@ -116,7 +116,7 @@ def describe_failure(outcome: RunOutcome) -> str:
 def describe_retries(reasons: tuple[str, ...]) -> str:
     """``retried 2 times (the kernel died on …; worker tcp://… was lost)``."""
     times = "1 time" if len(reasons) == 1 else f"{len(reasons)} times"
-    return f"retried {times} ({'; '.join(reasons)})"
+    return f"retried {times} ({'; '.join(dict.fromkeys(reasons))})"  # each reason once
 
 
 def cell_label(index: int, execution_count: int | None = None) -> str:

@@ -41,6 +41,7 @@ from reprokit.runner.failure import (
 )
 from reprokit.runner.kernels import (
     INTERRUPTED,
+    KERNEL_DIED_STARTING,
     KERNEL_DIED_WAITING,
     NOTEBOOK_TIMEOUT,
     KernelWatch,
@@ -188,7 +189,7 @@ def execute_notebook(
         except Exception as exc:
             if isinstance(exc, OSError) and exc.errno in _WRITE_ERRORS:
                 raise _unwritable(exc, output) from None  # read-only now, or the disk is full
-            status, message = _status_of(exc, watch, limits)
+            status, message = _status_of(exc, watch, limits, log_path)
         finally:
             _cancel_leftover_tasks()
     duration = time.perf_counter() - started - clock.waited
@@ -305,8 +306,10 @@ def secret_env_name(name: str) -> str:
     return SECRET_ENV_PREFIX + name
 
 
-def _status_of(exc: Exception, watch: KernelWatch, limits: Limits) -> tuple[ExecutionStatus, str]:
-    """``(status, message)`` of an execution that raised ``exc``."""
+def _status_of(
+    exc: Exception, watch: KernelWatch, limits: Limits, log: Path
+) -> tuple[ExecutionStatus, str]:
+    """``(status, message)`` of an execution that raised ``exc``; ``log``: the kernel's."""
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
     from papermill.exceptions import PapermillExecutionError  # type: ignore[import-untyped]
 
@@ -320,9 +323,28 @@ def _status_of(exc: Exception, watch: KernelWatch, limits: Limits) -> tuple[Exec
         return "timeout", _first_line(exc)
     if isinstance(exc, DeadKernelError):
         return "kernel_died", _first_line(exc)
-    if isinstance(exc, RuntimeError) and "kernel died" in str(exc).lower():
-        return "kernel_died", _first_line(exc)  # died while starting, before any cell ran
+    if isinstance(exc, RuntimeError):
+        text = _first_line(exc)
+        if text == KERNEL_DIED_WAITING:
+            return "kernel_died", text
+        if "kernel died" in text.lower():  # nbclient: "Kernel died before replying to …"
+            return "kernel_died", _with_last_words(KERNEL_DIED_STARTING, log)
+        if text.startswith("Kernel didn't respond"):  # jupyter_client's start-up timeout
+            return "timeout", f"the kernel did not start: {text}"
     raise exc
+
+
+def _with_last_words(message: str, log: Path) -> str:
+    """``message: <the last line the kernel wrote>`` (``zmq.error.ZMQError: Address already in
+    use …``), or ``message`` when its log holds nothing."""
+    try:
+        with open(log, "rb") as text:
+            text.seek(max(0, text.seek(0, os.SEEK_END) - 4096))
+            tail = text.read().decode(errors="replace")
+    except OSError:
+        return message
+    lines = [line.strip() for line in tail.splitlines() if line.strip()]
+    return f"{message}: {lines[-1][:300]}" if lines else message
 
 
 class _Clock:

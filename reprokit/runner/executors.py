@@ -47,8 +47,8 @@ __all__ = [
 ]
 
 MAX_RETRIES = 2
-"""How many times a notebook whose kernel died, or whose worker was lost, is executed again
-(dask executor)."""
+"""How many times a notebook is executed again: on this machine, when its kernel died before
+its first cell ran; on Dask, when its kernel died or its worker was lost."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +119,14 @@ def retry_reason(executed: Executed, retries: int) -> str | None:
     return "the kernel died"
 
 
+def _died_before_first_cell(executed: Executed) -> str | None:
+    """Why a notebook's kernel died before any of its cells ran, or None."""
+    outcome = executed.outcome
+    if outcome.status != "kernel_died":
+        return None
+    return next((why for why in kernels.BEFORE_FIRST_CELL if outcome.message.startswith(why)), None)
+
+
 def not_started(plan: PlannedRun, device: str, why: str = "the runner was interrupted") -> Finished:
     outcome = RunOutcome(
         notebook=str(plan.source),
@@ -176,14 +184,14 @@ class LocalExecutor:
         while True:
             slot = Slot(self._turns, ticket, reporter.start) if self._turns is not None else None
             executed = self._once(plan, slot, reporter)
-            if slot is None or slot.entered:
-                return with_retries(Finished(plan, executed), retries, None)
-            if executed.outcome.status == "interrupted":
+            waited = slot is not None and not slot.entered
+            if waited and executed.outcome.status == "interrupted":
                 plan.output_path.unlink(missing_ok=True)  # its kernel started, no cell ran
                 return not_started(plan, self.choice.device)
-            if executed.outcome.message != kernels.KERNEL_DIED_WAITING or retries:
+            reason = _died_before_first_cell(executed)
+            if reason is None or len(retries) >= MAX_RETRIES or kernels.interrupted():
                 return with_retries(Finished(plan, executed), retries, None)
-            retries = (kernels.KERNEL_DIED_WAITING,)  # started anew, once
+            retries += (reason,)  # nothing of the notebook ran: started anew
 
     def _once(self, plan: PlannedRun, slot: Slot | None, reporter: _Reporter) -> Executed:
         if slot is None:
@@ -258,8 +266,9 @@ class _Reporter:
         self.started = 0.0
 
     def start(self) -> None:
+        said = self.started
         self.started = time.perf_counter()
-        if self.progress is not None:
+        if self.progress is not None and not said:  # once, also when its kernel is started anew
             self.progress("start", self.plan, None)
 
     def __call__(self, position: int, total: int) -> None:

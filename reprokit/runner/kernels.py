@@ -32,8 +32,12 @@ from reprokit.runner.reaper import kill_marked, subreaper
 # why a watch killed its kernel
 NOTEBOOK_TIMEOUT = "notebook_timeout"
 INTERRUPTED = "interrupted"
-# why an execution ended before its first cell: its kernel, started ahead, died waiting
+# why an execution ended before its first cell: its kernel died while it started (a port
+# taken by another process between jupyter_client's choice and the kernel's bind, say), or
+# started ahead and died waiting; nothing of the notebook ran, so it is started anew
+KERNEL_DIED_STARTING = "the kernel died while it started, before its first cell"
 KERNEL_DIED_WAITING = "the kernel died while it waited for its first cell"
+BEFORE_FIRST_CELL = (KERNEL_DIED_STARTING, KERNEL_DIED_WAITING)
 
 _live: set[KernelWatch] = set()
 _live_lock = threading.Lock()
