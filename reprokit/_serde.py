@@ -44,8 +44,8 @@ def to_json_fast(obj: Any) -> str:
     Numbers may be spelled differently (``0.00001`` for ``1e-05``), non-finite floats become
     ``null``: for files read back as data (a run's folder), never for a lock, whose bytes must
     not change between versions. msgspec reads a dataclass's fields from its ``__dict__``: a
-    field filled lazily (a folder's file list, see ``capturing.hashing.fill_file_lists``) must
-    be filled before.
+    field filled lazily (a folder's file list) is not seen: see
+    ``capturing.hashing.manifest_builtins``.
     """
     import msgspec
 

@@ -40,7 +40,26 @@ def test_start_result_end_records_a_finished_run(project: Path) -> None:
     assert "reprokit" in tags["mlflow.note.content"] and "| seed | 3" in tags["mlflow.note.content"]
     assert run.info.artifact_uri.startswith((project / "mlartifacts" / "exp").as_uri())
     names = artifact_names(tracking_uri(project), run.info.run_id)
-    assert {"snapshot.json", "requirements.txt", "results.json", "data.json"} <= names
+    assert {"snapshot.json", "requirements.txt", "results.json"} <= names
+    assert "data.json" not in names  # the start's data is in snapshot.json, not written twice
+    assert session.flush(timeout=60)
+    (folder,) = (project / ".reprokit" / "runs").iterdir()
+    written = json.loads((folder / "snapshot.json").read_text())["data"]["entries"]
+    assert [f["path"] for f in written[0]["files"]] == ["x.csv"]
+
+
+def test_data_declared_after_the_start_writes_every_input_to_data_json(project: Path) -> None:
+    (project / "data").mkdir()
+    (project / "data" / "x.csv").write_text("a,b\n1,2\n")
+    (project / "f.txt").write_text("hello")
+    session.start(experiment="exp", data=["data"])
+    session.data("f.txt")
+    session.end()
+    assert session.flush(timeout=60)  # the run folder's files are written in the background
+    (folder,) = (project / ".reprokit" / "runs").iterdir()
+    entries = json.loads((folder / "data.json").read_text())["entries"]
+    assert [e["path"] for e in entries] == ["data", "f.txt"]
+    assert [f["path"] for f in entries[0]["files"]] == ["x.csv"]
 
 
 def test_dirty_git_work_tree_is_tagged_and_its_diff_uploaded(project: Path) -> None:

@@ -167,17 +167,23 @@ def test_the_run_folder_json_is_written_fast_in_the_same_layout(
 def test_a_folder_hashed_lazily_reaches_the_run_folder_json_with_its_file_list(
     tmp_path: Path,
 ) -> None:
-    """msgspec (the run folder's JSON writer) reads fields from ``__dict__``: a folder's lazy
-    file list must be made first, or snapshot.json lists no file and no lock gets them."""
-    from reprokit._serde import from_json, to_json_fast
-    from reprokit.capturing.hashing import FolderEntry, fill_file_lists, hash_paths
+    """msgspec (the run folder's JSON writer) reads fields from ``__dict__``, where a folder
+    just hashed has no file list yet: the run folder's JSON is built from the hashing's lists
+    (without making FileDigest objects), or snapshot.json would list no file and no lock get
+    them. It is the same JSON as the plain entry's."""
+    from reprokit._serde import from_json, to_json, to_json_fast
+    from reprokit.capturing.hashing import FolderEntry, hash_paths, manifest_builtins
     from reprokit.capturing.model import DataManifest
 
     (tmp_path / "data").mkdir()
     for name in ("a.csv", "b.csv"):
         (tmp_path / "data" / name).write_text(name)
-    (entry,) = hash_paths([tmp_path / "data"]).entries
+    (tmp_path / "one.txt").write_text("1")
+    entry, single = hash_paths([tmp_path / "data", tmp_path / "one.txt"]).entries
     assert isinstance(entry, FolderEntry)  # the lazy kind this test is about
-    fill_file_lists([entry])
-    back = from_json(to_json_fast(DataManifest(entries=(entry,))), DataManifest)
+    manifest = DataManifest(entries=(entry, single))
+    text = to_json_fast(manifest_builtins(manifest))
+    assert "_lists" in entry.__dict__ and entry.file_count == 2  # its list was never made
+    back = from_json(text, DataManifest)
     assert [f.path for f in back.entries[0].files] == ["a.csv", "b.csv"]
+    assert text == to_json(DataManifest(entries=(entry.plain(), single)))

@@ -193,6 +193,11 @@ class DataEntry:
         """The digest as ``ALGO:HEX``, the form ``--expect`` takes."""
         return f"{self.algorithm}:{self.digest}"
 
+    @property
+    def file_count(self) -> int:
+        """Files listed in ``files`` (counted without making them, for a folder just hashed)."""
+        return len(self.files)
+
 
 @dataclass(frozen=True)
 class DataManifest:

@@ -113,7 +113,7 @@ def _merkle_digest(entry: DataEntry) -> str:
 
 
 def _file_count(entry: DataEntry) -> int:
-    return len(entry.files) if entry.kind == "dir" else 1
+    return entry.file_count if entry.kind == "dir" else 1
 
 
 def without_file_lists(manifest: DataManifest) -> DataManifest:

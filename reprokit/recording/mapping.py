@@ -127,7 +127,7 @@ def dataset_spec(entry: DataEntry, project_root: str) -> DatasetSpec:
     absolute = path if path.is_absolute() else Path(project_root) / path
     full = entry.tagged_digest
     source = {"uri": absolute.as_uri(), "digest": full}
-    profile = {"digest": full, "kind": entry.kind, "size": entry.size, "files": len(entry.files)}
+    profile = {"digest": full, "kind": entry.kind, "size": entry.size, "files": entry.file_count}
     return DatasetSpec(
         name=entry.path,
         digest=entry.digest[:MAX_DATASET_DIGEST],

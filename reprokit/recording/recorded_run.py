@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from dataclasses import asdict, dataclass
+from dataclasses import replace as dataclass_replace
 from pathlib import Path
 from typing import Any
 
@@ -135,7 +136,7 @@ class RecordedRun:
         self.results: dict[str, Result] = {}
         self.entries: list[DataEntry] = list(snapshot.data.entries) if snapshot.data else []
         self.seeds: list[SeedRecord] = [snapshot.seeds] if snapshot.seeds else []
-        self._data_written = -1  # entries in the data.json on disk (-1: none written)
+        self._data_written = -1  # entries on disk, in data.json or snapshot.json (-1: none)
         self.params = dict(params)
         self.cell_errors = 0
         self.interrupted = False
@@ -223,12 +224,16 @@ class RecordedRun:
 
     def _write_start_files(self) -> None:
         from reprokit.capturing.git import git_diff
-        from reprokit.capturing.hashing import fill_file_lists
+        from reprokit.capturing.hashing import manifest_builtins
         from reprokit.capturing.redact import redact_text
 
         assert self.folder is not None
-        fill_file_lists(self.snapshot.data.entries if self.snapshot.data else ())
-        self.folder.write_text("snapshot.json", to_json_fast(self.snapshot))
+        data = self.snapshot.data
+        made = None if data is None else manifest_builtins(data)
+        snapshot = dataclass_replace(self.snapshot, data=made)  # type: ignore[arg-type]
+        self.folder.write_text("snapshot.json", to_json_fast(snapshot))
+        if data is not None:  # its data: data.json waits for more inputs (%repro data)
+            self._data_written = len(data.entries)
         self._write_run_json(None, None)  # names the notebook (gc groups runs by it)
         self.folder.write_text("requirements.txt", requirements_text(self.snapshot))
         if self.snapshot.git.available and self.snapshot.git.dirty:
@@ -238,14 +243,16 @@ class RecordedRun:
         self._write_inputs()
 
     def _write_inputs(self) -> None:
+        """data.json, once inputs were declared beyond the snapshot's (until then the
+        snapshot's ``data`` is the whole manifest: 100,000 files are 11 MB not written twice),
+        and seeds.json."""
         if self.folder is not None:
-            from reprokit.capturing.hashing import fill_file_lists
+            from reprokit.capturing.hashing import manifest_builtins
 
             count = len(self.entries)  # entries are only added: the same count, the same file
-            if count != self._data_written:  # 100k files: 11 MB not written again at the end
-                manifest = DataManifest(entries=tuple(self.entries[:count]))
-                fill_file_lists(manifest.entries)
-                self.folder.write_text("data.json", to_json_fast(manifest))
+            if count != self._data_written:
+                made = manifest_builtins(DataManifest(entries=tuple(self.entries[:count])))
+                self.folder.write_text("data.json", to_json_fast(made))
                 self._data_written = count
             self.folder.write_text("seeds.json", to_json(self.seeds))
 

@@ -36,7 +36,7 @@ def format_entry(entry: DataEntry, *, list_files: bool = False) -> str:
     """One hashed path in checksum-file style (``sha256sum -c`` reads the file lines)."""
     if entry.kind == "file":
         return f"{entry.digest}  {entry.path}"
-    count = len(entry.files)
+    count = entry.file_count
     summary = (
         f"{entry.digest}  {entry.path.rstrip('/')}/  ({entry.algorithm} Merkle digest of "
         f"{count} file{'' if count == 1 else 's'}, {human_bytes(entry.size)})"
