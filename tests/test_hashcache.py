@@ -314,3 +314,45 @@ def test_only_the_racy_files_of_a_folder_are_hashed_again(tmp_path: Path) -> Non
         hits, racy = cache.stats.hits, cache.stats.racy
         assert hash_path(root, cache=cache) == hash_path(root, cache=None)
         assert (cache.stats.hits - hits, cache.stats.racy - racy) == (1, 3)  # sub/g.bin too
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_folders_stat_over_workers_give_what_one_process_gives(tmp_path: Path, method: str) -> None:
+    """A cached tree of many files is stat'ed over worker processes; each folder's joined
+    fingerprints are the same, and a folder with a file gone (deleted after the walk) is None,
+    so that it is looked at file by file."""
+    from reprokit.capturing._hashworker import stamp_share
+    from reprokit.capturing._pool import stamp_folders
+
+    root = _tree(tmp_path / "data")
+    for name in ("a", "b", "c"):
+        (root / name).mkdir()
+        for i in range(4):
+            (root / name / f"{i}.txt").write_bytes(b"%d" % i)
+    prefix = os.fsencode(root) + b"/"
+    folders = [(b"", [b"f0.txt", b"f1.txt"]), (b"sub", [b"g.bin"])]
+    folders += [(name, [b"0.txt", b"1.txt", b"3.txt"]) for name in (b"a", b"b", b"c")]
+    folders += [(b"c", [b"0.txt", b"gone.txt"])]
+    alone = stamp_share(prefix, folders)
+    assert stamp_folders(prefix, folders, jobs=2, method=method) == alone
+    assert stamp_folders(prefix, folders, jobs=3, method=method) == alone
+    assert [stamps is None for stamps in alone] == [False] * 5 + [True]
+    assert alone[1] == pack_entry(os.stat(root / "sub" / "g.bin"), 0, BOGUS)[: len(alone[1])]
+
+
+def test_a_tree_stat_over_workers_is_served_and_its_changes_seen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reprokit.capturing import _pool
+
+    monkeypatch.setattr(_pool, "STAT_PARALLEL_MIN_FILES", 0)  # workers for any tree
+    monkeypatch.setattr(_pool, "default_jobs", lambda: 2)
+    root = _tree(tmp_path / "data")
+    (root / "sub" / "h.bin").write_bytes(b"h")
+    with HashCache(tmp_path / "c.sqlite3", racy_margin_ns=0) as cache:
+        first = hash_path(root, cache=cache)
+        assert hash_path(root, cache=cache) == first and cache.stats.hits == 7
+        (root / "sub" / "h.bin").write_bytes(b"changed")
+        (root / "f2.txt").unlink()
+        assert hash_path(root, cache=cache) == hash_path(root, cache=None)
+        assert cache.stats.stale == 1

@@ -134,16 +134,64 @@ def _digest_rest(fd: int, size: int, algorithm: str, threads: bool) -> str:
     return hasher.hexdigest()
 
 
+def folder_stamps(folder: bytes, names: Sequence[bytes]) -> bytes | None:
+    """The :data:`STAT_KEY` of each of ``names`` (files of ``folder``, a path ending in
+    ``/``), joined; None if one cannot be stat'ed. One comprehension: at ~3 µs a ``stat``,
+    every Python step per file shows."""
+    stat, pack = os.stat, STAT_KEY.pack
+    dir_fd = _open_folder(folder)
+    if dir_fd is None:  # no descriptor (or no dir_fd here): the whole paths
+        names = [folder + name for name in names]
+    try:
+        return b"".join(
+            [
+                pack(
+                    (s := stat(name, dir_fd=dir_fd)).st_dev,
+                    s.st_ino,
+                    s.st_size,
+                    s.st_mtime_ns,
+                    s.st_ctime_ns,
+                )
+                for name in names  # relative to the folder's descriptor: a shorter lookup
+            ]
+        )
+    except OSError:
+        return None
+    finally:
+        if dir_fd is not None:
+            os.close(dir_fd)
+
+
+def stamp_share(prefix: bytes, folders: Sequence[tuple[bytes, Sequence[bytes]]]) -> list[Any]:
+    """:func:`folder_stamps` of each ``(rel, names)`` under ``prefix``."""
+    return [folder_stamps(prefix + rel + (b"/" if rel else b""), names) for rel, names in folders]
+
+
+def _open_folder(path: bytes) -> int | None:
+    if os.stat not in os.supports_dir_fd:
+        return None
+    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        return os.open(path, flags)
+    except OSError:
+        return None
+
+
+def run_job(job: tuple[Any, ...]) -> Any:
+    """One worker's job: ``("hash", (prefix, algorithm, keys, defer_from), rels)`` gives a
+    :data:`Share`, ``("stat", prefix, [(rel, names), ...])`` the folders' stamps."""
+    if job[0] == "stat":
+        return stamp_share(job[1], job[2])
+    _, (prefix, algorithm, keys, defer_from), rels = job
+    return hash_share(prefix, rels, algorithm, keys, defer_from, False)
+
+
 def serve() -> None:
-    """A spawned worker: ``((prefix, algorithm, keys, defer_from), rels)`` on stdin, the
-    :data:`Share` on stdout, both in :mod:`marshal` form (the same interpreter writes and
-    reads them; ``pickle`` would cost a third of the start-up to import). One thread: the
-    workers already fill the cores."""
-    task: Any
-    task, rels = marshal.loads(sys.stdin.buffer.read())
-    prefix, algorithm, keys, defer_from = task
-    share = hash_share(prefix, rels, algorithm, keys, defer_from, False)
-    sys.stdout.buffer.write(marshal.dumps(share))
+    """A spawned worker: a job (:func:`run_job`) on stdin, its result on stdout, both in
+    :mod:`marshal` form (the same interpreter writes and reads them; ``pickle`` would cost a
+    third of the start-up to import). One thread: the workers already fill the cores."""
+    result = run_job(marshal.loads(sys.stdin.buffer.read()))
+    sys.stdout.buffer.write(marshal.dumps(result))
     sys.stdout.buffer.flush()
 
 

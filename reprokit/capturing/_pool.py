@@ -35,9 +35,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from reprokit.capturing._hashworker import Share, hash_share
+from reprokit.capturing._hashworker import Share, hash_share, run_job, stamp_share
 
 PARALLEL_MIN_FILES = {"fork": 2_000, "spawn": 8_000}
+STAT_PARALLEL_MIN_FILES = 20_000
+"""Below this many files, a cached tree's ``stat`` calls stay in this process: a worker's
+start and the exchange cost more than half the calls save (threads do not help: each call is
+too short to release the GIL for long, and they fight over it)."""
 DEFER_FROM = 64 << 20
 
 _spawn_broken = False  # set once a spawned worker failed: do not try again
@@ -130,18 +134,14 @@ def hash_files(
     merged.hashed_at_ns = time.time_ns()  # before any worker reads a byte
     # share 0 is hashed here while the workers run: one process fewer to start and no
     # pickling for that share
-    handles: list[Handle] = [None]
-    if method == "fork":
-        handles += [_start_forked(task, share) for share in shares[1:]]
-    else:  # start every interpreter first, then feed them: their start-ups overlap
-        procs = [_start_spawned() for _ in shares[1:]]
-        handles += [_feed(proc, task, share) for proc, share in zip(procs, shares[1:], strict=True)]
+    handles = [None, *_start_all(method, [("hash", task, share) for share in shares[1:]])]
     if keys:
         merged.keys = [None] * len(rels)
     try:
         for k, share in enumerate(shares):
-            part = _finish(handles[k])
+            got = _finish(handles[k])
             handles[k] = None
+            part = Batch.of(got) if isinstance(got, tuple) and len(got) == 6 else None
             if part is None:  # share 0, or a worker that could not start or died
                 part = hash_batch(prefix, share, algorithm, keys=keys, defer_from=DEFER_FROM)
             _merge(merged, part, k, workers)
@@ -149,6 +149,38 @@ def hash_files(
         for handle in handles:
             _kill(handle)
     _hash_deferred(prefix, rels, algorithm, merged)
+    return merged
+
+
+def stamp_folders(
+    prefix: bytes,
+    folders: Sequence[tuple[bytes, Sequence[bytes]]],
+    *,
+    jobs: int | None = None,
+    method: str | None = None,
+) -> list[bytes | None]:
+    """The joined ``stat`` fingerprints of each ``(rel, names)`` folder under ``prefix`` (None:
+    one of its files cannot be stat'ed), over worker processes when there are many files."""
+    total = sum(len(names) for _, names in folders)
+    workers = min(default_jobs() if jobs is None else max(1, jobs), len(folders))
+    method = method or start_method()
+    if (method == "spawn" and _spawn_broken) or (jobs is None and total < STAT_PARALLEL_MIN_FILES):
+        workers = 1
+    if workers <= 1:
+        return stamp_share(prefix, folders)
+    shares = [folders[k::workers] for k in range(workers)]
+    handles = [None, *_start_all(method, [("stat", prefix, share) for share in shares[1:]])]
+    merged: list[bytes | None] = [None] * len(folders)
+    try:
+        for k, share in enumerate(shares):
+            got = _finish(handles[k])
+            handles[k] = None
+            if not isinstance(got, list) or len(got) != len(share):  # share 0, or it failed
+                got = stamp_share(prefix, share)
+            merged[k::workers] = got
+    finally:  # interrupted (Ctrl-C): leave no worker running and no zombie behind
+        for handle in handles:
+            _kill(handle)
     return merged
 
 
@@ -196,10 +228,19 @@ def _hash_deferred(prefix: bytes, rels: Sequence[bytes], algorithm: str, merged:
 Handle = Any  # (pid, read fd) for a fork, a Popen for a spawn, None when it failed
 
 
-Task = tuple[bytes, str, bool, int]  # prefix, algorithm, keys, defer_from
+Job = tuple[Any, ...]  # what _hashworker.run_job takes
 
 
-def _start_forked(task: Task, share: list[bytes]) -> Handle:
+def _start_all(method: str, jobs: list[Job]) -> list[Handle]:
+    """A worker per job; spawned interpreters are all started first, then fed, so that their
+    start-ups overlap."""
+    if method == "fork":
+        return [_start_forked(job) for job in jobs]
+    procs = [_start_spawned() for _ in jobs]
+    return [_feed(proc, job) for proc, job in zip(procs, jobs, strict=True)]
+
+
+def _start_forked(job: Job) -> Handle:
     try:
         read_fd, write_fd = os.pipe()
         pid = os.fork()
@@ -209,8 +250,7 @@ def _start_forked(task: Task, share: list[bytes]) -> Handle:
         code = 1
         try:
             os.close(read_fd)
-            prefix, algorithm, keys, defer_from = task
-            result = hash_share(prefix, share, algorithm, keys, defer_from, False)
+            result = run_job(job)
             with os.fdopen(write_fd, "wb") as out:
                 out.write(marshal.dumps(result))
             code = 0
@@ -233,7 +273,7 @@ def _start_spawned() -> Handle:
         return None
 
 
-def _feed(proc: Handle, task: Task, share: list[bytes]) -> Handle:
+def _feed(proc: Handle, job: Job) -> Handle:
     """Send a spawned worker its share from a helper thread: the share (1 MB for 50,000
     files) is more than a pipe holds, and writing it here would wait for the worker's
     interpreter to start (~40 ms) instead of hashing this process's share meanwhile."""
@@ -241,7 +281,7 @@ def _feed(proc: Handle, task: Task, share: list[bytes]) -> Handle:
         return None
     import threading
 
-    data = marshal.dumps((task, share))
+    data = marshal.dumps(job)
 
     def send() -> None:
         with contextlib.suppress(OSError):  # died at start-up: _finish finds no result
@@ -252,8 +292,8 @@ def _feed(proc: Handle, task: Task, share: list[bytes]) -> Handle:
     return proc
 
 
-def _finish(handle: Handle) -> Batch | None:
-    """Wait for a worker; its Batch, or None if it failed."""
+def _finish(handle: Handle) -> Any:
+    """Wait for a worker; what its job returned, or None if it failed."""
     global _spawn_broken  # remembered for the rest of the process
     if handle is None:
         return None
@@ -268,7 +308,6 @@ def _finish(handle: Handle) -> Batch | None:
         if handle.wait() != 0:
             _spawn_broken = True
     try:
-        share = marshal.loads(data)
+        return marshal.loads(data)
     except (EOFError, ValueError, TypeError):
         return None
-    return Batch.of(share) if isinstance(share, tuple) and len(share) == 6 else None
