@@ -317,12 +317,18 @@ def test_only_the_racy_files_of_a_folder_are_hashed_again(tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize("method", ["fork", "spawn"])
-def test_folders_stat_over_workers_give_what_one_process_gives(tmp_path: Path, method: str) -> None:
+def test_folders_stat_over_workers_give_what_one_process_gives(
+    tmp_path: Path, method: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A cached tree of many files is stat'ed over worker processes; each folder's joined
     fingerprints are the same, and a folder with a file gone (deleted after the walk) is None,
     so that it is looked at file by file."""
+    from reprokit.capturing import _pool
     from reprokit.capturing._hashworker import stamp_share
     from reprokit.capturing._pool import stamp_folders
+
+    monkeypatch.setattr(_pool, "STAT_PARALLEL_MIN_FILES", 0)  # workers for a small tree
+    monkeypatch.setattr(_pool, "default_jobs", lambda: 3)
 
     root = _tree(tmp_path / "data")
     for name in ("a", "b", "c"):
@@ -334,8 +340,12 @@ def test_folders_stat_over_workers_give_what_one_process_gives(tmp_path: Path, m
     folders += [(name, [b"0.txt", b"1.txt", b"3.txt"]) for name in (b"a", b"b", b"c")]
     folders += [(b"c", [b"0.txt", b"gone.txt"])]
     alone = stamp_share(prefix, folders)
+    here: list[int] = []  # the shares stat'ed in this process (a worker's, if it failed)
+    monkeypatch.setattr(_pool, "stamp_share", lambda p, f: here.append(len(f)) or stamp_share(p, f))
     assert stamp_folders(prefix, folders, jobs=2, method=method) == alone
     assert stamp_folders(prefix, folders, jobs=3, method=method) == alone
+    assert here == [3, 2]  # share 0 of each call: the others came back from their workers
+    assert stamp_folders(prefix, folders, jobs=1, method=method) == alone  # here, alone
     assert [stamps is None for stamps in alone] == [False] * 5 + [True]
     assert alone[1] == pack_entry(os.stat(root / "sub" / "g.bin"), 0, BOGUS)[: len(alone[1])]
 

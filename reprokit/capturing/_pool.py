@@ -160,11 +160,12 @@ def stamp_folders(
     method: str | None = None,
 ) -> list[bytes | None]:
     """The joined ``stat`` fingerprints of each ``(rel, names)`` folder under ``prefix`` (None:
-    one of its files cannot be stat'ed), over worker processes when there are many files."""
+    one of its files cannot be stat'ed), over worker processes (one per core, at most
+    ``jobs``) when there are :data:`STAT_PARALLEL_MIN_FILES` files or more."""
     total = sum(len(names) for _, names in folders)
-    workers = min(default_jobs() if jobs is None else max(1, jobs), len(folders))
+    workers = min(default_jobs(), max(1, jobs or default_jobs()), len(folders))
     method = method or start_method()
-    if (method == "spawn" and _spawn_broken) or (jobs is None and total < STAT_PARALLEL_MIN_FILES):
+    if (method == "spawn" and _spawn_broken) or total < STAT_PARALLEL_MIN_FILES:
         workers = 1
     if workers <= 1:
         return stamp_share(prefix, folders)

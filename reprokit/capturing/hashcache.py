@@ -218,10 +218,13 @@ class HashCache:
 
     # -- trees -------------------------------------------------------------------------
 
-    def match_tree(self, algorithm: str, root: bytes, tree: Tree) -> TreeMatch:
+    def match_tree(
+        self, algorithm: str, root: bytes, tree: Tree, jobs: int | None = None
+    ) -> TreeMatch:
         """Every entry under folder ``root`` in one query, then a ``stat`` per file.
 
-        A file that cannot be stat'ed is left to hash, where its error is reported.
+        A file that cannot be stat'ed is left to hash, where its error is reported. ``jobs``:
+        at most that many processes ``stat`` (:func:`~reprokit.capturing._pool.stamp_folders`).
         """
         from reprokit.capturing._pool import stamp_folders
 
@@ -230,7 +233,7 @@ class HashCache:
         match.cached = self._db.run(lambda conn: _select_tree(conn, algorithm, root), {})
         prefix = _with_slash(root)
         known = [folder for folder in tree.folders if folder.rel in match.cached]
-        stamps = stamp_folders(prefix, [(folder.rel, folder.names) for folder in known])
+        stamps = stamp_folders(prefix, [(f.rel, f.names) for f in known], jobs=jobs)
         stamps_of = dict(zip((folder.rel for folder in known), stamps, strict=True))
         for folder in tree.folders:
             cached = match.cached.get(folder.rel)

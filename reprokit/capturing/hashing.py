@@ -243,7 +243,7 @@ def _hash_dir(
 ) -> DataEntry:
     tree = walk_tree(absolute, display)
     rels, count = tree.rels, len(tree.rels)
-    match = cache.match_tree(algorithm, absolute, tree) if cache is not None else None
+    match = cache.match_tree(algorithm, absolute, tree, jobs) if cache is not None else None
     if match is not None:
         digests, sizes, todo = match.digests, match.sizes, match.todo
     else:
