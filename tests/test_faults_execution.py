@@ -413,3 +413,24 @@ def test_a_kernel_that_dies_while_it_starts_is_started_anew_then_given_up(projec
     assert f"retried 2 times ({said.split('(', 1)[1]}" in done.stderr  # the reason once
     assert "Address already in use" in done.stderr  # the kernel's last words, from its log
     assert _execution(project / "out2" / "once" / "once.ipynb")["status"] == "kernel_died"
+
+
+def test_a_kernelspec_whose_program_is_gone_fails_in_one_line(project: Path) -> None:
+    """A kernelspec of a deleted environment (or a program that is not executable): no
+    traceback, exit 3, the program named, and it is not started again."""
+    write_notebook(project / "nbs" / "once.ipynb", ["print('ran')"])
+    not_executable = project / "not-executable"
+    not_executable.write_text("#!/bin/sh\n")
+    for name, program in (("gone", "/nonexistent/env/bin/python"), ("noexec", not_executable)):
+        spec = project / "jupyter" / "kernels" / name
+        spec.mkdir(parents=True)
+        argv = [str(program), "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+        spec_json = {"argv": argv, "display_name": name, "language": "python"}
+        (spec / "kernel.json").write_text(json.dumps(spec_json))
+    env = {**os.environ, "JUPYTER_PATH": str(project / "jupyter")}
+    for name, why in (("gone", "No such file or directory"), ("noexec", "Permission denied")):
+        args = ["run", "nbs", "--device", "cpu", "--kernel", name, "--no-record"]
+        done = run_cli(args, project, env=env)
+        assert done.returncode == 3, done.stderr
+        assert "Traceback" not in done.stderr and "retried" not in done.stderr
+        assert "the kernel could not be started: " in done.stderr and why in done.stderr

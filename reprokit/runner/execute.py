@@ -92,6 +92,14 @@ class ExecutionOutcome:
         return self.status == "ok"
 
 
+class KernelNotLaunched(RuntimeError):
+    """The kernelspec's program could not be started (missing, not executable)."""
+
+    def __init__(self, exc: OSError) -> None:
+        where = f"{exc.filename}: " if exc.filename else ""
+        super().__init__(f"the kernel could not be started: {where}{exc.strerror or exc}")
+
+
 class _EnvKernelManager(AsyncKernelManager):
     """A kernel manager that starts its kernel with :attr:`kernel_env` as the environment.
 
@@ -116,7 +124,12 @@ class _EnvKernelManager(AsyncKernelManager):
             kwargs["env"][MARK_ENV] = self.kernel_watch.mark
         if self.kernel_log is not None:
             kwargs["stdout"] = kwargs["stderr"] = self.kernel_log
-        await super().start_kernel(**kwargs)
+        try:
+            await super().start_kernel(**kwargs)
+        except OSError as exc:  # its program is gone: a kernelspec of a deleted environment
+            with contextlib.suppress(Exception):
+                await self._async_cleanup_resources()  # its connection file
+            raise KernelNotLaunched(exc) from None
         pid = getattr(getattr(self.provisioner, "process", None), "pid", None)
         if self.kernel_watch is not None and isinstance(pid, int):
             self.kernel_watch.started(pid)
@@ -323,6 +336,8 @@ def _status_of(
         return "timeout", _first_line(exc)
     if isinstance(exc, DeadKernelError):
         return "kernel_died", _first_line(exc)
+    if isinstance(exc, KernelNotLaunched):
+        return "kernel_died", str(exc)  # not started again: it would fail the same way
     if isinstance(exc, RuntimeError):
         text = _first_line(exc)
         if text == KERNEL_DIED_WAITING:
