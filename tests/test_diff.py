@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import tracking_uri
 from run_helpers import demo_project, reprokit_cli, write_notebook
 
 from reprokit.api.diff import diff
@@ -86,6 +87,20 @@ def test_lock_against_its_own_reference_run_is_the_same(
     assert found.verdict.env_diff is not None and found.verdict.env_diff.is_empty
     assert found.verdict.data is not None and found.verdict.data.ok
     assert not found.differs
+
+
+def test_the_runners_mlflow_runs_profile_the_data_folder_with_its_files(
+    recorded: dict[str, str], in_project: Path
+) -> None:
+    """The notebook's output carries a summary without file lists; the run's dataset input
+    still counts the folder's files (from the kernel's run folder)."""
+    from mlflow.tracking import MlflowClient
+
+    files = sum(1 for path in (in_project / "data").rglob("*") if path.is_file())
+    client = MlflowClient(tracking_uri(in_project))
+    for run_id in (recorded["reference"], recorded["verification"]):
+        (dataset_input,) = client.get_run(run_id).inputs.dataset_inputs
+        assert json.loads(dataset_input.dataset.profile)["files"] == files > 0
 
 
 def test_two_runs_name_the_results_that_differ_and_exit_one(

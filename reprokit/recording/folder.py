@@ -6,8 +6,7 @@ when a runner sets it)::
     snapshot.json      the Snapshot taken at start
     requirements.txt   name==version of every installed distribution
     git.diff           `git diff HEAD` when the work tree was dirty
-    data.json          the DataManifest of every input declared (start and %repro data),
-                       once %repro data declared some: until then snapshot.json's data
+    data.json          the DataManifest of every input declared (start and %repro data)
     seeds.json         every SeedRecord, in order
     results.json       every Result, by name (written at end)
     run.json           tracking URI (redacted), experiment and MLflow run id once known

@@ -136,7 +136,7 @@ class RecordedRun:
         self.results: dict[str, Result] = {}
         self.entries: list[DataEntry] = list(snapshot.data.entries) if snapshot.data else []
         self.seeds: list[SeedRecord] = [snapshot.seeds] if snapshot.seeds else []
-        self._data_written = -1  # entries on disk, in data.json or snapshot.json (-1: none)
+        self._data_written = -1  # entries in the data.json on disk (-1: none written)
         self.params = dict(params)
         self.cell_errors = 0
         self.interrupted = False
@@ -232,26 +232,24 @@ class RecordedRun:
         made = None if data is None else manifest_builtins(data)
         snapshot = dataclass_replace(self.snapshot, data=made)  # type: ignore[arg-type]
         self.folder.write_text("snapshot.json", to_json_fast(snapshot))
-        if data is not None:  # its data: data.json waits for more inputs (%repro data)
-            self._data_written = len(data.entries)
         self._write_run_json(None, None)  # names the notebook (gc groups runs by it)
         self.folder.write_text("requirements.txt", requirements_text(self.snapshot))
         if self.snapshot.git.available and self.snapshot.git.dirty:
             diff = git_diff(self.target.project_root)
             if diff:  # uncommitted edits may hold credentials: never upload them verbatim
                 self.folder.write_text("git.diff", redact_text(diff))
-        self._write_inputs()
+        self._write_inputs(made)
 
-    def _write_inputs(self) -> None:
-        """data.json, once inputs were declared beyond the snapshot's (until then the
-        snapshot's ``data`` is the whole manifest: 100,000 files are 11 MB not written twice),
-        and seeds.json."""
+    def _write_inputs(self, made: dict[str, Any] | None = None) -> None:
+        """data.json (``made``: the snapshot's manifest as builtins, when it is that: made
+        once for both files) and seeds.json."""
         if self.folder is not None:
             from reprokit.capturing.hashing import manifest_builtins
 
             count = len(self.entries)  # entries are only added: the same count, the same file
-            if count != self._data_written:
-                made = manifest_builtins(DataManifest(entries=tuple(self.entries[:count])))
+            if count != self._data_written:  # 100k files: 11 MB not written again at the end
+                if made is None or len(made["entries"]) != count:
+                    made = manifest_builtins(DataManifest(entries=tuple(self.entries[:count])))
                 self.folder.write_text("data.json", to_json_fast(made))
                 self._data_written = count
             self.folder.write_text("seeds.json", to_json(self.seeds))
