@@ -434,3 +434,25 @@ def test_a_kernelspec_whose_program_is_gone_fails_in_one_line(project: Path) -> 
         assert done.returncode == 3, done.stderr
         assert "Traceback" not in done.stderr and "retried" not in done.stderr
         assert "the kernel could not be started: " in done.stderr and why in done.stderr
+
+
+def test_a_dead_kernels_last_words_are_whole_lines_redacted_before_they_are_cut(
+    tmp_path: Path,
+) -> None:
+    """The kernel log's last line joins the message; a secret in it is redacted whole (never
+    cut first, which would leave a part no pattern matches), and a line the log's tail starts
+    in the middle of is left out."""
+    from reprokit.runner._outputs import redact_error
+    from reprokit.runner.execute import KERNEL_DIED_STARTING, _capped, _with_last_words
+
+    secret = "hunter2-very-private-password-xyz"
+    log = tmp_path / "k.log"
+    log.write_text("starting\n" + "x" * 280 + f" conn {secret} tail\n")  # across 300
+    message = _capped(redact_error(_with_last_words(KERNEL_DIED_STARTING, log), {"DB": secret}))
+    assert message.startswith(KERNEL_DIED_STARTING) and len(message) <= 400
+    assert "hunter2" not in message and "very-pri" not in message
+    log.write_text("y" * 3000 + f"npm_{'A' * 36}" + "z" * 2000)  # one line, cut by the tail
+    assert _with_last_words(KERNEL_DIED_STARTING, log) == KERNEL_DIED_STARTING
+    log.write_text("early\n" * 10 + "zmq.error.ZMQError: Address already in use\n\n")
+    said = _with_last_words(KERNEL_DIED_STARTING, log)
+    assert said == f"{KERNEL_DIED_STARTING}: zmq.error.ZMQError: Address already in use"

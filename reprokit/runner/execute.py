@@ -208,7 +208,7 @@ def execute_notebook(
     duration = time.perf_counter() - started - clock.waited
     status, failure = _settle(output, status, message, node, bool(parameters or secrets))
     scrubbed = _scrubbed(secrets, hidden)
-    failure, message = _redacted(failure, scrubbed), redact_error(message, scrubbed)
+    failure, message = _redacted(failure, scrubbed), _capped(redact_error(message, scrubbed))
     finish_output(output, _execution_mark(status, message, failure), scrubbed, log_path)
     return ExecutionOutcome(status, str(output), duration, failure, message, clock.waited)
 
@@ -354,12 +354,21 @@ def _with_last_words(message: str, log: Path) -> str:
     use …``), or ``message`` when its log holds nothing."""
     try:
         with open(log, "rb") as text:
-            text.seek(max(0, text.seek(0, os.SEEK_END) - 4096))
-            tail = text.read().decode(errors="replace")
+            start = text.seek(max(0, text.seek(0, os.SEEK_END) - _LOG_TAIL))
+            tail = text.read().decode(errors="replace").splitlines()
     except OSError:
         return message
-    lines = [line.strip() for line in tail.splitlines() if line.strip()]
-    return f"{message}: {lines[-1][:300]}" if lines else message
+    # a line cut by the seek is left out: a part of a token would escape redaction
+    lines = [line.strip() for line in (tail[1:] if start else tail) if line.strip()]
+    return f"{message}: {lines[-1]}" if lines else message
+
+
+_LOG_TAIL = 4096  # bytes of the kernel's log looked at for its last line
+_MAX_MESSAGE = 400  # characters of a message, cut once it is redacted
+
+
+def _capped(message: str) -> str:
+    return message if len(message) <= _MAX_MESSAGE else message[: _MAX_MESSAGE - 1] + "…"
 
 
 class _Clock:
