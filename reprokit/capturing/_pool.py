@@ -134,10 +134,11 @@ def hash_files(
     merged.hashed_at_ns = time.time_ns()  # before any worker reads a byte
     # share 0 is hashed here while the workers run: one process fewer to start and no
     # pickling for that share
-    handles = [None, *_start_all(method, [("hash", task, share) for share in shares[1:]])]
+    handles: list[Handle] = [None]
     if keys:
         merged.keys = [None] * len(rels)
     try:
+        _start_all(method, [("hash", task, share) for share in shares[1:]], handles)
         for k, share in enumerate(shares):
             got = _finish(handles[k])
             handles[k] = None
@@ -170,9 +171,10 @@ def stamp_folders(
     if workers <= 1:
         return stamp_share(prefix, folders)
     shares = [folders[k::workers] for k in range(workers)]
-    handles = [None, *_start_all(method, [("stat", prefix, share) for share in shares[1:]])]
+    handles: list[Handle] = [None]
     merged: list[bytes | None] = [None] * len(folders)
     try:
+        _start_all(method, [("stat", prefix, share) for share in shares[1:]], handles)
         for k, share in enumerate(shares):
             got = _finish(handles[k])
             handles[k] = None
@@ -232,13 +234,19 @@ Handle = Any  # (pid, read fd) for a fork, a Popen for a spawn, None when it fai
 Job = tuple[Any, ...]  # what _hashworker.run_job takes
 
 
-def _start_all(method: str, jobs: list[Job]) -> list[Handle]:
-    """A worker per job; spawned interpreters are all started first, then fed, so that their
-    start-ups overlap."""
+def _start_all(method: str, jobs: list[Job], handles: list[Handle]) -> None:
+    """A worker per job, appended to ``handles`` as each starts (so that an interruption
+    meanwhile leaves none unkilled); spawned interpreters are all started first, then fed, so
+    that their start-ups overlap."""
     if method == "fork":
-        return [_start_forked(job) for job in jobs]
-    procs = [_start_spawned() for _ in jobs]
-    return [_feed(proc, job) for proc, job in zip(procs, jobs, strict=True)]
+        for job in jobs:
+            handles.append(_start_forked(job))
+        return
+    first = len(handles)
+    for _ in jobs:
+        handles.append(_start_spawned())
+    for proc, job in zip(handles[first:], jobs, strict=True):
+        _feed(proc, job)
 
 
 def _start_forked(job: Job) -> Handle:
