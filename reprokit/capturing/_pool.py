@@ -31,9 +31,9 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from reprokit.capturing._hashworker import Share, hash_share, run_job, stamp_share
 
@@ -132,23 +132,16 @@ def hash_files(
     shares = [list(rels[k::workers]) for k in range(workers)]
     merged = Batch([None] * len(rels), [0] * len(rels), workers=workers)
     merged.hashed_at_ns = time.time_ns()  # before any worker reads a byte
-    # share 0 is hashed here while the workers run: one process fewer to start and no
-    # pickling for that share
-    handles: list[Handle] = [None]
     if keys:
         merged.keys = [None] * len(rels)
-    try:
-        _start_all(method, [("hash", task, share) for share in shares[1:]], handles)
-        for k, share in enumerate(shares):
-            got = _finish(handles[k])
-            handles[k] = None
-            part = Batch.of(got) if isinstance(got, tuple) and len(got) == 6 else None
-            if part is None:  # share 0, or a worker that could not start or died
-                part = hash_batch(prefix, share, algorithm, keys=keys, defer_from=DEFER_FROM)
-            _merge(merged, part, k, workers)
-    finally:  # interrupted (Ctrl-C): leave no worker running and no zombie behind
-        for handle in handles:
-            _kill(handle)
+    parts = _over_workers(
+        method,
+        [("hash", task, share) for share in shares],
+        lambda k: hash_batch(prefix, shares[k], algorithm, keys=keys, defer_from=DEFER_FROM),
+        lambda k, got: Batch.of(got) if isinstance(got, tuple) and len(got) == 6 else None,
+    )
+    for k, part in enumerate(parts):
+        _merge(merged, part, k, workers)
     _hash_deferred(prefix, rels, algorithm, merged)
     return merged
 
@@ -171,20 +164,43 @@ def stamp_folders(
     if workers <= 1:
         return stamp_share(prefix, folders)
     shares = [folders[k::workers] for k in range(workers)]
-    handles: list[Handle] = [None]
+    parts = _over_workers(
+        method,
+        [("stat", prefix, share) for share in shares],
+        lambda k: stamp_share(prefix, shares[k]),
+        lambda k, got: got if isinstance(got, list) and len(got) == len(shares[k]) else None,
+    )
     merged: list[bytes | None] = [None] * len(folders)
+    for k, part in enumerate(parts):
+        merged[k::workers] = part
+    return merged
+
+
+T = TypeVar("T")
+
+
+def _over_workers(
+    method: str,
+    jobs: list[Job],
+    here: Callable[[int], T],
+    accept: Callable[[int, Any], T | None],
+) -> list[T]:
+    """Each job's result, in order: job 0 done here (``here(0)``: one process fewer to start,
+    nothing to send) while jobs 1… run in workers; what a worker sends back is kept if
+    ``accept(k, got)`` takes it, else (it could not start, died, sent garbage) its job is done
+    here too."""
+    handles: list[Handle] = [None]
+    results: list[T] = []
     try:
-        _start_all(method, [("stat", prefix, share) for share in shares[1:]], handles)
-        for k, share in enumerate(shares):
-            got = _finish(handles[k])
+        _start_all(method, jobs[1:], handles)
+        for k in range(len(jobs)):
+            got = accept(k, _finish(handles[k])) if k else None
             handles[k] = None
-            if not isinstance(got, list) or len(got) != len(share):  # share 0, or it failed
-                got = stamp_share(prefix, share)
-            merged[k::workers] = got
+            results.append(here(k) if got is None else got)
     finally:  # interrupted (Ctrl-C): leave no worker running and no zombie behind
         for handle in handles:
             _kill(handle)
-    return merged
+    return results
 
 
 def _kill(handle: Handle) -> None:
