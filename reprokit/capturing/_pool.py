@@ -6,7 +6,9 @@ process per core, this one included.  Process k takes files k, k+n, k+2n, ...
 (interleaving balances sizes without knowing them); workers send back raw digests, sizes
 and packed ``stat`` fingerprints, and the caller writes the cache (one transaction).  Files of
 ``DEFER_FROM`` bytes or more are handed back unhashed and hashed here afterwards with
-BLAKE3's own thread pool.
+BLAKE3's own thread pool.  The ``stat`` calls that check a cached tree of
+``STAT_PARALLEL_MIN_FILES`` files or more are shared the same way, by folder
+(:func:`stamp_folders`).
 
 How workers start (measured in ``benchmarks/bench_hash.py``):
 
