@@ -416,24 +416,35 @@ def test_a_kernel_that_dies_while_it_starts_is_started_anew_then_given_up(projec
 
 
 def test_a_kernelspec_whose_program_is_gone_fails_in_one_line(project: Path) -> None:
-    """A kernelspec of a deleted environment (or a program that is not executable): no
-    traceback, exit 3, the program named, and it is not started again."""
+    """Kernelspecs as broken setups leave them: a deleted environment's program, a program
+    that is not executable, a kernel.json with no command, one that is not JSON. No
+    traceback; the notebook fails (exit 3) naming what is wrong and is not started again, or
+    (a kernel.json that cannot be read) nothing runs (exit 2)."""
     write_notebook(project / "nbs" / "once.ipynb", ["print('ran')"])
     not_executable = project / "not-executable"
     not_executable.write_text("#!/bin/sh\n")
+    kernels = project / "jupyter" / "kernels"
     for name, program in (("gone", "/nonexistent/env/bin/python"), ("noexec", not_executable)):
-        spec = project / "jupyter" / "kernels" / name
-        spec.mkdir(parents=True)
+        (kernels / name).mkdir(parents=True)
         argv = [str(program), "-m", "ipykernel_launcher", "-f", "{connection_file}"]
         spec_json = {"argv": argv, "display_name": name, "language": "python"}
-        (spec / "kernel.json").write_text(json.dumps(spec_json))
+        (kernels / name / "kernel.json").write_text(json.dumps(spec_json))
+    for name, text in (("noargv", "{}"), ("notjson", "{not json")):
+        (kernels / name).mkdir(parents=True)
+        (kernels / name / "kernel.json").write_text(text)
     env = {**os.environ, "JUPYTER_PATH": str(project / "jupyter")}
-    for name, why in (("gone", "No such file or directory"), ("noexec", "Permission denied")):
+    cases = (
+        ("gone", 3, "the kernel could not be started: /nonexistent/env/bin/python: No such file"),
+        ("noexec", 3, "Permission denied"),
+        ("noargv", 3, "noargv/kernel.json gives no command (argv)"),
+        ("notjson", 2, "the kernel 'notjson' is installed but "),
+    )
+    for name, code, why in cases:
         args = ["run", "nbs", "--device", "cpu", "--kernel", name, "--no-record"]
         done = run_cli(args, project, env=env)
-        assert done.returncode == 3, done.stderr
+        assert done.returncode == code, done.stderr
         assert "Traceback" not in done.stderr and "retried" not in done.stderr
-        assert "the kernel could not be started: " in done.stderr and why in done.stderr
+        assert why in done.stderr
 
 
 def test_a_dead_kernels_last_words_are_whole_lines_redacted_before_they_are_cut(

@@ -93,11 +93,15 @@ class ExecutionOutcome:
 
 
 class KernelNotLaunched(RuntimeError):
-    """The kernelspec's program could not be started (missing, not executable)."""
+    """The kernelspec's program could not be started (missing, not executable, none given)."""
 
-    def __init__(self, exc: OSError) -> None:
+    def __init__(self, why: str) -> None:
+        super().__init__(f"the kernel could not be started: {why}")
+
+    @classmethod
+    def of(cls, exc: OSError) -> KernelNotLaunched:
         where = f"{exc.filename}: " if exc.filename else ""
-        super().__init__(f"the kernel could not be started: {where}{exc.strerror or exc}")
+        return cls(f"{where}{exc.strerror or exc}")
 
 
 class _EnvKernelManager(AsyncKernelManager):
@@ -124,12 +128,15 @@ class _EnvKernelManager(AsyncKernelManager):
             kwargs["env"][MARK_ENV] = self.kernel_watch.mark
         if self.kernel_log is not None:
             kwargs["stdout"] = kwargs["stderr"] = self.kernel_log
+        spec = self.kernel_spec
+        if spec is not None and not (spec.argv and all(isinstance(a, str) for a in spec.argv)):
+            raise KernelNotLaunched(f"{spec.resource_dir}/kernel.json gives no command (argv)")
         try:
             await super().start_kernel(**kwargs)
         except OSError as exc:  # its program is gone: a kernelspec of a deleted environment
             with contextlib.suppress(Exception):
                 await self._async_cleanup_resources()  # its connection file
-            raise KernelNotLaunched(exc) from None
+            raise KernelNotLaunched.of(exc) from None
         pid = getattr(getattr(self.provisioner, "process", None), "pid", None)
         if self.kernel_watch is not None and isinstance(pid, int):
             self.kernel_watch.started(pid)

@@ -257,13 +257,29 @@ def check_kernel(notebook: str, name: str) -> None:
     """A kernel that is not installed is a usage error, found before anything runs."""
     installed = _kernel_languages()
     if name not in installed:
-        raise UsageError(
-            f"{notebook}: no Jupyter kernel named {name!r} is installed "
-            f"(installed: {_installed_text(installed)}); choose one with --kernel",
-            path=notebook,
-            option="--kernel",
-            value=name,
+        broken = _unreadable_kernel(name)
+        why = broken or (
+            f"no Jupyter kernel named {name!r} is installed "
+            f"(installed: {_installed_text(installed)}); choose one with --kernel"
         )
+        raise UsageError(f"{notebook}: {why}", path=notebook, option="--kernel", value=name)
+
+
+def _unreadable_kernel(name: str) -> str | None:
+    """Why the kernelspec ``name`` is there but cannot be read (jupyter_client leaves it out
+    of the installed kernels with only a log line), or None."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    manager = KernelSpecManager()
+    folder = manager.find_kernel_specs().get(name)
+    if folder is None:
+        return None
+    try:
+        manager.get_kernel_spec(name)
+    except Exception as exc:  # JSON, or a field of the wrong type: its own words
+        reason = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return f"the kernel {name!r} is installed but {folder}/kernel.json cannot be read: {reason}"
+    return None
 
 
 def _unique(stem: str, used: set[str]) -> str:
