@@ -139,7 +139,7 @@ def folder_stamps(folder: bytes, names: Sequence[bytes]) -> bytes | None:
     ``/``), joined; None if one cannot be stat'ed. One comprehension: at ~3 µs a ``stat``,
     every Python step per file shows."""
     stat, pack = os.stat, STAT_KEY.pack
-    dir_fd = _open_folder(folder)
+    dir_fd = open_folder(folder)
     if dir_fd is None:  # no descriptor (or no dir_fd here): the whole paths
         names = [folder + name for name in names]
     try:
@@ -167,7 +167,9 @@ def stamp_share(prefix: bytes, folders: Sequence[tuple[bytes, Sequence[bytes]]])
     return [folder_stamps(prefix + rel + (b"/" if rel else b""), names) for rel, names in folders]
 
 
-def _open_folder(path: bytes) -> int | None:
+def open_folder(path: bytes) -> int | None:
+    """A descriptor of the folder ``path`` to ``stat`` its files by name, or None (it cannot
+    be opened, or this platform has no ``dir_fd``: whole paths then)."""
     if os.stat not in os.supports_dir_fd:
         return None
     flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)

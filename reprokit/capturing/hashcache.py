@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reprokit.capturing._cachedb import CacheDB, write
-from reprokit.capturing._hashworker import STAT_KEY
+from reprokit.capturing._hashworker import STAT_KEY, open_folder
 from reprokit.capturing.walk import Folder, Tree
 
 __all__ = [
@@ -413,20 +413,13 @@ def _columns(folder: Folder, cached: _Cached | None, fresh: Fresh) -> tuple[byte
 
 @contextlib.contextmanager
 def _opened_folder(path: bytes) -> Iterator[int | None]:
-    """A descriptor of the folder ``path`` for the ``with`` (None when it cannot be opened)."""
-    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
-    if os.stat not in os.supports_dir_fd:
-        yield None
-        return
-    try:
-        fd = os.open(path, flags)
-    except OSError:
-        yield None
-        return
+    """:func:`~reprokit.capturing._hashworker.open_folder` for the ``with``, closed after."""
+    fd = open_folder(path)
     try:
         yield fd
     finally:
-        os.close(fd)
+        if fd is not None:
+            os.close(fd)
 
 
 def _with_slash(path: bytes) -> bytes:
