@@ -30,9 +30,11 @@ def to_builtins(obj: Any) -> Any:
     return obj
 
 
-def to_json(obj: Any, *, indent: int | None = 1) -> str:
-    """Stable JSON: sorted keys, one value per line (diff-friendly), trailing newline."""
-    text = json.dumps(to_builtins(obj), sort_keys=True, indent=indent, ensure_ascii=False)
+def to_json(obj: Any, *, indent: int | None = 1, ascii_only: bool = False) -> str:
+    """Stable JSON: sorted keys, one value per line (diff-friendly), trailing newline.
+    ``ascii_only``: other characters escaped (``\\udcff``), so a name with bytes that are not
+    UTF-8 (a lone surrogate in Python) is written, and read back the same."""
+    text = json.dumps(to_builtins(obj), sort_keys=True, indent=indent, ensure_ascii=ascii_only)
     return text + "\n"
 
 
@@ -45,17 +47,33 @@ def to_json_fast(obj: Any) -> str:
     ``null``: for files read back as data (a run's folder), never for a lock, whose bytes must
     not change between versions. msgspec reads a dataclass's fields from its ``__dict__``: a
     field filled lazily (a folder's file list) is not seen: see
-    ``capturing.hashing.manifest_builtins``.
+    ``capturing.hashing.manifest_json``.
     """
+    compact = compact_json(obj)
+    if compact is None:  # what only json.dumps writes
+        return to_json(obj, ascii_only=True)
+    return laid_out(compact).decode("utf-8")
+
+
+def compact_json(obj: Any) -> bytes | None:
+    """``obj`` as one line of JSON with sorted keys, by msgspec (a ``msgspec.Raw`` inside is
+    written as it is); None where msgspec cannot write it (a lone surrogate in a string)."""
     import msgspec
 
     try:
-        text = msgspec.json.encode(obj, order="sorted")
-    except (TypeError, UnicodeError, msgspec.EncodeError):  # what only json.dumps writes
-        return to_json(obj)
-    if len(text) <= FAST_INDENT_LIMIT:
-        text = msgspec.json.format(text, indent=1)
-    return text.decode("utf-8") + "\n"
+        return msgspec.json.encode(obj, order="sorted")
+    except (TypeError, UnicodeError, msgspec.EncodeError):
+        return None
+
+
+def laid_out(compact: bytes) -> bytes:
+    """:func:`compact_json`'s bytes as :func:`to_json_fast` writes them: one value per line up
+    to :data:`FAST_INDENT_LIMIT` bytes, and a final newline."""
+    import msgspec
+
+    if len(compact) <= FAST_INDENT_LIMIT:
+        compact = msgspec.json.format(compact, indent=1)
+    return compact + b"\n"
 
 
 def from_builtins(data: Any, cls: type[T], *, source: str = "<data>") -> T:

@@ -5,6 +5,7 @@ digests), and the readers that need them (the lock, a data diff) still get them.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -171,8 +172,8 @@ def test_a_folder_hashed_lazily_reaches_the_run_folder_json_with_its_file_list(
     just hashed has no file list yet: the run folder's JSON is built from the hashing's lists
     (without making FileDigest objects), or snapshot.json would list no file and no lock get
     them. It is the same JSON as the plain entry's."""
-    from reprokit._serde import from_json, to_json, to_json_fast
-    from reprokit.capturing.hashing import FolderEntry, hash_paths, manifest_builtins
+    from reprokit._serde import from_json, to_json
+    from reprokit.capturing.hashing import FolderEntry, hash_paths, manifest_json
     from reprokit.capturing.model import DataManifest
 
     (tmp_path / "data").mkdir()
@@ -182,8 +183,63 @@ def test_a_folder_hashed_lazily_reaches_the_run_folder_json_with_its_file_list(
     entry, single = hash_paths([tmp_path / "data", tmp_path / "one.txt"]).entries
     assert isinstance(entry, FolderEntry)  # the lazy kind this test is about
     manifest = DataManifest(entries=(entry, single))
-    text = to_json_fast(manifest_builtins(manifest))
+    text = manifest_json(manifest).decode("utf-8")
     assert "_lists" in entry.__dict__ and entry.file_count == 2  # its list was never made
     back = from_json(text, DataManifest)
     assert [f.path for f in back.entries[0].files] == ["a.csv", "b.csv"]
     assert text == to_json(DataManifest(entries=(entry.plain(), single)))
+
+
+@pytest.mark.parametrize("files", [30, 12_000])  # laid out below 1 MiB, one line above
+def test_the_run_folder_json_of_a_just_hashed_folder_is_the_plain_snapshots_json(
+    tmp_path: Path, snapshots: dict[int, Snapshot], files: int
+) -> None:
+    """data.json and snapshot.json encode a just-hashed folder's file list straight from the
+    hashing's lists, the manifest once for both: the bytes are those of the plain snapshot's
+    JSON as ``to_json_fast`` writes it, whatever the size."""
+    from reprokit.capturing.hashing import FolderEntry, manifest_compact, manifest_json
+    from reprokit.capturing.model import DataManifest
+    from reprokit.recording.recorded_run import _snapshot_json
+
+    data = tmp_path / "data"
+    for index in range(files):
+        (data / f"d{index % 3}").mkdir(parents=True, exist_ok=True)
+        (data / f"d{index % 3}" / f"f{index}.txt").write_text(f"{index}\n")
+    (tmp_path / "one.txt").write_text("1")
+    manifest = hash_paths([data, tmp_path / "one.txt"], relative_to=tmp_path, cache=None)
+    folder, single = manifest.entries
+    assert isinstance(folder, FolderEntry)
+    compact = manifest_compact(manifest)
+    snapshot = replace(snapshots[10], data=manifest)
+    written = (manifest_json(manifest), _snapshot_json(snapshot, compact))
+    assert "_lists" in folder.__dict__  # no FileDigest was made
+    plain = DataManifest(entries=(folder.plain(), single))
+    expected = (to_json_fast(plain), to_json_fast(replace(snapshot, data=plain)))
+    assert written == tuple(text.encode("utf-8") for text in expected)
+    assert (len(written[0]) > 1024 * 1024) == (files > 10_000)
+
+
+def test_a_data_file_name_that_is_not_utf8_still_reaches_the_run_folder_json(
+    tmp_path: Path, snapshots: dict[int, Snapshot]
+) -> None:
+    """A file name with bytes that are not UTF-8 (a lone surrogate in Python) is more than
+    msgspec writes: the standard library's JSON, escaped, is written instead of nothing."""
+    from reprokit._serde import from_json
+    from reprokit.capturing.hashing import manifest_compact, manifest_json
+    from reprokit.capturing.model import DataManifest
+    from reprokit.recording.recorded_run import _snapshot_json
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "ok.txt").write_text("1")
+    with open(os.path.join(os.fsencode(data), b"caf\xe9.txt"), "wb") as handle:
+        handle.write(b"2")
+    manifest = hash_paths([data], relative_to=tmp_path, cache=None)
+    assert manifest_compact(manifest) is None
+    text = manifest_json(manifest)
+    back = from_json(text, DataManifest)
+    assert [f.path for f in back.entries[0].files] == ["caf\udce9.txt", "ok.txt"]
+    assert back == DataManifest(entries=(manifest.entries[0].plain(),))
+    snapshot = json.loads(_snapshot_json(replace(snapshots[10], data=manifest), None))
+    listed = snapshot["data"]["entries"][0]["files"]
+    assert [f["path"] for f in listed] == ["caf\udce9.txt", "ok.txt"]

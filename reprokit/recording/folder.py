@@ -68,8 +68,11 @@ class RunFolder:
         return cls(path, None if base else path.with_name(key + ACTIVE_SUFFIX))
 
     def write_text(self, name: str, text: str) -> Path:
+        return self.write_bytes(name, text.encode("utf-8"))
+
+    def write_bytes(self, name: str, data: bytes) -> Path:
         target = self.path / name
-        atomic_write_text(target, text)
+        atomic_write_bytes(target, data)
         return target
 
     def write_array(self, stem: str, suffix: str, payload: bytes) -> tuple[str, str, str]:

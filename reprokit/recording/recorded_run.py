@@ -19,7 +19,7 @@ from dataclasses import replace as dataclass_replace
 from pathlib import Path
 from typing import Any
 
-from reprokit._serde import to_json, to_json_fast
+from reprokit._serde import compact_json, laid_out, to_json
 from reprokit.capturing.model import DataEntry, DataManifest, SeedRecord, Snapshot
 from reprokit.recording.folder import ARTIFACT_PATH, RunFolder
 from reprokit.recording.handoff import spawn_writer, wait_for_writers
@@ -224,33 +224,35 @@ class RecordedRun:
 
     def _write_start_files(self) -> None:
         from reprokit.capturing.git import git_diff
-        from reprokit.capturing.hashing import manifest_builtins
+        from reprokit.capturing.hashing import manifest_compact
         from reprokit.capturing.redact import redact_text
 
         assert self.folder is not None
         data = self.snapshot.data
-        made = None if data is None else manifest_builtins(data)
-        snapshot = dataclass_replace(self.snapshot, data=made)  # type: ignore[arg-type]
-        self.folder.write_text("snapshot.json", to_json_fast(snapshot))
+        compact = None if data is None else manifest_compact(data)
+        self.folder.write_bytes("snapshot.json", _snapshot_json(self.snapshot, compact))
         self._write_run_json(None, None)  # names the notebook (gc groups runs by it)
         self.folder.write_text("requirements.txt", requirements_text(self.snapshot))
         if self.snapshot.git.available and self.snapshot.git.dirty:
             diff = git_diff(self.target.project_root)
             if diff:  # uncommitted edits may hold credentials: never upload them verbatim
                 self.folder.write_text("git.diff", redact_text(diff))
-        self._write_inputs(made)
+        if data is not None and compact is not None:
+            self._write_inputs((len(data.entries), laid_out(compact)))
+        else:
+            self._write_inputs()
 
-    def _write_inputs(self, made: dict[str, Any] | None = None) -> None:
-        """data.json (``made``: the snapshot's manifest as builtins, when it is that: made
-        once for both files) and seeds.json."""
+    def _write_inputs(self, made: tuple[int, bytes] | None = None) -> None:
+        """data.json (``made``: the snapshot's manifest, already encoded, and its number of
+        entries: encoded once for both files) and seeds.json."""
         if self.folder is not None:
-            from reprokit.capturing.hashing import manifest_builtins
+            from reprokit.capturing.hashing import manifest_json
 
             count = len(self.entries)  # entries are only added: the same count, the same file
             if count != self._data_written:  # 100k files: 11 MB not written again at the end
-                if made is None or len(made["entries"]) != count:
-                    made = manifest_builtins(DataManifest(entries=tuple(self.entries[:count])))
-                self.folder.write_text("data.json", to_json_fast(made))
+                if made is None or made[0] != count:  # %repro data added some meanwhile
+                    made = (count, manifest_json(DataManifest(entries=tuple(self.entries[:count]))))
+                self.folder.write_bytes("data.json", made[1])
                 self._data_written = count
             self.folder.write_text("seeds.json", to_json(self.seeds))
 
@@ -473,3 +475,16 @@ def _journal_event(op: Op) -> tuple[str, dict[str, Any]] | None:
     if isinstance(op, Close):
         return "end", {"status": op.status, "end_ms": op.end_ms}
     return None
+
+
+def _snapshot_json(snapshot: Snapshot, data: bytes | None) -> bytes:
+    """snapshot.json, its data manifest ``data`` (one line of JSON: see
+    :func:`~reprokit.capturing.hashing.manifest_compact`) written into it as it is; without
+    it (msgspec could not write the manifest), the standard library's JSON of all of it."""
+    import msgspec
+
+    whole = None
+    if data is not None or snapshot.data is None:
+        raw = None if data is None else msgspec.Raw(data)
+        whole = compact_json(dataclass_replace(snapshot, data=raw))  # type: ignore[arg-type]
+    return to_json(snapshot, ascii_only=True).encode() if whole is None else laid_out(whole)
