@@ -76,6 +76,39 @@ def test_run_injects_parameters_and_records_results_from_the_runner(project: Pat
     assert "reprokit/probe.ipynb" in artifacts
 
 
+LATE_WRITES = """\
+import time
+import reprokit
+from reprokit.api import session
+reprokit.start()
+run = session._active
+def late():
+    time.sleep(1.5)
+    run.folder.write_text("late.txt", "written")
+def broken():
+    raise OSError(28, "No space left on device")
+run._local("writing late.txt", late)
+run._local("writing broken.txt", broken)
+"""
+
+
+def test_the_run_folders_writes_pending_after_the_last_cell_are_done_and_reported(
+    project: Path,
+) -> None:
+    """A kernel's run kept local writes its folder's files on a thread; the runner kills the
+    kernel after the last cell without its exit hooks, so it first has the kernel finish them
+    (silently: no cell, no name added), and the problems they had reach the last cell."""
+    nb = write_notebook(project / "late.ipynb", [LATE_WRITES, "x = 1"])
+    [outcome] = run([nb], execution=CPU)
+    assert outcome.ok, outcome
+    [late] = (project / ".reprokit" / "runs").glob("*/late/*/late.txt")
+    assert late.read_text() == "written"
+    executed = nbformat.read(outcome.output_path, as_version=4)
+    assert [c.execution_count for c in executed.cells] == [1, 2]
+    [text] = [o["text"] for o in executed.cells[-1].outputs if o.get("name") == "stderr"]
+    assert "writing broken.txt failed: OSError" in text and "No space left" in text
+
+
 def test_failing_cell_exits_three_names_the_cell_and_marks_the_run_failed(project: Path) -> None:
     nb = write_notebook(project / "bad.ipynb", ["x = 1", "raise ValueError('boom')", "y = 2"])
     out = CliRunner().invoke(main, ["run", str(nb), "--device", "cpu"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import threading
 from pathlib import Path
 
 import pytest
@@ -119,13 +120,20 @@ def test_local_recorder_runs_file_writes_and_drops_mlflow_work(
     monkeypatch.setenv("REPROKIT_MLFLOW", "off")
     assert not mlflow_enabled()
     written: list[int] = []
+    gate = threading.Event()
     recorder = LocalRecorder()
-    recorder.submit(Call("write", lambda: written.append(1)))
+    recorder.submit(Call("wait", gate.wait))
+    recorder.submit(Call("write", lambda: written.append(threading.get_ident())))
     recorder.submit(LogBatch(tags={"a": "b"}))
     recorder.submit(Call("fail", lambda: 1 / 0))
-    assert written == [1]
-    assert recorder.flush(0) and recorder.run_id is None
+    assert recorder.pending == 3 and not recorder.flush(0.05)  # on its thread: not waited for
+    gate.set()
+    assert recorder.flush(10) and recorder.pending == 0 and recorder.run_id is None
+    assert written and written[0] != threading.get_ident()
     assert "ZeroDivisionError" in recorder.take_errors()[0]
+    recorder.stop()
+    recorder.submit(Call("after the end", lambda: written.append(threading.get_ident())))
+    assert written[-1] == threading.get_ident()  # no thread any more: written here, at once
 
 
 def test_execution_error_exits_three_and_pickles() -> None:

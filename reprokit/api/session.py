@@ -401,6 +401,26 @@ def flush(timeout: float | None = None) -> bool:
     return done
 
 
+def settle(timeout: float | None = None) -> str:
+    """Wait until the active run's local files are written; return the recording problems not
+    reported yet, one per line (not as warnings).
+
+    The runner evaluates this in a kernel after its last cell, silently, before it kills the
+    kernel (no exit hook runs then): a run kept local writes its folder's files on a thread
+    (:class:`~reprokit.recording.recorded_run.LocalRecorder`), and what it wrote after the
+    last cell must not be lost, nor its problems. The run stays open."""
+    with _lock:
+        run = _active
+    if run is None:
+        return ""
+    done = run.recorder.flush(timeout)
+    with _lock:
+        problems = run.take_problems()
+    if not done:
+        problems.append(f"reprokit: the run's files were still being written after {timeout} s")
+    return "\n".join(problems)
+
+
 def status() -> RunStatus:
     """The active run's status, or that of the last run when none is active."""
     with _lock:

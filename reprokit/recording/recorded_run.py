@@ -13,7 +13,9 @@ imported; the runner records the executed notebook to MLflow itself.
 from __future__ import annotations
 
 import os
+import threading
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from dataclasses import replace as dataclass_replace
 from pathlib import Path
@@ -58,35 +60,69 @@ def mlflow_enabled() -> bool:
 
 
 class LocalRecorder:
-    """The recorder of a run kept local: file writes happen at once, MLflow work is dropped.
+    """The recorder of a run kept local: MLflow work is dropped, file writes happen in order
+    on a thread of their own, so a cell that starts a run over 100,000 data files does not
+    wait for its 11 MB ``snapshot.json`` and ``data.json``. :meth:`flush` waits for them: the
+    run's end does, and the runner asks the kernel to before it kills it (see
+    :func:`~reprokit.api.session.settle`). The interpreter finishes them before it exits.
 
     Same interface as :class:`~reprokit.recording.worker.BackgroundRecorder`.
     """
 
     run_id: str | None = None
-    pending = 0
     broken = False
 
     def __init__(self) -> None:
         self._errors: list[str] = []
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._pending = 0
+        self._files: ThreadPoolExecutor | None = None  # started with the first write
 
     def submit(self, op: Op) -> None:
         if not isinstance(op, Call):
             return
+        with self._lock:
+            if self._files is None:
+                self._files = ThreadPoolExecutor(1, "reprokit-files")
+            self._pending += 1
+        try:
+            self._files.submit(self._write, op)
+        except RuntimeError:  # the interpreter is exiting: no new thread, write it here
+            self._write(op)
+
+    def _write(self, op: Call) -> None:
         try:
             op.function()
         except Exception as exc:  # a local write must never stop the notebook
-            self._errors.append(f"reprokit: {op.description} failed: {type(exc).__name__}: {exc}")
+            with self._lock:
+                self._errors.append(
+                    f"reprokit: {op.description} failed: {type(exc).__name__}: {exc}"
+                )
+        finally:
+            with self._idle:
+                self._pending -= 1
+                self._idle.notify_all()
 
     def flush(self, timeout: float | None) -> bool:
-        return True
+        """Wait until every write submitted is done; False if ``timeout`` ran out first."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._pending == 0, timeout)
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return self._pending
 
     def take_errors(self) -> list[str]:
-        errors, self._errors = self._errors, []
+        with self._lock:
+            errors, self._errors = self._errors, []
         return errors
 
     def stop(self) -> None:
-        return None
+        """Let the thread end once its writes are done."""
+        if self._files is not None:
+            self._files.shutdown(wait=False)
 
 
 @dataclass(frozen=True)

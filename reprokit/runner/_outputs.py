@@ -47,6 +47,32 @@ class BoundedClient(PapermillNotebookClient):  # type: ignore[misc]
         self._left: dict[int, int] = {}
         self._markers: dict[int, tuple[NotebookNode, int]] = {}
 
+    def papermill_execute_cells(self) -> None:
+        super().papermill_execute_cells()
+        self._settle_run_folder()
+
+    def _settle_run_folder(self) -> None:
+        """Let reprokit in the kernel finish writing its run's folder (it writes on a thread,
+        and the kernel is killed right after this, without its exit hooks); the problems it
+        had not reported yet go into the last cell run, as it would have printed them. Any
+        failure here (a kernel that is not Python, or dies now) leaves the notebook as it is."""
+        try:
+            if self.km is None or self.km.kernel_spec.language.lower() != "python":
+                return
+            expressions = {"reprokit": SETTLE_EXPRESSION}
+            msg_id = self.kc.execute(
+                "", silent=True, store_history=False, user_expressions=expressions
+            )
+            reply = self.wait_for_reply(msg_id)
+        except Exception:  # nothing of the notebook's own depends on it
+            return
+        problems = _settled_problems(reply)
+        cell = next((c for c in reversed(self.nb.cells) if c.get("execution_count")), None)
+        if problems and cell is not None:
+            cell.setdefault("outputs", []).append(
+                NotebookNode(output_type="stream", name="stderr", text=problems + "\n")  # type: ignore[no-untyped-call]
+            )
+
     def output(
         self, outs: list[NotebookNode], msg: dict[str, Any], display_id: str | None, index: int
     ) -> NotebookNode | None:
@@ -84,6 +110,27 @@ class BoundedClient(PapermillNotebookClient):  # type: ignore[misc]
             f"bytes; {dropped} more bytes were dropped]\n"
         )
         self._markers[index] = (marker, dropped)
+
+
+SETTLE_EXPRESSION = (
+    '(lambda m: getattr(m, "settle", lambda timeout: "")(60.0) if m else "")'
+    '(__import__("sys").modules.get("reprokit.api.session"))'
+)
+"""Evaluated in the kernel after its last cell: :func:`reprokit.api.session.settle` if the
+notebook imported reprokit's session (and its reprokit has it), else nothing; no name is
+bound in the notebook's namespace."""
+
+
+def _settled_problems(reply: Any) -> str:
+    """The problems text :data:`SETTLE_EXPRESSION` gave back ("" if none, or no answer)."""
+    import ast
+
+    try:
+        value = reply["content"]["user_expressions"]["reprokit"]
+        text = ast.literal_eval(value["data"]["text/plain"]) if value["status"] == "ok" else ""
+    except (KeyError, TypeError, ValueError, SyntaxError):
+        return ""
+    return text if isinstance(text, str) else ""
 
 
 def _always_kept(msg_type: str, content: Mapping[str, Any]) -> bool:
