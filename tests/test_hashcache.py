@@ -117,6 +117,28 @@ def test_an_unchanged_tree_is_served_from_the_cache(tmp_path: Path) -> None:
         assert sub.files[0].digest == first.files[-1].digest
 
 
+def test_a_new_cache_has_large_pages_and_an_old_one_keeps_its_own(tmp_path: Path) -> None:
+    """A folder's row is tens of KB: a new cache file gets 16 KiB pages (fewer overflow pages
+    to write); a cache made with SQLite's default 4 KiB pages is used as it is."""
+    from reprokit.capturing._cachedb import PAGE_SIZE
+
+    root = _tree(tmp_path / "data")
+    for name in ("new", "old"):
+        path = tmp_path / f"{name}.sqlite3"
+        with HashCache(path, racy_margin_ns=0) as cache:
+            first = hash_path(root, cache=cache)
+        if name == "old":  # what an earlier reprokit made
+            with sqlite3.connect(path) as conn:
+                conn.execute("PRAGMA journal_mode = DELETE")
+                conn.execute("PRAGMA page_size = 4096")
+                conn.execute("VACUUM")
+        with HashCache(path, racy_margin_ns=0) as cache:
+            assert hash_path(root, cache=cache) == first and cache.stats.hits == 6
+        with sqlite3.connect(path) as conn:
+            size = conn.execute("PRAGMA page_size").fetchone()[0]
+        assert size == (PAGE_SIZE if name == "new" else 4096)
+
+
 def test_added_changed_and_deleted_files_are_picked_up(tmp_path: Path) -> None:
     root = _tree(tmp_path / "data")
     with HashCache(tmp_path / "c.sqlite3", racy_margin_ns=0) as cache:
