@@ -30,12 +30,24 @@ def to_builtins(obj: Any) -> Any:
     return obj
 
 
-def to_json(obj: Any, *, indent: int | None = 1, ascii_only: bool = False) -> str:
+def to_json(obj: Any, *, indent: int | None = 1) -> str:
     """Stable JSON: sorted keys, one value per line (diff-friendly), trailing newline.
-    ``ascii_only``: other characters escaped (``\\udcff``), so a name with bytes that are not
-    UTF-8 (a lone surrogate in Python) is written, and read back the same."""
-    text = json.dumps(to_builtins(obj), sort_keys=True, indent=indent, ensure_ascii=ascii_only)
-    return text + "\n"
+
+    A lone surrogate (a file name whose bytes are not UTF-8, as Python decodes it) is written
+    as JSON's ``\\udcXX`` escape, so the text encodes as UTF-8 and reads back the same; any
+    other text is unchanged."""
+    text = json.dumps(to_builtins(obj), sort_keys=True, indent=indent, ensure_ascii=False)
+    return _surrogates_escaped(text + "\n")
+
+
+def _surrogates_escaped(text: str) -> str:
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # only lone surrogates cannot be: each becomes \udcXX
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 def to_json_fast(obj: Any) -> str:
@@ -51,7 +63,7 @@ def to_json_fast(obj: Any) -> str:
     """
     compact = compact_json(obj)
     if compact is None:  # what only json.dumps writes
-        return to_json(obj, ascii_only=True)
+        return to_json(obj)
     return laid_out(compact).decode("utf-8")
 
 

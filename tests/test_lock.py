@@ -224,3 +224,29 @@ def test_lock_errors_pickle_with_their_fields() -> None:
     assert type(clone) is SchemaVersionError and clone.found == 3 and clone.supported == 1
     assert clone.field == "schema_version" and str(clone) == str(error)
     assert isinstance(clone, LockError) and clone.exit_code == 2
+
+
+def test_a_data_file_name_that_is_not_utf8_is_locked_by_its_folders_digest(
+    tmp_path: Path,
+) -> None:
+    """A lock refuses lone surrogates (how Python holds a name whose bytes are not UTF-8):
+    such a folder is locked with its digest, over the names' bytes, but no file list (with a
+    warning), and verify says it changed without naming files it cannot know."""
+    import os
+
+    from reprokit.compare.verify import check_data
+    from reprokit.exceptions import ReprokitWarning
+
+    project = make_project(tmp_path)
+    odd = os.path.join(os.fsencode(project.data), b"caf\xe9.csv")
+    with open(odd, "wb") as handle:
+        handle.write(b"x\n")
+    with pytest.warns(ReprokitWarning, match="not UTF-8; the lock keeps the folder's digest"):
+        lock = record(project, scalar_results())
+    [entry] = lock.data.entries  # type: ignore[union-attr]
+    assert entry.files == () and lock.snapshot.data.entries[0].files == ()  # type: ignore[union-attr]
+    assert check_data(lock, project.root, cache=None).entries[0].status == "ok"
+    with open(odd, "wb") as handle:
+        handle.write(b"y\n")
+    [check] = check_data(lock, project.root, cache=None).entries
+    assert (check.status, check.files, check.reason) == ("changed", (), "content changed")

@@ -40,3 +40,19 @@ def test_wrong_type_names_field_and_source() -> None:
 def test_not_json_is_an_input_error() -> None:
     with pytest.raises(InputError, match="not valid JSON"):
         from_json("{nope", DataManifest, source="x.json")
+
+
+def test_a_file_name_that_is_not_utf8_is_written_escaped_and_reads_back_the_same() -> None:
+    """``os.fsdecode(b"caf\\xe9.txt")`` holds a lone surrogate, which UTF-8 cannot encode (a
+    lock of such a data folder failed to write): it is written as JSON's escape, nothing else
+    changes."""
+    name = "caf\udce9.txt"
+    manifest = DataManifest(
+        entries=(DataEntry("data", "dir", 1, "blake3", "0" * 64, (FileDigest(name, 1, "1" * 64),)),)
+    )
+    text = to_json(manifest)
+    assert '"caf\\udce9.txt"' in text
+    text.encode("utf-8")  # does not raise
+    assert from_json(text, DataManifest) == manifest
+    plain = DataManifest(entries=(DataEntry("dätä", "file", 1, "blake3", "0" * 64),))
+    assert '"dätä"' in to_json(plain)  # other characters stay as they are

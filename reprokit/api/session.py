@@ -42,7 +42,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reprokit._warn import warn_user
+from reprokit._warn import one_line, warn_user
 from reprokit.exceptions import UsageError
 
 if TYPE_CHECKING:
@@ -401,7 +401,7 @@ def flush(timeout: float | None = None) -> bool:
     return done
 
 
-def settle(timeout: float | None = None) -> str:
+def settle(timeout: float = 60.0) -> str:
     """Wait until the active run's local files are written; return the recording problems not
     reported yet, one per line (not as warnings).
 
@@ -417,8 +417,8 @@ def settle(timeout: float | None = None) -> str:
     with _lock:
         problems = run.take_problems()
     if not done:
-        problems.append(f"reprokit: the run's files were still being written after {timeout} s")
-    return "\n".join(problems)
+        problems.append(f"the run's files were still being written after {timeout:g} s")
+    return "\n".join(map(one_line, problems))  # as the kernel shows a warning
 
 
 def status() -> RunStatus:

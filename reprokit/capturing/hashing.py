@@ -359,7 +359,7 @@ def manifest_json(manifest: DataManifest) -> bytes:
     from reprokit._serde import laid_out, to_json
 
     compact = manifest_compact(manifest)
-    return to_json(manifest, ascii_only=True).encode() if compact is None else laid_out(compact)
+    return to_json(manifest).encode("utf-8") if compact is None else laid_out(compact)
 
 
 def manifest_compact(manifest: DataManifest) -> bytes | None:

@@ -600,7 +600,7 @@ def _check_entry(entry: DataEntry, root: Path, cache: Any) -> DataEntryCheck:
         return _entry_check(entry, "missing", reason=str(exc))
     if now.digest == entry.digest and now.kind == entry.kind:
         return _entry_check(entry, "ok", now.digest)
-    files = _file_changes(entry, now)
+    files = _file_changes(entry, now) if _listed(entry) else ()  # no list: no file named
     # by kind of change: "1 changed, 1 added" (a file added is not a file changed)
     kinds = [change.change for change in files]
     order = ("changed", "added", "missing")

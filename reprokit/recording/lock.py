@@ -240,7 +240,7 @@ def build_lock(
     snapshot = _portable(_whole_snapshot(results, str(notebook)))
     if seed is None and snapshot is not None and snapshot.seeds is not None:
         seed = snapshot.seeds.seed
-    manifest = data if data is not None else (snapshot.data if snapshot else None)
+    manifest = _lockable(data if data is not None else (snapshot.data if snapshot else None))
     return Lock(
         schema_version=LOCK_SCHEMA_VERSION,
         reprokit_version=__version__,
@@ -258,10 +258,47 @@ def build_lock(
 
 def _portable(snapshot: Snapshot | None) -> Snapshot | None:
     """The snapshot as a lock keeps it: without the recording machine's interpreter paths
-    (``in_virtualenv``, the version and the wheel tags say what a rebuild needs)."""
+    (``in_virtualenv``, the version and the wheel tags say what a rebuild needs), its data as
+    :func:`_lockable` keeps it."""
     if snapshot is None:
         return None
-    return replace(snapshot, python=replace(snapshot.python, executable=None, prefix=None))
+    python = replace(snapshot.python, executable=None, prefix=None)
+    return replace(snapshot, python=python, data=_lockable(snapshot.data))
+
+
+def _lockable(manifest: DataManifest | None) -> DataManifest | None:
+    """A lock is read as untrusted input and refuses lone surrogates, which is how Python
+    holds a file name whose bytes are not UTF-8: a folder with such a file keeps its digest
+    (taken over the names' bytes, so ``verify`` still compares it) but not its file list, and a
+    skipped special file's name is shown escaped. A data path itself named so is refused."""
+    if manifest is None:
+        return None
+    entries = []
+    for k, entry in enumerate(manifest.entries):
+        if not _utf8(entry.path):
+            shown = os.fsencode(entry.path).decode("utf-8", "backslashreplace")
+            raise LockError(
+                shown,
+                "a data path whose name is not UTF-8 cannot be locked",
+                f"data.entries[{k}].path",
+            )
+        if not all(_utf8(f.path) for f in entry.files):
+            warn_user(
+                f"{entry.path}: a file name is not UTF-8; the lock keeps the folder's digest but "
+                "not its file list"
+            )
+            entry = replace(entry, files=())
+        skipped = tuple(os.fsencode(x).decode("utf-8", "backslashreplace") for x in entry.skipped)
+        entries.append(replace(entry, skipped=skipped))
+    return replace(manifest, entries=tuple(entries))
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _whole_snapshot(results: NotebookResults, notebook: str) -> Snapshot | None:

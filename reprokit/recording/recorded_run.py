@@ -445,7 +445,9 @@ class RecordedRun:
         self.recorder.stop()
         if self.folder is not None:
             self.folder.release()
-        if not finished:
+        if not finished and isinstance(self.recorder, LocalRecorder):
+            self._problems.append(f"the run's files were not all written within {timeout:g} s")
+        elif not finished:
             self._problems.append(
                 f"MLflow at {self.target.display_uri} did not finish within {timeout:g} s; "
                 "the run may stay RUNNING"
@@ -523,4 +525,4 @@ def _snapshot_json(snapshot: Snapshot, data: bytes | None) -> bytes:
     if data is not None or snapshot.data is None:
         raw = None if data is None else msgspec.Raw(data)
         whole = compact_json(dataclass_replace(snapshot, data=raw))  # type: ignore[arg-type]
-    return to_json(snapshot, ascii_only=True).encode() if whole is None else laid_out(whole)
+    return to_json(snapshot).encode("utf-8") if whole is None else laid_out(whole)

@@ -15,10 +15,13 @@
 from __future__ import annotations
 
 import os
+import queue
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from nbclient.util import ensure_async, run_sync
 from nbformat import NotebookNode
 from papermill.clientwrap import PapermillNotebookClient  # type: ignore[import-untyped]
 from papermill.engines import NBClientEngine  # type: ignore[import-untyped]
@@ -59,19 +62,35 @@ class BoundedClient(PapermillNotebookClient):  # type: ignore[misc]
         try:
             if self.km is None or self.km.kernel_spec.language.lower() != "python":
                 return
-            expressions = {"reprokit": SETTLE_EXPRESSION}
-            msg_id = self.kc.execute(
-                "", silent=True, store_history=False, user_expressions=expressions
-            )
-            reply = self.wait_for_reply(msg_id)
+            problems = run_sync(self._async_settle)()
         except Exception:  # nothing of the notebook's own depends on it
             return
-        problems = _settled_problems(reply)
         cell = next((c for c in reversed(self.nb.cells) if c.get("execution_count")), None)
         if problems and cell is not None:
             cell.setdefault("outputs", []).append(
                 NotebookNode(output_type="stream", name="stderr", text=problems + "\n")  # type: ignore[no-untyped-call]
             )
+
+    async def _async_settle(self) -> str:
+        """Evaluate :data:`SETTLE_EXPRESSION` in the kernel and wait for its answer on a
+        deadline of its own (not the cells' ``--timeout``: the kernel may wait up to 60 s); a
+        kernel still busy then is interrupted, so that it answers what papermill asks next."""
+        expressions = {"reprokit": SETTLE_EXPRESSION}
+        msg_id = self.kc.execute("", silent=True, store_history=False, user_expressions=expressions)
+        deadline = time.monotonic() + SETTLE_WAIT_S
+        while time.monotonic() < deadline:
+            try:
+                msg = await ensure_async(self.kc.shell_channel.get_msg(timeout=1))
+            except queue.Empty:
+                if not await ensure_async(self.kc.is_alive()):
+                    return ""
+                continue
+            if msg["parent_header"].get("msg_id") == msg_id:
+                return _settled_problems(msg)
+        await ensure_async(self.km.interrupt_kernel())
+        return (
+            f"reprokit: warning: the run's files were still being written after {SETTLE_WAIT_S:g} s"
+        )
 
     def output(
         self, outs: list[NotebookNode], msg: dict[str, Any], display_id: str | None, index: int
@@ -111,6 +130,9 @@ class BoundedClient(PapermillNotebookClient):  # type: ignore[misc]
         )
         self._markers[index] = (marker, dropped)
 
+
+SETTLE_WAIT_S = 75.0
+"""Seconds the runner waits for :data:`SETTLE_EXPRESSION`'s answer (the kernel waits 60)."""
 
 SETTLE_EXPRESSION = (
     '(lambda m: getattr(m, "settle", lambda timeout: "")(60.0) if m else "")'
