@@ -250,3 +250,18 @@ def test_a_data_file_name_that_is_not_utf8_is_locked_by_its_folders_digest(
         handle.write(b"y\n")
     [check] = check_data(lock, project.root, cache=None).entries
     assert (check.status, check.files, check.reason) == ("changed", (), "content changed")
+
+
+def test_a_lock_its_reader_would_refuse_is_not_written(tmp_path: Path) -> None:
+    """Text that is not UTF-8 outside the data file lists (a variable of the environment, say)
+    makes a lock that ``read_lock`` refuses: ``record`` says so, naming the field, and leaves no
+    such file behind."""
+    project = make_project(tmp_path)
+    lock = build_lock(
+        project.notebook, executed(project, scalar_results()), project_root=project.root
+    )
+    assert lock.snapshot is not None
+    odd = replace(lock.snapshot, environment={"XLA_FLAGS": "--dump=/tmp/caf\udce9"})
+    with pytest.raises(LockError, match=r"snapshot\.environment\.XLA_FLAGS.*lone surrogate"):
+        write_lock(replace(lock, snapshot=odd), project.lock_path)
+    assert not project.lock_path.exists()

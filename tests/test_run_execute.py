@@ -83,7 +83,7 @@ from reprokit.api import session
 reprokit.start()
 run = session._active
 def late():
-    time.sleep(4)
+    time.sleep(9)
     run.folder.write_text("late.txt", "written")
 def broken():
     raise OSError(28, "No space left on device")
@@ -100,7 +100,7 @@ def test_the_run_folders_writes_pending_after_the_last_cell_are_done_and_reporte
     (silently: no cell, no name added), waiting longer than the cells' ``--timeout``, and the
     problems they had reach the last cell."""
     nb = write_notebook(project / "late.ipynb", [LATE_WRITES, "x = 1"])
-    [outcome] = run([nb], execution=ExecutionOptions(device="cpu", timeout=3))
+    [outcome] = run([nb], execution=ExecutionOptions(device="cpu", timeout=8))
     assert outcome.ok, outcome
     [late] = (project / ".reprokit" / "runs").glob("*/late/*/late.txt")
     assert late.read_text() == "written"

@@ -122,7 +122,7 @@ def test_local_recorder_runs_file_writes_and_drops_mlflow_work(
     written: list[int] = []
     gate = threading.Event()
     recorder = LocalRecorder()
-    recorder.submit(Call("wait", gate.wait))
+    recorder.submit(Call("wait", lambda: gate.wait(10)))
     recorder.submit(Call("write", lambda: written.append(threading.get_ident())))
     recorder.submit(LogBatch(tags={"a": "b"}))
     recorder.submit(Call("fail", lambda: 1 / 0))
@@ -157,3 +157,66 @@ def test_a_run_under_the_runner_stays_local(project: Path, monkeypatch: pytest.M
     assert status.local_dir is not None
     assert json.loads((Path(status.local_dir) / "results.json").read_text())["acc"]["value"] == 0.5
     assert mlflow_client(tracking_uri(project)).get_experiment_by_name("local-only") is None
+
+
+class _FakeKernel:
+    """The shell channel and kernel manager ``BoundedClient`` settles through, scripted."""
+
+    def __init__(self, replies: list[dict[str, object]], alive: bool = True) -> None:
+        self.replies, self.alive, self.interrupted, self.sent = replies, alive, 0, []
+        self.shell_channel = self
+
+    def execute(self, code: str, **kwargs: object) -> str:
+        self.sent.append((code, kwargs))
+        return "settle-1"
+
+    def get_msg(self, timeout: float) -> dict[str, object]:
+        import queue
+
+        if not self.replies:
+            raise queue.Empty
+        return self.replies.pop(0)
+
+    def is_alive(self) -> bool:
+        return self.alive
+
+    def interrupt_kernel(self) -> None:
+        self.interrupted += 1
+
+
+def _settle(kernel: _FakeKernel) -> str:
+    import asyncio
+    from types import SimpleNamespace
+
+    from reprokit.runner._outputs import BoundedClient
+
+    fake = SimpleNamespace(kc=kernel, km=kernel)
+    fake._async_reply = lambda msg_id, seconds: BoundedClient._async_reply(fake, msg_id, seconds)
+    return asyncio.run(BoundedClient._async_settle(fake))
+
+
+def test_the_runner_settles_a_kernel_on_its_own_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The settle request is silent and evaluates the expression; its answer is picked out of
+    other replies; a kernel that has not answered by the deadline is interrupted (so it answers
+    papermill's next request) and the notebook is told; a dead kernel is left alone."""
+    import reprokit.runner._outputs as outputs
+
+    monkeypatch.setattr(outputs, "SETTLE_WAIT_S", 0.3)
+    monkeypatch.setattr(outputs, "AFTER_INTERRUPT_S", 0.1)
+    text = repr("reprokit: warning: writing data.json failed: OSError: disk full")
+    answer = {"status": "ok", "data": {"text/plain": text}}
+    reply = {
+        "parent_header": {"msg_id": "settle-1"},
+        "content": {"user_expressions": {"reprokit": answer}},
+    }
+    other = {"parent_header": {"msg_id": "an earlier cell"}, "content": {}}
+    kernel = _FakeKernel([other, reply])
+    assert _settle(kernel) == "reprokit: warning: writing data.json failed: OSError: disk full"
+    [(code, sent)] = kernel.sent
+    assert code == "" and sent["silent"] is True and sent["store_history"] is False
+    assert sent["user_expressions"] == {"reprokit": outputs.SETTLE_EXPRESSION}
+    assert kernel.interrupted == 0
+    busy = _FakeKernel([])
+    assert "still being written after 0.3 s" in _settle(busy) and busy.interrupted == 1
+    dead = _FakeKernel([], alive=False)
+    assert _settle(dead) == "" and dead.interrupted == 0

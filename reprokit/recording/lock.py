@@ -38,7 +38,7 @@ from reprokit.exceptions import (
     SchemaVersionError,
 )
 from reprokit.notebook.files import INJECTED_TAG, load_notebook
-from reprokit.recording.lock_checks import check_lock, load_lock_json, one_line
+from reprokit.recording.lock_checks import check_document, check_lock, load_lock_json, one_line
 from reprokit.recording.lock_model import (
     LOCK_SCHEMA_VERSION,
     OUTPUT_TEXT_LIMIT,
@@ -240,7 +240,7 @@ def build_lock(
     snapshot = _portable(_whole_snapshot(results, str(notebook)))
     if seed is None and snapshot is not None and snapshot.seeds is not None:
         seed = snapshot.seeds.seed
-    manifest = _lockable(data if data is not None else (snapshot.data if snapshot else None))
+    manifest = data if data is not None else (snapshot.data if snapshot else None)
     return Lock(
         schema_version=LOCK_SCHEMA_VERSION,
         reprokit_version=__version__,
@@ -249,7 +249,7 @@ def build_lock(
         parameters=LockParameters(seed, _device_kind(device), _json_params(parameters or {})),
         results=dict(sorted(results.results.items())),
         snapshot=snapshot,
-        data=None if manifest is None else _relative_manifest(manifest, root),
+        data=None if manifest is None else _lockable(_relative_manifest(manifest, root)),
         outputs=fingerprints if outputs is None else outputs,
         device_tolerances=_device_tolerances(results.results, device_tolerances),
         run_id=run_id,
@@ -384,7 +384,10 @@ def write_lock(lock: Lock, path: str | os.PathLike[str]) -> Lock:
         for name, result in sorted(lock.results.items())
     }
     stored = replace(lock, results=results)
-    atomic_write_text(target, to_json(stored))
+    text = to_json(stored)
+    if "\\ud" in text:  # a lone surrogate, escaped: the reader refuses it; say so now
+        check_document(json.loads(text), str(target))
+    atomic_write_text(target, text)
     _prune_sidecar(sidecar, target.parent, written)
     return stored
 

@@ -74,7 +74,7 @@ def load_lock_json(path: Path, source: str) -> Any:
         raise LockError(source, f"not valid JSON: {exc}") from None
     except RecursionError:
         raise LockError(source, "not a lock: JSON nested too deeply") from None
-    _check_document(data, source)
+    check_document(data, source)
     return data
 
 
@@ -93,7 +93,7 @@ def _bounded_int(text: str) -> int | _LongInteger:
         return _LongInteger(text)
 
 
-def _check_document(data: Any, source: str) -> None:
+def check_document(data: Any, source: str) -> None:
     """Nesting depth and lone surrogates, walked without recursion."""
     stack: list[tuple[Any, int, tuple[Any, ...]]] = [(data, 0, ())]
     while stack:

@@ -96,9 +96,7 @@ class LocalRecorder:
             op.function()
         except Exception as exc:  # a local write must never stop the notebook
             with self._lock:
-                self._errors.append(
-                    f"reprokit: {op.description} failed: {type(exc).__name__}: {exc}"
-                )
+                self._errors.append(f"{op.description} failed: {type(exc).__name__}: {exc}")
         finally:
             with self._idle:
                 self._pending -= 1

@@ -60,7 +60,7 @@ class BoundedClient(PapermillNotebookClient):  # type: ignore[misc]
         had not reported yet go into the last cell run, as it would have printed them. Any
         failure here (a kernel that is not Python, or dies now) leaves the notebook as it is."""
         try:
-            if self.km is None or self.km.kernel_spec.language.lower() != "python":
+            if self.km is None or not self.km.kernel_spec.language.lower().startswith("python"):
                 return
             problems = run_sync(self._async_settle)()
         except Exception:  # nothing of the notebook's own depends on it
@@ -77,20 +77,31 @@ class BoundedClient(PapermillNotebookClient):  # type: ignore[misc]
         kernel still busy then is interrupted, so that it answers what papermill asks next."""
         expressions = {"reprokit": SETTLE_EXPRESSION}
         msg_id = self.kc.execute("", silent=True, store_history=False, user_expressions=expressions)
-        deadline = time.monotonic() + SETTLE_WAIT_S
-        while time.monotonic() < deadline:
-            try:
-                msg = await ensure_async(self.kc.shell_channel.get_msg(timeout=1))
-            except queue.Empty:
-                if not await ensure_async(self.kc.is_alive()):
-                    return ""
-                continue
-            if msg["parent_header"].get("msg_id") == msg_id:
-                return _settled_problems(msg)
+        reply = await self._async_reply(msg_id, SETTLE_WAIT_S)
+        if reply is not None:
+            return _settled_problems(reply)
+        if not await ensure_async(self.kc.is_alive()):
+            return ""  # died: the runner reports that, not this
         await ensure_async(self.km.interrupt_kernel())
+        await self._async_reply(msg_id, AFTER_INTERRUPT_S)  # it answers, then is idle
         return (
             f"reprokit: warning: the run's files were still being written after {SETTLE_WAIT_S:g} s"
         )
+
+    async def _async_reply(self, msg_id: str, seconds: float) -> dict[str, Any] | None:
+        """The shell reply to ``msg_id`` within ``seconds`` (None: not by then, or the kernel
+        died); other replies are skipped, as nbclient skips them."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                msg: dict[str, Any] = await ensure_async(self.kc.shell_channel.get_msg(timeout=1))
+            except queue.Empty:
+                if not await ensure_async(self.kc.is_alive()):
+                    return None
+                continue
+            if msg["parent_header"].get("msg_id") == msg_id:
+                return msg
+        return None
 
     def output(
         self, outs: list[NotebookNode], msg: dict[str, Any], display_id: str | None, index: int
@@ -132,7 +143,10 @@ class BoundedClient(PapermillNotebookClient):  # type: ignore[misc]
 
 
 SETTLE_WAIT_S = 75.0
-"""Seconds the runner waits for :data:`SETTLE_EXPRESSION`'s answer (the kernel waits 60)."""
+"""Seconds the runner waits for :data:`SETTLE_EXPRESSION`'s answer (the kernel waits 60); past
+them it interrupts the kernel and waits :data:`AFTER_INTERRUPT_S` more for the answer."""
+
+AFTER_INTERRUPT_S = 5.0
 
 SETTLE_EXPRESSION = (
     '(lambda m: getattr(m, "settle", lambda timeout: "")(60.0) if m else "")'
