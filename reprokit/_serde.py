@@ -41,13 +41,22 @@ def to_json(obj: Any, *, indent: int | None = 1) -> str:
 
 
 def _surrogates_escaped(text: str) -> str:
-    if text.isascii():
+    if is_utf8(text):
         return text
+    # only lone surrogates cannot be encoded: each becomes \udcXX
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def is_utf8(text: str) -> bool:
+    """Whether ``text`` encodes as UTF-8: False only for a lone surrogate (how Python holds a
+    file name's bytes that are not UTF-8)."""
+    if text.isascii():
+        return True
     try:
         text.encode("utf-8")
-    except UnicodeEncodeError:  # only lone surrogates cannot be: each becomes \udcXX
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return text
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def to_json_fast(obj: Any) -> str:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from reprokit._fsutil import atomic_write_bytes, atomic_write_text
-from reprokit._serde import from_builtins, to_json
+from reprokit._serde import from_builtins, is_utf8, to_json
 from reprokit._version import __version__
 from reprokit._warn import warn_user
 from reprokit.capturing.model import DataManifest, Snapshot
@@ -275,14 +275,14 @@ def _lockable(manifest: DataManifest | None) -> DataManifest | None:
         return None
     entries = []
     for k, entry in enumerate(manifest.entries):
-        if not _utf8(entry.path):
+        if not is_utf8(entry.path):
             shown = os.fsencode(entry.path).decode("utf-8", "backslashreplace")
             raise LockError(
                 shown,
                 "a data path whose name is not UTF-8 cannot be locked",
                 f"data.entries[{k}].path",
             )
-        if not all(_utf8(f.path) for f in entry.files):
+        if not all(is_utf8(f.path) for f in entry.files):
             warn_user(
                 f"{entry.path}: a file name is not UTF-8; the lock keeps the folder's digest but "
                 "not its file list"
@@ -291,14 +291,6 @@ def _lockable(manifest: DataManifest | None) -> DataManifest | None:
         skipped = tuple(os.fsencode(x).decode("utf-8", "backslashreplace") for x in entry.skipped)
         entries.append(replace(entry, skipped=skipped))
     return replace(manifest, entries=tuple(entries))
-
-
-def _utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _whole_snapshot(results: NotebookResults, notebook: str) -> Snapshot | None:

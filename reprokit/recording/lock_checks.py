@@ -27,6 +27,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from reprokit._serde import is_utf8
 from reprokit.capturing.model import DataManifest
 from reprokit.exceptions import InputError, LockError, PathError
 from reprokit.recording.lock_model import Lock
@@ -117,12 +118,8 @@ def _parameter_depth(where: tuple[Any, ...], depth: int) -> bool:
 
 
 def _check_text(text: str, source: str, where: tuple[Any, ...]) -> None:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise LockError(
-            source, "a string holds a lone surrogate (\\ud800-\\udfff)", _field(where)
-        ) from None
+    if not is_utf8(text):
+        raise LockError(source, "a string holds a lone surrogate (\\ud800-\\udfff)", _field(where))
 
 
 def _field(where: tuple[Any, ...]) -> str:
