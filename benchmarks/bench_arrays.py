@@ -19,7 +19,9 @@ each after the previous files were removed (untimed). Pairs (ratio = measured / 
   is renamed into place but not fsync'ed).
 
 Figures: the peak extra memory of one ``result()`` traced by ``tracemalloc`` (numpy reports
-its buffers to it), as a fraction of the array's bytes (target ≤ 0.5).
+its buffers to it), as a fraction of the array's bytes (target ≤ 0.5); the same for
+``write_lock`` of a lock holding that result, which copies its ``.npy`` file beside the lock
+(``reprokit record``), and the seconds that copy takes (it is fsync'ed).
 
 The folder is a temporary one under ``--dir`` (default: the system's temporary folder).
 Results go to ``benchmarks/results/bench_arrays.json``.
@@ -32,6 +34,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
@@ -46,6 +49,13 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from _ab import Results, alternate  # noqa: E402
 
 from reprokit.recording.folder import RunFolder  # noqa: E402
+from reprokit.recording.lock import write_lock  # noqa: E402
+from reprokit.recording.lock_model import (  # noqa: E402
+    LOCK_SCHEMA_VERSION,
+    Lock,
+    LockParameters,
+    NotebookSource,
+)
 from reprokit.results import encode_result  # noqa: E402
 
 
@@ -100,7 +110,34 @@ def peak_fraction(array: Any, folder: Path) -> float:
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    return round(peak / array.nbytes, 4)
+    return round(float(peak / array.nbytes), 4)
+
+
+def lock_write(array: Any, folder: Path) -> tuple[float, float]:
+    """Peak memory traced while a lock holding ``array`` by reference is written (its file
+    copied into the lock's sidecar folder), over the array's bytes; and that write's time."""
+    clearer(folder)()
+    run = folder / "run"
+    run.mkdir()
+    result = encode_result("a", array, writer=RunFolder(run))
+    lock = Lock(
+        schema_version=LOCK_SCHEMA_VERSION,
+        reprokit_version="bench",
+        created_at="2026-01-01T00:00:00Z",
+        notebook=NotebookSource(path="nb.ipynb", digest="blake3:0"),
+        parameters=LockParameters(),
+        results={"a": result},
+    )
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        start = time.perf_counter()
+        write_lock(lock, folder / "nb.repro.json")
+        seconds = time.perf_counter() - start
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return round(peak / array.nbytes, 4), round(seconds, 3)
 
 
 def main() -> None:
@@ -119,6 +156,9 @@ def main() -> None:
         print(f"{n} float32 ({a.nbytes / 1e6:.0f} MB) in {work}")
         pair(results, "result() float32", a, work, repeat, "<= 2")
         results.figure("peak extra memory / array bytes", peak_fraction(a, work))
+        fraction, seconds = lock_write(a, work)
+        results.figure("write_lock peak extra memory / array bytes", fraction)
+        results.figure("write_lock seconds (sidecar copied, fsync'ed)", seconds)
         side = int(np.sqrt(n))
         transposed = a[: side * side].reshape(side, side).T
         pair(results, "result() float32, transposed", transposed, work, repeat, "<= 2")

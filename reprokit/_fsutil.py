@@ -27,12 +27,29 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     The file gets the permissions a plain ``open(path, "w")`` would (``0o666`` less the
     umask), not ``mkstemp``'s private ``0o600``: artifacts and locks are meant to be shared.
     """
+    _replace_durably(path, lambda handle: handle.write(data))
+
+
+def atomic_copy(source: BinaryIO, path: str | os.PathLike[str]) -> None:
+    """Copy what is left to read of ``source`` to ``path`` as :func:`atomic_write_bytes` writes
+    bytes, :data:`COPY_CHUNK` bytes at a time: a 400 MB file is never held in memory."""
+    import shutil
+
+    _replace_durably(path, lambda handle: shutil.copyfileobj(source, handle, COPY_CHUNK))
+
+
+COPY_CHUNK = 1 << 20
+"""Bytes read at a time when a file is copied or compared."""
+
+
+def _replace_durably(path: str | os.PathLike[str], fill: Callable[[BinaryIO], object]) -> None:
+    """``fill`` a temporary file beside ``path``, fsync it and rename it over ``path``."""
     target = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            fill(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, target)

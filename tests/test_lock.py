@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import tracemalloc
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import numpy as np
 import pytest
 from lock_helpers import (
     FolderWriter,
+    Project,
     executed,
     make_project,
     record,
@@ -18,9 +21,10 @@ from lock_helpers import (
 )
 
 from reprokit.capturing.model import DataEntry, DataManifest
-from reprokit.exceptions import LockError, SchemaVersionError
+from reprokit.exceptions import InputError, LockError, SchemaVersionError
 from reprokit.recording.lock import (
     LOCK_SCHEMA_VERSION,
+    Lock,
     build_lock,
     check_source,
     lock_path_for,
@@ -28,7 +32,7 @@ from reprokit.recording.lock import (
     sidecar_for,
     write_lock,
 )
-from reprokit.results import decode_result, encode_result, read_notebook
+from reprokit.results import Result, decode_result, encode_result, read_notebook
 
 
 def test_lock_path_sits_beside_the_notebook() -> None:
@@ -75,6 +79,63 @@ def test_re_recording_an_unchanged_notebook_gives_identical_bytes(tmp_path: Path
     assert sidecar_first == {
         p.name: p.read_bytes() for p in sidecar_for(project.lock_path).iterdir()
     }
+
+
+def _lock_over(project: Project, results: list[Result]) -> Lock:
+    return build_lock(project.notebook, executed(project, results), project_root=project.root)
+
+
+def test_a_large_sidecar_is_copied_in_chunks_and_kept_when_unchanged(tmp_path: Path) -> None:
+    """The file of a by-reference array (16 MB here) is copied beside the lock a chunk at a
+    time, never read whole (it was read twice: 2x its size in memory), and a lock written
+    again over the same bytes leaves it as it is."""
+    project = make_project(tmp_path)
+    big = np.random.default_rng(0).standard_normal(2_000_000)
+    lock = _lock_over(project, [encode_result("w", big, writer=FolderWriter(tmp_path / "run"))])
+    tracemalloc.start()
+    try:
+        write_lock(lock, project.lock_path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < big.nbytes // 4, peak
+    (copied,) = sidecar_for(project.lock_path).iterdir()
+    source = tmp_path / "run" / str(lock.results["w"].array.file)  # type: ignore[union-attr]
+    assert copied.read_bytes() == source.read_bytes()
+    before = copied.stat()
+    write_lock(read_lock(project.lock_path), project.lock_path)  # the sidecar is its source now
+    write_lock(lock, project.lock_path)  # from the run folder again, same bytes
+    assert (copied.stat().st_ino, copied.stat().st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    kept = read_lock(project.lock_path).results["w"]
+    np.testing.assert_array_equal(decode_result(kept, base=project.lock_path.parent), big)
+
+
+def test_a_damaged_array_file_is_not_copied_into_the_lock(tmp_path: Path) -> None:
+    """A run folder's array file cut short (a full disk, a killed writer) stops the lock's
+    writing with the file named, instead of becoming the reference."""
+    project = make_project(tmp_path)
+    big = np.arange(50_000, dtype=np.float64)
+    lock = _lock_over(project, [encode_result("w", big, writer=FolderWriter(tmp_path / "run"))])
+    source = tmp_path / "run" / str(lock.results["w"].array.file)  # type: ignore[union-attr]
+    source.write_bytes(source.read_bytes()[:-8])
+    with pytest.raises(InputError, match="not the size"):
+        write_lock(lock, project.lock_path)
+    assert not project.lock_path.exists()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_fifo_where_the_sidecar_goes_is_replaced_without_a_hang(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    big = np.arange(50_000, dtype=np.float64)
+    for writer in (FolderWriter(tmp_path / "run"), None):  # by reference, then inline
+        lock = _lock_over(project, [encode_result("w", big, writer=writer)])
+        digest = lock.results["w"].array.digest  # type: ignore[union-attr]
+        file = sidecar_for(project.lock_path) / f"w-{digest.split(':')[1][:16]}.npy"
+        file.parent.mkdir(exist_ok=True)
+        file.unlink(missing_ok=True)
+        os.mkfifo(file)
+        write_lock(lock, project.lock_path)
+        assert file.is_file() and file.stat().st_size > big.nbytes
 
 
 def _without_volatile(lines: list[str]) -> list[str]:

@@ -16,6 +16,7 @@ or hash files outside it. The project root is never taken from the lock.
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import warnings
@@ -23,9 +24,9 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-from reprokit._fsutil import atomic_write_bytes, atomic_write_text
+from reprokit._fsutil import COPY_CHUNK, atomic_copy, atomic_write_bytes, atomic_write_text
 from reprokit._serde import from_builtins, is_utf8, to_json
 from reprokit._version import __version__
 from reprokit._warn import warn_user
@@ -402,20 +403,20 @@ def _store_array(
         payload = _inline_payload(data)
         if len(payload) <= INLINE_LIMIT_BYTES:
             return data
-        sample = data.sample or _sample_of(data, name)
-    else:
-        payload = _payload_of(data, base)
-        sample = data.sample
+        data = replace(data, sample=data.sample or _sample_of(data, name))
     suffix = ".json" if data.encoding == "json" else ".npy"
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:80]
     file_name = f"{safe}-{data.digest.split(':', 1)[-1][:16]}{suffix}"
     sidecar.mkdir(parents=True, exist_ok=True)
     destination = sidecar / file_name
-    if not destination.exists() or destination.read_bytes() != payload:
-        atomic_write_bytes(destination, payload)
+    if data.inline is not None:
+        if not _holds(destination, io.BytesIO(payload), len(payload)):
+            atomic_write_bytes(destination, payload)
+    else:
+        _copy_array_file(data, base, destination)
     relative = destination.relative_to(base).as_posix()
     written.add(relative)
-    return replace(data, inline=None, file=relative, location=None, sample=sample)
+    return replace(data, inline=None, file=relative, location=None)
 
 
 def _inline_payload(data: ArrayData) -> bytes:
@@ -424,15 +425,39 @@ def _inline_payload(data: ArrayData) -> bytes:
     return base64.b64decode(data.inline)
 
 
-def _payload_of(data: ArrayData, base: Path) -> bytes:
-    """The bytes of a by-reference array: from its run folder, or already beside the lock."""
-    candidates = [Path(data.location) / data.file] if data.location and data.file else []
-    candidates += [base / data.file] if data.file else []
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate.read_bytes()
-    shown = str(candidates[0]) if candidates else "<no file>"
-    raise PathError(shown, "array file of a result not found; cannot copy it into the lock")
+def _copy_array_file(data: ArrayData, base: Path, destination: Path) -> None:
+    """Copy the file of a by-reference array (from its run folder, or already beside the lock)
+    to ``destination``, a chunk at a time, unless ``destination`` already holds its bytes. The
+    file is checked first: a regular file inside its folder, of the declared shape and dtype."""
+    from reprokit.results.arrays import open_array_file
+
+    folders = [Path(data.location)] if data.location else []
+    folders.append(base)
+    found = [folder for folder in folders if data.file and (folder / data.file).is_file()]
+    if not found:
+        shown = str(folders[0] / data.file) if data.file else "<no file>"
+        raise PathError(shown, "array file of a result not found; cannot copy it into the lock")
+    with open_array_file(data, found[0]) as source:
+        if not _holds(destination, source, os.fstat(source.fileno()).st_size):
+            source.seek(0)
+            atomic_copy(source, destination)
+
+
+def _holds(destination: Path, source: BinaryIO, size: int) -> bool:
+    """Whether ``destination`` is a regular file of ``size`` bytes, those of ``source`` (read
+    from where it is; compared a chunk at a time, so neither file is held whole)."""
+    from reprokit.results.untrusted import open_regular
+
+    try:
+        with open_regular(destination) as kept:
+            if os.fstat(kept.fileno()).st_size != size:
+                return False
+            while (chunk := kept.read(COPY_CHUNK)) == source.read(COPY_CHUNK):
+                if not chunk:
+                    return True
+    except (OSError, PathError):
+        pass
+    return False
 
 
 def _sample_of(data: ArrayData, name: str) -> Any:

@@ -398,15 +398,21 @@ def _json_file(raw: bytes, data: ArrayData) -> Any:
 def check_array_file(data: ArrayData, base: str | os.PathLike[str]) -> None:
     """Refuse the file of a by-reference array unless it is a regular file inside ``base``
     (links resolved) of the declared shape and dtype: only its header is read."""
-    if data.encoding == "npy":
-        with _open_npy(data, base):
-            pass
-    else:
-        from reprokit.results.untrusted import inside_folder, open_regular
+    open_array_file(data, base).close()
 
-        path, folder = _payload_path(data, base)
-        inside_folder(path, folder)
-        open_regular(path, "array file").close()
+
+def open_array_file(data: ArrayData, base: str | os.PathLike[str]) -> BinaryIO:
+    """The file of a by-reference array, checked as :func:`check_array_file` does, opened at
+    its start (for a copy of its bytes)."""
+    if data.encoding == "npy":
+        handle = _open_npy(data, base)
+        handle.seek(0)
+        return handle
+    from reprokit.results.untrusted import inside_folder, open_regular
+
+    path, folder = _payload_path(data, base)
+    inside_folder(path, folder)
+    return open_regular(path, "array file")
 
 
 def _read_payload(data: ArrayData, base: str | os.PathLike[str] | None) -> bytes:
