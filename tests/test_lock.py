@@ -21,7 +21,7 @@ from lock_helpers import (
 )
 
 from reprokit.capturing.model import DataEntry, DataManifest
-from reprokit.exceptions import InputError, LockError, SchemaVersionError
+from reprokit.exceptions import InputError, LockError, ReprokitWarning, SchemaVersionError
 from reprokit.recording.lock import (
     LOCK_SCHEMA_VERSION,
     Lock,
@@ -311,6 +311,32 @@ def test_a_data_file_name_that_is_not_utf8_is_locked_by_its_folders_digest(
         handle.write(b"y\n")
     [check] = check_data(lock, project.root, cache=None).entries
     assert (check.status, check.files, check.reason) == ("changed", (), "content changed")
+
+
+def test_a_folder_of_empty_files_locked_without_its_list_names_no_file(tmp_path: Path) -> None:
+    """Its size (0) does not make it a folder without files: verify must not call every file
+    of it "added" when one more empty file appears."""
+    import os
+
+    from reprokit.compare.verify import check_data
+
+    project = make_project(tmp_path)
+    for name in ("a.csv", "b.csv"):
+        (project.data / name).write_bytes(b"")
+    open(os.path.join(os.fsencode(project.data), b"caf\xe9.csv"), "wb").close()
+    with pytest.warns(ReprokitWarning):
+        lock = record(project, scalar_results())
+    assert lock.data.entries[0].size == 0 and lock.data.entries[0].files == ()  # type: ignore[union-attr]
+    (project.data / "c.csv").write_bytes(b"")
+    [check] = check_data(lock, project.root, cache=None).entries
+    assert (check.status, check.files, check.reason) == ("changed", (), "content changed")
+    for name in ("a.csv", "b.csv", "c.csv"):
+        (project.data / name).unlink()
+    os.unlink(os.path.join(os.fsencode(project.data), b"caf\xe9.csv"))
+    empty = record(project, scalar_results())  # a folder with no files at all
+    (project.data / "d.csv").write_bytes(b"1\n")
+    [check] = check_data(empty, project.root, cache=None).entries
+    assert [(f.path, f.change) for f in check.files] == [("d.csv", "added")]
 
 
 def test_a_lock_its_reader_would_refuse_is_not_written(tmp_path: Path) -> None:

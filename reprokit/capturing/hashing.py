@@ -410,6 +410,11 @@ def merkle_input(names: list[str], sizes: list[int], digests: list[str]) -> byte
     return "".join(parts).encode("utf-8", "surrogateescape")
 
 
+def empty_folder_digest(algorithm: str) -> str:
+    """The hex digest of a folder with no files (that of an empty Merkle input)."""
+    return _digest_bytes(b"", algorithm)
+
+
 def _digest_bytes(data: bytes, algorithm: str) -> str:
     if algorithm == "blake3":
         import blake3

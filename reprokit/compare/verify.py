@@ -583,9 +583,14 @@ def compare_manifests(reference: DataManifest | None, current: DataManifest | No
 
 
 def _listed(entry: DataEntry) -> bool:
-    """False for a folder whose file list was left out (a notebook's snapshot summary): it
-    cannot say which of its files changed."""
-    return entry.kind != "dir" or bool(entry.files) or entry.size == 0
+    """False for a folder whose file list was left out (a notebook's snapshot summary, a name
+    a lock cannot hold): it cannot say which of its files changed. A folder with no files has
+    the digest of nothing (its size says nothing: its files may all be empty)."""
+    from reprokit.capturing.hashing import empty_folder_digest
+
+    if entry.kind != "dir" or entry.files:
+        return True
+    return entry.digest == empty_folder_digest(entry.algorithm)
 
 
 def _check_entry(entry: DataEntry, root: Path, cache: Any) -> DataEntryCheck:
