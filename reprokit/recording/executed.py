@@ -265,11 +265,16 @@ def _tags(notebook: Path, device: str, snapshot: Any, uri: str, note: str) -> di
 
 
 def _data(output_dir: Path, snapshot: Any) -> tuple[DataEntry, ...]:
-    """The inputs the notebook declared: its kernel's ``data.json`` (``%repro start --data``
-    and every later ``%repro data``), else the snapshot's manifest."""
+    """The inputs the notebook declared: its run folders' ``data.json`` (``%repro start
+    --data`` and every later ``%repro data``; a notebook that starts two runs has two), each
+    path and digest once, else the snapshot's manifest."""
+    declared: dict[tuple[str, str], DataEntry] = {}
     for path in sorted(output_dir.glob("*/data.json")):
         with contextlib.suppress(OSError, InputError):
-            return from_json(path.read_bytes(), DataManifest, source=str(path)).entries
+            for entry in from_json(path.read_bytes(), DataManifest, source=str(path)).entries:
+                declared.setdefault((entry.path, entry.digest), entry)
+    if declared:
+        return tuple(declared.values())
     manifest = getattr(snapshot, "data", None)
     return manifest.entries if manifest is not None else ()
 
