@@ -143,6 +143,28 @@ def test_six_notebooks_verified_through_a_scheduler_name_their_workers(
         assert [executed.metadata["reprokit"]["executed_by"]["worker"]] == gpu
 
 
+def test_a_kernel_that_died_is_retried_and_its_log_kept(project: Path, cluster: Cluster) -> None:
+    """The attempt whose kernel died keeps its kernel log (it may say why), beside the log of
+    the attempt that ran the notebook."""
+    mark = project / "died-once"
+    dies_once = (
+        "import os, pathlib\n"
+        f"mark = pathlib.Path({str(mark)!r})\n"
+        "if not mark.exists():\n"
+        "    mark.write_text('')\n"
+        "    os.write(2, b'dying on purpose\\n')\n"
+        "    os._exit(1)"
+    )
+    write_notebook(project / "nbs" / "dies.ipynb", [dies_once], parameters="seed = 0")
+    dask = ["--executor", "dask", "--scheduler", cluster.address, "--device", "cpu"]
+    ran = run_cli(["run", "nbs/dies.ipynb", *dask, "--no-record", "--output-dir", "out"], project)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "retried 1 time (the kernel died on" in ran.stdout + ran.stderr
+    folder = project / "out" / "dies"
+    assert b"dying on purpose" in (folder / "dies.kernel.attempt-1.log").read_bytes()
+    assert b"dying on purpose" not in (folder / "dies.kernel.log").read_bytes()
+
+
 def _kernels_below(pid: int) -> list[int]:
     found = []
     with contextlib.suppress(psutil.Error):

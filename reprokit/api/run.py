@@ -10,6 +10,8 @@ Output layout (``output_dir`` defaults to ``<project root>/.reprokit/runs/<UTC>-
 
     <output_dir>/<notebook stem>/<notebook name>.ipynb     the executed notebook
     <output_dir>/<notebook stem>/<notebook name>.kernel.log the kernel's stdout/stderr
+    <output_dir>/<notebook stem>/<stem>.kernel.attempt-N.log that of an attempt whose kernel
+                                                            died and that was retried
     <output_dir>/<notebook stem>/<UTC>-<6 hex>/            the kernel's run folder (results,
                                                             snapshot, arrays)
 """

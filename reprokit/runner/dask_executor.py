@@ -52,6 +52,7 @@ from reprokit.runner.device import DeviceChoice
 from reprokit.runner.executors import (
     MAX_RETRIES,
     Finished,
+    keep_attempt_log,
     not_started,
     required_resources,
     retry_reason,
@@ -395,6 +396,7 @@ class DaskExecutor:
         finished = self._finished(item.plan, result)
         reason = retry_reason(finished.executed, len(retries))
         if reason is not None:
+            keep_attempt_log(item.plan.output_path, len(retries) + 1)
             self.submit(item.plan, (*retries, f"{reason} on {result.executed_by}"))
             return None
         return with_retries(finished, retries, result.executed_by)

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Protocol
 
 from reprokit.options import ExecutionOptions
@@ -40,6 +41,7 @@ __all__ = [
     "Finished",
     "LocalExecutor",
     "device_choice",
+    "keep_attempt_log",
     "not_started",
     "open_executor",
     "required_resources",
@@ -119,6 +121,15 @@ def retry_reason(executed: Executed, retries: int) -> str | None:
     return "the kernel died"
 
 
+def keep_attempt_log(output_path: Path, attempt: int) -> None:
+    """Keep the kernel log of an attempt about to be retried as
+    ``<stem>.kernel.attempt-N.log``: the next attempt writes its own ``<stem>.kernel.log``, and
+    this one's may say why its kernel died."""
+    log = output_path.with_name(output_path.stem + ".kernel.log")
+    with contextlib.suppress(OSError):
+        log.replace(log.with_name(f"{output_path.stem}.kernel.attempt-{attempt}.log"))
+
+
 def _died_before_first_cell(executed: Executed) -> str | None:
     """Why a notebook's kernel died before any of its cells ran, or None."""
     outcome = executed.outcome
@@ -191,6 +202,7 @@ class LocalExecutor:
             reason = _died_before_first_cell(executed)
             if reason is None or len(retries) >= MAX_RETRIES or kernels.interrupted():
                 return with_retries(Finished(plan, executed), retries, None)
+            keep_attempt_log(plan.output_path, len(retries) + 1)
             retries += (reason,)  # nothing of the notebook ran: started anew
 
     def _once(self, plan: PlannedRun, slot: Slot | None, reporter: _Reporter) -> Executed:
