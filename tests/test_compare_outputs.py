@@ -232,3 +232,43 @@ _CLOCK_NOTEBOOK = """{
  "nbformat": 4, "nbformat_minor": 5
 }
 """
+
+
+def _printed(*chunks: str) -> nbformat.NotebookNode:
+    """A notebook of one cell whose printing the kernel sent in ``chunks`` (where it flushed)."""
+    node = nbformat.v4.new_notebook()
+    cell = new_code_cell("for i in range(40): print(i % 10, end='')")
+    cell.outputs = [new_output("stream", name="stdout", text=chunk) for chunk in chunks]
+    node.cells = [cell]
+    return node
+
+
+def test_where_the_kernel_flushed_a_cells_printing_does_not_change_its_output() -> None:
+    """ipykernel sends a cell's printing in pieces cut wherever it flushed (timing): joining
+    them with newlines made "01234567\\n89" of what printed "0123456789" (a stranger's report:
+    NOT REPRODUCED for an identical output)."""
+    one, two = _printed("0123", "456789\n"), _printed("012345", "6789\n")
+    assert output_fingerprints(one) == output_fingerprints(two)
+    assert output_fingerprints(one)[0].text == "0123456789\n"
+    assert cell_text(_printed("105\n", "done\n").cells[0]) == "105\ndone\n"
+    cell = _printed("a\n").cells[0]  # another stream or a result still starts a line
+    cell.outputs += [
+        new_output("stream", name="stderr", text="w\n"),
+        new_output("stream", text="b"),
+    ]
+    assert cell_text(cell) == "a\n\nw\n\nb"
+
+
+def test_a_lock_written_before_streams_were_merged_still_verifies() -> None:
+    """Its fingerprints joined each stream output on a line of its own: a cell whose kernel
+    flushed where it did then is still reproduced, one flushed elsewhere differs as before."""
+    from reprokit.compare.cells import current_fingerprints
+
+    old = output_fingerprints(_printed("0123", "456789\n"), merge_streams=False)
+    same = current_fingerprints(old, _printed("0123", "456789\n"))
+    assert [c.status for c in compare_cell_outputs(old, same)] == ["reproduced"]
+    moved = current_fingerprints(old, _printed("012345", "6789\n"))
+    assert [c.status for c in compare_cell_outputs(old, moved)] == ["differs"]
+    new = output_fingerprints(_printed("012345", "6789\n"))  # a lock written now
+    again = current_fingerprints(new, _printed("0", "123456789\n"))
+    assert [c.status for c in compare_cell_outputs(new, again)] == ["reproduced"]

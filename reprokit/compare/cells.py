@@ -162,3 +162,21 @@ def fingerprint_texts(node: Any) -> tuple[CellFingerprint, ...]:
     from reprokit.recording.lock import output_fingerprints
 
     return output_fingerprints(node, text_limit=None)
+
+
+def current_fingerprints(
+    reference: Sequence[CellFingerprint], node: Any, text_limit: int | None = None
+) -> tuple[CellFingerprint, ...]:
+    """The executed notebook's fingerprints to compare with ``reference`` (a lock's). A cell
+    whose reference digest is that of its text as locks written before stream outputs were
+    merged have it (each output on a line of its own) is given that text, so such a lock
+    verifies as it did: only a cell whose kernel flushed elsewhere than then differs."""
+    from reprokit.recording.lock import output_fingerprints
+
+    merged = output_fingerprints(node, text_limit)
+    split = output_fingerprints(node, text_limit, merge_streams=False)
+    locked = {cell.index: cell.digest for cell in reference}
+    return tuple(
+        old if old.digest != new.digest and locked.get(old.index) == old.digest else new
+        for new, old in zip(merged, split, strict=True)
+    )

@@ -458,12 +458,11 @@ def _output_checks(
 ) -> tuple[OutputCheck, ...]:
     if node is None:
         raise ReprokitError("comparing outputs needs the executed notebook")
-    from reprokit.compare.cells import fingerprint_texts
+    from reprokit.compare.cells import current_fingerprints
 
     tolerance = Tolerance(rtol, atol) if rtol is not None or atol is not None else None
-    return compare_cell_outputs(
-        lock.outputs, fingerprint_texts(node), tolerance, volatile=lock.volatile
-    )
+    current = current_fingerprints(lock.outputs, node)
+    return compare_cell_outputs(lock.outputs, current, tolerance, volatile=lock.volatile)
 
 
 _REASONS: dict[CheckStatus, DivergenceReason] = {
@@ -492,11 +491,11 @@ def _divergent_cell(lock: Lock, node: Any) -> DivergentCell | None:
     """Without ``--outputs``: the first cell whose output digest is not the lock's."""
     if node is None or not lock.outputs:
         return None
-    from reprokit.recording.lock import output_fingerprints
+    from reprokit.compare.cells import current_fingerprints
+    from reprokit.recording.lock_model import OUTPUT_TEXT_LIMIT
 
-    checks = compare_cell_outputs(
-        lock.outputs, output_fingerprints(node), digests_only=True, volatile=lock.volatile
-    )
+    current = current_fingerprints(lock.outputs, node, OUTPUT_TEXT_LIMIT)
+    checks = compare_cell_outputs(lock.outputs, current, digests_only=True, volatile=lock.volatile)
     return _divergent_from(checks, detailed=False)
 
 

@@ -58,16 +58,29 @@ def mask_volatile(text: str) -> str:
     return text
 
 
-def cell_text(cell: Any) -> str:
-    """The text output of an nbformat code cell (a str is taken as the output itself)."""
+def cell_text(cell: Any, *, merge_streams: bool = True) -> str:
+    """The text output of an nbformat code cell (a str is taken as the output itself).
+
+    Consecutive outputs of one stream are one text, as a notebook shows them: the kernel
+    splits a cell's printing wherever it happened to flush, which changes from run to run.
+    ``merge_streams=False``: each on a line of its own, as reprokit 0.1.0 (the locks it
+    wrote) joined them."""
     if isinstance(cell, str):
         return cell
     parts: list[str] = []
+    stream = None  # the stream the last part came from, to continue it
     for output in cell.get("outputs", ()):
         kind = output.get("output_type")
         if kind == "stream":
-            parts.append(_joined(output.get("text", "")))
-        elif kind in ("execute_result", "display_data"):
+            text, name = _joined(output.get("text", "")), output.get("name")
+            if merge_streams and parts and name == stream:
+                parts[-1] += text
+            else:
+                parts.append(text)
+            stream = name
+            continue
+        stream = None
+        if kind in ("execute_result", "display_data"):
             parts.append(_joined(output.get("data", {}).get("text/plain", "")))
         elif kind == "error":
             parts.append(f"{output.get('ename', '')}: {output.get('evalue', '')}")

@@ -135,7 +135,7 @@ def _notebook_source(path: str, node: Any) -> NotebookSource:
 
 
 def output_fingerprints(
-    node: Any, text_limit: int | None = OUTPUT_TEXT_LIMIT
+    node: Any, text_limit: int | None = OUTPUT_TEXT_LIMIT, *, merge_streams: bool = True
 ) -> tuple[CellFingerprint, ...]:
     """Digests of each code cell's masked text output, with the text itself when at most
     ``text_limit`` characters (``None``: always); reprokit's own outputs left out (the
@@ -154,7 +154,7 @@ def output_fingerprints(
             for o in cell.get("outputs", ())
             if not _is_reprokit_output(o) and not output_ignored(cell)
         ]
-        text = mask_volatile(cell_text({"outputs": kept}))
+        text = mask_volatile(cell_text({"outputs": kept}, merge_streams=merge_streams))
         kept_text = text if text_limit is None or len(text) <= text_limit else None
         out.append(CellFingerprint(index, _blake3(text.encode("utf-8")), kept_text))
     return tuple(out)
