@@ -107,3 +107,17 @@ def test_a_live_session_folder_stays_until_its_run_ended(project: Path) -> None:
     gc(project, keep=0)
     assert not folder.exists()
     assert disk_status(project).runs == 0
+
+
+@pytest.mark.parametrize("command", ["gc", "status"])
+def test_a_mistyped_path_is_a_usage_error_not_zero_bytes(tmp_path: Path, command: str) -> None:
+    """docs/cli.md: a missing path exits 2. It used to print "0 B" (or remove nothing), exit 0."""
+    from click.testing import CliRunner
+
+    from reprokit.cli import main
+
+    (tmp_path / "file.txt").write_text("x")
+    for path, why in (("nope", "no such folder"), ("file.txt", "not a folder")):
+        result = CliRunner().invoke(main, [command, str(tmp_path / path)])
+        assert result.exit_code == 2, result.output
+        assert result.output.strip() == f"reprokit: error: {tmp_path / path}: {why}"

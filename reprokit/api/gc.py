@@ -11,8 +11,7 @@ import os
 from pathlib import Path
 
 from reprokit.exceptions import UsageError
-from reprokit.recording.retention import DEFAULT_KEEP, GcResult, collect, plan_gc
-from reprokit.recording.target import find_project_root
+from reprokit.recording.retention import DEFAULT_KEEP, GcResult, collect, plan_gc, project_of
 
 __all__ = ["DEFAULT_KEEP", "gc"]
 
@@ -25,5 +24,5 @@ def gc(
     :class:`~reprokit.exceptions.UsageError` for a negative ``keep``."""
     if keep < 0:
         raise UsageError(f"--keep must be 0 or more, got {keep}", option="--keep")
-    root = find_project_root(Path(start).resolve())
+    root = project_of(Path(start))
     return plan_gc(root, keep) if dry_run else collect(root, keep)

@@ -1,4 +1,5 @@
-"""``reprokit status``: the disk the project's runs and stored objects use. Exit code 0."""
+"""``reprokit status``: the disk the project's runs and stored objects use. Exit code 0; 2 for
+a path that is missing or not a folder."""
 
 from __future__ import annotations
 

@@ -78,6 +78,17 @@ class DiskUsage:
     shared_bytes: int  # of run_bytes, bytes stored once in the objects and linked
 
 
+def project_of(start: Path) -> Path:
+    """The root of the project ``start`` (an existing folder) is in; :class:`PathError` for
+    a path that is missing or not a folder (a mistyped path must not read as 0 bytes)."""
+    from reprokit.exceptions import PathError
+    from reprokit.recording.target import find_project_root
+
+    if not start.is_dir():
+        raise PathError(str(start), "not a folder" if start.exists() else "no such folder")
+    return find_project_root(start.resolve())
+
+
 def runs_folder(project_root: str | os.PathLike[str]) -> Path:
     return Path(project_root) / ".reprokit" / RUNS_DIR
 
