@@ -165,18 +165,36 @@ def fingerprint_texts(node: Any) -> tuple[CellFingerprint, ...]:
 
 
 def current_fingerprints(
-    reference: Sequence[CellFingerprint], node: Any, text_limit: int | None = None
+    reference: Sequence[CellFingerprint],
+    node: Any,
+    text_limit: int | None = None,
+    volatile: Sequence[VolatileCell] = (),
 ) -> tuple[CellFingerprint, ...]:
     """The executed notebook's fingerprints to compare with ``reference`` (a lock's). A cell
-    whose reference digest is that of its text as locks written before stream outputs were
-    merged have it (each output on a line of its own) is given that text, so such a lock
-    verifies as it did: only a cell whose kernel flushed elsewhere than then differs."""
+    whose text as locks written before stream outputs were merged have it (each output on a
+    line of its own) is the lock's, or alone has the shape of its volatile template, is given
+    that text, so such a lock verifies as it did: only a cell whose kernel flushed elsewhere
+    than then differs."""
     from reprokit.recording.lock import output_fingerprints
 
     merged = output_fingerprints(node, text_limit)
     split = output_fingerprints(node, text_limit, merge_streams=False)
     locked = {cell.index: cell.digest for cell in reference}
+    templates = {cell.index: cell for cell in volatile}
     return tuple(
-        old if old.digest != new.digest and locked.get(old.index) == old.digest else new
+        old
+        if old.digest != new.digest
+        and (locked.get(old.index) == old.digest or _shaped(templates.get(old.index), old, new))
+        else new
         for new, old in zip(merged, split, strict=True)
     )
+
+
+def _shaped(template: VolatileCell | None, old: CellFingerprint, new: CellFingerprint) -> bool:
+    """Whether only ``old``'s text has the shape of the volatile ``template``."""
+    if template is None or old.text is None or new.text is None:
+        return False
+    fits = [
+        mask_spans(template.literals, template.spans, t) is not None for t in (old.text, new.text)
+    ]
+    return fits == [True, False]

@@ -461,7 +461,7 @@ def _output_checks(
     from reprokit.compare.cells import current_fingerprints
 
     tolerance = Tolerance(rtol, atol) if rtol is not None or atol is not None else None
-    current = current_fingerprints(lock.outputs, node)
+    current = current_fingerprints(lock.outputs, node, None, lock.volatile)
     return compare_cell_outputs(lock.outputs, current, tolerance, volatile=lock.volatile)
 
 
@@ -494,7 +494,7 @@ def _divergent_cell(lock: Lock, node: Any) -> DivergentCell | None:
     from reprokit.compare.cells import current_fingerprints
     from reprokit.recording.lock_model import OUTPUT_TEXT_LIMIT
 
-    current = current_fingerprints(lock.outputs, node, OUTPUT_TEXT_LIMIT)
+    current = current_fingerprints(lock.outputs, node, OUTPUT_TEXT_LIMIT, lock.volatile)
     checks = compare_cell_outputs(lock.outputs, current, digests_only=True, volatile=lock.volatile)
     return _divergent_from(checks, detailed=False)
 
