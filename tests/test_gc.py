@@ -109,6 +109,30 @@ def test_a_live_session_folder_stays_until_its_run_ended(project: Path) -> None:
     assert disk_status(project).runs == 0
 
 
+def test_gc_while_record_writes_its_lock_leaves_the_run_folder_it_names(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The folder stays marked as being written until the lock naming it is written, not
+    only while its notebook runs (a stranger removed it with gc in between)."""
+    from run_helpers import write_notebook
+
+    import reprokit.api.record as recording
+
+    write_notebook(project / "nb.ipynb", ["%load_ext reprokit\n%repro start --seed 0", "x = 1"])
+    removed: list[object] = []
+    write_lock = recording.write_lock
+
+    def gc_first(lock: object, target: Path) -> object:
+        removed.extend(gc(project, keep=0).removed)
+        return write_lock(lock, target)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(recording, "write_lock", gc_first)
+    [outcome] = recording.record([project / "nb.ipynb"])
+    assert outcome.lock_path is not None and removed == []
+    assert Path(outcome.run.output_path).is_file()
+    assert not list(runs_folder(project).glob("*.active"))  # released once record is done
+
+
 @pytest.mark.parametrize("command", ["gc", "status"])
 def test_a_mistyped_path_is_a_usage_error_not_zero_bytes(tmp_path: Path, command: str) -> None:
     """docs/cli.md: a missing path exits 2. It used to print "0 B" (or remove nothing), exit 0."""

@@ -39,6 +39,7 @@ from reprokit.recording.lock import (
     lock_path_for,
     write_lock,
 )
+from reprokit.recording.retention import held_until_done
 from reprokit.recording.target import find_project_root
 from reprokit.report.describe import describe_no_results
 from reprokit.runner.plan import Progress, RunOutcome
@@ -70,11 +71,16 @@ def record(
     (``repeat``: each one N times, see the module docstring)."""
     again = repeat if repeat is not None else RepeatOptions()
     options = execution if execution is not None else ExecutionOptions()
-    outcomes = run(
-        notebooks, parameters=parameters, execution=options, progress=progress, copies=again.runs
-    )
-    groups = [outcomes[k : k + again.runs] for k in range(0, len(outcomes), again.runs)]
-    return [_write_reference(group, again, options.deterministic) for group in groups]
+    with held_until_done():  # gc leaves the run folders alone until the locks name them
+        outcomes = run(
+            notebooks,
+            parameters=parameters,
+            execution=options,
+            progress=progress,
+            copies=again.runs,
+        )
+        groups = [outcomes[k : k + again.runs] for k in range(0, len(outcomes), again.runs)]
+        return [_write_reference(group, again, options.deterministic) for group in groups]
 
 
 def _write_reference(

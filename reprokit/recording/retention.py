@@ -17,6 +17,7 @@ holds; ``mlflow gc`` deletes runs deleted in MLflow).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import fcntl
 import json
 import os
@@ -95,7 +96,37 @@ def runs_folder(project_root: str | os.PathLike[str]) -> Path:
 
 @contextlib.contextmanager
 def writing(folder: Path) -> Iterator[None]:
-    """Mark ``folder`` as being written for as long as the block runs (gc leaves it alone)."""
+    """Mark ``folder`` as being written for as long as the block runs (gc leaves it alone), or
+    until the end of the enclosing :func:`held_until_done` block."""
+    held = _held.get()
+    if held is not None:
+        held.enter_context(_marked(folder))
+        yield
+    else:
+        with _marked(folder):
+            yield
+
+
+@contextlib.contextmanager
+def held_until_done() -> Iterator[None]:
+    """Folders marked by :func:`writing` inside the block stay marked until it ends, not only
+    until their own ``with`` does: ``record`` writes its locks, which name the run folders,
+    after the notebooks ran, and ``gc`` must not remove those folders meanwhile."""
+    with contextlib.ExitStack() as stack:
+        token = _held.set(stack)
+        try:
+            yield
+        finally:
+            _held.reset(token)
+
+
+_held: contextvars.ContextVar[contextlib.ExitStack | None] = contextvars.ContextVar(
+    "reprokit_held_markers", default=None
+)
+
+
+@contextlib.contextmanager
+def _marked(folder: Path) -> Iterator[None]:
     marker = folder.with_name(folder.name + ACTIVE_SUFFIX)
     fd = hold_marker(marker)
     try:
