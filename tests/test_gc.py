@@ -118,7 +118,10 @@ def test_gc_while_record_writes_its_lock_leaves_the_run_folder_it_names(
 
     import reprokit.api.record as recording
 
-    write_notebook(project / "nb.ipynb", ["%load_ext reprokit\n%repro start --seed 0", "x = 1"])
+    write_notebook(
+        project / "nb.ipynb",
+        ["%load_ext reprokit\n%repro start --seed 0", "import reprokit\nreprokit.result('x', 1)"],
+    )
     removed: list[object] = []
     write_lock = recording.write_lock
 
