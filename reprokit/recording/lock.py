@@ -438,9 +438,19 @@ def _copy_array_file(data: ArrayData, base: Path, destination: Path) -> None:
         shown = str(folders[0] / data.file) if data.file else "<no file>"
         raise PathError(shown, "array file of a result not found; cannot copy it into the lock")
     with open_array_file(data, found[0]) as source:
-        if not _holds(destination, source, os.fstat(source.fileno()).st_size):
+        st = os.fstat(source.fileno())
+        if _is_file(destination, st):  # the lock's own sidecar, written again
+            return
+        if not _holds(destination, source, st.st_size):
             source.seek(0)
             atomic_copy(source, destination)
+
+
+def _is_file(path: Path, st: os.stat_result) -> bool:
+    try:
+        return os.path.samestat(path.lstat(), st)  # a link to it is replaced by a copy
+    except OSError:
+        return False
 
 
 def _holds(destination: Path, source: BinaryIO, size: int) -> bool:
