@@ -6,7 +6,7 @@ import contextlib
 import functools
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO, cast
 
@@ -17,6 +17,42 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+PARTIAL_SUFFIX = ".tmp"
+"""Every temporary file the writers here make is hidden (``.<name>.<random>.tmp``)."""
+
+
+def is_partial_write(name: str) -> bool:
+    """A file name this module's writers give a file before renaming it: a process killed
+    mid-write leaves it behind, and nothing may take it for the file it was to become."""
+    return name.startswith(".") and name.endswith(PARTIAL_SUFFIX)
+
+
+@contextlib.contextmanager
+def without_partial_writes(folder: Path) -> Iterator[Path]:
+    """``folder`` itself when no file under it is a partial write (:func:`is_partial_write`),
+    else a temporary copy without them (hard links where possible), removed afterwards: for
+    tools that take a whole folder, such as MLflow's ``log_artifacts``."""
+    import shutil
+
+    partial = any(is_partial_write(n) for _, _, names in os.walk(folder) for n in names)
+    if not partial:
+        yield folder
+        return
+    with tempfile.TemporaryDirectory(prefix="reprokit-upload-") as scratch:
+        view = Path(scratch) / folder.name
+
+        def link_or_copy(source: str, target: str) -> object:
+            try:
+                os.link(source, target)
+                return target
+            except OSError:
+                return shutil.copy2(source, target)
+
+        ignore = lambda _dir, names: [n for n in names if is_partial_write(n)]  # noqa: E731
+        shutil.copytree(folder, view, ignore=ignore, copy_function=link_or_copy, symlinks=True)
+        yield view
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
@@ -45,7 +81,7 @@ COPY_CHUNK = 1 << 20
 def _replace_durably(path: str | os.PathLike[str], fill: Callable[[BinaryIO], object]) -> None:
     """``fill`` a temporary file beside ``path``, fsync it and rename it over ``path``."""
     target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=PARTIAL_SUFFIX, dir=target.parent)
     try:
         os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as handle:
@@ -108,7 +144,7 @@ def write_then_name(folder: str | os.PathLike[str], fill: Callable[[BinaryIO], s
     loss in a crash of the machine (not of the process) is detected when they are read (the
     size their header declares), where waiting for the disk would cost more than writing.
     """
-    fd, tmp = tempfile.mkstemp(prefix=".write.", suffix=".tmp", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=".write.", suffix=PARTIAL_SUFFIX, dir=folder)
     try:
         os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as handle:

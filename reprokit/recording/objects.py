@@ -28,6 +28,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from reprokit._fsutil import is_partial_write
+
 OBJECTS_DIR = "objects"
 READ_ONLY = 0o444
 
@@ -119,6 +121,8 @@ def _files(folder: Path) -> Iterator[Path]:
     for directory, _, names in os.walk(folder):
         for name in sorted(names):
             path = Path(directory) / name
+            if is_partial_write(name):  # a killed writer's leftover, or one being written now
+                continue
             if path.is_file() and not path.is_symlink():
                 yield path
 

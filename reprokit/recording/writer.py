@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from reprokit._fsutil import without_partial_writes
 from reprokit.exceptions import RecordError
 from reprokit.notebook.files import mark_output_folder
 from reprokit.recording.mapping import DatasetSpec
@@ -245,7 +246,8 @@ class MlflowRunWriter:
             if local is not None:
                 link_tree(folder, local / artifact_path)
             else:
-                self._client.log_artifacts(self._run(), str(folder), artifact_path)
+                with without_partial_writes(folder) as view:
+                    self._client.log_artifacts(self._run(), str(view), artifact_path)
         except Exception as exc:
             raise self._fail(f"uploading {folder} as artifacts", exc) from exc
 
