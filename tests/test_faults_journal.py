@@ -85,6 +85,38 @@ def test_a_journal_that_reached_mlflow_once_is_not_a_second_run(project: Path) -
     assert run.info.status == "FINISHED"
 
 
+def test_a_replay_names_its_run_in_the_session_folder_and_uploads_no_partial_write(
+    project: Path,
+) -> None:
+    """A live session that ended before MLflow opened its run left ``run_id: null`` in its
+    ``run.json``: ``gc`` then deleted the folder although a lock named the run. And a kernel
+    killed mid-write left a temporary file that was uploaded as an artifact."""
+    from reprokit.api.gc import gc
+    from reprokit.recording.retention import runs_folder
+
+    folder = runs_folder(project) / "20260101T000000Z-aaaaaa"
+    folder.mkdir(parents=True)
+    (folder / "snapshot.json").write_text("{}")
+    (folder / "run.json").write_text(json.dumps({"notebook": "nb.ipynb", "run_id": None}))
+    (folder / ".results.json.k2j4.tmp").write_text("{")
+    path = _dead_journal(project, end="FINISHED")
+    with path.open("a") as handle:
+        handle.write(
+            json.dumps({"event": "upload", "artifact_path": "reprokit", "folder": str(folder)})
+        )
+        handle.write("\n")
+    (replayed,) = sync(project)
+    assert json.loads((folder / "run.json").read_text()) == {
+        "notebook": "nb.ipynb",
+        "run_id": replayed.run_id,
+    }
+    client = mlflow_client(tracking_uri(project))
+    names = {Path(f.path).name for f in client.list_artifacts(replayed.run_id, "reprokit")}
+    assert names == {"run.json", "snapshot.json"}
+    (project / "nb.repro.json").write_text(json.dumps({"run_id": replayed.run_id}))
+    assert gc(project, keep=0).removed == () and folder.is_dir()
+
+
 def test_a_failed_cell_makes_the_replayed_run_failed_and_a_live_journal_is_left_alone(
     project: Path,
 ) -> None:

@@ -4,14 +4,16 @@ every folder still being written; ``--dry-run`` deletes nothing; unlinked object
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from reprokit.api.gc import gc
 from reprokit.api.status import disk_status
+from reprokit.notebook.files import mark_output_folder
 from reprokit.recording.objects import intern_tree, objects_folder
-from reprokit.recording.retention import runs_folder, write_run_info, writing
+from reprokit.recording.retention import find_runs, runs_folder, write_run_info, writing
 from reprokit.report.disk import describe_gc
 
 
@@ -19,6 +21,7 @@ def _runner_run(root: Path, key: str, notebook: str, run_id: str, size: int = 10
     """A folder as ``reprokit run`` leaves it: runs/<batch>/<stem>/ and <stem>.run.json."""
     unit = runs_folder(root) / key / Path(notebook).stem
     unit.mkdir(parents=True)
+    mark_output_folder(unit.parent)  # as the runner marks its batch folder
     (unit / f"{Path(notebook).name}").write_bytes(key.encode() * size)
     (unit / "arrays.npy").write_bytes(b"same content in every run" * 100)
     intern_tree(unit, objects_folder(root))
@@ -148,3 +151,45 @@ def test_a_mistyped_path_is_a_usage_error_not_zero_bytes(tmp_path: Path, command
         result = CliRunner().invoke(main, [command, str(tmp_path / path)])
         assert result.exit_code == 2, result.output
         assert result.output.strip() == f"reprokit: error: {tmp_path / path}: {why}"
+
+
+def _session_folder(root: Path, key: str, files: dict[str, bytes]) -> Path:
+    folder = runs_folder(root) / key
+    for name, data in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+    return folder
+
+
+def test_a_session_killed_before_its_first_file_was_whole_is_one_run_and_goes_whole(
+    tmp_path: Path,
+) -> None:
+    """A kernel killed right after ``%repro start`` leaves a partial write and ``arrays/``: that
+    used to be taken for a runner's batch, its ``arrays/`` for a run, and never went."""
+    folder = _session_folder(
+        tmp_path,
+        "20260101T000000Z-aaaaaa",
+        {".snapshot.json.k2j4.tmp": b"{", "arrays/.write.x8.tmp": b"\x93NUMPY"},
+    )
+    bare = _session_folder(tmp_path, "20260101T000001Z-bbbbbb", {"arrays/r.npy": b"x"})
+    found = find_runs(tmp_path)
+    assert [(Path(e.path), e.notebook) for e in found] == [
+        (folder, "(no notebook)"),
+        (bare, "(no notebook)"),
+    ]
+    assert disk_status(tmp_path).runs == 2
+    gc(tmp_path, keep=0)
+    assert not folder.exists() and not bare.exists()
+
+
+def test_of_two_runs_started_in_one_second_the_later_stays(tmp_path: Path) -> None:
+    """Run folders are named by the second they started in and a random suffix: the suffix
+    used to decide which of two runs of one second was the last."""
+    info = b'{"notebook": "nb.ipynb", "run_id": null}'
+    later = _session_folder(tmp_path, "20260101T000000Z-000000", {"run.json": info})
+    earlier = _session_folder(tmp_path, "20260101T000000Z-ffffff", {"run.json": info})
+    os.utime(earlier, ns=(1_000_000_000, 1_000_000_000))
+    os.utime(later, ns=(2_000_000_000, 2_000_000_000))
+    result = gc(tmp_path, keep=1)
+    assert [Path(e.path) for e in result.removed] == [earlier]
+    assert later.exists()

@@ -26,11 +26,10 @@ from pathlib import Path
 from typing import BinaryIO
 
 from reprokit._fsutil import atomic_write_bytes, atomic_write_text, write_then_name
-from reprokit.recording.retention import ACTIVE_SUFFIX, hold_marker, release_marker
+from reprokit.recording.retention import ACTIVE_SUFFIX, ARRAYS, hold_marker, release_marker
 
 OUTPUT_DIR_ENV = "REPROKIT_OUTPUT_DIR"
 ARTIFACT_PATH = "reprokit"
-ARRAYS = "arrays"
 
 
 class RunFolder:

@@ -22,6 +22,7 @@ from reprokit.results.model import Result
 MAX_TAG_LENGTH = 8000  # MLflow's limit on a tag value (longer ones are truncated, we say so)
 MAX_DATASET_DIGEST = 36  # MLflow's column width for a dataset digest
 _METRIC_KEY_BAD = re.compile(r"[^A-Za-z0-9_\-. :/]")
+SOURCE_NAME_TAG = "mlflow.source.name"  # the notebook a run came from (MLflow's own tag)
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ def run_tags(
     if note:
         tags["mlflow.note.content"] = _clip(note)
     if notebook:
-        tags["mlflow.source.name"] = notebook
+        tags[SOURCE_NAME_TAG] = notebook
     if local_dir:
         tags["reprokit.local_dir"] = local_dir
     if git.available and git.commit:

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from reprokit._fsutil import atomic_write_text, locked_by_another
+from reprokit._fsutil import atomic_write_text, is_partial_write, locked_by_another
+from reprokit.notebook.files import OUTPUT_MARKER
 from reprokit.recording.journal import pending_journals, read_journal
 from reprokit.recording.lock_checks import MAX_LOCK_BYTES
 from reprokit.recording.objects import objects_folder, unreferenced_objects
@@ -36,6 +37,7 @@ from reprokit.recording.objects import objects_folder, unreferenced_objects
 RUNS_DIR = "runs"
 ACTIVE_SUFFIX = ".active"
 RUN_INFO_SUFFIX = ".run.json"
+ARRAYS = "arrays"  # a session folder's arrays (see reprokit.recording.folder)
 SESSION = "(no notebook)"  # the group of session runs that did not know their notebook
 DEFAULT_KEEP = 10
 """Runs kept per notebook by ``reprokit gc`` when ``--keep`` is not given."""
@@ -52,7 +54,7 @@ class RunEntry:
 
     path: str
     notebook: str  # the notebook's path as recorded, else the folder's stem
-    key: str  # sorts by creation time (the batch folder's UTC name)
+    key: str  # sorts by time (the batch folder's UTC name, then the folder's mtime)
     run_id: str | None = None
 
 
@@ -165,6 +167,24 @@ def write_run_info(folder: Path, notebook: str, run_id: str | None) -> None:
         atomic_write_text(folder.with_name(folder.name + RUN_INFO_SUFFIX), json.dumps(info))
 
 
+def name_session_run(folder: Path, run_id: str, notebook: str | None) -> None:
+    """Write ``run_id`` into the ``run.json`` of a session's run folder that does not name its
+    MLflow run yet: a kernel that ended before MLflow opened its run left ``run_id`` empty (or
+    no ``run.json`` at all), and the run was opened later from its journal. Without it, ``gc``
+    would not see that a lock names the folder's run. Best effort; an unreadable ``run.json``
+    is left as it is."""
+    path = folder / "run.json"
+    if not path.exists() and not (folder / "snapshot.json").exists():
+        return  # not a session's folder (a runner's output folder names its run beside it)
+    info = _read_info(path)
+    if isinstance(info.get("run_id"), str) or (not info and path.exists()):
+        return
+    if not isinstance(info.get("notebook"), str) and notebook:
+        info["notebook"] = notebook
+    with contextlib.suppress(OSError):
+        atomic_write_text(path, json.dumps(info | {"run_id": run_id}, indent=2))
+
+
 def _read_info(path: Path, limit: int = 1_000_000) -> dict[str, object]:
     """A JSON object read from a regular file of at most ``limit`` bytes; else empty."""
     with contextlib.suppress(OSError, ValueError, RecursionError):
@@ -190,13 +210,51 @@ def find_runs(project_root: str | os.PathLike[str]) -> list[RunEntry]:
     found: list[RunEntry] = []
     base = runs_folder(project_root)
     for batch in sorted(p for p in base.iterdir() if p.is_dir()) if base.is_dir() else ():
-        if (batch / "run.json").is_file() or (batch / "snapshot.json").is_file():
-            found.append(_entry(batch, _read_info(batch / "run.json"), batch.name, SESSION))
+        if _is_session(batch):
+            found.append(_entry(batch, _read_info(batch / "run.json"), _key(batch), SESSION))
             continue
         for unit in sorted(p for p in batch.iterdir() if p.is_dir()):
             info = _read_info(unit.with_name(unit.name + RUN_INFO_SUFFIX))
-            found.append(_entry(unit, info, batch.name, unit.name))
+            found.append(_entry(unit, info, _key(batch, unit), unit.name))
     return found
+
+
+def _key(batch: Path, folder: Path | None = None) -> str:
+    """Sorts runs by time: the UTC second in the batch's name, then (two runs started in
+    the same second) the time the run folder last changed."""
+    try:
+        changed = (folder or batch).stat().st_mtime_ns
+    except OSError:
+        changed = 0
+    return f"{batch.name.partition('-')[0]}.{changed:020d}"
+
+
+_SESSION_FILES = {"run.json", "snapshot.json", "requirements.txt", "data.json", "seeds.json"}
+
+
+def _is_session(folder: Path) -> bool:
+    """A session's run folder, not a runner's batch of notebook folders: a session writes
+    its files (:mod:`~reprokit.recording.folder`) straight into it, a runner only folders
+    and their ``<stem>.run.json``. A session killed before its first file was whole has left
+    at most a partial write and ``arrays/``."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return False
+    if _SESSION_FILES.intersection(names):
+        return True
+    if any(n.endswith(RUN_INFO_SUFFIX) for n in names):
+        return False
+    if any(is_partial_write(n) for n in names):
+        return True
+    return names == [ARRAYS] and not any(n.endswith(".ipynb") for n in _names(folder / ARRAYS))
+
+
+def _names(folder: Path) -> list[str]:
+    try:
+        return os.listdir(folder)
+    except OSError:
+        return []
 
 
 def locked_run_ids(project_root: str | os.PathLike[str]) -> set[str]:
@@ -302,9 +360,13 @@ def collect(project_root: str | os.PathLike[str], keep: int) -> GcResult:
 
 
 def _remove_if_empty(folder: Path, base: Path) -> None:
+    """Remove a runner's batch folder whose last notebook folder went (with the marker that
+    keeps notebook discovery out of it); a folder holding anything else stays."""
     if folder.resolve() == base.resolve() or _is_active(folder):
         return
     with contextlib.suppress(OSError):
+        if os.listdir(folder) == [OUTPUT_MARKER]:
+            (folder / OUTPUT_MARKER).unlink()
         folder.rmdir()
         with contextlib.suppress(OSError):
             folder.with_name(folder.name + ACTIVE_SUFFIX).unlink()
@@ -346,6 +408,7 @@ __all__ = [
     "disk_usage",
     "find_runs",
     "locked_run_ids",
+    "name_session_run",
     "plan_gc",
     "runs_folder",
     "write_run_info",
