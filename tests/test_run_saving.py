@@ -5,6 +5,8 @@ serialisation (papermill's and reprokit's) goes."""
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,11 +50,13 @@ def test_the_manager_writes_at_most_once_per_interval_and_always_at_the_end(
     started = time.monotonic()
     manager = ThrottledManager(node, output_path=str(output), progress_bar=False)
     manager.notebook_start()
+    assert output.is_file()  # a runner killed from now on leaves a notebook
     for index, cell in enumerate(node.cells):  # what papermill's client does per cell
         manager.cell_start(cell, index)
         manager.cell_complete(cell, index)
     manager.notebook_complete()
-    assert 1 <= len(writes) <= 1 + int((time.monotonic() - started) / SAVE_INTERVAL_S)
+    # once at the start, then at most once per interval, and at the end
+    assert 2 <= len(writes) <= 2 + int((time.monotonic() - started) / SAVE_INTERVAL_S)
     saved = nbformat.read(output, as_version=4)
     assert {c.metadata.papermill["status"] for c in saved.cells} == {"completed"}
     assert all(c.metadata.papermill["duration"] >= 0 for c in saved.cells)
@@ -102,3 +106,39 @@ def test_a_kernel_dying_between_saves_keeps_every_cell_before_it(
     assert printed == [f"cell {i}\n" for i in range(40)]  # every cell before the fault
     assert cells[41].outputs == []
     assert [o.ename for o in cells[40].outputs if o.output_type == "error"] == ["DeadKernelError"]
+
+
+def test_a_long_silent_cell_does_not_keep_the_cells_before_it_off_the_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cell that prints nothing for an hour used to leave the notebook as of the last save
+    before it: the cells that ended within the save interval before it were not on disk (and
+    none at all when it started within the first interval), so a ``SIGKILL`` lost them."""
+    import reprokit.runner._outputs as outputs
+    import reprokit.runner._saving as saving
+
+    monkeypatch.setattr(saving, "SAVE_INTERVAL_S", 0.5)
+    monkeypatch.setattr(outputs, "SAVE_CHECK_S", 0.1)
+    wait = "import pathlib, time\nwhile not pathlib.Path('go').exists():\n    time.sleep(0.05)"
+    source = write_notebook(tmp_path / "long.ipynb", ["print('first')", wait])
+    output = tmp_path / "out" / "long.ipynb"
+    seen: list[str] = []
+
+    def watch() -> None:  # the notebook on disk while the second cell waits
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not seen:
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                cell = nbformat.read(output, as_version=4).cells[0]
+                seen.extend(o.get("text", "") for o in cell.outputs)
+            time.sleep(0.05)
+        (tmp_path / "go").touch()
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        outcome = execute_notebook(load_notebook(source), output, cwd=tmp_path)
+    finally:
+        (tmp_path / "go").touch()
+        watcher.join()
+    assert outcome.ok, outcome
+    assert seen == ["first\n"]

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import queue
 import time
@@ -29,7 +30,7 @@ from papermill.utils import merge_kwargs, remove_args  # type: ignore[import-unt
 
 from reprokit._fsutil import atomic_write_text
 from reprokit.capturing.redact import redact_text
-from reprokit.runner._saving import execute_with_throttled_saves
+from reprokit.runner._saving import SAVE_CHECK_S, execute_with_throttled_saves
 
 MAX_CELL_OUTPUT = 4 * 1024 * 1024  # bytes of output kept per cell; REPROKIT_MAX_CELL_OUTPUT
 ENGINE_NAME = "reprokit"
@@ -53,6 +54,35 @@ class BoundedClient(PapermillNotebookClient):  # type: ignore[misc]
     def papermill_execute_cells(self) -> None:
         super().papermill_execute_cells()
         self._settle_run_folder()
+
+    async def async_execute_cell(
+        self,
+        cell: NotebookNode,
+        cell_index: int,
+        execution_count: int | None = None,
+        store_history: bool = True,
+    ) -> NotebookNode:
+        """nbclient's, with the manager asked meanwhile to write what it held back (see
+        :mod:`reprokit.runner._saving`): a long silent cell must not keep the notebook as it
+        was some cells before it."""
+        saver = asyncio.ensure_future(self._save_while_running())
+        try:
+            return await super().async_execute_cell(  # type: ignore[no-any-return]
+                cell, cell_index, execution_count, store_history
+            )
+        finally:
+            saver.cancel()
+
+    execute_cell = run_sync(async_execute_cell)
+
+    async def _save_while_running(self) -> None:
+        save_if_due = getattr(self.nb_man, "save_if_due", None)
+        while save_if_due is not None:
+            await asyncio.sleep(SAVE_CHECK_S)
+            try:
+                save_if_due()
+            except OSError:  # a full disk: the save at the cell's end raises it, not this
+                return
 
     def _settle_run_folder(self) -> None:
         """Let reprokit in the kernel finish writing its run's folder (it writes on a thread,

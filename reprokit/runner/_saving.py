@@ -6,17 +6,21 @@ rewrites the whole notebook at the start and the end of every cell: for ``n`` ce
 minutes where nbclient alone takes seconds). :class:`ThrottledManager` keeps papermill's
 bookkeeping (its metadata, cell statuses and times) but writes the file only
 
-- while cells run, at most once every :data:`SAVE_INTERVAL_S` seconds (the first time
-  :data:`SAVE_INTERVAL_S` after the start), and never more often than keeps writing under
-  :data:`SAVE_SHARE` of the time (a huge notebook is saved less often);
+- once when execution starts (so a runner killed at any moment leaves a notebook);
+- while cells run, when something changed (a cell started or ended, an output arrived) and
+  the last write is :data:`SAVE_INTERVAL_S` seconds old, and never more often than keeps
+  writing under :data:`SAVE_SHARE` of the time (a huge notebook is saved less often). A
+  change the throttle held back is written once it is due even if nothing else happens: the
+  client asks :meth:`ThrottledManager.save_if_due` every :data:`SAVE_CHECK_S` seconds while a
+  cell runs, so a long silent cell does not keep the cells before it off the disk;
 - and when execution ends, however it ends: a timeout, a dead kernel, a killed or interrupted
   runner, any exception out of the engine. When the engine returns normally (all cells ran,
   or one raised and execution stopped there), papermill itself writes the notebook next, so
   the manager does not write it a second time.
 
-So the partial notebook is on disk whenever the runner reports; in between, a reader of the
-file sees it at most a few seconds behind. A run of ``n`` short cells writes the notebook a
-constant number of times, not ``2n``.
+So the partial notebook is on disk whenever the runner reports, and in between a reader of
+the file (or what a ``SIGKILL`` leaves) is at most about :data:`SAVE_INTERVAL_S` seconds
+behind. A run of ``n`` short cells writes the notebook a constant number of times, not ``2n``.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from papermill.engines import NotebookExecutionManager  # type: ignore[import-un
 
 SAVE_INTERVAL_S = 5.0  # at most one whole write per interval while cells run
 SAVE_SHARE = 0.05  # and writing takes at most this share of the time between writes
+SAVE_CHECK_S = 1.0  # while a cell runs, how often a held-back change is checked for
 
 
 class ThrottledManager(NotebookExecutionManager):  # type: ignore[misc]
@@ -36,8 +41,8 @@ class ThrottledManager(NotebookExecutionManager):  # type: ignore[misc]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # monotonic time before which a save request is skipped
-        self._next_save = time.monotonic() + SAVE_INTERVAL_S
+        self._next_save = 0.0  # monotonic time before which a save request is held back
+        self._held_back = False  # a change is not on disk yet
         self._final_save = True
 
     def save(self, **kwargs: Any) -> None:
@@ -45,11 +50,23 @@ class ThrottledManager(NotebookExecutionManager):  # type: ignore[misc]
         if time.monotonic() < self._next_save:
             if kwargs.get("nb") is not None:  # papermill's catch_nb_assignment contract
                 self.nb = kwargs["nb"]
+            self._held_back = True
             return
         started = time.monotonic()
         super().save(**kwargs)
+        self._held_back = False
         spent = time.monotonic() - started
         self._next_save = time.monotonic() + max(SAVE_INTERVAL_S, spent / SAVE_SHARE)
+
+    def autosave_cell(self) -> None:
+        """Called by papermill's client after each message of a running cell: an output may
+        have arrived, so it is written once due (papermill's own waits 30 s)."""
+        self.save()
+
+    def save_if_due(self) -> None:
+        """Write a change that :meth:`save` held back, once it is due."""
+        if self._held_back and time.monotonic() >= self._next_save:
+            self.save()
 
     def cell_complete(self, cell: Any, cell_index: int | None = None, **kwargs: Any) -> None:
         """papermill's, without its per-cell ``dateutil`` parse of the start time it wrote
