@@ -163,7 +163,7 @@ def locked_by_another(path: str | os.PathLike[str]) -> bool:
     import fcntl
 
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO put there must not hang
     except OSError:
         return False
     try:

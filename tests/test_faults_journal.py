@@ -117,6 +117,41 @@ def test_a_replay_names_its_run_in_the_session_folder_and_uploads_no_partial_wri
     assert gc(project, keep=0).removed == () and folder.is_dir()
 
 
+def test_a_replay_names_its_run_beside_a_runners_output_folder(project: Path) -> None:
+    """A runner killed before it wrote ``<stem>.run.json``: ``sync`` opens the run from the
+    journal, and gc must see the run id there (it deleted a folder a lock named)."""
+    from reprokit.recording.retention import find_runs, runs_folder
+
+    unit = runs_folder(project) / "20260101T000000Z-aaaaaa" / "a"
+    unit.mkdir(parents=True)
+    (unit / "a.ipynb").write_text("{}")
+    notebook = str(project / "a.ipynb")
+    path = _dead_journal(project, end="FINISHED")
+    with path.open("a") as handle:
+        handle.write(
+            json.dumps({"event": "upload", "artifact_path": "reprokit", "folder": str(unit)})
+        )
+        handle.write("\n")
+        handle.write(json.dumps({"event": "log", "tags": {"mlflow.source.name": notebook}}))
+        handle.write("\n")
+    (replayed,) = sync(project)
+    info = json.loads((unit.parent / "a.run.json").read_text())
+    assert info == {"notebook": notebook, "run_id": replayed.run_id}
+    assert [(e.notebook, e.run_id) for e in find_runs(project)] == [(notebook, replayed.run_id)]
+
+
+def test_a_folder_or_fifo_named_as_a_journal_is_not_one(project: Path) -> None:
+    """A stranger's ``mkdir``/``mkfifo`` there: sync printed a traceback, gc and sync hung."""
+    folder = journal_folder(project)
+    folder.mkdir(parents=True)
+    (folder / "20200101T000002Z-dir.jsonl").mkdir()
+    os.mkfifo(folder / "20200101T000009Z-33333333.jsonl")
+    for args in (["sync"], ["gc", "--dry-run"]):
+        done = run_cli(args, project)
+        assert done.returncode == 0, done.stderr
+        assert "Traceback" not in done.stderr
+
+
 def test_a_failed_cell_makes_the_replayed_run_failed_and_a_live_journal_is_left_alone(
     project: Path,
 ) -> None:

@@ -139,7 +139,7 @@ def test_gc_while_record_writes_its_lock_leaves_the_run_folder_it_names(
     assert not list(runs_folder(project).glob("*.active"))  # released once record is done
 
 
-@pytest.mark.parametrize("command", ["gc", "status"])
+@pytest.mark.parametrize("command", ["gc", "status", "sync"])
 def test_a_mistyped_path_is_a_usage_error_not_zero_bytes(tmp_path: Path, command: str) -> None:
     """docs/cli.md: a missing path exits 2. It used to print "0 B" (or remove nothing), exit 0."""
     from click.testing import CliRunner
@@ -193,3 +193,51 @@ def test_of_two_runs_started_in_one_second_the_later_stays(tmp_path: Path) -> No
     result = gc(tmp_path, keep=1)
     assert [Path(e.path) for e in result.removed] == [earlier]
     assert later.exists()
+
+
+def test_gc_never_follows_a_link_in_the_runs_folder(tmp_path: Path, runs: dict[str, Path]) -> None:
+    """A stranger linked a folder of the project's data (and one outside it) into the runs
+    folder: gc took the link for a batch and deleted the data it led to."""
+    data = tmp_path / "data"
+    (data / "raw").mkdir(parents=True)
+    (data / "raw" / "a.csv").write_text("keep me")
+    outside = tmp_path.parent / f"{tmp_path.name}-outside"
+    (outside / "important").mkdir(parents=True)
+    (outside / "important" / "b.csv").write_text("keep me too")
+    base = runs_folder(tmp_path)
+    (base / "20200102T000000Z-linked").symlink_to(data, target_is_directory=True)
+    (base / "20200103T000000Z-away").symlink_to(outside, target_is_directory=True)
+    (runs["a1"].parent / "unit").symlink_to(outside / "important", target_is_directory=True)
+    listed = {Path(e.path) for e in find_runs(tmp_path)}
+    assert listed == set(runs.values())
+    assert disk_status(tmp_path).runs == 6
+    result = gc(tmp_path, keep=0)
+    assert {Path(e.path) for e in result.removed} == set(runs.values())
+    assert (data / "raw" / "a.csv").read_text() == "keep me"
+    assert (outside / "important" / "b.csv").read_text() == "keep me too"
+
+
+def test_an_empty_run_folder_and_a_stale_marker_go(tmp_path: Path) -> None:
+    """A kernel killed right after ``%repro start`` made its folder: an empty folder (and a
+    marker nobody holds) that status did not count and gc never removed."""
+    empty = runs_folder(tmp_path) / "20260101T000000Z-aaaaaa"
+    empty.mkdir(parents=True)
+    marker = runs_folder(tmp_path) / "20260101T000000Z-aaaaaa.active"
+    orphan = runs_folder(tmp_path) / "20260101T000001Z-bbbbbb.active"
+    young = runs_folder(tmp_path) / "20260101T000002Z-cccccc.active"
+    for path in (marker, orphan, young):
+        path.touch()
+    for path in (marker, orphan):
+        os.utime(path, (1_000_000_000, 1_000_000_000))
+    assert disk_status(tmp_path).runs == 1
+    assert [Path(e.path) for e in gc(tmp_path, keep=0).removed] == [empty]
+    assert not empty.exists() and not marker.exists() and not orphan.exists()
+    assert young.exists()  # may be a marker made just before its folder
+
+
+def test_a_removed_folder_is_shown_on_one_line(tmp_path: Path) -> None:
+    from reprokit.report.disk import describe_gc
+
+    _runner_run(tmp_path, "20260101T000000Z-aaaaaa", "nb\nx.ipynb", "r1")
+    lines = describe_gc(gc(tmp_path, keep=0), tmp_path)
+    assert lines[0] == "removed  .reprokit/runs/20260101T000000Z-aaaaaa/nb\\nx"

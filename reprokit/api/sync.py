@@ -16,6 +16,7 @@ from pathlib import Path
 from reprokit.recording.handoff import wait_for_writers
 from reprokit.recording.journal import pending_journals as pending
 from reprokit.recording.replay import Replay, replay_pending
+from reprokit.recording.retention import project_of
 from reprokit.recording.target import resolve_target, sqlite_path
 from reprokit.recording.writer import MlflowRunWriter
 
@@ -34,8 +35,10 @@ def sync(
     recorded for another store is listed as ``elsewhere`` and kept. With ``wait``, first wait
     up to that many seconds for the background writers that ``end`` started
     (:mod:`reprokit.recording.handoff`): then every ended run is in MLflow when this returns.
-    Raises :class:`~reprokit.exceptions.RecordError` when the store cannot be opened.
+    Raises :class:`~reprokit.exceptions.RecordError` when the store cannot be opened,
+    :class:`~reprokit.exceptions.PathError` when ``start`` is not a folder.
     """
+    project_of(Path(start))  # a mistyped path must not read as "nothing to replay"
     target = resolve_target(start=Path(start), tracking_uri=tracking_uri)
     if wait is not None:
         wait_for_writers(target.project_root, wait)

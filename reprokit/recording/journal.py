@@ -24,6 +24,7 @@ import fcntl
 import json
 import os
 import secrets
+import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -223,5 +224,12 @@ def _metric(raw: Any) -> tuple[str, float, int, int]:
 def pending_journals(project_root: str | os.PathLike[str]) -> Iterator[Path]:
     """Every journal of the project, oldest first (whether its owner is alive is not known)."""
     folder = journal_folder(project_root)
-    if folder.is_dir():
-        yield from sorted(folder.glob(f"*{SUFFIX}"))
+    if folder.is_dir():  # regular files only: a folder or a FIFO named so is not a journal
+        yield from sorted(p for p in folder.glob(f"*{SUFFIX}") if _is_regular(p))
+
+
+def _is_regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(path.lstat().st_mode)
+    except OSError:
+        return False

@@ -26,7 +26,7 @@ from reprokit.recording.journal import (
     read_journal,
 )
 from reprokit.recording.mapping import SOURCE_NAME_TAG, DatasetSpec
-from reprokit.recording.retention import name_session_run
+from reprokit.recording.retention import name_run
 from reprokit.recording.writer import MlflowRunWriter, RunEndStatus, now_ms
 
 _END_STATUSES: tuple[RunEndStatus, ...] = ("FINISHED", "FAILED", "KILLED")
@@ -70,7 +70,7 @@ def replay_state(state: JournalState, writer: MlflowRunWriter, journal: Journal 
         writer.log_datasets([DatasetSpec(**spec) for spec in state.datasets])
     for artifact_path, folder in state.uploads.items():
         if Path(folder).is_dir():  # a run folder removed since: the rest is still worth having
-            name_session_run(Path(folder), run_id, state.tags.get(SOURCE_NAME_TAG))
+            name_run(Path(folder), run_id, state.tags.get(SOURCE_NAME_TAG))
             writer.upload(Path(folder), artifact_path)
     writer.close(_status(state), state.end_ms or now_ms())
     if journal is not None:

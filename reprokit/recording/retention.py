@@ -22,6 +22,7 @@ import fcntl
 import json
 import os
 import shutil
+import stat
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -167,20 +168,20 @@ def write_run_info(folder: Path, notebook: str, run_id: str | None) -> None:
         atomic_write_text(folder.with_name(folder.name + RUN_INFO_SUFFIX), json.dumps(info))
 
 
-def name_session_run(folder: Path, run_id: str, notebook: str | None) -> None:
-    """Write ``run_id`` into the ``run.json`` of a session's run folder that does not name its
-    MLflow run yet: a kernel that ended before MLflow opened its run left ``run_id`` empty (or
-    no ``run.json`` at all), and the run was opened later from its journal. Without it, ``gc``
-    would not see that a lock names the folder's run. Best effort; an unreadable ``run.json``
-    is left as it is."""
-    path = folder / "run.json"
-    if not path.exists() and not (folder / "snapshot.json").exists():
-        return  # not a session's folder (a runner's output folder names its run beside it)
+def name_run(folder: Path, run_id: str, notebook: str | None) -> None:
+    """Write ``run_id`` where ``gc`` looks for the MLflow run of ``folder``, unless a run id is
+    there already: a session's ``run.json``, a runner's ``<stem>.run.json`` beside its output
+    folder. A session that ended before MLflow opened its run left ``run_id`` empty (or no
+    ``run.json``), a runner killed before it wrote the file left none; the run was then opened
+    from its journal, and without this ``gc`` would not see that a lock names it. Best effort;
+    an unreadable file is left as it is."""
+    session = (folder / "run.json").exists() or (folder / "snapshot.json").exists()
+    path = folder / "run.json" if session else folder.with_name(folder.name + RUN_INFO_SUFFIX)
     info = _read_info(path)
-    if isinstance(info.get("run_id"), str) or (not info and path.exists()):
+    if isinstance(info.get("run_id"), str) or (not info and os.path.lexists(path)):
         return
-    if not isinstance(info.get("notebook"), str) and notebook:
-        info["notebook"] = notebook
+    if not isinstance(info.get("notebook"), str) and (notebook or not session):
+        info["notebook"] = notebook or folder.name
     with contextlib.suppress(OSError):
         atomic_write_text(path, json.dumps(info | {"run_id": run_id}, indent=2))
 
@@ -209,14 +210,24 @@ def find_runs(project_root: str | os.PathLike[str]) -> list[RunEntry]:
     """Every run folder of the project, oldest first."""
     found: list[RunEntry] = []
     base = runs_folder(project_root)
-    for batch in sorted(p for p in base.iterdir() if p.is_dir()) if base.is_dir() else ():
+    for batch in _folders(base):
         if _is_session(batch):
             found.append(_entry(batch, _read_info(batch / "run.json"), _key(batch), SESSION))
             continue
-        for unit in sorted(p for p in batch.iterdir() if p.is_dir()):
+        for unit in _folders(batch):
             info = _read_info(unit.with_name(unit.name + RUN_INFO_SUFFIX))
             found.append(_entry(unit, info, _key(batch, unit), unit.name))
     return found
+
+
+def _folders(parent: Path) -> list[Path]:
+    """The folders in ``parent``, sorted; never a symbolic link (gc deletes what it lists, and
+    a link may lead anywhere: into the project's data, outside it)."""
+    try:
+        with os.scandir(parent) as entries:
+            return sorted(Path(e.path) for e in entries if e.is_dir(follow_symlinks=False))
+    except OSError:
+        return []
 
 
 def _key(batch: Path, folder: Path | None = None) -> str:
@@ -241,8 +252,8 @@ def _is_session(folder: Path) -> bool:
         names = os.listdir(folder)
     except OSError:
         return False
-    if _SESSION_FILES.intersection(names):
-        return True
+    if _SESSION_FILES.intersection(names) or not set(names) - {OUTPUT_MARKER}:
+        return True  # an empty folder: a process killed right after making it
     if any(n.endswith(RUN_INFO_SUFFIX) for n in names):
         return False
     if any(is_partial_write(n) for n in names):
@@ -344,19 +355,48 @@ def _files(folder: Path) -> Iterator[Path]:
 def collect(project_root: str | os.PathLike[str], keep: int) -> GcResult:
     """Delete the run folders :func:`plan_gc` lets go, then the objects nobody links."""
     plan = plan_gc(project_root, keep)
-    for entry in plan.removed:
-        if _is_active(Path(entry.path)):  # started writing since the plan: leave it
-            continue
-        folder = Path(entry.path)
-        shutil.rmtree(folder, ignore_errors=True)
-        for suffix in (RUN_INFO_SUFFIX, ACTIVE_SUFFIX):
-            with contextlib.suppress(OSError):
-                folder.with_name(folder.name + suffix).unlink()
-        _remove_if_empty(folder.parent, runs_folder(project_root))
+    base = runs_folder(project_root)
+    removed = tuple(entry for entry in plan.removed if _remove_run(Path(entry.path), base))
+    _remove_stale_markers(base)
     for path, _ in list(unreferenced_objects(objects_folder(project_root))):
         with contextlib.suppress(OSError):
             path.unlink()
-    return GcResult(plan.removed, plan.kept, plan.objects_removed, plan.bytes_freed, False)
+    return GcResult(removed, plan.kept, plan.objects_removed, plan.bytes_freed, False)
+
+
+def _remove_run(folder: Path, base: Path) -> bool:
+    """Delete one run folder (a real folder at most two levels below ``base``, never through
+    a link) and what describes it beside it; False when it stays."""
+    if _is_active(folder) or folder.is_symlink() or folder.parent.is_symlink():
+        return False  # started writing since the plan; or a link, which gc never follows
+    if base.resolve() not in folder.resolve().parents:
+        return False
+    shutil.rmtree(folder, ignore_errors=True)
+    if folder.exists():
+        return False
+    for suffix in (RUN_INFO_SUFFIX, ACTIVE_SUFFIX):
+        with contextlib.suppress(OSError):
+            folder.with_name(folder.name + suffix).unlink()
+    _remove_if_empty(folder.parent, base)
+    return True
+
+
+def _remove_stale_markers(base: Path) -> None:
+    """``<folder>.active`` files that no process holds, whose folder is gone (a process
+    killed as it made them), and that are not new (one may be made before its folder)."""
+    import time
+
+    for marker in base.glob(f"*{ACTIVE_SUFFIX}") if base.is_dir() else ():
+        folder = marker.with_name(marker.name.removesuffix(ACTIVE_SUFFIX))
+        with contextlib.suppress(OSError):
+            st = marker.lstat()
+            if folder.exists() or folder.is_symlink() or not stat.S_ISREG(st.st_mode):
+                continue
+            if time.time() - st.st_mtime > _STALE_MARKER_S and not locked_by_another(marker):
+                marker.unlink()
+
+
+_STALE_MARKER_S = 60.0
 
 
 def _remove_if_empty(folder: Path, base: Path) -> None:
@@ -408,7 +448,7 @@ __all__ = [
     "disk_usage",
     "find_runs",
     "locked_run_ids",
-    "name_session_run",
+    "name_run",
     "plan_gc",
     "runs_folder",
     "write_run_info",

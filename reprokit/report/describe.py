@@ -232,13 +232,15 @@ def describe_replay(replay: Replay, base: Path | None = None) -> str:
 
 
 def relative_path(path: str, base: Path | None) -> str:
-    """``path`` relative to ``base`` when it is inside it, else as given."""
-    if base is None:
-        return path
-    try:
-        return str(Path(path).relative_to(base))
-    except ValueError:
-        return path
+    """``path`` relative to ``base`` when it is inside it, else as given; on one line (a
+    newline or other control character in a name is shown escaped, as Python writes it)."""
+    shown = path
+    if base is not None:
+        try:
+            shown = str(Path(path).relative_to(base))
+        except ValueError:
+            pass
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in shown)
 
 
 def describe_cached_env(env: CachedEnv) -> str:
