@@ -69,6 +69,12 @@ def test_an_object_nobody_links_is_garbage(tmp_path: Path) -> None:
     assert obj is not None and list(unreferenced_objects(store)) == []
     (run / "a").unlink()
     assert list(unreferenced_objects(store)) == [(obj, 1)]
+    # a store folder linked elsewhere, or files put in it: only objects' names are garbage
+    (store / "notes.txt").write_text("mine")
+    (store / obj.name[:2] / "copy.csv").write_text("mine")
+    (store / "ff" / ("0" * 64)).parent.mkdir()
+    (store / "ff" / ("0" * 64)).write_text("not where its name says")
+    assert list(unreferenced_objects(store)) == [(obj, 1)]
 
 
 def test_only_file_uris_are_local_artifact_folders() -> None:

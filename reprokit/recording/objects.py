@@ -145,10 +145,23 @@ def unreferenced_objects(store: Path) -> Iterator[tuple[Path, int]]:
     if not store.is_dir():
         return
     for path in _files(store):
+        if not _is_object_name(path):  # never a file of anyone else's put (or linked) there
+            continue
         with contextlib.suppress(OSError):
             st = path.lstat()
             if st.st_nlink == 1:
                 yield path, st.st_size
+
+
+def _is_object_name(path: Path) -> bool:
+    """``<2 hex>/<64 hex>``, the two being the start of the other: a name :func:`intern_file`
+    gives."""
+    name = path.name
+    return (
+        len(name) == 64
+        and path.parent.name == name[:2]
+        and all(c in "0123456789abcdef" for c in name)
+    )
 
 
 __all__ = [
