@@ -21,38 +21,27 @@ def _umask() -> int:
 
 PARTIAL_SUFFIX = ".tmp"
 """Every temporary file the writers here make is hidden (``.<name>.<random>.tmp``)."""
+_PARTIAL_SUFFIXES = (PARTIAL_SUFFIX, ".link", ".copy")  # also the object store's temporaries
 
 
 def is_partial_write(name: str) -> bool:
-    """A file name this module's writers give a file before renaming it: a process killed
+    """A file name reprokit's writers give a file before renaming it: a process killed
     mid-write leaves it behind, and nothing may take it for the file it was to become."""
-    return name.startswith(".") and name.endswith(PARTIAL_SUFFIX)
+    return name.startswith(".") and name.endswith(_PARTIAL_SUFFIXES)
 
 
-@contextlib.contextmanager
-def without_partial_writes(folder: Path) -> Iterator[Path]:
-    """``folder`` itself when no file under it is a partial write (:func:`is_partial_write`),
-    else a temporary copy without them (hard links where possible), removed afterwards: for
-    tools that take a whole folder, such as MLflow's ``log_artifacts``."""
-    import shutil
+def has_partial_writes(folder: Path) -> bool:
+    """Whether any file under ``folder`` is a partial write (:func:`is_partial_write`)."""
+    return any(is_partial_write(n) for _, _, names in os.walk(folder) for n in names)
 
-    partial = any(is_partial_write(n) for _, _, names in os.walk(folder) for n in names)
-    if not partial:
-        yield folder
-        return
-    with tempfile.TemporaryDirectory(prefix="reprokit-upload-") as scratch:
-        view = Path(scratch) / folder.name
 
-        def link_or_copy(source: str, target: str) -> object:
-            try:
-                os.link(source, target)
-                return target
-            except OSError:
-                return shutil.copy2(source, target)
-
-        ignore = lambda _dir, names: [n for n in names if is_partial_write(n)]  # noqa: E731
-        shutil.copytree(folder, view, ignore=ignore, copy_function=link_or_copy, symlinks=True)
-        yield view
+def complete_files(folder: Path) -> Iterator[Path]:
+    """The regular files under ``folder`` (no link followed), partial writes left out."""
+    for directory, _, names in os.walk(folder):
+        for name in sorted(names):
+            path = Path(directory) / name
+            if not is_partial_write(name) and path.is_file() and not path.is_symlink():
+                yield path
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:

@@ -241,3 +241,21 @@ def test_a_removed_folder_is_shown_on_one_line(tmp_path: Path) -> None:
     _runner_run(tmp_path, "20260101T000000Z-aaaaaa", "nb\nx.ipynb", "r1")
     lines = describe_gc(gc(tmp_path, keep=0), tmp_path)
     assert lines[0] == "removed  .reprokit/runs/20260101T000000Z-aaaaaa/nb\\nx"
+
+
+def test_a_run_named_by_a_replay_stays_however_its_folder_looks(tmp_path: Path) -> None:
+    """A reviewer's cases: a session killed before its first file (only ``arrays/``) got its
+    run id written where gc does not read it; a notebook named ``data.json.ipynb`` made its
+    runner batch look like a session, whose units' run ids gc then ignored."""
+    from reprokit.recording.retention import name_run
+
+    session = _session_folder(tmp_path, "20260101T000000Z-aaaaaa", {"arrays/x.npy": b"x"})
+    name_run(session, "s1", "nb.ipynb")
+    unit = _runner_run(tmp_path, "20260101T000001Z-bbbbbb", "data.json.ipynb", "u1")
+    (tmp_path / "a.repro.json").write_text(json.dumps({"run_id": "s1"}))
+    (tmp_path / "b.repro.json").write_text(json.dumps({"run_id": "u1"}))
+    assert {(Path(e.path), e.run_id) for e in find_runs(tmp_path)} == {
+        (session, "s1"),
+        (unit, "u1"),
+    }
+    assert gc(tmp_path, keep=0).removed == ()

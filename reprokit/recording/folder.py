@@ -62,9 +62,15 @@ class RunFolder:
             runs = hidden / "runs"
         key = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
         path = runs / key
-        path.mkdir(parents=True)
-        # a runner's folder is marked by the runner; a session's from now until its end
-        return cls(path, None if base else path.with_name(key + ACTIVE_SUFFIX))
+        # a runner's folder is marked by the runner; a session's from before it exists (gc
+        # never sees it unmarked) until its end
+        folder = cls(path, None if base else path.with_name(key + ACTIVE_SUFFIX))
+        try:
+            path.mkdir(parents=True)
+        except BaseException:
+            folder.release()
+            raise
+        return folder
 
     def write_text(self, name: str, text: str) -> Path:
         return self.write_bytes(name, text.encode("utf-8"))

@@ -175,7 +175,8 @@ def name_run(folder: Path, run_id: str, notebook: str | None) -> None:
     ``run.json``), a runner killed before it wrote the file left none; the run was then opened
     from its journal, and without this ``gc`` would not see that a lock names it. Best effort;
     an unreadable file is left as it is."""
-    session = (folder / "run.json").exists() or (folder / "snapshot.json").exists()
+    top = folder.parent.name == RUNS_DIR and folder.parent.parent.name == ".reprokit"
+    session = _is_session(folder) if top else (folder / "snapshot.json").exists()
     path = folder / "run.json" if session else folder.with_name(folder.name + RUN_INFO_SUFFIX)
     info = _read_info(path)
     if isinstance(info.get("run_id"), str) or (not info and os.path.lexists(path)):
@@ -252,13 +253,22 @@ def _is_session(folder: Path) -> bool:
         names = os.listdir(folder)
     except OSError:
         return False
-    if _SESSION_FILES.intersection(names) or not set(names) - {OUTPUT_MARKER}:
+    if not set(names) - {OUTPUT_MARKER}:
         return True  # an empty folder: a process killed right after making it
-    if any(n.endswith(RUN_INFO_SUFFIX) for n in names):
-        return False
+    if OUTPUT_MARKER in names or any(n.endswith(RUN_INFO_SUFFIX) for n in names):
+        return False  # a session has neither (a notebook "data.json.ipynb" has a unit so named)
+    if any(_is_file(folder / n) for n in _SESSION_FILES.intersection(names)):
+        return True
     if any(is_partial_write(n) for n in names):
         return True
     return names == [ARRAYS] and not any(n.endswith(".ipynb") for n in _names(folder / ARRAYS))
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(path.lstat().st_mode)
+    except OSError:
+        return False
 
 
 def _names(folder: Path) -> list[str]:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from reprokit._fsutil import without_partial_writes
+from reprokit._fsutil import complete_files, has_partial_writes
 from reprokit.exceptions import RecordError
 from reprokit.notebook.files import mark_output_folder
 from reprokit.recording.mapping import DatasetSpec
@@ -246,10 +246,20 @@ class MlflowRunWriter:
             if local is not None:
                 link_tree(folder, local / artifact_path)
             else:
-                with without_partial_writes(folder) as view:
-                    self._client.log_artifacts(self._run(), str(view), artifact_path)
+                self._log_artifacts(folder, artifact_path)
         except Exception as exc:
             raise self._fail(f"uploading {folder} as artifacts", exc) from exc
+
+    def _log_artifacts(self, folder: Path, artifact_path: str) -> None:
+        """MLflow's upload of a folder; file by file when a killed writer left a temporary
+        file in it (never uploaded as one of the run's files)."""
+        if not has_partial_writes(folder):
+            self._client.log_artifacts(self._run(), str(folder), artifact_path)
+            return
+        for path in complete_files(folder):
+            inner = path.parent.relative_to(folder).as_posix()
+            where = artifact_path if inner == "." else f"{artifact_path}/{inner}"
+            self._client.log_artifact(self._run(), str(path), where)
 
     def _interned(self, folder: Path) -> bool:
         hidden = Path(self.target.project_root).resolve() / ".reprokit"

@@ -8,6 +8,7 @@ function takes the data the runner or the comparison returned and returns text; 
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -236,10 +237,8 @@ def relative_path(path: str, base: Path | None) -> str:
     newline or other control character in a name is shown escaped, as Python writes it)."""
     shown = path
     if base is not None:
-        try:
+        with contextlib.suppress(ValueError):
             shown = str(Path(path).relative_to(base))
-        except ValueError:
-            pass
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in shown)
 
 

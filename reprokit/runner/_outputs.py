@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import queue
 import time
@@ -72,6 +73,8 @@ class BoundedClient(PapermillNotebookClient):  # type: ignore[misc]
             )
         finally:
             saver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await saver
 
     execute_cell = run_sync(async_execute_cell)
 
@@ -81,7 +84,7 @@ class BoundedClient(PapermillNotebookClient):  # type: ignore[misc]
             await asyncio.sleep(SAVE_CHECK_S)
             try:
                 save_if_due()
-            except OSError:  # a full disk: the save at the cell's end raises it, not this
+            except Exception:  # a full disk: the save at the cell's end raises it, not this
                 return
 
     def _settle_run_folder(self) -> None:

@@ -20,7 +20,9 @@ bookkeeping (its metadata, cell statuses and times) but writes the file only
 
 So the partial notebook is on disk whenever the runner reports, and in between a reader of
 the file (or what a ``SIGKILL`` leaves) is at most about :data:`SAVE_INTERVAL_S` seconds
-behind. A run of ``n`` short cells writes the notebook a constant number of times, not ``2n``.
+behind; each of these writes replaces the file whole (papermill's own last write, after
+the engine returns, is papermill's). A run of ``n`` short cells writes the notebook a
+constant number of times, not ``2n``.
 """
 
 from __future__ import annotations
@@ -53,10 +55,26 @@ class ThrottledManager(NotebookExecutionManager):  # type: ignore[misc]
             self._held_back = True
             return
         started = time.monotonic()
-        super().save(**kwargs)
+        if kwargs.get("nb") is not None:
+            self.nb = kwargs["nb"]
+        self._write()
         self._held_back = False
         spent = time.monotonic() - started
         self._next_save = time.monotonic() + max(SAVE_INTERVAL_S, spent / SAVE_SHARE)
+
+    def _write(self) -> None:
+        """papermill's save, but a local file is replaced whole (papermill truncates it and
+        writes in place: a ``SIGKILL`` meanwhile would leave half a notebook)."""
+        path = str(self.output_path or "")
+        if not path or path == "-" or "://" in path:
+            super().save()
+            return
+        import nbformat
+
+        from reprokit._fsutil import atomic_write_text
+
+        atomic_write_text(path, nbformat.writes(self.nb))  # type: ignore[no-untyped-call]
+        self.last_save_time = self.now()
 
     def autosave_cell(self) -> None:
         """Called by papermill's client after each message of a running cell: an output may
