@@ -111,14 +111,15 @@ def execute_notebooks(
     plans = number_copies(
         [plan for request in requests for plan in _planned(request, base, choice, used)]
     )
-    for plan in plans:  # an unwritable output folder stops everything before any kernel
-        make_output_folder(plan.output_dir)
-    if not any(base.resolve() in request[0].resolve().parents for request in requests):
-        mark_output_folder(base)  # executed copies are never discovered as the project's
-    with kernels.stop_kernels_on_signals(), writing(base):  # gc leaves base alone meanwhile
-        collecting = _Collecting(record, progress, collect)
-        collected = _execute(plans, choice, options, collecting)
-        _raise_if_interrupted(plans, collecting.partial)
+    with writing(base):  # gc leaves base alone from before its folders exist
+        for plan in plans:  # an unwritable output folder stops everything before any kernel
+            make_output_folder(plan.output_dir)
+        if not any(base.resolve() in request[0].resolve().parents for request in requests):
+            mark_output_folder(base)  # executed copies are never discovered as the project's
+        with kernels.stop_kernels_on_signals():
+            collecting = _Collecting(record, progress, collect)
+            collected = _execute(plans, choice, options, collecting)
+            _raise_if_interrupted(plans, collecting.partial)
     return collected
 
 
