@@ -49,14 +49,12 @@ class ThrottledManager(NotebookExecutionManager):  # type: ignore[misc]
 
     def save(self, **kwargs: Any) -> None:
         """Called by papermill at each cell's start and end: writes only when due."""
+        if kwargs.get("nb") is not None:  # papermill's catch_nb_assignment contract
+            self.nb = kwargs["nb"]
         if time.monotonic() < self._next_save:
-            if kwargs.get("nb") is not None:  # papermill's catch_nb_assignment contract
-                self.nb = kwargs["nb"]
             self._held_back = True
             return
         started = time.monotonic()
-        if kwargs.get("nb") is not None:
-            self.nb = kwargs["nb"]
         self._write()
         self._held_back = False
         spent = time.monotonic() - started
