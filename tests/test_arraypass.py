@@ -79,13 +79,18 @@ def _pipeline_on_small_arrays(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(arraypass, "_TILE", 7)
 
 
-@pytest.mark.parametrize("pipelined", [False, True], ids=["one thread", "pipelined"])
+@pytest.mark.parametrize(
+    "lag",
+    [None, 10**9, 0],
+    ids=["one thread", "pipelined, the helper writes", "pipelined, the caller writes"],
+)
 @pytest.mark.parametrize("name", sorted(ARRAYS))
 def test_by_reference_array_is_numpy_save_with_hash_value_digest_and_numpy_stats(
-    name: str, pipelined: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    name: str, lag: int | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if pipelined:
+    if lag is not None:
         _pipeline_on_small_arrays(monkeypatch)
+        monkeypatch.setattr(arraypass, "_LAG", lag)  # who writes each chunk at its offset
     array = ARRAYS[name]()
     data = encode_result("a", array, writer=FolderWriter(tmp_path)).array
     assert data is not None and data.file is not None and data.inline is None
@@ -145,6 +150,12 @@ def test_large_result_is_written_hashed_and_summarised_without_copying_it(
     peak = _peak_bytes(lambda: encode_result("a", array, writer=writer))
     # before: npy bytes, a base64 text of them, a float64 copy and masks (10x the array)
     assert peak < 0.25 * array.nbytes, peak
+    data = encode_result("a", array, writer=writer).array
+    assert data is not None and data.file is not None
+    saved = io.BytesIO()
+    np.save(saved, np.ascontiguousarray(array))
+    assert (tmp_path / data.file).read_bytes() == saved.getvalue()  # whichever thread wrote
+    assert data.digest == hash_value(np.ascontiguousarray(array))
 
 
 def test_array_hasher_fed_in_blocks_is_hash_value() -> None:
@@ -221,6 +232,25 @@ def test_a_failure_on_either_thread_of_the_pipeline_is_raised_not_hung(
             write_described(io.BytesIO(), array, _FailingHasher(array), stats)
         with pytest.raises(OSError, match="No space"):
             write_described(_FailingFile(), array, ArrayHasher(array), stats)
+
+
+@pytest.mark.parametrize("mode", ["wb", "ab"])
+def test_a_file_written_at_offsets_is_left_at_its_end(
+    mode: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _pipeline_on_small_arrays(monkeypatch)
+    monkeypatch.setattr(arraypass, "_LAG", 0)  # the caller writes every chunk at its offset
+    array = RNG.standard_normal(100_000)
+    path = tmp_path / "a.npy"
+    path.write_bytes(b"")
+    with path.open(mode) as handle:
+        # pwrite on a file opened to append would append: such a handle is written in order
+        assert (arraypass._positional_fd(handle) is None) == (mode == "ab")
+        arraypass.write_described(handle, array, ArrayHasher(array), None)
+        handle.write(b"after")  # where the array ends
+    saved = io.BytesIO()
+    np.save(saved, array)
+    assert path.read_bytes() == saved.getvalue() + b"after"
 
 
 def test_preallocating_a_sidecar_leaves_its_size_to_what_is_written(tmp_path: Path) -> None:

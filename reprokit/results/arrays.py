@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn, Protocol, cast
 from reprokit.results.arraypass import (
     StatsAccumulator,
     array_stats,
-    block_elements,
     has_stats,
     npy_size,
     pipelined,
@@ -166,7 +165,7 @@ def _stream_by_reference(
 
     array = np.asarray(array)  # a subclass (masked, matrix) as its plain elements
     hasher = ArrayHasher(array, threads=not pipelined(array))  # else its own thread hashes
-    stats = StatsAccumulator(array.dtype.kind, block_elements(array)) if has_stats(array) else None
+    stats = StatsAccumulator(array.dtype.kind) if has_stats(array) else None
 
     def fill(handle: BinaryIO) -> str:
         write_described(handle, array, hasher, stats)
