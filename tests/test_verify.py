@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -261,3 +262,31 @@ def test_a_cross_device_tolerance_declared_in_the_notebook_reaches_the_lock(
     across = verify(project, lock, current, device="cuda")
     assert across.checks[0].status == "within_tolerance"
     assert across.checks[0].tolerance_source == "device"
+
+
+def test_links_leaving_the_project_are_found_at_any_depth_without_a_stat_per_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reprokit.capturing import walk
+
+    root, outside = tmp_path / "project", tmp_path / "elsewhere"
+    (root / "data" / "deep" / "er").mkdir(parents=True)
+    (outside / "sub").mkdir(parents=True)
+    (outside / "sub" / "x.csv").write_text("x\n")
+    (outside / "back").symlink_to(root / "data")  # under a link: never walked
+    for n in range(50):
+        (root / "data" / "deep" / f"f{n}.csv").write_text("1\n")
+    (root / "data" / "deep" / "er" / "out.csv").symlink_to(outside / "sub" / "x.csv")
+    (root / "data" / "deep" / "in.csv").symlink_to(root / "data" / "deep" / "f0.csv")
+    (root / "data" / "far").symlink_to(outside, target_is_directory=True)
+    (root / "linked").symlink_to(root / "data" / "deep" / "er")
+    calls: list[object] = []
+    original = os.path.islink
+    monkeypatch.setattr(os.path, "islink", lambda p: calls.append(p) or original(p))
+    found = walk.links_outside(root / "data", root)
+    target = outside.resolve()
+    assert found == [f"data/deep/er/out.csv -> {target / 'sub' / 'x.csv'}", f"data/far -> {target}"]
+    assert len(calls) <= 1  # the path given; its files' types come from the listing
+    assert walk.links_outside(root / "linked", root) == [
+        f"linked/out.csv -> {target / 'sub' / 'x.csv'}"
+    ]

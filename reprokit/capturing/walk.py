@@ -177,10 +177,16 @@ def links_outside(path: str | os.PathLike[str], root: str | os.PathLike[str]) ->
 
     if os.path.islink(start):
         check(start)
-    if os.path.isdir(start):
-        for folder, dirs, files in os.walk(start):  # links are not followed: each one once
-            for name in (*dirs, *files):
-                full = os.path.join(folder, name)
-                if os.path.islink(full):
-                    check(full)
+    folders = [start] if os.path.isdir(start) else []
+    while folders:  # links are not followed: each one is met once
+        try:
+            with os.scandir(folders.pop()) as listing:
+                entries = list(listing)
+        except OSError:
+            continue  # unreadable: the hash says so
+        for entry in entries:  # the entry's type from the listing: no stat per file
+            if entry.is_symlink():
+                check(entry.path)
+            elif entry.is_dir(follow_symlinks=False):
+                folders.append(entry.path)
     return sorted(found)
