@@ -89,6 +89,31 @@ def test_a_folder_being_written_is_never_touched(tmp_path: Path, runs: dict[str,
     assert not runs["a1"].exists()
 
 
+def test_a_folder_that_could_not_be_deleted_is_kept_and_its_bytes_not_claimed(
+    tmp_path: Path, runs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reprokit.recording import retention
+
+    real = retention.shutil.rmtree
+
+    def refuse(path: Path, ignore_errors: bool = False) -> None:
+        if Path(path) != runs["a1"]:  # a1 stays, as with a file this user may not delete
+            real(path, ignore_errors=ignore_errors)
+
+    plan = gc(tmp_path, keep=0, dry_run=True)
+    monkeypatch.setattr(retention.shutil, "rmtree", refuse)
+    result = gc(tmp_path, keep=0)
+    assert runs["a1"].exists() and len(result.removed) == 5
+    assert ("a1", "undeletable") in {(e.run_id, reason) for e, reason in result.kept}
+    notebook = (runs["a1"] / "a.ipynb").stat().st_size
+    # neither a1's notebook nor the array it still links is freed
+    assert result.bytes_freed == plan.bytes_freed - notebook - 2500
+    assert result.objects_removed == plan.objects_removed - 2
+    lines = describe_gc(result, tmp_path, verbose=True)
+    assert any("could not be deleted" in line for line in lines)
+    assert lines[-1].startswith("removed 5 run folder(s)") and "kept 1 run folder(s)" in lines[-1]
+
+
 def test_an_object_mlflow_still_links_stays(tmp_path: Path, runs: dict[str, Path]) -> None:
     artifact = tmp_path / "mlartifacts" / "a.npy"
     artifact.parent.mkdir()

@@ -44,9 +44,10 @@ DEFAULT_KEEP = 10
 """Runs kept per notebook by ``reprokit gc`` when ``--keep`` is not given."""
 _SKIPPED_DIRS = {"node_modules", "__pycache__", "mlartifacts", "mlruns", "site-packages"}
 
-KeepReason = Literal["recent", "locked", "active", "syncing"]
+KeepReason = Literal["recent", "locked", "active", "syncing", "undeletable"]
 """Why a run folder stays: among the last N of its notebook; a lock names its MLflow run; a
-process still writes it; a journal still has to upload it."""
+process still writes it; a journal still has to upload it; deleting it failed (a file in it
+that this user may not delete, or it became a link)."""
 
 
 @dataclass(frozen=True)
@@ -336,22 +337,50 @@ def plan_gc(project_root: str | os.PathLike[str], keep: int) -> GcResult:
 def _bytes_freed(project_root: str | os.PathLike[str], removed: list[RunEntry]) -> tuple[int, int]:
     """Bytes and objects freed by deleting ``removed``: a file's bytes go when its last link
     outside the object store goes (the object is then unreferenced)."""
-    links: Counter[int] = Counter()
-    sizes: dict[int, tuple[int, int]] = {}  # inode -> (size, link count)
+    gone = _Links()
     for entry in removed:
-        for path in _files(Path(entry.path)):
-            st = path.lstat()
-            links[st.st_ino] += 1
-            sizes[st.st_ino] = (st.st_size, st.st_nlink)
-    stored = {p.lstat().st_ino for p in _files(objects_folder(project_root))}
-    freed = objects = 0
-    for inode, (size, nlink) in sizes.items():
-        left = nlink - links[inode] - (inode in stored)
-        if left <= 0:
-            freed, objects = freed + size, objects + (inode in stored)
+        gone.add(_file_stats(Path(entry.path)))
+    freed, objects = gone.freed(_stored_inodes(project_root))
     for _, size in unreferenced_objects(objects_folder(project_root)):
         freed, objects = freed + size, objects + 1
     return freed, objects
+
+
+FileStat = tuple[int, int, int]  # inode, size, link count
+
+
+def _file_stats(folder: Path) -> list[FileStat]:
+    stats = []
+    for path in _files(folder):
+        with contextlib.suppress(OSError):
+            st = path.lstat()
+            stats.append((st.st_ino, st.st_size, st.st_nlink))
+    return stats
+
+
+def _stored_inodes(project_root: str | os.PathLike[str]) -> set[int]:
+    return {ino for ino, _, _ in _file_stats(objects_folder(project_root))}
+
+
+class _Links:
+    """The links to files that deleting run folders takes away, by inode."""
+
+    def __init__(self) -> None:
+        self.links: Counter[int] = Counter()
+        self.sizes: dict[int, tuple[int, int]] = {}  # inode -> (size, link count)
+
+    def add(self, stats: list[FileStat]) -> None:
+        for inode, size, nlink in stats:
+            self.links[inode] += 1
+            self.sizes[inode] = (size, nlink)
+
+    def freed(self, stored: set[int]) -> tuple[int, int]:
+        """Bytes, and objects among them, whose last link outside the store goes."""
+        freed = objects = 0
+        for inode, (size, nlink) in self.sizes.items():
+            if nlink - self.links[inode] - (inode in stored) <= 0:
+                freed, objects = freed + size, objects + (inode in stored)
+        return freed, objects
 
 
 def _files(folder: Path) -> Iterator[Path]:
@@ -363,32 +392,50 @@ def _files(folder: Path) -> Iterator[Path]:
 
 
 def collect(project_root: str | os.PathLike[str], keep: int) -> GcResult:
-    """Delete the run folders :func:`plan_gc` lets go, then the objects nobody links."""
+    """Delete the run folders :func:`plan_gc` lets go, then the objects nobody links; what
+    it says it removed and freed is what went (a folder that stayed is listed as kept)."""
     plan = plan_gc(project_root, keep)
     base = runs_folder(project_root)
-    removed = tuple(entry for entry in plan.removed if _remove_run(Path(entry.path), base))
+    removed: list[RunEntry] = []
+    stayed: list[tuple[RunEntry, KeepReason]] = []
+    gone = _Links()
+    before = [_file_stats(Path(entry.path)) for entry in plan.removed]  # link counts untouched
+    for entry, stats in zip(plan.removed, before, strict=True):
+        why = _remove_run(Path(entry.path), base)
+        if why is None:
+            removed.append(entry)
+            gone.add(stats)
+        else:
+            stayed.append((entry, why))
     _remove_stale_markers(base)
-    for path, _ in list(unreferenced_objects(objects_folder(project_root))):
-        with contextlib.suppress(OSError):
+    freed, _ = gone.freed(set())  # a stored file's bytes are counted as its object goes
+    objects = 0
+    for path, size in list(unreferenced_objects(objects_folder(project_root))):
+        try:
             path.unlink()
-    return GcResult(removed, plan.kept, plan.objects_removed, plan.bytes_freed, False)
+        except OSError:
+            continue
+        freed, objects = freed + size, objects + 1
+    return GcResult(tuple(removed), plan.kept + tuple(stayed), objects, freed, False)
 
 
-def _remove_run(folder: Path, base: Path) -> bool:
+def _remove_run(folder: Path, base: Path) -> KeepReason | None:
     """Delete one run folder (a real folder at most two levels below ``base``, never through
-    a link) and what describes it beside it; False when it stays."""
-    if _is_active(folder) or folder.is_symlink() or folder.parent.is_symlink():
-        return False  # started writing since the plan; or a link, which gc never follows
+    a link) and what describes it beside it; why it stays, or None when it went."""
+    if _is_active(folder):
+        return "active"  # started writing since the plan
+    if folder.is_symlink() or folder.parent.is_symlink():
+        return "undeletable"  # a link, which gc never follows
     if base.resolve() not in folder.resolve().parents:
-        return False
+        return "undeletable"
     shutil.rmtree(folder, ignore_errors=True)
     if folder.exists():
-        return False
+        return "undeletable"
     for suffix in (RUN_INFO_SUFFIX, ACTIVE_SUFFIX):
         with contextlib.suppress(OSError):
             folder.with_name(folder.name + suffix).unlink()
     _remove_if_empty(folder.parent, base)
-    return True
+    return None
 
 
 def _remove_stale_markers(base: Path) -> None:

@@ -12,6 +12,7 @@ _REASONS: dict[KeepReason, str] = {
     "locked": "a lock names its MLflow run",
     "active": "still being written",
     "syncing": "a journal still has to upload it",
+    "undeletable": "could not be deleted (a file this user may not delete, or a link)",
 }
 
 
