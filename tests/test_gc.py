@@ -284,3 +284,27 @@ def test_a_run_named_by_a_replay_stays_however_its_folder_looks(tmp_path: Path) 
         (unit, "u1"),
     }
     assert gc(tmp_path, keep=0).removed == ()
+
+
+def test_a_link_a_killed_interning_left_in_the_store_goes_once_it_is_stale(
+    tmp_path: Path, runs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from reprokit.capturing.hashing import hash_file
+
+    late = runs["a1"] / "late.bin"  # killed between os.link and os.replace in intern_file
+    late.write_bytes(b"x" * 5000)
+    digest = hash_file(late)
+    (objects_folder(tmp_path) / digest[:2]).mkdir(exist_ok=True)
+    temporary = objects_folder(tmp_path) / digest[:2] / f".{digest}.0123abcd.link"
+    os.link(late, temporary)
+    mine = objects_folder(tmp_path) / digest[:2] / ".notes.link"  # not a name gc gives
+    mine.write_text("someone's")
+    gc(tmp_path, keep=0)  # the link is young: it may be an interning under way
+    assert temporary.exists() and not runs["a1"].exists()
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 120)
+    assert gc(tmp_path, keep=0, dry_run=True).bytes_freed == 5000
+    assert gc(tmp_path, keep=0).bytes_freed == 5000
+    assert not temporary.exists() and mine.read_text() == "someone's"

@@ -145,7 +145,7 @@ def unreferenced_objects(store: Path) -> Iterator[tuple[Path, int]]:
     if not store.is_dir():
         return
     for path in _files(store):
-        if not _is_object_name(path):  # never a file of anyone else's put (or linked) there
+        if not is_object_name(path):  # never a file of anyone else's put (or linked) there
             continue
         with contextlib.suppress(OSError):
             st = path.lstat()
@@ -153,7 +153,46 @@ def unreferenced_objects(store: Path) -> Iterator[tuple[Path, int]]:
                 yield path, st.st_size
 
 
-def _is_object_name(path: Path) -> bool:
+def stale_links(
+    store: Path, older_than_s: float = 60.0
+) -> Iterator[tuple[Path, tuple[int, int, int]]]:
+    """Temporary links a process killed while interning left in ``store``
+    (``<2 hex>/.<object>.<8 hex>.link``, unchanged for ``older_than_s``: a live one lasts
+    between a ``link`` and a ``rename``), with their inode, size and link count. Each may
+    hold the only other copy of a run's file, which would then never be freed."""
+    import time
+
+    if not store.is_dir():
+        return
+    now = time.time()
+    for folder in store.iterdir():
+        if len(folder.name) != 2 or folder.is_symlink() or not folder.is_dir():
+            continue
+        for path in folder.glob(".*.link"):
+            with contextlib.suppress(OSError):
+                st = path.lstat()  # ctime: the last link made or removed to its inode
+                young = now - st.st_ctime <= older_than_s
+                if _is_temporary_link(path) and stat.S_ISREG(st.st_mode) and not young:
+                    yield path, (st.st_ino, st.st_size, st.st_nlink)
+
+
+def _is_temporary_link(path: Path) -> bool:
+    """``.<64 hex>.<8 hex>.link`` under the folder of its object: a name
+    :func:`_replace_with_link` gives inside the store."""
+    parts = path.name.split(".")
+    hexes = "0123456789abcdef"
+    return (
+        len(parts) == 4
+        and parts[0] == ""
+        and parts[3] == "link"
+        and len(parts[1]) == 64
+        and len(parts[2]) == 8
+        and parts[1][:2] == path.parent.name
+        and all(c in hexes for c in parts[1] + parts[2])
+    )
+
+
+def is_object_name(path: Path) -> bool:
     """``<2 hex>/<64 hex>``, the two being the start of the other: a name :func:`intern_file`
     gives."""
     name = path.name
@@ -169,8 +208,10 @@ __all__ = [
     "Linked",
     "intern_file",
     "intern_tree",
+    "is_object_name",
     "link_tree",
     "local_artifact_dir",
     "objects_folder",
+    "stale_links",
     "unreferenced_objects",
 ]

@@ -33,7 +33,12 @@ from reprokit._fsutil import atomic_write_text, is_partial_write, locked_by_anot
 from reprokit.notebook.files import OUTPUT_MARKER
 from reprokit.recording.journal import pending_journals, read_journal
 from reprokit.recording.lock_checks import MAX_LOCK_BYTES
-from reprokit.recording.objects import objects_folder, unreferenced_objects
+from reprokit.recording.objects import (
+    is_object_name,
+    objects_folder,
+    stale_links,
+    unreferenced_objects,
+)
 
 RUNS_DIR = "runs"
 ACTIVE_SUFFIX = ".active"
@@ -340,6 +345,7 @@ def _bytes_freed(project_root: str | os.PathLike[str], removed: list[RunEntry]) 
     gone = _Links()
     for entry in removed:
         gone.add(_file_stats(Path(entry.path)))
+    gone.add([stats for _, stats in stale_links(objects_folder(project_root))])
     freed, objects = gone.freed(_stored_inodes(project_root))
     for _, size in unreferenced_objects(objects_folder(project_root)):
         freed, objects = freed + size, objects + 1
@@ -359,7 +365,8 @@ def _file_stats(folder: Path) -> list[FileStat]:
 
 
 def _stored_inodes(project_root: str | os.PathLike[str]) -> set[int]:
-    return {ino for ino, _, _ in _file_stats(objects_folder(project_root))}
+    store = objects_folder(project_root)
+    return {path.lstat().st_ino for path in _files(store) if is_object_name(path)}
 
 
 class _Links:
@@ -400,6 +407,10 @@ def collect(project_root: str | os.PathLike[str], keep: int) -> GcResult:
     stayed: list[tuple[RunEntry, KeepReason]] = []
     gone = _Links()
     before = [_file_stats(Path(entry.path)) for entry in plan.removed]  # link counts untouched
+    for path, link in list(stale_links(objects_folder(project_root))):
+        with contextlib.suppress(OSError):
+            path.unlink()
+            gone.add([link])
     for entry, stats in zip(plan.removed, before, strict=True):
         why = _remove_run(Path(entry.path), base)
         if why is None:
