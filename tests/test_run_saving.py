@@ -142,3 +142,23 @@ def test_a_long_silent_cell_does_not_keep_the_cells_before_it_off_the_disk(
         watcher.join()
     assert outcome.ok, outcome
     assert seen == ["first\n"]
+
+
+def test_papermill_replaces_a_local_notebook_whole_when_it_writes_it_itself(
+    tmp_path: Path,
+) -> None:
+    from papermill.iorw import write_ipynb
+
+    from reprokit.runner._outputs import register_engine
+
+    register_engine()
+    path = tmp_path / "out.ipynb"
+    path.write_text("{}")  # a file papermill would truncate and write in place
+    before = path.stat().st_ino
+    node = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1")])
+    write_ipynb(node, str(path))  # papermill's last write, and its error-marker write
+    assert path.stat().st_ino != before  # a new file renamed over the old one
+    assert load_notebook(path).cells[0].source == "1"
+    assert not [p for p in tmp_path.iterdir() if p.name != "out.ipynb"]  # no temporary left
+    with pytest.raises(FileNotFoundError, match="doesn't exist"):
+        write_ipynb(node, str(tmp_path / "missing" / "out.ipynb"))

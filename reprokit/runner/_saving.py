@@ -20,13 +20,14 @@ bookkeeping (its metadata, cell statuses and times) but writes the file only
 
 So the partial notebook is on disk whenever the runner reports, and in between a reader of
 the file (or what a ``SIGKILL`` leaves) is at most about :data:`SAVE_INTERVAL_S` seconds
-behind; each of these writes replaces the file whole (papermill's own last write, after
-the engine returns, is papermill's). A run of ``n`` short cells writes the notebook a
-constant number of times, not ``2n``.
+behind; each of these writes replaces the file whole, and so does papermill's own last
+write, after the engine returns (:func:`atomic_local_writes`). A run of ``n`` short cells
+writes the notebook a constant number of times, not ``2n``.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import datetime
 from typing import Any
@@ -118,6 +119,33 @@ class ThrottledManager(NotebookExecutionManager):  # type: ignore[misc]
         finally:
             self.cleanup_pbar()
             self.notebook_complete()
+
+
+def atomic_local_writes() -> None:
+    """Have papermill replace a local notebook (an absolute path) whole, as
+    :meth:`ThrottledManager._write` does, when it writes it itself: after the last cell, and
+    with its error-marker cells when a cell raised. Its own handler truncates the file and
+    writes in place, so a ``SIGKILL`` meanwhile left half a notebook. Idempotent; through
+    papermill's public handler registry (the scheme ``/`` matches every absolute path)."""
+    global _registered
+    if _registered:
+        return
+    from papermill.iorw import LocalHandler, papermill_io  # type: ignore[import-untyped]
+
+    class AtomicLocalHandler(LocalHandler):  # type: ignore[misc]
+        def write(self, buf: str, path: str) -> None:
+            from reprokit._fsutil import atomic_write_text
+
+            folder = os.path.dirname(path)
+            if folder and not os.path.isdir(folder):
+                raise FileNotFoundError(f"output folder {folder} doesn't exist.")
+            atomic_write_text(path, buf)
+
+    papermill_io.register("/", AtomicLocalHandler())
+    _registered = True
+
+
+_registered = False
 
 
 def execute_with_throttled_saves(engine: Any, nb: Any, kernel_name: str, **kwargs: Any) -> Any:

@@ -502,7 +502,7 @@ def _papermill(job: _Job, timeout: float | None, watch: KernelWatch, on_start: A
         node, parameters = _with_secret_cell(node, clear, job), None
     papermill.execute_notebook(
         node,
-        str(job.output),
+        str(job.output.absolute()),  # an absolute path: written whole (atomic_local_writes)
         parameters=parameters,
         engine_name=register_engine(),
         kernel_name=job.kernel_name or kernel_of(job.node),
