@@ -20,8 +20,10 @@ ratio **measured / baseline** (below 1: reprokit is faster).
    each worker start method and as ``reprokit hash DIR``, against ``find -print0 | xargs
    -0 -P<cores> b3sum`` (target for the first hash: ≤ 1.0); the cached re-hash (API and
    command) against a ``scandir`` + ``stat`` walk of the same tree, what any cached run
-   must at least do (target: ≤ 1.5). The tree is hashed only once the 2 s racy margin has
-   passed since it was written, otherwise no entry could be trusted.
+   must at least do (target: ≤ 1.5); so is the search for symbolic links leading out of the
+   project that ``verify`` makes before it re-hashes the data (no ``stat`` per file
+   needed). The tree is hashed only once the 2 s racy margin has passed since it was
+   written, otherwise no entry could be trusted.
 
 A baseline whose tool is not installed is left out (``b3sum`` is in Debian's ``b3sum``
 package). Generated data lives in a temporary folder removed at the end; results go to
@@ -53,7 +55,7 @@ from _ab import Results, alternate, command, timed  # noqa: E402
 from reprokit.capturing import _pool  # noqa: E402
 from reprokit.capturing.hashcache import DEFAULT_RACY_MARGIN_NS, HashCache  # noqa: E402
 from reprokit.capturing.hashing import hash_file, hash_path  # noqa: E402
-from reprokit.capturing.walk import walk_tree  # noqa: E402
+from reprokit.capturing.walk import links_outside, walk_tree  # noqa: E402
 
 
 def make_big_file(path: Path, size: int) -> None:
@@ -176,6 +178,14 @@ def bench_cached(
             pair("cached re-hash", lambda: hash_path(root, cache=cache), walk, target="<= 1.5")
         )
         assert cache.stats.hits >= cache.stats.misses, cache.stats
+    project = root.parent
+    results.add(
+        pair(
+            "verify's check for links out of the project",
+            lambda: links_outside(root, project),
+            walk,
+        )
+    )
     kept = cli("hash", str(root), env=dict(os.environ, REPROKIT_CACHE_DIR=str(work / "cli-kept")))
     results.add(pair("reprokit hash DIR, cached", kept, walk))
 
