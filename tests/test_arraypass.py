@@ -253,6 +253,31 @@ def test_a_file_written_at_offsets_is_left_at_its_end(
     assert path.read_bytes() == saved.getvalue() + b"after"
 
 
+def test_a_pipe_gets_its_chunks_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import threading
+
+    _pipeline_on_small_arrays(monkeypatch)
+    monkeypatch.setattr(arraypass, "_LAG", 0)  # the caller would write every chunk at its offset
+    array = RNG.standard_normal(100_000)
+    read_fd, write_fd = os.pipe()
+    received = bytearray()
+
+    def drain() -> None:
+        with os.fdopen(read_fd, "rb") as source:
+            received.extend(source.read())
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    with os.fdopen(write_fd, "wb") as handle:
+        assert arraypass._positional_fd(handle) is None  # a pipe has no offsets
+        arraypass.write_described(handle, array, ArrayHasher(array), None)
+    reader.join()
+    saved = io.BytesIO()
+    np.save(saved, array)
+    assert bytes(received) == saved.getvalue()
+
+
 def test_preallocating_a_sidecar_leaves_its_size_to_what_is_written(tmp_path: Path) -> None:
     from reprokit._fsutil import preallocate
 

@@ -515,9 +515,10 @@ def _positional_fd(handle: BinaryIO) -> int | None:
     try:
         fd = handle.fileno()
         appends = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_APPEND  # pwrite would append
+        seekable = handle.seekable()  # not a pipe
     except (AttributeError, OSError, io.UnsupportedOperation):
         return None
-    return None if appends else fd
+    return fd if seekable and not appends else None
 
 
 def _without_nan_bits(chunk: np.ndarray) -> np.ndarray:
