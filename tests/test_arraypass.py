@@ -245,8 +245,8 @@ def test_a_file_written_at_offsets_is_left_at_its_end(
     path.write_bytes(b"")
     with path.open(mode) as handle:
         # pwrite on a file opened to append would append: such a handle is written in order
-        assert (arraypass._positional_fd(handle) is None) == (mode == "ab")
-        arraypass.write_described(handle, array, ArrayHasher(array), None)
+        assert (arraypass._positional_fd(handle) is None) == (mode == "ab")  # type: ignore[arg-type]
+        arraypass.write_described(handle, array, ArrayHasher(array), None)  # type: ignore[arg-type]
         handle.write(b"after")  # where the array ends
     saved = io.BytesIO()
     np.save(saved, array)
@@ -288,3 +288,62 @@ def test_preallocating_a_sidecar_leaves_its_size_to_what_is_written(tmp_path: Pa
         handle.write(b"body")
     assert path.read_bytes() == b"headbody"
     preallocate(io.BytesIO(), 10)  # no file descriptor: nothing to do
+
+
+def test_a_compressed_stream_gets_its_chunks_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gzip
+
+    _pipeline_on_small_arrays(monkeypatch)
+    monkeypatch.setattr(arraypass, "_LAG", 0)
+    array = RNG.standard_normal(100_000)
+    with gzip.GzipFile(tmp_path / "a.npy.gz", "wb") as handle:  # its fileno: the file under it
+        assert arraypass._positional_fd(handle) is None  # type: ignore[arg-type]
+        arraypass.write_described(handle, array, ArrayHasher(array), None)  # type: ignore[arg-type]
+    saved = io.BytesIO()
+    np.save(saved, array)
+    assert gzip.decompress((tmp_path / "a.npy.gz").read_bytes()) == saved.getvalue()
+
+
+def test_an_interrupted_caller_leaves_no_chunk_to_land_in_another_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import threading
+
+    _pipeline_on_small_arrays(monkeypatch)
+    monkeypatch.setattr(arraypass, "_LAG", 10**9)  # the helper writes every chunk
+    monkeypatch.setattr(arraypass, "_CHUNK_BYTES", 200_000)  # 4: all fit in the queue
+    array = RNG.standard_normal(100_000)
+    gate = threading.Event()
+
+    class FirstChunkHeld(ArrayHasher):
+        def update(self, block: Any, *, canonical: bool = False) -> None:
+            if not self._fed:
+                gate.wait(10)  # the helper, descheduled on its first chunk
+            super().update(block, canonical=canonical)
+
+    real_join = threading.Thread.join
+
+    def interrupted(self: threading.Thread, timeout: float | None = None) -> None:
+        if self.name == "reprokit-array-pass":
+            raise KeyboardInterrupt  # Ctrl-C, or a cell's timeout, while the caller waits
+        real_join(self, timeout)
+
+    monkeypatch.setattr(threading.Thread, "join", interrupted)
+    with pytest.raises(KeyboardInterrupt), (tmp_path / "a.npy").open("wb") as handle:
+        number = handle.fileno()
+        arraypass.write_described(handle, array, FirstChunkHeld(array), None)
+    victim = os.open(tmp_path / "victim", os.O_WRONLY | os.O_CREAT)
+    if victim != number:  # the next file opened gets the number the handle had
+        os.dup2(victim, number)
+        os.close(victim)
+        victim = number
+    os.write(victim, b"hello\n")
+    gate.set()
+    for thread in threading.enumerate():
+        if thread.name == "reprokit-array-pass":
+            real_join(thread, 10)
+    os.close(victim)
+    assert (tmp_path / "victim").read_bytes() == b"hello\n"

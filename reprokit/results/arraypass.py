@@ -437,8 +437,10 @@ def _write_pipelined(
     other thread's (BLAKE3 and the writes release it for a whole chunk). Each chunk is
     touched by both threads a few chunks apart, while it is still in the processor's cache,
     so the array is read from memory about once. A chunk with a NaN is hashed with
-    canonical NaNs."""
+    canonical NaNs. If this thread is interrupted (Ctrl-C, a cell's timeout), the helper
+    stops at its next chunk; what it still writes goes to this file (see :class:`_Sink`)."""
     import queue
+    import threading
 
     scan = _Scan(array, stats is not None)
     contiguous = array.flags.c_contiguous
@@ -446,16 +448,24 @@ def _write_pipelined(
     handoff = queue.Queue(maxsize=_AHEAD if contiguous else 1)  # views, or copies: bounded
     parts: list[StatsAccumulator | None] = []
     little = _little_endian(array)
-    sink = _Sink(handle)
+    sink, abandoned = _Sink(handle), threading.Event()
 
     def finish(item: tuple[np.ndarray, int, bool, bool]) -> None:
         chunk, offset, nan, written = item
+        if abandoned.is_set():
+            return
         if hasher is not None:
             hasher.update(_without_nan_bits(chunk) if nan and little else chunk, canonical=little)
         if not written:
             sink.write(chunk, offset)
 
-    with _concurrently([lambda: _drain(handoff, finish)]):
+    def helper() -> None:
+        try:
+            _drain(handoff, finish, abandoned)
+        finally:
+            sink.release()
+
+    with _concurrently([helper]):
         offset = 0
         try:
             for chunk in blocks(array, _CHUNK_BYTES if contiguous else _COPY_BYTES):
@@ -466,6 +476,9 @@ def _write_pipelined(
                     sink.write(chunk, offset)
                 handoff.put((chunk, offset, nan, written))
                 offset += chunk.nbytes
+        except BaseException:
+            abandoned.set()
+            raise
         finally:
             handoff.put(None)
     sink.close(offset)
@@ -475,29 +488,41 @@ def _write_pipelined(
 
 
 class _Sink:
-    """Where the chunks of a ``.npy`` file go: at their offsets through the handle's file
-    descriptor (``pwrite``, from either thread), or in order through the handle where it has
-    none, or appends (then only the helper thread writes)."""
+    """Where the chunks of a ``.npy`` file go: at their offsets (``pwrite``, from either
+    thread) through a duplicate of the handle's file descriptor, which the helper thread
+    closes when it is done: even a helper left running by an interruption, after the handle
+    was closed and its descriptor's number reused by another file, writes only to this file.
+    A handle that is not a plain seekable file (a pipe, a compressed stream, a wrapper), or
+    that appends, gets the chunks in order through its ``write`` (from the helper only)."""
 
     def __init__(self, handle: BinaryIO) -> None:
         self.handle = handle
-        self.fd = _positional_fd(handle)
-        self.positional = self.fd is not None
-        if self.positional:
+        fd = _positional_fd(handle)
+        self.positional = fd is not None
+        self.fd: int | None = None
+        if fd is not None:
             handle.flush()  # the header, before any chunk goes around the handle's buffer
             self.start = handle.tell()
+            self.fd = os.dup(fd)
 
     def write(self, chunk: np.ndarray, offset: int) -> None:
         import numpy as np
 
         data = chunk.view(np.uint8).reshape(-1).data
-        if self.fd is None:
+        if not self.positional:
             self.handle.write(data)
             return
+        assert self.fd is not None, "written after release"
         position = self.start + offset
         while data:
             done = os.pwrite(self.fd, data, position)
             data, position = data[done:], position + done
+
+    def release(self) -> None:
+        """Close the duplicate descriptor (the helper thread, once it writes no more)."""
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            os.close(fd)
 
     def close(self, length: int) -> None:
         """Leave the handle after the ``length`` bytes written."""
@@ -506,11 +531,14 @@ class _Sink:
 
 
 def _positional_fd(handle: BinaryIO) -> int | None:
-    """The file descriptor of ``handle`` if chunks can be written at offsets through it."""
+    """The file descriptor of ``handle`` if chunks can be written at offsets through it: a
+    plain file object (not one whose ``fileno`` is that of a stream under it), seekable, not
+    appending."""
     import fcntl
     import io
 
-    if not hasattr(os, "pwrite"):
+    plain = (io.BufferedWriter, io.BufferedRandom, io.FileIO)
+    if not hasattr(os, "pwrite") or not isinstance(handle, plain):
         return None
     try:
         fd = handle.fileno()
@@ -531,11 +559,23 @@ def _without_nan_bits(chunk: np.ndarray) -> np.ndarray:
     return canonical
 
 
-def _drain(handoff: queue.Queue[Any], work: Callable[[Any], None]) -> None:
+def _drain(handoff: queue.Queue[Any], work: Callable[[Any], None], abandoned: Any = None) -> None:
     """Call ``work`` on each item put on ``handoff`` until a None; after a failure the items
-    are still taken (so the producer never blocks), then the failure is raised."""
+    are still taken (so the producer never blocks), then the failure is raised. Once
+    ``abandoned`` (a ``threading.Event``) is set, the wait ends when nothing is left (the
+    producer, interrupted, may never put its None)."""
+    import queue
+
     failure: BaseException | None = None
-    while (item := handoff.get()) is not None:
+    while True:
+        try:
+            item = handoff.get(timeout=_POLL_S)
+        except queue.Empty:
+            if abandoned is not None and abandoned.is_set():
+                break
+            continue
+        if item is None:
+            break
         if failure is None:
             try:
                 work(item)
@@ -543,6 +583,10 @@ def _drain(handoff: queue.Queue[Any], work: Callable[[Any], None]) -> None:
                 failure = exc
     if failure is not None:
         raise failure
+
+
+_POLL_S = 0.2
+"""How often a helper waiting for a chunk checks whether the caller gave up."""
 
 
 _OVERLAP_BYTES = 16 * BLOCK_BYTES
