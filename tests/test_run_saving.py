@@ -144,21 +144,28 @@ def test_a_long_silent_cell_does_not_keep_the_cells_before_it_off_the_disk(
     assert seen == ["first\n"]
 
 
-def test_papermill_replaces_a_local_notebook_whole_when_it_writes_it_itself(
-    tmp_path: Path,
-) -> None:
+def test_papermill_replaces_the_runners_notebook_whole_and_only_it(tmp_path: Path) -> None:
     from papermill.iorw import write_ipynb
 
-    from reprokit.runner._outputs import register_engine
+    from reprokit.runner._saving import written_whole
 
-    register_engine()
-    path = tmp_path / "out.ipynb"
-    path.write_text("{}")  # a file papermill would truncate and write in place
-    before = path.stat().st_ino
+    ours, theirs = tmp_path / "out.ipynb", tmp_path / "theirs.ipynb"
+    for path in (ours, theirs):
+        path.write_text("{}")  # a file papermill would truncate and write in place
+    theirs.chmod(0o600)
+    before = {path: path.stat().st_ino for path in (ours, theirs)}
     node = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1")])
-    write_ipynb(node, str(path))  # papermill's last write, and its error-marker write
-    assert path.stat().st_ino != before  # a new file renamed over the old one
-    assert load_notebook(path).cells[0].source == "1"
-    assert not [p for p in tmp_path.iterdir() if p.name != "out.ipynb"]  # no temporary left
-    with pytest.raises(FileNotFoundError, match="doesn't exist"):
-        write_ipynb(node, str(tmp_path / "missing" / "out.ipynb"))
+    with written_whole(str(ours)):
+        write_ipynb(node, str(ours))  # papermill's last write, and its error-marker write
+        write_ipynb(node, str(theirs))  # a user's own papermill call in the same process
+        missing = str(tmp_path / "missing" / "out.ipynb")
+        with pytest.raises(FileNotFoundError, match="doesn't exist"), written_whole(missing):
+            write_ipynb(node, missing)
+    assert ours.stat().st_ino != before[ours]  # a new file renamed over the old one
+    assert theirs.stat().st_ino == before[theirs]  # papermill's own write, mode kept
+    assert theirs.stat().st_mode & 0o777 == 0o600
+    assert load_notebook(ours).cells[0].source == "1" == load_notebook(theirs).cells[0].source
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.ipynb", "theirs.ipynb"]
+    after = ours.stat().st_ino
+    write_ipynb(node, str(ours))  # after the with: papermill's own handler again
+    assert ours.stat().st_ino == after

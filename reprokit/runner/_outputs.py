@@ -33,7 +33,6 @@ from reprokit._fsutil import atomic_write_text
 from reprokit.capturing.redact import redact_text
 from reprokit.runner._saving import (
     SAVE_CHECK_S,
-    atomic_local_writes,
     execute_with_throttled_saves,
 )
 
@@ -262,7 +261,6 @@ def register_engine() -> str:
     from papermill.engines import papermill_engines
 
     papermill_engines.register(ENGINE_NAME, BoundedEngine)
-    atomic_local_writes()
     return ENGINE_NAME
 
 

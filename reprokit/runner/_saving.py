@@ -21,14 +21,17 @@ bookkeeping (its metadata, cell statuses and times) but writes the file only
 So the partial notebook is on disk whenever the runner reports, and in between a reader of
 the file (or what a ``SIGKILL`` leaves) is at most about :data:`SAVE_INTERVAL_S` seconds
 behind; each of these writes replaces the file whole, and so does papermill's own last
-write, after the engine returns (:func:`atomic_local_writes`). A run of ``n`` short cells
+write, after the engine returns (:func:`written_whole`). A run of ``n`` short cells
 writes the notebook a constant number of times, not ``2n``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -121,31 +124,53 @@ class ThrottledManager(NotebookExecutionManager):  # type: ignore[misc]
             self.notebook_complete()
 
 
-def atomic_local_writes() -> None:
-    """Have papermill replace a local notebook (an absolute path) whole, as
-    :meth:`ThrottledManager._write` does, when it writes it itself: after the last cell, and
-    with its error-marker cells when a cell raised. Its own handler truncates the file and
-    writes in place, so a ``SIGKILL`` meanwhile left half a notebook. Idempotent; through
-    papermill's public handler registry (the scheme ``/`` matches every absolute path)."""
-    global _registered
-    if _registered:
-        return
-    from papermill.iorw import LocalHandler, papermill_io  # type: ignore[import-untyped]
-
-    class AtomicLocalHandler(LocalHandler):  # type: ignore[misc]
-        def write(self, buf: str, path: str) -> None:
-            from reprokit._fsutil import atomic_write_text
-
-            folder = os.path.dirname(path)
-            if folder and not os.path.isdir(folder):
-                raise FileNotFoundError(f"output folder {folder} doesn't exist.")
-            atomic_write_text(path, buf)
-
-    papermill_io.register("/", AtomicLocalHandler())
-    _registered = True
+@contextlib.contextmanager
+def written_whole(path: str) -> Iterator[str]:
+    """For the ``with``, papermill's own writes of the notebook at ``path`` (absolute) replace
+    it whole, as :meth:`ThrottledManager._write` does: after the last cell, and with its
+    error-marker cells when a cell raised. papermill's handler truncates the file and writes
+    in place, so a ``SIGKILL`` meanwhile left half a notebook. Only these paths: a user's own
+    papermill calls in this process (to a link, a FIFO, a file of restricted mode) keep
+    papermill's behaviour. Through papermill's public handler registry (the scheme ``/``
+    matches every absolute path; any other path goes to papermill's own handler)."""
+    _register()
+    with _lock:
+        _ours[path] = _ours.get(path, 0) + 1
+    try:
+        yield path
+    finally:
+        with _lock:
+            _ours[path] -= 1
+            if not _ours[path]:
+                del _ours[path]
 
 
+_ours: dict[str, int] = {}  # paths written whole now, with how many executions write them
+_lock = threading.Lock()
 _registered = False
+
+
+def _register() -> None:
+    global _registered
+    with _lock:
+        if _registered:
+            return
+        from papermill.iorw import LocalHandler, papermill_io  # type: ignore[import-untyped]
+
+        class WholeLocalHandler(LocalHandler):  # type: ignore[misc]
+            def write(self, buf: str, path: str) -> None:
+                if path not in _ours:
+                    super().write(buf, path)
+                    return
+                from reprokit._fsutil import atomic_write_text
+
+                folder = os.path.dirname(path)
+                if folder and not os.path.isdir(folder):
+                    raise FileNotFoundError(f"output folder {folder} doesn't exist.")
+                atomic_write_text(path, buf)
+
+        papermill_io.register("/", WholeLocalHandler())
+        _registered = True
 
 
 def execute_with_throttled_saves(engine: Any, nb: Any, kernel_name: str, **kwargs: Any) -> Any:

@@ -31,6 +31,7 @@ from reprokit.capturing.redact import sensitive_parameters
 from reprokit.exceptions import PathError
 from reprokit.notebook.files import INJECTED_TAG, notebook_language
 from reprokit.runner._outputs import finish_output, redact_error, register_engine
+from reprokit.runner._saving import written_whole
 from reprokit.runner.failure import (
     ERROR_MARKER_TAG,
     CellFailure,
@@ -500,22 +501,23 @@ def _papermill(job: _Job, timeout: float | None, watch: KernelWatch, on_start: A
     if job.secrets or job.hidden:
         clear = {k: v for k, v in (parameters or {}).items() if k not in job.hidden}
         node, parameters = _with_secret_cell(node, clear, job), None
-    papermill.execute_notebook(
-        node,
-        str(job.output.absolute()),  # an absolute path: written whole (atomic_local_writes)
-        parameters=parameters,
-        engine_name=register_engine(),
-        kernel_name=job.kernel_name or kernel_of(job.node),
-        language=_language_of(job.node),
-        progress_bar=False,
-        log_output=False,
-        execution_timeout=timeout,
-        kernel_manager_class=kernel_manager_for(job.env, job.log, watch, job.kernel_dir),
-        resources={"metadata": {"path": str(job.cwd)}},
-        shutdown_kernel="immediate",
-        on_notebook_start=on_start,
-        **_cell_hooks(node, parameters, job.on_cell),  # nbclient's hooks, through the engine
-    )
+    with written_whole(str(job.output.absolute())) as output:  # replaced whole
+        papermill.execute_notebook(
+            node,
+            output,
+            parameters=parameters,
+            engine_name=register_engine(),
+            kernel_name=job.kernel_name or kernel_of(job.node),
+            language=_language_of(job.node),
+            progress_bar=False,
+            log_output=False,
+            execution_timeout=timeout,
+            kernel_manager_class=kernel_manager_for(job.env, job.log, watch, job.kernel_dir),
+            resources={"metadata": {"path": str(job.cwd)}},
+            shutdown_kernel="immediate",
+            on_notebook_start=on_start,
+            **_cell_hooks(node, parameters, job.on_cell),  # nbclient's hooks, through the engine
+        )
 
 
 def _cell_hooks(
