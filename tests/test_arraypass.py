@@ -347,3 +347,25 @@ def test_an_interrupted_caller_leaves_no_chunk_to_land_in_another_file(
             real_join(thread, 10)
     os.close(victim)
     assert (tmp_path / "victim").read_bytes() == b"hello\n"
+
+
+@pytest.mark.parametrize(
+    "array",
+    [np.full(1000, 1e200), np.full(1000, 1e308), np.array([1e308, -1e308, 1.0])],
+    ids=["squares overflow", "sum overflows", "spread overflows"],
+)
+def test_statistics_that_overflow_are_left_out_and_the_result_is_kept(
+    array: Any, tmp_path: Path
+) -> None:
+    from reprokit.results.arrays import check_array_data
+    from reprokit.results.describe import value_text
+
+    for writer in (None, FolderWriter(tmp_path)):
+        result = encode_result("a", array, writer=writer)
+        data = result.array
+        assert data is not None and data.stats is not None
+        check_array_data(data)  # a recorded result is read back, not refused
+        assert "overflow" in value_text(result)
+        assert data.stats.min == float(array.min()) and data.stats.max == float(array.max())
+        for value in (data.stats.mean, data.stats.std):
+            assert value is None or np.isfinite(value)

@@ -227,16 +227,22 @@ class StatsAccumulator:
             self._combine(other.count, offset, other.m2)
 
     def stats(self) -> ArrayStats:
+        """The statistics; a mean or std that overflowed float64 (values near 1e308, or
+        squares of values beyond 1e154) is None, as for an empty array: no number to keep."""
         empty = self.count == 0
         return ArrayStats(
             min=None if empty else float(self.low),
             max=None if empty else float(self.high),
-            mean=None if empty else self.shift + self.mean,
-            std=None if empty else math.sqrt(self.m2 / self.count),
+            mean=None if empty else _finite(self.shift + self.mean),
+            std=None if empty else _finite(math.sqrt(self.m2 / self.count)),
             nan_count=self.nan,
             posinf_count=self.posinf,
             neginf_count=self.neginf,
         )
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
 
 
 def _sums(wide: np.ndarray) -> tuple[float, float]:

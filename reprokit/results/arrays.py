@@ -239,8 +239,13 @@ def _check_summary(data: ArrayData) -> None:
         numbers = (stats.min, stats.max, stats.mean, stats.std)
         if any(x is not None and not math.isfinite(x) for x in numbers):
             _refuse("stats must be finite numbers or null", "stats")
-        if len({x is None for x in numbers}) > 1:
-            _refuse("stats min, max, mean and std are all numbers or all null", "stats")
+        if (stats.min is None) != (stats.max is None) or (
+            stats.min is None and (stats.mean, stats.std) != (None, None)
+        ):  # a mean or std alone may be null: it overflowed float64
+            _refuse(
+                "stats min and max are both numbers or both null (and then so are mean and std)",
+                "stats",
+            )
         if min(stats.nan_count, stats.posinf_count, stats.neginf_count) < 0:
             _refuse("stats counts must not be negative", "stats")
     sample = data.sample

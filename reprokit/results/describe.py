@@ -43,14 +43,17 @@ def _short(text: str) -> str:
     return text if len(text) <= _MAX_VALUE_TEXT else text[: _MAX_VALUE_TEXT - 1] + "…"
 
 
+def _number(value: float | None) -> str:
+    return "overflow" if value is None else f"{value:.6g}"  # None: beyond float64
+
+
 def _array_text(data: ArrayData) -> str:
     shape = "x".join(str(n) for n in data.shape) or "scalar"
     text = f"{data.dtype} [{shape}]"
     stats = data.stats
     if stats is not None and stats.min is not None:
-        text += (
-            f" min={stats.min:.6g} max={stats.max:.6g} mean={stats.mean:.6g} std={stats.std:.6g}"
-        )
+        text += f" min={stats.min:.6g} max={stats.max:.6g}"
+        text += f" mean={_number(stats.mean)} std={_number(stats.std)}"
     if stats is not None and (stats.nan_count or stats.posinf_count or stats.neginf_count):
         text += f" nan={stats.nan_count} +inf={stats.posinf_count} -inf={stats.neginf_count}"
     if data.file is not None:
