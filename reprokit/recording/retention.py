@@ -366,7 +366,12 @@ def _file_stats(folder: Path) -> list[FileStat]:
 
 def _stored_inodes(project_root: str | os.PathLike[str]) -> set[int]:
     store = objects_folder(project_root)
-    return {path.lstat().st_ino for path in _files(store) if is_object_name(path)}
+    inodes = set()
+    for path in _files(store):
+        if is_object_name(path):
+            with contextlib.suppress(OSError):  # gone meanwhile
+                inodes.add(path.lstat().st_ino)
+    return inodes
 
 
 class _Links:
