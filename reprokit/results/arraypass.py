@@ -435,16 +435,12 @@ def _write_pipelined(
     hasher: ArrayHasher | None,
     stats: StatsAccumulator | None,
 ) -> None:
-    """Chunks of the array in C order (views, or bounded copies of a non-contiguous array):
-    this thread summarises each one, a helper thread then hashes them in order and writes
-    them. This thread also writes a chunk itself (at its offset) while the helper is
-    :data:`_LAG` chunks behind, so the two cores stay busy alike; and only this thread
-    runs numpy's many short calls, which would otherwise take turns on the GIL with the
-    other thread's (BLAKE3 and the writes release it for a whole chunk). Each chunk is
-    touched by both threads a few chunks apart, while it is still in the processor's cache,
-    so the array is read from memory about once. A chunk with a NaN is hashed with
-    canonical NaNs. If this thread is interrupted (Ctrl-C, a cell's timeout), the helper
-    stops at its next chunk; what it still writes goes to this file (see :class:`_Sink`)."""
+    """Chunks of the array in C order (views, or bounded copies of a non-contiguous one):
+    this thread summarises each one (only it runs numpy's short calls, which two threads
+    would take turns on the GIL for), a helper hashes them in order (NaNs canonical) and
+    writes those this thread did not (it writes one while the helper is :data:`_LAG`
+    behind). Each chunk is read by both threads while still in the processor's cache. If
+    this thread is interrupted, the helper stops at its next chunk (see :class:`_Sink`)."""
     import queue
     import threading
 
@@ -472,25 +468,37 @@ def _write_pipelined(
             sink.release()
 
     with _concurrently([helper]):
-        offset = 0
         try:
-            for chunk in blocks(array, _CHUNK_BYTES if contiguous else _COPY_BYTES):
-                part, nan = scan.summary(chunk)
-                parts.append(part)
-                written = sink.positional and handoff.qsize() >= _LAG  # the helper is behind
-                if written:
-                    sink.write(chunk, offset)
-                handoff.put((chunk, offset, nan, written))
-                offset += chunk.nbytes
+            length = _summarise_and_hand(array, scan, sink, handoff, parts)
         except BaseException:
             abandoned.set()
             raise
         finally:
             handoff.put(None)
-    sink.close(offset)
+    sink.close(length)
     for part in parts:
         if stats is not None and part is not None:
             stats.merge(part)
+
+
+def _summarise_and_hand(
+    array: np.ndarray,
+    scan: _Scan,
+    sink: _Sink,
+    handoff: queue.Queue[tuple[np.ndarray, int, bool, bool] | None],
+    parts: list[StatsAccumulator | None],
+) -> int:
+    """The calling thread's side of :func:`_write_pipelined`; the bytes handed."""
+    offset = 0
+    for chunk in blocks(array, _CHUNK_BYTES if array.flags.c_contiguous else _COPY_BYTES):
+        part, nan = scan.summary(chunk)
+        parts.append(part)
+        written = sink.positional and handoff.qsize() >= _LAG  # the helper is behind
+        if written:
+            sink.write(chunk, offset)
+        handoff.put((chunk, offset, nan, written))
+        offset += chunk.nbytes
+    return offset
 
 
 class _Sink:
