@@ -548,12 +548,13 @@ def _positional_fd(handle: BinaryIO) -> int | None:
     """The file descriptor of ``handle`` if chunks can be written at offsets through it: a
     plain file object (not one whose ``fileno`` is that of a stream under it), seekable, not
     appending."""
-    import fcntl
     import io
 
     plain = (io.BufferedWriter, io.BufferedRandom, io.FileIO)
     if not hasattr(os, "pwrite") or not isinstance(handle, plain):
-        return None
+        return None  # Windows has neither pwrite nor fcntl
+    import fcntl
+
     try:
         fd = handle.fileno()
         appends = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_APPEND  # pwrite would append
