@@ -31,10 +31,7 @@ from papermill.utils import merge_kwargs, remove_args  # type: ignore[import-unt
 
 from reprokit._fsutil import atomic_write_text
 from reprokit.capturing.redact import redact_text
-from reprokit.runner._saving import (
-    SAVE_CHECK_S,
-    execute_with_throttled_saves,
-)
+from reprokit.runner._saving import SAVE_CHECK_S, execute_with_throttled_saves
 
 MAX_CELL_OUTPUT = 4 * 1024 * 1024  # bytes of output kept per cell; REPROKIT_MAX_CELL_OUTPUT
 ENGINE_NAME = "reprokit"
