@@ -52,7 +52,9 @@ class ExecutionOptions:
     ``device``: ``cpu`` (GPUs hidden from the kernel), ``cuda`` (refused where no GPU is
     visible) or ``auto``. ``kernel``: the Jupyter kernel (default: the notebook's).
     ``timeout``: seconds each cell may run; ``notebook_timeout``: seconds the whole notebook may
-    run; ``memory_limit``: bytes each kernel may allocate. ``jobs``: notebooks at once.
+    run; ``start_timeout``: seconds a kernel may take to start and answer (a kernel silent that
+    long is started anew, at most twice); ``memory_limit``: bytes each kernel may allocate.
+    ``jobs``: notebooks at once.
     ``output_dir``: where executed notebooks go (default ``<project>/.reprokit/runs/<time>``).
     ``secret_parameters``: name -> value, given to the kernel but never written anywhere (kept
     out of this object's ``repr``). ``deterministic``: the kernel starts with the determinism
@@ -71,6 +73,7 @@ class ExecutionOptions:
     kernel: str | None = None
     timeout: float | None = None
     notebook_timeout: float | None = None
+    start_timeout: float = 60.0
     memory_limit: int | None = None
     jobs: int = 1
     output_dir: str | os.PathLike[str] | None = None
@@ -91,6 +94,7 @@ class ExecutionOptions:
         for option, value in (
             ("--timeout", self.timeout),
             ("--notebook-timeout", self.notebook_timeout),
+            ("--start-timeout", self.start_timeout),
             ("--memory-limit", self.memory_limit),
         ):
             if value is not None and not value > 0:

@@ -27,7 +27,7 @@ from reprokit.runner.executors import (
     required_resources,
     retry_reason,
 )
-from reprokit.runner.kernels import NOTEBOOK_TIMEOUT
+from reprokit.runner.kernels import KERNEL_SILENT, NOTEBOOK_TIMEOUT
 from reprokit.runner.plan import Executed, PlannedRun, RunOutcome
 
 
@@ -79,6 +79,20 @@ def test_a_dead_kernel_is_retried_a_bounded_number_of_times() -> None:
 def test_only_a_dead_kernel_is_retried(status: str) -> None:
     """A failing cell, a limit or an interruption is the notebook's outcome, not bad luck."""
     assert retry_reason(_executed(status), 0) is None
+
+
+def test_a_kernel_silent_as_it_started_is_retried_but_not_a_cell_past_its_limit() -> None:
+    """No answer within the start-up limit: none of the notebook ran, it may start anew."""
+    silent = _executed("timeout", f"{KERNEL_SILENT} within 60 s")
+    assert retry_reason(silent, 0) == "the kernel did not answer as it started"
+    assert retry_reason(silent, MAX_RETRIES) is None
+    assert retry_reason(_executed("timeout", "Cell execution timed out"), 0) is None
+
+
+@pytest.mark.parametrize("value", [0, -1.0])
+def test_a_start_timeout_must_be_positive(value: float) -> None:
+    with pytest.raises(UsageError, match="--start-timeout must be a positive number"):
+        ExecutionOptions(start_timeout=value)
 
 
 def test_a_cuda_notebook_needs_a_gpu_worker_of_an_existing_cluster() -> None:

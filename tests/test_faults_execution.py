@@ -415,6 +415,53 @@ def test_a_kernel_that_dies_while_it_starts_is_started_anew_then_given_up(projec
     assert _execution(project / "out2" / "once" / "once.ipynb")["status"] == "kernel_died"
 
 
+_SILENT_LAUNCHER = """\
+import pathlib, subprocess, sys, time
+count = pathlib.Path(sys.argv[1])
+launches = int(count.read_text()) if count.exists() else 0
+count.write_text(str(launches + 1))
+if launches < int(sys.argv[2]):
+    print("waiting for the licence server", file=sys.stderr, flush=True)
+    time.sleep(600)
+sys.exit(subprocess.call([sys.executable, "-m", "ipykernel_launcher", *sys.argv[3:]]))
+"""
+
+
+@pytest.mark.slow
+def test_a_kernel_silent_as_it_starts_is_started_anew_then_given_up(project: Path) -> None:
+    """A kernel that gives no answer within --start-timeout (a loaded machine, a start that
+    hangs) is stopped and started again, at most MAX_RETRIES times: none of its cells ran."""
+    write_notebook(project / "nbs" / "once.ipynb", ["print('ran')"])
+    launcher = project / "silent.py"
+    launcher.write_text(_SILENT_LAUNCHER)
+    for root, silent in (("jupyter", 1), ("always", 99)):
+        spec = project / root / "kernels" / "silent"
+        spec.mkdir(parents=True)
+        argv = [sys.executable, str(launcher), str(project / root / "launches"), str(silent)]
+        spec_json = {"argv": [*argv, "-f", "{connection_file}"], "display_name": "S"}
+        (spec / "kernel.json").write_text(json.dumps({**spec_json, "language": "python"}))
+    args = ["run", "nbs", "--device", "cpu", "--kernel", "silent", "--no-record"]
+    args += ["--start-timeout", "4"]
+    env = {**os.environ, "JUPYTER_PATH": str(project / "jupyter")}
+    done = run_cli([*args, "--output-dir", "out"], project, env=env)
+    assert done.returncode == 0, done.stderr
+    assert (project / "jupyter" / "launches").read_text() == "2"
+    assert "retried 1 time (the kernel did not answer as it started)" in done.stderr
+    assert "ran" in _texts(nbformat.read(project / "out" / "once" / "once.ipynb", 4).cells[0])
+
+    env = {**os.environ, "JUPYTER_PATH": str(project / "always")}
+    done = run_cli([*args, "--output-dir", "out2"], project, env=env)
+    assert done.returncode == 3, done.stderr
+    assert (project / "always" / "launches").read_text() == "3"  # 1 + MAX_RETRIES
+    assert "Traceback" not in done.stderr
+    assert "retried 2 times (the kernel did not answer as it started)" in done.stderr
+    assert "the kernel did not start: no answer within 4 s" in done.stderr
+    assert _execution(project / "out2" / "once" / "once.ipynb")["status"] == "timeout"
+    log = (project / "out2" / "once" / "once.kernel.log").read_text()
+    assert "waiting for the licence server" in log  # kept, with the earlier attempts'
+    assert (project / "out2" / "once" / "once.kernel.attempt-2.log").is_file()
+
+
 def test_a_kernelspec_whose_program_is_gone_fails_in_one_line(project: Path) -> None:
     """Kernelspecs as broken setups leave them: a deleted environment's program, a program
     that is not executable, a kernel.json with no command, one that is not JSON. No

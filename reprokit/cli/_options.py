@@ -75,6 +75,14 @@ _EXECUTION_FLAGS = (
         help="Seconds the whole notebook may run; its kernel is then stopped.",
     ),
     click.option(
+        "--start-timeout",
+        type=float,
+        default=60.0,
+        show_default=True,
+        help="Seconds a kernel may take to start and answer; one silent that long is started "
+        "anew, at most twice.",
+    ),
+    click.option(
         "--memory-limit",
         default=None,
         metavar="SIZE",

@@ -15,6 +15,7 @@ import copy
 import errno
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -44,6 +45,7 @@ from reprokit.runner.kernels import (
     INTERRUPTED,
     KERNEL_DIED_STARTING,
     KERNEL_DIED_WAITING,
+    KERNEL_SILENT,
     NOTEBOOK_TIMEOUT,
     KernelWatch,
     interrupted,
@@ -204,7 +206,7 @@ def execute_notebook(
         try:
             with open(log_path, "wb") as log:
                 what = (node, output, log, kernel_env, parameters, secrets, kernel_name, cwd)
-                job = _Job(*what, on_cell, tuple(hidden), kernel_dir)
+                job = _Job(*what, on_cell, tuple(hidden), kernel_dir, limits.start_timeout)
                 _papermill(job, timeout, watch, _gate_hook(gate, watch, clock))
             message = ""
         except Exception as exc:
@@ -273,6 +275,7 @@ class Limits:
 
     notebook_timeout: float | None = None  # seconds for the whole notebook
     memory_bytes: int | None = None  # the kernel's address space (RLIMIT_AS)
+    start_timeout: float = 60.0  # seconds for the kernel to start and answer kernel_info
 
 
 @dataclass(frozen=True)
@@ -288,6 +291,7 @@ class _Job:
     on_cell: CellCallback | None = None
     hidden: tuple[str, ...] = ()  # parameters passed like secrets (see _hidden_parameters)
     kernel_dir: str | None = None  # private kernelspecs (a rebuilt environment's)
+    start_timeout: float = 60.0  # seconds for the kernel to start and answer
 
 
 def _hidden_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
@@ -353,7 +357,8 @@ def _status_of(
         if "kernel died" in text.lower():  # nbclient: "Kernel died before replying to …"
             return "kernel_died", _with_last_words(KERNEL_DIED_STARTING, log)
         if text.startswith("Kernel didn't respond"):  # jupyter_client's start-up timeout
-            return "timeout", f"the kernel did not start: {text}"
+            # not its last words: the interruption that stopped it (KeyboardInterrupt)
+            return "timeout", f"{KERNEL_SILENT} within {limits.start_timeout:g} s"
     raise exc
 
 
@@ -512,6 +517,7 @@ def _papermill(job: _Job, timeout: float | None, watch: KernelWatch, on_start: A
             progress_bar=False,
             log_output=False,
             execution_timeout=timeout,
+            start_timeout=math.ceil(job.start_timeout),  # nbclient's is a whole number of seconds
             kernel_manager_class=kernel_manager_for(job.env, job.log, watch, job.kernel_dir),
             resources={"metadata": {"path": str(job.cwd)}},
             shutdown_kernel="immediate",

@@ -113,11 +113,14 @@ def required_resources(device: str, embedded: bool) -> dict[str, float] | None:
 
 def retry_reason(executed: Executed, retries: int) -> str | None:
     """Why to execute a notebook once more, or None: only a kernel that died on its own (not
-    killed for a limit or an interruption), at most :data:`MAX_RETRIES` times."""
+    killed for a limit or an interruption) or did not answer as it started, at most
+    :data:`MAX_RETRIES` times."""
     if retries >= MAX_RETRIES or kernels.interrupted():
         return None
-    if executed.outcome.status != "kernel_died":
-        return None
+    outcome = executed.outcome
+    silent = kernels.before_first_cell(outcome.status, outcome.message)
+    if outcome.status != "kernel_died":
+        return silent
     return "the kernel died"
 
 
@@ -130,12 +133,9 @@ def keep_attempt_log(output_path: Path, attempt: int) -> None:
         log.replace(log.with_name(f"{output_path.stem}.kernel.attempt-{attempt}.log"))
 
 
-def _died_before_first_cell(executed: Executed) -> str | None:
-    """Why a notebook's kernel died before any of its cells ran, or None."""
-    outcome = executed.outcome
-    if outcome.status != "kernel_died":
-        return None
-    return next((why for why in kernels.BEFORE_FIRST_CELL if outcome.message.startswith(why)), None)
+def _before_first_cell(executed: Executed) -> str | None:
+    """Why a notebook's execution ended before any of its cells ran, or None."""
+    return kernels.before_first_cell(executed.outcome.status, executed.outcome.message)
 
 
 def not_started(plan: PlannedRun, device: str, why: str = "the runner was interrupted") -> Finished:
@@ -199,7 +199,7 @@ class LocalExecutor:
             if waited and executed.outcome.status == "interrupted":
                 plan.output_path.unlink(missing_ok=True)  # its kernel started, no cell ran
                 return not_started(plan, self.choice.device)
-            reason = _died_before_first_cell(executed)
+            reason = _before_first_cell(executed)
             if reason is None or len(retries) >= MAX_RETRIES or kernels.interrupted():
                 return with_retries(Finished(plan, executed), retries, None)
             keep_attempt_log(plan.output_path, len(retries) + 1)

@@ -38,6 +38,20 @@ INTERRUPTED = "interrupted"
 KERNEL_DIED_STARTING = "the kernel died while it started, before its first cell"
 KERNEL_DIED_WAITING = "the kernel died while it waited for its first cell"
 BEFORE_FIRST_CELL = (KERNEL_DIED_STARTING, KERNEL_DIED_WAITING)
+# a kernel that gave no answer within the start-up limit (a machine too loaded for it, a start
+# that hangs); nothing of the notebook ran either, so it too is started anew (status timeout)
+KERNEL_SILENT = "the kernel did not start: no answer"
+
+
+def before_first_cell(status: str, message: str) -> str | None:
+    """Why an execution ended before its first cell ran (``status`` and ``message`` of its
+    outcome), or None: then nothing of the notebook ran, and it may be started anew."""
+    if status == "timeout" and message.startswith(KERNEL_SILENT):
+        return "the kernel did not answer as it started"
+    if status != "kernel_died":
+        return None
+    return next((why for why in BEFORE_FIRST_CELL if message.startswith(why)), None)
+
 
 _live: set[KernelWatch] = set()
 _live_lock = threading.Lock()

@@ -356,7 +356,7 @@ def execute_planned(
         parameters=plan.parameters,
         kernel_name=plan.kernel,
         timeout=options.timeout,
-        limits=Limits(options.notebook_timeout, options.memory_limit),
+        limits=Limits(options.notebook_timeout, options.memory_limit, options.start_timeout),
         secrets=options.secret_parameters,
         on_cell=on_cell,
         kernel_dir=plan.kernel_dir,
