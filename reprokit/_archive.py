@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from reprokit._fsutil import partial_prefix
 from reprokit.exceptions import PathError
 
 __all__ = ["ZipEntry", "ZipLimits", "extract_zip", "write_zip"]
@@ -60,7 +61,7 @@ def write_zip(target: Path, entries: Iterable[ZipEntry]) -> None:
     if len(set(names)) != len(names):
         duplicate = next(n for k, n in enumerate(names) if n in names[:k])
         raise PathError(duplicate, "two files of the archive have this name")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=partial_prefix(target.name), suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             with zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as archive:

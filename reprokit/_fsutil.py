@@ -24,6 +24,21 @@ PARTIAL_SUFFIX = ".tmp"
 _PARTIAL_SUFFIXES = (PARTIAL_SUFFIX, ".link", ".copy")  # also the object store's temporaries
 
 
+def partial_prefix(name: str) -> str:
+    """The ``prefix`` of ``mkstemp`` for a temporary file beside a file called ``name``:
+    ``.<name>.``, the name cut (at a character) so that the temporary's whole name stays
+    within the 255 bytes a file name may take (80 CJK characters are 240 bytes in UTF-8)."""
+    room = _NAME_MAX - len(".") - len(".") - _RANDOM - max(map(len, _PARTIAL_SUFFIXES))
+    raw = os.fsencode(name)
+    if len(raw) > room:  # a character cut in two, or bytes that are not UTF-8, are left out
+        name = raw[:room].decode("utf-8", "ignore")
+    return f".{name}."
+
+
+_NAME_MAX = 255  # bytes in a file name (ext4, xfs, btrfs, APFS, NTFS in characters)
+_RANDOM = 8  # the random part mkstemp adds
+
+
 def is_partial_write(name: str) -> bool:
     """A file name reprokit's writers give a file before renaming it: a process killed
     mid-write leaves it behind, and nothing may take it for the file it was to become."""
@@ -70,7 +85,8 @@ COPY_CHUNK = 1 << 20
 def _replace_durably(path: str | os.PathLike[str], fill: Callable[[BinaryIO], object]) -> None:
     """``fill`` a temporary file beside ``path``, fsync it and rename it over ``path``."""
     target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=PARTIAL_SUFFIX, dir=target.parent)
+    prefix = partial_prefix(target.name)
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=PARTIAL_SUFFIX, dir=target.parent)
     try:
         os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as handle:

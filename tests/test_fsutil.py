@@ -12,6 +12,8 @@ from reprokit._fsutil import (
     atomic_write_text,
     complete_files,
     has_partial_writes,
+    is_partial_write,
+    partial_prefix,
     write_then_name,
 )
 
@@ -22,6 +24,32 @@ def test_atomic_write_replaces_content(tmp_path: Path) -> None:
     atomic_write_text(target, "new")
     assert target.read_text() == "new"
     assert [p.name for p in tmp_path.iterdir()] == ["lock.json"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "实验" * 41 + ".ipynb",  # 252 bytes: a legal name, which a ".<name>.<random>.tmp" is not
+        "a" * 255,
+        "é" * 127,  # cut inside a character: the half is left out
+        "short.ipynb",
+    ],
+)
+def test_files_with_names_near_the_limit_are_written_atomically(tmp_path: Path, name: str) -> None:
+    """A temporary file's name keeps within 255 bytes, whatever the target's (a notebook of
+    80 CJK characters failed with "File name too long")."""
+    from reprokit.recording.objects import link_tree
+
+    target = tmp_path / "a" / name
+    target.parent.mkdir()
+    atomic_write_text(target, "new")
+    assert target.read_text() == "new" and [p.name for p in target.parent.iterdir()] == [name]
+    prefix = partial_prefix(name)
+    assert prefix.startswith(".") and len(prefix.encode()) + 8 + len(".copy") <= 255
+    assert is_partial_write(prefix + "abcdefgh.tmp")
+    target.chmod(0o444)  # an object: shared by a hard link
+    assert link_tree(tmp_path / "a", tmp_path / "b").linked == 1
+    assert (tmp_path / "b" / name).read_text() == "new"
 
 
 def test_failed_write_keeps_old_file_and_no_temp(tmp_path: Path) -> None:

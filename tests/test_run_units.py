@@ -220,3 +220,26 @@ def test_the_runner_settles_a_kernel_on_its_own_deadline(monkeypatch: pytest.Mon
     assert "still being written after 0.3 s" in _settle(busy) and busy.interrupted == 1
     dead = _FakeKernel([], alive=False)
     assert _settle(dead) == "" and dead.interrupted == 0
+
+
+def test_a_notebook_whose_files_would_not_fit_a_name_is_refused_in_one_line(
+    tmp_path: Path,
+) -> None:
+    """``<name>.kernel.log`` and ``<name>.repro.json`` must fit in 255 bytes: a longer name is
+    refused before anything runs (it was a traceback: "File name too long")."""
+    from click.testing import CliRunner
+
+    from reprokit.cli import main
+    from reprokit.runner.plan import MAX_STEM_BYTES, plan_runs
+
+    choice = resolve_device("cpu")
+    fits = tmp_path / ("实" * (MAX_STEM_BYTES // 3) + ".py")
+    too_long = tmp_path / ("b" * (MAX_STEM_BYTES + 1) + ".py")
+    for path in (fits, too_long):
+        path.write_text(PERCENT_NOTEBOOK)
+    assert len(plan_runs([fits], tmp_path / "out", choice, {})) == 1
+    with pytest.raises(PathError, match=f"may take {MAX_STEM_BYTES} bytes, it takes 245"):
+        plan_runs([too_long], tmp_path / "out", choice, {})
+    result = CliRunner().invoke(main, ["run", str(too_long), "--no-record"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "the name is too long" in result.output and not (tmp_path / "out").exists()

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from reprokit._fsutil import is_partial_write
+from reprokit._fsutil import is_partial_write, partial_prefix
 
 OBJECTS_DIR = "objects"
 READ_ONLY = 0o444
@@ -79,7 +79,7 @@ def intern_file(path: Path, store: Path) -> Path | None:
 def _replace_with_link(source: Path, target: Path) -> None:
     """``target`` becomes a hard link to ``source``, atomically (a reader sees one or the
     other, never no file)."""
-    temporary = target.with_name(f".{target.name}.{secrets.token_hex(4)}.link")
+    temporary = _beside(target, ".link")
     os.link(source, temporary)
     try:
         os.replace(temporary, target)
@@ -87,6 +87,11 @@ def _replace_with_link(source: Path, target: Path) -> None:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise
+
+
+def _beside(target: Path, ending: str) -> Path:
+    """A temporary name beside ``target``: ``.<name>.<8 hex><ending>``, within 255 bytes."""
+    return target.with_name(f"{partial_prefix(target.name)}{secrets.token_hex(4)}{ending}")
 
 
 def intern_tree(folder: Path, store: Path) -> int:
@@ -110,7 +115,7 @@ def link_tree(folder: Path, destination: Path) -> Linked:
         except OSError as exc:
             if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
                 raise
-            temporary = target.with_name(f".{target.name}.{secrets.token_hex(4)}.copy")
+            temporary = _beside(target, ".copy")
             shutil.copyfile(path, temporary)
             os.replace(temporary, target)
             copied, copied_bytes = copied + 1, copied_bytes + path.stat().st_size

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from reprokit._fsutil import partial_prefix
 from reprokit.exceptions import UsageError
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ def prepare_report_target(path: str | os.PathLike[str], option: str) -> None:
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             fd, probe = tempfile.mkstemp(
-                prefix=f".{target.name}.", suffix=".tmp", dir=target.parent
+                prefix=partial_prefix(target.name), suffix=".tmp", dir=target.parent
             )
             os.close(fd)
             os.unlink(probe)
