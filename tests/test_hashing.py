@@ -195,6 +195,63 @@ def test_each_start_method_hashes_every_share(tree: Path, method: str) -> None:
     assert batch.keys == [stat_key(os.stat(tree / os.fsdecode(r))) for r in rels]
 
 
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_workers_make_the_folder_digests_input_block_by_block(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str
+) -> None:
+    """Blocks of consecutive files, interleaved over the workers (3 here, blocks of 64 files,
+    the last one short): their lines joined are the documented input, and a file that could
+    not be hashed here (deferred to the caller) leaves the caller to make it."""
+    from reprokit.capturing.hashing import merkle_input
+
+    for i in range(700):
+        (tmp_path / f"d{i // 100}").mkdir(exist_ok=True)
+        (tmp_path / f"d{i // 100}" / f"f{i:04d}").write_bytes(os.urandom(i % 300))
+    rels = sorted(os.fsencode(p.relative_to(tmp_path)) for p in tmp_path.rglob("f*"))
+    prefix = os.fsencode(tmp_path) + b"/"
+    batch = _pool.hash_files(prefix, rels, "blake3", jobs=3, method=method, lines=True)
+    assert batch.workers == 3 and _pool.block_size(len(rels), 3) == 64
+    hexes = batch.hexdigests()
+    expected = merkle_input([os.fsdecode(r) for r in rels], batch.sizes, hexes)  # type: ignore[arg-type]
+    assert batch.lines is not None and b"".join(batch.lines) == expected
+    assert hexes == [_plain("blake3", (tmp_path / os.fsdecode(r)).read_bytes()) for r in rels]
+    (tmp_path / "d3" / "f0301").write_bytes(os.urandom(3 << 19))  # over SMALL_FILE
+    monkeypatch.setattr(_pool, "DEFER_FROM", 1 << 20)  # so it comes back to the parent
+    deferred = _pool.hash_files(prefix, rels, "blake3", jobs=3, method=method, lines=True)
+    assert deferred.lines is None and deferred.hexdigests()[302] == hexes[302]
+    assert deferred.hexdigests()[301] == _plain("blake3", (tmp_path / "d3" / "f0301").read_bytes())
+    assert hash_path(tmp_path, cache=None, jobs=3).digest == _merkle(tmp_path, "blake3")
+
+
+def test_workers_started_ahead_of_a_walk_are_used_or_stopped(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Spawned workers start once the walk has met enough files; the hashing takes them,
+    and any left over (the walk found fewer to hash, a fork was possible after all) is
+    stopped: no process is left behind."""
+    monkeypatch.setattr(_pool, "start_method", lambda: "spawn")
+    monkeypatch.setattr(_pool, "_spawn_broken", False)
+    with _pool.Ahead(3) as ahead:
+        ahead.seen(_pool.PARALLEL_MIN_FILES["spawn"] - 1)
+        assert not ahead._started
+        ahead.seen(_pool.PARALLEL_MIN_FILES["spawn"])
+        started = list(ahead._started)
+        assert len(started) == 2 and all(p is not None for p in started)
+        taken = ahead.take()
+        assert taken is started[0] and ahead._started == started[1:]
+    assert started[1].wait(timeout=10) is not None  # the one not taken was stopped
+    taken.kill()
+    taken.wait()
+    rels = sorted(os.fsencode(p.relative_to(tree)) for p in tree.rglob("*") if p.is_file())
+    prefix = os.fsencode(tree) + b"/"
+    with _pool.Ahead(2) as ahead:
+        ahead.seen(10**6)
+        (worker,) = ahead._started
+        batch = _pool.hash_files(prefix, rels, "blake3", jobs=2, method="spawn", ahead=ahead)
+        assert batch.workers == 2 and not ahead._started  # taken, and done
+    assert worker.wait(timeout=10) == 0 and not batch.errors
+
+
 def test_missing_path_is_a_path_error(tmp_path: Path) -> None:
     with pytest.raises(PathError) as info:
         hash_path(tmp_path / "nope", cache=None)

@@ -12,6 +12,7 @@ packed ``stat`` fingerprint; about 9 µs for 1 KiB, two thirds of it in the kern
 
 from __future__ import annotations
 
+import binascii
 import marshal
 import os
 import stat
@@ -19,7 +20,7 @@ import struct
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 if __package__:
     from reprokit.capturing._filehash import (
@@ -49,6 +50,7 @@ Share = tuple[
     list[tuple[int, str]],  # errors: (index, reason)
     list[int],  # deferred: indices of files of ``defer_from`` bytes or more
     int,  # hashed_at_ns: taken before the first byte was read (the racy rule)
+    list[bytes] | None,  # Merkle lines of each block of files (when asked for and whole)
 ]
 
 
@@ -80,10 +82,12 @@ def hash_share(
     keys: bool,
     defer_from: int | None,
     threads: bool,
+    block: int = 0,
 ) -> Share:
-    """Hash ``prefix + rel`` for each rel; ``keys``: also their cache fingerprints."""
-    share: Share = ([], [], [], [], [], time.time_ns())  # the time before any byte is read
-    raws, sizes, packed, errors, deferred, _ = share
+    """Hash ``prefix + rel`` for each rel; ``keys``: also their cache fingerprints; ``block``
+    (not 0): also the :func:`merkle_lines` of every ``block`` files, made in parallel here."""
+    share: Share = ([], [], [], [], [], time.time_ns(), None)  # the time before any read
+    raws, sizes, packed, errors, deferred, _, _ = share
     small = small_digester(algorithm)
     fstat, read, close, is_reg, pack = os.fstat, os.read, os.close, stat.S_ISREG, STAT_KEY.pack
     for index, rel in enumerate(rels):
@@ -119,7 +123,28 @@ def hash_share(
                 else pack(st.st_dev, st.st_ino, size, st.st_mtime_ns, st.st_ctime_ns)
             )
             packed.append(key)
-    return share
+    return (*share[:6], _blocks_of_lines(rels, share, block))
+
+
+def _blocks_of_lines(rels: Sequence[bytes], share: Share, block: int) -> list[bytes] | None:
+    """The :func:`merkle_lines` of every ``block`` files hashed; None unless each was."""
+    raws, sizes, _, errors, deferred, _, _ = share
+    if not block or errors or deferred:
+        return None
+    digests = cast(list[bytes], raws)  # no error, none deferred: every digest is there
+    cuts = range(0, len(rels), block)
+    return [
+        merkle_lines(rels[a : a + block], sizes[a : a + block], digests[a : a + block])
+        for a in cuts
+    ]
+
+
+def merkle_lines(rels: Sequence[bytes], sizes: Sequence[int], raws: Sequence[bytes]) -> bytes:
+    """``<rel> NUL <size> NUL <hex digest> LF`` of each file: the part of a folder digest's
+    input (see :mod:`reprokit.capturing.hashing`) these files make, where the file names'
+    bytes are the relative paths' (a file system encoding of UTF-8 with surrogateescape)."""
+    hexlify, files = binascii.hexlify, zip(rels, sizes, raws, strict=True)
+    return b"".join([b"%b\0%d\0%b\n" % (r, s, hexlify(d)) for r, s, d in files])
 
 
 def _digest_rest(fd: int, size: int, algorithm: str, threads: bool) -> str:
@@ -184,8 +209,8 @@ def run_job(job: tuple[Any, ...]) -> Any:
     :data:`Share`, ``("stat", prefix, [(rel, names), ...])`` the folders' stamps."""
     if job[0] == "stat":
         return stamp_share(job[1], job[2])
-    _, (prefix, algorithm, keys, defer_from), rels = job
-    return hash_share(prefix, rels, algorithm, keys, defer_from, False)
+    _, (prefix, algorithm, keys, defer_from, block), rels = job
+    return hash_share(prefix, rels, algorithm, keys, defer_from, False, block)
 
 
 def serve() -> None:

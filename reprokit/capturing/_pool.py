@@ -28,6 +28,7 @@ Any failure to start or run a worker falls back to hashing its share here.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import marshal
 import os
 import signal
@@ -60,11 +61,12 @@ class Batch:
     deferred: list[int] = field(default_factory=list)  # large files left to the caller
     workers: int = 0  # worker processes used (0: all hashed in this process)
     hashed_at_ns: int = 0  # taken before the first byte was read (the racy rule)
+    lines: list[bytes] | None = None  # the folder digest's input, block by block (if asked)
 
     @classmethod
     def of(cls, share: Share) -> Batch:
-        raw, sizes, keys, errors, deferred, hashed_at_ns = share
-        return cls(raw, sizes, keys, errors, deferred, hashed_at_ns=hashed_at_ns)
+        raw, sizes, keys, errors, deferred, hashed_at_ns, lines = share
+        return cls(raw, sizes, keys, errors, deferred, hashed_at_ns=hashed_at_ns, lines=lines)
 
     def hexdigests(self) -> list[str | None]:
         """The digests in hex, made in one pass."""
@@ -81,9 +83,11 @@ def hash_batch(
     keys: bool = False,
     defer_from: int | None = None,
     threads: bool = True,
+    block: int = 0,
 ) -> Batch:
-    """Hash ``prefix + rel`` for each rel here; ``keys``: also their cache fingerprints."""
-    return Batch.of(hash_share(prefix, rels, algorithm, keys, defer_from, threads))
+    """Hash ``prefix + rel`` for each rel here; ``keys``: also their cache fingerprints;
+    ``block``: also the folder digest's input lines of every ``block`` files."""
+    return Batch.of(hash_share(prefix, rels, algorithm, keys, defer_from, threads, block))
 
 
 def default_jobs() -> int:
@@ -112,6 +116,38 @@ def _thread_count() -> int:
     return 0
 
 
+class Ahead:
+    """Spawned workers started while a folder is still being walked (:meth:`seen` once it
+    holds :data:`PARALLEL_MIN_FILES` files), so that their interpreters (~40 ms) are up when
+    the shares are ready instead of starting then; :meth:`close` kills those not taken. Not
+    for a forked worker, which starts in a millisecond with its share in memory."""
+
+    def __init__(self, jobs: int | None = None) -> None:
+        spawning = start_method() == "spawn" and not _spawn_broken
+        self._wanted = (default_jobs() if jobs is None else max(1, jobs)) - 1 if spawning else 0
+        self._started: list[Handle] = []
+
+    def __enter__(self) -> Ahead:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def seen(self, files: int) -> None:
+        """The walk has met ``files`` files so far."""
+        if self._wanted and files >= PARALLEL_MIN_FILES["spawn"]:
+            self._started = [_start_spawned() for _ in range(self._wanted)]
+            self._wanted = 0
+
+    def take(self) -> Handle:
+        """A worker started ahead (None if it could not start), else a new one."""
+        return self._started.pop(0) if self._started else _start_spawned()
+
+    def close(self) -> None:
+        while self._started:
+            _kill(self._started.pop())
+
+
 def hash_files(
     prefix: bytes,
     rels: Sequence[bytes],
@@ -120,8 +156,12 @@ def hash_files(
     keys: bool = False,
     jobs: int | None = None,
     method: str | None = None,
+    lines: bool = False,
+    ahead: Ahead | None = None,
 ) -> Batch:
-    """Hash many files under one folder, over worker processes when it pays."""
+    """Hash many files under one folder, over worker processes when it pays; ``lines``: also
+    the folder digest's input lines of these files (``Batch.lines``, None where a file could
+    not be hashed or was left to this process)."""
     workers = min(default_jobs() if jobs is None else max(1, jobs), len(rels))
     method = method or start_method()
     if method == "spawn" and _spawn_broken:
@@ -129,23 +169,39 @@ def hash_files(
     if jobs is None and len(rels) < PARALLEL_MIN_FILES[method]:
         workers = 1
     if workers <= 1:
-        return hash_batch(prefix, rels, algorithm, keys=keys)
-    task = (prefix, algorithm, keys, DEFER_FROM)
-    shares = [list(rels[k::workers]) for k in range(workers)]
+        return hash_batch(prefix, rels, algorithm, keys=keys, block=len(rels) if lines else 0)
+    block = block_size(len(rels), workers)
+    blocks = [range(at, min(at + block, len(rels))) for at in range(0, len(rels), block)]
+    owned = [blocks[k::workers] for k in range(workers)]
+    shares = [
+        list(itertools.chain.from_iterable(rels[r.start : r.stop] for r in mine)) for mine in owned
+    ]
+    task = (prefix, algorithm, keys, DEFER_FROM, block if lines else 0)
     merged = Batch([None] * len(rels), [0] * len(rels), workers=workers)
     merged.hashed_at_ns = time.time_ns()  # before any worker reads a byte
     if keys:
         merged.keys = [None] * len(rels)
+    if lines:
+        merged.lines = [b""] * len(blocks)
     parts = _over_workers(
         method,
         [("hash", task, share) for share in shares],
-        lambda k: hash_batch(prefix, shares[k], algorithm, keys=keys, defer_from=DEFER_FROM),
-        lambda k, got: Batch.of(got) if isinstance(got, tuple) and len(got) == 6 else None,
+        lambda k: hash_batch(
+            prefix, shares[k], algorithm, keys=keys, defer_from=DEFER_FROM, block=task[4]
+        ),
+        lambda k, got: Batch.of(got) if isinstance(got, tuple) and len(got) == 7 else None,
+        ahead,
     )
     for k, part in enumerate(parts):
-        _merge(merged, part, k, workers)
+        _merge(merged, part, owned[k], block)
     _hash_deferred(prefix, rels, algorithm, merged)
     return merged
+
+
+def block_size(files: int, workers: int) -> int:
+    """Files in a block (see the module docstring): about 16 blocks per worker, 64 to 2,048
+    files each (a block's lines are one string to send back)."""
+    return max(64, min(2048, -(-files // (workers * 16))))
 
 
 def stamp_folders(
@@ -154,6 +210,7 @@ def stamp_folders(
     *,
     jobs: int | None = None,
     method: str | None = None,
+    ahead: Ahead | None = None,
 ) -> list[bytes | None]:
     """The joined ``stat`` fingerprints of each ``(rel, names)`` folder under ``prefix`` (None:
     one of its files cannot be stat'ed), over worker processes (one per core, at most
@@ -171,6 +228,7 @@ def stamp_folders(
         [("stat", prefix, share) for share in shares],
         lambda k: stamp_share(prefix, shares[k]),
         lambda k, got: got if isinstance(got, list) and len(got) == len(shares[k]) else None,
+        ahead,
     )
     merged: list[bytes | None] = [None] * len(folders)
     for k, part in enumerate(parts):
@@ -186,15 +244,16 @@ def _over_workers(
     jobs: list[Job],
     here: Callable[[int], T],
     accept: Callable[[int, Any], T | None],
+    ahead: Ahead | None = None,
 ) -> list[T]:
     """Each job's result, in order: job 0 done here (``here(0)``: one process fewer to start,
     nothing to send) while jobs 1… run in workers; what a worker sends back is kept if
     ``accept(k, got)`` takes it, else (it could not start, died, sent garbage) its job is done
-    here too."""
+    here too. Spawned workers are taken from ``ahead`` first."""
     handles: list[Handle] = [None]
     results: list[T] = []
     try:
-        _start_all(method, jobs[1:], handles)
+        _start_all(method, jobs[1:], handles, ahead or Ahead(0))
         for k in range(len(jobs)):
             got = accept(k, _finish(handles[k])) if k else None
             handles[k] = None
@@ -220,17 +279,32 @@ def _kill(handle: Handle) -> None:
         handle.wait()
 
 
-def _merge(merged: Batch, part: Batch, k: int, workers: int) -> None:
-    merged.raw[k::workers] = part.raw
-    merged.sizes[k::workers] = part.sizes
-    if merged.keys:
-        merged.keys[k::workers] = part.keys
-    merged.errors.extend((k + workers * j, why) for j, why in part.errors)
-    merged.deferred.extend(k + workers * j for j in part.deferred)
+def _merge(merged: Batch, part: Batch, mine: list[range], block: int) -> None:
+    """Put a share's outcome (its blocks ``mine``, in order) where its files are in ``merged``."""
+    offset = 0
+    for r in mine:
+        end = offset + len(r)
+        merged.raw[r.start : r.stop] = part.raw[offset:end]
+        merged.sizes[r.start : r.stop] = part.sizes[offset:end]
+        if merged.keys:
+            merged.keys[r.start : r.stop] = part.keys[offset:end]
+        offset = end
+
+    def where(index: int) -> int:  # every block but the tree's last has ``block`` files
+        return mine[index // block].start + index % block
+
+    merged.errors.extend((where(j), why) for j, why in part.errors)
+    merged.deferred.extend(where(j) for j in part.deferred)
+    if merged.lines is not None and part.lines is None:
+        merged.lines = None  # a file failed or was deferred: the caller makes the lines
+    elif merged.lines is not None and part.lines is not None:
+        for r, text in zip(mine, part.lines, strict=True):
+            merged.lines[r.start // block] = text
 
 
 def _hash_deferred(prefix: bytes, rels: Sequence[bytes], algorithm: str, merged: Batch) -> None:
     if merged.deferred:
+        merged.lines = None
         merged.deferred.sort()
         wanted = bool(merged.keys)
         big = hash_batch(prefix, [rels[i] for i in merged.deferred], algorithm, keys=wanted)
@@ -252,7 +326,7 @@ Handle = Any  # (pid, read fd) for a fork, a Popen for a spawn, None when it fai
 Job = tuple[Any, ...]  # what _hashworker.run_job takes
 
 
-def _start_all(method: str, jobs: list[Job], handles: list[Handle]) -> None:
+def _start_all(method: str, jobs: list[Job], handles: list[Handle], ahead: Ahead) -> None:
     """A worker per job, appended to ``handles`` as each starts (so that an interruption
     meanwhile leaves none unkilled); spawned interpreters are all started first, then fed, so
     that their start-ups overlap."""
@@ -262,7 +336,7 @@ def _start_all(method: str, jobs: list[Job], handles: list[Handle]) -> None:
         return
     first = len(handles)
     for _ in jobs:
-        handles.append(_start_spawned())
+        handles.append(ahead.take())
     for proc, job in zip(handles[first:], jobs, strict=True):
         _feed(proc, job)
 

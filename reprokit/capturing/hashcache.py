@@ -45,10 +45,14 @@ import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reprokit.capturing._cachedb import CacheDB, write
 from reprokit.capturing._hashworker import STAT_KEY, open_folder
 from reprokit.capturing.walk import Folder, Tree
+
+if TYPE_CHECKING:
+    from reprokit.capturing._pool import Ahead
 
 __all__ = [
     "DEFAULT_RACY_MARGIN_NS",
@@ -177,6 +181,7 @@ class Fresh:
     keys: Sequence[bytes | None]  # stat_key of each file hashed, None for one served
     digests: Sequence[str | None]  # every file's hex digest
     hashed_at_ns: int  # taken before the first of them was read
+    raws: Sequence[bytes | None] = ()  # the raw digests of the files hashed (if at hand)
 
 
 class HashCache:
@@ -219,12 +224,18 @@ class HashCache:
     # -- trees -------------------------------------------------------------------------
 
     def match_tree(
-        self, algorithm: str, root: bytes, tree: Tree, jobs: int | None = None
+        self,
+        algorithm: str,
+        root: bytes,
+        tree: Tree,
+        jobs: int | None = None,
+        ahead: Ahead | None = None,
     ) -> TreeMatch:
         """Every entry under folder ``root`` in one query, then a ``stat`` per file.
 
         A file that cannot be stat'ed is left to hash, where its error is reported. ``jobs``:
-        at most that many processes ``stat`` (:func:`~reprokit.capturing._pool.stamp_folders`).
+        at most that many processes ``stat`` (:func:`~reprokit.capturing._pool.stamp_folders`;
+        ``ahead``: its workers started already).
         """
         from reprokit.capturing._pool import stamp_folders
 
@@ -233,7 +244,7 @@ class HashCache:
         match.cached = self._db.run(lambda conn: _select_tree(conn, algorithm, root), {})
         prefix = _with_slash(root)
         known = [folder for folder in tree.folders if folder.rel in match.cached]
-        stamps = stamp_folders(prefix, [(f.rel, f.names) for f in known], jobs=jobs)
+        stamps = stamp_folders(prefix, [(f.rel, f.names) for f in known], jobs=jobs, ahead=ahead)
         stamps_of = dict(zip((folder.rel for folder in known), stamps, strict=True))
         for folder in tree.folders:
             cached = match.cached.get(folder.rel)
@@ -395,7 +406,7 @@ def _columns(folder: Folder, cached: _Cached | None, fresh: Fresh) -> tuple[byte
         return None
     hashed = _HASHED.pack(fresh.hashed_at_ns)
     if hashed_now == len(keys):  # all just hashed: the first hash of a folder
-        return b"".join(keys), hashed, bytes.fromhex("".join(digests))  # type: ignore[arg-type]
+        return b"".join(keys), hashed, _raw_digests(fresh, indices, digests)  # type: ignore[arg-type]
     assert cached is not None  # a file not hashed now was served from its row
     position = {name: j for j, name in enumerate(cached.names)}
     stamps, times, raws = [], [], []
@@ -409,6 +420,15 @@ def _columns(folder: Folder, cached: _Cached | None, fresh: Fresh) -> tuple[byte
         raws.append(raw)
     uniform = len(set(times)) == 1
     return b"".join(stamps), times[0] if uniform else b"".join(times), b"".join(raws)
+
+
+def _raw_digests(fresh: Fresh, indices: Sequence[int], digests: Sequence[str]) -> bytes:
+    """The raw digests of a folder's files (all just hashed), joined."""
+    if not fresh.raws:
+        return bytes.fromhex("".join(digests))
+    if isinstance(indices, range) and indices.step == 1:
+        return b"".join(fresh.raws[indices.start : indices.stop])  # type: ignore[arg-type]
+    return b"".join([fresh.raws[i] for i in indices])  # type: ignore[misc]
 
 
 @contextlib.contextmanager

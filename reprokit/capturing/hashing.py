@@ -51,7 +51,7 @@ from reprokit.capturing.walk import Tree, special_kind, walk_tree
 from reprokit.exceptions import DigestMismatchError, PathError, ReprokitWarning, UsageError
 
 if TYPE_CHECKING:
-    from reprokit.capturing._pool import Batch
+    from reprokit.capturing._pool import Ahead, Batch
     from reprokit.capturing.hashcache import HashCache
 
 __all__ = [
@@ -201,7 +201,10 @@ def _hash_one(
     absolute = os.fsencode(os.path.abspath(os.fspath(path)))
     st = _stat(absolute, display)
     if stat.S_ISDIR(st.st_mode):
-        return _hash_dir(absolute, shown, display, algorithm, cache, jobs)
+        from reprokit.capturing._pool import Ahead
+
+        with Ahead(jobs) as ahead:  # workers started while the folder is walked
+            return _hash_dir(absolute, (shown, display), algorithm, cache, jobs, ahead)
     digest = None
     if cache is not None and stat.S_ISREG(st.st_mode):
         digest = cache.match_file(algorithm, absolute, st)
@@ -235,70 +238,121 @@ def _hash_single(
 
 def _hash_dir(
     absolute: bytes,
-    shown: str,
-    display: str,
+    names: tuple[str, str],
     algorithm: str,
     cache: HashCache | None,
     jobs: int | None,
+    ahead: Ahead,
 ) -> DataEntry:
-    tree = walk_tree(absolute, display)
+    """The entry of the folder ``absolute`` (``names``: as shown, and in messages)."""
+    shown, display = names
+    tree = walk_tree(absolute, display, ahead.seen)
     rels, count = tree.rels, len(tree.rels)
-    match = cache.match_tree(algorithm, absolute, tree, jobs) if cache is not None else None
+    match = cache.match_tree(algorithm, absolute, tree, jobs, ahead) if cache is not None else None
     if match is not None:
         digests, sizes, todo = match.digests, match.sizes, match.todo
     else:
         digests, sizes, todo = [None] * count, [0] * count, list(range(count))
+    lines = None
     if todo:
         subset = rels if len(todo) == count else [rels[i] for i in todo]
         prefix = absolute if absolute.endswith(b"/") else absolute + b"/"
-        batch = _hash_files(prefix, subset, display, algorithm, match is not None, jobs)
+        whole = len(todo) == count
+        how = (match is not None, jobs, whole, ahead)
+        batch = _hash_files(prefix, subset, display, algorithm, how)
         hexes = batch.hexdigests()
-        if len(todo) == count:
-            digests, sizes, keys = hexes, batch.sizes, batch.keys
+        if whole:
+            digests, sizes, keys, raws, lines = (
+                hexes,
+                batch.sizes,
+                batch.keys,
+                batch.raw,
+                batch.lines,
+            )
         else:
-            keys = [None] * count if match is not None else []
-            for j, index in enumerate(todo):
-                digests[index] = hexes[j]
-                sizes[index] = batch.sizes[j]
-                if keys:
-                    keys[index] = batch.keys[j]
+            keys, raws = _spread(todo, count, batch, digests, sizes, hexes)
         if cache is not None and match is not None:
             from reprokit.capturing.hashcache import Fresh
 
-            fresh = Fresh(keys, digests, batch.hashed_at_ns)
+            fresh = Fresh(keys, digests, batch.hashed_at_ns, raws)
             cache.store_tree(algorithm, absolute, tree, match, fresh)
     if tree.skipped:
         listed = "; ".join(tree.skipped[:5]) + (" ..." if len(tree.skipped) > 5 else "")
         warnings.warn(f"{display}: skipped {listed}", ReprokitWarning, stacklevel=4)
-    return _dir_entry(shown, algorithm, tree, digests, sizes)  # type: ignore[arg-type]
+    return _dir_entry(shown, algorithm, tree, digests, sizes, lines)  # type: ignore[arg-type]
+
+
+def _spread(
+    todo: list[int],
+    count: int,
+    batch: Batch,
+    digests: list[str | None],
+    sizes: list[int],
+    hexes: list[str | None],
+) -> tuple[list[bytes | None], list[bytes | None]]:
+    """Put the digests and sizes of the files hashed (``todo``, positions in the tree) in
+    ``digests`` and ``sizes``; their cache fingerprints and raw digests, by position."""
+    keys: list[bytes | None] = [None] * count
+    raws: list[bytes | None] = [None] * count
+    for j, index in enumerate(todo):
+        digests[index] = hexes[j]
+        sizes[index] = batch.sizes[j]
+        raws[index] = batch.raw[j]
+        if batch.keys:
+            keys[index] = batch.keys[j]
+    return keys, raws
 
 
 def _hash_files(
-    prefix: bytes, subset: list[bytes], display: str, algorithm: str, keys: bool, jobs: int | None
+    prefix: bytes,
+    subset: list[bytes],
+    display: str,
+    algorithm: str,
+    how: tuple[bool, int | None, bool, Ahead],
 ) -> Batch:
-    """Hash ``subset``; the first failing file (in path order) raises its PathError."""
+    """Hash ``subset``; the first failing file (in path order) raises its PathError. ``how``:
+    whether to take their cache fingerprints, the ``jobs``, whether ``subset`` is the whole
+    folder, the workers started ahead. With the folder digest's input lines of the files
+    when ``subset`` is the whole folder and its names
+    are bytes as the digest's input has them (a file system encoding of UTF-8 with
+    surrogateescape, as on Linux and macOS)."""
     from reprokit.capturing._pool import hash_files
 
-    batch = hash_files(prefix, subset, algorithm, keys=keys, jobs=jobs)
+    keys, jobs, whole, ahead = how
+    lines = whole and _NAMES_AS_BYTES
+    batch = hash_files(prefix, subset, algorithm, keys=keys, jobs=jobs, lines=lines, ahead=ahead)
     if batch.errors:
         index, why = min(batch.errors, key=lambda error: subset[error[0]])
         raise PathError(f"{display}/{os.fsdecode(subset[index])}", why)
     return batch
 
 
+_NAMES_AS_BYTES = (sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()) == (
+    "utf-8",
+    "surrogateescape",
+)
+
+
 def _dir_entry(
-    shown: str, algorithm: str, tree: Tree, digests: list[str], sizes: list[int]
+    shown: str,
+    algorithm: str,
+    tree: Tree,
+    digests: list[str],
+    sizes: list[int],
+    lines: list[bytes] | None = None,
 ) -> DataEntry:
-    """The folder's entry, files in the order of the Merkle input (raw path bytes)."""
+    """The folder's entry, files in the order of the Merkle input (raw path bytes); ``lines``:
+    that input, block by block, when the hashing made it."""
     rels = tree.rels  # already in that order
     encoding, errors = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
     names = b"\0".join(rels).decode(encoding, errors).split("\0") if rels else []
+    made = b"".join(lines) if lines is not None else merkle_input(names, sizes, digests)
     return FolderEntry.make(
         path=shown,
         kind="dir",
         size=sum(sizes),
         algorithm=algorithm,
-        digest=_digest_bytes(merkle_input(names, sizes, digests), algorithm),
+        digest=_digest_bytes(made, algorithm),
         skipped=tuple(tree.skipped),
         lists=(names, sizes, digests),
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from reprokit.capturing._filehash import oserror_reason
@@ -69,11 +69,12 @@ class _Scan:
     indices: list[int] = field(default_factory=list)  # of its files, in Tree.rels
 
 
-def walk_tree(root: bytes, display: str) -> Tree:
+def walk_tree(root: bytes, display: str, seen: Callable[[int], None] | None = None) -> Tree:
     """All regular files under ``root`` (a directory); ``display`` names it in errors.
 
     Symbolic links are followed; one that leads back to a directory being walked
-    (a loop), or that dangles, raises :class:`PathError` naming the link.
+    (a loop), or that dangles, raises :class:`PathError` naming the link. ``seen(files)``:
+    told after each folder read how many files the walk has met so far.
     """
     root_st = os.stat(root)
     tree = Tree()
@@ -92,6 +93,8 @@ def walk_tree(root: bytes, display: str) -> Tree:
         else:
             _read(sub, tree, display)
             stack.append(sub)
+            if seen is not None:
+                seen(len(tree.rels))
     tree.skipped.sort()
     return tree
 
