@@ -97,9 +97,9 @@ class ExecutionOptions:
             ("--start-timeout", self.start_timeout),
             ("--memory-limit", self.memory_limit),
         ):
-            if value is not None and not value > 0:
+            if value is not None and not 0 < value < math.inf:
                 raise UsageError(
-                    f"{option} must be a positive number, got {value}",
+                    f"{option} must be a positive number (and finite), got {value}",
                     option=option,
                     value=str(value),
                 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import threading
 from pathlib import Path
@@ -222,24 +223,35 @@ def test_the_runner_settles_a_kernel_on_its_own_deadline(monkeypatch: pytest.Mon
     assert _settle(dead) == "" and dead.interrupted == 0
 
 
-def test_a_notebook_whose_files_would_not_fit_a_name_is_refused_in_one_line(
-    tmp_path: Path,
-) -> None:
-    """``<name>.kernel.log`` and ``<name>.repro.json`` must fit in 255 bytes: a longer name is
-    refused before anything runs (it was a traceback: "File name too long")."""
+def test_a_notebook_whose_name_cannot_be_kept_is_refused_in_one_line(tmp_path: Path) -> None:
+    """A name whose files would not fit in 255 bytes (``<name>.kernel.attempt-N.log``,
+    ``<name>.repro.json``), or that is not UTF-8 (it goes into JSON), is refused before
+    anything runs, by every command that looks for notebooks (it was a traceback: "File name
+    too long", "surrogates not allowed")."""
     from click.testing import CliRunner
 
     from reprokit.cli import main
-    from reprokit.runner.plan import MAX_STEM_BYTES, plan_runs
+    from reprokit.notebook.files import MAX_STEM_BYTES
 
-    choice = resolve_device("cpu")
     fits = tmp_path / ("实" * (MAX_STEM_BYTES // 3) + ".py")
-    too_long = tmp_path / ("b" * (MAX_STEM_BYTES + 1) + ".py")
-    for path in (fits, too_long):
+    too_long = tmp_path / "long" / ("b" * (MAX_STEM_BYTES + 1) + ".py")
+    not_utf8 = tmp_path / "odd" / os.fsdecode(b"bad\xff\xfename.py")
+    for path in (fits, too_long, not_utf8):
+        path.parent.mkdir(exist_ok=True)
         path.write_text(PERCENT_NOTEBOOK)
-    assert len(plan_runs([fits], tmp_path / "out", choice, {})) == 1
-    with pytest.raises(PathError, match=f"may take {MAX_STEM_BYTES} bytes, it takes 245"):
-        plan_runs([too_long], tmp_path / "out", choice, {})
-    result = CliRunner().invoke(main, ["run", str(too_long), "--no-record"])
-    assert result.exit_code == 2 and "Traceback" not in result.output
-    assert "the name is too long" in result.output and not (tmp_path / "out").exists()
+    assert discover_notebooks([fits]) == [fits]
+    with pytest.raises(PathError, match=f"may take {MAX_STEM_BYTES} bytes, it takes 235"):
+        discover_notebooks([tmp_path / "long"])
+    with pytest.raises(PathError, match=r"bad\\xff\\xfename.py: the name is not UTF-8 text"):
+        discover_notebooks([not_utf8])
+    for command in (
+        ["run", "--no-record"],
+        ["record"],
+        ["verify"],
+        ["check"],
+        ["bundle", "-o", str(tmp_path / "b.zip")],
+    ):
+        for path, why in ((too_long, "the name is too long"), (not_utf8, "is not UTF-8")):
+            result = CliRunner().invoke(main, [command[0], str(path), *command[1:]])
+            assert result.exit_code == 2, (command, result.output)
+            assert why in result.output and "Traceback" not in result.output, result.output

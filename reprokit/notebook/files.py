@@ -76,7 +76,35 @@ def discover_notebooks(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
         else:
             raise PathError(str(path), "no such notebook or folder")
     unique: dict[Path, None] = dict.fromkeys(found)
+    for notebook in unique:
+        check_name(notebook)
     return list(unique)
+
+
+MAX_STEM_BYTES = 255 - len(".kernel.attempt-9.log")
+"""The longest notebook name (without its extension, in bytes) whose files all fit in the 255
+bytes a file name may take: ``<name>.kernel.attempt-N.log`` in its run folder is the longest,
+``<name>.repro.json`` (its lock) beside it."""
+
+
+def check_name(path: Path) -> None:
+    """Refuse a notebook whose name is not UTF-8 (it goes into JSON: the lock, the executed
+    notebook, MLflow) or too long for the files reprokit writes for it: a
+    :class:`~reprokit.exceptions.PathError` naming it, before anything runs."""
+    raw = os.fsencode(path.name)
+    shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise PathError(shown, "the name is not UTF-8 text; rename the notebook") from None
+    length = len(os.fsencode(path.stem))
+    if length > MAX_STEM_BYTES:
+        raise PathError(
+            shown,
+            f"the name is too long for the files reprokit writes for it (<name>.repro.json, "
+            f"<name>.kernel.attempt-N.log): without its extension it may take "
+            f"{MAX_STEM_BYTES} bytes, it takes {length}; rename the notebook",
+        )
 
 
 def _walk(folder: Path) -> list[Path]:

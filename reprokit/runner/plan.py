@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import secrets
 import threading
 import time
@@ -131,22 +130,6 @@ def default_output_dir(first: Path) -> Path:
     return hidden / "runs" / key
 
 
-MAX_STEM_BYTES = 255 - len(".kernel.log")
-"""The longest notebook name (without its extension) whose files fit in 255 bytes a name:
-``<stem>.kernel.log`` in its run folder, ``<stem>.repro.json`` (its lock) beside it."""
-
-
-def _check_name(source: Path) -> None:
-    length = len(os.fsencode(source.stem))
-    if length > MAX_STEM_BYTES:
-        raise PathError(
-            str(source),
-            f"the name is too long for the files reprokit writes for it (<name>.repro.json, "
-            f"<name>.kernel.log): without its extension it may take {MAX_STEM_BYTES} bytes, "
-            f"it takes {length}; rename the notebook",
-        )
-
-
 def plan_runs(
     sources: Sequence[Path],
     base: Path,
@@ -169,7 +152,6 @@ def plan_runs(
     used = set() if used is None else used
     secret_names = tuple(secret_parameters or {})
     for source in sources:
-        _check_name(source)
         node = load_notebook(source)
         if kernel_dir is not None and kernel is not None:
             kernel_name = _private_kernel(str(source), kernel_dir, kernel)
