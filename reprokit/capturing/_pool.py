@@ -2,9 +2,12 @@
 
 Python spends ~10 µs per small file (open, fstat, read, hash, close) and threads make it
 worse (the GIL), so above ``PARALLEL_MIN_FILES`` files the work is split over one worker
-process per core, this one included.  Process k takes files k, k+n, k+2n, ...
-(interleaving balances sizes without knowing them); workers send back raw digests, sizes
-and packed ``stat`` fingerprints, and the caller writes the cache (one transaction).  Files of
+process per core, this one included.  The files are cut into blocks of consecutive files
+(:func:`block_size`) and process k takes blocks k, k+n, k+2n, ... (interleaving balances
+sizes without knowing them); workers send back raw digests, sizes, packed ``stat``
+fingerprints and, for a whole folder, the folder digest's input lines of each block (made in
+parallel rather than by the caller once all are done), and the caller writes the cache (one
+transaction).  Spawned workers are started while the folder is walked (:class:`Ahead`).  Files of
 ``DEFER_FROM`` bytes or more are handed back unhashed and hashed here afterwards with
 BLAKE3's own thread pool.  The ``stat`` calls that check a cached tree of
 ``STAT_PARALLEL_MIN_FILES`` files or more are shared the same way, by folder
