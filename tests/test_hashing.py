@@ -199,7 +199,7 @@ def test_each_start_method_hashes_every_share(tree: Path, method: str) -> None:
 def test_workers_make_the_folder_digests_input_block_by_block(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str
 ) -> None:
-    """Blocks of consecutive files, interleaved over the workers (3 here, blocks of 64 files,
+    """Blocks of consecutive files, interleaved over the workers (3 here, blocks of 15 files,
     the last one short): their lines joined are the documented input, and a file that could
     not be hashed here (deferred to the caller) leaves the caller to make it."""
     from reprokit.capturing.hashing import merkle_input
@@ -210,7 +210,7 @@ def test_workers_make_the_folder_digests_input_block_by_block(
     rels = sorted(os.fsencode(p.relative_to(tmp_path)) for p in tmp_path.rglob("f*"))
     prefix = os.fsencode(tmp_path) + b"/"
     batch = _pool.hash_files(prefix, rels, "blake3", jobs=3, method=method, lines=True)
-    assert batch.workers == 3 and _pool.block_size(len(rels), 3) == 64
+    assert batch.workers == 3 and _pool.block_size(len(rels), 3) == 15
     hexes = batch.hexdigests()
     expected = merkle_input([os.fsdecode(r) for r in rels], batch.sizes, hexes)  # type: ignore[arg-type]
     assert batch.lines is not None and b"".join(batch.lines) == expected
@@ -221,6 +221,8 @@ def test_workers_make_the_folder_digests_input_block_by_block(
     assert deferred.lines is None and deferred.hexdigests()[302] == hexes[302]
     assert deferred.hexdigests()[301] == _plain("blake3", (tmp_path / "d3" / "f0301").read_bytes())
     assert hash_path(tmp_path, cache=None, jobs=3).digest == _merkle(tmp_path, "blake3")
+    few = _pool.hash_files(prefix, rels[:3], "blake3", jobs=5, method=method, lines=True)
+    assert few.workers == 3 and few.lines is not None  # no worker started with nothing to do
 
 
 def test_workers_started_ahead_of_a_walk_are_used_or_stopped(
@@ -250,6 +252,40 @@ def test_workers_started_ahead_of_a_walk_are_used_or_stopped(
         batch = _pool.hash_files(prefix, rels, "blake3", jobs=2, method="spawn", ahead=ahead)
         assert batch.workers == 2 and not ahead._started  # taken, and done
     assert worker.wait(timeout=10) == 0 and not batch.errors
+
+
+def test_workers_are_started_ahead_only_for_a_folder_the_cache_does_not_know(
+    tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A re-check of a cached folder has few files to hash, if any: starting interpreters
+    during its walk would be work thrown away. And an interruption while they start leaves
+    none running."""
+    from reprokit.capturing.hashcache import HashCache
+
+    started: list[object] = []
+    monkeypatch.setattr(_pool, "start_method", lambda: "spawn")
+    monkeypatch.setattr(_pool, "_spawn_broken", False)
+    monkeypatch.setattr(_pool, "PARALLEL_MIN_FILES", {"fork": 1, "spawn": 1})
+    monkeypatch.setattr(_pool, "_start_spawned", lambda: started.append(1))  # None: no worker
+    with HashCache(tmp_path / "cache.sqlite3", racy_margin_ns=0) as cache:
+        assert not cache.knows_tree("blake3", os.fsencode(tree))
+        first = hash_path(tree, cache=cache, jobs=2)
+        assert started and cache.knows_tree("blake3", os.fsencode(tree))
+        started.clear()
+        assert hash_path(tree, cache=cache, jobs=2) == first and not started
+    assert not _pool.Ahead(0)._wanted
+
+    def interrupted() -> object:
+        if len(started) == 2:
+            raise KeyboardInterrupt
+        started.append(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]))
+        return started[-1]
+
+    monkeypatch.setattr(_pool, "_start_spawned", interrupted)
+    started.clear()
+    with pytest.raises(KeyboardInterrupt), _pool.Ahead(4) as ahead:
+        ahead.seen(10)
+    assert [p.wait(timeout=10) for p in started] == [-9, -9]  # both killed on the way out
 
 
 def test_missing_path_is_a_path_error(tmp_path: Path) -> None:

@@ -126,7 +126,8 @@ class Ahead:
     for a forked worker, which starts in a millisecond with its share in memory."""
 
     def __init__(self, jobs: int | None = None) -> None:
-        spawning = start_method() == "spawn" and not _spawn_broken
+        """``jobs``: as :func:`hash_files` takes it (None: one per core; 0: start none)."""
+        spawning = jobs != 0 and start_method() == "spawn" and not _spawn_broken
         self._wanted = (default_jobs() if jobs is None else max(1, jobs)) - 1 if spawning else 0
         self._started: list[Handle] = []
 
@@ -139,8 +140,9 @@ class Ahead:
     def seen(self, files: int) -> None:
         """The walk has met ``files`` files so far."""
         if self._wanted and files >= PARALLEL_MIN_FILES["spawn"]:
-            self._started = [_start_spawned() for _ in range(self._wanted)]
-            self._wanted = 0
+            wanted, self._wanted = self._wanted, 0
+            for _ in range(wanted):  # kept as each starts: an interruption kills them all
+                self._started.append(_start_spawned())
 
     def take(self) -> Handle:
         """A worker started ahead (None if it could not start), else a new one."""
@@ -175,6 +177,7 @@ def hash_files(
         return hash_batch(prefix, rels, algorithm, keys=keys, block=len(rels) if lines else 0)
     block = block_size(len(rels), workers)
     blocks = [range(at, min(at + block, len(rels))) for at in range(0, len(rels), block)]
+    workers = min(workers, len(blocks))  # none started for nothing
     owned = [blocks[k::workers] for k in range(workers)]
     shares = [
         list(itertools.chain.from_iterable(rels[r.start : r.stop] for r in mine)) for mine in owned
@@ -202,9 +205,9 @@ def hash_files(
 
 
 def block_size(files: int, workers: int) -> int:
-    """Files in a block (see the module docstring): about 16 blocks per worker, 64 to 2,048
+    """Files in a block (see the module docstring): about 16 blocks per worker, at most 2,048
     files each (a block's lines are one string to send back)."""
-    return max(64, min(2048, -(-files // (workers * 16))))
+    return max(1, min(2048, -(-files // (workers * 16))))
 
 
 def stamp_folders(
@@ -280,6 +283,10 @@ def _kill(handle: Handle) -> None:
     else:
         handle.kill()
         handle.wait()
+        for pipe in (handle.stdin, handle.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
 
 
 def _merge(merged: Batch, part: Batch, mine: list[range], block: int) -> None:

@@ -77,6 +77,10 @@ _SELECT_TREE = (
     "SELECT substr(path, ?), names, stamps, hashed, digests FROM folder_digest "
     "WHERE algorithm = ? AND (path = ? OR (path >= ? AND path < ?))"
 )
+_KNOWS_TREE = (
+    "SELECT 1 FROM folder_digest "
+    "WHERE algorithm = ? AND (path = ? OR (path >= ? AND path < ?)) LIMIT 1"
+)
 _INSERT_FOLDER = "INSERT OR REPLACE INTO folder_digest VALUES (?, ?, ?, ?, ?, ?)"
 _DELETE_FOLDER = "DELETE FROM folder_digest WHERE algorithm = ? AND path = ?"
 
@@ -262,6 +266,12 @@ class HashCache:
             self._match_each(folder, cached, keys, match)
         match.todo.sort()
         return match
+
+    def knows_tree(self, algorithm: str, root: bytes) -> bool:
+        """Whether any folder at or under ``root`` has entries here (one indexed look-up)."""
+        prefix = _with_slash(root)
+        args = (algorithm, root, prefix, prefix[:-1] + b"0")
+        return self._db.run(lambda conn: bool(conn.execute(_KNOWS_TREE, args).fetchone()), False)
 
     def _serve_all(self, folder: Folder, cached: _Cached, joined: bytes, match: TreeMatch) -> bool:
         """The common case, in bulk: the same names, every fingerprint equal, none racy."""

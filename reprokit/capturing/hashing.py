@@ -203,7 +203,11 @@ def _hash_one(
     if stat.S_ISDIR(st.st_mode):
         from reprokit.capturing._pool import Ahead
 
-        with Ahead(jobs) as ahead:  # workers started while the folder is walked
+        # a first hash: workers started while the folder is walked (where a cache knows the
+        # folder, few files are likely left to hash and its stat calls need workers only
+        # for very many: they start then, as they are needed)
+        first = cache is None or not cache.knows_tree(algorithm, absolute)
+        with Ahead(jobs if first else 0) as ahead:
             return _hash_dir(absolute, (shown, display), algorithm, cache, jobs, ahead)
     digest = None
     if cache is not None and stat.S_ISREG(st.st_mode):
