@@ -160,6 +160,7 @@ def test_a_kernel_that_died_is_retried_and_its_log_kept(project: Path, cluster: 
     ran = run_cli(["run", "nbs/dies.ipynb", *dask, "--no-record", "--output-dir", "out"], project)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert "retried 1 time (the kernel died on" in ran.stdout + ran.stderr
+    assert ran.stderr.count("running  nbs/dies.ipynb") == 1  # once, as the local executor
     folder = project / "out" / "dies"
     assert b"dying on purpose" in (folder / "dies.kernel.attempt-1.log").read_bytes()
     assert b"dying on purpose" not in (folder / "dies.kernel.log").read_bytes()

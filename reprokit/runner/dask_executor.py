@@ -365,7 +365,9 @@ class DaskExecutor:
                 self._lost.setdefault(key, []).append(f"worker {earlier} was lost")
             self._workers[key] = worker
             item = self._pending.get(key)
-        if earlier is None and item is not None and self.progress is not None:
+        # once per notebook, as the local executor: not again for a task submitted anew
+        first = earlier is None and item is not None and not item.retries
+        if first and item is not None and self.progress is not None:
             self.progress("start", item.plan, None)
 
     def _cancel_all(self) -> None:
