@@ -199,8 +199,8 @@ def test_each_start_method_hashes_every_share(tree: Path, method: str) -> None:
 def test_workers_make_the_folder_digests_input_block_by_block(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str
 ) -> None:
-    """Blocks of consecutive files, interleaved over the workers (3 here, blocks of 15 files,
-    the last one short): their lines joined are the documented input, and a file that could
+    """Blocks of consecutive files, claimed by the processes one at a time (3 here, blocks of 4
+    files): their lines joined are the documented input, and a file that could
     not be hashed here (deferred to the caller) leaves the caller to make it."""
     from reprokit.capturing.hashing import merkle_input
 
@@ -210,7 +210,7 @@ def test_workers_make_the_folder_digests_input_block_by_block(
     rels = sorted(os.fsencode(p.relative_to(tmp_path)) for p in tmp_path.rglob("f*"))
     prefix = os.fsencode(tmp_path) + b"/"
     batch = _pool.hash_files(prefix, rels, "blake3", jobs=3, method=method, lines=True)
-    assert batch.workers == 3 and _pool.block_size(len(rels), 3) == 15
+    assert batch.workers == 3 and _pool.block_size(len(rels), 3) == 4
     hexes = batch.hexdigests()
     expected = merkle_input([os.fsdecode(r) for r in rels], batch.sizes, hexes)  # type: ignore[arg-type]
     assert batch.lines is not None and b"".join(batch.lines) == expected
@@ -223,6 +223,25 @@ def test_workers_make_the_folder_digests_input_block_by_block(
     assert hash_path(tmp_path, cache=None, jobs=3).digest == _merkle(tmp_path, "blake3")
     few = _pool.hash_files(prefix, rels[:3], "blake3", jobs=5, method=method, lines=True)
     assert few.workers == 3 and few.lines is not None  # no worker started with nothing to do
+
+
+def test_blocks_claimed_by_a_worker_whose_reply_is_lost_are_hashed_here(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker claims blocks from the shared counter, then its reply is lost (it died, or
+    sent garbage): the blocks nobody returned are hashed by the caller, each once."""
+    for i in range(300):
+        (tree / "sub" / f"n{i:03d}").write_bytes(os.urandom(i))
+    rels = sorted(os.fsencode(p.relative_to(tree)) for p in tree.rglob("*") if p.is_file())
+    prefix = os.fsencode(tree) + b"/"
+    expected = [_plain("blake3", (tree / os.fsdecode(r)).read_bytes()) for r in rels]
+    finish = _pool._finish
+    monkeypatch.setattr(_pool, "_finish", lambda handle: finish(handle) and [("junk",)])
+    batch = _pool.hash_files(prefix, rels, "blake3", keys=True, jobs=2, method="fork")
+    assert batch.hexdigests() == expected and None not in batch.keys and not batch.errors
+    monkeypatch.setattr(_pool, "_finish", finish)
+    claims = _pool.hash_files(prefix, rels, "blake3", jobs=2, method="fork", lines=True)
+    assert claims.hexdigests() == expected and claims.lines is not None
 
 
 def test_workers_started_ahead_of_a_walk_are_used_or_stopped(

@@ -204,13 +204,68 @@ def open_folder(path: bytes) -> int | None:
         return None
 
 
+try:
+    import fcntl
+except ImportError:  # Windows: no shared counter, each process takes its own blocks
+    fcntl = None  # type: ignore[assignment]
+
+
+class Claims:
+    """The numbers of the blocks one of ``n`` processes (the k-th) hashes, out of ``total``:
+    taken one at a time from a counter in the file ``counter`` that they all share (under
+    ``flock``), so a process that gets more of the machine takes more blocks and they all
+    finish within a block of each other; without a counter file (or ``fcntl``), blocks k,
+    k+n, k+2n, ..."""
+
+    def __init__(self, counter: str | None, total: int, k: int, n: int) -> None:
+        self.total, self.k, self.n, self.taken = total, k, n, 0
+        self.fd = os.open(counter, os.O_RDWR) if counter and fcntl is not None else None
+
+    def next(self) -> int | None:
+        if self.fd is None:
+            number, self.taken = self.k + self.taken * self.n, self.taken + 1
+            return number if number < self.total else None
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        try:
+            number = int.from_bytes(os.pread(self.fd, 8, 0), "little")
+            if number >= self.total:
+                return None
+            os.pwrite(self.fd, (number + 1).to_bytes(8, "little"), 0)
+            return number
+        finally:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+
+
+Blocks = list[tuple[int, Share]]  # (block number, what hashing it gave)
+
+
+def hash_blocks(job: tuple[Any, ...], threads: bool = False) -> Blocks:
+    """``("blocks", (prefix, algorithm, keys, defer_from, lines), counter, k, n, blocks)``:
+    hash the blocks of files (lists of rels) this process claims (:class:`Claims`), each with
+    its :func:`merkle_lines` when ``lines``."""
+    (prefix, algorithm, keys, defer_from, lines), counter, k, n, blocks = job[1:]
+    claims, done = Claims(counter, len(blocks), k, n), []
+    try:
+        while (number := claims.next()) is not None:
+            rels = blocks[number]
+            block = len(rels) if lines else 0
+            share = hash_share(prefix, rels, algorithm, keys, defer_from, threads, block)
+            done.append((number, share))
+    finally:
+        claims.close()
+    return done
+
+
 def run_job(job: tuple[Any, ...]) -> Any:
-    """One worker's job: ``("hash", (prefix, algorithm, keys, defer_from), rels)`` gives a
-    :data:`Share`, ``("stat", prefix, [(rel, names), ...])`` the folders' stamps."""
+    """One worker's job: ``("blocks", ...)`` gives :func:`hash_blocks`' list, ``("stat",
+    prefix, [(rel, names), ...])`` the folders' stamps."""
     if job[0] == "stat":
         return stamp_share(job[1], job[2])
-    _, (prefix, algorithm, keys, defer_from, block), rels = job
-    return hash_share(prefix, rels, algorithm, keys, defer_from, False, block)
+    return hash_blocks(job)
 
 
 def serve() -> None:

@@ -3,10 +3,12 @@
 Python spends ~10 µs per small file (open, fstat, read, hash, close) and threads make it
 worse (the GIL), so above ``PARALLEL_MIN_FILES`` files the work is split over one worker
 process per core, this one included.  The files are cut into blocks of consecutive files
-(:func:`block_size`) and process k takes blocks k, k+n, k+2n, ... (interleaving balances
-sizes without knowing them); workers send back raw digests, sizes, packed ``stat``
-fingerprints and, for a whole folder, the folder digest's input lines of each block (made in
-parallel rather than by the caller once all are done), and the caller writes the cache (one
+(:func:`block_size`) that the processes claim one at a time from a shared counter
+(:class:`~reprokit.capturing._hashworker.Claims`): one that gets more of the machine, or
+started earlier, takes more, so they finish within a block of each other whatever the
+files' sizes; workers send back, block by block, raw digests, sizes, packed ``stat``
+fingerprints and, for a whole folder, the folder digest's input lines (made in parallel
+rather than by the caller once all are done), and the caller writes the cache (one
 transaction).  Spawned workers are started while the folder is walked (:class:`Ahead`).  Files of
 ``DEFER_FROM`` bytes or more are handed back unhashed and hashed here afterwards with
 BLAKE3's own thread pool.  The ``stat`` calls that check a cached tree of
@@ -36,12 +38,13 @@ import marshal
 import os
 import signal
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from reprokit.capturing._hashworker import Share, hash_share, run_job, stamp_share
+from reprokit.capturing._hashworker import Share, hash_blocks, hash_share, run_job, stamp_share
 
 PARALLEL_MIN_FILES = {"fork": 2_000, "spawn": 8_000}
 STAT_PARALLEL_MIN_FILES = 20_000
@@ -176,38 +179,84 @@ def hash_files(
     if workers <= 1:
         return hash_batch(prefix, rels, algorithm, keys=keys, block=len(rels) if lines else 0)
     block = block_size(len(rels), workers)
-    blocks = [range(at, min(at + block, len(rels))) for at in range(0, len(rels), block)]
+    blocks = [list(rels[at : at + block]) for at in range(0, len(rels), block)]
     workers = min(workers, len(blocks))  # none started for nothing
-    owned = [blocks[k::workers] for k in range(workers)]
-    shares = [
-        list(itertools.chain.from_iterable(rels[r.start : r.stop] for r in mine)) for mine in owned
-    ]
-    task = (prefix, algorithm, keys, DEFER_FROM, block if lines else 0)
+    task = (prefix, algorithm, keys, DEFER_FROM, lines)
     merged = Batch([None] * len(rels), [0] * len(rels), workers=workers)
     merged.hashed_at_ns = time.time_ns()  # before any worker reads a byte
-    if keys:
-        merged.keys = [None] * len(rels)
-    if lines:
-        merged.lines = [b""] * len(blocks)
-    parts = _over_workers(
-        method,
-        [("hash", task, share) for share in shares],
-        lambda k: hash_batch(
-            prefix, shares[k], algorithm, keys=keys, defer_from=DEFER_FROM, block=task[4]
-        ),
-        lambda k, got: Batch.of(got) if isinstance(got, tuple) and len(got) == 7 else None,
-        ahead,
-    )
-    for k, part in enumerate(parts):
-        _merge(merged, part, owned[k], block)
+    merged.keys = [None] * len(rels) if keys else []
+    merged.lines = [b""] * len(blocks) if lines else None
+    with _counter() as counter:
+        jobs_ = [("blocks", task, counter, k, workers, blocks) for k in range(workers)]
+        parts = _over_workers(
+            method,
+            jobs_,
+            lambda k: hash_blocks(jobs_[k], threads=True),  # after a failed worker: none left
+            lambda k, got: got if _blocks_of(got, blocks) else None,
+            ahead,
+        )
+    _gather(merged, itertools.chain.from_iterable(parts), blocks, task)
     _hash_deferred(prefix, rels, algorithm, merged)
     return merged
 
 
+def _gather(
+    merged: Batch, parts: Iterable[tuple[int, Share]], blocks: list[list[bytes]], task: Job
+) -> None:
+    """Put each block's outcome where its files are in ``merged``; a block that a failed
+    worker had claimed (its outcome lost) is hashed here."""
+    prefix, algorithm, keys, defer_from, lines = task
+    done: list[Batch | None] = [None] * len(blocks)
+    for number, share in parts:
+        done[number] = Batch.of(share)
+    for number, files in enumerate(blocks):
+        part = done[number] or hash_batch(
+            prefix,
+            files,
+            algorithm,
+            keys=keys,
+            defer_from=defer_from,
+            block=len(files) if lines else 0,
+        )
+        _merge(merged, part, number, len(blocks[0]))
+
+
+@contextlib.contextmanager
+def _counter() -> Iterator[str | None]:
+    """A file holding the number of the next block to claim (0), removed after; None when
+    it cannot be made: each process then takes its own blocks."""
+    try:
+        fd, path = tempfile.mkstemp(prefix="reprokit-blocks-")
+    except OSError:
+        yield None
+        return
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(bytes(8))
+        yield path
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+def _blocks_of(got: Any, blocks: list[list[bytes]]) -> bool:
+    """Whether a worker's reply is a list of (block number, share) fitting ``blocks``."""
+    if not isinstance(got, list):
+        return False
+    for item in got:
+        if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], int)):
+            return False
+        number, share = item
+        fits = 0 <= number < len(blocks) and isinstance(share, tuple) and len(share) == 7
+        if not fits or len(share[0]) != len(blocks[number]):
+            return False
+    return True
+
+
 def block_size(files: int, workers: int) -> int:
-    """Files in a block (see the module docstring): about 16 blocks per worker, at most 2,048
-    files each (a block's lines are one string to send back)."""
-    return max(1, min(2048, -(-files // (workers * 16))))
+    """Files in a block (see the module docstring): about 64 blocks per worker, so that they
+    end within a short block of each other, at most 2,048 files each."""
+    return max(1, min(2048, -(-files // (workers * 64))))
 
 
 def stamp_folders(
@@ -289,27 +338,20 @@ def _kill(handle: Handle) -> None:
                     pipe.close()
 
 
-def _merge(merged: Batch, part: Batch, mine: list[range], block: int) -> None:
-    """Put a share's outcome (its blocks ``mine``, in order) where its files are in ``merged``."""
-    offset = 0
-    for r in mine:
-        end = offset + len(r)
-        merged.raw[r.start : r.stop] = part.raw[offset:end]
-        merged.sizes[r.start : r.stop] = part.sizes[offset:end]
-        if merged.keys:
-            merged.keys[r.start : r.stop] = part.keys[offset:end]
-        offset = end
-
-    def where(index: int) -> int:  # every block but the tree's last has ``block`` files
-        return mine[index // block].start + index % block
-
-    merged.errors.extend((where(j), why) for j, why in part.errors)
-    merged.deferred.extend(where(j) for j in part.deferred)
+def _merge(merged: Batch, part: Batch, number: int, block: int) -> None:
+    """Put the outcome of block ``number`` (files ``number * block`` on) in ``merged``."""
+    start = number * block
+    stop = start + len(part.raw)
+    merged.raw[start:stop] = part.raw
+    merged.sizes[start:stop] = part.sizes
+    if merged.keys:
+        merged.keys[start:stop] = part.keys
+    merged.errors.extend((start + j, why) for j, why in part.errors)
+    merged.deferred.extend(start + j for j in part.deferred)
     if merged.lines is not None and part.lines is None:
         merged.lines = None  # a file failed or was deferred: the caller makes the lines
     elif merged.lines is not None and part.lines is not None:
-        for r, text in zip(mine, part.lines, strict=True):
-            merged.lines[r.start // block] = text
+        merged.lines[number] = part.lines[0] if part.lines else b""
 
 
 def _hash_deferred(prefix: bytes, rels: Sequence[bytes], algorithm: str, merged: Batch) -> None:
