@@ -242,6 +242,41 @@ def test_blocks_claimed_by_a_worker_whose_reply_is_lost_are_hashed_here(
     monkeypatch.setattr(_pool, "_finish", finish)
     claims = _pool.hash_files(prefix, rels, "blake3", jobs=2, method="fork", lines=True)
     assert claims.hexdigests() == expected and claims.lines is not None
+    share = ([b"x" * 32] * 3, [1, 2], [], [], [], 0, None)  # a size short: refused
+    assert not _pool._blocks_of([(0, share)], [[b"a", b"b", b"c"]])
+    assert _pool._blocks_of([(0, (*share[:1], [1, 2, 3], *share[2:]))], [[b"a", b"b", b"c"]])
+
+
+def test_hashing_needs_no_counter_file_nor_locks(
+    tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the counter file cannot be written (a full disk) or locked (ENOLCK), the blocks
+    are still all hashed, once each at least, with the same digests."""
+    import errno
+
+    from reprokit.capturing import _hashworker
+
+    rels = sorted(os.fsencode(p.relative_to(tree)) for p in tree.rglob("*") if p.is_file())
+    prefix = os.fsencode(tree) + b"/"
+    expected = _pool.hash_files(prefix, rels, "blake3", jobs=1).hexdigests()
+
+    def no_locks(fd: int, how: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(_hashworker.fcntl, "flock", no_locks)
+    assert _pool.hash_files(prefix, rels, "blake3", jobs=3, method="fork").hexdigests() == expected
+    monkeypatch.undo()
+    full = open  # a counter file that cannot be written: as on a full disk
+
+    def failing_fdopen(fd: int, mode: str) -> object:
+        handle = full(fd, mode, closefd=True)
+        handle.write = lambda data: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full"))  # type: ignore[method-assign]
+        return handle
+
+    monkeypatch.setattr(_pool.os, "fdopen", failing_fdopen)
+    before = set(os.listdir(tempfile.gettempdir()))
+    assert _pool.hash_files(prefix, rels, "blake3", jobs=3, method="fork").hexdigests() == expected
+    assert set(os.listdir(tempfile.gettempdir())) <= before  # no counter file left
 
 
 def test_workers_started_ahead_of_a_walk_are_used_or_stopped(

@@ -13,6 +13,7 @@ packed ``stat`` fingerprint; about 9 µs for 1 KiB, two thirds of it in the kern
 from __future__ import annotations
 
 import binascii
+import contextlib
 import marshal
 import os
 import stat
@@ -225,15 +226,21 @@ class Claims:
         if self.fd is None:
             number, self.taken = self.k + self.taken * self.n, self.taken + 1
             return number if number < self.total else None
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        except OSError:  # no locks there (ENOLCK): claim no more; what none claimed is
+            return None  # hashed by the caller after
         try:
             number = int.from_bytes(os.pread(self.fd, 8, 0), "little")
             if number >= self.total:
                 return None
             os.pwrite(self.fd, (number + 1).to_bytes(8, "little"), 0)
             return number
+        except OSError:
+            return None
         finally:
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            with contextlib.suppress(OSError):
+                fcntl.flock(self.fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
         if self.fd is not None:

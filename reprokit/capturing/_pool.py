@@ -231,9 +231,13 @@ def _counter() -> Iterator[str | None]:
         yield None
         return
     try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(bytes(8))
-        yield path
+        written = True
+        try:
+            with os.fdopen(fd, "wb") as file:
+                file.write(bytes(8))  # fails on a full disk (when the file is closed)
+        except OSError:
+            written = False
+        yield path if written else None
     finally:
         with contextlib.suppress(OSError):
             os.unlink(path)
@@ -247,10 +251,24 @@ def _blocks_of(got: Any, blocks: list[list[bytes]]) -> bool:
         if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], int)):
             return False
         number, share = item
-        fits = 0 <= number < len(blocks) and isinstance(share, tuple) and len(share) == 7
-        if not fits or len(share[0]) != len(blocks[number]):
+        if not (0 <= number < len(blocks) and isinstance(share, tuple) and len(share) == 7):
+            return False
+        if not _share_fits(share, len(blocks[number])):
             return False
     return True
+
+
+def _share_fits(share: tuple[Any, ...], files: int) -> bool:
+    """Every list of a block's :data:`Share` the length (or the positions) of its ``files``."""
+    raws, sizes, keys, errors, deferred, _, lines = share
+    lists = (raws, sizes, keys, errors, deferred)
+    if not all(isinstance(x, list) for x in lists):
+        return False
+    if len(raws) != files or len(sizes) != files or len(keys) not in (0, files):
+        return False
+    positions = [j for j, _ in errors] + deferred
+    fits = all(isinstance(j, int) and 0 <= j < files for j in positions)
+    return fits and (lines is None or (isinstance(lines, list) and len(lines) == 1))
 
 
 def block_size(files: int, workers: int) -> int:
