@@ -185,7 +185,7 @@ class Fresh:
     keys: Sequence[bytes | None]  # stat_key of each file hashed, None for one served
     digests: Sequence[str | None]  # every file's hex digest
     hashed_at_ns: int  # taken before the first of them was read
-    raws: Sequence[bytes | None] = ()  # the raw digests of the files hashed (if at hand)
+    raws: Sequence[bytes | None]  # the raw digest of each file hashed, None for one served
 
 
 class HashCache:
@@ -416,7 +416,7 @@ def _columns(folder: Folder, cached: _Cached | None, fresh: Fresh) -> tuple[byte
         return None
     hashed = _HASHED.pack(fresh.hashed_at_ns)
     if hashed_now == len(keys):  # all just hashed: the first hash of a folder
-        return b"".join(keys), hashed, _raw_digests(fresh, indices, digests)  # type: ignore[arg-type]
+        return b"".join(keys), hashed, _raw_digests(fresh, indices)  # type: ignore[arg-type]
     assert cached is not None  # a file not hashed now was served from its row
     position = {name: j for j, name in enumerate(cached.names)}
     stamps, times, raws = [], [], []
@@ -432,10 +432,8 @@ def _columns(folder: Folder, cached: _Cached | None, fresh: Fresh) -> tuple[byte
     return b"".join(stamps), times[0] if uniform else b"".join(times), b"".join(raws)
 
 
-def _raw_digests(fresh: Fresh, indices: Sequence[int], digests: Sequence[str]) -> bytes:
+def _raw_digests(fresh: Fresh, indices: Sequence[int]) -> bytes:
     """The raw digests of a folder's files (all just hashed), joined."""
-    if not fresh.raws:
-        return bytes.fromhex("".join(digests))
     if isinstance(indices, range) and indices.step == 1:
         return b"".join(fresh.raws[indices.start : indices.stop])  # type: ignore[arg-type]
     return b"".join([fresh.raws[i] for i in indices])  # type: ignore[misc]
