@@ -242,9 +242,23 @@ def test_blocks_claimed_by_a_worker_whose_reply_is_lost_are_hashed_here(
     monkeypatch.setattr(_pool, "_finish", finish)
     claims = _pool.hash_files(prefix, rels, "blake3", jobs=2, method="fork", lines=True)
     assert claims.hexdigests() == expected and claims.lines is not None
-    share = ([b"x" * 32] * 3, [1, 2], [], [], [], 0, None)  # a size short: refused
-    assert not _pool._blocks_of([(0, share)], [[b"a", b"b", b"c"]])
-    assert _pool._blocks_of([(0, (*share[:1], [1, 2, 3], *share[2:]))], [[b"a", b"b", b"c"]])
+
+    from reprokit.capturing._hashworker import pack_share
+
+    blocks = [[b"a", b"b", b"c"]]
+    share = ([b"x" * 32, None, b"z" * 32], [1, 2, 3], [], [(1, "gone")], [], 0, None)
+    packed = pack_share(share, "blake3")
+    assert _pool._blocks_of([(0, packed)], blocks, "blake3") == [(0, share)]
+    refused = [
+        (packed[0], packed[1][:16], *packed[2:]),  # a size short
+        (*packed[:3], [(3, "gone")], *packed[4:]),  # an error out of the block
+        (*packed[:3], [(1, b"gone")], *packed[4:]),
+        (*packed[:6], [b"", b""]),  # two blocks of lines for one
+        packed[:6],
+    ]
+    for bad in refused:
+        assert _pool._blocks_of([(0, bad)], blocks, "blake3") is None, bad
+    assert _pool._blocks_of([(1, packed)], blocks, "blake3") is None
 
 
 def test_hashing_needs_no_counter_file_nor_locks(

@@ -12,6 +12,7 @@ packed ``stat`` fingerprint; about 9 µs for 1 KiB, two thirds of it in the kern
 
 from __future__ import annotations
 
+import array
 import binascii
 import contextlib
 import marshal
@@ -25,6 +26,7 @@ from typing import Any, cast
 
 if __package__:
     from reprokit.capturing._filehash import (
+        HEX_LENGTH,
         SMALL_FILE,
         digest_large,
         new_hasher,
@@ -33,6 +35,7 @@ if __package__:
     )
 else:  # run as a script: this folder is sys.path[0]
     from _filehash import (  # type: ignore[no-redef,import-not-found]
+        HEX_LENGTH,
         SMALL_FILE,
         digest_large,
         new_hasher,
@@ -53,6 +56,12 @@ Share = tuple[
     int,  # hashed_at_ns: taken before the first byte was read (the racy rule)
     list[bytes] | None,  # Merkle lines of each block of files (when asked for and whole)
 ]
+
+Packed = tuple[bytes, bytes, bytes, list[tuple[int, str]], list[int], int, list[bytes] | None]
+"""A block's :data:`Share` as a worker sends it back: the raw digests, the sizes (int64) and
+the ``stat`` fingerprints each joined into one ``bytes`` (zeros for a file that has none), so
+that :mod:`marshal` writes and reads three objects per block rather than three per file
+(100,000 files: 0.04 s less at the end of a first hash, when the caller waits for them)."""
 
 
 def small_digester(algorithm: str) -> Callable[[bytes], bytes]:
@@ -250,6 +259,56 @@ class Claims:
 Blocks = list[tuple[int, Share]]  # (block number, what hashing it gave)
 
 
+def pack_share(share: Share, algorithm: str) -> Packed:
+    """``share`` as :data:`Packed`; :func:`unpack_share` turns it back."""
+    raws, sizes, keys, errors, deferred, hashed_at_ns, lines = share
+    if errors or deferred:  # some files have no digest (nor fingerprint)
+        blank, no_key = bytes(HEX_LENGTH[algorithm] // 2), bytes(STAT_KEY.size)
+        raws = [blank if raw is None else raw for raw in raws]
+        keys = [no_key if key is None else key for key in keys]
+    joined = b"".join(cast(list[bytes], raws)), b"".join(cast(list[bytes], keys))
+    packed_sizes = array.array("q", sizes).tobytes()
+    return joined[0], packed_sizes, joined[1], errors, deferred, hashed_at_ns, lines
+
+
+def unpack_share(packed: Any, files: int, algorithm: str) -> Share | None:
+    """The :data:`Share` of a block of ``files`` files from its :data:`Packed` form; None
+    where it does not fit them (a worker's reply is checked, not trusted)."""
+    width, key = HEX_LENGTH[algorithm] // 2, STAT_KEY.size
+    if not _packed_fits(packed, files, width, key):
+        return None
+    joined, packed_sizes, keys, errors, deferred, hashed_at_ns, lines = packed
+    raws: list[bytes | None] = [joined[at : at + width] for at in range(0, len(joined), width)]
+    stamps: list[bytes | None] = [keys[at : at + key] for at in range(0, len(keys), key)]
+    for j in [*(j for j, _ in errors), *deferred]:
+        raws[j] = None
+        if stamps:
+            stamps[j] = None
+    sizes = array.array("q", packed_sizes).tolist()
+    return raws, sizes, stamps, errors, deferred, hashed_at_ns, lines
+
+
+def _packed_fits(packed: Any, files: int, width: int, key: int) -> bool:
+    """Whether ``packed`` is a :data:`Packed` of ``files`` files, every position in range."""
+    if not (isinstance(packed, tuple) and len(packed) == 7):
+        return False
+    joined, sizes, keys, errors, deferred, hashed_at_ns, lines = packed
+    if not all(isinstance(x, bytes) for x in (joined, sizes, keys)):
+        return False
+    if len(joined) != files * width or len(sizes) != files * 8 or len(keys) not in (0, files * key):
+        return False
+    if not (isinstance(errors, list) and isinstance(deferred, list)):
+        return False
+    pairs = all(isinstance(e, tuple) and len(e) == 2 and isinstance(e[1], str) for e in errors)
+    positions = [e[0] for e in errors] + deferred if pairs else [None]
+    if not all(isinstance(j, int) and 0 <= j < files for j in positions):
+        return False
+    whole = lines is None or (isinstance(lines, list) and len(lines) == 1)
+    return (
+        isinstance(hashed_at_ns, int) and whole and all(isinstance(x, bytes) for x in lines or ())
+    )
+
+
 def hash_blocks(job: tuple[Any, ...], threads: bool = False) -> Blocks:
     """``("blocks", (prefix, algorithm, keys, defer_from, lines), counter, k, n, blocks)``:
     hash the blocks of files (lists of rels) this process claims (:class:`Claims`), each with
@@ -268,11 +327,13 @@ def hash_blocks(job: tuple[Any, ...], threads: bool = False) -> Blocks:
 
 
 def run_job(job: tuple[Any, ...]) -> Any:
-    """One worker's job: ``("blocks", ...)`` gives :func:`hash_blocks`' list, ``("stat",
+    """One worker's job: ``("blocks", ...)`` gives :func:`hash_blocks`' list (shares
+    :func:`packed <pack_share>`), ``("stat",
     prefix, [(rel, names), ...])`` the folders' stamps."""
     if job[0] == "stat":
         return stamp_share(job[1], job[2])
-    return hash_blocks(job)
+    algorithm = job[1][1]
+    return [(number, pack_share(share, algorithm)) for number, share in hash_blocks(job)]
 
 
 def serve() -> None:

@@ -44,7 +44,14 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from reprokit.capturing._hashworker import Share, hash_blocks, hash_share, run_job, stamp_share
+from reprokit.capturing._hashworker import (
+    Share,
+    hash_blocks,
+    hash_share,
+    run_job,
+    stamp_share,
+    unpack_share,
+)
 
 PARALLEL_MIN_FILES = {"fork": 2_000, "spawn": 8_000}
 STAT_PARALLEL_MIN_FILES = 20_000
@@ -192,7 +199,7 @@ def hash_files(
             method,
             jobs_,
             lambda k: hash_blocks(jobs_[k], threads=True),  # after a failed worker: none left
-            lambda k, got: got if _blocks_of(got, blocks) else None,
+            lambda k, got: _blocks_of(got, blocks, algorithm),
             ahead,
         )
     _gather(merged, itertools.chain.from_iterable(parts), blocks, task)
@@ -243,32 +250,27 @@ def _counter() -> Iterator[str | None]:
             os.unlink(path)
 
 
-def _blocks_of(got: Any, blocks: list[list[bytes]]) -> bool:
-    """Whether a worker's reply is a list of (block number, share) fitting ``blocks``."""
+def _blocks_of(
+    got: Any, blocks: list[list[bytes]], algorithm: str
+) -> list[tuple[int, Share]] | None:
+    """A worker's reply, a list of (block number, :data:`~._hashworker.Packed`), unpacked;
+    None where it does not fit ``blocks``."""
     if not isinstance(got, list):
-        return False
+        return None
+    shares = []
     for item in got:
         if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], int)):
-            return False
-        number, share = item
-        if not (0 <= number < len(blocks) and isinstance(share, tuple) and len(share) == 7):
-            return False
-        if not _share_fits(share, len(blocks[number])):
-            return False
-    return True
-
-
-def _share_fits(share: tuple[Any, ...], files: int) -> bool:
-    """Every list of a block's :data:`Share` the length (or the positions) of its ``files``."""
-    raws, sizes, keys, errors, deferred, _, lines = share
-    lists = (raws, sizes, keys, errors, deferred)
-    if not all(isinstance(x, list) for x in lists):
-        return False
-    if len(raws) != files or len(sizes) != files or len(keys) not in (0, files):
-        return False
-    positions = [j for j, _ in errors] + deferred
-    fits = all(isinstance(j, int) and 0 <= j < files for j in positions)
-    return fits and (lines is None or (isinstance(lines, list) and len(lines) == 1))
+            return None
+        number, packed = item
+        share = (
+            unpack_share(packed, len(blocks[number]), algorithm)
+            if 0 <= number < len(blocks)
+            else None
+        )
+        if share is None:
+            return None
+        shares.append((number, share))
+    return shares
 
 
 def block_size(files: int, workers: int) -> int:
