@@ -183,7 +183,6 @@ class Fresh:
     """Entries of the files of a tree just hashed (aligned with ``Tree.rels``)."""
 
     keys: Sequence[bytes | None]  # stat_key of each file hashed, None for one served
-    digests: Sequence[str | None]  # every file's hex digest
     hashed_at_ns: int  # taken before the first of them was read
     raws: Sequence[bytes | None]  # the raw digest of each file hashed, None for one served
 
@@ -405,12 +404,9 @@ def _columns(folder: Folder, cached: _Cached | None, fresh: Fresh) -> tuple[byte
     """A folder's ``stamps, hashed, digests`` to write; None if its row is unchanged."""
     indices = folder.indices
     if isinstance(indices, range) and indices.step == 1:
-        keys, digests = (
-            fresh.keys[indices.start : indices.stop],
-            fresh.digests[indices.start : indices.stop],
-        )
+        keys = fresh.keys[indices.start : indices.stop]
     else:
-        keys, digests = [fresh.keys[i] for i in indices], [fresh.digests[i] for i in indices]
+        keys = [fresh.keys[i] for i in indices]
     hashed_now = len(keys) - list(keys).count(None)
     if not hashed_now and cached is not None and cached.names == folder.names:
         return None
@@ -420,11 +416,11 @@ def _columns(folder: Folder, cached: _Cached | None, fresh: Fresh) -> tuple[byte
     assert cached is not None  # a file not hashed now was served from its row
     position = {name: j for j, name in enumerate(cached.names)}
     stamps, times, raws = [], [], []
-    for name, key, digest in zip(folder.names, keys, digests, strict=True):
+    for name, key, index in zip(folder.names, keys, indices, strict=True):
         if key is None:
             key, time, raw = cached.part(position[name])
         else:
-            time, raw = hashed, bytes.fromhex(str(digest))
+            time, raw = hashed, fresh.raws[index]  # type: ignore[assignment]
         stamps.append(key)
         times.append(time)
         raws.append(raw)

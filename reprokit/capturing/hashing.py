@@ -36,7 +36,7 @@ import os
 import stat
 import sys
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from reprokit.capturing._filehash import (
@@ -257,33 +257,34 @@ def _hash_dir(
         digests, sizes, todo = match.digests, match.sizes, match.todo
     else:
         digests, sizes, todo = [None] * count, [0] * count, list(range(count))
-    lines = None
+    lines, hexes = None, None
     if todo:
         subset = rels if len(todo) == count else [rels[i] for i in todo]
         prefix = absolute if absolute.endswith(b"/") else absolute + b"/"
         whole = len(todo) == count
         how = (match is not None, jobs, whole, ahead)
         batch = _hash_files(prefix, subset, display, algorithm, how)
-        hexes = batch.hexdigests()
-        if whole:
-            digests, sizes, keys, raws, lines = (
-                hexes,
+        if whole:  # hex digests made when the file list is read
+            sizes, keys, raws, lines, hexes = (
                 batch.sizes,
                 batch.keys,
                 batch.raw,
                 batch.lines,
+                batch.hexdigests,
             )
         else:
-            keys, raws = _spread(todo, count, batch, digests, sizes, hexes)
+            keys, raws = _spread(todo, count, batch, digests, sizes, batch.hexdigests())
         if cache is not None and match is not None:
             from reprokit.capturing.hashcache import Fresh
 
-            fresh = Fresh(keys, digests, batch.hashed_at_ns, raws)
-            cache.store_tree(algorithm, absolute, tree, match, fresh)
+            cache.store_tree(
+                algorithm, absolute, tree, match, Fresh(keys, batch.hashed_at_ns, raws)
+            )
     if tree.skipped:
         listed = "; ".join(tree.skipped[:5]) + (" ..." if len(tree.skipped) > 5 else "")
         warnings.warn(f"{display}: skipped {listed}", ReprokitWarning, stacklevel=4)
-    return _dir_entry(shown, algorithm, tree, digests, sizes, lines)  # type: ignore[arg-type]
+    made = (lambda: digests) if hexes is None else hexes
+    return _dir_entry(shown, algorithm, tree, sizes, made, lines)  # type: ignore[arg-type]
 
 
 def _spread(
@@ -341,16 +342,21 @@ def _dir_entry(
     shown: str,
     algorithm: str,
     tree: Tree,
-    digests: list[str],
     sizes: list[int],
+    digests: Callable[[], list[str]],
     lines: list[bytes] | None = None,
 ) -> DataEntry:
     """The folder's entry, files in the order of the Merkle input (raw path bytes); ``lines``:
-    that input, block by block, when the hashing made it."""
+    that input, block by block, when the hashing made it, and then the files' names and hex
+    ``digests`` are only made if their list is read."""
     rels = tree.rels  # already in that order
-    encoding, errors = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
-    names = b"\0".join(rels).decode(encoding, errors).split("\0") if rels else []
-    made = b"".join(lines) if lines is not None else merkle_input(names, sizes, digests)
+
+    def names() -> list[str]:
+        encoding, errors = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
+        return b"\0".join(rels).decode(encoding, errors).split("\0") if rels else []
+
+    lists = FileLists(lambda: (names(), sizes, digests()), len(rels))
+    made = merkle_input(*lists.get()) if lines is None else b"".join(lines)
     return FolderEntry.make(
         path=shown,
         kind="dir",
@@ -358,8 +364,26 @@ def _dir_entry(
         algorithm=algorithm,
         digest=_digest_bytes(made, algorithm),
         skipped=tuple(tree.skipped),
-        lists=(names, sizes, digests),
+        lists=lists,
     )
+
+
+Lists = tuple[list[str], list[int], list[str]]
+
+
+class FileLists:
+    """A folder's file names, sizes and hex digests, made by ``make`` when first asked for."""
+
+    def __init__(self, make: Callable[[], Lists], count: int) -> None:
+        self._make: Callable[[], Lists] | None = make
+        self._made: Lists | None = None
+        self.count = count
+
+    def get(self) -> Lists:
+        if self._made is None:
+            assert self._make is not None
+            self._made, self._make = self._make(), None
+        return self._made
 
 
 class FolderEntry(DataEntry):
@@ -372,19 +396,19 @@ class FolderEntry(DataEntry):
     """
 
     @classmethod
-    def make(cls, *, lists: tuple[list[str], list[int], list[str]], **known: Any) -> DataEntry:
+    def make(cls, *, lists: FileLists, **known: Any) -> DataEntry:
         entry = object.__new__(cls)
         entry.__dict__.update(known, _lists=lists)  # frozen: filled in, not assigned
         return entry
 
     @functools.cached_property
     def files(self) -> tuple[FileDigest, ...]:
-        return file_digests(*self.__dict__.pop("_lists"))
+        return file_digests(*self.__dict__.pop("_lists").get())
 
     @property
     def file_count(self) -> int:
         lists = self.__dict__.get("_lists")
-        return len(lists[0]) if lists is not None else len(self.files)
+        return lists.count if lists is not None else len(self.files)
 
     def plain(self) -> DataEntry:
         return DataEntry(*_field_values(self))
@@ -435,7 +459,7 @@ def _entry_value(entry: DataEntry, to_builtins: Any) -> Any:
     lists = entry.__dict__.get("_lists") if isinstance(entry, FolderEntry) else None
     if lists is None or not isinstance(entry, FolderEntry):  # a file, or a list already made
         return to_builtins(entry)
-    names, sizes, digests = lists
+    names, sizes, digests = lists.get()
     files = list(map(_file_row_type(), names, sizes, digests))
     return to_builtins(entry.plain_empty()) | {"files": files}
 
