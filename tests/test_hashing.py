@@ -261,10 +261,10 @@ def test_blocks_claimed_by_a_worker_whose_reply_is_lost_are_hashed_here(
     assert _pool._blocks_of([(1, packed)], blocks, "blake3") is None
 
 
-def test_hashing_needs_no_counter_file_nor_locks(
+def test_hashing_needs_no_feed_file_nor_locks(
     tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Where the counter file cannot be written (a full disk) or locked (ENOLCK), the blocks
+    """Where the feed file cannot be written (a full disk) or locked (ENOLCK), the blocks
     are still all hashed, once each at least, with the same digests."""
     import errno
 
@@ -280,46 +280,96 @@ def test_hashing_needs_no_counter_file_nor_locks(
     monkeypatch.setattr(_hashworker.fcntl, "flock", no_locks)
     assert _pool.hash_files(prefix, rels, "blake3", jobs=3, method="fork").hexdigests() == expected
     monkeypatch.undo()
-    full = open  # a counter file that cannot be written: as on a full disk
+    made = tempfile.mkstemp  # a feed file that cannot be written: as on a full disk
 
-    def failing_fdopen(fd: int, mode: str) -> object:
-        handle = full(fd, mode, closefd=True)
-        handle.write = lambda data: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full"))  # type: ignore[method-assign]
-        return handle
+    def unwritable(prefix: str) -> tuple[int, str]:
+        fd, path = made(prefix=prefix)
+        os.close(fd)
+        return os.open(path, os.O_RDONLY), path
 
-    monkeypatch.setattr(_pool.os, "fdopen", failing_fdopen)
+    monkeypatch.setattr(_pool.tempfile, "mkstemp", unwritable)
     before = set(os.listdir(tempfile.gettempdir()))
-    assert _pool.hash_files(prefix, rels, "blake3", jobs=3, method="fork").hexdigests() == expected
-    assert set(os.listdir(tempfile.gettempdir())) <= before  # no counter file left
+    for method in ("fork", "spawn"):
+        batch = _pool.hash_files(prefix, rels, "blake3", jobs=3, method=method)
+        assert batch.hexdigests() == expected and batch.workers == 3
+    assert set(os.listdir(tempfile.gettempdir())) <= before  # no feed file left
 
 
-def test_workers_started_ahead_of_a_walk_are_used_or_stopped(
-    tree: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_workers_hash_a_folder_while_it_is_walked(
+    tree: Path, method: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Spawned workers start once the walk has met enough files; the hashing takes them,
-    and any left over (the walk found fewer to hash, a fork was possible after all) is
-    stopped: no process is left behind."""
-    monkeypatch.setattr(_pool, "start_method", lambda: "spawn")
-    monkeypatch.setattr(_pool, "_spawn_broken", False)
-    with _pool.Ahead(3) as ahead:
-        ahead.seen(_pool.PARALLEL_MIN_FILES["spawn"] - 1)
-        assert not ahead._started
-        ahead.seen(_pool.PARALLEL_MIN_FILES["spawn"])
-        started = list(ahead._started)
-        assert len(started) == 2 and all(p is not None for p in started)
-        taken = ahead.take()
-        assert taken is started[0] and ahead._started == started[1:]
-    assert started[1].wait(timeout=10) is not None  # the one not taken was stopped
-    taken.kill()
-    taken.wait()
+    """Workers start once the walk has met enough files and hash its blocks as it goes; the
+    hashing then takes what they did and they are gone, feed file included. Started for
+    something else than what is then hashed (part of the folder, other fingerprints), they
+    are stopped and the files hashed as usual."""
+    for i in range(40):
+        (tree / "sub" / f"n{i:03d}").write_bytes(os.urandom(i))
     rels = sorted(os.fsencode(p.relative_to(tree)) for p in tree.rglob("*") if p.is_file())
     prefix = os.fsencode(tree) + b"/"
-    with _pool.Ahead(2) as ahead:
-        ahead.seen(10**6)
-        (worker,) = ahead._started
-        batch = _pool.hash_files(prefix, rels, "blake3", jobs=2, method="spawn", ahead=ahead)
-        assert batch.workers == 2 and not ahead._started  # taken, and done
-    assert worker.wait(timeout=10) == 0 and not batch.errors
+    expected = _pool.hash_files(prefix, rels, "blake3", keys=True, jobs=1, lines=True)
+    monkeypatch.setattr(_pool, "start_method", lambda: method)
+    monkeypatch.setattr(_pool, "_spawn_broken", False)
+    monkeypatch.setattr(_pool, "PARALLEL_MIN_FILES", {"fork": 10, "spawn": 10})
+    monkeypatch.setattr(_pool, "STREAM_BLOCK", 4)
+    before = set(os.listdir(tempfile.gettempdir()))
+    told = _pool.task(prefix, "blake3", keys=True, lines=True)
+    with _pool.Ahead(3, told) as ahead:
+        walked: list[bytes] = []
+        for at in range(0, len(rels), 7):  # the walk meets 7 more files each time
+            walked.extend(rels[at : at + 7])
+            ahead.seen(walked)
+            assert (ahead._crew is not None) == (len(walked) >= 10)
+        handles = list(ahead._crew.handles)  # type: ignore[union-attr]
+        assert len(handles) == 2 and None not in handles
+        batch = _pool.hash_files(
+            prefix, walked, "blake3", keys=True, jobs=3, lines=True, ahead=ahead
+        )
+    assert batch.hexdigests() == expected.hexdigests() and batch.keys == expected.keys
+    assert b"".join(batch.lines or []) == b"".join(expected.lines or []) and batch.workers == 3
+    assert set(os.listdir(tempfile.gettempdir())) <= before  # the feed file removed
+    with _pool.Ahead(2, told) as ahead:
+        walked = list(rels)
+        ahead.seen(walked)
+        (worker,) = ahead._crew.handles  # type: ignore[union-attr]
+        other = _pool.hash_files(prefix, walked[:-1], "blake3", keys=True, jobs=2, ahead=ahead)
+        assert other.hexdigests() == expected.hexdigests()[:-1]
+    pid = worker[0] if method == "fork" else worker.pid
+    with pytest.raises(ChildProcessError):  # stopped, and reaped
+        os.waitpid(pid, os.WNOHANG)
+
+
+def test_a_feed_that_cannot_take_more_blocks_leaves_them_to_the_caller(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A disk that fills while the folder is walked: the workers claim no more than the feed
+    holds, stop, and the caller hashes every block nobody returned."""
+    import errno
+
+    rels = sorted(os.fsencode(p.relative_to(tree)) for p in tree.rglob("*") if p.is_file())
+    prefix = os.fsencode(tree) + b"/"
+    expected = _pool.hash_files(prefix, rels, "blake3", jobs=1).hexdigests()
+    monkeypatch.setattr(_pool, "start_method", lambda: "spawn")
+    monkeypatch.setattr(_pool, "_spawn_broken", False)
+    monkeypatch.setattr(_pool, "PARALLEL_MIN_FILES", {"fork": 2, "spawn": 2})
+    monkeypatch.setattr(_pool, "STREAM_BLOCK", 1)
+    told = _pool.task(prefix, "blake3")
+    with _pool.Ahead(2, told) as ahead:
+        ahead.seen(rels[:2])
+        write = os.pwrite
+        monkeypatch.setattr(
+            _pool.os,
+            "pwrite",
+            lambda fd, data, at: (
+                (_ for _ in ()).throw(OSError(errno.ENOSPC, "full"))
+                if len(data) > 16
+                else write(fd, data, at)
+            ),
+        )
+        walked = list(rels)
+        ahead.seen(walked)
+        batch = _pool.hash_files(prefix, walked, "blake3", jobs=2, ahead=ahead)
+    assert batch.hexdigests() == expected and not batch.errors
 
 
 def test_workers_are_started_ahead_only_for_a_folder_the_cache_does_not_know(
@@ -341,18 +391,19 @@ def test_workers_are_started_ahead_only_for_a_folder_the_cache_does_not_know(
         assert started and cache.knows_tree("blake3", os.fsencode(tree))
         started.clear()
         assert hash_path(tree, cache=cache, jobs=2) == first and not started
-    assert not _pool.Ahead(0)._wanted
+    assert not _pool.Ahead(0, _pool.task(b"/", "blake3"))._wanted
 
     def interrupted() -> object:
         if len(started) == 2:
             raise KeyboardInterrupt
-        started.append(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]))
+        sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+        started.append(subprocess.Popen(sleeper, stdin=subprocess.PIPE))
         return started[-1]
 
     monkeypatch.setattr(_pool, "_start_spawned", interrupted)
     started.clear()
-    with pytest.raises(KeyboardInterrupt), _pool.Ahead(4) as ahead:
-        ahead.seen(10)
+    with pytest.raises(KeyboardInterrupt), _pool.Ahead(4, _pool.task(b"/", "blake3")) as ahead:
+        ahead.seen([b"a"] * 10)
     assert [p.wait(timeout=10) for p in started] == [-9, -9]  # both killed on the way out
 
 

@@ -215,41 +215,83 @@ def open_folder(path: bytes) -> int | None:
 
 
 try:
-    import fcntl
+    import fcntl as fcntl  # re-exported: the caller locks the same feed
 except ImportError:  # Windows: no shared counter, each process takes its own blocks
     fcntl = None  # type: ignore[assignment]
 
 
+FEED_HEADER = struct.Struct("<QQQ")
+"""The head of a feed file: the number of the next block to claim, how many blocks the file
+holds so far, and 1 once it holds them all. Each block follows as a 4-byte little-endian
+length and the :mod:`marshal` form of its list of relative paths."""
+RECORD = struct.Struct("<I")
+
+
 class Claims:
-    """The numbers of the blocks one of ``n`` processes (the k-th) hashes, out of ``total``:
-    taken one at a time from a counter in the file ``counter`` that they all share (under
-    ``flock``), so a process that gets more of the machine takes more blocks and they all
-    finish within a block of each other; without a counter file (or ``fcntl``), blocks k,
-    k+n, k+2n, ..."""
+    """The blocks one of ``n`` processes (the k-th) hashes: taken one at a time from the
+    counter in the ``feed`` file that they all share (under ``flock``), so that a process that
+    gets more of the machine takes more blocks and they all finish within a block of each
+    other. Blocks may still be added to the feed (the folder is being walked): a process
+    that finds none to claim waits for more until the feed says it holds them all. Without
+    a feed file (or ``fcntl``), ``known`` is every block and this process takes k, k+n, ...
 
-    def __init__(self, counter: str | None, total: int, k: int, n: int) -> None:
-        self.total, self.k, self.n, self.taken = total, k, n, 0
-        self.fd = os.open(counter, os.O_RDWR) if counter and fcntl is not None else None
+    ``known``: the blocks this process has already (in memory); ``offset``: where the next
+    one starts in the feed."""
 
-    def next(self) -> int | None:
+    def __init__(
+        self, feed: str | None, known: list[list[bytes]], offset: int, k: int, n: int
+    ) -> None:
+        self.blocks, self.offset, self.k, self.n, self.taken = list(known), offset, k, n, 0
+        self.fd = None
+        if feed and fcntl is not None:
+            with contextlib.suppress(OSError):  # gone: nothing claimed, the caller hashes
+                self.fd = os.open(feed, os.O_RDWR)
+            self.blocks = self.blocks if self.fd is not None else []
+        self.parent = os.getppid()
+
+    def next(self) -> tuple[int, list[bytes]] | None:
+        """A block claimed (its number and files), or None: no more for this process."""
         if self.fd is None:
             number, self.taken = self.k + self.taken * self.n, self.taken + 1
-            return number if number < self.total else None
+            return (number, self.blocks[number]) if number < len(self.blocks) else None
+        wait = 0.0005
         try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX)
-        except OSError:  # no locks there (ENOLCK): claim no more; what none claimed is
-            return None  # hashed by the caller after
+            while (claimed := self._claim()) == -1:
+                if os.getppid() != self.parent:  # the caller is gone: nobody adds more
+                    return None
+                time.sleep(wait)
+                wait = min(2 * wait, 0.01)
+            return None if claimed is None else (claimed, self._block(claimed))
+        except (OSError, EOFError, ValueError, TypeError, struct.error):
+            return None  # no locks there (ENOLCK), a feed cut short: claim no more (what
+            # none claimed is hashed by the caller)
+
+    def _claim(self) -> int | None:
+        """The next block's number (claimed), -1: none yet, None: none left."""
+        assert self.fd is not None
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
         try:
-            number = int.from_bytes(os.pread(self.fd, 8, 0), "little")
-            if number >= self.total:
-                return None
-            os.pwrite(self.fd, (number + 1).to_bytes(8, "little"), 0)
-            return number
-        except OSError:
-            return None
+            head = os.pread(self.fd, FEED_HEADER.size, 0)
+            number, published, complete = cast(tuple[int, int, int], FEED_HEADER.unpack(head))
+            if number < published:
+                os.pwrite(self.fd, (number + 1).to_bytes(8, "little"), 0)
+                return number
+            return None if complete else -1
         finally:
             with contextlib.suppress(OSError):
                 fcntl.flock(self.fd, fcntl.LOCK_UN)
+
+    def _block(self, number: int) -> list[bytes]:
+        """Block ``number``'s files, read from the feed up to it if not known yet."""
+        assert self.fd is not None
+        while len(self.blocks) <= number:
+            (length,) = RECORD.unpack(os.pread(self.fd, RECORD.size, self.offset))
+            data = os.pread(self.fd, length, self.offset + RECORD.size)
+            if len(data) != length:
+                raise EOFError("a block cut short")
+            self.blocks.append(marshal.loads(data))
+            self.offset += RECORD.size + length
+        return self.blocks[number]
 
     def close(self) -> None:
         if self.fd is not None:
@@ -310,14 +352,14 @@ def _packed_fits(packed: Any, files: int, width: int, key: int) -> bool:
 
 
 def hash_blocks(job: tuple[Any, ...], threads: bool = False) -> Blocks:
-    """``("blocks", (prefix, algorithm, keys, defer_from, lines), counter, k, n, blocks)``:
+    """``("blocks", (prefix, algorithm, keys, defer_from, lines), feed, k, n, known, offset)``:
     hash the blocks of files (lists of rels) this process claims (:class:`Claims`), each with
     its :func:`merkle_lines` when ``lines``."""
-    (prefix, algorithm, keys, defer_from, lines), counter, k, n, blocks = job[1:]
-    claims, done = Claims(counter, len(blocks), k, n), []
+    (prefix, algorithm, keys, defer_from, lines), feed, k, n, known, offset = job[1:]
+    claims, done = Claims(feed, known, offset, k, n), []
     try:
-        while (number := claims.next()) is not None:
-            rels = blocks[number]
+        while (claimed := claims.next()) is not None:
+            number, rels = claimed
             block = len(rels) if lines else 0
             share = hash_share(prefix, rels, algorithm, keys, defer_from, threads, block)
             done.append((number, share))

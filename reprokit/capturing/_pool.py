@@ -3,13 +3,16 @@
 Python spends ~10 µs per small file (open, fstat, read, hash, close) and threads make it
 worse (the GIL), so above ``PARALLEL_MIN_FILES`` files the work is split over one worker
 process per core, this one included.  The files are cut into blocks of consecutive files
-(:func:`block_size`) that the processes claim one at a time from a shared counter
+that the processes claim one at a time from the counter of a shared :class:`Feed` file
 (:class:`~reprokit.capturing._hashworker.Claims`): one that gets more of the machine, or
 started earlier, takes more, so they finish within a block of each other whatever the
-files' sizes; workers send back, block by block, raw digests, sizes, packed ``stat``
-fingerprints and, for a whole folder, the folder digest's input lines (made in parallel
-rather than by the caller once all are done), and the caller writes the cache (one
-transaction).  Spawned workers are started while the folder is walked (:class:`Ahead`).  Files of
+files' sizes.  On a first hash the workers start while the folder is still being walked
+(:class:`Ahead`) and hash each block of ``STREAM_BLOCK`` files as soon as the walk has met
+it, through the feed; otherwise the blocks are made once the files to hash are known
+(:func:`block_size`).  Workers send back, block by block, raw digests, sizes, packed
+``stat`` fingerprints and, for a whole folder, the folder digest's input lines (made in
+parallel rather than by the caller once all are done), and the caller writes the cache (one
+transaction).  Files of
 ``DEFER_FROM`` bytes or more are handed back unhashed and hashed here afterwards with
 BLAKE3's own thread pool.  The ``stat`` calls that check a cached tree of
 ``STAT_PARALLEL_MIN_FILES`` files or more are shared the same way, by folder
@@ -21,8 +24,8 @@ How workers start (measured in ``benchmarks/bench_hash.py``):
   OS thread, e.g. the command line: it costs about a millisecond per worker.
 - otherwise (Jupyter kernels run threads; a fork after BLAKE3's or a BLAS thread pool
   started can deadlock the child) a fresh interpreter per worker running
-  ``_hashworker.py`` as a script, fed through stdin/stdout (:mod:`marshal`; its share is
-  written from a helper thread while this process hashes its own).  Unlike
+  ``_hashworker.py`` as a script, its job sent through stdin (:mod:`marshal`, from a
+  helper thread) and its blocks read from the feed.  Unlike
   ``multiprocessing``'s spawn and forkserver it never re-imports the user's ``__main__``,
   so a script without ``if __name__ == "__main__"`` is not run again.  It costs ~40 ms,
   hence the higher threshold.
@@ -33,6 +36,7 @@ Any failure to start or run a worker falls back to hashing its share here.
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import marshal
 import os
@@ -40,12 +44,15 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from reprokit.capturing._hashworker import (
+    FEED_HEADER,
+    RECORD,
     Share,
+    fcntl,
     hash_blocks,
     hash_share,
     run_job,
@@ -59,6 +66,8 @@ STAT_PARALLEL_MIN_FILES = 20_000
 start and the exchange cost more than half the calls save (threads do not help: each call is
 too short to release the GIL for long, and they fight over it)."""
 DEFER_FROM = 64 << 20
+STREAM_BLOCK = 512
+"""Files per block while the folder is still being walked (how many it has is not known)."""
 
 _spawn_broken = False  # set once a spawned worker failed: do not try again
 
@@ -130,16 +139,23 @@ def _thread_count() -> int:
 
 
 class Ahead:
-    """Spawned workers started while a folder is still being walked (:meth:`seen` once it
-    holds :data:`PARALLEL_MIN_FILES` files), so that their interpreters (~40 ms) are up when
-    the shares are ready instead of starting then; :meth:`close` kills those not taken. Not
-    for a forked worker, which starts in a millisecond with its share in memory."""
+    """Workers that hash a folder's files while the walk is still finding them: once the walk
+    (:meth:`seen`) has met :data:`PARALLEL_MIN_FILES` files, one worker per core but one
+    starts, and every :data:`STREAM_BLOCK` files met become a block they can claim from the
+    :class:`Feed`. :meth:`finish` then adds the last block and hashes what is left with them;
+    :meth:`close` stops them when the hashing turned out to need something else (it is not
+    the whole folder walked: a cache served some of it)."""
 
-    def __init__(self, jobs: int | None = None) -> None:
-        """``jobs``: as :func:`hash_files` takes it (None: one per core; 0: start none)."""
-        spawning = jobs != 0 and start_method() == "spawn" and not _spawn_broken
-        self._wanted = (default_jobs() if jobs is None else max(1, jobs)) - 1 if spawning else 0
-        self._started: list[Handle] = []
+    def __init__(self, jobs: int | None, task: Job) -> None:
+        """``jobs``: as :func:`hash_files` takes it (None: one per core; 0: start none);
+        ``task``: what :func:`task` gives for the hashing to come."""
+        method = start_method()
+        usable = jobs != 0 and fcntl is not None and not (method == "spawn" and _spawn_broken)
+        self._wanted = (default_jobs() if jobs is None else max(1, jobs)) - 1 if usable else 0
+        self._method, self._task = method, task
+        self._crew: _Crew | None = None
+        self._rels: list[bytes] | None = None  # the walk's list of files
+        self._fed = 0  # how many of them are in blocks
 
     def __enter__(self) -> Ahead:
         return self
@@ -147,20 +163,48 @@ class Ahead:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def seen(self, files: int) -> None:
-        """The walk has met ``files`` files so far."""
-        if self._wanted and files >= PARALLEL_MIN_FILES["spawn"]:
-            wanted, self._wanted = self._wanted, 0
-            for _ in range(wanted):  # kept as each starts: an interruption kills them all
-                self._started.append(_start_spawned())
+    def seen(self, rels: list[bytes]) -> None:
+        """The walk has met the files ``rels`` so far (one list, growing)."""
+        if self._crew is None:
+            if self._wanted < 1 or len(rels) < PARALLEL_MIN_FILES[self._method]:
+                return
+            feed = Feed()
+            if feed.path is None:  # no file to feed them through: the workers start later
+                self._wanted = 0
+                return
+            self._crew, self._rels = _Crew(self._task, self._method, feed), rels
+            self._add(rels, complete=False)
+            self._crew.start(self._wanted)  # kept as each starts: an interruption kills all
+            return
+        self._add(rels, complete=False)
 
-    def take(self) -> Handle:
-        """A worker started ahead (None if it could not start), else a new one."""
-        return self._started.pop(0) if self._started else _start_spawned()
+    def _add(self, rels: list[bytes], complete: bool) -> None:
+        assert self._crew is not None
+        stop = len(rels) if complete else len(rels) - len(rels) % STREAM_BLOCK
+        blocks = [rels[at : at + STREAM_BLOCK] for at in range(self._fed, stop, STREAM_BLOCK)]
+        self._fed = stop
+        if blocks or complete:
+            self._crew.feed.add(blocks, complete=complete)
+
+    def finish(self, task: Job, rels: Sequence[bytes]) -> Batch | None:
+        """``rels`` hashed, if they are the files walked and ``task`` what the workers were
+        started for; else None, and the workers (if any) are stopped."""
+        if self._crew is None or rels is not self._rels or task != self._task:
+            self.close()
+            return None
+        self._add(self._rels, complete=True)
+        return self._crew.collect()
 
     def close(self) -> None:
-        while self._started:
-            _kill(self._started.pop())
+        if self._crew is not None:
+            self._crew.close()
+
+
+def task(
+    prefix: bytes, algorithm: str, *, keys: bool = False, lines: bool = False
+) -> tuple[bytes, str, bool, int, bool]:
+    """What every process hashing blocks is told (see :func:`hash_files`)."""
+    return (prefix, algorithm, keys, DEFER_FROM, lines)
 
 
 def hash_files(
@@ -176,7 +220,11 @@ def hash_files(
 ) -> Batch:
     """Hash many files under one folder, over worker processes when it pays; ``lines``: also
     the folder digest's input lines of these files (``Batch.lines``, None where a file could
-    not be hashed or was left to this process)."""
+    not be hashed or was left to this process); ``ahead``: workers that may have started on
+    them during the walk."""
+    told = task(prefix, algorithm, keys=keys, lines=lines)
+    if ahead is not None and (streamed := ahead.finish(told, rels)) is not None:
+        return streamed
     workers = min(default_jobs() if jobs is None else max(1, jobs), len(rels))
     method = method or start_method()
     if method == "spawn" and _spawn_broken:
@@ -187,24 +235,131 @@ def hash_files(
         return hash_batch(prefix, rels, algorithm, keys=keys, block=len(rels) if lines else 0)
     block = block_size(len(rels), workers)
     blocks = [list(rels[at : at + block]) for at in range(0, len(rels), block)]
-    workers = min(workers, len(blocks))  # none started for nothing
-    task = (prefix, algorithm, keys, DEFER_FROM, lines)
-    merged = Batch([None] * len(rels), [0] * len(rels), workers=workers)
-    merged.hashed_at_ns = time.time_ns()  # before any worker reads a byte
-    merged.keys = [None] * len(rels) if keys else []
-    merged.lines = [b""] * len(blocks) if lines else None
-    with _counter() as counter:
-        jobs_ = [("blocks", task, counter, k, workers, blocks) for k in range(workers)]
-        parts = _over_workers(
-            method,
-            jobs_,
-            lambda k: hash_blocks(jobs_[k], threads=True),  # after a failed worker: none left
-            lambda k, got: _blocks_of(got, blocks, algorithm),
-            ahead,
-        )
-    _gather(merged, itertools.chain.from_iterable(parts), blocks, task)
-    _hash_deferred(prefix, rels, algorithm, merged)
-    return merged
+    with _Crew(told, method, Feed()) as crew:
+        crew.feed.add(blocks, complete=True, records=method != "fork")  # a fork has them
+        crew.start(min(workers, len(blocks)) - 1)  # none started for nothing
+        return crew.collect()
+
+
+class Feed:
+    """The temporary file through which blocks of files reach the workers, and the counter
+    they claim them from (:class:`~reprokit.capturing._hashworker.Claims`): a header, then the
+    blocks, added as the caller makes them. ``path`` is None where the file cannot be made
+    or written (a full disk): workers are then given every block and take their own share."""
+
+    def __init__(self) -> None:
+        self.blocks: list[list[bytes]] = []  # added so far
+        self.offset = FEED_HEADER.size  # where the next block goes
+        self.path: str | None = None
+        self.complete = False  # the header says it holds every block
+        self._fd: int | None = None
+        try:
+            self._fd, self.path = tempfile.mkstemp(prefix="reprokit-blocks-")
+            os.write(self._fd, FEED_HEADER.pack(0, 0, 0))
+        except OSError:
+            self.close()
+
+    def add(self, blocks: list[list[bytes]], *, complete: bool, records: bool = True) -> None:
+        """Append ``blocks`` (``records``: False for workers that have them in memory), then
+        say in the header how many there are and whether that is all (``complete``). A file
+        that cannot take them is told it is complete: the workers claim no more."""
+        self.blocks.extend(blocks)
+        if self._fd is None:
+            return
+        try:
+            if records:
+                dumped = [marshal.dumps(block) for block in blocks]
+                data = b"".join([RECORD.pack(len(d)) + d for d in dumped])
+                if os.pwrite(self._fd, data, self.offset) != len(data):
+                    raise OSError(errno.ENOSPC, "short write")
+                self.offset += len(data)
+        except OSError:
+            self._head(len(self.blocks) - len(blocks), True)  # what the file holds; no more
+            return
+        self._head(len(self.blocks), complete)
+
+    def _head(self, published: int, complete: bool) -> None:
+        assert self._fd is not None
+        with contextlib.suppress(OSError):  # no locks there (ENOLCK): nobody claims anyway
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            os.pwrite(self._fd, FEED_HEADER.pack(0, published, complete)[8:], 8)
+            self.complete = complete
+        except OSError:  # workers waiting for more would wait for ever: stopped at collect
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+        if self.path is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+
+
+class _Crew:
+    """The processes hashing the blocks of one :class:`Feed`: this one and its workers."""
+
+    def __init__(self, told: Job, method: str, feed: Feed) -> None:
+        self.task, self.method, self.feed = told, method, feed
+        self.handles: list[Handle] = []
+        self.hashed_at_ns = time.time_ns()  # before any worker reads a byte
+
+    def __enter__(self) -> _Crew:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self, workers: int) -> None:
+        """Start ``workers`` worker processes on the feed; a forked one has the blocks added
+        so far in memory, a spawned one reads them from the feed (or, without a feed file,
+        is sent them all)."""
+        feed, count = self.feed, workers + 1
+        for k in range(1, count):
+            known = feed.blocks if self.method == "fork" or feed.path is None else []
+            offset = feed.offset if known else FEED_HEADER.size
+            job = ("blocks", self.task, feed.path, k, count, known, offset)
+            if self.method == "fork":
+                self.handles.append(_start_forked(job))
+            else:
+                self.handles.append(_feed(_start_spawned(), job))
+
+    def collect(self) -> Batch:
+        """This process claims and hashes blocks too (the feed complete), then takes each
+        worker's; the blocks nobody returned are hashed here."""
+        feed, (prefix, algorithm, keys, _, lines) = self.feed, self.task
+        blocks, count = feed.blocks, len(self.handles) + 1
+        rels = list(itertools.chain.from_iterable(blocks))
+        job = ("blocks", self.task, feed.path, 0, count, blocks, feed.offset)
+        if not feed.complete:  # workers may wait for blocks that never come: all done here
+            self._kill()
+            job = ("blocks", self.task, None, 0, 1, blocks, 0)
+        parts = [hash_blocks(job, threads=True)]
+        for k, handle in enumerate(self.handles):
+            parts.append(_blocks_of(_finish(handle), blocks, algorithm) or [])
+            self.handles[k] = None
+        merged = Batch([None] * len(rels), [0] * len(rels), workers=count)
+        merged.hashed_at_ns = self.hashed_at_ns
+        merged.keys = [None] * len(rels) if keys else []
+        merged.lines = [b""] * len(blocks) if lines else None
+        _gather(merged, itertools.chain.from_iterable(parts), blocks, self.task)
+        _hash_deferred(prefix, rels, algorithm, merged)
+        return merged
+
+    def close(self) -> None:
+        """Stop the workers still running (an interruption, a failure), remove the feed."""
+        self._kill()
+        self.feed.close()
+
+    def _kill(self) -> None:
+        for k, handle in enumerate(self.handles):
+            _kill(handle)
+            self.handles[k] = None
 
 
 def _gather(
@@ -226,28 +381,6 @@ def _gather(
             block=len(files) if lines else 0,
         )
         _merge(merged, part, number, len(blocks[0]))
-
-
-@contextlib.contextmanager
-def _counter() -> Iterator[str | None]:
-    """A file holding the number of the next block to claim (0), removed after; None when
-    it cannot be made: each process then takes its own blocks."""
-    try:
-        fd, path = tempfile.mkstemp(prefix="reprokit-blocks-")
-    except OSError:
-        yield None
-        return
-    try:
-        written = True
-        try:
-            with os.fdopen(fd, "wb") as file:
-                file.write(bytes(8))  # fails on a full disk (when the file is closed)
-        except OSError:
-            written = False
-        yield path if written else None
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(path)
 
 
 def _blocks_of(
@@ -285,7 +418,6 @@ def stamp_folders(
     *,
     jobs: int | None = None,
     method: str | None = None,
-    ahead: Ahead | None = None,
 ) -> list[bytes | None]:
     """The joined ``stat`` fingerprints of each ``(rel, names)`` folder under ``prefix`` (None:
     one of its files cannot be stat'ed), over worker processes (one per core, at most
@@ -303,7 +435,6 @@ def stamp_folders(
         [("stat", prefix, share) for share in shares],
         lambda k: stamp_share(prefix, shares[k]),
         lambda k, got: got if isinstance(got, list) and len(got) == len(shares[k]) else None,
-        ahead,
     )
     merged: list[bytes | None] = [None] * len(folders)
     for k, part in enumerate(parts):
@@ -319,16 +450,15 @@ def _over_workers(
     jobs: list[Job],
     here: Callable[[int], T],
     accept: Callable[[int, Any], T | None],
-    ahead: Ahead | None = None,
 ) -> list[T]:
     """Each job's result, in order: job 0 done here (``here(0)``: one process fewer to start,
     nothing to send) while jobs 1… run in workers; what a worker sends back is kept if
     ``accept(k, got)`` takes it, else (it could not start, died, sent garbage) its job is done
-    here too. Spawned workers are taken from ``ahead`` first."""
+    here too."""
     handles: list[Handle] = [None]
     results: list[T] = []
     try:
-        _start_all(method, jobs[1:], handles, ahead or Ahead(0))
+        _start_all(method, jobs[1:], handles)
         for k in range(len(jobs)):
             got = accept(k, _finish(handles[k])) if k else None
             handles[k] = None
@@ -398,7 +528,7 @@ Handle = Any  # (pid, read fd) for a fork, a Popen for a spawn, None when it fai
 Job = tuple[Any, ...]  # what _hashworker.run_job takes
 
 
-def _start_all(method: str, jobs: list[Job], handles: list[Handle], ahead: Ahead) -> None:
+def _start_all(method: str, jobs: list[Job], handles: list[Handle]) -> None:
     """A worker per job, appended to ``handles`` as each starts (so that an interruption
     meanwhile leaves none unkilled); spawned interpreters are all started first, then fed, so
     that their start-ups overlap."""
@@ -408,7 +538,7 @@ def _start_all(method: str, jobs: list[Job], handles: list[Handle], ahead: Ahead
         return
     first = len(handles)
     for _ in jobs:
-        handles.append(ahead.take())
+        handles.append(_start_spawned())
     for proc, job in zip(handles[first:], jobs, strict=True):
         _feed(proc, job)
 
@@ -447,9 +577,9 @@ def _start_spawned() -> Handle:
 
 
 def _feed(proc: Handle, job: Job) -> Handle:
-    """Send a spawned worker its share from a helper thread: the share (1 MB for 50,000
-    files) is more than a pipe holds, and writing it here would wait for the worker's
-    interpreter to start (~40 ms) instead of hashing this process's share meanwhile."""
+    """Send a spawned worker its job from a helper thread: without a feed file the job holds
+    every block (1 MB for 50,000 files), more than a pipe holds, and writing it here would wait
+    for the worker's interpreter to start (~40 ms) instead of hashing meanwhile."""
     if proc is None:
         return None
     import threading
@@ -457,7 +587,7 @@ def _feed(proc: Handle, job: Job) -> Handle:
     data = marshal.dumps(job)
 
     def send() -> None:
-        with contextlib.suppress(OSError):  # died at start-up: _finish finds no result
+        with contextlib.suppress(OSError, ValueError):  # died at start-up, or stopped
             proc.stdin.write(data)
             proc.stdin.close()
 

@@ -201,13 +201,13 @@ def _hash_one(
     absolute = os.fsencode(os.path.abspath(os.fspath(path)))
     st = _stat(absolute, display)
     if stat.S_ISDIR(st.st_mode):
-        from reprokit.capturing._pool import Ahead
+        from reprokit.capturing._pool import Ahead, task
 
-        # a first hash: workers started while the folder is walked (where a cache knows the
-        # folder, few files are likely left to hash and its stat calls need workers only
-        # for very many: they start then, as they are needed)
+        # a first hash: the workers hash the files while the folder is walked (where a cache
+        # knows the folder, few files are likely left to hash: they start after, if needed)
         first = cache is None or not cache.knows_tree(algorithm, absolute)
-        with Ahead(jobs if first else 0) as ahead:
+        told = task(_with_slash(absolute), algorithm, keys=cache is not None, lines=_NAMES_AS_BYTES)
+        with Ahead(jobs if first else 0, told) as ahead:
             return _hash_dir(absolute, (shown, display), algorithm, cache, jobs, ahead)
     digest = None
     if cache is not None and stat.S_ISREG(st.st_mode):
@@ -252,7 +252,7 @@ def _hash_dir(
     shown, display = names
     tree = walk_tree(absolute, display, ahead.seen)
     rels, count = tree.rels, len(tree.rels)
-    match = cache.match_tree(algorithm, absolute, tree, jobs, ahead) if cache is not None else None
+    match = cache.match_tree(algorithm, absolute, tree, jobs) if cache is not None else None
     if match is not None:
         digests, sizes, todo = match.digests, match.sizes, match.todo
     else:
@@ -260,7 +260,7 @@ def _hash_dir(
     lines, hexes = None, None
     if todo:
         subset = rels if len(todo) == count else [rels[i] for i in todo]
-        prefix = absolute if absolute.endswith(b"/") else absolute + b"/"
+        prefix = _with_slash(absolute)
         whole = len(todo) == count
         how = (match is not None, jobs, whole, ahead)
         batch = _hash_files(prefix, subset, display, algorithm, how)
@@ -330,6 +330,10 @@ def _hash_files(
         index, why = min(batch.errors, key=lambda error: subset[error[0]])
         raise PathError(f"{display}/{os.fsdecode(subset[index])}", why)
     return batch
+
+
+def _with_slash(path: bytes) -> bytes:
+    return path if path.endswith(b"/") else path + b"/"
 
 
 _NAMES_AS_BYTES = (sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()) == (

@@ -69,7 +69,7 @@ class _Scan:
     indices: list[int] = field(default_factory=list)  # of its files, in Tree.rels
 
 
-def walk_tree(root: bytes, display: str, seen: Callable[[int], None] | None = None) -> Tree:
+def walk_tree(root: bytes, display: str, seen: Callable[[list[bytes]], None] | None = None) -> Tree:
     """All regular files under ``root`` (a directory); ``display`` names it in errors.
 
     Symbolic links are followed; one that leads back to a directory being walked
@@ -94,7 +94,7 @@ def walk_tree(root: bytes, display: str, seen: Callable[[int], None] | None = No
             _read(sub, tree, display)
             stack.append(sub)
             if seen is not None:
-                seen(len(tree.rels))
+                seen(tree.rels)
     tree.skipped.sort()
     return tree
 
