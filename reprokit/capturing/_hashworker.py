@@ -22,7 +22,7 @@ import struct
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, cast
+from typing import Any, BinaryIO, cast
 
 if __package__:
     from reprokit.capturing._filehash import (
@@ -351,10 +351,15 @@ def _packed_fits(packed: Any, files: int, width: int, key: int) -> bool:
     )
 
 
-def hash_blocks(job: tuple[Any, ...], threads: bool = False) -> Blocks:
+def hash_blocks(
+    job: tuple[Any, ...],
+    threads: bool = False,
+    emit: Callable[[int, Share], None] | None = None,
+) -> Blocks:
     """``("blocks", (prefix, algorithm, keys, defer_from, lines), feed, k, n, known, offset)``:
     hash the blocks of files (lists of rels) this process claims (:class:`Claims`), each with
-    its :func:`merkle_lines` when ``lines``."""
+    its :func:`merkle_lines` when ``lines``; each one is given to ``emit`` as soon as it is
+    hashed if given (and not kept), else they are returned."""
     (prefix, algorithm, keys, defer_from, lines), feed, k, n, known, offset = job[1:]
     claims, done = Claims(feed, known, offset, k, n), []
     try:
@@ -362,29 +367,40 @@ def hash_blocks(job: tuple[Any, ...], threads: bool = False) -> Blocks:
             number, rels = claimed
             block = len(rels) if lines else 0
             share = hash_share(prefix, rels, algorithm, keys, defer_from, threads, block)
-            done.append((number, share))
+            if emit is None:
+                done.append((number, share))
+            else:
+                emit(number, share)
     finally:
         claims.close()
     return done
 
 
-def run_job(job: tuple[Any, ...]) -> Any:
-    """One worker's job: ``("blocks", ...)`` gives :func:`hash_blocks`' list (shares
-    :func:`packed <pack_share>`), ``("stat",
-    prefix, [(rel, names), ...])`` the folders' stamps."""
+def send(out: BinaryIO, value: Any) -> None:
+    """Write ``value`` to ``out`` as a record: its :mod:`marshal` form's length
+    (:data:`RECORD`), then that form."""
+    data = marshal.dumps(value)
+    out.write(RECORD.pack(len(data)) + data)
+    out.flush()
+
+
+def run_job(job: tuple[Any, ...], out: BinaryIO) -> None:
+    """One worker's job, its results :func:`sent <send>` to ``out``: ``("blocks", ...)``, a
+    record ``(number, packed share)`` per block as soon as it is hashed (:func:`hash_blocks`,
+    :func:`pack_share`), so that the caller reads them while the hashing goes on;
+    ``("stat", prefix, [(rel, names), ...])``, one record: the folders' stamps."""
     if job[0] == "stat":
-        return stamp_share(job[1], job[2])
+        send(out, stamp_share(job[1], job[2]))
+        return
     algorithm = job[1][1]
-    return [(number, pack_share(share, algorithm)) for number, share in hash_blocks(job)]
+    hash_blocks(job, emit=lambda number, share: send(out, (number, pack_share(share, algorithm))))
 
 
 def serve() -> None:
-    """A spawned worker: a job (:func:`run_job`) on stdin, its result on stdout, both in
+    """A spawned worker: a job (:func:`run_job`) on stdin, its results on stdout, in
     :mod:`marshal` form (the same interpreter writes and reads them; ``pickle`` would cost a
     third of the start-up to import). One thread: the workers already fill the cores."""
-    result = run_job(marshal.loads(sys.stdin.buffer.read()))
-    sys.stdout.buffer.write(marshal.dumps(result))
-    sys.stdout.buffer.flush()
+    run_job(marshal.loads(sys.stdin.buffer.read()), sys.stdout.buffer)
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -302,11 +302,13 @@ class Feed:
 
 
 class _Crew:
-    """The processes hashing the blocks of one :class:`Feed`: this one and its workers."""
+    """The processes hashing the blocks of one :class:`Feed`: this one and its workers, whose
+    replies are read as they come (:class:`_Replies`)."""
 
     def __init__(self, told: Job, method: str, feed: Feed) -> None:
         self.task, self.method, self.feed = told, method, feed
         self.handles: list[Handle] = []
+        self.replies: list[_Replies] = []
         self.hashed_at_ns = time.time_ns()  # before any worker reads a byte
 
     def __enter__(self) -> _Crew:
@@ -318,7 +320,7 @@ class _Crew:
     def start(self, workers: int) -> None:
         """Start ``workers`` worker processes on the feed; a forked one has the blocks added
         so far in memory, a spawned one reads them from the feed (or, without a feed file,
-        is sent them all)."""
+        is sent them all). Their replies' threads start after the last fork."""
         feed, count = self.feed, workers + 1
         for k in range(1, count):
             known = feed.blocks if self.method == "fork" or feed.path is None else []
@@ -328,21 +330,25 @@ class _Crew:
                 self.handles.append(_start_forked(job))
             else:
                 self.handles.append(_feed(_start_spawned(), job))
+        algorithm = self.task[1]
+        self.replies = [_Replies(handle, feed.blocks, algorithm) for handle in self.handles]
 
     def collect(self) -> Batch:
         """This process claims and hashes blocks too (the feed complete), then takes each
         worker's; the blocks nobody returned are hashed here."""
         feed, (prefix, algorithm, keys, _, lines) = self.feed, self.task
         blocks, count = feed.blocks, len(self.handles) + 1
-        rels = list(itertools.chain.from_iterable(blocks))
         job = ("blocks", self.task, feed.path, 0, count, blocks, feed.offset)
         if not feed.complete:  # workers may wait for blocks that never come: all done here
             self._kill()
             job = ("blocks", self.task, None, 0, 1, blocks, 0)
         parts = [hash_blocks(job, threads=True)]
         for k, handle in enumerate(self.handles):
-            parts.append(_blocks_of(_finish(handle), blocks, algorithm) or [])
+            parts.append(self.replies[k].join())  # the worker's output has ended
+            _reap(handle)
+            _close(handle)
             self.handles[k] = None
+        rels = list(itertools.chain.from_iterable(blocks))
         merged = Batch([None] * len(rels), [0] * len(rels), workers=count)
         merged.hashed_at_ns = self.hashed_at_ns
         merged.keys = [None] * len(rels) if keys else []
@@ -357,8 +363,14 @@ class _Crew:
         self.feed.close()
 
     def _kill(self) -> None:
+        """Stop the workers, let their replies' threads see the end, then close the pipes
+        (not before: a thread could read a descriptor number used again meanwhile)."""
+        for handle in self.handles:
+            _stop(handle)
+        for replies in self.replies:
+            replies.join()
         for k, handle in enumerate(self.handles):
-            _kill(handle)
+            _close(handle)
             self.handles[k] = None
 
 
@@ -470,22 +482,19 @@ def _over_workers(
 
 
 def _kill(handle: Handle) -> None:
-    if handle is None:
-        return
+    _stop(handle)
+    _close(handle)
+
+
+def _stop(handle: Handle) -> None:
+    """Kill a worker and reap it (its pipes stay open until :func:`_close`)."""
     if isinstance(handle, tuple):
-        pid, read_fd = handle
         with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-        with contextlib.suppress(OSError):
-            os.close(read_fd)
-    else:
+            os.kill(handle[0], signal.SIGKILL)
+            os.waitpid(handle[0], 0)
+    elif handle is not None:
         handle.kill()
         handle.wait()
-        for pipe in (handle.stdin, handle.stdout):
-            if pipe is not None:
-                with contextlib.suppress(OSError):
-                    pipe.close()
 
 
 def _merge(merged: Batch, part: Batch, number: int, block: int) -> None:
@@ -553,9 +562,8 @@ def _start_forked(job: Job) -> Handle:
         code = 1
         try:
             os.close(read_fd)
-            result = run_job(job)
             with os.fdopen(write_fd, "wb") as out:
-                out.write(marshal.dumps(result))
+                run_job(job, out)
             code = 0
         finally:
             os._exit(code)
@@ -596,21 +604,95 @@ def _feed(proc: Handle, job: Job) -> Handle:
 
 
 def _finish(handle: Handle) -> Any:
-    """Wait for a worker; what its job returned, or None if it failed."""
-    global _spawn_broken  # remembered for the rest of the process
+    """Wait for a worker; the first record it sent, or None if it failed."""
     if handle is None:
         return None
-    if isinstance(handle, tuple):
-        pid, read_fd = handle
-        with os.fdopen(read_fd, "rb") as source:
-            data = source.read()
-        os.waitpid(pid, 0)
-    else:
-        data = handle.stdout.read()
-        handle.stdout.close()
-        if handle.wait() != 0:
-            _spawn_broken = True
     try:
-        return marshal.loads(data)
-    except (EOFError, ValueError, TypeError):
+        return next(_records(_reader(handle)), None)
+    finally:
+        _reap(handle)
+        _close(handle)
+
+
+def _reader(handle: Handle) -> Callable[[int], bytes]:
+    """What reads a live worker's output (``handle`` not None)."""
+    if isinstance(handle, tuple):
+        read_fd = handle[1]
+        return lambda size: os.read(read_fd, size)
+    return handle.stdout.read  # type: ignore[no-any-return]
+
+
+def _records(read: Callable[[int], bytes]) -> Iterator[Any]:
+    """The records (see :func:`~reprokit.capturing._hashworker.send`) read with ``read``,
+    up to the end of its output, one cut short, or one that is not :mod:`marshal`."""
+    while (head := _read_exactly(read, RECORD.size)) is not None:
+        data = _read_exactly(read, RECORD.unpack(head)[0])
+        if data is None:
+            return
+        try:
+            yield marshal.loads(data)
+        except (EOFError, ValueError, TypeError):
+            return
+
+
+def _read_exactly(read: Callable[[int], bytes], size: int) -> bytes | None:
+    chunks, left = [], size
+    try:
+        while left and (chunk := read(min(left, 1 << 20))):
+            chunks.append(chunk)
+            left -= len(chunk)
+    except (OSError, ValueError):  # stopped (its pipe closed)
         return None
+    return None if left else b"".join(chunks)
+
+
+class _Replies:
+    """What one worker of a :class:`_Crew` sends back, block by block (checked against
+    ``blocks``), read on a helper thread as it comes, so that little is left to read once
+    the hashing is done."""
+
+    def __init__(self, handle: Handle, blocks: list[list[bytes]], algorithm: str) -> None:
+        import threading
+
+        self.got: list[tuple[int, Share]] = []
+        self._thread = threading.Thread(
+            target=self._read, args=(handle, blocks, algorithm), name="reprokit-replies"
+        )
+        self._thread.daemon = True
+        if handle is not None:
+            self._thread.start()
+
+    def _read(self, handle: Handle, blocks: list[list[bytes]], algorithm: str) -> None:
+        for item in _records(_reader(handle)):
+            got = _blocks_of([item], blocks, algorithm)
+            if got is None:  # garbage: what follows is not trusted either
+                return
+            self.got.extend(got)
+
+    def join(self) -> list[tuple[int, Share]]:
+        """Once the worker's output has ended (it is done, or stopped): the blocks it sent."""
+        if self._thread.ident is not None:
+            self._thread.join()
+        return self.got
+
+
+def _reap(handle: Handle) -> None:
+    """Wait for a worker that has ended (or was stopped); remember a spawned one that failed."""
+    global _spawn_broken  # remembered for the rest of the process
+    if isinstance(handle, tuple):
+        with contextlib.suppress(OSError):
+            os.waitpid(handle[0], 0)
+    elif handle is not None and handle.wait() != 0:
+        _spawn_broken = True
+
+
+def _close(handle: Handle) -> None:
+    """Close the pipes to a worker that has been reaped."""
+    if isinstance(handle, tuple):
+        with contextlib.suppress(OSError):
+            os.close(handle[1])
+    elif handle is not None:
+        for pipe in (handle.stdin, handle.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
