@@ -241,7 +241,8 @@ class Claims:
     def __init__(
         self, feed: str | None, known: list[list[bytes]], offset: int, k: int, n: int
     ) -> None:
-        self.blocks, self.offset, self.k, self.n, self.taken = list(known), offset, k, n, 0
+        self.blocks: list[list[bytes] | tuple[int, int]] = list(known)  # or (offset, length)
+        self.offset, self.k, self.n, self.taken = offset, k, n, 0
         self.fd = None
         if feed and fcntl is not None:
             with contextlib.suppress(OSError):  # gone: nothing claimed, the caller hashes
@@ -253,7 +254,11 @@ class Claims:
         """A block claimed (its number and files), or None: no more for this process."""
         if self.fd is None:
             number, self.taken = self.k + self.taken * self.n, self.taken + 1
-            return (number, self.blocks[number]) if number < len(self.blocks) else None
+            return (
+                (number, cast(list[bytes], self.blocks[number]))
+                if number < len(self.blocks)
+                else None
+            )
         wait = 0.0005
         try:
             while (claimed := self._claim()) == -1:
@@ -282,16 +287,20 @@ class Claims:
                 fcntl.flock(self.fd, fcntl.LOCK_UN)
 
     def _block(self, number: int) -> list[bytes]:
-        """Block ``number``'s files, read from the feed up to it if not known yet."""
+        """Block ``number``'s files: known, or read from the feed (the blocks before it that
+        are not known yet are skipped over, not read: other processes hash them)."""
         assert self.fd is not None
         while len(self.blocks) <= number:
             (length,) = RECORD.unpack(os.pread(self.fd, RECORD.size, self.offset))
-            data = os.pread(self.fd, length, self.offset + RECORD.size)
-            if len(data) != length:
-                raise EOFError("a block cut short")
-            self.blocks.append(marshal.loads(data))
+            self.blocks.append((self.offset + RECORD.size, length))
             self.offset += RECORD.size + length
-        return self.blocks[number]
+        block = self.blocks[number]
+        if isinstance(block, tuple):  # where it is in the feed
+            data = os.pread(self.fd, block[1], block[0])
+            if len(data) != block[1]:
+                raise EOFError("a block cut short")
+            block = self.blocks[number] = marshal.loads(data)
+        return cast(list[bytes], block)
 
     def close(self) -> None:
         if self.fd is not None:
