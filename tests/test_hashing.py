@@ -6,10 +6,12 @@ import hashlib
 import os
 import pickle
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,7 +19,7 @@ from pathlib import Path
 import blake3
 import pytest
 
-from reprokit.capturing import _pool
+from reprokit.capturing import _hashworker, _pool
 from reprokit.capturing._filehash import SMALL_FILE
 from reprokit.capturing.hashcache import stat_key
 from reprokit.capturing.hashing import (
@@ -277,22 +279,98 @@ def test_hashing_needs_no_feed_file_nor_locks(
     def no_locks(fd: int, how: int) -> None:
         raise OSError(errno.ENOLCK, "No locks available")
 
-    monkeypatch.setattr(_hashworker.fcntl, "flock", no_locks)
+    monkeypatch.setattr(_hashworker.fcntl, "lockf", no_locks)
     assert _pool.hash_files(prefix, rels, "blake3", jobs=3, method="fork").hexdigests() == expected
     monkeypatch.undo()
-    made = tempfile.mkstemp  # a feed file that cannot be written: as on a full disk
-
-    def unwritable(prefix: str) -> tuple[int, str]:
-        fd, path = made(prefix=prefix)
-        os.close(fd)
-        return os.open(path, os.O_RDONLY), path
-
-    monkeypatch.setattr(_pool.tempfile, "mkstemp", unwritable)
-    before = set(os.listdir(tempfile.gettempdir()))
+    unwritable = tmp_path / "read-only"  # a feed file that cannot be written: as on a full disk
+    unwritable.write_bytes(b"")
+    monkeypatch.setattr(_pool.tempfile, "TemporaryFile", lambda prefix: unwritable.open("rb"))
+    here: list[int] = []  # the blocks this process hashed: a share, not all of them
+    claimed = _pool.hash_blocks
+    monkeypatch.setattr(
+        _pool, "hash_blocks", lambda *a, **k: here.append(len(got := claimed(*a, **k))) or got
+    )
     for method in ("fork", "spawn"):
         batch = _pool.hash_files(prefix, rels, "blake3", jobs=3, method=method)
         assert batch.hexdigests() == expected and batch.workers == 3
-    assert set(os.listdir(tempfile.gettempdir())) <= before  # no feed file left
+        assert 0 < here.pop() < len(rels)
+
+
+def test_a_feed_write_that_fails_once_seals_the_feed(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A temporary folder full for a moment: the block that could not be written, and every
+    one after it, is hashed by the caller, even when later writes would succeed (a worker must
+    never read a block's files where another block's are)."""
+    import errno
+    import types
+
+    for i in range(60):
+        (tree / "sub" / f"n{i:03d}").write_bytes(os.urandom(i))
+    rels = sorted(os.fsencode(p.relative_to(tree)) for p in tree.rglob("*") if p.is_file())
+    prefix = os.fsencode(tree) + b"/"
+    expected = _pool.hash_files(prefix, rels, "blake3", jobs=1, lines=True)
+    writes = [0]
+
+    def pwrite(fd: int, data: bytes, at: int) -> int:
+        if at >= _hashworker.FEED_HEADER.size:  # a block, not the header
+            writes[0] += 1
+            if writes[0] == 3:
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return os.pwrite(fd, data, at)
+
+    proxy = types.ModuleType("os")
+    proxy.__dict__.update(os.__dict__, pwrite=pwrite)
+    monkeypatch.setattr(_pool, "os", proxy)
+    monkeypatch.setattr(_pool, "start_method", lambda: "fork")
+    monkeypatch.setattr(_pool, "PARALLEL_MIN_FILES", {"fork": 4, "spawn": 4})
+    monkeypatch.setattr(_pool, "STREAM_BLOCK", 4)
+    told = _pool.task(prefix, "blake3", lines=True)
+    with _pool.Ahead(2, told) as ahead:
+        walked: list[bytes] = []
+        for at in range(0, len(rels), 5):
+            walked.extend(rels[at : at + 5])
+            ahead.seen(walked)
+        batch = _pool.hash_files(prefix, walked, "blake3", jobs=2, lines=True, ahead=ahead)
+    assert writes[0] == 3  # no block written after the failure
+    assert batch.hexdigests() == expected.hexdigests()
+    assert b"".join(batch.lines or []) == b"".join(expected.lines or [])
+
+
+def test_spawned_workers_run_under_safe_path_and_ignore_a_terminals_interrupt(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``PYTHONSAFEPATH`` (no script folder on ``sys.path``) does not stop a spawned worker
+    from importing its sibling; a Ctrl-C in the terminal reaches the worker too, which leaves
+    it to the caller (no traceback of its own). And the feed file has no name to leave
+    behind."""
+    rels = sorted(os.fsencode(p.relative_to(tree)) for p in tree.rglob("*") if p.is_file())
+    prefix = os.fsencode(tree) + b"/"
+    monkeypatch.setenv("PYTHONSAFEPATH", "1")
+    monkeypatch.setattr(_pool, "_spawn_broken", False)
+    batch = _pool.hash_files(prefix, rels, "blake3", jobs=2, method="spawn")
+    assert batch.workers == 2 and not _pool._spawn_broken
+    assert batch.hexdigests() == _pool.hash_files(prefix, rels, "blake3", jobs=1).hexdigests()
+    worker = _pool._start_spawned()
+    time.sleep(0.5)  # its interpreter up, and its handler set
+    worker.send_signal(signal.SIGINT)
+    job = ("stat", prefix, [(b"", [])])
+    _pool._feed(worker, job)
+    assert _pool._finish(worker) == [b""] and worker.returncode == 0
+    feed = _pool.Feed()
+    assert feed.fd is not None
+    if os.path.isdir("/proc/self/fd"):
+        assert os.readlink(f"/proc/self/fd/{feed.fd}").endswith("(deleted)")
+    feed.close()
+
+
+def test_an_interrupt_while_a_worker_starts_waits_until_it_is_recorded() -> None:
+    reached: list[bool] = []
+    with pytest.raises(KeyboardInterrupt), _pool._interrupts_deferred():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # delivered here if it were not held back
+        reached.append(True)
+    assert reached
 
 
 @pytest.mark.parametrize("method", ["fork", "spawn"])
@@ -384,7 +462,7 @@ def test_workers_are_started_ahead_only_for_a_folder_the_cache_does_not_know(
     monkeypatch.setattr(_pool, "start_method", lambda: "spawn")
     monkeypatch.setattr(_pool, "_spawn_broken", False)
     monkeypatch.setattr(_pool, "PARALLEL_MIN_FILES", {"fork": 1, "spawn": 1})
-    monkeypatch.setattr(_pool, "_start_spawned", lambda: started.append(1))  # None: no worker
+    monkeypatch.setattr(_pool, "_start_spawned", lambda feed=None: started.append(1))  # no worker
     with HashCache(tmp_path / "cache.sqlite3", racy_margin_ns=0) as cache:
         assert not cache.knows_tree("blake3", os.fsencode(tree))
         first = hash_path(tree, cache=cache, jobs=2)
@@ -393,7 +471,7 @@ def test_workers_are_started_ahead_only_for_a_folder_the_cache_does_not_know(
         assert hash_path(tree, cache=cache, jobs=2) == first and not started
     assert not _pool.Ahead(0, _pool.task(b"/", "blake3"))._wanted
 
-    def interrupted() -> object:
+    def interrupted(feed: object = None) -> object:
         if len(started) == 2:
             raise KeyboardInterrupt
         sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]

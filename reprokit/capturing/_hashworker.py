@@ -33,7 +33,8 @@ if __package__:
         open_file,
         oserror_reason,
     )
-else:  # run as a script: this folder is sys.path[0]
+else:  # run as a script: this folder is sys.path[0] (unless -P / PYTHONSAFEPATH)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from _filehash import (  # type: ignore[no-redef,import-not-found]
         HEX_LENGTH,
         SMALL_FILE,
@@ -229,7 +230,8 @@ RECORD = struct.Struct("<I")
 
 class Claims:
     """The blocks one of ``n`` processes (the k-th) hashes: taken one at a time from the
-    counter in the ``feed`` file that they all share (under ``flock``), so that a process that
+    counter in the ``feed`` file (its descriptor) that they all share (under ``lockf``, whose
+    locks belong to a process, not to a descriptor a fork shares), so that a process that
     gets more of the machine takes more blocks and they all finish within a block of each
     other. Blocks may still be added to the feed (the folder is being walked): a process
     that finds none to claim waits for more until the feed says it holds them all. Without
@@ -239,14 +241,14 @@ class Claims:
     one starts in the feed."""
 
     def __init__(
-        self, feed: str | None, known: list[list[bytes]], offset: int, k: int, n: int
+        self, feed: int | None, known: list[list[bytes]], offset: int, k: int, n: int
     ) -> None:
         self.blocks: list[list[bytes] | tuple[int, int]] = list(known)  # or (offset, length)
         self.offset, self.k, self.n, self.taken = offset, k, n, 0
         self.fd = None
-        if feed and fcntl is not None:
-            with contextlib.suppress(OSError):  # gone: nothing claimed, the caller hashes
-                self.fd = os.open(feed, os.O_RDWR)
+        if feed is not None and fcntl is not None:
+            with contextlib.suppress(OSError):  # not there: nothing claimed, the caller hashes
+                self.fd = os.dup(feed)
             self.blocks = self.blocks if self.fd is not None else []
         self.parent = os.getppid()
 
@@ -274,7 +276,7 @@ class Claims:
     def _claim(self) -> int | None:
         """The next block's number (claimed), -1: none yet, None: none left."""
         assert self.fd is not None
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        fcntl.lockf(self.fd, fcntl.LOCK_EX)  # owned by the process: forks take turns too
         try:
             head = os.pread(self.fd, FEED_HEADER.size, 0)
             number, published, complete = cast(tuple[int, int, int], FEED_HEADER.unpack(head))
@@ -284,7 +286,7 @@ class Claims:
             return None if complete else -1
         finally:
             with contextlib.suppress(OSError):
-                fcntl.flock(self.fd, fcntl.LOCK_UN)
+                fcntl.lockf(self.fd, fcntl.LOCK_UN)
 
     def _block(self, number: int) -> list[bytes]:
         """Block ``number``'s files: known, or read from the feed (the blocks before it that
@@ -409,6 +411,9 @@ def serve() -> None:
     """A spawned worker: a job (:func:`run_job`) on stdin, its results on stdout, in
     :mod:`marshal` form (the same interpreter writes and reads them; ``pickle`` would cost a
     third of the start-up to import). One thread: the workers already fill the cores."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C reaches the caller, which stops us
     run_job(marshal.loads(sys.stdin.buffer.read()), sys.stdout.buffer)
 
 

@@ -46,7 +46,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 from reprokit.capturing._hashworker import (
     FEED_HEADER,
@@ -169,7 +169,7 @@ class Ahead:
             if self._wanted < 1 or len(rels) < PARALLEL_MIN_FILES[self._method]:
                 return
             feed = Feed()
-            if feed.path is None:  # no file to feed them through: the workers start later
+            if feed.fd is None:  # no file to feed them through: the workers start later
                 self._wanted = 0
                 return
             self._crew, self._rels = _Crew(self._task, self._method, feed), rels
@@ -244,61 +244,66 @@ def hash_files(
 class Feed:
     """The temporary file through which blocks of files reach the workers, and the counter
     they claim them from (:class:`~reprokit.capturing._hashworker.Claims`): a header, then the
-    blocks, added as the caller makes them. ``path`` is None where the file cannot be made
-    or written (a full disk): workers are then given every block and take their own share."""
+    blocks, added as the caller makes them. The file has no name (removed as it is made), so
+    nothing is left behind whatever stops this process; workers get its descriptor (a fork
+    inherits it, a spawned interpreter is passed it). ``fd`` is None where it cannot be made
+    (no temporary folder): workers are then given every block and take their own share. Once
+    a block cannot be written (a full disk), the header says it is complete: the workers
+    claim no more, and this process hashes the blocks not in the file."""
 
     def __init__(self) -> None:
         self.blocks: list[list[bytes]] = []  # added so far
         self.offset = FEED_HEADER.size  # where the next block goes
-        self.path: str | None = None
-        self.complete = False  # the header says it holds every block
-        self._fd: int | None = None
+        self.fd: int | None = None
+        self.complete = False  # the header says it holds every block (or no file: all given)
+        self._sealed = False  # a write failed: the file takes no more blocks
+        self._file: BinaryIO | None = None
         try:
-            self._fd, self.path = tempfile.mkstemp(prefix="reprokit-blocks-")
-            os.write(self._fd, FEED_HEADER.pack(0, 0, 0))
+            self._file = tempfile.TemporaryFile(prefix="reprokit-blocks-")  # noqa: SIM115
+            fd = self._file.fileno()
+            os.pwrite(fd, FEED_HEADER.pack(0, 0, 0), 0)
+            self.fd = fd
         except OSError:
             self.close()
 
     def add(self, blocks: list[list[bytes]], *, complete: bool, records: bool = True) -> None:
         """Append ``blocks`` (``records``: False for workers that have them in memory), then
-        say in the header how many there are and whether that is all (``complete``). A file
-        that cannot take them is told it is complete: the workers claim no more."""
+        say in the header how many there are and whether that is all (``complete``)."""
         self.blocks.extend(blocks)
-        if self._fd is None:
+        if self.fd is None or self._sealed:
+            self.complete = complete if self.fd is None else self.complete
             return
-        try:
-            if records:
-                dumped = [marshal.dumps(block) for block in blocks]
-                data = b"".join([RECORD.pack(len(d)) + d for d in dumped])
-                if os.pwrite(self._fd, data, self.offset) != len(data):
+        if records:
+            dumped = [marshal.dumps(block) for block in blocks]
+            data = b"".join([RECORD.pack(len(d)) + d for d in dumped])
+            try:
+                if os.pwrite(self.fd, data, self.offset) != len(data):
                     raise OSError(errno.ENOSPC, "short write")
-                self.offset += len(data)
-        except OSError:
-            self._head(len(self.blocks) - len(blocks), True)  # what the file holds; no more
-            return
+            except OSError:
+                self._sealed = True  # the file holds the blocks before these, and no more
+                self._head(len(self.blocks) - len(blocks), True)
+                return
+            self.offset += len(data)
         self._head(len(self.blocks), complete)
 
     def _head(self, published: int, complete: bool) -> None:
-        assert self._fd is not None
+        assert self.fd is not None
         with contextlib.suppress(OSError):  # no locks there (ENOLCK): nobody claims anyway
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            fcntl.lockf(self.fd, fcntl.LOCK_EX)
         try:
-            os.pwrite(self._fd, FEED_HEADER.pack(0, published, complete)[8:], 8)
+            os.pwrite(self.fd, FEED_HEADER.pack(0, published, complete)[8:], 8)
             self.complete = complete
         except OSError:  # workers waiting for more would wait for ever: stopped at collect
-            pass
+            self._sealed = True
         finally:
             with contextlib.suppress(OSError):
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
+                fcntl.lockf(self.fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
-        if self._fd is not None:
+        self.fd = None
+        if self._file is not None:
             with contextlib.suppress(OSError):
-                os.close(self._fd)
-            self._fd = None
-        if self.path is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(self.path)
+                self._file.close()
 
 
 class _Crew:
@@ -323,13 +328,14 @@ class _Crew:
         is sent them all). Their replies' threads start after the last fork."""
         feed, count = self.feed, workers + 1
         for k in range(1, count):
-            known = feed.blocks if self.method == "fork" or feed.path is None else []
+            known = feed.blocks if self.method == "fork" or feed.fd is None else []
             offset = feed.offset if known else FEED_HEADER.size
-            job = ("blocks", self.task, feed.path, k, count, known, offset)
-            if self.method == "fork":
-                self.handles.append(_start_forked(job))
-            else:
-                self.handles.append(_feed(_start_spawned(), job))
+            job = ("blocks", self.task, feed.fd, k, count, known, offset)
+            with _interrupts_deferred():  # the worker is in the list before it can be lost
+                if self.method == "fork":
+                    self.handles.append(_start_forked(job))
+                else:
+                    self.handles.append(_feed(_start_spawned(feed.fd), job))
         algorithm = self.task[1]
         self.replies = [_Replies(handle, feed.blocks, algorithm) for handle in self.handles]
 
@@ -338,7 +344,7 @@ class _Crew:
         worker's; the blocks nobody returned are hashed here."""
         feed, (prefix, algorithm, keys, _, lines) = self.feed, self.task
         blocks, count = feed.blocks, len(self.handles) + 1
-        job = ("blocks", self.task, feed.path, 0, count, blocks, feed.offset)
+        job = ("blocks", self.task, feed.fd, 0, count, blocks, feed.offset)
         if not feed.complete:  # workers may wait for blocks that never come: all done here
             self._kill()
             job = ("blocks", self.task, None, 0, 1, blocks, 0)
@@ -561,6 +567,7 @@ def _start_forked(job: Job) -> Handle:
     if pid == 0:  # child: compute, send, leave without running the parent's exit hooks
         code = 1
         try:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # the caller stops it if need be
             os.close(read_fd)
             with os.fdopen(write_fd, "wb") as out:
                 run_job(job, out)
@@ -571,7 +578,9 @@ def _start_forked(job: Job) -> Handle:
     return (pid, read_fd)
 
 
-def _start_spawned() -> Handle:
+def _start_spawned(feed: int | None = None) -> Handle:
+    """A fresh interpreter running ``_hashworker.py``, passed the descriptor ``feed`` (a
+    :class:`Feed`'s). Its error output is dropped: a worker that fails is made up for here."""
     import subprocess
 
     try:
@@ -579,9 +588,33 @@ def _start_spawned() -> Handle:
             [sys.executable, os.path.join(os.path.dirname(__file__), "_hashworker.py")],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            pass_fds=() if feed is None else (feed,),
         )
     except (OSError, ValueError):
         return None
+
+
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """``SIGINT`` held back for the time of the ``with`` and delivered at its end, so that a
+    worker started in it is recorded before an interruption can stop this process (which
+    then stops the worker) instead of being left behind. Only in the main thread, where
+    Python runs its signal handlers (no other thread is interrupted)."""
+    import threading
+
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(previous):
+        yield
+        return
+    held: list[tuple[int, Any]] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: held.append((signum, frame)))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if held:
+            previous(*held[0])
 
 
 def _feed(proc: Handle, job: Job) -> Handle:
