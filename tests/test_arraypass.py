@@ -26,6 +26,16 @@ from reprokit.results.encode import decode_result
 RNG = np.random.default_rng(7)
 
 
+def _with_other_nans(n: int) -> Any:
+    """NaNs, some negative or with a payload: the digest takes them all as one NaN."""
+    values = RNG.standard_normal(n).astype(np.float32)
+    values[RNG.random(n) < 0.05] = np.nan
+    bits, where = values.view(np.uint32), np.flatnonzero(np.isnan(values))
+    bits[where[::3]] |= np.uint32(0x80000000)
+    bits[where[1::3]] |= np.uint32(1)
+    return values
+
+
 def _with_nan_and_inf(n: int, dtype: Any) -> Any:
     values = RNG.standard_normal(n)
     values[RNG.random(n) < 0.05] = np.nan
@@ -40,6 +50,7 @@ ARRAYS: dict[str, Callable[[], Any]] = {
     "float16 nan inf": lambda: _with_nan_and_inf(300_000, np.float16),
     "big-endian nan": lambda: _with_nan_and_inf(200_000, ">f4"),
     "all nan": lambda: np.full(100_000, np.nan),
+    "float32 nans of other bits": lambda: _with_other_nans(200_000),
     "large mean": lambda: 1e9 + RNG.standard_normal(300_000),
     "int64": lambda: RNG.integers(-(10**12), 10**12, 200_000),
     "uint8": lambda: RNG.integers(0, 255, 500_000).astype(np.uint8),

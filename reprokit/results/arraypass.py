@@ -163,19 +163,15 @@ class StatsAccumulator:
         False) as 0, which adds nothing to the sums."""
         import numpy as np
 
-        if finite is not None:
-            wide: np.ndarray = np.where(finite, block, np.float64(0))
-            if self.shift:
-                wide -= self.shift
-                wide *= finite
-            return wide
         if self.buffer is None or self.buffer.size < block.size:
-            self.buffer = np.empty(self.block_size, np.float64)
-        wide = self.buffer[: block.size]
+            self.buffer = np.empty(max(self.block_size, block.size), np.float64)
+        wide: np.ndarray = self.buffer[: block.size]
         if self.shift:
             np.subtract(block, np.float64(self.shift), out=wide, casting="unsafe")
         else:
             np.copyto(wide, block, casting="unsafe")
+        if finite is not None:  # in the buffer: np.where(finite, ...) makes a new array
+            np.copyto(wide, 0.0, where=~finite)
         return wide
 
     def _moments(self, block: np.ndarray, finite: np.ndarray | None = None) -> None:
@@ -390,16 +386,17 @@ class _Scan:
         self.stats = stats
         self.buffer: np.ndarray | None = None
 
-    def summary(self, chunk: np.ndarray) -> tuple[StatsAccumulator | None, bool]:
-        """The statistics of ``chunk`` (1-D, C-contiguous) and whether it holds a NaN."""
+    def summary(self, chunk: np.ndarray) -> tuple[StatsAccumulator | None, int]:
+        """The statistics of ``chunk`` (1-D, C-contiguous) and how many NaNs it holds (-1:
+        some, without statistics to count them)."""
         import numpy as np
 
         if not self.stats:
-            return None, self.kind in "fc" and bool(np.isnan(chunk).any())
+            return None, -1 if self.kind in "fc" and bool(np.isnan(chunk).any()) else 0
         stats = StatsAccumulator(self.kind, buffer=self.buffer)
         stats.add(chunk)
         self.buffer = stats.buffer
-        return stats, stats.nan > 0
+        return stats, stats.nan
 
 
 def _little_endian(array: np.ndarray) -> bool:
@@ -446,18 +443,20 @@ def _write_pipelined(
 
     scan = _Scan(array, stats is not None)
     contiguous = array.flags.c_contiguous
-    handoff: queue.Queue[tuple[np.ndarray, int, bool, bool] | None]
+    handoff: queue.Queue[tuple[np.ndarray, int, int, bool] | None]
     handoff = queue.Queue(maxsize=_AHEAD if contiguous else 1)  # views, or copies: bounded
     parts: list[StatsAccumulator | None] = []
     little = _little_endian(array)
     sink, abandoned = _Sink(handle), threading.Event()
 
-    def finish(item: tuple[np.ndarray, int, bool, bool]) -> None:
+    def finish(item: tuple[np.ndarray, int, int, bool]) -> None:
         chunk, offset, nan, written = item
         if abandoned.is_set():
             return
         if hasher is not None:
-            hasher.update(_without_nan_bits(chunk) if nan and little else chunk, canonical=little)
+            hasher.update(
+                _without_nan_bits(chunk, nan) if nan and little else chunk, canonical=little
+            )
         if not written:
             sink.write(chunk, offset)
 
@@ -485,7 +484,7 @@ def _summarise_and_hand(
     array: np.ndarray,
     scan: _Scan,
     sink: _Sink,
-    handoff: queue.Queue[tuple[np.ndarray, int, bool, bool] | None],
+    handoff: queue.Queue[tuple[np.ndarray, int, int, bool] | None],
     parts: list[StatsAccumulator | None],
 ) -> int:
     """The calling thread's side of :func:`_write_pipelined`; the bytes handed."""
@@ -564,13 +563,20 @@ def _positional_fd(handle: BinaryIO) -> int | None:
     return fd if seekable and not appends else None
 
 
-def _without_nan_bits(chunk: np.ndarray) -> np.ndarray:
+def _without_nan_bits(chunk: np.ndarray, count: int = -1) -> np.ndarray:
     """``chunk`` (little-endian) with every NaN the one of the digest's encoding (what
-    :func:`~reprokit.capturing.values.hash_value` does, but in calls that release the GIL)."""
+    :func:`~reprokit.capturing.values.hash_value` does, but in calls that release the GIL).
+    ``count``: how many NaNs it holds (-1: not known). Usually every NaN already is that
+    one: counted among the elements' bits, they need no copy."""
     import numpy as np
 
+    one = np.array([np.nan], chunk.dtype)
+    if count > 0 and chunk.dtype.kind == "f" and chunk.itemsize in (2, 4, 8):
+        as_bits = f"u{chunk.itemsize}"
+        if np.count_nonzero(chunk.view(as_bits) == one.view(as_bits)[0]) == count:
+            return chunk
     # a complex number with a NaN part becomes NaN + 0j, as there
-    canonical: np.ndarray = np.where(np.isnan(chunk), chunk.dtype.type(np.nan), chunk)
+    canonical: np.ndarray = np.where(np.isnan(chunk), one[0], chunk)
     return canonical
 
 
