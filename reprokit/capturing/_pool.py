@@ -9,10 +9,10 @@ started earlier, takes more, so they finish within a block of each other whateve
 files' sizes.  On a first hash the workers start while the folder is still being walked
 (:class:`Ahead`) and hash each block of ``STREAM_BLOCK`` files as soon as the walk has met
 it, through the feed; otherwise the blocks are made once the files to hash are known
-(:func:`block_size`).  Workers send back, block by block, raw digests, sizes, packed
-``stat`` fingerprints and, for a whole folder, the folder digest's input lines (made in
-parallel rather than by the caller once all are done), and the caller writes the cache (one
-transaction).  Files of
+(:func:`block_size`).  Workers send back each block as soon as it is hashed (read on a
+helper thread, :class:`_Replies`): raw digests, sizes, packed ``stat`` fingerprints and, for
+a whole folder, the folder digest's input lines (made in parallel rather than by the caller
+once all are done), and the caller writes the cache (one transaction).  Files of
 ``DEFER_FROM`` bytes or more are handed back unhashed and hashed here afterwards with
 BLAKE3's own thread pool.  The ``stat`` calls that check a cached tree of
 ``STAT_PARALLEL_MIN_FILES`` files or more are shared the same way, by folder
