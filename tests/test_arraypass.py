@@ -51,6 +51,7 @@ ARRAYS: dict[str, Callable[[], Any]] = {
     "big-endian nan": lambda: _with_nan_and_inf(200_000, ">f4"),
     "all nan": lambda: np.full(100_000, np.nan),
     "float32 nans of other bits": lambda: _with_other_nans(200_000),
+    "longdouble nan": lambda: _with_nan_and_inf(100_000, np.longdouble) + 0,
     "large mean": lambda: 1e9 + RNG.standard_normal(300_000),
     "int64": lambda: RNG.integers(-(10**12), 10**12, 200_000),
     "uint8": lambda: RNG.integers(0, 255, 500_000).astype(np.uint8),

@@ -90,7 +90,8 @@ def canonical_block(arr: Any) -> Any:
 
 
 def _canonical(np: Any, arr: Any) -> Any:
-    """Little-endian, C-contiguous, every NaN the same bits (platforms differ on NaN signs)."""
+    """Little-endian, C-contiguous, every NaN the same bits (platforms differ on NaN signs),
+    and a long double's padding bytes zero (see :func:`padding`)."""
     order = arr.dtype.byteorder
     if order == ">" or (order == "=" and _BIG_ENDIAN):
         arr = arr.astype(arr.dtype.newbyteorder("<"))
@@ -101,7 +102,24 @@ def _canonical(np: Any, arr: Any) -> Any:
         if nans.any():
             arr = arr.copy()
             arr[nans] = np.nan
+    pad = padding(arr.dtype)
+    if pad and arr.size:
+        arr = np.array(arr, order="C")  # a copy: the caller's array is left as it is
+        width = arr.dtype.itemsize // (2 if arr.dtype.kind == "c" else 1)
+        arr.reshape(-1).view(np.uint8).reshape(-1, width)[:, width - pad :] = 0
     return np.ascontiguousarray(arr)
+
+
+def padding(dtype: Any) -> int:
+    """Bytes of each real number of ``dtype`` that hold nothing: the x87 80-bit long double
+    (Linux and macOS on x86) is stored in 12 or 16 bytes whose last 2 or 6 are left as they
+    were (two equal arrays can differ there); 0 for every other type."""
+    if dtype.kind not in "fc":
+        return 0
+    np = sys.modules["numpy"]
+    width = dtype.itemsize // (2 if dtype.kind == "c" else 1)
+    extended = width in (12, 16) and np.finfo(dtype).nmant == 63
+    return width - 10 if extended else 0
 
 
 # -- torch -------------------------------------------------------------------------------

@@ -399,9 +399,14 @@ class _Scan:
         return stats, stats.nan
 
 
-def _little_endian(array: np.ndarray) -> bool:
+def _as_digested(array: np.ndarray) -> bool:
+    """Whether ``array``'s bytes are the digest's (after NaNs): little-endian, and no long
+    double's padding (which the digest takes as zeros)."""
+    from reprokit.capturing._valuetypes import padding
+
     order = array.dtype.byteorder
-    return order in "<|" or (order == "=" and sys.byteorder == "little")
+    little = order in "<|" or (order == "=" and sys.byteorder == "little")
+    return little and not padding(array.dtype)
 
 
 def _write_contiguous(
@@ -419,7 +424,7 @@ def _write_contiguous(
         stats.merge(part)
     if hasher is None:
         return
-    if _little_endian(array) and not nan:
+    if _as_digested(array) and not nan:
         hasher.update(flat, canonical=True)
     else:
         for block in blocks(flat):
@@ -446,7 +451,7 @@ def _write_pipelined(
     handoff: queue.Queue[tuple[np.ndarray, int, int, bool] | None]
     handoff = queue.Queue(maxsize=_AHEAD if contiguous else 1)  # views, or copies: bounded
     parts: list[StatsAccumulator | None] = []
-    little = _little_endian(array)
+    little = _as_digested(array)
     sink, abandoned = _Sink(handle), threading.Event()
 
     def finish(item: tuple[np.ndarray, int, int, bool]) -> None:
