@@ -337,6 +337,51 @@ def test_a_feed_write_that_fails_once_seals_the_feed(
     assert b"".join(batch.lines or []) == b"".join(expected.lines or [])
 
 
+def test_a_feed_that_takes_no_block_at_all_leaves_the_workers_their_shares(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A temporary folder with room for the header only: no worker is started during the
+    walk, and the hashing after it gives each process its share of blocks (in memory for a
+    fork, in the job for a spawned interpreter) rather than leaving all to the caller. And
+    no more processes than the descriptors allow."""
+    import errno
+    import resource
+    import types
+
+    rels = sorted(os.fsencode(p.relative_to(tree)) for p in tree.rglob("*") if p.is_file())
+    prefix = os.fsencode(tree) + b"/"
+    expected = _pool.hash_files(prefix, rels, "blake3", jobs=1).hexdigests()
+
+    def pwrite(fd: int, data: bytes, at: int) -> int:
+        if at >= _hashworker.FEED_HEADER.size:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return os.pwrite(fd, data, at)
+
+    proxy = types.ModuleType("os")
+    proxy.__dict__.update(os.__dict__, pwrite=pwrite)
+    monkeypatch.setattr(_pool, "os", proxy)
+    monkeypatch.setattr(_pool, "PARALLEL_MIN_FILES", {"fork": 2, "spawn": 2})
+    monkeypatch.setattr(_pool, "STREAM_BLOCK", 1)
+    here: list[int] = []
+    claimed = _pool.hash_blocks
+    monkeypatch.setattr(
+        _pool, "hash_blocks", lambda *a, **k: here.append(len(got := claimed(*a, **k))) or got
+    )
+    for method in ("fork", "spawn"):
+        monkeypatch.setattr(_pool, "start_method", lambda m=method: m)
+        with _pool.Ahead(2, _pool.task(prefix, "blake3")) as ahead:
+            walked = list(rels)
+            ahead.seen(walked)
+            assert ahead._crew is None
+            batch = _pool.hash_files(prefix, walked, "blake3", jobs=2, ahead=ahead)
+        assert batch.hexdigests() == expected and here
+        if method == "spawn":  # the job holds every block: fixed shares (a fork claims them)
+            assert 0 < here.pop() < len(rels)
+    used = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else 64
+    monkeypatch.setattr(resource, "getrlimit", lambda what: (used + 16 + 4 * 3 + 2, 1 << 20))
+    assert _pool.fd_room() == 3
+
+
 def test_spawned_workers_run_under_safe_path_and_ignore_a_terminals_interrupt(
     tree: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -366,7 +411,7 @@ def test_spawned_workers_run_under_safe_path_and_ignore_a_terminals_interrupt(
 
 def test_an_interrupt_while_a_worker_starts_waits_until_it_is_recorded() -> None:
     reached: list[bool] = []
-    with pytest.raises(KeyboardInterrupt), _pool._interrupts_deferred():
+    with pytest.raises(KeyboardInterrupt), _hashworker.interrupts_deferred():
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(0.05)  # delivered here if it were not held back
         reached.append(True)

@@ -21,7 +21,7 @@ import stat
 import struct
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, BinaryIO, cast
 
 if __package__:
@@ -96,16 +96,41 @@ def hash_share(
     block: int = 0,
 ) -> Share:
     """Hash ``prefix + rel`` for each rel; ``keys``: also their cache fingerprints; ``block``
-    (not 0): also the :func:`merkle_lines` of every ``block`` files, made in parallel here."""
+    (not 0): also the :func:`merkle_lines` of every ``block`` files, made in parallel here.
+    A Ctrl-C lands between two runs of :data:`HELD_FILES` files, never while a file is open
+    (its descriptor would be lost)."""
     share: Share = ([], [], [], [], [], time.time_ns(), None)  # the time before any read
-    raws, sizes, packed, errors, deferred, _, _ = share
     small = small_digester(algorithm)
+    how = (algorithm, keys, defer_from, threads)
+    for start in range(0, len(rels), HELD_FILES):
+        with interrupts_deferred():
+            _hash_run(
+                prefix, rels, range(start, min(start + HELD_FILES, len(rels))), how, small, share
+            )
+    return (*share[:6], _blocks_of_lines(rels, share, block))
+
+
+HELD_FILES = 256
+"""Files hashed with ``SIGINT`` held back (a few ms for small files)."""
+
+
+def _hash_run(
+    prefix: bytes,
+    rels: Sequence[bytes],
+    run: range,
+    how: tuple[str, bool, int | None, bool],
+    small: Callable[[bytes], bytes],
+    share: Share,
+) -> None:
+    """Hash the files ``rels[run]``, appending their outcome to ``share``."""
+    algorithm, keys, defer_from, threads = how
+    raws, sizes, packed, errors, deferred, _, _ = share
     fstat, read, close, is_reg, pack = os.fstat, os.read, os.close, stat.S_ISREG, STAT_KEY.pack
-    for index, rel in enumerate(rels):
+    for index in run:
         raw: bytes | None = None
         size = 0
         try:
-            fd = open_file(prefix + rel)
+            fd = open_file(prefix + rels[index])
             try:
                 st = fstat(fd)
                 size = st.st_size
@@ -134,7 +159,29 @@ def hash_share(
                 else pack(st.st_dev, st.st_ino, size, st.st_mtime_ns, st.st_ctime_ns)
             )
             packed.append(key)
-    return (*share[:6], _blocks_of_lines(rels, share, block))
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """``SIGINT`` held back for the time of the ``with`` and delivered at its end (so that,
+    e.g., a worker started or a file opened in it is recorded, then stopped or closed,
+    instead of being lost). Only in the main thread, where Python runs its signal handlers
+    (no other thread is interrupted), and only where a Python handler is set."""
+    import signal
+    import threading
+
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(previous):
+        yield
+        return
+    held: list[tuple[int, Any]] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: held.append((signum, frame)))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if held:
+            previous(*held[0])
 
 
 def _blocks_of_lines(rels: Sequence[bytes], share: Share, block: int) -> list[bytes] | None:

@@ -55,6 +55,7 @@ from reprokit.capturing._hashworker import (
     fcntl,
     hash_blocks,
     hash_share,
+    interrupts_deferred,
     run_job,
     stamp_share,
     unpack_share,
@@ -95,6 +96,25 @@ class Batch:
         if None in self.raw:
             return [None if raw is None else raw.hex() for raw in self.raw]
         return list(map(bytes.hex, self.raw))  # type: ignore[arg-type]
+
+
+def fd_room() -> int:
+    """How many processes hashing at once (this one included) this process has file
+    descriptors for: each worker takes 3 or 4 here, and each process one per file it has
+    open. At least 1."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, OSError, ValueError):
+        return 1 << 16
+    if soft == resource.RLIM_INFINITY:
+        return 1 << 16
+    try:
+        used = len(os.listdir("/proc/self/fd"))
+    except OSError:
+        used = 64
+    return max(1, (soft - used - 16) // 4)
 
 
 def hash_batch(
@@ -151,7 +171,8 @@ class Ahead:
         ``task``: what :func:`task` gives for the hashing to come."""
         method = start_method()
         usable = jobs != 0 and fcntl is not None and not (method == "spawn" and _spawn_broken)
-        self._wanted = (default_jobs() if jobs is None else max(1, jobs)) - 1 if usable else 0
+        wanted = min(default_jobs() if jobs is None else max(1, jobs), fd_room()) - 1
+        self._wanted = wanted if usable else 0
         self._method, self._task = method, task
         self._crew: _Crew | None = None
         self._rels: list[bytes] | None = None  # the walk's list of files
@@ -169,11 +190,12 @@ class Ahead:
             if self._wanted < 1 or len(rels) < PARALLEL_MIN_FILES[self._method]:
                 return
             feed = Feed()
-            if feed.fd is None:  # no file to feed them through: the workers start later
-                self._wanted = 0
-                return
             self._crew, self._rels = _Crew(self._task, self._method, feed), rels
             self._add(rels, complete=False)
+            if feed.fd is None:  # no file to feed them through: the workers start after
+                self.close()
+                self._crew, self._wanted = None, 0
+                return
             self._crew.start(self._wanted)  # kept as each starts: an interruption kills all
             return
         self._add(rels, complete=False)
@@ -225,7 +247,7 @@ def hash_files(
     told = task(prefix, algorithm, keys=keys, lines=lines)
     if ahead is not None and (streamed := ahead.finish(told, rels)) is not None:
         return streamed
-    workers = min(default_jobs() if jobs is None else max(1, jobs), len(rels))
+    workers = min(default_jobs() if jobs is None else max(1, jobs), len(rels), fd_room())
     method = method or start_method()
     if method == "spawn" and _spawn_broken:
         workers = 1
@@ -257,6 +279,7 @@ class Feed:
         self.fd: int | None = None
         self.complete = False  # the header says it holds every block (or no file: all given)
         self._sealed = False  # a write failed: the file takes no more blocks
+        self._published = 0  # blocks the header says the file holds
         self._file: BinaryIO | None = None
         try:
             self._file = tempfile.TemporaryFile(prefix="reprokit-blocks-")  # noqa: SIM115
@@ -280,6 +303,10 @@ class Feed:
                 if os.pwrite(self.fd, data, self.offset) != len(data):
                     raise OSError(errno.ENOSPC, "short write")
             except OSError:
+                if not self._published:  # none in it yet (a full disk): as if there were no
+                    self.close()  # file, which the workers started after are told
+                    self.complete = complete
+                    return
                 self._sealed = True  # the file holds the blocks before these, and no more
                 self._head(len(self.blocks) - len(blocks), True)
                 return
@@ -292,7 +319,7 @@ class Feed:
             fcntl.lockf(self.fd, fcntl.LOCK_EX)
         try:
             os.pwrite(self.fd, FEED_HEADER.pack(0, published, complete)[8:], 8)
-            self.complete = complete
+            self.complete, self._published = complete, published
         except OSError:  # workers waiting for more would wait for ever: stopped at collect
             self._sealed = True
         finally:
@@ -331,7 +358,7 @@ class _Crew:
             known = feed.blocks if self.method == "fork" or feed.fd is None else []
             offset = feed.offset if known else FEED_HEADER.size
             job = ("blocks", self.task, feed.fd, k, count, known, offset)
-            with _interrupts_deferred():  # the worker is in the list before it can be lost
+            with interrupts_deferred():  # the worker is in the list before it can be lost
                 if self.method == "fork":
                     self.handles.append(_start_forked(job))
                 else:
@@ -441,7 +468,7 @@ def stamp_folders(
     one of its files cannot be stat'ed), over worker processes (one per core, at most
     ``jobs``) when there are :data:`STAT_PARALLEL_MIN_FILES` files or more."""
     total = sum(len(names) for _, names in folders)
-    workers = min(default_jobs(), max(1, jobs or default_jobs()), len(folders))
+    workers = min(default_jobs(), max(1, jobs or default_jobs()), len(folders), fd_room())
     method = method or start_method()
     if (method == "spawn" and _spawn_broken) or total < STAT_PARALLEL_MIN_FILES:
         workers = 1
@@ -593,28 +620,6 @@ def _start_spawned(feed: int | None = None) -> Handle:
         )
     except (OSError, ValueError):
         return None
-
-
-@contextlib.contextmanager
-def _interrupts_deferred() -> Iterator[None]:
-    """``SIGINT`` held back for the time of the ``with`` and delivered at its end, so that a
-    worker started in it is recorded before an interruption can stop this process (which
-    then stops the worker) instead of being left behind. Only in the main thread, where
-    Python runs its signal handlers (no other thread is interrupted)."""
-    import threading
-
-    previous = signal.getsignal(signal.SIGINT)
-    if threading.current_thread() is not threading.main_thread() or not callable(previous):
-        yield
-        return
-    held: list[tuple[int, Any]] = []
-    signal.signal(signal.SIGINT, lambda signum, frame: held.append((signum, frame)))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if held:
-            previous(*held[0])
 
 
 def _feed(proc: Handle, job: Job) -> Handle:

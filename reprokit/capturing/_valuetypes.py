@@ -10,7 +10,7 @@ import sys
 import warnings
 from typing import Any
 
-from reprokit.capturing.values import _U64, Sink, Where, encode, format_where
+from reprokit.capturing.values import _U64, Sink, Where, encode, format_where, padding
 from reprokit.exceptions import UnhashableValueError
 
 _BIG_ENDIAN = sys.byteorder == "big"
@@ -108,18 +108,6 @@ def _canonical(np: Any, arr: Any) -> Any:
         width = arr.dtype.itemsize // (2 if arr.dtype.kind == "c" else 1)
         arr.reshape(-1).view(np.uint8).reshape(-1, width)[:, width - pad :] = 0
     return np.ascontiguousarray(arr)
-
-
-def padding(dtype: Any) -> int:
-    """Bytes of each real number of ``dtype`` that hold nothing: the x87 80-bit long double
-    (Linux and macOS on x86) is stored in 12 or 16 bytes whose last 2 or 6 are left as they
-    were (two equal arrays can differ there); 0 for every other type."""
-    if dtype.kind not in "fc":
-        return 0
-    np = sys.modules["numpy"]
-    width = dtype.itemsize // (2 if dtype.kind == "c" else 1)
-    extended = width in (12, 16) and np.finfo(dtype).nmant == 63
-    return width - 10 if extended else 0
 
 
 # -- torch -------------------------------------------------------------------------------

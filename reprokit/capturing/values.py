@@ -91,6 +91,18 @@ class Sink:
         return bytes(self.buf)
 
 
+def padding(dtype: Any) -> int:
+    """Bytes of each real number of ``dtype`` that hold nothing: the x87 80-bit long double
+    (Linux and macOS on x86) is stored in 12 or 16 bytes whose last 2 or 6 are left as they
+    were (two equal arrays can differ there); 0 for every other type."""
+    if dtype.kind not in "fc":
+        return 0
+    np = sys.modules["numpy"]
+    width = dtype.itemsize // (2 if dtype.kind == "c" else 1)
+    extended = width in (12, 16) and np.finfo(dtype).nmant == 63
+    return width - 10 if extended else 0
+
+
 def hash_value(value: Any, *, algorithm: str = "blake3") -> str:
     """``"ALGO:HEX"`` digest of ``value`` by content, type, dtype and shape (see above)."""
     from reprokit.capturing.hashing import SUPPORTED_ALGORITHMS

@@ -402,7 +402,7 @@ class _Scan:
 def _as_digested(array: np.ndarray) -> bool:
     """Whether ``array``'s bytes are the digest's (after NaNs): little-endian, and no long
     double's padding (which the digest takes as zeros)."""
-    from reprokit.capturing._valuetypes import padding
+    from reprokit.capturing.values import padding
 
     order = array.dtype.byteorder
     little = order in "<|" or (order == "=" and sys.byteorder == "little")
@@ -446,8 +446,7 @@ def _write_pipelined(
     import queue
     import threading
 
-    scan = _Scan(array, stats is not None)
-    contiguous = array.flags.c_contiguous
+    scan, contiguous = _Scan(array, stats is not None), array.flags.c_contiguous
     handoff: queue.Queue[tuple[np.ndarray, int, int, bool] | None]
     handoff = queue.Queue(maxsize=_AHEAD if contiguous else 1)  # views, or copies: bounded
     parts: list[StatsAccumulator | None] = []
@@ -459,9 +458,8 @@ def _write_pipelined(
         if abandoned.is_set():
             return
         if hasher is not None:
-            hasher.update(
-                _without_nan_bits(chunk, nan) if nan and little else chunk, canonical=little
-            )
+            canonical = _without_nan_bits(chunk, nan) if nan and little else chunk
+            hasher.update(canonical, canonical=little)
         if not written:
             sink.write(chunk, offset)
 
