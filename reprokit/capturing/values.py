@@ -21,7 +21,8 @@ bytes-like                  ``b`` N, the bytes (``bytes``, ``bytearray``, ``memo
 ``set`` / ``frozenset``     ``S`` / ``Z`` N items sorted by their encoding
 date/time, ``Decimal``      ``x`` N type name (``datetime.date``…), N ``isoformat()``/``str``
 numpy array                 ``A`` dtype, shape, N bytes: C order, little-endian, NaNs
-                            canonical; object arrays ``O`` shape, then each element
+                            canonical, a long double's padding bytes zero; object
+                            arrays ``O`` shape, then each element
 numpy scalar                ``a`` as a 0-d array
 torch tensor                ``P`` dtype (``torch.bfloat16``…), shape, N bytes (detached,
                             on CPU, contiguous, NaNs canonical)
