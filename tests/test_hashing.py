@@ -15,6 +15,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import blake3
 import pytest
@@ -407,6 +408,34 @@ def test_spawned_workers_run_under_safe_path_and_ignore_a_terminals_interrupt(
     if os.path.isdir("/proc/self/fd"):
         assert os.readlink(f"/proc/self/fd/{feed.fd}").endswith("(deleted)")
     feed.close()
+
+
+def test_a_ctrl_c_while_a_large_file_is_hashed_stops_it_and_leaves_no_descriptor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Small files are hashed with SIGINT held back a few ms at a time; a large one lets it
+    through at once (a 10 GB file must not keep Ctrl-C waiting), its descriptor closed."""
+    (tmp_path / "big").write_bytes(b"x" * SMALL_FILE)
+    for i in range(300):
+        (tmp_path / f"small{i:03d}").write_bytes(b"%d" % i)
+    finished: list[bool] = []
+    digest_rest = _hashworker._digest_rest
+
+    def interrupted(*args: Any) -> str:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.2)  # the KeyboardInterrupt comes here
+        finished.append(True)
+        return digest_rest(*args)
+
+    monkeypatch.setattr(_hashworker, "_digest_rest", interrupted)
+    fds = set(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else set()
+    with pytest.raises(KeyboardInterrupt):
+        hash_path(tmp_path, cache=None, jobs=1)
+    assert not finished
+    if fds:
+        assert set(os.listdir("/proc/self/fd")) <= fds
+    monkeypatch.undo()
+    assert hash_path(tmp_path, cache=None, jobs=1) == hash_path(tmp_path, cache=None)
 
 
 def test_an_interrupt_while_a_worker_starts_waits_until_it_is_recorded() -> None:

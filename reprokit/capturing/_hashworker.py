@@ -97,21 +97,54 @@ def hash_share(
 ) -> Share:
     """Hash ``prefix + rel`` for each rel; ``keys``: also their cache fingerprints; ``block``
     (not 0): also the :func:`merkle_lines` of every ``block`` files, made in parallel here.
-    A Ctrl-C lands between two runs of :data:`HELD_FILES` files, never while a file is open
-    (its descriptor would be lost)."""
+    A Ctrl-C lands between two runs of :data:`HELD_FILES` small files, or while a large one
+    is hashed, never between a file's opening and the code that closes it (its descriptor
+    would be lost)."""
     share: Share = ([], [], [], [], [], time.time_ns(), None)  # the time before any read
     small = small_digester(algorithm)
     how = (algorithm, keys, defer_from, threads)
-    for start in range(0, len(rels), HELD_FILES):
+    at = 0
+    while at < len(rels):
+        stop = min(at + HELD_FILES, len(rels))
         with interrupts_deferred():
-            _hash_run(
-                prefix, rels, range(start, min(start + HELD_FILES, len(rels))), how, small, share
-            )
+            at = _hash_run(prefix, rels, range(at, stop), how, small, share)
+        if at < stop:  # a large file: hashed with interrupts let through
+            _hash_large(prefix + rels[at], at, how, share)
+            at += 1
     return (*share[:6], _blocks_of_lines(rels, share, block))
 
 
 HELD_FILES = 256
-"""Files hashed with ``SIGINT`` held back (a few ms for small files)."""
+"""Small files hashed with ``SIGINT`` held back (a few ms)."""
+
+
+def _hash_large(
+    path: bytes, index: int, how: tuple[str, bool, int | None, bool], share: Share
+) -> None:
+    """Hash one file of :data:`SMALL_FILE` bytes or more (by :func:`_digest_rest`), appending
+    its outcome to ``share``; opened with interrupts held back until it is sure to be closed."""
+    algorithm, keys, _, threads = how
+    raw, size, st, fd = None, 0, None, None
+    try:
+        try:
+            with interrupts_deferred():
+                fd = open_file(path)
+            st = os.fstat(fd)
+            size = st.st_size
+            if stat.S_ISREG(st.st_mode):
+                raw = bytes.fromhex(_digest_rest(fd, size, algorithm, threads))
+            else:
+                share[3].append((index, "not a regular file"))
+        finally:
+            if fd is not None:
+                os.close(fd)
+    except OSError as exc:
+        share[3].append((index, oserror_reason(exc)))
+    share[0].append(raw)
+    share[1].append(size)
+    if keys:
+        fields = (st.st_dev, st.st_ino, size, st.st_mtime_ns, st.st_ctime_ns) if st else ()
+        share[2].append(STAT_KEY.pack(*fields) if raw is not None else None)
 
 
 def _hash_run(
@@ -121,8 +154,9 @@ def _hash_run(
     how: tuple[str, bool, int | None, bool],
     small: Callable[[bytes], bytes],
     share: Share,
-) -> None:
-    """Hash the files ``rels[run]``, appending their outcome to ``share``."""
+) -> int:
+    """Hash the files ``rels[run]``, appending their outcome to ``share``, up to the first one
+    of :data:`SMALL_FILE` bytes or more to hash here: where it stopped (``run.stop``: all)."""
     algorithm, keys, defer_from, threads = how
     raws, sizes, packed, errors, deferred, _, _ = share
     fstat, read, close, is_reg, pack = os.fstat, os.read, os.close, stat.S_ISREG, STAT_KEY.pack
@@ -144,7 +178,9 @@ def _hash_run(
                     errors.append((index, "not a regular file"))
                 elif defer_from is not None and size >= defer_from:
                     deferred.append(index)
-                else:
+                elif size >= SMALL_FILE:
+                    return index  # closed, nothing appended: :func:`_hash_large`'s
+                else:  # a small file that grew since fstat
                     raw = bytes.fromhex(_digest_rest(fd, size, algorithm, threads))
             finally:
                 close(fd)
@@ -159,6 +195,7 @@ def _hash_run(
                 else pack(st.st_dev, st.st_ino, size, st.st_mtime_ns, st.st_ctime_ns)
             )
             packed.append(key)
+    return run.stop
 
 
 @contextlib.contextmanager
