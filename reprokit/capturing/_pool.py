@@ -171,8 +171,7 @@ class Ahead:
         ``task``: what :func:`task` gives for the hashing to come."""
         method = start_method()
         usable = jobs != 0 and fcntl is not None and not (method == "spawn" and _spawn_broken)
-        wanted = min(default_jobs() if jobs is None else max(1, jobs), fd_room()) - 1
-        self._wanted = wanted if usable else 0
+        self._wanted = (default_jobs() if jobs is None else max(1, jobs)) - 1 if usable else 0
         self._method, self._task = method, task
         self._crew: _Crew | None = None
         self._rels: list[bytes] | None = None  # the walk's list of files
@@ -188,6 +187,9 @@ class Ahead:
         """The walk has met the files ``rels`` so far (one list, growing)."""
         if self._crew is None:
             if self._wanted < 1 or len(rels) < PARALLEL_MIN_FILES[self._method]:
+                return
+            self._wanted = min(self._wanted, fd_room() - 1)
+            if self._wanted < 1:
                 return
             feed = Feed()
             self._crew, self._rels = _Crew(self._task, self._method, feed), rels
@@ -247,12 +249,14 @@ def hash_files(
     told = task(prefix, algorithm, keys=keys, lines=lines)
     if ahead is not None and (streamed := ahead.finish(told, rels)) is not None:
         return streamed
-    workers = min(default_jobs() if jobs is None else max(1, jobs), len(rels), fd_room())
+    workers = min(default_jobs() if jobs is None else max(1, jobs), len(rels))
     method = method or start_method()
     if method == "spawn" and _spawn_broken:
         workers = 1
     if jobs is None and len(rels) < PARALLEL_MIN_FILES[method]:
         workers = 1
+    if workers > 1:
+        workers = min(workers, fd_room())
     if workers <= 1:
         return hash_batch(prefix, rels, algorithm, keys=keys, block=len(rels) if lines else 0)
     block = block_size(len(rels), workers)
@@ -468,10 +472,12 @@ def stamp_folders(
     one of its files cannot be stat'ed), over worker processes (one per core, at most
     ``jobs``) when there are :data:`STAT_PARALLEL_MIN_FILES` files or more."""
     total = sum(len(names) for _, names in folders)
-    workers = min(default_jobs(), max(1, jobs or default_jobs()), len(folders), fd_room())
+    workers = min(default_jobs(), max(1, jobs or default_jobs()), len(folders))
     method = method or start_method()
     if (method == "spawn" and _spawn_broken) or total < STAT_PARALLEL_MIN_FILES:
         workers = 1
+    if workers > 1:
+        workers = min(workers, fd_room())
     if workers <= 1:
         return stamp_share(prefix, folders)
     shares = [folders[k::workers] for k in range(workers)]
