@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import array
 import hashlib
 import os
 import pickle
@@ -238,11 +239,17 @@ def test_blocks_claimed_by_a_worker_whose_reply_is_lost_are_hashed_here(
     rels = sorted(os.fsencode(p.relative_to(tree)) for p in tree.rglob("*") if p.is_file())
     prefix = os.fsencode(tree) + b"/"
     expected = [_plain("blake3", (tree / os.fsdecode(r)).read_bytes()) for r in rels]
-    finish = _pool._finish
-    monkeypatch.setattr(_pool, "_finish", lambda handle: finish(handle) and [("junk",)])
+    # the worker's reply to each block it hashes is garbage
+    monkeypatch.setattr(_hashworker, "send", lambda out, value: out.write(b"\x04\0\0\0junk"))
+    here: list[int] = []
+    claimed = _pool.hash_blocks
+    monkeypatch.setattr(
+        _pool, "hash_blocks", lambda *a, **k: here.append(len(got := claimed(*a, **k))) or got
+    )
     batch = _pool.hash_files(prefix, rels, "blake3", keys=True, jobs=2, method="fork")
     assert batch.hexdigests() == expected and None not in batch.keys and not batch.errors
-    monkeypatch.setattr(_pool, "_finish", finish)
+    assert here and here[0] < len(rels) // _pool.block_size(len(rels), 2) + 1  # a share
+    monkeypatch.undo()
     claims = _pool.hash_files(prefix, rels, "blake3", jobs=2, method="fork", lines=True)
     assert claims.hexdigests() == expected and claims.lines is not None
 
@@ -264,11 +271,36 @@ def test_blocks_claimed_by_a_worker_whose_reply_is_lost_are_hashed_here(
     assert _pool._blocks_of([(1, packed)], blocks, "blake3") is None
 
 
+def test_joined_records_read_as_a_sequence_of_them() -> None:
+    """A worker's digests or fingerprints stay joined in one ``bytes`` (:class:`Joined`), read
+    like the list of records it stands for, and are joined again without being split."""
+    from reprokit.capturing._hashworker import Joined, count_known, joined, unpack_share
+
+    records = [b"aa", b"bb", b"cc", b"dd"]
+    rows = Joined(b"".join(records), 2)
+    assert len(rows) == 4 and list(rows) == records and rows == records and rows != records[:3]
+    assert rows[0] == b"aa" and rows[-1] == b"dd" and rows[1:3] == [b"bb", b"cc"]
+    assert rows[::2] == [b"aa", b"cc"] and rows[5:9] == [] and not Joined(b"", 2)
+    assert isinstance(rows[1:3], Joined) and joined(rows[1:3]) == b"bbcc"
+    assert joined([b"x", b"y"]) == b"xy" and count_known(rows) == 4
+    assert count_known([b"x", None]) == 1 and b"cc" in rows and None not in rows
+    with pytest.raises(IndexError):
+        rows[4]
+    digests, sizes = bytes(range(64)), array.array("q", [5, 6]).tobytes()
+    share = unpack_share((digests, sizes, bytes(80), [], [], 7, None), 2, "blake3")
+    assert share is not None and isinstance(share[0], Joined) and isinstance(share[2], Joined)
+    assert share[0] == [digests[:32], digests[32:]] and share[1] == [5, 6]
+    batch = _pool.Batch.of(share)
+    assert batch.hexdigests() == [digests[:32].hex(), digests[32:].hex()]
+    assert _pool.Batch(Joined(b"", 32), []).hexdigests() == []
+
+
 def test_hashing_needs_no_feed_file_nor_locks(
     tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Where the feed file cannot be written (a full disk) or locked (ENOLCK), the blocks
-    are still all hashed, once each at least, with the same digests."""
+    """Where the feed file cannot be written (a full disk) or locked (ENOLCK), nor the
+    workers' replies, the blocks are still all hashed, once each at least, with the same
+    digests."""
     import errno
 
     from reprokit.capturing import _hashworker
@@ -291,10 +323,12 @@ def test_hashing_needs_no_feed_file_nor_locks(
     monkeypatch.setattr(
         _pool, "hash_blocks", lambda *a, **k: here.append(len(got := claimed(*a, **k))) or got
     )
-    for method in ("fork", "spawn"):
+    monkeypatch.setattr(_pool, "_spawn_broken", False)
+    for method in ("fork", "spawn"):  # the workers' replies cannot be written either
         batch = _pool.hash_files(prefix, rels, "blake3", jobs=3, method=method)
         assert batch.hexdigests() == expected and batch.workers == 3
         assert 0 < here.pop() < len(rels)
+    assert not _pool._spawn_broken  # a full disk is no reason to stop spawning workers
 
 
 def test_a_feed_write_that_fails_once_seals_the_feed(
@@ -536,7 +570,8 @@ def test_workers_are_started_ahead_only_for_a_folder_the_cache_does_not_know(
     monkeypatch.setattr(_pool, "start_method", lambda: "spawn")
     monkeypatch.setattr(_pool, "_spawn_broken", False)
     monkeypatch.setattr(_pool, "PARALLEL_MIN_FILES", {"fork": 1, "spawn": 1})
-    monkeypatch.setattr(_pool, "_start_spawned", lambda feed=None: started.append(1))  # no worker
+    no_worker = lambda feed=None, out=None: started.append(1)  # noqa: E731
+    monkeypatch.setattr(_pool, "_start_spawned", no_worker)
     with HashCache(tmp_path / "cache.sqlite3", racy_margin_ns=0) as cache:
         assert not cache.knows_tree("blake3", os.fsencode(tree))
         first = hash_path(tree, cache=cache, jobs=2)
@@ -545,7 +580,7 @@ def test_workers_are_started_ahead_only_for_a_folder_the_cache_does_not_know(
         assert hash_path(tree, cache=cache, jobs=2) == first and not started
     assert not _pool.Ahead(0, _pool.task(b"/", "blake3"))._wanted
 
-    def interrupted(feed: object = None) -> object:
+    def interrupted(feed: object = None, out: object = None) -> object:
         if len(started) == 2:
             raise KeyboardInterrupt
         sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
@@ -554,9 +589,14 @@ def test_workers_are_started_ahead_only_for_a_folder_the_cache_does_not_know(
 
     monkeypatch.setattr(_pool, "_start_spawned", interrupted)
     started.clear()
+    fds = set(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else set()
     with pytest.raises(KeyboardInterrupt), _pool.Ahead(4, _pool.task(b"/", "blake3")) as ahead:
         ahead.seen([b"a"] * 10)
     assert [p.wait(timeout=10) for p in started] == [-9, -9]  # both killed on the way out
+    for p in started:  # their pipes are this test's to close
+        p.stdin.close()
+    if fds:  # the feed and the three replies' files closed
+        assert set(os.listdir("/proc/self/fd")) <= fds
 
 
 def test_missing_path_is_a_path_error(tmp_path: Path) -> None:

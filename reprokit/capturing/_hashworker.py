@@ -22,7 +22,7 @@ import struct
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, BinaryIO, cast
+from typing import Any, BinaryIO, cast, overload
 
 if __package__:
     from reprokit.capturing._filehash import (
@@ -49,14 +49,27 @@ STAT_KEY = struct.Struct("<QQqqq")
 from the hash cache."""
 
 Share = tuple[
-    list[bytes | None],  # raw digests (None: an error, or deferred)
+    Sequence[bytes | None],  # raw digests (None: an error, or deferred)
     list[int],  # sizes
-    list[bytes | None],  # STAT_KEY of each file hashed (when asked for)
+    Sequence[bytes | None],  # STAT_KEY of each file hashed (when asked for)
     list[tuple[int, str]],  # errors: (index, reason)
     list[int],  # deferred: indices of files of ``defer_from`` bytes or more
     int,  # hashed_at_ns: taken before the first byte was read (the racy rule)
     list[bytes] | None,  # Merkle lines of each block of files (when asked for and whole)
 ]
+"""What hashing a list of files gives, aligned with it. The digests and fingerprints are
+lists while they are made here, :class:`Joined` when a worker's block came back whole."""
+
+Made = tuple[
+    list[bytes | None],
+    list[int],
+    list[bytes | None],
+    list[tuple[int, str]],
+    list[int],
+    int,
+    list[bytes] | None,
+]
+"""A :data:`Share` being made in this process (its lists grow)."""
 
 Packed = tuple[bytes, bytes, bytes, list[tuple[int, str]], list[int], int, list[bytes] | None]
 """A block's :data:`Share` as a worker sends it back: the raw digests, the sizes (int64) and
@@ -100,7 +113,7 @@ def hash_share(
     A Ctrl-C lands between two runs of :data:`HELD_FILES` small files, or while a large one
     is hashed, never between a file's opening and the code that closes it (its descriptor
     would be lost)."""
-    share: Share = ([], [], [], [], [], time.time_ns(), None)  # the time before any read
+    share: Made = ([], [], [], [], [], time.time_ns(), None)  # the time before any read
     small = small_digester(algorithm)
     how = (algorithm, keys, defer_from, threads)
     at = 0
@@ -119,7 +132,7 @@ HELD_FILES = 256
 
 
 def _hash_large(
-    path: bytes, index: int, how: tuple[str, bool, int | None, bool], share: Share
+    path: bytes, index: int, how: tuple[str, bool, int | None, bool], share: Made
 ) -> None:
     """Hash one file of :data:`SMALL_FILE` bytes or more (by :func:`_digest_rest`), appending
     its outcome to ``share``; opened with interrupts held back until it is sure to be closed."""
@@ -153,7 +166,7 @@ def _hash_run(
     run: range,
     how: tuple[str, bool, int | None, bool],
     small: Callable[[bytes], bytes],
-    share: Share,
+    share: Made,
 ) -> int:
     """Hash the files ``rels[run]``, appending their outcome to ``share``, up to the first one
     of :data:`SMALL_FILE` bytes or more to hash here: where it stopped (``run.stop``: all)."""
@@ -396,6 +409,63 @@ class Claims:
 Blocks = list[tuple[int, Share]]  # (block number, what hashing it gave)
 
 
+class Joined(Sequence[bytes]):
+    """Records of ``width`` bytes joined in one ``bytes`` (``data``), read as a sequence of
+    them: a worker's digests or fingerprints of a block as they come, so that a caller that
+    needs them joined again (the hash cache, a folder's hex digests) never splits them into
+    one object per file (100,000 files: 0.04 s in the caller)."""
+
+    __slots__ = ("data", "width")
+
+    def __init__(self, data: bytes, width: int) -> None:
+        self.data, self.width = data, width
+
+    def __len__(self) -> int:
+        return len(self.data) // self.width
+
+    @overload
+    def __getitem__(self, index: int) -> bytes: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[bytes]: ...
+
+    def __getitem__(self, index: int | slice) -> bytes | Sequence[bytes]:
+        width = self.width
+        if isinstance(index, slice):
+            start, stop, step = index.indices(len(self))
+            if step == 1:
+                return Joined(self.data[start * width : max(start, stop) * width], width)
+            return [self[j] for j in range(start, stop, step)]
+        at = index + len(self) if index < 0 else index
+        if not 0 <= at < len(self):
+            raise IndexError("record index out of range")
+        return self.data[at * width : (at + 1) * width]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Joined):
+            return (self.data, self.width) == (other.data, other.width)
+        if isinstance(other, (list, tuple)):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Joined({len(self)} records of {self.width} bytes)"
+
+
+def joined(records: Sequence[bytes | None]) -> bytes:
+    """``records`` (none of them None) as one ``bytes``."""
+    if isinstance(records, Joined):
+        return records.data
+    return b"".join(cast(Sequence[bytes], records))
+
+
+def count_known(records: Sequence[bytes | None]) -> int:
+    """How many of ``records`` are not None (a :class:`Joined` has no None)."""
+    return len(records) if isinstance(records, Joined) else len(records) - list(records).count(None)
+
+
 def pack_share(share: Share, algorithm: str) -> Packed:
     """``share`` as :data:`Packed`; :func:`unpack_share` turns it back."""
     raws, sizes, keys, errors, deferred, hashed_at_ns, lines = share
@@ -414,14 +484,17 @@ def unpack_share(packed: Any, files: int, algorithm: str) -> Share | None:
     width, key = HEX_LENGTH[algorithm] // 2, STAT_KEY.size
     if not _packed_fits(packed, files, width, key):
         return None
-    joined, packed_sizes, keys, errors, deferred, hashed_at_ns, lines = packed
-    raws: list[bytes | None] = [joined[at : at + width] for at in range(0, len(joined), width)]
+    digests, packed_sizes, keys, errors, deferred, hashed_at_ns, lines = packed
+    sizes = array.array("q", packed_sizes).tolist()
+    if not (errors or deferred):  # every file hashed: the records stay joined
+        stamped = Joined(keys, key) if keys else Joined(b"", key)
+        return Joined(digests, width), sizes, stamped, [], [], hashed_at_ns, lines
+    raws: list[bytes | None] = [digests[at : at + width] for at in range(0, len(digests), width)]
     stamps: list[bytes | None] = [keys[at : at + key] for at in range(0, len(keys), key)]
     for j in [*(j for j, _ in errors), *deferred]:
         raws[j] = None
         if stamps:
             stamps[j] = None
-    sizes = array.array("q", packed_sizes).tolist()
     return raws, sizes, stamps, errors, deferred, hashed_at_ns, lines
 
 
@@ -498,7 +571,15 @@ def serve() -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C reaches the caller, which stops us
-    run_job(marshal.loads(sys.stdin.buffer.read()), sys.stdout.buffer)
+    try:
+        run_job(marshal.loads(sys.stdin.buffer.read()), sys.stdout.buffer)
+    except OSError:  # e.g. its replies' file is on a full disk: the caller hashes the rest
+        os._exit(WRITE_FAILED)
+
+
+WRITE_FAILED = 3
+"""A spawned worker's exit status when its job or replies could not be read or written: a
+fault of where they go, not of the interpreter (which is tried again next time)."""
 
 
 if __name__ == "__main__":

@@ -9,10 +9,12 @@ started earlier, takes more, so they finish within a block of each other whateve
 files' sizes.  On a first hash the workers start while the folder is still being walked
 (:class:`Ahead`) and hash each block of ``STREAM_BLOCK`` files as soon as the walk has met
 it, through the feed; otherwise the blocks are made once the files to hash are known
-(:func:`block_size`).  Workers send back each block as soon as it is hashed (read on a
-helper thread, :class:`_Replies`): raw digests, sizes, packed ``stat`` fingerprints and, for
-a whole folder, the folder digest's input lines (made in parallel rather than by the caller
-once all are done), and the caller writes the cache (one transaction).  Files of
+(:func:`block_size`).  Workers write each block's outcome as soon as it is hashed to a
+temporary file of their own, read once they are done (:class:`_Replies`): raw digests,
+sizes and ``stat`` fingerprints, each joined in one ``bytes`` and kept so
+(:class:`~reprokit.capturing._hashworker.Joined`) up to the cache, which stores them joined
+per folder, and for a whole folder the folder digest's input lines (made in parallel rather
+than by the caller once all are done); the caller writes the cache (one transaction).  Files of
 ``DEFER_FROM`` bytes or more are handed back unhashed and hashed here afterwards with
 BLAKE3's own thread pool.  The ``stat`` calls that check a cached tree of
 ``STAT_PARALLEL_MIN_FILES`` files or more are shared the same way, by folder
@@ -46,16 +48,21 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, BinaryIO, TypeVar, cast
 
+from reprokit.capturing._filehash import HEX_LENGTH
 from reprokit.capturing._hashworker import (
     FEED_HEADER,
     RECORD,
+    STAT_KEY,
+    WRITE_FAILED,
+    Joined,
     Share,
     fcntl,
     hash_blocks,
     hash_share,
     interrupts_deferred,
+    joined,
     run_job,
     stamp_share,
     unpack_share,
@@ -77,9 +84,9 @@ _spawn_broken = False  # set once a spawned worker failed: do not try again
 class Batch:
     """Per-file outcome, aligned with the ``rels`` hashed."""
 
-    raw: list[bytes | None]  # raw digests (None: an error, or deferred)
+    raw: Sequence[bytes | None]  # raw digests (None: an error, or deferred)
     sizes: list[int]
-    keys: list[bytes | None] = field(default_factory=list)  # hashcache.stat_key of each
+    keys: Sequence[bytes | None] = field(default_factory=list)  # hashcache.stat_key of each
     errors: list[tuple[int, str]] = field(default_factory=list)  # (index, reason)
     deferred: list[int] = field(default_factory=list)  # large files left to the caller
     workers: int = 0  # worker processes used (0: all hashed in this process)
@@ -93,6 +100,9 @@ class Batch:
 
     def hexdigests(self) -> list[str | None]:
         """The digests in hex, made in one pass."""
+        if isinstance(self.raw, Joined):  # one call for them all
+            hexes = self.raw.data.hex(" ", self.raw.width).split(" ") if self.raw else []
+            return cast(list[str | None], hexes)
         if None in self.raw:
             return [None if raw is None else raw.hex() for raw in self.raw]
         return list(map(bytes.hex, self.raw))  # type: ignore[arg-type]
@@ -339,7 +349,7 @@ class Feed:
 
 class _Crew:
     """The processes hashing the blocks of one :class:`Feed`: this one and its workers, whose
-    replies are read as they come (:class:`_Replies`)."""
+    replies (:class:`_Replies`) are read once they are done."""
 
     def __init__(self, told: Job, method: str, feed: Feed) -> None:
         self.task, self.method, self.feed = told, method, feed
@@ -356,24 +366,28 @@ class _Crew:
     def start(self, workers: int) -> None:
         """Start ``workers`` worker processes on the feed; a forked one has the blocks added
         so far in memory, a spawned one reads them from the feed (or, without a feed file,
-        is sent them all). Their replies' threads start after the last fork."""
+        is sent them all). Each writes its replies to a file of its own (read once it is
+        done), or where none can be made to a pipe read by a thread started after the last
+        fork."""
         feed, count = self.feed, workers + 1
         for k in range(1, count):
             known = feed.blocks if self.method == "fork" or feed.fd is None else []
             offset = feed.offset if known else FEED_HEADER.size
             job = ("blocks", self.task, feed.fd, k, count, known, offset)
             with interrupts_deferred():  # the worker is in the list before it can be lost
+                replies = _Replies(feed.blocks, self.task[1])
+                self.replies.append(replies)
                 if self.method == "fork":
-                    self.handles.append(_start_forked(job))
+                    self.handles.append(_start_forked(job, replies.fd))
                 else:
-                    self.handles.append(_feed(_start_spawned(feed.fd), job))
-        algorithm = self.task[1]
-        self.replies = [_Replies(handle, feed.blocks, algorithm) for handle in self.handles]
+                    self.handles.append(_feed(_start_spawned(feed.fd, replies.fd), job))
+        for replies, handle in zip(self.replies, self.handles, strict=True):
+            replies.watch(handle)
 
     def collect(self) -> Batch:
         """This process claims and hashes blocks too (the feed complete), then takes each
         worker's; the blocks nobody returned are hashed here."""
-        feed, (prefix, algorithm, keys, _, lines) = self.feed, self.task
+        feed = self.feed
         blocks, count = feed.blocks, len(self.handles) + 1
         job = ("blocks", self.task, feed.fd, 0, count, blocks, feed.offset)
         if not feed.complete:  # workers may wait for blocks that never come: all done here
@@ -381,17 +395,12 @@ class _Crew:
             job = ("blocks", self.task, None, 0, 1, blocks, 0)
         parts = [hash_blocks(job, threads=True)]
         for k, handle in enumerate(self.handles):
-            parts.append(self.replies[k].join())  # the worker's output has ended
-            _reap(handle)
+            _reap(handle)  # it has ended: its replies are all there
+            parts.append(self.replies[k].join())
             _close(handle)
             self.handles[k] = None
-        rels = list(itertools.chain.from_iterable(blocks))
-        merged = Batch([None] * len(rels), [0] * len(rels), workers=count)
-        merged.hashed_at_ns = self.hashed_at_ns
-        merged.keys = [None] * len(rels) if keys else []
-        merged.lines = [b""] * len(blocks) if lines else None
-        _gather(merged, itertools.chain.from_iterable(parts), blocks, self.task)
-        _hash_deferred(prefix, rels, algorithm, merged)
+        merged = _gather(itertools.chain.from_iterable(parts), blocks, self.task)
+        merged.workers, merged.hashed_at_ns = count, self.hashed_at_ns
         return merged
 
     def close(self) -> None:
@@ -411,25 +420,43 @@ class _Crew:
             self.handles[k] = None
 
 
-def _gather(
-    merged: Batch, parts: Iterable[tuple[int, Share]], blocks: list[list[bytes]], task: Job
-) -> None:
-    """Put each block's outcome where its files are in ``merged``; a block that a failed
-    worker had claimed (its outcome lost) is hashed here."""
+def _gather(parts: Iterable[tuple[int, Share]], blocks: list[list[bytes]], task: Job) -> Batch:
+    """The outcome of every file of ``blocks``, from each block's (``parts``: block number,
+    outcome); a block that a failed worker had claimed (its outcome lost) is hashed here, and
+    so are the files left for this process (:func:`_hash_deferred`)."""
     prefix, algorithm, keys, defer_from, lines = task
     done: list[Batch | None] = [None] * len(blocks)
     for number, share in parts:
         done[number] = Batch.of(share)
     for number, files in enumerate(blocks):
-        part = done[number] or hash_batch(
-            prefix,
-            files,
-            algorithm,
-            keys=keys,
-            defer_from=defer_from,
-            block=len(files) if lines else 0,
-        )
+        if done[number] is None:
+            block = len(files) if lines else 0
+            done[number] = hash_batch(
+                prefix, files, algorithm, keys=keys, defer_from=defer_from, block=block
+            )
+    outcomes = cast(list[Batch], done)
+    if not any(part.errors or part.deferred for part in outcomes):
+        return _joined(outcomes, HEX_LENGTH[algorithm] // 2, keys, lines)
+    count = sum(map(len, blocks))
+    merged = Batch([None] * count, [0] * count, [None] * count if keys else [])
+    merged.lines = [b""] * len(blocks) if lines else None
+    for number, part in enumerate(outcomes):
         _merge(merged, part, number, len(blocks[0]))
+    _hash_deferred(prefix, list(itertools.chain.from_iterable(blocks)), algorithm, merged)
+    return merged
+
+
+def _joined(outcomes: list[Batch], width: int, keys: bool, lines: bool) -> Batch:
+    """The blocks' ``outcomes`` (every file hashed) one after the other: their digests (of
+    ``width`` bytes) and fingerprints joined (:class:`Joined`), as workers send them, not
+    split per file."""
+    raw = Joined(b"".join([joined(part.raw) for part in outcomes]), width)
+    stamps = b"".join([joined(part.keys) for part in outcomes]) if keys else b""
+    sizes = list(itertools.chain.from_iterable(part.sizes for part in outcomes))
+    batch = Batch(raw, sizes, Joined(stamps, STAT_KEY.size))
+    if lines and all(part.lines is not None for part in outcomes):
+        batch.lines = [part.lines[0] if part.lines else b"" for part in outcomes]
+    return batch
 
 
 def _blocks_of(
@@ -537,13 +564,14 @@ def _stop(handle: Handle) -> None:
 
 
 def _merge(merged: Batch, part: Batch, number: int, block: int) -> None:
-    """Put the outcome of block ``number`` (files ``number * block`` on) in ``merged``."""
+    """Put the outcome of block ``number`` (files ``number * block`` on) in ``merged`` (made
+    of lists)."""
     start = number * block
     stop = start + len(part.raw)
-    merged.raw[start:stop] = part.raw
+    cast(list[bytes | None], merged.raw)[start:stop] = part.raw
     merged.sizes[start:stop] = part.sizes
     if merged.keys:
-        merged.keys[start:stop] = part.keys
+        cast(list[bytes | None], merged.keys)[start:stop] = part.keys
     merged.errors.extend((start + j, why) for j, why in part.errors)
     merged.deferred.extend(start + j for j in part.deferred)
     if merged.lines is not None and part.lines is None:
@@ -558,11 +586,12 @@ def _hash_deferred(prefix: bytes, rels: Sequence[bytes], algorithm: str, merged:
         merged.deferred.sort()
         wanted = bool(merged.keys)
         big = hash_batch(prefix, [rels[i] for i in merged.deferred], algorithm, keys=wanted)
+        raws, stamps = cast(list[bytes | None], merged.raw), cast(list[bytes | None], merged.keys)
         for j, index in enumerate(merged.deferred):
-            merged.raw[index] = big.raw[j]
+            raws[index] = big.raw[j]
             merged.sizes[index] = big.sizes[j]
             if wanted:
-                merged.keys[index] = big.keys[j]
+                stamps[index] = big.keys[j]
         merged.errors.extend((merged.deferred[j], why) for j, why in big.errors)
         merged.deferred = []
     merged.errors.sort()
@@ -591,36 +620,44 @@ def _start_all(method: str, jobs: list[Job], handles: list[Handle]) -> None:
         _feed(proc, job)
 
 
-def _start_forked(job: Job) -> Handle:
+def _start_forked(job: Job, out: int | None = None) -> Handle:
+    """A forked worker on ``job``: ``(pid, the read end of the pipe it writes to)``, or with
+    ``out`` (a file's descriptor) ``(pid, None)``, writing to that file."""
     try:
-        read_fd, write_fd = os.pipe()
+        read_fd, write_fd = os.pipe() if out is None else (None, out)
         pid = os.fork()
     except OSError:
+        if read_fd is not None:
+            os.close(read_fd)
+            os.close(write_fd)
         return None
     if pid == 0:  # child: compute, send, leave without running the parent's exit hooks
         code = 1
         try:
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # the caller stops it if need be
-            os.close(read_fd)
-            with os.fdopen(write_fd, "wb") as out:
-                run_job(job, out)
+            if read_fd is not None:
+                os.close(read_fd)
+            with os.fdopen(write_fd, "wb", closefd=out is None) as handle:
+                run_job(job, handle)
             code = 0
         finally:
             os._exit(code)
-    os.close(write_fd)
+    if read_fd is not None:
+        os.close(write_fd)
     return (pid, read_fd)
 
 
-def _start_spawned(feed: int | None = None) -> Handle:
+def _start_spawned(feed: int | None = None, out: int | None = None) -> Handle:
     """A fresh interpreter running ``_hashworker.py``, passed the descriptor ``feed`` (a
-    :class:`Feed`'s). Its error output is dropped: a worker that fails is made up for here."""
+    :class:`Feed`'s), its output to the file ``out`` (a descriptor) or else to a pipe. Its
+    error output is dropped: a worker that fails is made up for here."""
     import subprocess
 
     try:
         return subprocess.Popen(
             [sys.executable, os.path.join(os.path.dirname(__file__), "_hashworker.py")],
             stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
+            stdout=subprocess.PIPE if out is None else out,
             stderr=subprocess.DEVNULL,
             pass_fds=() if feed is None else (feed,),
         )
@@ -692,32 +729,68 @@ def _read_exactly(read: Callable[[int], bytes], size: int) -> bytes | None:
 
 class _Replies:
     """What one worker of a :class:`_Crew` sends back, block by block (checked against
-    ``blocks``), read on a helper thread as it comes, so that little is left to read once
-    the hashing is done."""
+    ``blocks``). It writes them to an unnamed temporary file, read once it has ended: a
+    pipe would have to be read as the replies come, on a thread that takes the interpreter
+    lock from this process's hashing at each one (0.03-0.04 s of 100,000 files). Where no
+    such file can be made, it writes to a pipe, read on a helper thread."""
 
-    def __init__(self, handle: Handle, blocks: list[list[bytes]], algorithm: str) -> None:
+    def __init__(self, blocks: list[list[bytes]], algorithm: str) -> None:
+        self.got: list[tuple[int, Share]] = []
+        self._blocks, self._algorithm = blocks, algorithm
+        self._thread: Any = None
+        self._file: BinaryIO | None = None
+        with contextlib.suppress(OSError):
+            self._file = tempfile.TemporaryFile(prefix="reprokit-replies-")  # noqa: SIM115
+
+    @property
+    def fd(self) -> int | None:
+        """The descriptor the worker writes to (None: a pipe of its own)."""
+        return None if self._file is None else self._file.fileno()
+
+    def watch(self, handle: Handle) -> None:
+        """The worker started (``handle``, None if it did not); replies that come through a
+        pipe are read from now on, on a helper thread."""
         import threading
 
-        self.got: list[tuple[int, Share]] = []
-        self._thread = threading.Thread(
-            target=self._read, args=(handle, blocks, algorithm), name="reprokit-replies"
-        )
-        self._thread.daemon = True
-        if handle is not None:
+        if handle is not None and self._file is None:
+            reader = _reader(handle)
+            self._thread = threading.Thread(
+                target=self._read, args=(reader,), name="reprokit-replies", daemon=True
+            )
             self._thread.start()
 
-    def _read(self, handle: Handle, blocks: list[list[bytes]], algorithm: str) -> None:
-        for item in _records(_reader(handle)):
-            got = _blocks_of([item], blocks, algorithm)
+    def _read(self, read: Callable[[int], bytes]) -> None:
+        for item in _records(read):
+            got = _blocks_of([item], self._blocks, self._algorithm)
             if got is None:  # garbage: what follows is not trusted either
                 return
             self.got.extend(got)
 
     def join(self) -> list[tuple[int, Share]]:
-        """Once the worker's output has ended (it is done, or stopped): the blocks it sent."""
-        if self._thread.ident is not None:
+        """Once the worker has ended and been reaped (:func:`_reap`, :func:`_stop`): the
+        blocks it sent."""
+        if self._thread is not None:
             self._thread.join()
+            self._thread = None
+        elif self._file is not None:
+            self._read(_file_reader(self._file.fileno()))
+            self._file.close()
+            self._file = None
         return self.got
+
+
+def _file_reader(fd: int) -> Callable[[int], bytes]:
+    """``read(size)`` of the file ``fd`` from its start (its offset is not used: a forked
+    worker shares it)."""
+    offset = 0
+
+    def read(size: int) -> bytes:
+        nonlocal offset
+        data = os.pread(fd, size, offset)
+        offset += len(data)
+        return data
+
+    return read
 
 
 def _reap(handle: Handle) -> None:
@@ -726,15 +799,16 @@ def _reap(handle: Handle) -> None:
     if isinstance(handle, tuple):
         with contextlib.suppress(OSError):
             os.waitpid(handle[0], 0)
-    elif handle is not None and handle.wait() != 0:
+    elif handle is not None and handle.wait() not in (0, WRITE_FAILED):
         _spawn_broken = True
 
 
 def _close(handle: Handle) -> None:
     """Close the pipes to a worker that has been reaped."""
     if isinstance(handle, tuple):
-        with contextlib.suppress(OSError):
-            os.close(handle[1])
+        if handle[1] is not None:
+            with contextlib.suppress(OSError):
+                os.close(handle[1])
     elif handle is not None:
         for pipe in (handle.stdin, handle.stdout):
             if pipe is not None:

@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reprokit.capturing._cachedb import CacheDB, write
-from reprokit.capturing._hashworker import STAT_KEY, open_folder
+from reprokit.capturing._hashworker import STAT_KEY, count_known, joined, open_folder
 from reprokit.capturing.walk import Folder, Tree
 
 __all__ = [
@@ -340,7 +340,7 @@ class HashCache:
         ]
         if not self._db.run(lambda conn: write(conn, statements), 0):
             return 0
-        written = len(fresh.keys) - list(fresh.keys).count(None)
+        written = count_known(fresh.keys)
         self.stats.written += written
         return written
 
@@ -401,12 +401,12 @@ def _columns(folder: Folder, cached: _Cached | None, fresh: Fresh) -> tuple[byte
         keys = fresh.keys[indices.start : indices.stop]
     else:
         keys = [fresh.keys[i] for i in indices]
-    hashed_now = len(keys) - list(keys).count(None)
+    hashed_now = count_known(keys)
     if not hashed_now and cached is not None and cached.names == folder.names:
         return None
     hashed = _HASHED.pack(fresh.hashed_at_ns)
     if hashed_now == len(keys):  # all just hashed: the first hash of a folder
-        return b"".join(keys), hashed, _raw_digests(fresh, indices)  # type: ignore[arg-type]
+        return joined(keys), hashed, _raw_digests(fresh, indices)
     assert cached is not None  # a file not hashed now was served from its row
     position = {name: j for j, name in enumerate(cached.names)}
     stamps, times, raws = [], [], []
@@ -425,8 +425,8 @@ def _columns(folder: Folder, cached: _Cached | None, fresh: Fresh) -> tuple[byte
 def _raw_digests(fresh: Fresh, indices: Sequence[int]) -> bytes:
     """The raw digests of a folder's files (all just hashed), joined."""
     if isinstance(indices, range) and indices.step == 1:
-        return b"".join(fresh.raws[indices.start : indices.stop])  # type: ignore[arg-type]
-    return b"".join([fresh.raws[i] for i in indices])  # type: ignore[misc]
+        return joined(fresh.raws[indices.start : indices.stop])
+    return joined([fresh.raws[i] for i in indices])
 
 
 @contextlib.contextmanager
