@@ -295,6 +295,84 @@ def test_joined_records_read_as_a_sequence_of_them() -> None:
     assert _pool.Batch(Joined(b"", 32), []).hexdigests() == []
 
 
+def _no_temporary_file(prefix: str = "") -> Any:
+    raise OSError(28, "No space left on device")
+
+
+def test_a_worker_without_a_pipe_leaves_its_share_here(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No temporary file and no pipe (out of descriptors): the workers cannot start, and
+    this process hashes and ``stat``s everything, with the same outcome."""
+    import errno
+    import types
+
+    rels = sorted(os.fsencode(p.relative_to(tree)) for p in tree.rglob("*") if p.is_file())
+    prefix = os.fsencode(tree) + b"/"
+    expected = _pool.hash_files(prefix, rels, "blake3", jobs=1).hexdigests()
+    folders = [(b"sub", [b"b.bin", b"deeper.txt"]), (b"", [b"a.txt", b"s"])] * 3
+    stamps = _pool.stamp_folders(prefix, folders, jobs=1)
+
+    def no_pipe() -> tuple[int, int]:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    proxy = types.ModuleType("os")
+    proxy.__dict__.update(os.__dict__, pipe=no_pipe)
+    monkeypatch.setattr(_pool, "os", proxy)
+    monkeypatch.setattr(_pool.tempfile, "TemporaryFile", _no_temporary_file)
+    monkeypatch.setattr(_pool, "STAT_PARALLEL_MIN_FILES", 1)
+    batch = _pool.hash_files(prefix, rels, "blake3", jobs=2, method="fork")
+    assert batch.hexdigests() == expected
+    assert _pool.stamp_folders(prefix, folders, jobs=2, method="fork") == stamps
+
+
+def test_a_ctrl_c_while_replies_are_read_never_signals_a_reaped_worker(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker reaped before its replies are read is off the list: the clean-up after a
+    Ctrl-C there does not send its pid (free again, maybe another process's) a SIGKILL."""
+    import types
+
+    rels = sorted(os.fsencode(p.relative_to(tree)) for p in tree.rglob("*") if p.is_file())
+    prefix = os.fsencode(tree) + b"/"
+    signalled: list[int] = []
+    proxy = types.ModuleType("os")
+    proxy.__dict__.update(os.__dict__, kill=lambda pid, sig: signalled.append(pid))
+    monkeypatch.setattr(_pool, "os", proxy)
+
+    def interrupted(fd: int) -> Callable[[int], bytes]:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_pool, "_file_reader", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _pool.hash_files(prefix, rels, "blake3", jobs=2, method="fork")
+    assert not signalled
+
+
+def test_a_worker_whose_reply_through_a_pipe_is_garbage_is_read_to_its_end(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Replies through a pipe (no temporary file) that turn out to be garbage are still read
+    to their end: the worker, writing more than a pipe holds, is not left waiting for ever
+    (nor the caller, waiting for it), and its blocks are hashed here."""
+    import threading
+
+    rels = sorted(os.fsencode(p.relative_to(tree)) for p in tree.rglob("*") if p.is_file())
+    prefix = os.fsencode(tree) + b"/"
+    expected = _pool.hash_files(prefix, rels, "blake3", jobs=1).hexdigests()
+    monkeypatch.setattr(_pool.tempfile, "TemporaryFile", _no_temporary_file)
+    junk = b"\x04\0\0\0junk" + bytes(1 << 17)  # a record marshal refuses, then 128 KiB
+    monkeypatch.setattr(_hashworker, "send", lambda out, value: out.write(junk))
+    done: list[_pool.Batch] = []
+    hashing = threading.Thread(
+        target=lambda: done.append(_pool.hash_files(prefix, rels, "blake3", jobs=2, method="fork")),
+        daemon=True,
+    )
+    hashing.start()
+    hashing.join(60)
+    assert done and done[0].hexdigests() == expected
+
+
 def test_hashing_needs_no_feed_file_nor_locks(
     tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -396,9 +396,11 @@ class _Crew:
         parts = [hash_blocks(job, threads=True)]
         for k, handle in enumerate(self.handles):
             _reap(handle)  # it has ended: its replies are all there
-            parts.append(self.replies[k].join())
-            _close(handle)
-            self.handles[k] = None
+            self.handles[k] = None  # reaped: never to be signalled again (its pid is free)
+            try:
+                parts.append(self.replies[k].join())
+            finally:  # after the join: a pipe's reader thread must not see it closed
+                _close(handle)
         merged = _gather(itertools.chain.from_iterable(parts), blocks, self.task)
         merged.workers, merged.hashed_at_ns = count, self.hashed_at_ns
         return merged
@@ -623,6 +625,7 @@ def _start_all(method: str, jobs: list[Job], handles: list[Handle]) -> None:
 def _start_forked(job: Job, out: int | None = None) -> Handle:
     """A forked worker on ``job``: ``(pid, the read end of the pipe it writes to)``, or with
     ``out`` (a file's descriptor) ``(pid, None)``, writing to that file."""
+    read_fd: int | None = None
     try:
         read_fd, write_fd = os.pipe() if out is None else (None, out)
         pid = os.fork()
@@ -763,8 +766,11 @@ class _Replies:
         for item in _records(read):
             got = _blocks_of([item], self._blocks, self._algorithm)
             if got is None:  # garbage: what follows is not trusted either
-                return
+                break
             self.got.extend(got)
+        with contextlib.suppress(OSError, ValueError):  # what is left is read to its end,
+            while read(1 << 16):  # so that a worker writing to a pipe is not left waiting
+                pass
 
     def join(self) -> list[tuple[int, Share]]:
         """Once the worker has ended and been reaped (:func:`_reap`, :func:`_stop`): the
