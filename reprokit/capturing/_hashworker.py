@@ -575,6 +575,8 @@ def serve() -> None:
         run_job(marshal.loads(sys.stdin.buffer.read()), sys.stdout.buffer)
     except OSError:  # e.g. its replies' file is on a full disk: the caller hashes the rest
         os._exit(WRITE_FAILED)
+    os._exit(0)  # every reply written (each is flushed): the caller waits for this exit to
+    # read them, not for the interpreter's clean-up
 
 
 WRITE_FAILED = 3
