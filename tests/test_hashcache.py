@@ -388,3 +388,41 @@ def test_a_tree_stat_over_workers_is_served_and_its_changes_seen(
         (root / "f2.txt").unlink()
         assert hash_path(root, cache=cache) == hash_path(root, cache=None)
         assert cache.stats.stale == 1
+
+
+def test_a_ctrl_c_as_a_cache_write_begins_leaves_no_transaction_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An interruption as ``BEGIN IMMEDIATE`` returns (it can wait there for another
+    process's lock) rolls the transaction back: the next write works, and no lock is left
+    held for other processes."""
+    from reprokit.capturing import _cachedb
+
+    root = _tree(tmp_path / "data")
+    armed = [False]
+
+    class Interrupted(sqlite3.Connection):
+        def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+            cursor = super().execute(sql, *args)
+            if armed[0] and sql == "BEGIN IMMEDIATE":
+                armed[0] = False
+                raise KeyboardInterrupt
+            return cursor
+
+    connect = sqlite3.connect
+    monkeypatch.setattr(
+        _cachedb.sqlite3, "connect", lambda *a, **k: connect(*a, factory=Interrupted, **k)
+    )
+    with HashCache(tmp_path / "c.sqlite3", racy_margin_ns=0) as cache:
+        assert cache.usable()  # the file made: the next BEGIN is the hash's write
+        armed[0] = True
+        with pytest.raises(KeyboardInterrupt):
+            hash_path(root, cache=cache)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ReprokitWarning)
+            first = hash_path(root, cache=cache)
+        assert cache.usable() and cache.stats.written
+        with sqlite3.connect(tmp_path / "c.sqlite3", timeout=0) as other:  # not locked
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("ROLLBACK")
+        assert hash_path(root, cache=cache) == first

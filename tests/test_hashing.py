@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import array
+import contextlib
 import hashlib
 import os
 import pickle
@@ -371,6 +372,80 @@ def test_a_worker_whose_reply_through_a_pipe_is_garbage_is_read_to_its_end(
     hashing.start()
     hashing.join(60)
     assert done and done[0].hexdigests() == expected
+
+
+def _open_fds() -> dict[str, str]:
+    found = {}
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            found[fd] = os.readlink(f"/proc/self/fd/{fd}")
+    return found
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+def test_a_ctrl_c_as_a_replies_file_closes_is_a_clean_interrupt(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Ctrl-C landing as a worker's replies' file is closed is a KeyboardInterrupt (not
+    an error about a closed file), and the clean-up closes everything."""
+    rels = sorted(os.fsencode(p.relative_to(tree)) for p in tree.rglob("*") if p.is_file())
+    prefix = os.fsencode(tree) + b"/"
+
+    class Closing:
+        def __init__(self, real: Any) -> None:
+            self.real = real
+
+        def fileno(self) -> int:
+            return int(self.real.fileno())
+
+        def close(self) -> None:
+            self.real.close()
+            raise KeyboardInterrupt
+
+    made = _pool._Replies.__init__
+
+    def replies(self: Any, *args: Any) -> None:
+        made(self, *args)
+        self._file = Closing(self._file) if self._file is not None else None
+
+    monkeypatch.setattr(_pool._Replies, "__init__", replies)
+    before = _open_fds()
+    with pytest.raises(KeyboardInterrupt):
+        _pool.hash_files(prefix, rels, "blake3", jobs=3, method="fork")
+    assert set(_open_fds().items()) <= set(before.items())
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+def test_a_ctrl_c_as_a_stat_worker_is_forked_leaves_nothing_behind(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The workers that ``stat`` a cached tree start with a Ctrl-C held back until they are
+    listed: one landing right after a fork stops that worker too (no zombie, no pipe)."""
+    import types
+
+    folders = [(b"sub", [b"b.bin", b"deeper.txt"]), (b"", [b"a.txt", b"s"])] * 3
+    prefix = os.fsencode(tree) + b"/"
+    real_fork, forked = os.fork, []
+
+    def fork() -> int:
+        pid = real_fork()
+        if pid:
+            forked.append(pid)
+            os.kill(os.getpid(), signal.SIGINT)  # lands right after the fork, in the caller
+        return pid
+
+    proxy = types.ModuleType("os")
+    proxy.__dict__.update(os.__dict__, fork=fork)
+    monkeypatch.setattr(_pool, "os", proxy)
+    monkeypatch.setattr(_pool, "STAT_PARALLEL_MIN_FILES", 1)
+    before = _open_fds()
+    with pytest.raises(KeyboardInterrupt):
+        _pool.stamp_folders(prefix, folders, jobs=3, method="fork")
+    assert set(_open_fds().items()) <= set(before.items())
+    assert forked
+    for pid in forked:  # reaped: none left, not even a zombie
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
 
 
 def test_hashing_needs_no_feed_file_nor_locks(

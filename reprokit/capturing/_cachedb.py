@@ -180,8 +180,8 @@ def prepare(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA synchronous = NORMAL")
     if _identity(conn) == (APPLICATION_ID, SCHEMA_VERSION):
         return
-    conn.execute("BEGIN IMMEDIATE")  # one creator at a time; others wait, then see it
     try:
+        conn.execute("BEGIN IMMEDIATE")  # one creator at a time; others wait, then see it
         app_id, version = _identity(conn)
         if app_id != APPLICATION_ID:
             if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
@@ -196,8 +196,9 @@ def prepare(conn: sqlite3.Connection) -> None:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
     except BaseException:
-        with contextlib.suppress(sqlite3.Error):
-            conn.execute("ROLLBACK")
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
         raise
 
 
@@ -211,15 +212,16 @@ def write(
     statements: Sequence[tuple[str, Sequence[tuple[object, ...]]]],
 ) -> int:
     """Run ``executemany`` for each (sql, rows) in one short transaction; rows written."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    try:  # BEGIN inside: a Ctrl-C as it returns must not leave the transaction (and lock) open
+        conn.execute("BEGIN IMMEDIATE")
         for sql, rows in statements:
             if rows:
                 conn.executemany(sql, rows)
         conn.execute("COMMIT")
     except BaseException:
-        with contextlib.suppress(sqlite3.Error):
-            conn.execute("ROLLBACK")
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
         raise
     return sum(len(rows) for _, rows in statements)
 

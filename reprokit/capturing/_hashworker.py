@@ -272,10 +272,12 @@ def folder_stamps(folder: bytes, names: Sequence[bytes]) -> bytes | None:
     ``/``), joined; None if one cannot be stat'ed. One comprehension: at ~3 µs a ``stat``,
     every Python step per file shows."""
     stat, pack = os.stat, STAT_KEY.pack
-    dir_fd = open_folder(folder)
-    if dir_fd is None:  # no descriptor (or no dir_fd here): the whole paths
-        names = [folder + name for name in names]
+    dir_fd = None
     try:
+        with interrupts_deferred():  # a Ctrl-C lands once it is sure to be closed
+            dir_fd = open_folder(folder)
+        if dir_fd is None:  # no descriptor (or no dir_fd here): the whole paths
+            names = [folder + name for name in names]
         return b"".join(
             [
                 pack(

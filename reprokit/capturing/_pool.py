@@ -295,9 +295,12 @@ class Feed:
         self._sealed = False  # a write failed: the file takes no more blocks
         self._published = 0  # blocks the header says the file holds
         self._file: BinaryIO | None = None
+        self._high: int | None = None  # a copy of the file's descriptor above 2
         try:
             self._file = tempfile.TemporaryFile(prefix="reprokit-blocks-")  # noqa: SIM115
             fd = self._file.fileno()
+            if fd < 3 and fcntl is not None:  # 0-2 closed here: a spawned worker's stdio
+                fd = self._high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)  # would replace it
             os.pwrite(fd, FEED_HEADER.pack(0, 0, 0), 0)
             self.fd = fd
         except OSError:
@@ -342,6 +345,10 @@ class Feed:
 
     def close(self) -> None:
         self.fd = None
+        high, self._high = self._high, None
+        if high is not None:
+            with contextlib.suppress(OSError):
+                os.close(high)
         if self._file is not None:
             with contextlib.suppress(OSError):
                 self._file.close()
@@ -381,8 +388,9 @@ class _Crew:
                     self.handles.append(_start_forked(job, replies.fd))
                 else:
                     self.handles.append(_feed(_start_spawned(feed.fd, replies.fd), job))
-        for replies, handle in zip(self.replies, self.handles, strict=True):
-            replies.watch(handle)
+        with interrupts_deferred():  # a thread made is a thread started (join() needs it)
+            for replies, handle in zip(self.replies, self.handles, strict=True):
+                replies.watch(handle)
 
     def collect(self) -> Batch:
         """This process claims and hashes blocks too (the feed complete), then takes each
@@ -407,19 +415,25 @@ class _Crew:
 
     def close(self) -> None:
         """Stop the workers still running (an interruption, a failure), remove the feed."""
-        self._kill()
-        self.feed.close()
+        try:
+            self._kill()
+        finally:
+            self.feed.close()
 
     def _kill(self) -> None:
         """Stop the workers, let their replies' threads see the end, then close the pipes
         (not before: a thread could read a descriptor number used again meanwhile)."""
-        for handle in self.handles:
-            _stop(handle)
-        for replies in self.replies:
-            replies.join()
-        for k, handle in enumerate(self.handles):
-            _close(handle)
-            self.handles[k] = None
+        try:
+            for handle in self.handles:
+                _stop(handle)
+        finally:
+            try:
+                for replies in self.replies:
+                    replies.discard()
+            finally:
+                for k, handle in enumerate(self.handles):
+                    _close(handle)
+                    self.handles[k] = None
 
 
 def _gather(parts: Iterable[tuple[int, Share]], blocks: list[list[bytes]], task: Job) -> Batch:
@@ -557,9 +571,10 @@ def _kill(handle: Handle) -> None:
 def _stop(handle: Handle) -> None:
     """Kill a worker and reap it (its pipes stay open until :func:`_close`)."""
     if isinstance(handle, tuple):
-        with contextlib.suppress(OSError):
-            os.kill(handle[0], signal.SIGKILL)
-            os.waitpid(handle[0], 0)
+        with contextlib.suppress(OSError):  # ECHILD: reaped already, its pid not ours: left
+            if os.waitpid(handle[0], os.WNOHANG)[0] == 0:
+                os.kill(handle[0], signal.SIGKILL)
+                os.waitpid(handle[0], 0)
     elif handle is not None:
         handle.kill()
         handle.wait()
@@ -613,11 +628,13 @@ def _start_all(method: str, jobs: list[Job], handles: list[Handle]) -> None:
     that their start-ups overlap."""
     if method == "fork":
         for job in jobs:
-            handles.append(_start_forked(job))
+            with interrupts_deferred():  # listed before an interruption can lose it
+                handles.append(_start_forked(job))
         return
     first = len(handles)
     for _ in jobs:
-        handles.append(_start_spawned())
+        with interrupts_deferred():
+            handles.append(_start_spawned())
     for proc, job in zip(handles[first:], jobs, strict=True):
         _feed(proc, job)
 
@@ -779,10 +796,22 @@ class _Replies:
             self._thread.join()
             self._thread = None
         elif self._file is not None:
-            self._read(_file_reader(self._file.fileno()))
-            self._file.close()
-            self._file = None
+            file = self._file
+            try:
+                self._read(_file_reader(file.fileno()))
+            finally:  # closed once, whatever lands meanwhile
+                self._file = None
+                file.close()
         return self.got
+
+    def discard(self) -> None:
+        """Once the worker has been stopped: its replies are not wanted (not read)."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        file, self._file = self._file, None
+        if file is not None:
+            file.close()
 
 
 def _file_reader(fd: int) -> Callable[[int], bytes]:

@@ -47,7 +47,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reprokit.capturing._cachedb import CacheDB, write
-from reprokit.capturing._hashworker import STAT_KEY, count_known, joined, open_folder
+from reprokit.capturing._hashworker import (
+    STAT_KEY,
+    count_known,
+    interrupts_deferred,
+    joined,
+    open_folder,
+)
 from reprokit.capturing.walk import Folder, Tree
 
 __all__ = [
@@ -432,8 +438,10 @@ def _raw_digests(fresh: Fresh, indices: Sequence[int]) -> bytes:
 @contextlib.contextmanager
 def _opened_folder(path: bytes) -> Iterator[int | None]:
     """:func:`~reprokit.capturing._hashworker.open_folder` for the ``with``, closed after."""
-    fd = open_folder(path)
+    fd = None
     try:
+        with interrupts_deferred():
+            fd = open_folder(path)
         yield fd
     finally:
         if fd is not None:
