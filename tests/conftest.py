@@ -21,6 +21,18 @@ from typing import Any
 import pytest
 from hypothesis import settings
 
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A suite started in the background of a shell without job control inherits Ctrl-C
+    ignored (SIG_IGN), which Python keeps, as do the processes the tests start: the tests
+    that interrupt hashing, a run or a cluster would then see nothing. Put Python's own
+    handler back (a process started from here gets the default action again at exec)."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 # CI explores the same examples every run (no flaky failures from fresh random draws);
 # a developer's run keeps exploring new ones. Failures found locally get an @example.
 settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
