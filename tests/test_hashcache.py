@@ -9,6 +9,7 @@ import subprocess
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -388,6 +389,69 @@ def test_a_tree_stat_over_workers_is_served_and_its_changes_seen(
         (root / "f2.txt").unlink()
         assert hash_path(root, cache=cache) == hash_path(root, cache=None)
         assert cache.stats.stale == 1
+
+
+def test_stat_workers_of_a_cached_tree_start_during_its_walk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a process with threads (a kernel: spawned workers), the interpreter that will
+    ``stat`` half of a cached tree starts while the tree is walked, and is the one used: its
+    start-up no longer follows the walk. Served the same, and nothing left running."""
+    from reprokit.capturing import _pool
+    from reprokit.capturing._hashworker import stamp_share
+
+    monkeypatch.setattr(_pool, "STAT_PARALLEL_MIN_FILES", 1)
+    monkeypatch.setattr(_pool, "default_jobs", lambda: 2)
+    monkeypatch.setattr(_pool, "start_method", lambda: "spawn")
+    root = _tree(tmp_path / "data")
+    (root / "sub" / "h.bin").write_bytes(b"h")
+    events: list[str] = []
+    spawn, walk = _pool._start_spawned, hashing_walk_tree()
+    monkeypatch.setattr(_pool, "_start_spawned", lambda *a: events.append("spawn") or spawn(*a))
+    monkeypatch.setattr(
+        "reprokit.capturing.hashing.walk_tree",
+        lambda *a: (events.append("walk"), walk(*a), events.append("walked"))[1],
+    )
+    here: list[int] = []
+    monkeypatch.setattr(_pool, "stamp_share", lambda p, f: here.append(len(f)) or stamp_share(p, f))
+    with HashCache(tmp_path / "c.sqlite3", racy_margin_ns=0) as cache:
+        first = hash_path(root, cache=cache)
+        events.clear(), here.clear()
+        assert hash_path(root, cache=cache) == first and cache.stats.hits == 7
+    assert events == ["walk", "spawn", "walked"]  # one worker, started within the walk
+    assert here == [1]  # this process stat'ed one folder, the worker the other
+    assert not _pool._spawn_broken
+
+
+def hashing_walk_tree() -> Any:
+    from reprokit.capturing import hashing
+
+    return hashing.walk_tree
+
+
+def test_stat_workers_started_but_not_needed_are_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers started during a walk that are not taken (the cache knew fewer files than the
+    tree has, or the folders were too few) are killed and reaped when the hash ends; with
+    ``jobs=0``, or in a process without threads (a fork costs a millisecond), none start."""
+    from reprokit.capturing import _pool
+
+    monkeypatch.setattr(_pool, "default_jobs", lambda: 3)
+    monkeypatch.setattr(_pool, "start_method", lambda: "spawn")
+    rels = [b"f"] * _pool.STAT_PARALLEL_MIN_FILES
+    with _pool.Stampers(None) as stampers:
+        stampers.seen(rels[:-1])  # too few yet
+        assert stampers.take(5) == []
+        stampers.seen(rels)
+        stampers.seen(rels)  # started once
+        taken = stampers.take(1)
+        kept = list(stampers._handles)
+        assert len(taken) == len(kept) == 1
+    _pool._kill(taken[0])
+    assert [handle.returncode for handle in taken + kept] == [-9, -9]
+    assert stampers.take(1) == []
+    assert not _pool.Stampers(0)._wanted
+    monkeypatch.setattr(_pool, "start_method", lambda: "fork")
+    assert not _pool.Stampers(None)._wanted
 
 
 def test_a_ctrl_c_as_a_cache_write_begins_leaves_no_transaction_open(

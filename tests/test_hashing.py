@@ -961,3 +961,17 @@ def test_no_sibling_of_the_hash_worker_shadows_a_standard_module() -> None:
     folder = Path(reprokit.capturing.__file__).parent
     siblings = {path.stem for path in folder.glob("*.py")} | {p.name for p in folder.iterdir()}
     assert not siblings & set(sys.stdlib_module_names)
+
+
+def test_the_folder_input_writes_each_size_whether_sizes_repeat_or_not() -> None:
+    """The sizes in a folder digest's input are each file's, in decimal, whether most files
+    share a size (each distinct size formatted once) or only the first few do."""
+    from reprokit.capturing.hashing import merkle_input
+
+    count = 300
+    names = [f"f{i:03d}" for i in range(count)]
+    digests = [f"{i:064x}" for i in range(count)]
+    for sizes in ([1024] * count, [7] * 100 + list(range(200)), list(range(count))):
+        expected = "".join(f"{n}\0{s}\0{d}\n" for n, s, d in zip(names, sizes, digests))
+        assert merkle_input(names, sizes, digests) == expected.encode()
+    assert merkle_input([], [], []) == b""

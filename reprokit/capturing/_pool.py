@@ -504,16 +504,60 @@ def block_size(files: int, workers: int) -> int:
     return max(1, min(2048, -(-files // (workers * 64))))
 
 
+class Stampers:
+    """Interpreters started while a tree the cache knows is walked, ready to ``stat`` its
+    files (:func:`stamp_folders`) once the walk is done: in a process with threads (a kernel)
+    a worker is a fresh interpreter, whose ~40 ms start-up then overlaps the walk instead of
+    following it. Started once the walk has met :data:`STAT_PARALLEL_MIN_FILES` files; a fork
+    (one thread) costs a millisecond and is made when needed. Those not taken are stopped at
+    :meth:`close`."""
+
+    def __init__(self, jobs: int | None) -> None:
+        """``jobs``: as :func:`stamp_folders` takes it; 0: start none."""
+        usable = jobs != 0 and start_method() == "spawn" and not _spawn_broken
+        self._wanted = min(default_jobs(), max(1, jobs or default_jobs())) - 1 if usable else 0
+        self._handles: list[Handle] = []
+
+    def __enter__(self) -> Stampers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def seen(self, rels: list[bytes]) -> None:
+        """The walk has met the files ``rels`` so far."""
+        if self._wanted < 1 or len(rels) < STAT_PARALLEL_MIN_FILES:
+            return
+        wanted, self._wanted = min(self._wanted, fd_room() - 1), 0
+        for _ in range(wanted):
+            with interrupts_deferred():  # kept as each starts: an interruption kills all
+                self._handles.append(_start_spawned())
+
+    def take(self, count: int) -> list[Handle]:
+        """Up to ``count`` of the started interpreters, no longer this object's to stop."""
+        taken, self._handles = self._handles[:count], self._handles[count:]
+        return taken
+
+    def close(self) -> None:
+        try:
+            for handle in self._handles:
+                _kill(handle)
+        finally:
+            self._handles = []
+
+
 def stamp_folders(
     prefix: bytes,
     folders: Sequence[tuple[bytes, Sequence[bytes]]],
     *,
     jobs: int | None = None,
     method: str | None = None,
+    started: Stampers | None = None,
 ) -> list[bytes | None]:
     """The joined ``stat`` fingerprints of each ``(rel, names)`` folder under ``prefix`` (None:
     one of its files cannot be stat'ed), over worker processes (one per core, at most
-    ``jobs``) when there are :data:`STAT_PARALLEL_MIN_FILES` files or more."""
+    ``jobs``) when there are :data:`STAT_PARALLEL_MIN_FILES` files or more; ``started``:
+    spawned workers that may be ready for them."""
     total = sum(len(names) for _, names in folders)
     workers = min(default_jobs(), max(1, jobs or default_jobs()), len(folders))
     method = method or start_method()
@@ -529,6 +573,7 @@ def stamp_folders(
         [("stat", prefix, share) for share in shares],
         lambda k: stamp_share(prefix, shares[k]),
         lambda k, got: got if isinstance(got, list) and len(got) == len(shares[k]) else None,
+        started if method == "spawn" else None,
     )
     merged: list[bytes | None] = [None] * len(folders)
     for k, part in enumerate(parts):
@@ -544,14 +589,18 @@ def _over_workers(
     jobs: list[Job],
     here: Callable[[int], T],
     accept: Callable[[int, Any], T | None],
+    started: Stampers | None = None,
 ) -> list[T]:
     """Each job's result, in order: job 0 done here (``here(0)``: one process fewer to start,
-    nothing to send) while jobs 1… run in workers; what a worker sends back is kept if
-    ``accept(k, got)`` takes it, else (it could not start, died, sent garbage) its job is done
-    here too."""
+    nothing to send) while jobs 1… run in workers (``started``: spawned ones already started,
+    used first); what a worker sends back is kept if ``accept(k, got)`` takes it, else (it
+    could not start, died, sent garbage) its job is done here too."""
     handles: list[Handle] = [None]
     results: list[T] = []
     try:
+        if started is not None:
+            with interrupts_deferred():  # in the list before an interruption can lose one
+                handles.extend(started.take(len(jobs) - 1))
         _start_all(method, jobs[1:], handles)
         for k in range(len(jobs)):
             got = accept(k, _finish(handles[k])) if k else None
@@ -623,19 +672,19 @@ Job = tuple[Any, ...]  # what _hashworker.run_job takes
 
 
 def _start_all(method: str, jobs: list[Job], handles: list[Handle]) -> None:
-    """A worker per job, appended to ``handles`` as each starts (so that an interruption
-    meanwhile leaves none unkilled); spawned interpreters are all started first, then fed, so
-    that their start-ups overlap."""
+    """A worker per job, appended to ``handles`` (after the first, this process's place) as
+    each starts, so that an interruption meanwhile leaves none unkilled; spawned interpreters
+    are all started first (but those already in ``handles``), then fed, so that their
+    start-ups overlap."""
     if method == "fork":
         for job in jobs:
             with interrupts_deferred():  # listed before an interruption can lose it
                 handles.append(_start_forked(job))
         return
-    first = len(handles)
-    for _ in jobs:
+    while len(handles) < len(jobs) + 1:
         with interrupts_deferred():
             handles.append(_start_spawned())
-    for proc, job in zip(handles[first:], jobs, strict=True):
+    for proc, job in zip(handles[1:], jobs, strict=True):
         _feed(proc, job)
 
 

@@ -45,6 +45,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reprokit.capturing._cachedb import CacheDB, write
 from reprokit.capturing._hashworker import (
@@ -55,6 +56,9 @@ from reprokit.capturing._hashworker import (
     open_folder,
 )
 from reprokit.capturing.walk import Folder, Tree
+
+if TYPE_CHECKING:
+    from reprokit.capturing._pool import Stampers
 
 __all__ = [
     "DEFAULT_RACY_MARGIN_NS",
@@ -234,11 +238,13 @@ class HashCache:
         root: bytes,
         tree: Tree,
         jobs: int | None = None,
+        started: Stampers | None = None,
     ) -> TreeMatch:
         """Every entry under folder ``root`` in one query, then a ``stat`` per file.
 
         A file that cannot be stat'ed is left to hash, where its error is reported. ``jobs``:
-        at most that many processes ``stat`` (:func:`~reprokit.capturing._pool.stamp_folders`).
+        at most that many processes ``stat`` (:func:`~reprokit.capturing._pool.stamp_folders`);
+        ``started``: worker interpreters started during the walk for it.
         """
         from reprokit.capturing._pool import stamp_folders
 
@@ -247,7 +253,8 @@ class HashCache:
         match.cached = self._db.run(lambda conn: _select_tree(conn, algorithm, root), {})
         prefix = _with_slash(root)
         known = [folder for folder in tree.folders if folder.rel in match.cached]
-        stamps = stamp_folders(prefix, [(f.rel, f.names) for f in known], jobs=jobs)
+        names = [(folder.rel, folder.names) for folder in known]
+        stamps = stamp_folders(prefix, names, jobs=jobs, started=started)
         stamps_of = dict(zip((folder.rel for folder in known), stamps, strict=True))
         for folder in tree.folders:
             cached = match.cached.get(folder.rel)

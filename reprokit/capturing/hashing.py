@@ -51,8 +51,8 @@ from reprokit.capturing.walk import Tree, special_kind, walk_tree
 from reprokit.exceptions import DigestMismatchError, PathError, ReprokitWarning, UsageError
 
 if TYPE_CHECKING:
-    from reprokit.capturing._pool import Ahead, Batch
-    from reprokit.capturing.hashcache import HashCache
+    from reprokit.capturing._pool import Ahead, Batch, Stampers
+    from reprokit.capturing.hashcache import HashCache, TreeMatch
 
 __all__ = [
     "SUPPORTED_ALGORITHMS",
@@ -201,14 +201,15 @@ def _hash_one(
     absolute = os.fsencode(os.path.abspath(os.fspath(path)))
     st = _stat(absolute, display)
     if stat.S_ISDIR(st.st_mode):
-        from reprokit.capturing._pool import Ahead, task
+        from reprokit.capturing._pool import Ahead, Stampers, task
 
         # a first hash: the workers hash the files while the folder is walked (where a cache
-        # knows the folder, few files are likely left to hash: they start after, if needed)
+        # knows the folder, few files are likely left to hash: they start after, if needed,
+        # but those that will stat its files start during the walk)
         first = cache is None or not cache.knows_tree(algorithm, absolute)
         told = task(_with_slash(absolute), algorithm, keys=cache is not None, lines=_NAMES_AS_BYTES)
-        with Ahead(jobs if first else 0, told) as ahead:
-            return _hash_dir(absolute, (shown, display), algorithm, cache, jobs, ahead)
+        with Ahead(jobs if first else 0, told) as ahead, Stampers(0 if first else jobs) as stamp:
+            return _hash_dir(absolute, (shown, display), algorithm, cache, (jobs, ahead, stamp))
     digest = None
     if cache is not None and stat.S_ISREG(st.st_mode):
         digest = cache.match_file(algorithm, absolute, st)
@@ -245,14 +246,15 @@ def _hash_dir(
     names: tuple[str, str],
     algorithm: str,
     cache: HashCache | None,
-    jobs: int | None,
-    ahead: Ahead,
+    workers: tuple[int | None, Ahead, Stampers],
 ) -> DataEntry:
-    """The entry of the folder ``absolute`` (``names``: as shown, and in messages)."""
+    """The entry of the folder ``absolute`` (``names``: as shown, and in messages);
+    ``workers``: the ``jobs``, the hashing and ``stat`` workers that may start during the
+    walk."""
     shown, display = names
-    tree = walk_tree(absolute, display, ahead.seen)
+    jobs, ahead, _ = workers
+    tree, match = _walk_and_match(absolute, display, algorithm, cache, workers)
     rels, count = tree.rels, len(tree.rels)
-    match = cache.match_tree(algorithm, absolute, tree, jobs) if cache is not None else None
     if match is not None:
         digests, sizes, todo = match.digests, match.sizes, match.todo
     else:
@@ -285,6 +287,28 @@ def _hash_dir(
         warnings.warn(f"{display}: skipped {listed}", ReprokitWarning, stacklevel=4)
     made = (lambda: digests) if hexes is None else hexes
     return _dir_entry(shown, algorithm, tree, sizes, made, lines)  # type: ignore[arg-type]
+
+
+def _walk_and_match(
+    absolute: bytes,
+    display: str,
+    algorithm: str,
+    cache: HashCache | None,
+    workers: tuple[int | None, Ahead, Stampers],
+) -> tuple[Tree, TreeMatch | None]:
+    """The folder's files, and what ``cache`` knows of them."""
+    jobs, ahead, stampers = workers
+
+    def seen(rels: list[bytes]) -> None:
+        ahead.seen(rels)
+        stampers.seen(rels)
+
+    tree = walk_tree(absolute, display, seen)
+    if cache is None:
+        return tree, None
+    match = cache.match_tree(algorithm, absolute, tree, jobs, stampers)
+    stampers.close()  # those not taken: the files to hash (if any) need their own
+    return tree, match
 
 
 def _spread(
@@ -490,10 +514,23 @@ def merkle_input(names: list[str], sizes: list[int], digests: list[str]) -> byte
     count = len(names)
     parts: list[str] = ["\0"] * (6 * count)  # name NUL size NUL digest LF, per file
     parts[0::6] = names
-    parts[2::6] = map(str, sizes)
+    parts[2::6] = _size_texts(sizes)
     parts[4::6] = digests
     parts[5::6] = itertools.repeat("\n", count)
     return "".join(parts).encode("utf-8", "surrogateescape")
+
+
+def _size_texts(sizes: list[int]) -> list[str]:
+    """Each size in decimal. Files of a data set often share their size (records, shards,
+    images of one shape): where the first few do, each distinct size is formatted once (a
+    look-up costs a quarter of a ``str``)."""
+    if len(set(sizes[:_SIZE_SAMPLE])) * 4 > min(len(sizes), _SIZE_SAMPLE):
+        return list(map(str, sizes))
+    texts = {size: str(size) for size in set(sizes)}
+    return list(map(texts.__getitem__, sizes))
+
+
+_SIZE_SAMPLE = 64
 
 
 def empty_folder_digest(algorithm: str) -> str:
