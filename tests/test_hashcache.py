@@ -439,19 +439,55 @@ def test_stat_workers_started_but_not_needed_are_stopped(monkeypatch: pytest.Mon
     monkeypatch.setattr(_pool, "start_method", lambda: "spawn")
     rels = [b"f"] * _pool.STAT_PARALLEL_MIN_FILES
     with _pool.Stampers(None) as stampers:
-        stampers.seen(rels[:-1])  # too few yet
+        stampers.seen(rels[:-1])  # too few files yet (two folders read)
         assert stampers.take(5) == []
-        stampers.seen(rels)
-        stampers.seen(rels)  # started once
+        stampers.seen(rels)  # three folders: two workers (this process stats one)
+        stampers.seen(rels)  # no more than one per core but one
         taken = stampers.take(1)
         kept = list(stampers._handles)
         assert len(taken) == len(kept) == 1
     _pool._kill(taken[0])
     assert [handle.returncode for handle in taken + kept] == [-9, -9]
     assert stampers.take(1) == []
+    with _pool.Stampers(None) as stampers:
+        stampers.seen(rels)  # two folders read: one worker is all they can use
+        assert len(stampers._handles) == 1
     assert not _pool.Stampers(0)._wanted
     monkeypatch.setattr(_pool, "start_method", lambda: "fork")
     assert not _pool.Stampers(None)._wanted
+
+
+def test_a_ctrl_c_while_unused_stat_workers_are_stopped_stops_them_all(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A Ctrl-C landing while the first of the workers not taken is killed waits for the
+    others to be killed and reaped too (else they would wait for a job for ever), then is
+    raised."""
+    import signal
+
+    from reprokit.capturing import _pool
+
+    monkeypatch.setattr(_pool, "default_jobs", lambda: 4)
+    monkeypatch.setattr(_pool, "start_method", lambda: "spawn")
+    kill = subprocess.Popen.kill
+    fired: list[int] = []
+
+    def interrupted(self: subprocess.Popen[bytes]) -> None:
+        kill(self)
+        if not fired:
+            fired.append(self.pid)
+            os.kill(os.getpid(), signal.SIGINT)  # the user's Ctrl-C, as close() kills
+
+    monkeypatch.setattr(subprocess.Popen, "kill", interrupted)
+    stampers = _pool.Stampers(None)
+    for count in range(4):
+        stampers.seen([b"f"] * (_pool.STAT_PARALLEL_MIN_FILES + count))
+    handles = list(stampers._handles)
+    assert len(handles) == 3
+    with pytest.raises(KeyboardInterrupt):
+        stampers.close()
+    assert fired and [handle.returncode for handle in handles] == [-9, -9, -9]
+    assert all(handle.stdin.closed and handle.stdout.closed for handle in handles)
 
 
 def test_a_ctrl_c_as_a_cache_write_begins_leaves_no_transaction_open(

@@ -971,7 +971,9 @@ def test_the_folder_input_writes_each_size_whether_sizes_repeat_or_not() -> None
     count = 300
     names = [f"f{i:03d}" for i in range(count)]
     digests = [f"{i:064x}" for i in range(count)]
-    for sizes in ([1024] * count, [7] * 100 + list(range(200)), list(range(count))):
-        expected = "".join(f"{n}\0{s}\0{d}\n" for n, s, d in zip(names, sizes, digests))
+    shared, some, none = [1024] * count, [7] * 100 + list(range(200)), list(range(count))
+    for sizes in (shared, some, none, [1] * 299 + [True]):  # True: as str() writes it
+        rows = zip(names, sizes, digests, strict=True)
+        expected = "".join(f"{n}\0{s}\0{d}\n" for n, s, d in rows)
         assert merkle_input(names, sizes, digests) == expected.encode()
     assert merkle_input([], [], []) == b""

@@ -18,7 +18,8 @@ than by the caller once all are done); the caller writes the cache (one transact
 ``DEFER_FROM`` bytes or more are handed back unhashed and hashed here afterwards with
 BLAKE3's own thread pool.  The ``stat`` calls that check a cached tree of
 ``STAT_PARALLEL_MIN_FILES`` files or more are shared the same way, by folder
-(:func:`stamp_folders`).
+(:func:`stamp_folders`); where workers are spawned, they start during the walk
+(:class:`Stampers`).
 
 How workers start (measured in ``benchmarks/bench_hash.py``):
 
@@ -517,6 +518,8 @@ class Stampers:
         usable = jobs != 0 and start_method() == "spawn" and not _spawn_broken
         self._wanted = min(default_jobs(), max(1, jobs or default_jobs())) - 1 if usable else 0
         self._handles: list[Handle] = []
+        self._folders = 1  # read so far: the root
+        self._sized = False  # _wanted bounded by the descriptors left
 
     def __enter__(self) -> Stampers:
         return self
@@ -525,11 +528,15 @@ class Stampers:
         self.close()
 
     def seen(self, rels: list[bytes]) -> None:
-        """The walk has met the files ``rels`` so far."""
+        """The walk has met the files ``rels`` so far (told once per sub-folder read: the
+        folders read are one more than the calls, and :func:`stamp_folders` uses no more
+        workers than folders, this process one of them)."""
+        self._folders += 1
         if self._wanted < 1 or len(rels) < STAT_PARALLEL_MIN_FILES:
             return
-        wanted, self._wanted = min(self._wanted, fd_room() - 1), 0
-        for _ in range(wanted):
+        if not self._sized:
+            self._sized, self._wanted = True, min(self._wanted, fd_room() - 1)
+        while len(self._handles) < min(self._wanted, self._folders - 1):
             with interrupts_deferred():  # kept as each starts: an interruption kills all
                 self._handles.append(_start_spawned())
 
@@ -539,11 +546,11 @@ class Stampers:
         return taken
 
     def close(self) -> None:
-        try:
-            for handle in self._handles:
-                _kill(handle)
-        finally:
-            self._handles = []
+        """Kill and reap those not taken. A Ctrl-C meanwhile waits for the end (each is killed
+        first, then reaped: a few ms): else it would leave the rest waiting for a job."""
+        with interrupts_deferred():
+            handles, self._handles = self._handles, []
+            _kill_all(handles)
 
 
 def stamp_folders(
@@ -607,9 +614,20 @@ def _over_workers(
             handles[k] = None
             results.append(here(k) if got is None else got)
     finally:  # interrupted (Ctrl-C): leave no worker running and no zombie behind
-        for handle in handles:
-            _kill(handle)
+        with interrupts_deferred():  # a second Ctrl-C must not leave the rest running
+            _kill_all(handles)
     return results
+
+
+def _kill_all(handles: list[Handle]) -> None:
+    """Kill every worker first (they die at once, not one after the other), then reap each
+    and close its pipes."""
+    for handle in handles:
+        if handle is not None and not isinstance(handle, tuple) and handle.returncode is None:
+            with contextlib.suppress(OSError):
+                handle.kill()
+    for handle in handles:
+        _kill(handle)
 
 
 def _kill(handle: Handle) -> None:

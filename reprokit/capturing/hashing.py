@@ -526,7 +526,10 @@ def _size_texts(sizes: list[int]) -> list[str]:
     look-up costs a quarter of a ``str``)."""
     if len(set(sizes[:_SIZE_SAMPLE])) * 4 > min(len(sizes), _SIZE_SAMPLE):
         return list(map(str, sizes))
-    texts = {size: str(size) for size in set(sizes)}
+    distinct = set(sizes)
+    if len(distinct) * 4 > len(sizes) or set(map(type, sizes)) != {int}:
+        return list(map(str, sizes))  # few repeats after all, or a value that is not an int
+    texts = {size: str(size) for size in distinct}
     return list(map(texts.__getitem__, sizes))
 
 
