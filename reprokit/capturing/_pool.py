@@ -859,20 +859,16 @@ class _Replies:
     def join(self) -> list[tuple[int, Share]]:
         """Once the worker has ended and been reaped (:func:`_reap`, :func:`_stop`): the
         blocks it sent."""
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        elif self._file is not None:
-            file = self._file
-            try:
-                self._read(_file_reader(file.fileno()))
-            finally:  # closed once, whatever lands meanwhile
-                self._file = None
-                file.close()
+        try:
+            if self._thread is None and self._file is not None:
+                self._read(_file_reader(self._file.fileno()))
+        finally:  # the thread joined, the file closed once, whatever lands meanwhile
+            self.discard()
         return self.got
 
     def discard(self) -> None:
-        """Once the worker has been stopped: its replies are not wanted (not read)."""
+        """Once the worker has been stopped: its replies are not wanted (not read); also the
+        end of :meth:`join`."""
         if self._thread is not None:
             self._thread.join()
             self._thread = None
