@@ -4,6 +4,7 @@ Run from the repository root::
 
     python benchmarks/bench_arrays.py           # 10**8 float32 (400 MB), 5 rounds
     python benchmarks/bench_arrays.py --quick   # 10**7 float32 (40 MB), CI smoke test (< 30 s)
+    python benchmarks/bench_arrays.py --device cuda  # also a CUDA tensor (needs a GPU)
 
 ``reprokit.result('a', a)`` in a notebook runs ``encode_result`` with the run's folder as the
 writer: statistics, digest, a seeded sample and the ``.npy`` sidecar. It is timed here in
@@ -16,7 +17,10 @@ each after the previous files were removed (untimed). Pairs (ratio = measured / 
 - ``result() float32, transposed``: a 2-D array walked in C order through a transposed view
   (copied block by block), against ``numpy.save`` of the same view;
 - ``numpy.save + fsync`` against ``numpy.save``: what a durable write would add (the sidecar
-  is renamed into place but not fsync'ed).
+  is renamed into place but not fsync'ed);
+- with ``--device cuda`` (a GPU and torch needed), ``result() torch.float32 on cuda``: the
+  same normals as a CUDA tensor, against ``numpy.save(t.cpu().numpy())``, which makes the same
+  copy to the host (target ≤ 2, as on the CPU).
 
 Figures: the peak extra memory of one ``result()`` traced by ``tracemalloc`` (numpy reports
 its buffers to it), as a fraction of the array's bytes (target ≤ 0.5); the same for
@@ -93,6 +97,27 @@ def pair(results: Results, name: str, array: Any, folder: Path, repeat: int, tar
     )
 
 
+def cuda_pair(results: Results, array: Any, folder: Path, repeat: int) -> None:
+    """``result()`` of a CUDA tensor against saving its host copy (the copy both must make)."""
+    import torch
+
+    tensor = torch.from_numpy(array).cuda()
+    torch.cuda.synchronize()
+    writer = RunFolder(folder)
+    results.add(
+        alternate(
+            "result() torch.float32 on cuda",
+            lambda: encode_result("a", tensor, writer=writer),
+            lambda: np.save(folder / "a.npy", tensor.cpu().numpy()),
+            repeat=repeat,
+            baseline_name="numpy.save(t.cpu().numpy())",
+            target="<= 2",
+            before=clearer(folder),
+        )
+    )
+    results.figure("cuda device", torch.cuda.get_device_name(0))
+
+
 def save_synced(path: Path, array: Any) -> None:
     with path.open("wb") as handle:
         np.save(handle, array)
@@ -146,6 +171,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=None, help="elements [10**8]")
     parser.add_argument("--repeat", type=int, default=None, help="rounds of A B [5]")
     parser.add_argument("--dir", default=None, help="where the temporary folder is made")
+    parser.add_argument(
+        "--device", choices=("cpu", "cuda"), default="cpu", help="cuda: a CUDA tensor too"
+    )
     args = parser.parse_args()
     n = args.size or (10**7 if args.quick else 10**8)
     repeat = args.repeat or (3 if args.quick else 5)
@@ -155,6 +183,8 @@ def main() -> None:
         a = make_array(n)
         print(f"{n} float32 ({a.nbytes / 1e6:.0f} MB) in {work}")
         pair(results, "result() float32", a, work, repeat, "<= 2")
+        if args.device == "cuda":
+            cuda_pair(results, a, work, repeat)
         results.figure("peak extra memory / array bytes", peak_fraction(a, work))
         fraction, seconds = lock_write(a, work)
         results.figure("write_lock peak extra memory / array bytes", fraction)

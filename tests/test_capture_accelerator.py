@@ -3,10 +3,12 @@ on a GPU machine, and CUDA_VISIBLE_DEVICES parsing."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from types import SimpleNamespace
 
 import pytest
 
@@ -127,21 +129,70 @@ def test_cudnn_version_numbers_are_spelled_out(number: int, text: str) -> None:
     assert accelerator._cudnn_version(FakeTorch) == text  # type: ignore[arg-type]
 
 
+def _torch_with_cuda(initialised: bool, asked: list[str]) -> object:
+    """A torch built for CUDA 13.0 whose cuDNN reading initialises CUDA, as torch 2.11's does."""
+
+    def cudnn_version() -> int:
+        asked.append("cudnn.version")
+        return 91300
+
+    cuda = SimpleNamespace(
+        is_initialized=lambda: initialised,
+        device_count=lambda: asked.append("device_count") or 0,
+    )
+    backends = SimpleNamespace(
+        cudnn=SimpleNamespace(version=cudnn_version, deterministic=False, benchmark=False)
+    )
+    return SimpleNamespace(
+        __version__="2.11.0",
+        version=SimpleNamespace(cuda="13.0"),
+        cuda=cuda,
+        backends=backends,
+        are_deterministic_algorithms_enabled=lambda: False,
+        is_deterministic_algorithms_warn_only_enabled=lambda: False,
+    )
+
+
+@pytest.mark.parametrize("wheel", ["9.13.0.50", None])
+def test_cudnn_is_read_from_its_wheel_until_the_notebook_initialised_cuda(
+    monkeypatch: pytest.MonkeyPatch, wheel: str | None
+) -> None:
+    def installed(name: str) -> str:
+        if wheel is None or name != "nvidia-cudnn-cu13":
+            raise importlib.metadata.PackageNotFoundError(name)
+        return wheel
+
+    monkeypatch.setattr(importlib.metadata, "version", installed)
+    asked: list[str] = []
+    fresh = accelerator._torch_facts(_torch_with_cuda(False, asked), nvml_ok=True)  # type: ignore[arg-type]
+    assert asked == []  # neither cuDNN nor the devices were asked of torch: CUDA stays as it was
+    assert fresh.cudnn_version == ("9.13.0" if wheel else None)
+    assert fresh.devices == ()
+    started = accelerator._torch_facts(_torch_with_cuda(True, asked), nvml_ok=True)  # type: ignore[arg-type]
+    assert started.cudnn_version == "9.13.0"  # torch's own reading, once CUDA is up
+    assert asked == ["cudnn.version", "device_count"]
+
+
 @pytest.mark.gpu
 def test_cuda_devices_and_flags_on_a_gpu(torch_flags: object) -> None:
     import torch
 
     torch.backends.cudnn.benchmark = True
+    before = torch.cuda.is_initialized()  # type: ignore[no-untyped-call]  # (another test may have)
     info = collect_accelerator()
+    assert torch.cuda.is_initialized() == before  # type: ignore[no-untyped-call]
+    if not before:  # the version of the cuDNN wheel (torch's reading would initialise CUDA)
+        assert info.cudnn_version == accelerator._cudnn_wheel_version(str(torch.version.cuda))
     assert info.available and info.reason is None
     assert info.devices
     assert info.cuda_runtime == torch.version.cuda
-    assert info.cudnn_version
     assert info.flags is not None and info.flags.cudnn_benchmark is True
     first = info.devices[0]
     assert first.name and first.memory_bytes and first.compute_capability
     torch.zeros(1, device="cuda")  # initialise CUDA: torch's own properties are used now
     initialised = collect_accelerator()
+    assert initialised.cudnn_version == accelerator._cudnn_version(torch)
+    assert initialised.cudnn_version
     assert (
         initialised.devices[0].sm_count == torch.cuda.get_device_properties(0).multi_processor_count
     )

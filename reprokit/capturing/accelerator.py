@@ -3,13 +3,15 @@
 Two sources, both optional, never imported on our own initiative beyond NVML:
 
 - **torch**, only if ``"torch" in sys.modules`` (importing it would cost a second and
-  change the process): version, CUDA runtime, cuDNN, numerics flags, and each device's
-  properties (``multi_processor_count`` among them) when the notebook already initialised
-  CUDA.  Otherwise we do not initialise it: after ``cuInit`` a forked child can no longer
-  use CUDA (DataLoader workers, multiprocessing), and initialisation costs 0.1 to 1 s; NVML
-  describes the devices instead.  (``torch.cuda.is_available()`` calls ``cuInit``;
-  ``torch.cuda.device_count()`` asks NVML first.)  Only when NVML is unusable does torch
-  count and describe the devices itself, since its count then needs ``cuInit`` anyway.
+  change the process): version, CUDA runtime, numerics flags, and, when the notebook already
+  initialised CUDA, cuDNN's version and each device's properties (``multi_processor_count``
+  among them).  Otherwise we do not initialise it: after ``cuInit`` a forked child can no
+  longer use CUDA (DataLoader workers, multiprocessing), and initialisation costs 0.1 to 1 s
+  and GPU memory.  NVML describes the devices instead, and the ``nvidia-cudnn-cu<N>`` wheel
+  a pip build of torch loads gives cuDNN's version (``torch.backends.cudnn.version()``
+  initialises CUDA: torch 2.11 on an H200).  (``torch.cuda.is_available()`` calls
+  ``cuInit``; ``torch.cuda.device_count()`` asks NVML first.)  Only when NVML is unusable
+  does torch count and describe the devices itself, since its count then needs ``cuInit``.
 - **NVML** (``pynvml`` from nvidia-ml-py, a thin ctypes binding to the driver's
   ``libnvidia-ml``): driver version, device names, memory, UUIDs, compute capability, and
   the SM count derived from the CUDA core count.  Queried once per process (these facts
@@ -27,6 +29,7 @@ driver library not found").
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import os
 import sys
 import warnings
@@ -91,16 +94,19 @@ class _NvmlFacts:
 
 def _torch_facts(torch: ModuleType, *, nvml_ok: bool) -> _TorchFacts:
     cuda_runtime = _read(lambda: torch.version.cuda)
-    devices: tuple[GpuDevice, ...] = ()
     # Without NVML, torch.cuda.device_count() falls back to cudaGetDeviceCount (cuInit):
     # then torch is the only source left, and asking it for properties costs little more.
-    if cuda_runtime is not None and (not nvml_ok or _read(torch.cuda.is_initialized)):
-        devices = _torch_devices(torch)
+    ask_torch = cuda_runtime is not None and (not nvml_ok or _read(torch.cuda.is_initialized))
+    cudnn = None
+    if cuda_runtime is not None:
+        # torch.backends.cudnn.version() initialises CUDA: until the notebook has, the
+        # cuDNN wheel torch loads says which version it is
+        cudnn = _cudnn_version(torch) if ask_torch else _cudnn_wheel_version(str(cuda_runtime))
     return _TorchFacts(
         version=str(_read(lambda: torch.__version__) or "unknown"),
         cuda_runtime=None if cuda_runtime is None else str(cuda_runtime),
-        cudnn_version=_cudnn_version(torch) if cuda_runtime is not None else None,
-        devices=devices,
+        cudnn_version=cudnn,
+        devices=_torch_devices(torch) if ask_torch else (),
         flags=_numerics_flags(torch),
     )
 
@@ -136,6 +142,17 @@ def _cudnn_version(torch: ModuleType) -> str | None:
         return None
     major, rest = divmod(number, 10000 if number >= 10000 else 1000)
     return f"{major}.{rest // 100}.{rest % 100}"
+
+
+def _cudnn_wheel_version(cuda_runtime: str) -> str | None:
+    """``"9.13.0"`` from the installed ``nvidia-cudnn-cu13`` (for CUDA 13), the wheel a pip
+    build of torch loads; None where cuDNN came otherwise (conda, a system library)."""
+    major = cuda_runtime.partition(".")[0]
+    try:
+        version = importlib.metadata.version(f"nvidia-cudnn-cu{major}")
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        return None
+    return ".".join(version.split(".")[:3])
 
 
 def _numerics_flags(torch: ModuleType) -> NumericsFlags:
