@@ -10,6 +10,7 @@ lock re-recorded without a result, without its tolerance, or with machine-specif
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import shutil
@@ -25,6 +26,7 @@ from conftest import mlflow_client
 from reprokit.api.check import check_locks
 from reprokit.notebook.files import discover_notebooks
 from reprokit.recording.lock import lock_path_for, read_lock, sidecar_for
+from reprokit.recording.mapping import SOURCE_NAME_TAG
 
 pytestmark = pytest.mark.slow
 for _module in ("torch", "scipy", "matplotlib"):  # what the notebooks import (the test extra)
@@ -174,3 +176,8 @@ def test_verification_runs_are_recorded_in_the_given_store(review: dict[str, Any
         for run in client.search_runs([experiment.experiment_id])
     ]
     assert sorted(run.data.tags.get("reprokit.verdict") for run in runs) == ["reproduced"] * 3
+    # mlp_classifier imports torch after %repro start: the run still names the torch it ran
+    (mlp,) = [
+        r for r in runs if r.data.tags.get(SOURCE_NAME_TAG, "").endswith("mlp_classifier.ipynb")
+    ]
+    assert mlp.data.tags["reprokit.torch"] == importlib.metadata.version("torch")

@@ -47,6 +47,38 @@ def test_start_result_end_records_a_finished_run(project: Path) -> None:
     assert [f["path"] for f in written[0]["files"]] == ["x.csv"]
 
 
+def test_gpu_facts_are_taken_again_as_the_run_ends(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A notebook imports torch and starts CUDA after ``%repro start``: its run still names
+    the torch, CUDA and cuDNN that ran it."""
+    from reprokit.capturing import accelerator
+    from reprokit.capturing.model import AcceleratorInfo, GpuDevice
+
+    (project / "data").mkdir()
+    (project / "data" / "x.csv").write_text("a\n1\n")
+    session.start(experiment="exp", data=["data"])
+    later = AcceleratorInfo(
+        available=True,
+        source="torch+nvml",
+        torch_version="2.11.0",
+        cuda_runtime="13.0",
+        cudnn_version="9.19.0",
+        driver_version="580.159.04",
+        devices=(GpuDevice(index=0, name="NVIDIA H200"),),
+    )
+    monkeypatch.setattr(accelerator, "collect_accelerator", lambda: later)
+    assert session.end().errors == ()
+    tags = only_run(tracking_uri(project), "exp").data.tags
+    assert (tags["reprokit.torch"], tags["reprokit.cuda"]) == ("2.11.0", "13.0")
+    assert (tags["reprokit.cudnn"], tags["reprokit.gpu"]) == ("9.19.0", "NVIDIA H200")
+    assert session.flush(timeout=60)
+    (folder,) = (project / ".reprokit" / "runs").iterdir()
+    written = json.loads((folder / "snapshot.json").read_text())
+    assert written["accelerator"]["torch_version"] == "2.11.0"
+    assert [f["path"] for f in written["data"]["entries"][0]["files"]] == ["x.csv"]
+
+
 def test_data_declared_after_the_start_writes_every_input_to_data_json(project: Path) -> None:
     (project / "data").mkdir()
     (project / "data" / "x.csv").write_text("a,b\n1,2\n")

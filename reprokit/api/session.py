@@ -208,11 +208,13 @@ def _env_params() -> dict[str, object]:
     return value
 
 
-def _emit_snapshot(run: RecordedRun) -> None:
+def _emit_snapshot(run: RecordedRun, *, ending: bool = False) -> None:
+    """The run's snapshot into the notebook; ``ending``: again at its end, GPU/CUDA facts
+    updated (readers take the last snapshot a notebook shows)."""
     from reprokit.report.display import emit, snapshot_bundle
 
     metadata = run.metadata()
-    emit(snapshot_bundle(run.snapshot, metadata), metadata)
+    emit(snapshot_bundle(run.snapshot, metadata, ending=ending), metadata)
 
 
 # --- results, seeds, data --------------------------------------------------------------
@@ -352,6 +354,8 @@ def end(status: RunEndStatus | None = None) -> RunStatus:
             return _status_of_last()
         final = given or run.outcome()
         _active, _last_run = None, run
+        if run.refresh_accelerator():  # torch imported, CUDA started since the start
+            _emit_snapshot(run, ending=True)
         run.close(final, _flush_timeout(), grace=END_GRACE_S)
         _surface_problems(run)
         _last_status = run.status(final)

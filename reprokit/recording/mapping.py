@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reprokit._version import __version__
-from reprokit.capturing.model import DataEntry, SeedRecord, Snapshot
+from reprokit.capturing.model import AcceleratorInfo, DataEntry, SeedRecord, Snapshot
 from reprokit.capturing.redact import redact_text
 from reprokit.results.model import Result
 
@@ -38,6 +38,18 @@ class DatasetSpec:
     context: str = "input"
 
 
+def accelerator_tags(acc: AcceleratorInfo) -> dict[str, str]:
+    """The GPU/CUDA tags: set when the run opens, and again when it ends if the notebook
+    imported torch or started CUDA meanwhile."""
+    return {
+        "reprokit.gpu": ", ".join(d.name for d in acc.devices) or "none",
+        "reprokit.cuda": acc.cuda_runtime or "none",
+        "reprokit.cudnn": acc.cudnn_version or "none",
+        "reprokit.driver": acc.driver_version or "none",
+        "reprokit.torch": acc.torch_version or "not imported",
+    }
+
+
 def run_tags(
     snapshot: Snapshot,
     *,
@@ -58,11 +70,7 @@ def run_tags(
         "reprokit.python": snapshot.python.version,
         "reprokit.platform": f"{snapshot.platform.system} {snapshot.platform.machine}",
         "reprokit.device": device,
-        "reprokit.gpu": ", ".join(d.name for d in acc.devices) or "none",
-        "reprokit.cuda": acc.cuda_runtime or "none",
-        "reprokit.cudnn": acc.cudnn_version or "none",
-        "reprokit.driver": acc.driver_version or "none",
-        "reprokit.torch": acc.torch_version or "not imported",
+        **accelerator_tags(acc),
         "reprokit.dirty": str(git.dirty).lower() if git.available else "no git",
         "reprokit.tracking_uri": tracking_uri,
     }

@@ -27,6 +27,7 @@ from reprokit.recording.folder import ARTIFACT_PATH, RunFolder
 from reprokit.recording.handoff import spawn_writer, wait_for_writers
 from reprokit.recording.journal import JOURNAL_TAG, Journal
 from reprokit.recording.mapping import (
+    accelerator_tags,
     dataset_spec,
     metric_key,
     metric_value,
@@ -258,13 +259,11 @@ class RecordedRun:
 
     def _write_start_files(self) -> None:
         from reprokit.capturing.git import git_diff
-        from reprokit.capturing.hashing import manifest_compact
         from reprokit.capturing.redact import redact_text
 
         assert self.folder is not None
         data = self.snapshot.data
-        compact = None if data is None else manifest_compact(data)
-        self.folder.write_bytes("snapshot.json", _snapshot_json(self.snapshot, compact))
+        compact = self._write_snapshot()
         self._write_run_json(None, None)  # names the notebook (gc groups runs by it)
         self.folder.write_text("requirements.txt", requirements_text(self.snapshot))
         if self.snapshot.git.available and self.snapshot.git.dirty:
@@ -275,6 +274,34 @@ class RecordedRun:
             self._write_inputs((len(data.entries), laid_out(compact)))
         else:
             self._write_inputs()
+
+    def _write_snapshot(self) -> bytes | None:
+        """snapshot.json; returns its data manifest as written (None: no manifest)."""
+        from reprokit.capturing.hashing import manifest_compact
+
+        assert self.folder is not None
+        snapshot = self.snapshot
+        compact = None if snapshot.data is None else manifest_compact(snapshot.data)
+        self.folder.write_bytes("snapshot.json", _snapshot_json(snapshot, compact))
+        return compact
+
+    def refresh_accelerator(self) -> bool:
+        """Take the GPU/CUDA facts again; True where they changed since the start.
+
+        A notebook imports torch and starts CUDA after ``%repro start``: its lock and MLflow
+        run should still say which torch, CUDA and cuDNN ran it. Then the snapshot, its
+        ``snapshot.json`` and the GPU/CUDA tags are updated (the caller shows the notebook
+        the updated snapshot: the lock reads the last one)."""
+        from reprokit.capturing.accelerator import collect_accelerator
+
+        now = collect_accelerator()  # never initialises CUDA itself
+        if now == self.snapshot.accelerator:
+            return False
+        self.snapshot = dataclass_replace(self.snapshot, accelerator=now)
+        self._submit(LogBatch(tags=accelerator_tags(now)))
+        if self.folder is not None:
+            self._local("writing snapshot.json", self._write_snapshot)
+        return True
 
     def _write_inputs(self, made: tuple[int, bytes] | None = None) -> None:
         """data.json (``made``: the snapshot's manifest, already encoded, and its number of
