@@ -157,10 +157,10 @@ class ReproMagics(Magics):
         was_active = session.status().active
         ended = session.end(status=args.status)
         if was_active:
-            print(
-                f"reprokit: run {ended.run_id or '(not recorded)'} ended {ended.status}: "
-                f"{len(ended.results)} result(s) → {ended.tracking_uri}"
-            )
+            from reprokit.report.display import emit, run_ended_bundle
+
+            count = len(ended.results)
+            emit(run_ended_bundle(ended.run_id, ended.status, count, ended.tracking_uri))
 
     def _env(self, args: argparse.Namespace) -> None:
         from IPython.display import display

@@ -13,7 +13,9 @@ from IPython.core.interactiveshell import InteractiveShell
 
 from reprokit.api import session
 from reprokit.exceptions import DigestMismatchError
+from reprokit.recording.lock import output_fingerprints
 from reprokit.results import RESULT_MIME, SNAPSHOT_MIME
+from reprokit.results.model import RUN_ENDED_MIME
 
 pytestmark = pytest.mark.filterwarnings("ignore:PYTHONHASHSEED")
 
@@ -58,6 +60,17 @@ def test_start_result_end_through_the_magic(shell: Any, project: Path) -> None:
     finished = only_run(tracking_uri(project), "exp")
     assert finished.info.status == "FINISHED"
     assert finished.data.metrics == {"acc": 0.5, "loss": 0.0, "ratio": 0.75}
+    # the end line is an output of reprokit's own: its run id and store are never compared
+    (ended,) = [o for o in shell.display_pub.outputs if RUN_ENDED_MIME in o["data"]]
+    assert ended["data"][RUN_ENDED_MIME] == {"status": "FINISHED", "results": 3}
+    line = ended["data"]["text/plain"]
+    assert line.startswith("reprokit: run ") and " ended FINISHED: 3 result(s) → sqlite:" in line
+    shown = {"output_type": "display_data", **ended}
+    cells = [
+        {"cell_type": "code", "source": "%repro end", "outputs": outputs}
+        for outputs in ([shown], [])
+    ]
+    assert output_fingerprints({"cells": cells[:1]}) == output_fingerprints({"cells": cells[1:]})
     assert finished.data.params["lr"] == "0.1" and finished.data.params["seed"] == "4"
 
 

@@ -50,7 +50,14 @@ from reprokit.recording.lock_model import (
     LockParameters,
     NotebookSource,
 )
-from reprokit.results.model import INLINE_LIMIT_BYTES, RESULT_MIME, SNAPSHOT_MIME, ArrayData, Result
+from reprokit.results.model import (
+    INLINE_LIMIT_BYTES,
+    RESULT_MIME,
+    RUN_ENDED_MIME,
+    SNAPSHOT_MIME,
+    ArrayData,
+    Result,
+)
 from reprokit.results.notebook import NotebookResults, read_notebook, restore_snapshot
 
 __all__ = [
@@ -178,7 +185,10 @@ def output_ignored(cell: Any) -> bool:
 
 def _is_reprokit_output(output: Any) -> bool:
     data = output.get("data", {})
-    return isinstance(data, dict) and (RESULT_MIME in data or SNAPSHOT_MIME in data)
+    return isinstance(data, dict) and not _REPROKIT_MIMES.isdisjoint(data)
+
+
+_REPROKIT_MIMES = frozenset({RESULT_MIME, SNAPSHOT_MIME, RUN_ENDED_MIME})
 
 
 def notebook_cells(notebook: str | os.PathLike[str]) -> tuple[CellSource, ...]:

@@ -21,7 +21,13 @@ from reprokit._serde import to_builtins
 from reprokit.capturing.model import Snapshot
 from reprokit.capturing.summary import summarise
 from reprokit.report.render import View, accelerator_update_view, result_view, snapshot_view
-from reprokit.results.model import RESULT_MIME, SNAPSHOT_MIME, SNAPSHOT_SUMMARY_MIME, Result
+from reprokit.results.model import (
+    RESULT_MIME,
+    RUN_ENDED_MIME,
+    SNAPSHOT_MIME,
+    SNAPSHOT_SUMMARY_MIME,
+    Result,
+)
 
 
 def result_bundle(result: Result) -> dict[str, Any]:
@@ -41,6 +47,19 @@ def snapshot_bundle(
     brief, summary = summarise(snapshot)
     bundle = _bundle(SNAPSHOT_MIME, to_builtins(brief), view)
     return bundle | {SNAPSHOT_SUMMARY_MIME: to_builtins(summary)}
+
+
+def run_ended_bundle(
+    run_id: str | None, status: str | None, results: int, tracking_uri: str | None
+) -> dict[str, Any]:
+    """``%repro end``'s output: one line naming the run and its store. A reprokit output of
+    its own, so that a verification does not compare it: the store's URI and the run id
+    differ on every machine and run."""
+    line = (
+        f"reprokit: run {run_id or '(not recorded)'} ended {status}: "
+        f"{results} result(s) → {tracking_uri}"
+    )
+    return {RUN_ENDED_MIME: {"status": status, "results": results}, "text/plain": line}
 
 
 def _bundle(mime: str, payload: Any, view: View) -> dict[str, Any]:

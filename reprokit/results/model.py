@@ -34,6 +34,9 @@ RESULT_SCHEMA_VERSION = 1
 
 RESULT_MIME = "application/vnd.reprokit.result+json"
 SNAPSHOT_MIME = "application/vnd.reprokit.snapshot+json"
+RUN_ENDED_MIME = "application/vnd.reprokit.run-ended+json"
+"""``%repro end``'s line: ``{"status", "results"}`` (nothing that changes between runs: nbval
+compares it as it is); the run id and the store are in its ``text/plain`` only."""
 SNAPSHOT_SUMMARY_MIME = "application/vnd.reprokit.snapshot-summary+json"
 """Beside a snapshot whose data file lists were left out: what was left out
 (:class:`~reprokit.capturing.summary.SnapshotSummary`)."""
