@@ -173,6 +173,21 @@ def test_cudnn_is_read_from_its_wheel_until_the_notebook_initialised_cuda(
     assert asked == ["cudnn.version", "device_count"]
 
 
+def test_nvml_describes_the_devices_and_torch_fills_in_an_sm_count_it_lacks() -> None:
+    nvml = (
+        GpuDevice(index=0, name="H200", sm_count=132, memory_bytes=150754820096, uuid="GPU-a"),
+        GpuDevice(index=1, name="Next", sm_count=None, memory_bytes=10, uuid="GPU-b"),
+    )
+    from_torch = (  # what CUDA may allocate, not the card's memory
+        GpuDevice(index=0, name="H200", sm_count=132, memory_bytes=150109880320, uuid="GPU-a"),
+        GpuDevice(index=1, name="Next", sm_count=200, memory_bytes=9, uuid="GPU-b"),
+    )
+    completed = accelerator._completed(nvml, from_torch)
+    assert [d.memory_bytes for d in completed] == [150754820096, 10]
+    assert [d.sm_count for d in completed] == [132, 200]
+    assert accelerator._completed(nvml, ()) == nvml
+
+
 @pytest.mark.gpu
 def test_cuda_devices_and_flags_on_a_gpu(torch_flags: object) -> None:
     import torch

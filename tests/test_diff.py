@@ -150,6 +150,39 @@ def test_lock_against_the_current_environment_rehashes_its_data(
     assert "changed: values.csv" in done.stdout
 
 
+def test_a_notebook_importing_torch_after_its_start_is_locked_with_torch(
+    tmp_path: Path, mlflow_template_db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No ``%repro end``: the runner's settling call takes the GPU/CUDA facts again before it
+    stops the kernel; the lock restores them with the data file lists; diffing it against
+    this environment does not report torch as gone (its snapshot's imports are the start's)."""
+    import importlib.metadata
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        pytest.skip("torch is not installed")
+
+    project = demo_project(tmp_path, mlflow_template_db)
+    write_notebook(
+        project / "late.ipynb",
+        [
+            "%load_ext reprokit\n%repro start --seed 0 --data data/",
+            "import torch\nimport reprokit\nreprokit.result('t', float(torch.ones(3).sum()))",
+        ],
+    )
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("REPROKIT_CACHE_DIR", str(tmp_path / "hash-cache"))
+    (outcome,) = record([project / "late.ipynb"])
+    assert outcome.lock_path is not None, outcome.run
+    lock = read_lock(outcome.lock_path)
+    assert lock.snapshot.accelerator.torch_version == importlib.metadata.version("torch")
+    assert lock.snapshot.accelerator.flags is not None
+    assert lock.snapshot.data is not None and lock.snapshot.data.entries[0].files
+    done = _cli("diff", outcome.lock_path, cwd=project)  # a process that has no torch yet
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "SAME" in done.stdout and "torch" not in done.stdout
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

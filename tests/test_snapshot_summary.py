@@ -104,6 +104,22 @@ def test_the_file_lists_come_back_from_the_run_folder_and_only_when_they_match(
     assert restore_snapshot(found, [tmp_path / "copy.json"]).snapshot == snapshot
 
 
+def test_the_gpu_facts_a_run_took_again_as_it_ended_are_restored_with_the_file_lists(
+    tmp_path: Path, snapshots: dict[int, Snapshot]
+) -> None:
+    from reprokit.capturing.model import AcceleratorInfo
+
+    snapshot = snapshots[500]
+    found = read_notebook(_notebook(tmp_path, snapshot, tmp_path / "run"))
+    ended = replace(snapshot, accelerator=AcceleratorInfo(available=False, torch_version="2.11"))
+    (tmp_path / "run" / "snapshot.json").write_text(to_json(ended))
+    assert restore_snapshot(found).snapshot == ended  # file lists and torch, both
+    # anything else changed, and it is another snapshot: not believed
+    other = replace(ended, captured_at="2000-01-01T00:00:00+00:00")
+    (tmp_path / "run" / "snapshot.json").write_text(to_json(other))
+    assert restore_snapshot(found).summary is not None
+
+
 def test_an_old_notebook_with_the_whole_snapshot_still_reads(
     tmp_path: Path, snapshots: dict[int, Snapshot]
 ) -> None:

@@ -21,7 +21,7 @@ import os
 import tempfile
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reprokit.compare.diff import Diff, Side
 from reprokit.compare.verify import DataCheck, Verdict, check_data, compare_manifests
@@ -29,6 +29,9 @@ from reprokit.compare.verify import verify_results as _verify_results
 from reprokit.exceptions import UsageError
 from reprokit.options import ComparisonOptions
 from reprokit.results.notebook import NotebookResults, ResultOutput
+
+if TYPE_CHECKING:
+    from reprokit.capturing.model import AcceleratorInfo
 
 __all__ = ["CURRENT", "Diff", "Side", "diff", "load_side"]
 
@@ -78,10 +81,28 @@ def _as_environment_of(current: Side, reference: Side) -> Side:
         if name in ref.imported and importlib.util.find_spec(name) is not None:
             importlib.import_module(name)
     snapshot = capture(root=reference.project_root or Path.cwd())
-    accelerator = replace(snapshot.accelerator, flags=ref.accelerator.flags)
+    accelerator = snapshot.accelerator
+    if ref.accelerator.torch_version and accelerator.torch_version is None:
+        accelerator = _accelerator_with_torch(accelerator)
+    accelerator = replace(accelerator, flags=ref.accelerator.flags)
     environment = _runner_variables(snapshot.environment, reference)
     snapshot = replace(snapshot, seeds=ref.seeds, accelerator=accelerator, environment=environment)
     return replace(current, snapshot=snapshot, device=_snapshot_device(snapshot))
+
+
+def _accelerator_with_torch(accelerator: AcceleratorInfo) -> AcceleratorInfo:
+    """The GPU/CUDA facts with torch imported, where it is installed: the reference imported
+    it after its start, and took those facts again as it ended (its thread pools and imports
+    are the start's, so torch is imported only now, after the capture)."""
+    import importlib
+    import importlib.util
+
+    from reprokit.capturing.accelerator import collect_accelerator
+
+    if importlib.util.find_spec("torch") is None:
+        return accelerator
+    importlib.import_module("torch")
+    return collect_accelerator()
 
 
 def _runner_variables(environment: dict[str, str], reference: Side) -> dict[str, str]:

@@ -208,13 +208,11 @@ def _env_params() -> dict[str, object]:
     return value
 
 
-def _emit_snapshot(run: RecordedRun, *, ending: bool = False) -> None:
-    """The run's snapshot into the notebook; ``ending``: again at its end, GPU/CUDA facts
-    updated (readers take the last snapshot a notebook shows)."""
+def _emit_snapshot(run: RecordedRun) -> None:
     from reprokit.report.display import emit, snapshot_bundle
 
     metadata = run.metadata()
-    emit(snapshot_bundle(run.snapshot, metadata, ending=ending), metadata)
+    emit(snapshot_bundle(run.snapshot, metadata), metadata)
 
 
 # --- results, seeds, data --------------------------------------------------------------
@@ -354,8 +352,7 @@ def end(status: RunEndStatus | None = None) -> RunStatus:
             return _status_of_last()
         final = given or run.outcome()
         _active, _last_run = None, run
-        if run.refresh_accelerator():  # torch imported, CUDA started since the start
-            _emit_snapshot(run, ending=True)
+        run.refresh_accelerator()  # torch imported, CUDA started since the start
         run.close(final, _flush_timeout(), grace=END_GRACE_S)
         _surface_problems(run)
         _last_status = run.status(final)
@@ -415,6 +412,8 @@ def settle(timeout: float = 60.0) -> str:
     last cell must not be lost, nor its problems. The run stays open."""
     with _lock:
         run = _active
+        if run is not None:  # the kernel is killed next: no end, no exit hook to take them
+            run.refresh_accelerator()
     if run is None:
         return ""
     done = run.recorder.flush(timeout)

@@ -4,14 +4,15 @@ Two sources, both optional, never imported on our own initiative beyond NVML:
 
 - **torch**, only if ``"torch" in sys.modules`` (importing it would cost a second and
   change the process): version, CUDA runtime, numerics flags, and, when the notebook already
-  initialised CUDA, cuDNN's version and each device's properties (``multi_processor_count``
-  among them).  Otherwise we do not initialise it: after ``cuInit`` a forked child can no
-  longer use CUDA (DataLoader workers, multiprocessing), and initialisation costs 0.1 to 1 s
-  and GPU memory.  NVML describes the devices instead, and the ``nvidia-cudnn-cu<N>`` wheel
-  a pip build of torch loads gives cuDNN's version (``torch.backends.cudnn.version()``
-  initialises CUDA: torch 2.11 on an H200).  (``torch.cuda.is_available()`` calls
-  ``cuInit``; ``torch.cuda.device_count()`` asks NVML first.)  Only when NVML is unusable
-  does torch count and describe the devices itself, since its count then needs ``cuInit``.
+  initialised CUDA, cuDNN's version and the SM count of a device NVML cannot derive it for.
+  Otherwise we do not initialise it: after ``cuInit`` a forked child can no longer use CUDA
+  (DataLoader workers, multiprocessing), and initialisation costs 0.1 to 1 s and GPU memory.
+  NVML describes the devices either way (the same facts before and after CUDA starts), and
+  the ``nvidia-cudnn-cu<N>`` wheel a pip build of torch loads gives cuDNN's version
+  (``torch.backends.cudnn.version()`` initialises CUDA: torch 2.11 on an H200).
+  (``torch.cuda.is_available()`` calls ``cuInit``; ``torch.cuda.device_count()`` asks NVML
+  first.)  Only when NVML is unusable does torch count and describe the devices itself,
+  since its count then needs ``cuInit``.
 - **NVML** (``pynvml`` from nvidia-ml-py, a thin ctypes binding to the driver's
   ``libnvidia-ml``): driver version, device names, memory, UUIDs, compute capability, and
   the SM count derived from the CUDA core count.  Queried once per process (these facts
@@ -60,7 +61,8 @@ def collect_accelerator() -> AcceleratorInfo:
     torch = sys.modules.get("torch")
     torch_facts = _torch_facts(torch, nvml_ok=nvml.ok) if torch is not None else None
     visible = _visible(nvml.devices, os.environ.get("CUDA_VISIBLE_DEVICES"))
-    devices = (torch_facts.devices if torch_facts else ()) or visible
+    from_torch = torch_facts.devices if torch_facts else ()
+    devices = _completed(visible, from_torch) if visible else from_torch
     sources = [name for name, used in (("torch", torch_facts), ("nvml", nvml.ok)) if used]
     return AcceleratorInfo(
         available=bool(devices),
@@ -129,6 +131,23 @@ def _torch_devices(torch: ModuleType) -> tuple[GpuDevice, ...]:
             )
         )
     return tuple(devices)
+
+
+def _completed(
+    nvml: tuple[GpuDevice, ...], from_torch: tuple[GpuDevice, ...]
+) -> tuple[GpuDevice, ...]:
+    """NVML's devices, whether or not CUDA was started (torch's own description differs: its
+    ``total_memory`` is what CUDA may allocate, 150.1 GB of an H200's 150.8), with the SM
+    count from torch where NVML could not derive it (an unknown compute capability)."""
+    by_uuid = {d.uuid: d for d in from_torch if d.uuid}
+    by_index = {d.index: d for d in from_torch}
+    out = []
+    for device in nvml:
+        twin = by_uuid.get(device.uuid) if device.uuid else by_index.get(device.index)
+        if device.sm_count is None and twin is not None:
+            device = replace(device, sm_count=twin.sm_count)
+        out.append(device)
+    return tuple(out)
 
 
 def _uuid_of(props: Any) -> str:

@@ -290,11 +290,17 @@ class RecordedRun:
 
         A notebook imports torch and starts CUDA after ``%repro start``: its lock and MLflow
         run should still say which torch, CUDA and cuDNN ran it. Then the snapshot, its
-        ``snapshot.json`` and the GPU/CUDA tags are updated (the caller shows the notebook
-        the updated snapshot: the lock reads the last one)."""
+        ``snapshot.json`` and the GPU/CUDA tags are updated. The notebook keeps the start's
+        snapshot output (a changing end cell would fail nbval); a reader restoring the whole
+        snapshot from ``snapshot.json`` takes the updated facts with it
+        (:func:`~reprokit.results.notebook.restore_snapshot`)."""
         from reprokit.capturing.accelerator import collect_accelerator
 
-        now = collect_accelerator()  # never initialises CUDA itself
+        try:
+            now = collect_accelerator()  # never initialises CUDA itself
+        except Exception as exc:  # a broken torch or driver: the run must still close
+            self._problems.append(f"cannot take the GPU/CUDA facts again at the end: {exc}")
+            return False
         if now == self.snapshot.accelerator:
             return False
         self.snapshot = dataclass_replace(self.snapshot, accelerator=now)

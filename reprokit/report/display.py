@@ -20,7 +20,7 @@ from typing import Any
 from reprokit._serde import to_builtins
 from reprokit.capturing.model import Snapshot
 from reprokit.capturing.summary import summarise
-from reprokit.report.render import View, accelerator_update_view, result_view, snapshot_view
+from reprokit.report.render import View, result_view, snapshot_view
 from reprokit.results.model import (
     RESULT_MIME,
     RUN_ENDED_MIME,
@@ -34,14 +34,11 @@ def result_bundle(result: Result) -> dict[str, Any]:
     return _bundle(RESULT_MIME, to_builtins(result), result_view(result))
 
 
-def snapshot_bundle(
-    snapshot: Snapshot, run: dict[str, Any], *, ending: bool = False
-) -> dict[str, Any]:
+def snapshot_bundle(snapshot: Snapshot, run: dict[str, Any]) -> dict[str, Any]:
     """The start cell's output: ``snapshot`` without its data file lists and their summary
     when the run has a local folder (``run["local_dir"]``, which keeps the whole snapshot),
-    else the whole snapshot. ``ending``: the end cell's, where the GPU/CUDA facts changed
-    meanwhile (shown as those facts alone)."""
-    view = accelerator_update_view(snapshot) if ending else snapshot_view(snapshot, run)
+    else the whole snapshot."""
+    view = snapshot_view(snapshot, run)
     if not run.get("local_dir"):
         return _bundle(SNAPSHOT_MIME, to_builtins(snapshot), view)
     brief, summary = summarise(snapshot)

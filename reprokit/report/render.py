@@ -129,14 +129,6 @@ def snapshot_view(snapshot: Snapshot, run: dict[str, Any]) -> View:
     return table_view(rows, caption="reprokit run started")
 
 
-def accelerator_update_view(snapshot: Snapshot) -> View:
-    """What ``end`` shows when the notebook imported torch or started CUDA after ``start``."""
-    acc = snapshot.accelerator
-    rows = [("accelerator", accelerator_summary(acc))]
-    rows += [("torch", acc.torch_version)] if acc.torch_version else []
-    return table_view(rows, caption="reprokit: GPU/CUDA facts as the run ends")
-
-
 # --- MLflow run description ---------------------------------------------------------------
 
 

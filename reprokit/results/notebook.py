@@ -112,7 +112,8 @@ def restore_snapshot(
 
     The full snapshot is looked for as ``snapshot.json`` in the run's folder (the output's
     ``local_dir``), then at each of ``places`` (files); the first one that is the snapshot
-    summarised (:func:`~reprokit.capturing.summary.restores`) replaces the summary. Anything
+    summarised (:func:`~reprokit.capturing.summary.restores`), or that snapshot with the
+    GPU/CUDA facts its run took again as it ended, replaces the summary. Anything
     else (missing, unreadable, too large, another snapshot) is passed over: ``results`` come
     back unchanged, still summarised (``results.summary`` says so).
     """
@@ -121,15 +122,26 @@ def restore_snapshot(
         return results
     local = results.runs[-1].get("local_dir") if results.runs else None
     candidates = [Path(local) / "snapshot.json"] if isinstance(local, str) and local else []
+    brief = results.snapshots[-1]
     for path in [*candidates, *map(Path, places)]:
         full = _read_snapshot(path)
-        if full is not None and restores(full, summary):
+        if full is not None and _restores(full, summary, brief):
             return replace(
                 results,
                 snapshots=(*results.snapshots[:-1], full),
                 summaries=(*results.summaries[:-1], None),
             )
     return results
+
+
+def _restores(full: Snapshot, summary: SnapshotSummary, brief: Snapshot) -> bool:
+    """``full`` is the snapshot summarised, or that snapshot with the GPU/CUDA facts its run
+    took again as it ended (torch imported after the start): those are kept."""
+    if restores(full, summary):
+        return True
+    return full.accelerator != brief.accelerator and restores(
+        replace(full, accelerator=brief.accelerator), summary
+    )
 
 
 def _read_snapshot(path: Path) -> Snapshot | None:
