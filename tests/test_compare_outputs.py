@@ -287,3 +287,31 @@ def test_a_volatile_cell_of_an_old_lock_keeps_its_template() -> None:
     checks = compare_cell_outputs(old, current, volatile=[template])
     assert [c.status for c in checks] == ["reproduced"]
     assert current_fingerprints(old, later)[0].text == "loss 0.71\n"  # no template: merged
+
+
+def test_a_lock_that_kept_the_printed_end_line_verifies_where_it_was_recorded() -> None:
+    """Until December 2026 ``%repro end`` printed its line (store and all) and locks kept
+    it; now it is an output of reprokit's own, left out. An old lock still verifies where it
+    was recorded (the same store); recorded elsewhere, that cell differs as it did then."""
+    from reprokit.compare.cells import current_fingerprints
+    from reprokit.report.display import run_ended_bundle
+
+    def executed(store: str) -> nbformat.NotebookNode:
+        node = nbformat.v4.new_notebook()
+        end = new_code_cell("print('bye')\n%repro end")
+        end.outputs = [
+            new_output("stream", name="stdout", text="bye\n"),
+            new_output("display_data", data=run_ended_bundle(None, "FINISHED", 2, store)),
+        ]
+        node.cells = [new_code_cell("x = 1"), end]
+        return node
+
+    here = executed("sqlite:////p/mlflow.db")
+    old_lock = output_fingerprints(here, printed_end_line=True)
+    assert old_lock[1].text is not None and "ended FINISHED: 2 result(s)" in old_lock[1].text
+    assert current_fingerprints(old_lock, here) == old_lock
+    new_lock = output_fingerprints(here)
+    assert new_lock[1].text == "bye\n"
+    assert current_fingerprints(new_lock, executed("sqlite:////q/mlflow.db")) == new_lock
+    moved = output_fingerprints(executed("sqlite:////q/mlflow.db"), printed_end_line=True)
+    assert current_fingerprints(moved, here)[1].digest != moved[1].digest

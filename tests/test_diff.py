@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import tracking_uri
+from conftest import mlflow_client, tracking_uri
 from run_helpers import demo_project, reprokit_cli, write_notebook
 
 from reprokit.api.diff import diff
@@ -178,6 +178,11 @@ def test_a_notebook_importing_torch_after_its_start_is_locked_with_torch(
     assert lock.snapshot.accelerator.torch_version == importlib.metadata.version("torch")
     assert lock.snapshot.accelerator.flags is not None
     assert lock.snapshot.data is not None and lock.snapshot.data.entries[0].files
+    runner_tags = mlflow_client(tracking_uri(project)).get_run(outcome.run.run_id).data.tags
+    assert runner_tags["reprokit.torch"] == lock.snapshot.accelerator.torch_version
+    (checked,) = verify([project / "late.ipynb"])
+    env = checked.verdict.env_diff if checked.verdict else None
+    assert env is not None and not env.in_category("accelerator") + env.in_category("numerics")
     done = _cli("diff", outcome.lock_path, cwd=project)  # a process that has no torch yet
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SAME" in done.stdout and "torch" not in done.stdout

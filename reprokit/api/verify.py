@@ -54,7 +54,7 @@ from reprokit.recording.lock import (
 )
 from reprokit.recording.target import find_project_root
 from reprokit.report.describe import describe_redacted_parameter
-from reprokit.results.notebook import read_notebook
+from reprokit.results.notebook import read_notebook, restore_snapshot
 from reprokit.runner.device import resolve_device
 from reprokit.runner.plan import Progress, RunOutcome, choose_kernel
 
@@ -448,7 +448,8 @@ def _verify_one(plan: _Plan, job: _Job, outcomes: list[RunOutcome]) -> VerifyOut
     executed = load_notebook(Path(outcome.output_path))
     verdict = verify_results(
         lock,
-        read_notebook(executed),
+        # the snapshot as the lock has it: the GPU/CUDA facts taken again as the run ended
+        restore_snapshot(read_notebook(executed)),
         comparison=job.comparison,
         device=outcome.device,
         lock_dir=lock_path.parent,

@@ -182,13 +182,16 @@ def current_fingerprints(
     if all(locked.get(cell.index) == cell.digest for cell in merged):
         return merged  # the common case: nothing to look at twice
     split = output_fingerprints(node, text_limit, merge_streams=False)
+    # a lock written while %repro end printed its line (store path and all): the cell as
+    # printed then, where that is the lock's (where it was recorded, it verifies as it did)
+    printed = output_fingerprints(node, text_limit, printed_end_line=True)
     templates = {cell.index: cell for cell in volatile}
     return tuple(
         old
         if old.digest != new.digest
         and (locked.get(old.index) == old.digest or _shaped(templates.get(old.index), old, new))
-        else new
-        for new, old in zip(merged, split, strict=True)
+        else (then if locked.get(then.index) == then.digest else new)
+        for new, old, then in zip(merged, split, printed, strict=True)
     )
 
 

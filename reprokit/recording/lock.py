@@ -142,7 +142,11 @@ def _notebook_source(path: str, node: Any) -> NotebookSource:
 
 
 def output_fingerprints(
-    node: Any, text_limit: int | None = OUTPUT_TEXT_LIMIT, *, merge_streams: bool = True
+    node: Any,
+    text_limit: int | None = OUTPUT_TEXT_LIMIT,
+    *,
+    merge_streams: bool = True,
+    printed_end_line: bool = False,
 ) -> tuple[CellFingerprint, ...]:
     """Digests of each code cell's masked text output, with the text itself when at most
     ``text_limit`` characters (``None``: always); reprokit's own outputs left out (the
@@ -156,11 +160,10 @@ def output_fingerprints(
     for index, cell in enumerate(cells):
         if cell.get("cell_type") != "code":
             continue
-        kept = [
-            o
-            for o in cell.get("outputs", ())
-            if not _is_reprokit_output(o) and not output_ignored(cell)
-        ]
+        outputs = cell.get("outputs", ())
+        if printed_end_line:  # as locks written before it was reprokit's own had it: printed
+            outputs = [_as_printed(o) for o in outputs]
+        kept = [o for o in outputs if not _is_reprokit_output(o) and not output_ignored(cell)]
         text = mask_volatile(cell_text({"outputs": kept}, merge_streams=merge_streams))
         kept_text = text if text_limit is None or len(text) <= text_limit else None
         out.append(CellFingerprint(index, _blake3(text.encode("utf-8")), kept_text))
@@ -181,6 +184,16 @@ def output_ignored(cell: Any) -> bool:
         return True
     lines = _source_text(cell).lstrip().splitlines()
     return bool(lines) and lines[0].strip().upper().startswith(_NBVAL_IGNORE_MARKS)
+
+
+def _as_printed(output: Any) -> Any:
+    """``%repro end``'s output as the stdout line it was until December 2026."""
+    data = output.get("data", {})
+    if not (isinstance(data, dict) and RUN_ENDED_MIME in data):
+        return output
+    text = data.get("text/plain", "")
+    text = text if isinstance(text, str) else "".join(text)
+    return {"output_type": "stream", "name": "stdout", "text": text + "\n"}
 
 
 def _is_reprokit_output(output: Any) -> bool:

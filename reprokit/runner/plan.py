@@ -381,10 +381,12 @@ def execute_planned(
 
 
 def read_results(output: Path) -> Any:
-    from reprokit.results.notebook import read_notebook
+    from reprokit.results.notebook import read_notebook, restore_snapshot
 
     try:
-        return read_notebook(output)
+        # the whole snapshot from the kernel's run folder: its data file lists and the
+        # GPU/CUDA facts taken again as the run ended (the MLflow tags, the run's note)
+        return restore_snapshot(read_notebook(output))
     except InputError:  # no output notebook (papermill failed before writing) or a bad payload
         return None
 
