@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_output
@@ -315,3 +318,38 @@ def test_a_lock_that_kept_the_printed_end_line_verifies_where_it_was_recorded() 
     assert current_fingerprints(new_lock, executed("sqlite:////q/mlflow.db")) == new_lock
     moved = output_fingerprints(executed("sqlite:////q/mlflow.db"), printed_end_line=True)
     assert current_fingerprints(moved, here)[1].digest != moved[1].digest
+
+
+@pytest.mark.parametrize("outputs", [False, True])
+def test_an_old_end_line_recorded_for_another_store_says_to_record_again(
+    tmp_path: Path, outputs: bool
+) -> None:
+    from lock_helpers import executed, make_project
+
+    from reprokit.compare.verify import verify_results
+    from reprokit.options import ComparisonOptions
+    from reprokit.report.table import OLD_END_LINE_HINT, output_lines
+    from reprokit.results import encode_result, read_notebook
+
+    project = make_project(tmp_path)
+    results = [encode_result("acc", 0.5)]
+    line = "reprokit: run (not recorded) ended FINISHED: 1 result(s) → sqlite:////a/mlflow.db\n"
+    lock = _locked(project, executed(project, results, stdout=line))
+    node = executed(project, results, stdout="")  # the line is reprokit's own output now
+    verdict = verify_results(
+        lock,
+        read_notebook(node),
+        comparison=ComparisonOptions(outputs=outputs),
+        executed_notebook=node,
+    )
+    assert verdict.divergent_cell is not None and verdict.divergent_cell.old_end_line
+    assert any(OLD_END_LINE_HINT in text for text in output_lines(verdict))
+    other = _locked(project, executed(project, results, stdout="loss 0.5\n"))
+    plain = verify_results(other, read_notebook(node), executed_notebook=node)
+    assert plain.divergent_cell is not None and not plain.divergent_cell.old_end_line
+
+
+def _locked(project: Any, node: Any) -> Any:
+    from reprokit.recording.lock import build_lock
+
+    return build_lock(project.notebook, node, project_root=project.root, device="cpu")

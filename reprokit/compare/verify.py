@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -190,6 +191,9 @@ class DivergentCell:
     index: int | None  # cell index in the notebook (injected-parameters cell not counted)
     reason: DivergenceReason
     detail: str = ""  # with --outputs: where and how (reference line against current line)
+    # the lock's text of the cell holds the line %repro end printed before December 2026
+    # (naming the store): it differs wherever that store does; recording again drops it
+    old_end_line: bool = False
 
 
 NotCompared = Literal["data_changed", "execution_failed"]
@@ -267,7 +271,7 @@ def verify_results(
     checks = _result_checks(lock, executed.results, picker, Path(lock_dir or Path.cwd()))
     snapshot = current_snapshot if current_snapshot is not None else executed.snapshot
     cells = _output_checks(lock, executed_notebook, rtol, atol) if outputs else ()
-    divergent = _divergent_from(cells) if outputs else _divergent_cell(lock, executed_notebook)
+    divergent = _divergence(lock, cells, executed_notebook, outputs=outputs)
     return Verdict(
         notebook=lock.notebook.path,
         reproduced=all(c.passed for c in checks) and all(c.passed for c in cells),
@@ -485,6 +489,27 @@ def _divergent_from(
     if failing.location:
         detail = f"{failing.location}: {detail}"
     return DivergentCell(failing.index, reason, detail)
+
+
+_OLD_END_LINE = re.compile(
+    r"^reprokit: run \S+(?: recorded\))? ended \S+: \d+ result\(s\) → ", re.M
+)
+
+
+def _divergence(
+    lock: Lock, cells: tuple[OutputCheck, ...], node: Any, *, outputs: bool
+) -> DivergentCell | None:
+    divergent = _divergent_from(cells) if outputs else _divergent_cell(lock, node)
+    return _flag_old_end_line(divergent, lock)
+
+
+def _flag_old_end_line(divergent: DivergentCell | None, lock: Lock) -> DivergentCell | None:
+    if divergent is None or divergent.index is None:
+        return divergent
+    text = next((c.text for c in lock.outputs if c.index == divergent.index), None)
+    if text is None or not _OLD_END_LINE.search(text):
+        return divergent
+    return replace(divergent, old_end_line=True)
 
 
 def _divergent_cell(lock: Lock, node: Any) -> DivergentCell | None:

@@ -19,6 +19,7 @@ from reprokit._fsutil import atomic_write_text
 from reprokit.capturing.redact import redact_text
 from reprokit.compare.verify import ResultCheck, Verdict
 from reprokit.report.table import (
+    OLD_END_LINE_HINT,
     as_verdicts,
     format_deviation,
     format_tolerance,
@@ -213,6 +214,7 @@ def _provenance(verdict: Verdict) -> str:
     cell = verdict.divergent_cell
     if cell is not None and cell.index is not None and not verdict.outputs_compared:
         changed_output = f"cell {cell.index + 1}: {cell.reason}"
+        changed_output += OLD_END_LINE_HINT if cell.old_end_line else ""
         rows.append(("first cell whose output changed", _e(changed_output)))
     if verdict.source_changes:
         changed = ", ".join(str(k + 1) for k in verdict.source_changes)

@@ -115,6 +115,12 @@ def _no_results(verdict: Verdict) -> str:
     return f"no results declared, {checked or 'nothing compared'} {hint}"
 
 
+OLD_END_LINE_HINT = (
+    "; the lock kept the line %repro end printed before December 2026, which names the run's"
+    " store: record the notebook again"
+)
+
+
 def output_lines(verdict: Verdict) -> list[str]:
     """The cell-output comparison in a line or two (``verify --outputs``), else the first cell
     whose output changed, if any (informational: outputs were not asked for)."""
@@ -122,7 +128,8 @@ def output_lines(verdict: Verdict) -> list[str]:
     if not verdict.outputs_compared:
         if cell is None or cell.index is None:
             return []
-        return [f"first cell whose output changed: cell {cell.index + 1} ({cell.reason})"]
+        line = f"first cell whose output changed: cell {cell.index + 1} ({cell.reason})"
+        return [line + (OLD_END_LINE_HINT if cell.old_end_line else "")]
     counts: dict[str, int] = {}
     for check in verdict.outputs:
         counts[check.status] = counts.get(check.status, 0) + 1
@@ -134,7 +141,10 @@ def output_lines(verdict: Verdict) -> list[str]:
         lines.append(f"volatile, not compared: spans of {cells}")
     if cell is not None:
         where = f"cell {cell.index + 1}" if cell.index is not None else "a new cell"
-        lines.append(redact_text(f"first divergent cell: {where} ({cell.reason}) {cell.detail}"))
+        hint = OLD_END_LINE_HINT if cell.old_end_line else ""
+        lines.append(
+            redact_text(f"first divergent cell: {where} ({cell.reason}) {cell.detail}{hint}")
+        )
     return lines
 
 
