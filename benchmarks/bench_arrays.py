@@ -118,6 +118,14 @@ def cuda_pair(results: Results, array: Any, folder: Path, repeat: int) -> None:
     results.figure("cuda device", torch.cuda.get_device_name(0))
 
 
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
 def save_synced(path: Path, array: Any) -> None:
     with path.open("wb") as handle:
         np.save(handle, array)
@@ -175,6 +183,8 @@ def main() -> None:
         "--device", choices=("cpu", "cuda"), default="cpu", help="cuda: a CUDA tensor too"
     )
     args = parser.parse_args()
+    if args.device == "cuda" and not _cuda_available():
+        parser.error("--device cuda: torch is not installed or sees no CUDA device")
     n = args.size or (10**7 if args.quick else 10**8)
     repeat = args.repeat or (3 if args.quick else 5)
     results = Results("bench_arrays", params={"elements": n, "repeat": repeat})

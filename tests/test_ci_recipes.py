@@ -100,3 +100,26 @@ def test_the_parser_would_catch_a_drifted_option() -> None:
         _parse("reprokit verify notebooks/ --jobs two")
     with pytest.raises(AssertionError):
         _parse("reprokit verfiy notebooks/")
+
+
+def test_the_gpu_check_script_refuses_a_machine_without_a_gpu(tmp_path: Path) -> None:
+    """``tools/gpu_check.sh`` (CONTRIBUTING.md) runs where CI cannot: here it must say why
+    it does nothing, in one line and with exit 2, and leave no output folder half-made."""
+    import shutil
+    import subprocess
+
+    if shutil.which("nvidia-smi") is not None:
+        pytest.skip("an NVIDIA driver is here: the script would run its checks")
+    script = ROOT / "tools" / "gpu_check.sh"
+    usage = subprocess.run(["bash", str(script)], capture_output=True, text=True, check=False)
+    assert usage.returncode == 2 and "gpu_check.sh run OUT" in usage.stderr
+    refused = subprocess.run(
+        ["bash", str(script), "run", str(tmp_path / "out")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == "no NVIDIA GPU visible (nvidia-smi -L)"
+    assert not (tmp_path / "out").exists()
