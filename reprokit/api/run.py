@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from reprokit.exceptions import RunInterrupted, UsageError
 from reprokit.notebook.files import discover_notebooks, mark_output_folder
@@ -47,6 +47,9 @@ from reprokit.runner.plan import (
     number_copies,
     plan_runs,
 )
+
+if TYPE_CHECKING:
+    from reprokit.results.notebook import NotebookResults
 
 __all__ = ["execute_notebooks", "run"]
 
@@ -243,6 +246,7 @@ def _begin_recording(
         tags["reprokit.runner.retries"] = redact_text("; ".join(outcome.retries))[:500]
     if outcome.executed_by:
         tags["reprokit.runner.executed_by"] = outcome.executed_by
+    results = _whole(executed.results)
     pending = begin_record(
         notebook=plan.source.resolve(),
         output_dir=plan.output_dir,
@@ -250,9 +254,9 @@ def _begin_recording(
         start_ms=executed.start_ms,
         device=outcome.device,
         parameters=plan.parameters,
-        results=executed.results,
+        results=results,
         extra_tags=tags,
-        note=_note(plan, executed),
+        note=_note(plan, results),
         connections=connections,
     )
 
@@ -264,9 +268,19 @@ def _begin_recording(
     return complete
 
 
-def _note(plan: PlannedRun, executed: Executed) -> str:
+def _whole(results: NotebookResults | None) -> NotebookResults | None:
+    """The results with the whole snapshot the kernel's run folder has: its data file lists
+    and the GPU/CUDA facts taken again as the run ended (the MLflow tags, the run's note).
+    Read here, on a recording thread, not as the notebook finishes: over 100k data files
+    it is 11 MB of JSON."""
+    from reprokit.results.notebook import restore_snapshot
+
+    return None if results is None else restore_snapshot(results)
+
+
+def _note(plan: PlannedRun, results: NotebookResults | None) -> str:
     """The run's Markdown description for the MLflow UI (none without a snapshot)."""
-    snapshot = executed.results.snapshot if executed.results is not None else None
+    snapshot = results.snapshot if results is not None else None
     if snapshot is None:
         return ""
     from reprokit.report.render import run_note_markdown

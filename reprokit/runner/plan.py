@@ -381,12 +381,13 @@ def execute_planned(
 
 
 def read_results(output: Path) -> Any:
-    from reprokit.results.notebook import read_notebook, restore_snapshot
+    """The executed notebook's results, its snapshot as the notebook has it (a summary
+    without data file lists): what recording needs more is read back by it, off this path
+    (:func:`reprokit.results.notebook.restore_snapshot`; 11 MB of JSON over 100k files)."""
+    from reprokit.results.notebook import read_notebook
 
     try:
-        # the whole snapshot from the kernel's run folder: its data file lists and the
-        # GPU/CUDA facts taken again as the run ended (the MLflow tags, the run's note)
-        return restore_snapshot(read_notebook(output))
+        return read_notebook(output)
     except InputError:  # no output notebook (papermill failed before writing) or a bad payload
         return None
 
