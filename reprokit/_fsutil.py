@@ -178,3 +178,11 @@ def locked_by_another(path: str | os.PathLike[str]) -> bool:
     finally:
         os.close(fd)
     return False
+
+
+def usable_cores() -> int:
+    """The processors this process may run on (its CPU affinity where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1

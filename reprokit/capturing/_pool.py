@@ -51,6 +51,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, TypeVar, cast
 
+from reprokit._fsutil import usable_cores
 from reprokit.capturing._filehash import HEX_LENGTH
 from reprokit.capturing._hashworker import (
     FEED_HEADER,
@@ -144,10 +145,7 @@ def hash_batch(
 
 
 def default_jobs() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
+    return usable_cores()
 
 
 def start_method() -> str:

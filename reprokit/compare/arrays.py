@@ -17,13 +17,13 @@ Non-contiguous arrays are copied to C order once.
 
 from __future__ import annotations
 
-import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
+from reprokit._fsutil import usable_cores
 from reprokit.compare._kernels import ExactKernel, FloatKernel, Stats
 from reprokit.compare._tally import Tally, run_tally, short
 from reprokit.comparison import Tolerance, ValueComparison
@@ -159,11 +159,7 @@ def _run(ref: Any, cur: Any, plan: str, tol: Tolerance) -> Stats:
 def _workers(n: int) -> int:
     if n < PARALLEL_MIN:
         return 1
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, MAX_WORKERS, n // (PARALLEL_MIN // 2)))
+    return max(1, min(usable_cores(), MAX_WORKERS, n // (PARALLEL_MIN // 2)))
 
 
 def _account(tally: Tally, ref: Any, cur: Any, st: Stats, path: str) -> None:
