@@ -16,6 +16,9 @@ each after the previous files were removed (untimed). Pairs (ratio = measured / 
 - ``result() float32, 1% NaN``: the same with NaNs (the block-wise NaN canonicalisation);
 - ``result() float32, transposed``: a 2-D array walked in C order through a transposed view
   (copied block by block), against ``numpy.save`` of the same view;
+- on a machine of four processors or more, ``result() float32, N summarising threads``: the
+  pass as it runs there (N threads summarise the chunks, the caller writes them, one hashes)
+  against the two-thread pass a 2-core machine runs, on the same array;
 - ``numpy.save + fsync`` against ``numpy.save``: what a durable write would add (the sidecar
   is renamed into place but not fsync'ed);
 - with ``--device cuda`` (a GPU and torch needed), ``result() torch.float32 on cuda``: the
@@ -60,7 +63,7 @@ from reprokit.recording.lock_model import (  # noqa: E402
     LockParameters,
     NotebookSource,
 )
-from reprokit.results import encode_result  # noqa: E402
+from reprokit.results import arraypass, encode_result  # noqa: E402
 
 
 def make_array(n: int, nan_fraction: float = 0.0) -> Any:
@@ -92,6 +95,35 @@ def pair(results: Results, name: str, array: Any, folder: Path, repeat: int, tar
             repeat=repeat,
             baseline_name="numpy.save",
             target=target,
+            before=clearer(folder),
+        )
+    )
+
+
+def spread_pair(results: Results, array: Any, folder: Path, repeat: int) -> None:
+    """On four processors or more: the pass spread over its summarising threads against the
+    two-thread pass of a 2-core machine (``summarising_threads`` held at 1), same array."""
+    threads = arraypass.summarising_threads()
+    results.figure("summarising threads", threads)
+    if threads < 2:
+        return
+    writer = RunFolder(folder)
+
+    def two_thread_pass() -> None:
+        spread = arraypass.summarising_threads
+        arraypass.summarising_threads = lambda: 1
+        try:
+            encode_result("a", array, writer=writer)
+        finally:
+            arraypass.summarising_threads = spread
+
+    results.add(
+        alternate(
+            f"result() float32, {threads} summarising threads",
+            lambda: encode_result("a", array, writer=writer),
+            two_thread_pass,
+            repeat=repeat,
+            baseline_name="the two-thread pass",
             before=clearer(folder),
         )
     )
@@ -193,6 +225,7 @@ def main() -> None:
         a = make_array(n)
         print(f"{n} float32 ({a.nbytes / 1e6:.0f} MB) in {work}")
         pair(results, "result() float32", a, work, repeat, "<= 2")
+        spread_pair(results, a, work, repeat)
         if args.device == "cuda":
             cuda_pair(results, a, work, repeat)
         results.figure("peak extra memory / array bytes", peak_fraction(a, work))

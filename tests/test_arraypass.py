@@ -91,10 +91,20 @@ def _pipeline_on_small_arrays(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(arraypass, "_TILE", 7)
 
 
+def _spread_over(monkeypatch: pytest.MonkeyPatch, threads: int) -> None:
+    """The pass as on a machine of many processors: ``threads`` summarising threads."""
+    monkeypatch.setattr(arraypass, "summarising_threads", lambda: threads)
+
+
 @pytest.mark.parametrize(
     "lag",
-    [None, 10**9, 0],
-    ids=["one thread", "pipelined, the helper writes", "pipelined, the caller writes"],
+    [None, 10**9, 0, -3],
+    ids=[
+        "one thread",
+        "pipelined, the helper writes",
+        "pipelined, the caller writes",
+        "spread over 3 summarising threads",
+    ],
 )
 @pytest.mark.parametrize("name", sorted(ARRAYS))
 def test_by_reference_array_is_numpy_save_with_hash_value_digest_and_numpy_stats(
@@ -102,7 +112,9 @@ def test_by_reference_array_is_numpy_save_with_hash_value_digest_and_numpy_stats
 ) -> None:
     if lag is not None:
         _pipeline_on_small_arrays(monkeypatch)
-        monkeypatch.setattr(arraypass, "_LAG", lag)  # who writes each chunk at its offset
+        monkeypatch.setattr(arraypass, "_LAG", max(lag, 0))  # who writes each chunk
+    if lag is not None and lag < 0:
+        _spread_over(monkeypatch, -lag)
     array = ARRAYS[name]()
     data = encode_result("a", array, writer=FolderWriter(tmp_path)).array
     assert data is not None and data.file is not None and data.inline is None
@@ -125,6 +137,37 @@ def test_by_reference_array_is_numpy_save_with_hash_value_digest_and_numpy_stats
             assert found[key] is None
         else:
             assert found[key] == pytest.approx(reference[key], rel=1e-12, abs=1e-12), key
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: RNG.standard_normal(300_000).astype(np.float32),
+        lambda: np.where(RNG.random(200_000) < 0.01, np.nan, RNG.standard_normal(200_000) + 1e9),
+        lambda: np.concatenate([[np.inf, -np.inf], RNG.standard_normal(150_000)]),
+        lambda: RNG.integers(-(10**12), 10**12, 200_000),
+        lambda: RNG.standard_normal((400, 500)).T,
+    ],
+    ids=["float32", "NaNs and a large mean", "infinities", "int64", "transposed"],
+)
+def test_the_statistics_are_the_same_bits_on_any_number_of_processors(
+    make: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lock recorded on a 16-core machine is verified on a laptop: the statistics the pass
+    makes spread over summarising threads must be those of the two-thread pass exactly, not
+    within rounding (the chunks, their summaries and the order they are merged in are the
+    same)."""
+    from reprokit.results.arraypass import StatsAccumulator, write_described
+
+    _pipeline_on_small_arrays(monkeypatch)
+    array = make()
+    found = []
+    for threads in (1, 2, 3):
+        _spread_over(monkeypatch, threads)
+        stats, hasher, out = StatsAccumulator(array.dtype.kind), ArrayHasher(array), io.BytesIO()
+        write_described(out, array, hasher, stats)
+        found.append((stats.stats(), hasher.hexdigest(), out.getvalue()))
+    assert found[1] == found[0] and found[2] == found[0]
 
 
 def test_zero_d_and_empty_arrays_keep_their_statistics() -> None:
@@ -238,12 +281,17 @@ def test_a_failure_on_either_thread_of_the_pipeline_is_raised_not_hung(
     from reprokit.results.arraypass import StatsAccumulator, write_described
 
     _pipeline_on_small_arrays(monkeypatch)
-    for array in (RNG.standard_normal(200_000), RNG.standard_normal((300, 400)).T):
-        stats = StatsAccumulator("f", 1000)
-        with pytest.raises(RuntimeError, match="hasher failed"):
-            write_described(io.BytesIO(), array, _FailingHasher(array), stats)
-        with pytest.raises(OSError, match="No space"):
-            write_described(_FailingFile(), array, ArrayHasher(array), stats)
+    for threads in (1, 3):
+        _spread_over(monkeypatch, threads)
+        for array in (RNG.standard_normal(200_000), RNG.standard_normal((300, 400)).T):
+            stats = StatsAccumulator("f", 1000)
+            with pytest.raises(RuntimeError, match="hasher failed"):
+                write_described(io.BytesIO(), array, _FailingHasher(array), stats)
+            with pytest.raises(OSError, match="No space"):
+                write_described(_FailingFile(), array, ArrayHasher(array), stats)
+        with monkeypatch.context() as patch, pytest.raises(ZeroDivisionError):
+            patch.setattr(arraypass._Scan, "summary", lambda *_: 1 / 0)  # a summary fails
+            write_described(io.BytesIO(), RNG.standard_normal(200_000), None, StatsAccumulator("f"))
 
 
 @pytest.mark.parametrize("mode", ["wb", "ab"])
@@ -318,13 +366,15 @@ def test_a_compressed_stream_gets_its_chunks_in_order(
     assert gzip.decompress((tmp_path / "a.npy.gz").read_bytes()) == saved.getvalue()
 
 
+@pytest.mark.parametrize("threads", [1, 3], ids=["pipelined", "spread"])
 def test_an_interrupted_caller_leaves_no_chunk_to_land_in_another_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    threads: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import os
     import threading
 
     _pipeline_on_small_arrays(monkeypatch)
+    _spread_over(monkeypatch, threads)
     monkeypatch.setattr(arraypass, "_LAG", 10**9)  # the helper writes every chunk
     monkeypatch.setattr(arraypass, "_CHUNK_BYTES", 200_000)  # 4: all fit in the queue
     array = RNG.standard_normal(100_000)

@@ -26,9 +26,9 @@ import math
 import os
 import sys
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
-from reprokit._fsutil import preallocate
+from reprokit._fsutil import preallocate, usable_cores
 from reprokit.results.model import ArrayStats
 
 if TYPE_CHECKING:
@@ -347,7 +347,8 @@ def write_described(
     """Write ``array``'s ``.npy`` file, feeding ``stats`` and ``hasher`` on the way.
 
     A large array (:func:`pipelined`) goes through two threads chunk by chunk, see
-    :func:`_write_pipelined`. A smaller C-contiguous one is written from its own memory in one
+    :func:`_write_pipelined`, or on four processors or more through more
+    (:func:`_write_spread`). A smaller C-contiguous one is written from its own memory in one
     call, summarised, then hashed whole, or block by block where the digest must canonicalise
     its bytes (a NaN, big-endian). Any other array is copied, written and hashed one block at
     a time.
@@ -359,7 +360,11 @@ def write_described(
         preallocate(handle, array.nbytes)
     with np.errstate(over="ignore", invalid="ignore"):
         if pipelined(array) and (hasher is not None or stats is not None):
-            _write_pipelined(handle, array, hasher, stats)
+            threads = summarising_threads()
+            if threads > 1:
+                _write_spread(handle, array, hasher, stats, threads)
+            else:
+                _write_pipelined(handle, array, hasher, stats)
         elif array.flags.c_contiguous:
             _write_contiguous(handle, array, hasher, stats)
         else:
@@ -481,6 +486,123 @@ def _write_pipelined(
     for part in parts:
         if stats is not None and part is not None:
             stats.merge(part)
+
+
+def summarising_threads() -> int:
+    """Threads that summarise a large array's chunks: on a machine of four processors or
+    more, up to three beside the hashing thread and the calling one, which then writes (see
+    :func:`_write_spread`); else 1, the calling thread (:func:`_write_pipelined`)."""
+    cores = usable_cores()
+    return 1 if cores < 4 else min(_MAX_SUMMARISING, cores - 2)
+
+
+_MAX_SUMMARISING = 3
+"""Summarising threads at most: more take turns on the GIL for numpy's short calls."""
+
+
+def _write_spread(
+    handle: BinaryIO,
+    array: np.ndarray,
+    hasher: ArrayHasher | None,
+    stats: StatsAccumulator | None,
+    threads: int,
+) -> None:
+    """:func:`_write_pipelined` on more processors: ``threads`` helpers summarise the chunks,
+    this thread writes each at its offset as it hands it on, and a helper hashes them in
+    order (NaNs canonical, counted by the summaries). The chunks, their summaries and so the
+    statistics merged in order are those of the two-thread pass: the same figures, bit for
+    bit, on any machine. Interrupted, this thread stops writing and the helpers' results are
+    dropped; they never write."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    spread = _Spread(handle, array, hasher, stats is not None, threads)
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="reprokit-array-summary")
+    try:
+        with _concurrently([spread.hash_in_order]):
+            try:
+                length = _spread_chunks(array, pool, spread.summarise, spread.sink, spread.handoff)
+            except BaseException:
+                spread.abandoned.set()
+                raise
+            finally:
+                spread.handoff.put(None)
+    finally:
+        pool.shutdown(wait=not spread.abandoned.is_set(), cancel_futures=True)
+    spread.sink.close(length)
+    for part in spread.parts:
+        if stats is not None and part is not None:
+            stats.merge(part)
+
+
+class _Spread:
+    """The helpers' side of :func:`_write_spread`."""
+
+    def __init__(
+        self,
+        handle: BinaryIO,
+        array: np.ndarray,
+        hasher: ArrayHasher | None,
+        stats: bool,
+        threads: int,
+    ) -> None:
+        import queue
+        import threading
+
+        self.array, self.hasher, self.stats = array, hasher, stats
+        self.little = _as_digested(array)
+        bound = (_AHEAD if array.flags.c_contiguous else 1) + threads  # views, or copies
+        self.handoff: queue.Queue[tuple[np.ndarray, int, Any, bool] | None] = queue.Queue(bound)
+        self.parts: list[StatsAccumulator | None] = []
+        self.sink, self.abandoned, self.scans = _Sink(handle), threading.Event(), threading.local()
+
+    def summarise(self, chunk: np.ndarray) -> tuple[StatsAccumulator | None, int]:
+        """A summarising thread's work: one float64 buffer per thread; numpy's error state
+        is per thread too (overflowing statistics are left out, not warned of)."""
+        import numpy as np
+
+        if not hasattr(self.scans, "scan"):
+            self.scans.scan = _Scan(self.array, self.stats)
+        with np.errstate(over="ignore", invalid="ignore"):
+            return cast("tuple[StatsAccumulator | None, int]", self.scans.scan.summary(chunk))
+
+    def hash_in_order(self) -> None:
+        """The hashing thread: each chunk once its summary is made (its NaNs counted)."""
+        try:
+            _drain(self.handoff, self._finish, self.abandoned)
+        finally:
+            self.sink.release()
+
+    def _finish(self, item: tuple[np.ndarray, int, Any, bool]) -> None:
+        chunk, offset, summary, written = item
+        if self.abandoned.is_set():
+            return
+        part, nan = summary.result()
+        self.parts.append(part)
+        if self.hasher is not None:
+            canonical = _without_nan_bits(chunk, nan) if nan and self.little else chunk
+            self.hasher.update(canonical, canonical=self.little)
+        if not written:
+            self.sink.write(chunk, offset)
+
+
+def _spread_chunks(
+    array: np.ndarray,
+    pool: Any,
+    summarise: Callable[[np.ndarray], Any],
+    sink: _Sink,
+    handoff: queue.Queue[Any],
+) -> int:
+    """The calling thread's side of :func:`_write_spread`: each chunk's summary asked for,
+    the chunk written (where the file has offsets) and handed to the hashing thread; the
+    bytes handed."""
+    offset = 0
+    for chunk in blocks(array, _CHUNK_BYTES if array.flags.c_contiguous else _COPY_BYTES):
+        summary = pool.submit(summarise, chunk)
+        if sink.positional:
+            sink.write(chunk, offset)
+        handoff.put((chunk, offset, summary, sink.positional))
+        offset += chunk.nbytes
+    return offset
 
 
 def _summarise_and_hand(
