@@ -32,6 +32,7 @@ from IPython.core.magic import Magics, line_magic, magics_class
 from reprokit._warn import show_warnings_as_one_line
 from reprokit.api import session
 from reprokit.exceptions import ReprokitError
+from reprokit.notebook.magicline import add_start_arguments
 
 if TYPE_CHECKING:
     from reprokit.recording.recorded_run import RunStatus
@@ -58,13 +59,7 @@ def _build_parser() -> _Parser:
     parser = _Parser(prog="%repro", description="Record this notebook's run (reprokit).")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     start = sub.add_parser("start", help="capture, seed, hash data, open the MLflow run")
-    start.add_argument("--experiment")
-    start.add_argument("--run-name")
-    start.add_argument("--seed", type=int)
-    start.add_argument("--deterministic", action="store_true")
-    start.add_argument("--data", nargs="+", action="extend", default=[], metavar="PATH")
-    start.add_argument("--tracking-uri")
-    start.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
+    add_start_arguments(start)
     seed = sub.add_parser("seed", help="seed random/numpy/torch and record it")
     seed.add_argument("value", type=int, metavar="N")
     seed.add_argument("--deterministic", action="store_true")
