@@ -37,7 +37,7 @@ import stat
 import sys
 import warnings
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from reprokit.capturing._filehash import (
     HEX_LENGTH,
@@ -397,6 +397,23 @@ def _dir_entry(
 
 
 Lists = tuple[list[str], list[int], list[str]]
+
+
+def entry_lists(entry: DataEntry) -> Lists:
+    """A folder entry's file names, sizes and hex digests, without making its ``files``."""
+    lists = entry.__dict__.get("_lists") if isinstance(entry, FolderEntry) else None
+    if lists is not None:
+        return cast(Lists, lists.get())
+    files = entry.files
+    return [f.path for f in files], [f.size for f in files], [f.digest for f in files]
+
+
+def folder_entry(path: str, lists: Lists, **known: Any) -> DataEntry:
+    """The folder entry of ``path`` whose files are ``lists`` (as :func:`entry_lists` gives
+    them); ``known``: its size, algorithm, digest and skipped files."""
+    return FolderEntry.make(
+        path=path, kind="dir", lists=FileLists(lambda: lists, len(lists[0])), **known
+    )
 
 
 class FileLists:

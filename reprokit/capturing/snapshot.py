@@ -108,6 +108,11 @@ def _data_paths(
 
 
 def _hash_data(paths: list[str | os.PathLike[str]], algorithm: str, base: Path) -> DataManifest:
+    """The manifest of ``paths``: the one ``reprokit run`` made while this kernel started,
+    if it is for exactly these paths and nothing under them changed since
+    (:mod:`reprokit.capturing.prehashed`), else hashed now."""
     from reprokit.capturing.hashing import hash_paths
+    from reprokit.capturing.prehashed import take_prehashed
 
-    return hash_paths(paths, algorithm=algorithm, relative_to=base)
+    made = take_prehashed(paths, algorithm, base)
+    return made if made is not None else hash_paths(paths, algorithm=algorithm, relative_to=base)

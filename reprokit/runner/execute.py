@@ -186,27 +186,27 @@ def execute_notebook(
     kernel_dir: str | None = None,
     cancel: threading.Event | None = None,
     gate: Gate | None = None,
+    before_cell: Callable[[Any], None] | None = None,
 ) -> ExecutionOutcome:
     """Run ``node`` (an nbformat notebook, not modified) and write the result to ``output_path``.
 
     ``parameters`` go into papermill's injected cell, except those redaction would change:
-    these and ``secrets`` (name -> value) reach the kernel by its environment, read by a cell
-    naming the variable, never the value. Error texts are redacted. ``env`` is added
-    to the kernel's environment; ``timeout`` (seconds) applies to each cell, ``limits`` to the
-    whole notebook (not counting a wait at ``gate`` before the first cell) and the kernel's
-    memory. The kernel is killed after the last cell, on an interruption or ``cancel``.
-    ``on_cell(position, total)``: a cell starts (1-based). ``kernel_dir``: private kernelspecs."""
+    these and ``secrets`` reach the kernel by its environment, never a cell. ``env``: added
+    to the kernel's; ``timeout`` (s): per cell; ``limits``: the notebook's (not counting a
+    wait at ``gate``) and the kernel's memory. Killed after the last cell, when interrupted or
+    on ``cancel``. As a cell starts: ``before_cell(cell)``, ``on_cell(position, total)``."""
     output, started, limits = Path(output_path), time.perf_counter(), limits or Limits()
     make_output_folder(output.parent)
-    log_path = output.with_name(output.stem + ".kernel.log")
-    secrets, hidden = dict(secrets or {}), _hidden_parameters(parameters or {})
+    log_path, secrets = output.with_name(output.stem + ".kernel.log"), dict(secrets or {})
+    hidden = _hidden_parameters(parameters or {})
     kernel_env = {**(env or {}), **_secret_env(secrets, hidden)}
     status: ExecutionStatus = "ok"
     with KernelWatch(limits.memory_bytes) as watch, _stoppers(watch, limits, cancel, gate) as clock:
         try:
             with open(log_path, "wb") as log:
                 what = (node, output, log, kernel_env, parameters, secrets, kernel_name, cwd)
-                job = _Job(*what, on_cell, tuple(hidden), kernel_dir, limits.start_timeout)
+                how = (on_cell, tuple(hidden), kernel_dir, limits.start_timeout, before_cell)
+                job = _Job(*what, *how)
                 _papermill(job, timeout, watch, _gate_hook(gate, watch, clock))
             message = ""
         except Exception as exc:
@@ -292,6 +292,7 @@ class _Job:
     hidden: tuple[str, ...] = ()  # parameters passed like secrets (see _hidden_parameters)
     kernel_dir: str | None = None  # private kernelspecs (a rebuilt environment's)
     start_timeout: float = 60.0  # seconds for the kernel to start and answer
+    before_cell: Callable[[Any], None] | None = None  # called with each cell as it starts
 
 
 def _hidden_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
@@ -522,19 +523,21 @@ def _papermill(job: _Job, timeout: float | None, watch: KernelWatch, on_start: A
             resources={"metadata": {"path": str(job.cwd)}},
             shutdown_kernel="immediate",
             on_notebook_start=on_start,
-            **_cell_hooks(node, parameters, job.on_cell),  # nbclient's hooks, through the engine
+            **_cell_hooks(node, parameters, job),  # nbclient's hooks, through the engine
         )
 
 
-def _cell_hooks(
-    node: Any, parameters: Mapping[str, Any] | None, on_cell: CellCallback | None
-) -> dict[str, Any]:
-    if on_cell is None:
+def _cell_hooks(node: Any, parameters: Mapping[str, Any] | None, job: _Job) -> dict[str, Any]:
+    on_cell, before_cell = job.on_cell, job.before_cell
+    if on_cell is None and before_cell is None:
         return {}
     total = len(node.cells) + (1 if parameters else 0)  # papermill injects one cell (if asked)
 
-    def on_cell_start(cell_index: int, **_: Any) -> None:
-        on_cell(min(cell_index + 1, total), total)
+    def on_cell_start(cell_index: int, cell: Any = None, **_: Any) -> None:
+        if before_cell is not None and cell is not None:
+            before_cell(cell)
+        if on_cell is not None:
+            on_cell(min(cell_index + 1, total), total)
 
     return {"on_cell_start": on_cell_start}
 

@@ -344,25 +344,29 @@ def execute_planned(
     """Execute one planned notebook and complete its run folder (nothing recorded yet);
     setting ``cancel`` stops its kernel as if the runner were interrupted; its started kernel
     waits at ``gate`` before the first cell (:class:`~reprokit.runner.execute.Gate`)."""
+    from reprokit.recording.target import find_project_root
     from reprokit.recording.writer import now_ms
+    from reprokit.runner.datahash import data_ahead
     from reprokit.runner.execute import Limits, execute_notebook
 
-    start_ms = now_ms()
-    executed = execute_notebook(
-        plan.node,
-        plan.output_path,
-        cwd=plan.source.resolve().parent,
-        env=plan.env,
-        parameters=plan.parameters,
-        kernel_name=plan.kernel,
-        timeout=options.timeout,
-        limits=Limits(options.notebook_timeout, options.memory_limit, options.start_timeout),
-        secrets=options.secret_parameters,
-        on_cell=on_cell,
-        kernel_dir=plan.kernel_dir,
-        cancel=cancel,
-        gate=gate,
-    )
+    start_ms, cwd = now_ms(), plan.source.resolve().parent  # %repro start's data hashed ahead:
+    with data_ahead(plan.node, cwd, Path(find_project_root(cwd)), plan.env) as (env, hook):
+        executed = execute_notebook(
+            plan.node,
+            plan.output_path,
+            cwd=cwd,
+            env=env,
+            parameters=plan.parameters,
+            kernel_name=plan.kernel,
+            timeout=options.timeout,
+            limits=Limits(options.notebook_timeout, options.memory_limit, options.start_timeout),
+            secrets=options.secret_parameters,
+            on_cell=on_cell,
+            kernel_dir=plan.kernel_dir,
+            cancel=cancel,
+            gate=gate,
+            before_cell=hook,
+        )
     start_ms += int(executed.waited_s * 1000)  # the run starts with its notebook, not kernel
     results = read_results(plan.output_path)
     complete_run_folders(results)
