@@ -33,7 +33,6 @@ import stat
 import sys
 import tempfile
 import threading
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,17 +91,17 @@ class Prehash:
                 return
             if not self._watched():
                 return
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                manifest = hash_paths(
-                    self.request.absolute(),
-                    algorithm=self.request.algorithm,
-                    relative_to=self.request.relative_to,
-                    jobs=_JOBS,
-                )
+            manifest = hash_paths(
+                self.request.absolute(),
+                algorithm=self.request.algorithm,
+                relative_to=self.request.relative_to,
+                jobs=_JOBS,
+            )
         except Exception:  # the kernel meets the same error, and says it in the notebook
             return
-        if not caught:
+        # a special file skipped is a warning the notebook should show: the kernel's to give
+        # (warnings are not caught here: catch_warnings is not safe on a thread)
+        if not any(entry.skipped for entry in manifest.entries):
             self._payload = marshal.dumps([_FORMAT, self.request.as_list(), _encoded(manifest)])
 
     def _watched(self) -> bool:
