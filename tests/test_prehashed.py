@@ -298,3 +298,59 @@ def test_a_run_records_the_data_as_it_is_when_the_start_cell_begins(
     run_folder = next(Path(outcome.output_path).parent.glob("2*"))
     recorded = json.loads((run_folder / "data.json").read_text())["entries"][0]
     assert recorded["digest"] == hash_paths(["data"], relative_to=project).entries[0].digest
+
+
+def _swap_parent(tmp_path: Path) -> None:
+    (tmp_path / "cur").rename(tmp_path / "old")
+    (tmp_path / "next").rename(tmp_path / "cur")
+
+
+def _retarget_link(tmp_path: Path) -> None:
+    (tmp_path / "tmp-link").symlink_to("next")
+    (tmp_path / "tmp-link").rename(tmp_path / "cur")  # ln -sfn next cur
+
+
+@linux_only
+@pytest.mark.parametrize("swap", [_swap_parent, _retarget_link], ids=["renamed", "relinked"])
+def test_a_folder_above_the_data_swapped_means_the_kernel_hashes_itself(
+    swap: Callable[[Path], None], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _tree(tmp_path / "v1")
+    _tree(tmp_path / "next")
+    if swap is _swap_parent:
+        (tmp_path / "v1").rename(tmp_path / "cur")
+    else:
+        (tmp_path / "cur").symlink_to("v1")
+    hash_paths([tmp_path / "cur" / "data"])
+    ((tmp_path / "next") / "data" / "a" / "f0.txt").write_text("the other release\n")
+    prehash = Prehash.start(_request(tmp_path, "cur/data"))
+    prehash._thread.join()
+    swap(tmp_path)  # nothing under the watched folder changed: the path names another one
+    assert not prehash.publish()
+    prehash.close()
+
+
+@linux_only
+def test_a_manifest_is_not_taken_after_its_start_cell(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reprokit.runner.datahash import data_ahead
+
+    _tree(tmp_path)
+    node = _nb("%repro start --seed -1 --data data", "edit()", "%repro start --data data")
+    with data_ahead(node, tmp_path, tmp_path, {}) as (env, hook):
+        assert hook is not None
+        hook(node.cells[1])  # the start cell: published (and it fails before taking it)
+        assert Path(env[PREHASHED_ENV]).exists()
+        hook(node.cells[2])  # any later cell: too late
+        assert not Path(env[PREHASHED_ENV]).exists()
+
+
+def test_a_file_that_is_not_a_manifest_is_left_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "results.csv").write_text("a,b\n1,2\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(PREHASHED_ENV, str(tmp_path / "results.csv"))
+    assert prehashed.take_prehashed(["data"], "blake3", tmp_path) is None
+    assert (tmp_path / "results.csv").read_text() == "a,b\n1,2\n"

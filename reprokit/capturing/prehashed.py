@@ -12,9 +12,13 @@ takes that manifest instead of hashing again (:func:`take_prehashed`) if, and on
   overflowing) means the kernel hashes itself; a tree the watch cannot cover (a symbolic
   link in it, more folders than the user's inotify watches) is not hashed ahead;
 - the hashing gave no warning (a special file skipped: the notebook should show it) and
-  no error;
-- the kernel asks for exactly what was hashed: the same paths as written, from the same
-  working folder, relative to the same project root, with the same algorithm.
+  no error, and each path still leads to what was hashed (its real path, device, inode);
+- the kernel asks for exactly what was hashed, in the start cell: the same paths as
+  written, from the same working folder, relative to the same project root, with the same
+  algorithm (after that cell the runner withdraws the manifest).
+
+``inotify`` does not hear of writes through a hard link from outside the data, through a
+shared memory map, or from another machine (NFS): docs/hashing.md says what that means.
 
 The manifest goes through a file in a folder only the user can read (``mkdtemp``), named
 to the kernel by :data:`PREHASHED_ENV`; it is put there once the start cell begins, read
@@ -72,6 +76,7 @@ class Prehash:
         self.request, self.folder = request, folder
         self.path = folder / "data.marshal"
         self.watch: FolderWatch | None = None
+        self._names: list[tuple[str, int, int]] | None = None
         self._payload: bytes | None = None
         self._lock, self._closed = threading.Lock(), False
         self._thread = threading.Thread(target=self._hash, name="reprokit-prehash", daemon=True)
@@ -89,6 +94,9 @@ class Prehash:
         try:
             if not _known(self.request):
                 return
+            # what each path leads to, through the folders and links above it: those are not
+            # watched (a parent renamed or a link retargeted changes nothing under the data)
+            self._names = _identity(self.request.absolute())
             if not self._watched():
                 return
             manifest = hash_paths(
@@ -101,7 +109,7 @@ class Prehash:
             return
         # a special file skipped is a warning the notebook should show: the kernel's to give
         # (warnings are not caught here: catch_warnings is not safe on a thread)
-        if not any(entry.skipped for entry in manifest.entries):
+        if not any(entry.skipped for entry in manifest.entries) and self._same_names():
             self._payload = marshal.dumps([_FORMAT, self.request.as_list(), _encoded(manifest)])
 
     def _watched(self) -> bool:
@@ -121,7 +129,7 @@ class Prehash:
         self._thread.join()
         if self.watch is None or self._payload is None:
             return False
-        clean = not self.watch.changed()
+        clean = self._same_names() and not self.watch.changed()
         self.watch.close()
         if not clean:
             return False
@@ -130,6 +138,18 @@ class Prehash:
             handle.write(self._payload)
         os.replace(partial, self.path)  # whole or not at all
         return True
+
+    def _same_names(self) -> bool:
+        try:
+            return _identity(self.request.absolute()) == self._names
+        except OSError:
+            return False
+
+    def retract(self) -> None:
+        """The start cell is over: a manifest it did not take (it failed first) is no one's
+        now; code of the notebook may have run since."""
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
 
     def close(self) -> None:
         """Remove what is left (the manifest if the kernel did not take it), stop the watch.
@@ -145,6 +165,15 @@ _JOBS = None
 """Processes that hash ahead: as many as the hashing takes by default (over 100k cached
 files a second process ``stat``s half of them: measured faster than this one alone, even as
 the kernel starts beside them)."""
+
+
+def _identity(paths: list[str]) -> list[tuple[str, int, int]]:
+    """Each path's real path, device and inode."""
+    found = []
+    for path in paths:
+        st = os.stat(path)
+        found.append((os.path.realpath(path), st.st_dev, st.st_ino))
+    return found
 
 
 def _known(request: DataRequest) -> bool:
@@ -191,13 +220,16 @@ def take_prehashed(
         version, request, rows = marshal.loads(raw)
         if version != _FORMAT or request != asked.as_list():
             return None
-        return DataManifest(entries=tuple(_decoded(row) for row in rows))
-    except (ValueError, TypeError, EOFError):  # not what the runner writes
+        made = DataManifest(entries=tuple(_decoded(row) for row in rows))
+    except (ValueError, TypeError, EOFError):  # not what the runner writes: left alone
         return None
+    with contextlib.suppress(OSError):
+        os.unlink(where)  # the runner's, for this very request: read once
+    return made
 
 
 def _read_once(where: str) -> bytes | None:
-    """The file's bytes, the file removed; None unless it is a regular file of this user."""
+    """The file's bytes; None unless it is a regular file of this user."""
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
         fd = os.open(where, flags)
@@ -208,8 +240,6 @@ def _read_once(where: str) -> bytes | None:
         mine = not hasattr(os, "getuid") or st.st_uid == os.getuid()
         if not stat.S_ISREG(st.st_mode) or not mine or st.st_size > _MAX_BYTES:
             return None
-        with contextlib.suppress(OSError):
-            os.unlink(where)
         with os.fdopen(os.dup(fd), "rb") as handle:
             return handle.read(_MAX_BYTES + 1)
     finally:

@@ -102,7 +102,9 @@ def data_ahead(
 
     def before_cell(cell: Any) -> None:
         nonlocal published
-        if not published and _text(cell.get("source", "")) == source:
+        if published:  # the start cell is over (it failed before taking the manifest?):
+            prehash.retract()  # no later %repro start takes what was hashed before its code
+        elif _text(cell.get("source", "")) == source:
             published = True
             prehash.publish()
 
