@@ -261,6 +261,53 @@ def test_which_notebooks_have_their_data_hashed_ahead(
     assert "%repro start" in found[0]
 
 
+@pytest.mark.parametrize(
+    ("cells", "given", "paths"),
+    [
+        (
+            ["seed = 0", "%load_ext reprokit\n%repro start --seed $seed --data data/"],
+            {},
+            ("data/",),
+        ),
+        (["folder = 'in'", "%repro start --data $folder"], {}, ("in",)),
+        (["folder = 'in'", "%repro start --data $folder"], {"folder": "out"}, ("out",)),
+        (["%repro start --data $folder"], {"folder": "out"}, ("out",)),
+        (
+            ["folder = 'in'", "%repro start --data $folder", "# tagged after"],
+            {"folder": "x"},
+            ("in",),
+        ),
+        (["%repro start --data $folder"], {}, None),
+        (["folder = 'a b'", "%repro start --data $folder"], {}, None),
+        (["folder = 'a'", "%repro start --data $folder.name"], {}, None),
+        (["folder = 'a'", "%repro start --data '$folder'"], {}, None),
+        (["folder = ['a']", "%repro start --data $folder"], {}, None),
+        (["n = 1", "%repro start --seed $$n --data d"], {}, None),
+    ],
+    ids=[
+        "the quickstart's line",
+        "a path from a literal",
+        "a path from a parameter",
+        "a parameter injected at the top",
+        "parameters injected after the start cell",
+        "an unknown name",
+        "a value of two words",
+        "an attribute",
+        "quoted",
+        "a list",
+        "an escaped dollar",
+    ],
+)
+def test_dollar_names_are_expanded_as_ipython_will_or_not_at_all(
+    cells: list[str], given: dict[str, Any], paths: tuple[str, ...] | None, tmp_path: Path
+) -> None:
+    node = _nb(*cells)
+    if len(cells) == 3:  # the last cell is papermill's parameters cell, after the start
+        node.cells[-1].metadata["tags"] = ["parameters"]
+    found = start_cell_request(node, tmp_path, tmp_path, given)
+    assert (found[1].paths if found is not None else None) == paths
+
+
 @pytest.mark.slow
 @linux_only
 @pytest.mark.parametrize("edited", [False, True], ids=["unchanged", "edited meanwhile"])
@@ -338,7 +385,7 @@ def test_a_manifest_is_not_taken_after_its_start_cell(
 
     _tree(tmp_path)
     node = _nb("%repro start --seed -1 --data data", "edit()", "%repro start --data data")
-    with data_ahead(node, tmp_path, tmp_path, {}) as (env, hook):
+    with data_ahead(node, tmp_path, {}) as (env, hook):
         assert hook is not None
         hook(node.cells[1])  # the start cell: published (and it fails before taking it)
         assert Path(env[PREHASHED_ENV]).exists()

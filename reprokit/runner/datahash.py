@@ -5,7 +5,8 @@ began, and only for exactly what it asks (:mod:`reprokit.capturing.prehashed`). 
 notebooks qualify, and when the manifest is handed over. A notebook qualifies when its first
 ``%repro start`` has ``--data`` and comes before any code of its own: only blank lines,
 comments, ``%load_ext reprokit`` and assignments of literal values (a ``parameters`` cell) may
-precede it, so nothing of the notebook can have changed the data first.
+precede it, so nothing of the notebook can have changed the data first. ``$name`` in the
+line is expanded from those literals and papermill's parameters, as IPython will.
 """
 
 from __future__ import annotations
@@ -25,23 +26,68 @@ __all__ = ["data_ahead", "start_cell_request"]
 _LOAD_EXT = re.compile(r"%(re)?load_ext\s+reprokit\s*(#.*)?")
 
 
-def start_cell_request(node: Any, cwd: Path, relative_to: Path) -> tuple[str, DataRequest] | None:
+def start_cell_request(
+    node: Any, cwd: Path, relative_to: Path, parameters: Mapping[str, Any] | None = None
+) -> tuple[str, DataRequest] | None:
     """The source of the cell holding the notebook's first ``%repro start`` and what it
-    hashes, if that line has ``--data`` and no code of the notebook runs before it."""
+    hashes, if that line has ``--data`` and no code of the notebook runs before it. ``$name``
+    in the line is expanded as IPython will, from the literals assigned before it and the
+    ``parameters`` papermill injects; any other expansion (``{expr}``, ``$x.y``, an unknown
+    name, a value with spaces or quotes) and the notebook is not hashed ahead."""
+    known: dict[str, Any] = {}
+    given = dict(parameters or {})
     for cell in node.get("cells", []):
         if cell.get("cell_type") != "code":
             continue
         source = _text(cell.get("source", ""))
         found = _start_line(source)
         if found is None:
-            if _inert(source):
-                continue
-            return None
-        paths = start_data(found)
-        if not paths:
-            return None
-        return source, DataRequest(tuple(paths), str(cwd), str(relative_to))
+            values = _literals(source)
+            if values is None:
+                return None
+            known.update(values, **(given if "parameters" in _tags(cell) else {}))
+            continue
+        if not _has_parameters_cell(node):
+            known.update(given)  # papermill injects them at the top then
+        expanded = _expanded(found, known)
+        paths = start_data(expanded) if expanded is not None else None
+        return (source, DataRequest(tuple(paths), str(cwd), str(relative_to))) if paths else None
     return None
+
+
+def _tags(cell: Any) -> list[Any]:
+    tags = cell.get("metadata", {}).get("tags", [])
+    return tags if isinstance(tags, list) else []
+
+
+def _has_parameters_cell(node: Any) -> bool:
+    """Whether papermill injects its parameters after a cell tagged ``parameters`` (taken
+    with it if it comes before the start line; after it, they come too late for it) rather
+    than at the top."""
+    return any("parameters" in _tags(cell) for cell in node.get("cells", []))
+
+
+_DOLLAR = re.compile(r"\$([A-Za-z_]\w*)")
+_UNSAFE = re.compile(r"[\s'\"$#{}\\]")
+
+
+def _expanded(line: str, known: Mapping[str, Any]) -> str | None:
+    """``line`` with each ``$name`` replaced by the literal ``name`` holds (None: another
+    expansion, or a value that would not be one word)."""
+    if "{" in line or "$$" in line or ("$" in line and ("'" in line or '"' in line)):
+        return None
+    parts, end = [], 0
+    for match in _DOLLAR.finditer(line):
+        value = known.get(match.group(1))
+        if line[match.end() : match.end() + 1] in (".", "[", "(") or value is None:
+            return None
+        text = str(value) if isinstance(value, (int, float, str)) else ""
+        if not text or _UNSAFE.search(text):
+            return None
+        parts += [line[end : match.start()], text]
+        end = match.end()
+    rest = line[end:]
+    return None if "$" in rest else "".join(parts) + rest
 
 
 def _text(source: Any) -> str:
@@ -55,45 +101,60 @@ def _start_line(source: str) -> str | None:
         text = line.strip()
         if not text or text.startswith("#") or _LOAD_EXT.fullmatch(text):
             continue
-        return text if text.startswith("%repro") and start_data(text) is not None else None
+        return text if re.match(r"%repro\s+start(\s|$)", text) else None
     return None
 
 
-def _inert(source: str) -> bool:
-    """A cell of blank lines, comments, ``%load_ext reprokit`` and literal assignments."""
+def _literals(source: str) -> dict[str, Any] | None:
+    """The names a cell of blank lines, comments, ``%load_ext reprokit`` and literal
+    assignments binds, with their values; None for any other cell."""
     lines = [line for line in source.splitlines() if not _LOAD_EXT.fullmatch(line.strip())]
     try:
         tree = ast.parse("\n".join(lines))
     except SyntaxError:  # another magic, a shell escape: code of its own
-        return False
-    return all(_literal_assignment(statement) for statement in tree.body)
+        return None
+    values: dict[str, Any] = {}
+    for statement in tree.body:
+        bound = _literal_assignment(statement)
+        if bound is None:
+            return None
+        values.update(bound)
+    return values
 
 
-def _literal_assignment(statement: ast.stmt) -> bool:
+def _literal_assignment(statement: ast.stmt) -> dict[str, Any] | None:
+    """The names ``statement`` binds to a literal, with its value; None if it is not
+    ``name = literal`` (or annotated so)."""
     if isinstance(statement, ast.Assign):
         targets, value = statement.targets, statement.value
     elif isinstance(statement, ast.AnnAssign) and statement.value is not None:
         targets, value = [statement.target], statement.value
     else:
-        return False
+        return None
     if not all(isinstance(target, ast.Name) for target in targets):
-        return False
+        return None
     try:
-        ast.literal_eval(value)
+        literal = ast.literal_eval(value)
     except ValueError:
-        return False
-    return True
+        return None
+    return {target.id: literal for target in targets if isinstance(target, ast.Name)}
 
 
 @contextmanager
 def data_ahead(
-    node: Any, cwd: Path, relative_to: Path, env: Mapping[str, str]
+    node: Any,
+    cwd: Path,
+    env: Mapping[str, str],
+    parameters: Mapping[str, Any] | None = None,
 ) -> Iterator[tuple[Mapping[str, str], Callable[[Any], None] | None]]:
-    """For the time of an execution: the kernel's environment (naming where the manifest
-    will be) and the hook to call as each cell starts (it hands the manifest over as the
-    start cell begins); ``env`` and no hook where the notebook does not qualify or its data
-    cannot be watched."""
-    found = start_cell_request(node, cwd, relative_to)
+    """For the time of an execution (``cwd``: the kernel's working folder, the data shown
+    relative to its project; ``parameters``: papermill's): the kernel's environment (naming
+    where the manifest will be) and the hook to call as each cell starts (it hands the
+    manifest over as the start cell begins); ``env`` and no hook where the notebook does not
+    qualify."""
+    from reprokit.recording.target import find_project_root
+
+    found = start_cell_request(node, cwd, find_project_root(cwd), parameters)
     if found is None:
         yield env, None
         return

@@ -344,13 +344,12 @@ def execute_planned(
     """Execute one planned notebook and complete its run folder (nothing recorded yet);
     setting ``cancel`` stops its kernel as if the runner were interrupted; its started kernel
     waits at ``gate`` before the first cell (:class:`~reprokit.runner.execute.Gate`)."""
-    from reprokit.recording.target import find_project_root
     from reprokit.recording.writer import now_ms
     from reprokit.runner.datahash import data_ahead
     from reprokit.runner.execute import Limits, execute_notebook
 
     start_ms, cwd = now_ms(), plan.source.resolve().parent  # %repro start's data hashed ahead:
-    with data_ahead(plan.node, cwd, Path(find_project_root(cwd)), plan.env) as (env, hook):
+    with data_ahead(plan.node, cwd, plan.env, plan.parameters) as (env, hook):
         executed = execute_notebook(
             plan.node,
             plan.output_path,
