@@ -29,7 +29,6 @@ API, a second ``%repro start``) the kernel hashes as it always did.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import marshal
 import os
 import shutil
@@ -351,6 +350,8 @@ class FolderWatch:
 def _libc() -> Any:
     if not sys.platform.startswith("linux"):
         return None
+    import ctypes  # here: a kernel taking a manifest needs no watch
+
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.inotify_init1.argtypes = [ctypes.c_int]
