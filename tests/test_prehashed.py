@@ -234,6 +234,12 @@ def _nb(*sources: str, tags: dict[int, list[str]] | None = None) -> Any:
         (["n = len('x')", "%repro start --data data"], None),
         (["%load_ext reprokit", "x = 1"], None),
         (["%repro start --bogus --data data"], None),
+        (["x: print('ran') = 1", "%repro start --data data"], None),
+        (["x: int = 1", "%repro start --data data"], ("data",)),
+        (["x = {[]: 1}", "%repro start --data data"], None),
+        (["x = " + "-" * 100_000 + "1", "%repro start --data data"], None),
+        (["n = 0x" + "f" * 4000, "%repro start --data d$n"], None),
+        (["n = 'a'", "%repro start --data $n # }"], None),
     ],
     ids=[
         "after load_ext",
@@ -247,6 +253,12 @@ def _nb(*sources: str, tags: dict[int, list[str]] | None = None) -> Any:
         "code first",
         "no start",
         "refused arguments",
+        "code in an annotation",
+        "a plain annotation",
+        "a literal that raises TypeError",
+        "too deep to parse",
+        "an int too long to show",
+        "a lone brace (IPython expands nothing)",
     ],
 )
 def test_which_notebooks_have_their_data_hashed_ahead(
@@ -262,6 +274,24 @@ def test_which_notebooks_have_their_data_hashed_ahead(
 
 
 @pytest.mark.parametrize(
+    ("tags", "paths"),
+    [
+        ([["parameters"], ["parameters"]], ("again",)),
+        ([["parameters"], ["injected-parameters"]], None),
+    ],
+    ids=["papermill injects after the first parameters cell only", "a cell it will replace"],
+)
+def test_papermills_parameters_land_where_papermill_puts_them(
+    tags: list[list[str]], paths: tuple[str, ...] | None, tmp_path: Path
+) -> None:
+    node = _nb("folder = 'in'", "folder = 'again'", "%repro start --data $folder")
+    node.cells[1].metadata["tags"], node.cells[2].metadata["tags"] = tags
+    found = start_cell_request(node, tmp_path, tmp_path, {"folder": "out"})
+    # injected after the first parameters cell: the second, plain code to papermill, runs after
+    assert (found[1].paths if found is not None else None) == paths
+
+
+@pytest.mark.parametrize(
     ("cells", "given", "paths"),
     [
         (
@@ -270,7 +300,7 @@ def test_which_notebooks_have_their_data_hashed_ahead(
             ("data/",),
         ),
         (["folder = 'in'", "%repro start --data $folder"], {}, ("in",)),
-        (["folder = 'in'", "%repro start --data $folder"], {"folder": "out"}, ("out",)),
+        (["folder = 'in'", "%repro start --data $folder"], {"folder": "out"}, ("in",)),
         (["%repro start --data $folder"], {"folder": "out"}, ("out",)),
         (
             ["folder = 'in'", "%repro start --data $folder", "# tagged after"],
@@ -287,7 +317,7 @@ def test_which_notebooks_have_their_data_hashed_ahead(
     ids=[
         "the quickstart's line",
         "a path from a literal",
-        "a path from a parameter",
+        "a parameter injected at the top, then a literal",
         "a parameter injected at the top",
         "parameters injected after the start cell",
         "an unknown name",

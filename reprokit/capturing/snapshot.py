@@ -53,11 +53,9 @@ def capture(
     (a single path is accepted as well as a sequence); a relative one is read from the
     current directory, like any path a user types, and recorded relative to ``root``.
     ``seeds`` is what :func:`~reprokit.capturing.seeds.seed_everything` returned, recorded
-    as given.
-    """
-    base = _root_folder(root)
-    paths = _data_paths(data)
-    git = start_git(base)  # git's processes run while the in-process collectors work
+    as given. The manifest ``reprokit run`` made is taken first; git runs meanwhile."""
+    base, paths = _root_folder(root), _data_paths(data)
+    ahead, git = _prehashed(paths, algorithm, base), start_git(base)
     try:
         captured_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
         python, platform = collect_python(), collect_platform()
@@ -67,7 +65,7 @@ def capture(
         threadpools, environment = collect_threadpools(), collect_environment()
         accelerator = collect_accelerator()
         extensions = collect_extensions()  # reprokit.collectors plugins, loaded on first use
-        manifest = _hash_data(paths, algorithm, base) if paths else None
+        manifest = ahead if ahead is not None or not paths else _hash_data(paths, algorithm, base)
         git_info = git.result()
     finally:
         git.close()
@@ -107,12 +105,20 @@ def _data_paths(
     return list(data)
 
 
-def _hash_data(paths: list[str | os.PathLike[str]], algorithm: str, base: Path) -> DataManifest:
-    """The manifest of ``paths``: the one ``reprokit run`` made while this kernel started,
-    if it is for exactly these paths and nothing under them changed since
-    (:mod:`reprokit.capturing.prehashed`), else hashed now."""
-    from reprokit.capturing.hashing import hash_paths
+def _prehashed(
+    paths: list[str | os.PathLike[str]], algorithm: str, base: Path
+) -> DataManifest | None:
+    """The manifest of ``paths`` ``reprokit run`` made while this kernel started, if it is
+    for exactly these paths and nothing under them changed until this start cell began
+    (:mod:`reprokit.capturing.prehashed`): taken before the other collectors run."""
+    if not paths:
+        return None
     from reprokit.capturing.prehashed import take_prehashed
 
-    made = take_prehashed(paths, algorithm, base)
-    return made if made is not None else hash_paths(paths, algorithm=algorithm, relative_to=base)
+    return take_prehashed(paths, algorithm, base)
+
+
+def _hash_data(paths: list[str | os.PathLike[str]], algorithm: str, base: Path) -> DataManifest:
+    from reprokit.capturing.hashing import hash_paths
+
+    return hash_paths(paths, algorithm=algorithm, relative_to=base)

@@ -34,21 +34,22 @@ def start_cell_request(
     in the line is expanded as IPython will, from the literals assigned before it and the
     ``parameters`` papermill injects; any other expansion (``{expr}``, ``$x.y``, an unknown
     name, a value with spaces or quotes) and the notebook is not hashed ahead."""
-    known: dict[str, Any] = {}
-    given = dict(parameters or {})
-    for cell in node.get("cells", []):
-        if cell.get("cell_type") != "code":
-            continue
+    cells = [cell for cell in node.get("cells", []) if cell.get("cell_type") == "code"]
+    if any("injected-parameters" in _tags(cell) for cell in cells):
+        return None  # papermill replaces that cell: what it held is not what will run
+    tagged = [cell for cell in cells if "parameters" in _tags(cell)][:1]  # injected after
+    known: dict[str, Any] = {} if tagged else dict(parameters or {})  # or at the top
+    for cell in cells:
         source = _text(cell.get("source", ""))
         found = _start_line(source)
         if found is None:
             values = _literals(source)
             if values is None:
                 return None
-            known.update(values, **(given if "parameters" in _tags(cell) else {}))
+            known.update(
+                values, **(dict(parameters or {}) if any(cell is t for t in tagged) else {})
+            )
             continue
-        if not _has_parameters_cell(node):
-            known.update(given)  # papermill injects them at the top then
         expanded = _expanded(found, known)
         paths = start_data(expanded) if expanded is not None else None
         return (source, DataRequest(tuple(paths), str(cwd), str(relative_to))) if paths else None
@@ -60,13 +61,6 @@ def _tags(cell: Any) -> list[Any]:
     return tags if isinstance(tags, list) else []
 
 
-def _has_parameters_cell(node: Any) -> bool:
-    """Whether papermill injects its parameters after a cell tagged ``parameters`` (taken
-    with it if it comes before the start line; after it, they come too late for it) rather
-    than at the top."""
-    return any("parameters" in _tags(cell) for cell in node.get("cells", []))
-
-
 _DOLLAR = re.compile(r"\$([A-Za-z_]\w*)")
 _UNSAFE = re.compile(r"[\s'\"$#{}\\]")
 
@@ -74,14 +68,17 @@ _UNSAFE = re.compile(r"[\s'\"$#{}\\]")
 def _expanded(line: str, known: Mapping[str, Any]) -> str | None:
     """``line`` with each ``$name`` replaced by the literal ``name`` holds (None: another
     expansion, or a value that would not be one word)."""
-    if "{" in line or "$$" in line or ("$" in line and ("'" in line or '"' in line)):
+    if "{" in line or "}" in line or "$$" in line or ("$" in line and ("'" in line or '"' in line)):
         return None
     parts, end = [], 0
     for match in _DOLLAR.finditer(line):
         value = known.get(match.group(1))
         if line[match.end() : match.end() + 1] in (".", "[", "(") or value is None:
             return None
-        text = str(value) if isinstance(value, (int, float, str)) else ""
+        try:
+            text = str(value) if isinstance(value, (int, float, str)) else ""
+        except ValueError:  # an int past sys.get_int_max_str_digits(): IPython expands nothing
+            return None
         if not text or _UNSAFE.search(text):
             return None
         parts += [line[end : match.start()], text]
@@ -111,8 +108,8 @@ def _literals(source: str) -> dict[str, Any] | None:
     lines = [line for line in source.splitlines() if not _LOAD_EXT.fullmatch(line.strip())]
     try:
         tree = ast.parse("\n".join(lines))
-    except SyntaxError:  # another magic, a shell escape: code of its own
-        return None
+    except (SyntaxError, ValueError, MemoryError, RecursionError):  # another magic, a shell
+        return None  # escape (code of its own), or too deeply nested to parse
     values: dict[str, Any] = {}
     for statement in tree.body:
         bound = _literal_assignment(statement)
@@ -128,6 +125,9 @@ def _literal_assignment(statement: ast.stmt) -> dict[str, Any] | None:
     if isinstance(statement, ast.Assign):
         targets, value = statement.targets, statement.value
     elif isinstance(statement, ast.AnnAssign) and statement.value is not None:
+        # a module-level annotation is evaluated: any expression there is code that runs
+        if not isinstance(statement.annotation, ast.Name):
+            return None
         targets, value = [statement.target], statement.value
     else:
         return None
@@ -135,7 +135,7 @@ def _literal_assignment(statement: ast.stmt) -> dict[str, Any] | None:
         return None
     try:
         literal = ast.literal_eval(value)
-    except ValueError:
+    except (ValueError, TypeError, MemoryError, RecursionError):  # {[]: 1} raises TypeError
         return None
     return {target.id: literal for target in targets if isinstance(target, ast.Name)}
 
@@ -154,7 +154,10 @@ def data_ahead(
     qualify."""
     from reprokit.recording.target import find_project_root
 
-    found = start_cell_request(node, cwd, find_project_root(cwd), parameters)
+    try:
+        found = start_cell_request(node, cwd, find_project_root(cwd), parameters)
+    except Exception:  # a speed-up only: whatever it trips on, the kernel hashes (or fails)
+        found = None
     if found is None:
         yield env, None
         return
