@@ -460,13 +460,8 @@ def _write_pipelined(
 
     def finish(item: tuple[np.ndarray, int, int, bool]) -> None:
         chunk, offset, nan, written = item
-        if abandoned.is_set():
-            return
-        if hasher is not None:
-            canonical = _without_nan_bits(chunk, nan) if nan and little else chunk
-            hasher.update(canonical, canonical=little)
-        if not written:
-            sink.write(chunk, offset)
+        if not abandoned.is_set():
+            _hash_and_write(chunk, offset, nan, written, (hasher, little, sink))
 
     def helper() -> None:
         try:
@@ -578,11 +573,24 @@ class _Spread:
             return
         part, nan = summary.result()
         self.parts.append(part)
-        if self.hasher is not None:
-            canonical = _without_nan_bits(chunk, nan) if nan and self.little else chunk
-            self.hasher.update(canonical, canonical=self.little)
-        if not written:
-            self.sink.write(chunk, offset)
+        _hash_and_write(chunk, offset, nan, written, (self.hasher, self.little, self.sink))
+
+
+def _hash_and_write(
+    chunk: np.ndarray,
+    offset: int,
+    nan: int,
+    written: bool,
+    into: tuple[ArrayHasher | None, bool, _Sink],
+) -> None:
+    """The hashing thread's work on one chunk, in order: hashed (its NaNs canonical, where
+    the bytes are the digest's), and written at its offset unless the caller did."""
+    hasher, little, sink = into
+    if hasher is not None:
+        canonical = _without_nan_bits(chunk, nan) if nan and little else chunk
+        hasher.update(canonical, canonical=little)
+    if not written:
+        sink.write(chunk, offset)
 
 
 def _spread_chunks(

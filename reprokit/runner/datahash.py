@@ -37,8 +37,9 @@ def start_cell_request(
     cells = [cell for cell in node.get("cells", []) if cell.get("cell_type") == "code"]
     if any("injected-parameters" in _tags(cell) for cell in cells):
         return None  # papermill replaces that cell: what it held is not what will run
+    given = dict(parameters or {})
     tagged = [cell for cell in cells if "parameters" in _tags(cell)][:1]  # injected after
-    known: dict[str, Any] = {} if tagged else dict(parameters or {})  # or at the top
+    known: dict[str, Any] = {} if tagged else dict(given)  # or at the top
     for cell in cells:
         source = _text(cell.get("source", ""))
         found = _start_line(source)
@@ -46,9 +47,9 @@ def start_cell_request(
             values = _literals(source)
             if values is None:
                 return None
-            known.update(
-                values, **(dict(parameters or {}) if any(cell is t for t in tagged) else {})
-            )
+            known.update(values)
+            if tagged and cell is tagged[0]:
+                known.update(given)
             continue
         expanded = _expanded(found, known)
         paths = start_data(expanded) if expanded is not None else None
