@@ -63,8 +63,11 @@ def wait_gone(pids: Sequence[int], timeout: float = 15.0) -> list[int]:
 
 
 def kill_quietly(pids: Sequence[int]) -> None:
-    """Clean up after a failed test: only the pids this test started."""
+    """Clean up after a failed test: only the pids this test started, and the process group
+    of each that leads one (a kernel's: what its cells started)."""
     for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, 9)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, 9)
 

@@ -4,7 +4,9 @@ carries (secrets sealed), the scheduler connection, the report lines."""
 from __future__ import annotations
 
 import pickle
+import signal
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -244,3 +246,39 @@ def test_junit_names_the_worker_of_each_notebook() -> None:
     assert suite is not None
     found = {p.get("name"): p.get("value") for p in suite.iter("property")}
     assert found["executed_by"] == "node7 (tcp://10.0.0.2:4001)"
+
+
+_SIGNAL_ON_A_WORKER = """
+import signal, sys, threading, time
+from concurrent.futures import Future
+from reprokit.runner import kernels
+
+wait = {"completed": lambda f: next(kernels.completed([f])).result(), "result": kernels.result_of}
+ended: Future[str] = Future()
+
+def worker() -> None:  # takes the signal itself, then finishes once the handler has run
+    time.sleep(0.5)  # the main thread is waiting by now
+    signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+    kernels._interrupt.wait()
+    ended.set_result("handled")
+
+with kernels.stop_kernels_on_signals():
+    threading.Thread(target=worker, daemon=True).start()
+    print(wait[sys.argv[1]](ended), kernels.interrupting_signal())
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="pthread_kill is POSIX")
+@pytest.mark.parametrize("how", ["completed", "result"])
+def test_the_main_thread_handles_a_signal_a_worker_thread_took(how: str) -> None:
+    """CPython runs a handler only on the main thread: waiting for executions there without a
+    limit left a signal another thread took unhandled until a notebook ended (a hung runner)."""
+    done = subprocess.run(
+        [sys.executable, "-c", _SIGNAL_ON_A_WORKER, how],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )  # unhandled, it would wait forever: TimeoutExpired
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["handled", str(int(signal.SIGTERM))]

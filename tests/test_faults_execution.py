@@ -183,6 +183,48 @@ def test_a_signalled_runner_stops_its_kernels_keeps_outputs_and_kills_runs(
         assert runs[name].info.status == "KILLED"
 
 
+def _threads_taking(pid: int, sig: signal.Signals) -> list[int]:
+    """The runner's threads other than its main one that do not block ``sig``."""
+    taking = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        status = (task / "status").read_text()
+        mask = next(line for line in status.splitlines() if line.startswith("SigBlk:"))
+        blocked = int(mask.split()[1], 16)
+        if int(task.name) != pid and not blocked >> (sig - 1) & 1:
+            taking.append(int(task.name))
+    return taking
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="tgkill is Linux")
+def test_a_signal_another_thread_takes_still_stops_the_runner(project: Path) -> None:
+    """The kernel gives a process's signal to any thread that does not block it, and CPython
+    runs the handler only on the main thread, once that thread runs Python again: a runner
+    whose main thread waited without a limit ignored such a SIGTERM until a notebook ended
+    (a CI run hung for 90 s). Sent here to a worker thread on purpose."""
+    import ctypes
+
+    markers = project / "markers"
+    markers.mkdir()
+    write_notebook(project / "nbs" / "one.ipynb", SLOW, parameters="NAME = 'one'")
+    runner = start_cli(
+        ["run", "nbs", "--device", "cpu", "--no-record", "--output-dir", "out"],
+        project,
+        env={**os.environ, "MARKERS": str(markers)},
+    )
+    pids: list[int] = []
+    try:
+        wait_for((markers / "one").exists, "the kernel to start")
+        pids = [int(p) for p in (markers / "one").read_text().split()]
+        thread = _threads_taking(runner.pid, signal.SIGTERM)[0]
+        assert ctypes.CDLL(None).tgkill(runner.pid, thread, signal.SIGTERM) == 0  # glibc 2.30
+        _, stderr = runner.communicate(timeout=WAIT_S)
+    finally:
+        kill_quietly([runner.pid, *pids])
+    assert runner.returncode == 143, stderr
+    assert "interrupted by SIGTERM" in stderr and "Traceback" not in stderr
+    assert still_alive(pids) == []
+
+
 def test_a_second_signal_ends_the_command_at_once(project: Path) -> None:
     markers = project / "markers"
     markers.mkdir()

@@ -19,8 +19,9 @@ from reprokit.options import ExecutionOptions
 from reprokit.runner.reaper import MARK_ENV, kill_marked
 
 pytestmark = pytest.mark.faults
+LONG = "313"  # seconds: no other test's process sleeps this long, so orphans are told apart
 
-DOUBLE_FORK = """\
+DOUBLE_FORK = f"""\
 import os, time
 if os.fork() == 0:              # child: a session of its own, fork the grandchild, exit
     os.setsid()
@@ -28,15 +29,15 @@ if os.fork() == 0:              # child: a session of its own, fork the grandchi
         with open('double.tmp', 'w') as f:
             f.write(str(os.getpid()))
         os.rename('double.tmp', 'double.pid')
-        os.execvp('sleep', ['sleep', '300'])
+        os.execvp('sleep', ['sleep', '{LONG}'])
     os._exit(0)
 os.wait()
 while not os.path.exists('double.pid'):
     time.sleep(0.01)
 """
-NEW_SESSION = """\
+NEW_SESSION = f"""\
 import subprocess
-child = subprocess.Popen(['sleep', '300'], start_new_session=True)
+child = subprocess.Popen(['sleep', '{LONG}'], start_new_session=True)
 open('session.pid', 'w').write(str(child.pid))
 """
 
@@ -52,7 +53,7 @@ def test_processes_that_escape_the_kernel_are_killed_when_the_notebook_ends(
     pids = [int((project / name).read_text()) for name in ("double.pid", "session.pid")]
     assert wait_gone(pids) == [], [psutil.Process(p).as_dict(["ppid", "cmdline"]) for p in pids]
     assert not any(
-        p.info["cmdline"] == ["sleep", "300"] and p.info["ppid"] == 1
+        p.info["cmdline"] == ["sleep", LONG] and p.info["ppid"] == 1
         for p in psutil.process_iter(["cmdline", "ppid"])
         if p.info["cmdline"]
     )

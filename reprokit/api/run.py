@@ -201,7 +201,7 @@ def _execute(
                 executor.submit(plan)
             for finished in executor.finished():
                 futures[order[id(finished.plan)]] = collector.submit(collecting, finished)
-            return [futures[index].result() for index in range(len(plans))]
+            return [kernels.result_of(futures[index]) for index in range(len(plans))]
 
 
 _COLLECTORS = 4  # recording threads at most: MLflow writes, not kernels, are their work

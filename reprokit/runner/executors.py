@@ -18,7 +18,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
@@ -181,7 +181,7 @@ class LocalExecutor:
         self._futures.append(self._pool.submit(self._execute, plan, ticket))
 
     def finished(self) -> Iterator[Finished]:
-        for future in as_completed(self._futures):
+        for future in kernels.completed(self._futures):  # a signal is handled meanwhile
             yield future.result()
 
     def close(self) -> None:

@@ -23,9 +23,10 @@ import os
 import secrets
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 from reprokit.runner.reaper import kill_marked, subreaper
 
@@ -204,6 +205,29 @@ def stop_kernels_on_signals() -> Iterator[None]:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         clear_interrupt()  # the next section, or a run outside any, starts uninterrupted
+
+
+T = TypeVar("T")
+_WAKE_S = 0.2  # how often a waiting main thread runs the handler of a signal it did not take
+
+
+def completed(futures: Iterable[Future[T]]) -> Iterator[Future[T]]:
+    """The futures as they complete (:func:`concurrent.futures.as_completed`), for the main
+    thread of an interruptible section: it wakes every 0.2 s. Linux gives a process's signal to
+    any of its threads that does not block it, and CPython runs the Python handler only on the
+    main thread, once that thread runs Python again: a wait without a limit there left
+    ``SIGINT``/``SIGTERM`` unhandled, kernels running, until a notebook ended."""
+    pending = set(futures)
+    while pending:
+        done, _ = wait(pending, timeout=_WAKE_S, return_when=FIRST_COMPLETED)
+        for future in done:
+            pending.discard(future)
+            yield future
+
+
+def result_of(future: Future[T]) -> T:
+    """``future.result()``, waiting as :func:`completed` does."""
+    return next(iter(completed([future]))).result()
 
 
 _exit_on_second_signal: list[bool] = []  # set by the command line
