@@ -32,6 +32,7 @@ from reprokit.capturing.hashing import (
     hash_path,
     hash_paths,
     parse_expected,
+    quiet_manifest,
 )
 from reprokit.capturing.model import DataEntry, DataManifest
 from reprokit.exceptions import DigestMismatchError, PathError, ReprokitWarning, UsageError
@@ -805,8 +806,15 @@ def special_files(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_fifos_and_sockets_in_a_folder_are_skipped_with_a_warning(special_files: Path) -> None:
-    with pytest.warns(ReprokitWarning, match="skipped"):
+    with pytest.warns(ReprokitWarning, match="skipped") as seen:
         entry = hash_path(special_files, cache=None)  # would block if the FIFO were opened
+    assert [w.filename for w in seen] == [__file__]  # it points at the caller
+    with pytest.warns(ReprokitWarning, match="with_specials: skipped pipe") as seen:
+        assert hash_paths([special_files], cache=None).entries == (entry,)
+    assert [w.filename for w in seen] == [__file__]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # listed in the entry, not said
+        assert quiet_manifest([special_files], cache=None).entries == (entry,)
     assert [f.path for f in entry.files] == ["real.txt"]
     assert entry.skipped == (
         "pipe: FIFO (not a regular file)",

@@ -162,6 +162,7 @@ def hash_path(
     entry = _hash_one(path, algorithm, resolved, relative_to, jobs, pending)
     if resolved is not None and pending:
         resolved.store_files(algorithm, pending)
+    _warn_skipped(path, entry)
     return entry
 
 
@@ -178,6 +179,25 @@ def hash_paths(
     Files given one by one are looked up one query each; their new cache entries are
     written together, in one transaction.
     """
+    paths = list(paths)
+    manifest = quiet_manifest(
+        paths, algorithm=algorithm, cache=cache, relative_to=relative_to, jobs=jobs
+    )
+    for path, entry in zip(paths, manifest.entries, strict=True):
+        _warn_skipped(path, entry)
+    return manifest
+
+
+def quiet_manifest(
+    paths: Iterable[str | os.PathLike[str]],
+    *,
+    algorithm: str = "blake3",
+    cache: HashCache | str | None = "default",
+    relative_to: str | os.PathLike[str] | None = None,
+    jobs: int | None = None,
+) -> DataManifest:
+    """:func:`hash_paths` without its warnings: the special files skipped are only listed
+    in the entries (for hashing ahead of a kernel, which warns where the notebook shows it)."""
     algorithm = _check_algorithm(algorithm)
     resolved = _resolve_cache(cache)
     pending: list[tuple[bytes, bytes]] = []
@@ -185,6 +205,15 @@ def hash_paths(
     if resolved is not None and pending:
         resolved.store_files(algorithm, pending)
     return DataManifest(entries=entries)
+
+
+def _warn_skipped(path: str | os.PathLike[str], entry: DataEntry) -> None:
+    """The special files (FIFOs, sockets, devices) a folder's digest left out, said once, at
+    the line that called :func:`hash_path` or :func:`hash_paths`."""
+    if entry.skipped:
+        listed = "; ".join(entry.skipped[:5]) + (" ..." if len(entry.skipped) > 5 else "")
+        message = f"{_display(path)}: skipped {listed}"
+        warnings.warn(message, ReprokitWarning, stacklevel=3)
 
 
 def _hash_one(
@@ -282,9 +311,6 @@ def _hash_dir(
             cache.store_tree(
                 algorithm, absolute, tree, match, Fresh(keys, batch.hashed_at_ns, raws)
             )
-    if tree.skipped:
-        listed = "; ".join(tree.skipped[:5]) + (" ..." if len(tree.skipped) > 5 else "")
-        warnings.warn(f"{display}: skipped {listed}", ReprokitWarning, stacklevel=4)
     made = (lambda: digests) if hexes is None else hexes
     return _dir_entry(shown, algorithm, tree, sizes, made, lines)  # type: ignore[arg-type]
 

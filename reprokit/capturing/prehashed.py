@@ -88,7 +88,7 @@ class Prehash:
         return cls(request, Path(tempfile.mkdtemp(prefix="reprokit-prehash-")))
 
     def _hash(self) -> None:
-        from reprokit.capturing.hashing import hash_paths
+        from reprokit.capturing.hashing import quiet_manifest
 
         try:
             if not _known(self.request):
@@ -98,7 +98,7 @@ class Prehash:
             self._names = _identity(self.request.absolute())
             if not self._watched():
                 return
-            manifest = hash_paths(
+            manifest = quiet_manifest(
                 self.request.absolute(),
                 algorithm=self.request.algorithm,
                 relative_to=self.request.relative_to,
@@ -107,7 +107,6 @@ class Prehash:
         except Exception:  # the kernel meets the same error, and says it in the notebook
             return
         # a special file skipped is a warning the notebook should show: the kernel's to give
-        # (warnings are not caught here: catch_warnings is not safe on a thread)
         if not any(entry.skipped for entry in manifest.entries) and self._same_names():
             self._payload = marshal.dumps([_FORMAT, self.request.as_list(), _encoded(manifest)])
 
