@@ -128,6 +128,49 @@ def _private_hash_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
         os.environ["REPROKIT_CACHE_DIR"] = previous
 
 
+@pytest.fixture
+def restore_seeding(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every generator, switch and variable ``seed_everything`` (``%repro seed``) touches in
+    this process is put back afterwards: a later test on the same worker, and the kernels it
+    starts, would otherwise inherit them."""
+    import random
+
+    import numpy
+
+    from reprokit.capturing import seeds
+
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    for name in seeds.DETERMINISTIC_ENV:  # set first, so that teardown removes them again
+        monkeypatch.setenv(name, "x")
+        monkeypatch.delenv(name)
+    saved = (random.getstate(), numpy.random.get_state())
+    switches = None if torch is None else _torch_switches(torch)
+    rng = None if torch is None else torch.get_rng_state()
+    yield
+    seeds._uninstall_hook()
+    random.setstate(saved[0])
+    numpy.random.set_state(saved[1])
+    if torch is not None and switches is not None:
+        torch.set_rng_state(rng)
+        det, warn_only, cudnn_det, cudnn_bench = switches
+        if _torch_switches(torch)[:2] != (det, warn_only):  # the first call costs ~1.5 s
+            torch.use_deterministic_algorithms(det, warn_only=warn_only)
+        torch.backends.cudnn.deterministic = cudnn_det
+        torch.backends.cudnn.benchmark = cudnn_bench
+
+
+def _torch_switches(torch: Any) -> tuple[bool, bool, bool, bool]:
+    return (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+    )
+
+
 @pytest.fixture(scope="session")
 def mlflow_template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A SQLite database with MLflow's schema, made once per session (copy it, never use it)."""

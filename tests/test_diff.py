@@ -7,7 +7,6 @@ kernel, a second MLflow run); every test reads those back.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -42,16 +41,13 @@ def recorded(tmp_path_factory: pytest.TempPathFactory, mlflow_template_db: Path)
         ],
         parameters="scale = 1.0",
     )
-    old = Path.cwd()
-    os.environ["REPROKIT_CACHE_DIR"] = str(project.parent / "hash-cache")
-    os.chdir(project)
-    try:
+    with pytest.MonkeyPatch.context() as patch:  # a module fixture: undone at its end
+        patch.setenv("REPROKIT_CACHE_DIR", str(project.parent / "hash-cache"))
+        patch.chdir(project)
         (outcome,) = record([project / "analysis.ipynb"], parameters={"scale": 2.0})
         assert outcome.lock_path is not None, outcome.run
         (checked,) = verify([project / "analysis.ipynb"], parameters={"scale": 3.0})
         assert checked.status == "not_reproduced"
-    finally:
-        os.chdir(old)
     assert outcome.run.run_id and checked.run and checked.run.run_id
     return {
         "project": str(project),

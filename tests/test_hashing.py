@@ -571,6 +571,22 @@ def test_a_feed_that_takes_no_block_at_all_leaves_the_workers_their_shares(
     assert _pool.fd_room() == 3
 
 
+def _wait_ignoring(pid: int, sig: signal.Signals) -> None:
+    """Until the process ``pid`` ignores ``sig`` (its handler set), read from ``/proc``."""
+    status = Path(f"/proc/{pid}/status")
+    if not Path("/proc/self/status").exists():  # no /proc: give it time
+        time.sleep(2)
+        return
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        lines = status.read_text().splitlines()
+        ignored = [int(line.split()[1], 16) for line in lines if line.startswith("SigIgn:")]
+        if ignored and ignored[0] >> (sig - 1) & 1:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"process {pid} did not come to ignore {sig.name}")
+
+
 def test_spawned_workers_run_under_safe_path_and_ignore_a_terminals_interrupt(
     tree: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -586,7 +602,7 @@ def test_spawned_workers_run_under_safe_path_and_ignore_a_terminals_interrupt(
     assert batch.workers == 2 and not _pool._spawn_broken
     assert batch.hexdigests() == _pool.hash_files(prefix, rels, "blake3", jobs=1).hexdigests()
     worker = _pool._start_spawned()
-    time.sleep(0.5)  # its interpreter up, and its handler set
+    _wait_ignoring(worker.pid, signal.SIGINT)  # its interpreter up, and its handler set
     worker.send_signal(signal.SIGINT)
     job = ("stat", prefix, [(b"", [])])
     _pool._feed(worker, job)

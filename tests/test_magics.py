@@ -21,7 +21,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:PYTHONHASHSEED")
 
 
 @pytest.fixture
-def shell(project: Path) -> Iterator[Any]:
+def shell(project: Path, restore_seeding: None) -> Iterator[Any]:
+    """This process's IPython with reprokit loaded; ``%repro seed`` undone afterwards."""
     ip = InteractiveShell.instance()
     saved_pub = ip.display_pub
     ip.display_pub = CapturingDisplayPublisher()

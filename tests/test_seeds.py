@@ -9,13 +9,11 @@ import random
 import subprocess
 import sys
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import numpy
 import pytest
 
-from reprokit.capturing import seeds
 from reprokit.capturing.seeds import seed_everything
 from reprokit.exceptions import ReprokitWarning, UsageError
 
@@ -23,34 +21,10 @@ torch = pytest.importorskip("torch")
 
 
 @pytest.fixture(autouse=True)
-def restore_global_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Every generator and switch seed_everything touches is put back afterwards."""
-    for name in seeds.DETERMINISTIC_ENV:  # set first, so that teardown removes them again
-        monkeypatch.setenv(name, "x")
-        monkeypatch.delenv(name)
+def restore_global_state(restore_seeding: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every generator and switch seed_everything touches is put back afterwards
+    (``restore_seeding``, conftest.py)."""
     monkeypatch.setenv("PYTHONHASHSEED", "0")  # no warning for seed 0
-    saved: dict[str, Any] = {
-        "random": random.getstate(),
-        "numpy": numpy.random.get_state(),
-        "torch": torch.get_rng_state(),
-        "det": torch.are_deterministic_algorithms_enabled(),
-        "warn_only": torch.is_deterministic_algorithms_warn_only_enabled(),
-        "cudnn_det": torch.backends.cudnn.deterministic,
-        "cudnn_bench": torch.backends.cudnn.benchmark,
-    }
-    yield
-    seeds._uninstall_hook()
-    random.setstate(saved["random"])
-    numpy.random.set_state(saved["numpy"])
-    torch.set_rng_state(saved["torch"])
-    now = (
-        torch.are_deterministic_algorithms_enabled(),
-        torch.is_deterministic_algorithms_warn_only_enabled(),
-    )
-    if now != (saved["det"], saved["warn_only"]):  # the first call costs torch ~1.5 s
-        torch.use_deterministic_algorithms(saved["det"], warn_only=saved["warn_only"])
-    torch.backends.cudnn.deterministic = saved["cudnn_det"]
-    torch.backends.cudnn.benchmark = saved["cudnn_bench"]
 
 
 def test_streams_equal_the_libraries_own_seeding() -> None:
