@@ -263,16 +263,23 @@ def worker() -> None:  # takes the signal itself, then finishes once the handler
     ended.set_result("handled")
 
 with kernels.stop_kernels_on_signals():
+    if sys.argv[1] == "held":  # the signal lands while this thread holds the kernels' lock
+        with kernels.on_interrupt(lambda: None), kernels._live_lock:
+            signal.raise_signal(signal.SIGTERM)
+        print("handled", kernels.interrupting_signal())
+        sys.exit()
     threading.Thread(target=worker, daemon=True).start()
     print(wait[sys.argv[1]](ended), kernels.interrupting_signal())
 """
 
 
 @pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="pthread_kill is POSIX")
-@pytest.mark.parametrize("how", ["completed", "result"])
+@pytest.mark.parametrize("how", ["completed", "result", "held"])
 def test_the_main_thread_handles_a_signal_a_worker_thread_took(how: str) -> None:
     """CPython runs a handler only on the main thread: waiting for executions there without a
-    limit left a signal another thread took unhandled until a notebook ended (a hung runner)."""
+    limit left a signal another thread took unhandled until a notebook ended (a hung runner).
+    And the handler, run on the thread it interrupts, may find that thread holding the
+    kernels' lock (``held``): it must not wait for itself."""
     done = subprocess.run(
         [sys.executable, "-c", _SIGNAL_ON_A_WORKER, how],
         check=False,

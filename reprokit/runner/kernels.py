@@ -55,7 +55,7 @@ def before_first_cell(status: str, message: str) -> str | None:
 
 
 _live: set[KernelWatch] = set()
-_live_lock = threading.Lock()
+_live_lock = threading.RLock()  # re-entrant: a signal's handler runs on the thread it stops
 _listeners: list[Callable[[], None]] = []  # told of an interruption (executors elsewhere)
 _interrupt = threading.Event()
 _signal_received: list[int] = []  # the first signal of the current interruptible section
@@ -71,7 +71,7 @@ class KernelWatch:
         self.mark = secrets.token_hex(8)
         self.leftovers: list[int] = []  # processes the kernel left behind, killed at the end
         self._pid: int | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # also taken by a signal handler (interrupt_all)
         self._reaping = contextlib.ExitStack()
 
     def __enter__(self) -> KernelWatch:
