@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import nbformat
@@ -196,6 +197,34 @@ def _threads_taking(pid: int, sig: signal.Signals) -> list[int]:
     return taking
 
 
+def _signalled_while_one_notebook_runs(
+    project: Path, args: list[str], send: Callable[[subprocess.Popen[str]], None]
+) -> str:
+    """``reprokit run`` of one slow notebook (``args`` added), ``send`` called once its kernel
+    is in the cell that hangs; the runner's error output, once it has exited 143 leaving no
+    process of the kernel's behind."""
+    markers = project / "markers"
+    markers.mkdir()
+    write_notebook(project / "nbs" / "one.ipynb", SLOW, parameters="NAME = 'one'")
+    runner = start_cli(
+        ["run", "nbs", "--device", "cpu", "--output-dir", "out", *args],
+        project,
+        env={**os.environ, "MARKERS": str(markers)},
+    )
+    pids: list[int] = []
+    try:
+        wait_for((markers / "one").exists, "the kernel to start")
+        pids = [int(p) for p in (markers / "one").read_text().split()]
+        send(runner)
+        _, stderr = runner.communicate(timeout=WAIT_S)
+    finally:
+        kill_quietly([runner.pid, *pids])
+    assert runner.returncode == 143, stderr
+    assert "Traceback" not in stderr
+    assert still_alive(pids) == []
+    return stderr
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="tgkill is Linux")
 def test_a_signal_another_thread_takes_still_stops_the_runner(project: Path) -> None:
     """The kernel gives a process's signal to any thread that does not block it, and CPython
@@ -204,50 +233,21 @@ def test_a_signal_another_thread_takes_still_stops_the_runner(project: Path) -> 
     (a CI run hung for 90 s). Sent here to a worker thread on purpose."""
     import ctypes
 
-    markers = project / "markers"
-    markers.mkdir()
-    write_notebook(project / "nbs" / "one.ipynb", SLOW, parameters="NAME = 'one'")
-    runner = start_cli(
-        ["run", "nbs", "--device", "cpu", "--no-record", "--output-dir", "out"],
-        project,
-        env={**os.environ, "MARKERS": str(markers)},
-    )
-    pids: list[int] = []
-    try:
-        wait_for((markers / "one").exists, "the kernel to start")
-        pids = [int(p) for p in (markers / "one").read_text().split()]
+    def to_a_worker_thread(runner: subprocess.Popen[str]) -> None:
         thread = _threads_taking(runner.pid, signal.SIGTERM)[0]
         assert ctypes.CDLL(None).tgkill(runner.pid, thread, signal.SIGTERM) == 0  # glibc 2.30
-        _, stderr = runner.communicate(timeout=WAIT_S)
-    finally:
-        kill_quietly([runner.pid, *pids])
-    assert runner.returncode == 143, stderr
-    assert "interrupted by SIGTERM" in stderr and "Traceback" not in stderr
-    assert still_alive(pids) == []
+
+    stderr = _signalled_while_one_notebook_runs(project, ["--no-record"], to_a_worker_thread)
+    assert "interrupted by SIGTERM" in stderr
 
 
 def test_a_second_signal_ends_the_command_at_once(project: Path) -> None:
-    markers = project / "markers"
-    markers.mkdir()
-    write_notebook(project / "nbs" / "one.ipynb", SLOW, parameters="NAME = 'one'")
-    runner = start_cli(
-        ["run", "nbs", "--device", "cpu", "--output-dir", "out"],
-        project,
-        env={**os.environ, "MARKERS": str(markers)},
-    )
-    pids: list[int] = []
-    try:
-        wait_for((markers / "one").exists, "the kernel to start")
-        pids = [int(p) for p in (markers / "one").read_text().split()]
+    def twice(runner: subprocess.Popen[str]) -> None:
         runner.send_signal(signal.SIGTERM)
         runner.send_signal(signal.SIGTERM)  # while the first is being handled
-        _, stderr = runner.communicate(timeout=WAIT_S)
-    finally:
-        kill_quietly([runner.pid, *pids])
-    assert runner.returncode == 143, stderr
-    assert "Traceback" not in stderr
+
+    stderr = _signalled_while_one_notebook_runs(project, [], twice)
     assert "interrupted again: exiting now" in stderr or "interrupted by SIGTERM" in stderr
-    assert still_alive(pids) == []
 
 
 def test_interrupt_between_notebooks_starts_no_new_kernel(project: Path) -> None:

@@ -31,8 +31,8 @@ from reprokit.capturing.hashing import (
     hash_file,
     hash_path,
     hash_paths,
+    manifest_of,
     parse_expected,
-    quiet_manifest,
 )
 from reprokit.capturing.model import DataEntry, DataManifest
 from reprokit.exceptions import DigestMismatchError, PathError, ReprokitWarning, UsageError
@@ -830,7 +830,7 @@ def test_fifos_and_sockets_in_a_folder_are_skipped_with_a_warning(special_files:
     assert [w.filename for w in seen] == [__file__]
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # listed in the entry, not said
-        assert quiet_manifest([special_files], cache=None).entries == (entry,)
+        assert manifest_of([special_files], "blake3", None, None, None).entries == (entry,)
     assert [f.path for f in entry.files] == ["real.txt"]
     assert entry.skipped == (
         "pipe: FIFO (not a regular file)",

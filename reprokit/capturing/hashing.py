@@ -180,21 +180,19 @@ def hash_paths(
     written together, in one transaction.
     """
     paths = list(paths)
-    manifest = quiet_manifest(
-        paths, algorithm=algorithm, cache=cache, relative_to=relative_to, jobs=jobs
-    )
+    manifest = manifest_of(paths, algorithm, cache, relative_to, jobs)
     for path, entry in zip(paths, manifest.entries, strict=True):
         _warn_skipped(path, entry)
     return manifest
 
 
-def quiet_manifest(
+def manifest_of(
     paths: Iterable[str | os.PathLike[str]],
-    *,
-    algorithm: str = "blake3",
-    cache: HashCache | str | None = "default",
-    relative_to: str | os.PathLike[str] | None = None,
-    jobs: int | None = None,
+    algorithm: str,
+    cache: HashCache | str | None,
+    relative_to: str | os.PathLike[str] | None,
+    jobs: int | None,
+    /,
 ) -> DataManifest:
     """:func:`hash_paths` without its warnings: the special files skipped are only listed
     in the entries (for hashing ahead of a kernel, which warns where the notebook shows it)."""

@@ -88,7 +88,7 @@ class Prehash:
         return cls(request, Path(tempfile.mkdtemp(prefix="reprokit-prehash-")))
 
     def _hash(self) -> None:
-        from reprokit.capturing.hashing import quiet_manifest
+        from reprokit.capturing.hashing import manifest_of
 
         try:
             if not _known(self.request):
@@ -98,11 +98,9 @@ class Prehash:
             self._names = _identity(self.request.absolute())
             if not self._watched():
                 return
-            manifest = quiet_manifest(
-                self.request.absolute(),
-                algorithm=self.request.algorithm,
-                relative_to=self.request.relative_to,
-                jobs=_JOBS,
+            request = self.request
+            manifest = manifest_of(
+                request.absolute(), request.algorithm, "default", request.relative_to, _JOBS
             )
         except Exception:  # the kernel meets the same error, and says it in the notebook
             return
