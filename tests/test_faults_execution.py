@@ -564,3 +564,36 @@ def test_a_dead_kernels_last_words_are_whole_lines_redacted_before_they_are_cut(
     log.write_text("early\n" * 10 + "zmq.error.ZMQError: Address already in use\n\n")
     said = _with_last_words(KERNEL_DIED_STARTING, log)
     assert said == f"{KERNEL_DIED_STARTING}: zmq.error.ZMQError: Address already in use"
+
+
+_TERMINATED_WHILE_PLANNING = """
+import os, signal, sys
+from reprokit.api import run as api_run
+from reprokit.cli import main
+
+planned = api_run.number_copies
+
+def signalled(plans):  # SIGTERM while the notebooks are planned, before any kernel
+    os.kill(os.getpid(), signal.SIGTERM)
+    return planned(plans)
+
+api_run.number_copies = signalled
+main(sys.argv[1:], prog_name="reprokit")
+"""
+
+
+def test_sigterm_before_any_kernel_is_said_and_exits_143(project: Path) -> None:
+    """Outside the stretch where kernels run, SIGTERM killed the command by its default
+    action: no message, the parent saw a death by signal (-15), folders half made."""
+    write_notebook(project / "one.ipynb", ["print('never')"])
+    done = subprocess.run(
+        [sys.executable, "-c", _TERMINATED_WHILE_PLANNING, "run", "one.ipynb", "--no-record"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 143, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == "reprokit: interrupted by SIGTERM"
+    assert "Traceback" not in done.stderr and "never" not in done.stdout

@@ -64,9 +64,12 @@ class LazyGroup(click.Group):
         except ReprokitError as exc:
             click.echo(f"reprokit: error: {exc}", err=True)
             sys.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            click.echo("reprokit: interrupted", err=True)
-            sys.exit(130)
+        except KeyboardInterrupt as stop:
+            from reprokit.cli._options import Terminated
+
+            terminated = isinstance(stop, Terminated)
+            click.echo("reprokit: interrupted" + (" by SIGTERM" if terminated else ""), err=True)
+            sys.exit(143 if terminated else 130)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -202,16 +202,36 @@ def _with_parameters(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+class Terminated(KeyboardInterrupt):
+    """``SIGTERM`` outside the stretch where kernels run (planning, writing locks): raised
+    like Ctrl-C's ``KeyboardInterrupt``, so what is open is closed on the way out, and said
+    as such (exit 143), not a death by signal with nothing said."""
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
 def _exiting_on_second_signal(command: Callable[..., Any]) -> Callable[..., Any]:
     """A runner command: the first SIGINT/SIGTERM stops its kernels, a second ends it at once
-    (armed here, not for every command: only these import the runner anyway)."""
+    (armed here, not for every command: only these import the runner anyway); a SIGTERM
+    before or after the kernels' stretch is a :class:`Terminated`."""
 
     @functools.wraps(command)
     def wrapper(**kwargs: Any) -> Any:
+        import signal
+
         from reprokit.runner.kernels import exit_on_second_signal
 
         exit_on_second_signal()
-        return command(**kwargs)
+        try:
+            previous = signal.signal(signal.SIGTERM, _terminated)
+        except ValueError:  # not the main thread: its owner handles signals
+            return command(**kwargs)
+        try:
+            return command(**kwargs)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
 
     return wrapper
 

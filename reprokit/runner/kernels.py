@@ -236,8 +236,9 @@ _exit_on_second_signal: list[bool] = []  # set by the command line
 def exit_on_second_signal() -> None:
     """Make a second ``SIGINT``/``SIGTERM`` end this process at once with 128 + its number
     (the command line; an embedding program gets ``KeyboardInterrupt``). The first signal has
-    stopped the kernels; what MLflow has not received yet is in the journals (``reprokit
-    sync``)."""
+    stopped the kernels; the records journaled so far and not yet in MLflow are replayed by
+    ``reprokit sync``, and a run whose record was not journaled yet (its notebook was being
+    stopped) has none: its partial notebook is kept."""
     _exit_on_second_signal.append(True)
 
 
@@ -245,7 +246,8 @@ def _on_signal(signum: int, frame: FrameType | None) -> Any:
     if _signal_received:  # a second signal: stop waiting for anything
         if _exit_on_second_signal:
             message = "reprokit: interrupted again: exiting now (`reprokit sync` replays the "
-            os.write(2, (message + "records MLflow has not received yet)\n").encode())
+            message += "records journaled so far; a run not journaled yet has no record)\n"
+            os.write(2, message.encode())
             os._exit(128 + signum)
         raise KeyboardInterrupt
     _signal_received.append(signum)
