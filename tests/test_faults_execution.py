@@ -200,14 +200,14 @@ def _threads_taking(pid: int, sig: signal.Signals) -> list[int]:
 def _signalled_while_one_notebook_runs(
     project: Path, args: list[str], send: Callable[[subprocess.Popen[str]], None]
 ) -> str:
-    """``reprokit run`` of one slow notebook (``args`` added), ``send`` called once its kernel
-    is in the cell that hangs; the runner's error output, once it has exited 143 leaving no
-    process of the kernel's behind."""
+    """``reprokit run`` of one slow notebook (``args`` added, else ``--output-dir out``),
+    ``send`` called once its kernel is in the cell that hangs; the runner's error output, once
+    it has exited 143 leaving no process of the kernel's behind."""
     markers = project / "markers"
     markers.mkdir()
     write_notebook(project / "nbs" / "one.ipynb", SLOW, parameters="NAME = 'one'")
     runner = start_cli(
-        ["run", "nbs", "--device", "cpu", "--output-dir", "out", *args],
+        ["run", "nbs", "--device", "cpu", *(args or ["--output-dir", "out"])],
         project,
         env={**os.environ, "MARKERS": str(markers)},
     )
@@ -241,13 +241,79 @@ def test_a_signal_another_thread_takes_still_stops_the_runner(project: Path) -> 
     assert "interrupted by SIGTERM" in stderr
 
 
-def test_a_second_signal_ends_the_command_at_once(project: Path) -> None:
+def test_a_second_signal_ends_the_command_at_once_and_loses_no_record(project: Path) -> None:
+    """The second SIGTERM, sent as soon as the first one has stopped the kernel, lands before
+    the record of the stopped run is written: the run's journal, opened as the notebook
+    started, still has it for `sync`."""
+
     def twice(runner: subprocess.Popen[str]) -> None:
+        kernel = psutil.Process(int((project / "markers" / "one").read_text().split()[0]))
         runner.send_signal(signal.SIGTERM)
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.TimeoutExpired):
+            kernel.wait(timeout=WAIT_S)  # a zombie until the runner reaps it: a few ms more
         runner.send_signal(signal.SIGTERM)  # while the first is being handled
 
-    stderr = _signalled_while_one_notebook_runs(project, [], twice)
+    stderr = _signalled_while_one_notebook_runs(project, ["--device", "cpu"], twice)
     assert "interrupted again: exiting now" in stderr or "interrupted by SIGTERM" in stderr
+    synced = run_cli(["sync"], project)
+    assert synced.returncode == 0, synced.stderr
+    run = runs_by_name(tracking_uri(project), "proj")["one"]
+    assert run.info.status == "KILLED"
+    assert run.data.params["device"] == "cpu"
+    assert list((project / ".reprokit" / "journal").glob("*.jsonl")) == []
+
+
+def test_a_runner_killed_mid_notebook_leaves_its_run_to_the_next_command(project: Path) -> None:
+    """SIGKILL gives the runner no time to record anything: the journal it opened as the
+    notebook started makes the next command record the run, KILLED, with its output folder
+    (the kernel's log, the partial notebook) as artifacts."""
+    markers = project / "markers"
+    markers.mkdir()
+    write_notebook(project / "nbs" / "one.ipynb", SLOW, parameters="NAME = 'one'")
+    runner = start_cli(
+        ["run", "nbs", "--device", "cpu", "-p", "NAME=one"],
+        project,
+        env={**os.environ, "MARKERS": str(markers)},
+    )
+    pids: list[int] = []
+    try:
+        wait_for((markers / "one").exists, "the kernel to start")
+        pids = [int(p) for p in (markers / "one").read_text().split()]
+        runner.kill()
+        runner.communicate(timeout=WAIT_S)
+    finally:
+        kill_quietly([runner.pid, *pids])
+    assert len(list((project / ".reprokit" / "journal").glob("*.jsonl"))) == 1
+    synced = run_cli(["sync"], project)
+    assert synced.returncode == 0, synced.stderr
+    assert "Traceback" not in synced.stderr
+    run = runs_by_name(tracking_uri(project), "proj")["one"]
+    assert run.info.status == "KILLED"
+    assert run.data.params == {"device": "cpu", "NAME": "one"}
+    assert run.data.tags["mlflow.source.name"] == str((project / "nbs" / "one.ipynb").resolve())
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri(project))
+    uploaded = {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "reprokit")}
+    assert "one.kernel.log" in uploaded, uploaded
+    assert list((project / ".reprokit" / "journal").glob("*.jsonl")) == []
+
+
+def test_a_run_recorded_after_its_start_journal_is_recorded_once(project: Path) -> None:
+    """The journal opened as a notebook starts is the one its record completes: one run in
+    MLflow, FINISHED, with the notebook's metrics and the start's params, no journal left."""
+    write_notebook(
+        project / "nbs" / "ok.ipynb",
+        ["import reprokit\nreprokit.result('answer', 42.0)"],
+        parameters="NAME = 'x'",
+    )
+    done = run_cli(["run", "nbs", "--device", "cpu", "-p", "NAME=y"], project)
+    assert done.returncode == 0, done.stderr
+    runs = runs_by_name(tracking_uri(project), "proj")
+    assert list(runs) == ["ok"]
+    assert runs["ok"].info.status == "FINISHED"
+    assert runs["ok"].data.params["NAME"] == "y"
+    assert list((project / ".reprokit" / "journal").glob("*.jsonl")) == []
 
 
 def test_interrupt_between_notebooks_starts_no_new_kernel(project: Path) -> None:

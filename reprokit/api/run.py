@@ -22,6 +22,7 @@ import contextlib
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -31,7 +32,8 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from reprokit.exceptions import RunInterrupted, UsageError
 from reprokit.notebook.files import discover_notebooks, mark_output_folder
 from reprokit.options import ExecutionOptions
-from reprokit.recording.executed import Connections, warm_up
+from reprokit.recording.executed import Connections, begin_journal, warm_up
+from reprokit.recording.journal import Journal
 from reprokit.recording.retention import write_run_info, writing
 from reprokit.recording.target import resolve_target
 from reprokit.runner import kernels
@@ -136,6 +138,52 @@ def _planned(
     )  # fmt: skip
 
 
+class _StartJournals:
+    """The journals opened as notebooks start (:func:`begin_journal`), until their runs are
+    recorded: a runner that ends first (a second Ctrl-C, a kill) leaves every started run to
+    the next command that opens the store. Closed, it lets go of those never taken (an
+    exception ended the runner's work): they are replayed, as KILLED, by that command."""
+
+    def __init__(self) -> None:
+        self._held: dict[Path, Journal] = {}
+        self._taken: set[Path] = set()  # plans whose execution came back
+        self._lock = threading.Lock()
+
+    def open(self, plan: PlannedRun) -> None:
+        """Executors call this as ``plan``'s notebook starts executing (a Dask executor on its
+        event loop, where the news of a start can come after the task's result)."""
+        with self._lock:
+            if plan.output_path in self._taken:
+                return
+        journal = begin_journal(
+            notebook=plan.source.resolve(),
+            output_dir=plan.output_dir,
+            device=plan.device,
+            parameters=plan.parameters,
+        )
+        if journal is None:
+            return
+        with self._lock:
+            late = plan.output_path in self._taken
+            if not late:
+                self._held[plan.output_path] = journal
+        if late:  # recorded meanwhile, in a journal of its own
+            journal.discard()
+
+    def take(self, plan: PlannedRun) -> Journal | None:
+        """The journal opened as ``plan`` started, once its execution came back (None if it
+        has none); none is opened for it after this."""
+        with self._lock:
+            self._taken.add(plan.output_path)
+            return self._held.pop(plan.output_path, None)
+
+    def close(self) -> None:
+        with self._lock:
+            held, self._held = list(self._held.values()), {}
+        for journal in held:
+            journal.release()
+
+
 @dataclass(frozen=True)
 class _Collecting(Generic[T]):
     """What happens to each execution on this machine once it is done."""
@@ -145,6 +193,7 @@ class _Collecting(Generic[T]):
     collect: Callable[[RunOutcome], T]
     connections: Connections | None = None  # MLflow's store (or helper) shared by the runs
     partial: set[str] = field(default_factory=set)  # executed notebooks an interruption cut
+    journals: _StartJournals = field(default_factory=_StartJournals)
 
     def __call__(self, finished: Finished) -> T:
         outcome = finished.executed.outcome
@@ -152,9 +201,12 @@ class _Collecting(Generic[T]):
             self.partial.add(outcome.output_path)
         if self.progress is not None and finished.started:
             self.progress("executed", finished.plan, None)
+        journal = self.journals.take(finished.plan)
         if self.record and finished.started:
             connections = self.connections or Connections()
-            outcome = _begin_recording(finished.plan, finished.executed, connections)()
+            outcome = _begin_recording(finished.plan, finished.executed, connections, journal)()
+        elif journal is not None:  # it never started after all: nothing to record
+            journal.discard()
         if self.progress is not None:
             self.progress("done", finished.plan, outcome)
         return self.collect(outcome)
@@ -185,9 +237,11 @@ def _execute(
     connections = _connections(plans, options, collecting.record)
     collecting = replace(collecting, connections=connections)
     # the executor first: a cluster that cannot be reached stops everything at once
+    on_start = collecting.journals.open if collecting.record else None
     with (
         contextlib.closing(connections),
-        open_executor(options, choice, collecting.progress, len(plans)) as executor,
+        contextlib.closing(collecting.journals),
+        open_executor(options, choice, collecting.progress, len(plans), on_start) as executor,
     ):
         if collecting.progress is not None:
             for plan in plans:  # what will run, said before anything runs
@@ -227,10 +281,11 @@ def _connections(plans: list[PlannedRun], options: ExecutionOptions, record: boo
 
 
 def _begin_recording(
-    plan: PlannedRun, executed: Executed, connections: Connections
+    plan: PlannedRun, executed: Executed, connections: Connections, journal: Journal | None
 ) -> Callable[[], RunOutcome]:
-    """Journal the run (and hand it to a helper, if there is one); the returned call waits
-    until MLflow has it and gives the outcome with its run id."""
+    """Journal the run (in ``journal``, opened as it started, if any) and hand it to a helper
+    if there is one; the returned call waits until MLflow has it and gives the outcome with
+    its run id."""
     from reprokit.capturing.redact import redact_text
     from reprokit.recording.executed import begin_record
 
@@ -258,6 +313,7 @@ def _begin_recording(
         extra_tags=tags,
         note=_note(plan, results),
         connections=connections,
+        journal=journal,
     )
 
     def complete() -> RunOutcome:

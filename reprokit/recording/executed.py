@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from reprokit._serde import from_json
 from reprokit.capturing.model import DataEntry, DataManifest
 from reprokit.capturing.redact import redact_mapping
-from reprokit.exceptions import InputError, RecordError
+from reprokit.exceptions import InputError, RecordError, ReprokitError
 from reprokit.recording.folder import ARTIFACT_PATH
 from reprokit.recording.helper import RecordingHelper
 from reprokit.recording.journal import Journal, JournalState
@@ -105,16 +105,15 @@ def begin_record(
     extra_tags: Mapping[str, str],
     note: str = "",
     connections: Connections | None = None,
+    journal: Journal | None = None,
 ) -> PendingRecord:
-    """Journal the run of an executed notebook and, when ``connections`` has a helper for its
-    store, hand the journal to it at once (else :meth:`PendingRecord.finish` writes MLflow)."""
+    """Journal the run of an executed notebook (in ``journal``, the one :func:`begin_journal`
+    opened as it started, if any) and, when ``connections`` has a helper for its store, hand
+    the journal to it at once (else :meth:`PendingRecord.finish` writes MLflow)."""
     target = resolve_target(start=notebook.parent)
     snapshot = results.snapshot if results is not None else None
     tags = _tags(notebook, device, snapshot, target.display_uri, note) | dict(extra_tags)
-    # a parameter named like a secret, or holding a credential, is never recorded verbatim
-    params = redact_mapping(
-        ({"device": device} | {k: _param(v) for k, v in parameters.items()}).items()
-    )
+    params = _params(device, parameters)
     if snapshot is not None and snapshot.seeds is not None:
         params |= seed_params(snapshot.seeds)
         tags |= seed_tags(snapshot.seeds)
@@ -125,7 +124,7 @@ def begin_record(
         asdict(dataset_spec(e, target.project_root)) for e in _data(output_dir, snapshot)
     ]
     state.status, state.end_ms = MLFLOW_STATUS.get(status, "FAILED"), now_ms()
-    journal = _journal(target.project_root, output_dir, state)
+    journal = _journal(target.project_root, output_dir, state, journal)
     pending = PendingRecord(state, target, journal, connections or Connections())
     helper = pending.connections.helper(target)
     if helper is not None and journal is not None:
@@ -135,6 +134,34 @@ def begin_record(
         else:  # the helper is gone: finish() writes it here
             pending.journal = Journal.adopt(journal.path)
     return pending
+
+
+def begin_journal(
+    *, notebook: Path, output_dir: Path, device: str, parameters: Mapping[str, Any]
+) -> Journal | None:
+    """The journal of a notebook's run, opened as the notebook starts executing: its start,
+    params and output folder. A runner that ends before it recorded the run (a second
+    Ctrl-C, a kill, a crash of the machine) leaves it to the next command that opens the
+    store (or ``reprokit sync``), which records the run as KILLED with what its output folder
+    holds (the partial notebook, the kernel's log and run folder). :func:`begin_record`
+    completes it; None where the run has no journal (see :func:`_journal`)."""
+    try:
+        target = resolve_target(start=notebook.parent)
+    except ReprokitError:  # a broken configuration: the recording says so
+        return None
+    state = JournalState(Path(), target.experiment, target.display_uri, notebook.stem, now_ms())
+    state.tags = _tags(notebook, device, None, target.display_uri, "")
+    state.params = _params(device, parameters)
+    state.uploads = {ARTIFACT_PATH: str(output_dir)}
+    return _journal(target.project_root, output_dir, state)
+
+
+def _params(device: str, parameters: Mapping[str, Any]) -> dict[str, str]:
+    """The run's params; a parameter named like a secret, or holding a credential, is never
+    recorded verbatim."""
+    return redact_mapping(
+        ({"device": device} | {k: _param(v) for k, v in parameters.items()}).items()
+    )
 
 
 _HELPER_GONE = "the recording helper stopped; `reprokit sync` completes the run"
@@ -207,20 +234,30 @@ class Connections:
         return opened.sharing(target)
 
 
-def _journal(project_root: str, output_dir: Path, state: JournalState) -> Journal | None:
-    """The run written to a journal first: a runner killed while MLflow writes loses nothing.
+def _journal(
+    project_root: str, output_dir: Path, state: JournalState, opened: Journal | None = None
+) -> Journal | None:
+    """The run written to a journal first (appended to ``opened``, else a new one): a runner
+    killed while MLflow writes loses nothing.
 
     Only when the outputs are in the project's ``.reprokit`` (the default): a runner told to
     write elsewhere (a reviewer's ``--output-dir``) leaves the project's tree untouched."""
-    if not output_dir.resolve().is_relative_to(Path(project_root).resolve() / ".reprokit"):
+    if opened is None and not _journaled(project_root, output_dir):
         return None
+    journal = opened
     try:
-        journal = Journal.create(project_root)
+        journal = journal or Journal.create(project_root)
         journal.write(state)
     except OSError:
+        if journal is not None:  # half written: it would be recorded twice
+            journal.discard()
         return None  # recording straight to MLflow, as without a journal
     state.path = journal.path
     return journal
+
+
+def _journaled(project_root: str, output_dir: Path) -> bool:
+    return output_dir.resolve().is_relative_to(Path(project_root).resolve() / ".reprokit")
 
 
 def tag_run(

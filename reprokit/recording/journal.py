@@ -5,7 +5,10 @@ synchronously by whoever records (the session of a live notebook, the runner): s
 (experiment, tracking URI without credentials, run name, tags, params), params/tags/metrics,
 dataset inputs, the folder uploaded as artifacts, failed or interrupted cells, end (status).
 MLflow's writer adds ``opened`` (the run id, once MLflow created the run) and ``synced`` (the
-run reached MLflow and was closed), after which the journal is deleted.
+run reached MLflow and was closed), after which the journal is deleted. The runner opens a
+run's journal as its notebook starts (start, params, the output folder to upload) and appends
+the whole run once the notebook is done: a later ``start`` sets the run's name and start time
+again, and tags and params merge.
 
 The process that records holds an exclusive ``flock`` on its journal until it is synced, so a
 journal that can be locked by someone else belongs to a process that is gone: the next command
@@ -110,6 +113,15 @@ class Journal:
         if self._closed:
             return
         self.append("synced")
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        self.release()
+
+    def discard(self) -> None:
+        """Nothing to record after all (a notebook that never started): delete the journal
+        unreplayed, release the lock."""
+        if self._closed:
+            return
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
         self.release()

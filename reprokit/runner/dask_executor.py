@@ -61,6 +61,7 @@ from reprokit.runner.executors import (
 from reprokit.runner.failure import CellFailure
 from reprokit.runner.plan import (
     Executed,
+    OnStart,
     PlannedRun,
     Progress,
     RunOutcome,
@@ -264,9 +265,14 @@ class DaskExecutor:
     """Notebooks as Dask tasks (see the module docstring)."""
 
     def __init__(
-        self, options: ExecutionOptions, choice: DeviceChoice, progress: Progress | None
+        self,
+        options: ExecutionOptions,
+        choice: DeviceChoice,
+        progress: Progress | None,
+        on_start: OnStart | None = None,
     ) -> None:
         self.options, self.choice, self.progress = options, choice, progress
+        self.on_start = on_start
         self._distributed = import_distributed()
         self._stack = contextlib.ExitStack()
         self._embedded = options.scheduler is None
@@ -367,6 +373,8 @@ class DaskExecutor:
             item = self._pending.get(key)
         # once per notebook, as the local executor: not again for a task submitted anew
         first = earlier is None and item is not None and not item.retries
+        if first and item is not None and self.on_start is not None:
+            self.on_start(item.plan)
         if first and item is not None and self.progress is not None:
             self.progress("start", item.plan, None)
 

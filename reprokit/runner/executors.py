@@ -29,6 +29,7 @@ from reprokit.runner.device import DeviceChoice, resolve_device
 from reprokit.runner.plan import (
     CellProgress,
     Executed,
+    OnStart,
     PlannedRun,
     Progress,
     RunOutcome,
@@ -76,18 +77,24 @@ class Executor(Protocol):
 
 @contextlib.contextmanager
 def open_executor(
-    options: ExecutionOptions, choice: DeviceChoice, progress: Progress | None, tasks: int
+    options: ExecutionOptions,
+    choice: DeviceChoice,
+    progress: Progress | None,
+    tasks: int,
+    on_start: OnStart | None = None,
 ) -> Iterator[Executor]:
-    """The executor ``options.executor`` names, for ``tasks`` notebooks; closed on the way out."""
+    """The executor ``options.executor`` names, for ``tasks`` notebooks; closed on the way out.
+    ``on_start(plan)`` is called once as each notebook starts executing (when ``progress`` is
+    told ``"start"``), on the thread that starts it."""
     executor: Executor
     if options.executor == "dask":
         from reprokit.runner.dask_executor import DaskExecutor
 
-        executor = DaskExecutor(options, choice, progress)
+        executor = DaskExecutor(options, choice, progress, on_start)
     else:
         workers = max(1, min(options.jobs, tasks))
         ahead = 1 if workers > 1 and tasks > workers else 0  # --jobs 1 keeps one kernel
-        executor = LocalExecutor(options, choice, progress, workers, ahead=ahead)
+        executor = LocalExecutor(options, choice, progress, workers, ahead=ahead, on_start=on_start)
     try:
         yield executor
     finally:
@@ -170,8 +177,10 @@ class LocalExecutor:
         workers: int,
         *,
         ahead: int = 0,
+        on_start: OnStart | None = None,
     ) -> None:
         self.options, self.choice, self.progress = options, choice, progress
+        self.on_start = on_start
         self._turns = Turns(workers) if ahead else None
         self._pool = ThreadPoolExecutor(workers + ahead, thread_name_prefix="reprokit-run")
         self._futures: list[Future[Finished]] = []
@@ -190,7 +199,7 @@ class LocalExecutor:
     def _execute(self, plan: PlannedRun, ticket: int) -> Finished:
         if kernels.interrupted():  # stopped before this one started: nothing to record
             return not_started(plan, self.choice.device)
-        reporter = _Reporter(self.progress, plan)
+        reporter = _Reporter(self.progress, plan, self.on_start)
         retries: tuple[str, ...] = ()
         while True:
             slot = Slot(self._turns, ticket, reporter.start) if self._turns is not None else None
@@ -273,14 +282,20 @@ class Slot:
 class _Reporter:
     """A notebook's progress: ``start`` once it executes, then each cell with the time since."""
 
-    def __init__(self, progress: Progress | None, plan: PlannedRun) -> None:
-        self.progress, self.plan = progress, plan
+    def __init__(
+        self, progress: Progress | None, plan: PlannedRun, on_start: OnStart | None = None
+    ) -> None:
+        self.progress, self.plan, self.on_start = progress, plan, on_start
         self.started = 0.0
 
     def start(self) -> None:
         said = self.started
         self.started = time.perf_counter()
-        if self.progress is not None and not said:  # once, also when its kernel is started anew
+        if said:  # once, also when its kernel is started anew
+            return
+        if self.on_start is not None:
+            self.on_start(self.plan)
+        if self.progress is not None:
             self.progress("start", self.plan, None)
 
     def __call__(self, position: int, total: int) -> None:

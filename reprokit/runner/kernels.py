@@ -236,17 +236,18 @@ _exit_on_second_signal: list[bool] = []  # set by the command line
 def exit_on_second_signal() -> None:
     """Make a second ``SIGINT``/``SIGTERM`` end this process at once with 128 + its number
     (the command line; an embedding program gets ``KeyboardInterrupt``). The first signal has
-    stopped the kernels; the records journaled so far and not yet in MLflow are replayed by
-    ``reprokit sync``, and a run whose record was not journaled yet (its notebook was being
-    stopped) has none: its partial notebook is kept."""
+    stopped the kernels; every run that started has a journal from its start (when its
+    outputs are in the project's ``.reprokit``), which ``reprokit sync`` (or the next command
+    that opens the store) records: as KILLED with what its output folder holds, where the
+    first signal's record of it was not written yet."""
     _exit_on_second_signal.append(True)
 
 
 def _on_signal(signum: int, frame: FrameType | None) -> Any:
     if _signal_received:  # a second signal: stop waiting for anything
         if _exit_on_second_signal:
-            message = "reprokit: interrupted again: exiting now (`reprokit sync` replays the "
-            message += "records journaled so far; a run not journaled yet has no record)\n"
+            message = "reprokit: interrupted again: exiting now (`reprokit sync` records the "
+            message += "stopped runs from their journals)\n"
             os.write(2, message.encode())
             os._exit(128 + signum)
         raise KeyboardInterrupt

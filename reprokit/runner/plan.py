@@ -35,6 +35,7 @@ __all__ = [
     "RUNNER_ENV",
     "CellProgress",
     "Executed",
+    "OnStart",
     "PlannedRun",
     "Progress",
     "RunOutcome",
@@ -112,6 +113,9 @@ Progress = Callable[[str, PlannedRun, "RunOutcome | CellProgress | None"], None]
 """``progress(event, plan, info)``: ``"plan"`` (before any kernel starts) and ``"start"`` (info
 None), ``"cell"`` (a :class:`CellProgress`), ``"executed"`` (info None: its kernel is done,
 recording follows) and ``"done"`` (the :class:`RunOutcome`)."""
+
+OnStart = Callable[[PlannedRun], None]
+"""``on_start(plan)``: a notebook starts executing (once, as ``progress`` is told ``"start"``)."""
 
 
 def default_output_dir(first: Path) -> Path:

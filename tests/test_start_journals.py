@@ -1,0 +1,118 @@
+"""The journal the runner opens as a notebook starts: completed by the notebook's record into
+one run, replayed as KILLED when the runner ended first, never opened for a run already
+recorded. A real SQLite store; no kernel (the runner's side is in test_faults_execution)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import mlflow_client, tracking_uri
+
+from reprokit.api.run import _StartJournals
+from reprokit.api.sync import sync
+from reprokit.recording.executed import begin_journal, begin_record
+from reprokit.recording.journal import journal_folder, read_journal
+from reprokit.runner.plan import PlannedRun
+
+
+def _output(project: Path, name: str = "nb") -> Path:
+    output = project / ".reprokit" / "runs" / "batch" / name
+    output.mkdir(parents=True)
+    (output / f"{name}.ipynb").write_text("{}")
+    return output
+
+
+def _journals(project: Path) -> list[Path]:
+    return sorted(journal_folder(project).glob("*.jsonl"))
+
+
+def _plan(project: Path, output: Path) -> PlannedRun:
+    return PlannedRun(project / "nb.ipynb", None, output, {"alpha": 0.5}, {})
+
+
+def test_the_record_completes_the_journal_opened_at_the_start(project: Path) -> None:
+    output = _output(project)
+    journal = begin_journal(
+        notebook=project / "nb.ipynb", output_dir=output, device="cpu", parameters={"a": 1}
+    )
+    assert journal is not None and _journals(project) == [journal.path]
+    started = read_journal(journal.path)
+    assert started.status is None and started.params == {"device": "cpu", "a": "1"}
+    assert started.uploads == {"reprokit": str(output)}
+
+    pending = begin_record(
+        notebook=project / "nb.ipynb",
+        output_dir=output,
+        status="ok",
+        start_ms=1_000,
+        device="cpu",
+        parameters={"a": 1},
+        results=None,
+        extra_tags={"reprokit.runner.status": "ok"},
+        journal=journal,
+    )
+    assert _journals(project) == [journal.path]  # the same journal, no second one
+    folded = read_journal(journal.path)
+    assert (folded.status, folded.start_ms, folded.run_name) == ("FINISHED", 1_000, "nb")
+    assert folded.tags["reprokit.runner.status"] == "ok"
+    recorded = pending.finish()
+    assert recorded.error is None and recorded.run_id is not None
+    client = mlflow_client(tracking_uri(project))
+    runs = client.search_runs([client.get_experiment_by_name("proj").experiment_id])
+    assert [(r.info.run_id, r.info.status) for r in runs] == [(recorded.run_id, "FINISHED")]
+    assert runs[0].data.params == {"device": "cpu", "a": "1"}
+    assert _journals(project) == []
+
+
+def test_a_start_journal_left_behind_is_recorded_as_killed_with_its_folder(
+    project: Path,
+) -> None:
+    output = _output(project)
+    (output / "nb.kernel.log").write_text("the kernel's last words\n")
+    journal = begin_journal(
+        notebook=project / "nb.ipynb", output_dir=output, device="cpu", parameters={}
+    )
+    assert journal is not None
+    journal.release()  # the runner is gone
+    [replay] = sync(project)
+    assert (replay.status, replay.run_status) == ("replayed", "KILLED")
+    client = mlflow_client(tracking_uri(project))
+    assert client.get_run(replay.run_id).info.run_name == "nb"
+    names = {Path(a.path).name for a in client.list_artifacts(replay.run_id, "reprokit")}
+    assert {"nb.ipynb", "nb.kernel.log"} <= names
+    assert _journals(project) == []
+
+
+def test_no_start_journal_for_outputs_outside_the_project_dot_reprokit(project: Path) -> None:
+    output = project / "out" / "nb"
+    output.mkdir(parents=True)
+    journal = begin_journal(
+        notebook=project / "nb.ipynb", output_dir=output, device="cpu", parameters={}
+    )
+    assert journal is None and _journals(project) == []
+
+
+def test_a_start_heard_of_after_the_result_opens_no_journal(project: Path) -> None:
+    """A Dask executor may hear that a task started after its result came back: the run is
+    recorded then in a journal of its own, and a start journal would replay a second run."""
+    journals = _StartJournals()
+    plan = _plan(project, _output(project))
+    assert journals.take(plan) is None
+    journals.open(plan)
+    assert _journals(project) == []
+    journals.close()
+
+
+def test_start_journals_are_taken_once_and_let_go_on_close(project: Path) -> None:
+    journals = _StartJournals()
+    first, second = _plan(project, _output(project, "a")), _plan(project, _output(project, "b"))
+    journals.open(first)
+    journals.open(second)
+    assert len(_journals(project)) == 2
+    taken = journals.take(first)
+    assert taken is not None and journals.take(first) is None
+    taken.discard()
+    journals.close()  # the second one is left for the next command to replay
+    [left] = _journals(project)
+    assert read_journal(left).params == {"device": "cpu", "alpha": "0.5"}
+    assert [r.status for r in sync(project)] == ["replayed"]
