@@ -197,17 +197,17 @@ def _threads_taking(pid: int, sig: signal.Signals) -> list[int]:
     return taking
 
 
-def _signalled_while_one_notebook_runs(
+def _one_slow_notebook(
     project: Path, args: list[str], send: Callable[[subprocess.Popen[str]], None]
-) -> str:
-    """``reprokit run`` of one slow notebook (``args`` added, else ``--output-dir out``),
-    ``send`` called once its kernel is in the cell that hangs; the runner's error output, once
-    it has exited 143 leaving no process of the kernel's behind."""
+) -> tuple[subprocess.Popen[str], str, list[int]]:
+    """``reprokit run`` of one slow notebook (``args`` added), ``send`` called once its kernel
+    is in the cell that hangs; the runner, its error output and the kernel's processes
+    (killed if still there), once it has exited."""
     markers = project / "markers"
     markers.mkdir()
     write_notebook(project / "nbs" / "one.ipynb", SLOW, parameters="NAME = 'one'")
     runner = start_cli(
-        ["run", "nbs", "--device", "cpu", *(args or ["--output-dir", "out"])],
+        ["run", "nbs", "--device", "cpu", *args],
         project,
         env={**os.environ, "MARKERS": str(markers)},
     )
@@ -219,6 +219,15 @@ def _signalled_while_one_notebook_runs(
         _, stderr = runner.communicate(timeout=WAIT_S)
     finally:
         kill_quietly([runner.pid, *pids])
+    return runner, stderr, pids
+
+
+def _signalled_while_one_notebook_runs(
+    project: Path, args: list[str], send: Callable[[subprocess.Popen[str]], None]
+) -> str:
+    """:func:`_one_slow_notebook`'s error output, once the runner has exited 143 leaving no
+    process of the kernel's behind."""
+    runner, stderr, pids = _one_slow_notebook(project, args, send)
     assert runner.returncode == 143, stderr
     assert "Traceback" not in stderr
     assert still_alive(pids) == []
@@ -237,7 +246,8 @@ def test_a_signal_another_thread_takes_still_stops_the_runner(project: Path) -> 
         thread = _threads_taking(runner.pid, signal.SIGTERM)[0]
         assert ctypes.CDLL(None).tgkill(runner.pid, thread, signal.SIGTERM) == 0  # glibc 2.30
 
-    stderr = _signalled_while_one_notebook_runs(project, ["--no-record"], to_a_worker_thread)
+    args = ["--no-record", "--output-dir", "out"]
+    stderr = _signalled_while_one_notebook_runs(project, args, to_a_worker_thread)
     assert "interrupted by SIGTERM" in stderr
 
 
@@ -253,7 +263,7 @@ def test_a_second_signal_ends_the_command_at_once_and_loses_no_record(project: P
             kernel.wait(timeout=WAIT_S)  # a zombie until the runner reaps it: a few ms more
         runner.send_signal(signal.SIGTERM)  # while the first is being handled
 
-    stderr = _signalled_while_one_notebook_runs(project, ["--device", "cpu"], twice)
+    stderr = _signalled_while_one_notebook_runs(project, [], twice)
     assert "interrupted again: exiting now" in stderr or "interrupted by SIGTERM" in stderr
     synced = run_cli(["sync"], project)
     assert synced.returncode == 0, synced.stderr
@@ -267,22 +277,8 @@ def test_a_runner_killed_mid_notebook_leaves_its_run_to_the_next_command(project
     """SIGKILL gives the runner no time to record anything: the journal it opened as the
     notebook started makes the next command record the run, KILLED, with its output folder
     (the kernel's log, the partial notebook) as artifacts."""
-    markers = project / "markers"
-    markers.mkdir()
-    write_notebook(project / "nbs" / "one.ipynb", SLOW, parameters="NAME = 'one'")
-    runner = start_cli(
-        ["run", "nbs", "--device", "cpu", "-p", "NAME=one"],
-        project,
-        env={**os.environ, "MARKERS": str(markers)},
-    )
-    pids: list[int] = []
-    try:
-        wait_for((markers / "one").exists, "the kernel to start")
-        pids = [int(p) for p in (markers / "one").read_text().split()]
-        runner.kill()
-        runner.communicate(timeout=WAIT_S)
-    finally:
-        kill_quietly([runner.pid, *pids])
+    runner, _, _ = _one_slow_notebook(project, ["-p", "NAME=one"], lambda r: r.kill())
+    assert runner.returncode == -signal.SIGKILL
     assert len(list((project / ".reprokit" / "journal").glob("*.jsonl"))) == 1
     synced = run_cli(["sync"], project)
     assert synced.returncode == 0, synced.stderr
