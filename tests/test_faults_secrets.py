@@ -216,3 +216,24 @@ def test_canaries_in_plain_parameters_and_error_messages_reach_nothing(project: 
     assert found == {}, found
     executed = next(project.rglob(".reprokit/runs/*/failing/failing.ipynb")).read_text()
     assert '"evalue": "cannot connect with <secret token> to postgres://<redacted>@h/db' in executed
+
+
+def test_a_secret_parameter_reaches_a_text_notebook_that_names_no_kernel(project: Path) -> None:
+    """A bare percent-format ``.py`` (no header, so no kernelspec or language): papermill's
+    parameterisation, which the secret cell goes through, refused it with a traceback."""
+    (project / "bare.py").write_text(
+        "# %% tags=['parameters']\ntoken = ''\n\n"
+        "# %%\nimport reprokit\nreprokit.result('token_length', len(token))\n"
+    )
+    done = run_cli(
+        ["run", "bare.py", "--device", "cpu", "--no-record", "--output-dir", "out"]
+        + ["--secret-param", "token"],
+        project,
+        env={**os.environ, "token": SECRET_PARAM},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    executed = (project / "out" / "bare" / "bare.ipynb").read_text()
+    assert SECRET_PARAM not in executed
+    results = json.loads(next((project / "out" / "bare").glob("*/results.json")).read_text())
+    assert results["token_length"]["value"] == len(SECRET_PARAM)  # it reached the kernel

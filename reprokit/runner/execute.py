@@ -553,7 +553,8 @@ def _with_secret_cell(node: Any, parameters: Mapping[str, Any], job: _Job) -> An
     for each in node.cells:  # as papermill's own preparation would, before it parameterizes
         each.metadata.setdefault("tags", [])
     kernel = job.kernel_name or kernel_of(node)
-    node = parameterize_notebook(node, dict(parameters), kernel_name=kernel)
+    language = _language_of(node)  # a text notebook may name none: papermill would refuse
+    node = parameterize_notebook(node, dict(parameters), kernel_name=kernel, language=language)
     lines = ["# Secret parameters: values come from the environment, never from this notebook"]
     lines.append("import json as _reprokit_json, os as _reprokit_os")
     for name in job.secrets:
