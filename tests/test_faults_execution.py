@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -275,24 +276,62 @@ def test_a_second_signal_ends_the_command_at_once_and_loses_no_record(project: P
 
 def test_a_runner_killed_mid_notebook_leaves_its_run_to_the_next_command(project: Path) -> None:
     """SIGKILL gives the runner no time to record anything: the journal it opened as the
-    notebook started makes the next command record the run, KILLED, with its output folder
-    (the kernel's log, the partial notebook) as artifacts."""
+    notebook started makes the next command record the run, KILLED, ended when the runner
+    last wrote; its files stay in the output folder, not uploaded (never scrubbed)."""
     runner, _, _ = _one_slow_notebook(project, ["-p", "NAME=one"], lambda r: r.kill())
     assert runner.returncode == -signal.SIGKILL
+    killed_ms = time.time() * 1000
     assert len(list((project / ".reprokit" / "journal").glob("*.jsonl"))) == 1
+    time.sleep(1.0)
     synced = run_cli(["sync"], project)
     assert synced.returncode == 0, synced.stderr
     assert "Traceback" not in synced.stderr
     run = runs_by_name(tracking_uri(project), "proj")["one"]
     assert run.info.status == "KILLED"
+    assert run.info.end_time <= killed_ms
     assert run.data.params == {"device": "cpu", "NAME": "one"}
     assert run.data.tags["mlflow.source.name"] == str((project / "nbs" / "one.ipynb").resolve())
+    assert run.data.tags["reprokit.runner"] == "reprokit run"
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=tracking_uri(project))
-    uploaded = {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "reprokit")}
-    assert "one.kernel.log" in uploaded, uploaded
+    assert MlflowClient(tracking_uri=tracking_uri(project)).list_artifacts(run.info.run_id) == []
+    assert len(list((project / ".reprokit" / "runs").glob("*/one/one.kernel.log"))) == 1
     assert list((project / ".reprokit" / "journal").glob("*.jsonl")) == []
+
+
+def test_a_finished_notebook_whose_record_failed_is_recorded_later_as_finished(
+    project: Path,
+) -> None:
+    """The project's configuration broken while the notebook ran: the record fails (exit 2,
+    said), and the run's journal keeps the execution's status for the next command."""
+    go = project / "go"
+    write_notebook(
+        project / "nbs" / "one.ipynb",
+        [
+            "import os, pathlib, time\npathlib.Path(os.environ['MARKERS'], 'one').touch()",
+            f"while not pathlib.Path({str(go)!r}).exists():\n    time.sleep(0.05)",
+        ],
+    )
+    (project / "markers").mkdir()
+    pyproject = (project / "pyproject.toml").read_text()
+    runner = start_cli(
+        ["run", "nbs", "--device", "cpu"],
+        project,
+        env={**os.environ, "MARKERS": str(project / "markers")},
+    )
+    try:
+        wait_for((project / "markers" / "one").exists, "the kernel to start")
+        (project / "pyproject.toml").write_text("[project\n")
+        go.touch()
+        _, stderr = runner.communicate(timeout=WAIT_S)
+    finally:
+        kill_quietly([runner.pid])
+    assert runner.returncode == 2, stderr
+    assert "Traceback" not in stderr and "pyproject.toml" in stderr
+    (project / "pyproject.toml").write_text(pyproject)
+    synced = run_cli(["sync"], project)
+    assert synced.returncode == 0, synced.stderr
+    assert runs_by_name(tracking_uri(project), "proj")["one"].info.status == "FINISHED"
 
 
 def test_a_run_recorded_after_its_start_journal_is_recorded_once(project: Path) -> None:

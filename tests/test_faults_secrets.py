@@ -225,9 +225,9 @@ def test_a_secret_parameter_reaches_a_text_notebook_that_names_no_kernel(project
         "# %% tags=['parameters']\ntoken = ''\n\n"
         "# %%\nimport reprokit\nreprokit.result('token_length', len(token))\n"
     )
+    args = ["--device", "cpu", "--no-record", "--output-dir", "out", "--secret-param", "token"]
     done = run_cli(
-        ["run", "bare.py", "--device", "cpu", "--no-record", "--output-dir", "out"]
-        + ["--secret-param", "token"],
+        ["run", "bare.py", *args],
         project,
         env={**os.environ, "token": SECRET_PARAM},
     )

@@ -4,13 +4,16 @@ recorded. A real SQLite store; no kernel (the runner's side is in test_faults_ex
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
+import pytest
 from conftest import mlflow_client, tracking_uri
 
 from reprokit.api.run import _StartJournals
 from reprokit.api.sync import sync
-from reprokit.recording.executed import begin_journal, begin_record
+from reprokit.recording.executed import abandon_journal, begin_journal, begin_record
 from reprokit.recording.journal import journal_folder, read_journal
 from reprokit.runner.plan import PlannedRun
 
@@ -38,7 +41,8 @@ def test_the_record_completes_the_journal_opened_at_the_start(project: Path) -> 
     assert journal is not None and _journals(project) == [journal.path]
     started = read_journal(journal.path)
     assert started.status is None and started.params == {"device": "cpu", "a": "1"}
-    assert started.uploads == {"reprokit": str(output)}
+    assert started.uploads == {} and started.folder == str(output)  # nothing scrubbed yet
+    assert started.tags["reprokit.runner"] == "reprokit run"
 
     pending = begin_record(
         notebook=project / "nb.ipynb",
@@ -55,6 +59,7 @@ def test_the_record_completes_the_journal_opened_at_the_start(project: Path) -> 
     folded = read_journal(journal.path)
     assert (folded.status, folded.start_ms, folded.run_name) == ("FINISHED", 1_000, "nb")
     assert folded.tags["reprokit.runner.status"] == "ok"
+    assert folded.uploads == {"reprokit": str(output)}
     recorded = pending.finish()
     assert recorded.error is None and recorded.run_id is not None
     client = mlflow_client(tracking_uri(project))
@@ -64,9 +69,11 @@ def test_the_record_completes_the_journal_opened_at_the_start(project: Path) -> 
     assert _journals(project) == []
 
 
-def test_a_start_journal_left_behind_is_recorded_as_killed_with_its_folder(
+def test_a_start_journal_left_behind_is_recorded_as_killed_when_its_folder_last_changed(
     project: Path,
 ) -> None:
+    """Not uploaded: the runner had not scrubbed secret values from the partial notebook and
+    the kernel's log yet. Ended when the runner last wrote, not when the replay ran."""
     output = _output(project)
     (output / "nb.kernel.log").write_text("the kernel's last words\n")
     journal = begin_journal(
@@ -74,13 +81,30 @@ def test_a_start_journal_left_behind_is_recorded_as_killed_with_its_folder(
     )
     assert journal is not None
     journal.release()  # the runner is gone
+    died = time.time() - 3600
+    os.utime(journal.path, (died - 60, died - 60))
+    for path in output.iterdir():
+        os.utime(path, (died - 10, died - 10))
+    os.utime(output / "nb.kernel.log", (died, died))
     [replay] = sync(project)
     assert (replay.status, replay.run_status) == ("replayed", "KILLED")
     client = mlflow_client(tracking_uri(project))
-    assert client.get_run(replay.run_id).info.run_name == "nb"
-    names = {Path(a.path).name for a in client.list_artifacts(replay.run_id, "reprokit")}
-    assert {"nb.ipynb", "nb.kernel.log"} <= names
+    run = client.get_run(replay.run_id)
+    assert run.info.run_name == "nb" and run.data.tags["reprokit.runner"] == "reprokit run"
+    assert abs(run.info.end_time - died * 1000) < 1000
+    assert client.list_artifacts(replay.run_id) == []
+    assert (output / "nb.kernel.log").is_file()  # kept where it was
     assert _journals(project) == []
+
+
+def test_a_run_whose_record_failed_is_replayed_with_its_execution_status(project: Path) -> None:
+    journal = begin_journal(
+        notebook=project / "nb.ipynb", output_dir=_output(project), device="cpu", parameters={}
+    )
+    assert journal is not None
+    abandon_journal(journal, "ok")
+    [replay] = sync(project)
+    assert (replay.status, replay.run_status) == ("replayed", "FINISHED")
 
 
 def test_no_start_journal_for_outputs_outside_the_project_dot_reprokit(project: Path) -> None:
@@ -116,3 +140,45 @@ def test_start_journals_are_taken_once_and_let_go_on_close(project: Path) -> Non
     [left] = _journals(project)
     assert read_journal(left).params == {"device": "cpu", "alpha": "0.5"}
     assert [r.status for r in sync(project)] == ["replayed"]
+
+
+def test_a_journal_that_cannot_be_deleted_is_left_marked_synced(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its folder made read-only while the notebook ran (``chattr +i``, a remount): the run is
+    in MLflow, the command goes on, and later commands find the journal done, not a crash."""
+    output = _output(project)
+    journal = begin_journal(
+        notebook=project / "nb.ipynb", output_dir=output, device="cpu", parameters={}
+    )
+    assert journal is not None
+    unlink = Path.unlink
+
+    def refused(path: Path, missing_ok: bool = False) -> None:
+        if path.suffix == ".jsonl":
+            raise PermissionError(1, "Operation not permitted", str(path))
+        unlink(path, missing_ok)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Path, "unlink", refused)
+        pending = begin_record(
+            notebook=project / "nb.ipynb",
+            output_dir=output,
+            status="ok",
+            start_ms=1_000,
+            device="cpu",
+            parameters={},
+            results=None,
+            extra_tags={},
+            journal=journal,
+        )
+        recorded = pending.finish()
+        assert recorded.error is None and recorded.run_id is not None
+        [left] = _journals(project)
+        assert read_journal(left).synced
+        assert [r.status for r in sync(project)] == ["empty"]
+    assert [r.status for r in sync(project)] == ["empty"]  # deleted once it can be
+    assert _journals(project) == []
+    client = mlflow_client(tracking_uri(project))
+    experiment = client.get_experiment_by_name("proj").experiment_id
+    assert [r.info.status for r in client.search_runs([experiment])] == ["FINISHED"]

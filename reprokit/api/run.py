@@ -32,7 +32,14 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from reprokit.exceptions import RunInterrupted, UsageError
 from reprokit.notebook.files import discover_notebooks, mark_output_folder
 from reprokit.options import ExecutionOptions
-from reprokit.recording.executed import Connections, begin_journal, warm_up
+from reprokit.recording.executed import (
+    RUNNER,
+    RUNNER_TAG,
+    Connections,
+    abandon_journal,
+    begin_journal,
+    warm_up,
+)
 from reprokit.recording.journal import Journal
 from reprokit.recording.retention import write_run_info, writing
 from reprokit.recording.target import resolve_target
@@ -204,7 +211,13 @@ class _Collecting(Generic[T]):
         journal = self.journals.take(finished.plan)
         if self.record and finished.started:
             connections = self.connections or Connections()
-            outcome = _begin_recording(finished.plan, finished.executed, connections, journal)()
+            try:
+                pending = _begin_recording(finished.plan, finished.executed, connections, journal)
+            except BaseException:  # a configuration broken meanwhile, say: said by the caller
+                if journal is not None:
+                    abandon_journal(journal, outcome.status)
+                raise
+            outcome = pending()
         elif journal is not None:  # it never started after all: nothing to record
             journal.discard()
         if self.progress is not None:
@@ -290,7 +303,7 @@ def _begin_recording(
     from reprokit.recording.executed import begin_record
 
     outcome = executed.outcome
-    tags = {"reprokit.runner": "reprokit run", "reprokit.runner.status": outcome.status}
+    tags = {RUNNER_TAG: RUNNER, "reprokit.runner.status": outcome.status}
     if outcome.failure is not None:
         tags["reprokit.runner.failed_cell"] = str(outcome.failure.index + 1)  # as messages say
         error = f"{outcome.failure.ename}: {outcome.failure.evalue}"

@@ -140,20 +140,35 @@ def begin_journal(
     *, notebook: Path, output_dir: Path, device: str, parameters: Mapping[str, Any]
 ) -> Journal | None:
     """The journal of a notebook's run, opened as the notebook starts executing: its start,
-    params and output folder. A runner that ends before it recorded the run (a second
-    Ctrl-C, a kill, a crash of the machine) leaves it to the next command that opens the
-    store (or ``reprokit sync``), which records the run as KILLED with what its output folder
-    holds (the partial notebook, the kernel's log and run folder). :func:`begin_record`
-    completes it; None where the run has no journal (see :func:`_journal`)."""
+    params and tags. A runner that ends before it recorded the run (a second Ctrl-C, a kill,
+    a crash of the machine) leaves it to the next command that opens the store (or
+    ``reprokit sync``), which records the run as KILLED, ended when its output folder last
+    changed. Nothing is uploaded then: the partial notebook and the kernel's log were not
+    scrubbed of secret parameters (the runner does that as a notebook ends), so they stay in
+    the output folder. :func:`begin_record` completes the journal with the whole run and its
+    upload; None where the run has no journal (see :func:`_journal`)."""
     try:
         target = resolve_target(start=notebook.parent)
     except ReprokitError:  # a broken configuration: the recording says so
         return None
     state = JournalState(Path(), target.experiment, target.display_uri, notebook.stem, now_ms())
-    state.tags = _tags(notebook, device, None, target.display_uri, "")
-    state.params = _params(device, parameters)
-    state.uploads = {ARTIFACT_PATH: str(output_dir)}
+    tags = _tags(notebook, device, None, target.display_uri, "")
+    state.tags, state.params = tags | {RUNNER_TAG: RUNNER}, _params(device, parameters)
+    state.folder = str(output_dir)
     return _journal(target.project_root, output_dir, state)
+
+
+def abandon_journal(journal: Journal, status: ExecutionStatus) -> None:
+    """The run could not be recorded now (its record failed before it was journaled): its
+    start journal gets the execution's end status and is let go, for the next command that
+    opens the store to record, rather than replayed as KILLED."""
+    with contextlib.suppress(OSError):
+        journal.append("end", status=MLFLOW_STATUS.get(status, "FAILED"), end_ms=now_ms())
+    journal.release()
+
+
+RUNNER_TAG, RUNNER = "reprokit.runner", "reprokit run"
+"""The tag of every run the runner records, and its value."""
 
 
 def _params(device: str, parameters: Mapping[str, Any]) -> dict[str, str]:

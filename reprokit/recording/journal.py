@@ -109,11 +109,14 @@ class Journal:
             self.append(event, **fields)
 
     def finish(self) -> None:
-        """The run reached MLflow: mark it synced, delete the journal, release the lock."""
+        """The run reached MLflow: mark it synced, delete the journal, release the lock. A
+        journal that cannot be deleted (its folder made read-only meanwhile) is left, marked
+        synced: a replay then finds nothing to do, and deletes it once it can."""
         if self._closed:
             return
-        self.append("synced")
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):  # unmarked: a replay continues the run it opened
+            self.append("synced")
+        with contextlib.suppress(OSError):
             self.path.unlink()
         self.release()
 
@@ -122,7 +125,7 @@ class Journal:
         unreplayed, release the lock."""
         if self._closed:
             return
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             self.path.unlink()
         self.release()
 
@@ -146,6 +149,7 @@ class JournalState:
     metrics: list[tuple[str, float, int, int]] = field(default_factory=list)
     datasets: list[dict[str, str]] = field(default_factory=list)
     uploads: dict[str, str] = field(default_factory=dict)  # artifact path -> folder
+    folder: str | None = None  # where the run's files are written (not uploaded from here)
     cell_errors: int = 0
     interrupted: bool = False
     status: str | None = None  # from the end event
@@ -163,6 +167,7 @@ class JournalState:
     def events(self) -> Iterator[tuple[str, dict[str, Any]]]:
         """The events that record this state again (what :meth:`Journal.write` appends)."""
         start = {"experiment": self.experiment, "uri": self.uri, "run_name": self.run_name}
+        start |= {"folder": self.folder} if self.folder else {}
         yield "start", start | {"start_ms": self.start_ms, "tags": self.tags}
         yield "log", {"params": self.params, "metrics": self.metrics}
         if self.datasets:
@@ -177,6 +182,15 @@ class JournalState:
         if self.status is not None:
             return self.status
         return "FAILED" if self.cell_errors and not self.interrupted else "KILLED"
+
+    def last_change(self) -> int | None:
+        """When the run's process last wrote anything, in ms (the end time of a run whose
+        process died without an end event): the journal's or a file's directly in its folder
+        or in a folder to upload, whichever changed last; None if none can be read."""
+        places = [Path(f) for f in (self.folder, *self.uploads.values()) if f]
+        stamps = [_mtime(self.path), *(_mtime(e) for p in places for e in _entries(p))]
+        known = [stamp for stamp in stamps if stamp is not None]
+        return max(known) if known else None
 
 
 def read_journal(path: Path) -> JournalState:
@@ -209,6 +223,7 @@ def _apply(state: JournalState, event: dict[str, Any]) -> None:
     if kind == "start":
         state.experiment, state.uri = event.get("experiment"), event.get("uri")
         state.run_name, state.start_ms = event.get("run_name"), int(event.get("start_ms", 0))
+        state.folder = str(event["folder"]) if event.get("folder") else state.folder
     if kind in ("start", "log"):
         state.tags |= dict(event.get("tags") or {})
         state.params |= dict(event.get("params") or {})
@@ -226,6 +241,20 @@ def _apply(state: JournalState, event: dict[str, Any]) -> None:
         state.run_id = str(event["run_id"])
     elif kind == "synced":
         state.synced = True
+
+
+def _mtime(path: Path) -> int | None:
+    try:
+        return path.lstat().st_mtime_ns // 1_000_000
+    except OSError:
+        return None
+
+
+def _entries(folder: Path) -> list[Path]:
+    try:
+        return list(folder.iterdir())
+    except OSError:
+        return []
 
 
 def _metric(raw: Any) -> tuple[str, float, int, int]:

@@ -8,7 +8,8 @@ journal never run at once: each holds the journal's ``flock``, and so does a liv
 
 A journal left by a dead process (a kernel killed before MLflow got everything) is completed
 by the next connection to its store (:func:`replay_pending`): with its end status if it has
-one, else ``FAILED`` when it recorded a failed cell, else ``KILLED``.
+one, else ``FAILED`` when it recorded a failed cell, else ``KILLED``, ending when its process
+last wrote (:meth:`~reprokit.recording.journal.JournalState.last_change`), not at the replay.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ def replay_state(state: JournalState, writer: MlflowRunWriter, journal: Journal 
     """Write ``state`` as one MLflow run through the connected ``writer`` (its experiment is
     the state's) and close it; mark ``journal`` synced. Returns the run id; raises
     :class:`RecordError`."""
+    ended = state.end_ms or state.last_change() or now_ms()  # before this replay appends
     run_id = state.run_id or _tagged_run(writer, state.key if journal else None)
     if run_id is None:
         tags = state.tags | ({JOURNAL_TAG: journal.key} if journal else {})
@@ -72,7 +74,7 @@ def replay_state(state: JournalState, writer: MlflowRunWriter, journal: Journal 
         if Path(folder).is_dir():  # a run folder removed since: the rest is still worth having
             name_run(Path(folder), run_id, state.tags.get(SOURCE_NAME_TAG))
             writer.upload(Path(folder), artifact_path)
-    writer.close(_status(state), state.end_ms or now_ms())
+    writer.close(_status(state), ended)
     if journal is not None:
         journal.finish()
     return run_id
