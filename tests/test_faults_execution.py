@@ -282,6 +282,8 @@ def test_a_runner_killed_mid_notebook_leaves_its_run_to_the_next_command(project
     assert runner.returncode == -signal.SIGKILL
     killed_ms = time.time() * 1000
     assert len(list((project / ".reprokit" / "journal").glob("*.jsonl"))) == 1
+    status = run_cli(["status"], project)
+    assert "journals 1 run(s) not in MLflow yet" in status.stdout, status.stdout
     time.sleep(1.0)
     synced = run_cli(["sync"], project)
     assert synced.returncode == 0, synced.stderr
@@ -297,6 +299,7 @@ def test_a_runner_killed_mid_notebook_leaves_its_run_to_the_next_command(project
     assert MlflowClient(tracking_uri=tracking_uri(project)).list_artifacts(run.info.run_id) == []
     assert len(list((project / ".reprokit" / "runs").glob("*/one/one.kernel.log"))) == 1
     assert list((project / ".reprokit" / "journal").glob("*.jsonl")) == []
+    assert "journals" not in run_cli(["status"], project).stdout
 
 
 def test_a_finished_notebook_whose_record_failed_is_recorded_later_as_finished(

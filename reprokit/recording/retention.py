@@ -86,6 +86,7 @@ class DiskUsage:
     object_bytes: int  # bytes of the content-addressed store
     total_bytes: int  # runs, objects, journals and caches of .reprokit/, once each
     shared_bytes: int  # of run_bytes, bytes stored once in the objects and linked
+    journals: int = 0  # runs journaled and not yet in MLflow (live or left by a dead process)
 
 
 def project_of(start: Path) -> Path:
@@ -508,6 +509,7 @@ def disk_usage(project_root: str | os.PathLike[str]) -> DiskUsage:
         object_bytes=sum(stored.values()),
         total_bytes=sum(every.values()),
         shared_bytes=shared,
+        journals=sum(1 for _ in pending_journals(project_root)),
     )
 
 

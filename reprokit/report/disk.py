@@ -49,7 +49,14 @@ def describe_disk(usage: DiskUsage) -> list[str]:
         f"({human_bytes(usage.shared_bytes)} of it stored once in objects)",
         f"objects  {usage.objects} stored file(s), {human_bytes(usage.object_bytes)}",
         f"total    {human_bytes(usage.total_bytes)} under .reprokit/ (each file counted once)",
-    ]
+    ] + ([_journals(usage.journals)] if usage.journals else [])
+
+
+def _journals(count: int) -> str:
+    return (
+        f"journals {count} run(s) not in MLflow yet: being recorded, or left by a process that "
+        "died (`reprokit sync` records those)"
+    )
 
 
 __all__ = ["describe_disk", "describe_gc", "human_bytes"]
