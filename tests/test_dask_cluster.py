@@ -206,6 +206,15 @@ def test_a_worker_lost_mid_notebook_ends_verified_or_clearly_failed(
     assert wait_gone(orphans) == []  # a kernel whose worker died ends itself
 
 
+def test_a_clean_run_on_the_embedded_cluster_prints_no_traceback(project: Path) -> None:
+    """Each task watched the cancel Event with a wait held on the scheduler: one still held as
+    the cluster closed was logged as an error, with a CancelledError traceback."""
+    _notebooks(project, 4)
+    done = run_cli(["run", "nbs", "--executor", "dask", "--jobs", "2", "--no-record"], project)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr and "ERROR" not in done.stderr, done.stderr
+
+
 def test_the_embedded_cluster_runs_and_a_sigint_leaves_nothing_behind(project: Path) -> None:
     markers = project / "markers"
     markers.mkdir()

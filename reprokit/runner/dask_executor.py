@@ -229,26 +229,32 @@ def _tail(path: Path) -> bytes | None:
 
 @contextlib.contextmanager
 def _watching(name: str, cancel: threading.Event) -> Iterator[None]:
-    """Set ``cancel`` once the client sets the Dask Event ``name``."""
+    """Set ``cancel`` once the client sets the Dask Event ``name``: asked every
+    :data:`_CANCEL_POLL_S` seconds, never waited for on the scheduler (a wait still held there
+    as the cluster closes is logged by the scheduler as an error, with a traceback)."""
     from distributed import Event, get_client
 
     event = Event(name, client=get_client())  # type: ignore[no-untyped-call]
     done = threading.Event()
 
     def wait() -> None:
-        while not done.is_set():
+        while not done.wait(_CANCEL_POLL_S):
             try:
-                if event.wait(timeout=1.0):  # type: ignore[no-untyped-call]
+                if event.is_set():  # type: ignore[no-untyped-call]
                     cancel.set()
                     return
             except Exception:  # the scheduler is gone: the task ends on its own
-                done.wait(1.0)
+                continue
 
     threading.Thread(target=wait, name="reprokit-dask-cancel", daemon=True).start()
     try:
         yield
     finally:
         done.set()
+
+
+_CANCEL_POLL_S = 0.5
+"""How often a running task asks whether the client cancelled it."""
 
 
 # ------------------------------------------------------------------------ on the client
