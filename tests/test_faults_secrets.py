@@ -237,3 +237,47 @@ def test_a_secret_parameter_reaches_a_text_notebook_that_names_no_kernel(project
     assert SECRET_PARAM not in executed
     results = json.loads(next((project / "out" / "bare").glob("*/results.json")).read_text())
     assert results["token_length"]["value"] == len(SECRET_PARAM)  # it reached the kernel
+
+
+def test_a_killed_runner_leaves_no_secret_in_the_partial_notebook(project: Path) -> None:
+    """The notebook is saved while it runs (so a kill leaves one); each save is scrubbed as
+    the runner's last one is: a SIGKILL before that last one used to leave the value there."""
+    import signal
+    import time
+
+    from fault_helpers import WAIT_S, kill_quietly, start_cli, wait_for
+
+    markers = project / "markers"
+    markers.mkdir()
+    write_notebook(
+        project / "nbs" / "leaky.ipynb",
+        [
+            "print('a careless notebook prints its token:', token)",
+            "import os, pathlib, time\n"
+            "pathlib.Path(os.environ['MARKERS'], 'leaky').write_text(str(os.getpid()))\n"
+            "time.sleep(300)",
+        ],
+        parameters="token = ''",
+    )
+    args = ["--device", "cpu", "--no-record", "--output-dir", "out", "--secret-param", "token"]
+    runner = start_cli(
+        ["run", "nbs", *args],
+        project,
+        env={**os.environ, "token": SECRET_PARAM, "MARKERS": str(markers)},
+    )
+    kernel = 0
+    partial = project / "out" / "leaky" / "leaky.ipynb"
+    try:
+        wait_for((markers / "leaky").exists, "the kernel to start")
+        kernel = int((markers / "leaky").read_text())
+        deadline = time.monotonic() + WAIT_S
+        while '"name": "stdout"' not in (partial.read_text() if partial.exists() else ""):
+            assert time.monotonic() < deadline, "the printed cell was never saved"
+            time.sleep(0.2)
+        os.kill(runner.pid, signal.SIGKILL)
+        runner.communicate(timeout=WAIT_S)
+    finally:
+        kill_quietly([runner.pid, kernel])
+    text = partial.read_text()
+    assert SECRET_PARAM not in text
+    assert "<secret token>" in text

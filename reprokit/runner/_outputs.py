@@ -271,7 +271,7 @@ def finish_output(
     _scrub_file(kernel_log, secrets)
     if not output.is_file():
         return
-    text = _scrub_text(output.read_text(encoding="utf-8"), secrets, json_escaped=True)
+    text = scrub_text(output.read_text(encoding="utf-8"), secrets, json_escaped=True)
     node = nbformat.reads(text, as_version=4)  # type: ignore[no-untyped-call]
     node.metadata.setdefault("reprokit", {})["execution"] = dict(execution)
     _redact_error_outputs(node, secrets)
@@ -293,7 +293,7 @@ def finish_output(
 def redact_error(text: str, secrets: Mapping[str, str]) -> str:
     """An error text as it may be stored or printed: secret parameter values replaced by
     ``<secret NAME>``, credential-looking text (URL passwords, tokens) by ``<redacted>``."""
-    return redact_text(_scrub_text(text, secrets, json_escaped=False))
+    return redact_text(scrub_text(text, secrets, json_escaped=False))
 
 
 def _redact_error_outputs(node: NotebookNode, secrets: Mapping[str, str]) -> None:
@@ -308,12 +308,14 @@ def _scrub_file(path: Path, secrets: Mapping[str, str]) -> None:
     if not secrets or not path.is_file():
         return
     text = path.read_bytes().decode("utf-8", errors="replace")
-    scrubbed = _scrub_text(text, secrets, json_escaped=False)
+    scrubbed = scrub_text(text, secrets, json_escaped=False)
     if scrubbed != text:
         atomic_write_text(path, scrubbed)
 
 
-def _scrub_text(text: str, secrets: Mapping[str, str], *, json_escaped: bool) -> str:
+def scrub_text(text: str, secrets: Mapping[str, str], *, json_escaped: bool) -> str:
+    """``text`` with each secret value (as is, and as JSON escapes it where ``json_escaped``)
+    replaced by ``<secret NAME>``."""
     import json
 
     # longest first: a secret that contains another is replaced whole

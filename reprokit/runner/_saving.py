@@ -31,7 +31,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -75,7 +75,8 @@ class ThrottledManager(NotebookExecutionManager):  # type: ignore[misc]
 
         from reprokit._fsutil import atomic_write_text
 
-        atomic_write_text(path, nbformat.writes(self.nb))  # type: ignore[no-untyped-call]
+        text = nbformat.writes(self.nb)  # type: ignore[no-untyped-call]
+        atomic_write_text(path, _scrubbed(path, text))
         self.last_save_time = self.now()
 
     def autosave_cell(self) -> None:
@@ -125,17 +126,22 @@ class ThrottledManager(NotebookExecutionManager):  # type: ignore[misc]
 
 
 @contextlib.contextmanager
-def written_whole(path: str) -> Iterator[str]:
+def written_whole(path: str, scrub: Callable[[str], str] | None = None) -> Iterator[str]:
     """For the ``with``, papermill's own writes of the notebook at ``path`` (absolute) replace
     it whole, as :meth:`ThrottledManager._write` does: after the last cell, and with its
     error-marker cells when a cell raised. papermill's handler truncates the file and writes
     in place, so a ``SIGKILL`` meanwhile left half a notebook. Only these paths: a user's own
     papermill calls in this process (to a link, a FIFO, a file of restricted mode) keep
     papermill's behaviour. Through papermill's public handler registry (the scheme ``/``
-    matches every absolute path; any other path goes to papermill's own handler)."""
+    matches every absolute path; any other path goes to papermill's own handler).
+
+    ``scrub``: applied to the notebook's text before each of these writes (secret values
+    replaced), so that what a killed runner leaves on disk never holds them either."""
     _register()
     with _lock:
         _ours[path] = _ours.get(path, 0) + 1
+        if scrub is not None:
+            _scrubs[path] = scrub
     try:
         yield path
     finally:
@@ -143,9 +149,17 @@ def written_whole(path: str) -> Iterator[str]:
             _ours[path] -= 1
             if not _ours[path]:
                 del _ours[path]
+                _scrubs.pop(path, None)
+
+
+def _scrubbed(path: str, text: str) -> str:
+    with _lock:
+        scrub = _scrubs.get(path)
+    return text if scrub is None else scrub(text)
 
 
 _ours: dict[str, int] = {}  # paths written whole now, with how many executions write them
+_scrubs: dict[str, Callable[[str], str]] = {}  # what each of them is scrubbed with
 _lock = threading.Lock()
 _registered = False
 
@@ -167,7 +181,7 @@ def _register() -> None:
                 folder = os.path.dirname(path)
                 if folder and not os.path.isdir(folder):
                     raise FileNotFoundError(f"output folder {folder} doesn't exist.")
-                atomic_write_text(path, buf)
+                atomic_write_text(path, _scrubbed(path, buf))
 
         papermill_io.register("/", WholeLocalHandler())
         _registered = True

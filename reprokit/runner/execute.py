@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import copy
 import errno
+import functools
 import json
 import logging
 import math
@@ -31,7 +32,7 @@ from traitlets import default
 from reprokit.capturing.redact import sensitive_parameters
 from reprokit.exceptions import PathError
 from reprokit.notebook.files import INJECTED_TAG, notebook_language
-from reprokit.runner._outputs import finish_output, redact_error, register_engine
+from reprokit.runner._outputs import finish_output, redact_error, register_engine, scrub_text
 from reprokit.runner._saving import written_whole
 from reprokit.runner.failure import (
     ERROR_MARKER_TAG,
@@ -507,7 +508,9 @@ def _papermill(job: _Job, timeout: float | None, watch: KernelWatch, on_start: A
     if job.secrets or job.hidden:
         clear = {k: v for k, v in (parameters or {}).items() if k not in job.hidden}
         node, parameters = _with_secret_cell(node, clear, job), None
-    with written_whole(str(job.output.absolute())) as output:  # replaced whole
+    hidden = {k: v for k, v in (job.parameters or {}).items() if k in job.hidden}
+    scrub = functools.partial(scrub_text, secrets=_scrubbed(job.secrets, hidden), json_escaped=True)
+    with written_whole(str(job.output.absolute()), scrub) as output:  # whole, scrubbed
         papermill.execute_notebook(
             node,
             output,
