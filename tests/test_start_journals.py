@@ -7,14 +7,20 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import mlflow_client, tracking_uri
 
 from reprokit.api.run import _StartJournals
 from reprokit.api.sync import sync
-from reprokit.recording.executed import abandon_journal, begin_journal, begin_record
-from reprokit.recording.journal import journal_folder, read_journal
+from reprokit.recording.executed import (
+    PendingRecord,
+    abandon_journal,
+    begin_journal,
+    begin_record,
+)
+from reprokit.recording.journal import Journal, journal_folder, read_journal
 from reprokit.runner.plan import PlannedRun
 
 
@@ -33,28 +39,41 @@ def _plan(project: Path, output: Path) -> PlannedRun:
     return PlannedRun(project / "nb.ipynb", None, output, {"alpha": 0.5}, {})
 
 
-def test_the_record_completes_the_journal_opened_at_the_start(project: Path) -> None:
-    output = _output(project)
+def _started(project: Path, output: Path, parameters: dict[str, Any] | None = None) -> Journal:
     journal = begin_journal(
-        notebook=project / "nb.ipynb", output_dir=output, device="cpu", parameters={"a": 1}
+        notebook=project / "nb.ipynb", output_dir=output, device="cpu", parameters=parameters or {}
     )
-    assert journal is not None and _journals(project) == [journal.path]
-    started = read_journal(journal.path)
-    assert started.status is None and started.params == {"device": "cpu", "a": "1"}
-    assert started.uploads == {} and started.folder == str(output)  # nothing scrubbed yet
-    assert started.tags["reprokit.runner"] == "reprokit run"
+    assert journal is not None
+    return journal
 
-    pending = begin_record(
+
+def _recorded(
+    project: Path, output: Path, journal: Journal, parameters: dict[str, Any], tags: dict[str, str]
+) -> PendingRecord:
+    """The record of the notebook's execution (ok, started at 1 s), completing ``journal``."""
+    return begin_record(
         notebook=project / "nb.ipynb",
         output_dir=output,
         status="ok",
         start_ms=1_000,
         device="cpu",
-        parameters={"a": 1},
+        parameters=parameters,
         results=None,
-        extra_tags={"reprokit.runner.status": "ok"},
+        extra_tags=tags,
         journal=journal,
     )
+
+
+def test_the_record_completes_the_journal_opened_at_the_start(project: Path) -> None:
+    output = _output(project)
+    journal = _started(project, output, {"a": 1})
+    assert _journals(project) == [journal.path]
+    started = read_journal(journal.path)
+    assert started.status is None and started.params == {"device": "cpu", "a": "1"}
+    assert started.uploads == {} and started.folder == str(output)  # nothing scrubbed yet
+    assert started.tags["reprokit.runner"] == "reprokit run"
+
+    pending = _recorded(project, output, journal, {"a": 1}, {"reprokit.runner.status": "ok"})
     assert _journals(project) == [journal.path]  # the same journal, no second one
     folded = read_journal(journal.path)
     assert (folded.status, folded.start_ms, folded.run_name) == ("FINISHED", 1_000, "nb")
@@ -76,10 +95,7 @@ def test_a_start_journal_left_behind_is_recorded_as_killed_when_its_folder_last_
     the kernel's log yet. Ended when the runner last wrote, not when the replay ran."""
     output = _output(project)
     (output / "nb.kernel.log").write_text("the kernel's last words\n")
-    journal = begin_journal(
-        notebook=project / "nb.ipynb", output_dir=output, device="cpu", parameters={}
-    )
-    assert journal is not None
+    journal = _started(project, output)
     journal.release()  # the runner is gone
     died = time.time() - 3600
     os.utime(journal.path, (died - 60, died - 60))
@@ -98,10 +114,7 @@ def test_a_start_journal_left_behind_is_recorded_as_killed_when_its_folder_last_
 
 
 def test_a_run_whose_record_failed_is_replayed_with_its_execution_status(project: Path) -> None:
-    journal = begin_journal(
-        notebook=project / "nb.ipynb", output_dir=_output(project), device="cpu", parameters={}
-    )
-    assert journal is not None
+    journal = _started(project, _output(project))
     abandon_journal(journal, "ok")
     [replay] = sync(project)
     assert (replay.status, replay.run_status) == ("replayed", "FINISHED")
@@ -148,10 +161,7 @@ def test_a_journal_that_cannot_be_deleted_is_left_marked_synced(
     """Its folder made read-only while the notebook ran (``chattr +i``, a remount): the run is
     in MLflow, the command goes on, and later commands find the journal done, not a crash."""
     output = _output(project)
-    journal = begin_journal(
-        notebook=project / "nb.ipynb", output_dir=output, device="cpu", parameters={}
-    )
-    assert journal is not None
+    journal = _started(project, output)
     unlink = Path.unlink
 
     def refused(path: Path, missing_ok: bool = False) -> None:
@@ -161,17 +171,7 @@ def test_a_journal_that_cannot_be_deleted_is_left_marked_synced(
 
     with monkeypatch.context() as patched:
         patched.setattr(Path, "unlink", refused)
-        pending = begin_record(
-            notebook=project / "nb.ipynb",
-            output_dir=output,
-            status="ok",
-            start_ms=1_000,
-            device="cpu",
-            parameters={},
-            results=None,
-            extra_tags={},
-            journal=journal,
-        )
+        pending = _recorded(project, output, journal, {}, {})
         recorded = pending.finish()
         assert recorded.error is None and recorded.run_id is not None
         [left] = _journals(project)
