@@ -4,6 +4,7 @@ recorded. A real SQLite store; no kernel (the runner's side is in test_faults_ex
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from conftest import mlflow_client, tracking_uri
 
 from reprokit.api.run import _StartJournals
+from reprokit.api.status import disk_status
 from reprokit.api.sync import sync
 from reprokit.recording.executed import (
     PendingRecord,
@@ -111,6 +113,9 @@ def test_a_start_journal_left_behind_is_recorded_as_killed_when_its_folder_last_
     assert client.list_artifacts(replay.run_id) == []
     assert (output / "nb.kernel.log").is_file()  # kept where it was
     assert _journals(project) == []
+    # where gc looks for the run of the folder: a lock naming the run keeps the folder
+    info = json.loads((output.parent / "nb.run.json").read_text())
+    assert info["run_id"] == replay.run_id
 
 
 def test_a_run_whose_record_failed_is_replayed_with_its_execution_status(project: Path) -> None:
@@ -176,9 +181,34 @@ def test_a_journal_that_cannot_be_deleted_is_left_marked_synced(
         assert recorded.error is None and recorded.run_id is not None
         [left] = _journals(project)
         assert read_journal(left).synced
-        assert [r.status for r in sync(project)] == ["empty"]
+        size = left.stat().st_size
+        [replay] = sync(project)  # named, not said to be removed
+        assert replay.status == "failed" and "in MLflow" in str(replay.detail)
+        assert left.stat().st_size == size  # not marked again at each sync
+        assert disk_status(project).journals == 0  # its run is not waiting
     assert [r.status for r in sync(project)] == ["empty"]  # deleted once it can be
     assert _journals(project) == []
     client = mlflow_client(tracking_uri(project))
     experiment = client.get_experiment_by_name("proj").experiment_id
     assert [r.info.status for r in client.search_runs([experiment])] == ["FINISHED"]
+
+
+def test_a_journal_that_cannot_be_opened_is_named_by_sync_not_a_crash(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another user's journal (mode 0600) in a shared project, an immutable file, a read-only
+    mount: every command that opens the store replays journals first, and crashed on it."""
+    journal = _started(project, _output(project))
+    journal.release()
+    opened = os.open
+
+    def refused(path: Any, flags: int, *args: Any) -> int:
+        if str(path).endswith(".jsonl") and flags & os.O_WRONLY:
+            raise PermissionError(1, "Operation not permitted", str(path))
+        return opened(path, flags, *args)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "open", refused)
+        [replay] = sync(project)
+    assert replay.status == "failed" and "cannot open it for writing" in str(replay.detail)
+    assert [r.status for r in sync(project)] == ["replayed"]

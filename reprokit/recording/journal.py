@@ -71,7 +71,8 @@ class Journal:
     @classmethod
     def adopt(cls, path: Path) -> Journal | None:
         """Lock a journal left by another process; None when its owner (or a replay) holds it
-        or it is gone."""
+        or it is gone. ``OSError`` for one that cannot be opened for writing (another user's,
+        an immutable file, a read-only mount): the caller names it."""
         try:
             fd = os.open(path, os.O_WRONLY | os.O_APPEND)
         except FileNotFoundError:
@@ -120,14 +121,20 @@ class Journal:
             self.path.unlink()
         self.release()
 
-    def discard(self) -> None:
-        """Nothing to record after all (a notebook that never started): delete the journal
-        unreplayed, release the lock."""
+    def discard(self) -> OSError | None:
+        """Nothing (more) to record: delete the journal without marking it, release the lock;
+        why it could not be deleted, if it could not."""
         if self._closed:
-            return
-        with contextlib.suppress(OSError):
+            return None
+        failure = None
+        try:
             self.path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            failure = exc
         self.release()
+        return failure
 
     def release(self) -> None:
         if not self._closed:
@@ -260,6 +267,15 @@ def _entries(folder: Path) -> list[Path]:
 def _metric(raw: Any) -> tuple[str, float, int, int]:
     key, value, stamp, step = raw
     return str(key), float(value), int(stamp), int(step)
+
+
+def waiting(path: Path) -> bool:
+    """Whether the journal at ``path`` still holds a run MLflow lacks: not marked synced (a
+    journal that can no longer be read counts as waiting: it is not known to be done)."""
+    try:
+        return not read_journal(path).synced
+    except (OSError, UnicodeDecodeError):
+        return True
 
 
 def pending_journals(project_root: str | os.PathLike[str]) -> Iterator[Path]:

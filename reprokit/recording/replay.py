@@ -74,6 +74,8 @@ def replay_state(state: JournalState, writer: MlflowRunWriter, journal: Journal 
         if Path(folder).is_dir():  # a run folder removed since: the rest is still worth having
             name_run(Path(folder), run_id, state.tags.get(SOURCE_NAME_TAG))
             writer.upload(Path(folder), artifact_path)
+    if state.folder and state.folder not in state.uploads.values() and Path(state.folder).is_dir():
+        name_run(Path(state.folder), run_id, state.tags.get(SOURCE_NAME_TAG))  # gc finds it
     writer.close(_status(state), ended)
     if journal is not None:
         journal.finish()
@@ -113,7 +115,10 @@ def replay_pending(writer: MlflowRunWriter) -> list[Replay]:
 
 def replay_file(path: Path, writer: MlflowRunWriter) -> Replay:
     """One journal file (see :data:`ReplayStatus`)."""
-    journal = Journal.adopt(path)
+    try:
+        journal = Journal.adopt(path)
+    except OSError as exc:  # another user's, immutable, on a read-only mount
+        return Replay(str(path), "failed", detail=f"cannot open it for writing: {exc.strerror}")
     if journal is None:
         return Replay(str(path), "running")
     try:
@@ -134,7 +139,11 @@ def replay_adopted(journal: Journal, writer: MlflowRunWriter) -> Replay:
     ):  # kept: someone may want to read it
         return Replay(path, "unreadable", detail="no line is a journal event (kept)")
     if state.synced or state.experiment is None:  # reached MLflow, or died before its start
-        journal.finish()
+        failure = journal.discard()
+        if failure is not None:
+            done = "its run is in MLflow" if state.synced else "it holds no run"
+            detail = f"{done}, but it cannot be deleted: {failure.strerror}"
+            return Replay(path, "failed", state.run_id, experiment=state.experiment, detail=detail)
         return Replay(path, "empty", run_id=state.run_id)
     if state.uri != writer.target.display_uri:
         return Replay(path, "elsewhere", experiment=state.experiment, detail=state.uri)
@@ -145,6 +154,8 @@ def replay_adopted(journal: Journal, writer: MlflowRunWriter) -> Replay:
         for key, folder in state.uploads.items()
         if Path(folder).resolve().is_relative_to(hidden)
     }
+    if state.folder and not Path(state.folder).resolve().is_relative_to(hidden):
+        state.folder = None
     run_writer = writer.sharing(replace(writer.target, experiment=str(state.experiment)))
     try:
         run_id = replay_state(state, run_writer, journal)

@@ -31,7 +31,7 @@ from typing import Literal
 
 from reprokit._fsutil import atomic_write_text, is_partial_write, locked_by_another
 from reprokit.notebook.files import OUTPUT_MARKER
-from reprokit.recording.journal import pending_journals, read_journal
+from reprokit.recording.journal import pending_journals, read_journal, waiting
 from reprokit.recording.lock_checks import MAX_LOCK_BYTES
 from reprokit.recording.objects import (
     is_object_name,
@@ -509,7 +509,7 @@ def disk_usage(project_root: str | os.PathLike[str]) -> DiskUsage:
         object_bytes=sum(stored.values()),
         total_bytes=sum(every.values()),
         shared_bytes=shared,
-        journals=sum(1 for _ in pending_journals(project_root)),
+        journals=sum(1 for path in pending_journals(project_root) if waiting(path)),
     )
 
 
