@@ -6,9 +6,9 @@ synchronously by whoever records (the session of a live notebook, the runner): s
 dataset inputs, the folder uploaded as artifacts, failed or interrupted cells, end (status).
 MLflow's writer adds ``opened`` (the run id, once MLflow created the run) and ``synced`` (the
 run reached MLflow and was closed), after which the journal is deleted. The runner opens a
-run's journal as its notebook starts (start, params, the output folder to upload) and appends
-the whole run once the notebook is done: a later ``start`` sets the run's name and start time
-again, and tags and params merge.
+run's journal as its notebook starts (start, params, tags, its output folder: not uploaded
+from there, never scrubbed) and appends the whole run once the notebook is done: a later
+``start`` sets the run's name and start time again, and tags and params merge.
 
 The process that records holds an exclusive ``flock`` on its journal until it is synced, so a
 journal that can be locked by someone else belongs to a process that is gone: the next command
