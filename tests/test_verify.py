@@ -134,6 +134,25 @@ def test_large_arrays_compare_against_the_sidecar(tmp_path: Path) -> None:
     assert same.status == "reproduced"
 
 
+def test_an_array_file_changed_after_recording_is_not_the_reference(tmp_path: Path) -> None:
+    """A sidecar edited in place (same size, same header) to hold what this run produced
+    must not make a changed result 'reproduced': its digest is checked as it is read."""
+    project = make_project(tmp_path)
+    ref = np.linspace(0, 1, 20_000)
+    lock = record(project, [encode_result("w", ref)])
+    (sidecar,) = project.lock_path.parent.rglob("w-*.npy")
+    changed = ref.copy()
+    changed[-1] = 123.0
+    with sidecar.open("r+b") as handle:
+        handle.seek(-8, os.SEEK_END)
+        handle.write(np.float64(123.0).tobytes())
+    writer = FolderWriter(tmp_path / "run")
+    check = verify(project, lock, [encode_result("w", changed, writer=writer)]).checks[0]
+    assert check.status == "differs"
+    assert "no longer holds the array" in check.message
+    assert str(sidecar.name) in check.message
+
+
 def test_summaries_are_compared_when_the_array_file_is_gone(tmp_path: Path) -> None:
     project = make_project(tmp_path)
     ref = np.linspace(0, 1, 20_000)

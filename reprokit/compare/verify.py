@@ -46,7 +46,7 @@ from reprokit.compare.envdiff import EnvDiff, diff_snapshots, unseeded_generator
 from reprokit.compare.outputs import DivergenceReason
 from reprokit.compare.rebuilt import RebuiltEnv
 from reprokit.comparison import CheckStatus, Deviation, Tolerance, ValueComparison
-from reprokit.exceptions import ReprokitError
+from reprokit.exceptions import DigestMismatchError, ReprokitError
 from reprokit.notebook.files import INJECTED_TAG
 from reprokit.options import ComparisonOptions
 from reprokit.recording.lock_model import Lock, ResultSpread
@@ -371,6 +371,11 @@ def _compare(ref: Result, cur: Result, tol: Tolerance, base: Path) -> ValueCompa
     try:
         reference = decode_result(ref, base=base)
         current = decode_result(cur)
+    except DigestMismatchError as exc:  # not a missing file: one no longer the recorded one
+        raise ValueError(
+            f"array file {exc.path} no longer holds the array it was recorded with "
+            f"(changed or corrupted since: digest {exc.actual}, recorded {exc.expected})"
+        ) from exc
     except ReprokitError:
         summaries = _summary(ref.array), _summary(cur.array)
         if summaries[0] is None or summaries[1] is None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn, Protocol, cast
 from reprokit.results.arraypass import (
     StatsAccumulator,
     array_stats,
+    blocks,
     has_stats,
     npy_size,
     pipelined,
@@ -444,7 +445,28 @@ def _read_npy(data: ArrayData, base: str | os.PathLike[str] | None) -> np.ndarra
             _refuse(f"cannot read array file {data.file}: {exc.strerror}")
     if got != len(view) or extra:
         _refuse(f"array file {data.file} changed while it was read")
+    _check_digest(array, data, base)
     return array
+
+
+def _check_digest(array: np.ndarray, data: ArrayData, base: str | os.PathLike[str] | None) -> None:
+    """Raise :class:`~reprokit.exceptions.DigestMismatchError` unless the elements read from
+    an array's file are those its digest names: a file edited or corrupted after it was
+    recorded (its size and header unchanged) is not taken for the recorded array."""
+    from reprokit.capturing.hashing import SUPPORTED_ALGORITHMS
+    from reprokit.capturing.values import ArrayHasher
+    from reprokit.exceptions import DigestMismatchError
+
+    algorithm = data.digest.partition(":")[0]
+    if algorithm not in SUPPORTED_ALGORITHMS:
+        _refuse(f"digest {data.digest!r} of array file {data.file}: unknown algorithm", "digest")
+    hasher = ArrayHasher(array, algorithm=algorithm)
+    for block in blocks(array):  # NaNs canonicalised block by block: no full-size temporary
+        hasher.update(block)
+    actual = hasher.hexdigest()
+    if actual != data.digest:
+        path, _ = _payload_path(data, base)
+        raise DigestMismatchError(str(path), data.digest, actual)
 
 
 def _open_npy(data: ArrayData, base: str | os.PathLike[str] | None) -> BinaryIO:
