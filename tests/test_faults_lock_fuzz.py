@@ -274,7 +274,7 @@ def test_an_oversized_lock_is_refused_before_reading(tmp_path: Path) -> None:
         read_lock(path)
 
 
-@pytest.mark.parametrize("kind", ["outside", "fifo", "dev-zero", "truncated"])
+@pytest.mark.parametrize("kind", ["outside", "fifo", "dev-zero", "truncated", "folder"])
 def test_a_hostile_sidecar_is_refused_by_read_lock(
     real: tuple[Path, dict[str, Any], Any], tmp_path: Path, kind: str
 ) -> None:
@@ -293,13 +293,20 @@ def test_a_hostile_sidecar_is_refused_by_read_lock(
             os.mkfifo(sidecar)
         elif kind == "dev-zero":
             sidecar.symlink_to("/dev/zero")
+        elif kind == "folder":
+            sidecar.mkdir()
         else:
             sidecar.write_bytes(kept[:-8])
+        descriptors = len(os.listdir("/proc/self/fd"))
         error = _in_time(lambda: read_lock(lock_path))
         assert isinstance(error, LockError), error
         assert error.field == "results.big.array.file" and str(sidecar) in str(error)
+        assert len(os.listdir("/proc/self/fd")) == descriptors  # none left open
     finally:
-        sidecar.unlink()
+        if sidecar.is_dir() and not sidecar.is_symlink():
+            sidecar.rmdir()
+        else:
+            sidecar.unlink()
         sidecar.write_bytes(kept)
 
 

@@ -34,11 +34,16 @@ def open_regular(path: Path, what: str = "file") -> BinaryIO:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         raise PathError(str(path), f"cannot read the {what}: {exc.strerror}") from None
-    handle = os.fdopen(fd, "rb")
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        handle.close()
-        raise PathError(str(path), "not a regular file (a FIFO, device or socket); refused")
-    return handle
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISREG(mode):
+            return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    os.close(fd)  # fdopen refuses a folder, and would keep its descriptor
+    kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO, device or socket"
+    raise PathError(str(path), f"not a regular file ({kind}); refused")
 
 
 def read_regular(
