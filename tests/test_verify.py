@@ -153,6 +153,18 @@ def test_an_array_file_changed_after_recording_is_not_the_reference(tmp_path: Pa
     assert str(sidecar.name) in check.message
 
 
+def test_long_doubles_beyond_float64_make_a_lock_that_verifies(tmp_path: Path) -> None:
+    """Their extremes do not fit float64: the statistics are null, not inf, which a lock
+    refuses (record wrote a lock that verify then rejected)."""
+    project = make_project(tmp_path)
+    huge = np.array([np.longdouble("1e400"), 1.0] * 5000)
+    lock = record(project, [encode_result("x", huge), encode_result("y", huge[0])])
+    stats = lock.results["x"].array.stats  # type: ignore[union-attr]
+    assert stats is not None and stats.min is None and stats.max is None
+    now = [encode_result("x", huge.copy()), encode_result("y", huge[0].copy())]
+    assert verify(project, lock, now).reproduced
+
+
 def test_summaries_are_compared_when_the_array_file_is_gone(tmp_path: Path) -> None:
     project = make_project(tmp_path)
     ref = np.linspace(0, 1, 20_000)

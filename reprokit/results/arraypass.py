@@ -223,12 +223,15 @@ class StatsAccumulator:
             self._combine(other.count, offset, other.m2)
 
     def stats(self) -> ArrayStats:
-        """The statistics; a mean or std that overflowed float64 (values near 1e308, or
-        squares of values beyond 1e154) is None, as for an empty array: no number to keep."""
-        empty = self.count == 0
+        """The statistics; one that float64 cannot hold is None, as for an empty array: no
+        number to keep. That is a mean or std that overflowed (values near 1e308, or squares
+        of values beyond 1e154); a long double's extreme beyond float64's range makes all
+        four None."""
+        low, high = (None, None) if self.count == 0 else (float(self.low), float(self.high))
+        empty = low is None or high is None or not (math.isfinite(low) and math.isfinite(high))
         return ArrayStats(
-            min=None if empty else float(self.low),
-            max=None if empty else float(self.high),
+            min=None if empty else low,
+            max=None if empty else high,
             mean=None if empty else _finite(self.shift + self.mean),
             std=None if empty else _finite(math.sqrt(self.m2 / self.count)),
             nan_count=self.nan,
