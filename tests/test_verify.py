@@ -180,6 +180,43 @@ def test_summaries_are_compared_when_the_array_file_is_gone(tmp_path: Path) -> N
     assert check.deviation is not None and check.deviation.estimated
 
 
+@pytest.mark.parametrize("dtype", ["<f8", ">f8", "longdouble"])
+def test_summaries_compare_the_current_elements_at_the_reference_positions(
+    tmp_path: Path, dtype: str
+) -> None:
+    """The reference's file is gone: the current elements are taken where the reference was
+    sampled (another numpy may draw other positions), whatever the byte order or width."""
+    from dataclasses import replace
+
+    from reprokit.results.arrays import sample_json
+    from reprokit.results.model import ArraySample
+
+    project = make_project(tmp_path)
+    ref = np.random.default_rng(3).standard_normal(50_000).astype(dtype)
+    lock = record(project, [encode_result("w", ref, rtol=1e-3)])
+    for item in project.lock_path.parent.rglob("w-*.npy"):
+        item.unlink()
+    data = lock.results["w"].array
+    assert data is not None and data.sample is not None
+    drawn = ArraySample(
+        data.sample.seed, tuple(range(64)), tuple(sample_json(x, "w") for x in ref[:64])
+    )
+    lock = replace(
+        lock, results={"w": replace(lock.results["w"], array=replace(data, sample=drawn))}
+    )
+    close = verify(
+        project, lock, [encode_result("w", ref * (1 + 1e-6), writer=FolderWriter(tmp_path / "a"))]
+    )
+    assert close.checks[0].status == "within_tolerance", close.checks[0].message
+    assert "64 elements" in close.checks[0].message
+    swapped = ref.copy()
+    swapped[[5, 40_000]] = swapped[[40_000, 5]]  # the statistics cannot see it; position 5 can
+    moved = verify(
+        project, lock, [encode_result("w", swapped, writer=FolderWriter(tmp_path / "b"))]
+    )
+    assert moved.checks[0].status == "differs", moved.checks[0].message
+
+
 def test_env_diff_git_and_divergent_cell_are_in_the_verdict(tmp_path: Path) -> None:
     project = make_project(tmp_path)
     lock = record(project, scalar_results())

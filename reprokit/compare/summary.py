@@ -24,6 +24,7 @@ random stream, whose output may change between numpy versions).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +33,14 @@ from reprokit.compare._tally import Tally, float_outcome, short
 from reprokit.comparison import EXACT, Tolerance, ValueComparison
 from reprokit.exceptions import InputError
 
-__all__ = ["ArraySummary", "compare_summaries", "sample_indices", "summarize_array"]
+__all__ = [
+    "ArraySummary",
+    "compare_summaries",
+    "dtype_kind",
+    "sample_indices",
+    "sample_values",
+    "summarize_array",
+]
 
 SampleValue = float | int | bool | str
 
@@ -128,7 +136,7 @@ def compare_summaries(
         tally.estimated = False
         tally.total = reference.count
         return tally.finish(tol, strict_types=strict_types)
-    kinds = _kind(reference.dtype) + _kind(current.dtype)
+    kinds = dtype_kind(reference.dtype) + dtype_kind(current.dtype)
     floating = any(k in "fc" for k in kinds)
     rtol, atol = tol.resolved() if floating else (0.0, 0.0)
     _tally_sample(tally, reference, current, rtol, atol, floating, path)
@@ -208,19 +216,49 @@ def _tally_stats(
             )
 
 
-def _kind(dtype: str) -> str:
+def dtype_kind(dtype: str) -> str:
+    """numpy's kind letter (f, c, u, i, b) of a dtype named as a result records it
+    ("float32", ">f8", "float128", "longdouble"), or of a torch name ("bfloat16"); "o" for
+    anything else ("<U5", "datetime64[s]"). Without numpy: summaries compare without it."""
     name = dtype.lstrip("<>=|")
-    for prefix, kind in (
-        ("float", "f"),
-        ("bfloat", "f"),
-        ("complex", "c"),
-        ("uint", "u"),
-        ("int", "i"),
-        ("bool", "b"),
-    ):
+    if name == "?" or (len(name) > 1 and name[0] in "fciub" and name[1:].isdigit()):
+        return "b" if name[0] in "?b" else name[0]  # a type code: "f8", "i4", "b1"
+    for prefix, letter in _KIND_PREFIXES:
         if name.startswith(prefix):
-            return kind
+            return letter
     return "o"
+
+
+_KIND_PREFIXES: tuple[tuple[str, str], ...] = (
+    ("bfloat", "f"),
+    ("float", "f"),
+    ("longdouble", "f"),
+    ("double", "f"),
+    ("half", "f"),
+    ("single", "f"),
+    ("complex", "c"),
+    ("clongdouble", "c"),
+    ("uint", "u"),
+    ("int", "i"),
+    ("bool", "b"),
+)
+
+
+def sample_values(stored: Any, kind: str) -> tuple[SampleValue, ...] | None:
+    """Sampled elements as a lock keeps them, decoded; a float kept as text (a long double)
+    as a number. None where they hold complex numbers (no summary comparison for them)."""
+    from reprokit.results.jsonvalue import decode_json
+
+    values = []
+    for item in stored:
+        value = decode_json(item)
+        if isinstance(value, (list, dict)):
+            return None
+        if kind == "f" and isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                value = float(value)
+        values.append(value)
+    return tuple(values)
 
 
 def _location(path: str, shape: tuple[int, ...], flat: int) -> str:

@@ -365,36 +365,61 @@ def _unexpected(cur: Result, picker: _TolerancePicker) -> ResultCheck:
 
 
 def _compare(ref: Result, cur: Result, tol: Tolerance, base: Path) -> ValueComparison:
+    """The two values compared; where an array's elements cannot be read (its file is gone),
+    the two arrays' statistics and samples instead (:func:`_summary`)."""
     from reprokit.compare.values import compare_values
+
+    reference, failure = _decoded(ref, base)
+    current, failed_now = _decoded(cur, None)
+    if failure is None and failed_now is None:
+        return compare_values(reference, current, tol)
+    first, second = _summary(ref.array), _summary(cur.array)
+    if first is None or second is None:  # nothing to compare the elements with
+        error = failure or failed_now
+        assert error is not None
+        raise error
+    if failed_now is None:  # the current elements at the reference's sampled positions
+        second = _summary(cur.array, current, first.sample_indices)
+    elif failure is None:
+        first = _summary(ref.array, reference, second.sample_indices)
+    from reprokit.compare.summary import compare_summaries
+
+    return compare_summaries(first, second, tol)
+
+
+def _decoded(result: Result, base: Path | None) -> tuple[Any, ReprokitError | None]:
+    """The value ``result`` describes, or the error that says why it cannot be read; an array
+    file that is there but no longer the recorded one is not a missing file: ValueError."""
     from reprokit.results.encode import decode_result
 
     try:
-        reference = decode_result(ref, base=base)
-        current = decode_result(cur)
-    except DigestMismatchError as exc:  # not a missing file: one no longer the recorded one
+        return decode_result(result, base=base), None
+    except DigestMismatchError as exc:
         raise ValueError(
             f"array file {exc.path} no longer holds the array it was recorded with "
             f"(changed or corrupted since: digest {exc.actual}, recorded {exc.expected})"
         ) from exc
-    except ReprokitError:
-        summaries = _summary(ref.array), _summary(cur.array)
-        if summaries[0] is None or summaries[1] is None:
-            raise
-        from reprokit.compare.summary import compare_summaries
-
-        return compare_summaries(summaries[0], summaries[1], tol)
-    return compare_values(reference, current, tol)
+    except ReprokitError as exc:
+        return None, exc
 
 
-def _summary(data: ArrayData | None) -> Any:
-    """The ArraySummary an array's statistics and sample amount to (None if not enough)."""
+def _summary(data: ArrayData | None, loaded: Any = None, at: tuple[int, ...] | None = None) -> Any:
+    """The ArraySummary an array's statistics and sample amount to (None if not enough).
+    With its elements ``loaded`` (a numpy array of its shape), the sample is taken at the
+    positions ``at`` (the other side's): the positions a sample was drawn at depend on the
+    numpy that drew them, so two runs' own samples need not meet."""
     if data is None or data.sample is None:
         return None
-    from reprokit.compare.summary import ArraySummary
-    from reprokit.results.jsonvalue import decode_json
+    from reprokit.compare.summary import ArraySummary, dtype_kind, sample_values
+    from reprokit.results.arrays import sample_json
 
-    values = tuple(decode_json(v) for v in data.sample.values)
-    if any(isinstance(v, (list, dict)) for v in values):
+    kind = dtype_kind(data.dtype)
+    indices, values = data.sample.indices, sample_values(data.sample.values, kind)
+    if at is not None and getattr(loaded, "shape", None) == data.shape:
+        flat = loaded.reshape(-1)
+        indices = tuple(i for i in at if 0 <= i < flat.size)
+        values = sample_values([sample_json(flat[i], "sample") for i in indices], kind)
+    if values is None:
         return None  # complex elements: no summary comparison for them
     stats = data.stats
     return ArraySummary(
@@ -411,7 +436,7 @@ def _summary(data: ArrayData | None) -> Any:
         std=stats.std if stats else None,
         abs_mean=_abs_mean_bound(stats),
         sample_seed=data.sample.seed,
-        sample_indices=data.sample.indices,
+        sample_indices=indices,
         sample_values=values,
     )
 

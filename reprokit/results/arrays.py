@@ -65,11 +65,12 @@ def array_sample(array: np.ndarray, name: str) -> ArraySample:
     rng = np.random.default_rng(SAMPLE_SEED)
     indices = np.sort(rng.choice(size, size=count, replace=False)) if count else np.empty(0, int)
     positions = np.unravel_index(indices, array.shape) if array.ndim else ()
-    values = tuple(_element_json(element, name) for element in array[positions].reshape(-1))
+    values = tuple(sample_json(element, name) for element in array[positions].reshape(-1))
     return ArraySample(seed=SAMPLE_SEED, indices=tuple(int(i) for i in indices), values=values)
 
 
-def _element_json(element: Any, name: str) -> Any:
+def sample_json(element: Any, name: str) -> Any:
+    """One sampled element as the lock keeps it (a long double or a datetime as text)."""
     item = element.item() if hasattr(element, "item") else element
     if isinstance(item, float):
         return encode_float(item)
