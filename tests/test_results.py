@@ -144,6 +144,40 @@ def test_bfloat16_tensor_is_widened_and_says_so() -> None:
     assert result.type_name == "torch.Tensor"
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # torch: quantized and nested are deprecated
+def test_tensors_of_every_layout_are_recorded_as_they_compare() -> None:
+    """Sparse, quantized and complex32 tensors are recorded as the comparison reads them; one
+    without values (meta) or nested is refused in one line, not a torch traceback."""
+    from reprokit.compare.values import compare_values
+    from reprokit.results.encode import decode_result
+
+    dense = torch.eye(40)
+    cases = {
+        "sparse": (dense.to_sparse(), "float32", None),
+        "csr": (dense.to_sparse_csr(), "float32", None),
+        "complex32": (torch.ones(6, dtype=torch.complex32), "complex64", "torch.complex32"),
+        "quantized": (
+            torch.quantize_per_tensor(torch.ones(6), 0.1, 10, torch.qint8),
+            "float32",
+            "torch.qint8",
+        ),
+    }
+    for name, (tensor, dtype, source) in cases.items():
+        result = roundtrip(encode_result(name, tensor))
+        assert result.array is not None, name
+        assert (result.array.dtype, result.array.source_dtype) == (dtype, source), name
+        again = decode_result(encode_result(name, tensor.clone()))  # as verify reads both
+        assert compare_values(decode_result(result), again).status == "reproduced", name
+    sparse = decode_result(encode_result("sparse", dense.to_sparse()))
+    assert np.array_equal(sparse, np.eye(40, dtype=np.float32))
+    for tensor, why in (
+        (torch.empty(3, device="meta"), "meta device"),
+        (torch.nested.nested_tensor([torch.ones(2), torch.ones(3)]), "nested tensor"),
+    ):
+        with pytest.raises(ResultValueError, match=why):
+            encode_result("t", tensor)
+
+
 def test_string_array_is_stored_as_json_not_pickle() -> None:
     array = np.array(["a", "bc", None], dtype=object)
     result = roundtrip(encode_result("labels", array))

@@ -101,17 +101,9 @@ def dtype_name(original: Any, array: Any) -> str:
 
 
 def _tensor_to_numpy(tensor: Any, torch: Any) -> Any:
-    t = tensor.detach()
-    if t.is_quantized:
-        t = t.dequantize()
-    if t.layout != torch.strided:
-        t = t.to_dense()
-    t = t.resolve_conj().resolve_neg()
-    if t.dtype.is_floating_point and t.dtype not in (torch.float16, torch.float32, torch.float64):
-        t = t.to(torch.float32)  # bfloat16, float8: numpy has no such dtype
-    elif t.dtype == torch.complex32:
-        t = t.to(torch.complex64)
-    return t.cpu().numpy()
+    from reprokit.results.encode import tensor_values  # as the result was recorded
+
+    return tensor_values(tensor)[0]
 
 
 def _plan(rd: Any, cd: Any) -> str:

@@ -139,21 +139,43 @@ def _encode_numpy(
 def _encode_tensor(
     name: str, tensor: Any, writer: ArrayWriter | None, inline_limit: int
 ) -> dict[str, Any]:
+    try:
+        array, source_dtype = tensor_values(tensor)
+    except (TypeError, RuntimeError, NotImplementedError) as exc:  # nested, meta, ...
+        why = str(exc).splitlines()[0] if str(exc) else f"{tensor.layout}, {tensor.dtype}"
+        raise ResultValueError(name, f"torch.Tensor ({why})") from None
+    return _encode_numpy(
+        name, array, writer, inline_limit, device=str(tensor.device), source_dtype=source_dtype
+    )
+
+
+def tensor_values(tensor: Any) -> tuple[np.ndarray, str | None]:
+    """A tensor's values as a numpy array on the host, and the tensor's dtype where numpy has
+    none to keep it in: a quantized tensor dequantized, a sparse one made dense, bfloat16 and
+    float8 widened to float32, complex32 to complex64. TypeError for a tensor without
+    values (on the ``meta`` device)."""
     import torch
 
-    cpu = tensor.detach().cpu().resolve_conj().resolve_neg()
-    source_dtype = None
-    if cpu.dtype == torch.bfloat16 or str(cpu.dtype).startswith("torch.float8"):
-        source_dtype = str(cpu.dtype)  # numpy has no such dtype: widen to float32, say so
-        cpu = cpu.float()
-    return _encode_numpy(
-        name,
-        cpu.numpy(),
-        writer,
-        inline_limit,
-        device=str(tensor.device),
-        source_dtype=source_dtype,
-    )
+    values = tensor.detach()
+    if values.device.type == "meta":
+        raise TypeError("a tensor on the meta device holds no values")
+    if values.is_nested:
+        raise TypeError("a nested tensor: record its tensors one by one")
+    source_dtype = str(values.dtype) if values.is_quantized else None
+    if values.is_quantized:
+        values = values.dequantize()
+    if values.layout != torch.strided:
+        values = values.to_dense()
+    values = values.cpu().resolve_conj().resolve_neg()
+    if values.dtype.is_floating_point and values.dtype not in _numpy_floats(torch):
+        source_dtype, values = str(values.dtype), values.float()  # bfloat16, float8
+    elif values.dtype == torch.complex32:
+        source_dtype, values = str(values.dtype), values.to(torch.complex64)
+    return values.numpy(), source_dtype
+
+
+def _numpy_floats(torch: Any) -> tuple[Any, ...]:
+    return (torch.float16, torch.float32, torch.float64)
 
 
 def _series_values(series: Any) -> np.ndarray:
