@@ -8,7 +8,9 @@ that the statistics equal numpy's over the finite values, that the sidecar file 
 
 from __future__ import annotations
 
+import functools
 import io
+import tempfile
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
@@ -63,8 +65,17 @@ ARRAYS: dict[str, Callable[[], Any]] = {
     "complex nan": lambda: (RNG.standard_normal(100_000) + 1j * np.nan).astype(np.complex64),
     "unicode": lambda: np.array([f"s{i}" for i in range(30_000)]),
     "datetime": lambda: np.arange(100_000).astype("datetime64[s]"),
-    "masked": lambda: np.ma.array(RNG.standard_normal(100_000), mask=RNG.random(100_000) < 0.5),
+    "memmap": lambda: _memory_mapped(),  # noqa: PLW0108 - an ndarray subclass, defined below
 }
+
+
+@functools.cache
+def _memory_mapped() -> Any:
+    """Normals as ``np.load(..., mmap_mode="r")`` gives them (a masked array, another
+    subclass, is refused: see test_results); one file for the session."""
+    path = Path(tempfile.mkdtemp(prefix="reprokit-memmap-")) / "a.npy"
+    np.save(path, np.random.default_rng(7).standard_normal(100_000))
+    return np.load(path, mmap_mode="r")
 
 
 def _reference_stats(array: Any) -> dict[str, Any]:

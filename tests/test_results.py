@@ -178,6 +178,13 @@ def test_tensors_of_every_layout_are_recorded_as_they_compare() -> None:
             encode_result("t", tensor)
 
 
+def test_a_masked_array_is_refused_rather_than_recorded_without_its_mask() -> None:
+    masked = np.ma.masked_array(np.arange(5.0), mask=[0, 1, 0, 0, 0])
+    with pytest.raises(ResultValueError, match=r"MaskedArray \(record m.filled"):
+        encode_result("m", masked)
+    assert encode_result("m", masked.filled(np.nan)).array is not None
+
+
 def test_string_array_is_stored_as_json_not_pickle() -> None:
     array = np.array(["a", "bc", None], dtype=object)
     result = roundtrip(encode_result("labels", array))

@@ -103,6 +103,10 @@ def _encode_structured(
     if pandas is not None and isinstance(value, pandas.DataFrame):
         return _encode_frame(name, value, writer, inline_limit)
     numpy = sys.modules.get("numpy")
+    if numpy is not None and isinstance(value, numpy.ma.MaskedArray):
+        raise ResultValueError(  # its mask would be lost: the statistics would count masked data
+            name, "numpy.ma.MaskedArray (record m.filled(np.nan) or m.compressed(), and m.mask)"
+        )
     if numpy is not None and isinstance(value, (numpy.ndarray, numpy.generic)):
         return _encode_numpy(name, value, writer, inline_limit)
     from reprokit.results.plugged import encode_with_plugin  # built-in types always win
