@@ -350,3 +350,17 @@ def test_summary_round_trips_through_json() -> None:
 def test_object_arrays_cannot_be_summarized() -> None:
     with pytest.raises(InputError, match="object"):
         summarize_array(np.array([{}], dtype=object))
+
+
+@pytest.mark.skipif(np.finfo(np.longdouble).nmant < 63, reason="long double is float64 here")
+@pytest.mark.parametrize("int_dtype", [np.int64, np.uint64])
+def test_a_64_bit_integer_against_a_float_is_compared_without_float64_rounding(
+    int_dtype: Any,
+) -> None:
+    """2**53 + 1 as an integer and 2**53 as a float are one apart: float64 made them equal."""
+    big = np.full(10, 2**53 + 1, int_dtype)
+    assert compare_arrays(big, np.full(10, 2.0**53)).status == "differs"
+    assert compare_arrays(big, np.full(10, 2.0**53), Tolerance(atol=1.0)).status == (
+        "within_tolerance"
+    )
+    assert compare_arrays(big - 1, np.full(10, 2.0**53)).status == "within_tolerance"

@@ -128,11 +128,8 @@ def _run(ref: Any, cur: Any, plan: str, tol: Tolerance) -> Stats:
     def kernel() -> FloatKernel | ExactKernel:
         if plan == "exact":
             return ExactKernel(same, ref.dtype.kind + cur.dtype.kind)
-        compute = np.result_type(ref.dtype, cur.dtype)
-        if compute == np.float16:
-            compute = np.dtype(np.float32)  # numpy's half arithmetic is emulated and slow
         rtol, atol = tol.resolved()
-        return FloatKernel(compute, rtol, atol, same)
+        return FloatKernel(_compute_dtype(ref.dtype, cur.dtype), rtol, atol, same)
 
     n = a.size
     workers = _workers(n)
@@ -146,6 +143,23 @@ def _run(ref: Any, cur: Any, plan: str, tol: Tolerance) -> Stats:
     for part in parts:
         total.absorb(part)
     return total
+
+
+def _compute_dtype(rd: Any, cd: Any) -> Any:
+    """The dtype two arrays are compared in: numpy's common type, except float32 for half
+    (numpy's half arithmetic is emulated and slow), and a long double where a 64-bit integer
+    meets a float (float64 would round 2**53 + 1 to 2**53, hiding the difference) and the
+    platform's long double holds 64 bits of mantissa (x86; elsewhere it is float64)."""
+    compute = np.result_type(rd, cd)
+    if compute == np.float16:
+        return np.dtype(np.float32)
+    wide_int = any(d.kind in "iu" and d.itemsize >= 8 for d in (rd, cd))
+    if wide_int and compute.kind in "fc" and compute.itemsize <= 16 and _LONG_MANTISSA >= 63:
+        return np.dtype(np.clongdouble if compute.kind == "c" else np.longdouble)
+    return compute
+
+
+_LONG_MANTISSA = int(np.finfo(np.longdouble).nmant)
 
 
 def _workers(n: int) -> int:
