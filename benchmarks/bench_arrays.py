@@ -13,6 +13,11 @@ process (no kernel, no MLflow: those cost the same for any result) and alternate
 each after the previous files were removed (untimed). Pairs (ratio = measured / baseline):
 
 - ``result() float32``: a C-contiguous array of standard normals (target ≤ 2);
+- ``result() float32 vs its parts in turn``: the same ``result()`` against the statistics,
+  the BLAKE3 digest and ``numpy.save`` run one after another on one thread. A ratio of 0.5 is
+  the two cores fully overlapped; ``two-core floor / numpy.save`` is half the parts' time
+  over ``numpy.save``'s (min of each): below it no pass doing all three on two cores can go,
+  which shows whether the target is in reach on the machine at hand;
 - ``result() float32, 1% NaN``: the same with NaNs (the block-wise NaN canonicalisation);
 - ``result() float32, transposed``: a 2-D array walked in C order through a transposed view
   (copied block by block), against ``numpy.save`` of the same view;
@@ -53,8 +58,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _ab import Results, alternate  # noqa: E402
+from _ab import Pair, Results, alternate  # noqa: E402
 
+from reprokit._fsutil import usable_cores  # noqa: E402
 from reprokit.recording.folder import RunFolder  # noqa: E402
 from reprokit.recording.lock import write_lock  # noqa: E402
 from reprokit.recording.lock_model import (  # noqa: E402
@@ -85,9 +91,9 @@ def clearer(folder: Path) -> Callable[[], None]:
     return clear
 
 
-def pair(results: Results, name: str, array: Any, folder: Path, repeat: int, target: str) -> None:
+def pair(results: Results, name: str, array: Any, folder: Path, repeat: int, target: str) -> Pair:
     writer = RunFolder(folder)
-    results.add(
+    return results.add(
         alternate(
             name,
             lambda: encode_result("a", array, writer=writer),
@@ -98,6 +104,36 @@ def pair(results: Results, name: str, array: Any, folder: Path, repeat: int, tar
             before=clearer(folder),
         )
     )
+
+
+def parts_one_by_one(array: Any, folder: Path) -> None:
+    """The pass's three parts, one after another on this thread: the statistics, the BLAKE3
+    digest of the elements, and ``numpy.save``. Half of this is the floor of any pass that
+    does all three on two cores."""
+    from reprokit.capturing.values import ArrayHasher
+
+    arraypass.array_stats(array)
+    hasher = ArrayHasher(array)
+    for block in arraypass.blocks(array, 1 << 22):
+        hasher.update(block, canonical=True)
+    np.save(folder / "a.npy", array)
+
+
+def floor_pair(results: Results, array: Any, folder: Path, repeat: int, save_s: float) -> None:
+    """``result()`` against its parts run one after another (a ratio of 0.5: the two cores
+    fully overlapped), and what that floor is against ``numpy.save`` (``save_s``, its min)."""
+    parts = results.add(
+        alternate(
+            "result() float32 vs its parts in turn",
+            lambda: encode_result("a", array, writer=RunFolder(folder)),
+            lambda: parts_one_by_one(array, folder),
+            repeat=repeat,
+            baseline_name="stats, BLAKE3, numpy.save in turn",
+            before=clearer(folder),
+        )
+    )
+    floor = min(parts.baseline) / min(2, usable_cores()) / save_s
+    results.figure("two-core floor / numpy.save", round(floor, 2))
 
 
 def spread_pair(results: Results, array: Any, folder: Path, repeat: int) -> None:
@@ -224,7 +260,8 @@ def main() -> None:
     try:
         a = make_array(n)
         print(f"{n} float32 ({a.nbytes / 1e6:.0f} MB) in {work}")
-        pair(results, "result() float32", a, work, repeat, "<= 2")
+        saved = pair(results, "result() float32", a, work, repeat, "<= 2")
+        floor_pair(results, a, work, repeat, min(saved.baseline))
         spread_pair(results, a, work, repeat)
         if args.device == "cuda":
             cuda_pair(results, a, work, repeat)
