@@ -62,7 +62,7 @@ def test_a_notebook_that_starts_two_runs_declares_the_inputs_of_both(tmp_path: P
     inputs are all of them, each path and digest once (it was the first folder's only)."""
     from reprokit._serde import to_json
     from reprokit.capturing.model import DataManifest
-    from reprokit.recording.executed import _data
+    from reprokit.recording.executed import declared_data
 
     a = DataEntry(path="data/a", kind="file", size=1, algorithm="blake3", digest="1" * 64)
     b = DataEntry(path="data/b", kind="file", size=1, algorithm="blake3", digest="2" * 64)
@@ -71,7 +71,7 @@ def test_a_notebook_that_starts_two_runs_declares_the_inputs_of_both(tmp_path: P
         (tmp_path / folder / "data.json").write_text(to_json(DataManifest(entries=entries)))
     (tmp_path / "20260101T000002Z-cc").mkdir()  # a run folder whose data.json is damaged
     (tmp_path / "20260101T000002Z-cc" / "data.json").write_text("{")
-    assert _data(tmp_path, None) == (a, b)
+    assert declared_data(tmp_path, None) == (a, b)
 
 
 def test_run_tags_use_mlflow_standard_names_and_redact_the_remote(tmp_path: Path) -> None:

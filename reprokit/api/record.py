@@ -26,6 +26,7 @@ from typing import Any
 
 from reprokit._warn import warn_user
 from reprokit.api.run import run
+from reprokit.capturing.model import DataManifest
 from reprokit.compare.noise import Noise, likely_causes, measure_noise, widened_lock
 from reprokit.compare.verify import (
     report_outside_links,
@@ -33,6 +34,7 @@ from reprokit.compare.verify import (
 from reprokit.exceptions import UsageError
 from reprokit.notebook.files import load_notebook
 from reprokit.options import ExecutionOptions, RepeatOptions
+from reprokit.recording.executed import declared_data
 from reprokit.recording.lock import (
     Lock,
     build_lock,
@@ -92,12 +94,14 @@ def _write_reference(
         return RecordOutcome(failed, None)
     source = Path(outcome.notebook)
     root = find_project_root(source.parent)
+    declared = declared_data(Path(outcome.output_dir))  # start's data and every later one's
     lock = build_lock(
         source,
         Path(outcome.output_path),
         project_root=root,
         parameters=dict(outcome.parameters),
         device=outcome.device,
+        data=DataManifest(entries=declared) if declared else None,
         run_id=outcome.run_id,
     )
     if deterministic:

@@ -121,7 +121,7 @@ def begin_record(
     state.tags, state.params, state.metrics = tags, params, _metrics(results)
     state.uploads = {ARTIFACT_PATH: str(output_dir)}
     state.datasets = [
-        asdict(dataset_spec(e, target.project_root)) for e in _data(output_dir, snapshot)
+        asdict(dataset_spec(e, target.project_root)) for e in declared_data(output_dir, snapshot)
     ]
     state.status, state.end_ms = MLFLOW_STATUS.get(status, "FAILED"), now_ms()
     journal = _journal(target.project_root, output_dir, state, journal)
@@ -316,10 +316,10 @@ def _tags(notebook: Path, device: str, snapshot: Any, uri: str, note: str) -> di
     )
 
 
-def _data(output_dir: Path, snapshot: Any) -> tuple[DataEntry, ...]:
+def declared_data(output_dir: Path, snapshot: Any = None) -> tuple[DataEntry, ...]:
     """The inputs the notebook declared: its run folders' ``data.json`` (``%repro start
-    --data`` and every later ``%repro data``; a notebook that starts two runs has two), each
-    path and digest once, else the snapshot's manifest."""
+    --data`` and every later ``%repro data`` or ``reprokit.data()``; a notebook that starts
+    two runs has two), each path and digest once, else the snapshot's manifest."""
     declared: dict[tuple[str, str], DataEntry] = {}
     for path in sorted(output_dir.glob("*/data.json")):
         with contextlib.suppress(OSError, InputError):
