@@ -308,3 +308,27 @@ def test_a_link_a_killed_interning_left_in_the_store_goes_once_it_is_stale(
     assert gc(tmp_path, keep=0, dry_run=True).bytes_freed == 5000
     assert gc(tmp_path, keep=0).bytes_freed == 5000
     assert not temporary.exists() and mine.read_text() == "someone's"
+
+
+def test_a_killed_runners_folder_stays_while_its_start_journal_waits(
+    tmp_path: Path, runs: dict[str, Path]
+) -> None:
+    """A runner killed mid-notebook leaves the journal it opened as the notebook started; the
+    next sync records the run from it, beside its output folder: gc keeps that folder."""
+    from reprokit.recording.executed import begin_journal
+
+    unit = runs_folder(tmp_path) / "20260301T000000Z-cccccc" / "c"
+    unit.mkdir(parents=True)
+    mark_output_folder(unit.parent)
+    (unit / "c.ipynb").write_text("{}")  # the partial notebook; no run.json yet
+    journal = begin_journal(
+        notebook=tmp_path / "c.ipynb", output_dir=unit, device="cpu", parameters={}
+    )
+    assert journal is not None
+    journal.release()  # the runner is gone
+    result = gc(tmp_path, keep=0)
+    assert unit.is_dir() and (unit / "c.ipynb").is_file()
+    assert str(unit) not in {entry.path for entry in result.removed}
+    journal.path.unlink()  # recorded meanwhile (say): the folder is an old run like any other
+    gc(tmp_path, keep=0)
+    assert not unit.exists()

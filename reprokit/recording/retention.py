@@ -299,10 +299,14 @@ def locked_run_ids(project_root: str | os.PathLike[str]) -> set[str]:
 
 
 def _uploading(project_root: str | os.PathLike[str]) -> list[Path]:
+    """The folders pending journals name: those they upload, and the output folder of a run
+    journaled as it started (a runner killed since: its replay names the run beside it)."""
     folders: list[Path] = []
     for path in pending_journals(project_root):
         with contextlib.suppress(OSError, UnicodeDecodeError):
-            folders += [Path(f).resolve() for f in read_journal(path).uploads.values()]
+            state = read_journal(path)
+            named = [*state.uploads.values(), *([state.folder] if state.folder else [])]
+            folders += [Path(f).resolve() for f in named]
     return folders
 
 
