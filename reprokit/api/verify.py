@@ -175,12 +175,14 @@ def verify(
     comparison: ComparisonOptions | None = None,
     progress: Progress | None = None,
     repeat: RepeatOptions | None = None,
+    record: bool = True,
 ) -> Verification:
     """Re-execute every notebook that has a lock and compare its results with the lock's
     (and, with ``comparison.outputs``, every cell's text output). ``parameters`` override the
     lock's; ``lock`` names the lock of a single notebook, which must have been recorded for a
     notebook of the same name unless ``renamed`` says this one is that notebook renamed. A
-    bundle's ``.zip`` is unpacked and verified (:func:`~reprokit.api.bundle.unpack_bundles`)."""
+    bundle's ``.zip`` is unpacked and verified (:func:`~reprokit.api.bundle.unpack_bundles`).
+    Without ``record`` no MLflow run is written (nor a store created)."""
     notebooks, execution = unpack_bundles(notebooks, execution)
     sources = _sources(notebooks, lock)
     # every lock is read and every data check done before the first kernel starts
@@ -200,6 +202,7 @@ def verify(
         comparing,
         progress,
         (repeat or RepeatOptions()).runs,
+        record,
     )
     # every environment is rebuilt (or refused, exit 2) before the first kernel starts, and
     # after the device is known to exist: no build for a --device cuda that cannot run here
@@ -246,6 +249,7 @@ class _Job:
     comparison: ComparisonOptions
     progress: Progress | None
     runs: int = 1  # executions of each notebook (--repeat)
+    record: bool = True  # each execution an MLflow run (a verification run, nested)
 
 
 def _plan(source: Path, lock_path: Path, comparison: ComparisonOptions) -> _Plan:
@@ -413,7 +417,7 @@ def _execute(running: list[tuple[_Plan, VerifiedKey | None]], job: _Job) -> list
         for plan, _ in running
         for _ in range(job.runs)
     ]
-    return execute_notebooks(requests, job.execution, True, job.progress, _same)
+    return execute_notebooks(requests, job.execution, job.record, job.progress, _same)
 
 
 def _same(outcome: RunOutcome) -> RunOutcome:

@@ -63,6 +63,7 @@ if TYPE_CHECKING:
     help="CI-native output: github (step summary, ::error annotations), gitlab (--junit with "
     "one test case per notebook) [default: from GITHUB_ACTIONS / GITLAB_CI].",
 )
+@click.option("--no-record", is_flag=True, help="Write no MLflow run (the checkout untouched).")
 @unavailable_pins_named()
 def verify_command(
     paths: tuple[Path, ...],
@@ -76,6 +77,7 @@ def verify_command(
     junit: Path | None,
     json_path: Path | None,
     ci: CiKind | None,
+    no_record: bool,
 ) -> None:
     """Re-execute notebooks that have a lock and say, result by result, whether they reproduced."""
     from reprokit.api.verify import verify
@@ -84,7 +86,7 @@ def verify_command(
     _prepare_reports(reports)
     verification = verify(
         paths, parameters=parameters, lock=lock_path, renamed=renamed, execution=execution,
-        comparison=comparison, progress=progress_printer(), repeat=repeat,
+        comparison=comparison, progress=progress_printer(), repeat=repeat, record=not no_record,
     )  # fmt: skip
     _print_verification(verification, reports, ci)
     _exit(verification)
