@@ -223,3 +223,16 @@ def test_no_results_renamed_and_a_missing_report_folder(project: Path) -> None:
     assert "REPRODUCED random_gen.ipynb: no results declared, nothing compared" in done.stdout
     assert "rng.ipynb" not in done.stdout.replace("random_gen.ipynb", "")
     assert (project / "reports" / "j.xml").is_file()
+
+
+def test_a_parameter_a_lock_cannot_keep_is_refused_before_anything_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It was refused after the notebook had run and its MLflow run was written."""
+    project = make_project(tmp_path)
+    monkeypatch.chdir(project.root)
+    for given in ("lr=NaN", "lr=1e400"):
+        code, out = _cli("record", str(project.notebook), "-p", given)
+        assert code == 2 and out.count("\n") == 1, out
+        assert out.startswith("reprokit: error: -p lr=") and "JSON" in out
+    assert not (project.root / ".reprokit").exists() and not (project.root / "mlflow.db").exists()

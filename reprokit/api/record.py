@@ -38,6 +38,7 @@ from reprokit.recording.executed import declared_data
 from reprokit.recording.lock import (
     Lock,
     build_lock,
+    check_lock_parameters,
     lock_path_for,
     write_lock,
 )
@@ -73,6 +74,7 @@ def record(
     (``repeat``: each one N times, see the module docstring)."""
     again = repeat if repeat is not None else RepeatOptions()
     options = execution if execution is not None else ExecutionOptions()
+    check_lock_parameters(parameters or {})  # before any kernel: the lock must keep them
     with held_until_done():  # gc leaves the run folders alone until the locks name them
         outcomes = run(
             notebooks,

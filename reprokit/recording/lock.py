@@ -20,7 +20,7 @@ import io
 import json
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -37,6 +37,7 @@ from reprokit.exceptions import (
     PathError,
     ReprokitWarning,
     SchemaVersionError,
+    UsageError,
 )
 from reprokit.notebook.files import INJECTED_TAG, load_notebook
 from reprokit.recording.lock_checks import check_document, check_lock, load_lock_json, one_line
@@ -366,6 +367,20 @@ def _json_params(values: dict[str, Any]) -> dict[str, Any]:
     except (TypeError, ValueError) as exc:
         raise LockError("<parameters>", f"not JSON-serialisable: {exc}", "parameters") from None
     return dict(sorted(values.items()))
+
+
+def check_lock_parameters(values: Mapping[str, Any]) -> None:
+    """Refuse, before anything runs, a parameter a lock cannot keep (JSON has no NaN or
+    infinity, and no Python object): :class:`UsageError` naming it."""
+    for name, value in values.items():
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError):
+            raise UsageError(
+                f"-p {name}={value!r}: a lock keeps parameters as JSON, which has no NaN, "
+                "infinity or Python object; give a number, string, list or dict",
+                path=name,
+            ) from None
 
 
 def _relative_to_root(path: Path, root: Path, field: str, shown: str) -> str:
