@@ -236,3 +236,24 @@ def test_a_parameter_a_lock_cannot_keep_is_refused_before_anything_runs(
         assert code == 2 and out.count("\n") == 1, out
         assert out.startswith("reprokit: error: -p lr=") and "JSON" in out
     assert not (project.root / ".reprokit").exists() and not (project.root / "mlflow.db").exists()
+
+
+def test_a_tarball_without_a_project_marker_says_where_its_root_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unpacked without .git or pyproject.toml, the notebook's folder is the root and the
+    lock's data is 'missing': the warning says which folder to mark, before any kernel."""
+    import shutil
+
+    project = make_project(tmp_path)
+    record(project, scalar_results())
+    unpacked = tmp_path / "zenodo"
+    for part in ("notebooks", "data"):
+        shutil.copytree(project.root / part, unpacked / part)
+    monkeypatch.chdir(unpacked)
+    monkeypatch.setenv("REPROKIT_CACHE_DIR", str(tmp_path / "hash-cache"))
+    code, out = _cli("verify", "notebooks/fig3.ipynb")
+    assert code == 1  # the data check, before any kernel
+    (warning,) = [line for line in out.splitlines() if "no pyproject.toml or .git" in line]
+    assert "notebooks/fig3.ipynb of its project" in warning
+    assert f"touch {unpacked}/pyproject.toml" in warning

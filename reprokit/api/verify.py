@@ -52,8 +52,8 @@ from reprokit.recording.lock import (
     lock_path_for,
     read_lock,
 )
-from reprokit.recording.target import find_project_root
-from reprokit.report.describe import describe_redacted_parameter
+from reprokit.recording.target import find_project_root, has_project_marker
+from reprokit.report.describe import describe_redacted_parameter, describe_unmarked_root
 from reprokit.results.notebook import read_notebook, restore_snapshot
 from reprokit.runner.device import resolve_device
 from reprokit.runner.plan import Progress, RunOutcome, choose_kernel
@@ -257,10 +257,25 @@ def _plan(source: Path, lock_path: Path, comparison: ComparisonOptions) -> _Plan
     lock = read_lock(lock_path)
     # the project is where the notebook is, never what the lock claims
     root = find_project_root(source.resolve().parent)
+    _warn_unmarked_root(source, root, lock)
     cache = None if comparison.rehash else "default"
     data = check_data(lock, root, cache=cache)
     changes = tuple(check_source(lock, source))
     return _Plan(source, lock_path, lock, data, changes, _shown_as(source, root, lock))
+
+
+def _warn_unmarked_root(source: Path, root: Path, lock: Lock) -> None:
+    """Without a project marker the notebook's folder is the root; a lock recorded deeper in
+    its project (``notebooks/fit.ipynb``) then finds none of its data: say where the root
+    would be (the lock is not believed: the user marks it)."""
+    recorded = PurePosixPath(lock.notebook.path)
+    resolved = source.resolve()
+    if len(recorded.parts) < 2 or has_project_marker(root):
+        return
+    if tuple(resolved.parts[-len(recorded.parts) :]) != recorded.parts:
+        return  # renamed or moved: nothing to say where its root was
+    implied = resolved.parents[len(recorded.parts) - 1]
+    warn_user(describe_unmarked_root(str(source), str(root), str(implied), str(recorded)))
 
 
 def _with_env(plan: _Plan, execution: ExecutionOptions) -> _Plan:

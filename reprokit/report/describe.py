@@ -177,6 +177,16 @@ def describe_no_results(notebook: str) -> str:
     )
 
 
+def describe_unmarked_root(notebook: str, root: str, implied: str, recorded: str) -> str:
+    """The warning of ``verify`` for a notebook with no project marker above it whose lock
+    was recorded deeper in its project (a tarball unpacked without ``.git``)."""
+    return (
+        f"{notebook}: no pyproject.toml or .git above it, so its folder {root} is taken as the "
+        f"project root, but its lock was recorded as {recorded} of its project: its data paths "
+        f"will not be found; `touch {implied}/pyproject.toml` (or `git init {implied}`) first"
+    )
+
+
 def describe_redacted_parameter(notebook: str, name: str) -> str:
     """The warning of ``verify`` for a lock parameter whose value was redacted at record time."""
     return (
