@@ -322,6 +322,13 @@ def test_nullable_and_na_values(frame: Any) -> None:
     assert status(objects, objects.copy()) == "reproduced"
 
 
+def test_a_renamed_series_is_reported_not_reproduced(frame: Any) -> None:
+    result = compare_values(frame["loss"], frame["loss"].rename("val_loss"))
+    assert result.status == "within_tolerance"
+    assert "name 'loss' -> 'val_loss'" in result.deviation.message
+    assert compare_values(frame["loss"], frame["loss"].copy()).status == "reproduced"
+
+
 def test_series_against_frame_is_a_type_change(frame: Any) -> None:
     result = compare_values(frame["loss"], frame)
     assert result.status == "differs"

@@ -50,13 +50,15 @@ def compare_series(
     strict_types: bool = False,
     path: str = "$",
 ) -> ValueComparison:
-    """Compare two Series: index, then values."""
+    """Compare two Series: name (a change is noted, not a failure), index, then values."""
     return run_tally(
         tally_series, reference, current, tolerance, strict_types=strict_types, path=path
     )
 
 
 def tally_series(tally: Tally, ref: pd.Series, cur: pd.Series, tol: Tolerance, path: str) -> None:
+    if not _same_label(ref.name, cur.name):  # metadata: said, and never "reproduced"
+        tally.note(f"name {short(ref.name)} -> {short(cur.name)}")
     if _tally_index(tally, ref.index, cur.index, path):
         _tally_column(tally, ref, cur, tol, path)
 
