@@ -183,6 +183,20 @@ def test_raises_exception_errors_are_expected_and_a_silent_one_fails(tmp_path: P
     assert not unexpected_errors(v4.new_notebook(cells=[commented]))
 
 
+def test_a_silent_raises_exception_cell_is_named_before_a_later_failure(tmp_path: Path) -> None:
+    """The first failure in the notebook's order is the one said: the tagged cell that raised
+    nothing, not the later cell that failed (maybe because of it)."""
+    from reprokit.runner.execute import _settle
+
+    quiet = _code("x = 1", 1)
+    quiet.metadata["tags"] = ["raises-exception"]
+    broken = _code("y = x.missing", 2, [_error("AttributeError", "no missing")])
+    output = _write(tmp_path, [quiet, broken])
+    status, failure = _settle(output, "failed", "AttributeError", None, False)
+    assert status == "failed" and failure is not None
+    assert (failure.ename, failure.index) == ("NoExceptionRaised", 0)
+
+
 def _printed(source: str, text: str, tags: list[str]) -> Any:
     cell = _code(source, 1, [v4.new_output("stream", name="stdout", text=text)])
     cell.metadata["tags"] = tags

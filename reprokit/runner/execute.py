@@ -231,10 +231,12 @@ def _settle(
     expected (papermill fails on them anyway), such a cell that raised nothing is a failure."""
     if status == "failed" and _only_expected_errors(output):
         status = "ok"
+    missing = missing_exception(output, source=node, injected=injected)
     if status == "ok":
-        missing = missing_exception(output, source=node, injected=injected)
         return ("failed", missing) if missing is not None else ("ok", None)
-    return status, find_failure(output, status, message, source=node, injected=injected)
+    failure = find_failure(output, status, message, source=node, injected=injected)
+    earlier = missing is not None and (failure is None or missing.index < failure.index)
+    return status, missing if status == "failed" and earlier else failure  # the first in order
 
 
 def _only_expected_errors(output: Path) -> bool:
