@@ -231,6 +231,23 @@ def test_env_diff_git_and_divergent_cell_are_in_the_verdict(tmp_path: Path) -> N
     assert verify_results(lock, read_notebook(same), executed_notebook=same).divergent_cell is None
 
 
+def test_files_an_os_or_editor_adds_to_a_data_folder_are_not_a_change(tmp_path: Path) -> None:
+    """A reviewer's Finder leaves .DS_Store, Jupyter its checkpoints: the data is the same."""
+    project = make_project(tmp_path)
+    lock = record(project, scalar_results())
+    (project.data / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    (project.data / "._a.csv").write_bytes(b"AppleDouble")
+    (project.data / ".ipynb_checkpoints").mkdir()
+    (project.data / ".ipynb_checkpoints" / "a-checkpoint.csv").write_text("x,y\n1,2\n")
+    check = check_data(lock, project.root, cache=None)
+    assert check.ok, check
+    (entry,) = check.entries
+    assert entry.reason.startswith("ignored what an OS adds: .DS_Store")
+    (project.data / "c.csv").write_text("x,y\n5,6\n")  # a file of data: a change
+    again = check_data(lock, project.root, cache=None)
+    assert not again.ok and again.entries[0].reason == "4 added"
+
+
 def test_verdict_round_trips_json_with_infinite_errors(tmp_path: Path) -> None:
     project = make_project(tmp_path)
     lock = record(project, [encode_result("b", 1.0), encode_result("c", [1.0, 2.0])])

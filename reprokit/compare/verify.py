@@ -660,12 +660,34 @@ def _check_entry(entry: DataEntry, root: Path, cache: Any) -> DataEntryCheck:
     if now.digest == entry.digest and now.kind == entry.kind:
         return _entry_check(entry, "ok", now.digest)
     files = _file_changes(entry, now) if _listed(entry) else ()  # no list: no file named
+    if files and all(f.change == "added" and is_os_litter(f.path) for f in files):
+        shown = ", ".join(f.path for f in files[:3]) + (", ..." if len(files) > 3 else "")
+        return _entry_check(entry, "ok", now.digest, reason=f"ignored what an OS adds: {shown}")
     # by kind of change: "1 changed, 1 added" (a file added is not a file changed)
     kinds = [change.change for change in files]
     order = ("changed", "added", "missing")
     counts = ", ".join(f"{kinds.count(kind)} {kind}" for kind in order if kind in kinds)
     reason = (counts or "content changed") if entry.kind == "dir" else "content changed"
     return _entry_check(entry, "changed", now.digest, files, reason)
+
+
+def is_os_litter(path: str) -> bool:
+    """Whether a file added to a data folder is one an operating system or an editor leaves
+    there by itself (Finder's ``.DS_Store`` and ``._`` files, Windows' ``Thumbs.db``,
+    Jupyter's checkpoints, Python's bytecode): not a change of the data."""
+    parts = path.split("/")
+    name = parts[-1]
+    return (
+        name in _LITTER_NAMES
+        or name.startswith("._")
+        or any(part in _LITTER_FOLDERS for part in parts[:-1])
+    )
+
+
+_LITTER_NAMES = frozenset({".DS_Store", "Thumbs.db", "ehthumbs.db", "desktop.ini", "Icon\r"})
+_LITTER_FOLDERS = frozenset(
+    {".ipynb_checkpoints", "__pycache__", ".Spotlight-V100", ".Trashes", ".fseventsd"}
+)
 
 
 def _entry_check(
