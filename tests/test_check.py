@@ -143,6 +143,21 @@ def test_text_notebooks(repo: Path) -> None:
     assert check_locks([notebook])[0].changes == (CellChange(1, "changed", "code"),)
 
 
+def test_a_readme_with_a_percent_code_block_needs_no_lock(repo: Path) -> None:
+    """The pre-commit hook passes a changed README: a ``# %%`` in a code block does not make it
+    a notebook that needs a lock (the same rule as ``run``'s discovery)."""
+    readme = repo / "notebooks" / "README.md"
+    readme.write_text("# Notebooks\n\nCells look like this:\n\n```python\n# %%\nx = 1\n```\n")
+    assert check_locks([readme]) == []
+    assert check_locks([repo / "notebooks"]) == []
+    assert _check("--require-lock", "notebooks/README.md") == (0, "")
+    assert _check("--require-lock", "notebooks") == (0, "")
+    study = repo / "notebooks" / "study.py"
+    study.write_text(PERCENT)
+    code, out = _check("--require-lock", "notebooks/README.md", "notebooks/study.py")
+    assert code == 1 and "notebooks/study.py" in out and "README" not in out
+
+
 # ----------------------------------------------------------------------------- CLI
 
 

@@ -255,3 +255,30 @@ def test_a_notebook_whose_name_cannot_be_kept_is_refused_in_one_line(tmp_path: P
             result = CliRunner().invoke(main, [command[0], str(path), *command[1:]])
             assert result.exit_code == 2, (command, result.output)
             assert why in result.output and "Traceback" not in result.output, result.output
+
+
+def test_a_markdown_file_is_a_notebook_only_with_a_jupytext_header(tmp_path: Path) -> None:
+    """A README whose code block shows a ``# %%`` cell is documentation, not a notebook."""
+    import jupytext
+
+    (tmp_path / "README.md").write_text("# Notes\n\n```python\n# %%\nprint('hi')\n```\n")
+    (tmp_path / "front.md").write_text("---\ntitle: jupytext\n---\n\n```python\n# %%\n```\n")
+    node = load_notebook(write_notebook(tmp_path / "src.ipynb", ["x = 1"]))
+    (tmp_path / "src.ipynb").unlink()
+    (tmp_path / "plain.md").write_text(jupytext.writes(node, "md"))
+    (tmp_path / "myst.md").write_text(jupytext.writes(node, "md:myst"))
+    found = [p.name for p in discover_notebooks([tmp_path])]
+    assert found == ["myst.md", "plain.md"]
+
+
+def test_a_python_file_is_a_notebook_with_a_header_or_percent_cells_at_line_starts(
+    tmp_path: Path,
+) -> None:
+    """jupytext's own rule: a ``# %%`` inside a string or indented in a function is no cell."""
+    (tmp_path / "a_percent.py").write_text("# %%\nx = 1\n\n# %% [markdown]\n# hi\n")
+    (tmp_path / "b_header.py").write_text(PERCENT_NOTEBOOK.replace("# %%", "#"))
+    (tmp_path / "c_docstring.py").write_text('"""Use\n# %%\ncells."""\nx = 1\n')
+    (tmp_path / "d_indented.py").write_text("def f():\n    # %%\n    return 1\n")
+    (tmp_path / "e_string.py").write_text('MARK = "# %%"\n')
+    found = [p.name for p in discover_notebooks([tmp_path])]
+    assert found == ["a_percent.py", "b_header.py"]

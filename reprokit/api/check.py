@@ -81,27 +81,23 @@ def check_locks(paths: Iterable[str | os.PathLike[str]]) -> list[LockFreshness]:
             locks[path] = None
         else:
             found = discover_notebooks([path])  # a missing path raises PathError
-            notebooks.update(dict.fromkeys(p for p in found if is_notebook_file(p)))
-    checked = [
-        _freshness(nb) for nb in notebooks if lock_path_for(nb).is_file() or _notebook_like(nb)
-    ]
+            notebooks.update(dict.fromkeys(p for p in found if _lockable(p)))
+    checked = [_freshness(nb) for nb in notebooks]
     seen = {_key(f.lock_path) for f in checked if f.lock_path is not None}
     checked += [_orphan_or_checked(lock) for lock in locks if _key(lock) not in seen]
     return checked
 
 
-def _notebook_like(path: Path) -> bool:
-    """A notebook worth reporting without a lock: ``.ipynb``, or a text file with a jupytext
-    header or a line that starts a percent cell. The runner's discovery also accepts a ``# %%``
-    anywhere near the top, which a plain module can contain in a string or comment."""
-    if path.suffix == ".ipynb":
-        return True
-    try:
-        head = path.read_text(encoding="utf-8", errors="replace")[:4096]
-    except OSError:
-        return True  # reading it below reports the error
-    lines = [line.strip() for line in head.splitlines()]
-    return any(line.startswith("# %%") or line == "#   jupytext:" for line in lines)
+def _lockable(path: Path) -> bool:
+    """A file given by name is checked when it is a notebook as discovery sees one (a plain
+    script or README passed by the hook is not), or when it has a lock all the same."""
+    return is_notebook_file(path) or _lock_present(lock_path_for(path))
+
+
+def _lock_present(lock_path: Path) -> bool:
+    """Anything at the lock's name, a FIFO or a dangling link too: ``read_lock`` refuses
+    what is not a regular file inside the project, rather than taking it for no lock."""
+    return lock_path.exists() or lock_path.is_symlink()
 
 
 def _key(path: str | os.PathLike[str]) -> Path:

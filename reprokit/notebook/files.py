@@ -15,6 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from reprokit.exceptions import InputError, PathError
+from reprokit.notebook.textnotebooks import (
+    TEXT_SUFFIXES,
+    is_text_notebook,
+    read_head,
+)
 
 IPYNB = ".ipynb"
 PARAMETERS_TAG = "parameters"
@@ -44,17 +49,14 @@ def mark_output_folder(folder: Path) -> None:
 
 
 def is_notebook_file(path: Path) -> bool:
-    """``.ipynb`` files, and ``.py``/``.md`` files that jupytext marks as notebooks."""
+    """``.ipynb`` files, and ``.py``/``.md`` files that jupytext marks as notebooks: a jupytext
+    header, or (``.py``) percent cell markers (:mod:`reprokit.notebook.textnotebooks`)."""
     if path.suffix == IPYNB:
         return True
-    if path.suffix not in (".py", ".md"):
+    if path.suffix not in TEXT_SUFFIXES:
         return False
-    try:
-        head = path.read_text(encoding="utf-8", errors="replace")[:4096]
-    except OSError:
-        return False
-    # a jupytext header, or percent cell markers: a plain script or README is not a notebook
-    return "jupytext:" in head or "# %%" in head
+    head = read_head(path)
+    return head is not None and is_text_notebook(head, path.suffix)
 
 
 def discover_notebooks(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:

@@ -1,0 +1,65 @@
+"""Which text files discovery takes for notebooks.
+
+jupytext can read any ``.py`` or ``.md`` file as a notebook; a folder of them also holds scripts,
+modules and READMEs. Discovery takes a text file only when jupytext itself would see a notebook
+in it, by jupytext's own rules (:func:`jupytext.formats.read_metadata`, ``guess_format``):
+
+- a jupytext header: ``jupytext:`` with ``text_representation`` or ``formats``, in the YAML
+  front matter of a ``.md`` (under ``jupyter:``, or at the top for MyST) or in the commented
+  ``# ---`` header of a ``.py``, as jupytext writes them;
+- a ``.py`` that jupytext reads as a percent script: a line *starting* with ``# %%`` (or
+  ``#%%``, or nbconvert's ``# In[ ]:``) outside a string. An indented ``# %%`` or one inside a
+  docstring does not count, as jupytext does not count it.
+
+A Markdown file without the header is documentation, whatever its code blocks hold: jupytext
+would read every ``.md`` as a notebook, so only the header says that one is meant as one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+HEAD_BYTES = 64 * 1024
+"""How much of a text file is read to decide whether it is a notebook."""
+TEXT_SUFFIXES = (".py", ".md")
+
+
+def read_head(path: Path) -> str | None:
+    """The first :data:`HEAD_BYTES` of ``path`` as text; None when it cannot be read."""
+    try:
+        with path.open("rb") as handle:
+            return handle.read(HEAD_BYTES).decode("utf-8", errors="replace")
+    except OSError:
+        return None
+
+
+def is_text_notebook(head: str, suffix: str) -> bool:
+    """Whether a ``.py``/``.md`` file beginning with ``head`` is a notebook (module docstring)."""
+    if suffix not in TEXT_SUFFIXES:
+        return False
+    if "jupytext" in head and _jupytext_header(head, suffix) is not None:
+        return True
+    # the cheap test first: most plain modules have none of the markers jupytext looks for
+    if suffix != ".py" or not any(mark in head for mark in ("%%", "<codecell>", "In[")):
+        return False
+    from jupytext.formats import guess_format  # type: ignore[import-untyped]
+
+    try:
+        return guess_format(head, suffix)[0] in ("percent", "hydrogen")
+    except Exception:  # jupytext's reading of a file it cannot parse: not a notebook here
+        return False
+
+
+def _jupytext_header(head: str, suffix: str) -> dict[str, Any] | None:
+    """The ``jupytext`` table of the file's jupytext header, when it has one."""
+    from jupytext.formats import read_metadata
+
+    try:
+        metadata = read_metadata(head, suffix)
+    except Exception:  # broken YAML in the front matter: no header jupytext could use
+        return None
+    table = metadata.get("jupytext") if isinstance(metadata, dict) else None
+    if isinstance(table, dict) and ("text_representation" in table or "formats" in table):
+        return table
+    return None
