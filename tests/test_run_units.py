@@ -282,3 +282,57 @@ def test_a_python_file_is_a_notebook_with_a_header_or_percent_cells_at_line_star
     (tmp_path / "e_string.py").write_text('MARK = "# %%"\n')
     found = [p.name for p in discover_notebooks([tmp_path])]
     assert found == ["a_percent.py", "b_header.py"]
+
+
+def _pair(folder: Path, stem: str, *, header: bool = True) -> tuple[Path, Path]:
+    """``stem.ipynb`` and ``stem.py`` paired by jupytext (``formats: ipynb,py:percent``); the
+    ``.py`` without its header when ``header`` is false (``notebook_metadata_filter: -all``)."""
+    import jupytext
+
+    notebook = write_notebook(folder / f"{stem}.ipynb", ["x = 1"])
+    node = load_notebook(notebook)
+    node.metadata["jupytext"] = {"formats": "ipynb,py:percent"}
+    if not header:
+        node.metadata["jupytext"]["notebook_metadata_filter"] = "-all"
+    jupytext.write(node, notebook)
+    script = folder / f"{stem}.py"
+    script.write_text(jupytext.writes(node, "py:percent"))
+    return notebook, script
+
+
+def test_discovery_takes_a_jupytext_pair_once_as_its_ipynb(tmp_path: Path) -> None:
+    fit, fit_py = _pair(tmp_path, "fit")
+    hidden, hidden_py = _pair(tmp_path, "hidden", header=False)
+    assert "jupytext" in fit_py.read_text() and "jupytext" not in hidden_py.read_text()
+    assert discover_notebooks([tmp_path]) == [fit, hidden]
+    # named one by one, each is taken as given (and record/verify refuse the two: below)
+    assert discover_notebooks([fit_py]) == [fit_py]
+
+
+def test_two_notebooks_with_one_lock_are_refused_before_anything_runs(tmp_path: Path) -> None:
+    """``fit.ipynb`` beside an unpaired percent ``fit.py``, or a pair named both: one lock
+    ``fit.repro.json`` would be written twice (record) or verify both (verify)."""
+    from click.testing import CliRunner
+
+    from reprokit.cli import main
+
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'p'\n")
+    folder = tmp_path / "nbs"
+    write_notebook(folder / "fit.ipynb", ["x = 1"])
+    (folder / "fit.py").write_text(PERCENT_NOTEBOOK)
+    _pair(folder, "pair")
+    (folder / "pair.repro.json").write_text("{}")
+    for args in (
+        ["record", str(folder)],
+        ["record", str(folder / "pair.ipynb"), str(folder / "pair.py")],
+        ["verify", str(folder / "pair.ipynb"), str(folder / "pair.py")],
+    ):
+        out = CliRunner().invoke(main, args)
+        stem = "fit" if args[1] == str(folder) else "pair"
+        assert out.exit_code == 2, out.output
+        assert out.output == (
+            f"reprokit: error: {folder / stem}.ipynb and {folder / stem}.py would both use the "
+            f"lock {folder / stem}.repro.json: give only one of them (of a jupytext pair, the "
+            ".ipynb)\n"
+        )
+    assert not (tmp_path / ".reprokit").exists()  # no run folder: nothing started

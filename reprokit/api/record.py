@@ -32,7 +32,7 @@ from reprokit.compare.verify import (
     report_outside_links,
 )
 from reprokit.exceptions import UsageError
-from reprokit.notebook.files import load_notebook
+from reprokit.notebook.files import discover_notebooks, load_notebook
 from reprokit.options import ExecutionOptions, RepeatOptions
 from reprokit.recording.executed import declared_data
 from reprokit.recording.lock import (
@@ -40,6 +40,7 @@ from reprokit.recording.lock import (
     build_lock,
     check_lock_parameters,
     lock_path_for,
+    refuse_shared_locks,
     write_lock,
 )
 from reprokit.recording.retention import held_until_done
@@ -75,9 +76,11 @@ def record(
     again = repeat if repeat is not None else RepeatOptions()
     options = execution if execution is not None else ExecutionOptions()
     check_lock_parameters(parameters or {})  # before any kernel: the lock must keep them
+    sources = discover_notebooks(notebooks)
+    refuse_shared_locks(sources)  # one lock written twice, the second over the first
     with held_until_done():  # gc leaves the run folders alone until the locks name them
         outcomes = run(
-            notebooks,
+            sources,
             parameters=parameters,
             execution=options,
             progress=progress,

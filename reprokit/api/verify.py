@@ -51,6 +51,7 @@ from reprokit.recording.lock import (
     is_lock_path,
     lock_path_for,
     read_lock,
+    refuse_shared_locks,
 )
 from reprokit.recording.target import find_project_root, has_project_marker
 from reprokit.report.describe import describe_redacted_parameter, describe_unmarked_root
@@ -226,6 +227,7 @@ def _sources(notebooks: Iterable[str | os.PathLike[str]], lock: object) -> list[
         _refuse_a_lock_as_notebook(source)
     for source in sources if lock is None else ():
         _require_lock(source, lock_path_for(source))
+    refuse_shared_locks(sources)
     return sources
 
 

@@ -19,6 +19,7 @@ from reprokit.notebook.textnotebooks import (
     TEXT_SUFFIXES,
     is_text_notebook,
     read_head,
+    without_paired_texts,
 )
 
 IPYNB = ".ipynb"
@@ -60,7 +61,8 @@ def is_notebook_file(path: Path) -> bool:
 
 
 def discover_notebooks(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
-    """Notebooks named by ``paths``: files as given, folders searched recursively (sorted).
+    """Notebooks named by ``paths``: files as given, folders searched recursively (sorted;
+    of a jupytext pair found in a folder, only the ``.ipynb``).
 
     Hidden folders, ``.ipynb_checkpoints``, ``.reprokit``, lock sidecars (``*.repro/``), MLflow's
     default artifact folders (``mlartifacts``, ``mlruns``) and every folder holding an
@@ -118,7 +120,7 @@ def _walk(folder: Path) -> list[Path]:
             for name in sorted(files)
             if not name.startswith(".") and is_notebook_file(Path(root) / name)
         )
-    return found
+    return without_paired_texts(found)
 
 
 def _skipped_dir(root: Path, name: str) -> bool:

@@ -1,4 +1,4 @@
-"""Which text files discovery takes for notebooks.
+"""Which text files discovery takes for notebooks, and which of them are an ``.ipynb``'s pair.
 
 jupytext can read any ``.py`` or ``.md`` file as a notebook; a folder of them also holds scripts,
 modules and READMEs. Discovery takes a text file only when jupytext itself would see a notebook
@@ -13,15 +13,23 @@ in it, by jupytext's own rules (:func:`jupytext.formats.read_metadata`, ``guess_
 
 A Markdown file without the header is documentation, whatever its code blocks hold: jupytext
 would read every ``.md`` as a notebook, so only the header says that one is meant as one.
+
+A jupytext pair (``fit.ipynb`` and ``fit.py`` with ``formats: ipynb,py:percent``) is one
+notebook in two files; :func:`without_paired_texts` keeps its ``.ipynb``, the file with outputs.
+The pairing is read from either side (the text file's header or the ``.ipynb``'s
+``metadata.jupytext.formats``) and resolved with jupytext's own ``paired_paths``.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 HEAD_BYTES = 64 * 1024
 """How much of a text file is read to decide whether it is a notebook."""
+_IPYNB = ".ipynb"
 TEXT_SUFFIXES = (".py", ".md")
 
 
@@ -63,3 +71,54 @@ def _jupytext_header(head: str, suffix: str) -> dict[str, Any] | None:
     if isinstance(table, dict) and ("text_representation" in table or "formats" in table):
         return table
     return None
+
+
+def without_paired_texts(found: list[Path]) -> list[Path]:
+    """``found`` without each text notebook whose jupytext pair's ``.ipynb`` is in it too."""
+    ipynbs = {path.resolve() for path in found if path.suffix == _IPYNB}
+    if not ipynbs or all(path.suffix == _IPYNB for path in found):
+        return found
+    linked: set[tuple[Path, Path]] = set()
+    for path in found:
+        for other in _paired_with(path):
+            linked |= {(path.resolve(), other), (other, path.resolve())}
+    return [
+        path
+        for path in found
+        if path.suffix == _IPYNB or not any((path.resolve(), nb) in linked for nb in ipynbs)
+    ]
+
+
+def _paired_with(path: Path) -> Iterable[Path]:
+    """The other files of ``path``'s jupytext pairing (resolved), as its own metadata says."""
+    formats = _formats_of(path)
+    if not formats:
+        return ()
+    from jupytext.paired_paths import paired_paths  # type: ignore[import-untyped]
+
+    try:
+        pairs = paired_paths(str(path), {"extension": path.suffix}, formats)
+    except Exception:  # formats that do not name this file (InconsistentPath), or malformed
+        return ()
+    return [Path(other).resolve() for other, _ in pairs if Path(other) != path]
+
+
+def _formats_of(path: Path) -> str | list[str] | None:
+    if path.suffix == _IPYNB:
+        table = _ipynb_jupytext(path)
+    else:
+        head = read_head(path)
+        table = _jupytext_header(head, path.suffix) if head is not None else None
+    formats = (table or {}).get("formats")
+    return formats if isinstance(formats, (str, list)) else None
+
+
+def _ipynb_jupytext(path: Path) -> dict[str, Any] | None:
+    try:
+        with path.open("rb") as handle:
+            node = json.load(handle)
+    except (OSError, ValueError, RecursionError):
+        return None  # loading it reports the error, with the file's name
+    metadata = node.get("metadata") if isinstance(node, dict) else None
+    table = metadata.get("jupytext") if isinstance(metadata, dict) else None
+    return table if isinstance(table, dict) else None

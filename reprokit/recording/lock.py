@@ -20,7 +20,7 @@ import io
 import json
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -79,6 +79,7 @@ __all__ = [
     "output_ignored",
     "project_root_of",
     "read_lock",
+    "refuse_shared_locks",
     "sidecar_for",
     "source_cells",
     "write_lock",
@@ -91,6 +92,23 @@ def lock_path_for(notebook: str | os.PathLike[str]) -> Path:
     """``fig3.ipynb`` → ``fig3.repro.json`` in the same folder (any jupytext suffix too)."""
     path = Path(notebook)
     return path.with_name(f"{path.stem}{_LOCK_SUFFIX}")
+
+
+def refuse_shared_locks(notebooks: Iterable[Path]) -> None:
+    """Two notebooks whose lock is one file (``fit.ipynb`` and ``fit.py``, a jupytext pair
+    named both, or one notebook named twice) would overwrite it or be checked against it both:
+    a :class:`UsageError` naming both, before anything runs."""
+    owners: dict[Path, Path] = {}
+    for notebook in notebooks:
+        lock = lock_path_for(notebook)
+        key = lock.parent.resolve() / lock.name
+        if key in owners:
+            raise UsageError(
+                f"{owners[key]} and {notebook} would both use the lock {lock}: give only one "
+                f"of them (of a jupytext pair, the .ipynb)",
+                path=str(notebook),
+            )
+        owners[key] = notebook
 
 
 def is_lock_path(path: str | os.PathLike[str]) -> bool:
