@@ -158,6 +158,40 @@ def test_a_readme_with_a_percent_code_block_needs_no_lock(repo: Path) -> None:
     assert code == 1 and "notebooks/study.py" in out and "README" not in out
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_lock_that_is_no_regular_file_inside_the_project_is_refused(
+    repo: Path, tmp_path: Path
+) -> None:
+    """As ``verify`` refuses it: a FIFO is not taken for "no lock", and a link leading out of
+    the project is refused without reading what it leads to (a valid lock, here)."""
+    notebook = _notebook(repo / "notebooks" / "fig.ipynb", CELLS)
+    lock = _lock(notebook, repo)
+    inside = repo / "locks" / "fig.repro.json"
+    inside.parent.mkdir()
+    lock.rename(inside)
+    lock.symlink_to(inside)  # a link that stays inside the project is followed
+    assert _check("notebooks/fig.ipynb") == (0, "")
+    outside = tmp_path / "elsewhere" / "fig.repro.json"
+    outside.parent.mkdir()
+    inside.rename(outside)
+    lock.unlink()
+    lock.symlink_to(outside)
+    for command in ("check", "verify"):
+        out = CliRunner().invoke(main, [command, "notebooks/fig.ipynb"])
+        assert (out.exit_code, out.output) == (
+            2,
+            f"reprokit: error: notebooks/fig.repro.json: leads outside {repo} (to {outside}); "
+            "refused\n",
+        )
+    lock.unlink()
+    os.mkfifo(lock)
+    assert _check("notebooks/fig.ipynb") == (
+        2,
+        "reprokit: error: notebooks/fig.repro.json: not a regular file (a FIFO, device or "
+        "socket); refused\n",
+    )
+
+
 # ----------------------------------------------------------------------------- CLI
 
 

@@ -261,9 +261,10 @@ def test_a_lock_that_is_a_fifo_or_a_device_is_refused_at_once(tmp_path: Path) ->
     os.mkfifo(fifo)
     zero = tmp_path / "zero.repro.json"
     zero.symlink_to("/dev/zero")
-    for path in (fifo, zero):
+    # the link is refused before it is opened: it leads outside the project
+    for path, reason in ((fifo, "not a regular file"), (zero, "leads outside")):
         error = _in_time(lambda p=path: read_lock(p))
-        assert isinstance(error, LockError) and "not a regular file" in str(error)
+        assert isinstance(error, LockError) and reason in str(error)
 
 
 def test_an_oversized_lock_is_refused_before_reading(tmp_path: Path) -> None:

@@ -115,7 +115,7 @@ def _locks_under(folder: Path) -> list[Path]:
 def _freshness(notebook: Path) -> LockFreshness:
     lock_path = lock_path_for(notebook)
     current = notebook_cells(notebook)  # read first: an unreadable notebook is an input error
-    if not lock_path.is_file():
+    if not _lock_present(lock_path):
         return LockFreshness(str(notebook), None, "no_lock")
     recorded = read_lock(lock_path).notebook.cells
     changes = _describe(recorded, current)

@@ -2,7 +2,8 @@
 write, so it is read as untrusted input.
 
 - the file is a regular file of at most :data:`MAX_LOCK_BYTES` (a FIFO, a device or a link to
-  ``/dev/zero`` is refused before reading);
+  ``/dev/zero`` is refused before reading), inside the project of the folder it is named in
+  (a link leading outside, ``fit.repro.json -> /etc/passwd``, is refused before reading);
 - the JSON has no integer of more than 4300 digits (Python's limit), no lone surrogate, and
   is nested at most :data:`MAX_DEPTH` levels (the
   notebook parameters at most :data:`MAX_PARAMETER_DEPTH`, which papermill renders as code);
@@ -59,9 +60,12 @@ _ENUMS = {"cell_type": ("code", "markdown", "raw"), "device": ("cpu", "cuda")}
 
 def load_lock_json(path: Path, source: str) -> Any:
     """The JSON value of the lock file at ``path``, read within the limits above."""
-    from reprokit.results.untrusted import read_regular
+    from reprokit.recording.target import find_project_root
+    from reprokit.results.untrusted import inside_folder, read_regular
 
     try:
+        # the project of the folder the lock is named in: its own link is not followed for it
+        inside_folder(path, find_project_root(path.absolute().parent))
         raw = read_regular(path, MAX_LOCK_BYTES, what="lock")
     except PathError as exc:
         raise LockError(source, exc.reason) from None
