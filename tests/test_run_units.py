@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from run_helpers import PERCENT_NOTEBOOK, write_notebook
+from run_helpers import PERCENT_NOTEBOOK, reprokit_cli, write_notebook
 
 from reprokit.exceptions import ExecutionError, PathError, UsageError
 from reprokit.notebook.files import declared_parameters, discover_notebooks, load_notebook
@@ -336,3 +336,39 @@ def test_two_notebooks_with_one_lock_are_refused_before_anything_runs(tmp_path: 
             ".ipynb)\n"
         )
     assert not (tmp_path / ".reprokit").exists()  # no run folder: nothing started
+
+
+def _without_cell_ids(path: Path) -> Path:
+    """An nbformat 4.5 notebook whose cells have no ``id`` (written by an older tool)."""
+    write_notebook(path, ["print(1)"])
+    node = json.loads(path.read_text())
+    for cell in node["cells"]:
+        del cell["id"]
+    path.write_text(json.dumps(node))
+    return path
+
+
+def test_a_notebook_without_cell_ids_is_read_without_warnings_or_rewriting(
+    tmp_path: Path,
+) -> None:
+    """nbformat prints ``MissingIDFieldWarning`` and a source line for every such read: the ids
+    are added in memory, the file stays as it was, and stderr stays clean."""
+    import warnings
+
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'p'\n")
+    notebook = _without_cell_ids(tmp_path / "old.ipynb")
+    before = notebook.read_bytes()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        node = load_notebook(notebook)
+    assert [str(w.message) for w in caught] == []
+    assert all(cell.get("id") for cell in node.cells)
+    checked = reprokit_cli("check", "--require-lock", notebook.name, cwd=tmp_path)
+    assert checked.stderr == (
+        "no lock  old.ipynb (error: no old.repro.json)\n"
+        "reprokit: 1 of 1 notebook(s) need their lock re-recorded (reprokit record NOTEBOOK)\n"
+    )
+    ran = reprokit_cli("run", "--no-record", notebook.name, cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    assert "Warning" not in ran.stderr and "_validate(" not in ran.stderr
+    assert notebook.read_bytes() == before

@@ -151,7 +151,10 @@ def _parse_ipynb(source: Path, text: str) -> Any:
     import nbformat
 
     try:
-        node = nbformat.reads(text, as_version=4)  # type: ignore[no-untyped-call]
+        # read and converted without nbformat's validation, which prints MissingIDFieldWarning
+        # for a 4.5 notebook without cell ids; _validate runs once the ids are added
+        node = nbformat.convert(nbformat.reader.reads(text), 4)  # type: ignore[no-untyped-call]
+        _add_cell_ids(node)
         # an upgraded nbformat 3 notebook keeps v3's node class, which papermill takes for a
         # path; from_dict gives every notebook the same v4 node types
         return nbformat.from_dict(node)  # type: ignore[no-untyped-call]
@@ -159,6 +162,20 @@ def _parse_ipynb(source: Path, text: str) -> Any:
         raise PathError(str(source), "not a notebook: the file is not JSON") from None
     except (nbformat.ValidationError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise PathError(str(source), f"not a valid notebook: {_one_line(exc)}") from None
+
+
+def _add_cell_ids(node: Any) -> None:
+    """Give each cell of an nbformat 4.5+ notebook without an ``id`` a new one, as
+    ``nbformat.validator.normalize`` would, in memory only: the file is never rewritten."""
+    from nbformat.corpus.words import generate_corpus_id
+
+    minor = node.get("nbformat_minor") if isinstance(node, dict) else None
+    if not isinstance(minor, int) or minor < 5:  # ids came with nbformat 4.5
+        return
+    cells = node.get("cells")
+    for cell in cells if isinstance(cells, list) else ():
+        if isinstance(cell, dict) and "id" not in cell:
+            cell["id"] = generate_corpus_id()  # type: ignore[no-untyped-call]
 
 
 def _parse_text(source: Path, text: str) -> Any:
