@@ -353,3 +353,42 @@ def _locked(project: Any, node: Any) -> Any:
     from reprokit.recording.lock import build_lock
 
     return build_lock(project.notebook, node, project_root=project.root, device="cpu")
+
+
+@pytest.mark.parametrize(
+    ("reference", "current"),
+    [
+        ("lr=0.001", "lr=0.002"),  # a 100% change is not rounding (a stranger's report)
+        ("acc=0.5", "acc=0.6"),
+        ("tiny=1e-05", "tiny=2e-05"),
+        ("huge=3e+20", "huge=4e+20"),
+        ("numpy 2.1.0", "numpy 2.2.0"),  # a version is text, not two numbers
+        ("build 1234.5678.1", "build 1234.5679.1"),
+        ("x=0.123", "x=0.124"),  # three significant digits: a flip is 0.8%, beyond 1e-3
+    ],
+)
+def test_a_last_digit_change_of_few_significant_digits_differs(
+    reference: str, current: str
+) -> None:
+    assert compare_outputs(reference, current, Tolerance(rtol=1e-6)).status == "differs"
+    result = compare_cell_outputs([_fp(0, reference)], [_fp(0, current)])  # verify's default
+    assert [c.status for c in result] == ["differs"]
+
+
+def test_a_fixed_format_value_jittering_across_a_rounding_boundary_still_passes() -> None:
+    """The value 12.3455 moved by 1e-9 prints as 12.345 on one side and 12.346 on the other
+    under ``:.3f``: one unit of the last digit, 8e-5 of the value, is rounding."""
+    below, above = f"loss {12.3455 - 1e-9:.3f}", f"loss {12.3455 + 1e-9:.3f}"
+    assert (below, above) == ("loss 12.345", "loss 12.346")
+    assert compare_outputs(below, above, Tolerance(rtol=1e-6)).status == "within_tolerance"
+    result = compare_cell_outputs([_fp(0, below)], [_fp(0, above)])
+    assert [c.status for c in result] == ["within_tolerance"]
+    assert compare_outputs("loss 12.345", "loss 12.347", Tolerance(rtol=1e-6)).status == (
+        "differs"  # two units is not rounding
+    )
+
+
+def test_a_version_is_compared_as_text_and_a_number_ending_a_sentence_as_a_number() -> None:
+    assert compare_outputs("numpy 2.1.0", "numpy 2.1.0").status == "reproduced"
+    within = compare_outputs("acc 2.5.", "acc 2.5000001.", Tolerance(rtol=1e-6))
+    assert within.status == "within_tolerance"

@@ -36,7 +36,8 @@ __all__ = [
 ]
 
 DEFAULT_OUTPUT_TOLERANCE = Tolerance(rtol=1e-6)
-"""Numbers in text: besides this, one unit of the last printed digit (printing rounds)."""
+"""Numbers in text: besides this, one unit of the last printed digit where it is small beside
+the number (printing rounds; see :mod:`reprokit.compare.outputs`)."""
 
 _EXCERPT = 120
 

@@ -10,9 +10,12 @@ count, so re-aligned tables still match) and compares:
 
 - ``reproduced``: the masked texts are identical;
 - ``within_tolerance``: same words, numbers within tolerance, or only whitespace changed.
-  Integer-looking numbers compare exactly. A printed float passes when
-  ``|current - reference| <= atol + rtol * |reference|`` plus one unit of its last printed
-  digit (printing rounds) when a tolerance is declared -- except that a float printed without
+  Integer-looking numbers compare exactly; a dotted run with more than one dot (a version,
+  ``2.1.0``) is a word. A printed float passes when
+  ``|current - reference| <= atol + rtol * |reference|`` plus one unit of the coarser last
+  printed digit (printing rounds) when a tolerance is declared and that unit is at most
+  :data:`ROUNDING_SLACK_LIMIT` of the larger number (so ``0.001`` against ``0.002`` differs:
+  one or two significant digits do not round by 100%) -- except that a float printed without
   an exponent whose integer part has :data:`LARGE_INTEGER_DIGITS` or more digits gets no
   relative tolerance: at that magnitude ``rtol`` would hide whole printed digits (``1e-6`` of
   a ``time.time()`` is half an hour), and such a number is a clock, a counter or a date, not
@@ -32,7 +35,12 @@ from reprokit.compare._tally import Tally, float_outcome, short
 from reprokit.comparison import EXACT, Tolerance, ValueComparison
 from reprokit.notebook.text import mask_volatile
 
-__all__ = ["LARGE_INTEGER_DIGITS", "DivergenceReason", "compare_outputs"]
+__all__ = [
+    "LARGE_INTEGER_DIGITS",
+    "ROUNDING_SLACK_LIMIT",
+    "DivergenceReason",
+    "compare_outputs",
+]
 
 DivergenceReason = Literal["output differs", "cell missing in current", "unexpected cell"]
 """Why a cell is the first divergent one."""
@@ -41,8 +49,16 @@ DivergenceReason = Literal["output differs", "cell missing in current", "unexpec
 LARGE_INTEGER_DIGITS = 6
 """A float printed with this many integer digits (and no exponent) gets no relative tolerance."""
 
+ROUNDING_SLACK_LIMIT = 1e-3
+"""One unit of a float's last printed digit is allowed for rounding only when it is at most
+this fraction of the number (a last-digit flip of a number printed with 4 or more significant
+digits): ``0.001`` against ``0.002`` is a 100% change, not rounding."""
+
+# A dotted run such as "2.1.0" or "10.0.0.1" (a version, an address) is a word, not numbers:
+# no number starts or ends beside a "." that joins it to more digits.
 _NUMBER = re.compile(
-    r"((?<![\w.])[-+]?(?:(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?|nan|NaN|inf|Inf|infinity)(?!\w))"
+    r"((?<![\w.])[-+]?(?:(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?|nan|NaN|inf|Inf|infinity)"
+    r"(?![\w]|\.\d))"
 )
 
 
@@ -117,9 +133,17 @@ def _tally_token(tally: Tally, a: _Token, b: _Token, exact: bool, rtol: float, a
         if not same:
             tally.mismatch(at, f"current {short(b.text)}, reference {short(a.text)}")
         return
-    slack = 0.0 if exact else 10.0 ** -min(a.decimals, b.decimals)
     relative = 0.0 if a.large or b.large else rtol
-    outcome = float_outcome(b.number, a.number, relative, atol + slack)
+    outcome = float_outcome(b.number, a.number, relative, atol + _rounding_slack(a, b, exact))
     tally.errors(outcome.abs_err, outcome.rel_err, at)
     if not outcome.within:
         tally.mismatch(at, f"current {b.text}, reference {a.text}")
+
+
+def _rounding_slack(a: _Token, b: _Token, exact: bool) -> float:
+    """One unit of the coarser last printed digit, when that unit is small beside the number
+    (:data:`ROUNDING_SLACK_LIMIT`); else nothing: a token printed with one or two significant
+    digits (``0.5``, ``1e-05``) is compared by the tolerance alone."""
+    unit = 10.0 ** -min(a.decimals, b.decimals)
+    magnitude = max(abs(a.number or 0.0), abs(b.number or 0.0))
+    return unit if not exact and unit <= ROUNDING_SLACK_LIMIT * magnitude else 0.0
