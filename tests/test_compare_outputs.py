@@ -392,3 +392,40 @@ def test_a_version_is_compared_as_text_and_a_number_ending_a_sentence_as_a_numbe
     assert compare_outputs("numpy 2.1.0", "numpy 2.1.0").status == "reproduced"
     within = compare_outputs("acc 2.5.", "acc 2.5000001.", Tolerance(rtol=1e-6))
     assert within.status == "within_tolerance"
+
+
+_RUN = "0123456789abcdef0123456789abcdef"
+
+
+@pytest.mark.parametrize(
+    "printed",
+    [
+        f"View run bold-fox-12 at: http://127.0.0.1:5000/#/experiments/0/runs/{_RUN}",
+        f"logged to runs:/{_RUN}/model",
+        f"<RunInfo: artifact_uri='file:///p/mlruns/0/{_RUN}/artifacts', run_id='{_RUN}'>",
+        f"Run ID: {_RUN}",
+        f'{{"run_id": "{_RUN}"}}',
+        f"(MLflow run {_RUN})",
+        f"mlflow.parentRunId={_RUN}",
+    ],
+)
+def test_a_run_id_is_masked_where_it_reads_as_one(printed: str) -> None:
+    masked = mask_volatile(printed)
+    assert _RUN not in masked and "<RUN_ID>" in masked
+    assert mask_volatile(masked) == masked
+    other = printed.replace(_RUN, "fedcba9876543210fedcba9876543210")
+    assert compare_outputs(printed, other).status == "reproduced"
+
+
+def test_a_changed_md5_digest_is_compared_not_masked_as_a_run_id() -> None:
+    """``hashlib.md5(...).hexdigest()`` is 32 hex digits too: masked as a run id, a changed
+    digest was ``reproduced`` while a changed SHA1 was caught (a stranger's report)."""
+    import hashlib
+
+    before, after = hashlib.md5(b"weights v1").hexdigest(), hashlib.md5(b"weights v2").hexdigest()
+    assert mask_volatile(f"'{before}'") == f"'{before}'"
+    assert compare_outputs(f"'{before}'", f"'{after}'").status == "differs"
+    assert compare_outputs(f"md5 {before}", f"md5 {after}").status == "differs"
+    assert compare_outputs(f"rerun {before}", f"rerun {after}").status == "differs"
+    checks = compare_cell_outputs([_fp(0, f"digest: {before}")], [_fp(0, f"digest: {after}")])
+    assert [c.status for c in checks] == ["differs"]

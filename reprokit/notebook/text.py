@@ -3,7 +3,8 @@
 :func:`cell_text` is a code cell's text output (streams, ``text/plain``, errors as
 ``ename: evalue``); :func:`mask_volatile` replaces timestamps, dates, clock times and durations
 ("1.23s", "12 ms", "0:00:01"), progress bars and rates (tqdm), memory addresses (``0x7f…``),
-temporary paths, MLflow run ids (32 hex digits) and UUIDs by placeholders such as ``<TIME>``;
+temporary paths, MLflow run ids (32 hex digits in a run URL or after the word "run", not
+bare: a bare one may be an MD5 digest) and UUIDs by placeholders such as ``<TIME>``;
 carriage returns keep the last state of a line, as a terminal shows it.
 
 :func:`mask_spans` masks the spans a lock marked volatile (``record --repeat``): the cell's
@@ -24,6 +25,16 @@ __all__ = ["SPAN_PATTERNS", "VOLATILE", "cell_text", "mask_spans", "mask_volatil
 _DURATION_UNITS = r"ns|µs|μs|us|ms|s|secs?|seconds?|mins?|minutes?|h|hrs?|hours?|days?"
 
 
+# 32 hex digits are an MLflow run id only where they read as one -- a bare one may be any
+# MD5 digest, which must be compared: after "runs/" or "runs:/" (the UI's run URL, a model
+# URI), as the folder of ".../<id>/artifacts", or just after the word "run", "run_id",
+# "Run ID", "run_uuid", "parentRunId" ("MLflow run <id>", "run_id='<id>'", "Run ID: <id>").
+_RUN_ID = (
+    r"((?i:\b(?:\w*?run[ _-]?(?:id|uuid)|run)\b[ \t=:'\"]{1,4}|\bruns:?/)"
+    r"|/(?=[0-9a-f]{32}/artifacts\b))[0-9a-f]{32}\b"
+)
+
+
 _MASKS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
     (re.compile(pattern, flags), placeholder)
     for pattern, flags, placeholder in (
@@ -38,7 +49,7 @@ _MASKS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         ),
         (r"\b\d{4}[-/]\d{2}[-/]\d{2}\b", 0, "<DATE>"),
         (r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I, "<UUID>"),
-        (r"\b[0-9a-f]{32}\b", 0, "<RUN_ID>"),
+        (_RUN_ID, 0, r"\g<1><RUN_ID>"),
         (r"\b0x[0-9a-f]{6,16}\b", re.I, "<ADDRESS>"),
         (r"(?:/private)?/(?:tmp|var/tmp|var/folders)/[^\s'\"<>,;)\]]*", 0, "<TMP>"),
         (r"[A-Z]:\\(?:[^\\\s]+\\)*(?:Temp|tmp)\\[^\s'\"<>,;)\]]*", re.I, "<TMP>"),
