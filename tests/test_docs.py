@@ -365,10 +365,21 @@ def test_security_page_lists_the_real_name_rules() -> None:
     from reprokit.capturing import redact
 
     text = (DOCS / "security.md").read_text(encoding="utf-8")
-    match = re.search(r"\*\*Names\*\* containing (.+?), or\s+ending in (.+?): ", text, re.S)
-    assert match is not None
-    parts = re.findall(r"`([A-Z_]+)`", match.group(1))
-    suffixes = re.findall(r"`([A-Z_]+)`", match.group(2))
-    assert parts == redact.SECRET_NAME_PARTS
-    assert suffixes == redact.SECRET_NAME_SUFFIXES
+    item = re.search(r"1\. \*\*Names\*\*(.+?)\n2\. \*\*Values\*\*", text, re.S)
+    assert item is not None
+    names = " ".join(item.group(1).split())
+
+    def listed(after: str, until: str) -> list[str]:
+        found = re.search(re.escape(after) + r"(.+?)" + re.escape(until), names)
+        assert found is not None, after
+        return re.findall(r"`([A-Z_]+)`", found.group(1))
+
+    assert listed("a secret word:", " (") == redact.SECRET_NAME_WORDS
+    assert listed("a vocabulary word:", " (") == redact.VOCABULARY_TOKEN_WORDS
+    assert listed("a key qualifier:", " (") == redact.SECRET_KEY_QUALIFIERS
+    assert listed("is an auth word:", ", unless") == redact.AUTH_WORDS
+    assert listed("an auth setting:", " (") == redact.AUTH_SETTING_WORDS
+    assert listed("a secret last word:", " (") == redact.SECRET_LAST_WORDS
+    pairs = [f"`{a} {b}`" for a, b in redact.SECRET_NAME_PAIRS]
+    assert f"two words in a row are {' or '.join(pairs)} (" in names
     assert redact.PATTERNS_ENV_VAR in text

@@ -281,3 +281,35 @@ def test_a_killed_runner_leaves_no_secret_in_the_partial_notebook(project: Path)
     text = partial.read_text()
     assert SECRET_PARAM not in text
     assert "<secret token>" in text
+
+
+@pytest.mark.slow
+def test_parameters_with_token_or_key_inside_a_word_are_recorded_and_replayed(
+    project: Path,
+) -> None:
+    """A stranger's report: ``max_tokens``, ``n_keys``, ``key_dim``, ``auth_mode`` and
+    ``tokenizer`` were stored as ``<redacted>`` (a plain verify replayed that text: NOT
+    REPRODUCED) and ``wordpiece`` was scrubbed from the result, so verifying with another
+    tokenizer said REPRODUCED. Now they are kept verbatim, replayed, and compared."""
+    nb = write_notebook(
+        project / "params.ipynb",
+        [
+            "import reprokit\nreprokit.start(seed=0)\n"
+            "reprokit.result('params', [max_tokens, n_keys, key_dim, auth_mode, tokenizer])"
+        ],
+        parameters="max_tokens = 0\nn_keys = 0\nkey_dim = 0\nauth_mode = ''\ntokenizer = ''",
+    )
+    given = ["max_tokens=128", "n_keys=3", "key_dim=8", "auth_mode=basic", "tokenizer=wordpiece"]
+    flags = [arg for pair in given for arg in ("-p", pair)]
+    record = run_cli(["record", str(nb), "--device", "cpu", *flags], project)
+    assert record.returncode == 0, record.stderr
+    lock = json.loads((project / "params.repro.json").read_text())
+    expected = {"max_tokens": 128, "n_keys": 3, "key_dim": 8, "auth_mode": "basic"}
+    assert lock["parameters"]["values"] == expected | {"tokenizer": "wordpiece"}
+    assert lock["results"]["params"]["value"] == [128, 3, 8, "basic", "wordpiece"]
+    plain = run_cli(["verify", str(nb), "--device", "cpu"], project)
+    assert plain.returncode == 0, plain.stdout + plain.stderr
+    other = ["-p", "tokenizer=sentencepiece"]
+    changed = run_cli(["verify", str(nb), "--device", "cpu", "--force", *other], project)
+    assert changed.returncode == 1, changed.stdout + changed.stderr
+    assert "NOT REPRODUCED" in changed.stdout

@@ -130,7 +130,27 @@ def test_url_credentials_inside_text_are_replaced() -> None:
         "COOKIE_JAR",
         "GH_PAT",
         "DB_PWD",
-        "MONKEY",  # conservative: any KEY is redacted
+        "password",
+        "token",
+        "access_token",
+        "auth_token",
+        "api_token",
+        "hf_token",
+        "github_token",
+        "HFToken",
+        "hftoken",
+        "apiKey",
+        "APIKEY",
+        "OPENAI_API_KEY",
+        "secret_key",
+        "key",
+        "BASIC_AUTH",
+        "auth_header",
+        "X-Amz-Signature",
+        "AZURE_STORAGE_CONNECTION_STRING",
+        "client_secret",
+        "SENTRY_DSN",
+        "DB_PASS",
     ],
 )
 def test_secret_looking_names(name: str) -> None:
@@ -138,10 +158,53 @@ def test_secret_looking_names(name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["OMP_NUM_THREADS", "KMP_AFFINITY", "CUDA_VISIBLE_DEVICES", "PATH", "PYTHONHASHSEED"]
+    "name",
+    [
+        "OMP_NUM_THREADS",
+        "KMP_AFFINITY",
+        "CUDA_VISIBLE_DEVICES",
+        "PATH",
+        "PYTHONHASHSEED",
+        # a secret word is a word of the name, not a substring (a stranger's report)
+        "max_tokens",
+        "num_tokens",
+        "n_keys",
+        "key_dim",
+        "auth_mode",
+        "tokenizer",
+        "MONKEY",
+        "keyboard",
+        "primary_key",
+        "sort_key",
+        "prng_key",
+        "pad_token",
+        "eos_token_id",
+        "maxTokens",
+    ],
 )
 def test_ordinary_names(name: str) -> None:
     assert not looks_secret_name(name)
+
+
+_REVIEWED = {
+    "max_tokens": 128,
+    "n_keys": 3,
+    "key_dim": 8,
+    "auth_mode": "basic",
+    "tokenizer": "wordpiece",
+}
+
+
+def test_parameters_named_with_token_or_key_in_a_word_are_kept_verbatim() -> None:
+    """``-p max_tokens=128 -p n_keys=3 -p key_dim=8 -p auth_mode=basic -p tokenizer=wordpiece``
+    were all stored as ``<redacted>`` (a plain verify replayed that text: NOT REPRODUCED), and
+    ``wordpiece`` was scrubbed from the outputs, so ``-p tokenizer=sentencepiece`` verified as
+    REPRODUCED. They are parameters like any other now: kept, replayed, never scrubbed."""
+    assert redact.redact_parameters(_REVIEWED) == _REVIEWED
+    assert redact.sensitive_parameters(_REVIEWED) == frozenset()
+    secret = {"api_token": "plain", "DB_PASSWORD": "plain", "SSH_PRIVATE_KEY": 1, "key": "k"}
+    assert redact.redact_parameters(secret) == dict.fromkeys(secret, REDACTED)
+    assert redact.sensitive_parameters(secret) == frozenset(secret)
 
 
 def test_redact_mapping_redacts_names_whole_and_values_by_content() -> None:

@@ -3,10 +3,14 @@
 Three layers, each conservative (a false positive costs a ``<redacted>`` in a report, a
 false negative leaks a credential):
 
-- **Names** (:func:`looks_secret_name`): a variable whose name contains one of
-  :data:`SECRET_NAME_PARTS` (``TOKEN``, ``SECRET``, ``PASSWORD``, ``KEY``, ``AUTH``, ...) or
-  ends with one of :data:`SECRET_NAME_SUFFIXES` (``_PAT``, ``_PWD``) is secret whatever its
-  value.  ``MONKEY`` is redacted too: that is the price of catching ``APIKEY``.
+- **Names** (:func:`looks_secret_name`): a variable whose name has a secret *word* (split at
+  punctuation and camelCase) is secret whatever its value: a word of
+  :data:`SECRET_NAME_WORDS` (``TOKEN``, ``SECRET``, ``PASSWORD``, ``PWD``, ``CREDENTIALS``,
+  ...), a last ``KEY`` after a word of :data:`SECRET_KEY_QUALIFIERS` (``API``, ``ACCESS``,
+  ``PRIVATE``, ...), ``AUTH`` not followed by a setting (``auth_mode``), and a few more.
+  Substrings do not count: a false positive is not free, since a parameter recorded as
+  ``<redacted>`` is replayed as that text and its value is scrubbed from the outputs, so
+  ``max_tokens``, ``key_dim``, ``tokenizer`` or ``MONKEY`` must stay readable.
 - **Values** (:func:`looks_secret_value`, :func:`redact_text`): the regexes in
   :data:`SECRET_VALUE_PATTERNS` recognise credential formats (AWS key ids and secret keys,
   GitHub/GitLab/Slack/Hugging Face/OpenAI/Google/Stripe tokens, JWTs, PEM private keys,
@@ -31,6 +35,7 @@ import os
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from itertools import pairwise
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
@@ -41,25 +46,64 @@ REDACTED = "<redacted>"
 
 PATTERNS_ENV_VAR = "REPROKIT_REDACT_PATTERNS"
 
-SECRET_NAME_PARTS: list[str] = [
-    "TOKEN",
-    "SECRET",
+SECRET_NAME_WORDS: list[str] = [
     "PASSWORD",
+    "PASSWORDS",
     "PASSWD",
+    "PWD",
     "PASSPHRASE",
-    "KEY",
+    "SECRET",
+    "SECRETS",
     "CREDENTIAL",
-    "AUTH",
-    "PRIVATE",
-    "SESSION",
+    "CREDENTIALS",
+    "CREDS",
+    "TOKEN",
+    "APIKEY",
     "COOKIE",
+    "COOKIES",
     "SIGNATURE",
-    "CONNECTION_STRING",
 ]
-"""Case-insensitive substrings that make a variable name secret."""
+"""Words that make a name secret wherever they stand, also closing a word of their own
+(``HFTOKEN``, ``DBPASSWORD``): ``GITHUB_TOKEN``, ``db_password``, ``clientSecret``. A name's
+words are split at ``_``, ``-``, ``.`` and other punctuation and at camelCase humps. ``TOKEN``
+is singular: ``max_tokens`` is a count. One exception: a token after a word of
+:data:`VOCABULARY_TOKEN_WORDS` is a tokenizer's symbol (``pad_token``, ``eos_token``)."""
 
-SECRET_NAME_SUFFIXES: list[str] = ["_PAT", "_PWD", "_PASS", "_DSN"]
-"""Case-insensitive name endings that make a variable name secret (``GH_PAT``, ``DB_PWD``)."""
+VOCABULARY_TOKEN_WORDS: list[str] = [
+    "PAD", "EOS", "BOS", "UNK", "SEP", "CLS", "MASK", "SPECIAL", "MAX", "MIN", "NUM", "N",
+]  # fmt: skip
+"""Words before ``TOKEN`` that make it a tokenizer's symbol or a count, not a credential."""
+
+SECRET_KEY_QUALIFIERS: list[str] = [
+    "API", "ACCESS", "SECRET", "PRIVATE", "AUTH", "SIGNING", "ENCRYPTION", "DECRYPTION",
+    "CRYPTO", "MASTER", "CLIENT", "CONSUMER", "ACCOUNT", "SHARED", "SERVICE", "SESSION",
+    "SUBSCRIPTION", "LICENSE", "STORAGE", "SSH", "GPG", "PGP", "RSA", "HMAC", "AES", "DEPLOY",
+    "WEBHOOK", "APP",
+]  # fmt: skip
+"""Words before a last word ``KEY``/``KEYS`` that make it a credential (``api_key``,
+``SSH_PRIVATE_KEY``, ``accessKey``; also written as one word: ``APIKEY``, ``SECRETKEY``).
+A name that is ``KEY`` alone is secret too; any other key is not (``key_dim``, ``n_keys``,
+``primary_key``, ``sort_key``, ``prng_key``, ``MONKEY``)."""
+
+AUTH_WORDS: list[str] = ["AUTH", "OAUTH", "AUTHORIZATION"]
+"""Words that make a name secret unless a word of :data:`AUTH_SETTING_WORDS` follows them:
+``BASIC_AUTH``, ``HTTP_AUTHORIZATION``, ``auth_header`` are secret, ``auth_mode`` is not."""
+
+AUTH_SETTING_WORDS: list[str] = [
+    "MODE", "TYPE", "METHOD", "METHODS", "SCHEME", "PROVIDER", "BACKEND", "ENABLED",
+    "DISABLED", "REQUIRED", "URL", "URI", "HOST", "SERVER", "ENDPOINT", "DOMAIN", "VERSION",
+    "TIMEOUT", "FLOW", "STRATEGY",
+]  # fmt: skip
+"""Words after an :data:`AUTH_WORDS` word that make the name a setting, not a credential."""
+
+SECRET_NAME_PAIRS: list[tuple[str, str]] = [
+    ("SESSION", "ID"),
+    ("CONNECTION", "STRING"),
+]
+"""Two words in a row that make a name secret (``SESSION_ID``, ``AZURE_CONNECTION_STRING``)."""
+
+SECRET_LAST_WORDS: list[str] = ["PAT", "PASS", "DSN"]
+"""Words that make a name secret when they end it (``GH_PAT``, ``DB_PASS``, ``SENTRY_DSN``)."""
 
 _QUERY_SECRET_KEYS = frozenset(
     {"sig", "signature", "code", "x-amz-signature", "x-amz-credential", "x-goog-signature"}
@@ -109,11 +153,46 @@ _MIN_ENTROPY_BITS = 4.2
 
 
 def looks_secret_name(name: str) -> bool:
-    """True when a variable name suggests a secret (``GITHUB_TOKEN``, ``DB_PASSWORD``)."""
-    upper = name.upper()
-    if any(part in upper for part in SECRET_NAME_PARTS):
+    """True when a variable name suggests a secret (``GITHUB_TOKEN``, ``DB_PASSWORD``,
+    ``api_key``), judged on its words (see :data:`SECRET_NAME_WORDS` and the lists after it):
+    ``max_tokens``, ``key_dim``, ``auth_mode``, ``tokenizer`` are not."""
+    words = _name_words(name)
+    if not words:
+        return False
+    if words[-1] in SECRET_LAST_WORDS or _secret_key(words):
         return True
-    return upper == "PAT" or any(upper.endswith(s) for s in SECRET_NAME_SUFFIXES)
+    if any(pair in SECRET_NAME_PAIRS for pair in pairwise(words)):
+        return True
+    following = [*words[1:], ""]
+    return any(
+        _secret_word(word, before, after)
+        for before, word, after in zip(["", *words[:-1]], words, following, strict=True)
+    )
+
+
+def _name_words(name: str) -> list[str]:
+    """The words of a name, upper case: ``hf_apiToken.v2`` -> ``HF``, ``API``, ``TOKEN``,
+    ``V``, ``2``."""
+    return [w.upper() for w in _NAME_WORD.findall(name)]
+
+
+_NAME_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+
+
+def _secret_word(word: str, before: str, after: str) -> bool:
+    if word in AUTH_WORDS:
+        return after not in AUTH_SETTING_WORDS
+    if word == "TOKEN" and before in VOCABULARY_TOKEN_WORDS:
+        return False
+    return any(word.endswith(secret) for secret in SECRET_NAME_WORDS)
+
+
+def _secret_key(words: list[str]) -> bool:
+    """``KEY`` alone, a last ``KEY``/``KEYS`` after a qualifier, or the two as one word."""
+    last, before = words[-1], words[-2] if len(words) > 1 else ""
+    if last in ("KEY", "KEYS"):
+        return len(words) == 1 or before in SECRET_KEY_QUALIFIERS
+    return any(last in (q + "KEY", q + "KEYS") for q in SECRET_KEY_QUALIFIERS)
 
 
 def looks_secret_value(value: str) -> bool:
