@@ -377,6 +377,7 @@ def test_security_page_lists_the_real_name_rules() -> None:
     assert listed("a secret word:", " (") == redact.SECRET_NAME_WORDS
     assert listed("a vocabulary word:", " (") == redact.VOCABULARY_TOKEN_WORDS
     assert listed("a key qualifier:", " (") == redact.SECRET_KEY_QUALIFIERS
+    assert listed("names a key of data:", " (") == redact.ORDINARY_KEY_QUALIFIERS
     assert listed("is an auth word:", ", unless") == redact.AUTH_WORDS
     assert listed("an auth setting:", " (") == redact.AUTH_SETTING_WORDS
     assert listed("a secret last word:", " (") == redact.SECRET_LAST_WORDS

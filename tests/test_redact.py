@@ -142,6 +142,10 @@ def test_url_credentials_inside_text_are_replaced() -> None:
         "apiKey",
         "APIKEY",
         "OPENAI_API_KEY",
+        "OPENAI_KEY",  # a vendor's key: the common case, not a key of data
+        "stripeKey",
+        "HF_KEYS",
+        "KEY",
         "secret_key",
         "key",
         "BASIC_AUTH",

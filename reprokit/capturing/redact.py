@@ -81,9 +81,21 @@ SECRET_KEY_QUALIFIERS: list[str] = [
     "WEBHOOK", "APP",
 ]  # fmt: skip
 """Words before a last word ``KEY``/``KEYS`` that make it a credential (``api_key``,
-``SSH_PRIVATE_KEY``, ``accessKey``; also written as one word: ``APIKEY``, ``SECRETKEY``).
-A name that is ``KEY`` alone is secret too; any other key is not (``key_dim``, ``n_keys``,
-``primary_key``, ``sort_key``, ``prng_key``, ``MONKEY``)."""
+``SSH_PRIVATE_KEY``, ``accessKey``), also written as one word: ``APIKEY``, ``SECRETKEY``."""
+
+ORDINARY_KEY_QUALIFIERS: list[str] = [
+    "SORT", "PRNG", "RNG", "RANDOM", "SEED", "JAX", "PRIMARY", "FOREIGN", "UNIQUE",
+    "COMPOSITE", "PARTITION", "SHARD", "SHARDING", "CLUSTER", "JOIN", "GROUP", "GROUPBY",
+    "INDEX", "LOOKUP", "HASH", "DICT", "MAP", "CACHE", "ROW", "COLUMN", "COL", "FIELD", "ATTR",
+    "NAME", "LABEL", "TARGET", "FEATURE", "DATA", "DATASET", "SPLIT", "BATCH", "METRIC",
+    "RESULT", "OUTPUT", "INPUT", "CONFIG", "LAYER", "MODEL", "MATCH", "OBJECT", "BUCKET",
+    "QUERY", "VALUE", "NODE", "EDGE", "ENTITY", "MERGE", "DEDUP", "N", "NUM", "MAX", "MIN",
+    "TOP", "FIRST", "LAST", "NEXT", "PREV", "HOT", "SHORTCUT",
+]  # fmt: skip
+"""Words before a last ``KEY``/``KEYS`` that make it a key of data, not a credential
+(``sort_key``, ``prng_key``, ``primary_key``, ``n_keys``). Any other last ``KEY`` is secret,
+``OPENAI_KEY`` and ``KEY`` alone too: a credential under a vendor's name is the common case,
+and a false negative leaks it."""
 
 AUTH_WORDS: list[str] = ["AUTH", "OAUTH", "AUTHORIZATION"]
 """Words that make a name secret unless a word of :data:`AUTH_SETTING_WORDS` follows them:
@@ -188,10 +200,11 @@ def _secret_word(word: str, before: str, after: str) -> bool:
 
 
 def _secret_key(words: list[str]) -> bool:
-    """``KEY`` alone, a last ``KEY``/``KEYS`` after a qualifier, or the two as one word."""
+    """A last ``KEY``/``KEYS`` unless a word of data comes before it, or a key qualifier and
+    ``KEY`` written as one word (``APIKEY``)."""
     last, before = words[-1], words[-2] if len(words) > 1 else ""
     if last in ("KEY", "KEYS"):
-        return len(words) == 1 or before in SECRET_KEY_QUALIFIERS
+        return before not in ORDINARY_KEY_QUALIFIERS
     return any(last in (q + "KEY", q + "KEYS") for q in SECRET_KEY_QUALIFIERS)
 
 
