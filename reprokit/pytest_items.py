@@ -17,13 +17,18 @@ import pytest
 from reprokit.api.verify import VerifyOutcome
 from reprokit.exceptions import ReprokitError
 from reprokit.notebook.files import is_notebook_file
+from reprokit.notebook.textnotebooks import without_paired_texts
 
 __all__ = ["NotReproducedError", "NotebookFile", "NotebookItem", "is_lockable_notebook"]
 
 
 def is_lockable_notebook(path: Path) -> bool:
-    """``.ipynb``, or a ``.py``/``.md`` file that jupytext reads as a notebook."""
-    return is_notebook_file(path)
+    """``.ipynb``, or a ``.py``/``.md`` file that jupytext reads as a notebook and that is not
+    the text half of a jupytext pair whose ``.ipynb`` is beside it (that one is the item)."""
+    if not is_notebook_file(path):
+        return False
+    paired = path.with_suffix(".ipynb")
+    return path == paired or not paired.is_file() or path in without_paired_texts([paired, path])
 
 
 class NotReproducedError(Exception):

@@ -309,6 +309,20 @@ def test_discovery_takes_a_jupytext_pair_once_as_its_ipynb(tmp_path: Path) -> No
     assert discover_notebooks([fit_py]) == [fit_py]
 
 
+def test_pytest_collects_a_jupytext_pair_once_as_its_ipynb(tmp_path: Path) -> None:
+    """``pytest --reprokit`` made an item of each half of a pair, both checked against one
+    lock; the text half of a pair whose ``.ipynb`` is beside it is not an item."""
+    from reprokit.pytest_items import is_lockable_notebook
+
+    fit, fit_py = _pair(tmp_path, "fit")
+    hidden, hidden_py = _pair(tmp_path, "hidden", header=False)
+    alone = tmp_path / "alone.py"
+    alone.write_text(PERCENT_NOTEBOOK)
+    assert [is_lockable_notebook(p) for p in (fit, fit_py, hidden, hidden_py, alone)] == [
+        True, False, True, False, True
+    ]  # fmt: skip
+
+
 def test_two_notebooks_with_one_lock_are_refused_before_anything_runs(tmp_path: Path) -> None:
     """``fit.ipynb`` beside an unpaired percent ``fit.py``, or a pair named both: one lock
     ``fit.repro.json`` would be written twice (record) or verify both (verify)."""
