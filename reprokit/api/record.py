@@ -26,7 +26,7 @@ from typing import Any
 
 from reprokit._warn import warn_user
 from reprokit.api.run import run
-from reprokit.capturing.model import DataManifest
+from reprokit.capturing.model import DataEntry, DataManifest
 from reprokit.compare.noise import Noise, likely_causes, measure_noise, widened_lock
 from reprokit.compare.verify import (
     report_outside_links,
@@ -45,7 +45,7 @@ from reprokit.recording.lock import (
 )
 from reprokit.recording.retention import held_until_done
 from reprokit.recording.target import find_project_root
-from reprokit.report.describe import describe_no_results
+from reprokit.report.describe import describe_data_outside, describe_no_results
 from reprokit.runner.plan import Progress, RunOutcome
 
 __all__ = ["RecordOutcome", "record", "record_from_run"]
@@ -90,6 +90,20 @@ def record(
         return [_write_reference(group, again, options.deterministic) for group in groups]
 
 
+def _inside(entries: tuple[DataEntry, ...], root: Path) -> tuple[DataEntry, ...]:
+    """The declared inputs a lock can hold: one outside the project (``--data /abs/file``,
+    ``reprokit.data("../x")``) does not travel with it, and is left out with a warning (it
+    was refused after the notebook had run and been recorded)."""
+    kept = []
+    for entry in entries:
+        path = Path(entry.path)
+        if (path if path.is_absolute() else root / path).resolve().is_relative_to(root):
+            kept.append(entry)
+        else:
+            warn_user(describe_data_outside(entry.path, str(root)))
+    return tuple(kept)
+
+
 def _write_reference(
     group: list[RunOutcome], repeat: RepeatOptions, deterministic: bool
 ) -> RecordOutcome:
@@ -99,7 +113,7 @@ def _write_reference(
         return RecordOutcome(failed, None)
     source = Path(outcome.notebook)
     root = find_project_root(source.parent)
-    declared = declared_data(Path(outcome.output_dir))  # start's data and every later one's
+    declared = _inside(declared_data(Path(outcome.output_dir)), root)  # start's and later
     lock = build_lock(
         source,
         Path(outcome.output_path),

@@ -39,6 +39,8 @@ from reprokit.compare.verify import (
     DataCheck,
     Verdict,
     check_data,
+    check_declared_in_run,
+    declared_by_start,
     verify_results,
     with_repeated_runs,
 )
@@ -371,8 +373,8 @@ def _skip_key(plan: _Plan, job: _Job) -> VerifiedKey | None:
     """The skip-cache key of ``plan`` (``None``: not cached, e.g. with secret parameters, or
     ``--repeat``, which measures the noise and so must execute). In an environment rebuilt
     from the lock, the key holds that environment's interpreter, not the installed kernel's."""
-    if not plan.data.ok or job.runs > 1:
-        return None
+    if not plan.data.ok or job.runs > 1 or declared_by_start(plan.lock)[1]:
+        return None  # data declared while it ran is known only by running it
     python = None if plan.rebuilt is None else plan.rebuilt[1].python
     if plan.rebuilt is not None:
         kernel = plan.rebuilt[1].kernel_name
@@ -441,6 +443,15 @@ def _same(outcome: RunOutcome) -> RunOutcome:
     return outcome
 
 
+def _with_data_declared_in_run(plan: _Plan, outcome: RunOutcome) -> DataCheck:
+    """The data check of the plan, and of the inputs the recorded run declared while it ran
+    against those this run declared (its run folders' ``data.json``)."""
+    from reprokit.recording.executed import declared_data
+
+    later = check_declared_in_run(plan.lock, declared_data(Path(outcome.output_dir)))
+    return replace(plan.data, entries=plan.data.entries + later) if later else plan.data
+
+
 def _kernel_options(plan: _Plan, job: _Job) -> ExecutionOptions:
     """The options of this notebook's kernel: the rebuilt environment's kernel, and the
     determinism settings when the lock was recorded with them."""
@@ -467,6 +478,7 @@ def _verify_one(plan: _Plan, job: _Job, outcomes: list[RunOutcome]) -> VerifyOut
     if not outcome.ok:
         return VerifyOutcome(str(source), str(lock_path), outcome, None, data)
     executed = load_notebook(Path(outcome.output_path))
+    data = _with_data_declared_in_run(plan, outcome)
     verdict = verify_results(
         lock,
         # the snapshot as the lock has it: the GPU/CUDA facts taken again as the run ended

@@ -593,9 +593,44 @@ def check_data(
     a ``HashCache``).
     """
     root = Path(project_root)
-    entries = lock.data.entries if lock.data is not None else ()
+    entries = declared_by_start(lock)[0]
     checks = tuple(_check_entry(entry, root, cache) for entry in entries)
     return DataCheck(checks, report_outside_links(entries, root))
+
+
+def declared_by_start(lock: Lock) -> tuple[tuple[DataEntry, ...], tuple[DataEntry, ...]]:
+    """The lock's data split in two: what ``%repro start --data`` declared (inputs there
+    before the run: :func:`check_data` re-hashes them before anything executes), and what
+    the notebook declared while it ran (``reprokit.data()``, ``%repro data``: maybe files it
+    downloads or makes, compared after the run by :func:`check_declared_in_run`). A lock
+    without a snapshot keeps no such split: all of its data is checked before the run."""
+    entries = lock.data.entries if lock.data is not None else ()
+    if lock.snapshot is None:
+        return entries, ()
+    start = lock.snapshot.data.entries if lock.snapshot.data is not None else ()
+    at_start = {(entry.path, entry.digest) for entry in start}
+    before = tuple(entry for entry in entries if (entry.path, entry.digest) in at_start)
+    return before, tuple(entry for entry in entries if (entry.path, entry.digest) not in at_start)
+
+
+def check_declared_in_run(lock: Lock, declared: Sequence[DataEntry]) -> tuple[DataEntryCheck, ...]:
+    """Each input the recorded run declared while it ran, against what this run declared:
+    the same path and digest, or ``changed`` (the path with another digest), or ``missing``
+    (the path not declared this time)."""
+    now: dict[str, list[str]] = {}
+    for entry in declared:
+        now.setdefault(entry.path, []).append(entry.digest)
+    checks = []
+    for entry in declared_by_start(lock)[1]:
+        digests = now.get(entry.path)
+        if digests is None:
+            checks.append(_entry_check(entry, "missing", reason="not declared by this run"))
+        elif entry.digest in digests:
+            checks.append(_entry_check(entry, "ok", entry.digest))
+        else:
+            reason = "declared by this run with other content"
+            checks.append(_entry_check(entry, "changed", digests[-1], reason=reason))
+    return tuple(checks)
 
 
 def report_outside_links(entries: Sequence[DataEntry], root: Path) -> tuple[str, ...]:

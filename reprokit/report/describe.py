@@ -177,6 +177,15 @@ def describe_no_results(notebook: str) -> str:
     )
 
 
+def describe_data_outside(path: str, root: str) -> str:
+    """The warning of ``record`` for an input declared while the notebook ran that lies
+    outside the project: the lock, which travels with the project, leaves it out."""
+    return (
+        f"data {path} is outside the project root {root}: not in the lock (verify will not "
+        "check it); move it into the project to have it checked"
+    )
+
+
 def describe_unmarked_root(notebook: str, root: str, implied: str, recorded: str) -> str:
     """The warning of ``verify`` for a notebook with no project marker above it whose lock
     was recorded deeper in its project (a tarball unpacked without ``.git``)."""

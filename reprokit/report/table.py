@@ -85,7 +85,7 @@ def format_deviation(deviation: DeviationRecord | None) -> str:
 
 def verdict_line(verdict: Verdict) -> str:
     """``REPRODUCED notebooks/fig3.ipynb: 2 reproduced, 1 within tolerance (cpu vs cuda)``."""
-    word = "REPRODUCED" if verdict.reproduced else "NOT REPRODUCED"
+    word = "REPRODUCED" if verdict.reproduced and verdict.data_ok else "NOT REPRODUCED"
     if verdict.cached_at is not None:
         word += f" (cached, verified at {verdict.cached_at})"
     counts = ", ".join(
@@ -97,7 +97,8 @@ def verdict_line(verdict: Verdict) -> str:
         else ""
     )
     drifted = verdict.data.drifted if verdict.data is not None else ()
-    data = f"; data drifted: {len(drifted)} path(s)" if drifted else ""
+    named = ", ".join(entry.path for entry in drifted[:3]) + (", ..." if len(drifted) > 3 else "")
+    data = f"; data drifted: {len(drifted)} path(s) ({named})" if drifted else ""
     failing_cells = sum(not cell.passed for cell in verdict.outputs)
     cells = f"; {failing_cells} cell output(s) differ" if failing_cells else ""
     return f"{word} {verdict.notebook}: {counts or _no_results(verdict)}{devices}{data}{cells}"

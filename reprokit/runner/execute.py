@@ -18,6 +18,8 @@ import json
 import logging
 import math
 import os
+import re
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -259,11 +261,22 @@ def _only_expected_errors(output: Path) -> bool:
 
 
 def make_output_folder(folder: Path) -> None:
-    """Create ``folder``; a folder that cannot be created is a :class:`PathError` naming it."""
+    """Create ``folder``; a folder that cannot be created is a :class:`PathError` naming it.
+    An earlier execution's kernel run folders in it (``--output-dir`` given again) are
+    removed: the executed notebook they belonged to is written over, and this run's record
+    must not take their declared data or upload them as its own."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise _unwritable(exc, folder) from None
+    with contextlib.suppress(OSError):
+        for stale in folder.iterdir():
+            if _RUN_FOLDER.fullmatch(stale.name) and (stale / "run.json").is_file():
+                shutil.rmtree(stale, ignore_errors=True)
+
+
+_RUN_FOLDER = re.compile(r"[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}")
+"""The name of a kernel's run folder (:class:`~reprokit.recording.folder.RunFolder`)."""
 
 
 def _unwritable(exc: OSError, fallback: Path) -> PathError:
