@@ -417,15 +417,75 @@ def test_a_run_id_is_masked_where_it_reads_as_one(printed: str) -> None:
     assert compare_outputs(printed, other).status == "reproduced"
 
 
-def test_a_changed_md5_digest_is_compared_not_masked_as_a_run_id() -> None:
+_OTHER = "fedcba9876543210fedcba9876543210"
+_SEARCH_RUNS = f"""\
+                             run_id experiment_id    status
+0  {_RUN}             0  FINISHED
+1  {_RUN[::-1]}             0  FINISHED"""
+
+
+@pytest.mark.parametrize(
+    "printed",
+    [
+        f"models:/m-{_RUN}",  # MLflow 3 logged model, as mlflow.log_model returns its URI
+        f"file:///p/mlruns/0/models/m-{_RUN}/artifacts/model.pkl",
+        f"Trace(trace_id=tr-{_RUN})",
+        f"tr-{_RUN}",
+        _SEARCH_RUNS,  # mlflow.search_runs(): a run_id column of bare ids
+        f"run_id\n{_RUN}\n{_RUN[::-1]}",  # .to_string(index=False)
+        f"run_id  experiment_id\n{_RUN}  0",  # a row that reads like md5sum's "<hex>  name"
+        f"model_id  name\nm-{_RUN}  clf",
+        f"run_id -> {_RUN}",
+        f"run ({_RUN})",
+        f"Run {_RUN}",
+        f"'{_RUN}'",  # mlflow.active_run().info.run_id as a cell's last expression
+        f"{_RUN}",
+        f"md5 of run {_RUN}",  # the label is not right before it
+        f"md5: m-{_RUN}",  # an m- or tr- prefixed id is an id, labelled or not
+    ],
+)
+def test_mlflow_ids_are_masked_in_every_form_mlflow_prints(printed: str) -> None:
+    """MLflow 3 model and trace ids, a DataFrame's run_id column, "run (<id>)": since only
+    ids after "run"/"runs/" were masked, every verify of such a notebook failed (a
+    stranger's report)."""
+    masked = mask_volatile(printed)
+    assert _RUN not in masked and "<RUN_ID>" in masked
+    assert mask_volatile(masked) == masked
+    other = printed.replace(_RUN, _OTHER)
+    assert compare_outputs(printed, other).status == "reproduced"
+    checks = compare_cell_outputs([_fp(0, masked)], [_fp(0, other)])
+    assert [c.status for c in checks] == ["reproduced"]
+
+
+@pytest.mark.parametrize(
+    "label",
+    [
+        "md5: {}",
+        "md5sum={}",
+        "MD5 {}",
+        "digest: {}",
+        "hexdigest() -> {}",
+        "data_hash='{}'",
+        '{{"ETag": "{}"}}',
+        "checksum  {}",
+        "sha1 {}",
+        "fingerprint={}",
+        "MD5 (data/a.csv) = {}",  # BSD md5
+        "{}  data/a.csv",  # md5sum
+        "\\{} *data/b c.csv",  # md5sum -b of a name with a space
+        "run_id\n<RUN_ID>\n\n{}  a.csv",  # a paragraph after a run_id column: md5sum
+    ],
+)
+def test_a_changed_digest_labelled_as_a_hash_is_compared_not_masked(label: str) -> None:
     """``hashlib.md5(...).hexdigest()`` is 32 hex digits too: masked as a run id, a changed
-    digest was ``reproduced`` while a changed SHA1 was caught (a stranger's report)."""
+    digest was ``reproduced`` while a changed SHA1 was caught (a stranger's report). A bare
+    one is still masked (see the test above): one cannot tell it from a run id."""
     import hashlib
 
     before, after = hashlib.md5(b"weights v1").hexdigest(), hashlib.md5(b"weights v2").hexdigest()
-    assert mask_volatile(f"'{before}'") == f"'{before}'"
-    assert compare_outputs(f"'{before}'", f"'{after}'").status == "differs"
-    assert compare_outputs(f"md5 {before}", f"md5 {after}").status == "differs"
-    assert compare_outputs(f"rerun {before}", f"rerun {after}").status == "differs"
-    checks = compare_cell_outputs([_fp(0, f"digest: {before}")], [_fp(0, f"digest: {after}")])
+    printed, changed = label.format(before), label.format(after)
+    assert mask_volatile(printed) == printed
+    assert compare_outputs(printed, changed).status == "differs"
+    checks = compare_cell_outputs([_fp(0, printed)], [_fp(0, changed)])
     assert [c.status for c in checks] == ["differs"]
+    assert compare_outputs(printed, printed).status == "reproduced"

@@ -2,8 +2,8 @@
 
 :func:`mask_volatile` replaces timestamps, dates, clock times and durations ("1.23s",
 "12 ms", "0:00:01"), progress bars and rates (tqdm), memory addresses (``0x7f…``), temporary
-paths, MLflow run ids (32 hex digits where they read as one, see
-:mod:`reprokit.notebook.text`) and UUIDs by placeholders such as ``<TIME>``; carriage
+paths, MLflow ids (32 hex digits not labelled as a digest, see
+:func:`reprokit.notebook.text.mask_ids`) and UUIDs by placeholders such as ``<TIME>``; carriage
 returns keep the last state of a line, as a terminal shows it.
 
 :func:`compare_outputs` then splits both texts into words and numbers (whitespace runs do not

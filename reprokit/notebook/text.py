@@ -3,9 +3,9 @@
 :func:`cell_text` is a code cell's text output (streams, ``text/plain``, errors as
 ``ename: evalue``); :func:`mask_volatile` replaces timestamps, dates, clock times and durations
 ("1.23s", "12 ms", "0:00:01"), progress bars and rates (tqdm), memory addresses (``0x7f…``),
-temporary paths, MLflow run ids (32 hex digits in a run URL or after the word "run", not
-bare: a bare one may be an MD5 digest) and UUIDs by placeholders such as ``<TIME>``;
-carriage returns keep the last state of a line, as a terminal shows it.
+temporary paths, MLflow ids (32 hex digits, unless labelled as a digest: see
+:func:`mask_ids`) and UUIDs by placeholders such as ``<TIME>``; carriage returns keep the
+last state of a line, as a terminal shows it.
 
 :func:`mask_spans` masks the spans a lock marked volatile (``record --repeat``): the cell's
 text is matched against a template of literal text and span kinds (:data:`SPAN_PATTERNS`), and
@@ -15,24 +15,71 @@ so a lock never carries a regular expression of its own.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["SPAN_PATTERNS", "VOLATILE", "cell_text", "mask_spans", "mask_volatile", "span_kind"]
+__all__ = [
+    "SPAN_PATTERNS",
+    "VOLATILE",
+    "cell_text",
+    "mask_ids",
+    "mask_spans",
+    "mask_volatile",
+    "span_kind",
+]
 
 
 _DURATION_UNITS = r"ns|µs|μs|us|ms|s|secs?|seconds?|mins?|minutes?|h|hrs?|hours?|days?"
 
 
-# 32 hex digits are an MLflow run id only where they read as one -- a bare one may be any
-# MD5 digest, which must be compared: after "runs/" or "runs:/" (the UI's run URL, a model
-# URI), as the folder of ".../<id>/artifacts", or just after the word "run", "run_id",
-# "Run ID", "run_uuid", "parentRunId" ("MLflow run <id>", "run_id='<id>'", "Run ID: <id>").
-_RUN_ID = (
-    r"((?i:\b(?:\w*?run[ _-]?(?:id|uuid)|run)\b[ \t=:'\"]{1,4}|\bruns:?/)"
-    r"|/(?=[0-9a-f]{32}/artifacts\b))[0-9a-f]{32}\b"
+# 32 hex digits: an MLflow id (run, logged model "m-", trace "tr-") unless labelled as a
+# digest (see mask_ids). Lowercase only, as MLflow and hashlib print them.
+_HEX32 = re.compile(r"\b[0-9a-f]{32}\b")
+_ID_PREFIX = re.compile(r"(?<![\w-])(?:m|tr)-\Z")
+# A word naming a digest ("md5", "md5sum", "file_hash", "hexdigest", "ETag", "sha1"), then
+# optionally "(file)" as BSD md5 prints, then 1 to 4 other characters: "md5: ", '"etag": "'.
+_LABELLED = re.compile(r"(?<!\w)(\w+)(?: ?\([^()\n]{0,120}\))?[^\w\n]{1,4}\Z")
+_DIGEST_WORD = re.compile(
+    r"md5|hash|digest|checksum|fingerprint|(?:^|_)(?:e_?tag|sha\d*)(?:_|$)", re.IGNORECASE
 )
+# md5sum's line: "<hex>  name" or "<hex> *name" (a name without runs of spaces: a table row
+# has columns).
+_MD5SUM_LINE = re.compile(r"\\?[0-9a-f]{32} [ *]\S(?:\S| (?=\S))*")
+# A column of MLflow ids: "run_id" over a DataFrame of mlflow.search_runs().
+_ID_COLUMN = re.compile(
+    r"(?<![\w<])(?:run_id|run_uuid|parent_run_id|model_id|trace_id|request_id)(?![\w>])"
+)
+
+
+def mask_ids(text: str) -> str:
+    """``text`` with each MLflow id replaced by ``<RUN_ID>`` (its ``m-``/``tr-`` prefix kept):
+    every token of exactly 32 lowercase hex digits, except a digest labelled as one -- a
+    word naming a digest ending at most 4 characters before it (``md5: <hex>``,
+    ``md5sum=<hex>``, ``'etag': '<hex>'``, ``MD5 (a.csv) = <hex>``) or md5sum's line format
+    (``<hex>  a.csv``) outside a paragraph under an id column header. An ``m-`` or ``tr-``
+    prefixed one is always an id."""
+    lines = text.split("\n")
+    under_ids = False  # a line above in this paragraph names an id column
+    for k, line in enumerate(lines):
+        if not line.strip():
+            under_ids = False
+        if _HEX32.search(line):
+            md5sum = not under_ids and _MD5SUM_LINE.fullmatch(line.rstrip()) is not None
+            lines[k] = _HEX32.sub(functools.partial(_id_or_digest, md5sum_line=md5sum), line)
+        under_ids = under_ids or _ID_COLUMN.search(line) is not None
+    return "\n".join(lines)
+
+
+def _id_or_digest(found: re.Match[str], *, md5sum_line: bool) -> str:
+    before = found.string[max(0, found.start() - 200) : found.start()]
+    if _ID_PREFIX.search(before):
+        return "<RUN_ID>"
+    if md5sum_line and found.start() <= 1:
+        return found.group()
+    label = _LABELLED.search(before)
+    return found.group() if label and _DIGEST_WORD.search(label.group(1)) else "<RUN_ID>"
 
 
 _MASKS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
@@ -49,7 +96,6 @@ _MASKS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         ),
         (r"\b\d{4}[-/]\d{2}[-/]\d{2}\b", 0, "<DATE>"),
         (r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I, "<UUID>"),
-        (_RUN_ID, 0, r"\g<1><RUN_ID>"),
         (r"\b0x[0-9a-f]{6,16}\b", re.I, "<ADDRESS>"),
         (r"(?:/private)?/(?:tmp|var/tmp|var/folders)/[^\s'\"<>,;)\]]*", 0, "<TMP>"),
         (r"[A-Z]:\\(?:[^\\\s]+\\)*(?:Temp|tmp)\\[^\s'\"<>,;)\]]*", re.I, "<TMP>"),
@@ -64,6 +110,7 @@ def mask_volatile(text: str) -> str:
     text = text.replace("\r\n", "\n")
     if "\r" in text:
         text = "\n".join(line.rsplit("\r", 1)[-1] for line in text.split("\n"))
+    text = mask_ids(text)
     for pattern, placeholder in _MASKS:
         text = pattern.sub(placeholder, text)
     return text
