@@ -489,3 +489,38 @@ def test_a_changed_digest_labelled_as_a_hash_is_compared_not_masked(label: str) 
     checks = compare_cell_outputs([_fp(0, printed)], [_fp(0, changed)])
     assert [c.status for c in checks] == ["differs"]
     assert compare_outputs(printed, printed).status == "reproduced"
+
+
+def test_a_number_with_thousands_separators_is_one_number() -> None:
+    """``f"{x:,.1f}"`` of 1002.35 moved by 2e-10 prints 1,002.3 or 1,002.4: the comma cut it
+    in two and ``002.3`` against ``002.4`` was no rounding, while 1002.3 against 1002.4
+    passed (a stranger's report)."""
+    below, above = f"total {1002.35 - 2e-10:,.1f}", f"total {1002.35 + 2e-10:,.1f}"
+    assert (below, above) == ("total 1,002.3", "total 1,002.4")
+    for ref, cur in ((below, above), ("1_002.3", "1_002.4"), ("(-12,345.67)", "(-12,345.68)")):
+        assert compare_outputs(ref, cur, Tolerance(rtol=1e-6)).status == "within_tolerance"
+        assert [c.status for c in compare_cell_outputs([_fp(0, ref)], [_fp(0, cur)])] == [
+            "within_tolerance"
+        ]
+    for ref, cur in (("1,002.3", "1,102.3"), ("1,002", "1,003"), ("1_002.3", "2_002.3")):
+        assert compare_outputs(ref, cur, Tolerance(rtol=1e-6)).status == "differs"
+    # a clock printed with separators is still large: no relative tolerance
+    clock = compare_outputs("1,714,550,400.5", "1,714,550,424.5", Tolerance(rtol=1e-6))
+    assert clock.status == "differs"
+
+
+@pytest.mark.parametrize(
+    ("reference", "current"),
+    [
+        ("1,002,3", "1,002,4"),  # a CSV row: a group that is not 3 digits, so three numbers
+        ("0,125,0.5", "0,125,0.6"),  # a group starting at 0 is no thousands group
+        ("1,2,3", "1,2,4"),
+        ("(0.5,0.6)", "(0.5,0.7)"),
+        ("0.125,0.250", "0.125,0.251"),
+    ],
+)
+def test_a_csv_row_of_small_numbers_is_still_compared_number_by_number(
+    reference: str, current: str
+) -> None:
+    assert compare_outputs(reference, current, Tolerance(rtol=1e-6)).status == "differs"
+    assert compare_outputs(reference, reference).status == "reproduced"

@@ -12,7 +12,8 @@ count, so re-aligned tables still match) and compares:
 - ``reproduced``: the masked texts are identical;
 - ``within_tolerance``: same words, numbers within tolerance, or only whitespace changed.
   Integer-looking numbers compare exactly; a dotted run with more than one dot (a version,
-  ``2.1.0``) is a word. A printed float passes when
+  ``2.1.0``) is a word; a number with thousands separators (``1,002.3``, ``1_002.3``) is one
+  number. A printed float passes when
   ``|current - reference| <= atol + rtol * |reference|`` plus one unit of the coarser last
   printed digit (printing rounds) when a tolerance is declared and that unit is at most
   :data:`ROUNDING_SLACK_LIMIT` of the larger number (so ``0.001`` against ``0.002`` differs:
@@ -56,11 +57,17 @@ this fraction of the number (a last-digit flip of a number printed with 4 or mor
 digits): ``0.001`` against ``0.002`` is a 100% change, not rounding."""
 
 # A dotted run such as "2.1.0" or "10.0.0.1" (a version, an address) is a word, not numbers:
-# no number starts or ends beside a "." that joins it to more digits.
+# no number starts or ends beside a "." that joins it to more digits. A number with thousands
+# separators (f"{x:,.1f}" prints 1,002.3, f"{x:_}" 1_002.3) is one number: a first group of 1 to
+# 3 digits not starting with 0, then groups of exactly 3 digits, all after the same separator
+# ("," or "_"); any other comma run ("1,2,3", "1,002,3", "0.5,0.6") is numbers one by one.
 _NUMBER = re.compile(
-    r"((?<![\w.])[-+]?(?:(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?|nan|NaN|inf|Inf|infinity)"
-    r"(?![\w]|\.\d))"
+    r"(?<![\w.])[-+]?(?:"
+    r"[1-9]\d{0,2}(?:(?:,\d{3})+(?!,\d)|(?:_\d{3})+)(?:\.\d*)?"
+    r"|(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?|nan|NaN|inf|Inf|infinity"
+    r")(?![\w]|\.\d)"
 )
+_SEPARATORS = str.maketrans("", "", ",_")
 
 
 @dataclass(frozen=True)
@@ -85,7 +92,7 @@ class _Token:
         """Printed without an exponent with :data:`LARGE_INTEGER_DIGITS` or more integer digits."""
         if "e" in self.text.lower():
             return False
-        whole = self.text.lstrip("+-").partition(".")[0].lstrip("0")
+        whole = self.text.lstrip("+-").partition(".")[0].translate(_SEPARATORS).lstrip("0")
         return len(whole) >= LARGE_INTEGER_DIGITS
 
 
@@ -93,9 +100,15 @@ def _tokens(text: str) -> list[_Token]:
     out: list[_Token] = []
     for line_no, line in enumerate(text.split("\n"), start=1):
         for word in line.split():
-            for k, piece in enumerate(_NUMBER.split(word)):
-                if piece:
-                    out.append(_Token(piece, line_no, float(piece) if k % 2 else None))
+            at = 0
+            for found in _NUMBER.finditer(word):
+                if found.start() > at:
+                    out.append(_Token(word[at : found.start()], line_no, None))
+                number = found.group()
+                out.append(_Token(number, line_no, float(number.translate(_SEPARATORS))))
+                at = found.end()
+            if at < len(word):
+                out.append(_Token(word[at:], line_no, None))
     return out
 
 
