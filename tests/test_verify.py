@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -246,6 +247,12 @@ def test_files_an_os_or_editor_adds_to_a_data_folder_are_not_a_change(tmp_path: 
     (project.data / "c.csv").write_text("x,y\n5,6\n")  # a file of data: a change
     again = check_data(lock, project.root, cache=None)
     assert not again.ok and again.entries[0].reason == "4 added"
+    (project.data / "c.csv").unlink()
+    littered = record(project, scalar_results())  # litter recorded: a clean clone lacks it
+    for item in (".DS_Store", "._a.csv"):
+        (project.data / item).unlink()
+    shutil.rmtree(project.data / ".ipynb_checkpoints")
+    assert check_data(littered, project.root, cache=None).ok
 
 
 def test_verdict_round_trips_json_with_infinite_errors(tmp_path: Path) -> None:

@@ -695,7 +695,7 @@ def _check_entry(entry: DataEntry, root: Path, cache: Any) -> DataEntryCheck:
     if now.digest == entry.digest and now.kind == entry.kind:
         return _entry_check(entry, "ok", now.digest)
     files = _file_changes(entry, now) if _listed(entry) else ()  # no list: no file named
-    if files and all(f.change == "added" and is_os_litter(f.path) for f in files):
+    if files and all(is_os_litter(f.path) for f in files):  # added here, or at record time
         shown = ", ".join(f.path for f in files[:3]) + (", ..." if len(files) > 3 else "")
         return _entry_check(entry, "ok", now.digest, reason=f"ignored what an OS adds: {shown}")
     # by kind of change: "1 changed, 1 added" (a file added is not a file changed)
