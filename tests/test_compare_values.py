@@ -327,6 +327,11 @@ def test_a_renamed_series_is_reported_not_reproduced(frame: Any) -> None:
     assert result.status == "within_tolerance"
     assert "name 'loss' -> 'val_loss'" in result.deviation.message
     assert compare_values(frame["loss"], frame["loss"].copy()).status == "reproduced"
+    renamed = frame.rename_axis("step")
+    result = compare_values(frame, renamed)
+    assert result.status == "within_tolerance" and "index name" in result.deviation.message
+    named = frame.rename_axis("metric", axis="columns")
+    assert "columns name None -> 'metric'" in compare_values(frame, named).deviation.message
 
 
 def test_series_against_frame_is_a_type_change(frame: Any) -> None:

@@ -66,6 +66,7 @@ def tally_series(tally: Tally, ref: pd.Series, cur: pd.Series, tol: Tolerance, p
 def tally_frames(
     tally: Tally, ref: pd.DataFrame, cur: pd.DataFrame, tol: Tolerance, path: str
 ) -> None:
+    _note_names(tally, "columns", ref.columns, cur.columns)
     ref_keys, cur_keys = _column_keys(ref.columns), _column_keys(cur.columns)
     cur_pos = {key: pos for pos, key in enumerate(cur_keys)}
     same_rows = _tally_index(tally, ref.index, cur.index, path)
@@ -116,7 +117,9 @@ def _labels(keys: list[tuple[Any, int]], limit: int = 6) -> str:
 
 
 def _tally_index(tally: Tally, ref: pd.Index, cur: pd.Index, path: str) -> bool:
-    """Index labels must be equal; True when the values can still be compared by position."""
+    """Index labels must be equal (a change of the index's name is noted); True when the
+    values can still be compared by position."""
+    _note_names(tally, "index", ref, cur)
     if ref.equals(cur):
         return True
     if len(ref) != len(cur):
@@ -127,6 +130,14 @@ def _tally_index(tally: Tally, ref: pd.Index, cur: pd.Index, path: str) -> bool:
     note = f"index label {short(cur[first])}, reference {short(ref[first])}"
     tally.fail(f"{path}.index[{first}]", note)
     return True
+
+
+def _note_names(tally: Tally, what: str, ref: pd.Index, cur: pd.Index) -> None:
+    """Note a renamed index or columns axis (``epoch`` -> ``step``): metadata, not values."""
+    before, after = list(ref.names), list(cur.names)
+    if len(before) != len(after) or not all(map(_same_label, before, after)):
+        shown = [short(n) for n in before], [short(n) for n in after]
+        tally.note(f"{what} name {', '.join(shown[0])} -> {', '.join(shown[1])}")
 
 
 def _same_label(a: Any, b: Any) -> bool:
