@@ -309,6 +309,16 @@ def test_discovery_takes_a_jupytext_pair_once_as_its_ipynb(tmp_path: Path) -> No
     assert discover_notebooks([fit_py]) == [fit_py]
 
 
+def test_a_pair_set_by_jupytext_toml_alone_is_taken_once(tmp_path: Path) -> None:
+    """``jupytext --sync`` under a ``jupytext.toml`` writes no pairing into either file."""
+    folder = tmp_path / "nbs"
+    fit = write_notebook(folder / "fit.ipynb", ["x = 1"])
+    (folder / "fit.py").write_text("# %%\nx = 1\n")
+    assert discover_notebooks([folder]) == [fit, folder / "fit.py"]  # no pairing known
+    (tmp_path / "jupytext.toml").write_text('formats = "ipynb,py:percent"\n')
+    assert discover_notebooks([folder]) == [fit]
+
+
 def test_pytest_collects_a_jupytext_pair_once_as_its_ipynb(tmp_path: Path) -> None:
     """``pytest --reprokit`` made an item of each half of a pair, both checked against one
     lock; the text half of a pair whose ``.ipynb`` is beside it is not an item."""

@@ -17,7 +17,8 @@ would read every ``.md`` as a notebook, so only the header says that one is mean
 A jupytext pair (``fit.ipynb`` and ``fit.py`` with ``formats: ipynb,py:percent``) is one
 notebook in two files; :func:`without_paired_texts` keeps its ``.ipynb``, the file with outputs.
 The pairing is read from either side (the text file's header or the ``.ipynb``'s
-``metadata.jupytext.formats``) and resolved with jupytext's own ``paired_paths``.
+``metadata.jupytext.formats``), else from a ``jupytext.toml`` above them, and resolved with
+jupytext's own ``paired_paths``.
 """
 
 from __future__ import annotations
@@ -110,7 +111,25 @@ def _formats_of(path: Path) -> str | list[str] | None:
         head = read_head(path)
         table = _jupytext_header(head, path.suffix) if head is not None else None
     formats = (table or {}).get("formats")
-    return formats if isinstance(formats, (str, list)) else None
+    if isinstance(formats, (str, list)):
+        return formats
+    return _configured_formats(path)
+
+
+def _configured_formats(path: Path) -> str | list[str] | None:
+    """The pairing a ``jupytext.toml`` (or another jupytext configuration file, as jupytext
+    finds it from the file's folder up) sets for every notebook: ``jupytext --sync`` writes
+    no metadata then."""
+    from jupytext.config import load_jupytext_config  # type: ignore[import-untyped]
+
+    try:
+        config = load_jupytext_config(str(path))
+    except Exception:  # a configuration jupytext itself refuses: no pairing known
+        return None
+    formats = getattr(config, "formats", None)
+    if isinstance(formats, list) and all(isinstance(f, str) for f in formats):
+        formats = ",".join(formats)  # the configuration's list: one string of formats each
+    return formats if isinstance(formats, str) and formats else None
 
 
 def _ipynb_jupytext(path: Path) -> dict[str, Any] | None:
