@@ -254,6 +254,13 @@ def test_a_tarball_without_a_project_marker_says_where_its_root_is(
     monkeypatch.setenv("REPROKIT_CACHE_DIR", str(tmp_path / "hash-cache"))
     code, out = _cli("verify", "notebooks/fig3.ipynb")
     assert code == 1  # the data check, before any kernel
-    (warning,) = [line for line in out.splitlines() if "no pyproject.toml or .git" in line]
-    assert "notebooks/fig3.ipynb of its project" in warning
+    (warning,) = [line for line in out.splitlines() if "the project root here is" in line]
+    assert "recorded as notebooks/fig3.ipynb of a project rooted at" in warning
     assert f"touch {unpacked}/pyproject.toml" in warning
+    outer = tmp_path / "outer"  # unpacked inside another project: its root is not the lock's
+    (outer / "paper").mkdir(parents=True)
+    (outer / "pyproject.toml").write_text("[project]\nname = 'o'\n")
+    shutil.copytree(unpacked, outer / "paper", dirs_exist_ok=True)
+    monkeypatch.chdir(outer / "paper")
+    code, out = _cli("verify", "notebooks/fig3.ipynb")
+    assert code == 1 and f"touch {outer / 'paper'}/pyproject.toml" in out

@@ -55,7 +55,7 @@ from reprokit.recording.lock import (
     read_lock,
     refuse_shared_locks,
 )
-from reprokit.recording.target import find_project_root, has_project_marker
+from reprokit.recording.target import find_project_root
 from reprokit.report.describe import describe_redacted_parameter, describe_unmarked_root
 from reprokit.results.notebook import read_notebook, restore_snapshot
 from reprokit.runner.device import resolve_device
@@ -269,17 +269,17 @@ def _plan(source: Path, lock_path: Path, comparison: ComparisonOptions) -> _Plan
 
 
 def _warn_unmarked_root(source: Path, root: Path, lock: Lock) -> None:
-    """Without a project marker the notebook's folder is the root; a lock recorded deeper in
-    its project (``notebooks/fit.ipynb``) then finds none of its data: say where the root
-    would be (the lock is not believed: the user marks it)."""
+    """The root is the nearest folder up with a project marker, else the notebook's own. A
+    copy unpacked without one (or inside another project) then puts the root elsewhere than
+    the lock's notebook path implies (``notebooks/fit.ipynb``), and none of its data is
+    found: say where the root would be (the lock is not believed: the user marks it)."""
     recorded = PurePosixPath(lock.notebook.path)
     resolved = source.resolve()
-    if len(recorded.parts) < 2 or has_project_marker(root):
-        return
-    if tuple(resolved.parts[-len(recorded.parts) :]) != recorded.parts:
+    if len(recorded.parts) < 2 or tuple(resolved.parts[-len(recorded.parts) :]) != recorded.parts:
         return  # renamed or moved: nothing to say where its root was
     implied = resolved.parents[len(recorded.parts) - 1]
-    warn_user(describe_unmarked_root(str(source), str(root), str(implied), str(recorded)))
+    if implied != root.resolve():  # unpacked without a marker, or inside another project
+        warn_user(describe_unmarked_root(str(source), str(root), str(implied), str(recorded)))
 
 
 def _with_env(plan: _Plan, execution: ExecutionOptions) -> _Plan:

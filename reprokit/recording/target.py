@@ -69,12 +69,6 @@ def find_project_root(start: str | os.PathLike[str]) -> Path:
     return origin
 
 
-def has_project_marker(folder: Path) -> bool:
-    """Whether ``folder`` or a folder above it has ``pyproject.toml`` or ``.git``."""
-    origin = folder.resolve()
-    return any((f / marker).exists() for f in (origin, *origin.parents) for marker in _MARKERS)
-
-
 def read_tool_config(project_root: Path) -> tuple[dict[str, Any], Path | None]:
     """``[tool.reprokit]`` of the nearest ``pyproject.toml`` from the project root up."""
     for folder in (project_root, *project_root.parents):

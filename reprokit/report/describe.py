@@ -187,12 +187,13 @@ def describe_data_outside(path: str, root: str) -> str:
 
 
 def describe_unmarked_root(notebook: str, root: str, implied: str, recorded: str) -> str:
-    """The warning of ``verify`` for a notebook with no project marker above it whose lock
-    was recorded deeper in its project (a tarball unpacked without ``.git``)."""
+    """The warning of ``verify`` for a notebook whose project root here is not the one its
+    lock was recorded in (a copy unpacked without ``.git``, or inside another project)."""
     return (
-        f"{notebook}: no pyproject.toml or .git above it, so its folder {root} is taken as the "
-        f"project root, but its lock was recorded as {recorded} of its project: its data paths "
-        f"will not be found; `touch {implied}/pyproject.toml` (or `git init {implied}`) first"
+        f"{notebook}: the project root here is {root} (the nearest folder up with "
+        f"pyproject.toml or .git, else the notebook's own), but its lock was recorded as "
+        f"{recorded} of a project rooted at {implied}: its data paths will not be found; "
+        f"`touch {implied}/pyproject.toml` (or `git init {implied}`) first"
     )
 
 
