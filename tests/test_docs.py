@@ -376,6 +376,10 @@ def test_security_page_lists_the_real_name_rules() -> None:
 
     assert listed("a secret word:", " (") == redact.SECRET_NAME_WORDS
     assert listed("a vocabulary word:", " (") == redact.VOCABULARY_TOKEN_WORDS
+    assert listed("a token setting:", " (") == redact.TOKEN_SETTING_WORDS
+    assert listed("are numbers or name suffixes:", " (") == redact.NAME_SUFFIX_WORDS
+    assert listed("a session setting:", " (") == redact.SESSION_SETTING_WORDS
+    assert listed("a pass over data:", " (") == redact.ORDINARY_PASS_QUALIFIERS
     assert listed("a key qualifier:", " (") == redact.SECRET_KEY_QUALIFIERS
     assert listed("names a key of data:", " (") == redact.ORDINARY_KEY_QUALIFIERS
     assert listed("is an auth word:", ", unless") == redact.AUTH_WORDS

@@ -62,6 +62,8 @@ SECRET_NAME_WORDS: list[str] = [
     "COOKIE",
     "COOKIES",
     "SIGNATURE",
+    "SESSIONID",
+    "SESSID",
 ]
 """Words that make a name secret wherever they stand, also closing a word of their own
 (``HFTOKEN``, ``DBPASSWORD``): ``GITHUB_TOKEN``, ``db_password``, ``clientSecret``. A name's
@@ -70,18 +72,29 @@ is singular: ``max_tokens`` is a count. One exception: a token after a word of
 :data:`VOCABULARY_TOKEN_WORDS` is a tokenizer's symbol (``pad_token``, ``eos_token``)."""
 
 VOCABULARY_TOKEN_WORDS: list[str] = [
-    "PAD", "EOS", "BOS", "UNK", "SEP", "CLS", "MASK", "SPECIAL", "MAX", "MIN", "NUM", "N",
+    "PAD", "EOS", "BOS", "EOT", "EOD", "SOT", "UNK", "SEP", "CLS", "MASK", "SPECIAL", "START",
+    "END", "STOP", "IMAGE", "AUDIO", "VIDEO", "VISION", "NEWLINE", "IGNORE", "MAX", "MIN", "NUM",
+    "N",
 ]  # fmt: skip
-"""Words before ``TOKEN`` that make it a tokenizer's symbol or a count, not a credential."""
+"""Words before ``TOKEN`` that make it a tokenizer's symbol or a count, not a credential
+(``pad_token``, ``decoder_start_token_id``, ``eot_token``)."""
+
+TOKEN_SETTING_WORDS: list[str] = [
+    "LIMIT", "LIMITS", "BUDGET", "BUDGETS", "COUNT", "COUNTS", "LENGTH", "LEN", "SIZE", "TYPE",
+    "TYPES", "IDS",
+]  # fmt: skip
+"""Words after ``TOKEN`` that make the name a setting about tokens, not a credential
+(``token_limit``, ``token_budget``, ``token_type_ids``)."""
 
 SECRET_KEY_QUALIFIERS: list[str] = [
     "API", "ACCESS", "SECRET", "PRIVATE", "AUTH", "SIGNING", "ENCRYPTION", "DECRYPTION",
     "CRYPTO", "MASTER", "CLIENT", "CONSUMER", "ACCOUNT", "SHARED", "SERVICE", "SESSION",
     "SUBSCRIPTION", "LICENSE", "STORAGE", "SSH", "GPG", "PGP", "RSA", "HMAC", "AES", "DEPLOY",
-    "WEBHOOK", "APP",
+    "WEBHOOK", "APP", "REFRESH", "BEARER",
 ]  # fmt: skip
 """Words before a last word ``KEY``/``KEYS`` that make it a credential (``api_key``,
-``SSH_PRIVATE_KEY``, ``accessKey``), also written as one word: ``APIKEY``, ``SECRETKEY``."""
+``SSH_PRIVATE_KEY``, ``accessKey``), also written as one word: ``APIKEY``, ``SECRETKEY``;
+and before ``TOKENS``, which is otherwise a count: ``ACCESS_TOKENS``, ``refresh_tokens``."""
 
 ORDINARY_KEY_QUALIFIERS: list[str] = [
     "SORT", "PRNG", "RNG", "RANDOM", "SEED", "JAX", "PRIMARY", "FOREIGN", "UNIQUE",
@@ -90,12 +103,16 @@ ORDINARY_KEY_QUALIFIERS: list[str] = [
     "NAME", "LABEL", "TARGET", "FEATURE", "DATA", "DATASET", "SPLIT", "BATCH", "METRIC",
     "RESULT", "OUTPUT", "INPUT", "CONFIG", "LAYER", "MODEL", "MATCH", "OBJECT", "BUCKET",
     "QUERY", "VALUE", "NODE", "EDGE", "ENTITY", "MERGE", "DEDUP", "N", "NUM", "MAX", "MIN",
-    "TOP", "FIRST", "LAST", "NEXT", "PREV", "HOT", "SHORTCUT",
+    "TOP", "FIRST", "LAST", "NEXT", "PREV", "HOT", "SHORTCUT", "TEXT", "IMAGE", "AUDIO",
+    "VIDEO", "CAPTION", "PROMPT", "RESPONSE", "QUESTION", "ANSWER", "CONTEXT", "LABELS",
+    "TARGETS", "CLASS", "CATEGORY", "SAMPLE", "TIME", "DATE", "WEIGHT", "SCORE", "TYPE", "ID",
+    "OBS", "OBSM", "OBSP", "VAR", "VARM", "UNS", "COVARIATE", "FACTOR",
 ]  # fmt: skip
 """Words before a last ``KEY``/``KEYS`` that make it a key of data, not a credential
-(``sort_key``, ``prng_key``, ``primary_key``, ``n_keys``). Any other last ``KEY`` is secret,
-``OPENAI_KEY`` and ``KEY`` alone too: a credential under a vendor's name is the common case,
-and a false negative leaks it."""
+(``sort_key``, ``prng_key``, ``primary_key``, ``n_keys``, ``labels_key``,
+``categorical_covariate_keys``). Any other last ``KEY`` is secret, ``OPENAI_KEY`` and ``KEY``
+alone too: a credential under a vendor's name is the common case, and a false negative leaks
+it. ``KEYS`` alone is a mapping's keys."""
 
 AUTH_WORDS: list[str] = ["AUTH", "OAUTH", "AUTHORIZATION"]
 """Words that make a name secret unless a word of :data:`AUTH_SETTING_WORDS` follows them:
@@ -114,8 +131,37 @@ SECRET_NAME_PAIRS: list[tuple[str, str]] = [
 ]
 """Two words in a row that make a name secret (``SESSION_ID``, ``AZURE_CONNECTION_STRING``)."""
 
-SECRET_LAST_WORDS: list[str] = ["PAT", "PASS", "DSN"]
-"""Words that make a name secret when they end it (``GH_PAT``, ``DB_PASS``, ``SENTRY_DSN``)."""
+SECRET_LAST_WORDS: list[str] = ["PAT", "PASS", "PW", "DSN", "KEYFILE", "KEYPAIR", "KEYSTORE"]
+"""Words that make a name secret when they end it, before any :data:`NAME_SUFFIX_WORDS`
+(``GH_PAT``, ``DB_PASS``, ``pw``, ``SENTRY_DSN``, ``DB_PASS_PROD``)."""
+
+ORDINARY_PASS_QUALIFIERS: list[str] = [
+    "FIRST", "SECOND", "THIRD", "FOURTH", "FIFTH", "LAST", "FINAL", "NEXT", "PREV", "PREVIOUS",
+    "SINGLE", "DOUBLE", "MULTI", "ONE", "TWO", "THREE", "FORWARD", "BACKWARD", "EXTRA", "N",
+    "NUM",
+]  # fmt: skip
+"""Words before a last ``PASS`` that make it a pass over data, not a password
+(``second_pass``, ``forward_pass``)."""
+
+NAME_SUFFIX_WORDS: list[str] = [
+    "PROD", "PRODUCTION", "PRD", "DEV", "DEVELOPMENT", "STAGING", "STAGE", "STG", "LIVE",
+    "TEST", "TESTING", "QA", "UAT", "SANDBOX", "LOCAL", "CI", "BACKUP", "BAK", "OLD", "NEW",
+    "CURRENT", "CUR", "PREVIOUS", "ROTATED", "ALT", "SECONDARY", "V", "B", "BASE", "PEM", "HEX",
+    "RAW", "DER", "ENC", "ENCODED", "FILE", "PATH", "ID", "DATA", "VALUE", "VAL", "STRING",
+    "STR", "TEXT", "TXT", "JSON", "CONTENT", "CONTENTS", "BYTES", "MATERIAL", "PAIR", "LIST",
+    "DEFAULT", "OVERRIDE", "ENV", "VAR",
+]  # fmt: skip
+"""Words (and numbers) that may end a name after the word that makes it secret, which stays
+secret: environments, versions, encodings, files (``api_key_v2``, ``stripe_key_live``,
+``SIGNING_KEY_BASE64``, ``privateKeyPem``, ``MASTER_KEY_1``, ``KEY_FILE``). A file's name is
+not the key, but redacting it is the safe side."""
+
+SESSION_SETTING_WORDS: list[str] = [
+    "NAME", "NAMES", "COUNT", "NUMBER", "NUM", "TIMEOUT", "LENGTH", "LEN", "DURATION", "TYPE",
+    "INDEX", "IDX", "DIR", "FOLDER", "PATH", "MODE", "LIMIT", "SIZE", "START", "END", "DATE",
+]  # fmt: skip
+"""Words after ``SESSION`` that make the name a setting; any other ``SESSION`` is secret
+(``session``, ``SESSION_ID``, ``session_cookie``), and ``session_name`` is not."""
 
 _QUERY_SECRET_KEYS = frozenset(
     {"sig", "signature", "code", "x-amz-signature", "x-amz-credential", "x-goog-signature"}
@@ -166,12 +212,12 @@ _MIN_ENTROPY_BITS = 4.2
 
 def looks_secret_name(name: str) -> bool:
     """True when a variable name suggests a secret (``GITHUB_TOKEN``, ``DB_PASSWORD``,
-    ``api_key``), judged on its words (see :data:`SECRET_NAME_WORDS` and the lists after it):
-    ``max_tokens``, ``key_dim``, ``auth_mode``, ``tokenizer`` are not."""
+    ``api_key``, ``api_key_v2``), judged on its words (see :data:`SECRET_NAME_WORDS` and the
+    lists after it): ``max_tokens``, ``key_dim``, ``auth_mode``, ``tokenizer`` are not."""
     words = _name_words(name)
     if not words:
         return False
-    if words[-1] in SECRET_LAST_WORDS or _secret_key(words):
+    if _secret_last_word(_without_suffixes(words)):
         return True
     if any(pair in SECRET_NAME_PAIRS for pair in pairwise(words)):
         return True
@@ -191,20 +237,39 @@ def _name_words(name: str) -> list[str]:
 _NAME_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
 
 
+def _without_suffixes(words: list[str]) -> list[str]:
+    """``words`` without the :data:`NAME_SUFFIX_WORDS` and numbers that end them (at least
+    one word is kept): ``API KEY V 2`` -> ``API KEY``."""
+    end = len(words)
+    while end > 1 and (words[end - 1] in NAME_SUFFIX_WORDS or words[end - 1].isdigit()):
+        end -= 1
+    return words[:end]
+
+
+def _secret_last_word(words: list[str]) -> bool:
+    last, before = words[-1], words[-2] if len(words) > 1 else ""
+    if last == "PASS" and before in ORDINARY_PASS_QUALIFIERS:
+        return False
+    return last in SECRET_LAST_WORDS or _secret_key(last, before)
+
+
 def _secret_word(word: str, before: str, after: str) -> bool:
     if word in AUTH_WORDS:
         return after not in AUTH_SETTING_WORDS
-    if word == "TOKEN" and before in VOCABULARY_TOKEN_WORDS:
+    if word == "SESSION":
+        return after not in SESSION_SETTING_WORDS
+    if word == "TOKEN" and (before in VOCABULARY_TOKEN_WORDS or after in TOKEN_SETTING_WORDS):
         return False
+    if word == "TOKENS":
+        return before in SECRET_KEY_QUALIFIERS
     return any(word.endswith(secret) for secret in SECRET_NAME_WORDS)
 
 
-def _secret_key(words: list[str]) -> bool:
-    """A last ``KEY``/``KEYS`` unless a word of data comes before it, or a key qualifier and
-    ``KEY`` written as one word (``APIKEY``)."""
-    last, before = words[-1], words[-2] if len(words) > 1 else ""
+def _secret_key(last: str, before: str) -> bool:
+    """A last ``KEY``/``KEYS`` unless a word of data comes before it (``KEYS`` alone is a
+    mapping's keys), or a key qualifier and ``KEY`` written as one word (``APIKEY``)."""
     if last in ("KEY", "KEYS"):
-        return before not in ORDINARY_KEY_QUALIFIERS
+        return before not in ORDINARY_KEY_QUALIFIERS and (before or last) != "KEYS"
     return any(last in (q + "KEY", q + "KEYS") for q in SECRET_KEY_QUALIFIERS)
 
 
