@@ -313,3 +313,76 @@ def test_parameters_with_token_or_key_inside_a_word_are_recorded_and_replayed(
     changed = run_cli(["verify", str(nb), "--device", "cpu", "--force", *other], project)
     assert changed.returncode == 1, changed.stdout + changed.stderr
     assert "NOT REPRODUCED" in changed.stdout
+
+
+def test_a_secret_value_that_is_a_notebook_word_is_scrubbed_from_strings_only(
+    project: Path,
+) -> None:
+    """A stranger's report: ``-p labels_key=cell_type`` (then a secret name) ended in
+    ``AttributeError: cell_type`` with no lock: the value was replaced as raw text over the
+    executed notebook's JSON, its ``"cell_type"`` keys too. A secret value that is a key
+    (``cell_type``, ``outputs``) or a number (``1``) of the notebook's JSON now records, and is
+    still scrubbed from what the notebook printed and declared."""
+    import nbformat
+
+    nb = write_notebook(
+        project / "words.ipynb",
+        [
+            "import reprokit\nreprokit.start(seed=0)\n"
+            "print('printed:', api_key, outputs_token, one_token)\n"
+            "reprokit.result('echoed', f'{api_key}|{outputs_token}|{one_token}')\n"
+            "reprokit.result('lengths', [len(api_key), len(outputs_token), len(one_token)])",
+        ],
+        parameters="api_key = ''\noutputs_token = ''\none_token = ''",
+    )
+    env = {**os.environ, "outputs_token": "outputs", "one_token": "1"}
+    secrets = ["--secret-param", "outputs_token", "--secret-param", "one_token"]
+    done = run_cli(
+        ["record", str(nb), "--device", "cpu", "-p", "api_key=cell_type", *secrets],
+        project,
+        env=env,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    lock = json.loads((project / "words.repro.json").read_text())
+    assert lock["results"]["lengths"]["value"] == [len("cell_type"), len("outputs"), 1]
+    echoed = lock["results"]["echoed"]["value"]
+    assert echoed == "<secret api_key>|<secret outputs_token>|<secret one_token>"
+    executed = next(project.rglob(".reprokit/runs/*/words/words.ipynb"))
+    node = nbformat.read(executed, as_version=4)
+    nbformat.validate(node)
+    assert [cell.cell_type for cell in node.cells] == ["code"] * len(node.cells)
+    printed = "".join(out.get("text", "") for cell in node.cells for out in cell.outputs)
+    assert "printed: <secret api_key> <secret outputs_token> <secret one_token>" in printed
+
+
+def test_scrubbing_a_notebook_keeps_its_structure_and_finds_a_value_split_over_lines() -> None:
+    import nbformat
+
+    from reprokit.runner._scrub import scrub_notebook_text
+
+    node = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("print(key)", execution_count=1)
+    cell.outputs = [
+        nbformat.v4.new_output("stream", name="stdout", text="stdout cell_type 1\n"),
+        nbformat.v4.new_output("stream", name="stderr", text="outputs and secret\n"),
+        nbformat.v4.new_output("display_data", data={"text/plain": "a\n-----BEGIN\nEND----- b"}),
+    ]
+    node.cells = [cell]
+    text = nbformat.writes(node)
+    secrets = {"a": "cell_type", "b": "1", "c": "stdout", "pem": "-----BEGIN\nEND-----"}
+    scrubbed = nbformat.reads(scrub_notebook_text(text, secrets), as_version=4)
+    nbformat.validate(scrubbed)
+    out, _, shown = scrubbed.cells[0].outputs
+    assert (out.output_type, out.name, out.text) == (
+        "stream",
+        "stdout",
+        "<secret c> <secret a> <secret b>\n",
+    )
+    assert shown.data["text/plain"] == "a\n<secret pem> b"
+    assert scrubbed.cells[0].execution_count == 1
+    assert scrub_notebook_text(text, {"x": "absent"}) is text  # not parsed: the common case
+    once = scrub_notebook_text(text, {"outputs_token": "outputs", "t": "secret"})
+    assert '"outputs": [' in once  # a key, kept
+    assert scrub_notebook_text(once, {"outputs_token": "outputs", "t": "secret"}) == once
+    assert scrub_notebook_text("not json cell_type", secrets) == "not json <secret a>"

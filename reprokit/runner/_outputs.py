@@ -32,11 +32,11 @@ from papermill.utils import merge_kwargs, remove_args  # type: ignore[import-unt
 from reprokit._fsutil import atomic_write_text
 from reprokit.capturing.redact import redact_text
 from reprokit.runner._saving import SAVE_CHECK_S, execute_with_throttled_saves
+from reprokit.runner._scrub import scrub_notebook_text, scrub_text
 
 MAX_CELL_OUTPUT = 4 * 1024 * 1024  # bytes of output kept per cell; REPROKIT_MAX_CELL_OUTPUT
 ENGINE_NAME = "reprokit"
 _KEPT_MIME = "application/vnd.reprokit"
-SECRET_MARK = "<secret {name}>"
 
 
 def max_cell_output() -> int:
@@ -271,7 +271,7 @@ def finish_output(
     _scrub_file(kernel_log, secrets)
     if not output.is_file():
         return
-    text = scrub_text(output.read_text(encoding="utf-8"), secrets, json_escaped=True)
+    text = scrub_notebook_text(output.read_text(encoding="utf-8"), secrets)
     node = nbformat.reads(text, as_version=4)  # type: ignore[no-untyped-call]
     node.metadata.setdefault("reprokit", {})["execution"] = dict(execution)
     _redact_error_outputs(node, secrets)
@@ -311,18 +311,3 @@ def _scrub_file(path: Path, secrets: Mapping[str, str]) -> None:
     scrubbed = scrub_text(text, secrets, json_escaped=False)
     if scrubbed != text:
         atomic_write_text(path, scrubbed)
-
-
-def scrub_text(text: str, secrets: Mapping[str, str], *, json_escaped: bool) -> str:
-    """``text`` with each secret value (as is, and as JSON escapes it where ``json_escaped``)
-    replaced by ``<secret NAME>``."""
-    import json
-
-    # longest first: a secret that contains another is replaced whole
-    for name, value in sorted(secrets.items(), key=lambda item: -len(item[1])):
-        if not value:
-            continue
-        forms = {value, json.dumps(value)[1:-1]} if json_escaped else {value}
-        for form in forms:
-            text = text.replace(form, SECRET_MARK.format(name=name))
-    return text

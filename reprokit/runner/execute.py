@@ -34,8 +34,9 @@ from traitlets import default
 from reprokit.capturing.redact import sensitive_parameters
 from reprokit.exceptions import PathError
 from reprokit.notebook.files import INJECTED_TAG, notebook_language
-from reprokit.runner._outputs import finish_output, redact_error, register_engine, scrub_text
+from reprokit.runner._outputs import finish_output, redact_error, register_engine
 from reprokit.runner._saving import written_whole
+from reprokit.runner._scrub import scrub_notebook_text
 from reprokit.runner.failure import (
     ERROR_MARKER_TAG,
     CellFailure,
@@ -524,7 +525,7 @@ def _papermill(job: _Job, timeout: float | None, watch: KernelWatch, on_start: A
         clear = {k: v for k, v in (parameters or {}).items() if k not in job.hidden}
         node, parameters = _with_secret_cell(node, clear, job), None
     hidden = {k: v for k, v in (job.parameters or {}).items() if k in job.hidden}
-    scrub = functools.partial(scrub_text, secrets=_scrubbed(job.secrets, hidden), json_escaped=True)
+    scrub = functools.partial(scrub_notebook_text, secrets=_scrubbed(job.secrets, hidden))
     with written_whole(str(job.output.absolute()), scrub) as output:  # whole, scrubbed
         papermill.execute_notebook(
             node,
