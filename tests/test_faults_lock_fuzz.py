@@ -321,6 +321,7 @@ def test_the_project_root_comes_from_disk_not_from_the_lock(
     hostile = replaced(document, ("notebook", "path"), "x/y/z/w/v/u/t/fig3.ipynb")
     hostile = replaced(hostile, ("data", "entries", 0, "path"), "etc/passwd")
     hostile["data"]["entries"] = hostile["data"]["entries"][:1]
+    hostile["snapshot"]["data"] = hostile["data"]  # an input of the start: checked before
     (root / "notebooks" / "fig3.repro.json").write_text(dumps(hostile), encoding="utf-8")
     report = root / "verdict.json"
     run = subprocess.run(
