@@ -386,3 +386,35 @@ def test_scrubbing_a_notebook_keeps_its_structure_and_finds_a_value_split_over_l
     assert '"outputs": [' in once  # a key, kept
     assert scrub_notebook_text(once, {"outputs_token": "outputs", "t": "secret"}) == once
     assert scrub_notebook_text("not json cell_type", secrets) == "not json <secret a>"
+
+
+def test_scrubbing_finds_a_secret_as_a_key_or_escaped_twice_and_keeps_lists_apart() -> None:
+    """A secret shown as a key (``display(JSON({token: 1}))``) or printed inside a
+    ``json.dumps`` (escaped twice in the file) is replaced; a list of plain strings
+    (``['1.4', '2.0', '3']``) is scrubbed item by item, never joined into one; a secret-named
+    ``-p`` value of four characters or more (a number too) is scrubbed (a security review)."""
+    import json
+
+    import nbformat
+
+    from reprokit.runner._scrub import scrub_notebook_text
+    from reprokit.runner.execute import _scrubbed
+
+    node = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("show()", execution_count=1)
+    quoted = 'Hunter"2\\Zebra'
+    cell.outputs = [
+        nbformat.v4.new_output("display_data", data={"application/json": {quoted: 1}}),
+        nbformat.v4.new_output("stream", name="stdout", text=json.dumps({"t": 'Zeb"ra'}) + "\n"),
+        nbformat.v4.new_output("display_data", data={"application/json": ["1.4", "2.0", "3"]}),
+    ]
+    node.cells = [cell]
+    text = nbformat.writes(node)
+    secrets = {"token": quoted, "t": 'Zeb"ra', "pin": "42"}
+    scrubbed = nbformat.reads(scrub_notebook_text(text, secrets), as_version=4)
+    keyed, printed, listed = scrubbed.cells[0].outputs
+    assert keyed.data["application/json"] == {"<secret token>": 1}
+    assert printed.text == '{"t": "<secret t>"}\n'
+    assert listed.data["application/json"] == ["1.4", "2.0", "3"]
+    hidden = {"db_password": "hunter2", "api_token": 918273645546, "pin": "42"}
+    assert _scrubbed({}, hidden) == {"db_password": "hunter2", "api_token": "918273645546"}

@@ -1,9 +1,10 @@
 """Secret parameter values out of what an execution wrote: ``<secret NAME>`` in their place.
 
 A plain text file (the kernel log) is scrubbed as text. A notebook is JSON: a secret is
-replaced only inside its string values, never in a key, a number or the fields that give the
-notebook its structure (a cell's ``cell_type`` and ``id``, an output's ``output_type``, a
-stream's ``name``). Replaced as raw text, a secret whose value is ``cell_type`` renamed every
+replaced inside its string values and the keys of what cells show (``display(JSON({token:
+1}))``), never in a number, a key nbformat gives meaning, or the fields that give the notebook
+its structure (a cell's ``cell_type`` and ``id``, an output's ``output_type``, a stream's
+``name``). Replaced as raw text, a secret whose value is ``cell_type`` renamed every
 cell's ``"cell_type"`` key, and one that is ``1`` broke every number: the notebook no longer
 read back. A text spread over a list of lines (a cell's source, a stream's text) is scrubbed
 whole, so that a secret of several lines is found too.
@@ -40,7 +41,9 @@ def _scrubber(secrets: Mapping[str, str], *, json_escaped: bool) -> Callable[[st
     ``<secret <secret outputs_token>_token>``."""
     names: dict[str, str] = {}  # each form a value is written in -> its parameter's name
     for name, value in sorted(secrets.items(), key=lambda item: -len(item[1])):
-        forms = {value, json.dumps(value)[1:-1]} if json_escaped else {value}
+        once = json.dumps(value)[1:-1]
+        forms = {value, once, json.dumps(once)[1:-1]} if json_escaped else {value}
+        forms |= {json.dumps(value, ensure_ascii=False)[1:-1], once} if json_escaped else set()
         names.update((form, name) for form in forms if form and form not in names)
     if not names:
         return lambda text: text
@@ -73,11 +76,13 @@ def scrub_notebook_text(text: str, secrets: Mapping[str, str]) -> str:
 def _may_hold(text: str, values: Any) -> bool:
     """Whether a string of the JSON ``text`` may hold one of ``values``: it is in the text as
     is or JSON-escaped (a value of several lines may be split over a list of lines)."""
-    for value in values:
-        forms = (value, json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1])
-        if "\n" in value or any(form in text for form in forms):
-            return True
-    return False
+    # a value JSON escapes may be in the text escaped once or twice (a json.dumps printed):
+    # parsed to be sure
+    return any("\n" in value or _escaped_by_json(value) or value in text for value in values)
+
+
+def _escaped_by_json(value: str) -> bool:
+    return not value.isascii() or any(ch in '"\\' or ord(ch) < 32 for ch in value)
 
 
 def _scrubbed_notebook(node: Any, scrub: Callable[[str], str]) -> Any:
@@ -120,16 +125,43 @@ def _scrubbed_fields(
 
 
 def _scrubbed_json(value: Any, scrub: Callable[[str], str]) -> Any:
-    """``value`` with ``scrub`` applied to every string in it, never to a key."""
+    """``value`` with ``scrub`` applied to every string in it, keys too (a secret shown as a
+    key: ``display(JSON({token: 1}))``), except the keys nbformat and its tools give meaning
+    (:data:`_KNOWN_KEYS`)."""
     if isinstance(value, str):
         return scrub(value)
     if isinstance(value, dict):
-        return {key: _scrubbed_json(item, scrub) for key, item in value.items()}
+        return {
+            key if key in _KNOWN_KEYS else scrub(key): _scrubbed_json(item, scrub)
+            for key, item in value.items()
+        }
     if isinstance(value, list):
-        if len(value) > 1 and all(isinstance(item, str) for item in value):
+        if _is_lines(value):
             return _scrubbed_lines(value, scrub)
         return [_scrubbed_json(item, scrub) for item in value]
     return value
+
+
+def _is_lines(value: list[Any]) -> bool:
+    """A multi-line text as nbformat stores it: strings, each but the last ending a line (a
+    list of plain strings, ``['1.4', '2.0']``, is scrubbed item by item: never joined)."""
+    return (
+        len(value) > 1
+        and all(isinstance(item, str) for item in value)
+        and all(item.endswith("\n") for item in value[:-1])
+    )
+
+
+_KNOWN_KEYS = frozenset(
+    {
+        "cells", "metadata", "nbformat", "nbformat_minor", "cell_type", "id", "source",
+        "outputs", "output_type", "execution_count", "attachments", "data", "text", "name",
+        "ename", "evalue", "traceback", "transient", "display_id", "kernelspec",
+        "language_info", "display_name", "language", "version", "tags", "papermill",
+        "jupyter", "collapsed", "scrolled", "execution", "widgets", "jupytext", "reprokit",
+        "text/plain", "text/html", "text/markdown", "application/json", "image/png",
+    }
+)  # fmt: skip
 
 
 def _scrubbed_lines(lines: list[str], scrub: Callable[[str], str]) -> list[str]:

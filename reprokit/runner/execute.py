@@ -327,8 +327,10 @@ def _secret_env(secrets: Mapping[str, str], hidden: Mapping[str, Any]) -> dict[s
 
 def _scrubbed(secrets: Mapping[str, str], hidden: Mapping[str, Any]) -> dict[str, str]:
     """The values replaced by ``<secret NAME>`` in what the execution wrote: the secret
-    parameters, and the hidden ones that are text long enough not to match by chance."""
-    return dict(secrets) | {k: v for k, v in hidden.items() if isinstance(v, str) and len(v) > 7}
+    parameters, and the hidden ones (named like secrets) whose text is long enough not to
+    match by chance (four characters: ``hunter2`` is replaced, ``42`` is not)."""
+    shown = {k: v if isinstance(v, str) else json.dumps(v) for k, v in hidden.items()}
+    return dict(secrets) | {k: v for k, v in shown.items() if len(v) >= 4}
 
 
 def _redacted(failure: CellFailure | None, secrets: Mapping[str, str]) -> CellFailure | None:
