@@ -385,6 +385,10 @@ def test_security_page_lists_the_real_name_rules() -> None:
     assert listed("is an auth word:", ", unless") == redact.AUTH_WORDS
     assert listed("an auth setting:", " (") == redact.AUTH_SETTING_WORDS
     assert listed("a secret last word:", " (") == redact.SECRET_LAST_WORDS
+    assert listed("it holds a part:", " (") == redact.SECRET_NAME_PARTS
+    assert listed("an ordinary name word:", ";") == redact.ORDINARY_NAME_WORDS
+    assert listed("before a key setting:", ";") == redact.KEY_SETTING_WORDS
+    assert listed("a password setting:", " (") == redact.PASSWORD_SETTING_WORDS
     pairs = [f"`{a} {b}`" for a, b in redact.SECRET_NAME_PAIRS]
     assert f"two words in a row are {' or '.join(pairs)} (" in names
     assert redact.PATTERNS_ENV_VAR in text

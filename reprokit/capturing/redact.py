@@ -33,9 +33,10 @@ from __future__ import annotations
 import math
 import os
 import re
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from itertools import pairwise
+from itertools import accumulate, pairwise
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
@@ -81,7 +82,8 @@ VOCABULARY_TOKEN_WORDS: list[str] = [
 
 TOKEN_SETTING_WORDS: list[str] = [
     "LIMIT", "LIMITS", "BUDGET", "BUDGETS", "COUNT", "COUNTS", "LENGTH", "LEN", "SIZE", "TYPE",
-    "TYPES", "IDS",
+    "TYPES", "IDS", "EMBEDDING", "EMBEDDINGS", "IDX", "INDEX", "POS", "POSITION", "DROPOUT",
+    "MIXER", "CLASSIFIER", "DIM",
 ]  # fmt: skip
 """Words after ``TOKEN`` that make the name a setting about tokens, not a credential
 (``token_limit``, ``token_budget``, ``token_type_ids``)."""
@@ -106,7 +108,8 @@ ORDINARY_KEY_QUALIFIERS: list[str] = [
     "TOP", "FIRST", "LAST", "NEXT", "PREV", "HOT", "SHORTCUT", "TEXT", "IMAGE", "AUDIO",
     "VIDEO", "CAPTION", "PROMPT", "RESPONSE", "QUESTION", "ANSWER", "CONTEXT", "LABELS",
     "TARGETS", "CLASS", "CATEGORY", "SAMPLE", "TIME", "DATE", "WEIGHT", "SCORE", "TYPE", "ID",
-    "OBS", "OBSM", "OBSP", "VAR", "VARM", "UNS", "COVARIATE", "FACTOR",
+    "OBS", "OBSM", "OBSP", "VAR", "VARM", "UNS", "COVARIATE", "FACTOR", "PAST", "ATTN",
+    "ATTENTION", "DROPOUT", "KEYPOINT",
 ]  # fmt: skip
 """Words before a last ``KEY``/``KEYS`` that make it a key of data, not a credential
 (``sort_key``, ``prng_key``, ``primary_key``, ``n_keys``, ``labels_key``,
@@ -162,6 +165,37 @@ SESSION_SETTING_WORDS: list[str] = [
 ]  # fmt: skip
 """Words after ``SESSION`` that make the name a setting; any other ``SESSION`` is secret
 (``session``, ``SESSION_ID``, ``session_cookie``), and ``session_name`` is not."""
+
+SECRET_NAME_PARTS: list[str] = [
+    "TOKEN", "SECRET", "PASSWORD", "PASSWD", "PASSPHRASE", "KEY", "CREDENTIAL", "AUTH",
+    "PRIVATE", "SESSION", "COOKIE", "SIGNATURE", "CONNECTIONSTRING", "PWD",
+]  # fmt: skip
+"""The backstop: a name that the word rules let through is still secret when, written
+without separators, it holds one of these, unless each place it does is a word the rules
+explain as ordinary (:func:`_explained`): ``passPhrase``, ``privkey``, ``hf_tokens``,
+``openai_key_eu``, ``oauthkey`` stay secret; ``max_tokens``, ``tokenizer``, ``key_dim`` do
+not."""
+
+ORDINARY_NAME_WORDS: list[str] = [
+    "TOKENIZER", "TOKENIZERS", "TOKENIZE", "TOKENIZED", "TOKENIZATION", "DETOKENIZE",
+    "MONKEY", "MONKEYS", "KEYBOARD", "KEYBOARDS", "KEYWORD", "KEYWORDS", "KEYPOINT",
+    "KEYPOINTS", "KEYFRAME", "KEYFRAMES", "KEYSTROKE", "KEYSTROKES", "DONKEY", "TURKEY",
+    "HOCKEY", "JOCKEY", "WHISKEY", "AUTHOR", "AUTHORS", "AUTHORED", "SESSIONS",
+]  # fmt: skip
+"""Whole words that hold a part of :data:`SECRET_NAME_PARTS` and name no secret."""
+
+KEY_SETTING_WORDS: list[str] = [
+    "DIM", "DIMS", "SIZE", "LEN", "LENGTH", "NAME", "NAMES", "FN", "FUNC", "FUNCTION", "COLUMN",
+    "COL", "FIELD", "INDEX", "IDX", "ORDER", "TYPE", "PADDING", "MASK", "VALUE", "VALUES",
+]  # fmt: skip
+"""Words after ``KEY``/``KEYS`` that make the name a setting about keys (``key_dim``,
+``key_fn``), not a key."""
+
+PASSWORD_SETTING_WORDS: list[str] = [
+    "LENGTH", "LEN", "MIN", "MAX", "POLICY", "STRENGTH", "RULES", "DIR", "PROMPT",
+]  # fmt: skip
+"""Words after ``PASSWORD``/``PASSWD``/``PWD`` that make the name a setting
+(``password_length``, ``pwd_dir``); ``PWD`` alone is the shell's working directory."""
 
 _QUERY_SECRET_KEYS = frozenset(
     {"sig", "signature", "code", "x-amz-signature", "x-amz-credential", "x-goog-signature"}
@@ -222,10 +256,52 @@ def looks_secret_name(name: str) -> bool:
     if any(pair in SECRET_NAME_PAIRS for pair in pairwise(words)):
         return True
     following = [*words[1:], ""]
-    return any(
-        _secret_word(word, before, after)
-        for before, word, after in zip(["", *words[:-1]], words, following, strict=True)
-    )
+    if any(
+        _secret_word(word, before, after) and not _explained(words, k)
+        for k, (before, word, after) in enumerate(
+            zip(["", *words[:-1]], words, following, strict=True)
+        )
+    ):
+        return True
+    return _holds_unexplained_part(words)
+
+
+def _holds_unexplained_part(words: list[str]) -> bool:
+    """The backstop (:data:`SECRET_NAME_PARTS`): a part found across two words (``passPhrase``)
+    or inside a word the rules do not explain as ordinary (``privkey``, ``hf_tokens``)."""
+    compact = "".join(words)
+    ends = list(accumulate(len(word) for word in words))
+    for part in SECRET_NAME_PARTS:
+        start = compact.find(part)
+        while start >= 0:
+            k = bisect_right(ends, start)  # the word the part starts in
+            if start + len(part) > ends[k] or not _explained(words, k):
+                return True
+            start = compact.find(part, start + 1)
+    return False
+
+
+def _explained(words: list[str], k: int) -> bool:
+    """Whether word ``k`` of a name, which holds a part of :data:`SECRET_NAME_PARTS`, is an
+    ordinary word where it stands."""
+    word = words[k]
+    before, after = words[k - 1] if k else "", words[k + 1] if k + 1 < len(words) else ""
+    if word in ORDINARY_NAME_WORDS:
+        return True
+    if word in ("TOKEN", "TOKENS"):
+        return before in VOCABULARY_TOKEN_WORDS or after in TOKEN_SETTING_WORDS
+    if word in ("KEY", "KEYS"):
+        alone = len(words) == 1 and word == "KEYS"
+        return alone or before in ORDINARY_KEY_QUALIFIERS or after in KEY_SETTING_WORDS
+    if word in AUTH_WORDS:
+        return after in AUTH_SETTING_WORDS
+    if word == "SESSION":
+        return after in SESSION_SETTING_WORDS
+    if word in ("PASSWORD", "PASSWD", "PWD"):
+        return after in PASSWORD_SETTING_WORDS or words == ["PWD"]
+    if word == "SIGNATURE":
+        return after in ("DIM", "SIZE", "LEN", "LENGTH")
+    return word == "COOKIE" and after == "CUTTER"
 
 
 def _name_words(name: str) -> list[str]:
