@@ -41,9 +41,10 @@ def _scrubber(secrets: Mapping[str, str], *, json_escaped: bool) -> Callable[[st
     ``<secret <secret outputs_token>_token>``."""
     names: dict[str, str] = {}  # each form a value is written in -> its parameter's name
     for name, value in sorted(secrets.items(), key=lambda item: -len(item[1])):
-        once = json.dumps(value)[1:-1]
-        forms = {value, once, json.dumps(once)[1:-1]} if json_escaped else {value}
-        forms |= {json.dumps(value, ensure_ascii=False)[1:-1], once} if json_escaped else set()
+        forms = {value}
+        if json_escaped:  # as a json.dumps writes it: once (or twice, a json.dumps printed)
+            once = json.dumps(value)[1:-1]
+            forms |= {once, json.dumps(once)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}
         names.update((form, name) for form in forms if form and form not in names)
     if not names:
         return lambda text: text
