@@ -136,6 +136,85 @@ def floor_pair(results: Results, array: Any, folder: Path, repeat: int, save_s: 
     results.figure("two-core floor / numpy.save", round(floor, 2))
 
 
+def part_seconds(array: Any, folder: Path) -> tuple[float, float, float]:
+    """The best of three of each part alone: statistics, BLAKE3, ``numpy.save``."""
+    from reprokit.capturing.values import ArrayHasher
+
+    def digest() -> None:
+        hasher = ArrayHasher(array)
+        for block in arraypass.blocks(array, 1 << 22):
+            hasher.update(block, canonical=True)
+
+    clear = clearer(folder)
+    parts = (lambda: arraypass.array_stats(array), digest, lambda: np.save(folder / "a.npy", array))
+    best = []
+    for part in parts:
+        times = []
+        for _ in range(3):
+            clear()
+            start = time.perf_counter()
+            part()
+            times.append(time.perf_counter() - start)
+        best.append(min(times))
+    return best[0], best[1], best[2]
+
+
+def bare_two_threads(array: Any, folder: Path, share: float) -> None:
+    """The three parts on two threads with no pipeline: this thread takes the statistics then
+    writes the first ``share`` of the file, a second thread hashes the elements then writes
+    the rest. ``share`` balances the two threads' measured work, so this is the plain way of
+    putting the parts on two cores; what it takes beyond the arithmetic floor is what two
+    threads reading memory at once cost on the machine."""
+    import threading
+
+    from reprokit.capturing.values import ArrayHasher
+
+    header = arraypass.npy_header(array)
+    data = np.ascontiguousarray(array).reshape(-1).view(np.uint8)
+    cut = int(data.size * share) // 4096 * 4096
+    fd = os.open(folder / "a.npy", os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
+
+    def write(low: int, high: int) -> None:
+        for start in range(low, high, 1 << 24):
+            os.pwrite(fd, data[start : min(high, start + (1 << 24))], len(header) + start)
+
+    def hash_then_write() -> None:
+        hasher = ArrayHasher(array)
+        hasher.update(array.reshape(-1), canonical=True)
+        hasher.hexdigest()
+        write(cut, data.size)
+
+    try:
+        os.write(fd, header)
+        os.posix_fallocate(fd, len(header), data.size)
+        helper = threading.Thread(target=hash_then_write)
+        helper.start()
+        arraypass.array_stats(array)
+        write(0, cut)
+        helper.join()
+    finally:
+        os.close(fd)
+
+
+def bare_pair(results: Results, array: Any, folder: Path, repeat: int, save_s: float) -> None:
+    """``result()`` against :func:`bare_two_threads`, and that plain two-thread pass against
+    ``numpy.save`` (``save_s``, its min): the figure the target is measured by, for the
+    parts alone on this machine's two cores."""
+    stats_s, hash_s, write_s = part_seconds(array, folder)
+    share = min(1.0, max(0.0, (hash_s + write_s - stats_s) / (2 * write_s)))
+    bare = results.add(
+        alternate(
+            "result() float32 vs the parts on two bare threads",
+            lambda: encode_result("a", array, writer=RunFolder(folder)),
+            lambda: bare_two_threads(array, folder, share),
+            repeat=repeat,
+            baseline_name="stats + write, BLAKE3 + write, on two threads",
+            before=clearer(folder),
+        )
+    )
+    results.figure("bare two threads / numpy.save", round(min(bare.baseline) / save_s, 2))
+
+
 def spread_pair(results: Results, array: Any, folder: Path, repeat: int) -> None:
     """On four processors or more: the pass spread over its summarising threads against the
     two-thread pass of a 2-core machine (``summarising_threads`` held at 1), same array."""
@@ -262,6 +341,8 @@ def main() -> None:
         print(f"{n} float32 ({a.nbytes / 1e6:.0f} MB) in {work}")
         saved = pair(results, "result() float32", a, work, repeat, "<= 2")
         floor_pair(results, a, work, repeat, min(saved.baseline))
+        if usable_cores() == 2:
+            bare_pair(results, a, work, repeat, min(saved.baseline))
         spread_pair(results, a, work, repeat)
         if args.device == "cuda":
             cuda_pair(results, a, work, repeat)
