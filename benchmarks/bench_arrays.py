@@ -18,6 +18,11 @@ each after the previous files were removed (untimed). Pairs (ratio = measured / 
   the two cores fully overlapped; ``two-core floor / numpy.save`` is half the parts' time
   over ``numpy.save``'s (min of each): below it no pass doing all three on two cores can go,
   which shows whether the target is in reach on the machine at hand;
+- on a 2-core machine, ``result() float32 vs the parts on two bare threads``: against the
+  same parts on two threads with no pipeline (statistics then a share of the write, BLAKE3
+  then the rest, the share balancing the parts' times measured just before); ``bare two
+  threads / numpy.save`` is that plain pass over ``numpy.save``: the target's figure for the
+  parts themselves, memory contention included;
 - ``result() float32, 1% NaN``: the same with NaNs (the block-wise NaN canonicalisation);
 - ``result() float32, transposed``: a 2-D array walked in C order through a transposed view
   (copied block by block), against ``numpy.save`` of the same view;
