@@ -43,8 +43,10 @@ BLOCK_BYTES = 1 << 20
 
 
 STATS_ELEMENTS = 1 << 17
-"""Elements summed at a time for the statistics: their float64 copy (512 KiB) stays in the
-processor's L2 cache for the sums that read it."""
+"""Elements summed at a time for the statistics (a float64 copy of 1 MiB). Measured on a
+512 KiB-L2 machine (10⁸ float32): 2¹⁵ and 2¹⁶ elements, whose copy fits that cache, took
+0.14 s and 0.11 s against 0.098 s, since numpy's calls cost about 16 µs a run whatever
+its length; 2¹⁸ gains under 6 % more for twice the buffer."""
 
 
 def block_elements(array: np.ndarray, block_bytes: int = BLOCK_BYTES) -> int:
