@@ -29,6 +29,16 @@ CANARIES = {
     "google": "AIzaSyCANARY0123456789abcdefghijklmnop",
     "jwt": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJDQU5BUlkifQ.c2lnbmF0dXJlQ0FOQVJZ",
     "high_entropy": "Kx9fQ2mZ7pL4vR8tN3wY6hB1cJ5dG0sAqECANARY",
+    # webhook URLs: the path is the credential, and it is too short or plain for the
+    # entropy rule
+    "slack_webhook": "https://hooks.slack.com/services/T01CANARY/B02CANARY/abcdefCANARYxyz012345678",
+    "slack_workflow": "https://hooks.slack.com/workflows/T01CANARY/A02CANARY/1234/CANARYabc",
+    "discord_webhook": "https://discord.com/api/webhooks/1234567890/CANARY_abcdefghijklmnop-qrs",
+    "teams_webhook": (
+        "https://acme.webhook.office.com/webhookb2/1b2c3d4e-CANARY@5f6a/IncomingWebhook/"
+        "0123456789abcdefCANARY/9e8d"
+    ),
+    "office_webhook": "https://outlook.office.com/webhook/abc-CANARY@def/IncomingWebhook/0f1e",
 }
 
 HARMLESS = [
@@ -43,6 +53,8 @@ HARMLESS = [
     "test_capture_snapshot_round_trips_exactly_2024",
     "max_split_size_mb:128,expandable_segments:True",
     "https://github.com/org/repo.git",
+    "https://api.slack.com/messaging/webhooks",
+    "https://discord.com/developers/docs/resources/webhook",
 ]
 
 

@@ -14,7 +14,8 @@ false negative leaks a credential):
 - **Values** (:func:`looks_secret_value`, :func:`redact_text`): the regexes in
   :data:`SECRET_VALUE_PATTERNS` recognise credential formats (AWS key ids and secret keys,
   GitHub/GitLab/Slack/Hugging Face/OpenAI/Google/Stripe tokens, JWTs, PEM private keys,
-  ``password=...`` pairs, ``Bearer`` headers) and any long high-entropy word
+  ``password=...`` pairs, ``Bearer`` headers, Slack/Discord/Teams webhook URLs) and any
+  long high-entropy word
   (:func:`_high_entropy`) is treated as a credential as well.
 - **URLs** (:func:`redact_url`): userinfo (``user:password@``) is dropped and query
   parameters that look secret (``?token=...``, ``X-Amz-Signature=...``) are redacted.
@@ -223,6 +224,16 @@ SECRET_VALUE_PATTERNS: list[re.Pattern[str]] = [
     re.compile(r"\bpypi-[A-Za-z0-9_\-]{50,}"),
     # JSON Web Tokens
     re.compile(r"\beyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]*"),
+    # incoming-webhook URLs, whose path is the credential (the host is kept): Slack,
+    # Discord, Microsoft Teams / Office 365
+    re.compile(
+        r"(?i)\bhooks\.slack\.com/(?:services|workflows|triggers)/(?P<secret>[A-Za-z0-9/_\-]+)"
+    ),
+    re.compile(r"(?i)\bdiscord(?:app)?\.com/api/webhooks/(?P<secret>[0-9]+/[A-Za-z0-9_\-]+)"),
+    re.compile(
+        r"(?i)\b(?:[a-z0-9\-]+\.webhook\.office\.com/webhookb2|outlook\.office(?:365)?\.com"
+        r"/webhook)/(?P<secret>[^\s\"'<>]+)"
+    ),
     # "Authorization: Bearer ..." and friends
     re.compile(r"(?i)\b(?:bearer|basic|token) +(?P<secret>[A-Za-z0-9._~+/\-]{16,}=*)"),
     # key=value / "key": "value" pairs whose key says secret (the key itself is kept)
