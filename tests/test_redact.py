@@ -214,6 +214,20 @@ def test_url_credentials_inside_text_are_replaced() -> None:
         "secret_v2",
         "token_prod",
         "ACCESS_TOKENS",
+        # one-time codes and what makes them (the names let them through before)
+        "OTP",
+        "otp_code",
+        "SMS_OTP",
+        "TOTP_SEED",
+        "hotp_counter_secret",
+        "PASSCODE",
+        "pincode",
+        "PIN_CODE",
+        "MFA_CODE",
+        "mfaCode",
+        "verification_code",
+        "RECOVERY_CODES",
+        "backup_codes",
     ],
 )
 def test_secret_looking_names(name: str) -> None:
@@ -275,6 +289,15 @@ def test_secret_looking_names(name: str) -> None:
         "dropout_key",
         "author",
         "n_sessions",
+        "pin_memory",
+        "LED_PIN",
+        "pin",
+        "country_code",
+        "exit_code",
+        "backup_dir",
+        "spotprice",
+        "robot_pose",
+        "dot_product",
     ],
 )
 def test_ordinary_names(name: str) -> None:

@@ -66,9 +66,13 @@ SECRET_NAME_WORDS: list[str] = [
     "SIGNATURE",
     "SESSIONID",
     "SESSID",
+    "OTP",
+    "PASSCODE",
+    "PINCODE",
 ]
 """Words that make a name secret wherever they stand, also closing a word of their own
-(``HFTOKEN``, ``DBPASSWORD``): ``GITHUB_TOKEN``, ``db_password``, ``clientSecret``. A name's
+(``HFTOKEN``, ``DBPASSWORD``, ``TOTP``): ``GITHUB_TOKEN``, ``db_password``, ``clientSecret``,
+``TOTP_SEED``. A name's
 words are split at ``_``, ``-``, ``.`` and other punctuation and at camelCase humps. ``TOKEN``
 is singular: ``max_tokens`` is a count. One exception: a token after a word of
 :data:`VOCABULARY_TOKEN_WORDS` is a tokenizer's symbol (``pad_token``, ``eos_token``)."""
@@ -132,8 +136,16 @@ AUTH_SETTING_WORDS: list[str] = [
 SECRET_NAME_PAIRS: list[tuple[str, str]] = [
     ("SESSION", "ID"),
     ("CONNECTION", "STRING"),
+    ("PIN", "CODE"),
+    ("MFA", "CODE"),
+    ("VERIFICATION", "CODE"),
+    ("RECOVERY", "CODE"),
+    ("RECOVERY", "CODES"),
+    ("BACKUP", "CODES"),
 ]
-"""Two words in a row that make a name secret (``SESSION_ID``, ``AZURE_CONNECTION_STRING``)."""
+"""Two words in a row that make a name secret (``SESSION_ID``, ``AZURE_CONNECTION_STRING``,
+``MFA_CODE``). ``PIN`` alone is not: it is a pin of a board (``LED_PIN``) or ``pin_memory``
+as often as a secret number."""
 
 SECRET_LAST_WORDS: list[str] = ["PAT", "PASS", "PW", "DSN", "KEYFILE", "KEYPAIR", "KEYSTORE"]
 """Words that make a name secret when they end it, before any :data:`NAME_SUFFIX_WORDS`
