@@ -267,8 +267,16 @@ def test_a_markdown_file_is_a_notebook_only_with_a_jupytext_header(tmp_path: Pat
     (tmp_path / "src.ipynb").unlink()
     (tmp_path / "plain.md").write_text(jupytext.writes(node, "md"))
     (tmp_path / "myst.md").write_text(jupytext.writes(node, "md:myst"))
+    # MyST-NB's (Jupyter Book's) mark, whose kernelspec nbformat alone would refuse
+    mystnb = "---\nfile_format: mystnb\nkernelspec:\n  name: python3\n---\n\n"
+    mystnb += "```{code-cell}\nx = 1\n```\n"
+    (tmp_path / "mystnb.md").write_text(mystnb)
+    (tmp_path / "other.md").write_text(mystnb.replace("mystnb", "markdown"))
     found = [p.name for p in discover_notebooks([tmp_path])]
-    assert found == ["myst.md", "plain.md"]
+    assert found == ["myst.md", "mystnb.md", "plain.md"]
+    read = load_notebook(tmp_path / "mystnb.md")
+    assert [cell.source for cell in read.cells if cell.cell_type == "code"] == ["x = 1"]
+    assert read.metadata.kernelspec == {"name": "python3", "display_name": "python3"}
 
 
 def test_a_python_file_is_a_notebook_with_a_header_or_percent_cells_at_line_starts(

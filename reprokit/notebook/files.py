@@ -19,6 +19,7 @@ from reprokit.notebook.textnotebooks import (
     TEXT_SUFFIXES,
     is_text_notebook,
     read_head,
+    with_kernel_display_name,
     without_paired_texts,
 )
 
@@ -181,6 +182,8 @@ def _add_cell_ids(node: Any) -> None:
 def _parse_text(source: Path, text: str) -> Any:
     import jupytext  # type: ignore[import-untyped]
 
+    if source.suffix == ".md":
+        text = with_kernel_display_name(text)
     try:
         return jupytext.reads(text, fmt=source.suffix.lstrip("."))
     except Exception as exc:

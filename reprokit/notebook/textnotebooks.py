@@ -7,6 +7,8 @@ in it, by jupytext's own rules (:func:`jupytext.formats.read_metadata`, ``guess_
 - a jupytext header: ``jupytext:`` with ``text_representation`` or ``formats``, in the YAML
   front matter of a ``.md`` (under ``jupyter:``, or at the top for MyST) or in the commented
   ``# ---`` header of a ``.py``, as jupytext writes them;
+- a ``.md`` whose front matter says ``file_format: mystnb``: MyST-NB's own mark of a text
+  notebook (Jupyter Book writes it; jupytext then reads the file as MyST);
 - a ``.py`` that jupytext reads as a percent script: a line *starting* with ``# %%`` (or
   ``#%%``, or nbconvert's ``# In[ ]:``) outside a string. An indented ``# %%`` or one inside a
   docstring does not count, as jupytext does not count it.
@@ -49,6 +51,8 @@ def is_text_notebook(head: str, suffix: str) -> bool:
         return False
     if "jupytext" in head and _jupytext_header(head, suffix) is not None:
         return True
+    if suffix == ".md" and "mystnb" in head:
+        return front_matter(head).get("file_format") == "mystnb"
     # the cheap test first: most plain modules have none of the markers jupytext looks for
     if suffix != ".py" or not any(mark in head for mark in ("%%", "<codecell>", "In[")):
         return False
@@ -72,6 +76,43 @@ def _jupytext_header(head: str, suffix: str) -> dict[str, Any] | None:
     if isinstance(table, dict) and ("text_representation" in table or "formats" in table):
         return table
     return None
+
+
+def front_matter(text: str) -> dict[str, Any]:
+    """The YAML front matter of a ``.md`` file beginning with ``text``: the mapping between a
+    first line ``---`` and the next; {} if there is none or it is not a YAML mapping."""
+    import yaml  # type: ignore[import-untyped]
+
+    lines = text.splitlines()
+    if not lines or lines[0].rstrip() != "---":
+        return {}
+    end = next((i for i, line in enumerate(lines[1:], 1) if line.rstrip() == "---"), None)
+    if end is None:
+        return {}
+    try:
+        found = yaml.safe_load("\n".join(lines[1:end]))
+    except yaml.YAMLError:
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def with_kernel_display_name(text: str) -> str:
+    """``text`` (a ``.md`` notebook) with ``display_name`` added to a front matter kernelspec
+    that lacks it, as MyST-NB allows (``kernelspec: {name: python3}``) and nbformat, so
+    jupytext, refuses; any other text unchanged."""
+    import yaml
+
+    matter = front_matter(text)
+    kernelspec = matter.get("kernelspec")
+    if not isinstance(kernelspec, dict) or "display_name" in kernelspec:
+        return text
+    if not isinstance(kernelspec.get("name"), str):
+        return text
+    kernelspec["display_name"] = kernelspec["name"]
+    lines = text.splitlines(keepends=True)
+    end = next(i for i, line in enumerate(lines[1:], 1) if line.rstrip() == "---")
+    dumped = yaml.safe_dump(matter, sort_keys=False, allow_unicode=True)
+    return "".join([lines[0], dumped, *lines[end:]])
 
 
 def without_paired_texts(found: list[Path]) -> list[Path]:
