@@ -359,3 +359,18 @@ def test_redact_url_keeps_urls_without_credentials_verbatim() -> None:
     assert redact_url("sqlite:////abs/path/mlflow.db") == "sqlite:////abs/path/mlflow.db"
     assert redact_url("sqlite:///mlflow.db") == "sqlite:///mlflow.db"
     assert redact_url("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
+
+
+@pytest.mark.parametrize("length", [60, 200])
+def test_a_result_value_is_redacted_before_it_is_cut(length: int) -> None:
+    """A credential cut short is too short to be seen as one: its head was shown (a stranger's
+    report: ``ghp_0123456789a...`` in the terminal, JUnit, JSON, HTML and annotations)."""
+    from reprokit.results import encode_result
+    from reprokit.results.describe import short_value, value_text
+
+    token = "ghp_CANARY0123456789abcdefghijABCDEFGHIJ"
+    for padding in range(0, length, 7):
+        value = "x" * padding + f" postgresql://admin:hunter2@db/x {token}"
+        result = encode_result("label", value)
+        for shown in (short_value(result), short_value(result, length), value_text(result)):
+            assert "CANARY" not in shown and "hunter2" not in shown, (padding, shown)

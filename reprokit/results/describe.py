@@ -5,6 +5,7 @@ the report stage's renderings (:mod:`reprokit.report.render`) put in their lines
 
 from __future__ import annotations
 
+from reprokit.capturing.redact import redact_text
 from reprokit.results.jsonvalue import decode_json
 from reprokit.results.model import ArrayData, Result
 
@@ -30,7 +31,7 @@ def value_text(result: Result) -> str:
 
 def short_value(result: Result, limit: int = 60) -> str:
     """:func:`value_text` without where the array file is, at most ``limit`` characters."""
-    text = value_text(result).split(" \u2192 ", 1)[0]
+    text = _redacted(value_text(result)).split(" \u2192 ", 1)[0]
     if len(text) <= limit:
         return text
     head = text[: limit - 3]
@@ -40,7 +41,19 @@ def short_value(result: Result, limit: int = 60) -> str:
 
 
 def _short(text: str) -> str:
+    """``text`` redacted, then cut: a credential cut first would be too short to be seen as
+    one, and its first part would be shown (``ghp_0123456789a...``)."""
+    text = _redacted(text)
     return text if len(text) <= _MAX_VALUE_TEXT else text[: _MAX_VALUE_TEXT - 1] + "…"
+
+
+def _redacted(text: str) -> str:
+    """``text`` with credential-looking parts replaced; of a text over :data:`_REDACTED_HEAD`
+    characters only its head, of which at most :data:`_MAX_VALUE_TEXT` are shown."""
+    return redact_text(text[:_REDACTED_HEAD])
+
+
+_REDACTED_HEAD = 1 << 16
 
 
 def _number(value: float | None) -> str:
