@@ -38,6 +38,9 @@ def _mismatch(outcome: RunOutcome, expected: dict[str, Any]) -> str:
         return f"status {outcome.status} (expected {expected['status']}): {outcome.failure}"
     failure = outcome.failure
     if expected["status"] == "ok":
+        stopped = outcome.stopped_by.index + 1 if outcome.stopped_by is not None else None
+        if stopped != expected.get("stopped_cell"):  # a sys.exit(0) that left cells unrun
+            return f"stopped early at cell {stopped}, expected {expected.get('stopped_cell')}"
         return "" if failure is None else f"a failure on an ok notebook: {failure}"
     if failure is None:
         return "no failing cell named"

@@ -17,6 +17,7 @@ from reprokit.runner.failure import (
     ERROR_MARKER_TAG,
     find_failure,
     missing_exception,
+    stopped_early,
     unexpected_errors,
 )
 from reprokit.runner.plan import choose_kernel
@@ -195,6 +196,24 @@ def test_a_silent_raises_exception_cell_is_named_before_a_later_failure(tmp_path
     status, failure = _settle(output, "failed", "AttributeError", None, False)
     assert status == "failed" and failure is not None
     assert (failure.ename, failure.index) == ("NoExceptionRaised", 0)
+
+
+def test_a_sys_exit_that_left_cells_unrun_is_named(tmp_path: Path) -> None:
+    """papermill takes ``sys.exit(0)`` for a clean stop: the run is ok, but the cells after it
+    never ran, and their results were silently missing from the lock (a stranger's report)."""
+    from reprokit.report.describe import describe_done
+    from reprokit.runner.plan import RunOutcome
+
+    first = _code("import sys\nreprokit.result('a', 1)", 1)
+    exits = _code("sys.exit(0)", 2, [_error("SystemExit", "0")])
+    output = _write(tmp_path, [first, exits, v4.new_markdown_cell("# more"), _code("b = 2")])
+    stop = stopped_early(output)
+    assert stop is not None and (stop.index, stop.ename, stop.evalue) == (1, "SystemExit", "0")
+    done = RunOutcome("nb.ipynb", "ok", str(output), str(tmp_path), 1.0, "cpu", stopped_by=stop)
+    assert "stopped early: cell 2 raised SystemExit: 0" in describe_done(done)
+    last = _write(tmp_path, [first, exits, _code("", None), v4.new_markdown_cell("# end")])
+    assert stopped_early(last) is None  # nothing with code left unrun: a plain last-cell exit
+    assert stopped_early(_write(tmp_path, [first, _code("b = 2", 2)])) is None
 
 
 def _printed(source: str, text: str, tags: list[str]) -> Any:

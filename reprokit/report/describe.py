@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from reprokit.compare.verify import DataCheck, Verdict
     from reprokit.recording.replay import Replay
     from reprokit.runner.envcache import CachedEnv
+    from reprokit.runner.failure import CellFailure
     from reprokit.runner.plan import PlannedRun, RunOutcome
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "describe_redacted_parameter",
     "describe_replay",
     "describe_retries",
+    "describe_stopped_early",
     "describe_verdict",
     "rebuilt_lines",
     "ui_command",
@@ -86,7 +88,19 @@ def describe_done(
         line += "\n  " + describe_retries(outcome.retries)
     if outcome.record_error:
         line += f"\n  not recorded: {outcome.record_error}"
+    if outcome.stopped_by is not None:
+        line += "\n  " + describe_stopped_early(outcome.stopped_by)
     return line
+
+
+def describe_stopped_early(cell: CellFailure) -> str:
+    """An ok run that a cell's ``sys.exit(0)`` ended before its last cells."""
+    shown = f"{cell.ename}: {cell.evalue}" if cell.evalue else cell.ename
+    return (
+        f"stopped early: cell {cell.index + 1} raised {shown}, which papermill takes for a "
+        "clean stop; the code cells after it did not run, and no result they declare is in "
+        "this run"
+    )
 
 
 def describe_copy(notebook: object, copy: tuple[int, int]) -> str:

@@ -66,6 +66,7 @@ from reprokit.runner.plan import (
     Progress,
     RunOutcome,
     complete_run_folders,
+    early_stop,
     execute_planned,
     read_results,
 )
@@ -427,7 +428,8 @@ class DaskExecutor:
         results = read_results(plan.output_path) if result.notebook is not None else None
         complete_run_folders(results)
         outcome = self._outcome(plan, result.status, result.message, result.duration_s)
-        outcome = replace(outcome, failure=result.failure)
+        early = early_stop(plan) if result.status == "ok" and result.notebook else None
+        outcome = replace(outcome, failure=result.failure, stopped_by=early)
         return Finished(plan, Executed(outcome, results, result.start_ms))
 
     def _lost_task(self, plan: PlannedRun, error: BaseException) -> Finished:

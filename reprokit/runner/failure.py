@@ -165,6 +165,31 @@ def missing_exception(
     return None
 
 
+def stopped_early(
+    output_path: str | os.PathLike[str], *, source: Any | None = None, injected: bool = False
+) -> CellFailure | None:
+    """The cell that ended a notebook with ``sys.exit(0)`` (``exit()``, ``SystemExit``) while
+    code cells after it never ran: papermill takes that for a clean stop, so the run is ok,
+    but what those cells would have declared is missing from it."""
+    node = _read(output_path)
+    if node is None:
+        return None
+    cells = _own_cells(node, injected)
+    for k, (_, cell) in enumerate(cells):
+        exits = [error for error in _errors(cell) if error.get("ename") == "SystemExit"]
+        if exits and any(_never_ran(later) for _, later in cells[k + 1 :]):
+            return _failure(cells[k], _file_positions(source, cells, injected)[k], exits[0])
+    return None
+
+
+def _never_ran(cell: Any) -> bool:
+    return bool(
+        cell.get("cell_type") == "code"
+        and cell.get("execution_count") is None
+        and str(cell.get("source", "")).strip()
+    )
+
+
 def _read(output_path: str | os.PathLike[str]) -> Any:
     import nbformat
 

@@ -23,7 +23,7 @@ from reprokit.exceptions import InputError, PathError, UsageError
 from reprokit.notebook.files import declared_parameters, load_notebook, notebook_language
 from reprokit.options import ExecutionOptions
 from reprokit.runner.device import DeviceChoice
-from reprokit.runner.failure import CellFailure
+from reprokit.runner.failure import CellFailure, stopped_early
 from reprokit.runner.params import check_declared, check_secrets
 from reprokit.statuses import ExecutionStatus
 
@@ -73,6 +73,7 @@ class RunOutcome:
     executed_by: str | None = None  # the Dask worker (address and host); None when local
     retries: tuple[str, ...] = ()  # why each earlier attempt was given up (dask executor)
     started: bool = True  # False: interrupted before any cell ran, no executed notebook
+    stopped_by: CellFailure | None = None  # ok, but a cell's sys.exit(0) left cells unrun
 
     @property
     def ok(self) -> bool:
@@ -383,8 +384,15 @@ def execute_planned(
         parameters=plan.parameters,
         failure=executed.failure,
         message=executed.message,
+        stopped_by=early_stop(plan) if executed.status == "ok" else None,
     )
     return Executed(outcome, results, start_ms)
+
+
+def early_stop(plan: PlannedRun) -> CellFailure | None:
+    """The cell whose ``sys.exit(0)`` ended ``plan``'s executed notebook early, if one did."""
+    injected = bool(plan.parameters or plan.secret_names)
+    return stopped_early(plan.output_path, source=plan.node, injected=injected)
 
 
 def read_results(output: Path) -> Any:
