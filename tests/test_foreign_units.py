@@ -240,3 +240,21 @@ def test_nbval_annotations_leave_a_cell_out_of_the_output_comparison() -> None:
     plain = _printed("print(1)  # NBVAL_SKIP later", "1\n", [])
     assert not output_ignored(plain)
     assert output_fingerprints(v4.new_notebook(cells=[plain]))[0].text == "1\n"
+
+
+def test_a_multi_line_error_never_starts_a_line_of_its_own(tmp_path: Path) -> None:
+    """A notebook's error text printed at column 0 is read by GitHub as a command
+    (``::warning::…``): its lines after the first are indented (a stranger's report)."""
+    from reprokit.report.describe import describe_failure
+    from reprokit.runner.failure import CellFailure
+    from reprokit.runner.plan import RunOutcome
+
+    failure = CellFailure(2, 2, "ValueError", "bad\n::warning::injected\r\n::error::x")
+    failed = RunOutcome("nb.ipynb", "failed", "out.ipynb", str(tmp_path), 1.0, "cpu")
+    for outcome in (
+        failed.__class__(**{**failed.__dict__, "failure": failure}),
+        failed.__class__(**{**failed.__dict__, "message": "a\n::notice::b"}),
+    ):
+        lines = describe_failure(outcome).splitlines()
+        assert not any(line.startswith("::") for line in lines), lines
+        assert "::warning::injected" in describe_failure(outcome) or outcome.failure is None

@@ -236,7 +236,9 @@ def test_a_notebook_whose_name_cannot_be_kept_is_refused_in_one_line(tmp_path: P
     fits = tmp_path / ("实" * (MAX_STEM_BYTES // 3) + ".py")
     too_long = tmp_path / "long" / ("b" * (MAX_STEM_BYTES + 1) + ".py")
     not_utf8 = tmp_path / "odd" / os.fsdecode(b"bad\xff\xfename.py")
-    for path in (fits, too_long, not_utf8):
+    # a line break would start a line of its own, read by GitHub as a command (a stranger)
+    ci_command = tmp_path / "cmd" / "x\n::warning::y.py"
+    for path in (fits, too_long, not_utf8, ci_command):
         path.parent.mkdir(exist_ok=True)
         path.write_text(PERCENT_NOTEBOOK)
     assert discover_notebooks([fits]) == [fits]
@@ -244,6 +246,8 @@ def test_a_notebook_whose_name_cannot_be_kept_is_refused_in_one_line(tmp_path: P
         discover_notebooks([tmp_path / "long"])
     with pytest.raises(PathError, match=r"bad\\xff\\xfename.py: the name is not UTF-8 text"):
         discover_notebooks([not_utf8])
+    with pytest.raises(PathError, match=r"x\\n::warning::y.py: the path holds a control char"):
+        discover_notebooks([tmp_path / "cmd"])
     for command in (
         ["run", "--no-record"],
         ["record"],
@@ -251,7 +255,11 @@ def test_a_notebook_whose_name_cannot_be_kept_is_refused_in_one_line(tmp_path: P
         ["check"],
         ["bundle", "-o", str(tmp_path / "b.zip")],
     ):
-        for path, why in ((too_long, "the name is too long"), (not_utf8, "is not UTF-8")):
+        for path, why in (
+            (too_long, "the name is too long"),
+            (not_utf8, "is not UTF-8"),
+            (ci_command, "control character"),
+        ):
             result = CliRunner().invoke(main, [command[0], str(path), *command[1:]])
             assert result.exit_code == 2, (command, result.output)
             assert why in result.output and "Traceback" not in result.output, result.output

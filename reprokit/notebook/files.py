@@ -102,6 +102,12 @@ def check_name(path: Path) -> None:
         raw.decode("utf-8")
     except UnicodeDecodeError:
         raise PathError(shown, "the name is not UTF-8 text; rename the notebook") from None
+    if any(_is_control(c) for c in shown):
+        raise PathError(
+            "".join(repr(c)[1:-1] if _is_control(c) else c for c in shown),
+            "the path holds a control character (a line break, a tab...), which would break "
+            "the lines reprokit prints about it (and CI systems read); rename it",
+        )
     length = len(os.fsencode(path.stem))
     if length > MAX_STEM_BYTES:
         raise PathError(
@@ -110,6 +116,10 @@ def check_name(path: Path) -> None:
             f"<name>.kernel.attempt-N.log): without its extension it may take "
             f"{MAX_STEM_BYTES} bytes, it takes {length}; rename the notebook",
         )
+
+
+def _is_control(character: str) -> bool:
+    return character < " " or "\x7f" <= character < "\xa0"
 
 
 def _walk(folder: Path) -> list[Path]:

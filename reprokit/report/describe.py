@@ -117,15 +117,22 @@ def describe_failure(outcome: RunOutcome) -> str:
     if failure is not None:
         label = cell_label(failure.index, failure.execution_count)
         lines.append(f"  {label}: {failure.source_head}")
-        lines.append(f"  {failure.ename}: {failure.evalue}")
+        lines.append(_indented(f"  {failure.ename}: {failure.evalue}"))
         lines += [f"    {line}" for line in failure.traceback]
     elif outcome.message:
-        lines.append(f"  {outcome.message}")
+        lines.append(_indented(f"  {outcome.message}"))
     if outcome.retries:
         lines.append("  " + describe_retries(outcome.retries))
     if outcome.started:
         lines.append(f"  executed notebook: {outcome.output_path}")
     return "\n".join(redact_text(line) for line in lines)
+
+
+def _indented(text: str) -> str:
+    """``text`` with each line after the first indented under it: an error's text (the
+    notebook's own) never starts a line of its own, where a CI system reads commands
+    (``::warning::…``)."""
+    return "\n    ".join(text.splitlines()) if "\n" in text or "\r" in text else text
 
 
 def describe_retries(reasons: tuple[str, ...]) -> str:
