@@ -143,6 +143,32 @@ def test_text_notebooks(repo: Path) -> None:
     assert check_locks([notebook])[0].changes == (CellChange(1, "changed", "code"),)
 
 
+@pytest.mark.parametrize("declared_in", ["ipynb", "py"])
+def test_a_pair_text_edited_and_not_synced_is_stale(repo: Path, declared_in: str) -> None:
+    """Discovery takes a jupytext pair as its ``.ipynb``: an edit made in ``fit.py`` alone
+    passed ``check .`` as current, while ``check fit.py`` said stale (a stranger's report)."""
+    import jupytext
+
+    notebook = _notebook(repo / "fit.ipynb", CELLS)
+    node = jupytext.read(notebook)
+    node.metadata["jupytext"] = {"formats": "ipynb,py:percent"}
+    text = repo / "fit.py"
+    text.write_text(jupytext.writes(node, "py:percent"))  # the pairing in its header
+    if declared_in == "ipynb":
+        jupytext.write(node, notebook)
+        text.write_text(jupytext.writes(node, "py:percent").split("# ---\n", 2)[2].lstrip())
+    _lock(notebook, repo)
+    assert [f.status for f in check_locks([repo])] == ["current"]
+    text.write_text(text.read_text().replace("x = seed + 1", "x = seed + 2"))
+    found = check_locks([repo])
+    assert [(Path(f.notebook).name, f.status) for f in found] == [
+        ("fit.ipynb", "current"),
+        ("fit.py", "stale"),
+    ]
+    assert found[1].changes == (CellChange(2, "changed", "code"),)
+    assert [f.status for f in check_locks([notebook])] == ["current", "stale"]
+
+
 def test_a_readme_with_a_percent_code_block_needs_no_lock(repo: Path) -> None:
     """The pre-commit hook passes a changed README: a ``# %%`` in a code block does not make it
     a notebook that needs a lock (the same rule as ``run``'s discovery)."""

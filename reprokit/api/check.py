@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Literal
 
 from reprokit.notebook.files import discover_notebooks, is_notebook_file
+from reprokit.notebook.textnotebooks import pair_texts
 from reprokit.recording.lock import (
     CellSource,
     changed_cells,
@@ -83,6 +84,7 @@ def check_locks(paths: Iterable[str | os.PathLike[str]]) -> list[LockFreshness]:
             found = discover_notebooks([path])  # a missing path raises PathError
             notebooks.update(dict.fromkeys(p for p in found if _lockable(p)))
     checked = [_freshness(nb) for nb in notebooks]
+    checked += [text for nb in notebooks for text in _stale_pair_texts(nb)]
     seen = {_key(f.lock_path) for f in checked if f.lock_path is not None}
     checked += [_orphan_or_checked(lock) for lock in locks if _key(lock) not in seen]
     return checked
@@ -120,6 +122,20 @@ def _freshness(notebook: Path) -> LockFreshness:
     recorded = read_lock(lock_path).notebook.cells
     changes = _describe(recorded, current)
     return LockFreshness(str(notebook), str(lock_path), "stale" if changes else "current", changes)
+
+
+def _stale_pair_texts(notebook: Path) -> list[LockFreshness]:
+    """The jupytext pair texts of ``notebook`` whose cells differ from its lock: an edit made
+    in ``fit.py`` and not synced into ``fit.ipynb``, which discovery takes for the pair, would
+    otherwise pass as current (while ``check fit.py`` said stale)."""
+    if not _lock_present(lock_path_for(notebook)):
+        return []
+    return [
+        checked
+        for text in pair_texts(notebook)
+        if lock_path_for(text) == lock_path_for(notebook)
+        and (checked := _freshness(text)).status == "stale"
+    ]
 
 
 def _orphan_or_checked(lock_path: Path) -> LockFreshness:

@@ -131,6 +131,21 @@ def without_paired_texts(found: list[Path]) -> list[Path]:
     ]
 
 
+def pair_texts(notebook: Path) -> list[Path]:
+    """The text files (``.py``, ``.md``) on disk that are ``notebook``'s (an ``.ipynb``)
+    jupytext pair, by the pairing either side declares; named beside ``notebook`` when they
+    are in its folder."""
+    if notebook.suffix != _IPYNB:
+        return []
+    target, folder = notebook.resolve(), notebook.parent.resolve()
+    found = {p for p in _paired_with(notebook) if p.suffix in TEXT_SUFFIXES and p.is_file()}
+    for suffix in TEXT_SUFFIXES:
+        text = notebook.with_suffix(suffix)
+        if text.is_file() and target in _paired_with(text):
+            found.add(text.resolve())
+    return sorted(notebook.parent / p.name if p.parent == folder else p for p in found)
+
+
 def _paired_with(path: Path) -> Iterable[Path]:
     """The other files of ``path``'s jupytext pairing (resolved), as its own metadata says."""
     formats = _formats_of(path)
