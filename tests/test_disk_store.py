@@ -7,7 +7,7 @@ import os
 import stat
 from pathlib import Path
 
-from reprokit._fsutil import atomic_write_bytes
+from reprokit._fsutil import atomic_write_bytes, has_partial_writes
 from reprokit.recording.objects import (
     intern_file,
     intern_tree,
@@ -90,6 +90,7 @@ def test_a_recorded_run_shares_its_files_with_the_local_mlflow_artifacts(project
     from reprokit.api import session
 
     session.start()
+    assert session.flush(120)  # the snapshot's upload, then the whole folder's again at the end
     session.result("a", np.arange(100_000, dtype="float64"))
     ended = session.end()
     assert session.flush(120)
@@ -100,3 +101,20 @@ def test_a_recorded_run_shares_its_files_with_the_local_mlflow_artifacts(project
     assert _inode(artifact) == _inode(arrays[0])
     assert stat.S_IMODE(artifact.stat().st_mode) == 0o444
     assert any(_inode(p) == _inode(artifact) for p in (project / ".reprokit/objects").rglob("*"))
+    assert not has_partial_writes(project / "mlartifacts")  # no temporary link among them
+
+
+def test_linking_over_a_link_to_the_same_file_leaves_no_temporary(tmp_path: Path) -> None:
+    """A folder uploaded twice: each artifact is already a link to its object, and a rename of
+    a link over another link to the same file does nothing (POSIX), which left the temporary
+    link (``.data.json.<hex>.link``) among the run's MLflow artifacts."""
+    store, run, artifacts = tmp_path / "objects", tmp_path / "run", tmp_path / "artifacts"
+    run.mkdir()
+    (run / "data.json").write_text("{}")
+    intern_tree(run, store)
+    link_tree(run, artifacts)
+    assert _inode(artifacts / "data.json") == _inode(run / "data.json")
+    assert link_tree(run, artifacts).linked == 1  # the same inode on both sides
+    assert [p.name for p in artifacts.iterdir()] == ["data.json"]
+    assert intern_tree(run, store) == 1
+    assert sorted(p.name for p in run.iterdir()) == ["data.json"]

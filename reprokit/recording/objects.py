@@ -78,15 +78,20 @@ def intern_file(path: Path, store: Path) -> Path | None:
 
 def _replace_with_link(source: Path, target: Path) -> None:
     """``target`` becomes a hard link to ``source``, atomically (a reader sees one or the
-    other, never no file)."""
+    other, never no file). Nothing is left beside it: a rename of a link over another link
+    to the same file does nothing (POSIX), the temporary link included, so that case is
+    skipped, and the temporary is removed if it is still there after the rename (``target``
+    became a link to ``source`` meanwhile)."""
+    with contextlib.suppress(FileNotFoundError):
+        if os.path.samefile(source, target):
+            return
     temporary = _beside(target, ".link")
     os.link(source, temporary)
     try:
         os.replace(temporary, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
+    finally:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
-        raise
 
 
 def _beside(target: Path, ending: str) -> Path:
@@ -115,11 +120,21 @@ def link_tree(folder: Path, destination: Path) -> Linked:
         except OSError as exc:
             if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
                 raise
-            temporary = _beside(target, ".copy")
-            shutil.copyfile(path, temporary)
-            os.replace(temporary, target)
+            _replace_with_copy(path, target)
             copied, copied_bytes = copied + 1, copied_bytes + path.stat().st_size
     return Linked(linked, copied, copied_bytes)
+
+
+def _replace_with_copy(source: Path, target: Path) -> None:
+    """``target`` becomes a copy of ``source``, atomically; no partial copy is left behind."""
+    temporary = _beside(target, ".copy")
+    try:
+        shutil.copyfile(source, temporary)
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
 
 
 def _files(folder: Path) -> Iterator[Path]:
