@@ -180,6 +180,24 @@ def locked_by_another(path: str | os.PathLike[str]) -> bool:
     return False
 
 
+def process_exists(pid: int) -> bool:
+    """Whether ``pid`` is a process that can still do something: not a finished one, nor a
+    zombie waiting to be reaped (Linux). One of another user counts: it exists."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: another user's process
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as status:
+            text = status.read()
+    except OSError:  # no /proc (not Linux), or gone meanwhile
+        return True
+    # "pid (comm) state ...": comm may hold spaces and parentheses, so read after the last ")"
+    return text[text.rfind(b")") + 2 :][:1] != b"Z"
+
+
 def usable_cores() -> int:
     """The processors this process may run on (its CPU affinity where the OS has one)."""
     try:

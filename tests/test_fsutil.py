@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 from typing import BinaryIO
 
@@ -131,3 +133,26 @@ def test_a_folder_is_handed_over_without_the_partial_writes_in_it(tmp_path: Path
         "results.json",
         "arrays/a.npy",
     ]
+
+
+def test_a_finished_or_zombie_process_does_not_exist() -> None:
+    """What tells a killed writer's leftover from a live one's (``.mlflow.db.<pid>.creating``)."""
+    import signal
+    import subprocess
+    import sys
+
+    from reprokit._fsutil import process_exists
+
+    assert process_exists(os.getpid())
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert process_exists(child.pid)
+        os.kill(child.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while process_exists(child.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)  # a zombie until reaped: it does not count as a process
+        assert not process_exists(child.pid)
+    finally:
+        child.kill()
+        child.wait(30)
+    assert not process_exists(child.pid)  # reaped

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from reprokit._fsutil import process_exists
 from reprokit.runner.envbuild import MANIFEST, cache_root
 
 __all__ = ["CachedEnv", "list_envs", "prune_envs"]
@@ -112,15 +113,7 @@ def _abandoned(folder: Path, now: float) -> bool:
         age = now - folder.stat().st_mtime
     except OSError:
         return False
-    if pid is None or age >= _STALE_BUILD_S:
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:
-        return False
-    return False
+    return pid is None or age >= _STALE_BUILD_S or not process_exists(pid)
 
 
 def _remove(path: Path) -> None:
