@@ -18,6 +18,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,16 @@ import pytest
 from conftest import mlflow_client, tracking_uri
 from fault_helpers import WAIT_S, kill_quietly, run_cli, wait_for
 
+from reprokit.api.gc import gc
 from reprokit.api.sync import sync
 from reprokit.recording.journal import Journal, JournalState, journal_folder, read_journal
-from reprokit.recording.store import ensure_store, store_problem
+from reprokit.recording.store import (
+    STALE_CREATION_S,
+    ensure_store,
+    file_lock,
+    remove_stale_creations,
+    store_problem,
+)
 from reprokit.recording.target import resolve_target
 
 pytestmark = [pytest.mark.faults, pytest.mark.filterwarnings("ignore:PYTHONHASHSEED")]
@@ -286,6 +294,63 @@ def test_a_creation_killed_midway_leaves_no_store(project: Path) -> None:
     assert not database.exists()  # either no store or a complete one: here, none yet
     ensure_store(database)  # the next command makes it, whole
     assert store_problem(database) is None
+    assert not list(project.glob(".mlflow.db.*"))  # and removes the killed one's copy
+
+
+def _dead_pid() -> int:
+    """The pid of a process that ended and was reaped (nothing has it until it is reused)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait(WAIT_S)
+    return child.pid
+
+
+def _leftover(database: Path, pid: int, age_s: float = 0.0) -> list[Path]:
+    """The temporary store (and its -journal) a creator of pid ``pid`` left, ``age_s`` old."""
+    made = [database.with_name(f".{database.name}.{pid}.creating{end}") for end in ("", "-journal")]
+    for path in made:
+        path.write_bytes(b"x" * 1000)
+        os.utime(path, (time.time() - age_s,) * 2)
+    return made
+
+
+def test_a_killed_creators_temporary_store_goes_and_a_live_ones_stays(project: Path) -> None:
+    """Kernels killed while creating the store left ``.mlflow.db.<pid>.creating`` files that
+    nothing removed (only a creator's own pid's was); one of a live process stays, unless it
+    is older than any creation (its pid reused since)."""
+    database = project / "mlflow.db"
+    dead = _leftover(database, _dead_pid())
+    alive = _leftover(database, os.getppid())  # a live process, of the same user
+    database.unlink()
+    ensure_store(database)  # a creation
+    assert store_problem(database) is None
+    assert [p for p in dead if p.exists()] == [] and all(p.exists() for p in alive)
+    for path in alive:
+        os.utime(path, (time.time() - STALE_CREATION_S - 60,) * 2)
+    assert remove_stale_creations(database) == 2000
+    assert not list(project.glob(".mlflow.db.*"))
+
+
+def test_sync_and_gc_remove_a_killed_creators_temporary_store(project: Path) -> None:
+    database = project / "mlflow.db"
+    dead = _leftover(database, _dead_pid())
+    with file_lock(project / "mlflow.db.lock"):  # a live creator at work: nothing goes
+        assert remove_stale_creations(database) == 0
+        assert sync(project) == [] and all(p.exists() for p in dead)
+    assert gc(project, dry_run=True).bytes_freed == 2000 and all(p.exists() for p in dead)
+    assert gc(project).bytes_freed == 2000 and not any(p.exists() for p in dead)
+    dead = _leftover(database, _dead_pid())
+    assert sync(project) == [] and not any(p.exists() for p in dead)
+    assert run_cli(["gc"], project).returncode == 0  # nothing left, nothing to say about it
+
+
+def test_an_empty_store_file_is_no_store(project: Path) -> None:
+    """A 0-byte ``mlflow.db`` (a kill as some other program created it) is not taken for a
+    store: the next command creates one in its place, whole."""
+    database = project / "mlflow.db"
+    database.write_bytes(b"")
+    assert store_problem(database) == "absent"
+    ensure_store(database)
+    assert store_problem(database) is None and database.stat().st_size > 0
 
 
 def _half_made(database: Path) -> None:

@@ -2,16 +2,20 @@
 
 What is kept and why is :mod:`reprokit.recording.retention`'s: the last ``keep`` runs of each
 notebook, every run a lock names, every folder still being written or waiting to be synced.
-MLflow's runs and artifacts are never touched.
+MLflow's runs and artifacts are never touched; the temporary copies that creations of the
+project's SQLite store killed midway left beside it go (:mod:`reprokit.recording.store`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
 from reprokit.exceptions import UsageError
 from reprokit.recording.retention import DEFAULT_KEEP, GcResult, collect, plan_gc, project_of
+from reprokit.recording.store import remove_stale_creations, stale_creations
+from reprokit.recording.target import resolve_target, sqlite_path
 
 __all__ = ["DEFAULT_KEEP", "gc"]
 
@@ -25,4 +29,21 @@ def gc(
     if keep < 0:
         raise UsageError(f"--keep must be 0 or more, got {keep}", option="--keep")
     root = project_of(Path(start))
-    return plan_gc(root, keep) if dry_run else collect(root, keep)
+    result = plan_gc(root, keep) if dry_run else collect(root, keep)
+    database = _project_store(root)
+    if database is None:
+        return result
+    if dry_run:
+        leftovers = sum(size for _, size in stale_creations(database))
+    else:
+        leftovers = remove_stale_creations(database)
+    return dataclasses.replace(result, bytes_freed=result.bytes_freed + leftovers)
+
+
+def _project_store(root: Path) -> Path | None:
+    """The SQLite store the project records to; None for another kind, or a ``pyproject.toml``
+    that cannot be read (which gc, touching no store, does not need)."""
+    try:
+        return sqlite_path(resolve_target(start=root).uri)
+    except UsageError:
+        return None

@@ -6,6 +6,7 @@ leaves one. Any later connection to the store completes those runs; this verb do
 demand and says what it did, one :class:`~reprokit.recording.replay.Replay` per journal. It
 opens the store like any command does, so a half-made SQLite store is repaired (or refused, see
 :mod:`reprokit.recording.store`); a missing one is created only when a journal waits for it.
+The temporary copies that store creations killed midway left beside it are removed.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from reprokit.recording.handoff import wait_for_writers
 from reprokit.recording.journal import pending_journals as pending
 from reprokit.recording.replay import Replay, replay_pending
 from reprokit.recording.retention import project_of
+from reprokit.recording.store import remove_stale_creations
 from reprokit.recording.target import resolve_target, sqlite_path
 from reprokit.recording.writer import MlflowRunWriter
 
@@ -43,6 +45,8 @@ def sync(
     if wait is not None:
         wait_for_writers(target.project_root, wait)
     database = sqlite_path(target.uri)
+    if database is not None:
+        remove_stale_creations(database)  # temporary stores of creators killed meanwhile
     if database is not None and not database.exists() and not any(pending(target.project_root)):
         return []  # nothing to replay, and no store to make where there was none
     writer = MlflowRunWriter(target)

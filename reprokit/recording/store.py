@@ -6,8 +6,11 @@ tables), and concurrent first uses race each other's migrations. So reprokit mak
 itself, before MLflow opens it:
 
 - creation is serialised across processes by an ``flock`` on ``<database>.lock`` beside it;
-- it is atomic: MLflow creates and migrates a temporary copy in the same folder, which is then
-  renamed over the database (``os.replace``). A kill leaves no store, or a complete one.
+- it is atomic: MLflow creates and migrates a temporary copy in the same folder
+  (``.<database>.<pid>.creating``), which is then renamed over the database (``os.replace``). A
+  kill leaves no store, or a complete one, and maybe its temporary copy: the next creation,
+  ``reprokit sync`` and ``reprokit gc`` remove such a copy, holding the lock (so no creator is
+  at work), once its pid is no live process or it is older than :data:`STALE_CREATION_S`.
 
 A store found half-made (``_alembic_tmp_*`` tables, tables without an alembic revision, or a
 revision behind MLflow's head while a ``-journal`` is beside it) is moved aside and made again
@@ -22,24 +25,35 @@ import contextlib
 import fcntl
 import os
 import sqlite3
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from reprokit._fsutil import process_exists
 from reprokit.exceptions import RecordError
 
 LOCK_SUFFIX = ".lock"
 BROKEN_SUFFIX = ".half-made"
+CREATING_SUFFIX = ".creating"
+STALE_CREATION_S = 600.0
+"""A temporary store older than this is a leftover even if its pid is a live process (one that
+got the pid of a killed creator since): creating a store takes seconds."""
 _TMP_PREFIX = "_alembic_tmp_"
 
 
 @contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """An exclusive ``flock`` on ``path`` (created if needed), held for the ``with`` block."""
+def file_lock(path: Path, *, wait: bool = True) -> Iterator[bool]:
+    """An exclusive ``flock`` on ``path`` (created if needed), held for the ``with`` block;
+    without ``wait``, True only when no other process held it (False: not taken)."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+        else:
+            yield True
     finally:
         os.close(fd)  # closing releases the lock
 
@@ -56,6 +70,7 @@ def ensure_store(database: Path) -> None:
             return
         if problem != "absent":
             _set_aside(database, problem)
+        _remove(stale_creations(database))
         _create(database)
 
 
@@ -143,7 +158,7 @@ def _create(database: Path) -> None:
     """MLflow creates and migrates a copy in the same folder; the copy is renamed into place."""
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-    temporary = database.with_name(f".{database.name}.{os.getpid()}.creating")
+    temporary = _creation_of(database, os.getpid())
     for leftover in (temporary, _journal_of(temporary)):
         leftover.unlink(missing_ok=True)
     try:
@@ -156,3 +171,48 @@ def _create(database: Path) -> None:
     finally:
         for leftover in (temporary, _journal_of(temporary)):
             leftover.unlink(missing_ok=True)
+
+
+def _creation_of(database: Path, pid: int) -> Path:
+    return database.with_name(f".{database.name}.{pid}{CREATING_SUFFIX}")
+
+
+def stale_creations(database: Path) -> list[tuple[Path, int]]:
+    """The temporary stores (``.<database>.<pid>.creating``, and their ``-journal``) that
+    killed creators left beside ``database``, with their sizes: those whose pid is no live
+    process, or that are older than :data:`STALE_CREATION_S`. Only a list: deleting one is safe
+    only while holding the creation lock (:func:`remove_stale_creations`)."""
+    found: list[tuple[Path, int]] = []
+    prefix = f".{database.name}."
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(database.parent):
+            pid, _, rest = entry.name.removeprefix(prefix).partition(".")
+            if not entry.name.startswith(prefix) or not pid.isdigit():
+                continue
+            if rest not in (CREATING_SUFFIX[1:], CREATING_SUFFIX[1:] + "-journal"):
+                continue
+            with contextlib.suppress(OSError):
+                st = entry.stat(follow_symlinks=False)
+                old = time.time() - st.st_mtime > STALE_CREATION_S
+                if stat.S_ISREG(st.st_mode) and (old or not process_exists(int(pid))):
+                    found.append((Path(entry.path), st.st_size))
+    return sorted(found)
+
+
+def remove_stale_creations(database: Path) -> int:
+    """Delete :func:`stale_creations`, holding the creation lock: every creator holds it while
+    its temporary store exists, so none is at work meanwhile; nothing is deleted while another
+    process holds it. The bytes freed."""
+    if not stale_creations(database):
+        return 0  # and no lock file made where there was none
+    with file_lock(database.with_name(database.name + LOCK_SUFFIX), wait=False) as held:
+        return _remove(stale_creations(database)) if held else 0
+
+
+def _remove(leftovers: list[tuple[Path, int]]) -> int:
+    freed = 0
+    for path, size in leftovers:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            freed += size
+    return freed
