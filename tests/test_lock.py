@@ -223,6 +223,18 @@ def test_not_json_is_a_lock_error(tmp_path: Path) -> None:
         read_lock(path)
 
 
+def test_a_lock_left_with_merge_conflict_markers_says_so(tmp_path: Path) -> None:
+    """A merge that left the lock half-resolved was reported as the parser's "Expecting
+    property name ...": the conflict, and its line, is what the user has to fix."""
+    path = tmp_path / "x.repro.json"
+    path.write_text('{\n<<<<<<< HEAD\n "a": 1,\n=======\n "a": 2,\n>>>>>>> other\n}\n')
+    with pytest.raises(LockError, match=r"merge-conflict markers \(line 2\); resolve"):
+        read_lock(path)
+    path.write_text('{"a": "=======",\n "b": <<<<<<< 1}')  # not at a line's start: no conflict
+    with pytest.raises(LockError, match="not valid JSON: Expecting"):
+        read_lock(path)
+
+
 def test_data_outside_the_project_cannot_be_locked(tmp_path: Path) -> None:
     project = make_project(tmp_path)
     outside = DataManifest(entries=(DataEntry(str(tmp_path / "elsewhere"), "file", 1, "b", "0"),))

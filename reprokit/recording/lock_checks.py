@@ -76,11 +76,23 @@ def load_lock_json(path: Path, source: str) -> Any:
     try:
         data = json.loads(text, parse_int=_bounded_int)
     except json.JSONDecodeError as exc:
-        raise LockError(source, f"not valid JSON: {exc}") from None
+        raise LockError(source, _not_json(text, exc)) from None
     except RecursionError:
         raise LockError(source, "not a lock: JSON nested too deeply") from None
     check_document(data, source)
     return data
+
+
+_CONFLICT_MARKERS = ("<<<<<<< ", "||||||| ", ">>>>>>> ")  # and "=======" alone
+
+
+def _not_json(text: str, error: json.JSONDecodeError) -> str:
+    """Why the lock is not JSON: git's merge-conflict markers, when it has them (a merge that
+    left the lock half-resolved), else the parser's own words."""
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.startswith(_CONFLICT_MARKERS) or line == "=======":
+            return f"not valid JSON: merge-conflict markers (line {number}); resolve the conflict"
+    return f"not valid JSON: {error}"
 
 
 class _LongInteger:
