@@ -63,6 +63,71 @@ def test_a_run_named_by_a_lock_stays_however_old(tmp_path: Path, runs: dict[str,
     assert ("a1", "locked") in {(e.run_id, reason) for e, reason in result.kept}
 
 
+def _conflicted(lock: Path) -> None:
+    lock.write_text(
+        '{\n<<<<<<< HEAD\n "created_at": "a",\n=======\n "created_at": "b",\n'
+        '>>>>>>> other\n "run_id": "a1"\n}\n'
+    )
+
+
+def _truncated(lock: Path) -> None:
+    lock.write_text(json.dumps({"notebook": {"path": "a.ipynb"}, "run_id": "a1"})[:20])
+
+
+def _fifo(lock: Path) -> None:
+    os.mkfifo(lock)
+
+
+def _link_outside(lock: Path) -> None:
+    root = lock.parent.parent  # the project
+    outside = root.parent / f"{root.name}-outside.repro.json"
+    outside.write_text(json.dumps({"run_id": "a1"}))
+    lock.symlink_to(outside)
+
+
+def _run_id_not_a_string(lock: Path) -> None:
+    lock.write_text(json.dumps({"run_id": ["a1"]}))
+
+
+_UNREADABLE = {
+    "merge-conflicted": (_conflicted, "merge-conflict markers (line 2)"),
+    "truncated": (_truncated, "not valid JSON"),
+    "a FIFO": (_fifo, "not a regular file"),
+    "a link outside the project": (_link_outside, "leads outside"),
+    "a run_id not a string": (_run_id_not_a_string, "(run_id): run_id must be a string"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_UNREADABLE))
+def test_a_lock_gc_cannot_read_stops_it_before_it_removes_anything(
+    tmp_path: Path, runs: dict[str, Path], case: str
+) -> None:
+    """A lock gc could not read was taken for no lock: ``gc --keep 0`` removed the run folder
+    a merge-conflicted lock still named, and said nothing. Such a lock may name any run."""
+    from click.testing import CliRunner
+
+    from reprokit.cli import main
+
+    make, why = _UNREADABLE[case]
+    lock = tmp_path / "nested" / "a.repro.json"
+    lock.parent.mkdir()
+    make(lock)
+    before = sorted(tmp_path.rglob("*"))
+    for dry_run in ([], ["--dry-run"]):
+        result = CliRunner().invoke(main, ["gc", str(tmp_path), "--keep", "0", *dry_run])
+        assert result.exit_code == 2, result.output
+        [line] = result.output.splitlines()
+        assert line.startswith(f"reprokit: error: {lock}") and why in line, line
+        assert "gc removed nothing" in line
+    assert sorted(tmp_path.rglob("*")) == before and all(p.exists() for p in runs.values())
+
+
+def test_a_lock_naming_no_run_does_not_stop_gc(tmp_path: Path, runs: dict[str, Path]) -> None:
+    (tmp_path / "a.repro.json").write_text(json.dumps({"run_id": None, "results": {}}))
+    (tmp_path / "b.repro.json").write_text(json.dumps({"results": {}}))
+    assert len(gc(tmp_path, keep=0).removed) == 6
+
+
 def test_a_dry_run_lists_and_counts_but_deletes_nothing(
     tmp_path: Path, runs: dict[str, Path]
 ) -> None:

@@ -1,9 +1,10 @@
 """``gc``: prune old run folders and the stored copies nobody links any more.
 
 What is kept and why is :mod:`reprokit.recording.retention`'s: the last ``keep`` runs of each
-notebook, every run a lock names, every folder still being written or waiting to be synced.
-MLflow's runs and artifacts are never touched; the temporary copies that creations of the
-project's SQLite store killed midway left beside it go (:mod:`reprokit.recording.store`).
+notebook, every run a lock names, every folder still being written or waiting to be synced;
+nothing at all while a lock cannot be read. MLflow's runs and artifacts are never touched; the
+temporary copies that creations of the project's SQLite store killed midway left beside it go
+(:mod:`reprokit.recording.store`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ def gc(
 ) -> GcResult:
     """Delete the project's run folders beyond the last ``keep`` per notebook (see the module
     docstring), then unreferenced objects; with ``dry_run`` only say what would go. Raises
-    :class:`~reprokit.exceptions.UsageError` for a negative ``keep``."""
+    :class:`~reprokit.exceptions.UsageError` for a negative ``keep`` and, before removing
+    anything, :class:`~reprokit.exceptions.LockError` for a lock of the project that cannot be
+    read (it may name any run)."""
     if keep < 0:
         raise UsageError(f"--keep must be 0 or more, got {keep}", option="--keep")
     root = project_of(Path(start))

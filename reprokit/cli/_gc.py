@@ -1,6 +1,7 @@
 """``reprokit gc``: prune old run folders and unreferenced stored objects.
 
-Exit codes: 0 done (or, with ``--dry-run``, listed); 2 bad usage (a negative ``--keep``).
+Exit codes: 0 done (or, with ``--dry-run``, listed); 2 bad usage (a negative ``--keep``) or a
+lock gc cannot read (it may name any run: nothing is removed).
 """
 
 from __future__ import annotations

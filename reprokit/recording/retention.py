@@ -7,7 +7,10 @@ Runs are kept when they are among the last ``keep`` of their notebook, when a lo
 the project names their MLflow run (``run_id``), when a process still writes them (it holds a
 ``flock`` on ``runs/<folder>.active`` from creation to end) or when a pending journal still has
 to upload them. Everything else may go; then every object of the store that nothing links any
-more (:func:`~reprokit.recording.objects.unreferenced_objects`).
+more (:func:`~reprokit.recording.objects.unreferenced_objects`). A lock that cannot be read
+(merge-conflict markers, truncated, a FIFO, a link leading outside the project, a ``run_id``
+that is not a string) may name any run: gc then removes nothing and raises
+:class:`~reprokit.exceptions.LockError` naming it.
 
 MLflow is not touched: its runs and their artifacts stay (in a local artifact location they are
 hard links to the same objects, so pruning a run folder frees no byte of a run MLflow still
@@ -30,9 +33,10 @@ from pathlib import Path
 from typing import Literal
 
 from reprokit._fsutil import atomic_write_text, is_partial_write, locked_by_another
+from reprokit.exceptions import LockError
 from reprokit.notebook.files import OUTPUT_MARKER
 from reprokit.recording.journal import pending_journals, read_journal, waiting
-from reprokit.recording.lock_checks import MAX_LOCK_BYTES
+from reprokit.recording.lock_checks import load_lock_json, one_line
 from reprokit.recording.objects import (
     is_object_name,
     objects_folder,
@@ -286,16 +290,62 @@ def _names(folder: Path) -> list[str]:
 
 
 def locked_run_ids(project_root: str | os.PathLike[str]) -> set[str]:
-    """The MLflow run of every lock (``*.repro.json``) in the project, outside hidden folders."""
+    """The MLflow run of every lock (``*.repro.json``) in the project, outside hidden folders.
+
+    Raises :class:`~reprokit.exceptions.LockError` for a lock that cannot be read (not a
+    regular file inside the project, not JSON, merge-conflict markers, a ``run_id`` that is not
+    a string): such a lock may name any run, so no run folder is safe to delete."""
     ids: set[str] = set()
+    for path in _lock_files(project_root):
+        run_id = lock_run_id(path)
+        if run_id is not None:
+            ids.add(run_id)
+    return ids
+
+
+def _lock_files(project_root: str | os.PathLike[str]) -> Iterator[Path]:
     for directory, folders, names in os.walk(project_root):
         folders[:] = [f for f in folders if not f.startswith(".") and f not in _SKIPPED_DIRS]
-        for name in names:
-            if name.endswith(".repro.json"):
-                run_id = _read_info(Path(directory) / name, MAX_LOCK_BYTES).get("run_id")
-                if isinstance(run_id, str):
-                    ids.add(run_id)
-    return ids
+        yield from (Path(directory) / name for name in names if name.endswith(".repro.json"))
+
+
+def lock_run_id(path: Path) -> str | None:
+    """The MLflow run the lock at ``path`` names; None when it names none (``run_id`` null or
+    absent) or the file went since it was listed. Read as untrusted input
+    (:func:`~reprokit.recording.lock_checks.load_lock_json`: a FIFO, a link leading outside
+    the project, a file too large are refused before reading); :class:`LockError` when it
+    cannot be read."""
+    if not os.path.lexists(path):
+        return None  # deleted since the walk listed it: it names nothing any more
+    source = str(path)
+    data = load_lock_json(path, source)
+    if not isinstance(data, dict):
+        raise LockError(source, f"not a lock: a JSON {type(data).__name__}, not an object")
+    run_id = data.get("run_id")
+    if run_id is not None and not isinstance(run_id, str):
+        shown = one_line(repr(run_id)[:80])
+        raise LockError(source, f"run_id must be a string or null, got {shown}", "run_id")
+    return run_id
+
+
+def _locks_or_refuse(project_root: str | os.PathLike[str]) -> set[str]:
+    """:func:`locked_run_ids`, or a :class:`LockError` saying that gc removes nothing while
+    a lock it cannot read is in the project."""
+    try:
+        return locked_run_ids(project_root)
+    except LockError as exc:
+        reason = (
+            f"{exc.reason}; gc removed nothing: a lock it cannot read may name any run "
+            "(fix the lock, or move it out of the project, then run gc again)"
+        )
+        raise LockError(_shown(exc.path), reason, exc.field) from None
+
+
+def _shown(path: str) -> str:
+    """``path`` relative to the working folder when it is inside it, as gc shows folders."""
+    with contextlib.suppress(OSError, ValueError):
+        return str(Path(path).relative_to(Path.cwd().resolve()))
+    return path
 
 
 def _uploading(project_root: str | os.PathLike[str]) -> list[Path]:
@@ -326,7 +376,8 @@ def _reason(
 
 def plan_gc(project_root: str | os.PathLike[str], keep: int) -> GcResult:
     """What :func:`collect` would do, done nothing (``dry_run``)."""
-    entries, locked = find_runs(project_root), locked_run_ids(project_root)
+    locked = _locks_or_refuse(project_root)  # first: an unreadable lock stops gc
+    entries = find_runs(project_root)
     uploading = _uploading(project_root)
     by_notebook: dict[str, list[RunEntry]] = defaultdict(list)
     for entry in entries:
@@ -526,6 +577,7 @@ __all__ = [
     "collect",
     "disk_usage",
     "find_runs",
+    "lock_run_id",
     "locked_run_ids",
     "name_run",
     "plan_gc",
