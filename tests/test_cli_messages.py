@@ -160,6 +160,33 @@ def test_a_lock_that_is_not_a_regular_file(drifted: Project) -> None:
     assert code == 2 and "is not a regular file" in out and "no lock" not in out
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+@pytest.mark.parametrize(
+    ("command", "name"),
+    [
+        ("run", "fifo.ipynb"),
+        ("record", "fifo.ipynb"),
+        ("verify", "fifo.ipynb"),
+        ("check", "fifo.ipynb"),
+        ("check", "fifo.repro.json"),
+    ],
+)
+def test_a_notebook_that_is_not_a_regular_file_is_not_called_missing(
+    tmp_path: Path, command: str, name: str
+) -> None:
+    """A FIFO given by name was reported as "no such notebook or folder": it is there."""
+    path = tmp_path / name
+    os.mkfifo(path)
+    assert _cli(command, str(path)) == (
+        2,
+        f"reprokit: error: {path}: not a regular file (a FIFO); refused\n",
+    )
+    (tmp_path / "away.ipynb").symlink_to(tmp_path / "gone.ipynb")
+    for given, why in (("away.ipynb", "a link leading to no file"), ("gone.ipynb", "no such")):
+        code, out = _cli(command, str(tmp_path / given))
+        assert code == 2 and out.startswith(f"reprokit: error: {tmp_path / given}: {why}"), out
+
+
 def test_drift_is_counted_by_kind_of_change(tmp_path: Path) -> None:
     project = make_project(tmp_path)
     lock = record(project, scalar_results())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -68,8 +69,9 @@ def discover_notebooks(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
     Hidden folders, ``.ipynb_checkpoints``, ``.reprokit``, lock sidecars (``*.repro/``), MLflow's
     default artifact folders (``mlartifacts``, ``mlruns``) and every folder holding an
     :data:`OUTPUT_MARKER` (an artifact location configured elsewhere, a runner ``--output-dir``)
-    are skipped, so nothing reprokit or MLflow wrote is found again. A missing path raises
-    :class:`~reprokit.exceptions.PathError`.
+    are skipped, so nothing reprokit or MLflow wrote is found again. A path that is missing,
+    a dangling link or not a regular file (a FIFO, a device, a socket: never opened) raises
+    :class:`~reprokit.exceptions.PathError` saying which.
     """
     found: list[Path] = []
     for item in paths:
@@ -79,11 +81,24 @@ def discover_notebooks(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
         elif path.is_file():
             found.append(path)
         else:
-            raise PathError(str(path), "no such notebook or folder")
+            raise PathError(str(path), _why_not_found(path))
     unique: dict[Path, None] = dict.fromkeys(found)
     for notebook in unique:
         check_name(notebook)
     return list(unique)
+
+
+def _why_not_found(path: Path) -> str:
+    """Why ``path``, neither a folder nor a regular file (links followed), is not a notebook."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        dangling = os.path.islink(path)
+        return "a link leading to no file" if dangling else "no such notebook or folder"
+    except OSError as exc:  # a loop of links, a folder this user may not search
+        return f"cannot read it: {exc.strerror}"
+    kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+    return f"not a regular file ({kind}); refused"
 
 
 MAX_STEM_BYTES = 255 - len(".kernel.attempt-9.log")
