@@ -187,6 +187,24 @@ def test_a_notebook_that_is_not_a_regular_file_is_not_called_missing(
         assert code == 2 and out.startswith(f"reprokit: error: {tmp_path / given}: {why}"), out
 
 
+def test_a_notebook_given_as_the_lock_is_called_a_notebook(drifted: Project) -> None:
+    """``verify --lock fig.ipynb`` said "schema_version must be an integer, got None"."""
+    notebook, lock = drifted.notebook, drifted.lock_path
+    code, out = _cli("verify", "--lock", str(notebook), str(notebook))
+    assert (code, out) == (
+        2,
+        f"reprokit: error: {notebook}: not a lock but a notebook: its lock is {lock}\n",
+    )
+    other = notebook.with_name("other.json")
+    other.write_text('{"data": {}}')
+    code, out = _cli("verify", "--lock", str(other), str(notebook))
+    assert (code, out) == (
+        2,
+        f"reprokit: error: {other}: not a lock: JSON without the lock's fields "
+        "(schema_version, notebook, results)\n",
+    )
+
+
 def test_drift_is_counted_by_kind_of_change(tmp_path: Path) -> None:
     project = make_project(tmp_path)
     lock = record(project, scalar_results())

@@ -570,12 +570,22 @@ def read_lock(path: str | os.PathLike[str]) -> Lock:
 
 def _check_version(data: Any, source: str) -> None:
     if not isinstance(data, dict):
-        raise LockError(source, "a lock is a JSON object")
+        raise LockError(source, f"not a lock: a JSON {type(data).__name__}, a lock is an object")
+    if "schema_version" not in data:
+        raise LockError(source, _not_a_lock(data, source))
     version = data.get("schema_version")
     if not isinstance(version, int) or isinstance(version, bool):
         raise LockError(source, f"schema_version must be an integer, got {version!r}", "$")
     if version > LOCK_SCHEMA_VERSION:
         raise SchemaVersionError(source, version, LOCK_SCHEMA_VERSION)
+
+
+def _not_a_lock(data: dict[str, Any], source: str) -> str:
+    """Why a JSON object without ``schema_version`` is no lock: a notebook given for its lock
+    (``verify --lock fig.ipynb``), or some other JSON."""
+    if "cells" in data and "nbformat" in data:
+        return f"not a lock but a notebook: its lock is {lock_path_for(source)}"
+    return "not a lock: JSON without the lock's fields (schema_version, notebook, results)"
 
 
 def _check_results(results: Any, source: str) -> None:
