@@ -228,6 +228,18 @@ def test_a_diff_that_compared_nothing_says_so_and_exits_2(tmp_path: Path) -> Non
     assert "no environment snapshot in A" in out
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+@pytest.mark.parametrize("name", ["side.ipynb", "side.repro.json"])
+def test_a_diff_side_that_is_a_fifo_is_refused_not_waited_on(tmp_path: Path, name: str) -> None:
+    """``diff`` read a FIFO given as a side as a notebook, and waited for a writer forever."""
+    os.mkfifo(tmp_path / name)
+    done = reprokit_cli("diff", name, "current", cwd=tmp_path, timeout=60)
+    assert (done.returncode, done.stderr) == (
+        2,
+        f"reprokit: error: {name}: not a regular file (a FIFO, device or socket); refused\n",
+    )
+
+
 def test_source_changes_are_named_before_anything_runs(drifted: Project) -> None:
     node = nbformat.read(drifted.notebook, as_version=4)
     node.cells.append(nbformat.v4.new_code_cell("raise RuntimeError('new cell')"))

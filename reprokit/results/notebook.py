@@ -23,6 +23,7 @@ from reprokit.capturing.model import Snapshot
 from reprokit.capturing.summary import SnapshotSummary, restores
 from reprokit.exceptions import InputError, PathError
 from reprokit.results.model import RESULT_MIME, SNAPSHOT_MIME, SNAPSHOT_SUMMARY_MIME, Result
+from reprokit.results.untrusted import open_regular
 
 MAX_SNAPSHOT_BYTES = 64 * 1024 * 1024  # a run folder's snapshot.json read back
 
@@ -75,7 +76,10 @@ def read_notebook(notebook: str | os.PathLike[str] | Any) -> NotebookResults:
     if isinstance(notebook, (str, os.PathLike)):
         source = str(notebook)
         try:
-            node = nbformat.read(Path(notebook), as_version=4)  # type: ignore[no-untyped-call]
+            # a regular file only: opening a FIFO for reading would wait for a writer forever
+            with open_regular(Path(notebook), "notebook") as handle:
+                text = handle.read().decode("utf-8")
+            node = nbformat.reads(text, as_version=4)  # type: ignore[no-untyped-call]
         except OSError as exc:
             raise PathError(source, f"cannot read the notebook: {exc.strerror}") from None
         except (ValueError, nbformat.reader.NotJSONError) as exc:
