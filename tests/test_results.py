@@ -232,9 +232,21 @@ def test_non_string_dict_key_is_refused() -> None:
         encode_result("m", {1: "x"})
 
 
-@pytest.mark.parametrize("bad", [{"rtol": -1.0}, {"atol": "x"}, {"rtol": math.nan}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"rtol": -1.0},
+        {"atol": "x"},
+        {"rtol": math.nan},
+        {"rtol": math.inf},  # JSON has no infinity: the notebook's results became unreadable
+        {"atol": -math.inf},
+        {"device_rtol": math.inf},
+        {"device_atol": 10**400},  # an int beyond the float range is infinite
+    ],
+)
 def test_bad_tolerance_is_a_usage_error(bad: dict[str, object]) -> None:
-    with pytest.raises(UsageError):
+    field = next(iter(bad))
+    with pytest.raises(UsageError, match=rf"^result 'x': {field} must be a finite number >= 0"):
         encode_result("x", 1.0, **bad)  # type: ignore[arg-type]
 
 

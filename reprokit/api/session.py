@@ -243,8 +243,9 @@ def result(
 
     Values: None/bool/int/float/str, nested lists and str-keyed dicts of those, numpy arrays and
     scalars, torch tensors, pandas Series and DataFrames. ``rtol``/``atol`` are the tolerance a
-    later verification compares with; ``device_rtol``/``device_atol`` replace them when it runs
-    on another kind of device than the reference (CPU against CUDA differ by design). A name
+    later verification compares with (finite numbers >= 0, else a UsageError);
+    ``device_rtol``/``device_atol`` replace them when it runs on another kind of device than
+    the reference (CPU against CUDA differ by design). A name
     declared again replaces the earlier value (with a ReprokitWarning). Raises
     :class:`~reprokit.results.ResultValueError` for a value that cannot be recorded (naming the
     result and the type). Before any ``start``, a run is started with default settings (see

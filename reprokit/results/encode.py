@@ -8,6 +8,7 @@ reprokit does not know goes to a ``reprokit.comparators`` plugin, if one declare
 from __future__ import annotations
 
 import math
+import reprlib
 import sys
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -66,13 +67,23 @@ def _check_name(name: object) -> None:
 def _check_tol(name: str, field: str, tol: float | None) -> float | None:
     if tol is None:
         return None
-    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0:
+    # JSON has no infinity: an infinite tolerance made the notebook's result output, and so
+    # every result of the notebook, unreadable (and an int too large for a float is infinite)
+    finite = not isinstance(tol, bool) and isinstance(tol, (int, float)) and _finite(tol)
+    if not finite or tol < 0:
         raise UsageError(
-            f"result {name!r}: {field} must be a number >= 0, got {tol!r}",
+            f"result {name!r}: {field} must be a finite number >= 0, got {reprlib.repr(tol)}",
             option=field,
             names=(name,),
         )
     return float(tol)
+
+
+def _finite(number: float) -> bool:
+    try:
+        return math.isfinite(number)
+    except OverflowError:  # an int beyond the float range
+        return False
 
 
 def _encode_scalar(value: Any) -> tuple[str, Any] | None:
