@@ -32,7 +32,7 @@ from reprokit.recording.lock import (
     sidecar_for,
     write_lock,
 )
-from reprokit.results import Result, decode_result, encode_result, read_notebook
+from reprokit.results import RESULT_MIME, Result, decode_result, encode_result, read_notebook
 
 
 def test_lock_path_sits_beside_the_notebook() -> None:
@@ -273,6 +273,19 @@ def test_a_lock_can_be_built_from_results_alone(tmp_path: Path) -> None:
     assert lock.outputs == () and lock.parameters.device == "cuda"
     written = write_lock(replace(lock, run_id=None), project.lock_path)
     assert read_lock(project.lock_path) == written
+
+
+def test_a_bad_result_in_the_executed_notebook_names_the_notebook_and_cell(
+    tmp_path: Path,
+) -> None:
+    project = make_project(tmp_path)
+    nb = executed(project, scalar_results())
+    nb.cells[3].outputs[0]["data"][RESULT_MIME]["rtol"] = "Infinity"  # as an old version wrote
+    path = tmp_path / "out.ipynb"
+    nbformat.write(nb, path)
+    for given in (nb, path):  # the executed notebook's node, or its file in the run folder
+        with pytest.raises(InputError, match=rf"^{project.notebook}: cell 4: invalid Result"):
+            build_lock(project.notebook, given, project_root=project.root)
 
 
 def test_a_jupytext_notebook_is_locked_from_its_text_form(tmp_path: Path) -> None:

@@ -96,10 +96,25 @@ def test_a_file_that_is_not_a_notebook_is_a_path_error(tmp_path: Path) -> None:
         read_notebook(path)
 
 
-def test_malformed_payload_names_the_cell() -> None:
-    nb = notebook(output({RESULT_MIME: {"name": 3}, "text/plain": "x"}))
-    with pytest.raises(InputError, match="cell 1"):
+def test_malformed_payload_names_the_notebook_and_the_cell_from_1(tmp_path: Path) -> None:
+    bad = output({RESULT_MIME: {"name": "x", "kind": "float", "rtol": "inf"}, "text/plain": "x"})
+    nb = notebook(output({"text/plain": "hello"}), bad)  # a markdown cell, then code cells
+    with pytest.raises(InputError, match=r"^<notebook>: cell 3: invalid Result"):
         read_notebook(nb)
+    with pytest.raises(InputError, match=r"^fit\.ipynb: cell 3: invalid Result"):
+        read_notebook(nb, source="fit.ipynb")
+    nbformat.write(nb, tmp_path / "run.ipynb")
+    with pytest.raises(InputError, match=rf"^{tmp_path / 'run.ipynb'}: cell 3: invalid Result"):
+        read_notebook(tmp_path / "run.ipynb")
+
+
+def test_cells_are_numbered_as_in_the_file_without_the_injected_parameters() -> None:
+    nb = notebook(output({RESULT_MIME: {"name": 3}, "text/plain": "x"}))
+    injected = nbformat.v4.new_code_cell("device = 'cpu'")
+    injected.metadata["tags"] = ["injected-parameters"]
+    nb.cells.insert(0, injected)
+    with pytest.raises(InputError, match=r"^fit\.ipynb: cell 2: invalid Result"):
+        read_notebook(nb, source="fit.ipynb")
 
 
 def test_notebook_without_reprokit_outputs_is_empty() -> None:

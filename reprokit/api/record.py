@@ -147,7 +147,10 @@ def _measured(group: list[RunOutcome], lock: Lock, factor: float) -> Noise:
     from reprokit.results.notebook import read_notebook
 
     nodes = [load_notebook(Path(each.output_path)) for each in group]
-    results = [read_notebook(node).results for node in nodes]
+    results = [
+        read_notebook(node, source=str(each.notebook)).results
+        for node, each in zip(nodes, group, strict=True)
+    ]
     causes = likely_causes(nodes[0], lock.snapshot)
     fingerprints = [fingerprint_texts(node) for node in nodes]
     return measure_noise(results, fingerprints, factor=factor, causes=causes)

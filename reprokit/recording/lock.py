@@ -279,7 +279,7 @@ def build_lock(
     root = Path(project_root).resolve()
     notebook = Path(notebook_path).resolve()
     rel_notebook = _relative_to_root(notebook, root, "notebook.path", str(notebook))
-    results, fingerprints = _executed_parts(executed)
+    results, fingerprints = _executed_parts(executed, str(notebook_path))
     snapshot = _portable(_whole_snapshot(results, str(notebook)))
     if seed is None and snapshot is not None and snapshot.seeds is not None:
         seed = snapshot.seeds.seed
@@ -349,11 +349,15 @@ def _whole_snapshot(results: NotebookResults, notebook: str) -> Snapshot | None:
     return results.snapshot
 
 
-def _executed_parts(executed: Any) -> tuple[NotebookResults, tuple[CellFingerprint, ...]]:
+def _executed_parts(
+    executed: Any, notebook: str
+) -> tuple[NotebookResults, tuple[CellFingerprint, ...]]:
+    """Results and output fingerprints; a bad payload is named by ``notebook``, the file the
+    user wrote, whose cells the executed notebook's follow."""
     if isinstance(executed, NotebookResults):
         return executed, ()
     node = load_notebook(executed) if isinstance(executed, (str, os.PathLike)) else executed
-    return read_notebook(node), output_fingerprints(node)
+    return read_notebook(node, source=notebook), output_fingerprints(node)
 
 
 def _device_tolerances(

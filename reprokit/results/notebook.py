@@ -22,6 +22,7 @@ from reprokit._serde import from_builtins
 from reprokit.capturing.model import Snapshot
 from reprokit.capturing.summary import SnapshotSummary, restores
 from reprokit.exceptions import InputError, PathError
+from reprokit.notebook.files import INJECTED_TAG
 from reprokit.results.model import RESULT_MIME, SNAPSHOT_MIME, SNAPSHOT_SUMMARY_MIME, Result
 from reprokit.results.untrusted import open_regular
 
@@ -65,16 +66,21 @@ class NotebookResults:
         return self.summaries[-1] if aligned else None
 
 
-def read_notebook(notebook: str | os.PathLike[str] | Any) -> NotebookResults:
+def read_notebook(
+    notebook: str | os.PathLike[str] | Any, *, source: str | None = None
+) -> NotebookResults:
     """Results and snapshots from an ``.ipynb`` path or an nbformat ``NotebookNode``.
 
     Raises :class:`~reprokit.exceptions.PathError` for an unreadable file and
-    :class:`~reprokit.exceptions.InputError` (naming the cell) for a malformed payload.
+    :class:`~reprokit.exceptions.InputError` for a malformed payload, naming the notebook
+    (``source``, else the path, else ``<notebook>``) and the cell: ``cell N``, its 1-based
+    position in the notebook as its file has it (the runner's injected-parameters cell is not
+    counted).
     """
     import nbformat
 
     if isinstance(notebook, (str, os.PathLike)):
-        source = str(notebook)
+        source = source or str(notebook)
         try:
             # a regular file only: opening a FIFO for reading would wait for a writer forever
             with open_regular(Path(notebook), "notebook") as handle:
@@ -85,7 +91,7 @@ def read_notebook(notebook: str | os.PathLike[str] | Any) -> NotebookResults:
         except (ValueError, nbformat.reader.NotJSONError) as exc:
             raise PathError(source, f"not a notebook: {exc}") from None
     else:
-        source, node = "<notebook>", notebook
+        source, node = source or "<notebook>", notebook
     return _collect(source, node)
 
 
@@ -94,8 +100,8 @@ def _collect(source: str, node: Any) -> NotebookResults:
     snapshots: list[Snapshot] = []
     runs: list[dict[str, Any]] = []
     summaries: list[SnapshotSummary | None] = []
-    for index, data, metadata in _display_payloads(node):
-        where = f"{source}: cell {index}"
+    for index, position, data, metadata in _display_payloads(source, node):
+        where = f"{source}: cell {position + 1}"
         if RESULT_MIME in data:
             result = from_builtins(data[RESULT_MIME], Result, source=where)
             outputs.append(ResultOutput(cell=index, result=result, metadata=metadata))
@@ -158,13 +164,23 @@ def _read_snapshot(path: Path) -> Snapshot | None:
         return None
 
 
-def _display_payloads(node: Any) -> Iterator[tuple[int, dict[str, Any], dict[str, Any]]]:
-    for index, cell in enumerate(node.get("cells", [])):
+def _display_payloads(
+    source: str, node: Any
+) -> Iterator[tuple[int, int, dict[str, Any], dict[str, Any]]]:
+    """``(index, position, data, metadata)`` of each rich output: the cell's index in ``node``
+    and its position in the notebook file (an injected-parameters cell is the runner's)."""
+    own = (
+        (index, cell)
+        for index, cell in enumerate(node.get("cells", []))
+        if INJECTED_TAG not in cell.get("metadata", {}).get("tags", ())
+    )
+    for position, (index, cell) in enumerate(own):
         for output in cell.get("outputs", []) if cell.get("cell_type") == "code" else []:
             if output.get("output_type") not in ("display_data", "execute_result"):
                 continue
             data = output.get("data", {})
             if not isinstance(data, dict):
-                raise InputError(f"{index}: output data is not a mapping", cell_index=index)
+                where = f"{source}: cell {position + 1}"
+                raise InputError(f"{where}: output data is not a mapping", cell_index=position)
             metadata = output.get("metadata", {}).get("reprokit", {})
-            yield index, data, dict(metadata) if isinstance(metadata, dict) else {}
+            yield index, position, data, dict(metadata) if isinstance(metadata, dict) else {}
