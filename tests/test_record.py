@@ -40,6 +40,12 @@ def test_numeric_scalars_become_metrics(value: object, expected: float) -> None:
     assert metric_value(encode_result("x", value)) == expected
 
 
+def test_an_int_beyond_the_float_range_is_a_result_but_no_metric() -> None:
+    assert metric_value(encode_result("x", 10**400)) is None  # MLflow metrics are float64
+    assert metric_value(encode_result("x", -(10**400))) is None
+    assert metric_value(encode_result("x", 2**1000)) == float(2**1000)  # within the range
+
+
 def test_nan_becomes_a_nan_metric_and_strings_none() -> None:
     assert math.isnan(metric_value(encode_result("x", math.nan)) or 0.0)
     assert metric_value(encode_result("x", "text")) is None

@@ -202,6 +202,17 @@ def test_nan_and_inf_are_stored_faithfully(project: Path) -> None:
     assert saved["vec"]["value"] == [1.0, {"$float": "-Infinity"}]
 
 
+def test_an_int_beyond_the_float_range_is_recorded_without_a_metric(project: Path) -> None:
+    session.start(experiment="exp")
+    session.result("big", 10**400)
+    session.result("acc", 0.5)
+    ended = session.end()
+    assert ended.status == "FINISHED" and ended.errors == ()
+    assert only_run(tracking_uri(project), "exp").data.metrics == {"acc": 0.5}
+    saved = json.loads(Path(ended.local_dir or "", "results.json").read_text())
+    assert saved["big"]["value"] == 10**400
+
+
 def test_many_results_are_batched_into_one_run(project: Path) -> None:
     session.start(experiment="exp")
     for i in range(1500):

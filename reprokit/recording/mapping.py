@@ -121,13 +121,17 @@ def metric_key(name: str) -> str:
 
 
 def metric_value(result: Result) -> float | None:
-    """The metric a numeric scalar result becomes (NaN and ±inf included), else None."""
+    """The metric a numeric scalar result becomes (NaN and ±inf included), else None: also for
+    an int beyond the float range (MLflow metrics are float64), which stays a result only."""
     if not result.is_numeric_scalar:
         return None
     value = result.value
     if isinstance(value, dict):  # the {"$float": ...} marker of a non-finite float
         return {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}[value["$float"]]
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:
+        return None
 
 
 def dataset_spec(entry: DataEntry, project_root: str) -> DatasetSpec:
