@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from reprokit._serde import from_json, to_json
-from reprokit.exceptions import UsageError
+from reprokit.exceptions import InputError, UsageError
 from reprokit.recording.folder import RunFolder
 from reprokit.results import (
     Result,
@@ -225,6 +225,45 @@ def test_unsupported_value_names_the_result_and_the_type() -> None:
 def test_unsupported_part_of_a_nested_value_names_where() -> None:
     with pytest.raises(ResultValueError, match=r"set at \['a'\]\[1\]"):
         encode_result("cfg", {"a": [1, {2, 3}]})
+
+
+def _cycles() -> list[tuple[object, str]]:
+    looped: list[object] = []
+    looped.append(looped)
+    inner: dict[str, object] = {}
+    config = {"model": {"layers": [1, inner]}}
+    inner["back"] = config["model"]
+    return [(looped, r"\[0\] is the whole value"), (config, r"\['back'\] is \['model'\]")]
+
+
+@pytest.mark.parametrize(("value", "where"), _cycles())
+def test_a_value_that_holds_itself_is_refused_naming_the_cycle(value: object, where: str) -> None:
+    with pytest.raises(InputError, match=rf"^result 'r': the value holds itself: .*{where} again"):
+        encode_result("r", value)
+
+
+def test_a_value_that_holds_one_list_twice_is_no_cycle() -> None:
+    shared = [1.0]
+    assert encode_result("r", {"a": shared, "b": [shared]}).value == {"a": [1.0], "b": [[1.0]]}
+
+
+def test_a_value_nested_too_deeply_for_a_lock_is_refused() -> None:
+    value: list[object] = [1.0]
+    for _ in range(5000):  # beyond Python's recursion limit
+        value = [value]
+    with pytest.raises(InputError, match=r"^result 'deep': nested more than 200 levels"):
+        encode_result("deep", value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [10**4300, [1, -(10**4300)], np.array([10**5000], object)],
+    ids=["int", "nested", "object-array"],  # such an int has no text for an id
+)
+def test_an_int_too_long_to_write_is_refused(value: object) -> None:
+    with pytest.raises(InputError, match=r"^result 'n': an int of more than 4300 digits"):
+        encode_result("n", value)
+    assert encode_result("n", 10**4300 - 1).value == 10**4300 - 1  # 4300 digits: a lock holds it
 
 
 def test_non_string_dict_key_is_refused() -> None:

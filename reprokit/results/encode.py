@@ -18,6 +18,7 @@ from reprokit.results.arrays import ArrayWriter, encode_array, load_array
 from reprokit.results.jsonvalue import (
     decode_json,
     encode_float,
+    encode_int,
     encode_json,
     type_name,
 )
@@ -52,6 +53,7 @@ def encode_result(
     scalar = _encode_scalar(value)
     if scalar is not None:
         kind, encoded = scalar
+        encoded = encode_int(encoded, name=name) if kind == "int" else encoded
         found = Result(name, kind, encoded, type_name=type_name(value), rtol=rtol, atol=atol)
     else:
         parts = _encode_structured(name, value, writer, inline_limit)

@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from reprokit.exceptions import ResultValueError
+from reprokit.exceptions import InputError, ResultValueError
 
 FLOAT_MARKER = "$float"
 _SPECIAL = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
@@ -24,6 +24,21 @@ class _Unsupported(Exception):
         super().__init__(type_name, where)
         self.type_name = type_name
         self.where = where
+
+
+class _Unwritable(Exception):
+    """Internal: a value of a supported type that cannot be written (a cycle, nesting too deep,
+    an int too long); carries why up to :func:`encode_json`."""
+
+
+MAX_VALUE_DEPTH = 200
+"""Deepest nesting of a result value (a lock holds at most 256 levels, the value's own
+fields around it included)."""
+
+MAX_INT_DIGITS = 4300
+"""Longest int recorded: Python writes and reads no longer one as text (a lock refuses it)."""
+
+_INT_LIMIT = 10**MAX_INT_DIGITS
 
 
 def type_name(value: object) -> str:
@@ -42,42 +57,86 @@ def encode_float(value: float) -> Any:
 
 
 def encode_json(value: Any, *, name: str) -> Any:
-    """Encode a nested value; :class:`ResultValueError` names the result, type and path."""
+    """Encode a nested value; :class:`ResultValueError` names the result, type and path, and
+    :class:`~reprokit.exceptions.InputError` a value that holds itself, is nested more than
+    :data:`MAX_VALUE_DEPTH` levels or holds an int of more than :data:`MAX_INT_DIGITS` digits."""
     try:
-        return _encode(value, "")
+        return _encode(value, "", {})
     except _Unsupported as exc:
         raise ResultValueError(name, exc.type_name, exc.where) from None
+    except _Unwritable as exc:
+        raise InputError(f"result {name!r}: {exc}", name=name) from None
 
 
-def _encode(value: Any, where: str) -> Any:
-    if value is None or isinstance(value, (bool, int, str)):
+def _check_int(value: int, where: str = "") -> None:
+    """Raise ``_Unwritable`` for an int too long to be written as text."""
+    if -_INT_LIMIT < value < _INT_LIMIT:
+        return
+    place = f" at {where}" if where else ""
+    raise _Unwritable(
+        f"an int of more than {MAX_INT_DIGITS} digits{place} cannot be recorded "
+        "(record it as a str, or its logarithm)"
+    )
+
+
+def encode_int(value: int, *, name: str) -> int:
+    """``value`` itself; :class:`~reprokit.exceptions.InputError` when it is too long."""
+    try:
+        _check_int(value)
+    except _Unwritable as exc:
+        raise InputError(f"result {name!r}: {exc}", name=name) from None
+    return value
+
+
+def _encode(value: Any, where: str, above: dict[int, str]) -> Any:
+    """``above``: the containers holding ``value``, by id, with their paths."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        _check_int(value, where)
+        return value
+    if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, float):
         return encode_float(value)
-    if isinstance(value, (list, tuple)):
-        return [_encode(item, f"{where}[{i}]") for i, item in enumerate(value)]
-    if isinstance(value, Mapping):
-        return _encode_mapping(value, where)
-    return _encode_foreign(value, where)
+    if not isinstance(value, (list, tuple, Mapping)):
+        return _encode_foreign(value, where, above)
+    _enter(value, where, above)
+    try:
+        if isinstance(value, Mapping):
+            return _encode_mapping(value, where, above)
+        return [_encode(item, f"{where}[{i}]", above) for i, item in enumerate(value)]
+    finally:
+        del above[id(value)]
 
 
-def _encode_mapping(value: Mapping[Any, Any], where: str) -> dict[str, Any]:
+def _enter(container: Any, where: str, above: dict[int, str]) -> None:
+    outer = above.get(id(container))
+    if outer is not None:
+        raise _Unwritable(
+            f"the value holds itself: {where} is {outer or 'the whole value'} again (a cycle "
+            "cannot be recorded)"
+        )
+    if len(above) >= MAX_VALUE_DEPTH:
+        raise _Unwritable(f"nested more than {MAX_VALUE_DEPTH} levels (a lock could not hold it)")
+    above[id(container)] = where
+
+
+def _encode_mapping(value: Mapping[Any, Any], where: str, above: dict[int, str]) -> dict[str, Any]:
     encoded: dict[str, Any] = {}
     for key, item in value.items():
         if not isinstance(key, str):
             raise _Unsupported(f"{type_name(key)} (dict key)", f"{where}[{key!r}]")
         escaped = "$" + key if key.startswith("$") else key
-        encoded[escaped] = _encode(item, f"{where}[{key!r}]")
+        encoded[escaped] = _encode(item, f"{where}[{key!r}]", above)
     return encoded
 
 
-def _encode_foreign(value: Any, where: str) -> Any:
+def _encode_foreign(value: Any, where: str, above: dict[int, str]) -> Any:
     """Numpy scalars (by duck type, so numpy need not be imported) and pandas NA markers."""
     cls_name = type(value).__name__
     if cls_name in ("NAType", "NaTType"):
         return None
     if type(value).__module__ == "numpy" and getattr(value, "shape", None) == ():
-        return _encode(value.item(), where)
+        return _encode(value.item(), where, above)
     raise _Unsupported(type_name(value), where or "the top level")
 
 
@@ -99,7 +158,5 @@ def _special(name: Any) -> float:
     """The float a ``{"$float": name}`` marker stands for; a value read from a file one did not
     write may hold anything there (:class:`~reprokit.exceptions.InputError`)."""
     if not isinstance(name, str) or name not in _SPECIAL:
-        from reprokit.exceptions import InputError
-
         raise InputError(f"{FLOAT_MARKER} marker holds {str(name)[:40]!r}, not NaN or Infinity")
     return _SPECIAL[name]
