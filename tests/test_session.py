@@ -290,6 +290,18 @@ def test_data_mismatch_raises_naming_the_path_and_adds_nothing(project: Path) ->
     assert session.status().data == ()
 
 
+def test_data_paths_may_be_bytes_and_other_types_are_refused(project: Path) -> None:
+    (project / "f.txt").write_text("hello")
+    (project / "g.txt").write_text("world")
+    session.start(experiment="exp", data=[b"g.txt"])
+    manifest = session.data(b"f.txt")  # decoded as the file system does: os.fsdecode
+    assert [e.path for e in manifest.entries] == ["f.txt"]
+    assert session.status().data == ("g.txt", "f.txt")
+    with pytest.raises(UsageError, match=r"^a data path must be a str, bytes or os\.PathLike"):
+        session.data(3)  # type: ignore[arg-type]
+    assert session.end().status == "FINISHED"
+
+
 def test_data_argument_errors(project: Path) -> None:
     session.start(experiment="exp")
     with pytest.raises(UsageError):

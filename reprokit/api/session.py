@@ -116,7 +116,7 @@ def start(
     run_name: str | None = None,
     seed: int | None = None,
     deterministic: bool = False,
-    data: Sequence[str | os.PathLike[str]] = (),
+    data: Sequence[str | bytes | os.PathLike[str]] = (),
     tracking_uri: str | None = None,
     params: Mapping[str, object] | None = None,
     notebook: str | None = None,
@@ -293,11 +293,12 @@ def seed(value: int, *, deterministic: bool = False) -> SeedRecord:
 
 
 def data(
-    *paths: str | os.PathLike[str],
+    *paths: str | bytes | os.PathLike[str],
     expect: str | Sequence[str] | None = None,
     algorithm: str = "blake3",
 ) -> DataManifest:
-    """Hash ``paths`` and add them to the run's inputs (MLflow dataset inputs, data.json).
+    """Hash ``paths`` (``str``, ``os.PathLike`` or ``bytes``, decoded as the file system does)
+    and add them to the run's inputs (MLflow dataset inputs, data.json).
 
     ``expect`` is one ``ALGO:HEX`` digest per path (in order); a mismatch raises
     :class:`~reprokit.exceptions.DigestMismatchError` naming the path and both digests, and

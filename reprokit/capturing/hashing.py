@@ -33,6 +33,7 @@ import dataclasses
 import functools
 import itertools
 import os
+import reprlib
 import stat
 import sys
 import warnings
@@ -62,6 +63,7 @@ __all__ = [
     "hash_paths",
     "merkle_input",
     "parse_expected",
+    "path_text",
 ]
 
 
@@ -106,9 +108,10 @@ def _open_regular(path: str | bytes, display: str) -> tuple[int, os.stat_result]
     return fd, st
 
 
-def hash_file(path: str | os.PathLike[str], *, algorithm: str = "blake3") -> str:
+def hash_file(path: str | bytes | os.PathLike[str], *, algorithm: str = "blake3") -> str:
     """The hex digest of one file's bytes (no cache): equals ``b3sum``/``sha256sum``/…"""
     algorithm = _check_algorithm(algorithm)
+    path = path_text(path)
     display = _display(path)
     fd, st = _open_regular(os.fspath(path), display)
     try:
@@ -117,6 +120,18 @@ def hash_file(path: str | os.PathLike[str], *, algorithm: str = "blake3") -> str
         raise PathError(display, oserror_reason(exc)) from exc
     finally:
         os.close(fd)
+
+
+def path_text(path: str | bytes | os.PathLike[str]) -> str:
+    """A path given as ``str``, ``bytes`` (decoded as the file system does) or ``PathLike``, as
+    text; :class:`~reprokit.exceptions.UsageError` for anything else."""
+    try:
+        return os.fsdecode(path)
+    except TypeError:
+        raise UsageError(
+            f"a data path must be a str, bytes or os.PathLike, got {type(path).__name__} "
+            f"{reprlib.repr(path)}"
+        ) from None
 
 
 def _display(
@@ -143,7 +158,7 @@ def _resolve_cache(cache: HashCache | str | None) -> HashCache | None:
 
 
 def hash_path(
-    path: str | os.PathLike[str],
+    path: str | bytes | os.PathLike[str],
     *,
     algorithm: str = "blake3",
     cache: HashCache | str | None = "default",
@@ -157,6 +172,7 @@ def hash_path(
     only above a few thousand files; 1 hashes in this process).
     """
     algorithm = _check_algorithm(algorithm)
+    path = path_text(path)
     resolved = _resolve_cache(cache)
     pending: list[tuple[bytes, bytes]] = []
     entry = _hash_one(path, algorithm, resolved, relative_to, jobs, pending)
@@ -167,7 +183,7 @@ def hash_path(
 
 
 def hash_paths(
-    paths: Iterable[str | os.PathLike[str]],
+    paths: Iterable[str | bytes | os.PathLike[str]],
     *,
     algorithm: str = "blake3",
     cache: HashCache | str | None = "default",
@@ -179,9 +195,9 @@ def hash_paths(
     Files given one by one are looked up one query each; their new cache entries are
     written together, in one transaction.
     """
-    paths = list(paths)
-    manifest = manifest_of(paths, algorithm, cache, relative_to, jobs)
-    for path, entry in zip(paths, manifest.entries, strict=True):
+    texts = [path_text(path) for path in paths]
+    manifest = manifest_of(texts, algorithm, cache, relative_to, jobs)
+    for path, entry in zip(texts, manifest.entries, strict=True):
         _warn_skipped(path, entry)
     return manifest
 

@@ -41,7 +41,7 @@ __all__ = ["capture"]
 
 def capture(
     *,
-    data: Sequence[str | os.PathLike[str]] | str | os.PathLike[str] = (),
+    data: Sequence[str | bytes | os.PathLike[str]] | str | bytes | os.PathLike[str] = (),
     seeds: SeedRecord | None = None,
     root: str | os.PathLike[str] | None = None,
     algorithm: str = "blake3",
@@ -98,11 +98,13 @@ def _root_folder(root: str | os.PathLike[str] | None) -> Path:
 
 
 def _data_paths(
-    data: Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
+    data: Sequence[str | bytes | os.PathLike[str]] | str | bytes | os.PathLike[str],
 ) -> list[str | os.PathLike[str]]:
-    if isinstance(data, (str, os.PathLike)):
-        return [data]  # one path, not a sequence of characters
-    return list(data)
+    from reprokit.capturing.hashing import path_text
+
+    if isinstance(data, (str, bytes, os.PathLike)):
+        return [path_text(data)]  # one path, not a sequence of characters
+    return [path_text(path) for path in data]
 
 
 def _prehashed(
