@@ -12,8 +12,9 @@ nothing else. Subcommands (mirroring the CLI)::
     %repro end [--status FINISHED|FAILED|KILLED]
 
 ``%repro result NAME`` records the variable ``NAME``; with ``EXPR`` it records the value of the
-expression (evaluated in the notebook's namespace) under ``NAME``. ``--rtol``/``--atol`` may
-come right after the name or at the end of the line.
+expression (evaluated in the notebook's namespace) under ``NAME``. ``NAME`` is one shell
+word, quotes removed as ``shlex`` does (``%repro result 'val acc' acc`` declares ``val acc``).
+``--rtol``/``--atol`` may come right after the name or at the end of the line.
 
 Loading the extension also makes reprokit's own errors (bad path, digest mismatch, a value that
 cannot be recorded) show as one line instead of a traceback; the cell still fails.
@@ -32,7 +33,7 @@ from IPython.core.magic import Magics, line_magic, magics_class
 from reprokit._warn import show_warnings_as_one_line
 from reprokit.api import session
 from reprokit.exceptions import ReprokitError
-from reprokit.notebook.magicline import add_start_arguments
+from reprokit.notebook.magicline import add_start_arguments, split_result
 
 if TYPE_CHECKING:
     from reprokit.recording.recorded_run import RunStatus
@@ -121,13 +122,16 @@ class ReproMagics(Magics):
             tolerances[match.group(1)] = _number(match.group(1), match.group(2))
             return " "
 
-        name, _, expression = _TOLERANCE.sub(take, " " + rest).strip().partition(" ")
-        if not name:
+        try:
+            name, expression = split_result(_TOLERANCE.sub(take, " " + rest))
+        except ValueError as exc:  # an unclosed quote
+            raise IPythonUsageError(f"%repro result: {exc}") from None
+        if name is None:
             raise IPythonUsageError(
                 "%repro result NAME [EXPR] [--rtol R] [--atol A] [--device-rtol R] "
                 "[--device-atol A]"
             )
-        value = self._evaluate(name, expression.strip())
+        value = self._evaluate(name, expression)
         session.result(
             name,
             value,

@@ -12,7 +12,8 @@ from IPython.core.displaypub import CapturingDisplayPublisher
 from IPython.core.interactiveshell import InteractiveShell
 
 from reprokit.api import session
-from reprokit.exceptions import DigestMismatchError
+from reprokit.exceptions import DigestMismatchError, UsageError
+from reprokit.notebook.magicline import split_result
 from reprokit.recording.lock import output_fingerprints
 from reprokit.results import RESULT_MIME, SNAPSHOT_MIME
 from reprokit.results.model import RUN_ENDED_MIME
@@ -178,3 +179,37 @@ def test_a_trailing_comment_is_not_an_argument(shell: Any, project: Path) -> Non
     assert outputs(shell, SNAPSHOT_MIME)[0]["seeds"]["seed"] == 1
     assert run(shell, "%repro end  # the kernel's exit ends the run too").success
     assert only_run(tracking_uri(project), "c").info.status == "FINISHED"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("acc", ("acc", "")),
+        ("loss 1.0 - acc * 2", ("loss", "1.0 - acc * 2")),
+        ("'sp ace' 1", ("sp ace", "1")),  # the name as the API sees it: quotes are not part of it
+        ('"a b"  d["k"]', ("a b", 'd["k"]')),
+        ("'' 1", ("", "1")),  # the empty name: refused by reprokit.result, as from the API
+        ("   ", (None, "")),
+    ],
+)
+def test_a_result_name_is_one_shell_word(text: str, expected: tuple[str | None, str]) -> None:
+    assert split_result(text) == expected
+
+
+def test_quoted_and_empty_result_names_through_the_magic(
+    shell: Any, project: Path, capsys: Any
+) -> None:
+    run(shell, "%repro start --experiment exp")
+    assert run(shell, "%repro result 'sp ace' 1 --rtol inf").error_in_exec is not None
+    ok = run(shell, "%repro result 'sp ace' 1 --rtol 0.5")
+    assert ok.success, ok.error_in_exec
+    assert outputs(shell, RESULT_MIME)[-1]["name"] == "sp ace"
+    empty = run(shell, "%repro result '' 1")
+    assert isinstance(empty.error_in_exec, UsageError)
+    assert str(empty.error_in_exec) == "a result name must be a non-empty string, got ''"
+    assert not run(shell, "%repro result 'open 1").success
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert "UsageError: result 'sp ace': rtol must be a finite number >= 0, got inf" in text
+    assert "%repro result: No closing quotation" in text and "Traceback" not in text
+    assert [r["name"] for r in outputs(shell, RESULT_MIME)] == ["sp ace"]

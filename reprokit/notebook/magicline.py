@@ -1,14 +1,15 @@
 """The arguments of ``%repro start``, shared by the magic and by the runner, which reads a
 notebook's start line to hash its data while the kernel starts
-(:mod:`reprokit.runner.datahash`)."""
+(:mod:`reprokit.runner.datahash`); and the name of ``%repro result NAME [EXPR]``."""
 
 from __future__ import annotations
 
 import argparse
+import io
 import shlex
 from typing import NoReturn
 
-__all__ = ["add_start_arguments", "start_data"]
+__all__ = ["add_start_arguments", "split_result", "start_data"]
 
 
 def add_start_arguments(start: argparse.ArgumentParser) -> None:
@@ -53,3 +54,17 @@ def start_data(line: str) -> list[str] | None:
         return [str(path) for path in parser.parse_args(words[2:]).data]
     except _Refused:
         return None
+
+
+def split_result(text: str) -> tuple[str | None, str]:
+    """``NAME`` and ``EXPR`` of ``%repro result NAME [EXPR]`` (``text``: after ``result``, the
+    tolerances taken out). The name is one shell word, as ``shlex`` reads it: ``'sp ace'`` is
+    ``sp ace`` and ``''`` the empty name, which ``reprokit.result`` refuses as it does for the
+    API; the expression is the rest as written. None when there is no name; ValueError for
+    an unclosed quote."""
+    stream = io.StringIO(text)
+    lexer = shlex.shlex(stream, posix=True)
+    lexer.whitespace_split = True
+    lexer.commenters = ""  # '#' inside a name is the name's; a comment ends the expression
+    name = lexer.get_token()  # reads the name and the blank after it, no further
+    return (None if name == lexer.eof else name), stream.read().strip()
