@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from reprokit._serde import from_json, to_json
+from reprokit.compare.values import compare_values
 from reprokit.exceptions import InputError, UsageError
 from reprokit.recording.folder import RunFolder
 from reprokit.results import (
@@ -213,6 +214,46 @@ def test_dataframe_roundtrips_column_by_column() -> None:
     back = decode_result(result)
     assert back["a"].tolist() == [1, 2] and back["b"].tolist() == [0.5, math.inf]
     assert back["c"].tolist() == ["u", "v"]
+
+
+def test_tz_aware_datetimes_are_iso_text_with_their_offset() -> None:
+    stamps = pd.date_range("2024-01-01", periods=2, tz="Europe/Berlin", unit="ns")
+    frame = pd.DataFrame({"t": stamps + pd.Timedelta(1, "ns"), "v": [1.5, 2.5]})
+    frame.loc[1, "t"] = pd.NaT
+    result = roundtrip(encode_result("df", frame))
+    column = result.columns[0].data
+    assert column.inline == ["2024-01-01T00:00:00.000000001+01:00", None]
+    assert (column.dtype, column.source_dtype) == ("object", "datetime64[ns, Europe/Berlin]")
+    series = pd.Series([1.0, 2.0], index=stamps.tz_convert("UTC"))
+    index = roundtrip(encode_result("s", series)).index
+    assert index is not None and index.inline == [
+        "2023-12-31T23:00:00+00:00",
+        "2024-01-01T23:00:00+00:00",
+    ]
+    reference = decode_result(encode_result("s", pd.Series(stamps)))
+    assert compare_values(
+        reference, decode_result(encode_result("s", pd.Series(stamps)))
+    ).status == ("reproduced")
+    moved = decode_result(encode_result("s", pd.Series(stamps.tz_convert("UTC"))))
+    assert compare_values(reference, moved).status == "differs"  # compared as text, exactly
+
+
+@pytest.mark.parametrize(
+    ("value", "where"),
+    [
+        (
+            pd.DataFrame({"v": [1.0, 2.0], "p": pd.period_range("2024-01", periods=2)}),
+            "column 'p' row 0",
+        ),
+        (pd.DataFrame({"o": [1, [2, {3}]]}), r"column 'o' row 1\[1\]"),
+        (pd.Series([1.0], index=pd.Index([frozenset()])), "index row 0"),
+    ],
+)
+def test_a_refused_element_of_a_frame_names_its_column_and_row(value: object, where: str) -> None:
+    with pytest.raises(
+        ResultValueError, match=rf"^result 'df': cannot record a value of .* at {where};"
+    ):
+        encode_result("df", value)
 
 
 def test_unsupported_value_names_the_result_and_the_type() -> None:

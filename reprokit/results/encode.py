@@ -8,6 +8,7 @@ reprokit does not know goes to a ``reprokit.comparators`` plugin, if one declare
 from __future__ import annotations
 
 import math
+import re
 import reprlib
 import sys
 from dataclasses import replace
@@ -22,7 +23,9 @@ from reprokit.results.jsonvalue import (
     encode_json,
     type_name,
 )
-from reprokit.results.model import INLINE_LIMIT_BYTES, Column, Result
+from reprokit.results.model import INLINE_LIMIT_BYTES, ArrayData, Column, Result
+
+_ROW = re.compile(r"^\[(\d+)\]")  # the first step into a column's elements: its row position
 
 if TYPE_CHECKING:
     import os
@@ -196,12 +199,17 @@ def _numpy_floats(torch: Any) -> tuple[Any, ...]:
 
 
 def _series_values(series: Any) -> np.ndarray:
-    """Values as numpy; nullable extension dtypes become float with NaN, or object with None."""
+    """Values as numpy; nullable extension dtypes become float with NaN, or object with None;
+    tz-aware datetimes ISO 8601 text with their offset (``2024-01-01T01:00:00+01:00``: numpy's
+    datetimes have no time zone), compared exactly."""
     import numpy as np
 
     dtype = series.dtype
     if isinstance(dtype, np.dtype):
         return np.asarray(series.to_numpy())
+    if _tz_aware(series):
+        texts = [None if t is None else t.isoformat() for t in _timestamps(series)]
+        return np.asarray(texts, dtype=object)  # JSON in the lock, NaT as null
     kind = getattr(dtype, "kind", "O")
     if kind in "iufb" and series.hasnans:
         return np.asarray(series.to_numpy(dtype="float64", na_value=np.nan))
@@ -210,21 +218,49 @@ def _series_values(series: Any) -> np.ndarray:
     return np.asarray(series.to_numpy(dtype=object, na_value=None))
 
 
+def _tz_aware(series: Any) -> bool:
+    return isinstance(series.dtype, sys.modules["pandas"].DatetimeTZDtype)
+
+
+def _timestamps(series: Any) -> list[Any]:
+    """The series' timestamps, NaT as None."""
+    return [None if t is sys.modules["pandas"].NaT else t for t in series]
+
+
+def _encode_column(
+    name: str, series: Any, stem: str, writer: ArrayWriter | None, limit: int, label: str
+) -> ArrayData:
+    """One Series, a DataFrame column or an index as an array; a refusal says where (``label``:
+    ``column 't'``, ``index``; empty for a Series)."""
+    try:
+        return encode_array(
+            _series_values(series),
+            name=name,
+            stem=stem,
+            writer=writer,
+            source_dtype=str(series.dtype) if _tz_aware(series) else None,
+            inline_limit=limit,
+        )
+    except ResultValueError as exc:
+        if not label:
+            raise
+        where = _ROW.sub(r"row \1", exc.where, count=1)
+        raise ResultValueError(name, exc.type_name, f"{label} {where}".strip()) from None
+
+
 def _encode_index(name: str, index: Any, writer: ArrayWriter | None, limit: int) -> Any:
     pandas = sys.modules["pandas"]
     if isinstance(index, pandas.RangeIndex) and index.start == 0 and index.step == 1:
         return None  # the default index: nothing to record
-    values = _series_values(index.to_series())
-    return encode_array(values, name=name, stem=f"{name}.index", writer=writer, inline_limit=limit)
+    return _encode_column(name, index.to_series(), f"{name}.index", writer, limit, "index")
 
 
 def _encode_series(
     name: str, series: Any, writer: ArrayWriter | None, limit: int
 ) -> dict[str, Any]:
-    values = _series_values(series)
     return {
         "kind": "series",
-        "array": encode_array(values, name=name, stem=name, writer=writer, inline_limit=limit),
+        "array": _encode_column(name, series, name, writer, limit, ""),
         "index": _encode_index(name, series.index, writer, limit),
         "value": None if series.name is None else str(series.name),
     }
@@ -233,9 +269,9 @@ def _encode_series(
 def _encode_frame(name: str, frame: Any, writer: ArrayWriter | None, limit: int) -> dict[str, Any]:
     columns = []
     for position, label in enumerate(frame.columns):
-        values = _series_values(frame.iloc[:, position])
-        stem = f"{name}.{label}"
-        data = encode_array(values, name=name, stem=stem, writer=writer, inline_limit=limit)
+        column = frame.iloc[:, position]
+        where = f"column {str(label)!r}"
+        data = _encode_column(name, column, f"{name}.{label}", writer, limit, where)
         columns.append(Column(name=str(label), data=data))
     return {
         "kind": "dataframe",
