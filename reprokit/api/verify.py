@@ -18,8 +18,7 @@ Notebooks whose execution failed come back as outcomes with ``verdict=None`` and
 from __future__ import annotations
 
 import os
-import shlex
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal
@@ -57,6 +56,7 @@ from reprokit.recording.lock import (
 )
 from reprokit.recording.target import find_project_root
 from reprokit.report.describe import describe_redacted_parameter, describe_unmarked_root
+from reprokit.report.rerun import rerun_command
 from reprokit.results.notebook import read_notebook, restore_snapshot
 from reprokit.runner.device import resolve_device
 from reprokit.runner.plan import Progress, RunOutcome, choose_kernel
@@ -206,6 +206,8 @@ def verify(
         progress,
         (repeat or RepeatOptions()).runs,
         record,
+        Path(lock) if lock is not None else None,
+        renamed,
     )
     # every environment is rebuilt (or refused, exit 2) before the first kernel starts, and
     # after the device is known to exist: no build for a --device cuda that cannot run here
@@ -254,6 +256,8 @@ class _Job:
     progress: Progress | None
     runs: int = 1  # executions of each notebook (--repeat)
     record: bool = True  # each execution an MLflow run (a verification run, nested)
+    lock: Path | None = None  # --lock: the one notebook's lock, named (else beside it)
+    renamed: bool = False  # --renamed: the notebook is the --lock's notebook renamed
 
 
 def _plan(source: Path, lock_path: Path, comparison: ComparisonOptions) -> _Plan:
@@ -527,18 +531,9 @@ def _link_verification(source: Path, outcome: RunOutcome, lock: Lock, verdict: V
 
 
 def _command(source: Path, device: str, job: _Job) -> str:
-    """The command that re-runs this verification (shown with a failed verdict)."""
-    comparison, rebuild = job.comparison, job.execution.rebuild_env
-    words: Sequence[str] = ["reprokit", "verify", str(source), "--device", device]
-    if job.runs > 1:
-        words = [*words, "--repeat", str(job.runs)]
-    if rebuild != "off":
-        words = [*words, "--rebuild-env" if rebuild == "strict" else f"--rebuild-env={rebuild}"]
-    for option, value in (("rtol", comparison.rtol), ("atol", comparison.atol)):
-        if value is not None:
-            words = [*words, f"--{option}", str(value)]
-    if comparison.outputs:
-        words = [*words, "--outputs"]
-    if comparison.rehash:
-        words = [*words, "--rehash"]
-    return shlex.join(words)
+    """The command that re-runs this verification (every option that can change the verdict;
+    secret parameters by name)."""
+    return rerun_command(
+        source, device=device, parameters=job.parameters, execution=job.execution,
+        comparison=job.comparison, runs=job.runs, lock=job.lock, renamed=job.renamed,
+    )  # fmt: skip

@@ -186,8 +186,16 @@ def describe_verdict(verdict: Verdict) -> str:
 def _cache_may_matter(verdict: Verdict) -> bool:
     """Results differ although the data, as the hash cache saw it, did not change."""
     has_data = verdict.data is not None and bool(verdict.data.entries)
-    rehashed = verdict.command is not None and "--rehash" in verdict.command
+    rehashed = verdict.command is not None and "--rehash" in _words(verdict.command)
     return not verdict.reproduced and has_data and verdict.data_ok and not rehashed
+
+
+def _words(command: str) -> list[str]:
+    """The command's words (a ``-p`` value may hold the text ``--rehash``)."""
+    try:
+        return shlex.split(command)
+    except ValueError:  # not a command line rerun_command made (unbalanced quotes)
+        return command.split()
 
 
 def describe_no_results(notebook: str) -> str:
