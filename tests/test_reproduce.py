@@ -131,9 +131,25 @@ def test_verify_outputs_names_the_first_divergent_cell(recorded: Path) -> None:
 
 
 def test_verify_with_another_parameter_differs_and_exits_one(recorded: Path) -> None:
-    done = _cli("verify", "analysis.ipynb", "-p", "scale=3.0", cwd=recorded)
+    done = _cli(
+        "verify", "analysis.ipynb", "-p", "scale=3.0", "-p", "jitter=0.5", "--rtol", "0.01",
+        "--json", "p.json", "--report", "p.html", cwd=recorded,
+    )  # fmt: skip
     assert done.returncode == 1, done.stdout + done.stderr
     assert "differs" in done.stdout
+    # what changed: the lock's value (scale, given to record) and the notebook's (jitter)
+    assert "parameters: jitter: 0.0 -> 0.5 (given now (-p)" in done.stdout
+    assert "parameters: scale: 2.0 -> 3.0 (given now (-p)" in done.stdout
+    verdict = json.loads((recorded / "p.json").read_text())["verdicts"][0]
+    changed = [c for c in verdict["env_diff"]["changes"] if c["category"] == "parameters"]
+    assert [(c["key"], c["reference"], c["current"]) for c in changed] == [
+        ("jitter", "0.0", "0.5"),
+        ("scale", "2.0", "3.0"),
+    ]
+    # the re-run command gives them again, and verifies the same way
+    command = "reprokit verify analysis.ipynb --device cpu -p scale=3.0 -p jitter=0.5 --rtol 0.01"
+    assert verdict["command"] == command
+    assert f"<pre>{command}</pre>" in (recorded / "p.html").read_text()
 
 
 def test_changed_data_stops_before_execution_naming_the_file(

@@ -1,6 +1,7 @@
 """What a failed verdict tells to do next: the command that re-runs the verification
 (``rerun_command``: every option of ``verify`` that can change the verdict, read back by the
-real ``verify`` command line)."""
+real ``verify`` command line), and the parameters given now that the lock's run did not have
+(``diff_parameters``: a "what changed" item of the verdict, secret ones by name only)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,21 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+import nbformat
 import pytest
+from nbformat.v4 import new_code_cell, new_notebook
 
+from reprokit.capturing.redact import REDACTED
 from reprokit.cli._verify import verify_command
+from reprokit.compare.envdiff import EnvChange, EnvDiff
+from reprokit.compare.parameters import diff_parameters, with_parameter_changes
+from reprokit.compare.verify import Verdict
+from reprokit.notebook.files import parameter_defaults
 from reprokit.options import ComparisonOptions, ExecutionOptions
+from reprokit.report.describe import describe_verdict
+from reprokit.report.json_report import verdicts_json
 from reprokit.report.rerun import rerun_command
+from reprokit.report.table import env_lines
 from reprokit.runner.params import parse_assignments
 
 TOKEN = "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"
@@ -28,6 +39,9 @@ def _read_back(command: str) -> dict[str, Any]:
 
 def _command(**given: Any) -> str:
     return rerun_command("nb.ipynb", device=given.pop("device", "cpu"), **given)
+
+
+# ----------------------------------------------------------------------------- the command
 
 
 def test_the_bare_command_names_the_notebook_and_the_device() -> None:
@@ -140,3 +154,91 @@ def test_options_that_do_not_change_the_verdict_are_left_out() -> None:
 def test_a_notebook_path_with_spaces_is_quoted() -> None:
     command = rerun_command("my notebooks/fit 1.ipynb", device="cpu")
     assert _read_back(command)["paths"] == (Path("my notebooks/fit 1.ipynb"),)
+
+
+# ----------------------------------------------------------------------------- what changed
+
+
+def test_a_parameter_given_now_is_named_with_the_recorded_and_the_given_value() -> None:
+    changes = diff_parameters({"alpha": 0.5, "n": 3}, {"alpha": 0.6, "n": 3})
+    assert [(c.category, c.key, c.reference, c.current, c.change) for c in changes] == [
+        ("parameters", "alpha", "0.5", "0.6", "changed")
+    ]
+    assert changes[0].importance == 0
+
+
+def test_the_notebook_default_is_what_the_lock_run_had_when_the_lock_has_none() -> None:
+    changes = diff_parameters({}, {"alpha": 0.6, "beta": 1}, defaults={"alpha": 0.5})
+    assert [(c.key, c.reference, c.current, c.change) for c in changes] == [
+        ("alpha", "0.5", "0.6", "changed"),
+        ("beta", None, "1", "added"),  # unknown: "-"
+    ]
+    assert diff_parameters({}, {"alpha": 0.5}, defaults={"alpha": 0.5}) == ()
+
+
+def test_another_type_is_a_change() -> None:
+    assert [c.key for c in diff_parameters({"n": 1, "f": 1}, {"n": 1.0, "f": True})] == ["f", "n"]
+    assert diff_parameters({"sizes": [1, 2]}, {"sizes": (1, 2)}) == ()
+
+
+def test_secret_parameters_are_named_without_their_values() -> None:
+    recorded = {"db_url": "postgres://<redacted>@old.example/db", "seed_text": "abc"}
+    given = {"db_url": "postgres://u:pw1234@new.example/db"}
+    changes = diff_parameters(recorded, given, {"seed_text": "hunter22"})
+    assert [(c.key, c.reference, c.current) for c in changes] == [
+        ("db_url", REDACTED, REDACTED),
+        ("seed_text", REDACTED, REDACTED),
+    ]
+    assert all("not shown" in c.hint for c in changes)
+    text = repr(changes)
+    assert "pw1234" not in text and "hunter22" not in text and "new.example" not in text
+
+
+def test_a_secret_that_cannot_be_compared_is_not_reported() -> None:
+    # the lock keeps a secret-looking name redacted, and never a --secret-param
+    assert diff_parameters({"api_token": REDACTED}, {"api_token": TOKEN}) == ()
+    assert diff_parameters({}, {}, {"api_key": "hunter22"}, defaults={"api_key": ""}) == ()
+    same_host = {"db_url": "postgres://<redacted>@h/db"}
+    assert diff_parameters(same_host, {"db_url": "postgres://u:other@h/db"}) == ()
+
+
+def test_parameter_changes_come_first_in_the_environment_diff() -> None:
+    git = EnvChange("git", "commit", "a", "b", "changed", "the code changed", 1)
+    change = diff_parameters({"alpha": 0.5}, {"alpha": 0.6})
+    merged = with_parameter_changes(EnvDiff((git,)), change)
+    assert merged is not None and [c.category for c in merged.changes] == ["parameters", "git"]
+    assert with_parameter_changes(None, ()) is None
+
+
+def test_the_explanation_says_which_parameter_was_given_otherwise() -> None:
+    """The terminal's lines, the pytest plugin's text and the JSON verdict name the parameter."""
+    changed = diff_parameters({}, {"alpha": 0.6}, defaults={"alpha": 0.5})
+    verdict = Verdict(
+        "good.ipynb",
+        False,
+        {"differs": 1},
+        (),
+        env_diff=EnvDiff(changed),
+        command=_command(parameters={"alpha": 0.6}),
+    )
+    line = env_lines(verdict)[0]
+    assert line.startswith("parameters: alpha: 0.5 -> 0.6 (given now (-p)")
+    described = describe_verdict(verdict)
+    assert line in described
+    assert "re-run: reprokit verify nb.ipynb --device cpu -p alpha=0.6" in described
+    document = verdicts_json(verdict)
+    assert '"category": "parameters"' in document and '"key": "alpha"' in document
+
+
+def test_parameter_defaults_are_the_literals_of_the_parameters_cell() -> None:
+    cell = new_code_cell(
+        "alpha = 0.5\nname: str = 'x'\nn = 2 ** 10\na, b = 1, 2\nc = d = [1]\n%matplotlib inline\n"
+        "alpha = 0.7"
+    )
+    cell.metadata["tags"] = ["parameters"]
+    node = new_notebook(cells=[new_code_cell("x = 1"), cell])
+    assert parameter_defaults(node) == {"alpha": 0.7, "name": "x", "c": [1], "d": [1]}
+    assert parameter_defaults(new_notebook(cells=[new_code_cell("alpha = 1")])) == {}
+    broken = new_code_cell("alpha = (")
+    broken.metadata["tags"] = ["parameters"]
+    assert parameter_defaults(nbformat.v4.new_notebook(cells=[broken])) == {}

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from reprokit._warn import warn_user
 from reprokit.api.bundle import unpack_bundles
 from reprokit.capturing.redact import REDACTED
+from reprokit.compare.parameters import diff_parameters, with_parameter_changes
 from reprokit.compare.verified import (
     VerifiedKey,
     environment_digest,
@@ -44,7 +45,12 @@ from reprokit.compare.verify import (
     with_repeated_runs,
 )
 from reprokit.exceptions import UsageError
-from reprokit.notebook.files import discover_notebooks, load_notebook
+from reprokit.notebook.files import (
+    discover_notebooks,
+    load_notebook,
+    parameter_defaults,
+    parameters_cell,
+)
 from reprokit.options import ComparisonOptions, ExecutionOptions, RepeatOptions
 from reprokit.recording.lock import (
     Lock,
@@ -62,6 +68,7 @@ from reprokit.runner.device import resolve_device
 from reprokit.runner.plan import Progress, RunOutcome, choose_kernel
 
 if TYPE_CHECKING:
+    from reprokit.compare.envdiff import EnvChange
     from reprokit.recording.envspec import EnvSpec
     from reprokit.runner.envbuild import BuiltEnv
 
@@ -474,6 +481,22 @@ def _parameters(plan: _Plan, job: _Job) -> dict[str, Any]:
     return {**locked, **job.parameters}
 
 
+def _parameter_changes(plan: _Plan, job: _Job) -> tuple[EnvChange, ...]:
+    """The parameters given now whose value is not the one the lock's run had."""
+    recorded, secret = plan.lock.parameters.values, job.execution.secret_parameters
+    return diff_parameters(recorded, job.parameters, secret, _notebook_defaults(plan))
+
+
+def _notebook_defaults(plan: _Plan) -> dict[str, Any]:
+    """The parameters the lock's run had from the notebook itself (those not given to
+    ``record``): its ``parameters`` cell's literals, when that cell is unchanged since the
+    lock (else unknown)."""
+    node = load_notebook(plan.source)
+    index = parameters_cell(node)
+    unchanged = index is not None and index not in plan.source_changes
+    return parameter_defaults(node) if unchanged else {}
+
+
 def _verify_one(plan: _Plan, job: _Job, outcomes: list[RunOutcome]) -> VerifyOutcome:
     """Compare the notebook's (first, or first failed) run with its lock; with several runs,
     the runs with each other too (``nondeterministic``)."""
@@ -495,7 +518,12 @@ def _verify_one(plan: _Plan, job: _Job, outcomes: list[RunOutcome]) -> VerifyOut
         source_changes=plan.source_changes,
         command=_command(source, outcome.device, job),
     )
-    verdict = replace(verdict, notebook=plan.shown_as, executed_by=outcome.executed_by)
+    verdict = replace(
+        verdict,
+        notebook=plan.shown_as,
+        executed_by=outcome.executed_by,
+        env_diff=with_parameter_changes(verdict.env_diff, _parameter_changes(plan, job)),
+    )
     verdict = _rebuilt_verdict(plan, verdict, executed)
     if job.runs > 1:
         runs = [read_notebook(Path(each.output_path)).results for each in outcomes]

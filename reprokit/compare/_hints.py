@@ -132,3 +132,6 @@ GIT_DIRTY = "uncommitted changes: the code that ran is not the committed one"
 GIT_BRANCH = "another branch name (the commit is what matters)"
 
 EXTENSION = "recorded by the reprokit.collectors plugin {plugin!r}"
+
+PARAMETER = "given now (-p), not the value the recorded run had: another input, other results"
+SECRET_PARAMETER = "a secret parameter given now, not the value the recorded run had (not shown)"

@@ -38,6 +38,7 @@ __all__ = [
 ]
 
 CATEGORIES = (
+    "parameters",
     "numerics",
     "seeds",
     "accelerator",

@@ -2,7 +2,8 @@
 
 A text notebook (``.py`` percent or light, ``.md``, ``.Rmd``...) is converted in memory with
 jupytext; the source file is only read. :func:`declared_parameters` reads the names assigned in
-the cell tagged ``parameters`` (papermill's convention) with :mod:`ast`, without a kernel.
+the cell tagged ``parameters`` (papermill's convention) with :mod:`ast`, without a kernel, and
+:func:`parameter_defaults` the literal values it assigns them.
 """
 
 from __future__ import annotations
@@ -270,6 +271,41 @@ def declared_parameters(node: Any, source: str = "notebook") -> tuple[str, ...] 
         for target in targets:
             names.extend(_target_names(target))
     return tuple(dict.fromkeys(names))
+
+
+def parameter_defaults(node: Any) -> dict[str, Any]:
+    """The values the ``parameters`` cell assigns as plain literals (``alpha = 0.5``,
+    ``name = "x"``, ``sizes = [1, 2]``): what a run without ``-p`` had. A name assigned
+    anything else (``n = 2 ** 10``, ``path = Path("x")``) is left out, as is every name of a
+    cell that does not parse; no code runs."""
+    index = parameters_cell(node)
+    if index is None:
+        return {}
+    try:
+        tree = ast.parse(_as_python(node.cells[index].source))
+    except SyntaxError:
+        return {}
+    found: dict[str, Any] = {}
+    for statement in tree.body:
+        if isinstance(statement, ast.Assign | ast.AnnAssign) and statement.value is not None:
+            targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
+            literal = _literal(statement.value)
+            for target in targets:
+                for name in _target_names(target):  # a later assignment decides
+                    found.pop(name, None)
+                if isinstance(target, ast.Name) and literal is not _NOT_LITERAL:
+                    found[target.id] = literal
+    return found
+
+
+_NOT_LITERAL = object()
+
+
+def _literal(value: ast.expr) -> Any:
+    try:
+        return ast.literal_eval(value)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return _NOT_LITERAL
 
 
 def _as_python(source: str) -> str:
