@@ -13,14 +13,16 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
+from reprokit.api.verify import Verification, VerifyOutcome
 from reprokit.capturing.redact import REDACTED
 from reprokit.cli._verify import verify_command
 from reprokit.compare.envdiff import EnvChange, EnvDiff
 from reprokit.compare.parameters import diff_parameters, with_parameter_changes
-from reprokit.compare.verify import Verdict
+from reprokit.compare.verify import DataCheck, Verdict
 from reprokit.notebook.files import parameter_defaults
 from reprokit.options import ComparisonOptions, ExecutionOptions
 from reprokit.report.describe import describe_verdict
+from reprokit.report.html import render_html
 from reprokit.report.json_report import verdicts_json
 from reprokit.report.rerun import rerun_command
 from reprokit.report.table import env_lines
@@ -242,3 +244,13 @@ def test_parameter_defaults_are_the_literals_of_the_parameters_cell() -> None:
     broken = new_code_cell("alpha = (")
     broken.metadata["tags"] = ["parameters"]
     assert parameter_defaults(nbformat.v4.new_notebook(cells=[broken])) == {}
+
+
+def test_a_notebook_nothing_was_compared_for_keeps_its_re_run_command(tmp_path: Path) -> None:
+    """Data changed (or the execution failed): the reports' stand-in verdict has the command,
+    not a bare ``reprokit verify NB --device ...`` without the options."""
+    command = _command(parameters={"alpha": 0.6}, comparison=ComparisonOptions(rtol=0.1))
+    outcome = VerifyOutcome("nb.ipynb", "nb.repro.json", None, None, DataCheck(()), command)
+    (reported,) = Verification((outcome,)).reported
+    assert reported.not_compared == "data_changed" and reported.command == command
+    assert f"<pre>{command}</pre>" in render_html(reported)

@@ -98,6 +98,7 @@ class VerifyOutcome:
     run: RunOutcome | None  # None when the data check stopped it before execution
     verdict: Verdict | None  # None when execution failed or the data check stopped it
     data: DataCheck
+    command: str | None = None  # how to re-run it, also when nothing was compared
 
     @property
     def cached(self) -> bool:
@@ -121,10 +122,14 @@ def _reported(outcome: VerifyOutcome) -> Verdict:
         return outcome.verdict
     run = outcome.run
     if run is None:
-        return Verdict.stand_in(outcome.notebook, "data_changed", outcome.data, None)
+        return Verdict.stand_in(
+            outcome.notebook, "data_changed", outcome.data, None, command=outcome.command
+        )
     cell = f"cell {run.failure.index + 1}: " if run.failure is not None else ""
     error = f"{run.status}: {cell}{run.message}".rstrip(": ")
-    return Verdict.stand_in(outcome.notebook, "execution_failed", outcome.data, error)
+    return Verdict.stand_in(
+        outcome.notebook, "execution_failed", outcome.data, error, command=outcome.command
+    )
 
 
 @dataclass(frozen=True)
@@ -408,9 +413,11 @@ def _verify_all(
     done: dict[int, VerifyOutcome] = {}
     for plan, key in zip(plans, keys, strict=True):
         if not plan.data.ok and not job.comparison.allow_data_drift:
+            device = resolve_device(job.execution.device).device
             done[id(plan)] = VerifyOutcome(
-                str(plan.source), str(plan.lock_path), None, None, plan.data
-            )
+                str(plan.source), str(plan.lock_path), None, None, plan.data,
+                _command(plan.source, device, job),
+            )  # fmt: skip
         elif (cached := _cached(plan, key, job)) is not None:
             done[id(plan)] = cached
     running = [(plan, key) for plan, key in zip(plans, keys, strict=True) if id(plan) not in done]
@@ -503,7 +510,8 @@ def _verify_one(plan: _Plan, job: _Job, outcomes: list[RunOutcome]) -> VerifyOut
     source, lock_path, lock, data = plan.source, plan.lock_path, plan.lock, plan.data
     outcome = next((each for each in outcomes if not each.ok), outcomes[0])
     if not outcome.ok:
-        return VerifyOutcome(str(source), str(lock_path), outcome, None, data)
+        command = _command(source, outcome.device, job)
+        return VerifyOutcome(str(source), str(lock_path), outcome, None, data, command)
     executed = load_notebook(Path(outcome.output_path))
     data = _with_data_declared_in_run(plan, outcome)
     verdict = verify_results(

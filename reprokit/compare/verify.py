@@ -226,10 +226,20 @@ class Verdict:
 
     @classmethod
     def stand_in(
-        cls, notebook: str, why: NotCompared, data: DataCheck | None, error: str | None
+        cls,
+        notebook: str,
+        why: NotCompared,
+        data: DataCheck | None,
+        error: str | None,
+        *,
+        command: str | None = None,
     ) -> Verdict:
-        """The verdict of a notebook nothing was compared for (reports list it as failed)."""
-        return cls(notebook, False, {}, (), data=data, not_compared=why, execution_error=error)
+        """The verdict of a notebook nothing was compared for (reports list it as failed),
+        with the ``command`` that re-runs its verification."""
+        return cls(
+            notebook, False, {}, (), data=data, command=command, not_compared=why,
+            execution_error=error,
+        )  # fmt: skip
 
     @property
     def data_ok(self) -> bool:
