@@ -30,6 +30,7 @@ __all__ = [
     "BundleOptions",
     "ComparisonOptions",
     "ExecutionOptions",
+    "Executor",
     "RebuildMode",
     "RepeatOptions",
 ]
@@ -37,7 +38,6 @@ __all__ = [
 RebuildMode = Literal["off", "strict", "best-effort"]
 """``verify --rebuild-env``: off; ``strict`` (refuse a lock with unavailable pins, exit 2);
 ``best-effort`` (install the nearest available versions and say which)."""
-__all__ = ["ComparisonOptions", "ExecutionOptions", "Executor"]
 
 Executor = Literal["local", "dask"]
 """Where notebooks execute: ``local`` (kernels of this machine) or ``dask`` (a Dask cluster)."""
@@ -64,7 +64,7 @@ class ExecutionOptions:
     rebuild it even when cached.
     ``kernel_dir``: a folder of private kernelspecs where ``kernel`` is looked up (set by
     ``verify`` to the rebuilt environment's; the user's Jupyter configuration is not used).
-    out of this object's ``repr``). ``executor``: where notebooks execute, ``local`` (a pool of
+    ``executor``: where notebooks execute, ``local`` (a pool of
     ``jobs`` kernels here) or ``dask`` (a Dask cluster: an embedded ``LocalCluster`` of ``jobs``
     workers, or the existing one whose ``scheduler`` is given as ``tcp://HOST:PORT``).
     """
