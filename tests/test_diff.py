@@ -235,3 +235,44 @@ def test_record_from_run_refuses_a_notebook_whose_source_changed(
         record_from_run(recorded["reference"], notebook=copy / "analysis.ipynb")
     done = _cli("record", "--from-run", "f" * 32, cwd=copy)
     assert done.returncode == 2 and "MLflow run ffff" in done.stderr and "not found" in done.stderr
+
+
+def _bad_input_project(tmp_path: Path) -> Path:
+    """A project holding every kind of unreadable side: JSON that is not a notebook, a
+    notebook whose cells are not a list, FIFOs named as a lock, a notebook, a notebook's lock."""
+    import os
+
+    project = tmp_path / "bad"
+    project.mkdir()
+    (project / "pyproject.toml").write_text("")
+    (project / "list.ipynb").write_text("[]")
+    (project / "badcells.ipynb").write_text(
+        '{"cells": "x", "nbformat": 4, "nbformat_minor": 5, "metadata": {}}'
+    )
+    write_notebook(project / "nb.ipynb", ["print(1)"])
+    for fifo in ("pipe.repro.json", "fifo.ipynb", "nb.repro.json"):
+        os.mkfifo(project / fifo)
+    return project
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="no FIFOs here")
+@pytest.mark.parametrize(
+    ("side", "message"),
+    [
+        ("list.ipynb", "list.ipynb: not a valid notebook"),
+        ("badcells.ipynb", "badcells.ipynb: not a valid notebook"),
+        ("pipe.repro.json", "pipe.repro.json: not a regular file"),
+        ("fifo.ipynb", "fifo.ipynb: not a regular file"),
+        ("nb.ipynb", "nb.repro.json: not a regular file"),  # its lock, not "no lock beside it"
+    ],
+)
+def test_unreadable_sides_are_one_line_and_exit_two(
+    tmp_path: Path, side: str, message: str
+) -> None:
+    """``diff`` reads notebooks and locks with the checked loaders of run/record/verify: a
+    traceback and exit 1 were printed for a malformed notebook, and a FIFO hung for ever."""
+    project = _bad_input_project(tmp_path)
+    done = reprokit_cli("diff", side, cwd=project, timeout=60)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.startswith(f"reprokit: error: {message}")
+    assert done.stderr.count("\n") == 1, done.stderr  # one line, no traceback

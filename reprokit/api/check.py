@@ -34,6 +34,7 @@ from reprokit.recording.lock import (
     changed_cells,
     is_lock_path,
     lock_path_for,
+    lock_present,
     notebook_cells,
     project_root_of,
     read_lock,
@@ -93,13 +94,7 @@ def check_locks(paths: Iterable[str | os.PathLike[str]]) -> list[LockFreshness]:
 def _lockable(path: Path) -> bool:
     """A file given by name is checked when it is a notebook as discovery sees one (a plain
     script or README passed by the hook is not), or when it has a lock all the same."""
-    return is_notebook_file(path) or _lock_present(lock_path_for(path))
-
-
-def _lock_present(lock_path: Path) -> bool:
-    """Anything at the lock's name, a FIFO or a dangling link too: ``read_lock`` refuses
-    what is not a regular file inside the project, rather than taking it for no lock."""
-    return lock_path.exists() or lock_path.is_symlink()
+    return is_notebook_file(path) or lock_present(lock_path_for(path))
 
 
 def _key(path: str | os.PathLike[str]) -> Path:
@@ -117,7 +112,7 @@ def _locks_under(folder: Path) -> list[Path]:
 def _freshness(notebook: Path) -> LockFreshness:
     lock_path = lock_path_for(notebook)
     current = notebook_cells(notebook)  # read first: an unreadable notebook is an input error
-    if not _lock_present(lock_path):
+    if not lock_present(lock_path):
         return LockFreshness(str(notebook), None, "no_lock")
     recorded = read_lock(lock_path).notebook.cells
     changes = _describe(recorded, current)

@@ -175,14 +175,22 @@ def load_side(
 
 
 def _from_path(path: Path) -> Side:
-    from reprokit.recording.lock import is_lock_path, lock_path_for, project_root_of, read_lock
+    """A lock, or a notebook: its lock when it has one (anything at the lock's name, which
+    ``read_lock`` refuses unread unless it is a regular file), else its outputs."""
+    from reprokit.recording.lock import (
+        is_lock_path,
+        lock_path_for,
+        lock_present,
+        project_root_of,
+        read_lock,
+    )
 
     lock_path = path if is_lock_path(path) else lock_path_for(path)
     if path.is_dir():
         raise UsageError(
             f"{path}: a folder; diff compares one lock, notebook or run", path=str(path)
         )
-    if lock_path.is_file():
+    if lock_present(lock_path):
         lock = read_lock(lock_path)
         return Side(
             label=str(lock_path),
@@ -199,9 +207,15 @@ def _from_path(path: Path) -> Side:
 
 
 def _from_notebook(path: Path) -> Side:
+    from reprokit.notebook.files import discover_notebooks, load_notebook
     from reprokit.results.notebook import read_notebook, restore_snapshot
 
-    found = restore_snapshot(read_notebook(path))  # the data file lists, from the run folder
+    # read as run and verify read a notebook: a regular file (a FIFO is refused unread), a
+    # valid notebook (else one line naming it)
+    (notebook,) = discover_notebooks([path])
+    node = load_notebook(notebook)
+    # the data file lists, from the run folder
+    found = restore_snapshot(read_notebook(node, source=str(path)))
     if not found.outputs and found.snapshot is None:
         raise UsageError(
             f"{path}: no lock beside it and no reprokit results in its outputs "

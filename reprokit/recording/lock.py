@@ -74,6 +74,7 @@ __all__ = [
     "check_source",
     "is_lock_path",
     "lock_path_for",
+    "lock_present",
     "notebook_cells",
     "output_fingerprints",
     "output_ignored",
@@ -114,6 +115,13 @@ def refuse_shared_locks(notebooks: Iterable[Path]) -> None:
 def is_lock_path(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` is named like a lock (``*.repro.json``); the file need not exist."""
     return Path(path).name.endswith(_LOCK_SUFFIX)
+
+
+def lock_present(lock_path: str | os.PathLike[str]) -> bool:
+    """Whether anything is at ``lock_path``, a FIFO or a dangling link too: :func:`read_lock`
+    refuses what is not a regular file inside the project, rather than taking it for no lock."""
+    path = Path(lock_path)
+    return path.exists() or path.is_symlink()
 
 
 def sidecar_for(lock_path: str | os.PathLike[str]) -> Path:
