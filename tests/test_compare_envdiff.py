@@ -193,6 +193,22 @@ def test_git_commit_and_dirty_flag() -> None:
     assert one(outside, "repository").change == "removed"
 
 
+def test_another_commit_with_the_same_source_is_a_note_not_a_change() -> None:
+    """A lock never holds the commit that adds it: with the notebook's source as recorded,
+    another commit is shown, not counted, and does not say "the code changed"; unknown
+    source (the default) still counts it, and a dirty worktree counts as ever."""
+    ref = snapshot()
+    cur = replace(ref, git=replace(ref.git, commit="b" * 40))
+    assert one(diff_snapshots(ref, cur), "commit").hint.startswith("the code changed")
+    same = diff_snapshots(ref, cur, same_source=True)
+    assert same.is_empty
+    (note,) = same.notes
+    assert (note.key, note.reference, note.current) == ("commit", "a" * 40, "b" * 40)
+    assert note.hint.startswith("not counted") and "the code changed" not in note.hint
+    dirty = diff_snapshots(ref, replace(cur, git=replace(cur.git, dirty=True)), same_source=True)
+    assert one(dirty, "dirty").current == "True" and len(dirty.notes) == 1
+
+
 def test_python_and_platform() -> None:
     ref = snapshot()
     cur = replace(

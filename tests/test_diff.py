@@ -15,9 +15,10 @@ import pytest
 from conftest import mlflow_client, tracking_uri
 from run_helpers import demo_project, reprokit_cli, write_notebook
 
-from reprokit.api.diff import diff
+from reprokit.api.diff import Diff, diff
 from reprokit.api.record import record, record_from_run
 from reprokit.api.verify import verify
+from reprokit.compare.envdiff import EnvChange
 from reprokit.exceptions import UsageError
 from reprokit.options import ComparisonOptions
 from reprokit.recording.lock import read_lock
@@ -276,3 +277,57 @@ def test_unreadable_sides_are_one_line_and_exit_two(
     assert done.returncode == 2, done.stdout + done.stderr
     assert done.stderr.startswith(f"reprokit: error: {message}")
     assert done.stderr.count("\n") == 1, done.stderr  # one line, no traceback
+
+
+def _git(root: Path, *args: str) -> None:
+    config = ("-c", "user.name=t", "-c", "user.email=t@example.org")
+    subprocess.run(["git", *config, *args], cwd=root, check=True, capture_output=True)
+
+
+def test_the_commit_that_adds_the_lock_is_not_a_difference(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Recorded, then committed with its lock as the docs say: ``diff LOCK`` said the code
+    changed (the lock holds the commit before its own) and exited 1 in every project. The
+    commit is a note while the notebook's source is the lock's; an edit counts, committed or
+    not."""
+    import nbformat
+    from lock_helpers import make_project, scalar_results
+    from lock_helpers import record as write_lock_of
+
+    project = make_project(tmp_path)
+    monkeypatch.chdir(project.root)
+    monkeypatch.setenv("REPROKIT_CACHE_DIR", str(tmp_path / "hash-cache"))
+    _git(project.root, "init", "-q")
+    _git(project.root, "add", ".")
+    _git(project.root, "commit", "-qm", "notebook")
+    write_lock_of(project, scalar_results())
+    _git(project.root, "add", ".")
+    _git(project.root, "commit", "-qm", "its lock")
+
+    found = diff(project.lock_path)
+    env = found.verdict.env_diff
+    assert env is not None and not env.in_category("git"), env
+    assert [note.key for note in env.notes] == ["commit"]
+    assert not found.differs
+    done = _cli("diff", str(project.lock_path), cwd=project.root)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "SAME" in done.stdout and "not counted" in done.stdout
+    assert "the code changed" not in done.stdout
+
+    node = nbformat.read(project.notebook, as_version=4)
+    node.cells[1].source = "import numpy as np  # edited"
+    nbformat.write(node, project.notebook)
+    edited = diff(project.lock_path)  # uncommitted
+    assert {c.key for c in _git_changes(edited)} == {"commit", "dirty"}
+    assert edited.verdict.source_changes == (1,) and edited.differs
+    _git(project.root, "commit", "-qam", "edit")
+    committed = diff(project.lock_path)
+    (commit,) = _git_changes(committed)
+    assert commit.key == "commit" and commit.hint.startswith("the code changed")
+    assert committed.differs
+
+
+def _git_changes(found: Diff) -> tuple[EnvChange, ...]:
+    assert found.verdict.env_diff is not None
+    return found.verdict.env_diff.in_category("git")

@@ -232,6 +232,38 @@ def test_env_diff_git_and_divergent_cell_are_in_the_verdict(tmp_path: Path) -> N
     assert verify_results(lock, read_notebook(same), executed_notebook=same).divergent_cell is None
 
 
+def test_the_explanation_names_another_commit_the_code_changed_only_if_the_source_did(
+    tmp_path: Path,
+) -> None:
+    """``verify``'s explanation of a result that differs: another commit with the notebook's
+    source unchanged (the commit that added the lock) is a note, not "the code changed";
+    with changed cells, or when nobody checked, it is a change as before."""
+    from dataclasses import replace
+
+    from reprokit.report.table import env_lines
+
+    project = make_project(tmp_path)
+    lock = record(project, scalar_results())
+    assert lock.snapshot is not None
+    node = executed(project, scalar_results(acc=0.5))
+    git = replace(lock.snapshot.git, available=True, commit="b" * 40, dirty=False)
+    later = replace(lock.snapshot, git=git)
+    lock = replace(lock, snapshot=replace(lock.snapshot, git=replace(git, commit="a" * 40)))
+
+    def explained(source_changes: tuple[int, ...] | None) -> list[str]:
+        verdict = verify_results(
+            lock, read_notebook(node), current_snapshot=later, source_changes=source_changes
+        )
+        assert not verdict.reproduced
+        return [line for line in env_lines(verdict) if line.startswith("git: commit")]
+
+    (line,) = explained(())
+    assert "not counted" in line and "the code changed" not in line
+    for source_changes in ((1,), None):
+        (line,) = explained(source_changes)
+        assert "the code changed" in line
+
+
 def test_files_an_os_or_editor_adds_to_a_data_folder_are_not_a_change(tmp_path: Path) -> None:
     """A reviewer's Finder leaves .DS_Store, Jupyter its checkpoints: the data is the same."""
     project = make_project(tmp_path)

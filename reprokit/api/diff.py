@@ -10,8 +10,15 @@ Each side is one of:
   lock, the lock's data files are re-hashed too.
 
 The answer is a :class:`~reprokit.compare.verify.Verdict` of ``b`` against ``a`` (``a`` is the
-reference): the environment diff, the data check and, when both sides carry results, every
-result compared with its declared tolerance (or the ``comparison`` tolerances given).
+reference): the environment diff, the data check, the cells whose source differs (where both
+sides' source is known: a lock's digests, a notebook's cells, the reference lock's notebook on
+disk for the environment now) and, when both sides carry results, every result compared with
+its declared tolerance (or the ``comparison`` tolerances given). Another git commit is a change
+only where the source is not known to be the same (``verify_results``' rule, shared).
+
+Files are read as ``run`` and ``verify`` read them: a notebook through
+:func:`~reprokit.notebook.files.discover_notebooks` and ``load_notebook``, a lock through
+``read_lock``; anything at a lock's name that is not a regular file is refused unread.
 """
 
 from __future__ import annotations
@@ -26,12 +33,13 @@ from typing import TYPE_CHECKING, Any
 from reprokit.compare.diff import Diff, Side
 from reprokit.compare.verify import DataCheck, Verdict, check_data, compare_manifests
 from reprokit.compare.verify import verify_results as _verify_results
-from reprokit.exceptions import UsageError
+from reprokit.exceptions import ReprokitError, UsageError
 from reprokit.options import ComparisonOptions
 from reprokit.results.notebook import NotebookResults, ResultOutput
 
 if TYPE_CHECKING:
     from reprokit.capturing.model import AcceleratorInfo
+    from reprokit.recording.lock_model import CellSource
 
 __all__ = ["CURRENT", "Diff", "Side", "diff", "load_side"]
 
@@ -87,7 +95,24 @@ def _as_environment_of(current: Side, reference: Side) -> Side:
     accelerator = replace(accelerator, flags=ref.accelerator.flags)
     environment = _runner_variables(snapshot.environment, reference)
     snapshot = replace(snapshot, seeds=ref.seeds, accelerator=accelerator, environment=environment)
-    return replace(current, snapshot=snapshot, device=_snapshot_device(snapshot))
+    device = _snapshot_device(snapshot)
+    return replace(current, snapshot=snapshot, device=device, cells=_cells_now(reference))
+
+
+def _cells_now(reference: Side) -> tuple[CellSource, ...] | None:
+    """The source of the reference lock's notebook as it is on disk now (found in the
+    project, as ``check`` finds it); None when there is none, or it cannot be read."""
+    from reprokit.recording.lock import notebook_cells
+
+    if reference.lock is None or reference.project_root is None:
+        return None
+    notebook = reference.project_root / reference.lock.notebook.path
+    if not notebook.is_file():
+        return None
+    try:
+        return notebook_cells(notebook)
+    except ReprokitError:  # unknown, so another commit counts as a change of the code
+        return None
 
 
 def _accelerator_with_torch(accelerator: AcceleratorInfo) -> AcceleratorInfo:
@@ -135,10 +160,20 @@ def _compare(a: Side, b: Side, comparison: ComparisonOptions | None) -> Verdict:
         current_snapshot=b.snapshot,
         lock_dir=a.base,
         data=_data_check(a, b),
+        source_changes=_source_changes(a, b),
     )
     if b.kind == "environment":  # nothing was produced: no result is "missing"
         verdict = replace(verdict, checks=(), counts={}, reproduced=True)
     return verdict
+
+
+def _source_changes(a: Side, b: Side) -> tuple[int, ...] | None:
+    """Cells whose source differs between the sides; None when a side's is not known."""
+    from reprokit.recording.lock import changed_cells
+
+    if a.cells is None or b.cells is None:
+        return None
+    return tuple(changed_cells(a.cells, b.cells))
 
 
 def _data_check(a: Side, b: Side) -> DataCheck | None:
@@ -202,12 +237,14 @@ def _from_path(path: Path) -> Side:
             data=lock.data,
             lock=lock,
             project_root=project_root_of(lock_path),  # found on disk, not in the lock
+            cells=lock.notebook.cells or None,  # a lock before cell digests: not known
         )
     return _from_notebook(path)
 
 
 def _from_notebook(path: Path) -> Side:
     from reprokit.notebook.files import discover_notebooks, load_notebook
+    from reprokit.recording.lock import source_cells
     from reprokit.results.notebook import read_notebook, restore_snapshot
 
     # read as run and verify read a notebook: a regular file (a FIFO is refused unread), a
@@ -225,7 +262,16 @@ def _from_notebook(path: Path) -> Side:
     snapshot = found.snapshot
     device = _snapshot_device(snapshot)
     data = snapshot.data if snapshot is not None else None
-    return Side(str(path), "notebook", snapshot, found.results, path.parent, device, data)
+    return Side(
+        str(path),
+        "notebook",
+        snapshot,
+        found.results,
+        path.parent,
+        device,
+        data,
+        cells=source_cells(node),
+    )
 
 
 def _from_run(run_id: str, folder: Path, tracking_uri: str | None) -> Side:
@@ -240,7 +286,22 @@ def _from_run(run_id: str, folder: Path, tracking_uri: str | None) -> Side:
         base=run.folder,
         device=run.device,
         data=run.data,
+        cells=_executed_cells(run.executed_notebook),
     )
+
+
+def _executed_cells(executed: Path | None) -> tuple[CellSource, ...] | None:
+    """The source of a run's executed notebook (papermill's injected cell left out); None for
+    a run recorded from a live notebook (none was uploaded) or one that cannot be read."""
+    from reprokit.notebook.files import load_notebook
+    from reprokit.recording.lock import source_cells
+
+    if executed is None:
+        return None
+    try:
+        return source_cells(load_notebook(executed))
+    except ReprokitError:
+        return None
 
 
 def _environment() -> Side:

@@ -2,8 +2,9 @@
 between one of them and the current environment (B left out).
 
 Exit codes: 0 nothing differs; 1 something differs (a result beyond tolerance, an environment
-change, a data change); 2 bad usage or input (a side that cannot be read), or nothing could be
-compared (no results on both sides, a side without a snapshot, no data).
+change, a data change, a notebook cell's source); 2 bad usage or input (a side that cannot be
+read), or nothing could be compared (no results on both sides, a side without a snapshot, no
+data).
 """
 
 from __future__ import annotations

@@ -128,6 +128,10 @@ ENV_VARS: dict[str, tuple[str, int]] = {
 
 GIT = "the notebook ran inside a git repository in one run only"
 GIT_COMMIT = "the code changed: the notebook or the modules it imports may differ"
+GIT_COMMIT_SAME_SOURCE = (
+    "not counted: the notebook's source is unchanged (a lock cannot hold the commit that adds "
+    "it); modules it imports are not recorded and may differ"
+)
 GIT_DIRTY = "uncommitted changes: the code that ran is not the committed one"
 GIT_BRANCH = "another branch name (the commit is what matters)"
 

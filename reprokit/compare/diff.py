@@ -11,7 +11,13 @@ from pathlib import Path
 from reprokit._version import __version__
 from reprokit.capturing.model import DataManifest, Snapshot
 from reprokit.compare.verify import Verdict
-from reprokit.recording.lock_model import LOCK_SCHEMA_VERSION, Lock, LockParameters, NotebookSource
+from reprokit.recording.lock_model import (
+    LOCK_SCHEMA_VERSION,
+    CellSource,
+    Lock,
+    LockParameters,
+    NotebookSource,
+)
 from reprokit.results.model import Result
 
 __all__ = ["Diff", "Side"]
@@ -30,6 +36,8 @@ class Side:
     data: DataManifest | None = None
     lock: Lock | None = None
     project_root: Path | None = None
+    # the notebook's source, per cell (as a lock records it); None where it is not known
+    cells: tuple[CellSource, ...] | None = None
 
     def as_lock(self) -> Lock:
         """This side as a reference for :func:`verify_results`."""
@@ -59,12 +67,14 @@ class Diff:
 
     @property
     def differs(self) -> bool:
-        """Anything at all: a result beyond tolerance, an environment change, a data change."""
+        """Anything at all: a result beyond tolerance, an environment change, a data change,
+        a notebook cell whose source differs (the environment diff's notes do not count)."""
         env = self.verdict.env_diff
         return (
             (self.results_compared and not self.verdict.reproduced)
             or (env is not None and not env.is_empty)
             or not self.verdict.data_ok
+            or bool(self.verdict.source_changes)
         )
 
     @property

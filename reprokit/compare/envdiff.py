@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from reprokit.capturing.model import (
@@ -70,6 +70,8 @@ class EnvChange:
 @dataclass(frozen=True)
 class EnvDiff:
     changes: tuple[EnvChange, ...] = ()
+    # shown, never counted: another commit that changed nothing the lock records of the code
+    notes: tuple[EnvChange, ...] = ()
 
     @property
     def is_empty(self) -> bool:
@@ -84,8 +86,13 @@ class EnvDiff:
         return tuple(c for c in self.changes if c.importance <= 2)
 
 
-def diff_snapshots(reference: Snapshot, current: Snapshot) -> EnvDiff:
-    """Every environment difference between ``reference`` and ``current``, most relevant first."""
+def diff_snapshots(reference: Snapshot, current: Snapshot, *, same_source: bool = False) -> EnvDiff:
+    """Every environment difference between ``reference`` and ``current``, most relevant first.
+
+    ``same_source``: the notebook's source is known to be the one the reference ran (every
+    cell's digest equal); then another git commit alone is a note, not a change
+    (:func:`_with_commit_rule`).
+    """
     out: list[EnvChange] = []
     out += _diff_python(reference, current)
     out += _diff_platform(reference, current)
@@ -98,7 +105,32 @@ def diff_snapshots(reference: Snapshot, current: Snapshot) -> EnvDiff:
     out += _diff_extensions(reference, current)
     order = {name: i for i, name in enumerate(CATEGORIES)}
     out.sort(key=lambda c: (c.importance, order.get(c.category, len(order)), c.key))
-    return EnvDiff(tuple(out))
+    return _with_commit_rule(out, same_source=same_source)
+
+
+def _with_commit_rule(changes: list[EnvChange], *, same_source: bool) -> EnvDiff:
+    """Another git commit is a change of the code only when the notebook's source differs
+    from the reference's, or is not known to be the same.
+
+    A lock never holds the commit that adds it (``record``, then ``git commit`` the lock), so
+    a different commit alone would flag every lock committed as the docs say. What the lock
+    records of the code is every cell's source digest and the git state; with the source
+    unchanged, a different commit is a note: shown, not counted. The dirty flag and the
+    uncommitted diff are changes of their own and still count. Imported modules are not
+    recorded: the note says that they may differ.
+    """
+    if not same_source:
+        return EnvDiff(tuple(changes))
+    notes = tuple(
+        replace(c, hint=hints.GIT_COMMIT_SAME_SOURCE, importance=5)
+        for c in changes
+        if _is_commit(c)
+    )
+    return EnvDiff(tuple(c for c in changes if not _is_commit(c)), notes)
+
+
+def _is_commit(change: EnvChange) -> bool:
+    return change.category == "git" and change.key == "commit"
 
 
 # a numpy Generator (or RandomState) made without a seed: default_rng(), default_rng(None)

@@ -259,7 +259,7 @@ def verify_results(
     lock_dir: str | os.PathLike[str] | None = None,
     data: DataCheck | None = None,
     executed_notebook: Any = None,
-    source_changes: tuple[int, ...] = (),
+    source_changes: Sequence[int] | None = None,
     command: str | None = None,
 ) -> Verdict:
     """Compare every result of ``executed`` with the lock's (see the module docstring).
@@ -271,7 +271,7 @@ def verify_results(
     verdict). ``device``: this execution's device kind (default: the lock's). ``lock_dir``:
     where the lock's by-reference arrays are (default: the current folder).
     ``executed_notebook`` (an nbformat node) names the first cell whose output diverged;
-    ``data``, ``source_changes`` and ``command`` go into the verdict as given.
+    ``data``, ``source_changes`` (None: not known; :func:`_env_diff`), ``command``: as given.
     """
     options = comparison if comparison is not None else ComparisonOptions()
     rtol, atol, outputs = options.rtol, options.atol, options.outputs
@@ -289,10 +289,10 @@ def verify_results(
         checks=tuple(checks),
         reference_device=reference_device,
         current_device=current_device,
-        env_diff=_env_diff(lock.snapshot, snapshot, checks, executed_notebook),
+        env_diff=_env_diff(lock.snapshot, snapshot, checks, executed_notebook, source_changes),
         data=data,
         divergent_cell=divergent,
-        source_changes=tuple(source_changes),
+        source_changes=tuple(source_changes or ()),
         git=_git(snapshot or lock.snapshot),
         run_id=lock.run_id,
         command=command,
@@ -468,9 +468,18 @@ def _git(snapshot: Snapshot | None) -> GitInfo | None:
 
 
 def _env_diff(
-    reference: Snapshot | None, current: Snapshot | None, checks: list[ResultCheck], node: Any
+    reference: Snapshot | None,
+    current: Snapshot | None,
+    checks: list[ResultCheck],
+    node: Any,
+    source_changes: Sequence[int] | None,
 ) -> EnvDiff | None:
-    found = None if reference is None or current is None else diff_snapshots(reference, current)
+    """The environment diff; another git commit is a note, not a change, only when the
+    source is known to be unchanged (``source_changes == ()``: see ``diff_snapshots``)."""
+    found = None
+    if reference is not None and current is not None:
+        same_source = source_changes is not None and not source_changes
+        found = diff_snapshots(reference, current, same_source=same_source)
     if all(check.passed for check in checks):
         return found
     return _with_unseeded_generators(found, node)
@@ -489,7 +498,9 @@ def _with_unseeded_generators(found: EnvDiff | None, node: Any) -> EnvDiff | Non
     likely = unseeded_generators(sources)
     if not likely:
         return found
-    return EnvDiff(likely + (found.changes if found is not None else ()))
+    if found is None:
+        return EnvDiff(likely)
+    return replace(found, changes=likely + found.changes)
 
 
 def _tags(cell: Any) -> list[str]:

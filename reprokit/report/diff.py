@@ -30,8 +30,11 @@ def diff_lines(found: Diff) -> list[str]:
         lines += [
             redact_text(f"  {c.category}: {c.key}: {shown(c.reference)} -> {shown(c.current)}")
             + f"  ({c.hint})"
-            for c in changes
+            for c in (*changes, *verdict.env_diff.notes)  # a note's hint says it is not counted
         ]
+    if verdict.source_changes:
+        cells = ", ".join(str(index + 1) for index in verdict.source_changes)
+        lines.append(f"notebook source: cells that differ from A's: {cells}")
     if verdict.data is not None:
         drifted = verdict.data.drifted
         lines.append(f"data: {len(verdict.data.entries)} path(s), {len(drifted)} changed")
@@ -53,6 +56,8 @@ def _summary(found: Diff, env_changes: int) -> str:
         failing = sum(not check.passed for check in verdict.checks)
         parts.append(f"{failing} of {len(verdict.checks)} result(s) differ")
     parts.append(f"{env_changes} environment change(s)")
+    if verdict.source_changes:
+        parts.append(f"{len(verdict.source_changes)} source cell(s) changed")
     if verdict.data is not None:
         parts.append(f"{len(verdict.data.drifted)} data path(s) changed")
     return ("DIFFERS: " if found.differs else "SAME: ") + ", ".join(parts)

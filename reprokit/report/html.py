@@ -170,11 +170,11 @@ def _rebuilt(verdict: Verdict) -> str:
 def _env_diff(verdict: Verdict) -> str:
     if verdict.env_diff is None:
         return "<h3>Environment</h3><p>No snapshot on one side: not compared.</p>"
-    if verdict.env_diff.is_empty:
+    if verdict.env_diff.is_empty and not verdict.env_diff.notes:
         return "<h3>Environment</h3><p>No difference from the reference environment.</p>"
     rows = [
         (_e(c.category), _e(c.key), _e(c.reference or "-"), _e(c.current or "-"), _e(c.hint))
-        for c in verdict.env_diff.changes
+        for c in (*verdict.env_diff.changes, *verdict.env_diff.notes)  # notes: "not counted"
     ]
     headers = ("category", "item", "reference", "now", "why it matters")
     return "<h3>Environment diff</h3>" + _table(headers, rows)

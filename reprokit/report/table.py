@@ -163,14 +163,16 @@ def shown(value: str | None) -> str:
 
 
 def env_lines(verdict: Verdict, limit: int = 12) -> list[str]:
-    """The environment changes most likely to explain a difference, one line each."""
+    """The environment changes most likely to explain a difference, one line each, then its
+    notes (another commit with the notebook's source unchanged: the hint says not counted)."""
     if verdict.env_diff is None:
         return []
+    listed = (*verdict.env_diff.changes, *verdict.env_diff.notes)
     lines = [
         f"{c.category}: {c.key}: {shown(c.reference)} -> {shown(c.current)} ({c.hint})"
-        for c in verdict.env_diff.changes[:limit]
+        for c in listed[:limit]
     ]
-    hidden = len(verdict.env_diff.changes) - limit
+    hidden = len(listed) - limit
     return [redact_text(line) for line in lines] + ([f"... {hidden} more"] if hidden > 0 else [])
 
 
