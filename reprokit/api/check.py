@@ -123,7 +123,7 @@ def _stale_pair_texts(notebook: Path) -> list[LockFreshness]:
     """The jupytext pair texts of ``notebook`` whose cells differ from its lock: an edit made
     in ``fit.py`` and not synced into ``fit.ipynb``, which discovery takes for the pair, would
     otherwise pass as current (while ``check fit.py`` said stale)."""
-    if not _lock_present(lock_path_for(notebook)):
+    if not lock_present(lock_path_for(notebook)):
         return []
     return [
         checked
