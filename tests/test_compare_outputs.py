@@ -34,8 +34,8 @@ from reprokit.recording.lock_model import CellFingerprint
         ("<__main__.Foo object at 0x7f3a2b1c0d90>", "<__main__.Foo object at <ADDRESS>>"),
         (" 45%|████▌     | 45/100 [00:01<00:02, 30.5it/s]", " <PROGRESS> <PROGRESS>"),
         ("1.5 it/s", "<RATE>"),
-        ("saved /tmp/tmpab12cd/model.pt ok", "saved <TMP> ok"),
-        ("saved /private/var/folders/xy/T/model.pt", "saved <TMP>"),
+        ("saved /tmp/tmpab12cd34/model.pt ok", "saved /tmp/<TMP>/model.pt ok"),
+        ("saved /private/var/folders/xy/ab12/T/m.pt", "saved /private/var/folders/<TMP>/T/m.pt"),
     ],
 )
 def test_volatile_parts_are_masked(text: str, masked: str) -> None:

@@ -1,10 +1,12 @@
 """Cell outputs as text: mask what changes every run, compare the rest token by token.
 
-:func:`mask_volatile` replaces timestamps, dates, clock times and durations ("1.23s",
-"12 ms", "0:00:01"), progress bars and rates (tqdm), memory addresses (``0x7f…``), temporary
-paths, MLflow ids (32 hex digits not labelled as a digest, see
-:func:`reprokit.notebook.text.mask_ids`) and UUIDs by placeholders such as ``<TIME>``; carriage
-returns keep the last state of a line, as a terminal shows it.
+:func:`~reprokit.notebook.text.mask_volatile` replaces timestamps, dates, clock times and
+durations where the context says they are ones ("12:03:04", "took 1.23s"; not a ratio "80:20" or
+a configured "3 days"), progress bars and rates (tqdm), memory addresses (``0x7f…``), the random
+parts of temporary paths, library paths up to ``site-packages``, MLflow ids (32 hex digits not
+labelled as a digest, see :func:`reprokit.notebook.text.mask_ids`) and UUIDs by placeholders
+such as ``<TIME>``; carriage returns keep the last state of a line, as a terminal shows it. The
+project's root is masked where the fingerprints are taken (it is not known here).
 
 :func:`compare_outputs` then splits both texts into words and numbers (whitespace runs do not
 count, so re-aligned tables still match) and compares:

@@ -1,11 +1,14 @@
 """Cell outputs as text, shared by the lock writer and the comparison.
 
 :func:`cell_text` is a code cell's text output (streams, ``text/plain``, errors as
-``ename: evalue``); :func:`mask_volatile` replaces timestamps, dates, clock times and durations
-("1.23s", "12 ms", "0:00:01"), progress bars and rates (tqdm), memory addresses (``0x7f…``),
-temporary paths, MLflow ids (32 hex digits, unless labelled as a digest: see
-:func:`mask_ids`) and UUIDs by placeholders such as ``<TIME>``; carriage returns keep the
-last state of a line, as a terminal shows it.
+``ename: evalue``); :func:`mask_volatile` replaces timestamps, dates, progress bars and rates
+(tqdm), memory addresses (``0x7f…``), MLflow ids (32 hex digits, unless labelled as a digest: see
+:func:`mask_ids`) and UUIDs by placeholders such as ``<TIMESTAMP>``, then what needs context
+(:mod:`reprokit.notebook.masks`): clock times (``12:03:04``; ``12:03`` only beside a date or
+a time word, never a ratio ``80:20``), durations a timing tool printed (``took 1.23s``, not
+``horizon: 3 days``), the random parts of temporary paths, where the machine keeps Python's
+libraries, and the project's root; carriage returns keep the last state of a line, as a
+terminal shows it.
 
 :func:`mask_spans` masks the spans a lock marked volatile (``record --repeat``): the cell's
 text is matched against a template of literal text and span kinds (:data:`SPAN_PATTERNS`), and
@@ -16,9 +19,18 @@ so a lock never carries a regular expression of its own.
 from __future__ import annotations
 
 import functools
+import os
 import re
 from collections.abc import Sequence
 from typing import Any
+
+from reprokit.notebook.masks import (
+    mask_clock_times,
+    mask_durations,
+    mask_library_paths,
+    mask_project_root,
+    mask_temp_paths,
+)
 
 __all__ = [
     "SPAN_PATTERNS",
@@ -29,9 +41,6 @@ __all__ = [
     "mask_volatile",
     "span_kind",
 ]
-
-
-_DURATION_UNITS = r"ns|µs|μs|us|ms|s|secs?|seconds?|mins?|minutes?|h|hrs?|hours?|days?"
 
 
 # 32 hex digits: an MLflow id (run, logged model "m-", trace "tr-") unless labelled as a
@@ -82,6 +91,7 @@ def _id_or_digest(found: re.Match[str], *, md5sum_line: bool) -> str:
     return found.group() if label and _DIGEST_WORD.search(label.group(1)) else "<RUN_ID>"
 
 
+_MONTH_ABBR = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
 _MASKS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
     (re.compile(pattern, flags), placeholder)
     for pattern, flags, placeholder in (
@@ -94,26 +104,34 @@ _MASKS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             0,
             "<TIMESTAMP>",
         ),
+        # time.ctime(), date(1): "Wed May  1 12:03:04 2024"
+        (
+            rf"\b(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) {_MONTH_ABBR} [ \d]\d \d{{2}}:\d{{2}}:\d{{2}}"
+            r"(?: [A-Z]{3,4})? \d{4}\b",
+            0,
+            "<TIMESTAMP>",
+        ),
         (r"\b\d{4}[-/]\d{2}[-/]\d{2}\b", 0, "<DATE>"),
         (r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I, "<UUID>"),
         (r"\b0x[0-9a-f]{6,16}\b", re.I, "<ADDRESS>"),
-        (r"(?:/private)?/(?:tmp|var/tmp|var/folders)/[^\s'\"<>,;)\]]*", 0, "<TMP>"),
-        (r"[A-Z]:\\(?:[^\\\s]+\\)*(?:Temp|tmp)\\[^\s'\"<>,;)\]]*", re.I, "<TMP>"),
-        (r"\b\d{1,2}:\d{2}(?::\d{2})?(?:\.\d+)?\b", 0, "<TIME>"),
-        (rf"(?<![\w.])\d+(?:\.\d+)?\s?(?:{_DURATION_UNITS})(?!\w)", 0, "<DURATION>"),
     )
 )
 
 
-def mask_volatile(text: str) -> str:
-    """``text`` with run-dependent parts replaced by placeholders (idempotent)."""
+def mask_volatile(text: str, project_root: str | os.PathLike[str] | None = None) -> str:
+    """``text`` with run-dependent parts replaced by placeholders (idempotent): see the module
+    docstring, and :mod:`reprokit.notebook.masks` for the masks that read context.
+    ``project_root``: the project's absolute root, masked as ``<PROJECT>``."""
     text = text.replace("\r\n", "\n")
     if "\r" in text:
         text = "\n".join(line.rsplit("\r", 1)[-1] for line in text.split("\n"))
     text = mask_ids(text)
     for pattern, placeholder in _MASKS:
         text = pattern.sub(placeholder, text)
-    return text
+    text = mask_library_paths(text)
+    text = mask_project_root(text, project_root)
+    text = mask_temp_paths(text)
+    return mask_durations(mask_clock_times(text))
 
 
 def cell_text(cell: Any, *, merge_streams: bool = True) -> str:
