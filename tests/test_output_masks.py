@@ -150,3 +150,30 @@ def test_the_project_root_is_masked_when_given() -> None:
     assert masked == "Saved figure to <PROJECT>/figs/fig3.png, not /home/runner/work/p/p2/x"
     assert mask_volatile(masked) == masked
     assert mask_volatile(text) == text
+
+
+def test_a_clone_elsewhere_reproduces_its_saved_paths(tmp_path: Path) -> None:
+    from lock_helpers import executed, make_project
+
+    from reprokit.compare.verify import verify_results
+    from reprokit.options import ComparisonOptions
+    from reprokit.recording.lock import build_lock
+    from reprokit.results import encode_result, read_notebook
+
+    results = [encode_result("acc", 0.5)]
+    here, there = make_project(tmp_path / "a"), make_project(tmp_path / "b")
+    recorded = executed(here, results, stdout=f"Saved figure to {here.root}/figs/fig3.png\n")
+    lock = build_lock(here.notebook, recorded, project_root=here.root, device="cpu")
+    node = executed(there, results, stdout=f"Saved figure to {there.root}/figs/fig3.png\n")
+    options = ComparisonOptions(outputs=True)
+
+    def verdict(root: Path | None, node: object = node) -> bool:
+        done = verify_results(
+            lock, read_notebook(node), comparison=options, executed_notebook=node, project_root=root
+        )
+        return done.reproduced
+
+    assert verdict(there.root)
+    assert not verdict(None)  # the root not known: the paths differ
+    moved = executed(there, results, stdout=f"Saved figure to {there.root}/figs/fig4.png\n")
+    assert not verdict(there.root, moved)

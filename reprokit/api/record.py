@@ -43,6 +43,7 @@ from reprokit.recording.lock import (
     refuse_shared_locks,
     write_lock,
 )
+from reprokit.recording.lock_model import CellFingerprint
 from reprokit.recording.retention import held_until_done
 from reprokit.recording.target import find_project_root
 from reprokit.report.describe import describe_data_outside, describe_no_results
@@ -152,7 +153,8 @@ def _measured(group: list[RunOutcome], lock: Lock, factor: float) -> Noise:
         for node, each in zip(nodes, group, strict=True)
     ]
     causes = likely_causes(nodes[0], lock.snapshot)
-    fingerprints = [fingerprint_texts(node) for node in nodes]
+    root = find_project_root(Path(group[0].notebook).parent)
+    fingerprints = [fingerprint_texts(node, root) for node in nodes]
     return measure_noise(results, fingerprints, factor=factor, causes=causes)
 
 
@@ -173,28 +175,17 @@ def record_from_run(
     import tempfile
 
     from reprokit.recording.fromrun import load_run
-    from reprokit.recording.lock import changed_cells, output_fingerprints, source_cells
 
     start = Path(notebook).resolve().parent if notebook is not None else Path.cwd()
     with tempfile.TemporaryDirectory(prefix="reprokit-run-") as folder:
         recorded = load_run(run_id, folder, start=start, tracking_uri=tracking_uri)
         source = _run_notebook(recorded.run_id, notebook, recorded.notebook)
-        outputs = None
-        if recorded.executed_notebook is not None:
-            executed = load_notebook(recorded.executed_notebook)
-            changed = changed_cells(source_cells(executed), source_cells(load_notebook(source)))
-            if changed:
-                raise UsageError(
-                    f"{source}: its source differs from the notebook MLflow run "
-                    f"{recorded.run_id} executed (cells {', '.join(str(k + 1) for k in changed)}); "
-                    "record it anew with `reprokit record`",
-                    path=str(source),
-                )
-            outputs = output_fingerprints(executed)
+        root = find_project_root(source.parent)
+        outputs = _recorded_outputs(recorded.run_id, recorded.executed_notebook, source, root)
         lock = build_lock(
             source,
             recorded.results,
-            project_root=find_project_root(source.parent),
+            project_root=root,
             parameters=recorded.parameters,
             device=recorded.device,
             data=recorded.data,
@@ -206,6 +197,27 @@ def record_from_run(
             warn_user(describe_no_results(str(source)))
         write_lock(lock, target)  # copies by-reference arrays out of the download first
     return str(target)
+
+
+def _recorded_outputs(
+    run_id: str, executed_path: Path | None, source: Path, root: Path
+) -> tuple[CellFingerprint, ...] | None:
+    """The output fingerprints of the notebook the run executed (None when it kept none),
+    once its source is ``source``'s."""
+    from reprokit.recording.lock import changed_cells, output_fingerprints, source_cells
+
+    if executed_path is None:
+        return None
+    executed = load_notebook(executed_path)
+    changed = changed_cells(source_cells(executed), source_cells(load_notebook(source)))
+    if changed:
+        raise UsageError(
+            f"{source}: its source differs from the notebook MLflow run "
+            f"{run_id} executed (cells {', '.join(str(k + 1) for k in changed)}); "
+            "record it anew with `reprokit record`",
+            path=str(source),
+        )
+    return output_fingerprints(executed, project_root=root)
 
 
 def _run_notebook(run_id: str, given: str | os.PathLike[str] | None, tagged: str | None) -> Path:

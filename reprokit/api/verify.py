@@ -256,6 +256,7 @@ class _Plan:
     source_changes: tuple[int, ...]  # checked (and warned about) before anything runs
     shown_as: str  # the notebook as the verdict names it: the file run, even when renamed
     rebuilt: tuple[EnvSpec, BuiltEnv] | None = None  # --rebuild-env: the lock's environment
+    root: Path | None = None  # the project's root here (masked in cell outputs: <PROJECT>)
 
 
 @dataclass(frozen=True)
@@ -281,7 +282,7 @@ def _plan(source: Path, lock_path: Path, comparison: ComparisonOptions) -> _Plan
     cache = None if comparison.rehash else "default"
     data = check_data(lock, root, cache=cache)
     changes = tuple(check_source(lock, source))
-    return _Plan(source, lock_path, lock, data, changes, _shown_as(source, root, lock))
+    return _Plan(source, lock_path, lock, data, changes, _shown_as(source, root, lock), root=root)
 
 
 def _warn_unmarked_root(source: Path, root: Path, lock: Lock) -> None:
@@ -525,6 +526,7 @@ def _verify_one(plan: _Plan, job: _Job, outcomes: list[RunOutcome]) -> VerifyOut
         executed_notebook=executed,
         source_changes=plan.source_changes,
         command=_command(source, outcome.device, job),
+        project_root=plan.root,
     )
     verdict = replace(
         verdict,

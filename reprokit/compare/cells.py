@@ -18,6 +18,7 @@ lock that the executed notebook lacks) and ``unexpected`` (a code cell the lock 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -158,11 +159,14 @@ def _excerpt(text: str, line: int = 1) -> str:
     return chosen if len(chosen) <= _EXCERPT else chosen[: _EXCERPT - 3] + "..."
 
 
-def fingerprint_texts(node: Any) -> tuple[CellFingerprint, ...]:
-    """The executed notebook's fingerprints, texts kept whatever their length."""
+def fingerprint_texts(
+    node: Any, project_root: str | os.PathLike[str] | None = None
+) -> tuple[CellFingerprint, ...]:
+    """The executed notebook's fingerprints, texts kept whatever their length; the project's
+    root masked as the lock masks it."""
     from reprokit.recording.lock import output_fingerprints
 
-    return output_fingerprints(node, text_limit=None)
+    return output_fingerprints(node, text_limit=None, project_root=project_root)
 
 
 def current_fingerprints(
@@ -170,22 +174,26 @@ def current_fingerprints(
     node: Any,
     text_limit: int | None = None,
     volatile: Sequence[VolatileCell] = (),
+    project_root: str | os.PathLike[str] | None = None,
 ) -> tuple[CellFingerprint, ...]:
-    """The executed notebook's fingerprints to compare with ``reference`` (a lock's). A cell
+    """The executed notebook's fingerprints to compare with ``reference`` (a lock's), the
+    project's root (where this checkout is) masked as ``<PROJECT>``. A cell
     whose text as locks written before stream outputs were merged have it (each output on a
     line of its own) is the lock's, or alone has the shape of its volatile template, is given
     that text, so such a lock verifies as it did: only a cell whose kernel flushed elsewhere
     than then differs."""
     from reprokit.recording.lock import output_fingerprints
 
-    merged = output_fingerprints(node, text_limit)
+    merged = output_fingerprints(node, text_limit, project_root=project_root)
     locked = {cell.index: cell.digest for cell in reference}
     if all(locked.get(cell.index) == cell.digest for cell in merged):
         return merged  # the common case: nothing to look at twice
-    split = output_fingerprints(node, text_limit, merge_streams=False)
+    split = output_fingerprints(node, text_limit, merge_streams=False, project_root=project_root)
     # a lock written while %repro end printed its line (store path and all): the cell as
     # printed then, where that is the lock's (where it was recorded, it verifies as it did)
-    printed = output_fingerprints(node, text_limit, printed_end_line=True)
+    printed = output_fingerprints(
+        node, text_limit, printed_end_line=True, project_root=project_root
+    )
     templates = {cell.index: cell for cell in volatile}
     return tuple(
         old

@@ -261,6 +261,7 @@ def verify_results(
     executed_notebook: Any = None,
     source_changes: Sequence[int] | None = None,
     command: str | None = None,
+    project_root: str | os.PathLike[str] | None = None,
 ) -> Verdict:
     """Compare every result of ``executed`` with the lock's (see the module docstring).
 
@@ -270,18 +271,18 @@ def verify_results(
     :data:`~reprokit.compare.cells.DEFAULT_OUTPUT_TOLERANCE`; a cell that differs fails the
     verdict). ``device``: this execution's device kind (default: the lock's). ``lock_dir``:
     where the lock's by-reference arrays are (default: the current folder).
-    ``executed_notebook`` (an nbformat node) names the first cell whose output diverged;
-    ``data``, ``source_changes`` (None: not known; :func:`_env_diff`), ``command``: as given.
+    ``executed_notebook`` (an nbformat node) names the first cell whose output diverged, its
+    outputs masked with ``project_root`` (this checkout's) as ``<PROJECT>``; ``data``,
+    ``source_changes`` (None: not known; :func:`_env_diff`) and ``command`` go into the verdict
+    as given.
     """
     options = comparison if comparison is not None else ComparisonOptions()
-    rtol, atol, outputs = options.rtol, options.atol, options.outputs
     reference_device = lock.parameters.device
     current_device = (device or reference_device).split(":", 1)[0].lower()
     picker = _TolerancePicker(lock, options, cross_device=current_device != reference_device)
     checks = _result_checks(lock, executed.results, picker, Path(lock_dir or Path.cwd()))
     snapshot = current_snapshot if current_snapshot is not None else executed.snapshot
-    cells = _output_checks(lock, executed_notebook, rtol, atol) if outputs else ()
-    divergent = _divergence(lock, cells, executed_notebook, outputs=outputs)
+    cells, divergent = _compared_cells(lock, options, executed_notebook, project_root)
     return Verdict(
         notebook=lock.notebook.path,
         reproduced=all(c.passed for c in checks) and all(c.passed for c in cells),
@@ -297,7 +298,7 @@ def verify_results(
         run_id=lock.run_id,
         command=command,
         outputs=cells,
-        outputs_compared=outputs,
+        outputs_compared=options.outputs,
     )
 
 
@@ -508,15 +509,36 @@ def _tags(cell: Any) -> list[str]:
     return list(tags) if isinstance(tags, list) else []
 
 
+@dataclass(frozen=True)
+class _ExecutedNotebook:
+    node: Any  # nbformat node, or None
+    project_root: str | os.PathLike[str] | None
+
+
+def _compared_cells(
+    lock: Lock,
+    options: ComparisonOptions,
+    node: Any,
+    project_root: str | os.PathLike[str] | None,
+) -> tuple[tuple[OutputCheck, ...], DivergentCell | None]:
+    """The output checks (with ``--outputs``) and the first divergent cell."""
+    executed = _ExecutedNotebook(node, project_root)
+    outputs = options.outputs
+    cells = _output_checks(lock, executed, options.rtol, options.atol) if outputs else ()
+    return cells, _divergence(lock, cells, executed, outputs=outputs)
+
+
 def _output_checks(
-    lock: Lock, node: Any, rtol: float | None, atol: float | None
+    lock: Lock, executed: _ExecutedNotebook, rtol: float | None, atol: float | None
 ) -> tuple[OutputCheck, ...]:
-    if node is None:
+    if executed.node is None:
         raise ReprokitError("comparing outputs needs the executed notebook")
     from reprokit.compare.cells import current_fingerprints
 
     tolerance = Tolerance(rtol, atol) if rtol is not None or atol is not None else None
-    current = current_fingerprints(lock.outputs, node, None, lock.volatile)
+    current = current_fingerprints(
+        lock.outputs, executed.node, None, lock.volatile, executed.project_root
+    )
     return compare_cell_outputs(lock.outputs, current, tolerance, volatile=lock.volatile)
 
 
@@ -548,9 +570,9 @@ _OLD_END_LINE = re.compile(
 
 
 def _divergence(
-    lock: Lock, cells: tuple[OutputCheck, ...], node: Any, *, outputs: bool
+    lock: Lock, cells: tuple[OutputCheck, ...], executed: _ExecutedNotebook, *, outputs: bool
 ) -> DivergentCell | None:
-    divergent = _divergent_from(cells) if outputs else _divergent_cell(lock, node)
+    divergent = _divergent_from(cells) if outputs else _divergent_cell(lock, executed)
     return _flag_old_end_line(divergent, lock)
 
 
@@ -563,14 +585,16 @@ def _flag_old_end_line(divergent: DivergentCell | None, lock: Lock) -> Divergent
     return replace(divergent, old_end_line=True)
 
 
-def _divergent_cell(lock: Lock, node: Any) -> DivergentCell | None:
+def _divergent_cell(lock: Lock, executed: _ExecutedNotebook) -> DivergentCell | None:
     """Without ``--outputs``: the first cell whose output digest is not the lock's."""
-    if node is None or not lock.outputs:
+    if executed.node is None or not lock.outputs:
         return None
     from reprokit.compare.cells import current_fingerprints
     from reprokit.recording.lock_model import OUTPUT_TEXT_LIMIT
 
-    current = current_fingerprints(lock.outputs, node, OUTPUT_TEXT_LIMIT, lock.volatile)
+    current = current_fingerprints(
+        lock.outputs, executed.node, OUTPUT_TEXT_LIMIT, lock.volatile, executed.project_root
+    )
     checks = compare_cell_outputs(lock.outputs, current, digests_only=True, volatile=lock.volatile)
     return _divergent_from(checks, detailed=False)
 

@@ -174,12 +174,14 @@ def output_fingerprints(
     *,
     merge_streams: bool = True,
     printed_end_line: bool = False,
+    project_root: str | os.PathLike[str] | None = None,
 ) -> tuple[CellFingerprint, ...]:
     """Digests of each code cell's masked text output, with the text itself when at most
     ``text_limit`` characters (``None``: always); reprokit's own outputs left out (the
     snapshot's rendering changes every run, results are compared on their own). A cell that
     nbval is told to ignore or skip (:func:`output_ignored`) is fingerprinted as empty: its
-    output is never compared."""
+    output is never compared. ``project_root``: masked as ``<PROJECT>`` (a clone elsewhere
+    prints its own)."""
     from reprokit.notebook.text import cell_text, mask_volatile
 
     cells = [c for c in node.get("cells", []) if not _is_injected(c)]
@@ -191,7 +193,8 @@ def output_fingerprints(
         if printed_end_line:  # as locks written before it was reprokit's own had it: printed
             outputs = [_as_printed(o) for o in outputs]
         kept = [o for o in outputs if not _is_reprokit_output(o) and not output_ignored(cell)]
-        text = mask_volatile(cell_text({"outputs": kept}, merge_streams=merge_streams))
+        printed = cell_text({"outputs": kept}, merge_streams=merge_streams)
+        text = mask_volatile(printed, project_root)
         kept_text = text if text_limit is None or len(text) <= text_limit else None
         out.append(CellFingerprint(index, _blake3(text.encode("utf-8")), kept_text))
     return tuple(out)
@@ -287,7 +290,7 @@ def build_lock(
     root = Path(project_root).resolve()
     notebook = Path(notebook_path).resolve()
     rel_notebook = _relative_to_root(notebook, root, "notebook.path", str(notebook))
-    results, fingerprints = _executed_parts(executed, str(notebook_path))
+    results, fingerprints = _executed_parts(executed, str(notebook_path), root)
     snapshot = _portable(_whole_snapshot(results, str(notebook)))
     if seed is None and snapshot is not None and snapshot.seeds is not None:
         seed = snapshot.seeds.seed
@@ -358,14 +361,15 @@ def _whole_snapshot(results: NotebookResults, notebook: str) -> Snapshot | None:
 
 
 def _executed_parts(
-    executed: Any, notebook: str
+    executed: Any, notebook: str, root: Path
 ) -> tuple[NotebookResults, tuple[CellFingerprint, ...]]:
-    """Results and output fingerprints; a bad payload is named by ``notebook``, the file the
-    user wrote, whose cells the executed notebook's follow."""
+    """Results and output fingerprints (``root``, the project's, masked as ``<PROJECT>``); a bad
+    payload is named by ``notebook``, the file the user wrote, whose cells the executed
+    notebook's follow."""
     if isinstance(executed, NotebookResults):
         return executed, ()
     node = load_notebook(executed) if isinstance(executed, (str, os.PathLike)) else executed
-    return read_notebook(node, source=notebook), output_fingerprints(node)
+    return read_notebook(node, source=notebook), output_fingerprints(node, project_root=root)
 
 
 def _device_tolerances(
