@@ -226,7 +226,8 @@ def test_a_kernel_killed_right_after_a_result_is_completed_killed(project: Path)
 
     manager, client = start_new_kernel(kernel_name="python3", cwd=str(project))
     try:
-        for cell in [*CELLS, "reprokit.result('acc', 0.25)"]:
+        results = "reprokit.result('acc', 0.25); reprokit.result('lst', [1, 2])\n"
+        for cell in [*CELLS, results + "reprokit.result('s', 'a')"]:
             reply = client.execute_interactive(cell, timeout=WAIT_S, output_hook=lambda _: None)
             assert reply["content"]["status"] == "ok", reply["content"]
         os.kill(manager.provisioner.process.pid, signal.SIGKILL)
@@ -239,6 +240,9 @@ def test_a_kernel_killed_right_after_a_result_is_completed_killed(project: Path)
     (run,) = _runs(project, "nb")
     assert run.info.status == "KILLED" and run.data.metrics == {"acc": 0.25}
     assert run.data.params["seed"] == "0"
+    store = mlflow_client(tracking_uri(project))  # results.json, written at the end, made anew
+    written = store.download_artifacts(run.info.run_id, "reprokit/results.json", str(project))
+    assert sorted(json.loads(Path(written).read_text())) == ["acc", "lst", "s"]
 
 
 # --- the store ----------------------------------------------------------------------------------

@@ -8,7 +8,8 @@ when a runner sets it)::
     git.diff           `git diff HEAD` when the work tree was dirty
     data.json          the DataManifest of every input declared (start and %repro data)
     seeds.json         every SeedRecord, in order
-    results.json       every Result, by name (written at end)
+    results.json       every Result, by name (written at end; by the replay of a run whose
+                       process died before it, from the results its journal holds)
     run.json           tracking URI (redacted), experiment and MLflow run id once known
     arrays/            arrays too large to travel inside the notebook (.npy / .json)
 
@@ -30,6 +31,7 @@ from reprokit.recording.retention import ACTIVE_SUFFIX, ARRAYS, hold_marker, rel
 
 OUTPUT_DIR_ENV = "REPROKIT_OUTPUT_DIR"
 ARTIFACT_PATH = "reprokit"
+RESULTS_FILE = "results.json"
 
 
 class RunFolder:

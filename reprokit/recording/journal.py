@@ -3,7 +3,9 @@
 ``<project root>/.reprokit/journal/<run key>.jsonl``, one JSON object per line, appended
 synchronously by whoever records (the session of a live notebook, the runner): start
 (experiment, tracking URI without credentials, run name, tags, params), params/tags/metrics,
-dataset inputs, the folder uploaded as artifacts, failed or interrupted cells, end (status).
+declared results (each as it goes into ``results.json``: arrays by reference to their sidecar
+file, written when declared; its metric with it), dataset inputs, the folder uploaded as
+artifacts, failed or interrupted cells, end (status).
 MLflow's writer adds ``opened`` (the run id, once MLflow created the run) and ``synced`` (the
 run reached MLflow and was closed), after which the journal is deleted. The runner opens a
 run's journal as its notebook starts (start, params, tags, its output folder: not uploaded
@@ -155,6 +157,7 @@ class JournalState:
     params: dict[str, str] = field(default_factory=dict)
     metrics: list[tuple[str, float, int, int]] = field(default_factory=list)
     datasets: list[dict[str, str]] = field(default_factory=list)
+    results: dict[str, Any] = field(default_factory=dict)  # name -> encoded Result, latest wins
     uploads: dict[str, str] = field(default_factory=dict)  # artifact path -> folder
     folder: str | None = None  # where the run's files are written (not uploaded from here)
     cell_errors: int = 0
@@ -177,6 +180,8 @@ class JournalState:
         start |= {"folder": self.folder} if self.folder else {}
         yield "start", start | {"start_ms": self.start_ms, "tags": self.tags}
         yield "log", {"params": self.params, "metrics": self.metrics}
+        for name, encoded in self.results.items():
+            yield "result", {"name": name, "result": encoded, "metrics": []}
         if self.datasets:
             yield "datasets", {"specs": self.datasets}
         for artifact_path, folder in self.uploads.items():
@@ -234,7 +239,10 @@ def _apply(state: JournalState, event: dict[str, Any]) -> None:
     if kind in ("start", "log"):
         state.tags |= dict(event.get("tags") or {})
         state.params |= dict(event.get("params") or {})
+    if kind in ("start", "log", "result"):
         state.metrics += [_metric(m) for m in event.get("metrics") or ()]
+    if kind == "result":
+        state.results[str(event["name"])] = dict(event["result"])
     elif kind == "datasets":
         state.datasets += list(event.get("specs") or ())
     elif kind == "upload":

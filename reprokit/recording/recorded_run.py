@@ -21,9 +21,9 @@ from dataclasses import replace as dataclass_replace
 from pathlib import Path
 from typing import Any
 
-from reprokit._serde import compact_json, laid_out, to_json
+from reprokit._serde import compact_json, laid_out, to_builtins, to_json
 from reprokit.capturing.model import DataEntry, DataManifest, SeedRecord, Snapshot
-from reprokit.recording.folder import ARTIFACT_PATH, RunFolder
+from reprokit.recording.folder import ARTIFACT_PATH, RESULTS_FILE, RunFolder
 from reprokit.recording.handoff import spawn_writer, wait_for_writers
 from reprokit.recording.journal import JOURNAL_TAG, Journal
 from reprokit.recording.mapping import (
@@ -375,12 +375,24 @@ class RecordedRun:
         )
         replaced = name in self.results
         self.results[name] = declared
+        self._journal_result(name, declared)
+        return declared, replaced
+
+    def _journal_result(self, name: str, declared: Result) -> None:
+        """One ``result`` event: the result as ``results.json`` holds it (a kernel killed before
+        the end leaves it to the replay) and its metric, if a number, queued for MLflow. Written
+        at once, fsync'ed with the recorder's next batch or the end (a value that is no metric
+        does not wake the recorder up)."""
         step = self._declared[name]
         self._declared[name] += 1
         number = metric_value(declared)
-        if number is not None:  # the step orders re-declarations: MLflow shows the latest
-            self._submit(LogBatch(metrics=[(metric_key(name), number, now_ms(), step)]))
-        return declared, replaced
+        # the step orders re-declarations: MLflow shows the latest
+        metrics = [] if number is None else [(metric_key(name), number, now_ms(), step)]
+        if self.journal is not None:
+            fields = {"name": name, "result": _encoded(declared), "metrics": metrics}
+            self._journal("result", False, **fields)
+        if metrics:
+            self.recorder.submit(LogBatch(metrics=metrics))
 
     def add_seed(self, record: SeedRecord) -> None:
         """The first seed is the ``seed`` param (params cannot change); the tag is the latest."""
@@ -525,8 +537,18 @@ class RecordedRun:
 
     def _write_results(self) -> None:
         if self.folder is not None:
-            self.folder.write_text("results.json", to_json(self.results))
+            self.folder.write_text(RESULTS_FILE, to_json(self.results))
             self._write_inputs()
+
+
+def _encoded(declared: Result) -> dict[str, Any]:
+    """``to_builtins(declared)``, at a fraction of its cost (a result declared in a loop pays it
+    each time): only the array records need converting, the value is JSON already."""
+    fields = dict(vars(declared))
+    for key in ("array", "index", "columns"):
+        if fields[key]:
+            fields[key] = to_builtins(fields[key])
+    return fields
 
 
 def _journal_event(op: Op) -> tuple[str, dict[str, Any]] | None:

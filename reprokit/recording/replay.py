@@ -18,7 +18,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
+from reprokit._fsutil import atomic_write_text
+from reprokit._serde import to_json
 from reprokit.exceptions import RecordError
+from reprokit.recording.folder import ARTIFACT_PATH, RESULTS_FILE
 from reprokit.recording.journal import (
     JOURNAL_TAG,
     Journal,
@@ -68,6 +71,7 @@ def replay_state(state: JournalState, writer: MlflowRunWriter, journal: Journal 
         writer.run_id = run_id
         writer.log_batch(params=state.params, tags=state.tags)
     writer.log_batch(metrics=state.metrics)
+    _write_missing_results(state)
     if state.datasets:
         writer.log_datasets([DatasetSpec(**spec) for spec in state.datasets])
     for artifact_path, folder in state.uploads.items():
@@ -80,6 +84,22 @@ def replay_state(state: JournalState, writer: MlflowRunWriter, journal: Journal 
     if journal is not None:
         journal.finish()
     return run_id
+
+
+def _write_missing_results(state: JournalState) -> None:
+    """The run folder of a process that died before its end has no ``results.json``: it is made
+    from the results the journal holds, before the folder is uploaded (so the run's
+    ``reprokit/results.json`` artifact has every result declared)."""
+    folder = state.uploads.get(ARTIFACT_PATH)
+    if not state.results or folder is None or not Path(folder).is_dir():
+        return
+    target = Path(folder) / RESULTS_FILE
+    if target.exists():  # written at the end, from the same results
+        return
+    try:
+        atomic_write_text(target, to_json(state.results))
+    except OSError as exc:  # kept for the next replay: the results are only in the journal
+        raise RecordError(f"cannot write {target}: {exc.strerror}", action="replaying") from exc
 
 
 def _status(state: JournalState) -> RunEndStatus:
