@@ -46,7 +46,11 @@ from reprokit.recording.lock import (
 from reprokit.recording.lock_model import CellFingerprint
 from reprokit.recording.retention import held_until_done
 from reprokit.recording.target import find_project_root
-from reprokit.report.describe import describe_data_outside, describe_no_results
+from reprokit.report.describe import (
+    describe_data_outside,
+    describe_ended_early,
+    describe_no_results,
+)
 from reprokit.runner.plan import Progress, RunOutcome
 
 __all__ = ["RecordOutcome", "record", "record_from_run"]
@@ -193,8 +197,7 @@ def record_from_run(
             outputs=outputs,
         )
         target = lock_path_for(source)
-        if not lock.results:
-            warn_user(describe_no_results(str(source)))
+        _warn_if_partial(source, recorded.run_id, recorded.status, len(lock.results))
         write_lock(lock, target)  # copies by-reference arrays out of the download first
     return str(target)
 
@@ -218,6 +221,14 @@ def _recorded_outputs(
             path=str(source),
         )
     return output_fingerprints(executed, project_root=root)
+
+
+def _warn_if_partial(source: Path, run_id: str, status: str | None, results: int) -> None:
+    """A lock of no result, or of a run that did not finish, may lack what verify needs."""
+    if not results:
+        warn_user(describe_no_results(str(source)))
+    elif status in ("KILLED", "FAILED"):
+        warn_user(describe_ended_early(run_id, status, results))
 
 
 def _run_notebook(run_id: str, given: str | os.PathLike[str] | None, tagged: str | None) -> Path:

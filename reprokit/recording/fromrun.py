@@ -40,6 +40,7 @@ __all__ = ["RecordedRun", "is_run_id", "load_run"]
 
 # parameters that reprokit itself logs (not the notebook's)
 _OWN_PARAMS = frozenset({"device", "seed", "deterministic"})
+_ENDED_EARLY = frozenset({"KILLED", "FAILED"})  # a run of these may lack results declared later
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class RecordedRun:
     executed_notebook: Path | None = None
     data: DataManifest | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    status: str | None = None  # MLflow's: FINISHED, FAILED, KILLED, RUNNING
 
     @property
     def snapshot(self) -> Snapshot | None:
@@ -119,10 +121,17 @@ class _RunData:
 
 
 @dataclass(frozen=True)
+class _RunInfo:
+    status: str | None
+
+
+@dataclass(frozen=True)
 class _LocalRun:
-    """A run's tags and params read straight from a SQLite store (shaped like MLflow's Run)."""
+    """A run's tags, params and status read straight from a SQLite store (shaped like MLflow's
+    Run)."""
 
     data: _RunData
+    info: _RunInfo
 
 
 def _read_local(run_id: str, uri: str, folder: Path) -> _LocalRun | None:
@@ -134,7 +143,7 @@ def _read_local(run_id: str, uri: str, folder: Path) -> _LocalRun | None:
         return None
     try:
         with contextlib.closing(sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True)) as db:
-            row = db.execute("SELECT artifact_uri FROM runs WHERE run_uuid = ?", (run_id,))
+            row = db.execute("SELECT artifact_uri, status FROM runs WHERE run_uuid = ?", (run_id,))
             found = row.fetchone()
             tags = dict(db.execute("SELECT key, value FROM tags WHERE run_uuid = ?", (run_id,)))
             params = dict(db.execute("SELECT key, value FROM params WHERE run_uuid = ?", (run_id,)))
@@ -146,7 +155,7 @@ def _read_local(run_id: str, uri: str, folder: Path) -> _LocalRun | None:
     if not source.is_dir():
         return None
     shutil.copytree(source, folder / ARTIFACT_PATH, dirs_exist_ok=True, symlinks=True)
-    return _LocalRun(_RunData(tags, params))
+    return _LocalRun(_RunData(tags, params), _RunInfo(found[1]))
 
 
 @contextlib.contextmanager
@@ -167,13 +176,14 @@ def _no_progress_bar() -> Iterator[None]:
 def _read_run(run_id: str, uri: str, run: Any, folder: Path) -> RecordedRun:
     tags = dict(run.data.tags)
     params = dict(run.data.params)
+    status = getattr(run.info, "status", None)
     executed = _executed_notebook(folder)
     if executed is not None:  # its snapshot made whole from the run folder uploaded beside it
         places = sorted(folder.rglob("snapshot.json")) if folder.is_dir() else []
         results = restore_snapshot(read_notebook(executed), places)
         parameters = _papermill_parameters(executed) or _notebook_params(params)
     else:
-        results = _session_results(run_id, folder)
+        results = _session_results(run_id, folder, status if _ours(tags) else None)
         parameters = _notebook_params(params)
     results = _relocated(results, folder)
     return RecordedRun(
@@ -187,7 +197,13 @@ def _read_run(run_id: str, uri: str, run: Any, folder: Path) -> RecordedRun:
         executed_notebook=executed,
         data=_data_manifest(folder) or (results.snapshot.data if results.snapshot else None),
         tags=tags,
+        status=status,
     )
+
+
+def _ours(tags: dict[str, str]) -> bool:
+    """The run was recorded by reprokit (it carries reprokit's version tag)."""
+    return "reprokit.version" in tags
 
 
 def _executed_notebook(folder: Path) -> Path | None:
@@ -219,9 +235,17 @@ def _notebook_params(params: dict[str, str]) -> dict[str, Any]:
     return out
 
 
-def _session_results(run_id: str, folder: Path) -> NotebookResults:
-    """A run recorded from a live notebook: ``results.json`` and ``snapshot.json``."""
+def _session_results(run_id: str, folder: Path, status: str | None) -> NotebookResults:
+    """A run recorded from a live notebook: ``results.json`` and ``snapshot.json``. ``status``:
+    the run's, when reprokit recorded it (a run without results then declared none)."""
     results_file = _find(folder, "results.json")
+    if results_file is None and status is not None:
+        died = ": its process ended before it declared any" if status in _ENDED_EARLY else ""
+        raise InputError(
+            f"MLflow run {run_id} ({status}) has no reprokit results (no executed notebook and "
+            f"no {ARTIFACT_PATH}/results.json){died}",
+            run_id=run_id,
+        )
     if results_file is None:
         raise InputError(
             f"MLflow run {run_id} has no reprokit results (no executed notebook and no "

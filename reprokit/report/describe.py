@@ -206,6 +206,16 @@ def describe_no_results(notebook: str) -> str:
     )
 
 
+def describe_ended_early(run_id: str, status: str, results: int) -> str:
+    """The warning of ``record --from-run`` for a run that did not finish (its kernel was
+    killed, a cell failed): its lock holds only the results declared before that."""
+    return (
+        f"MLflow run {run_id} ended {status}: the lock holds the {results} result(s) it "
+        "declared before that; a result the notebook declares later is missing from it "
+        "(record a finished run to have them all)"
+    )
+
+
 def describe_data_outside(path: str, root: str) -> str:
     """The warning of ``record`` for an input declared while the notebook ran that lies
     outside the project: the lock, which travels with the project, leaves it out."""
