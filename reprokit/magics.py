@@ -158,8 +158,16 @@ class ReproMagics(Magics):
         if was_active:
             from reprokit.report.display import emit, run_ended_bundle
 
-            count = len(ended.results)
-            emit(run_ended_bundle(ended.run_id, ended.status, count, ended.tracking_uri))
+            line = run_ended_bundle(
+                ended.run_id,
+                ended.status,
+                len(ended.results),
+                ended.tracking_uri,
+                background=ended.background,
+                recording=ended.recording,
+                local=ended.local,
+            )
+            emit(line)
 
     def _env(self, args: argparse.Namespace) -> None:
         from IPython.display import display

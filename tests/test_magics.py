@@ -67,6 +67,7 @@ def test_start_result_end_through_the_magic(shell: Any, project: Path) -> None:
     assert ended["data"][RUN_ENDED_MIME] == {"status": "FINISHED", "results": 3}
     line = ended["data"]["text/plain"]
     assert line.startswith("reprokit: run ") and " ended FINISHED: 3 result(s) → sqlite:" in line
+    assert finished.info.run_id in line or "handed to a background writer" in line
     shown = {"output_type": "display_data", **ended}
     cells = [
         {"cell_type": "code", "source": "%repro end", "outputs": outputs}
@@ -74,6 +75,32 @@ def test_start_result_end_through_the_magic(shell: Any, project: Path) -> None:
     ]
     assert output_fingerprints({"cells": cells[:1]}) == output_fingerprints({"cells": cells[1:]})
     assert finished.data.params["lr"] == "0.1" and finished.data.params["seed"] == "4"
+
+
+def test_the_end_line_says_a_background_writer_records_the_run(
+    shell: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It said ``run (not recorded)`` whenever MLflow was not done within 50 ms of the end (its
+    import in a fresh kernel), although the background writer records the run moments later."""
+    import threading
+
+    from reprokit.recording.worker import BackgroundRecorder
+
+    go_on, connect = threading.Event(), BackgroundRecorder._connect
+
+    def slow_import(recorder: BackgroundRecorder) -> None:
+        go_on.wait(60)
+        connect(recorder)
+
+    monkeypatch.setattr(BackgroundRecorder, "_connect", slow_import)
+    run(shell, "%repro start --experiment exp")
+    run(shell, "%repro end")
+    go_on.set()
+    (ended,) = [o for o in shell.display_pub.outputs if RUN_ENDED_MIME in o["data"]]
+    line = ended["data"]["text/plain"]
+    assert line.startswith("reprokit: run ended FINISHED: 0 result(s) → sqlite:"), line
+    assert line.endswith(", handed to a background writer (reprokit.flush() waits for it)")
+    assert session.flush(120)
 
 
 def test_failed_cell_since_start_ends_the_run_failed(shell: Any, project: Path) -> None:

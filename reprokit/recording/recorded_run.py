@@ -146,6 +146,7 @@ class RunStatus:
     recording: bool = True  # False once MLflow recording failed for this run
     errors: tuple[str, ...] = ()  # every recording problem reported for this run
     background: bool = False  # a background writer process finishes the run in MLflow
+    local: bool = False  # kept local (REPROKIT_MLFLOW=off): the runner records it in MLflow
 
 
 class RecordedRun:
@@ -457,6 +458,7 @@ class RecordedRun:
             recording=not self.recorder.broken,
             errors=tuple(self.reported),
             background=self.handed_off is not None,
+            local=isinstance(self.recorder, LocalRecorder),
         )
 
     def close(self, status: RunEndStatus, timeout: float, *, grace: float | None = None) -> bool:

@@ -47,16 +47,35 @@ def snapshot_bundle(snapshot: Snapshot, run: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_ended_bundle(
-    run_id: str | None, status: str | None, results: int, tracking_uri: str | None
+    run_id: str | None,
+    status: str | None,
+    results: int,
+    tracking_uri: str | None,
+    *,
+    background: bool = False,
+    recording: bool = True,
+    local: bool = False,
 ) -> dict[str, Any]:
-    """``%repro end``'s output: one line naming the run and its store. A reprokit output of
-    its own, so that a verification does not compare it: the store's URI and the run id
+    """``%repro end``'s output: one line naming the run and its store, and where the run is
+    (``background``: handed to a background writer, its id not known here; ``recording``
+    False: MLflow refused it; ``local``: kept local, the runner records it). A reprokit output
+    of its own, so that a verification does not compare it: the store's URI and the run id
     differ on every machine and run."""
-    line = (
-        f"reprokit: run {run_id or '(not recorded)'} ended {status}: "
-        f"{results} result(s) → {tracking_uri}"
-    )
-    return {RUN_ENDED_MIME: {"status": status, "results": results}, "text/plain": line}
+    line = f"ended {status}: {results} result(s) → {tracking_uri}"
+    if run_id is not None:
+        line = f"run {run_id} {line}"
+    elif not recording:
+        line = f"run {line}: not recorded there (see the warning)"
+    elif local:
+        line = f"run {line}, recorded by the runner"
+    elif background:
+        line = f"run {line}, handed to a background writer (reprokit.flush() waits for it)"
+    else:
+        line = f"run {line}, not in MLflow yet"
+    return {
+        RUN_ENDED_MIME: {"status": status, "results": results},
+        "text/plain": f"reprokit: {line}",
+    }
 
 
 def _bundle(mime: str, payload: Any, view: View) -> dict[str, Any]:
