@@ -16,6 +16,7 @@ from conftest import mlflow_client, tracking_uri
 
 from reprokit.api import session
 from reprokit.api.sync import sync
+from reprokit.exceptions import ReprokitWarning
 from reprokit.recording.handoff import wait_for_writers, writer_log
 from reprokit.recording.worker import Call
 
@@ -54,6 +55,32 @@ def test_end_returns_before_mlflow_has_the_run_and_waiting_shows_it(project: Pat
     assert run.data.metrics == {"accuracy": 0.75}
     assert run.data.tags["reprokit.results"] == "1"
     assert not writer_log(journal).exists()  # the log of a writer that succeeded is removed
+
+
+@pytest.mark.slow  # the writer process imports MLflow and tries three times: seconds
+def test_a_writer_that_fails_makes_flush_false_and_status_say_why(project: Path) -> None:
+    """``flush`` returned True when the writer had failed: its error was only in its log."""
+    import sqlite3
+
+    from reprokit.api.status import disk_status
+    from reprokit.report.disk import describe_disk
+
+    go_on = _start_with_mlflow_held_up(project)
+    assert session.end().background
+    with sqlite3.connect(project / "mlflow.db") as db:  # the writer finds it half-made: refused
+        db.execute("CREATE TABLE _alembic_tmp_experiments (experiment_id INTEGER)")
+    db.close()
+    go_on.set()
+    with pytest.warns(ReprokitWarning, match="did not reach MLflow at sqlite:") as caught:
+        assert not session.flush(120)
+    (line,) = [str(w.message) for w in caught if "did not reach" in str(w.message)]
+    assert "half-made" in line and "is kept: `reprokit sync` records it" in line
+    (failure,) = disk_status(project).writer_failures
+    assert failure.reason is not None and "half-made" in failure.reason
+    assert any(
+        text.startswith("failed   .reprokit/journal/")
+        for text in describe_disk(disk_status(project), project)
+    )
 
 
 def test_a_killed_writer_loses_nothing(project: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import socket
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -346,6 +347,42 @@ def test_server_down_warns_with_the_uri_and_no_credentials(project: Path) -> Non
     assert "127.0.0.1" in text and "s3cret" not in text and "alice" not in text
     assert ended.tracking_uri is not None and "s3cret" not in ended.tracking_uri
     assert session.results()["x"].value == 1.0
+
+
+def _ended_and_flushed(uri: str) -> tuple[bool, str]:
+    """End a run recorded for ``uri`` and flush it: flush's answer, and every warning given."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        session.start(experiment="exp", tracking_uri=uri)
+        session.result("x", 1.0)
+        session.end()
+        flushed = session.flush(120)
+    return flushed, "\n".join(str(w.message) for w in caught if w.category is ReprokitWarning)
+
+
+def test_flush_is_false_and_says_why_when_the_run_did_not_reach_mlflow(project: Path) -> None:
+    """``flush`` returned True although the server was down (or the writer had died)."""
+    uri = f"http://alice:s3cret@127.0.0.1:{_free_port()}/"
+    flushed, text = _ended_and_flushed(uri)
+    assert not flushed
+    (line,) = [t for t in text.splitlines() if "did not reach MLflow" in t]
+    assert f"at http://127.0.0.1:{uri.rsplit(':', 1)[1]}" in line and "s3cret" not in line
+    assert "is kept: `reprokit sync` records it" in line
+    journal = line.split("its journal ")[1].split(" is kept")[0]
+    assert Path(journal).is_file()
+    assert not session.status().recording and line in session.status().errors
+    assert not session.flush(1)  # said once: the status holds it
+
+
+def test_a_file_store_is_refused_at_the_start_and_by_flush(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``MLFLOW_TRACKING_URI=./mlruns``: MLflow refuses it; nothing said but in a log."""
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    flushed, text = _ended_and_flushed("./mlruns")
+    assert not flushed
+    assert "the tracking URI ./mlruns is a file store, which MLflow" in text
+    assert "did not reach MLflow at ./mlruns: " in text and "MLFLOW_ALLOW_FILE_STORE" in text
 
 
 def test_params_from_argument_and_environment(

@@ -156,8 +156,19 @@ def start(
         _active, _pending_seed = run, None
         _attach_hooks()
         _emit_snapshot(run)
+        _warn_if_refused(target, snapshot)
         _surface_problems(run)
         return run.status()
+
+
+def _warn_if_refused(target: TrackingTarget, snapshot: Snapshot) -> None:
+    """Say at the start, not only when the run is lost, that MLflow will refuse the store."""
+    from reprokit.recording.target import refuses_file_store
+    from reprokit.report.describe import describe_refused_file_store
+
+    version = snapshot.packages.get("mlflow-skinny") or snapshot.packages.get("mlflow")
+    if version is not None and refuses_file_store(target.uri, version):
+        _warn(describe_refused_file_store(target.display_uri, version))
 
 
 def _where(
@@ -358,6 +369,7 @@ def end(status: RunEndStatus | None = None) -> RunStatus:
         run.close(final, _flush_timeout(), grace=END_GRACE_S)
         _surface_problems(run)
         _last_status = run.status(final)
+        _report_unwritten(run)
         return _last_status
 
 
@@ -391,17 +403,25 @@ def flush(timeout: float | None = None) -> bool:
 
     After ``end``, wait for the ended run: ``end`` returns before MLflow has it when MLflow
     is slow (its first import alone takes seconds) and a background writer process finishes
-    it. Returns False if ``timeout`` seconds passed first; True at once when there is nothing
-    to wait for. Recording problems are reported as warnings, as at any call.
+    it. Returns True when the ended run is in MLflow; False if ``timeout`` seconds passed
+    first, or when it did not get there (MLflow refused it, the store could not be reached):
+    then a warning names the tracking URI, the reason and the journal kept for
+    ``reprokit sync``. True at once when there is nothing to wait for. Recording problems are
+    reported as warnings, as at any call.
     """
     with _lock:
         run, last = _active, _last_run
+    if run is None and last is not None:
+        written = last.wait_written(timeout)
+        with _lock:
+            _report_unwritten(last)
+        return written
     if run is None:
-        return True if last is None else last.wait_written(timeout)
+        return True
     done = run.recorder.flush(timeout)
     with _lock:
         _surface_problems(run)
-    return done
+    return done and not run.recorder.broken  # MLflow refused the run: its journal keeps it
 
 
 def settle(timeout: float = 60.0) -> str:
@@ -430,7 +450,25 @@ def status() -> RunStatus:
     """The active run's status, or that of the last run when none is active."""
     with _lock:
         _surface_problems()
+        if _active is None and _last_run is not None:
+            _report_unwritten(_last_run)  # its background writer may have failed since
         return _status_of_last() if _active is None else _active.status()
+
+
+def _report_unwritten(run: RecordedRun) -> None:
+    """Warn, once, that the ended ``run`` did not reach MLflow (and will not without
+    ``reprokit sync``); the last status says so too. Nothing while it may still get there."""
+    from reprokit.report.describe import describe_unwritten
+
+    global _last_status
+    unwritten = run.unwritten()
+    if unwritten is None or run is not _last_run or _last_status is None:
+        return
+    message = describe_unwritten(unwritten)
+    if message not in _last_status.errors:
+        errors = (*_last_status.errors, message)
+        _last_status = replace(_last_status, recording=False, errors=errors)
+        _warn(message)
 
 
 def env() -> Snapshot:

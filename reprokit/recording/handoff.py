@@ -8,11 +8,14 @@ writes still queued, then releases the journal's ``flock``), and :func:`spawn_wr
 kernel. That process imports MLflow, waits for the journal's lock (so it is the only writer of
 the journal, and the kernel's thread has stopped), replays the journal into MLflow (idempotent:
 see :mod:`reprokit.recording.replay`) and closes the run with its status. It writes what it did
-to ``<journal>.writer.log`` beside the journal, removed when the run reached MLflow.
+to ``<journal>.writer.log`` beside the journal, removed when the run reached MLflow; a writer
+that gives up (the store refuses the run, or cannot be reached) writes why on a line of its own
+(:func:`writer_failure` reads it back).
 
 Nothing is lost if the writer dies: the journal stays until the run is in MLflow, and the next
 ``reprokit sync``, session or runner connecting to the store replays it. :func:`wait_for_writers`
-(``reprokit sync --wait``, ``reprokit.flush()`` after ``end``) waits for these writers.
+(``reprokit sync --wait``, ``reprokit.flush()`` after ``end``) waits for these writers;
+:func:`failed_writers` lists the journals they left.
 """
 
 from __future__ import annotations
@@ -24,16 +27,18 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from reprokit._fsutil import locked_by_another
-from reprokit.recording.journal import Journal, pending_journals
+from reprokit.recording.journal import Journal, pending_journals, waiting
 from reprokit.recording.target import TrackingTarget
 
 URI_ENV = "REPROKIT_WRITER_URI"  # the tracking URI, credentials included: not on the command line
 WRITER_ATTEMPTS = 3  # a replay that failed (a busy store under load) is tried again
 LOCK_WAIT_S = 600.0  # how long the writer waits for the kernel's thread to let go
 POLL_S = 0.02
+FAILED_MARK = "writer failed: "  # a log line saying why the writer left the journal
 
 
 def writer_log(journal: Path) -> Path:
@@ -92,6 +97,8 @@ def write_journal(path: Path, uri: str) -> str:
         replay = replay_adopted(journal, writer)
     finally:
         journal.release()
+    if replay.status in ("failed", "unreadable"):  # the journal stays for `reprokit sync`
+        return f"{path}: {FAILED_MARK}{replay.detail or replay.status}"
     ended = f"{replay.run_status or ''} {replay.detail or ''}".strip()
     return f"{path}: {replay.status} run {replay.run_id} {ended}"
 
@@ -104,7 +111,7 @@ def _main(argv: list[str]) -> int:
             line = write_journal(path, uri)
             break
         except Exception as exc:  # logged; tried again (replay is idempotent), else left
-            print(f"{path}: writer failed: {type(exc).__name__}: {exc}", flush=True)
+            print(f"{path}: {FAILED_MARK}{_reason(exc)}", flush=True)
             if attempt == WRITER_ATTEMPTS:  # the journal stays for `reprokit sync`
                 return 1
             time.sleep(attempt)
@@ -113,6 +120,46 @@ def _main(argv: list[str]) -> int:
         with contextlib.suppress(OSError):
             writer_log(path).unlink()
     return 0
+
+
+def _reason(exc: Exception) -> str:
+    """The first line of ``exc`` (a RecordError's names the store and what failed already)."""
+    from reprokit.exceptions import RecordError
+
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else ""
+    return line if isinstance(exc, RecordError) and line else f"{type(exc).__name__}: {line}"
+
+
+def writer_failure(journal: Path) -> str | None:
+    """Why the writer of ``journal`` left it: its last failure, one line, credentials redacted;
+    None when its log says nothing of the kind (a writer killed, one still at work)."""
+    from reprokit.capturing.redact import redact_text
+
+    try:
+        text = writer_log(journal).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    reasons = [line.split(FAILED_MARK, 1)[1] for line in text.splitlines() if FAILED_MARK in line]
+    return redact_text(reasons[-1].strip()) if reasons else None
+
+
+@dataclass(frozen=True)
+class WriterFailure:
+    """A journal whose background writer ended without the run reaching MLflow."""
+
+    journal: str
+    reason: str | None  # :func:`writer_failure`
+
+
+def failed_writers(project_root: str | os.PathLike[str]) -> list[WriterFailure]:
+    """The journals of the project that a background writer was started for and left: it is
+    no longer at work, and the run is not in MLflow (``reprokit sync`` records it)."""
+    return [
+        WriterFailure(str(path), writer_failure(path))
+        for path in pending_journals(project_root)
+        if writer_log(path).exists() and not writing(path) and waiting(path)
+    ]
 
 
 def writing(journal: Path) -> bool:

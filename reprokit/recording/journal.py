@@ -279,9 +279,12 @@ def _metric(raw: Any) -> tuple[str, float, int, int]:
 
 def waiting(path: Path) -> bool:
     """Whether the journal at ``path`` still holds a run MLflow lacks: not marked synced (a
-    journal that can no longer be read counts as waiting: it is not known to be done)."""
+    journal that can no longer be read counts as waiting: it is not known to be done; one that
+    is gone does not: it was done and deleted)."""
     try:
         return not read_journal(path).synced
+    except FileNotFoundError:
+        return False
     except (OSError, UnicodeDecodeError):
         return True
 

@@ -24,8 +24,8 @@ from typing import Any
 from reprokit._serde import compact_json, laid_out, to_builtins, to_json
 from reprokit.capturing.model import DataEntry, DataManifest, SeedRecord, Snapshot
 from reprokit.recording.folder import ARTIFACT_PATH, RESULTS_FILE, RunFolder
-from reprokit.recording.handoff import spawn_writer, wait_for_writers
-from reprokit.recording.journal import JOURNAL_TAG, Journal
+from reprokit.recording.handoff import spawn_writer, wait_for_writers, writer_failure, writing
+from reprokit.recording.journal import JOURNAL_TAG, Journal, waiting
 from reprokit.recording.mapping import (
     accelerator_tags,
     dataset_spec,
@@ -125,6 +125,15 @@ class LocalRecorder:
 
 
 @dataclass(frozen=True)
+class Unwritten:
+    """An ended run that did not reach MLflow, and will not without ``reprokit sync``."""
+
+    tracking_uri: str  # credentials removed
+    journal: str | None  # kept for ``reprokit sync``; None: there is none (it could not be written)
+    reason: str | None  # the first line of the error, credentials redacted; None: not known
+
+
+@dataclass(frozen=True)
 class RunStatus:
     """Where the current (or just ended) run stands."""
 
@@ -182,6 +191,8 @@ class RecordedRun:
         self._declared: Counter[str] = Counter()
         self.folder = self._make_folder()
         self.journal = self._make_journal() if mlflow_enabled() else None
+        self.journal_path = None if self.journal is None else self.journal.path
+        self.in_mlflow = False  # MLflow closed the run (in this process)
         self.recorder: BackgroundRecorder | LocalRecorder = (
             BackgroundRecorder(target, self.journal.sync if self.journal else None)
             if mlflow_enabled()
@@ -479,8 +490,7 @@ class RecordedRun:
         # fsync'ed off this thread: by the recorder after its batch, or before the hand-off
         if self.folder is not None:
             self._submit(Upload(self.folder.path, ARTIFACT_PATH), durable=False)
-        on_closed = None if self.journal is None else self.journal.finish
-        self._submit(Close(status, now_ms(), on_closed), durable=False)
+        self._submit(Close(status, now_ms(), self._on_closed), durable=False)
         if grace is not None and self._late(grace) and self._hand_off():
             self.recorder.stop()
             if self.folder is not None:
@@ -490,6 +500,9 @@ class RecordedRun:
         self.recorder.stop()
         if self.folder is not None:
             self.folder.release()
+        if finished and not self.in_mlflow and self.journal is not None:
+            self.journal.sync()  # MLflow refused the run: its journal is for `reprokit sync` now
+            self.journal.release()
         if not finished and isinstance(self.recorder, LocalRecorder):
             self._problems.append(f"the run's files were not all written within {timeout:g} s")
         elif not finished:
@@ -528,14 +541,41 @@ class RecordedRun:
         self.handed_off = journal.path
         return True
 
+    def _on_closed(self) -> None:
+        self.in_mlflow = True
+        if self.journal is not None:
+            self.journal.finish()
+
     def wait_written(self, timeout: float | None) -> bool:
-        """Wait until the background writer (if the run was handed to one) is done: the run
-        is in MLflow, or the writer died and left the journal to ``reprokit sync``. False when
-        ``timeout`` seconds passed first."""
+        """Wait until the ended run is in MLflow, written here or by the background writer it
+        was handed to; True when it is (a run kept local: when its files are written). False
+        when ``timeout`` seconds passed first, or when it did not get there
+        (:meth:`unwritten` says why)."""
         if self.handed_off is None:
-            return self.recorder.flush(timeout)
+            flushed = self.recorder.flush(timeout)
+            return flushed and (self.in_mlflow or isinstance(self.recorder, LocalRecorder))
         limit = float("inf") if timeout is None else timeout
-        return wait_for_writers(self.target.project_root, limit, [self.handed_off])
+        done = wait_for_writers(self.target.project_root, limit, [self.handed_off])
+        return done and not waiting(self.handed_off)
+
+    def unwritten(self) -> Unwritten | None:
+        """Why the ended run is not in MLflow, once nothing here or in its background writer
+        will put it there; None while it may still get there, or when it did."""
+        from reprokit.capturing.redact import redact_text
+
+        recorder, journal = self.recorder, self.handed_off or self.journal_path
+        if not isinstance(recorder, BackgroundRecorder) or self.in_mlflow:
+            return None
+        if self.handed_off is not None:
+            if writing(self.handed_off) or not waiting(self.handed_off):
+                return None
+            reason = writer_failure(self.handed_off)
+        elif recorder.pending:
+            return None
+        else:  # what MLflow said first (credentials redacted: a RecordError's are already)
+            reason = None if recorder.failure is None else redact_text(recorder.failure)
+        kept = journal is not None and journal.exists()
+        return Unwritten(self.target.display_uri, str(journal) if kept else None, reason)
 
     def _write_results(self) -> None:
         if self.folder is not None:

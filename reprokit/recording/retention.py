@@ -35,6 +35,7 @@ from typing import Literal
 from reprokit._fsutil import atomic_write_text, is_partial_write, locked_by_another
 from reprokit.exceptions import LockError
 from reprokit.notebook.files import OUTPUT_MARKER
+from reprokit.recording.handoff import WriterFailure, failed_writers
 from reprokit.recording.journal import pending_journals, read_journal, waiting
 from reprokit.recording.lock_checks import load_lock_json, one_line
 from reprokit.recording.objects import (
@@ -91,6 +92,7 @@ class DiskUsage:
     total_bytes: int  # runs, objects, journals and caches of .reprokit/, once each
     shared_bytes: int  # of run_bytes, bytes stored once in the objects and linked
     journals: int = 0  # runs journaled and not yet in MLflow (live or left by a dead process)
+    writer_failures: tuple[WriterFailure, ...] = ()  # journals their background writer left
 
 
 def project_of(start: Path) -> Path:
@@ -565,6 +567,7 @@ def disk_usage(project_root: str | os.PathLike[str]) -> DiskUsage:
         total_bytes=sum(every.values()),
         shared_bytes=shared,
         journals=sum(1 for path in pending_journals(project_root) if waiting(path)),
+        writer_failures=tuple(failed_writers(project_root)),
     )
 
 

@@ -125,6 +125,22 @@ def display_uri(uri: str) -> str:
     return redact_url(uri)
 
 
+FILE_STORE_REFUSED_SINCE = (3, 13)  # MLflow refuses a file store without MLFLOW_ALLOW_FILE_STORE
+
+
+def refuses_file_store(uri: str, mlflow_version: str | None) -> bool:
+    """Whether MLflow ``mlflow_version`` (None: not installed) refuses ``uri``: a file store (a
+    path, ``./mlruns``, or a ``file:`` URI) from MLflow 3.13 on, unless
+    ``MLFLOW_ALLOW_FILE_STORE`` is true. Never imports MLflow."""
+    scheme = urlsplit(uri).scheme
+    if scheme not in ("", "file") or mlflow_version is None:
+        return False
+    if os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").strip().lower() in ("true", "1"):
+        return False
+    numbers = re.findall(r"\d+", mlflow_version)[:2]
+    return tuple(int(n) for n in numbers) >= FILE_STORE_REFUSED_SINCE
+
+
 def _pick_uri(
     root: Path, config: dict[str, Any], pyproject: Path | None, explicit: str | None
 ) -> tuple[str, str]:

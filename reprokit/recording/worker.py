@@ -89,6 +89,7 @@ class BackgroundRecorder:
         self._idle = threading.Condition(self._lock)
         self._pending = 1  # connecting, which the thread starts with
         self._errors: list[str] = []
+        self.failure: str | None = None  # the first MLflow error (why a run is not in MLflow)
         self._broken = False
         self._closed = False
         self._handed_off = False
@@ -257,11 +258,14 @@ class BackgroundRecorder:
         try:
             function()
         except RecordError as exc:
-            self._record(str(exc), fatal=mlflow and self.writer.run_id is None)
+            self._record(str(exc), fatal=mlflow and self.writer.run_id is None, mlflow=mlflow)
         except Exception as exc:  # never let the thread die: the notebook must go on
-            self._record(f"reprokit recorder: {what} failed: {type(exc).__name__}: {exc}", False)
+            text = f"reprokit recorder: {what} failed: {type(exc).__name__}: {exc}"
+            self._record(text, fatal=False, mlflow=mlflow)
 
-    def _record(self, message: str, fatal: bool) -> None:
+    def _record(self, message: str, *, fatal: bool, mlflow: bool) -> None:
+        if mlflow and self.failure is None:
+            self.failure = message.strip().splitlines()[0] if message.strip() else message
         if fatal:
             self._broken = True
             message += (

@@ -18,6 +18,7 @@ from reprokit.capturing.redact import redact_parameters, redact_text
 if TYPE_CHECKING:
     from reprokit.compare.rebuilt import RebuiltEnv
     from reprokit.compare.verify import DataCheck, Verdict
+    from reprokit.recording.recorded_run import Unwritten
     from reprokit.recording.replay import Replay
     from reprokit.runner.envcache import CachedEnv
     from reprokit.runner.failure import CellFailure
@@ -213,6 +214,29 @@ def describe_ended_early(run_id: str, status: str, results: int) -> str:
         f"MLflow run {run_id} ended {status}: the lock holds the {results} result(s) it "
         "declared before that; a result the notebook declares later is missing from it "
         "(record a finished run to have them all)"
+    )
+
+
+def describe_unwritten(unwritten: Unwritten) -> str:
+    """The warning of ``flush`` (and ``end``, ``status``) for an ended run that did not reach
+    MLflow: the store, why, and where the run still is."""
+    uri = unwritten.tracking_uri
+    why = (unwritten.reason or "its background writer ended without writing it").removeprefix(
+        f"MLflow at {uri}: "  # a RecordError's own start: the store is named once
+    )
+    if unwritten.journal is None:
+        kept = "no journal was kept: the run is only in the notebook and its run folder"
+    else:
+        kept = f"its journal {unwritten.journal} is kept: `reprokit sync` records it"
+    return f"the run did not reach MLflow at {uri}: {why}; {kept}"
+
+
+def describe_refused_file_store(uri: str, mlflow_version: str) -> str:
+    """The warning of ``start`` for a tracking URI that MLflow will refuse (a file store)."""
+    return (
+        f"the tracking URI {uri} is a file store, which MLflow {mlflow_version} refuses: this "
+        "run will not reach MLflow (its journal is kept); use a database, e.g. "
+        "sqlite:///mlflow.db, or set MLFLOW_ALLOW_FILE_STORE=true"
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from reprokit.recording.handoff import WriterFailure
 from reprokit.recording.retention import DiskUsage, GcResult, KeepReason
 from reprokit.report.describe import relative_path
 
@@ -42,20 +43,33 @@ def describe_gc(result: GcResult, base: Path | None = None, *, verbose: bool = F
     return lines
 
 
-def describe_disk(usage: DiskUsage) -> list[str]:
-    """What ``reprokit status`` prints about the disk."""
-    return [
-        f"runs     {usage.runs} run folder(s), {human_bytes(usage.run_bytes)} "
-        f"({human_bytes(usage.shared_bytes)} of it stored once in objects)",
-        f"objects  {usage.objects} stored file(s), {human_bytes(usage.object_bytes)}",
-        f"total    {human_bytes(usage.total_bytes)} under .reprokit/ (each file counted once)",
-    ] + ([_journals(usage.journals)] if usage.journals else [])
+def describe_disk(usage: DiskUsage, base: Path | None = None) -> list[str]:
+    """What ``reprokit status`` prints about the disk, and the journals whose background
+    writer failed (why, one line each; paths relative to ``base`` when inside it)."""
+    return (
+        [
+            f"runs     {usage.runs} run folder(s), {human_bytes(usage.run_bytes)} "
+            f"({human_bytes(usage.shared_bytes)} of it stored once in objects)",
+            f"objects  {usage.objects} stored file(s), {human_bytes(usage.object_bytes)}",
+            f"total    {human_bytes(usage.total_bytes)} under .reprokit/ (each file counted once)",
+        ]
+        + ([_journals(usage.journals)] if usage.journals else [])
+        + [_writer_failure(failure, base) for failure in usage.writer_failures]
+    )
 
 
 def _journals(count: int) -> str:
     return (
         f"journals {count} run(s) not in MLflow yet: being recorded, or left by a process that "
         "died (`reprokit sync` records those)"
+    )
+
+
+def _writer_failure(failure: WriterFailure, base: Path | None) -> str:
+    why = failure.reason or "it ended without writing the run"
+    return (
+        f"failed   {relative_path(failure.journal, base)}: its background writer failed: {why}; "
+        "`reprokit sync` records the run once the store works"
     )
 
 
