@@ -271,10 +271,9 @@ def verify_results(
     :data:`~reprokit.compare.cells.DEFAULT_OUTPUT_TOLERANCE`; a cell that differs fails the
     verdict). ``device``: this execution's device kind (default: the lock's). ``lock_dir``:
     where the lock's by-reference arrays are (default: the current folder).
-    ``executed_notebook`` (an nbformat node) names the first cell whose output diverged, its
-    outputs masked with ``project_root`` (this checkout's) as ``<PROJECT>``; ``data``,
-    ``source_changes`` (None: not known; :func:`_env_diff`) and ``command`` go into the verdict
-    as given.
+    ``executed_notebook`` (an nbformat node; its outputs masked with ``project_root`` as
+    ``<PROJECT>``) names the first cell whose output diverged; ``data``, ``source_changes``
+    (None: not known; :func:`_env_diff`) and ``command`` go into the verdict as given.
     """
     options = comparison if comparison is not None else ComparisonOptions()
     reference_device = lock.parameters.device
