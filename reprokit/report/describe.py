@@ -235,8 +235,8 @@ def describe_refused_file_store(uri: str, mlflow_version: str) -> str:
     """The warning of ``start`` for a tracking URI that MLflow will refuse (a file store)."""
     return (
         f"the tracking URI {uri} is a file store, which MLflow {mlflow_version} refuses: this "
-        "run will not reach MLflow (its journal is kept); use a database, e.g. "
-        "sqlite:///mlflow.db, or set MLFLOW_ALLOW_FILE_STORE=true"
+        "run will not reach MLflow (its journal is kept); use the SQLite store, "
+        "sqlite:///mlflow.db (reprokit's default when no tracking URI is set)"
     )
 
 
