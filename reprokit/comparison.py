@@ -58,8 +58,8 @@ class Tolerance:
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise UsageError(f"{name} must be a number, got {value!r}", option=name)
-            if math.isnan(value) or value < 0:
-                raise UsageError(f"{name} must be >= 0, got {value!r}", option=name)
+            if not math.isfinite(value) or value < 0:
+                raise UsageError(f"{name} must be a finite number >= 0, got {value!r}", option=name)
 
     @property
     def is_exact(self) -> bool:

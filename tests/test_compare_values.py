@@ -55,6 +55,8 @@ def test_invalid_tolerances_are_usage_errors() -> None:
         Tolerance(atol=float("nan"))
     with pytest.raises(UsageError):
         Tolerance(rtol=True)
+    with pytest.raises(UsageError, match="atol must be a finite number"):
+        Tolerance(atol=math.inf)  # would pass every finite difference: no check at all
 
 
 # --- scalar rules -------------------------------------------------------------------------

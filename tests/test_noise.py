@@ -22,6 +22,7 @@ from reprokit.compare.noise import (
     measure_spreads,
     volatile_cells,
     widened_lock,
+    widened_tolerance,
 )
 from reprokit.compare.verify import FAILING, ResultCheck, Verdict, with_repeated_runs
 from reprokit.comparison import Tolerance
@@ -29,7 +30,12 @@ from reprokit.exceptions import LockError, ReprokitWarning, UsageError
 from reprokit.notebook.text import VOLATILE, mask_spans
 from reprokit.options import WIDEN_FACTOR, RepeatOptions
 from reprokit.recording.lock import read_lock, write_lock
-from reprokit.recording.lock_model import CellFingerprint, DeviceCalibration, VolatileCell
+from reprokit.recording.lock_model import (
+    CellFingerprint,
+    DeviceCalibration,
+    ResultSpread,
+    VolatileCell,
+)
 from reprokit.results.encode import encode_result
 
 # ----------------------------------------------------------------------------- volatile
@@ -383,3 +389,11 @@ def test_repeated_copies_are_planned_apart_and_numbered(tmp_path: Path) -> None:
     plans = plan_runs(sources, tmp_path / "out", DeviceChoice("cpu", "cpu", {}), {})
     assert [p.copy for p in plans] == [(1, 3), (2, 3), (3, 3), (1, 1)]
     assert len({p.output_dir for p in plans}) == 4  # each run in a folder of its own
+
+
+def test_a_spread_near_the_float_range_widens_nothing() -> None:
+    # 2 x 1e308 overflows: no finite tolerance covers that spread, none is written
+    huge = ResultSpread(runs=2, max_abs_error=1e308, max_rel_error=1.0)
+    assert widened_tolerance(Tolerance(), huge, 2.0) is None
+    small = ResultSpread(runs=2, max_abs_error=1e-9, max_rel_error=1e-10)
+    assert widened_tolerance(Tolerance(), small, 2.0) == Tolerance(rtol=2e-10, atol=2e-9)

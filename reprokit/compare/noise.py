@@ -179,7 +179,10 @@ def widened_tolerance(declared: Tolerance, spread: ResultSpread, factor: float) 
     rel = spread.max_rel_error
     if isinstance(rel, float):
         rtol = max(rtol, factor * rel)
-    return Tolerance(rtol or None, max(atol, factor * spread.max_abs_error) or None)
+    atol = max(atol, factor * spread.max_abs_error)
+    if not (math.isfinite(rtol) and math.isfinite(atol)):
+        return None  # a spread near the float range: factor x it overflows, nothing covers it
+    return Tolerance(rtol or None, atol or None)
 
 
 def widened_lock(lock: Lock, noise: Noise, factor: float) -> Lock:
