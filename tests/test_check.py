@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import nbformat
@@ -167,6 +168,63 @@ def test_a_pair_text_edited_and_not_synced_is_stale(repo: Path, declared_in: str
     ]
     assert found[1].changes == (CellChange(2, "changed", "code"),)
     assert [f.status for f in check_locks([notebook])] == ["current", "stale"]
+
+
+def _synced_pair(repo: Path) -> tuple[Path, Path]:
+    """``fit.ipynb`` whose cells end in a line break (as nbformat and many editors write
+    them) and ``fit.py``, its pair as ``jupytext --sync`` writes it, which jupytext reads
+    back without that line break (how much of a cell's end it keeps depends on the format)."""
+    import jupytext
+
+    notebook = _notebook(repo / "fit.ipynb", [f"{source}\n" for source in CELLS])
+    node = jupytext.read(notebook)
+    node.metadata["jupytext"] = {"formats": "ipynb,py:percent"}
+    jupytext.write(node, notebook)
+    text = repo / "fit.py"
+    jupytext.write(node, text, fmt="py:percent")
+    assert jupytext.read(text).cells[2].source == CELLS[1]  # read back without them
+    return notebook, text
+
+
+def test_a_pair_just_synced_is_current_though_jupytext_drops_a_line_break(repo: Path) -> None:
+    """A pair fresh from ``jupytext --sync`` was reported stale by ``check .`` and ``check
+    fit.py``, and ``verify fit.py`` warned that its source changed: the text's cells lack
+    the line break that ends the ``.ipynb``'s, so their digests differ."""
+    from reprokit.recording.lock import check_source, read_lock
+
+    notebook, text = _synced_pair(repo)
+    lock = _lock(notebook, repo)
+    assert [f.status for f in check_locks([repo])] == ["current"]
+    assert [f.status for f in check_locks([text])] == ["current"]
+    assert check_source(read_lock(lock), text) == []
+    text.write_text(text.read_text().replace("print(x)", "print(x + 1)"))
+    (stale,) = check_locks([text])
+    assert stale.changes == (CellChange(3, "changed", "code"),)  # only the edited cell
+
+
+def test_run_and_verify_warn_of_a_pair_text_edited_after_its_ipynb(repo: Path) -> None:
+    """``run``/``record``/``verify fit.ipynb`` ran the ``.ipynb`` silently while ``fit.py``
+    held newer edits (what Jupyter with jupytext would have run)."""
+    from reprokit.api.check import warn_edited_pairs
+    from reprokit.exceptions import ReprokitWarning
+
+    notebook, text = _synced_pair(repo)
+    later = notebook.stat().st_mtime + 10
+    os.utime(text, (later, later))  # synced, and the text written last: nothing to say
+    with warnings.catch_warnings(record=True) as caught:
+        warn_edited_pairs([notebook])
+    assert [str(w.message) for w in caught] == []
+    text.write_text(text.read_text().replace("print(x)", "print(x + 1)"))
+    os.utime(text, (later, later))
+    with pytest.warns(ReprokitWarning) as caught:
+        warn_edited_pairs([notebook, text])  # the text itself, given too, is no pair
+    (message,) = [str(w.message) for w in caught]
+    assert message.startswith(f"{text}, the jupytext pair of {notebook}, was saved after it")
+    assert "cell(s) 4:" in message and f"jupytext --sync {notebook}" in message
+    os.utime(notebook, (later + 10, later + 10))  # the .ipynb is the newer: it is the one run
+    with warnings.catch_warnings(record=True) as caught:
+        warn_edited_pairs([notebook])
+    assert [str(w.message) for w in caught] == []
 
 
 def test_a_readme_with_a_percent_code_block_needs_no_lock(repo: Path) -> None:

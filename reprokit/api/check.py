@@ -27,10 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from reprokit.notebook.files import discover_notebooks, is_notebook_file
+from reprokit._warn import warn_user
+from reprokit.notebook.files import discover_notebooks, edited_pair_texts, is_notebook_file
 from reprokit.notebook.textnotebooks import pair_texts
 from reprokit.recording.lock import (
     CellSource,
+    cells_as_locked,
     changed_cells,
     is_lock_path,
     lock_path_for,
@@ -39,8 +41,9 @@ from reprokit.recording.lock import (
     project_root_of,
     read_lock,
 )
+from reprokit.report.describe import describe_edited_pair
 
-__all__ = ["CellChange", "LockFreshness", "check_locks"]
+__all__ = ["CellChange", "LockFreshness", "check_locks", "warn_edited_pairs"]
 
 FreshnessStatus = Literal["current", "stale", "no_lock", "orphan"]
 
@@ -91,6 +94,14 @@ def check_locks(paths: Iterable[str | os.PathLike[str]]) -> list[LockFreshness]:
     return checked
 
 
+def warn_edited_pairs(sources: Iterable[Path]) -> None:
+    """Warn for each ``.ipynb`` whose jupytext pair text was saved after it with other cells:
+    edits that Jupyter (with jupytext) would run and a run of the ``.ipynb`` does not."""
+    for source in sources:
+        for text, cells in edited_pair_texts(source) if source.suffix == ".ipynb" else ():
+            warn_user(describe_edited_pair(str(source), str(text), cells))
+
+
 def _lockable(path: Path) -> bool:
     """A file given by name is checked when it is a notebook as discovery sees one (a plain
     script or README passed by the hook is not), or when it has a lock all the same."""
@@ -115,7 +126,7 @@ def _freshness(notebook: Path) -> LockFreshness:
     if not lock_present(lock_path):
         return LockFreshness(str(notebook), None, "no_lock")
     recorded = read_lock(lock_path).notebook.cells
-    changes = _describe(recorded, current)
+    changes = _describe(recorded, cells_as_locked(notebook, recorded, current))
     return LockFreshness(str(notebook), str(lock_path), "stale" if changes else "current", changes)
 
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from reprokit.api.check import warn_edited_pairs
 from reprokit.exceptions import RunInterrupted, UsageError
 from reprokit.notebook.files import discover_notebooks, mark_output_folder
 from reprokit.options import ExecutionOptions
@@ -91,6 +92,7 @@ def run(
     sources = discover_notebooks(notebooks)
     if not sources:
         raise UsageError("no notebooks found in the given paths")
+    warn_edited_pairs(sources)
     given = dict(parameters or {})
     requests = [(s, given, options) for s in sources for _ in range(max(1, copies))]
     return execute_notebooks(requests, options, record, progress, _same)

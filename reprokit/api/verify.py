@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from reprokit._warn import warn_user
 from reprokit.api.bundle import unpack_bundles
+from reprokit.api.check import warn_edited_pairs
 from reprokit.capturing.redact import REDACTED
 from reprokit.compare.parameters import diff_parameters, with_parameter_changes
 from reprokit.compare.verified import (
@@ -200,6 +201,7 @@ def verify(
     Without ``record`` no MLflow run is written (nor a store created)."""
     notebooks, execution = unpack_bundles(notebooks, execution)
     sources = _sources(notebooks, lock)
+    warn_edited_pairs(sources)
     # every lock is read and every data check done before the first kernel starts
     comparing = comparison if comparison is not None else ComparisonOptions()
     plans = [

@@ -20,6 +20,7 @@ from reprokit.exceptions import InputError, PathError
 from reprokit.notebook.textnotebooks import (
     TEXT_SUFFIXES,
     is_text_notebook,
+    pair_texts,
     read_head,
     with_kernel_display_name,
     without_paired_texts,
@@ -172,6 +173,44 @@ def load_notebook(path: str | os.PathLike[str]) -> Any:
     node = _parse_ipynb(source, text) if source.suffix == IPYNB else _parse_text(source, text)
     _validate(source, node)
     return node
+
+
+def unsynced_cells(notebook: Path, text: Path) -> list[int]:
+    """The cells (0-based) in which ``text``, a jupytext pair of ``notebook``, differs from
+    it: a cell's kind or source, whitespace at a cell's end left out (jupytext writes none,
+    so a pair just synced differs there). A cell on one side only counts too."""
+    ours, theirs = _loose_cells(load_notebook(notebook)), _loose_cells(load_notebook(text))
+    return [
+        k
+        for k in range(max(len(ours), len(theirs)))
+        if k >= len(ours) or k >= len(theirs) or ours[k] != theirs[k]
+    ]
+
+
+def _loose_cells(node: Any) -> list[tuple[str, str]]:
+    return [
+        (str(cell.get("cell_type")), "".join(cell.get("source", "")).rstrip())
+        for cell in node.cells
+        if INJECTED_TAG not in cell.get("metadata", {}).get("tags", ())
+    ]
+
+
+def edited_pair_texts(notebook: Path) -> list[tuple[Path, list[int]]]:
+    """The jupytext pair texts of ``notebook`` (an ``.ipynb``) saved after it that differ
+    from it, each with the cells that differ: edits ``jupytext --sync`` would carry into
+    ``notebook``, which running it as it is leaves out. A text that cannot be read is left
+    out (running ``notebook`` never reads it)."""
+    edited = []
+    for text in pair_texts(notebook):
+        try:
+            if text.stat().st_mtime <= notebook.stat().st_mtime:
+                continue
+            cells = unsynced_cells(notebook, text)
+        except (OSError, PathError):
+            continue
+        if cells:
+            edited.append((text, cells))
+    return edited
 
 
 def _parse_ipynb(source: Path, text: str) -> Any:

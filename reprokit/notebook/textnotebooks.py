@@ -146,6 +146,19 @@ def pair_texts(notebook: Path) -> list[Path]:
     return sorted(notebook.parent / p.name if p.parent == folder else p for p in found)
 
 
+def pair_notebook(text: Path) -> Path | None:
+    """The ``.ipynb`` on disk whose jupytext pair ``text`` (a ``.py`` or ``.md``) is, by the
+    pairing either side declares; None when it has none."""
+    if text.suffix not in TEXT_SUFFIXES:
+        return None
+    own = text.resolve()
+    candidates = [p for p in _paired_with(text) if p.suffix == _IPYNB]
+    for candidate in [*candidates, text.with_suffix(_IPYNB)]:
+        if candidate.is_file() and own in {p.resolve() for p in pair_texts(candidate)}:
+            return candidate
+    return None
+
+
 def _paired_with(path: Path) -> Iterable[Path]:
     """The other files of ``path``'s jupytext pairing (resolved), as its own metadata says."""
     formats = _formats_of(path)

@@ -39,7 +39,8 @@ from reprokit.exceptions import (
     SchemaVersionError,
     UsageError,
 )
-from reprokit.notebook.files import INJECTED_TAG, load_notebook
+from reprokit.notebook.files import INJECTED_TAG, load_notebook, unsynced_cells
+from reprokit.notebook.textnotebooks import pair_notebook
 from reprokit.recording.lock_checks import check_document, check_lock, load_lock_json, one_line
 from reprokit.recording.lock_model import (
     LOCK_SCHEMA_VERSION,
@@ -70,6 +71,7 @@ __all__ = [
     "LockParameters",
     "NotebookSource",
     "build_lock",
+    "cells_as_locked",
     "changed_cells",
     "check_source",
     "is_lock_path",
@@ -239,6 +241,28 @@ def notebook_cells(notebook: str | os.PathLike[str]) -> tuple[CellSource, ...]:
     return source_cells(load_notebook(notebook))
 
 
+def cells_as_locked(
+    notebook: str | os.PathLike[str],
+    recorded: Sequence[CellSource],
+    current: tuple[CellSource, ...] | None = None,
+) -> tuple[CellSource, ...]:
+    """``notebook``'s cells as its lock compares them: :func:`notebook_cells`, except that in
+    a jupytext text (``fit.py``) each cell that its paired ``.ipynb`` (the file its lock was
+    usually recorded from) holds too, but for whitespace at the cell's end, counts as that
+    ``.ipynb``'s cell: jupytext writes no such whitespace, so the text's own digests would
+    differ where nothing changed. ``current``: ``notebook_cells(notebook)``, when read."""
+    current = notebook_cells(notebook) if current is None else current
+    if not changed_cells(recorded, current):
+        return current
+    paired = pair_notebook(Path(notebook))
+    if paired is None:
+        return current
+    unsynced, theirs = set(unsynced_cells(paired, Path(notebook))), notebook_cells(paired)
+    return tuple(
+        cell if k in unsynced or k >= len(theirs) else theirs[k] for k, cell in enumerate(current)
+    )
+
+
 def changed_cells(recorded: Sequence[CellSource], current: Sequence[CellSource]) -> list[int]:
     """Indices whose source digest differs; an index present on one side only counts too (a
     cell added at the end, or removed)."""
@@ -252,7 +276,7 @@ def changed_cells(recorded: Sequence[CellSource], current: Sequence[CellSource])
 def check_source(lock: Lock, notebook: str | os.PathLike[str]) -> list[int]:
     """Indices of cells whose source changed since the lock was written (added and removed
     cells included); warns with :class:`ReprokitWarning` naming them when there are any."""
-    changed = changed_cells(lock.notebook.cells, notebook_cells(notebook))
+    changed = changed_cells(lock.notebook.cells, cells_as_locked(notebook, lock.notebook.cells))
     if changed:
         shown = ", ".join(str(k + 1) for k in changed[:20]) + (" ..." if len(changed) > 20 else "")
         warnings.warn(

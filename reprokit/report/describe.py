@@ -260,6 +260,17 @@ def describe_unmarked_root(notebook: str, root: str, implied: str, recorded: str
     )
 
 
+def describe_edited_pair(notebook: str, text: str, cells: list[int]) -> str:
+    """The warning of ``run``, ``record`` and ``verify`` for a notebook whose jupytext pair
+    text was saved after it with other cells (0-based ``cells``): edits not yet synced."""
+    shown = ", ".join(str(k + 1) for k in cells[:20]) + (" ..." if len(cells) > 20 else "")
+    return (
+        f"{text}, the jupytext pair of {notebook}, was saved after it and differs in cell(s) "
+        f"{shown}: {notebook} runs as it is, without those edits; `jupytext --sync "
+        f"{notebook}` first to run them"
+    )
+
+
 def describe_redacted_parameter(notebook: str, name: str) -> str:
     """The warning of ``verify`` for a lock parameter whose value was redacted at record time."""
     return (
