@@ -7,6 +7,7 @@ import subprocess
 import sys
 from typing import Any
 
+import numpy as np
 import pytest
 
 from reprokit.compare.values import compare_values
@@ -340,3 +341,17 @@ def test_series_against_frame_is_a_type_change(frame: Any) -> None:
     result = compare_values(frame["loss"], frame)
     assert result.status == "differs"
     assert result.deviation.type_change == ("Series", "DataFrame")
+
+
+def test_a_complex_nan_is_equal_only_with_its_nan_in_the_same_part() -> None:
+    """``complex(nan, 1)`` against ``complex(1, nan)`` was ``reproduced``: both are NaN to
+    ``cmath.isnan``/``np.isnan``, which say nothing of the part that holds it."""
+    nan = math.nan
+    assert status(complex(nan, 1), complex(1, nan)) == "differs"
+    assert status(complex(nan, inf := math.inf), complex(inf, nan)) == "differs"
+    assert status(complex(nan, 1), complex(nan, 1)) == "reproduced"
+    for size in (3, 10_000):  # the small path and the chunked kernel
+        ref = np.full(size, complex(nan, 1))
+        assert compare_values(ref, np.full(size, complex(1, nan))).status == "differs"
+        assert compare_values(ref, np.full(size, complex(nan, 2))).status == "differs"
+        assert compare_values(ref, ref.copy()).status == "reproduced"

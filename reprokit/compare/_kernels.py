@@ -142,7 +142,7 @@ class FloatKernel:
     def nonfinite_chunk(self, x: NDArray, y: NDArray, d: NDArray, i: int, st: Stats) -> None:
         """Slow path: NaN equals NaN, inf the same inf; any other non-finite pair is inf apart."""
         nonfinite = ~np.isfinite(d)
-        same = (x == y) | (np.isnan(x) & np.isnan(y))
+        same = _same_elements(x, y)
         good, worse = nonfinite & same, nonfinite & ~same
         d[good], d[worse] = 0, np.inf
         t = np.abs(y)
@@ -225,3 +225,11 @@ class ExactKernel:
             st.max_abs, st.max_abs_at = float(d[k]), i + int(where[k])
         with np.errstate(divide="ignore", invalid="ignore"):
             st.max_rel = max(st.max_rel, float(np.fmax.reduce(d / np.abs(yv))))
+
+
+def _same_elements(x: NDArray, y: NDArray) -> NDArray:
+    """Equal, or NaN on both sides; a complex pair part by part (``complex(nan, 1)`` is not
+    ``complex(1, nan)``, though ``np.isnan`` holds for both)."""
+    if np.iscomplexobj(x):
+        return _same_elements(x.real, y.real) & _same_elements(x.imag, y.imag)
+    return (x == y) | (np.isnan(x) & np.isnan(y))

@@ -258,13 +258,19 @@ def _numeric_outcome(ref: Any, cur: Any, rtol: float, atol: float, as_complex: b
 
 
 def _complex_outcome(ref: complex, cur: complex, rtol: float, atol: float) -> Outcome:
-    if ref == cur or (cmath.isnan(ref) and cmath.isnan(cur)):
+    if ref == cur or (_same_part(ref.real, cur.real) and _same_part(ref.imag, cur.imag)):
         return Outcome(True, True, 0.0, 0.0)
     if not (cmath.isfinite(ref) and cmath.isfinite(cur)):
         return Outcome(False, False, math.inf, math.inf)
     diff, bound = abs(cur - ref), abs(ref)
     rel = diff / bound if bound else math.inf
     return Outcome(math.isfinite(diff) and diff <= atol + rtol * bound, False, diff, rel)
+
+
+def _same_part(ref: float, cur: float) -> bool:
+    """One part of a complex pair: equal, or NaN on both sides (``complex(nan, 1)`` is not
+    ``complex(1, nan)``, though ``cmath.isnan`` holds for both)."""
+    return ref == cur or (math.isnan(ref) and math.isnan(cur))
 
 
 def _int_distance(ref: int, cur: int) -> float:
