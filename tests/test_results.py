@@ -216,6 +216,22 @@ def test_dataframe_roundtrips_column_by_column() -> None:
     assert back["c"].tolist() == ["u", "v"]
 
 
+@pytest.mark.parametrize(
+    "columns", [["a", "a"], [0, "0"]], ids=["repeated label", "labels alike as text"]
+)
+def test_every_column_of_a_frame_is_decoded_and_compared(columns: list[object]) -> None:
+    """Decoding built the frame from ``{label: column}``: of two columns with one label
+    (``a``, ``a``; or 0 and ``"0"``, both kept as text) only the last survived, on both
+    sides, so a change in the first verified as ``reproduced`` (a stranger's report)."""
+    frame = pd.DataFrame([[1.0, 2.0]], columns=columns)
+    reference = decode_result(roundtrip(encode_result("df", frame)))
+    assert reference.shape == (1, 2) and reference.iloc[0].tolist() == [1.0, 2.0]
+    changed = pd.DataFrame([[9.0, 2.0]], columns=columns)
+    current = decode_result(roundtrip(encode_result("df", changed)))
+    assert compare_values(reference, current).status == "differs"
+    assert compare_values(reference, reference.copy()).status == "reproduced"
+
+
 def test_tz_aware_datetimes_are_iso_text_with_their_offset() -> None:
     stamps = pd.date_range("2024-01-01", periods=2, tz="Europe/Berlin", unit="ns")
     frame = pd.DataFrame({"t": stamps + pd.Timedelta(1, "ns"), "v": [1.5, 2.5]})

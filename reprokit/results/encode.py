@@ -308,8 +308,11 @@ def decode_result(result: Result, *, base: str | os.PathLike[str] | None = None)
             )
         return pd.Series(load_array(result.array, base=base), index=index, name=name)
     if result.kind == "dataframe":
-        data = {c.name: load_array(c.data, base=base) for c in result.columns}
-        return pd.DataFrame(data, index=index)
+        # by position: labels may repeat (two columns "a", or 0 and "0", both kept as "0")
+        data = {k: load_array(c.data, base=base) for k, c in enumerate(result.columns)}
+        frame = pd.DataFrame(data, index=index)
+        frame.columns = pd.Index([c.name for c in result.columns], dtype=object)
+        return frame
     raise UsageError(f"result {result.name!r}: unknown kind {result.kind!r}", names=(result.name,))
 
 
