@@ -154,6 +154,26 @@ def test_an_array_file_changed_after_recording_is_not_the_reference(tmp_path: Pa
     assert str(sidecar.name) in check.message
 
 
+def test_a_json_array_file_changed_after_recording_is_not_the_reference(tmp_path: Path) -> None:
+    """An object array kept as a ``.json`` file was read without its digest checked: an
+    edited file became the reference, and a changed result verified as ``reproduced``."""
+    project = make_project(tmp_path)
+    ref = np.array([str(k) for k in range(20_000)], dtype=object)
+    held = np.array([np.int64(k) for k in range(20_000)], dtype=object)  # back as int
+    lock = record(project, [encode_result("o", ref), encode_result("n", held)])
+    writer = FolderWriter(tmp_path / "run")
+    now = [encode_result("o", ref, writer=writer), encode_result("n", held, writer=writer)]
+    assert [c.status for c in verify(project, lock, now).checks] == ["reproduced"] * 2
+    (sidecar,) = project.lock_path.parent.rglob("o-*.json")
+    sidecar.write_text(sidecar.read_text().replace('["0",', '["X",', 1))
+    changed = ref.copy()
+    changed[0] = "X"
+    checks = verify(project, lock, [encode_result("o", changed, writer=writer)]).checks
+    (check,) = [c for c in checks if c.name == "o"]
+    assert check.status == "differs"
+    assert "no longer holds the array" in check.message and sidecar.name in check.message
+
+
 def test_long_doubles_beyond_float64_make_a_lock_that_verifies(tmp_path: Path) -> None:
     """Their extremes do not fit float64: the statistics are null, not inf, which a lock
     refuses (record wrote a lock that verify then rejected)."""

@@ -128,13 +128,17 @@ def encode_array(
         encoding, suffix = "json", ".json"
         listed = encode_json(array.tolist(), name=name)
         payload = json.dumps(listed, separators=(",", ":"), allow_nan=False).encode("utf-8")
+        # the digest of the elements as read back (a numpy scalar held comes back a Python
+        # one), so that the file can be checked against it
+        digest = array_digest(_json_array(decode_json(json.loads(payload)), array.shape), payload)
     else:
         encoding, suffix = "npy", ".npy"
         payload = npy_bytes(array)
+        digest = array_digest(array, payload)
     common: dict[str, Any] = {
         "dtype": str(array.dtype),
         "shape": tuple(int(n) for n in array.shape),
-        "digest": array_digest(array, payload),
+        "digest": digest,
         "encoding": encoding,
         "stats": array_stats(array),
         "source_dtype": source_dtype,
@@ -384,14 +388,27 @@ def load_array(data: ArrayData, *, base: str | os.PathLike[str] | None = None) -
     check_array_data(data)
     if data.inline is not None:
         if data.encoding == "json":
-            return _json_array(decode_json(data.inline), data)
+            return _json_array(decode_json(data.inline), data.shape)
         raw = _npy_from_text(data)
     elif data.encoding == "npy":
         return _read_npy(data, base)
     else:
-        return _json_array(decode_json(_json_file(_read_payload(data, base), data)), data)
+        return _read_json_file(data, base)
     loaded: np.ndarray = np.load(io.BytesIO(raw), allow_pickle=False)
     return loaded
+
+
+def _read_json_file(data: ArrayData, base: str | os.PathLike[str] | None) -> np.ndarray:
+    """The elements of a checked JSON array file, which must be those its digest names (as
+    an ``.npy`` file's are): an edited file is not taken for the recorded array."""
+    from reprokit.exceptions import DigestMismatchError
+
+    raw = _read_payload(data, base)
+    array = _json_array(decode_json(_json_file(raw, data)), data.shape)
+    actual = array_digest(array, raw)
+    if actual != data.digest:
+        raise DigestMismatchError(str(_payload_path(data, base)[0]), data.digest, actual)
+    return array
 
 
 def _json_file(raw: bytes, data: ArrayData) -> Any:
@@ -499,14 +516,14 @@ def _payload_path(data: ArrayData, base: str | os.PathLike[str] | None) -> tuple
     return folder / data.file, folder
 
 
-def _json_array(listed: Any, data: ArrayData) -> np.ndarray:
+def _json_array(listed: Any, shape: tuple[int, ...]) -> np.ndarray:
     import numpy as np
 
-    out = np.empty(data.shape, dtype=object)
-    if data.shape == ():
+    out = np.empty(shape, dtype=object)
+    if shape == ():
         out[()] = listed
         return out
     flat = out.reshape(-1)
-    for k, element in enumerate(_json_elements(listed, data.shape)):
+    for k, element in enumerate(_json_elements(listed, shape)):
         flat[k] = element
     return out
