@@ -358,3 +358,11 @@ def test_importing_results_does_not_import_numpy_or_mlflow() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_an_array_of_more_dimensions_than_a_lock_holds_is_refused_when_declared() -> None:
+    """33 dimensions were recorded, then every verify and check of that lock exited 2."""
+    assert encode_result("ok", np.zeros((1,) * 32)).array is not None
+    for value in (np.zeros((1,) * 33), torch.zeros((1,) * 33)):
+        with pytest.raises(InputError, match=r"result 'nd': an array of 33 dimensions .* 32"):
+            encode_result("nd", value)

@@ -121,6 +121,14 @@ def encode_array(
     reference is written, hashed and summarised in one pass of bounded memory
     (:mod:`~reprokit.results.arraypass`), and never encoded as text.
     """
+    if array.ndim > MAX_DIMS:  # a lock refuses it: refused here, not by the next verify
+        from reprokit.exceptions import InputError
+
+        raise InputError(
+            f"result {name!r}: an array of {array.ndim} dimensions cannot be recorded (a lock "
+            f"holds at most {MAX_DIMS}); reshape it",
+            name=name,
+        )
     if writer is not None and _streamable(array) and npy_size(array) > inline_limit:
         return _stream_by_reference(array, name, stem, writer, source_dtype)
     array = _contiguous(array)
