@@ -174,6 +174,56 @@ def test_a_json_array_file_changed_after_recording_is_not_the_reference(tmp_path
     assert "no longer holds the array" in check.message and sidecar.name in check.message
 
 
+def test_arrays_whose_files_were_not_committed_reproduce_by_digest(tmp_path: Path) -> None:
+    """Without the sidecar folder, a complex array and a DataFrame were ``differs`` ("cannot
+    read the array file") though this run made the very same ones: the digests say so."""
+    import pandas as pd
+
+    project = make_project(tmp_path)
+    values = {
+        "c": np.arange(10_000) * (1 + 2j),
+        "df": pd.DataFrame({"a": np.arange(20_000.0), "b": np.ones(20_000)}),
+        "w": np.linspace(0, 1, 20_000),
+    }
+    lock = record(project, [encode_result(name, v) for name, v in values.items()])
+    shutil.rmtree(project.lock_path.with_suffix("").with_suffix(".repro"))
+    writer = FolderWriter(tmp_path / "run")
+    now = [encode_result(name, v, writer=writer) for name, v in values.items()]
+    checks = verify(project, lock, now).checks
+    assert {c.name: c.status for c in checks} == dict.fromkeys(values, "reproduced")
+    assert {c.name: c.message for c in checks}["df"] == "identical (40000 elements)"
+    changed = values["w"].copy()
+    changed[7] += 1e-3
+    (check,) = verify(project, lock, [encode_result("w", changed, writer=writer)]).checks[-1:]
+    assert check.name == "w" and check.status == "differs"
+
+
+def test_an_array_compared_by_summary_says_so(tmp_path: Path) -> None:
+    """A change 1000x over the tolerance passed on a 64-element sample, shown as deviation
+    ``0``: the message now names the file that could not be read, the table says sampled."""
+    from reprokit.report.table import format_deviation
+
+    project = make_project(tmp_path)
+    big = np.arange(100_000.0) + 1
+    lock = record(project, [encode_result("big", big, rtol=1e-5)])
+    (sidecar,) = project.lock_path.parent.rglob("big-*.npy")
+    sidecar.unlink()
+    changed = big.copy()
+    changed[54321] *= 1.01
+    now = [encode_result("big", changed, rtol=1e-5, writer=FolderWriter(tmp_path / "run"))]
+    (check,) = verify(project, lock, now).checks
+    assert check.status == "within_tolerance"  # all a summary can say; never "reproduced"
+    assert check.message.startswith("the elements of the reference could not be read (")
+    assert sidecar.name in check.message and "a sample of 64 elements" in check.message
+    assert format_deviation(check.deviation) == "0 (sampled)"
+    from reprokit.api.verify import Verification, VerifyOutcome, _warn_sampled
+
+    verdict = verify(project, lock, now)
+    outcome = VerifyOutcome("fig3.ipynb", str(project.lock_path), None, verdict, DataCheck())
+    with pytest.warns(ReprokitWarning, match=r"^fig3.ipynb: result 'big' passed on its stat"):
+        _warn_sampled(Verification((outcome,)))
+
+
 def test_long_doubles_beyond_float64_make_a_lock_that_verifies(tmp_path: Path) -> None:
     """Their extremes do not fit float64: the statistics are null, not inf, which a lock
     refuses (record wrote a lock that verify then rejected)."""

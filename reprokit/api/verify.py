@@ -62,7 +62,11 @@ from reprokit.recording.lock import (
     refuse_shared_locks,
 )
 from reprokit.recording.target import find_project_root
-from reprokit.report.describe import describe_redacted_parameter, describe_unmarked_root
+from reprokit.report.describe import (
+    describe_redacted_parameter,
+    describe_sampled_check,
+    describe_unmarked_root,
+)
 from reprokit.report.rerun import rerun_command
 from reprokit.results.notebook import read_notebook, restore_snapshot
 from reprokit.runner.device import resolve_device
@@ -228,7 +232,18 @@ def verify(
     resolve_device(job.execution.device)
     plans = [_with_env(plan, job.execution) for plan in plans]
     keys = [_skip_key(plan, job) for plan in plans]  # a bad kernel or device stops here
-    return Verification(_verify_all(plans, keys, job))
+    verification = Verification(_verify_all(plans, keys, job))
+    _warn_sampled(verification)
+    return verification
+
+
+def _warn_sampled(verification: Verification) -> None:
+    """Warn for each array result that passed on its statistics and sample alone (its
+    elements could not be read: a sidecar folder not committed), cached verdicts included."""
+    for outcome in verification:
+        for check in outcome.verdict.checks if outcome.verdict is not None else ():
+            if check.passed and check.deviation is not None and check.deviation.estimated:
+                warn_user(describe_sampled_check(outcome.notebook, check.name, check.message))
 
 
 def _sources(notebooks: Iterable[str | os.PathLike[str]], lock: object) -> list[Path]:

@@ -271,6 +271,15 @@ def describe_edited_pair(notebook: str, text: str, cells: list[int]) -> str:
     )
 
 
+def describe_sampled_check(notebook: str, name: str, why: str) -> str:
+    """The warning of ``verify`` for an array result that passed on its statistics and a
+    sample only (``why``: the check's message, which says what could not be read)."""
+    return (
+        f"{notebook}: result {name!r} passed on its statistics and a sample, not element by "
+        f"element: {why}"
+    )
+
+
 def describe_redacted_parameter(notebook: str, name: str) -> str:
     """The warning of ``verify`` for a lock parameter whose value was redacted at record time."""
     return (

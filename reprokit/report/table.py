@@ -78,9 +78,8 @@ def format_deviation(deviation: DeviationRecord | None) -> str:
         parts.append(f"abs {_number(deviation.max_abs_error)} rel {rel}")
     if deviation.mismatched_count and deviation.total_count > 1:
         parts.append(f"{deviation.mismatched_count}/{deviation.total_count} elements")
-    if deviation.estimated and parts:
-        parts.append("(sampled)")
-    return ", ".join(parts) if parts else "0"
+    text = ", ".join(parts) if parts else "0"
+    return f"{text} (sampled)" if deviation.estimated else text
 
 
 def verdict_line(verdict: Verdict) -> str:

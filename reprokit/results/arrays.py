@@ -132,17 +132,8 @@ def encode_array(
     if writer is not None and _streamable(array) and npy_size(array) > inline_limit:
         return _stream_by_reference(array, name, stem, writer, source_dtype)
     array = _contiguous(array)
-    if is_json_dtype(array):
-        encoding, suffix = "json", ".json"
-        listed = encode_json(array.tolist(), name=name)
-        payload = json.dumps(listed, separators=(",", ":"), allow_nan=False).encode("utf-8")
-        # the digest of the elements as read back (a numpy scalar held comes back a Python
-        # one), so that the file can be checked against it
-        digest = array_digest(_json_array(decode_json(json.loads(payload)), array.shape), payload)
-    else:
-        encoding, suffix = "npy", ".npy"
-        payload = npy_bytes(array)
-        digest = array_digest(array, payload)
+    listed, payload, digest = _payload(array, name)
+    encoding, suffix = ("json", ".json") if is_json_dtype(array) else ("npy", ".npy")
     common: dict[str, Any] = {
         "dtype": str(array.dtype),
         "shape": tuple(int(n) for n in array.shape),
@@ -159,6 +150,20 @@ def encode_array(
     )
     sample = array_sample(array, name)
     return ArrayData(file=file, location=location, artifact=artifact, sample=sample, **common)
+
+
+def _payload(array: np.ndarray, name: str) -> tuple[Any, bytes, str]:
+    """``(listed, payload, digest)``: an array of objects or text as JSON (``listed``: its
+    nested lists), any other as ``.npy`` bytes (``listed`` None). A JSON array's digest is
+    that of its elements as read back (a numpy scalar it held comes back a Python one), so
+    that its file can be checked against it."""
+    if not is_json_dtype(array):
+        payload = npy_bytes(array)
+        return None, payload, array_digest(array, payload)
+    listed = encode_json(array.tolist(), name=name)
+    payload = json.dumps(listed, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    back = _json_array(decode_json(json.loads(payload)), array.shape)
+    return listed, payload, array_digest(back, payload)
 
 
 def _streamable(array: Any) -> bool:
