@@ -224,6 +224,32 @@ def test_an_array_compared_by_summary_says_so(tmp_path: Path) -> None:
         _warn_sampled(Verification((outcome,)))
 
 
+@pytest.mark.parametrize(
+    ("recorded", "now", "change"),
+    [
+        ("torch.ones(3, dtype=torch.bfloat16)", "torch.ones(3)", "dtype torch.bfloat16 -> float32"),
+        ("torch.ones(3)", "np.ones(3, np.float32)", "type torch.Tensor -> numpy.ndarray"),
+        ("np.float32(1.5)", "1.5", "type numpy.float32 -> float"),
+        ("np.array(3.5)", "3.5", "type numpy.ndarray -> float"),
+    ],
+)
+def test_a_declared_type_change_is_named_and_never_reproduced(
+    tmp_path: Path, recorded: str, now: str, change: str
+) -> None:
+    """Values that decode alike verified as ``reproduced`` though their declared type or
+    dtype changed (a bfloat16 tensor is kept as float32): the docs promise such a change is
+    reported and ``within_tolerance`` at best."""
+    import torch
+
+    scope = {"torch": torch, "np": np}
+    project = make_project(tmp_path)
+    lock = record(project, [encode_result("v", eval(recorded, scope))])
+    (check,) = verify(project, lock, [encode_result("v", eval(now, scope))]).checks
+    assert check.status == "within_tolerance" and check.message.endswith(change)
+    (same,) = verify(project, lock, [encode_result("v", eval(recorded, scope))]).checks
+    assert same.status == "reproduced"
+
+
 def test_long_doubles_beyond_float64_make_a_lock_that_verifies(tmp_path: Path) -> None:
     """Their extremes do not fit float64: the statistics are null, not inf, which a lock
     refuses (record wrote a lock that verify then rejected)."""

@@ -384,7 +384,7 @@ def _compare(ref: Result, cur: Result, tol: Tolerance, base: Path) -> ValueCompa
     reference, failure = _decoded(ref, base)
     current, failed_now = _decoded(cur, None)
     if failure is None and failed_now is None:
-        return compare_values(reference, current, tol)
+        return _with_declared_types(compare_values(reference, current, tol), ref, cur)
     first, second = _summary(ref.array), _summary(cur.array)
     if first is None or second is None:  # nothing to compare the elements with
         error = failure or failed_now
@@ -401,6 +401,34 @@ def _compare(ref: Result, cur: Result, tol: Tolerance, base: Path) -> ValueCompa
     why = f"the elements of {side} could not be read ({failure or failed_now}): "
     deviation = replace(compared.deviation, message=why + compared.deviation.message)
     return replace(compared, deviation=deviation)
+
+
+def _with_declared_types(comparison: ValueComparison, ref: Result, cur: Result) -> ValueComparison:
+    """A ``reproduced`` value whose declared type changed is ``within_tolerance``, naming the
+    change: what decoding cannot tell apart (a bfloat16 tensor kept as float32 against a
+    float32 one, a tensor against a numpy array, ``np.float32(1.5)`` against ``1.5``)."""
+    if comparison.status != "reproduced":
+        return comparison
+    deviation = comparison.deviation
+    if ref.type_name and cur.type_name and ref.type_name != cur.type_name:
+        deviation = replace(deviation, type_change=(ref.type_name, cur.type_name))
+        change = f"type {ref.type_name} -> {cur.type_name}"
+    elif (before := _declared_dtype(ref)) != (after := _declared_dtype(cur)):
+        deviation = replace(deviation, dtype_change=(before, after))
+        change = f"dtype {before} -> {after}"
+    else:
+        return comparison
+    deviation = replace(deviation, message=f"{deviation.message}; {change}")
+    return replace(comparison, status="within_tolerance", deviation=deviation)
+
+
+def _declared_dtype(result: Result) -> str:
+    """The dtype the value had in the notebook: a scalar's numpy dtype, an array's dtype as
+    torch or pandas had it (``torch.bfloat16``, ``category``) where it was stored as another."""
+    data = result.array
+    if data is None:
+        return result.dtype or ""
+    return data.source_dtype or data.dtype
 
 
 def _same_contents(ref: Result, cur: Result) -> bool:
