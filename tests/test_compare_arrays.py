@@ -364,3 +364,15 @@ def test_a_64_bit_integer_against_a_float_is_compared_without_float64_rounding(
         "within_tolerance"
     )
     assert compare_arrays(big - 1, np.full(10, 2.0**53)).status == "within_tolerance"
+
+
+def test_integer_arrays_out_of_a_declared_tolerance_say_why() -> None:
+    """``[100, 200]`` against ``[100, 201]`` with ``rtol=0.5`` differs (integers compare
+    exactly), which the table's ``rtol=0.5`` beside a 0.005 error left unexplained."""
+    declared = compare_arrays(np.array([100, 200]), np.array([100, 201]), Tolerance(rtol=0.5))
+    assert declared.status == "differs"
+    assert declared.deviation.message.endswith("integers compare exactly, whatever the tolerance")
+    exact = compare_arrays(np.array([100, 200]), np.array([100, 201]))
+    assert "whatever the tolerance" not in exact.deviation.message
+    same = compare_arrays(np.array([100, 200]), np.array([100, 200]), Tolerance(rtol=0.5))
+    assert same.status == "reproduced"

@@ -9,7 +9,8 @@
   compared element by element with :func:`~reprokit.compare.values.compare_values` rules.
 - torch tensors are compared as numpy arrays (``detach().cpu()``; bfloat16 and float8 through
   float32); their dtype is reported as torch names it (``bfloat16``). Tensor against ndarray is
-  not a type change: results are stored as ``.npy``.
+  not a type change here (results are stored as ``.npy``); ``verify`` names it, from the type
+  each result declared.
 
 Large arrays are walked in chunks (see ``_kernels``), on up to :data:`MAX_WORKERS` threads.
 Non-contiguous arrays are copied to C order once.
@@ -70,7 +71,10 @@ def tally_arrays(tally: Tally, reference: Any, current: Any, tol: Tolerance, pat
         tally.total += ref.size
         tally.fail(path, f"dtype {names[0]} cannot be compared with {names[1]}")
     else:
-        _account(tally, ref, cur, _run(ref, cur, plan, tol), path)
+        stats = _run(ref, cur, plan, tol)
+        _account(tally, ref, cur, stats, path)
+        if stats.bad and plan == "exact" and ref.dtype.kind in "iu" and not tol.is_exact:
+            tally.note("integers compare exactly, whatever the tolerance")
 
 
 def as_numpy(value: Any, path: str = "$") -> Any:
