@@ -355,3 +355,13 @@ def test_a_complex_nan_is_equal_only_with_its_nan_in_the_same_part() -> None:
         assert compare_values(ref, np.full(size, complex(1, nan))).status == "differs"
         assert compare_values(ref, np.full(size, complex(nan, 2))).status == "differs"
         assert compare_values(ref, ref.copy()).status == "reproduced"
+
+
+def test_messages_show_numpy_scalars_as_their_values() -> None:
+    """ "index label np.int64(3), reference 2": numpy 2's repr reached the message."""
+    import pandas as pd
+
+    reference = pd.Series([1.0, 2.0], index=[1, 2])
+    current = pd.Series([1.0, 2.0], index=np.array([1, 3], dtype=np.int64))
+    message = compare_values(reference, current).deviation.message
+    assert "index label 3, reference 2" in message and "np.int64" not in message

@@ -6,6 +6,7 @@ Paths are kept as linked nodes and rendered only when reported, so a structure n
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -211,6 +212,10 @@ def short(value: object, limit: int = 60) -> str:
         return f"{type(value).__name__} of length {len(value)}"
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
         return f"int of {value.bit_length()} bits"
+    kind = getattr(getattr(value, "dtype", None), "kind", "")
+    if kind and kind in "biufcUS" and getattr(value, "shape", None) == ():  # np.int64(3): 3
+        with contextlib.suppress(Exception):
+            value = value.item()  # type: ignore[attr-defined]
     try:
         text = repr(value)
     except (ValueError, TypeError, RecursionError) as exc:
