@@ -197,15 +197,33 @@ class UnhashableValueError(InputError, TypeError):
         self.where = where
 
 
+_OWN_RESULTS = {
+    "numpy.ndarray": "numpy array",
+    "torch.Tensor": "torch tensor",
+    "pandas.Series": "pandas Series",
+    "pandas.DataFrame": "pandas DataFrame",
+}
+"""Types recorded only as a result of their own, never nested in a list or dict."""
+
+
 class ResultValueError(InputError, TypeError):
     """A result value (or part of it) of a type reprokit cannot record."""
 
     def __init__(self, name: str, type_name: str, where: str = "") -> None:
         place = f" at {where}" if where else ""
-        super().__init__(
-            f"result {name!r}: cannot record a value of type {type_name}{place}; supported are "
+        supported = (
             "None, bool, int, float, str, lists/tuples and str-keyed dicts of those, numpy "
-            "arrays and scalars, torch tensors, pandas Series and DataFrames",
+            "arrays and scalars, torch tensors, pandas Series and DataFrames"
+        )
+        if where and type_name in _OWN_RESULTS:  # a list of arrays, a dict of DataFrames
+            supported = (
+                f"a {_OWN_RESULTS[type_name]} is recorded as a result of its own, not "
+                "inside another value: declare each with its own name"
+            )
+        else:
+            supported = f"supported are {supported}"
+        super().__init__(
+            f"result {name!r}: cannot record a value of type {type_name}{place}; {supported}",
             path=where or None,
             name=name,
         )

@@ -263,6 +263,7 @@ def test_tz_aware_datetimes_are_iso_text_with_their_offset() -> None:
         ),
         (pd.DataFrame({"o": [1, [2, {3}]]}), r"column 'o' row 1\[1\]"),
         (pd.Series([1.0], index=pd.Index([frozenset()])), "index row 0"),
+        (pd.Series([1.0, object()]), "row 1"),  # was "at [1]", read as a list index
     ],
 )
 def test_a_refused_element_of_a_frame_names_its_column_and_row(value: object, where: str) -> None:
@@ -366,3 +367,15 @@ def test_an_array_of_more_dimensions_than_a_lock_holds_is_refused_when_declared(
     for value in (np.zeros((1,) * 33), torch.zeros((1,) * 33)):
         with pytest.raises(InputError, match=r"result 'nd': an array of 33 dimensions .* 32"):
             encode_result("nd", value)
+
+
+@pytest.mark.parametrize(
+    ("value", "noun"),
+    [([np.zeros(3)], "numpy array"), ({"w": torch.zeros(2)}, "torch tensor")],
+)
+def test_an_array_inside_a_list_is_told_to_be_a_result_of_its_own(value: object, noun: str) -> None:
+    """The refusal named numpy arrays among the supported types while refusing one."""
+    with pytest.raises(ResultValueError) as info:
+        encode_result("r", value)
+    assert f"a {noun} is recorded as a result of its own" in str(info.value)
+    assert "supported are" not in str(info.value)

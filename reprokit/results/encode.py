@@ -242,8 +242,6 @@ def _encode_column(
             inline_limit=limit,
         )
     except ResultValueError as exc:
-        if not label:
-            raise
         where = _ROW.sub(r"row \1", exc.where, count=1)
         raise ResultValueError(name, exc.type_name, f"{label} {where}".strip()) from None
 
