@@ -524,3 +524,17 @@ def test_a_csv_row_of_small_numbers_is_still_compared_number_by_number(
 ) -> None:
     assert compare_outputs(reference, current, Tolerance(rtol=1e-6)).status == "differs"
     assert compare_outputs(reference, reference).status == "reproduced"
+
+
+def test_the_end_line_of_a_run_mlflow_opened_then_refused_says_not_recorded() -> None:
+    """A disk that filled up after MLflow opened the run: the line said ``run <id> ended
+    FINISHED: 50 result(s) → …`` as if MLflow had it."""
+    from reprokit.report.display import run_ended_bundle
+
+    line = run_ended_bundle("7a53", "FINISHED", 50, "sqlite:///m.db", recording=False)
+    assert line["text/plain"] == (
+        "reprokit: run 7a53 ended FINISHED: 50 result(s) → sqlite:///m.db: not recorded there "
+        "(see the warning)"
+    )
+    kept = run_ended_bundle("7a53", "FINISHED", 50, "sqlite:///m.db")
+    assert kept["text/plain"] == "reprokit: run 7a53 ended FINISHED: 50 result(s) → sqlite:///m.db"

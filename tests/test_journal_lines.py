@@ -4,8 +4,10 @@ can be read is kept and named, never removed as "empty"."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import pytest
 from fault_helpers import run_cli
 
 from reprokit.api.sync import sync
@@ -63,3 +65,30 @@ def test_a_journal_of_nothing_readable_is_kept_and_named(project: Path) -> None:
 def test_sync_with_nothing_to_do_says_so(project: Path) -> None:
     done = run_cli(["sync"], project)
     assert (done.returncode, done.stdout) == (0, "nothing to replay\n"), done.stderr
+
+
+def test_an_append_the_disk_cuts_short_leaves_no_cut_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A disk that fills up mid-line wrote part of an event (the journal was left cut at
+    4096 bytes): the part is taken back, so the next event starts a line of its own."""
+    import os
+
+    from reprokit.recording import journal as module
+
+    journal = Journal.create(tmp_path)
+    journal.append("start", run_name="r")
+    real_write = os.write
+
+    def half(fd: int, data: bytes) -> int:
+        return real_write(fd, data[: len(data) // 2])
+
+    monkeypatch.setattr(module.os, "write", half)
+    with pytest.raises(OSError, match="No space left"):
+        journal.append("log", metrics=[["acc", 0.5, 1, 0]])
+    monkeypatch.setattr(module.os, "write", real_write)
+    journal.append("log", metrics=[["b", 1.0, 2, 0]])
+    lines = journal.path.read_text().splitlines()
+    assert [json.loads(line)["event"] for line in lines] == ["start", "log"]
+    assert read_journal(journal.path).metrics == [("b", 1.0, 2, 0)]
+    journal.release()

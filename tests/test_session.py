@@ -485,3 +485,48 @@ def test_a_script_that_raises_records_a_failed_run(project: Path) -> None:
     run = only_run(tracking_uri(project), "exp")
     assert run.info.status == "FAILED"
     assert run.data.metrics == {"loss": 0.5}
+
+
+def test_events_a_full_disk_refused_are_held_and_recorded_once_it_has_room(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A disk that filled up mid-session: the journal lost every later event (and was
+    released, cut mid-line, for a replay to take as the whole run: 7 of 50 results, KILLED),
+    and the end line said FINISHED. The events are now held in the process, the journal
+    stays whole and locked, the end says the run is not recorded, and ``flush()`` records
+    all of it once the disk takes them again."""
+    from reprokit.exceptions import RecordError
+    from reprokit.recording.journal import Journal
+    from reprokit.recording.worker import BackgroundRecorder
+
+    full = {"on": False}
+    append = Journal.append
+
+    def refusing(self: Journal, event: str, /, durable: bool = True, **fields: object) -> None:
+        if full["on"]:
+            raise OSError(28, "No space left on device")
+        append(self, event, durable, **fields)
+
+    def store_full(self: BackgroundRecorder, op: object) -> None:
+        raise RecordError("MLflow: database or disk is full")
+
+    monkeypatch.setattr(Journal, "append", refusing)
+    session.start(experiment="full")
+    assert session.flush(60)  # the run is open in MLflow
+    full["on"] = True
+    monkeypatch.setattr(BackgroundRecorder, "_log", store_full)
+    monkeypatch.setattr(BackgroundRecorder, "_close", store_full)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for k in range(50):
+            session.result(f"r{k}", float(k))
+        ended = session.end()
+        assert not session.flush(5)
+    text = "\n".join(str(w.message) for w in caught)
+    assert not ended.recording
+    assert "its events are held in this process" in text
+    assert "lacks the last" in text and "`reprokit.flush()` writes them" in text
+    full["on"] = False  # room again: the background writer replays the whole journal
+    assert session.flush(120)
+    run = only_run(tracking_uri(project), "full")
+    assert run.info.status == "FINISHED" and len(run.data.metrics) == 50

@@ -33,6 +33,7 @@ resolved by :mod:`reprokit.recording.target`, the run's local folder by
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import sys
@@ -412,7 +413,8 @@ def flush(timeout: float | None = None) -> bool:
     with _lock:
         run, last = _active, _last_run
     if run is None and last is not None:
-        written = last.wait_written(timeout)
+        # events a full disk refused: written now if it takes them, and the run then recorded
+        written = last.write_held() and last.wait_written(timeout)
         with _lock:
             _report_unwritten(last)
         return written
@@ -595,6 +597,9 @@ def _end_at_exit() -> None:
     buys the time until SIGKILL.
     """
     if _active is None:
+        if _last_run is not None:  # events a full disk refused: a last chance to write them
+            with contextlib.suppress(Exception):
+                _last_run.write_held()
         return
     restore = _ignore_sigterm()
     try:

@@ -25,6 +25,7 @@ writer after each batch.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -96,7 +97,15 @@ class Journal:
         if self._closed:
             return
         line = json.dumps({"event": event, **fields}, sort_keys=True, default=str) + "\n"
-        os.write(self._fd, line.encode("utf-8"))
+        data = line.encode("utf-8")
+        end = os.lseek(self._fd, 0, os.SEEK_END)
+        try:
+            if os.write(self._fd, data) != len(data):  # a disk that filled up meanwhile
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        except OSError:
+            with contextlib.suppress(OSError):  # no cut line for the next event to follow
+                os.ftruncate(self._fd, end)
+            raise
         if durable:
             os.fsync(self._fd)
 

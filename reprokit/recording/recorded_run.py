@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections import Counter
+from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from dataclasses import replace as dataclass_replace
@@ -131,6 +131,8 @@ class Unwritten:
     tracking_uri: str  # credentials removed
     journal: str | None  # kept for ``reprokit sync``; None: there is none (it could not be written)
     reason: str | None  # the first line of the error, credentials redacted; None: not known
+    held: int = 0  # events the journal lacks (the disk refused them), held by this process
+    refused: str = ""  # why the disk refused them
 
 
 @dataclass(frozen=True)
@@ -190,6 +192,10 @@ class RecordedRun:
         self._problems: list[str] = []
         self._declared: Counter[str] = Counter()
         self.folder = self._make_folder()
+        # events the disk refused (a full disk), in order: written before any later one
+        self._unjournaled: deque[tuple[str, bool, dict[str, Any]]] = deque()
+        self._journal_lock = threading.Lock()  # the recorder's thread journals "opened"
+        self.journal_refused = ""  # why the disk refuses the held events ("" when none are)
         self.journal = self._make_journal() if mlflow_enabled() else None
         self.journal_path = None if self.journal is None else self.journal.path
         self.in_mlflow = False  # MLflow closed the run (in this process)
@@ -234,14 +240,39 @@ class RecordedRun:
         self.recorder.submit(op)
 
     def _journal(self, event: str, /, durable: bool = True, **fields: Any) -> None:
-        if self.journal is None:
-            return
-        try:
-            self.journal.append(event, durable, **fields)
-        except OSError as exc:  # a full disk must not stop the notebook: MLflow still gets it
-            self._problems.append(f"cannot append to the run's journal {self.journal.path}: {exc}")
-            self.journal.release()
-            self.journal = None
+        """Append an event; one the disk refuses is held here, in order, and written before
+        the next (a full disk must not stop the notebook, nor leave a journal that a replay
+        would take for the whole run: it stays locked by this process meanwhile)."""
+        with self._journal_lock:
+            if self.journal is None:
+                return
+            self._unjournaled.append((event, durable, fields))
+            self._write_unjournaled()
+
+    def _write_unjournaled(self) -> bool:
+        """Write the held events (the caller holds ``_journal_lock``); False if the disk
+        still refuses them (said once, until they are in)."""
+        journal, held = self.journal, self._unjournaled
+        while journal is not None and held:
+            event, durable, fields = held[0]
+            try:
+                journal.append(event, durable, **fields)
+            except OSError as exc:
+                if not self.journal_refused:
+                    self.journal_refused = str(exc)
+                    self._problems.append(
+                        f"cannot append to the run's journal {journal.path}: {exc}; its events "
+                        "are held in this process and written as soon as the disk takes them"
+                    )
+                return False
+            held.popleft()
+        self.journal_refused = ""
+        return True
+
+    @property
+    def unjournaled(self) -> int:
+        """Events held in this process that the journal on disk lacks (a full disk)."""
+        return len(self._unjournaled)
 
     def _on_open(self, run_id: str, artifact_uri: str | None) -> None:
         self._journal("opened", run_id=run_id)
@@ -500,7 +531,7 @@ class RecordedRun:
         self.recorder.stop()
         if self.folder is not None:
             self.folder.release()
-        if finished and not self.in_mlflow and self.journal is not None:
+        if finished and not self.in_mlflow and self.journal is not None and not self.unjournaled:
             self.journal.sync()  # MLflow refused the run: its journal is for `reprokit sync` now
             self.journal.release()
         if not finished and isinstance(self.recorder, LocalRecorder):
@@ -527,6 +558,9 @@ class RecordedRun:
         journal, recorder = self.journal, self.recorder
         if journal is None or not isinstance(recorder, BackgroundRecorder):
             return False
+        with self._journal_lock:
+            if not self._write_unjournaled():  # a writer would replay part of the run
+                return False
         try:
             spawn_writer(journal.path, self.target)
         except OSError as exc:
@@ -539,6 +573,28 @@ class RecordedRun:
 
         recorder.hand_off(let_go)
         self.handed_off = journal.path
+        return True
+
+    def write_held(self) -> bool:
+        """After :meth:`close`: write the events the disk refused, and once the journal is
+        whole, hand it to a background writer (the run did not reach MLflow). True when no
+        event is held any more; the journal stays locked here until then, so that no replay
+        takes part of the run for all of it."""
+        with self._journal_lock:
+            if not self._unjournaled:
+                return True
+            if not self._write_unjournaled():
+                return False
+        journal = self.journal
+        if journal is None or self.in_mlflow or self.handed_off is not None:
+            return True
+        journal.sync()
+        try:
+            spawn_writer(journal.path, self.target)
+            self.handed_off = journal.path
+        except OSError as exc:
+            self._problems.append(f"cannot start a background MLflow writer: {exc}")
+        journal.release()  # the writer (else `reprokit sync`) takes it from here
         return True
 
     def _on_closed(self) -> None:
@@ -574,8 +630,9 @@ class RecordedRun:
             return None
         else:  # what MLflow said first (credentials redacted: a RecordError's are already)
             reason = None if recorder.failure is None else redact_text(recorder.failure)
-        kept = journal is not None and journal.exists()
-        return Unwritten(self.target.display_uri, str(journal) if kept else None, reason)
+        kept = str(journal) if journal is not None and journal.exists() else None
+        uri, held = self.target.display_uri, self.unjournaled
+        return Unwritten(uri, kept, reason, held, self.journal_refused if held else "")
 
     def _write_results(self) -> None:
         if self.folder is not None:

@@ -226,6 +226,12 @@ def describe_unwritten(unwritten: Unwritten) -> str:
     )
     if unwritten.journal is None:
         kept = "no journal was kept: the run is only in the notebook and its run folder"
+    elif unwritten.held:
+        kept = (
+            f"its journal {unwritten.journal} lacks the last {unwritten.held} event(s), which "
+            f"the disk refused ({unwritten.refused}): this process holds them, and "
+            "`reprokit.flush()` writes them and records the run once the disk takes them"
+        )
     else:
         kept = f"its journal {unwritten.journal} is kept: `reprokit sync` records it"
     return f"the run did not reach MLflow at {uri}: {why}; {kept}"

@@ -62,10 +62,10 @@ def run_ended_bundle(
     of its own, so that a verification does not compare it: the store's URI and the run id
     differ on every machine and run."""
     line = f"ended {status}: {results} result(s) → {tracking_uri}"
-    if run_id is not None:
+    if not recording:  # also a run MLflow opened, then refused (a disk that filled up)
+        line = f"run {run_id + ' ' if run_id else ''}{line}: not recorded there (see the warning)"
+    elif run_id is not None:
         line = f"run {run_id} {line}"
-    elif not recording:
-        line = f"run {line}: not recorded there (see the warning)"
     elif local:
         line = f"run {line}, recorded by the runner"
     elif background:
