@@ -3,9 +3,13 @@ of each file (hard links), and no write through one name can change another."""
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path
+
+import pytest
+from conftest import only_run, tracking_uri
 
 from reprokit._fsutil import atomic_write_bytes, has_partial_writes
 from reprokit.recording.objects import (
@@ -118,3 +122,54 @@ def test_linking_over_a_link_to_the_same_file_leaves_no_temporary(tmp_path: Path
     assert [p.name for p in artifacts.iterdir()] == ["data.json"]
     assert intern_tree(run, store) == 1
     assert sorted(p.name for p in run.iterdir()) == ["data.json"]
+
+
+def test_a_store_that_cannot_be_written_leaves_the_file_as_it_is(tmp_path: Path) -> None:
+    """The store only saves space: a store that is read-only, full or not a folder at all
+    leaves the run's file as it was (then copied into MLflow's artifacts), never an error."""
+    run, store = tmp_path / "run", tmp_path / "objects"
+    run.mkdir()
+    (run / "a").write_text("a")
+    store.write_text("not a folder")  # mkdir fails: FileExistsError / NotADirectoryError
+    assert intern_file(run / "a", store) is None
+    assert stat.S_IMODE((run / "a").stat().st_mode) & 0o200
+    assert link_tree(run, tmp_path / "artifacts").copied == 1
+
+
+@pytest.mark.parametrize("error", [errno.EROFS, errno.ENOSPC, errno.EACCES, errno.EIO])
+def test_any_error_of_the_store_leaves_the_file_writable_and_unlinked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: int
+) -> None:
+    run, store = tmp_path / "run", tmp_path / "objects"
+    run.mkdir()
+    (run / "a").write_text("a")
+
+    def refused(*args: object, **kwargs: object) -> None:
+        raise OSError(error, os.strerror(error))
+
+    monkeypatch.setattr(os, "link", refused)
+    assert intern_file(run / "a", store) is None
+    assert (run / "a").read_text() == "a"
+    assert stat.S_IMODE((run / "a").stat().st_mode) & 0o200  # mode put back: copied, not shared
+    assert (run / "a").stat().st_nlink == 1
+
+
+def test_a_run_whose_store_cannot_be_written_is_recorded_with_copies(project: Path) -> None:
+    """A read-only (or full) ``.reprokit/objects``: the run was FAILED in MLflow with no
+    artifacts, though the store only saves space."""
+    import numpy as np
+
+    from reprokit.api import session
+
+    (project / ".reprokit").mkdir()
+    (project / ".reprokit/objects").write_text("not a folder: every write in it fails")
+    session.start()
+    session.result("a", np.arange(100_000, dtype="float64"))
+    ended = session.end()
+    assert session.flush(120)
+    assert ended.local_dir is not None
+    assert only_run(tracking_uri(project), project.name).info.status == "FINISHED"
+    arrays = list(Path(ended.local_dir, "arrays").glob("*.npy"))
+    artifact = next((project / "mlartifacts").rglob(f"arrays/{arrays[0].name}"))
+    assert _inode(artifact) != _inode(arrays[0])  # a copy
+    assert artifact.read_bytes() == arrays[0].read_bytes()

@@ -12,6 +12,8 @@ writer writes a new file and renames it over the old name (:mod:`reprokit._fsuti
 replaces the link and leaves the object, and every other link to it, untouched. (A root user
 or a program that ``chmod``s a file back can still write through a link: that is a limit of
 hard links, not a promise we can make.)
+The store only saves space: any error writing it leaves the run's
+file as it is (then copied where it would have been linked).
 
 An object nobody links any more (link count 1) is garbage: ``reprokit gc`` deletes it.
 """
@@ -49,8 +51,9 @@ class Linked:
 
 def intern_file(path: Path, store: Path) -> Path | None:
     """Make ``path`` a read-only hard link to its object in ``store`` (created from it when
-    new); the object, or None when ``path`` is not a regular file or ``store`` is on another
-    filesystem (``path`` is then left as it is)."""
+    new); the object, or None when ``path`` is not a regular file or the store
+    cannot take it (another filesystem, read-only, full, not ours to write: the store only
+    saves space, so ``path`` is then left as it is)."""
     from reprokit.capturing.hashing import hash_file
 
     try:
@@ -61,18 +64,18 @@ def intern_file(path: Path, store: Path) -> Path | None:
         return None
     digest = hash_file(path)
     obj = store / digest[:2] / digest
-    obj.parent.mkdir(parents=True, exist_ok=True)
     try:
+        obj.parent.mkdir(parents=True, exist_ok=True)
         if obj.exists():
             if not os.path.samefile(obj, path):
                 _replace_with_link(obj, path)
         else:
             os.chmod(path, READ_ONLY)
             _replace_with_link(path, obj)
-    except OSError as exc:
-        if exc.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK):
-            return None
-        raise
+    except OSError:  # the file as it was: a copy, not a link, goes to MLflow's folder
+        with contextlib.suppress(OSError):
+            os.chmod(path, stat.S_IMODE(st.st_mode))
+        return None
     return obj
 
 
