@@ -124,6 +124,49 @@ def test_linking_over_a_link_to_the_same_file_leaves_no_temporary(tmp_path: Path
     assert sorted(p.name for p in run.iterdir()) == ["data.json"]
 
 
+def _damage(path: Path, *, chmod_back: bool) -> None:
+    """A write through a link (a tool that ``chmod``s it back, or a bit flipped on disk)."""
+    mode = stat.S_IMODE(path.stat().st_mode)
+    os.chmod(path, 0o644)
+    with path.open("r+b") as file:
+        file.seek(40)
+        file.write(b"\xff")
+    if not chmod_back:
+        os.chmod(path, mode)
+
+
+@pytest.mark.parametrize("chmod_back", [True, False], ids=["made-writable", "bit-flip"])
+def test_a_damaged_object_is_replaced_not_linked_to(tmp_path: Path, chmod_back: bool) -> None:
+    """A damaged object spread its bytes to every later run of the same content (the MLflow
+    artifact included), and verify said NOT REPRODUCED for a notebook that reproduces."""
+    store, first, second = tmp_path / "objects", tmp_path / "run1" / "a", tmp_path / "run2" / "a"
+    for path in (first, second):
+        path.parent.mkdir()
+        path.write_bytes(bytes(range(256)) * 400)
+    obj = intern_file(first, store)
+    assert obj is not None
+    _damage(first, chmod_back=chmod_back)
+    assert intern_file(second, store) == obj
+    assert second.read_bytes() == bytes(range(256)) * 400
+    assert _inode(obj) == _inode(second) != _inode(first)  # the good file is the object now
+    assert stat.S_IMODE(obj.stat().st_mode) == 0o444
+    assert sorted(p.name for p in obj.parent.iterdir()) == [obj.name]  # no temporary left
+
+
+def test_an_object_of_another_size_is_replaced(tmp_path: Path) -> None:
+    store, run = tmp_path / "objects", tmp_path / "run"
+    run.mkdir()
+    (run / "a").write_text("abc")
+    obj = intern_file(run / "a", store)
+    assert obj is not None
+    obj.unlink()
+    obj.write_text("abcd")  # truncated, appended to, or another file put there
+    os.chmod(obj, 0o444)
+    (run / "b").write_text("abc")
+    assert intern_file(run / "b", store) == obj
+    assert obj.read_text() == "abc" and _inode(obj) == _inode(run / "b")
+
+
 def test_a_store_that_cannot_be_written_leaves_the_file_as_it_is(tmp_path: Path) -> None:
     """The store only saves space: a store that is read-only, full or not a folder at all
     leaves the run's file as it was (then copied into MLflow's artifacts), never an error."""

@@ -11,8 +11,9 @@ Objects are read-only (mode ``0o444``), and reprokit never writes a file in plac
 writer writes a new file and renames it over the old name (:mod:`reprokit._fsutil`), which
 replaces the link and leaves the object, and every other link to it, untouched. (A root user
 or a program that ``chmod``s a file back can still write through a link: that is a limit of
-hard links, not a promise we can make.)
-The store only saves space: any error writing it leaves the run's
+hard links, not a promise we can make.) So an object is checked before a file is linked to it
+(read-only, its size, its digest against its name), and one found damaged is replaced by the
+new file rather than shared. The store only saves space: any error writing it leaves the run's
 file as it is (then copied where it would have been linked).
 
 An object nobody links any more (link count 1) is garbage: ``reprokit gc`` deletes it.
@@ -51,7 +52,8 @@ class Linked:
 
 def intern_file(path: Path, store: Path) -> Path | None:
     """Make ``path`` a read-only hard link to its object in ``store`` (created from it when
-    new); the object, or None when ``path`` is not a regular file or the store
+    new, or when the object there no longer holds the bytes its name says: ``path`` then
+    takes its place); the object, or None when ``path`` is not a regular file or the store
     cannot take it (another filesystem, read-only, full, not ours to write: the store only
     saves space, so ``path`` is then left as it is)."""
     from reprokit.capturing.hashing import hash_file
@@ -66,10 +68,9 @@ def intern_file(path: Path, store: Path) -> Path | None:
     obj = store / digest[:2] / digest
     try:
         obj.parent.mkdir(parents=True, exist_ok=True)
-        if obj.exists():
-            if not os.path.samefile(obj, path):
-                _replace_with_link(obj, path)
-        else:
+        if _holds(obj, path, digest):
+            _replace_with_link(obj, path)
+        else:  # new, or damaged: this file becomes the object (a damaged one's links keep it)
             os.chmod(path, READ_ONLY)
             _replace_with_link(path, obj)
     except OSError:  # the file as it was: a copy, not a link, goes to MLflow's folder
@@ -77,6 +78,27 @@ def intern_file(path: Path, store: Path) -> Path | None:
             os.chmod(path, stat.S_IMODE(st.st_mode))
         return None
     return obj
+
+
+def _holds(obj: Path, path: Path, digest: str) -> bool:
+    """Whether the object ``obj`` is a read-only regular file of the bytes ``path`` has (its
+    digest ``digest``): never trusted from its name alone, since a program that ``chmod``s it
+    back can write through any of its links. The same file as ``path`` holds them (just
+    hashed); else the size is compared first, then the object is hashed."""
+    from reprokit.capturing.hashing import hash_file
+    from reprokit.exceptions import PathError
+
+    try:
+        st = obj.lstat()
+        if not stat.S_ISREG(st.st_mode) or st.st_mode & 0o222:
+            return False
+        if os.path.samefile(obj, path):
+            return True
+        if st.st_size != path.stat().st_size:
+            return False
+        return hash_file(obj) == digest
+    except (OSError, PathError):
+        return False
 
 
 def _replace_with_link(source: Path, target: Path) -> None:
