@@ -4,10 +4,11 @@
 the session's recorder thread has not finished within a short grace, the session hands the run
 over: the thread stops sending to MLflow (it finishes the operation it is in, runs the local file
 writes still queued, then releases the journal's ``flock``), and :func:`spawn_writer` starts
-``python -m reprokit.recording.handoff <journal>`` in a session of its own, which outlives the
-kernel. That process imports MLflow, waits for the journal's lock (so it is the only writer of
-the journal, and the kernel's thread has stopped), replays the journal into MLflow (idempotent:
-see :mod:`reprokit.recording.replay`) and closes the run with its status. It writes what it did
+``python -m reprokit.recording.handoff_main <journal>`` (:mod:`~reprokit.recording.handoff_main`)
+in a session of its own, which outlives the kernel. That process imports MLflow, waits for the
+journal's lock (so it is the only writer of the journal, and the kernel's thread has stopped),
+replays the journal into MLflow (idempotent: see :mod:`reprokit.recording.replay`) and closes
+the run with its status. It writes what it did
 to ``<journal>.writer.log`` beside the journal, removed when the run reached MLflow; a writer
 that gives up (the store refuses the run, or cannot be reached) writes why on a line of its own
 (:func:`writer_failure` reads it back).
@@ -57,7 +58,7 @@ def spawn_writer(journal: Path, target: TrackingTarget) -> None:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         subprocess.Popen(
-            [sys.executable, "-m", "reprokit.recording.handoff", str(journal)],
+            [sys.executable, "-m", "reprokit.recording.handoff_main", str(journal)],
             stdin=subprocess.DEVNULL,
             stdout=fd,
             stderr=fd,
@@ -184,5 +185,5 @@ def wait_for_writers(
         time.sleep(POLL_S * 5)
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # the command is handoff_main's (run as is, runpy warns)
     sys.exit(_main(sys.argv))
