@@ -1,6 +1,7 @@
 """A journal line that cannot be read is never lost in silence: a torn last line (a kill) is
 skipped, any other one is counted and reported by the replay, and a journal of which no line
-can be read is kept and named, never removed as "empty"."""
+can be read is kept and named, never removed as "empty"; nor is one whose start line was
+damaged or deleted (its events cannot be replayed without it)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from pathlib import Path
 import pytest
 from fault_helpers import run_cli
 
+from reprokit.api.status import disk_status
 from reprokit.api.sync import sync
 from reprokit.recording.journal import Journal, JournalState, journal_folder, read_journal
 from reprokit.recording.target import resolve_target
 from reprokit.report.describe import describe_replay
+from reprokit.report.disk import describe_disk
 
 
 def _dead_journal(root: Path) -> Path:
@@ -92,3 +95,25 @@ def test_an_append_the_disk_cuts_short_leaves_no_cut_line(
     assert [json.loads(line)["event"] for line in lines] == ["start", "log"]
     assert read_journal(journal.path).metrics == [("b", 1.0, 2, 0)]
     journal.release()
+
+
+@pytest.mark.parametrize("damage", ["torn", "deleted"])
+def test_a_journal_that_lost_its_start_is_kept_and_named(project: Path, damage: str) -> None:
+    """Its start line damaged (or gone), a journal of results was removed as "empty"."""
+    path = _dead_journal(project)
+    first, *rest = path.read_text().splitlines(keepends=True)
+    path.write_text(("" if damage == "deleted" else first[:40] + "\n") + "".join(rest))
+    kept = path.read_bytes()
+    (replay,) = sync(project)
+    assert replay.status == "startless" and path.read_bytes() == kept
+    assert (replay.events, replay.skipped) == (1, damage == "torn")
+    line = describe_replay(replay, project)
+    assert line.startswith(f"startless .reprokit/journal/{path.name}: kept: no start event")
+    assert "1 event(s) cannot be replayed" in line
+    done = run_cli(["sync"], project)
+    assert done.returncode == 2 and path.name in done.stderr, done.stdout + done.stderr
+    assert path.read_bytes() == kept
+    usage = disk_status(project)
+    assert (usage.journals, usage.startless) == (0, (str(path),))
+    lines = describe_disk(usage, project)
+    assert any(text.startswith(f"startless .reprokit/journal/{path.name}") for text in lines)

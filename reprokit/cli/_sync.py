@@ -1,8 +1,8 @@
 """``reprokit sync``: complete in MLflow the runs whose process died before they got there.
 
 Exit codes: 0 every pending journal was replayed (or is still being recorded by a live
-process, or belongs to another store); 2 a journal cannot be read or replayed (named), or the
-store cannot be opened.
+process, or belongs to another store); 2 a journal cannot be read or replayed (named: one whose
+start event was lost is kept, never removed as empty), or the store cannot be opened.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def sync_command(path: Path, tracking_uri: str | None, as_json: bool, wait: bool
         click.echo(json.dumps(to_builtins(replay)) if as_json else describe_replay(replay, here))
     if not replays and not as_json:
         click.echo(NOTHING_TO_REPLAY)
-    bad = [r for r in replays if r.status in ("unreadable", "failed")]
+    bad = [r for r in replays if r.status in ("unreadable", "failed", "startless")]
     if bad:
         click.echo(f"reprokit: error: {describe_replay(bad[0], here)}", err=True)
         sys.exit(2)

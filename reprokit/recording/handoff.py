@@ -98,7 +98,7 @@ def write_journal(path: Path, uri: str) -> str:
         replay = replay_adopted(journal, writer)
     finally:
         journal.release()
-    if replay.status in ("failed", "unreadable"):  # the journal stays for `reprokit sync`
+    if replay.status in ("failed", "unreadable", "startless"):  # kept for `reprokit sync`
         return f"{path}: {FAILED_MARK}{replay.detail or replay.status}"
     ended = f"{replay.run_status or ''} {replay.detail or ''}".strip()
     return f"{path}: {replay.status} run {replay.run_id} {ended}"

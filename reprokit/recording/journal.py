@@ -183,6 +183,12 @@ class JournalState:
     def key(self) -> str:
         return self.path.name.removesuffix(SUFFIX)
 
+    @property
+    def startless(self) -> bool:
+        """It holds events but no start (its first line damaged or deleted): it cannot be
+        replayed, for the start names the run's experiment, store and params; it is kept."""
+        return self.experiment is None and self.events_read > 0 and not self.synced
+
     def events(self) -> Iterator[tuple[str, dict[str, Any]]]:
         """The events that record this state again (what :meth:`Journal.write` appends)."""
         start = {"experiment": self.experiment, "uri": self.uri, "run_name": self.run_name}
@@ -296,6 +302,15 @@ def waiting(path: Path) -> bool:
         return False
     except (OSError, UnicodeDecodeError):
         return True
+
+
+def startless(path: Path) -> bool:
+    """Whether the journal at ``path`` holds events but no start (:attr:`JournalState.startless`);
+    False for one that cannot be read (or is gone)."""
+    try:
+        return read_journal(path).startless
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def pending_journals(project_root: str | os.PathLike[str]) -> Iterator[Path]:

@@ -35,10 +35,13 @@ from reprokit.recording.writer import MlflowRunWriter, RunEndStatus, now_ms
 
 _END_STATUSES: tuple[RunEndStatus, ...] = ("FINISHED", "FAILED", "KILLED")
 
-ReplayStatus = Literal["replayed", "running", "elsewhere", "empty", "failed", "unreadable"]
+ReplayStatus = Literal[
+    "replayed", "running", "elsewhere", "empty", "failed", "unreadable", "startless"
+]
 """What became of one journal: replayed into MLflow; left alone because its process still
 records it (or another replay holds it); recorded for another store; held nothing; replay
-failed (kept for the next try); could not be read."""
+failed (kept for the next try); could not be read; holds events but no start, so cannot be
+replayed (kept)."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ class Replay:
     experiment: str | None = None
     detail: str | None = None
     skipped: int = 0  # lines of the journal that could not be read (a torn last line aside)
+    events: int = 0  # of a startless journal: the events it keeps, not replayed
 
 
 def replay_state(state: JournalState, writer: MlflowRunWriter, journal: Journal | None) -> str:
@@ -147,17 +151,19 @@ def replay_file(path: Path, writer: MlflowRunWriter) -> Replay:
         journal.release()
 
 
-def replay_adopted(journal: Journal, writer: MlflowRunWriter) -> Replay:
-    """A journal this process holds (:meth:`Journal.adopt`), replayed; the caller releases it."""
+def _unusable(journal: Journal, state: JournalState) -> Replay | None:
+    """The outcome of a journal that holds no run to replay: kept when it holds anything
+    (no line a journal event; events but no start), else deleted (reached MLflow, or its
+    process died before its start). None for one to replay."""
     path = str(journal.path)
-    try:
-        state = read_journal(journal.path)
-    except (OSError, UnicodeDecodeError) as exc:
-        return Replay(path, "unreadable", detail=f"{type(exc).__name__}: {exc}")
     if state.events_read == 0 and (
         state.unreadable or state.torn
     ):  # kept: someone may want to read it
         return Replay(path, "unreadable", detail="no line is a journal event (kept)")
+    if state.startless:  # its events without the start's experiment, store, params: kept
+        return Replay(
+            path, "startless", state.run_id, skipped=state.unreadable, events=state.events_read
+        )
     if state.synced or state.experiment is None:  # reached MLflow, or died before its start
         failure = journal.discard()
         if failure is not None:
@@ -165,6 +171,19 @@ def replay_adopted(journal: Journal, writer: MlflowRunWriter) -> Replay:
             detail = f"{done}, but it cannot be deleted: {failure.strerror}"
             return Replay(path, "failed", state.run_id, experiment=state.experiment, detail=detail)
         return Replay(path, "empty", run_id=state.run_id)
+    return None
+
+
+def replay_adopted(journal: Journal, writer: MlflowRunWriter) -> Replay:
+    """A journal this process holds (:meth:`Journal.adopt`), replayed; the caller releases it."""
+    path = str(journal.path)
+    try:
+        state = read_journal(journal.path)
+    except (OSError, UnicodeDecodeError) as exc:
+        return Replay(path, "unreadable", detail=f"{type(exc).__name__}: {exc}")
+    unusable = _unusable(journal, state)
+    if unusable is not None:
+        return unusable
     if state.uri != writer.target.display_uri:
         return Replay(path, "elsewhere", experiment=state.experiment, detail=state.uri)
     # a journal is read from disk: it uploads nothing from outside the project's .reprokit

@@ -36,7 +36,7 @@ from reprokit._fsutil import atomic_write_text, is_partial_write, locked_by_anot
 from reprokit.exceptions import LockError
 from reprokit.notebook.files import OUTPUT_MARKER
 from reprokit.recording.handoff import WriterFailure, failed_writers
-from reprokit.recording.journal import pending_journals, read_journal, waiting
+from reprokit.recording.journal import pending_journals, read_journal, startless, waiting
 from reprokit.recording.lock_checks import load_lock_json, one_line
 from reprokit.recording.objects import (
     is_object_name,
@@ -93,6 +93,7 @@ class DiskUsage:
     shared_bytes: int  # of run_bytes, bytes stored once in the objects and linked
     journals: int = 0  # runs journaled and not yet in MLflow (live or left by a dead process)
     writer_failures: tuple[WriterFailure, ...] = ()  # journals their background writer left
+    startless: tuple[str, ...] = ()  # journals holding events but no start: kept, unreplayable
 
 
 def project_of(start: Path) -> Path:
@@ -559,6 +560,8 @@ def disk_usage(project_root: str | os.PathLike[str]) -> DiskUsage:
         st = path.lstat()
         every[st.st_ino] = st.st_size
     shared = sum(size for inode, size in in_runs.items() if inode in stored)
+    journals = [path for path in pending_journals(project_root) if waiting(path)]
+    kept = tuple(str(path) for path in journals if startless(path))  # sync cannot replay them
     return DiskUsage(
         runs=len(find_runs(project_root)),
         run_bytes=sum(in_runs.values()),
@@ -566,8 +569,9 @@ def disk_usage(project_root: str | os.PathLike[str]) -> DiskUsage:
         object_bytes=sum(stored.values()),
         total_bytes=sum(every.values()),
         shared_bytes=shared,
-        journals=sum(1 for path in pending_journals(project_root) if waiting(path)),
+        journals=len(journals) - len(kept),
         writer_failures=tuple(failed_writers(project_root)),
+        startless=kept,
     )
 
 

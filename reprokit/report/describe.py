@@ -323,6 +323,14 @@ NOTHING_TO_REPLAY = "nothing to replay"
 """What ``reprokit sync`` prints when no journal waits."""
 
 
+def _startless(replay: Replay) -> str:
+    skipped = f" ({replay.skipped} unreadable line(s))" if replay.skipped else ""
+    return (
+        f"kept: no start event{skipped}, {replay.events} event(s) cannot be replayed without "
+        "its experiment, store and params"
+    )
+
+
 def describe_replay(replay: Replay, base: Path | None = None) -> str:
     """One journal replayed by ``reprokit sync`` (or left alone, and why); its path relative
     to ``base`` (the current folder) when inside it."""
@@ -337,6 +345,7 @@ def describe_replay(replay: Replay, base: Path | None = None) -> str:
         "empty": "removed: nothing left to replay",
         "failed": f"not replayed, kept for the next try: {replay.detail}",
         "unreadable": f"cannot be read: {replay.detail}",
+        "startless": _startless(replay),
     }
     return f"{replay.status:9} {name}: {reasons[replay.status]}"
 

@@ -44,8 +44,9 @@ def describe_gc(result: GcResult, base: Path | None = None, *, verbose: bool = F
 
 
 def describe_disk(usage: DiskUsage, base: Path | None = None) -> list[str]:
-    """What ``reprokit status`` prints about the disk, and the journals whose background
-    writer failed (why, one line each; paths relative to ``base`` when inside it)."""
+    """What ``reprokit status`` prints about the disk, the journals whose background writer
+    failed (why) and those that lost their start (one line each; paths relative to ``base``
+    when inside it)."""
     return (
         [
             f"runs     {usage.runs} run folder(s), {human_bytes(usage.run_bytes)} "
@@ -55,6 +56,7 @@ def describe_disk(usage: DiskUsage, base: Path | None = None) -> list[str]:
         ]
         + ([_journals(usage.journals)] if usage.journals else [])
         + [_writer_failure(failure, base) for failure in usage.writer_failures]
+        + [_startless(journal, base) for journal in usage.startless]
     )
 
 
@@ -62,6 +64,13 @@ def _journals(count: int) -> str:
     return (
         f"journals {count} run(s) not in MLflow yet: being recorded, or left by a process that "
         "died (`reprokit sync` records those)"
+    )
+
+
+def _startless(journal: str, base: Path | None) -> str:
+    return (
+        f"startless {relative_path(journal, base)}: kept, no start event: its events cannot be "
+        "replayed (`reprokit sync` names it)"
     )
 
 
