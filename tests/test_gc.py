@@ -397,3 +397,30 @@ def test_a_killed_runners_folder_stays_while_its_start_journal_waits(
     journal.path.unlink()  # recorded meanwhile (say): the folder is an old run like any other
     gc(tmp_path, keep=0)
     assert not unit.exists()
+
+
+def test_a_dead_writers_log_goes_once_its_journal_is_gone(tmp_path: Path) -> None:
+    """A writer killed after its run's end left its log for ever (sync and gc kept it)."""
+    import fcntl
+
+    from reprokit.recording.handoff import writer_log
+    from reprokit.recording.journal import journal_folder
+
+    folder = journal_folder(tmp_path)
+    folder.mkdir(parents=True)
+    (tmp_path / ".git").mkdir()
+    orphan, waiting, at_work = (writer_log(folder / f"{k}.jsonl") for k in ("a", "b", "c"))
+    for log in (orphan, waiting, at_work):
+        log.write_text("writer process 1 started\n")
+    (folder / "b.jsonl").write_text("")  # its journal waits for `reprokit sync`: kept
+    held = os.open(at_work, os.O_RDONLY)
+    fcntl.flock(held, fcntl.LOCK_EX)  # a writer at work (it removes its own log)
+    try:
+        assert gc(tmp_path, dry_run=True).bytes_freed == orphan.stat().st_size
+        assert orphan.exists()
+        assert gc(tmp_path).bytes_freed == len("writer process 1 started\n")
+        assert not orphan.exists() and waiting.exists() and at_work.exists()
+    finally:
+        os.close(held)
+    gc(tmp_path)
+    assert not at_work.exists() and waiting.exists()

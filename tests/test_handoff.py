@@ -105,6 +105,7 @@ def test_a_killed_writer_loses_nothing(project: Path) -> None:
     assert [r.info.status for r in _runs(project)] == ["RUNNING"]
     (replay,) = sync(project, wait=60)
     assert (replay.status, replay.run_status) == ("replayed", "FINISHED")
+    assert not log.exists()  # the killed writer's log goes with the journal it was for
     (run,) = _runs(project)
     assert run.info.status == "FINISHED" and run.data.metrics == {"accuracy": 0.75}
 

@@ -4,7 +4,8 @@ What is kept and why is :mod:`reprokit.recording.retention`'s: the last ``keep``
 notebook, every run a lock names, every folder still being written or waiting to be synced;
 nothing at all while a lock cannot be read. MLflow's runs and artifacts are never touched; the
 temporary copies that creations of the project's SQLite store killed midway left beside it go
-(:mod:`reprokit.recording.store`).
+(:mod:`reprokit.recording.store`), and so do the logs of background writers that died after
+their journal was gone (:mod:`reprokit.recording.handoff`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 from pathlib import Path
 
 from reprokit.exceptions import UsageError
+from reprokit.recording.handoff import remove_stale_writer_logs, stale_writer_logs
 from reprokit.recording.retention import DEFAULT_KEEP, GcResult, collect, plan_gc, project_of
 from reprokit.recording.store import remove_stale_creations, stale_creations
 from reprokit.recording.target import resolve_target, sqlite_path
@@ -33,13 +35,15 @@ def gc(
         raise UsageError(f"--keep must be 0 or more, got {keep}", option="--keep")
     root = project_of(Path(start))
     result = plan_gc(root, keep) if dry_run else collect(root, keep)
-    database = _project_store(root)
-    if database is None:
-        return result
     if dry_run:
-        leftovers = sum(size for _, size in stale_creations(database))
+        leftovers = sum(size for _, size in stale_writer_logs(root))
     else:
-        leftovers = remove_stale_creations(database)
+        leftovers = remove_stale_writer_logs(root)
+    database = _project_store(root)
+    if database is not None and dry_run:
+        leftovers += sum(size for _, size in stale_creations(database))
+    elif database is not None:
+        leftovers += remove_stale_creations(database)
     return dataclasses.replace(result, bytes_freed=result.bytes_freed + leftovers)
 
 

@@ -6,7 +6,8 @@ leaves one. Any later connection to the store completes those runs; this verb do
 demand and says what it did, one :class:`~reprokit.recording.replay.Replay` per journal. It
 opens the store like any command does, so a half-made SQLite store is repaired (or refused, see
 :mod:`reprokit.recording.store`); a missing one is created only when a journal waits for it.
-The temporary copies that store creations killed midway left beside it are removed.
+The temporary copies that store creations killed midway left beside it are removed, and so
+is the log of a background writer once its journal is gone (the run reached MLflow).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from reprokit.recording.handoff import wait_for_writers
+from reprokit.recording.handoff import remove_stale_writer_logs, wait_for_writers
 from reprokit.recording.journal import pending_journals as pending
 from reprokit.recording.replay import Replay, replay_pending
 from reprokit.recording.retention import project_of
@@ -44,6 +45,7 @@ def sync(
     target = resolve_target(start=Path(start), tracking_uri=tracking_uri)
     if wait is not None:
         wait_for_writers(target.project_root, wait)
+    remove_stale_writer_logs(target.project_root)  # of writers killed after their run's end
     database = sqlite_path(target.uri)
     if database is not None:
         remove_stale_creations(database)  # temporary stores of creators killed meanwhile

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -32,7 +33,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reprokit._fsutil import locked_by_another
-from reprokit.recording.journal import Journal, pending_journals, waiting
+from reprokit.recording.journal import (
+    SUFFIX,
+    Journal,
+    journal_folder,
+    pending_journals,
+    waiting,
+)
 from reprokit.recording.target import TrackingTarget
 
 URI_ENV = "REPROKIT_WRITER_URI"  # the tracking URI, credentials included: not on the command line
@@ -40,10 +47,11 @@ WRITER_ATTEMPTS = 3  # a replay that failed (a busy store under load) is tried a
 LOCK_WAIT_S = 600.0  # how long the writer waits for the kernel's thread to let go
 POLL_S = 0.02
 FAILED_MARK = "writer failed: "  # a log line saying why the writer left the journal
+LOG_SUFFIX = ".writer.log"  # the writer's log: <journal>.writer.log
 
 
 def writer_log(journal: Path) -> Path:
-    return journal.with_name(journal.name + ".writer.log")
+    return journal.with_name(journal.name + LOG_SUFFIX)
 
 
 def spawn_writer(journal: Path, target: TrackingTarget) -> None:
@@ -166,6 +174,43 @@ def failed_writers(project_root: str | os.PathLike[str]) -> list[WriterFailure]:
 def writing(journal: Path) -> bool:
     """A writer process is at work on ``journal`` (it holds its log's lock)."""
     return locked_by_another(writer_log(journal))
+
+
+def remove_writer_log(journal: Path) -> int:
+    """Delete the log of ``journal``'s background writer once the journal is gone (its run is
+    in MLflow, or it held nothing) and no writer is at work on it (a live one removes its own
+    log as it ends); the bytes freed. A writer killed before it could do so left it."""
+    log = writer_log(journal)
+    if journal.exists() or writing(journal):
+        return 0
+    try:
+        size = log.lstat().st_size
+        log.unlink()
+    except OSError:  # none (the usual case), or not this user's to delete
+        return 0
+    return size
+
+
+def stale_writer_logs(project_root: str | os.PathLike[str]) -> list[tuple[Path, int]]:
+    """The writer logs of the project whose journal is gone and whose writer is not at work
+    (:func:`remove_writer_log` removes them), with their sizes."""
+    folder = journal_folder(project_root)
+    found: list[tuple[Path, int]] = []
+    for log in sorted(folder.glob(f"*{SUFFIX}{LOG_SUFFIX}")) if folder.is_dir() else ():
+        journal = log.with_name(log.name.removesuffix(LOG_SUFFIX))
+        with contextlib.suppress(OSError):
+            st = log.lstat()
+            if stat.S_ISREG(st.st_mode) and not journal.exists() and not writing(journal):
+                found.append((log, st.st_size))
+    return found
+
+
+def remove_stale_writer_logs(project_root: str | os.PathLike[str]) -> int:
+    """Delete :func:`stale_writer_logs`; the bytes freed."""
+    return sum(
+        remove_writer_log(log.with_name(log.name.removesuffix(LOG_SUFFIX)))
+        for log, _ in stale_writer_logs(project_root)
+    )
 
 
 def wait_for_writers(

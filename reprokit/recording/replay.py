@@ -22,6 +22,7 @@ from reprokit._fsutil import atomic_write_text
 from reprokit._serde import to_json
 from reprokit.exceptions import RecordError
 from reprokit.recording.folder import ARTIFACT_PATH, RESULTS_FILE
+from reprokit.recording.handoff import remove_writer_log
 from reprokit.recording.journal import (
     JOURNAL_TAG,
     Journal,
@@ -149,6 +150,7 @@ def replay_file(path: Path, writer: MlflowRunWriter) -> Replay:
         return replay_adopted(journal, writer)
     finally:
         journal.release()
+        remove_writer_log(path)  # a writer killed before the run reached MLflow left it
 
 
 def _unusable(journal: Journal, state: JournalState) -> Replay | None:
