@@ -155,3 +155,52 @@ def test_mlflow_telemetry_is_off_where_reprokit_writes_unless_the_user_set_it(
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().startswith(expected), done.stdout
+
+
+@pytest.fixture
+def unset_http_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No MLflow HTTP variable set, but the user's ``MLFLOW_HTTP_REQUEST_TIMEOUT``."""
+    from reprokit.recording import writer
+
+    for name in writer.HTTP_LIMITS:
+        monkeypatch.setenv(name, "")  # restored afterwards, also when it was not set
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "300")
+    monkeypatch.setattr(writer, "_limits_set", set())
+
+
+@pytest.mark.usefixtures("unset_http_limits")
+def test_mlflow_http_retries_are_bounded_where_reprokit_writes_unless_the_user_set_them() -> None:
+    """MLflow's defaults retry a server answering 503 for about 4 minutes per call, in the
+    runner that waits for its records; reprokit's own processes give up in seconds (the journal
+    keeps the run), a value the user set stays, and the runner's kernels (the notebook's own
+    MLflow calls) do not inherit reprokit's bounds."""
+    import os
+
+    from reprokit.recording.writer import quiet_mlflow
+    from reprokit.runner.execute import kernel_manager_for
+
+    quiet_mlflow()  # as MlflowRunWriter.connect and the runner's warm-up do
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "3"
+    assert os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] == "1"
+    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "300"
+    kernel_env = kernel_manager_for({}).kernel_env
+    assert "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in kernel_env
+    assert "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR" not in kernel_env
+    assert kernel_env["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "300"
+
+
+@pytest.mark.usefixtures("unset_http_limits")
+def test_mlflow_http_retries_keep_their_defaults_in_a_users_ipython(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A kernel or IPython session is the user's process: its own MLflow calls keep MLflow's
+    retries (the kernel's runs go to a background writer, which bounds its own)."""
+    import os
+
+    from reprokit.recording import context
+    from reprokit.recording.writer import quiet_mlflow
+
+    monkeypatch.setattr(context, "ipython_shell", object)  # a shell, not None
+    quiet_mlflow()
+    assert "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in os.environ

@@ -35,6 +35,16 @@ CONNECT_TIMEOUT_S = 5.0
 # servers whose port is probed before MLflow is asked (MLflow retries a database for ~100 s)
 _DEFAULT_PORTS = {"http": 80, "https": 443, "postgresql": 5432, "mysql": 3306, "mssql": 1433}
 _QUIET_LOGGERS = ("mlflow.store.db.utils", "alembic.runtime.migration", "alembic")
+# MLflow's HTTP client defaults to 7 retries, backing off up to 2 minutes between them (about
+# 4 minutes per call to a server answering 503) and 120 s per request; every record is
+# journaled first, so reprokit's own writes give up in seconds and `reprokit sync` replays
+# them later. Each is used only where the user did not set the variable.
+HTTP_LIMITS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",  # 4 tries, 0 + 2 + 4 s apart (+ up to 1 s jitter)
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",  # MLflow reads an integer
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",  # seconds without an answer, per try
+}
+_limits_set: set[str] = set()  # the names of HTTP_LIMITS this process set itself
 
 
 Metric = tuple[str, float, int, int]  # key, value, timestamp (ms), step
@@ -321,8 +331,32 @@ def quiet_mlflow() -> None:
     MLflow for about a second at exit.
     """
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    limit_mlflow_http()
     warnings.filterwarnings("ignore", message="IProgress not found", module="tqdm")
     for name in _QUIET_LOGGERS:
         logger = logging.getLogger(name)
         if logger.level == logging.NOTSET:
             logger.setLevel(logging.WARNING)
+
+
+def limit_mlflow_http() -> None:
+    """Bound MLflow's HTTP retries and timeouts (:data:`HTTP_LIMITS`) in a process of
+    reprokit's own (the command line, its recording helper, a background writer): a tracking
+    server that is down or answers 503 costs seconds, not minutes per call, and the journal
+    keeps the run for ``reprokit sync``. A variable the user set is left as it is; so is an
+    IPython session or a notebook's kernel, where the user's own MLflow calls keep MLflow's
+    defaults (a kernel hands its runs to a background writer anyway)."""
+    from reprokit.recording.context import ipython_shell
+
+    if ipython_shell() is not None:
+        return
+    for name, value in HTTP_LIMITS.items():
+        if name not in os.environ:
+            os.environ[name] = value
+            _limits_set.add(name)
+
+
+def own_http_limits() -> frozenset[str]:
+    """The variables of :data:`HTTP_LIMITS` that this process set (not the user): not passed
+    on to the kernels the runner starts."""
+    return frozenset(name for name in _limits_set if os.environ.get(name) == HTTP_LIMITS[name])

@@ -34,6 +34,7 @@ from traitlets import default
 from reprokit.capturing.redact import sensitive_parameters
 from reprokit.exceptions import PathError
 from reprokit.notebook.files import INJECTED_TAG, notebook_language
+from reprokit.recording.writer import own_http_limits
 from reprokit.runner._outputs import finish_output, redact_error, register_engine
 from reprokit.runner._saving import written_whole
 from reprokit.runner._scrub import scrub_notebook_text
@@ -160,10 +161,14 @@ def kernel_manager_for(
     kernel_dir: str | None = None,
 ) -> type[AsyncKernelManager]:
     """A kernel manager class whose kernels get ``os.environ`` updated with ``env``; a secret
-    parameter the runner itself was given in its environment is not passed on. With
+    parameter the runner itself was given in its environment is not passed on, nor are the
+    bounds reprokit set on its own MLflow calls (the notebook's keep MLflow's defaults). With
     ``kernel_dir`` (a rebuilt environment's private kernelspecs) the kernel is looked up there
     only, and starts without this process's Python path."""
-    full = {k: v for k, v in os.environ.items() if not k.startswith(SECRET_ENV_PREFIX)}
+    own = own_http_limits()
+    full = {
+        k: v for k, v in os.environ.items() if not k.startswith(SECRET_ENV_PREFIX) and k not in own
+    }
     if kernel_dir is not None:
         full = {k: v for k, v in full.items() if k not in _FOREIGN_PYTHON_ENV}
     attributes = {
