@@ -347,10 +347,13 @@ class ExecutionError(ReprokitError):
 
 class RunInterrupted(ReprokitError):
     """The runner was interrupted (``SIGINT``/``SIGTERM``): its kernels were stopped, the
-    partial notebooks written and their MLflow runs closed as KILLED. Exit code 128 + signal
-    number (130 for Ctrl-C, 143 for ``SIGTERM``)."""
+    partial notebooks written and their MLflow runs closed as KILLED — those MLflow took
+    within seconds; the others (``unrecorded``) are in their journals, for ``reprokit sync``.
+    Exit code 128 + signal number (130 for Ctrl-C, 143 for ``SIGTERM``)."""
 
-    def __init__(self, signal: int, output_paths: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, signal: int, output_paths: tuple[str, ...] = (), unrecorded: tuple[str, ...] = ()
+    ) -> None:
         import signal as signals
 
         try:
@@ -358,7 +361,13 @@ class RunInterrupted(ReprokitError):
         except ValueError:
             name = f"signal {signal}"
         kept = f"; partial notebooks kept: {', '.join(output_paths)}" if output_paths else ""
+        if unrecorded:
+            kept += (
+                f"; {len(unrecorded)} run(s) not in MLflow yet (it did not answer in time): "
+                "their journals keep them, `reprokit sync` records them"
+            )
         super().__init__(f"interrupted by {name}: kernels stopped{kept}")
         self.signal = signal
         self.output_paths = output_paths
+        self.unrecorded = unrecorded  # output folders of runs whose records were not waited for
         self.exit_code = 128 + signal

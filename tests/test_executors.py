@@ -289,3 +289,23 @@ def test_the_main_thread_handles_a_signal_a_worker_thread_took(how: str) -> None
     )  # unhandled, it would wait forever: TimeoutExpired
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["handled", str(int(signal.SIGTERM))]
+
+
+def test_waiting_for_records_ends_a_grace_after_an_interruption() -> None:
+    """A record MLflow keeps retrying must not hold a signalled runner: after the
+    interruption the wait lasts the grace at most, and names what is not done."""
+    from concurrent.futures import Future
+
+    from reprokit.runner import kernels
+
+    done: Future[int] = Future()
+    done.set_result(1)
+    assert kernels.wait_unless_interrupted([done], 0.1) == set()
+    never: Future[int] = Future()
+    kernels.interrupt_all()
+    try:
+        started = time.monotonic()
+        assert kernels.wait_unless_interrupted([done, never], 0.3) == {never}
+        assert time.monotonic() - started < 20  # the grace, not for ever
+    finally:
+        kernels.clear_interrupt()

@@ -85,7 +85,8 @@ def run(
     before anything executes. A failing notebook is an outcome, not an exception. Secret
     parameters (:attr:`ExecutionOptions.secret_parameters`) reach the kernel but are never
     written into a notebook, MLflow or a lock. On ``SIGINT``/``SIGTERM`` every kernel is
-    stopped, the partial notebooks are kept and recorded as KILLED, then
+    stopped, the partial notebooks are kept and recorded as KILLED (the records MLflow has not
+    taken :data:`INTERRUPT_GRACE_S` after the signal are left in their journals), then
     :class:`~reprokit.exceptions.RunInterrupted` is raised.
     """
     options = execution if execution is not None else ExecutionOptions()
@@ -133,7 +134,7 @@ def execute_notebooks(
         with kernels.stop_kernels_on_signals():
             collecting = _Collecting(record, progress, collect)
             collected = _execute(plans, choice, options, collecting)
-            _raise_if_interrupted(plans, collecting.partial)
+            _raise_if_interrupted(plans, collecting.partial, collecting.unrecorded)
     return collected
 
 
@@ -157,6 +158,7 @@ class _StartJournals:
         self._held: dict[Path, Journal] = {}
         self._taken: set[Path] = set()  # plans whose execution came back
         self._lock = threading.Lock()
+        self.closed = False
 
     def open(self, plan: PlannedRun) -> None:
         """Executors call this as ``plan``'s notebook starts executing (a Dask executor on its
@@ -188,6 +190,7 @@ class _StartJournals:
 
     def close(self) -> None:
         with self._lock:
+            self.closed = True
             held, self._held = list(self._held.values()), {}
         for journal in held:
             journal.release()
@@ -202,15 +205,26 @@ class _Collecting(Generic[T]):
     collect: Callable[[RunOutcome], T]
     connections: Connections | None = None  # MLflow's store (or helper) shared by the runs
     partial: set[str] = field(default_factory=set)  # executed notebooks an interruption cut
+    unrecorded: set[str] = field(default_factory=set)  # records a signal did not wait for
     journals: _StartJournals = field(default_factory=_StartJournals)
+
+    def executed(self, finished: Finished) -> None:
+        """On the main thread, as the execution comes back (its record may wait for a
+        recording thread): an interrupted one is partial; the progress says it is recorded."""
+        if not finished.started:
+            return
+        if finished.executed.outcome.status == "interrupted":
+            self.partial.add(finished.executed.outcome.output_path)
+        if self.progress is not None:
+            self.progress("executed", finished.plan, None)
 
     def __call__(self, finished: Finished) -> T:
         outcome = finished.executed.outcome
-        if outcome.status == "interrupted" and finished.started:
-            self.partial.add(outcome.output_path)
-        if self.progress is not None and finished.started:
-            self.progress("executed", finished.plan, None)
         journal = self.journals.take(finished.plan)
+        if self.journals.closed:  # the runner gave up waiting (a signal): journals keep it
+            if journal is not None:
+                journal.release()
+            return self.collect(outcome)
         if self.record and finished.started:
             connections = self.connections or Connections()
             try:
@@ -227,15 +241,17 @@ class _Collecting(Generic[T]):
         return self.collect(outcome)
 
 
-def _raise_if_interrupted(plans: list[PlannedRun], partial: set[str]) -> None:
+def _raise_if_interrupted(plans: list[PlannedRun], partial: set[str], unrecorded: set[str]) -> None:
     """Raise :class:`RunInterrupted` naming the notebooks the interruption cut short (not
-    those that had finished, nor those never started)."""
+    those that had finished, nor those never started), and those whose records it did not
+    wait for."""
     signum = kernels.interrupting_signal()
     if signum is None and kernels.interrupted():
         signum = signal.SIGINT  # interrupt_all() called by the embedding program
     if signum is not None:
-        paths = (str(plan.output_path) for plan in plans)
-        raise RunInterrupted(int(signum), tuple(p for p in paths if p in partial))
+        paths = [str(plan.output_path) for plan in plans]
+        kept = tuple(p for p in paths if p in partial)
+        raise RunInterrupted(int(signum), kept, tuple(p for p in paths if p in unrecorded))
 
 
 def _execute(
@@ -263,17 +279,40 @@ def _execute(
                 collecting.progress("plan", plan, None)
         # recording and comparing run on threads of their own: MLflow is imported there while
         # the first kernel starts, and notebook k is recorded while notebook k+1 executes
-        with ThreadPoolExecutor(threads, "reprokit-record") as collector:
+        collector = ThreadPoolExecutor(threads, "reprokit-record")
+        try:
             if collecting.record and not _side_by_side(plans, options):
                 collector.submit(warm_up)  # else MLflow is the helper process's
             for plan in plans:
                 executor.submit(plan)
             for finished in executor.finished():
+                collecting.executed(finished)
                 futures[order[id(finished.plan)]] = collector.submit(collecting, finished)
-            return [kernels.result_of(futures[index]) for index in range(len(plans))]
+            return _collected([futures[index] for index in range(len(plans))], plans, collecting)
+        finally:  # records given up on (a signal) are not waited for: their journals keep them
+            given_up = bool(collecting.unrecorded)
+            collector.shutdown(wait=not given_up, cancel_futures=given_up)
+            if given_up:
+                connections.let_go()
 
 
 _COLLECTORS = 4  # recording threads at most: MLflow writes, not kernels, are their work
+INTERRUPT_GRACE_S = 10.0
+"""How long a signalled runner still waits for the records being written (KILLED runs closed
+in MLflow); what is not written by then stays in its journal, for ``reprokit sync``."""
+
+
+def _collected(
+    futures: list[Future[T]], plans: list[PlannedRun], collecting: _Collecting[T]
+) -> list[T]:
+    """The collected values in order, waited for; after a signal only for
+    :data:`INTERRUPT_GRACE_S` more: the notebooks whose records were not done by then are
+    ``collecting.unrecorded`` (the runner raises :class:`RunInterrupted` next)."""
+    left = kernels.wait_unless_interrupted(futures, INTERRUPT_GRACE_S)
+    for plan, future in zip(plans, futures, strict=True):
+        if future in left:
+            collecting.unrecorded.add(str(plan.output_path))
+    return [future.result() for future in futures if future not in left]
 
 
 def _side_by_side(plans: list[PlannedRun], options: ExecutionOptions) -> bool:

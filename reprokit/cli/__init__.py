@@ -63,6 +63,8 @@ class LazyGroup(click.Group):
             return super().invoke(ctx)
         except ReprokitError as exc:
             click.echo(f"reprokit: error: {exc}", err=True)
+            if getattr(exc, "unrecorded", ()):
+                _exit_now(exc.exit_code)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt as stop:
             from reprokit.cli._options import Terminated
@@ -70,6 +72,17 @@ class LazyGroup(click.Group):
             terminated = isinstance(stop, Terminated)
             click.echo("reprokit: interrupted" + (" by SIGTERM" if terminated else ""), err=True)
             sys.exit(143 if terminated else 130)
+
+
+def _exit_now(code: int) -> None:
+    """End a runner interrupted while MLflow did not answer: a thread still in MLflow's
+    retries would hold the interpreter's exit; the runs it was writing are in their
+    journals (the second signal ends the same way)."""
+    import os
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

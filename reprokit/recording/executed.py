@@ -239,6 +239,14 @@ class Connections:
             helper.close()
         self._helpers.clear()
 
+    def let_go(self) -> None:
+        """Close the helpers without waiting for them (a signalled runner): each finishes the
+        journals it was sent, on its own; a journal it does not get to stays for
+        ``reprokit sync``."""
+        for helper in self._helpers.values():
+            helper.close(wait=False)
+        self._helpers.clear()
+
     def writer(self, target: TrackingTarget) -> MlflowRunWriter:
         """A writer of a new run at ``target``, on a connection opened once per store."""
         opened = self._opened.get(target.uri)

@@ -92,10 +92,14 @@ class RecordingHelper:
             return value
         raise RuntimeError(value)
 
-    def close(self) -> None:
+    def close(self, *, wait: bool = True) -> None:
+        """No more journals: the helper ends once it answered those sent; with ``wait``, this
+        waits for that (30 s at most, then it is killed)."""
         with contextlib.suppress(OSError):
             if self._process.stdin is not None:
                 self._process.stdin.close()
+        if not wait:
+            return
         try:
             self._process.wait(timeout=30)
         except subprocess.TimeoutExpired:

@@ -23,6 +23,7 @@ import os
 import secrets
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from types import FrameType
@@ -223,6 +224,22 @@ def completed(futures: Iterable[Future[T]]) -> Iterator[Future[T]]:
         for future in done:
             pending.discard(future)
             yield future
+
+
+def wait_unless_interrupted(futures: Iterable[Future[Any]], grace_s: float) -> set[Future[Any]]:
+    """Wait for ``futures`` as :func:`completed` does; once the section is interrupted, for
+    ``grace_s`` seconds more at most (a record that MLflow keeps retrying must not hold a
+    signalled runner). Returns the futures not done."""
+    pending = set(futures)
+    deadline: float | None = None
+    while pending:
+        if deadline is None and _interrupt.is_set():
+            deadline = time.monotonic() + grace_s
+        timeout = _WAKE_S if deadline is None else min(_WAKE_S, deadline - time.monotonic())
+        if timeout <= 0:
+            break
+        _, pending = wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
+    return pending
 
 
 def result_of(future: Future[T]) -> T:
