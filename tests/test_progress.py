@@ -115,6 +115,20 @@ def test_a_long_quiet_cell_shows_life_without_waiting_for_the_next_cell(
     assert f"  {plan.source}: cell 1/2, " in buffer.getvalue()
     printer("executed", plan, None)  # its kernel is done; recording it may take a while
     before = buffer.getvalue()
-    time.sleep(0.5)
-    assert buffer.getvalue() == before  # no more "cell 1/2" lines for it
+    while "recording" not in buffer.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    after = buffer.getvalue()[len(before) :]
+    assert "cell 1/2" not in after  # no more cell lines for an ended kernel
+    assert f"  {plan.source}: recording in MLflow, " in after  # what it waits for instead
     printer("done", plan, _outcome("long.ipynb"))
+
+
+def test_a_terminal_bar_says_when_its_notebook_is_being_recorded(tmp_path: Path) -> None:
+    printer, _ = _printer(plain=False)
+    plan = _plan(tmp_path, "a.ipynb")
+    printer("start", plan, None)
+    printer("cell", plan, CellProgress(2, 2, 0.1))
+    printer("executed", plan, None)
+    [task] = printer._bars.tasks
+    assert task.description == f"{plan.source}: recording in MLflow"
+    printer("done", plan, _outcome("a.ipynb"))

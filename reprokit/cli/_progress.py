@@ -16,7 +16,12 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from reprokit.report.describe import describe_copy, describe_done, describe_plan
+from reprokit.report.describe import (
+    describe_copy,
+    describe_done,
+    describe_plan,
+    describe_recording,
+)
 
 if TYPE_CHECKING:
     from reprokit.runner.plan import CellProgress, PlannedRun, RunOutcome
@@ -39,8 +44,9 @@ class ProgressPrinter:
         self._bars: Any = None
         self._tasks: dict[int, Any] = {}
         self._last_line: dict[int, float] = {}
-        # plain lines: each running notebook's source, start and last cell (position, total)
-        self._alive: dict[int, tuple[PlannedRun, float, tuple[int, int]]] = {}
+        # plain lines: each running notebook's source, start and last cell (position, total);
+        # once its kernel is done, the start of its record and None
+        self._alive: dict[int, tuple[PlannedRun, float, tuple[int, int] | None]] = {}
         self._ticker: threading.Thread | None = None
 
     def __call__(
@@ -55,7 +61,7 @@ class ProgressPrinter:
             elif event == "cell":
                 self._cell(key, plan, info)  # type: ignore[arg-type]
             elif event == "executed":  # being recorded: no longer a quiet cell
-                self._alive.pop(key, None)
+                self._recording(key, plan)
             elif event == "done" and info is not None:
                 self._done(key, info, plan.copy)  # type: ignore[arg-type]
 
@@ -86,15 +92,27 @@ class ProgressPrinter:
                 self._bars.update(task, completed=cell.position - 1, total=cell.total)
             return
         now = time.monotonic()
-        if key in self._alive:
+        if self._alive.get(key, (None, 0, None))[2] is not None:
             self._alive[key] = (plan, self._alive[key][1], (cell.position, cell.total))
         if now - self._last_line.get(key, now) >= PLAIN_INTERVAL_S:
             self._last_line[key] = now
             line = f"  {plan.source}: cell {cell.position}/{cell.total}, {cell.elapsed_s:.0f} s"
             self.console.print(line, markup=False, soft_wrap=True)
 
+    def _recording(self, key: int, plan: PlannedRun) -> None:
+        """The kernel is done and the run goes to MLflow: said instead of its last cell."""
+        if not self.plain:
+            task = self._tasks.get(key)
+            if task is not None:
+                self._bars.update(task, description=describe_recording(plan.source, plan.copy))
+            return
+        if key in self._alive:
+            self._alive[key] = (plan, time.monotonic(), None)
+            self._last_line[key] = time.monotonic()
+
     def _tick(self) -> None:
-        """Every second: a ``cell k/n, T s`` line for each notebook quiet for the interval."""
+        """Every second: a ``cell k/n, T s`` line for each notebook quiet for the interval
+        (``recording in MLflow, T s`` once its kernel is done)."""
         while True:
             time.sleep(_TICK_S)
             with self._lock:
@@ -102,11 +120,15 @@ class ProgressPrinter:
                     self._ticker = None
                     return
                 now = time.monotonic()
-                for key, (plan, started, (position, total)) in self._alive.items():
-                    if position and now - self._last_line.get(key, now) >= PLAIN_INTERVAL_S:
-                        self._last_line[key] = now
-                        line = f"  {plan.source}: cell {position}/{total}, {now - started:.0f} s"
-                        self.console.print(line, markup=False, soft_wrap=True)
+                for key, (plan, started, cells) in self._alive.items():
+                    if cells == (0, 0) or now - self._last_line.get(key, now) < PLAIN_INTERVAL_S:
+                        continue
+                    self._last_line[key] = now
+                    where = describe_recording(plan.source, plan.copy)
+                    if cells is not None:
+                        where = f"{plan.source}: cell {cells[0]}/{cells[1]}"
+                    line = f"  {where}, {now - started:.0f} s"
+                    self.console.print(line, markup=False, soft_wrap=True)
 
     def _done(self, key: int, outcome: RunOutcome, copy: tuple[int, int]) -> None:
         self._last_line.pop(key, None)

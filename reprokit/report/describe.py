@@ -109,6 +109,11 @@ def describe_copy(notebook: object, copy: tuple[int, int]) -> str:
     return f"{notebook} (run {copy[0]} of {copy[1]})" if copy[1] > 1 else str(notebook)
 
 
+def describe_recording(notebook: object, copy: tuple[int, int]) -> str:
+    """The progress of a notebook whose kernel is done and whose run MLflow is being given."""
+    return f"{describe_copy(notebook, copy)}: recording in MLflow"
+
+
 def describe_failure(outcome: RunOutcome) -> str:
     """A failed execution: the notebook and status, the failing cell, its error and the first
     lines of its traceback, and where the executed notebook was kept. Credential-looking text
