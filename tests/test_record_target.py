@@ -170,15 +170,22 @@ def unset_http_limits(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.usefixtures("unset_http_limits")
-def test_mlflow_http_retries_are_bounded_where_reprokit_writes_unless_the_user_set_them() -> None:
+def test_mlflow_http_retries_are_bounded_where_reprokit_writes_unless_the_user_set_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """MLflow's defaults retry a server answering 503 for about 4 minutes per call, in the
     runner that waits for its records; reprokit's own processes give up in seconds (the journal
     keeps the run), a value the user set stays, and the runner's kernels (the notebook's own
     MLflow calls) do not inherit reprokit's bounds."""
     import os
 
+    from reprokit.recording import context
     from reprokit.recording.writer import quiet_mlflow
     from reprokit.runner.execute import kernel_manager_for
+
+    # a process of reprokit's own: no IPython shell (another test may have left one in this
+    # worker, which would make it the user's session, where the bounds are not set)
+    monkeypatch.setattr(context, "ipython_shell", lambda: None)
 
     quiet_mlflow()  # as MlflowRunWriter.connect and the runner's warm-up do
     assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "3"
