@@ -231,6 +231,48 @@ def test_an_array_compared_by_summary_says_so(tmp_path: Path) -> None:
         ("torch.ones(3)", "np.ones(3, np.float32)", "type torch.Tensor -> numpy.ndarray"),
         ("np.float32(1.5)", "1.5", "type numpy.float32 -> float"),
         ("np.array(3.5)", "3.5", "type numpy.ndarray -> float"),
+        (
+            "pd.Series(['a', 'b'], dtype='category')",
+            "pd.Series(['a', 'b'], dtype=object)",
+            "dtype category(['a', 'b']) -> object",
+        ),
+        ("pd.Series([1, 2], dtype='Int64')", "pd.Series([1, 2])", "dtype Int64 -> int64"),
+        (
+            "pd.Series(['a'], dtype=pd.CategoricalDtype(['a', 'b']))",
+            "pd.Series(['a'], dtype='category')",
+            "dtype category(['a', 'b']) -> category(['a'])",
+        ),
+        (
+            "pd.Series(['a'], dtype=pd.CategoricalDtype(['a'], ordered=True))",
+            "pd.Series(['a'], dtype='category')",
+            "dtype category(['a'], ordered) -> category(['a'])",
+        ),
+        (
+            "pd.DataFrame({'g': pd.Categorical(['x']), 'v': [1]})",
+            "pd.DataFrame({'g': ['x'], 'v': [1]}).astype({'g': object})",
+            "dtype of column 'g' category(['x']) -> object",
+        ),
+        (
+            "pd.Series([1], index=pd.Index(['a'], dtype='category'))",
+            "pd.Series([1], index=pd.Index(['a'], dtype=object))",
+            "dtype of the index category(['a']) -> object",
+        ),
+        (
+            "pd.Series([1.0], index=pd.Index([3], name='epoch'))",
+            "pd.Series([1.0], index=pd.Index([3], name='step'))",
+            "index name 'epoch' -> 'step'",
+        ),
+        (
+            "pd.DataFrame({'a': [1]}, index=pd.RangeIndex(1, name='epoch'))",
+            "pd.DataFrame({'a': [1]})",
+            "index name 'epoch' -> None",
+        ),
+        (
+            "pd.DataFrame({'a': [1]}).rename_axis(columns='metric')",
+            "pd.DataFrame({'a': [1]})",
+            "columns name 'metric' -> None",
+        ),
+        ("0.0", "-0.0", "equal but not bit for bit: a zero changed sign"),
     ],
 )
 def test_a_declared_type_change_is_named_and_never_reproduced(
@@ -239,15 +281,59 @@ def test_a_declared_type_change_is_named_and_never_reproduced(
     """Values that decode alike verified as ``reproduced`` though their declared type or
     dtype changed (a bfloat16 tensor is kept as float32): the docs promise such a change is
     reported and ``within_tolerance`` at best."""
+    import pandas as pd
     import torch
 
-    scope = {"torch": torch, "np": np}
+    scope = {"torch": torch, "np": np, "pd": pd}
     project = make_project(tmp_path)
     lock = record(project, [encode_result("v", eval(recorded, scope))])
     (check,) = verify(project, lock, [encode_result("v", eval(now, scope))]).checks
     assert check.status == "within_tolerance" and check.message.endswith(change)
     (same,) = verify(project, lock, [encode_result("v", eval(recorded, scope))]).checks
     assert same.status == "reproduced"
+
+
+def test_a_multiindex_keeps_its_levels_and_a_changed_label_is_shown(tmp_path: Path) -> None:
+    import pandas as pd
+
+    def series(label: str) -> Any:
+        index = pd.MultiIndex.from_tuples([(0, "a"), (1, label)], names=["run", "arm"])
+        return pd.Series([1.0, 2.0], index=index)
+
+    project = make_project(tmp_path)
+    lock = record(project, [encode_result("s", series("b"))])
+    (same,) = verify(project, lock, [encode_result("s", series("b"))]).checks
+    assert same.status == "reproduced"
+    (check,) = verify(project, lock, [encode_result("s", series("c"))]).checks
+    assert check.status == "differs" and "(1, 'c'), reference (1, 'b')" in check.message
+    renamed = series("b").rename_axis(["run", "group"])
+    (named,) = verify(project, lock, [encode_result("s", renamed)]).checks
+    assert named.status == "within_tolerance" and "index name 'run', 'arm' -> 'run', 'group'" in (
+        named.message
+    )
+
+
+def test_a_pandas_result_of_schema_version_1_is_compared_without_dtypes_or_names(
+    tmp_path: Path,
+) -> None:
+    """A lock recorded before pandas dtypes and axis names were kept (result schema 1) must not
+    turn into a false alarm when the same notebook runs now: each side at version 1's
+    fidelity."""
+    import pandas as pd
+
+    from reprokit.compare.verify import at_schema_version
+
+    frame = pd.DataFrame({"g": pd.Categorical(["x", "y"]), "n": pd.array([1, 2], dtype="Int64")})
+    frame = frame.rename_axis(index="row", columns="field")
+    old = at_schema_version(encode_result("f", frame), 1)
+    assert old.schema_version == 1 and old.index_names is None
+    assert [c.data.source_dtype for c in old.columns] == [None, None]
+    project = make_project(tmp_path)
+    lock = record(project, [old])
+    (check,) = verify(project, lock, [encode_result("f", frame)]).checks
+    assert check.status == "reproduced", check.message
+    zoned = pd.Series(pd.to_datetime(["2024-01-01"]).tz_localize("UTC"))
+    assert at_schema_version(encode_result("z", zoned), 1).array.source_dtype == str(zoned.dtype)
 
 
 def test_long_doubles_beyond_float64_make_a_lock_that_verifies(tmp_path: Path) -> None:

@@ -110,6 +110,9 @@ class Tally:
         self.identical = False
         self.notes.append(text)
 
+    def _changed(self) -> bool:
+        return any(c is not None for c in (self.type_change, self.dtype_change, self.shape_change))
+
     def status(self, strict_types: bool) -> ValueStatus:
         if self.mismatched or self.structural:
             return "differs"
@@ -157,6 +160,8 @@ class Tally:
             parts = [p for p in (head, first) if p]
         else:
             parts = [f"{scope} within tolerance"]
+            if not (self.max_abs or self.max_rel or self.notes or self._changed()):
+                parts.append("equal but not bit for bit: a zero changed sign")
         if self.max_abs or self.max_rel:
             parts.append(f"max abs error {self.max_abs:.3g}, max rel error {self.max_rel:.3g}")
         for label, change in (
@@ -207,7 +212,13 @@ def _clip(location: str | None, limit: int = 160) -> str | None:
 
 
 def short(value: object, limit: int = 60) -> str:
-    """A bounded, never-failing repr for messages (no recursion into containers)."""
+    """A bounded, never-failing repr for messages: a container shown only when it is a few
+    plain scalars (``(1, 'b')``), else by its type and length."""
+    if isinstance(value, (list, tuple)) and _plain_items(value):
+        items = ", ".join(short(v) for v in value) + ("," if len(value) == 1 else "")
+        text = f"({items})" if isinstance(value, tuple) else f"[{items}]"
+        if len(text) <= limit:
+            return text
     if isinstance(value, (list, tuple, dict, set, frozenset)):
         return f"{type(value).__name__} of length {len(value)}"
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
@@ -221,6 +232,13 @@ def short(value: object, limit: int = 60) -> str:
     except (ValueError, TypeError, RecursionError) as exc:
         text = f"<{type(value).__name__}: repr failed: {type(exc).__name__}>"
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _plain_items(value: list[Any] | tuple[Any, ...]) -> bool:
+    plain = (type(None), bool, int, float, str)
+    return len(value) <= 8 and all(
+        type(v) in plain or getattr(v, "shape", None) == () for v in value
+    )
 
 
 TallyFunction = Callable[["Tally", Any, Any, Tolerance, str], None]

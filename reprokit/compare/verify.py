@@ -379,6 +379,7 @@ def _compare(ref: Result, cur: Result, tol: Tolerance, base: Path) -> ValueCompa
     the two arrays' statistics and samples instead (:func:`_summary`)."""
     from reprokit.compare.values import compare_values
 
+    cur = at_schema_version(cur, ref.schema_version)
     if _same_contents(ref, cur):  # no array file read: a missing one passes as it should
         return _identical(ref, tol)
     reference, failure = _decoded(ref, base)
@@ -413,22 +414,66 @@ def _with_declared_types(comparison: ValueComparison, ref: Result, cur: Result) 
     if ref.type_name and cur.type_name and ref.type_name != cur.type_name:
         deviation = replace(deviation, type_change=(ref.type_name, cur.type_name))
         change = f"type {ref.type_name} -> {cur.type_name}"
-    elif (before := _declared_dtype(ref)) != (after := _declared_dtype(cur)):
+    elif (changed := _declared_dtype_change(ref, cur)) is not None:
+        where, before, after = changed
         deviation = replace(deviation, dtype_change=(before, after))
-        change = f"dtype {before} -> {after}"
+        change = f"dtype{where} {before} -> {after}"
     else:
         return comparison
     deviation = replace(deviation, message=f"{deviation.message}; {change}")
     return replace(comparison, status="within_tolerance", deviation=deviation)
 
 
-def _declared_dtype(result: Result) -> str:
-    """The dtype the value had in the notebook: a scalar's numpy dtype, an array's dtype as
-    torch or pandas had it (``torch.bfloat16``, ``category``) where it was stored as another."""
-    data = result.array
-    if data is None:
-        return result.dtype or ""
+def _declared_dtype_change(ref: Result, cur: Result) -> tuple[str, str, str] | None:
+    """``(where, before, after)`` for the first array whose declared dtype changed (where:
+    empty for the value itself, `` of the index``, `` of column 'a'``); None when none did."""
+    if ref.array is None and cur.array is None and not ref.columns:
+        before, after = ref.dtype or "", cur.dtype or ""
+        return None if before == after else ("", before, after)
+    pairs = [("", ref.array, cur.array), (" of the index", ref.index, cur.index)]
+    if len(ref.columns) == len(cur.columns):
+        pairs += [
+            (f" of column {a.name!r}", a.data, b.data)
+            for a, b in zip(ref.columns, cur.columns, strict=True)
+        ]
+    for where, first, second in pairs:
+        if first is not None and second is not None:
+            before, after = _declared_dtype(first), _declared_dtype(second)
+            if before != after:
+                return where, before, after
+    return None
+
+
+def _declared_dtype(data: ArrayData) -> str:
+    """The dtype the array had in the notebook: as torch or pandas had it (``torch.bfloat16``,
+    ``Int64``, ``category(['a', 'b'])``) where it was stored as another."""
     return data.source_dtype or data.dtype
+
+
+_TZ_DTYPE = re.compile(r"^datetime64\[\w+, .+\]$")  # what version 1 kept of pandas dtypes
+
+
+def at_schema_version(result: Result, version: int) -> Result:
+    """``result`` as a Result of an older ``version`` would have recorded it, so that it is
+    compared with one at the same fidelity: before version 2 a pandas result kept no axis
+    names and only a time zone's dtype."""
+    if version >= 2 or result.kind not in ("series", "dataframe"):
+        return result
+
+    def kept(data: ArrayData | None) -> ArrayData | None:
+        if data is None or _TZ_DTYPE.match(data.source_dtype or ""):
+            return data
+        return replace(data, source_dtype=None)
+
+    return replace(
+        result,
+        array=kept(result.array),
+        index=kept(result.index),
+        columns=tuple(replace(c, data=kept(c.data) or c.data) for c in result.columns),
+        index_names=None,
+        columns_names=None,
+        schema_version=version,
+    )
 
 
 def _same_contents(ref: Result, cur: Result) -> bool:
@@ -444,7 +489,8 @@ def _contents(result: Result) -> tuple[Any, ...]:
         return None if data is None else (data.dtype, data.shape, data.digest, data.source_dtype)
 
     columns = tuple((c.name, held(c.data)) for c in result.columns)
-    parts = (result.value, result.dtype, result.type_name, result.plugin)
+    names = (result.index_names, result.columns_names)
+    parts = (result.value, result.dtype, result.type_name, result.plugin, names)
     return (*parts, held(result.array), held(result.index), columns)
 
 

@@ -228,17 +228,24 @@ def _timestamps(series: Any) -> list[Any]:
 
 
 def _encode_column(
-    name: str, series: Any, stem: str, writer: ArrayWriter | None, limit: int, label: str
+    name: str,
+    series: Any,
+    stem: str,
+    writer: ArrayWriter | None,
+    limit: int,
+    label: str,
+    dtype: Any = None,
 ) -> ArrayData:
     """One Series, a DataFrame column or an index as an array; a refusal says where (``label``:
-    ``column 't'``, ``index``; empty for a Series)."""
+    ``column 't'``, ``index``; empty for a Series). ``dtype``: the declared one, where it is
+    not the Series' (an index's: ``to_series`` may infer another)."""
     try:
         return encode_array(
             _series_values(series),
             name=name,
             stem=stem,
             writer=writer,
-            source_dtype=str(series.dtype) if _tz_aware(series) else None,
+            source_dtype=pandas_dtype_name(series.dtype if dtype is None else dtype),
             inline_limit=limit,
         )
     except ResultValueError as exc:
@@ -246,11 +253,39 @@ def _encode_column(
         raise ResultValueError(name, exc.type_name, f"{label} {where}".strip()) from None
 
 
+def pandas_dtype_name(dtype: Any) -> str:
+    """The dtype as pandas declares it (``int64``, ``Int64``, ``string``, ``datetime64[ns,
+    UTC]``); a categorical with its categories and order (``category(['a', 'b'], ordered)``),
+    or, when they are long, their count and a digest of them."""
+    pandas = sys.modules["pandas"]
+    if not isinstance(dtype, pandas.CategoricalDtype):
+        return str(dtype)
+    categories = dtype.categories
+    listed = repr(categories.tolist())
+    if len(listed) > _CATEGORIES_SHOWN:
+        import hashlib
+
+        digest = hashlib.blake2b(listed.encode("utf-8", "backslashreplace"), digest_size=6)
+        listed = f"{len(categories)} categories {digest.hexdigest()}"
+    ordered = ", ordered" if dtype.ordered else ""
+    return f"category({listed}{ordered})"
+
+
+_CATEGORIES_SHOWN = 120  # characters: longer category lists are named by count and digest
+
+
+def axis_names(axis: Any) -> tuple[str | None, ...] | None:
+    """An index's or columns axis's level names, as text; None for one unnamed level."""
+    names = tuple(None if n is None else str(n) for n in axis.names)
+    return None if names == (None,) else names
+
+
 def _encode_index(name: str, index: Any, writer: ArrayWriter | None, limit: int) -> Any:
     pandas = sys.modules["pandas"]
     if isinstance(index, pandas.RangeIndex) and index.start == 0 and index.step == 1:
         return None  # the default index: nothing to record
-    return _encode_column(name, index.to_series(), f"{name}.index", writer, limit, "index")
+    series = index.to_series()
+    return _encode_column(name, series, f"{name}.index", writer, limit, "index", index.dtype)
 
 
 def _encode_series(
@@ -260,6 +295,7 @@ def _encode_series(
         "kind": "series",
         "array": _encode_column(name, series, name, writer, limit, ""),
         "index": _encode_index(name, series.index, writer, limit),
+        "index_names": axis_names(series.index),
         "value": None if series.name is None else str(series.name),
     }
 
@@ -275,6 +311,8 @@ def _encode_frame(name: str, frame: Any, writer: ArrayWriter | None, limit: int)
         "kind": "dataframe",
         "columns": tuple(columns),
         "index": _encode_index(name, frame.index, writer, limit),
+        "index_names": axis_names(frame.index),
+        "columns_names": axis_names(frame.columns),
     }
 
 
@@ -297,21 +335,50 @@ def decode_result(result: Result, *, base: str | os.PathLike[str] | None = None)
         return PluginValue(result.plugin or "", decode_json(result.value))
     import pandas as pd
 
-    index = None if result.index is None else load_array(result.index, base=base)
+    index = _decoded_index(result, base)
     if result.kind == "series" and result.array is not None:
         name = decode_json(result.value)
         if isinstance(name, (list, dict)):
             raise InputError(
                 f"result {result.name!r}: a Series name cannot be {type(name).__name__}"
             )
-        return pd.Series(load_array(result.array, base=base), index=index, name=name)
+        series = pd.Series(load_array(result.array, base=base), index=index, name=name)
+        return _named_axis(series, "index", result.index_names)
     if result.kind == "dataframe":
         # by position: labels may repeat (two columns "a", or 0 and "0", both kept as "0")
         data = {k: load_array(c.data, base=base) for k, c in enumerate(result.columns)}
         frame = pd.DataFrame(data, index=index)
         frame.columns = pd.Index([c.name for c in result.columns], dtype=object)
-        return frame
+        frame = _named_axis(frame, "columns", result.columns_names)
+        return _named_axis(frame, "index", result.index_names)
     raise UsageError(f"result {result.name!r}: unknown kind {result.kind!r}", names=(result.name,))
+
+
+def _decoded_index(result: Result, base: str | os.PathLike[str] | None) -> Any:
+    """The recorded index: a MultiIndex again where its levels were named (its labels are
+    kept as lists); None for the default one."""
+    if result.index is None:
+        return None
+    labels = load_array(result.index, base=base)
+    names = result.index_names or ()
+    if len(names) < 2:
+        return labels
+    import pandas as pd
+
+    if any(not isinstance(label, (list, tuple)) or len(label) != len(names) for label in labels):
+        raise InputError(
+            f"result {result.name!r}: index_names has {len(names)} levels, the index's labels "
+            f"are not {len(names)}-tuples"
+        )
+    return pd.MultiIndex.from_tuples([tuple(label) for label in labels], names=list(names))
+
+
+def _named_axis(value: Any, axis: str, names: tuple[str | None, ...] | None) -> Any:
+    """``value`` with its ``index`` or ``columns`` axis named as recorded (a MultiIndex is
+    named as it is made; the columns of several levels are kept as one level of text)."""
+    if names is None or len(names) != getattr(value, axis).nlevels:
+        return value
+    return value.rename_axis(list(names), axis=axis)
 
 
 def _as_dtype(value: Any, dtype: str) -> Any:

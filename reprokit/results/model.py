@@ -29,8 +29,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-RESULT_SCHEMA_VERSION = 1
-"""Version of the Result JSON schema; bumped on incompatible change."""
+RESULT_SCHEMA_VERSION = 2
+"""Version of the Result JSON schema; bumped on incompatible change. 2: a pandas result keeps
+each array's pandas dtype (``ArrayData.source_dtype``: ``Int64``, ``category([...])``) and the
+names of its index and columns axis; a result of version 1 is compared without them."""
 
 RESULT_MIME = "application/vnd.reprokit.result+json"
 SNAPSHOT_MIME = "application/vnd.reprokit.snapshot+json"
@@ -93,7 +95,9 @@ class ArrayData:
     artifact: str | None = None  # path of the file inside the MLflow run's artifacts
     stats: ArrayStats | None = None  # numeric (non-complex) arrays only
     sample: ArraySample | None = None  # arrays stored by reference only
-    source_dtype: str | None = None  # the original dtype when it had to change ("torch.bfloat16")
+    # the dtype the value had: a tensor's when it had to change ("torch.bfloat16"); a pandas
+    # column's, index's or Series' always ("int64", "Int64", "category(['a', 'b'])")
+    source_dtype: str | None = None
 
     @property
     def size(self) -> int:
@@ -130,6 +134,8 @@ class Result:
     device_atol: float | None = None
     schema_version: int = RESULT_SCHEMA_VERSION
     plugin: str | None = None  # "plugin" kind: the comparator plugin that encoded the value
+    index_names: tuple[str | None, ...] | None = None  # pandas: the index's level names
+    columns_names: tuple[str | None, ...] | None = None  # a DataFrame's columns axis names
 
     @property
     def is_numeric_scalar(self) -> bool:
