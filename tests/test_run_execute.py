@@ -189,7 +189,11 @@ def test_a_percent_script_runs_without_being_rewritten(project: Path) -> None:
 
 def test_timeouts_and_dead_kernels_are_outcomes_naming_the_cell(project: Path) -> None:
     slow = write_notebook(project / "slow.ipynb", ["x = 1", "import time\ntime.sleep(60)"])
-    dead = write_notebook(project / "dead.ipynb", ["import os\nos._exit(1)"])
+    # results declared right before the kernel dies, in the same cell: their outputs may still
+    # wait on its I/O thread; the runner puts them back from the kernel's spool
+    dying = "import os, reprokit\nreprokit.start()\n"
+    dying += "for i in range(20):\n    reprokit.result(f'r{i}', i)\nos._exit(1)"
+    dead = write_notebook(project / "dead.ipynb", [dying])
     # 8 s: a first cell of a freshly started kernel on a loaded 2-core machine can take seconds
     outcomes = run(
         [slow, dead], execution=ExecutionOptions(device="cpu", timeout=8, jobs=2), record=False
@@ -200,6 +204,9 @@ def test_timeouts_and_dead_kernels_are_outcomes_naming_the_cell(project: Path) -
     assert by_name["dead"].status == "kernel_died"
     assert by_name["dead"].failure is not None and by_name["dead"].failure.index == 0
     assert all(Path(o.output_path).is_file() for o in outcomes)
+    died = Path(by_name["dead"].output_path)
+    assert read_notebook(died).results.keys() == {f"r{i}" for i in range(20)}
+    assert not died.with_name("dead.results.jsonl").exists()
 
 
 @pytest.mark.skipif(cuda_visible(), reason="a CUDA device is visible here")

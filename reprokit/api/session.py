@@ -264,6 +264,7 @@ def result(
     the module docstring). Returns None, so that a result declared on a cell's last line is
     not displayed twice.
     """
+    from reprokit.recording.spool import append_output
     from reprokit.report.display import emit, result_bundle
 
     with _lock:
@@ -274,7 +275,9 @@ def result(
         )
         if replaced:
             _warn(f"result {name!r} was declared before in this run; the later value wins")
-        emit(result_bundle(declared), {"local_dir": run.local_dir})
+        bundle, metadata = result_bundle(declared), {"local_dir": run.local_dir}
+        append_output(bundle, {"reprokit": metadata})  # under a runner: kept if the kernel dies
+        emit(bundle, metadata)
 
 
 def results() -> dict[str, Result]:

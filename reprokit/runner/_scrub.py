@@ -74,6 +74,16 @@ def scrub_notebook_text(text: str, secrets: Mapping[str, str]) -> str:
     return out + "\n" if text.endswith("\n") else out
 
 
+def scrub_output(output: dict[str, Any], secrets: Mapping[str, str]) -> dict[str, Any]:
+    """One notebook output (a dict), scrubbed as :func:`scrub_notebook_text` scrubs those of a
+    notebook."""
+    live = {name: value for name, value in secrets.items() if value}
+    if not live:
+        return output
+    scrubbed: dict[str, Any] = _scrubbed_output(output, _scrubber(live, json_escaped=True))
+    return scrubbed
+
+
 def _may_hold(text: str, values: Any) -> bool:
     """Whether a string of the JSON ``text`` may hold one of ``values``: it is in the text as
     is or JSON-escaped (a value of several lines may be split over a list of lines)."""

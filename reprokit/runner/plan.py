@@ -22,6 +22,7 @@ from reprokit.capturing.seeds import DETERMINISTIC_ENV
 from reprokit.exceptions import InputError, PathError, UsageError
 from reprokit.notebook.files import declared_parameters, load_notebook, notebook_language
 from reprokit.options import ExecutionOptions
+from reprokit.recording.spool import SPOOL_ENV, spool_path
 from reprokit.runner.device import DeviceChoice
 from reprokit.runner.failure import CellFailure, stopped_early
 from reprokit.runner.params import check_declared, check_secrets
@@ -324,6 +325,7 @@ def kernel_env(
         "REPROKIT_PARAMS": json.dumps(redact_parameters(parameters), default=str, sort_keys=True),
         "REPROKIT_OUTPUT_DIR": str(folder.resolve()),
         "REPROKIT_NOTEBOOK": str(source.resolve()),
+        SPOOL_ENV: str(spool_path(folder.resolve() / (source.stem + ".ipynb"))),
         "PYTHONHASHSEED": str(seed) if isinstance(seed, int) and seed >= 0 else "0",
     }
 
