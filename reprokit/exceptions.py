@@ -352,7 +352,11 @@ class RunInterrupted(ReprokitError):
     Exit code 128 + signal number (130 for Ctrl-C, 143 for ``SIGTERM``)."""
 
     def __init__(
-        self, signal: int, output_paths: tuple[str, ...] = (), unrecorded: tuple[str, ...] = ()
+        self,
+        signal: int,
+        output_paths: tuple[str, ...] = (),
+        unrecorded: tuple[str, ...] = (),
+        unjournaled: tuple[str, ...] = (),
     ) -> None:
         import signal as signals
 
@@ -361,13 +365,20 @@ class RunInterrupted(ReprokitError):
         except ValueError:
             name = f"signal {signal}"
         kept = f"; partial notebooks kept: {', '.join(output_paths)}" if output_paths else ""
-        if unrecorded:
+        if journaled := [p for p in unrecorded if p not in unjournaled]:
             kept += (
-                f"; {len(unrecorded)} run(s) not in MLflow yet (it did not answer in time): "
+                f"; {len(journaled)} run(s) not in MLflow yet (it did not answer in time): "
                 "their journals keep them, `reprokit sync` records them"
+            )
+        if unjournaled:
+            kept += (
+                f"; {len(unjournaled)} run(s) not recorded in MLflow (it did not answer in time) "
+                "and kept in no journal, their outputs being outside the project's .reprokit "
+                f"(--output-dir): only their executed notebooks are left ({', '.join(unjournaled)})"
             )
         super().__init__(f"interrupted by {name}: kernels stopped{kept}")
         self.signal = signal
         self.output_paths = output_paths
-        self.unrecorded = unrecorded  # output folders of runs whose records were not waited for
+        self.unrecorded = unrecorded  # executed notebooks whose records were not waited for
+        self.unjournaled = unjournaled  # those of them no journal keeps
         self.exit_code = 128 + signal

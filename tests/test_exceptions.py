@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import pickle
 import signal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -219,3 +220,24 @@ def test_unhashable_is_also_a_type_error() -> None:
     assert isinstance(error, TypeError)
     assert "object" in str(error)
     assert error.path is None
+
+
+def test_an_interruption_says_which_runs_no_journal_keeps() -> None:
+    """Runs written outside the project's .reprokit (``--output-dir``) are journaled nowhere: the
+    message must not send their user to ``reprokit sync``, which cannot find them."""
+    error = RunInterrupted(
+        int(signal.SIGTERM), (), ("p/.reprokit/runs/x/a.ipynb", "/out/b.ipynb"), ("/out/b.ipynb",)
+    )
+    text = str(error)
+    assert "1 run(s) not in MLflow yet" in text and "`reprokit sync` records them" in text
+    assert "kept in no journal" in text and text.endswith("(/out/b.ipynb)")
+    alone = str(RunInterrupted(int(signal.SIGTERM), (), ("/out/b.ipynb",), ("/out/b.ipynb",)))
+    assert "sync" not in alone and error.exit_code == 143
+
+
+def test_only_outputs_in_the_projects_reprokit_folder_are_journaled(tmp_path: Path) -> None:
+    from reprokit.recording.executed import journaled
+
+    assert journaled(tmp_path, tmp_path / ".reprokit" / "runs" / "x" / "a")
+    assert not journaled(tmp_path, tmp_path / "out")
+    assert not journaled(tmp_path, tmp_path.parent / "elsewhere" / ".reprokit")

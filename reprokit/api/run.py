@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from reprokit.api.check import warn_edited_pairs
-from reprokit.exceptions import RunInterrupted, UsageError
+from reprokit.exceptions import ReprokitError, RunInterrupted, UsageError
 from reprokit.notebook.files import discover_notebooks, mark_output_folder
 from reprokit.options import ExecutionOptions
 from reprokit.recording.executed import (
@@ -39,6 +39,7 @@ from reprokit.recording.executed import (
     Connections,
     abandon_journal,
     begin_journal,
+    journaled,
     warm_up,
 )
 from reprokit.recording.journal import Journal
@@ -251,7 +252,20 @@ def _raise_if_interrupted(plans: list[PlannedRun], partial: set[str], unrecorded
     if signum is not None:
         paths = [str(plan.output_path) for plan in plans]
         kept = tuple(p for p in paths if p in partial)
-        raise RunInterrupted(int(signum), kept, tuple(p for p in paths if p in unrecorded))
+        given_up = [plan for plan in plans if str(plan.output_path) in unrecorded]
+        lost = tuple(str(plan.output_path) for plan in given_up if not _journaled(plan))
+        left = tuple(str(plan.output_path) for plan in given_up)
+        raise RunInterrupted(int(signum), kept, left, lost)
+
+
+def _journaled(plan: PlannedRun) -> bool:
+    """Whether ``plan``'s run was journaled as it started (its outputs in the project's
+    ``.reprokit``), so that ``reprokit sync`` can record it."""
+    try:
+        root = resolve_target(start=plan.source.resolve().parent).project_root
+    except ReprokitError:
+        return False
+    return journaled(root, plan.output_dir)
 
 
 def _execute(

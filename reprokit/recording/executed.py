@@ -265,7 +265,7 @@ def _journal(
 
     Only when the outputs are in the project's ``.reprokit`` (the default): a runner told to
     write elsewhere (a reviewer's ``--output-dir``) leaves the project's tree untouched."""
-    if opened is None and not _journaled(project_root, output_dir):
+    if opened is None and not journaled(project_root, output_dir):
         return None
     journal = opened
     try:
@@ -279,7 +279,9 @@ def _journal(
     return journal
 
 
-def _journaled(project_root: str, output_dir: Path) -> bool:
+def journaled(project_root: str | Path, output_dir: Path) -> bool:
+    """Whether the runs whose outputs go to ``output_dir`` are journaled: only those in the
+    project's ``.reprokit`` (a runner told to write elsewhere leaves the project untouched)."""
     return output_dir.resolve().is_relative_to(Path(project_root).resolve() / ".reprokit")
 
 
