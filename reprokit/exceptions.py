@@ -255,7 +255,9 @@ class CacheError(ReprokitError):
 class RecordError(ReprokitError):
     """Recording to MLflow failed; the message names the (redacted) tracking URI.
 
-    ``uri``: the tracking URI, redacted; ``action``: what was being done; ``run_id``: the run.
+    ``uri``: the tracking URI, redacted; ``action``: what was being done; ``run_id``: the run;
+    ``unavailable``: the store did not answer (a connection refused or cut, a timeout, 5xx
+    answers past the retries), rather than refused this request.
     """
 
     def __init__(
@@ -265,11 +267,13 @@ class RecordError(ReprokitError):
         uri: str | None = None,
         action: str | None = None,
         run_id: str | None = None,
+        unavailable: bool = False,
     ) -> None:
         super().__init__(message)
         self.uri = uri
         self.action = action
         self.run_id = run_id
+        self.unavailable = unavailable
 
 
 class LockError(InputError):

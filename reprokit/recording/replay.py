@@ -32,7 +32,7 @@ from reprokit.recording.journal import (
 )
 from reprokit.recording.mapping import SOURCE_NAME_TAG, DatasetSpec
 from reprokit.recording.retention import name_run
-from reprokit.recording.writer import MlflowRunWriter, RunEndStatus, now_ms
+from reprokit.recording.writer import MlflowRunWriter, RunEndStatus, now_ms, unanswered
 
 _END_STATUSES: tuple[RunEndStatus, ...] = ("FINISHED", "FAILED", "KILLED")
 
@@ -57,6 +57,7 @@ class Replay:
     detail: str | None = None
     skipped: int = 0  # lines of the journal that could not be read (a torn last line aside)
     events: int = 0  # of a startless journal: the events it keeps, not replayed
+    unavailable: bool = False  # failed: the store did not answer (the next are not tried)
 
 
 def replay_state(state: JournalState, writer: MlflowRunWriter, journal: Journal | None) -> str:
@@ -123,7 +124,12 @@ def _tagged_run(writer: MlflowRunWriter, key: str | None) -> str | None:
             [experiment.experiment_id], filter_string=f"tags.`{JOURNAL_TAG}` = '{key}'"
         )
     except Exception as exc:  # MLflow raises many types; all mean "cannot read the store"
-        raise RecordError(f"cannot search runs: {exc}", action="replaying") from exc
+        from reprokit.capturing.redact import redact_text
+
+        detail = redact_text(str(exc).replace(writer.target.uri, writer.target.display_uri))
+        raise RecordError(
+            f"cannot search runs: {detail}", action="replaying", unavailable=unanswered(exc)
+        ) from exc
     return str(runs[0].info.run_id) if runs else None
 
 
@@ -134,12 +140,21 @@ def journaled_run(writer: MlflowRunWriter, key: str) -> str | None:
 
 def replay_pending(writer: MlflowRunWriter) -> list[Replay]:
     """Replay every journal of the writer's project that its process left behind and that
-    was recorded for the writer's store; ``writer`` is connected. Never raises."""
-    return [replay_file(path, writer) for path in pending_journals(writer.target.project_root)]
+    was recorded for the writer's store; ``writer`` is connected. Never raises. Once the
+    store does not answer one replay, the next journals for it are not tried (each would
+    wait through the retries again): they fail at once, kept for the next command."""
+    replays: list[Replay] = []
+    down: str | None = None
+    for path in pending_journals(writer.target.project_root):
+        replays.append(replay_file(path, writer, down))
+        if down is None and replays[-1].unavailable:
+            down = f"not tried: the store did not answer the replay of {path.name}"
+    return replays
 
 
-def replay_file(path: Path, writer: MlflowRunWriter) -> Replay:
-    """One journal file (see :data:`ReplayStatus`)."""
+def replay_file(path: Path, writer: MlflowRunWriter, down: str | None = None) -> Replay:
+    """One journal file (see :data:`ReplayStatus`); with ``down`` (why the store is taken to
+    be down), one for the writer's store fails with that detail, untried."""
     try:
         journal = Journal.adopt(path)
     except OSError as exc:  # another user's, immutable, on a read-only mount
@@ -147,7 +162,7 @@ def replay_file(path: Path, writer: MlflowRunWriter) -> Replay:
     if journal is None:
         return Replay(str(path), "running")
     try:
-        return replay_adopted(journal, writer)
+        return replay_adopted(journal, writer, down)
     finally:
         journal.release()
         remove_writer_log(path)  # a writer killed before the run reached MLflow left it
@@ -176,8 +191,9 @@ def _unusable(journal: Journal, state: JournalState) -> Replay | None:
     return None
 
 
-def replay_adopted(journal: Journal, writer: MlflowRunWriter) -> Replay:
-    """A journal this process holds (:meth:`Journal.adopt`), replayed; the caller releases it."""
+def replay_adopted(journal: Journal, writer: MlflowRunWriter, down: str | None = None) -> Replay:
+    """A journal this process holds (:meth:`Journal.adopt`), replayed; the caller releases it
+    (``down``: see :func:`replay_file`)."""
     path = str(journal.path)
     try:
         state = read_journal(journal.path)
@@ -188,6 +204,8 @@ def replay_adopted(journal: Journal, writer: MlflowRunWriter) -> Replay:
         return unusable
     if state.uri != writer.target.display_uri:
         return Replay(path, "elsewhere", experiment=state.experiment, detail=state.uri)
+    if down is not None:
+        return Replay(path, "failed", state.run_id, experiment=state.experiment, detail=down)
     # a journal is read from disk: it uploads nothing from outside the project's .reprokit
     hidden = Path(writer.target.project_root).resolve() / ".reprokit"
     state.uploads = {
@@ -202,7 +220,11 @@ def replay_adopted(journal: Journal, writer: MlflowRunWriter) -> Replay:
         run_id = replay_state(state, run_writer, journal)
     except (RecordError, TypeError, ValueError) as exc:  # a store refusing, a foreign event
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return Replay(path, "failed", state.run_id, experiment=state.experiment, detail=detail)
+        unavailable = isinstance(exc, RecordError) and exc.unavailable
+        return Replay(
+            path, "failed", state.run_id, experiment=state.experiment, detail=detail,
+            unavailable=unavailable,
+        )  # fmt: skip
     return Replay(
         path, "replayed", run_id, _status(state), state.experiment, skipped=state.unreadable
     )

@@ -91,6 +91,7 @@ class MlflowRunWriter:
             f"MLflow at {self.target.display_uri}: {action} failed: {detail}",
             uri=self.target.display_uri,
             action=action,
+            unavailable=unanswered(exc),
         )
 
     @property
@@ -360,3 +361,24 @@ def own_http_limits() -> frozenset[str]:
     """The variables of :data:`HTTP_LIMITS` that this process set (not the user): not passed
     on to the kernels the runner starts."""
     return frozenset(name for name in _limits_set if os.environ.get(name) == HTTP_LIMITS[name])
+
+
+def unanswered(exc: BaseException) -> bool:
+    """Whether ``exc`` says the store did not answer (rather than refused a request): a
+    connection refused or cut, a timeout, or the server's 5xx answers past the retries, which
+    MLflow reports as ``API request to ... failed with exception ...``."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # the chain of causes, bounded
+        if seen is None:
+            return False
+        if isinstance(seen, (ConnectionError, TimeoutError, socket.timeout)):
+            return True
+        if type(seen).__module__.split(".")[0] in ("requests", "urllib3") and any(
+            word in type(seen).__name__ for word in ("Connection", "Timeout", "Retry", "MaxRetry")
+        ):
+            return True
+        text = str(seen)
+        if "failed with exception" in text or "failed with timeout exception" in text:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
