@@ -189,11 +189,13 @@ def test_a_percent_script_runs_without_being_rewritten(project: Path) -> None:
 
 def test_timeouts_and_dead_kernels_are_outcomes_naming_the_cell(project: Path) -> None:
     slow = write_notebook(project / "slow.ipynb", ["x = 1", "import time\ntime.sleep(60)"])
-    # results declared right before the kernel dies, in the same cell: their outputs may still
-    # wait on its I/O thread; the runner puts them back from the kernel's spool
-    dying = "import os, reprokit\nreprokit.start()\n"
-    dying += "for i in range(20):\n    reprokit.result(f'r{i}', i)\nos._exit(1)"
-    dead = write_notebook(project / "dead.ipynb", [dying])
+    # results whose outputs never reach the notebook: one %%capture kept from being shown, one
+    # clear_output() erased, and those declared right before the kernel died (still waiting on
+    # its I/O thread): the runner puts them back from the kernel's spool
+    captured = "%%capture\nimport os, reprokit\nreprokit.start()\nreprokit.result('captured', 2)"
+    dying = "from IPython.display import clear_output\nreprokit.result('cleared', 3)\n"
+    dying += "clear_output()\nfor i in range(20):\n    reprokit.result(f'r{i}', i)\nos._exit(1)"
+    dead = write_notebook(project / "dead.ipynb", [captured, dying])
     # 8 s: a first cell of a freshly started kernel on a loaded 2-core machine can take seconds
     outcomes = run(
         [slow, dead], execution=ExecutionOptions(device="cpu", timeout=8, jobs=2), record=False
@@ -202,10 +204,13 @@ def test_timeouts_and_dead_kernels_are_outcomes_naming_the_cell(project: Path) -
     assert by_name["slow"].status == "timeout"
     assert by_name["slow"].failure is not None and by_name["slow"].failure.index == 1
     assert by_name["dead"].status == "kernel_died"
-    assert by_name["dead"].failure is not None and by_name["dead"].failure.index == 0
+    assert by_name["dead"].failure is not None and by_name["dead"].failure.index == 1
     assert all(Path(o.output_path).is_file() for o in outcomes)
     died = Path(by_name["dead"].output_path)
-    assert read_notebook(died).results.keys() == {f"r{i}" for i in range(20)}
+    found = read_notebook(died)
+    assert found.results.keys() == {"captured", "cleared"} | {f"r{i}" for i in range(20)}
+    cells = {o.result.name: o.cell for o in found.outputs}
+    assert cells["captured"] == 0 and cells["cleared"] == cells["r19"] == 1
     assert not died.with_name("dead.results.jsonl").exists()
 
 

@@ -107,3 +107,48 @@ def test_no_spool_is_written_outside_a_runner(
     assert os.listdir(tmp_path) == []
     monkeypatch.setenv(SPOOL_ENV, str(tmp_path / "missing" / "x.results.jsonl"))
     append_output(result_bundle(encode_result("a", 1)), {})  # unwritable: skipped quietly
+
+
+def test_a_result_an_output_clear_erased_goes_back_in_its_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``clear_output()`` in a training loop erased the earlier epochs' outputs: each goes
+    back into its own cell (found by execution count, the shell's offset measured on the
+    results that arrived), before the result declared after it, so the last value of a
+    name stays the last."""
+    output = tmp_path / "nb.ipynb"
+    monkeypatch.setenv(SPOOL_ENV, str(spool_path(output)))
+    declared = [("a", 1.0, 2), ("loss", 1.0, 3), ("loss", 2.0, 3), ("b", 5.0, 3)]
+    bundles = []
+    for name, value, count in declared:  # IPython 9 counts the running cell's successor
+        bundles.append(result_bundle(encode_result(name, value)))
+        append_output(bundles[-1], {"reprokit": {}}, count)
+    node = nbformat.v4.new_notebook()
+    first = nbformat.v4.new_code_cell("declare a", execution_count=1)
+    second = nbformat.v4.new_code_cell("loop with clear_output", execution_count=2)
+    first.outputs = [nbformat.v4.new_output("display_data", data=bundles[0])]
+    second.outputs = [nbformat.v4.new_output("display_data", data=b) for b in bundles[2:]]
+    node.cells = [first, second]
+    nbformat.write(node, output)
+    finish_output(output, {"status": "ok"}, {}, tmp_path / "nb.kernel.log")
+    found = read_notebook(output)
+    assert [(o.cell, o.result.name, o.result.value) for o in found.outputs] == [
+        (0, "a", 1.0),
+        (1, "loss", 1.0),
+        (1, "loss", 2.0),
+        (1, "b", 5.0),
+    ]
+    assert found.results["loss"].value == 2.0
+
+
+def test_a_notebook_result_the_spool_lacks_puts_nothing_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A spool that does not describe the notebook's execution (a result shown that it does
+    not hold) is not trusted for the others."""
+    output = tmp_path / "nb.ipynb"
+    _spool_results(monkeypatch, spool_path(output), {"a": 1, "b": 2})
+    other = result_bundle(encode_result("other", 9))
+    _notebook(output, [other])
+    finish_output(output, {"status": "ok"}, {}, tmp_path / "nb.kernel.log")
+    assert list(read_notebook(output).results) == ["other"]

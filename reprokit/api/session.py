@@ -264,6 +264,7 @@ def result(
     the module docstring). Returns None, so that a result declared on a cell's last line is
     not displayed twice.
     """
+    from reprokit.recording.context import ipython_shell
     from reprokit.recording.spool import append_output
     from reprokit.report.display import emit, result_bundle
 
@@ -276,7 +277,8 @@ def result(
         if replaced:
             _warn(f"result {name!r} was declared before in this run; the later value wins")
         bundle, metadata = result_bundle(declared), {"local_dir": run.local_dir}
-        append_output(bundle, {"reprokit": metadata})  # under a runner: kept if the kernel dies
+        shell = ipython_shell()  # under a runner: kept if the output never reaches the notebook
+        append_output(bundle, {"reprokit": metadata}, getattr(shell, "execution_count", None))
         emit(bundle, metadata)
 
 

@@ -1,12 +1,14 @@
 """The results a kernel displays, also kept on disk as it displays them, under a runner.
 
-A kernel that dies in the cell that declared a result (``os._exit``, the out-of-memory
-killer, a crash in C code) may not have sent that result's output yet: the message waits on
-the kernel's I/O thread, and the executed notebook never gets it. Under ``reprokit run``,
-``$REPROKIT_RESULTS_SPOOL`` names a file beside the executed notebook
-(:func:`spool_path`); the kernel appends each result's output to it as one JSON line, before
-displaying it (not ``fsync``'ed: what a dead process wrote is in the page cache), and the
-runner puts those that never reached the notebook back into it
+A result's output can miss the executed notebook: a kernel that dies in the cell that
+declared it (``os._exit``, the out-of-memory killer, a crash in C code) may not have sent it
+yet (the message waits on the kernel's I/O thread); ``clear_output()`` later in the cell (a
+training loop's progress) erases it; ``%%capture`` keeps it from being shown. Under
+``reprokit run``, ``$REPROKIT_RESULTS_SPOOL`` names a file beside the executed notebook
+(:func:`spool_path`); the kernel appends each result's output to it as one JSON line with
+the cell's execution count, before displaying it (not ``fsync``'ed: what a dead process
+wrote is in the page cache), and the runner puts those that are not in the notebook back
+into their cells, in the order they were declared
 (:func:`~reprokit.runner._outputs.finish_output`), then deletes the file. The file is the
 user's only (mode 0600): it holds the values before secret parameters are scrubbed from them.
 """
@@ -30,13 +32,17 @@ def spool_path(output: Path) -> Path:
     return output.with_name(output.stem + ".results.jsonl")
 
 
-def append_output(bundle: dict[str, Any], metadata: dict[str, Any]) -> None:
-    """Append one result's display output to the spool, when a runner asked for one; a spool
-    that cannot be written is skipped (the displayed output is the record)."""
+def append_output(
+    bundle: dict[str, Any], metadata: dict[str, Any], execution_count: int | None = None
+) -> None:
+    """Append one result's display output to the spool, when a runner asked for one
+    (``execution_count``: of the cell that declares it); a spool that cannot be written is
+    skipped (the displayed output is the record)."""
     path = os.environ.get(SPOOL_ENV)
     if not path:
         return
-    line = compact_json({"data": bundle, "metadata": metadata})
+    entry = {"data": bundle, "metadata": metadata, "execution_count": execution_count}
+    line = compact_json(entry)
     if line is None:
         return
     try:
@@ -52,7 +58,8 @@ def append_output(bundle: dict[str, Any], metadata: dict[str, Any]) -> None:
 
 
 def read_spool(path: Path) -> list[dict[str, Any]]:
-    """The result outputs in ``path``, in order: each ``{"data", "metadata"}``; a line that
+    """The result outputs in ``path``, in order: each ``{"data", "metadata",
+    "execution_count"}`` (an int or None); a line that
     is not one (the last, cut as the kernel died) is skipped. Empty when there is no spool,
     it is not a regular file or it is larger than :data:`MAX_SPOOL_BYTES`."""
     try:
@@ -83,4 +90,7 @@ def _entry(line: bytes) -> dict[str, Any] | None:
     data, metadata = entry.get("data"), entry.get("metadata")
     if not isinstance(data, dict) or not isinstance(data.get(RESULT_MIME), dict):
         return None
-    return {"data": data, "metadata": metadata if isinstance(metadata, dict) else {}}
+    count = entry.get("execution_count")
+    count = count if isinstance(count, int) and not isinstance(count, bool) else None
+    metadata = metadata if isinstance(metadata, dict) else {}
+    return {"data": data, "metadata": metadata, "execution_count": count}

@@ -33,9 +33,9 @@ from papermill.utils import merge_kwargs, remove_args  # type: ignore[import-unt
 from reprokit._fsutil import atomic_write_text
 from reprokit.capturing.redact import redact_text
 from reprokit.recording.spool import read_spool, spool_path
-from reprokit.results.model import RESULT_MIME
 from reprokit.runner._saving import SAVE_CHECK_S, execute_with_throttled_saves
 from reprokit.runner._scrub import scrub_notebook_text, scrub_output, scrub_text
+from reprokit.runner.putback import put_back_results
 
 MAX_CELL_OUTPUT = 4 * 1024 * 1024  # bytes of output kept per cell; REPROKIT_MAX_CELL_OUTPUT
 ENGINE_NAME = "reprokit"
@@ -281,7 +281,7 @@ def finish_output(
     node = nbformat.reads(text, as_version=4)  # type: ignore[no-untyped-call]
     node.metadata.setdefault("reprokit", {})["execution"] = dict(execution)
     recovered = [scrub_output(out, secrets) for out in spooled]
-    _put_back_results(node, recovered, execution.get("output_index"))
+    put_back_results(node, recovered, execution.get("output_index"))
     _redact_error_outputs(node, secrets)
     index = execution.get("output_index")
     if execution.get("status") != "failed" and isinstance(index, int):
@@ -296,36 +296,6 @@ def finish_output(
                 )
             )
     atomic_write_text(output, nbformat.writes(node))  # type: ignore[no-untyped-call]
-
-
-def _put_back_results(node: NotebookNode, spooled: list[dict[str, Any]], index: Any) -> None:
-    """Add to the cell that was running (``index``, else the last that ran) the results the
-    kernel declared but whose outputs never reached the notebook (see
-    :mod:`~reprokit.recording.spool`): the spool's outputs past the notebook's own, which
-    arrived in the same order. Each is marked ``metadata.reprokit.recovered``."""
-    shown = sum(
-        1
-        for cell in node.cells
-        for out in cell.get("outputs", [])
-        if RESULT_MIME in out.get("data", {})
-    )
-    missing = spooled[shown:]
-    if not missing:
-        return
-    code = [i for i, c in enumerate(node.cells) if c.get("cell_type") == "code"]
-    ran = [i for i in code if node.cells[i].get("execution_count") is not None]
-    if not isinstance(index, int) or not 0 <= index < len(node.cells):
-        if not (ran or code):
-            return
-        index = (ran or code)[-1]
-    outputs = node.cells[index].setdefault("outputs", [])
-    at = next((k for k, o in enumerate(outputs) if o.get("output_type") == "error"), len(outputs))
-    for entry in reversed(missing):
-        metadata = dict(entry["metadata"])
-        metadata["reprokit"] = dict(metadata.get("reprokit") or {}) | {"recovered": True}
-        outputs.insert(at, nbformat.from_dict(  # type: ignore[no-untyped-call]
-            {"output_type": "display_data", "data": entry["data"], "metadata": metadata}
-        ))  # fmt: skip
 
 
 def redact_error(text: str, secrets: Mapping[str, str]) -> str:
