@@ -379,3 +379,41 @@ def test_an_array_inside_a_list_is_told_to_be_a_result_of_its_own(value: object,
         encode_result("r", value)
     assert f"a {noun} is recorded as a result of its own" in str(info.value)
     assert "supported are" not in str(info.value)
+
+
+def test_names_declared_by_several_runs_of_one_notebook_are_found(tmp_path: Path) -> None:
+    """A loop over configurations, each with its own %repro start, declaring the same name:
+    the lock keeps the last value only, so record warns (a repeat inside one run is the
+    session's own warning, not this)."""
+    import nbformat
+
+    from reprokit.capturing.snapshot import capture
+    from reprokit.report.describe import describe_declared_by_several_runs
+    from reprokit.report.display import result_bundle, snapshot_bundle
+    from reprokit.results import read_notebook
+
+    def shown(bundle: dict) -> object:
+        return nbformat.v4.new_output("display_data", data=bundle, metadata={"reprokit": {}})
+
+    start = shown(snapshot_bundle(capture(root=tmp_path), {}))
+    cells = []
+    for value in (0.5, 0.9):
+        cell = nbformat.v4.new_code_cell("run()")
+        cell.outputs = [start, shown(result_bundle(encode_result("acc", value)))]
+        cell.outputs += [shown(result_bundle(encode_result("loss", value)))] * 2
+        cells.append(cell)
+    node = nbformat.v4.new_notebook(cells=cells)
+    found = read_notebook(node)
+    assert found.declared_in_several_runs() == {"acc": 2, "loss": 2}
+    assert [o.run for o in found.outputs] == [1, 1, 1, 2, 2, 2]
+    node.cells = node.cells[:1]
+    assert read_notebook(node).declared_in_several_runs() == {}
+    text = describe_declared_by_several_runs("nb.ipynb", {"acc": 2})
+    assert text.startswith("nb.ipynb: 'acc' (2 runs) declared by more than one run")
+    from reprokit.api.record import _warn_if_declared_by_several_runs
+    from reprokit.exceptions import ReprokitWarning
+
+    node.cells = cells
+    nbformat.write(node, tmp_path / "executed.ipynb")
+    with pytest.warns(ReprokitWarning, match="'acc' \\(2 runs\\)"):
+        _warn_if_declared_by_several_runs(tmp_path / "nb.ipynb", tmp_path / "executed.ipynb")

@@ -31,7 +31,7 @@ from reprokit.compare.noise import Noise, likely_causes, measure_noise, widened_
 from reprokit.compare.verify import (
     report_outside_links,
 )
-from reprokit.exceptions import UsageError
+from reprokit.exceptions import ReprokitError, UsageError
 from reprokit.notebook.files import discover_notebooks, load_notebook
 from reprokit.options import ExecutionOptions, RepeatOptions
 from reprokit.recording.executed import declared_data
@@ -48,9 +48,11 @@ from reprokit.recording.retention import held_until_done
 from reprokit.recording.target import find_project_root
 from reprokit.report.describe import (
     describe_data_outside,
+    describe_declared_by_several_runs,
     describe_ended_early,
     describe_no_results,
 )
+from reprokit.results.notebook import read_notebook
 from reprokit.runner.plan import Progress, RunOutcome
 
 __all__ = ["RecordOutcome", "record", "record_from_run"]
@@ -143,7 +145,20 @@ def _write_reference(
     write_lock(lock, target)
     if not lock.results:
         warn_user(describe_no_results(str(source)))
+    _warn_if_declared_by_several_runs(source, Path(outcome.output_path))
     return RecordOutcome(outcome, str(target), noise)
+
+
+def _warn_if_declared_by_several_runs(source: Path, executed: Path) -> None:
+    """A name two runs of one notebook declared (a loop over configurations, each with its
+    ``%repro start``) keeps only its last value in the lock: the earlier ones would go
+    unverified, so say so."""
+    try:
+        several = read_notebook(executed).declared_in_several_runs()
+    except ReprokitError:  # the lock was built from it: not expected, and said there
+        return
+    if several:
+        warn_user(describe_declared_by_several_runs(str(source), several))
 
 
 def _measured(group: list[RunOutcome], lock: Lock, factor: float) -> Noise:

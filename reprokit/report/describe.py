@@ -212,6 +212,18 @@ def describe_no_results(notebook: str) -> str:
     )
 
 
+def describe_declared_by_several_runs(notebook: str, several: dict[str, int]) -> str:
+    """The warning of ``record`` for result names that several runs of a notebook declared."""
+    names = sorted(several)
+    shown = ", ".join(f"{name!r} ({several[name]} runs)" for name in names[:5])
+    more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+    return (
+        f"{notebook}: {shown}{more} declared by more than one run (%repro start) of the "
+        "notebook: the lock keeps only the last value, the earlier ones are not verified; "
+        "give each run's result a name of its own"
+    )
+
+
 def describe_ended_early(run_id: str, status: str, results: int) -> str:
     """The warning of ``record --from-run`` for a run that did not finish (its kernel was
     killed, a cell failed): its lock holds only the results declared before that."""

@@ -36,6 +36,7 @@ class ResultOutput:
     cell: int
     result: Result
     metadata: dict[str, Any] = field(default_factory=dict)
+    run: int = 0  # the run starts (snapshots) before it: 1 in the first run, 2 in the next
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,14 @@ class NotebookResults:
     def results(self) -> dict[str, Result]:
         """Name → result; a name declared twice keeps its later value (as in the session)."""
         return {out.result.name: out.result for out in self.outputs}
+
+    def declared_in_several_runs(self) -> dict[str, int]:
+        """The names declared by more than one run of the notebook (``%repro start`` again),
+        with how many: the lock keeps only the last value of each."""
+        runs: dict[str, set[int]] = {}
+        for out in self.outputs:
+            runs.setdefault(out.result.name, set()).add(out.run)
+        return {name: len(found) for name, found in runs.items() if len(found) > 1}
 
     @property
     def snapshot(self) -> Snapshot | None:
@@ -104,7 +113,7 @@ def _collect(source: str, node: Any) -> NotebookResults:
         where = f"{source}: cell {position + 1}"
         if RESULT_MIME in data:
             result = from_builtins(data[RESULT_MIME], Result, source=where)
-            outputs.append(ResultOutput(cell=index, result=result, metadata=metadata))
+            outputs.append(ResultOutput(index, result, metadata, run=len(snapshots)))
         if SNAPSHOT_MIME in data:
             snapshots.append(from_builtins(data[SNAPSHOT_MIME], Snapshot, source=where))
             runs.append(metadata)
