@@ -116,14 +116,9 @@ class ReproMagics(Magics):
             )
 
     def _result(self, rest: str) -> None:
-        tolerances: dict[str, float] = {}
-
-        def take(match: re.Match[str]) -> str:
-            tolerances[match.group(1)] = _number(match.group(1), match.group(2))
-            return " "
-
+        line, tolerances = _take_tolerances(" " + rest)
         try:
-            name, expression = split_result(_TOLERANCE.sub(take, " " + rest))
+            name, expression = split_result(line)
         except ValueError as exc:  # an unclosed quote
             raise IPythonUsageError(f"%repro result: {exc}") from None
         if name is None:
@@ -186,6 +181,54 @@ class ReproMagics(Magics):
 
     def _device(self, args: argparse.Namespace) -> str:
         return session.device()
+
+
+def _take_tolerances(line: str) -> tuple[str, dict[str, float]]:
+    """``line`` without its ``--rtol R``-like options, and their values; an option inside a
+    string literal (``"a --rtol 5"``) is the expression's text, not an option, and one left
+    without a number is refused (it would be evaluated: ``x --rtol`` is ``x + rtol``)."""
+    tolerances: dict[str, float] = {}
+    spans = _string_spans(line)
+
+    def take(match: re.Match[str]) -> str:
+        if any(start <= match.start(1) < end for start, end in spans):
+            return match.group(0)
+        tolerances[match.group(1)] = _number(match.group(1), match.group(2))
+        return " "
+
+    left = _TOLERANCE.sub(take, line)
+    spans = _string_spans(left)
+    for match in _OPTION.finditer(left):
+        if not any(start <= match.start(1) < end for start, end in spans):
+            raise IPythonUsageError(f"%repro result: --{match.group(1)} needs a number")
+    return left, tolerances
+
+
+_OPTION = re.compile(r"(?:^|\s)--(rtol|atol|device-rtol|device-atol)(?==|\s|$)")
+
+
+def _string_spans(line: str) -> list[tuple[int, int]]:
+    """Where the string literals of one line of Python are (none found in text that does not
+    tokenize: its quotes are the expression's to refuse)."""
+    import io
+    import tokenize
+
+    spans, opened = [], None
+    starts = {getattr(tokenize, "FSTRING_START", -1), getattr(tokenize, "TSTRING_START", -1)}
+    ends = {getattr(tokenize, "FSTRING_END", -1), getattr(tokenize, "TSTRING_END", -1)}
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(line).readline):
+            if token.start[0] != 1:
+                break
+            if token.type == tokenize.STRING:
+                spans.append((token.start[1], token.end[1]))
+            elif token.type in starts:
+                opened = token.start[1]
+            elif token.type in ends and opened is not None:
+                spans.append((opened, token.end[1]))
+    except (tokenize.TokenError, SyntaxError):
+        pass
+    return spans
 
 
 def _number(option: str, text: str) -> float:

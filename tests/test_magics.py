@@ -138,6 +138,18 @@ def test_bad_arguments_are_usage_errors_not_tracebacks(shell: Any, capsys: Any) 
     assert "invalid choice" in capsys.readouterr().err
     assert not run(shell, "%repro result x 1 --rtol much").success
     assert "--rtol needs a number" in capsys.readouterr().err
+    # an option left without its number was evaluated as Python: `x --rtol` is x + rtol
+    assert run(shell, "x, rtol = 1.0, 0.25").success
+    assert not run(shell, "%repro result z x --atol 0.5 --rtol").success
+    assert "--rtol needs a number" in capsys.readouterr().err
+
+
+def test_an_option_inside_a_string_is_the_expression_s_text(shell: Any) -> None:
+    from reprokit.api import session
+
+    assert run(shell, '%repro result label "text --rtol 5" --atol 1').success
+    result = session.results()["label"]
+    assert result.value == "text --rtol 5" and result.rtol is None and result.atol == 1.0
 
 
 def test_reprokit_errors_show_one_line(shell: Any, project: Path, capsys: Any) -> None:
