@@ -100,6 +100,17 @@ def test_rich_table_prints_rows_and_environment(verdict: Verdict) -> None:
     assert SECRET not in text
 
 
+def test_each_result_that_failed_says_why_below_the_tables(verdict: Verdict) -> None:
+    """The tables have no room for the message: a reviewer saw ``differs`` and ``-`` for an
+    array file that no longer held the recorded array, its reason only in the JSON."""
+    buffer = io.StringIO()
+    print_verdicts([verdict], Console(file=buffer, width=200, color_system=None))
+    for text in (buffer.getvalue(), plain_table(verdict)):
+        assert "  w: differs: 1 of 50 elements differs; first at [3]: current" in text
+        assert "  gone: missing: in the lock, not produced by this execution" in text
+        assert "  acc: " not in text  # reproduced: nothing to explain
+
+
 def test_json_report_parses_back_into_verdicts(verdict: Verdict) -> None:
     text = verdicts_json([verdict])
     document = json.loads(text, parse_constant=_refuse)  # strict JSON: no NaN/Infinity

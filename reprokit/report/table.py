@@ -121,6 +121,18 @@ OLD_END_LINE_HINT = (
 )
 
 
+def failing_lines(verdict: Verdict, limit: int = 300) -> list[str]:
+    """Why each result that did not reproduce did not (``loss: differs: first at [3]:
+    current 0.5, reference 0.7``): the table's cells are too narrow for it."""
+    lines = []
+    for check in verdict.checks:
+        if not check.passed and check.message:
+            text = redact_text(" ".join(check.message.split()))
+            text = text if len(text) <= limit else text[: limit - 3] + "..."
+            lines.append(f"{check.name}: {check.status}: {text}")
+    return lines
+
+
 def output_lines(verdict: Verdict) -> list[str]:
     """The cell-output comparison in a line or two (``verify --outputs``), else the first cell
     whose output changed, if any (informational: outputs were not asked for)."""
@@ -228,7 +240,8 @@ def print_verdicts(verdicts: Verdict | Sequence[Verdict], console: Console | Non
     for verdict in listed:
         style = "bold green" if verdict.reproduced else "bold red"
         out.print(verdict_line(verdict), style=style, markup=False)
-        for line in [*output_lines(verdict), *nondeterministic_lines(verdict), *_rebuilt(verdict)]:
+        explained = [*failing_lines(verdict), *output_lines(verdict)]
+        for line in [*explained, *nondeterministic_lines(verdict), *_rebuilt(verdict)]:
             out.print(f"  {line}", markup=False)
         if not verdict.reproduced:
             for line in env_lines(verdict):
@@ -250,6 +263,7 @@ def plain_table(verdicts: Verdict | Sequence[Verdict]) -> str:
         lines += [
             f"  {line}"
             for line in [
+                *failing_lines(verdict),
                 *output_lines(verdict),
                 *nondeterministic_lines(verdict),
                 *_rebuilt(verdict),
