@@ -115,6 +115,40 @@ def test_kernel_env_carries_device_parameters_and_seed(tmp_path: Path) -> None:
     assert other["PYTHONHASHSEED"] == "0"
 
 
+def test_kernel_hash_seed_follows_the_parameters_cell_when_seed_is_not_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reprokit.runner.plan import plan_runs
+
+    monkeypatch.setenv("PYTHONHASHSEED", "5")  # the runner's own value: the notebook's wins
+    nb = write_notebook(tmp_path / "a.ipynb", ["1"], parameters="seed = 3\nn = 1")
+    cpu = resolve_device("cpu")
+    [plain] = plan_runs([nb], tmp_path / "out", cpu, {})
+    assert plain.env["PYTHONHASHSEED"] == "3"  # what `verify -p seed=3` gives too
+    [given] = plan_runs([nb], tmp_path / "out2", cpu, {"seed": 3})
+    assert given.env["PYTHONHASHSEED"] == "3"
+    [other] = plan_runs([nb], tmp_path / "out3", cpu, {"seed": 8})
+    assert other.env["PYTHONHASHSEED"] == "8"
+    for cell in ("seed = 2 ** 3", "seed = True", "seed = 3.0", "seed = '3'", "x = 1"):
+        odd = write_notebook(tmp_path / "b.ipynb", ["1"], parameters=cell)
+        [plan] = plan_runs([odd], tmp_path / "out4", cpu, {})
+        assert plan.env["PYTHONHASHSEED"] == "0", cell  # only a plain int literal counts
+
+
+@pytest.mark.parametrize(
+    ("seed", "expected"),
+    [(10_000_000_000, str(10_000_000_000 % 2**32)), (2**32, "0"), (2**32 - 1, "4294967295"),
+     (True, "0"), (False, "0"), (-1, "0"), ("7", "0"), (7, "7")],
+)  # fmt: skip
+def test_kernel_hash_seed_is_always_one_python_accepts(seed: object, expected: str) -> None:
+    env = kernel_env(Path("a.ipynb"), Path("out"), resolve_device("cpu"), {"seed": seed})
+    assert env["PYTHONHASHSEED"] == expected
+    defaults = kernel_env(
+        Path("a.ipynb"), Path("out"), resolve_device("cpu"), {}, defaults={"seed": seed}
+    )
+    assert defaults["PYTHONHASHSEED"] == expected
+
+
 def test_local_recorder_runs_file_writes_and_drops_mlflow_work(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -20,7 +20,12 @@ from typing import TYPE_CHECKING, Any
 from reprokit._fsutil import atomic_write_text
 from reprokit.capturing.seeds import DETERMINISTIC_ENV
 from reprokit.exceptions import InputError, PathError, UsageError
-from reprokit.notebook.files import declared_parameters, load_notebook, notebook_language
+from reprokit.notebook.files import (
+    declared_parameters,
+    load_notebook,
+    notebook_language,
+    parameter_defaults,
+)
 from reprokit.options import ExecutionOptions
 from reprokit.recording.spool import SPOOL_ENV, spool_path
 from reprokit.runner.device import DeviceChoice
@@ -170,7 +175,10 @@ def plan_runs(
         if declared and "device" in declared and "device" not in injected:
             injected["device"] = choice.device  # the device reaches the notebook as a parameter
         folder = base / _unique(source.stem, used)
-        env = kernel_env(source, folder, choice, injected, deterministic=deterministic)
+        defaults = parameter_defaults(node)
+        env = kernel_env(
+            source, folder, choice, injected, deterministic=deterministic, defaults=defaults
+        )
         plans.append(
             PlannedRun(
                 source, node, folder, injected, env, secret_names, kernel_name, choice.device,
@@ -304,18 +312,21 @@ def kernel_env(
     parameters: Mapping[str, Any],
     *,
     deterministic: bool = False,
+    defaults: Mapping[str, Any] | None = None,
 ) -> dict[str, str]:
     """The variables a kernel gets on top of the runner's environment (``REPROKIT_PARAMS``
     holds the parameters as MLflow shows them: redacted). ``deterministic`` (``--deterministic``)
     adds :data:`~reprokit.capturing.seeds.DETERMINISTIC_ENV`, except a variable the runner's
     own environment sets already: CUDA libraries read them when they initialise, too late from
-    a cell, so they must be there when the kernel starts. ``PYTHONHASHSEED`` is always set
-    (the ``seed`` parameter, else 0)."""
+    a cell, so they must be there when the kernel starts. ``PYTHONHASHSEED`` is always set,
+    whatever the runner's environment says: the ``seed`` parameter, else the ``seed`` the
+    ``parameters`` cell assigns as a literal (``defaults``:
+    :func:`~reprokit.notebook.files.parameter_defaults`), else 0 (see :func:`_hash_seed`)."""
     import os
 
     from reprokit.capturing.redact import redact_parameters
 
-    seed = parameters.get("seed")
+    seed = parameters["seed"] if "seed" in parameters else (defaults or {}).get("seed")
     settings = {k: v for k, v in DETERMINISTIC_ENV.items() if not os.environ.get(k)}
     return {
         **(settings if deterministic else {}),
@@ -326,8 +337,19 @@ def kernel_env(
         "REPROKIT_OUTPUT_DIR": str(folder.resolve()),
         "REPROKIT_NOTEBOOK": str(source.resolve()),
         SPOOL_ENV: str(spool_path(folder.resolve() / (source.stem + ".ipynb"))),
-        "PYTHONHASHSEED": str(seed) if isinstance(seed, int) and seed >= 0 else "0",
+        "PYTHONHASHSEED": _hash_seed(seed),
     }
+
+
+_HASH_SEED_LIMIT = 2**32  # Python accepts PYTHONHASHSEED in [0, 4294967295] only
+
+
+def _hash_seed(seed: object) -> str:
+    """``PYTHONHASHSEED`` for a notebook's ``seed``: an int (never a bool) reduced modulo
+    2**32, so that the kernel always starts; a negative int or anything else gives ``"0"``."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        return "0"
+    return str(seed % _HASH_SEED_LIMIT)
 
 
 @dataclass(frozen=True)
