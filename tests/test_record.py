@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 import socket
 from pathlib import Path
@@ -29,8 +30,20 @@ from reprokit.results import encode_result
 
 
 def test_metric_keys_keep_what_mlflow_allows() -> None:
-    assert metric_key("val/acc top-1 (%)") == "val/acc top-1 ___"
-    assert metric_key("") == "_"
+    assert metric_key("val/acc top-1: 0.5_x-y") == "val/acc top-1: 0.5_x-y"  # unchanged
+    assert metric_key("a" * 250) == "a" * 250
+    changed = metric_key("val/acc top-1 (%)")
+    assert re.fullmatch(r"val/acc top-1 ____-[0-9a-f]{8}", changed)
+    assert metric_key("val/acc top-1 (%)") == changed  # stable
+
+
+def test_metric_keys_of_different_names_never_collide() -> None:
+    names = ["\u03b1", "\u03b2", "_", "a\tb", "a_b", "a b", "x" * 251, "x" * 252, "x" * 300]
+    names += ["y" * 240 + "é", "y" * 240 + "è", metric_key("\u03b1"), metric_key("x" * 251)]
+    keys = [metric_key(name) for name in names]
+    assert len(set(keys)) == len(names), keys
+    assert all(len(key) <= 250 and re.fullmatch(r"[A-Za-z0-9_\-. :/]+", key) for key in keys)
+    assert metric_key("x" * 300)[:240] == "x" * 240
 
 
 @pytest.mark.parametrize(

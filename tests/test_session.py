@@ -181,6 +181,17 @@ def test_a_name_declared_twice_keeps_the_later_value(project: Path) -> None:
     assert [m.value for m in sorted(history, key=lambda m: m.step)] == [0.5, 0.75]
 
 
+def test_names_mlflow_would_change_keep_a_metric_each(project: Path) -> None:
+    names = ["\u03b1", "\u03b2", "a\tb", "a_b", "x" * 251, "x" * 252]
+    session.start(experiment="exp")
+    for number, name in enumerate(names):
+        session.result(name, float(number))
+    session.end()
+    metrics = only_run(tracking_uri(project), "exp").data.metrics
+    assert sorted(metrics.values()) == [float(n) for n in range(len(names))]
+    assert metrics["a_b"] == 3.0  # a name MLflow takes keeps its key
+
+
 def test_unrecordable_value_is_a_clear_error_and_the_run_goes_on(project: Path) -> None:
     session.start(experiment="exp")
     with pytest.raises(ResultValueError, match=r"'model'.*object"):

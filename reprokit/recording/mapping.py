@@ -8,6 +8,7 @@ entities. MLflow's standard tags are used where they exist (``mlflow.source.*``,
 from __future__ import annotations
 
 import getpass
+import hashlib
 import json
 import math
 import re
@@ -22,6 +23,8 @@ from reprokit.results.model import Result
 MAX_TAG_LENGTH = 8000  # MLflow's limit on a tag value (longer ones are truncated, we say so)
 MAX_DATASET_DIGEST = 36  # MLflow's column width for a dataset digest
 _METRIC_KEY_BAD = re.compile(r"[^A-Za-z0-9_\-. :/]")
+MAX_METRIC_KEY = 250  # MLflow's limit on a metric key
+_METRIC_KEY_DIGESTED = re.compile(r"_-[0-9a-f]{8}\Z")  # the digest a changed name ends with
 SOURCE_NAME_TAG = "mlflow.source.name"  # the notebook a run came from (MLflow's own tag)
 
 
@@ -116,8 +119,16 @@ def _clip(text: str) -> str:
 
 
 def metric_key(name: str) -> str:
-    """A result name as an MLflow metric key (characters MLflow refuses become ``_``)."""
-    return _METRIC_KEY_BAD.sub("_", name)[:250] or "_"
+    """A result name as an MLflow metric key: the name itself when MLflow takes it as it is;
+    else characters MLflow refuses become ``_``, the name is cut to fit
+    :data:`MAX_METRIC_KEY`, and ``_-`` and 8 hex digits of the name's SHA-256 are appended, so
+    that two names never share a key (two Greek letters, ``a\\tb`` and ``a_b``). A name that
+    already ends like such a key gets its digest too."""
+    key = _METRIC_KEY_BAD.sub("_", name)
+    if key == name and 0 < len(key) <= MAX_METRIC_KEY and not _METRIC_KEY_DIGESTED.search(key):
+        return key
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return key[: MAX_METRIC_KEY - len(digest) - 2] + "_-" + digest
 
 
 def metric_value(result: Result) -> float | None:
