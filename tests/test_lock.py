@@ -377,3 +377,34 @@ def test_a_lock_its_reader_would_refuse_is_not_written(tmp_path: Path) -> None:
     with pytest.raises(LockError, match=r"snapshot\.environment\.XLA_FLAGS.*lone surrogate"):
         write_lock(replace(lock, snapshot=odd), project.lock_path)
     assert not project.lock_path.exists()
+
+
+def test_a_lock_larger_than_its_reader_allows_is_refused_and_nothing_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``record`` refused nothing, and wrote a lock ``verify`` refuses for its size: the writer
+    now refuses it with the reader's limit, naming the file, both sizes and the largest
+    results, and leaves the lock already there (and its sidecar) as they were."""
+    from reprokit.recording import lock as lock_module
+    from reprokit.recording import lock_checks
+
+    limit = 2**20  # the reader's and the writer's limit, smaller to keep the test quick
+    monkeypatch.setattr(lock_module, "MAX_LOCK_BYTES", limit)
+    monkeypatch.setattr(lock_checks, "MAX_LOCK_BYTES", limit)
+    project = make_project(tmp_path)
+    array = encode_result("w", np.arange(50_000, dtype=np.float64))  # goes to the sidecar
+    fits = _lock_over(project, [encode_result("long", "ab" * 2**18), array])
+    write_lock(fits, project.lock_path)
+    assert read_lock(project.lock_path).results["long"].value == "ab" * 2**18
+    before = project.lock_path.read_bytes()
+    sidecar = {p.name: p.read_bytes() for p in sidecar_for(project.lock_path).iterdir()}
+    other = encode_result("w", np.arange(60_000, dtype=np.float64))  # another sidecar file
+    big = _lock_over(project, [encode_result("long", "ab" * 2**20), other, encode_result("a", 1)])
+    with pytest.raises(LockError) as caught:
+        write_lock(big, project.lock_path)
+    message = str(caught.value)
+    assert message.startswith(f"{project.lock_path}: the lock would be ")
+    assert f"more than the {limit}" in message and "largest results: 'long' (" in message
+    assert caught.value.exit_code == 2
+    assert project.lock_path.read_bytes() == before
+    assert {p.name: p.read_bytes() for p in sidecar_for(project.lock_path).iterdir()} == sidecar

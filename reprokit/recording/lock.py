@@ -16,11 +16,12 @@ or hash files outside it. The project root is never taken from the lock.
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import json
 import os
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -41,7 +42,13 @@ from reprokit.exceptions import (
 )
 from reprokit.notebook.files import INJECTED_TAG, load_notebook, unsynced_cells
 from reprokit.notebook.textnotebooks import pair_notebook
-from reprokit.recording.lock_checks import check_document, check_lock, load_lock_json, one_line
+from reprokit.recording.lock_checks import (
+    MAX_LOCK_BYTES,
+    check_document,
+    check_lock,
+    load_lock_json,
+    one_line,
+)
 from reprokit.recording.lock_model import (
     LOCK_SCHEMA_VERSION,
     OUTPUT_TEXT_LIMIT,
@@ -464,37 +471,63 @@ def _relative_manifest(manifest: DataManifest, root: Path) -> DataManifest:
 def write_lock(lock: Lock, path: str | os.PathLike[str]) -> Lock:
     """Write ``lock`` to ``path`` atomically; arrays above the inline limit (and arrays held by
     reference in a run folder) are copied into the sidecar folder first. Returns the lock as
-    written (array references rewritten), which is what :func:`read_lock` gives back."""
+    written (array references rewritten), which is what :func:`read_lock` gives back. A lock
+    :func:`read_lock` would refuse for its size (:data:`MAX_LOCK_BYTES`) is a
+    :class:`LockError` naming its largest results, and nothing is written."""
     target = Path(path)
     sidecar = sidecar_for(target)
-    written: set[str] = set()
+    pending: dict[str, Callable[[], None]] = {}  # sidecar file -> what writes it
     results = {
-        name: _store_result_arrays(result, target.parent, sidecar, written)
+        name: _place_result_arrays(result, target.parent, sidecar, pending)
         for name, result in sorted(lock.results.items())
     }
     stored = replace(lock, results=results)
     text = to_json(stored)
     if "\\ud" in text:  # a lone surrogate, escaped: the reader refuses it; say so now
         check_document(json.loads(text), str(target))
+    _check_lock_size(text, stored, str(target))
+    for write in pending.values():
+        write()
     atomic_write_text(target, text)
-    _prune_sidecar(sidecar, target.parent, written)
+    _prune_sidecar(sidecar, target.parent, set(pending))
     return stored
 
 
-def _store_result_arrays(result: Result, base: Path, sidecar: Path, written: set[str]) -> Result:
-    def store(data: ArrayData | None) -> ArrayData | None:
-        return None if data is None else _store_array(data, result.name, base, sidecar, written)
+def _check_lock_size(text: str, lock: Lock, shown: str) -> None:
+    """A lock longer than :data:`MAX_LOCK_BYTES` (``verify`` and ``check`` would refuse it)
+    is refused before anything is written, naming the results that take the most room."""
+    size = len(text.encode("utf-8"))
+    if size <= MAX_LOCK_BYTES:
+        return
+    sizes = {name: len(to_json(result).encode("utf-8")) for name, result in lock.results.items()}
+    largest = sorted(sizes, key=lambda name: (-sizes[name], name))[:3]
+    named = ", ".join(f"{name!r} ({sizes[name]} bytes)" for name in largest) or "none"
+    raise LockError(
+        shown,
+        f"the lock would be {size} bytes, more than the {MAX_LOCK_BYTES} a lock may be "
+        f"(verify and check refuse a larger one); largest results: {named}; nothing written "
+        "(a numpy array is kept in the sidecar folder beside the lock, a string or list is not)",
+    )
+
+
+def _place_result_arrays(
+    result: Result, base: Path, sidecar: Path, pending: dict[str, Callable[[], None]]
+) -> Result:
+    def place(data: ArrayData | None) -> ArrayData | None:
+        return None if data is None else _place_array(data, result.name, base, sidecar, pending)
 
     columns = tuple(
-        replace(c, data=_store_array(c.data, result.name, base, sidecar, written))
+        replace(c, data=_place_array(c.data, result.name, base, sidecar, pending))
         for c in result.columns
     )
-    return replace(result, array=store(result.array), index=store(result.index), columns=columns)
+    return replace(result, array=place(result.array), index=place(result.index), columns=columns)
 
 
-def _store_array(
-    data: ArrayData, name: str, base: Path, sidecar: Path, written: set[str]
+def _place_array(
+    data: ArrayData, name: str, base: Path, sidecar: Path, pending: dict[str, Callable[[], None]]
 ) -> ArrayData:
+    """``data`` as the lock keeps it: inline when small, else a reference to its sidecar file,
+    whose writing is added to ``pending`` (done once the whole lock is known to fit)."""
     if data.inline is not None:
         payload = _inline_payload(data)
         if len(payload) <= INLINE_LIMIT_BYTES:
@@ -503,16 +536,19 @@ def _store_array(
     suffix = ".json" if data.encoding == "json" else ".npy"
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:80]
     file_name = f"{safe}-{data.digest.split(':', 1)[-1][:16]}{suffix}"
-    sidecar.mkdir(parents=True, exist_ok=True)
     destination = sidecar / file_name
-    if data.inline is not None:
-        if not _holds(destination, io.BytesIO(payload), len(payload)):
-            atomic_write_bytes(destination, payload)
-    else:
-        _copy_array_file(data, base, destination)
     relative = destination.relative_to(base).as_posix()
-    written.add(relative)
+    if data.inline is not None:
+        pending[relative] = functools.partial(_write_payload, payload, destination)
+    else:
+        pending[relative] = functools.partial(_copy_array_file, data, base, destination)
     return replace(data, inline=None, file=relative, location=None)
+
+
+def _write_payload(payload: bytes, destination: Path) -> None:
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    if not _holds(destination, io.BytesIO(payload), len(payload)):
+        atomic_write_bytes(destination, payload)
 
 
 def _inline_payload(data: ArrayData) -> bytes:
@@ -533,6 +569,7 @@ def _copy_array_file(data: ArrayData, base: Path, destination: Path) -> None:
     if not found:
         shown = str(folders[0] / data.file) if data.file else "<no file>"
         raise PathError(shown, "array file of a result not found; cannot copy it into the lock")
+    destination.parent.mkdir(parents=True, exist_ok=True)
     with open_array_file(data, found[0]) as source:
         st = os.fstat(source.fileno())
         if _is_file(destination, st):  # the lock's own sidecar, written again
