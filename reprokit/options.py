@@ -64,6 +64,8 @@ class ExecutionOptions:
     rebuild it even when cached.
     ``kernel_dir``: a folder of private kernelspecs where ``kernel`` is looked up (set by
     ``verify`` to the rebuilt environment's; the user's Jupyter configuration is not used).
+    ``hash_seed``: the kernels' ``PYTHONHASHSEED`` (None: the notebook's ``seed``, see
+    :func:`reprokit.runner.plan.kernel_env`; ``verify`` gives the one its lock recorded).
     ``executor``: where notebooks execute, ``local`` (a pool of
     ``jobs`` kernels here) or ``dask`` (a Dask cluster: an embedded ``LocalCluster`` of ``jobs``
     workers, or the existing one whose ``scheduler`` is given as ``tcp://HOST:PORT``).
@@ -84,6 +86,7 @@ class ExecutionOptions:
     kernel_dir: str | None = None
     executor: Executor = "local"
     scheduler: str | None = None
+    hash_seed: str | None = None
 
     def __post_init__(self) -> None:
         _check_executor(self.executor, self.scheduler)

@@ -446,3 +446,32 @@ def test_a_notebook_without_cell_ids_is_read_without_warnings_or_rewriting(
     assert ran.returncode == 0, ran.stderr
     assert "Warning" not in ran.stderr and "_validate(" not in ran.stderr
     assert notebook.read_bytes() == before
+
+
+def test_verify_repeats_the_hash_seed_its_lock_recorded(tmp_path: Path) -> None:
+    """A lock recorded while the runner gave every notebook without ``-p seed`` the hash seed 0
+    must not turn into a false alarm now that it takes the parameters cell's ``seed``: the
+    verification repeats what the lock's run had, unless ``-p seed`` is given."""
+    from dataclasses import replace as replaced
+
+    from lock_helpers import make_project, record
+
+    from reprokit.api.verify import recorded_hash_seed
+    from reprokit.capturing.model import SeedRecord
+    from reprokit.recording.lock import Lock
+    from reprokit.runner.plan import plan_runs
+
+    lock = record(make_project(tmp_path), [])
+    assert lock.snapshot is not None
+
+    def with_seed(value: str | None) -> Lock:
+        seeds = SeedRecord(3, False, ("random",), pythonhashseed=value)
+        return replaced(lock, snapshot=replaced(lock.snapshot, seeds=seeds))
+
+    assert recorded_hash_seed(with_seed("0")) == "0"
+    assert recorded_hash_seed(with_seed("17")) == "17"
+    for odd in (None, "random", "-1", str(2**32), "x"):
+        assert recorded_hash_seed(with_seed(odd)) is None, odd
+    nb = write_notebook(tmp_path / "a.ipynb", ["1"], parameters="seed = 3")
+    [plan] = plan_runs([nb], tmp_path / "out", resolve_device("cpu"), {}, hash_seed="0")
+    assert plan.env["PYTHONHASHSEED"] == "0"

@@ -146,6 +146,7 @@ def _planned(
     return plan_runs(
         [source], base, choice, given, kernel.kernel, kernel.secret_parameters,
         kernel.kernel_dir, used, deterministic=kernel.deterministic,
+        hash_seed=kernel.hash_seed,
     )  # fmt: skip
 
 

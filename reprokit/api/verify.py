@@ -492,7 +492,20 @@ def _kernel_options(plan: _Plan, job: _Job) -> ExecutionOptions:
     """The options of this notebook's kernel: the rebuilt environment's kernel, and the
     determinism settings when the lock was recorded with them."""
     deterministic = job.execution.deterministic or plan.lock.parameters.deterministic
-    return _in_rebuilt(plan, replace(job.execution, deterministic=deterministic))
+    hash_seed = None if "seed" in job.parameters else recorded_hash_seed(plan.lock)
+    options = replace(job.execution, deterministic=deterministic, hash_seed=hash_seed)
+    return _in_rebuilt(plan, options)
+
+
+def recorded_hash_seed(lock: Lock) -> str | None:
+    """The ``PYTHONHASHSEED`` the lock's run had (its seeding recorded it), when it is one a
+    kernel can start with: a verification repeats it, so that a lock recorded before the
+    runner took the notebook's own ``seed`` (0 then) still verifies."""
+    seeds = lock.snapshot.seeds if lock.snapshot is not None else None
+    value = seeds.pythonhashseed if seeds is not None else None
+    if value is None or not value.isdigit() or int(value) >= 2**32:
+        return None
+    return str(int(value))
 
 
 def _parameters(plan: _Plan, job: _Job) -> dict[str, Any]:

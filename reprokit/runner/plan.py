@@ -152,6 +152,7 @@ def plan_runs(
     used: set[str] | None = None,
     *,
     deterministic: bool = False,
+    hash_seed: str | None = None,
 ) -> list[PlannedRun]:
     """Load and check every notebook; give each its own folder and environment
     (``deterministic``: with :data:`DETERMINISTIC_ENV`; ``used``: the folder names already
@@ -177,7 +178,13 @@ def plan_runs(
         folder = base / _unique(source.stem, used)
         defaults = parameter_defaults(node)
         env = kernel_env(
-            source, folder, choice, injected, deterministic=deterministic, defaults=defaults
+            source,
+            folder,
+            choice,
+            injected,
+            deterministic=deterministic,
+            defaults=defaults,
+            hash_seed=hash_seed,
         )
         plans.append(
             PlannedRun(
@@ -313,6 +320,7 @@ def kernel_env(
     *,
     deterministic: bool = False,
     defaults: Mapping[str, Any] | None = None,
+    hash_seed: str | None = None,
 ) -> dict[str, str]:
     """The variables a kernel gets on top of the runner's environment (``REPROKIT_PARAMS``
     holds the parameters as MLflow shows them: redacted). ``deterministic`` (``--deterministic``)
@@ -321,7 +329,8 @@ def kernel_env(
     a cell, so they must be there when the kernel starts. ``PYTHONHASHSEED`` is always set,
     whatever the runner's environment says: the ``seed`` parameter, else the ``seed`` the
     ``parameters`` cell assigns as a literal (``defaults``:
-    :func:`~reprokit.notebook.files.parameter_defaults`), else 0 (see :func:`_hash_seed`)."""
+    :func:`~reprokit.notebook.files.parameter_defaults`), else 0 (see :func:`_hash_seed`);
+    ``hash_seed`` (verify: the one the lock's run had) replaces all of these."""
     import os
 
     from reprokit.capturing.redact import redact_parameters
@@ -337,7 +346,7 @@ def kernel_env(
         "REPROKIT_OUTPUT_DIR": str(folder.resolve()),
         "REPROKIT_NOTEBOOK": str(source.resolve()),
         SPOOL_ENV: str(spool_path(folder.resolve() / (source.stem + ".ipynb"))),
-        "PYTHONHASHSEED": _hash_seed(seed),
+        "PYTHONHASHSEED": hash_seed if hash_seed is not None else _hash_seed(seed),
     }
 
 
