@@ -15,7 +15,7 @@ from pathlib import Path
 __all__ = ["cell_line"]
 
 _IPYNB_CELL = re.compile(r'(?<!\\)"cell_type"\s*:')
-_PERCENT_CELL = re.compile(r"^\s*(#|//|--|%%?)\s*%%", re.MULTILINE)
+_PERCENT_CELL = re.compile(r"^[ \t]*(#|//|--|%%?)[ \t]*%%", re.MULTILINE)  # not across lines
 _MAX_BYTES = 64 * 1024 * 1024
 
 
