@@ -306,3 +306,19 @@ def test_failures_carry_the_environment_diff(tmp_path: Path) -> None:
     page = render_html(verdict)
     assert "Environment diff" in page and "0.0.1" in page
     assert "numpy: 0.0.1" in plain_table(verdict)
+
+
+def test_a_long_or_multiline_result_name_keeps_the_table_readable(tmp_path: Path) -> None:
+    """A 300-character name squeezed every other column to nothing, and a newline in a name
+    split its row in two."""
+    project = make_project(tmp_path)
+    long, split = "n" * 300, "first\nsecond"
+    results = [encode_result(long, 1.0), encode_result(split, 2.0)]
+    lock = record(project, results)
+    node = executed(project, results)
+    verdict = verify_results(lock, read_notebook(node), lock_dir=project.lock_path.parent)
+    buffer = io.StringIO()
+    print_verdicts([verdict], Console(file=buffer, width=160, color_system=None))
+    text = buffer.getvalue()
+    assert "first\\nsecond" in text and "\nsecond" not in text
+    assert text.count("reproduced") >= 2 and "1.0" in text  # the other columns are shown

@@ -212,8 +212,14 @@ def verdict_table(
     skip = 0 if notebook_column else 1
     for header in HEADERS[skip:]:
         # status, names and tolerances must stay whole in a narrow terminal; values may wrap
-        keep = header in ("status", "result", "tolerance")
-        table.add_column(header, no_wrap=keep, min_width=16 if header == "status" else None)
+        keep = header in ("status", "tolerance")
+        table.add_column(
+            header,
+            no_wrap=keep,
+            min_width=16 if header == "status" else None,
+            max_width=40 if header == "result" else None,  # a long name folds, not the rest
+            overflow="fold",
+        )
     for verdict in as_verdicts(verdicts):
         for check in verdict.checks:
             row = _row(verdict, check)[skip:]
@@ -223,8 +229,12 @@ def verdict_table(
 
 
 def _escape(text: str) -> str:
+    """A cell's text as rich shows it: no markup, and a control character (a newline in a
+    result's name) written as its escape, so that one result stays one row."""
     from rich.markup import escape
 
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+        text = "".join(ch if ord(ch) >= 32 and ord(ch) != 127 else repr(ch)[1:-1] for ch in text)
     return escape(text)
 
 
