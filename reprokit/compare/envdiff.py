@@ -161,6 +161,14 @@ def unseeded_generators(sources: Sequence[tuple[int, str]]) -> tuple[EnvChange, 
     return ()
 
 
+def nothing_seeded(reference: Any, current: Any) -> tuple[EnvChange, ...]:
+    """A likely cause of a result that changed when neither run seeded anything (snapshots
+    without a seed record)."""
+    if reference is None or current is None or reference.seeds or current.seeds:
+        return ()
+    return (EnvChange("seeds", "seed", "not set", "not set", "changed", hints.NO_SEED, 0),)
+
+
 def _text(value: Any) -> str | None:
     if value is None:
         return None

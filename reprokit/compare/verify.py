@@ -42,7 +42,7 @@ from typing import Any, Literal
 
 from reprokit.capturing.model import DataEntry, DataManifest, GitInfo, Snapshot
 from reprokit.compare.cells import OutputCheck, compare_cell_outputs, first_failing
-from reprokit.compare.envdiff import EnvDiff, diff_snapshots, unseeded_generators
+from reprokit.compare.envdiff import EnvDiff, diff_snapshots, nothing_seeded, unseeded_generators
 from reprokit.compare.outputs import DivergenceReason
 from reprokit.compare.rebuilt import RebuiltEnv
 from reprokit.comparison import CheckStatus, Deviation, Tolerance, ValueComparison
@@ -587,7 +587,15 @@ def _env_diff(
         found = diff_snapshots(reference, current, same_source=same_source)
     if all(check.passed for check in checks):
         return found
-    return _with_unseeded_generators(found, node)
+    found = _with_unseeded_generators(found, node)
+    if found is not None and found.in_category("seeds"):
+        return found
+    unseeded = nothing_seeded(reference, current)  # a likely cause, not a change: a note
+    if not unseeded:
+        return found
+    if found is None:
+        return EnvDiff(notes=unseeded)
+    return replace(found, notes=unseeded + found.notes)
 
 
 def _with_unseeded_generators(found: EnvDiff | None, node: Any) -> EnvDiff | None:
