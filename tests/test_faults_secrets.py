@@ -418,3 +418,55 @@ def test_scrubbing_finds_a_secret_as_a_key_or_escaped_twice_and_keeps_lists_apar
     assert listed.data["application/json"] == ["1.4", "2.0", "3"]
     hidden = {"db_password": "hunter2", "api_token": 918273645546, "pin": "42"}
     assert _scrubbed({}, hidden) == {"db_password": "hunter2", "api_token": "918273645546"}
+
+
+def test_a_secret_printed_in_pieces_is_scrubbed_from_the_streams_joined() -> None:
+    """``print(t[:6], end="", flush=True); print(t[6:])`` and a secret written a character at a
+    time reach the notebook as several outputs of one stream, none holding the value: a cell's
+    consecutive outputs of one stream are joined (as Jupyter shows them, as the lock joins them)
+    before the scrub, and the check that skips a notebook holding no value does not skip these
+    (an outside tester's report: the lock, ``verify --outputs`` and the reports showed it)."""
+    import json
+
+    import nbformat
+
+    from reprokit.runner._scrub import scrub_notebook_text
+
+    secret = "CANARYsplitSecret42"
+    node = nbformat.v4.new_notebook()
+    halves = nbformat.v4.new_code_cell("print(token)", execution_count=1)
+    halves.outputs = [
+        nbformat.v4.new_output("stream", name="stdout", text="tok: CANARY"),
+        nbformat.v4.new_output("stream", name="stdout", text=["splitSecret42\n", "more\n"]),
+        nbformat.v4.new_output("stream", name="stderr", text="warned\n"),
+        nbformat.v4.new_output("stream", name="stdout", text="after\n"),
+    ]
+    chars = nbformat.v4.new_code_cell("write(token)", execution_count=2)
+    chars.outputs = [nbformat.v4.new_output("stream", name="stderr", text=c) for c in secret]
+    node.cells = [halves, chars]
+    text = nbformat.writes(node)
+    assert secret not in text
+    scrubbed = nbformat.reads(scrub_notebook_text(text, {"token": secret}), as_version=4)
+    nbformat.validate(scrubbed)
+    first, second = ([(o.name, o.text) for o in cell.outputs] for cell in scrubbed.cells)
+    assert first == [
+        ("stdout", "tok: <secret token>\nmore\n"),
+        ("stderr", "warned\n"),
+        ("stdout", "after\n"),
+    ]
+    assert second == [("stderr", "<secret token>")]
+    # keys in another order than nbformat's: the streams' names are not known, so it is parsed
+    data = json.loads(text)
+    for cell in data["cells"]:
+        cell["outputs"] = [dict(sorted(o.items(), reverse=True)) for o in cell["outputs"]]
+    unordered = json.dumps(data, indent=1)
+    assert '"name": "stderr",' not in unordered and secret not in unordered
+    assert "<secret token>" in scrub_notebook_text(unordered, {"token": secret})
+    one_each = nbformat.v4.new_notebook()
+    one_each.cells = [nbformat.v4.new_code_cell("print(1)")]
+    one_each.cells[0].outputs = [
+        nbformat.v4.new_output("stream", name="stdout", text="tok: CANARY"),
+        nbformat.v4.new_output("stream", name="stderr", text="splitSecret42\n"),
+    ]
+    shown = nbformat.writes(one_each)
+    assert scrub_notebook_text(shown, {"token": secret}) is shown  # two streams: not parsed

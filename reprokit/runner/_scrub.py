@@ -9,9 +9,14 @@ cell's ``"cell_type"`` key, and one that is ``1`` broke every number: the notebo
 read back. A text spread over a list of lines (a cell's source, a stream's text) is scrubbed
 whole, so that a secret of several lines is found too.
 
+A cell's consecutive outputs of one stream are merged into one before they are scrubbed (as
+Jupyter shows them, and as the lock's output text joins them): the kernel splits what a cell
+prints wherever it flushed, so ``print(t[:6], end="", flush=True); print(t[6:])`` wrote a
+secret in two outputs, neither of which held it.
+
 A notebook is saved while it runs, each save scrubbed: a text that holds none of the values
-(the common case, checked on the text at the cost of a substring search) is returned as it
-is, without being parsed.
+and no two outputs of one stream (the common case, checked on the text at the cost of a
+substring search and a count of its streams) is returned as it is, without being parsed.
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ SECRET_MARK = "<secret {name}>"
 _CELL_STRUCTURE = frozenset({"cell_type", "id", "outputs"})
 _OUTPUT_STRUCTURE = frozenset({"output_type"})
 _STREAM_STRUCTURE = frozenset({"output_type", "name"})
+_STREAM = re.compile(r'"output_type"\s*:\s*"stream"')
+# a stream output as nbformat writes it (keys sorted): its name, then its type
+_NAMED_STREAM = re.compile(r'"name"\s*:\s*("(?:[^"\\]|\\.)*")\s*,\s*"output_type"\s*:\s*"stream"')
 
 
 def scrub_text(text: str, secrets: Mapping[str, str], *, json_escaped: bool) -> str:
@@ -63,7 +71,7 @@ def scrub_notebook_text(text: str, secrets: Mapping[str, str]) -> str:
     """A notebook's JSON ``text`` with each secret value replaced by ``<secret NAME>`` inside
     its strings only (see the module docstring); text that is not JSON is scrubbed as text."""
     live = {name: value for name, value in secrets.items() if value}
-    if not live or not _may_hold(text, live.values()):
+    if not live or not (_may_hold(text, live.values()) or _may_split(text)):
         return text
     try:
         node = json.loads(text)
@@ -92,6 +100,17 @@ def _may_hold(text: str, values: Any) -> bool:
     return any("\n" in value or _escaped_by_json(value) or value in text for value in values)
 
 
+def _may_split(text: str) -> bool:
+    """Whether two outputs of the JSON ``text`` may be of one stream (a value may then be split
+    between them): two stream outputs of one name, or stream outputs whose name was not found
+    right before their type (keys not in nbformat's order)."""
+    streams = len(_STREAM.findall(text))
+    if streams < 2:
+        return False
+    names = _NAMED_STREAM.findall(text)
+    return len(names) < streams or len(set(names)) < len(names)
+
+
 def _escaped_by_json(value: str) -> bool:
     return not value.isascii() or any(ch in '"\\' or ord(ch) < 32 for ch in value)
 
@@ -114,10 +133,33 @@ def _scrubbed_cell(cell: Any, scrub: Callable[[str], str]) -> Any:
     out = _scrubbed_fields(cell, scrub, _CELL_STRUCTURE)
     outputs = cell.get("outputs")
     if isinstance(outputs, list):
-        out["outputs"] = [_scrubbed_output(output, scrub) for output in outputs]
+        out["outputs"] = [_scrubbed_output(output, scrub) for output in _merged_streams(outputs)]
     elif "outputs" in cell:
         out["outputs"] = _scrubbed_json(outputs, scrub)
     return out
+
+
+def _merged_streams(outputs: list[Any]) -> list[Any]:
+    """A cell's ``outputs`` with each run of consecutive outputs of one stream (``stdout``,
+    ``stderr``) merged into one, its text the texts joined, as Jupyter shows them."""
+    merged: list[Any] = []
+    for output in outputs:
+        text, before = _stream_text(output), _stream_text(merged[-1]) if merged else None
+        if text is None or before is None or output.get("name") != merged[-1].get("name"):
+            merged.append(output)
+        else:
+            merged[-1] = {**merged[-1], "text": before + text}
+    return merged
+
+
+def _stream_text(output: Any) -> str | None:
+    """The text of a stream output (its list of lines joined); ``None`` for anything else."""
+    if not isinstance(output, dict) or output.get("output_type") != "stream":
+        return None
+    text = output.get("text")
+    if isinstance(text, list) and all(isinstance(line, str) for line in text):
+        return "".join(text)
+    return text if isinstance(text, str) else None
 
 
 def _scrubbed_output(output: Any, scrub: Callable[[str], str]) -> Any:
