@@ -470,3 +470,43 @@ def test_a_secret_printed_in_pieces_is_scrubbed_from_the_streams_joined() -> Non
     ]
     shown = nbformat.writes(one_each)
     assert scrub_notebook_text(shown, {"token": secret}) is shown  # two streams: not parsed
+
+
+def test_a_secret_named_key_inside_a_parameter_reaches_no_param_and_no_output() -> None:
+    """``-p 'config={"password": "…", "db": "x"}'``: the lock already kept the password as
+    ``<redacted>``, but MLflow's params wrote the value as Python text (``str``), where no
+    pattern finds ``'password': '…'``, and the executed notebook kept it where the notebook
+    printed ``config`` (only the whole value's JSON was scrubbed) — an outside tester's
+    report. Now each hidden part is scrubbed on its own, and params are redacted first."""
+    import nbformat
+
+    from reprokit.api.session import _initial_params
+    from reprokit.capturing.redact import hidden_parts
+    from reprokit.recording.executed import _params
+    from reprokit.runner._scrub import scrub_notebook_text
+    from reprokit.runner.execute import _scrubbed
+
+    canary = "CANARYnested1"
+    config = {"password": canary, "db": "x", "hosts": ["h1", {"api_key": 918273645546}]}
+    assert hidden_parts("config", config) == {
+        "config": config,
+        "config.password": canary,
+        "config.hosts[1].api_key": 918273645546,
+    }
+    assert hidden_parts("plain", {"db": "x", "n": [1, 2]}) == {}
+    assert hidden_parts("creds", {"user": "bob", "pw": ["abcd"]}) == {
+        "creds": {"user": "bob", "pw": ["abcd"]},
+        "creds.user": "bob",
+        "creds.pw[0]": "abcd",
+    }
+    for params in (_params("cpu", {"config": config}), _initial_params({"config": config})):
+        assert canary not in str(params) and "918273645546" not in str(params)
+        assert "'db': 'x'" in params["config"]  # what is not secret stays readable
+    scrubbed = _scrubbed({}, {"config": config})
+    assert scrubbed["config.password"] == canary
+    node = nbformat.v4.new_notebook()
+    node.cells = [nbformat.v4.new_code_cell("print(config)")]
+    node.cells[0].outputs = [nbformat.v4.new_output("stream", name="stdout", text=f"{config}\n")]
+    text = scrub_notebook_text(nbformat.writes(node), scrubbed)
+    assert canary not in text and "918273645546" not in text
+    assert "'password': '<secret config.password>', 'db': 'x'" in text

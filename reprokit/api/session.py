@@ -198,11 +198,12 @@ def _seed_params(seeds: SeedRecord) -> dict[str, str]:
 
 
 def _initial_params(params: Mapping[str, object] | None) -> dict[str, str]:
-    from reprokit.capturing.redact import redact_mapping
+    from reprokit.capturing.redact import redact_mapping, redact_parameters
 
     merged: dict[str, str] = {"device": _requested_device() or "auto"}
-    merged |= {str(k): str(v) for k, v in _env_params().items()}
-    merged |= {str(k): str(v) for k, v in (params or {}).items()}
+    given = {str(k): v for k, v in {**_env_params(), **(params or {})}.items()}
+    # a secret-named key inside a list or mapping is redacted before the value becomes text
+    merged |= {k: str(v) for k, v in redact_parameters(given).items()}
     # a parameter named like a secret, or holding a credential, is never recorded verbatim
     return redact_mapping(merged.items())
 

@@ -519,6 +519,51 @@ def sensitive_parameters(values: Mapping[str, Any]) -> frozenset[str]:
     return frozenset(name for name, value in values.items() if shown[name] != value)
 
 
+def hidden_parts(name: str, value: Any) -> dict[str, Any]:
+    """What :func:`redact_parameters` hides of the parameter ``name``, by where it is: the
+    whole value (``name``) when redaction changes it, and inside it each value under a
+    secret-looking key and each text redaction changes (``config.password``,
+    ``hosts[1]``), with the texts and numbers a hidden list or mapping holds, so that a
+    notebook printing ``config`` (as Python writes it, not as JSON) can be scrubbed part by
+    part. Empty for a parameter redaction leaves as it is."""
+    if looks_secret_name(name):
+        return {name: value} | _leaves(name, value)
+    inside = _hidden_inside(name, value)
+    return {name: value} | inside if inside else {}
+
+
+def _hidden_inside(path: str, value: Any) -> dict[str, Any]:
+    if isinstance(value, str):
+        return {path: value} if redact_text(value) != value else {}
+    found: dict[str, Any] = {}
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}.{key}"
+            if looks_secret_name(str(key)):
+                found |= {where: item} | _leaves(where, item)
+            else:
+                found |= _hidden_inside(where, item)
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            found |= _hidden_inside(f"{path}[{i}]", item)
+    return found
+
+
+def _leaves(path: str, value: Any) -> dict[str, Any]:
+    """The texts and numbers inside a list or mapping, by where they are."""
+    if isinstance(value, dict):
+        pairs = [(f"{path}.{key}", item) for key, item in value.items()]
+    elif isinstance(value, list | tuple):
+        pairs = [(f"{path}[{i}]", item) for i, item in enumerate(value)]
+    else:
+        return {}
+    found: dict[str, Any] = {}
+    for where, item in pairs:
+        plain = isinstance(item, str | int | float) and not isinstance(item, bool)
+        found |= {where: item} if plain else _leaves(where, item)
+    return found
+
+
 def _redact_json(value: Any) -> Any:
     if isinstance(value, str):
         return redact_text(value)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from reprokit._serde import from_json
 from reprokit.capturing.model import DataEntry, DataManifest
-from reprokit.capturing.redact import redact_mapping
+from reprokit.capturing.redact import redact_mapping, redact_parameters
 from reprokit.exceptions import InputError, RecordError, ReprokitError
 from reprokit.recording.folder import ARTIFACT_PATH
 from reprokit.recording.helper import RecordingHelper
@@ -173,10 +173,10 @@ RUNNER_TAG, RUNNER = "reprokit.runner", "reprokit run"
 
 def _params(device: str, parameters: Mapping[str, Any]) -> dict[str, str]:
     """The run's params; a parameter named like a secret, or holding a credential, is never
-    recorded verbatim."""
-    return redact_mapping(
-        ({"device": device} | {k: _param(v) for k, v in parameters.items()}).items()
-    )
+    recorded verbatim (nor a secret-named key inside a list or mapping: redacted before the
+    value is written as text, which ``password=`` patterns do not catch in Python's form)."""
+    shown = redact_parameters(parameters)
+    return redact_mapping(({"device": device} | {k: _param(v) for k, v in shown.items()}).items())
 
 
 _HELPER_GONE = "the recording helper stopped; `reprokit sync` completes the run"

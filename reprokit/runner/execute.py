@@ -31,7 +31,7 @@ from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import default
 
-from reprokit.capturing.redact import sensitive_parameters
+from reprokit.capturing.redact import hidden_parts, sensitive_parameters
 from reprokit.exceptions import PathError
 from reprokit.notebook.files import INJECTED_TAG, notebook_language
 from reprokit.recording.writer import own_http_limits
@@ -332,9 +332,11 @@ def _secret_env(secrets: Mapping[str, str], hidden: Mapping[str, Any]) -> dict[s
 
 def _scrubbed(secrets: Mapping[str, str], hidden: Mapping[str, Any]) -> dict[str, str]:
     """The values replaced by ``<secret NAME>`` in what the execution wrote: the secret
-    parameters, and the hidden ones (named like secrets) whose text is long enough not to
-    match by chance (four characters: ``hunter2`` is replaced, ``42`` is not)."""
-    shown = {k: v if isinstance(v, str) else json.dumps(v) for k, v in hidden.items()}
+    parameters, and the hidden ones (named like secrets, or holding a secret-named key or a
+    credential: each such part on its own too, ``config.password``) whose text is long enough
+    not to match by chance (four characters: ``hunter2`` is replaced, ``42`` is not)."""
+    parts = [each for k, v in hidden.items() for each in (hidden_parts(k, v) or {k: v}).items()]
+    shown = {k: v if isinstance(v, str) else json.dumps(v) for k, v in parts}
     return dict(secrets) | {k: v for k, v in shown.items() if len(v) >= 4}
 
 
