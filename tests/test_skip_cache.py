@@ -207,6 +207,11 @@ def test_secret_parameters_or_drifted_data_are_never_cached(
 ) -> None:
     project, _ = stored
     assert _key(project, execution=ExecutionOptions(secret_parameters={"token": "s"})) is None
+    # nor a -p passed like a secret (an outside tester's report: an unsalted digest of it was
+    # written, and a changed secret could have reused the verdict)
+    assert _key(project, parameters={"api_token": "AAAAvalue1"}) is None
+    assert _key(project, parameters={"config": {"db": "x", "password": "AAAAvalue1"}}) is None
+    assert _key(project, parameters={"config": {"db": "x"}}) is not None
     _edit_data(project)
     assert _key(project) is None  # the data check failed: nothing to reuse, nothing to store
 

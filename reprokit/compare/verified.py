@@ -23,7 +23,9 @@ The key is recomputed from the files every time and compared with the stored one
 verdict is never believed for its own sake, so an entry edited by hand to claim a verdict for
 changed inputs is simply not found. An unreadable or malformed file is ignored with a warning
 (and replaced by the next REPRODUCED verdict); a verification with secret parameters is never
-cached (their values could change the result, and no digest of them is written anywhere).
+cached (their values could change the result, and no digest of them is written anywhere), nor
+one given a ``-p`` that redaction changes (a secret-named one, or a list or mapping holding a
+secret-named key: it reaches the kernel like a secret parameter).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from reprokit._fsutil import atomic_write_text
 from reprokit._serde import from_builtins, to_builtins
 from reprokit._version import __version__
 from reprokit._warn import warn_user
+from reprokit.capturing.redact import sensitive_parameters
 from reprokit.compare.verify import DataCheck, Verdict
 from reprokit.exceptions import InputError
 from reprokit.notebook.files import load_notebook
@@ -93,7 +96,9 @@ def verified_key(
     ``execution`` is the options, the parameters given, the kernel's name and the device the
     notebook would run on; ``environment`` is :func:`environment_digest` of that kernel."""
     options, parameters, kernel, device = execution
-    if options.secret_parameters or not data.ok:
+    # a -p that redaction changes (``api_token=…``, a mapping with a ``password``) is passed
+    # like a secret parameter: its digest would be a digest of the secret
+    if options.secret_parameters or sensitive_parameters(parameters) or not data.ok:
         return None
     parts = {
         "reprokit": _digest([CACHE_VERSION, __version__]),
