@@ -11,6 +11,7 @@ in reprokit it was raised, prints as one line; other warnings keep their usual d
 from __future__ import annotations
 
 import contextlib
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -44,7 +45,20 @@ def _is_machinery(frame: FrameType) -> bool:
 def one_line(message: Warning | str) -> str:
     """The one line a reprokit warning is shown as."""
     text = " ".join(str(message).split())
-    return f"reprokit: warning: {text}"
+    return f"reprokit: warning: {escaped_controls(text)}"
+
+
+# C0 and C1 controls (line breaks, ESC), DEL, the Unicode line and paragraph separators and the
+# bidirectional overrides and isolates (which reorder what a terminal shows)
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def escaped_controls(text: str) -> str:
+    """``text`` with each control character written as Python escapes it (a newline as
+    ``\\n``, ESC as ``\\x1b``): an error or a warning quoting what a stranger wrote (a
+    lock's key, an evalue) stays one line, which a CI log cannot read as a command (GitHub
+    Actions runs a line ``::error ...`` as one) nor a terminal as an escape sequence."""
+    return _CONTROL.sub(lambda match: repr(match.group())[1:-1], text)
 
 
 def show_warnings_as_one_line() -> None:

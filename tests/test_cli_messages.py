@@ -323,3 +323,33 @@ def test_a_tarball_without_a_project_marker_says_where_its_root_is(
     monkeypatch.chdir(outer / "paper")
     code, out = _cli("verify", "notebooks/fig3.ipynb")
     assert code == 1 and f"touch {outer / 'paper'}/pyproject.toml" in out
+
+
+def test_an_error_or_warning_quoting_a_lock_stays_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lock's parameter named ``x\\n::error file=README.md,...::`` was printed raw in the error:
+    GitHub Actions read its second line as a workflow command (an outside tester's report).
+    Errors and warnings show control characters escaped (``\\n``, ``\\x1b``): one per line."""
+    import json
+    import warnings
+
+    from reprokit._warn import one_line
+
+    project = make_project(tmp_path)
+    record(project, scalar_results())
+    monkeypatch.chdir(project.root)
+    lock = json.loads(project.lock_path.read_text())
+    evil = "x\n::error file=README.md,title=pwned::injected by lock\n::add-mask::\x1b[2J"
+    lock["parameters"]["values"][evil] = 1
+    project.lock_path.write_text(json.dumps(lock))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        code, out = _cli("verify", str(project.notebook))
+    assert code == 2 and out.count("\n") == 1, out
+    assert out.startswith("reprokit: error: ") and "\x1b" not in out
+    assert r"x\n::error file=README.md,title=pwned::injected by lock\n::add-mask::\x1b[2J" in out
+    assert one_line(f"named {evil}") == (
+        r"reprokit: warning: named x ::error file=README.md,title=pwned::injected by lock "
+        r"::add-mask::\x1b[2J"
+    )

@@ -22,7 +22,7 @@ from typing import Any
 import click
 
 from reprokit._version import __version__
-from reprokit._warn import show_warnings_as_one_line
+from reprokit._warn import escaped_controls, show_warnings_as_one_line
 from reprokit.exceptions import ReprokitError
 
 # command name -> "module:attribute"; loaded on first use
@@ -62,7 +62,7 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except ReprokitError as exc:
-            click.echo(f"reprokit: error: {exc}", err=True)
+            click.echo(f"reprokit: error: {escaped_controls(str(exc))}", err=True)
             if getattr(exc, "unrecorded", ()):
                 _exit_now(exc.exit_code)
             sys.exit(exc.exit_code)

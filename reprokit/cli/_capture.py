@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from reprokit._warn import escaped_controls
 from reprokit.exceptions import DigestMismatchError, UsageError
 
 if TYPE_CHECKING:
@@ -70,9 +71,9 @@ def env_export_command(
         prepare_report_target(output, "--output")
     done = export_env(lock, fmt, only_imported=only_imported, device=device)
     for line in done.unpinnable:
-        click.echo(f"reprokit: not pinnable, left out: {line}", err=True)
+        click.echo(f"reprokit: not pinnable, left out: {escaped_controls(line)}", err=True)
     for line in done.unresolved:
-        click.echo(f"reprokit: no file for this platform: {line}", err=True)
+        click.echo(f"reprokit: no file for this platform: {escaped_controls(line)}", err=True)
     if output is None:
         click.echo(done.text, nl=False)
     else:
@@ -176,7 +177,7 @@ def _mismatches(entries: Sequence[DataEntry], expected: tuple[str, ...]) -> int:
         try:
             check_expected(entry, spec)
         except DigestMismatchError as exc:
-            click.echo(f"reprokit: {exc}", err=True)
+            click.echo(f"reprokit: {escaped_controls(str(exc))}", err=True)
             failures += 1
     return failures
 

@@ -20,6 +20,8 @@ from typing import Any, TypeVar
 
 import click
 
+from reprokit._warn import escaped_controls
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
@@ -341,5 +343,5 @@ def unavailable_pins_named() -> Iterator[None]:
         yield
     except EnvUnavailableError as exc:
         for line in exc.pins:
-            click.echo(f"reprokit: unavailable: {line}", err=True)
+            click.echo(f"reprokit: unavailable: {escaped_controls(line)}", err=True)
         raise

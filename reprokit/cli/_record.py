@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from reprokit._warn import escaped_controls
 from reprokit.cli._options import execution_options, repeat_options
 from reprokit.cli._run import fail_on_executions, progress_printer
 from reprokit.exceptions import UsageError
@@ -73,7 +74,7 @@ def _print_outcomes(outcomes: list[RecordOutcome]) -> None:
                 click.echo(f"  {line}")
         if outcome.unstable and outcome.noise is not None:
             for line in describe_unstable(outcome.run.notebook, outcome.noise):
-                click.echo(f"reprokit: {line}", err=True)
+                click.echo(f"reprokit: {escaped_controls(line)}", err=True)
 
 
 def _record_from_run(run_id: str, paths: tuple[Path, ...], repeat: RepeatOptions) -> None:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import click
 
+from reprokit._warn import escaped_controls
+
 WAIT_S = 600.0
 
 
@@ -42,5 +44,5 @@ def sync_command(path: Path, tracking_uri: str | None, as_json: bool, wait: bool
         click.echo(NOTHING_TO_REPLAY)
     bad = [r for r in replays if r.status in ("unreadable", "failed", "startless")]
     if bad:
-        click.echo(f"reprokit: error: {describe_replay(bad[0], here)}", err=True)
+        click.echo(f"reprokit: error: {escaped_controls(describe_replay(bad[0], here))}", err=True)
         sys.exit(2)

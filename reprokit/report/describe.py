@@ -13,6 +13,7 @@ import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from reprokit._warn import escaped_controls
 from reprokit.capturing.redact import redact_parameters, redact_text
 
 if TYPE_CHECKING:
@@ -166,7 +167,7 @@ def describe_drift(notebook: str, data: DataCheck) -> str:
         lines += [f"    {change.path} {change.change}" for change in entry.files[:_DRIFT_FILES]]
         if len(entry.files) > _DRIFT_FILES:
             lines.append(f"    ... {len(entry.files) - _DRIFT_FILES} more")
-    return "\n".join(lines)
+    return "\n".join(map(escaped_controls, lines))  # a file's name may hold a line break
 
 
 def describe_verdict(verdict: Verdict) -> str:
