@@ -4,7 +4,8 @@ The plugin is registered for every pytest run once installed (entry point ``pyte
 the hooks here stay cheap and do nothing unless ``--reprokit`` is given: the items (and
 through them the whole verification stack) are imported only when a notebook is collected.
 
-A notebook is collected when it has a lock ``<stem>.repro.json`` beside it: ``.ipynb`` files,
+A notebook is collected when it has a lock ``<stem>.repro.json`` beside it (anything at
+that name, so that a lock that is not a regular file fails rather than vanishes): ``.ipynb`` files,
 and ``.py``/``.md`` files that jupytext marks as notebooks. An ordinary test module never has
 a lock, so it is never taken for a notebook.
 """
@@ -53,9 +54,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
     if not parent.config.getoption("reprokit") or file_path.suffix not in _SUFFIXES:
         return None
-    from reprokit.recording.lock import lock_path_for
+    from reprokit.recording.lock import lock_path_for, lock_present
 
-    if not lock_path_for(file_path).is_file():
+    # a dangling link, a FIFO or a folder at the lock's name is collected (its item fails
+    # naming the lock, as ``reprokit verify`` refuses it), not skipped as "no lock"
+    if not lock_present(lock_path_for(file_path)):
         return None
     from reprokit.pytest_items import NotebookFile, is_lockable_notebook
 

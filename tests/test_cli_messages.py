@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from lock_helpers import Project, executed, make_project, record, scalar_results
 from run_helpers import reprokit_cli, write_notebook
 
+from reprokit.api.verify import notebooks_with_locks
 from reprokit.cli import main
 from reprokit.compare.verify import check_data, verify_results
 from reprokit.exceptions import UsageError
@@ -158,6 +159,25 @@ def test_a_lock_that_is_not_a_regular_file(drifted: Project) -> None:
     os.mkfifo(drifted.lock_path)
     code, out = _cli("verify", str(drifted.notebook))
     assert code == 2 and "is not a regular file" in out and "no lock" not in out
+
+
+@pytest.mark.parametrize("kind", ["dangling link", "FIFO", "folder"])
+def test_a_lock_that_is_not_a_regular_file_under_a_folder_is_refused(
+    drifted: Project, kind: str
+) -> None:
+    """``verify .`` took such a lock for "no lock": the notebook was left out, exit 0."""
+    (drifted.notebook.parent / "clean.ipynb").write_bytes(drifted.notebook.read_bytes())
+    drifted.lock_path.unlink()
+    if kind == "dangling link":
+        drifted.lock_path.symlink_to("nothere.json")
+    elif kind == "FIFO":
+        os.mkfifo(drifted.lock_path)
+    else:
+        drifted.lock_path.mkdir()
+    for command in ("verify", "check"):
+        code, out = _cli(command, ".", *(["--no-record"] if command == "verify" else []))
+        assert code == 2 and drifted.lock_path.name in out, (command, out)
+    assert notebooks_with_locks([drifted.root]) == [drifted.notebook]
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")

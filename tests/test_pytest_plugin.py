@@ -78,6 +78,22 @@ def test_without_the_flag_nothing_is_collected(project: Path, pytester: pytest.P
     assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
 
 
+@pytest.mark.parametrize("kind", ["dangling link", "folder"])
+def test_a_lock_that_is_not_a_regular_file_fails_naming_it(
+    pytester: pytest.Pytester, kind: str
+) -> None:
+    """Such a lock was taken for "no lock": the notebook was silently not collected."""
+    write_notebook(pytester.path / "broken.ipynb", [RESULT_CELL])
+    lock = pytester.path / "broken.repro.json"
+    if kind == "dangling link":
+        lock.symlink_to("nothere.json")
+    else:
+        lock.mkdir()
+    result = pytester.runpytest("--reprokit", *_plugin_args(), ".")
+    result.assert_outcomes(failed=1)
+    assert "broken.repro.json is not a regular file" in result.stdout.str()
+
+
 def test_a_changed_result_fails_with_the_verdict_table(
     project: Path, pytester: pytest.Pytester
 ) -> None:

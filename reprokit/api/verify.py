@@ -58,6 +58,7 @@ from reprokit.recording.lock import (
     check_source,
     is_lock_path,
     lock_path_for,
+    lock_present,
     read_lock,
     refuse_shared_locks,
 )
@@ -174,12 +175,15 @@ class Verification:
 
 
 def notebooks_with_locks(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
-    """Notebooks named by ``paths`` that have a lock (a file given directly must have one)."""
+    """Notebooks named by ``paths`` that have a lock (a file given directly must have one).
+
+    Under a folder, anything at a notebook's lock name counts: a dangling link, a FIFO or a
+    folder there is not "no lock" (its notebook is then refused, as ``check`` refuses it)."""
     found: list[Path] = []
     for item in paths:
         path = Path(item)
         if path.is_dir():
-            found += [nb for nb in discover_notebooks([path]) if lock_path_for(nb).is_file()]
+            found += [nb for nb in discover_notebooks([path]) if lock_present(lock_path_for(nb))]
         else:
             found += discover_notebooks([path])
     return found
