@@ -373,3 +373,38 @@ def test_an_error_or_warning_quoting_a_lock_stays_one_line(
         r"reprokit: warning: named x ::error file=README.md,title=pwned::injected by lock "
         r"::add-mask::\x1b[2J"
     )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["record", ""],
+        ["run", ""],
+        ["verify", ""],
+        ["check", ""],
+        ["calibrate", ""],
+        ["bundle", "", "-o", "out.zip"],
+        ["diff", ""],
+        ["diff", "a.repro.json", ""],
+        ["hash", ""],
+        ["gc", ""],
+        ["status", ""],
+        ["sync", ""],
+        ["env", "export", ""],
+    ],
+)
+def test_an_empty_path_is_refused_by_every_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> None:
+    """``reprokit record "$NB"`` with NB unset re-recorded every lock under the current folder
+    (``Path("")`` is ``.``); ``diff ""`` printed a traceback."""
+    monkeypatch.chdir(tmp_path)
+    assert _cli(*args) == (
+        2,
+        "reprokit: error: '': no such file or directory (an empty path was given)\n",
+    )
+
+
+def test_an_empty_path_option_is_refused_naming_it(tmp_path: Path) -> None:
+    code, out = _cli("verify", str(tmp_path), "--report", "")
+    assert (code, out) == (2, "reprokit: error: --report '': an empty path was given\n")

@@ -10,11 +10,13 @@ from pathlib import Path
 
 import click
 
+from reprokit.cli._options import GivenPath
+
 
 @click.command("bundle")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, required=True, type=GivenPath(path_type=Path))
 @click.option(
-    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+    "-o", "--output", type=GivenPath(dir_okay=False, path_type=Path), required=True,
     help="The zip file to write (replaced atomically).",
 )  # fmt: skip
 @click.option(

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 from reprokit._warn import escaped_controls
+from reprokit.cli._options import GivenPath
 from reprokit.exceptions import DigestMismatchError, UsageError
 
 if TYPE_CHECKING:
@@ -22,7 +23,7 @@ _ALGORITHMS = ("blake3", "sha256", "md5")
 @click.option("--json", "as_json", is_flag=True, help="Print the full snapshot as JSON.")
 @click.option(
     "--root",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=GivenPath(file_okay=False, path_type=Path),
     default=None,
     help="Folder whose git state is captured (default: the current folder).",
 )
@@ -42,7 +43,7 @@ def env_command(ctx: click.Context, as_json: bool, root: Path | None) -> None:
 
 
 @env_command.command("export")
-@click.argument("lock", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("lock", type=GivenPath(dir_okay=False, path_type=Path))
 @click.option(
     "--format",
     "fmt",
@@ -55,7 +56,7 @@ def env_command(ctx: click.Context, as_json: bool, root: Path | None) -> None:
     "--only-imported", is_flag=True, help="Only what the notebook imported, with dependencies."
 )
 @click.option(
-    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="File to write."
+    "-o", "--output", type=GivenPath(dir_okay=False, path_type=Path), help="File to write."
 )
 @click.option("--device", type=click.Choice(("cpu", "cuda")), default="cpu", show_default=True)
 def env_export_command(
@@ -107,7 +108,7 @@ def env_prune_command(older_than: float | None, everything: bool) -> None:
 
 
 @click.command("hash")
-@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.argument("paths", nargs=-1, required=True, type=GivenPath())
 @click.option(
     "--algo",
     "algorithm",
@@ -155,8 +156,6 @@ def _checked(paths: tuple[str, ...], expected: tuple[str, ...], algorithm: str |
     once the paths and the expected digests are checked."""
     from reprokit.capturing.hashing import parse_expected
 
-    if "" in paths:  # Path("") would silently mean the current folder
-        raise UsageError("'': no such file or directory (an empty path was given)")
     if expected and len(expected) != len(paths):
         raise UsageError(
             f"--expect was given {_count(len(expected), 'time')} for "

@@ -14,12 +14,14 @@ from typing import TYPE_CHECKING
 
 import click
 
+from reprokit.cli._options import GivenPath
+
 if TYPE_CHECKING:
     from reprokit.api.check import LockFreshness
 
 
 @click.command("check")
-@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, type=GivenPath(path_type=Path))
 @click.option("--require-lock", is_flag=True, help="Fail (exit 1) for a notebook that has no lock.")
 @click.option("-v", "--verbose", is_flag=True, help="List current locks too.")
 def check_command(paths: tuple[Path, ...], require_lock: bool, verbose: bool) -> None:

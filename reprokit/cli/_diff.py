@@ -15,18 +15,18 @@ from typing import TYPE_CHECKING
 
 import click
 
-from reprokit.cli._options import tolerance_options
+from reprokit.cli._options import GivenPath, GivenText, tolerance_options
 
 if TYPE_CHECKING:
     from reprokit.options import ComparisonOptions
 
 
 @click.command("diff")
-@click.argument("a")
-@click.argument("b", required=False)
+@click.argument("a", type=GivenText())
+@click.argument("b", required=False, type=GivenText())
 @tolerance_options
 @click.option(
-    "--json", "json_path", type=click.Path(path_type=Path), default=None, help="JSON diff."
+    "--json", "json_path", type=GivenPath(path_type=Path), default=None, help="JSON diff."
 )
 def diff_command(
     a: str, b: str | None, comparison: ComparisonOptions, json_path: Path | None

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import click
 
+from reprokit.cli._options import GivenPath
 from reprokit.recording.retention import DEFAULT_KEEP
 
 
 @click.command("gc")
-@click.argument("path", required=False, type=click.Path(path_type=Path), default=Path("."))
+@click.argument("path", required=False, type=GivenPath(path_type=Path), default=Path("."))
 @click.option(
     "--keep", default=DEFAULT_KEEP, show_default=True, help="Run folders kept per notebook."
 )

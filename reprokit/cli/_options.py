@@ -28,6 +28,40 @@ _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
 
 
+EMPTY_PATH = "'': no such file or directory (an empty path was given)"
+
+
+def refuse_empty(value: object, param: click.Parameter | None) -> None:
+    """``""`` given for a path: ``Path("")`` is the current folder, so ``reprokit record "$NB"``
+    with ``NB`` unset would re-record every lock under it. Refused, exit 2."""
+    if value != "":
+        return
+    from reprokit.exceptions import UsageError
+
+    if isinstance(param, click.Option):
+        flag = max(param.opts, key=len)
+        raise UsageError(f"{flag} '': an empty path was given", option=flag, value="")
+    raise UsageError(EMPTY_PATH, value="")
+
+
+class GivenPath(click.Path):
+    """A path argument or option that refuses ``""`` (:func:`refuse_empty`)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        refuse_empty(value, param)
+        return super().convert(value, param, ctx)
+
+
+class GivenText(click.ParamType[str, str]):
+    """A text argument that may name a path (a lock, a notebook) and so refuses ``""``."""
+
+    name = "text"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        refuse_empty(value, param)
+        return value
+
+
 def parse_size(text: str) -> int:
     """``"512M"``, ``"2G"``, ``"1.5GiB"``, ``"1000000"`` (bytes) -> bytes."""
     from reprokit.exceptions import UsageError
@@ -121,7 +155,7 @@ _EXECUTION_FLAGS = (
     ),
     click.option(
         "--output-dir",
-        type=click.Path(file_okay=False, path_type=Path),
+        type=GivenPath(file_okay=False, path_type=Path),
         default=None,
         help="Folder of the executed notebooks [default: <project>/.reprokit/runs/...].",
     ),
@@ -253,7 +287,7 @@ def execution_options(command: F) -> F:
         _with_parameters(_building(ExecutionOptions, "execution")(command))
     )
     flags = (
-        click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path)),
+        click.argument("paths", nargs=-1, required=True, type=GivenPath(path_type=Path)),
         click.option(
             "-p",
             "--parameter",

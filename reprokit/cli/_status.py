@@ -9,9 +9,11 @@ from pathlib import Path
 
 import click
 
+from reprokit.cli._options import GivenPath
+
 
 @click.command("status")
-@click.argument("path", required=False, type=click.Path(path_type=Path), default=Path("."))
+@click.argument("path", required=False, type=GivenPath(path_type=Path), default=Path("."))
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
 def status_command(path: Path, as_json: bool) -> None:
     """Say how much disk the run folders, stored objects and journals of the project at PATH

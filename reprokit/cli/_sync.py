@@ -14,12 +14,13 @@ from pathlib import Path
 import click
 
 from reprokit._warn import escaped_controls
+from reprokit.cli._options import GivenPath
 
 WAIT_S = 600.0
 
 
 @click.command("sync")
-@click.argument("path", required=False, type=click.Path(path_type=Path), default=Path("."))
+@click.argument("path", required=False, type=GivenPath(path_type=Path), default=Path("."))
 @click.option("--tracking-uri", default=None, help="The store to replay into [default: resolved].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per journal.")
 @click.option(

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from reprokit.cli._options import (
+    GivenPath,
     comparison_options,
     execution_options,
     rebuild_options,
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 @click.option(
     "--lock",
     "lock_path",
-    type=click.Path(path_type=Path),
+    type=GivenPath(path_type=Path),
     default=None,
     help="The lock to verify against [default: <stem>.repro.json beside the notebook].",
 )
@@ -51,10 +52,10 @@ if TYPE_CHECKING:
 @comparison_options
 @repeat_options(widen=False)
 @rebuild_options
-@click.option("--report", type=click.Path(path_type=Path), default=None, help="HTML report.")
-@click.option("--junit", type=click.Path(path_type=Path), default=None, help="JUnit XML.")
+@click.option("--report", type=GivenPath(path_type=Path), default=None, help="HTML report.")
+@click.option("--junit", type=GivenPath(path_type=Path), default=None, help="JUnit XML.")
 @click.option(
-    "--json", "json_path", type=click.Path(path_type=Path), default=None, help="JSON verdicts."
+    "--json", "json_path", type=GivenPath(path_type=Path), default=None, help="JSON verdicts."
 )
 @click.option(
     "--ci",
