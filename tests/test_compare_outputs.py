@@ -538,3 +538,26 @@ def test_the_end_line_of_a_run_mlflow_opened_then_refused_says_not_recorded() ->
     )
     kept = run_ended_bundle("7a53", "FINISHED", 50, "sqlite:///m.db")
     assert kept["text/plain"] == "reprokit: run 7a53 ended FINISHED: 50 result(s) → sqlite:///m.db"
+
+
+def test_a_run_status_shown_as_a_cells_last_value_is_reprokits_own_output() -> None:
+    """``reprokit.start(seed=0)`` on a cell's last line displays a RunStatus whose repr holds
+    the run folder: ``verify --outputs`` failed every unchanged notebook on it."""
+    from IPython.core.formatters import DisplayFormatter
+
+    from reprokit.recording.recorded_run import RunStatus
+
+    def shown(local_dir: str, run_id: str) -> Any:
+        status = RunStatus(active=True, run_id=run_id, local_dir=local_dir, status="RUNNING")
+        data, metadata = DisplayFormatter().format(status)
+        assert "local_dir=" in data["text/plain"]  # the user still sees the repr
+        output = new_output("execute_result", data=data, metadata=metadata, execution_count=2)
+        cell = new_code_cell("import reprokit\nreprokit.start(seed=0)", outputs=[output])
+        node = nbformat.v4.new_notebook()
+        node.cells = [cell]
+        return node
+
+    recorded = output_fingerprints(shown("/p/.reprokit/runs/20260101-000000-a", "a" * 32))
+    verified = output_fingerprints(shown("/p/.reprokit/runs/20260202-111111-b", "b" * 32))
+    assert recorded == verified and recorded[0].text == ""
+    assert all(check.passed for check in compare_cell_outputs(recorded, verified))

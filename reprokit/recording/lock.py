@@ -63,6 +63,7 @@ from reprokit.results.model import (
     INLINE_LIMIT_BYTES,
     RESULT_MIME,
     RUN_ENDED_MIME,
+    RUN_STATUS_MIME,
     SNAPSHOT_MIME,
     ArrayData,
     Result,
@@ -240,7 +241,7 @@ def _is_reprokit_output(output: Any) -> bool:
     return isinstance(data, dict) and not _REPROKIT_MIMES.isdisjoint(data)
 
 
-_REPROKIT_MIMES = frozenset({RESULT_MIME, SNAPSHOT_MIME, RUN_ENDED_MIME})
+_REPROKIT_MIMES = frozenset({RESULT_MIME, SNAPSHOT_MIME, RUN_ENDED_MIME, RUN_STATUS_MIME})
 
 
 def notebook_cells(notebook: str | os.PathLike[str]) -> tuple[CellSource, ...]:

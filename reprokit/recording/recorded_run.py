@@ -50,7 +50,7 @@ from reprokit.recording.worker import (
 )
 from reprokit.recording.writer import RunEndStatus, RunState, default_run_name
 from reprokit.results.encode import encode_result
-from reprokit.results.model import Result
+from reprokit.results.model import RUN_STATUS_MIME, Result
 
 MLFLOW_ENV = "REPROKIT_MLFLOW"
 
@@ -158,6 +158,14 @@ class RunStatus:
     errors: tuple[str, ...] = ()  # every recording problem reported for this run
     background: bool = False  # a background writer process finishes the run in MLflow
     local: bool = False  # kept local (REPROKIT_MLFLOW=off): the runner records it in MLflow
+
+    def _repr_mimebundle_(
+        self, include: object = None, exclude: object = None
+    ) -> dict[str, object]:
+        """Shown as a cell's last value: IPython adds the ``text/plain`` repr beside this
+        reprokit MIME type, which makes the output reprokit's own (left out of output checks:
+        its run folder and run id change every run)."""
+        return {RUN_STATUS_MIME: {"active": self.active, "status": self.status}}
 
 
 class RecordedRun:

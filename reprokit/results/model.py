@@ -39,6 +39,11 @@ SNAPSHOT_MIME = "application/vnd.reprokit.snapshot+json"
 RUN_ENDED_MIME = "application/vnd.reprokit.run-ended+json"
 """``%repro end``'s line: ``{"status", "results"}`` (nothing that changes between runs: nbval
 compares it as it is); the run id and the store are in its ``text/plain`` only."""
+RUN_STATUS_MIME = "application/vnd.reprokit.run-status+json"
+"""Beside a :class:`~reprokit.recording.recorded_run.RunStatus` a cell's last line displays
+(``reprokit.start()``, ``reprokit.end()``, ``reprokit.status()``): ``{"active", "status"}``.
+It marks the output as reprokit's own, so that its ``text/plain`` (a run folder, a run id) is
+not compared as the notebook's output."""
 SNAPSHOT_SUMMARY_MIME = "application/vnd.reprokit.snapshot-summary+json"
 """Beside a snapshot whose data file lists were left out: what was left out
 (:class:`~reprokit.capturing.summary.SnapshotSummary`)."""
