@@ -93,7 +93,7 @@ def test_reports_list_a_notebook_stopped_by_changed_data_as_failed(drifted: Proj
     assert (suites.get("tests"), suites.get("failures")) == ("1", "1")
     assert suites.find("./testsuite/testcase/failure") is not None
     html = (drifted.root / "r.html").read_text()
-    assert "NOT REPRODUCED: 0 of 1 notebook(s)" in html and "input data changed" in html
+    assert "NOT REPRODUCED: 0 of 1 notebook(s) reproduced" in html and "input data changed" in html
 
 
 def test_a_failed_execution_is_an_error_in_the_reports() -> None:

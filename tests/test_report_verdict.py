@@ -200,6 +200,17 @@ def test_html_is_well_formed_self_contained_and_has_the_verdict(verdict: Verdict
     assert SECRET not in page and "&lt;redacted&gt;" in page
 
 
+def test_the_html_banner_counts_the_notebooks_that_reproduced(
+    tmp_path: Path, verdict: Verdict
+) -> None:
+    """With 1 of 2 reproduced it read "NOT REPRODUCED: 1 of 2 notebook(s)", as if 1 had not."""
+    project = make_project(tmp_path / "green")
+    lock = record(project, [encode_result("acc", 0.5)])
+    green = verify_results(lock, read_notebook(executed(project, [encode_result("acc", 0.5)])))
+    page = render_html([green, verdict, verdict])
+    assert "NOT REPRODUCED: 1 of 3 notebook(s) reproduced</div>" in page
+
+
 def test_html_shows_a_bar_for_the_drifted_array(verdict: Verdict) -> None:
     page = render_html(verdict)
     assert page.count("<svg") == 1  # only "w" has a measured error against a tolerance

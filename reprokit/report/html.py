@@ -251,7 +251,8 @@ def render_html(
     listed = as_verdicts(verdicts)
     passed = all(v.reproduced for v in listed)
     overall = "REPRODUCED" if passed else "NOT REPRODUCED"
-    summary = f"{overall}: {sum(v.reproduced for v in listed)} of {len(listed)} notebook(s)"
+    reproduced = sum(v.reproduced for v in listed)
+    summary = f"{overall}: {reproduced} of {len(listed)} notebook(s) reproduced"
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
