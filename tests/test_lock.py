@@ -206,6 +206,20 @@ def test_data_paths_escaping_the_project_are_refused(tmp_path: Path, bad: str) -
     assert e.value.field == "data.entries[0].path"
 
 
+@pytest.mark.parametrize("bad", ["../../../../etc/passwd", "../b.csv", "/etc/passwd", ""])
+def test_file_paths_of_a_data_folder_escaping_it_are_refused(tmp_path: Path, bad: str) -> None:
+    """``data.entries[].files[].path`` was accepted whatever it held (docs/lock.md)."""
+    project = make_project(tmp_path)
+    record(project, scalar_results())
+    data = json.loads(project.lock_path.read_text())
+    assert data["data"]["entries"][0]["kind"] == "dir"
+    data["data"]["entries"][0]["files"][1]["path"] = bad
+    project.lock_path.write_text(json.dumps(data))
+    with pytest.raises(LockError, match=r"escapes its folder") as e:
+        read_lock(project.lock_path)
+    assert e.value.field == "data.entries[0].files[1].path"
+
+
 def test_array_references_escaping_the_lock_folder_are_refused(tmp_path: Path) -> None:
     project = make_project(tmp_path)
     record(project, [encode_result("w", np.linspace(0, 1, 10_000))])

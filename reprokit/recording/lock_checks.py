@@ -217,6 +217,8 @@ def _check_manifest(manifest: DataManifest | None, source: str, field: str, path
         _check_choice(entry.algorithm, ("blake3", "sha256", "md5"), source, f"{where}.algorithm")
         _check_pattern(entry.digest, _HEX, source, f"{where}.digest")
         for n, item in enumerate(entry.files):
+            if paths:  # relative to its folder: a ``..`` out of it would be hashed or shown
+                check_relative(item.path, source, f"{where}.files[{n}].path", "its folder")
             _check_pattern(item.digest, _HEX, source, f"{where}.files[{n}].digest")
 
 
@@ -299,7 +301,7 @@ def _check_pattern(value: str, pattern: re.Pattern[str], source: str, field: str
         raise LockError(source, f"{value[:80]!r} is not a digest", field)
 
 
-def check_relative(text: str, source: str, field: str) -> None:
+def check_relative(text: str, source: str, field: str, base: str = "the project root") -> None:
     """A relative path that stays inside its base folder (no ``..`` escape, not absolute)."""
     normal = os.path.normpath(text)
     if (
@@ -309,4 +311,4 @@ def check_relative(text: str, source: str, field: str) -> None:
         or normal == ".."
         or normal.startswith(".." + os.sep)
     ):
-        raise LockError(source, f"path {text!r} escapes the project root", field)
+        raise LockError(source, f"path {text!r} escapes {base}", field)
