@@ -405,3 +405,47 @@ def test_cli_orphan_locks_are_counted_apart_with_their_fix(repo: Path) -> None:
     code, out = _check("notebooks")
     # the orphan is no notebook: fig and random_gen are the two notebooks
     assert "1 of 2 notebook(s) need their lock re-recorded" in out
+
+
+# ----------------------------------------------------------------------------- moved notebooks
+
+
+def test_a_notebook_moved_with_its_lock_is_checked_with_a_warning(repo: Path) -> None:
+    """Moved (``mv nb.ipynb nb.repro.json analysis/``) and not re-recorded, nothing said that
+    the lock's paths (its notebook's, its data's) were for another folder."""
+    _lock(_notebook(repo / "notebooks" / "fig.ipynb", CELLS), repo)
+    (repo / "analysis").mkdir()
+    for name in ("fig.ipynb", "fig.repro.json"):
+        (repo / "notebooks" / name).rename(repo / "analysis" / name)
+    warning = (
+        "reprokit: warning: analysis/fig.ipynb: its lock fig.repro.json was recorded for "
+        "notebooks/fig.ipynb, not analysis/fig.ipynb (moved without re-recording?)"
+    )
+    for given in (".", "analysis/fig.repro.json"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")  # the same line twice from one place: shown twice
+            code, out = _check(given)
+        assert code == 0 and "orphan" not in out, out
+        (line,) = [line for line in out.splitlines() if "warning" in line]
+        assert line.startswith(warning) and line.endswith("reprokit record analysis/fig.ipynb")
+
+
+def test_a_project_copied_whole_or_without_its_marker_is_not_called_moved(
+    repo: Path, tmp_path: Path
+) -> None:
+    from reprokit.recording.lock import moved_since_recorded, read_lock
+
+    lock_path = _lock(_notebook(repo / "notebooks" / "fig.ipynb", CELLS), repo)
+    lock = read_lock(lock_path)
+    copy = Path(shutil.copytree(repo, tmp_path / "elsewhere" / "paper"))
+    assert moved_since_recorded(lock, copy / "notebooks" / "fig.ipynb", copy) is None
+    # a copy whose root was not found (no pyproject.toml): the notebook's folder is the root
+    notebooks = copy / "notebooks"
+    assert moved_since_recorded(lock, notebooks / "fig.ipynb", notebooks) is None
+    assert moved_since_recorded(lock, copy / "a" / "fig.ipynb", copy) == "a/fig.ipynb"
+    (copy / "pyproject.toml").unlink()
+    (tmp_path / "elsewhere" / "pyproject.toml").write_text("")  # the root above: still found
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        code, out = _check(str(copy))
+    assert code == 0 and "warning" not in out, out

@@ -9,6 +9,7 @@ execution; one integration test executes a tiny notebook twice (record, then a f
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import nbformat
@@ -408,3 +409,30 @@ def test_an_empty_path_is_refused_by_every_command(
 def test_an_empty_path_option_is_refused_naming_it(tmp_path: Path) -> None:
     code, out = _cli("verify", str(tmp_path), "--report", "")
     assert (code, out) == (2, "reprokit: error: --report '': an empty path was given\n")
+
+
+def test_a_notebook_moved_with_its_lock_is_named_where_it_is_now(project: Path) -> None:
+    """``mv nb.ipynb nb.repro.json analysis/``: verify said REPRODUCED nb.ipynb (a file that
+    is not there), in the JUnit too, and nothing said the lock was for another path."""
+    (project / "data").mkdir()
+    (project / "data" / "v.csv").write_text("1\n")
+    start = "%load_ext reprokit\n%repro start --seed 0 --data data/"
+    write_notebook(project / "nb.ipynb", [start, "%repro result x 1.0"])
+    done = reprokit_cli("record", "nb.ipynb", "--device", "cpu", cwd=project)
+    assert done.returncode == 0, done.stderr
+    (project / "analysis").mkdir()
+    for name in ("nb.ipynb", "nb.repro.json"):
+        (project / name).rename(project / "analysis" / name)
+    shutil.copytree(project / "data", project / "analysis" / "data")  # what it reads now
+    done = reprokit_cli(
+        "verify", "analysis/nb.ipynb", "--no-record", "--junit", "j.xml", "--device", "cpu",
+        cwd=project,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (warning,) = [line for line in done.stderr.splitlines() if "warning" in line]
+    assert warning.startswith(
+        "reprokit: warning: analysis/nb.ipynb: its lock nb.repro.json was recorded for "
+        "nb.ipynb, not analysis/nb.ipynb (moved without re-recording?): its data were checked "
+    ), warning
+    assert "REPRODUCED analysis/nb.ipynb" in done.stdout
+    assert 'name="analysis/nb.ipynb' in (project / "j.xml").read_text()

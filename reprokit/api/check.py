@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from reprokit._warn import warn_user
@@ -32,16 +32,18 @@ from reprokit.notebook.files import discover_notebooks, edited_pair_texts, is_no
 from reprokit.notebook.textnotebooks import pair_texts
 from reprokit.recording.lock import (
     CellSource,
+    Lock,
     cells_as_locked,
     changed_cells,
     is_lock_path,
     lock_path_for,
     lock_present,
+    moved_since_recorded,
     notebook_cells,
     project_root_of,
     read_lock,
 )
-from reprokit.report.describe import describe_edited_pair
+from reprokit.report.describe import describe_edited_pair, describe_moved_notebook
 
 __all__ = ["CellChange", "LockFreshness", "check_locks", "warn_edited_pairs"]
 
@@ -125,9 +127,18 @@ def _freshness(notebook: Path) -> LockFreshness:
     current = notebook_cells(notebook)  # read first: an unreadable notebook is an input error
     if not lock_present(lock_path):
         return LockFreshness(str(notebook), None, "no_lock")
-    recorded = read_lock(lock_path).notebook.cells
+    lock = read_lock(lock_path)
+    _warn_moved(notebook, lock_path, lock)
+    recorded = lock.notebook.cells
     changes = _describe(recorded, cells_as_locked(notebook, recorded, current))
     return LockFreshness(str(notebook), str(lock_path), "stale" if changes else "current", changes)
+
+
+def _warn_moved(notebook: Path, lock_path: Path, lock: Lock) -> None:
+    """A notebook moved to another folder with its lock, not re-recorded (as ``verify``)."""
+    moved = moved_since_recorded(lock, notebook, project_root_of(lock_path))
+    if moved is not None:
+        warn_user(describe_moved_notebook(str(notebook), lock_path.name, lock.notebook.path, moved))
 
 
 def _stale_pair_texts(notebook: Path) -> list[LockFreshness]:
@@ -148,6 +159,9 @@ def _orphan_or_checked(lock_path: Path) -> LockFreshness:
     """A lock given or found on its own: check the notebook it records, if it is still there."""
     lock = read_lock(lock_path)
     notebook = project_root_of(lock_path) / lock.notebook.path
+    beside = lock_path.with_name(PurePosixPath(lock.notebook.path).name)
+    if not notebook.is_file() and beside.is_file() and lock_path_for(beside) == lock_path:
+        return _freshness(beside)  # moved with its lock: checked, and warned about
     if not notebook.is_file():
         shown = os.path.relpath(notebook) if notebook.is_absolute() else str(notebook)
         return LockFreshness(shown, str(lock_path), "orphan")

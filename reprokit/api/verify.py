@@ -59,11 +59,13 @@ from reprokit.recording.lock import (
     is_lock_path,
     lock_path_for,
     lock_present,
+    moved_since_recorded,
     read_lock,
     refuse_shared_locks,
 )
 from reprokit.recording.target import find_project_root
 from reprokit.report.describe import (
+    describe_moved_notebook,
     describe_redacted_parameter,
     describe_sampled_check,
     describe_unmarked_root,
@@ -300,10 +302,14 @@ def _plan(source: Path, lock_path: Path, comparison: ComparisonOptions) -> _Plan
     # the project is where the notebook is, never what the lock claims
     root = find_project_root(source.resolve().parent)
     _warn_unmarked_root(source, root, lock)
+    moved = moved_since_recorded(lock, source, root)
+    if moved is not None:
+        warn_user(describe_moved_notebook(str(source), lock_path.name, lock.notebook.path, moved))
     cache = None if comparison.rehash else "default"
     data = check_data(lock, root, cache=cache)
     changes = tuple(check_source(lock, source))
-    return _Plan(source, lock_path, lock, data, changes, _shown_as(source, root, lock), root=root)
+    shown_as = moved or _shown_as(source, root, lock)  # a moved notebook: where it is now
+    return _Plan(source, lock_path, lock, data, changes, shown_as, root=root)
 
 
 def _warn_unmarked_root(source: Path, root: Path, lock: Lock) -> None:

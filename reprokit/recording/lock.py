@@ -24,7 +24,7 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
 from reprokit._fsutil import COPY_CHUNK, atomic_copy, atomic_write_bytes, atomic_write_text
@@ -85,6 +85,7 @@ __all__ = [
     "is_lock_path",
     "lock_path_for",
     "lock_present",
+    "moved_since_recorded",
     "notebook_cells",
     "output_fingerprints",
     "output_ignored",
@@ -696,3 +697,22 @@ def project_root_of(lock_path: str | os.PathLike[str]) -> Path:
     from reprokit.recording.target import find_project_root
 
     return find_project_root(Path(lock_path).resolve().parent)
+
+
+def moved_since_recorded(lock: Lock, notebook: Path, root: Path) -> str | None:
+    """``notebook``'s path in the project ``root`` when its lock recorded it in another folder
+    (moved with its lock, not re-recorded: the lock's data paths, relative to the project,
+    may not be what it now reads); ``None`` when it is in the folder the lock says (a project
+    copied whole keeps its relative paths), or when the recorded path ends the notebook's own
+    (a root found elsewhere: a copy without its project marker, warned about apart)."""
+    recorded = PurePosixPath(lock.notebook.path)
+    resolved = notebook.resolve()
+    try:
+        current = PurePosixPath(resolved.relative_to(root.resolve()).as_posix())
+    except ValueError:
+        return None
+    if current.parent == recorded.parent:
+        return None  # the same folder: renamed at most (or a jupytext pair's other half)
+    if len(recorded.parts) >= 2 and resolved.parts[-len(recorded.parts) :] == recorded.parts:
+        return None
+    return str(current)

@@ -284,6 +284,16 @@ def describe_unmarked_root(notebook: str, root: str, implied: str, recorded: str
     )
 
 
+def describe_moved_notebook(notebook: str, lock: str, recorded: str, current: str) -> str:
+    """The warning of ``verify`` and ``check`` for a notebook moved to another folder with its
+    lock and not re-recorded (``recorded``, ``current``: paths in the project)."""
+    return (
+        f"{notebook}: its lock {lock} was recorded for {recorded}, not {current} (moved without "
+        f"re-recording?): its data were checked at the paths recorded, which it may no longer "
+        f"read; record it again: reprokit record {notebook}"
+    )
+
+
 def describe_edited_pair(notebook: str, text: str, cells: list[int]) -> str:
     """The warning of ``run``, ``record`` and ``verify`` for a notebook whose jupytext pair
     text was saved after it with other cells (0-based ``cells``): edits not yet synced."""
