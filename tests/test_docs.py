@@ -392,3 +392,21 @@ def test_security_page_lists_the_real_name_rules() -> None:
     pairs = [f"`{a} {b}`" for a, b in redact.SECRET_NAME_PAIRS]
     assert f"two words in a row are {' or '.join(pairs)} (" in names
     assert redact.PATTERNS_ENV_VAR in text
+
+
+def test_the_nbval_section_ignores_the_folders_that_hold_executed_copies() -> None:
+    """``pytest --nbval .`` after a reprokit run collected every executed copy in MLflow's
+    artifact folder: the page tells nbval users to leave out the folders reprokit writes them
+    to that pytest enters (hidden ones, ``.reprokit/``, it never does)."""
+    from reprokit.recording.target import DEFAULT_ARTIFACT_DIR
+
+    text = (DOCS / "pytest.md").read_text(encoding="utf-8")
+    lines = [
+        line
+        for lang, body, _skip in fenced_blocks(text)
+        if lang == "console"
+        for line in body.splitlines()
+        if line.startswith("$ pytest --nbval .")
+    ]
+    assert lines and all(f"--ignore={DEFAULT_ARTIFACT_DIR}" in line for line in lines), lines
+    assert "`.reprokit/runs/`" in text and "`--output-dir`" in text
