@@ -596,3 +596,22 @@ def test_links_leaving_the_project_are_found_at_any_depth_without_a_stat_per_fil
     assert walk.links_outside(root / "linked", root) == [
         f"linked/out.csv -> {target / 'sub' / 'x.csv'}"
     ]
+
+
+def test_a_changed_result_with_nothing_seeded_names_that_as_the_likely_cause(
+    tmp_path: Path,
+) -> None:
+    """A plain verify of a notebook that seeds nothing gave no likely cause (only
+    ``record --repeat`` said "no seed set"); a missing result alone (``diff`` against the
+    environment) is no reason to say it."""
+    project = make_project(tmp_path)
+    lock = record(project, [encode_result("acc", 0.5)])
+    assert lock.snapshot is not None and lock.snapshot.seeds is None
+    changed = read_notebook(executed(project, [encode_result("acc", 0.7)]))
+    verdict = verify_results(lock, changed, lock_dir=project.lock_path.parent)
+    assert verdict.env_diff is not None
+    assert [n.key for n in verdict.env_diff.notes] == ["seed"]
+    assert "nothing was seeded" in verdict.env_diff.notes[0].hint
+    gone = read_notebook(executed(project, []))
+    missing = verify_results(lock, gone, lock_dir=project.lock_path.parent)
+    assert missing.env_diff is None or not missing.env_diff.notes

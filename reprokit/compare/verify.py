@@ -590,7 +590,8 @@ def _env_diff(
     found = _with_unseeded_generators(found, node)
     if found is not None and found.in_category("seeds"):
         return found
-    unseeded = nothing_seeded(reference, current)  # a likely cause, not a change: a note
+    changed = any(check.status in ("differs", "nondeterministic") for check in checks)
+    unseeded = nothing_seeded(reference, current) if changed else ()  # a likely cause: a note
     if not unseeded:
         return found
     if found is None:

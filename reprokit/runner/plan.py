@@ -165,10 +165,11 @@ def plan_runs(
     secret_names = tuple(secret_parameters or {})
     for source in sources:
         node = load_notebook(source)
-        if kernel_dir is not None and kernel is not None:
-            kernel_name = _private_kernel(str(source), kernel_dir, kernel)
-        else:
-            kernel_name = choose_kernel(str(source), node, kernel)
+        kernel_name = (
+            _private_kernel(str(source), kernel_dir, kernel)
+            if kernel_dir is not None and kernel is not None
+            else choose_kernel(str(source), node, kernel)
+        )
         declared = _declared(str(source), node, bool(parameters or secret_names))
         check_declared(str(source), parameters, declared)
         check_secrets(str(source), secret_names, parameters, declared)
@@ -176,16 +177,10 @@ def plan_runs(
         if declared and "device" in declared and "device" not in injected:
             injected["device"] = choice.device  # the device reaches the notebook as a parameter
         folder = base / _unique(source.stem, used)
-        defaults = parameter_defaults(node)
         env = kernel_env(
-            source,
-            folder,
-            choice,
-            injected,
-            deterministic=deterministic,
-            defaults=defaults,
-            hash_seed=hash_seed,
-        )
+            source, folder, choice, injected, deterministic=deterministic,
+            defaults=parameter_defaults(node), hash_seed=hash_seed,
+        )  # fmt: skip
         plans.append(
             PlannedRun(
                 source, node, folder, injected, env, secret_names, kernel_name, choice.device,
