@@ -63,10 +63,22 @@ ARRAYS: dict[str, Callable[[], Any]] = {
     "strided": lambda: RNG.standard_normal(600_000)[::3],
     "short rows, fortran": lambda: np.asfortranarray(RNG.standard_normal((200_000, 2))),
     "complex nan": lambda: (RNG.standard_normal(100_000) + 1j * np.nan).astype(np.complex64),
+    "complex nan parts": lambda: _complex_nan_parts(),  # noqa: PLW0108 - defined below
     "unicode": lambda: np.array([f"s{i}" for i in range(30_000)]),
     "datetime": lambda: np.arange(100_000).astype("datetime64[s]"),
     "memmap": lambda: _memory_mapped(),  # noqa: PLW0108 - an ndarray subclass, defined below
 }
+
+
+def _complex_nan_parts() -> Any:
+    """NaN real parts, NaN imaginary parts, both, and NaNs of other bits: the digest keeps
+    each part (a NaN part does not hide the other)."""
+    n = 100_000
+    values = RNG.standard_normal(n) + 1j * RNG.standard_normal(n)
+    parts = values.view(np.float64)
+    parts[RNG.random(2 * n) < 0.05] = np.nan
+    parts.view(np.uint64)[::7] |= np.uint64(1 << 63)
+    return values
 
 
 @functools.cache

@@ -192,6 +192,25 @@ def test_numpy_scalars_object_arrays_and_odd_dtypes() -> None:
     assert info.value.where == '$["arr"][1]'
 
 
+def test_a_complex_nan_hides_neither_part() -> None:
+    """Every element with a NaN part was hashed as NaN + 0j: ``nan+1j`` and ``nan+5j`` had one
+    digest, and a verify that trusts equal digests said such a changed result reproduced."""
+    np = pytest.importorskip("numpy")
+    nan = float("nan")
+    for dtype in (np.complex64, np.complex128, np.clongdouble):
+        for first, second in [
+            (complex(nan, 1.0), complex(nan, 5.0)),
+            (complex(1.0, nan), complex(5.0, nan)),
+            (complex(nan, nan), complex(nan, 0.0)),
+        ]:
+            a, b = np.array([first, 2 + 2j], dtype), np.array([second, 2 + 2j], dtype)
+            assert hash_value(a) != hash_value(b), (dtype, first, second)
+            assert hash_value(dtype(first)) != hash_value(dtype(second))
+    negative = np.array([complex(nan, 1.0)])
+    negative.view(np.uint64)[0] |= np.uint64(1 << 63)  # a NaN of other bits is still NaN
+    assert hash_value(negative) == hash_value(np.array([complex(nan, 1.0)]))
+
+
 # -- torch -------------------------------------------------------------------------------
 
 
@@ -209,6 +228,9 @@ def test_torch_tensors_by_dtype_shape_and_content() -> None:
     nan = torch.tensor([float("nan")])
     assert hash_value(nan) == hash_value(-nan)
     assert hash_value(torch.tensor([1, 2])) != hash_value(torch.tensor([1, 2]).numpy())
+    nan_1j, nan_5j = torch.tensor([complex(math.nan, 1.0)]), torch.tensor([complex(math.nan, 5.0)])
+    assert hash_value(nan_1j) != hash_value(nan_5j)  # a complex NaN's parts one by one
+    assert hash_value(nan_1j) == hash_value(-nan_1j.real + 1j * nan_1j.imag)
 
 
 # -- pandas ------------------------------------------------------------------------------

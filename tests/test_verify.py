@@ -21,11 +21,12 @@ from lock_helpers import (
 )
 
 from reprokit._serde import from_json, to_json
+from reprokit.capturing.values import hash_value
 from reprokit.compare.verify import DataCheck, Verdict, check_data, verify_results
 from reprokit.comparison import Tolerance
 from reprokit.exceptions import ReprokitWarning
 from reprokit.options import ComparisonOptions
-from reprokit.recording.lock import Lock
+from reprokit.recording.lock import Lock, read_lock
 from reprokit.recording.lock_model import DeviceTolerance
 from reprokit.results import Result, encode_result, read_notebook
 
@@ -172,6 +173,64 @@ def test_a_json_array_file_changed_after_recording_is_not_the_reference(tmp_path
     (check,) = [c for c in checks if c.name == "o"]
     assert check.status == "differs"
     assert "no longer holds the array" in check.message and sidecar.name in check.message
+
+
+def test_a_changed_part_beside_a_complex_nan_differs(tmp_path: Path) -> None:
+    """``nan+1j`` recorded, ``nan+5j`` now: the digests were equal (every NaN element hashed as
+    NaN + 0j) and verify, trusting them, said ``reproduced``."""
+    torch = pytest.importorskip("torch")
+    project = make_project(tmp_path)
+    nan = math.nan
+    before: dict[str, Any] = {
+        "a": np.array([complex(nan, 1.0), 2 + 2j]),
+        "s": np.complex128(complex(nan, 1.0)),
+        "f": np.array([complex(1.0, nan)], np.complex64),
+        "t": torch.tensor([complex(nan, 1.0)]),
+        "big": np.full(10_000, complex(nan, 1.0)),
+    }
+    lock = record(project, [encode_result(name, v) for name, v in before.items()])
+    writer = FolderWriter(tmp_path / "run")
+    now = [encode_result(name, v, writer=writer) for name, v in before.items()]
+    assert {c.status for c in verify(project, lock, now).checks} == {"reproduced"}
+    after: dict[str, Any] = {
+        "a": np.array([complex(nan, 5.0), 2 + 2j]),
+        "s": np.complex128(complex(nan, 5.0)),
+        "f": np.array([complex(5.0, nan)], np.complex64),
+        "t": torch.tensor([complex(nan, 5.0)]),
+        "big": np.full(10_000, complex(nan, 5.0)),
+    }
+    now = [encode_result(name, v, writer=writer) for name, v in after.items()]
+    checks = verify(project, lock, now).checks
+    assert {c.name: c.status for c in checks} == dict.fromkeys(after, "differs")
+
+
+def test_a_lock_with_the_old_complex_nan_digest_still_loads_and_compares(tmp_path: Path) -> None:
+    """A sidecar recorded when a complex NaN was hashed as NaN + 0j carries that digest: it is
+    still the recorded array (no "no longer holds" alarm), and its elements are compared."""
+    project = make_project(tmp_path)
+    ref = np.full(10_000, complex(math.nan, 1.0))
+    ref[1::2] = 3 - 1j
+    lock = record(project, [encode_result("c", ref)])
+    legacy = ref.copy()
+    legacy[np.isnan(legacy)] = np.nan  # as 0.1.0 canonicalised it before hashing
+    new, old = hash_value(ref), hash_value(legacy)
+    recorded = lock.results["c"].array
+    assert new != old and recorded is not None and recorded.digest == new
+    text = project.lock_path.read_text()
+    project.lock_path.write_text(text.replace(new.partition(":")[2], old.partition(":")[2]))
+    lock = read_lock(project.lock_path)
+    writer = FolderWriter(tmp_path / "run")
+    same = verify(project, lock, [encode_result("c", ref, writer=writer)]).checks[0]
+    assert same.status == "reproduced"
+    # NaN + 0j where nan+1j was: its digest is the recorded one, yet it is not the same array
+    check = verify(project, lock, [encode_result("c", legacy, writer=writer)]).checks[0]
+    assert check.status == "differs" and "no longer holds" not in check.message
+    (sidecar,) = project.lock_path.parent.rglob("c-*.npy")
+    with sidecar.open("r+b") as handle:  # an edit is still caught
+        handle.seek(-16, os.SEEK_END)
+        handle.write(np.complex128(7 - 1j).tobytes())
+    check = verify(project, lock, [encode_result("c", ref, writer=writer)]).checks[0]
+    assert check.status == "differs" and "no longer holds the array" in check.message
 
 
 def test_arrays_whose_files_were_not_committed_reproduce_by_digest(tmp_path: Path) -> None:

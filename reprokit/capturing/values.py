@@ -21,8 +21,9 @@ bytes-like                  ``b`` N, the bytes (``bytes``, ``bytearray``, ``memo
 ``set`` / ``frozenset``     ``S`` / ``Z`` N items sorted by their encoding
 date/time, ``Decimal``      ``x`` N type name (``datetime.date``…), N ``isoformat()``/``str``
 numpy array                 ``A`` dtype, shape, N bytes: C order, little-endian, NaNs
-                            canonical, a long double's padding bytes zero; object
-                            arrays ``O`` shape, then each element
+                            canonical (a complex number's parts one by one), a long
+                            double's padding bytes zero; object arrays ``O`` shape,
+                            then each element
 numpy scalar                ``a`` as a 0-d array
 torch tensor                ``P`` dtype (``torch.bfloat16``…), shape, N bytes (detached,
                             on CPU, contiguous, NaNs canonical)
@@ -123,14 +124,21 @@ def hash_value(value: Any, *, algorithm: str = "blake3") -> str:
 class ArrayHasher:
     """The digest :func:`hash_value` gives a numpy array (not an object array), computed from
     its elements fed block by block in C order: the array is never canonicalised (byte order,
-    NaN bits) or copied whole."""
+    NaN bits) or copied whole.
 
-    def __init__(self, array: Any, *, algorithm: str = "blake3", threads: bool = False) -> None:
+    ``legacy``: the digest reprokit 0.1.0 gave instead, which took a complex number with a NaN
+    in either part as NaN + 0j (so it changes only for such an array); an array file recorded
+    then is checked against it."""
+
+    def __init__(
+        self, array: Any, *, algorithm: str = "blake3", threads: bool = False, legacy: bool = False
+    ) -> None:
         from reprokit.capturing._valuetypes import array_head
 
         if array.dtype.hasobject:
             raise TypeError("an object array is hashed element by element: use hash_value")
         self._algorithm = algorithm
+        self._legacy = legacy
         self._hasher = new_hasher(algorithm, threads=threads)
         self._expected = int(array.size) * array.dtype.itemsize
         self._fed = 0
@@ -139,9 +147,11 @@ class ArrayHasher:
     def update(self, block: Any, *, canonical: bool = False) -> None:
         """Feed the next elements (taken in C order). ``canonical``: the caller knows they are
         little-endian, C-contiguous and hold no NaN, which skips the checks."""
-        from reprokit.capturing._valuetypes import canonical_block
+        from reprokit.capturing._valuetypes import canonical_block, legacy_block
 
-        if not canonical:
+        if self._legacy:
+            block = legacy_block(block)
+        elif not canonical:
             block = canonical_block(block)
         data = memoryview(block.reshape(-1).view(sys.modules["numpy"].uint8))
         self._fed += data.nbytes

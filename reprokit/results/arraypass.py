@@ -713,7 +713,9 @@ def _without_nan_bits(chunk: np.ndarray, count: int = -1) -> np.ndarray:
         as_bits = f"u{chunk.itemsize}"
         if np.count_nonzero(chunk.view(as_bits) == one.view(as_bits)[0]) == count:
             return chunk
-    # a complex number with a NaN part becomes NaN + 0j, as there
+    if chunk.dtype.kind == "c":  # each part on its own, as there
+        parts = chunk.view(chunk.real.dtype)
+        return np.where(np.isnan(parts), np.array(np.nan, parts.dtype), parts).view(chunk.dtype)
     canonical: np.ndarray = np.where(np.isnan(chunk), one[0], chunk)
     return canonical
 

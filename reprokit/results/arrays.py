@@ -485,19 +485,27 @@ def _check_digest(array: np.ndarray, data: ArrayData, base: str | os.PathLike[st
     an array's file are those its digest names: a file edited or corrupted after it was
     recorded (its size and header unchanged) is not taken for the recorded array."""
     from reprokit.capturing.hashing import SUPPORTED_ALGORITHMS
-    from reprokit.capturing.values import ArrayHasher
     from reprokit.exceptions import DigestMismatchError
 
     algorithm = data.digest.partition(":")[0]
     if algorithm not in SUPPORTED_ALGORITHMS:
         _refuse(f"digest {data.digest!r} of array file {data.file}: unknown algorithm", "digest")
-    hasher = ArrayHasher(array, algorithm=algorithm, threads=True)
-    for block in blocks(array, _CHECK_BLOCK):  # views; a block with a NaN is copied
-        hasher.update(block)
-    actual = hasher.hexdigest()
+    actual = _file_digest(array, algorithm, legacy=False)
+    if actual != data.digest and array.dtype.kind == "c":  # recorded by 0.1.0: NaN parts
+        legacy = _file_digest(array, algorithm, legacy=True)
+        actual = data.digest if legacy == data.digest else actual
     if actual != data.digest:
         path, _ = _payload_path(data, base)
         raise DigestMismatchError(str(path), data.digest, actual)
+
+
+def _file_digest(array: np.ndarray, algorithm: str, *, legacy: bool) -> str:
+    from reprokit.capturing.values import ArrayHasher
+
+    hasher = ArrayHasher(array, algorithm=algorithm, threads=True, legacy=legacy)
+    for block in blocks(array, _CHECK_BLOCK):  # views; a block with a NaN is copied
+        hasher.update(block)
+    return hasher.hexdigest()
 
 
 def _open_npy(data: ArrayData, base: str | os.PathLike[str] | None) -> BinaryIO:
