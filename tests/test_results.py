@@ -207,6 +207,23 @@ def test_nullable_integer_series_keeps_missing_values_as_nan() -> None:
     assert math.isnan(back[1]) and back[2] == 3
 
 
+def test_nullable_integers_beyond_float64_are_kept_exactly() -> None:
+    """A missing value made the column float64: ``2**53 + 1`` was recorded as ``2**53``. Such
+    a column is kept as Python ints and None; one float64 holds exactly stays float64, as
+    locks recorded it before."""
+    for dtype, big in [("Int64", 2**53 + 1), ("Int64", 1 - 2**63), ("UInt64", 2**64 - 1)]:
+        series = pd.Series([big, None, 3], dtype=dtype)
+        result = roundtrip(encode_result("s", series))
+        assert result.array is not None and result.array.dtype == "object"
+        assert result.array.source_dtype == dtype
+        assert decode_result(result).tolist() == [big, None, 3]
+    frame = pd.DataFrame({"a": pd.Series([2**53 + 1, None], dtype="Int64")})
+    assert decode_result(roundtrip(encode_result("f", frame)))["a"].tolist() == [2**53 + 1, None]
+    for exact in ([2**53, None, -(2**53)], [2**60, None]):  # beyond 2**53 but floats exactly
+        kept = roundtrip(encode_result("s", pd.Series(exact, dtype="Int64"))).array
+        assert kept is not None and kept.dtype == "float64"
+
+
 def test_dataframe_roundtrips_column_by_column() -> None:
     frame = pd.DataFrame({"a": [1, 2], "b": [0.5, np.inf], "c": ["u", "v"]})
     result = roundtrip(encode_result("df", frame))

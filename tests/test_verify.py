@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -231,6 +232,50 @@ def test_a_lock_with_the_old_complex_nan_digest_still_loads_and_compares(tmp_pat
         handle.write(np.complex128(7 - 1j).tobytes())
     check = verify(project, lock, [encode_result("c", ref, writer=writer)]).checks[0]
     assert check.status == "differs" and "no longer holds the array" in check.message
+
+
+def test_nullable_integers_beyond_float64_are_compared_exactly(tmp_path: Path) -> None:
+    """``[2**53 + 1, None]`` (Int64) was stored as float64, so ``[2**53, None]`` reproduced."""
+    import pandas as pd
+
+    project = make_project(tmp_path)
+    values = {
+        "s": pd.Series([2**53 + 1, None], dtype="Int64"),
+        "u": pd.Series([2**64 - 1, None], dtype="UInt64"),
+        "df": pd.DataFrame({"a": pd.Series([2**53 + 1, None], dtype="Int64")}),
+        "small": pd.Series([5, None], dtype="Int64"),
+    }
+    lock = record(project, [encode_result(name, v) for name, v in values.items()])
+    now = [encode_result(name, v) for name, v in values.items()]
+    assert {c.status for c in verify(project, lock, now).checks} == {"reproduced"}
+    changed = {
+        "s": pd.Series([2**53, None], dtype="Int64"),  # stored as float64: exact there
+        "u": pd.Series([2**64 - 2, None], dtype="UInt64"),
+        "df": pd.DataFrame({"a": pd.Series([2**53 + 3, None], dtype="Int64")}),
+        "small": pd.Series([6, None], dtype="Int64"),
+    }
+    checks = verify(project, lock, [encode_result(n, v) for n, v in changed.items()]).checks
+    assert {c.name: c.status for c in checks} == dict.fromkeys(values, "differs")
+    messages = {c.name: c.message for c in checks}
+    assert "current 9007199254740992.0, reference 9007199254740993" in messages["s"]
+
+
+def test_a_nullable_integer_column_recorded_as_floats_still_compares(tmp_path: Path) -> None:
+    """Locks kept every nullable integer column with a missing value as float64: a small one
+    still is, and one recorded so beyond 2**53 is compared with this run's exact ints by value,
+    not refused as another kind of column."""
+    import pandas as pd
+
+    project = make_project(tmp_path)
+    floats = encode_result("s", pd.Series([float(2**60), math.nan]))  # as it was recorded
+    assert floats.array is not None
+    old = replace(floats, array=replace(floats.array, source_dtype="Int64"))
+    lock = record(project, [old])
+    same = pd.Series([2**60, None], dtype="Int64")
+    assert verify(project, lock, [encode_result("s", same)]).checks[0].status == "reproduced"
+    exact = pd.Series([2**60 + 1, None], dtype="Int64")
+    (check,) = verify(project, lock, [encode_result("s", exact)]).checks
+    assert check.status == "differs" and "current 1152921504606846977" in check.message
 
 
 def test_arrays_whose_files_were_not_committed_reproduce_by_digest(tmp_path: Path) -> None:

@@ -162,11 +162,21 @@ def _tally_column(tally: Tally, ref: pd.Series, cur: pd.Series, tol: Tolerance, 
             cur.dtype
         )
         tally_arrays(tally, _as_float(ref), _as_float(cur), EXACT if integers else tol, at)
-    elif (rk == "other") == (ck == "other"):
+    elif (rk == "other") == (ck == "other") or _ints_against_numbers(ref, cur):
         _tally_exact(tally, ref, cur, at)
     else:
         tally.total += len(ref)
         tally.fail(path, f"a {names[0]} column cannot be compared with a {names[1]} column")
+
+
+def _ints_against_numbers(ref: pd.Series, cur: pd.Series) -> bool:
+    """A nullable integer column kept as Python ints (it held one that float64 cannot, see
+    ``reprokit.results.encode``) against a numeric one: compared exactly, element by element
+    (``2**53 + 1`` is not ``2.0**53``), not refused as another kind of column."""
+    objects, numbers = (ref, cur) if ref.dtype == object else (cur, ref)
+    if objects.dtype != object or _column_kind(numbers) != "numpy" or numbers.dtype.kind == "b":
+        return False
+    return all(type(v) is int for v in objects.dropna())
 
 
 def _column_kind(column: pd.Series) -> str:

@@ -212,10 +212,19 @@ def _series_values(series: Any) -> np.ndarray:
         return np.asarray(texts, dtype=object)  # JSON in the lock, NaT as null
     kind = getattr(dtype, "kind", "O")
     if kind in "iufb" and series.hasnans:
+        if kind in "iu" and _beyond_float(series.dropna().to_numpy(dtype=dtype.numpy_dtype)):
+            return np.asarray(series.to_numpy(dtype=object, na_value=None))  # Python ints
         return np.asarray(series.to_numpy(dtype="float64", na_value=np.nan))
     if kind in "iufb":
         return np.asarray(series.to_numpy(dtype=getattr(dtype, "numpy_dtype", None)))
     return np.asarray(series.to_numpy(dtype=object, na_value=None))
+
+
+def _beyond_float(values: np.ndarray) -> bool:
+    """Whether an integer of ``values`` is not exactly a float64 (beyond ±2**53 and odd
+    there): a nullable integer column with one is kept exactly, not as floats."""
+    big = values[(values > 2**53) | (values < -(2**53))]
+    return any(int(float(v)) != v for v in big.tolist())
 
 
 def _tz_aware(series: Any) -> bool:
