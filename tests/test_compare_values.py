@@ -113,6 +113,21 @@ def test_int_against_float_is_compared_numerically_and_reports_the_type_change()
     assert status(2, 2.5, atol=0.1) == "differs"
 
 
+def test_int_against_float_beyond_2_53_is_compared_exactly() -> None:
+    """``2**53 + 1`` against ``2.0**53`` was made a float and found equal: ``within_tolerance``
+    under the exact default tolerance, though they differ by 1."""
+    for ref, cur in [(2**53 + 1, float(2**53)), (2**64 + 1, float(2**64))]:
+        for wrap in (lambda v: v, lambda v: [v], lambda v: {"a": v}):
+            result = compare_values(wrap(ref), wrap(cur))
+            assert result.status == "differs", (ref, wrap)
+            assert result.deviation.max_abs_error == 1.0
+            assert result.deviation.type_change == ("int", "float")
+        assert compare_values(cur, ref).status == "differs"
+    assert status(2**53 + 1, float(2**53), rtol=1e-15) == "within_tolerance"
+    assert compare_values(2**53, float(2**53)).status == "within_tolerance"  # the type changed
+    assert compare_values(10**400, 1e308).deviation.max_abs_error == math.inf
+
+
 def test_strings_bytes_and_none_are_exact() -> None:
     assert status("accuracy", "accuracy") == "reproduced"
     assert status("accuracy", "Accuracy") == "differs"

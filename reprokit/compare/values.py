@@ -22,6 +22,7 @@ import math
 import numbers
 import sys
 from collections.abc import Mapping
+from fractions import Fraction
 from typing import Any
 
 from reprokit.compare._tally import (
@@ -249,12 +250,35 @@ class _Gap:
 
 def _numeric_outcome(ref: Any, cur: Any, rtol: float, atol: float, as_complex: bool) -> Outcome:
     """The float rule for int/float/complex pairs; a huge int is an infinite distance away."""
+    if _int_and_finite_float(ref, cur) or _int_and_finite_float(cur, ref):
+        return _exact_outcome(Fraction(ref), Fraction(cur), rtol, atol)
     try:
         if as_complex:
             return _complex_outcome(complex(ref), complex(cur), rtol, atol)
         return float_outcome(float(cur), float(ref), rtol, atol)
     except OverflowError:
         return Outcome(False, False, math.inf, math.inf)
+
+
+def _int_and_finite_float(one: Any, other: Any) -> bool:
+    return isinstance(one, int) and isinstance(other, float) and math.isfinite(other)
+
+
+def _exact_outcome(ref: Fraction, cur: Fraction, rtol: float, atol: float) -> Outcome:
+    """An int against a finite float, in exact arithmetic: ``2**53 + 1`` is not ``2.0**53``,
+    which a conversion to float would make it."""
+    diff, bound = abs(cur - ref), abs(ref)
+    if not diff:
+        return Outcome(True, True, 0.0, 0.0)
+    within = diff <= Fraction(atol) + Fraction(rtol) * bound
+    return Outcome(within, False, _as_float(diff), _as_float(diff / bound) if bound else math.inf)
+
+
+def _as_float(value: Fraction) -> float:
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf
 
 
 def _complex_outcome(ref: complex, cur: complex, rtol: float, atol: float) -> Outcome:
