@@ -205,6 +205,9 @@ _OWN_RESULTS = {
 }
 """Types recorded only as a result of their own, never nested in a list or dict."""
 
+TEXT_NOT_UNICODE = "str holding a lone surrogate"
+"""The type a :class:`ResultValueError` names for text that UTF-8 cannot write ('\\ud800')."""
+
 
 class ResultValueError(InputError, TypeError):
     """A result value (or part of it) of a type reprokit cannot record."""
@@ -219,6 +222,11 @@ class ResultValueError(InputError, TypeError):
             supported = (
                 f"a {_OWN_RESULTS[type_name]} is recorded as a result of its own, not "
                 "inside another value: declare each with its own name"
+            )
+        elif type_name.startswith(TEXT_NOT_UNICODE):  # the notebook and the lock are UTF-8
+            supported = (
+                "text is written as UTF-8, which holds no lone surrogate (\\ud800 to \\udfff): "
+                "record s.encode('utf-8', 'backslashreplace').decode() instead"
             )
         else:
             supported = f"supported are {supported}"

@@ -341,6 +341,36 @@ def test_an_int_too_long_to_write_is_refused(value: object) -> None:
     assert encode_result("n", 10**4300 - 1).value == 10**4300 - 1  # 4300 digits: a lock holds it
 
 
+def _with_lone_surrogates() -> list[tuple[object, str]]:
+    bad, obj = "bad\ud800text", object
+    return [
+        (bad, ""),
+        (np.str_(bad), ""),
+        ([1, {"k": bad}], r" at \[1\]\['k'\]"),
+        ({bad: 1}, r" \(dict key\) at \['bad\\ud800text'\]"),
+        (np.array([["a", "b"], ["c", bad]]), r" at \[1\]\[1\]"),
+        (np.array(["a", bad], dtype=obj), r" at \[1\]"),
+        (pd.Series(["a", bad], dtype=obj), " at row 1"),
+        (pd.DataFrame({"c": pd.Series([bad], dtype=obj)}), " at column 'c' row 0"),
+        (pd.DataFrame([[1]], columns=pd.Index([bad], dtype=obj)), r" at column 'bad\\ud800text'"),
+        (pd.Series([1], name=bad), r" at Series name 'bad\\ud800text'"),
+        (pd.Series([1], index=pd.Index([bad], dtype=obj)), r" at index label 'bad\\ud800text'"),
+        (pd.Series([1]).rename_axis(bad), r" at index name 'bad\\ud800text'"),
+    ]
+
+
+@pytest.mark.parametrize(("value", "where"), _with_lone_surrogates())
+def test_text_with_a_lone_surrogate_is_refused_naming_where(value: object, where: str) -> None:
+    """A lone surrogate (``"\\ud800"``, what a bad decode leaves) was accepted, and the
+    kernel then failed to write the result's output as UTF-8: a UnicodeEncodeError from
+    jupyter_client inside the cell."""
+    with pytest.raises(ResultValueError, match=rf"^result 's': .* lone surrogate{where}[;:]"):
+        encode_result("s", value)
+    with pytest.raises(UsageError, match="valid Unicode"):
+        encode_result("s\ud800", 1.0)
+    assert encode_result("s", "\u00e9t\u00e9 \U0001f600").value == "\u00e9t\u00e9 \U0001f600"
+
+
 def test_non_string_dict_key_is_refused() -> None:
     with pytest.raises(ResultValueError, match="dict key"):
         encode_result("m", {1: "x"})

@@ -14,9 +14,10 @@ import sys
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from reprokit.exceptions import InputError, ResultValueError, UsageError
+from reprokit.exceptions import TEXT_NOT_UNICODE, InputError, ResultValueError, UsageError
 from reprokit.results.arrays import ArrayWriter, encode_array, load_array
 from reprokit.results.jsonvalue import (
+    check_text,
     decode_json,
     encode_float,
     encode_int,
@@ -53,7 +54,7 @@ def encode_result(
     rtol, atol = _check_tol(name, "rtol", rtol), _check_tol(name, "atol", atol)
     device_rtol = _check_tol(name, "device_rtol", device_rtol)
     device_atol = _check_tol(name, "device_atol", device_atol)
-    scalar = _encode_scalar(value)
+    scalar = _encode_scalar(value, name)
     if scalar is not None:
         kind, encoded = scalar
         encoded = encode_int(encoded, name=name) if kind == "int" else encoded
@@ -67,6 +68,10 @@ def encode_result(
 def _check_name(name: object) -> None:
     if not isinstance(name, str) or not name.strip():
         raise UsageError(f"a result name must be a non-empty string, got {name!r}")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # the notebook and the lock are UTF-8
+        raise UsageError(f"a result name must be valid Unicode text, got {name!r}") from None
 
 
 def _check_tol(name: str, field: str, tol: float | None) -> float | None:
@@ -91,7 +96,7 @@ def _finite(number: float) -> bool:
         return False
 
 
-def _encode_scalar(value: Any) -> tuple[str, Any] | None:
+def _encode_scalar(value: Any, name: str) -> tuple[str, Any] | None:
     if value is None:
         return "none", None
     if isinstance(value, bool):
@@ -101,6 +106,7 @@ def _encode_scalar(value: Any) -> tuple[str, Any] | None:
     if isinstance(value, float):
         return "float", encode_float(value)
     if isinstance(value, str):
+        check_text(value, name=name)
         return "str", value
     return None
 
@@ -144,16 +150,33 @@ def _encode_numpy(
 ) -> dict[str, Any]:
     if value.shape == () and value.dtype.kind in "biufU":
         # numpy scalars and 0-d arrays (a loss, an accuracy) are scalars: they become metrics
-        scalar = _encode_scalar(value.item())
+        scalar = _encode_scalar(value.item(), name)
         if scalar is not None:
             kind, encoded = scalar
             return {"kind": kind, "value": encoded, "dtype": str(value.dtype), "device": device}
     if value.dtype.kind == "V" or (value.dtype.kind == "O" and value.shape == ()):
         raise ResultValueError(name, f"{type_name(value)} of dtype {value.dtype}")
+    if value.dtype.kind == "U":
+        _check_texts(name, value)
     array = encode_array(value, name=name, stem=name, writer=writer, inline_limit=inline_limit)
     if source_dtype is not None:
         array = replace(array, source_dtype=source_dtype)
     return {"kind": "array", "array": array, "device": device}
+
+
+def _check_texts(name: str, array: np.ndarray) -> None:
+    """Refuse a str array holding a lone surrogate (see ``check_text``), naming the first."""
+    import numpy as np
+
+    width = array.dtype.itemsize // 4  # UTF-32: one code point in 4 bytes
+    if not array.size or not width:
+        return
+    codes = np.ascontiguousarray(array).reshape(-1).view(np.uint32)
+    found = np.flatnonzero((codes >= 0xD800) & (codes <= 0xDFFF))
+    if found.size:
+        position = np.unravel_index(int(found[0]) // width, array.shape)
+        where = "".join(f"[{int(i)}]" for i in position)
+        raise ResultValueError(name, TEXT_NOT_UNICODE, where)
 
 
 def _encode_tensor(
@@ -293,6 +316,8 @@ def _encode_index(name: str, index: Any, writer: ArrayWriter | None, limit: int)
     pandas = sys.modules["pandas"]
     if isinstance(index, pandas.RangeIndex) and index.start == 0 and index.step == 1:
         return None  # the default index: nothing to record
+    if index.dtype == object:  # before to_series, whose inferred str dtype fails on them
+        _check_labels(name, (label for label in index if isinstance(label, str)), "index label")
     series = index.to_series()
     return _encode_column(name, series, f"{name}.index", writer, limit, "index", index.dtype)
 
@@ -300,6 +325,8 @@ def _encode_index(name: str, index: Any, writer: ArrayWriter | None, limit: int)
 def _encode_series(
     name: str, series: Any, writer: ArrayWriter | None, limit: int
 ) -> dict[str, Any]:
+    _check_labels(name, [series.name], "Series name")
+    _check_labels(name, series.index.names, "index name")
     return {
         "kind": "series",
         "array": _encode_column(name, series, name, writer, limit, ""),
@@ -310,6 +337,8 @@ def _encode_series(
 
 
 def _encode_frame(name: str, frame: Any, writer: ArrayWriter | None, limit: int) -> dict[str, Any]:
+    _check_labels(name, frame.columns, "column")
+    _check_labels(name, [*frame.index.names, *frame.columns.names], "axis name")
     columns = []
     for position, label in enumerate(frame.columns):
         column = frame.iloc[:, position]
@@ -323,6 +352,13 @@ def _encode_frame(name: str, frame: Any, writer: ArrayWriter | None, limit: int)
         "index_names": axis_names(frame.index),
         "columns_names": axis_names(frame.columns),
     }
+
+
+def _check_labels(name: str, labels: Any, what: str) -> None:
+    """Refuse a label or axis name kept as text that UTF-8 cannot write (see ``check_text``)."""
+    for label in labels:
+        if label is not None:
+            check_text(str(label), name=name, where=f"{what} {str(label)!r}")
 
 
 def decode_result(result: Result, *, base: str | os.PathLike[str] | None = None) -> Any:

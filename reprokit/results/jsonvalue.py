@@ -8,10 +8,11 @@ markers (``pd.NA``, ``pd.NaT``) become ``None``.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
-from reprokit.exceptions import InputError, ResultValueError
+from reprokit.exceptions import TEXT_NOT_UNICODE, InputError, ResultValueError
 
 FLOAT_MARKER = "$float"
 _SPECIAL = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
@@ -39,6 +40,16 @@ MAX_INT_DIGITS = 4300
 """Longest int recorded: Python writes and reads no longer one as text (a lock refuses it)."""
 
 _INT_LIMIT = 10**MAX_INT_DIGITS
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def check_text(text: str, *, name: str, where: str = "") -> None:
+    """Raise :class:`ResultValueError` for text that holds a lone surrogate (``"\\ud800"``, as
+    a bad decode leaves): UTF-8, which the notebook and the lock are written in, cannot hold it."""
+    if not text.isascii() and _SURROGATE.search(text):
+        raise ResultValueError(name, TEXT_NOT_UNICODE, where)
 
 
 def type_name(value: object) -> str:
@@ -93,7 +104,11 @@ def _encode(value: Any, where: str, above: dict[int, str]) -> Any:
     if isinstance(value, int) and not isinstance(value, bool):
         _check_int(value, where)
         return value
-    if value is None or isinstance(value, (bool, str)):
+    if isinstance(value, str):
+        if not value.isascii() and _SURROGATE.search(value):
+            raise _Unsupported(TEXT_NOT_UNICODE, where or "the top level")
+        return value
+    if value is None or isinstance(value, bool):
         return value
     if isinstance(value, float):
         return encode_float(value)
@@ -125,6 +140,8 @@ def _encode_mapping(value: Mapping[Any, Any], where: str, above: dict[int, str])
     for key, item in value.items():
         if not isinstance(key, str):
             raise _Unsupported(f"{type_name(key)} (dict key)", f"{where}[{key!r}]")
+        if not key.isascii() and _SURROGATE.search(key):
+            raise _Unsupported(f"{TEXT_NOT_UNICODE} (dict key)", f"{where}[{key!r}]")
         escaped = "$" + key if key.startswith("$") else key
         encoded[escaped] = _encode(item, f"{where}[{key!r}]", above)
     return encoded
