@@ -394,6 +394,20 @@ def test_bad_tolerance_is_a_usage_error(bad: dict[str, object]) -> None:
         encode_result("x", 1.0, **bad)  # type: ignore[arg-type]
 
 
+def test_numpy_and_other_real_tolerances_are_accepted_as_floats() -> None:
+    """``rtol=np.float32(1e-3)`` or ``atol=np.int64(1)`` was refused as not a number."""
+    from fractions import Fraction
+
+    result = encode_result("x", 1.0, rtol=np.float32(1e-3), atol=np.int64(1))  # type: ignore[arg-type]
+    assert (result.rtol, result.atol) == (0.001, 1.0)  # as typed, not the float32's 0.00100000005
+    assert type(result.rtol) is float and type(result.atol) is float
+    device = encode_result("x", 1.0, device_rtol=Fraction(1, 4), device_atol=np.float64(0.5))  # type: ignore[arg-type]
+    assert (device.device_rtol, device.device_atol) == (0.25, 0.5)
+    for bad in (np.True_, np.float32("nan"), np.float64("inf"), np.int8(-1)):
+        with pytest.raises(UsageError, match="rtol must be a finite number >= 0"):
+            encode_result("x", 1.0, rtol=bad)  # type: ignore[arg-type]
+
+
 def test_empty_name_is_a_usage_error() -> None:
     with pytest.raises(UsageError):
         encode_result("", 1.0)

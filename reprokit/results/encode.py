@@ -8,6 +8,7 @@ reprokit does not know goes to a ``reprokit.comparators`` plugin, if one declare
 from __future__ import annotations
 
 import math
+import numbers
 import re
 import reprlib
 import sys
@@ -77,23 +78,29 @@ def _check_name(name: object) -> None:
 def _check_tol(name: str, field: str, tol: float | None) -> float | None:
     if tol is None:
         return None
-    # JSON has no infinity: an infinite tolerance made the notebook's result output, and so
-    # every result of the notebook, unreadable (and an int too large for a float is infinite)
-    finite = not isinstance(tol, bool) and isinstance(tol, (int, float)) and _finite(tol)
-    if not finite or tol < 0:
+    value = _finite_real(tol)
+    if value is None or value < 0:
         raise UsageError(
             f"result {name!r}: {field} must be a finite number >= 0, got {reprlib.repr(tol)}",
             option=field,
             names=(name,),
         )
-    return float(tol)
+    return value
 
 
-def _finite(number: float) -> bool:
-    try:
-        return math.isfinite(number)
-    except OverflowError:  # an int beyond the float range
-        return False
+def _finite_real(number: object) -> float | None:
+    """``number`` as a finite float: a real number (a numpy scalar, a Fraction) but no bool;
+    None for anything else. JSON has no infinity: an infinite tolerance made the notebook's
+    result output, and so every result of the notebook, unreadable (and an int too large for
+    a float is infinite)."""
+    if isinstance(number, bool) or not isinstance(number, numbers.Real):
+        return None  # numpy's bool is no numbers.Real
+    narrow = not isinstance(number, numbers.Integral) and getattr(number, "itemsize", 8) < 8
+    try:  # a float32's shortest text, as it was typed: 0.001, not 0.0010000000474974513
+        value = float(str(number) if narrow else number)
+    except (OverflowError, ValueError, TypeError):  # an int beyond the float range
+        return None
+    return value if math.isfinite(value) else None
 
 
 def _encode_scalar(value: Any, name: str) -> tuple[str, Any] | None:
