@@ -147,6 +147,24 @@ def test_junit_has_one_testcase_per_result_and_failures(tmp_path: Path, verdict:
     assert SECRET not in path.read_text()
 
 
+def test_a_difference_without_a_size_is_not_shown_as_deviation_0(tmp_path: Path) -> None:
+    """A changed str was shown with deviation ``0``, which reads as no difference at all."""
+    project = make_project(tmp_path)
+    before = {"s": "a", "b": True, "same": "x", "n": 1.0}
+    lock = record(project, [encode_result(k, v) for k, v in before.items()])
+    now = [encode_result(k, v) for k, v in {"s": "b", "b": False, "same": "x", "n": 2.0}.items()]
+    verdict = verify_results(lock, read_notebook(executed(project, now)))
+    rows = {line.split()[1]: line.split() for line in plain_table(verdict).splitlines()[2:]}
+    assert rows["s"][-3:] == ["-", "exact", "differs"] and rows["b"][-3] == "-"
+    assert rows["same"][-3] == "0" and rows["n"][-6:-2] == ["abs", "1", "rel", "1"]
+    assert "<td>-<br>current &#x27;b&#x27;, reference &#x27;a&#x27;</td>" in render_html([verdict])
+    junit = junit_xml([verdict])
+    assert "deviation: -" in junit and "deviation: 0" not in junit
+    assert 'message="s: differs"' in junit and 'message="n: differs (abs 1 rel 1)"' in junit
+    (check,) = [c for c in verdict.checks if c.name == "s"]
+    assert check.deviation is not None and check.deviation.mismatched_count == 1  # in JSON
+
+
 def test_junit_of_a_reproduced_notebook_has_no_failure(tmp_path: Path) -> None:
     project = make_project(tmp_path)
     lock = record(project, [encode_result("acc", 0.5)])

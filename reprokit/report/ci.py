@@ -171,7 +171,8 @@ def _not_reproduced(
     failing = [c for c in verdict.checks if c.status in FAILING]
     lines = [verdict_line(verdict)]
     for check in failing:
-        deviation = f" ({format_deviation(check.deviation)})" if check.deviation else ""
+        size = format_deviation(check.deviation)
+        deviation = "" if size == "-" else f" ({size})"
         lines.append(f"  {check.name}: {check.status}{deviation}: {check.message}")
     lines += [f"  {line}" for line in output_lines(verdict)]
     changes = env_lines(verdict)

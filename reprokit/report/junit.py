@@ -151,7 +151,8 @@ def _summary(check: ResultCheck) -> str:
         return f"{check.name}: missing (in the lock, not produced)"
     if check.status == "nondeterministic":
         return f"{check.name}: nondeterministic (its repeated runs disagree)"
-    return f"{check.name}: differs ({format_deviation(check.deviation)})"
+    size = format_deviation(check.deviation)
+    return f"{check.name}: differs" + ("" if size == "-" else f" ({size})")
 
 
 # ----------------------------------------------------------------------------- GitLab's shape

@@ -62,7 +62,8 @@ def _number(value: float | str) -> str:
 
 
 def format_deviation(deviation: DeviationRecord | None) -> str:
-    """``abs 0.001 rel 2e-04, 1/20000 elements (sampled)``; ``-`` when nothing was measured."""
+    """``abs 0.001 rel 2e-04, 1/20000 elements (sampled)``; ``-`` when nothing was measured,
+    as for a str or a bool that differs (``0`` would read as no difference)."""
     if deviation is None:
         return "-"
     parts = []
@@ -78,7 +79,7 @@ def format_deviation(deviation: DeviationRecord | None) -> str:
         parts.append(f"abs {_number(deviation.max_abs_error)} rel {rel}")
     if deviation.mismatched_count and deviation.total_count > 1:
         parts.append(f"{deviation.mismatched_count}/{deviation.total_count} elements")
-    text = ", ".join(parts) if parts else "0"
+    text = ", ".join(parts) if parts else ("-" if deviation.mismatched_count else "0")
     return f"{text} (sampled)" if deviation.estimated else text
 
 
