@@ -82,17 +82,38 @@ def test_deterministic_must_be_a_bool() -> None:
 
 
 def test_pythonhashseed_warning_and_record(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("PYTHONHASHSEED")
+    from reprokit.capturing import seeds
+
+    def starting(value: str | None) -> None:
+        monkeypatch.setattr(seeds, "_starting_hashseed", lambda: value)
+
+    starting(None)
     with pytest.warns(ReprokitWarning, match="PYTHONHASHSEED is unset"):
         assert seed_everything(0).pythonhashseed is None
-    monkeypatch.setenv("PYTHONHASHSEED", "random")
+    starting("random")
     with pytest.warns(ReprokitWarning, match="PYTHONHASHSEED is 'random'.*PYTHONHASHSEED=11"):
         assert seed_everything(11).pythonhashseed == "random"
     for fixed in ("0", "7", "11"):  # any fixed value is deterministic, the seed's or not
-        monkeypatch.setenv("PYTHONHASHSEED", fixed)
+        starting(fixed)
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             assert seed_everything(11).pythonhashseed == fixed
+
+
+def test_the_recorded_pythonhashseed_is_the_one_the_interpreter_started_with() -> None:
+    """A notebook's own ``seed_everything`` that sets ``os.environ["PYTHONHASHSEED"]`` changes
+    the variable, not the hashing: the record took the variable, and verify then started its
+    kernel with a seed the reference never had (a false alarm)."""
+    code = (
+        "import os; os.environ['PYTHONHASHSEED'] = '42'\n"
+        "from reprokit.capturing.seeds import seed_everything\n"
+        "print(seed_everything(3).pythonhashseed)"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "7"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "7"
 
 
 LATE_IMPORT = """

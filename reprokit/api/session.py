@@ -265,7 +265,6 @@ def result(
     the module docstring). Returns None, so that a result declared on a cell's last line is
     not displayed twice.
     """
-    from reprokit.recording.context import ipython_shell
     from reprokit.recording.spool import append_output
     from reprokit.report.display import emit, result_bundle
 
@@ -278,8 +277,7 @@ def result(
         if replaced:
             _warn(f"result {name!r} was declared before in this run; the later value wins")
         bundle, metadata = result_bundle(declared), {"local_dir": run.local_dir}
-        shell = ipython_shell()  # under a runner: kept if the output never reaches the notebook
-        append_output(bundle, {"reprokit": metadata}, getattr(shell, "execution_count", None))
+        append_output(bundle, {"reprokit": metadata})  # a runner's: kept if never shown
         emit(bundle, metadata)
 
 
@@ -555,6 +553,18 @@ def on_post_run_cell(outcome: Any) -> None:
     _surface_problems(run)
 
 
+def _spool_cell_started(info: Any = None) -> None:
+    from reprokit.recording.spool import cell_started
+
+    cell_started()
+
+
+def _spool_cell_done(outcome: Any) -> None:
+    from reprokit.recording.spool import cell_done
+
+    cell_done(getattr(outcome, "execution_count", None))
+
+
 def _attach_hooks() -> None:
     """Once per process: end the run at exit; in IPython, watch every cell's outcome.
 
@@ -577,6 +587,11 @@ def _attach_hooks() -> None:
     shell = ipython_shell()
     if shell is not None and on_post_run_cell not in shell.events.callbacks["post_run_cell"]:
         shell.events.register("post_run_cell", on_post_run_cell)
+        from reprokit.recording import spool
+
+        if spool.take_spool():  # a runner's kernel: each cell's results keyed to its In [N]
+            shell.events.register("pre_run_cell", _spool_cell_started)
+            shell.events.register("post_run_cell", _spool_cell_done)
     elif shell is None and sys.excepthook is not _script_excepthook:
         global _previous_excepthook
         _previous_excepthook = sys.excepthook

@@ -218,7 +218,7 @@ def _check_pythonhashseed(seed: int) -> str | None:
     (unset or ``random``). A fixed value, whichever, is deterministic: no warning, even when
     it is not ``seed`` (the runner starts kernels with the notebook's ``seed`` parameter or 0,
     and the user cannot change that from inside the notebook)."""
-    current = os.environ.get("PYTHONHASHSEED")
+    current = _starting_hashseed()
     if current is not None and current != "random":
         return current
     state = "unset" if current is None else "'random'"
@@ -228,6 +228,23 @@ def _check_pythonhashseed(seed: int) -> str | None:
         f"starts, so seed_everything cannot set it: start the kernel with PYTHONHASHSEED={seed}"
     )
     return current
+
+
+def _starting_hashseed() -> str | None:
+    """``PYTHONHASHSEED`` as this interpreter started with it, the one that took effect: a
+    notebook that sets ``os.environ["PYTHONHASHSEED"]`` later changes the variable, not the
+    hashing (a runner's kernel always starts with one). Linux keeps the starting environment
+    in ``/proc/self/environ``; where it cannot be read, or holds none, the variable as it is
+    now."""
+    try:
+        with open("/proc/self/environ", "rb") as handle:
+            starting = handle.read()
+    except OSError:
+        starting = b""
+    for item in starting.split(b"\0"):
+        if item.startswith(b"PYTHONHASHSEED="):
+            return item.partition(b"=")[2].decode("utf-8", "replace")
+    return os.environ.get("PYTHONHASHSEED")
 
 
 class _SeedTorchOnImport:

@@ -272,7 +272,7 @@ def finish_output(
     missing notebook (the kernel never started) is left missing."""
     _scrub_file(kernel_log, secrets)
     spool = spool_path(output)
-    spooled = read_spool(spool)
+    spooled, counts = read_spool(spool)
     with contextlib.suppress(OSError):
         spool.unlink(missing_ok=True)
     if not output.is_file():
@@ -281,7 +281,7 @@ def finish_output(
     node = nbformat.reads(text, as_version=4)  # type: ignore[no-untyped-call]
     node.metadata.setdefault("reprokit", {})["execution"] = dict(execution)
     recovered = [scrub_output(out, secrets) for out in spooled]
-    put_back_results(node, recovered, execution.get("output_index"))
+    put_back_results(node, recovered, counts, execution.get("output_index"))
     _redact_error_outputs(node, secrets)
     index = execution.get("output_index")
     if execution.get("status") != "failed" and isinstance(index, int):

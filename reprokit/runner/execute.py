@@ -34,6 +34,7 @@ from traitlets import default
 from reprokit.capturing.redact import hidden_parts, sensitive_parameters
 from reprokit.exceptions import PathError
 from reprokit.notebook.files import INJECTED_TAG, notebook_language
+from reprokit.recording.spool import OWNER_ENV, spool_path
 from reprokit.recording.writer import own_http_limits
 from reprokit.runner._outputs import finish_output, redact_error, register_engine
 from reprokit.runner._saving import written_whole
@@ -208,7 +209,7 @@ def execute_notebook(
     make_output_folder(output.parent)
     log_path, secrets = output.with_name(output.stem + ".kernel.log"), dict(secrets or {})
     hidden = _hidden_parameters(parameters or {})
-    kernel_env = {**(env or {}), **_secret_env(secrets, hidden)}
+    kernel_env = {**(env or {}), **_secret_env(secrets, hidden), **_fresh_spool(output)}
     status: ExecutionStatus = "ok"
     with KernelWatch(limits.memory_bytes) as watch, _stoppers(watch, limits, cancel, gate) as clock:
         try:
@@ -315,6 +316,14 @@ class _Job:
     kernel_dir: str | None = None  # private kernelspecs (a rebuilt environment's)
     start_timeout: float = 60.0  # seconds for the kernel to start and answer
     before_cell: Callable[[Any], None] | None = None  # called with each cell as it starts
+
+
+def _fresh_spool(output: Path) -> dict[str, str]:
+    """The kernel's results spool made anew (one an interrupted run left there, or a link or a
+    FIFO put in its place, is removed), owned by this process: the kernel it starts."""
+    with contextlib.suppress(OSError):  # a folder there: the kernel cannot write it either
+        spool_path(output).unlink()
+    return {OWNER_ENV: str(os.getpid())}
 
 
 def _hidden_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:

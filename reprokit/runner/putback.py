@@ -1,13 +1,17 @@
 """Results the kernel declared whose outputs are not in the executed notebook, put back.
 
 The kernel's spool (:mod:`reprokit.recording.spool`) holds every result output it displayed,
-in order, with the execution count of its cell. The notebook's own result outputs are matched
-to it in order (a subsequence: what ``clear_output``, ``%%capture`` or a dying kernel lost
-is missing from the notebook, never reordered); each spool entry left unmatched goes back
-into the cell of its execution count (else the cell that was running, else the last that
-ran), in its place among that cell's results: before the first of them the kernel declared
-after it, else before the cell's error, else at the end. A notebook result the spool does not
-hold means they do not describe the same execution: nothing is put back then.
+in order, each keyed by the cell that declared it, and each cell's ``In [N]``. An entry's
+cell is the notebook cell of that ``In [N]``; a cell that never said (the kernel died in it)
+is the cell that was running, else the last that ran.
+
+Each cell's own result outputs are matched to the entries of that cell from the last one
+back (``clear_output()`` erases the earlier outputs, never the later), an output left over
+to any entry with the same payload not yet matched (``%%capture`` then ``cap.show()`` in a
+later cell); an output no entry holds stands as it is. Each entry left unmatched goes back
+into its cell, marked ``metadata.reprokit.recovered``, in its place among that cell's
+results: before the first of them the kernel declared after it, else before the cell's
+error, else at the end. So a name declared again keeps its last value.
 """
 
 from __future__ import annotations
@@ -23,75 +27,85 @@ from reprokit.results.model import RESULT_MIME
 __all__ = ["put_back_results"]
 
 
-def put_back_results(node: NotebookNode, spooled: list[dict[str, Any]], running: Any) -> int:
-    """Put back into ``node`` the spooled outputs it lacks (``running``: the index of the cell
-    that was running when the execution ended, if known); how many were put back. Each is
-    marked ``metadata.reprokit.recovered``."""
-    shown = [
-        (cell, out)
-        for cell in node.cells
-        for out in cell.get("outputs", [])
-        if RESULT_MIME in out.get("data", {})
-    ]
-    matched = _match([out["data"][RESULT_MIME] for _, out in shown], spooled)
-    if matched is None or len(matched) == len(spooled):
-        return 0
+def put_back_results(
+    node: NotebookNode, spooled: list[dict[str, Any]], counts: dict[int, int], running: Any
+) -> int:
+    """Put back into ``node`` the spooled outputs it lacks (``counts``: each spool cell's
+    ``In [N]``; ``running``: the index of the cell that was running when the execution ended,
+    if known); how many were put back."""
+    cells = [c for c in node.cells if c.get("cell_type") == "code"]
+    by_count = {c["execution_count"]: c for c in cells if isinstance(c.get("execution_count"), int)}
     fallback = _fallback_cell(node, running)
-    spool_of = list(matched)  # the spool index of each notebook result, in order
-    pairs = [(spooled[k], cell) for k, (cell, _) in zip(spool_of, shown, strict=True)]
-    by_count = _cells_by_count(node, pairs)
-    declared: dict[int, tuple[list[int], list[Any]]] = {}  # id(cell) -> its results' order
-    for (cell, out), j in zip(shown, spool_of, strict=True):
-        order, outs = declared.setdefault(id(cell), ([], []))
-        order.append(j)
-        outs.append(out)
-    anchors: dict[int, list[tuple[Any, dict[str, Any]]]] = {}  # id(cell) -> (anchor, output)
-    cells: dict[int, Any] = {}
-    for k, entry in enumerate(spooled):
-        cell = by_count.get(entry["execution_count"], fallback)
+    homes = [by_count.get(counts.get(entry["cell"], -1), fallback) for entry in spooled]
+    matched = _match(node, spooled, homes)  # entry index -> the output it is
+    anchors: dict[int, list[tuple[Any, Any]]] = {}  # id(cell) -> (anchor, output)
+    owners: dict[int, Any] = {}
+    order = _declared_order(node, matched)
+    for k, (entry, cell) in enumerate(zip(spooled, homes, strict=True)):
         if k in matched or cell is None:
             continue
-        order, outs = declared.get(id(cell), ([], []))
-        after = bisect.bisect_right(order, k)  # its first result declared later than k
+        keys, outs = order.get(id(cell), ([], []))
+        after = bisect.bisect_right(keys, k)  # its first result declared later than k
         anchor = outs[after] if after < len(outs) else _error_of(cell)
         anchors.setdefault(id(cell), []).append((anchor, _recovered(entry)))
-        cells[id(cell)] = cell
+        owners[id(cell)] = cell
     for key, inserts in anchors.items():
-        _insert(cells[key], inserts)
+        _insert(owners[key], inserts)
     return sum(map(len, anchors.values()))
 
 
-def _match(shown: list[Any], spooled: list[dict[str, Any]]) -> dict[int, int] | None:
-    """Spool index -> notebook result position, for each notebook result in order; None when
-    one is not in the rest of the spool."""
-    matched: dict[int, int] = {}
-    k = 0
-    for position, payload in enumerate(shown):
-        while k < len(spooled) and spooled[k]["data"][RESULT_MIME] != payload:
-            k += 1
-        if k == len(spooled):
-            return None
-        matched[k] = position
-        k += 1
+def _match(node: NotebookNode, spooled: list[dict[str, Any]], homes: list[Any]) -> dict[int, Any]:
+    """Entry index -> the notebook output it is (see the module docstring)."""
+    matched: dict[int, Any] = {}
+    left: list[Any] = []
+    declared: dict[int, list[int]] = {}
+    for k, home in enumerate(homes):
+        declared.setdefault(id(home), []).append(k)
+    for cell in node.cells:
+        shown = [o for o in cell.get("outputs", []) if RESULT_MIME in o.get("data", {})]
+        mine = declared.get(id(cell), [])
+        for out in reversed(shown):
+            payload = out["data"][RESULT_MIME]
+            while mine and spooled[mine[-1]]["data"][RESULT_MIME] != payload:
+                mine.pop()
+            if mine:
+                matched[mine.pop()] = out
+            else:
+                left.append(out)
+    free: dict[str, list[int]] = {}
+    for k, entry in enumerate(spooled):
+        if k not in matched:
+            free.setdefault(_key(entry["data"][RESULT_MIME]), []).append(k)
+    for out in left:  # shown elsewhere than where declared: %%capture, then cap.show()
+        candidates = free.get(_key(out["data"][RESULT_MIME]))
+        if candidates:
+            matched[candidates.pop()] = out
     return matched
 
 
-def _cells_by_count(node: NotebookNode, pairs: list[tuple[dict[str, Any], Any]]) -> dict[Any, Any]:
-    """The cells by the execution count the kernel's shell had as they ran: their ``In [N]``
-    plus the shell's offset (IPython 9 counts the running cell's successor), measured on the
-    spool entries that matched a notebook result, else 1."""
-    offsets = [
-        entry["execution_count"] - cell["execution_count"]
-        for entry, cell in pairs
-        if isinstance(entry["execution_count"], int)
-        and isinstance(cell.get("execution_count"), int)
-    ]
-    offset = max(set(offsets), key=offsets.count) if offsets else 1
-    return {
-        c["execution_count"] + offset: c
-        for c in node.cells
-        if c.get("cell_type") == "code" and isinstance(c.get("execution_count"), int)
-    }
+def _key(payload: Any) -> str:
+    import json
+
+    return json.dumps(payload, sort_keys=True, default=str)
+
+
+def _declared_order(
+    node: NotebookNode, matched: dict[int, Any]
+) -> dict[int, tuple[list[int], list[Any]]]:
+    """Per cell (by id): the entry indexes of its shown results, ascending, and those outputs."""
+    where: dict[int, Any] = {}
+    for cell in node.cells:
+        for out in cell.get("outputs", []):
+            where[id(out)] = cell
+    order: dict[int, tuple[list[int], list[Any]]] = {}
+    for k in sorted(matched):
+        out = matched[k]
+        cell = where.get(id(out))
+        if cell is not None:
+            keys, outs = order.setdefault(id(cell), ([], []))
+            keys.append(k)
+            outs.append(out)
+    return order
 
 
 def _fallback_cell(node: NotebookNode, running: Any) -> Any:
