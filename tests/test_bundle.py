@@ -443,3 +443,61 @@ def test_the_bundle_folder_is_made_and_a_zip_without_a_lock_is_refused(
     assert not (tmp_path / "plain.verify").exists() or not any(
         (tmp_path / "plain.verify").iterdir()
     )  # nothing unpacked is left behind
+
+
+# ----------------------------------------------------------------------------- incomplete bundles
+
+
+def _without(archive: Path, target: Path, *dropped: str) -> Path:
+    """``archive`` copied to ``target`` without the members ``dropped``."""
+    with zipfile.ZipFile(archive) as source, zipfile.ZipFile(target, "w") as out:
+        for info in source.infolist():
+            if info.filename not in dropped:
+                out.writestr(info, source.read(info))
+    return target
+
+
+def _two_notebooks(project: Project) -> Path:
+    """A bundle of fig3 and a second notebook, fig4, each with its lock."""
+    second = project.notebook.with_name("fig4.ipynb")
+    second.write_bytes(project.notebook.read_bytes())
+    lock = build_lock(
+        second, executed(project, [encode_result("acc", 0.5)]), project_root=project.root
+    )
+    write_lock(lock, second.with_name("fig4.repro.json"))
+    out = project.root.parent / "artifact.zip"
+    bundle([project.root / "notebooks"], out)
+    return out
+
+
+def test_a_bundle_that_lost_a_listed_notebooks_lock_is_refused(project: Project) -> None:
+    out = _two_notebooks(project)
+    lost = _without(out, project.root.parent / "nolock.zip", "notebooks/fig4.repro.json")
+    with pytest.raises(UsageError, match=r"lists notebooks/fig4\.ipynb without its lock"):
+        unpack_bundles([lost], None)
+    assert not any(p.is_file() for p in (project.root.parent / "nolock.verify").rglob("*"))
+    result = CliRunner().invoke(main, ["verify", str(lost), "--device", "cpu", "--no-record"])
+    assert result.exit_code == 2, result.output
+    assert result.output.count("\n") == 1
+    assert "notebooks/fig4.ipynb without its lock notebooks/fig4.repro.json" in result.output
+    gone = _without(out, project.root.parent / "gone.zip", "notebooks/fig4.ipynb")
+    with pytest.raises(UsageError, match=r"notebooks/fig4\.ipynb \(not in the bundle\)"):
+        unpack_bundles([gone], None)
+
+
+def test_a_bundle_without_its_crate_metadata_is_refused(project: Project) -> None:
+    out = _two_notebooks(project)
+    bare = _without(out, project.root.parent / "bare.zip", "ro-crate-metadata.json")
+    with pytest.raises(UsageError, match=r"no readable ro-crate-metadata\.json"):
+        unpack_bundles([bare], None)
+
+
+def test_a_listed_notebook_hidden_from_discovery_is_still_verified(project: Project) -> None:
+    out = _two_notebooks(project)
+    with zipfile.ZipFile(out, "a") as archive:
+        archive.writestr("notebooks/.reprokit-output", "")  # discovery skips this folder
+    paths, _ = unpack_bundles([out], None)
+    unpacked = Path(paths[0])
+    assert paths[1:] == [unpacked / "notebooks/fig3.ipynb", unpacked / "notebooks/fig4.ipynb"]
+    paths, _ = unpack_bundles([_two_notebooks(project)], None)
+    assert len(paths) == 1  # found by discovery: given once

@@ -18,7 +18,9 @@ credential files are never packed (a data file among them is left out and named)
 :func:`unpack_bundles` is the other half, used by :func:`reprokit.api.verify.verify`: each
 ``.zip`` among the paths is unpacked as untrusted input into a fresh folder
 ``<output_dir or beside the zip: STEM.verify>/<UTC time>-<hex>/bundle`` and replaced by it; the
-executed notebooks and reports go to ``.../runs`` unless an output folder was given.
+executed notebooks and reports go to ``.../runs`` unless an output folder was given. Every
+notebook that the bundle's ``ro-crate-metadata.json`` lists must be there with its lock: a
+bundle that lost one (or its metadata) is refused before anything runs.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from reprokit._archive import ZipEntry, extract_zip, write_zip
 from reprokit._version import __version__
-from reprokit.exceptions import PathError, UsageError
+from reprokit.exceptions import PathError, ReprokitError, UsageError
 from reprokit.options import BundleOptions, ExecutionOptions
 from reprokit.report.bundle import Bundle
 
@@ -55,6 +57,8 @@ _NEVER_DIRS = frozenset({".reprokit", ".git", ".ssh", ".aws", ".gnupg", ".ipynb_
 _NEVER_NAMES = frozenset({".netrc", ".pypirc", ".git-credentials", ".npmrc", "credentials"})
 _NEVER_SUFFIXES = (".pem", ".key", ".p12", ".pfx")
 _MAX_VERDICT_BYTES = 64 * 1024 * 1024
+_CRATE = "ro-crate-metadata.json"
+_MAX_CRATE_BYTES = 64 * 1024 * 1024
 
 
 @dataclass
@@ -479,19 +483,69 @@ def unpack_bundles(
             continue
         work = _work_folder(Path(path), options)
         extract_zip(Path(path), work / "bundle")
-        if next((work / "bundle").rglob("*.repro.json"), None) is None:
+        try:
+            listed = _listed_notebooks(Path(path), work / "bundle")
+        except ReprokitError:
             shutil.rmtree(work, ignore_errors=True)  # nothing of it is left behind
-            raise UsageError(
-                f"{path}: not a reprokit bundle (no lock inside): make one with "
-                "reprokit bundle NOTEBOOK -o FILE.zip",
-                path=str(path),
-            )
+            raise
         mark_output_folder(work.parent)  # notebook discovery never finds the unpacked copies
-        unpacked.append(work / "bundle")
+        unpacked += [work / "bundle", *listed]
         runs = runs or work / "runs"
     if options.output_dir is None and runs is not None:
         options = replace(options, output_dir=runs)
     return unpacked, options
+
+
+def _listed_notebooks(archive: Path, folder: Path) -> list[Path]:
+    """The notebooks that the unpacked bundle's RO-Crate metadata lists, each there with its
+    lock: a bundle that lost one (or its metadata) is refused, never verified without it."""
+    from reprokit.notebook.files import discover_notebooks
+    from reprokit.report.rocrate import crate_notebooks
+    from reprokit.results.untrusted import read_regular
+
+    if next(folder.rglob("*.repro.json"), None) is None:
+        raise UsageError(
+            f"{archive}: not a reprokit bundle (no lock inside): make one with "
+            "reprokit bundle NOTEBOOK -o FILE.zip",
+            path=str(archive),
+        )
+    try:
+        crate = read_regular(folder / _CRATE, _MAX_CRATE_BYTES, what="RO-Crate metadata")
+        listed = crate_notebooks(json.loads(crate))
+    except (PathError, ValueError):
+        listed = None
+    if not listed or not all(_plain_name(name) for name in listed):
+        raise UsageError(
+            f"{archive}: not a complete reprokit bundle: no readable {_CRATE} listing its "
+            "notebooks; nothing verified: ask its author for the bundle reprokit bundle wrote",
+            path=str(archive),
+        )
+    lacking = [why for why in (_lacking(folder, name) for name in listed) if why is not None]
+    if lacking:
+        raise UsageError(
+            f"{archive}: an incomplete bundle: its {_CRATE} lists "
+            f"{', '.join(lacking)}; nothing verified: ask its author for the whole bundle",
+            path=str(archive),
+        )
+    # named as well when discovery would pass one by (a hidden folder, an output marker)
+    found = set(discover_notebooks([folder]))
+    return [folder / name for name in dict.fromkeys(listed) if folder / name not in found]
+
+
+def _lacking(folder: Path, notebook: str) -> str | None:
+    """What the unpacked bundle lacks of the listed ``notebook`` (itself, or its lock)."""
+    from reprokit.recording.lock import lock_path_for
+
+    if not (folder / notebook).is_file():
+        return f"{notebook} (not in the bundle)"
+    lock = lock_path_for(PurePosixPath(notebook))
+    return None if (folder / lock).is_file() else f"{notebook} without its lock {lock.as_posix()}"
+
+
+def _plain_name(name: str) -> bool:
+    """``name`` is a relative ``/``-separated path that stays where it is read from."""
+    parts = PurePosixPath(name).parts
+    return bool(parts) and not name.startswith("/") and "\\" not in name and ".." not in parts
 
 
 def _work_folder(archive: Path, options: ExecutionOptions) -> Path:

@@ -26,11 +26,11 @@ import json
 import re
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from reprokit.report.bundle import BundleContents, BundledFile, BundledNotebook
 
-__all__ = ["PROCESS_RUN_CRATE", "RO_CRATE", "crate_metadata"]
+__all__ = ["PROCESS_RUN_CRATE", "RO_CRATE", "crate_metadata", "crate_notebooks"]
 
 RO_CRATE = "https://w3id.org/ro/crate/1.1"
 PROCESS_RUN_CRATE = "https://w3id.org/ro/wfrun/process/0.5"
@@ -229,3 +229,23 @@ def _iso(time: str) -> str:
 
 def _under(name: str, paths: Sequence[str]) -> bool:
     return any(name == p or name.startswith(p.rstrip("/") + "/") for p in paths)
+
+
+def crate_notebooks(document: Any) -> tuple[str, ...] | None:
+    """The notebooks that the RO-Crate metadata ``document`` (read back from a bundle, untrusted)
+    lists: the first ``object`` of each recording action (``#record-K``), as
+    :func:`crate_metadata` writes them. ``None`` when it is not such metadata."""
+    graph = document.get("@graph") if isinstance(document, dict) else None
+    if not isinstance(graph, list):
+        return None
+    found: list[str] = []
+    for entity in graph:
+        if not isinstance(entity, dict) or not str(entity.get("@id")).startswith("#record-"):
+            continue
+        objects = entity.get("object")
+        first = objects[0] if isinstance(objects, list) and objects else objects
+        ref = first.get("@id") if isinstance(first, dict) else None
+        if not isinstance(ref, str):
+            return None
+        found.append(unquote(ref))
+    return tuple(found)
