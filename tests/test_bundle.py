@@ -49,7 +49,7 @@ def _record(project: Project, results: list[Any] | None = None) -> None:
 @pytest.fixture
 def project(tmp_path: Path) -> Project:
     made = make_project(tmp_path)
-    (made.data / ".env").write_text(f"PASSWORD={ENV_SECRET}\n")
+    (made.root / ".env").write_text(f"PASSWORD={ENV_SECRET}\n")  # the project's, not data
     journal = made.root / ".reprokit" / "journal"
     journal.mkdir(parents=True)
     (journal / "run.jsonl").write_text(JOURNAL_SECRET)
@@ -85,7 +85,7 @@ def test_the_bundle_holds_notebook_lock_data_environment_and_metadata(project: P
         "ro-crate-metadata.json",
     }
     assert done.data_included
-    assert done.left_out == ("data/.env (a credentials file: never packed)",)
+    assert done.left_out == ()
     assert done.unverified == ("notebooks/fig3.ipynb",)
     assert _member(out, "notebooks/fig3.ipynb") == project.notebook.read_bytes()
     readme = _member(out, "README.md").decode()
@@ -103,6 +103,22 @@ def test_no_secret_reaches_the_bundle(project: Project) -> None:
         assert canary.encode() not in contents
     assert not [n for n in _names(out) if n.startswith(".reprokit/") or n.endswith(".env")]
     assert str(project.root).encode() not in contents  # no machine path either
+
+
+def test_credentials_recorded_in_the_data_stop_the_bundle(project: Project) -> None:
+    (project.data / ".env").write_text(f"PASSWORD={ENV_SECRET}\n")
+    (project.data / "id_rsa").write_text("-----BEGIN OPENSSH PRIVATE KEY-----\n")
+    _record(project)  # the lock records every file of the data folder, these two too
+    out = project.root.parent / "artifact.zip"
+    with pytest.raises(UsageError, match=r"^data/\.env, data/id_rsa: in a lock's data"):
+        bundle([project.notebook], out)
+    assert not out.exists()
+    result = CliRunner().invoke(main, ["bundle", str(project.notebook), "-o", str(out)])
+    assert result.exit_code == 2, result.output
+    assert result.output.count("\n") == 1
+    assert "move them out of the data folder and record again" in result.output
+    assert not out.exists()
+    assert not bundle([project.notebook], out, BundleOptions(data="never")).data_included
 
 
 def test_same_inputs_give_the_same_bytes(project: Project) -> None:

@@ -13,7 +13,8 @@ paths relative to the project root. The zip is the same bytes for the same input
 
 Nothing leaves the project: a file whose path (or a link on it) leads outside the project
 root is refused; ``.reprokit/`` (caches, journals), ``.git/``, ``.env`` files and other
-credential files are never packed (a data file among them is left out and named).
+credential files are never packed: a lock's data file among them stops the bundle (the bundle
+would not verify without it).
 
 :func:`unpack_bundles` is the other half, used by :func:`reprokit.api.verify.verify`: each
 ``.zip`` among the paths is unpacked as untrusted input into a fresh folder
@@ -286,27 +287,41 @@ def _pack_data(packing: _Packing, locks: list[Lock], options: BundleOptions) -> 
     size = sum(entry.size for entry in listed)
     include = options.data == "always" or (options.data == "auto" and size <= options.data_limit)
     if include:
-        for entry in listed:
-            _pack_entry(packing, entry)
+        never = [name for entry in listed for name in _pack_entry(packing, entry)]
+        if never:
+            _refuse_recorded_credentials(never)
     return _Data(listed, size, include)
 
 
-def _pack_entry(packing: _Packing, entry: DataEntry) -> None:
+def _refuse_recorded_credentials(names: list[str]) -> None:
+    """Files a lock's data records but a bundle never packs (credentials, keys): the bundle
+    would not verify (its data incomplete), so none is written."""
+    raise UsageError(
+        f"{', '.join(names)}: in a lock's data but never packed (credentials or keys), so the "
+        "bundle would fail its verification; move them out of the data folder and record "
+        "again, or declare a narrower data path",
+        path=names[0],
+    )
+
+
+def _pack_entry(packing: _Packing, entry: DataEntry) -> list[str]:
+    """Pack the files of ``entry``; those never packed (credentials) are returned."""
     base = packing.root / entry.path
     files = [base] if entry.kind == "file" else [base / f.path for f in entry.files]
+    never: list[str] = []
     for path in files:
         normal = Path(os.path.normpath(path))
         if not normal.is_relative_to(packing.root):
             raise PathError(str(path), f"leads outside the project {packing.root}; refused")
         name = normal.relative_to(packing.root).as_posix()
-        why = never_packed(name)
-        if why is not None:
-            packing.left_out.append(f"{name} ({why})")
+        if never_packed(name) is not None:
+            never.append(name)
             continue
         if not path.exists() and not path.is_symlink():
             packing.left_out.append(f"{name} (missing: the data changed since the lock)")
             continue
         _add_file(packing, path, "data")
+    return never
 
 
 # ----------------------------------------------------------------------------- verification

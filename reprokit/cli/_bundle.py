@@ -1,7 +1,8 @@
 """``reprokit bundle``: notebooks, locks, data, environment, reports and metadata in one zip.
 
 Exit codes: 0 the bundle was written; 2 bad usage or input (no notebook with a lock, a file
-that leads outside the project, an output that is not a ``.zip``).
+that leads outside the project, a credentials file among a lock's data, an output that is not a
+``.zip``).
 """
 
 from __future__ import annotations
