@@ -162,6 +162,32 @@ def test_a_file_leading_outside_the_project_is_refused(project: Project, tmp_pat
     assert result.output.count("\n") == 1 and "leads outside the project" in result.output
 
 
+@pytest.mark.parametrize("made", ["after the lock", "recorded in the lock", "a folder"])
+@pytest.mark.filterwarnings("ignore:data link outside")
+def test_a_data_link_leading_outside_the_project_stops_the_bundle(
+    project: Project, tmp_path: Path, made: str
+) -> None:
+    outside = tmp_path / "passwd"
+    outside.write_text("root:x:0:0\n")
+    if made == "a folder":  # a folder of the data, recorded in the lock with its files
+        (tmp_path / "elsewhere").mkdir()
+        (tmp_path / "elsewhere" / "c.csv").write_text("x,y\n5,6\n")
+        (project.data / "more").symlink_to(tmp_path / "elsewhere")
+    else:
+        (project.data / "pw.csv").symlink_to(outside)
+    if made != "after the lock":
+        _record(project)
+    out = project.root.parent / "artifact.zip"
+    with pytest.raises(PathError, match="a link in the data that leads outside the project"):
+        bundle([project.notebook], out)
+    assert not out.exists()
+    result = CliRunner().invoke(main, ["bundle", str(project.notebook), "-o", str(out)])
+    assert result.exit_code == 2, result.output
+    assert result.output.count("\n") == 1 and "data/" in result.output
+    assert not out.exists()
+    assert not bundle([project.notebook], out, BundleOptions(data="never")).data_included
+
+
 def test_a_bundle_needs_a_zip_name_and_a_lock(project: Project) -> None:
     with pytest.raises(UsageError, match=r"ending in \.zip"):
         bundle([project.notebook], project.root / "artifact.tar")

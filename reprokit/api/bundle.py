@@ -287,10 +287,28 @@ def _pack_data(packing: _Packing, locks: list[Lock], options: BundleOptions) -> 
     size = sum(entry.size for entry in listed)
     include = options.data == "always" or (options.data == "auto" and size <= options.data_limit)
     if include:
+        _refuse_outside_links(packing.root, listed)
         never = [name for entry in listed for name in _pack_entry(packing, entry)]
         if never:
             _refuse_recorded_credentials(never)
     return _Data(listed, size, include)
+
+
+def _refuse_outside_links(root: Path, entries: tuple[DataEntry, ...]) -> None:
+    """A link in the data that leads outside the project, whether the lock lists it (a data
+    file, a folder) or not (made in a data folder since): what it points to is not the
+    project's, so the bundle is refused rather than written without it."""
+    from reprokit.capturing.walk import links_outside
+
+    for entry in entries:
+        found = links_outside(root / entry.path, root)
+        if found:
+            link, _, target = found[0].partition(" -> ")
+            raise PathError(
+                link,
+                f"a link in the data that leads outside the project {root.resolve()} (to "
+                f"{target}); refused: put the file itself in the project, or bundle --no-data",
+            )
 
 
 def _refuse_recorded_credentials(names: list[str]) -> None:
