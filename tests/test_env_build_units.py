@@ -184,3 +184,69 @@ def test_pip_s_refusal_names_the_pin_and_the_versions_there_are() -> None:
     none = "ERROR: ... satisfies the requirement zz==1.0 (from versions: none)"
     assert _failing_pin(none, [Pin("zz", "1.0")]) == (Pin("zz", "1.0"), [])
     assert _failing_pin("ERROR: network unreachable", pins) is None
+
+
+def test_a_build_is_announced_before_it_starts_and_when_it_is_done(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reprokit.runner import envbuild
+
+    monkeypatch.setenv("REPROKIT_ENV_CACHE", str(tmp_path))
+    events: list[envbuild.EnvBuildEvent] = []
+    built = envbuild.BuiltEnv("/env", "e" * 32, "/env/bin/python", "/k", "reprokit-e", False, "pip")
+
+    def resolved(spec: EnvSpec, *args: object) -> tuple[EnvSpec, dict[str, str], tuple[()]]:
+        assert len(events) == 1  # announced before pip or uv is asked anything
+        return spec, {}, ()
+
+    def build(plan: object, final: Path, force: bool) -> envbuild.BuiltEnv:
+        assert len(events) == 1 and events[0].elapsed_s is None
+        return built
+
+    monkeypatch.setattr(envbuild, "_resolved", resolved)
+    monkeypatch.setattr(envbuild, "_build", build)
+    monkeypatch.setattr(envbuild.envresolve, "torch_index_args", lambda *args: [])
+    spec = replace(SPEC, python_version=".".join(map(str, sys.version_info[:3])))
+    assert prepare_env(spec, "x.repro.json", device="cpu", on_build=events.append) is built
+    installer = envbuild.envresolve.find_installer().name
+    assert events[0] == envbuild.EnvBuildEvent("x.repro.json", 1, installer)
+    assert events[1].elapsed_s is not None and events[1].elapsed_s >= 0
+
+
+def test_a_cached_env_is_not_announced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REPROKIT_ENV_CACHE", str(tmp_path))
+    monkeypatch.setattr("shutil.which", lambda name: None)  # pip, whatever is on PATH
+    digest = env_digest(SPEC, f"{sys.version_info[0]}.{sys.version_info[1]}", "pip", "", "strict")
+    _fake_env(tmp_path, digest)
+    spec = replace(SPEC, python_version=".".join(map(str, sys.version_info[:3])))
+    events: list[object] = []
+    assert prepare_env(spec, "x.repro.json", device="cpu", on_build=events.append).reused
+    assert events == []
+
+
+def test_verify_rebuild_env_prints_a_line_before_and_after_the_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reprokit.runner import envbuild
+    from reprokit.runner.envbuild import EnvBuildEvent
+    from tests.lock_helpers import make_project, record, scalar_results
+
+    project = make_project(tmp_path)
+    record(project, scalar_results())
+
+    def building(spec: EnvSpec, source: str, **kwargs: object) -> envbuild.BuiltEnv:
+        on_build = kwargs["on_build"]
+        assert callable(on_build)
+        on_build(EnvBuildEvent(source, 42, "uv"))
+        on_build(EnvBuildEvent(source, 42, "uv", 212.44))
+        raise EnvUnavailableError(source, ("six 9.9 no such version; no version available",))
+
+    monkeypatch.setattr(envbuild, "prepare_env", building)
+    args = ["verify", str(project.notebook), "--rebuild-env", "--device", "cpu", "--no-record"]
+    done = CliRunner().invoke(main, args)
+    assert done.exit_code == 2, done.output
+    lock = str(project.lock_path)
+    assert done.stderr.splitlines()[:2] == [
+        f"building the environment from {lock} (42 pins, uv): this can take minutes",
+        f"built the environment from {lock} in 212.4 s",
+    ]

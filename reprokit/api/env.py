@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from reprokit.recording.envspec import EnvSpec
     from reprokit.recording.lock_model import Lock
     from reprokit.report.envexport import Artifact
-    from reprokit.runner.envbuild import BuiltEnv
+    from reprokit.runner.envbuild import BuiltEnv, EnvBuildHook
     from reprokit.runner.envcache import CachedEnv
 
 __all__ = ["Export", "export_env", "list_envs", "prune_envs", "rebuild_env"]
@@ -83,12 +83,16 @@ def _artifacts(spec: EnvSpec, device: str) -> tuple[dict[str, Artifact], tuple[s
 
 
 def rebuild_env(
-    lock: Lock, lock_path: str | os.PathLike[str], execution: ExecutionOptions
+    lock: Lock,
+    lock_path: str | os.PathLike[str],
+    execution: ExecutionOptions,
+    on_build: EnvBuildHook | None = None,
 ) -> tuple[EnvSpec, BuiltEnv]:
     """The virtual environment of ``lock`` (every distribution it recorded), from the cache or
     built (:mod:`reprokit.runner.envbuild`); unavailable pins raise
     :class:`~reprokit.exceptions.EnvUnavailableError` before anything is installed, unless
-    ``execution.rebuild_env`` is ``best-effort``."""
+    ``execution.rebuild_env`` is ``best-effort``. ``on_build`` is told as a build (not a
+    cached environment) starts and once it is done."""
     from reprokit.recording.envspec import env_spec
     from reprokit.runner.envbuild import prepare_env
 
@@ -99,6 +103,7 @@ def rebuild_env(
         device=_build_device(execution.device, lock.parameters.device),
         best_effort=execution.rebuild_env == "best-effort",
         force=execution.rebuild_force,
+        on_build=on_build,
     )
     return spec, built
 

@@ -78,7 +78,7 @@ from reprokit.runner.plan import Progress, RunOutcome, choose_kernel
 if TYPE_CHECKING:
     from reprokit.compare.envdiff import EnvChange
     from reprokit.recording.envspec import EnvSpec
-    from reprokit.runner.envbuild import BuiltEnv
+    from reprokit.runner.envbuild import BuiltEnv, EnvBuildHook
 
 __all__ = [
     "VERIFICATION_ARTIFACTS",
@@ -202,13 +202,15 @@ def verify(
     progress: Progress | None = None,
     repeat: RepeatOptions | None = None,
     record: bool = True,
+    on_env_build: EnvBuildHook | None = None,
 ) -> Verification:
     """Re-execute every notebook that has a lock and compare its results with the lock's
     (and, with ``comparison.outputs``, every cell's text output). ``parameters`` override the
     lock's; ``lock`` names the lock of a single notebook, which must have been recorded for a
     notebook of the same name unless ``renamed`` says this one is that notebook renamed. A
     bundle's ``.zip`` is unpacked and verified (:func:`~reprokit.api.bundle.unpack_bundles`).
-    Without ``record`` no MLflow run is written (nor a store created)."""
+    Without ``record`` no MLflow run is written (nor a store created). ``on_env_build`` is told
+    as a ``--rebuild-env`` build starts and ends (minutes, when the cache does not hold it)."""
     notebooks, execution = unpack_bundles(notebooks, execution)
     sources = _sources(notebooks, lock)
     warn_edited_pairs(sources)
@@ -224,19 +226,14 @@ def verify(
     for plan in plans:
         _warn_redacted_parameters(plan, given)
     job = _Job(
-        dict(parameters or {}),
-        execution if execution is not None else ExecutionOptions(),
-        comparing,
-        progress,
-        (repeat or RepeatOptions()).runs,
-        record,
-        Path(lock) if lock is not None else None,
-        renamed,
-    )
+        dict(parameters or {}), execution if execution is not None else ExecutionOptions(),
+        comparing, progress, (repeat or RepeatOptions()).runs, record,
+        Path(lock) if lock is not None else None, renamed,
+    )  # fmt: skip
     # every environment is rebuilt (or refused, exit 2) before the first kernel starts, and
     # after the device is known to exist: no build for a --device cuda that cannot run here
     resolve_device(job.execution.device)
-    plans = [_with_env(plan, job.execution) for plan in plans]
+    plans = [_with_env(plan, job.execution, on_env_build) for plan in plans]
     keys = [_skip_key(plan, job) for plan in plans]  # a bad kernel or device stops here
     verification = Verification(_verify_all(plans, keys, job))
     _warn_sampled(verification)
@@ -326,13 +323,14 @@ def _warn_unmarked_root(source: Path, root: Path, lock: Lock) -> None:
         warn_user(describe_unmarked_root(str(source), str(root), str(implied), str(recorded)))
 
 
-def _with_env(plan: _Plan, execution: ExecutionOptions) -> _Plan:
+def _with_env(plan: _Plan, execution: ExecutionOptions, on_build: EnvBuildHook | None) -> _Plan:
     """The plan with its lock's environment rebuilt, when ``--rebuild-env`` asks for it."""
     if execution.rebuild_env == "off":
         return plan
     from reprokit.api.env import rebuild_env
 
-    return replace(plan, rebuilt=rebuild_env(plan.lock, plan.lock_path, execution))
+    built = rebuild_env(plan.lock, plan.lock_path, execution, on_build)
+    return replace(plan, rebuilt=built)
 
 
 def _in_rebuilt(plan: _Plan, execution: ExecutionOptions) -> ExecutionOptions:

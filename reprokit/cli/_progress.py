@@ -19,11 +19,13 @@ from typing import TYPE_CHECKING, Any
 from reprokit.report.describe import (
     describe_copy,
     describe_done,
+    describe_env_build,
     describe_plan,
     describe_recording,
 )
 
 if TYPE_CHECKING:
+    from reprokit.runner.envbuild import EnvBuildEvent
     from reprokit.runner.plan import CellProgress, PlannedRun, RunOutcome
 
 PLAIN_INTERVAL_S = 10.0
@@ -64,6 +66,11 @@ class ProgressPrinter:
                 self._recording(key, plan)
             elif event == "done" and info is not None:
                 self._done(key, info, plan.copy)  # type: ignore[arg-type]
+
+    def env_build(self, event: EnvBuildEvent) -> None:
+        """An ``on_env_build`` hook: a line as a rebuilt environment's build starts and ends."""
+        with self._lock:
+            self._print(describe_env_build(event))
 
     def _print(self, line: str) -> None:
         target = self._bars.console if self._bars is not None else self.console

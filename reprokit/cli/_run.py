@@ -18,8 +18,9 @@ from reprokit.cli._options import execution_options
 from reprokit.exceptions import ExecutionError
 
 if TYPE_CHECKING:
+    from reprokit.cli._progress import ProgressPrinter
     from reprokit.options import ExecutionOptions
-    from reprokit.runner.plan import Progress, RunOutcome
+    from reprokit.runner.plan import RunOutcome
 
 
 @click.command("run")
@@ -46,7 +47,7 @@ def run_command(
     fail_on_executions(outcomes)
 
 
-def progress_printer() -> Progress:
+def progress_printer() -> ProgressPrinter:
     """A progress callback: live cell counts on a terminal, plain lines elsewhere (CI)."""
     from reprokit.cli._progress import ProgressPrinter
 

@@ -83,11 +83,11 @@ def verify_command(
     """Re-execute notebooks that have a lock and say, result by result, whether they reproduced."""
     from reprokit.api.verify import verify
 
-    reports: dict[ReportKind, Path | None] = {"html": report, "junit": junit, "json": json_path}
-    _prepare_reports(reports)
+    reports = _prepare_reports({"html": report, "junit": junit, "json": json_path})
     verification = verify(
         paths, parameters=parameters, lock=lock_path, renamed=renamed, execution=execution,
-        comparison=comparison, progress=progress_printer(), repeat=repeat, record=not no_record,
+        comparison=comparison, progress=(printer := progress_printer()), repeat=repeat,
+        record=not no_record, on_env_build=printer.env_build,
     )  # fmt: skip
     _print_verification(verification, reports, ci)
     _exit(verification)
@@ -111,13 +111,14 @@ def exit_code(verification: Verification) -> int:
 _REPORT_OPTIONS: dict[ReportKind, str] = {"html": "--report", "junit": "--junit", "json": "--json"}
 
 
-def _prepare_reports(reports: dict[ReportKind, Path | None]) -> None:
+def _prepare_reports(reports: dict[ReportKind, Path | None]) -> dict[ReportKind, Path | None]:
     """Every report's folder made and checked writable before any kernel starts."""
     from reprokit.report.writers import prepare_report_target
 
     for kind, target in reports.items():
         if target is not None:
             prepare_report_target(target, _REPORT_OPTIONS[kind])
+    return reports
 
 
 def _print_verification(

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from reprokit.compare.verify import DataCheck, Verdict
     from reprokit.recording.recorded_run import Unwritten
     from reprokit.recording.replay import Replay
+    from reprokit.runner.envbuild import EnvBuildEvent
     from reprokit.runner.envcache import CachedEnv
     from reprokit.runner.failure import CellFailure
     from reprokit.runner.plan import PlannedRun, RunOutcome
@@ -33,6 +34,7 @@ __all__ = [
     "describe_check_failures",
     "describe_done",
     "describe_drift",
+    "describe_env_build",
     "describe_failure",
     "describe_no_results",
     "describe_plan",
@@ -67,6 +69,17 @@ def describe_plan(plan: PlannedRun) -> str:
         parts.append(f"secret: {', '.join(sorted(plan.secret_names))}")
     shown = "; ".join(part for part in parts if part) or "no parameters"
     return f"will run  {plan.source}  kernel {plan.kernel}  device {plan.device}  ({shown})"
+
+
+def describe_env_build(event: EnvBuildEvent) -> str:
+    """A ``--rebuild-env`` build starting (it can take minutes: nothing else is printed
+    meanwhile), or done."""
+    if event.elapsed_s is None:
+        return (
+            f"building the environment from {event.lock} ({event.pins} pins, "
+            f"{event.installer}): this can take minutes"
+        )
+    return f"built the environment from {event.lock} in {event.elapsed_s:.1f} s"
 
 
 def describe_done(

@@ -25,6 +25,8 @@ import secrets
 import shutil
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,6 +42,8 @@ __all__ = [
     "MANIFEST",
     "OWN_DISTRIBUTION",
     "BuiltEnv",
+    "EnvBuildEvent",
+    "EnvBuildHook",
     "cache_root",
     "env_digest",
     "prepare_env",
@@ -115,14 +119,36 @@ def _own_source_digest() -> str:
     return hasher.hexdigest()[:16]
 
 
+@dataclass(frozen=True)
+class EnvBuildEvent:
+    """An environment being built from the lock ``lock`` (never one taken from the cache):
+    ``elapsed_s`` is None as the build starts, the seconds it took once it is done."""
+
+    lock: str
+    pins: int  # the pins to install (the lock's, less what this device leaves out)
+    installer: str  # "uv" | "pip"
+    elapsed_s: float | None = None
+
+
+EnvBuildHook = Callable[[EnvBuildEvent], None]
+"""``on_build(event)``: told as an environment build starts and once it is done (minutes may
+pass between the two: pins are resolved, then installed)."""
+
+
 def prepare_env(
-    spec: EnvSpec, source: str, *, device: str, best_effort: bool = False, force: bool = False
+    spec: EnvSpec,
+    source: str,
+    *,
+    device: str,
+    best_effort: bool = False,
+    force: bool = False,
+    on_build: EnvBuildHook | None = None,
 ) -> BuiltEnv:
     """The environment of ``spec`` (from the lock ``source``): from the cache, else built.
 
     Pins that cannot be had raise :class:`EnvUnavailableError` before anything is installed,
     unless ``best_effort`` (then the nearest version is installed and named). ``force``
-    rebuilds even when the cache holds it."""
+    rebuilds even when the cache holds it. ``on_build`` is told when a build starts and ends."""
     spec, own = _without_own(spec)
     spec, device_notes = envresolve.for_device(spec, device)
     installer = envresolve.find_installer()
@@ -136,11 +162,17 @@ def prepare_env(
         return _touched(_read_manifest(final, reused=True))
     if python_note and not best_effort:
         raise EnvUnavailableError(source, (python_note,))
+    event, started = EnvBuildEvent(source, len(spec.pins), installer.name), time.monotonic()
+    if on_build is not None:  # resolving and installing take minutes: say so first
+        on_build(event)
     index_args = envresolve.torch_index_args(spec, device, python, installer.name)
     spec, substituted, dropped = _resolved(spec, source, index_args, python, best_effort)
     notes = tuple(n for n in (python_note, *device_notes, _own_note(own)) if n)
     plan = _Build(spec, installer, python, index_args, digest, substituted, dropped, notes)
-    return _build(plan, final, force)
+    built = _build(plan, final, force)
+    if on_build is not None:
+        on_build(replace(event, elapsed_s=time.monotonic() - started))
+    return built
 
 
 def _without_own(spec: EnvSpec) -> tuple[EnvSpec, Pin | None]:
