@@ -88,6 +88,29 @@ def test_untracked_files_are_listed_not_dirty_and_ignored_ones_left_out(repo: Pa
     assert info.untracked == ("a b é.txt", "data/raw/b.csv")
 
 
+def test_reprokits_own_store_and_outputs_are_not_listed_as_untracked(repo: Path) -> None:
+    """The default store (with SQLite's files beside it), its artifact folder, ``.reprokit/``
+    and folders reprokit marked as its output say nothing about the code, and their names
+    carry run ids: a verdict listed them as the reviewer's untracked files."""
+    own = [
+        "mlflow.db",
+        "mlflow.db-journal",
+        "mlflow.db.lock",
+        "sub/mlflow.db-wal",
+        "mlartifacts/proj/0123abcd/artifacts/reprokit/lock.json",
+        "sub/.reprokit/runs/x/run.json",
+        "out/.reprokit-output",
+        "out/fig3/report.html",
+        ".reprokit-output",
+    ]
+    for name in [*own, "notes.txt", "mlflow.dbx", "results/out/kept.csv"]:
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_text("x\n")
+    info = collect_git(repo)
+    assert info.untracked == ("mlflow.dbx", "notes.txt", "results/out/kept.csv")
+    assert info.untracked_omitted == 0
+
+
 def test_diff_never_contains_untracked_contents(repo: Path) -> None:
     (repo / "notes.txt").write_text("UNTRACKED-CONTENT-CANARY\n")
     assert git_diff(repo) == ""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import tracemalloc
 from dataclasses import replace
 from pathlib import Path
@@ -63,6 +64,21 @@ def test_lock_json_is_sorted_with_one_value_per_line(tmp_path: Path) -> None:
     data = json.loads(text)
     assert list(data) == sorted(data)
     assert '\n  "acc": {' in text.replace(" ", "  ") or '"acc": {\n' in text
+
+
+def test_a_lock_recorded_in_a_git_repository_holds_no_absolute_path(tmp_path: Path) -> None:
+    """``snapshot.git.root`` was the author's folder (``/home/alice/paper``): a lock travels
+    into bundles and published repositories, so it is null there, like the interpreter paths."""
+    project = make_project(tmp_path)
+    git = ["git", "-c", "user.name=T", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "-q"], cwd=project.root, check=True)
+    subprocess.run([*git, "add", "."], cwd=project.root, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "x"], cwd=project.root, check=True)
+    lock = record(project, scalar_results())
+    assert lock.snapshot is not None and lock.snapshot.git.available
+    assert lock.snapshot.git.commit and lock.snapshot.git.root is None
+    text = project.lock_path.read_text()
+    assert str(project.root) not in text and str(project.root.resolve()) not in text
 
 
 def test_re_recording_an_unchanged_notebook_gives_identical_bytes(tmp_path: Path) -> None:

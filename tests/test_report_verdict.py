@@ -337,6 +337,21 @@ def test_failures_carry_the_environment_diff(tmp_path: Path) -> None:
     assert "numpy: 0.0.1" in plain_table(verdict)
 
 
+def test_reports_hold_no_absolute_git_root(tmp_path: Path) -> None:
+    """The verdict's git facts are the current machine's: its repository's absolute folder
+    (the reviewer's ``/home/...``) is not in the JSON, HTML or JUnit report."""
+    project = make_project(tmp_path)
+    git = ["git", "-c", "user.name=T", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "-q"], cwd=project.root, check=True)
+    subprocess.run([*git, "add", "."], cwd=project.root, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "x"], cwd=project.root, check=True)
+    lock = record(project, [encode_result("acc", 0.5)])
+    verdict = verify_results(lock, read_notebook(executed(project, [encode_result("acc", 0.5)])))
+    assert verdict.git is not None and verdict.git.commit and verdict.git.root is None
+    for text in (verdicts_json(verdict), render_html(verdict), junit_xml(verdict)):
+        assert str(project.root.resolve()) not in text and str(project.root) not in text
+
+
 def test_a_long_or_multiline_result_name_keeps_the_table_readable(tmp_path: Path) -> None:
     """A 300-character name squeezed every other column to nothing, and a newline in a name
     split its row in two."""

@@ -14,9 +14,13 @@ Four ``git`` processes are started at once and read later (:func:`start_git` ret
 
 ``dirty`` means tracked files differ from ``HEAD`` (staged or not); untracked files do not
 make a tree dirty but are listed (at most :data:`UNTRACKED_LIMIT` names; past that
-``untracked_omitted`` counts the rest).  Git runs with ``GIT_OPTIONAL_LOCKS=0`` (a capture
-never takes the index lock from a concurrent ``git`` command), ``LC_ALL=C`` (stable
-messages), ``GIT_TERMINAL_PROMPT=0`` and no stdin (never a prompt), under a time limit.
+``untracked_omitted`` counts the rest), except what reprokit itself writes (its default store
+``mlflow.db`` with its ``.lock`` and SQLite's files beside it, ``mlartifacts/``,
+``.reprokit/``, and every folder holding an :data:`~reprokit.notebook.files.OUTPUT_MARKER`: a
+configured artifact location, a runner ``--output-dir``).  Git runs with
+``GIT_OPTIONAL_LOCKS=0`` (a capture never takes the index lock from a concurrent ``git``
+command), ``LC_ALL=C`` (stable messages), ``GIT_TERMINAL_PROMPT=0`` and no stdin (never a
+prompt), under a time limit.
 Outside a repository, without ``git``, in a repository without commits, or when git fails,
 the result is ``GitInfo(available=False, reason=...)``, never an exception.
 """
@@ -32,6 +36,7 @@ from pathlib import Path
 
 from reprokit.capturing.model import GitInfo
 from reprokit.capturing.redact import redact_url
+from reprokit.notebook.files import OUTPUT_MARKER
 
 GIT_TIMEOUT_S = 10.0
 UNTRACKED_LIMIT = 1000
@@ -64,6 +69,12 @@ _DIFF_ARGS = (
 _STATUS_ARGS = ("status", "--porcelain=v2", "--branch", "-z", "--untracked-files=all")
 _TOPLEVEL_ARGS = ("rev-parse", "--show-toplevel")
 _REMOTES_ARGS = ("config", "-z", "--get-regexp", r"^remote\..*\.url$")
+# what reprokit writes into a project (recording.target's default store and artifact folder)
+_OWN_FOLDERS = frozenset({".reprokit", "mlartifacts"})
+_OWN_FILES = frozenset(
+    {OUTPUT_MARKER, "mlflow.db", "mlflow.db.lock"}
+    | {f"mlflow.db-{sqlite}" for sqlite in ("journal", "wal", "shm")}
+)
 
 
 def collect_git(root: str | os.PathLike[str]) -> GitInfo:
@@ -165,7 +176,8 @@ def _build(outputs: dict[str, _Output]) -> GitInfo:
     status = outputs["status"]
     if status.returncode != 0:
         return GitInfo(available=False, reason=_failure_reason(status.stderr))
-    commit, branch, dirty, untracked = _parse_status(status.stdout)
+    commit, branch, dirty, found = _parse_status(status.stdout)
+    untracked = _without_own_outputs(found)
     if commit is None:
         return GitInfo(available=False, reason="repository has no commits yet")
     toplevel = outputs["toplevel"].stdout.decode("utf-8", errors="replace").strip()
@@ -213,6 +225,21 @@ def _parse_status(out: bytes) -> tuple[str | None, str | None, bool, list[str]]:
             untracked.append(rest.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
     untracked.sort()
     return commit, branch, dirty, untracked
+
+
+def _without_own_outputs(names: list[str]) -> list[str]:
+    """``names`` (root-relative, ``/``-separated) less reprokit's own store and outputs: they
+    say nothing about the code, and their paths name runs and the author's layout."""
+    marked = {name.rpartition("/")[0] for name in names if name.rpartition("/")[2] == OUTPUT_MARKER}
+    marked.discard("")  # a marker at the repository's top would hide every name
+    return [name for name in names if not _is_own_output(name, marked)]
+
+
+def _is_own_output(name: str, marked: set[str]) -> bool:
+    parts = name.split("/")
+    if parts[-1] in _OWN_FILES or not _OWN_FOLDERS.isdisjoint(parts[:-1]):
+        return True
+    return any("/".join(parts[:k]) in marked for k in range(1, len(parts)))
 
 
 def _remote_url(out: bytes) -> str | None:

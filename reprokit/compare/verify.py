@@ -588,7 +588,9 @@ def _abs_mean_bound(stats: ArrayStats | None) -> float | None:
 
 
 def _git(snapshot: Snapshot | None) -> GitInfo | None:
-    return None if snapshot is None else snapshot.git
+    """The git facts a verdict shows, without the repository's absolute folder: a verdict is
+    written into reports a reviewer attaches, and a path names whoever ran it."""
+    return None if snapshot is None else replace(snapshot.git, root=None)
 
 
 def _env_diff(

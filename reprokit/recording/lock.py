@@ -345,12 +345,14 @@ def build_lock(
 
 def _portable(snapshot: Snapshot | None) -> Snapshot | None:
     """The snapshot as a lock keeps it: without the recording machine's interpreter paths
-    (``in_virtualenv``, the version and the wheel tags say what a rebuild needs), its data as
-    :func:`_lockable` keeps it."""
+    (``in_virtualenv``, the version and the wheel tags say what a rebuild needs) and its
+    repository's absolute folder (``git.root``: a lock travels, a path names its author), its
+    data as :func:`_lockable` keeps it."""
     if snapshot is None:
         return None
     python = replace(snapshot.python, executable=None, prefix=None)
-    return replace(snapshot, python=python, data=_lockable(snapshot.data))
+    git = replace(snapshot.git, root=None)
+    return replace(snapshot, python=python, git=git, data=_lockable(snapshot.data))
 
 
 def _lockable(manifest: DataManifest | None) -> DataManifest | None:
