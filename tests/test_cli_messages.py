@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import xml.etree.ElementTree as ET
+from dataclasses import replace
 from pathlib import Path
 
 import nbformat
@@ -110,6 +112,32 @@ def test_a_failed_execution_is_an_error_in_the_reports() -> None:
     assert verdict.not_compared == "execution_failed" and not verdict.reproduced
     assert '"reproduced": false' in verdicts_json([verdict])
     assert 'errors="1"' in junit_xml([verdict]) and "boom" in junit_xml([verdict])
+
+
+def test_a_failed_execution_keeps_the_cells_whose_source_changed_in_the_reports() -> None:
+    """The terminal warned "source changed since the lock was written, cells 2" and the run
+    failed, but the JSON said ``source_changes: []`` and the HTML and JUnit nothing."""
+    import json
+
+    from reprokit.api.verify import Verification, VerifyOutcome
+    from reprokit.compare.verify import DataCheck
+    from reprokit.report.html import render_html
+    from reprokit.report.json_report import verdicts_json
+    from reprokit.report.junit import junit_xml
+    from reprokit.runner.plan import RunOutcome
+
+    run = RunOutcome("nb.ipynb", "failed", "out/nb.ipynb", "out", 1.0, "cpu", message="boom")
+    outcome = VerifyOutcome("nb.ipynb", "nb.repro.json", run, None, DataCheck(()), None, (1,))
+    stopped = replace(outcome, run=None)  # data changed: nothing ran
+    for verdict in Verification((outcome, stopped)).reported:
+        assert verdict.source_changes == (1,)
+        (written,) = json.loads(verdicts_json(verdict))["verdicts"]
+        assert written["source_changes"] == [1]
+        assert "source changed since the lock</th><td>cells 2" in render_html(verdict)
+        assert '<property name="source_changed_cells" value="2"' in junit_xml(verdict)
+    error = ET.fromstring(junit_xml(Verification((outcome,)).reported)).find(".//error")
+    assert error is not None and error.get("message") == "failed: boom"
+    assert error.text == "failed: boom\nsource changed since the lock was written: cells 2"
 
 
 # ----------------------------------------------------------------------------- verify
@@ -282,6 +310,27 @@ def test_record_from_run_names_the_real_form() -> None:
 
 
 # ----------------------------------------------------------------------------- integration
+
+
+def test_a_cell_edited_so_it_raises_is_named_as_changed_in_the_json(tmp_path: Path) -> None:
+    """One real execution (the lock built without a kernel): the edited cell raises, verify
+    exits 3, and the JSON report names the cell whose source changed."""
+    import json
+
+    project = make_project(tmp_path)
+    found = executed(project, scalar_results())
+    write_lock(build_lock(project.notebook, found, project_root=project.root), project.lock_path)
+    node = nbformat.read(project.notebook, as_version=4)
+    node.cells[1].source = "raise RuntimeError('edited')"
+    nbformat.write(node, project.notebook)
+    done = reprokit_cli(
+        "verify", str(project.notebook), "--no-record", "--json", "v.json", "--device", "cpu",
+        cwd=project.root,
+    )  # fmt: skip
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "source changed since the lock was written, cells 2" in done.stdout + done.stderr
+    (verdict,) = json.loads((project.root / "v.json").read_text())["verdicts"]
+    assert verdict["not_compared"] == "execution_failed" and verdict["source_changes"] == [1]
 
 
 @pytest.mark.slow

@@ -107,6 +107,7 @@ class VerifyOutcome:
     verdict: Verdict | None  # None when execution failed or the data check stopped it
     data: DataCheck
     command: str | None = None  # how to re-run it, also when nothing was compared
+    source_changes: tuple[int, ...] = ()  # code cells edited since the lock, also then
 
     @property
     def cached(self) -> bool:
@@ -129,15 +130,18 @@ def _reported(outcome: VerifyOutcome) -> Verdict:
     if outcome.verdict is not None:
         return outcome.verdict
     run = outcome.run
+    changes = outcome.source_changes
     if run is None:
         return Verdict.stand_in(
-            outcome.notebook, "data_changed", outcome.data, None, command=outcome.command
-        )
+            outcome.notebook, "data_changed", outcome.data, None,
+            command=outcome.command, source_changes=changes,
+        )  # fmt: skip
     cell = f"cell {run.failure.index + 1}: " if run.failure is not None else ""
     error = f"{run.status}: {cell}{run.message}".rstrip(": ")
     return Verdict.stand_in(
-        outcome.notebook, "execution_failed", outcome.data, error, command=outcome.command
-    )
+        outcome.notebook, "execution_failed", outcome.data, error,
+        command=outcome.command, source_changes=changes,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -442,7 +446,7 @@ def _verify_all(
             device = resolve_device(job.execution.device).device
             done[id(plan)] = VerifyOutcome(
                 str(plan.source), str(plan.lock_path), None, None, plan.data,
-                _command(plan.source, device, job),
+                _command(plan.source, device, job), plan.source_changes,
             )  # fmt: skip
         elif (cached := _cached(plan, key, job)) is not None:
             done[id(plan)] = cached
@@ -550,7 +554,9 @@ def _verify_one(plan: _Plan, job: _Job, outcomes: list[RunOutcome]) -> VerifyOut
     outcome = next((each for each in outcomes if not each.ok), outcomes[0])
     if not outcome.ok:
         command = _command(source, outcome.device, job)
-        return VerifyOutcome(str(source), str(lock_path), outcome, None, data, command)
+        return VerifyOutcome(
+            str(source), str(lock_path), outcome, None, data, command, plan.source_changes
+        )
     executed = load_notebook(Path(outcome.output_path))
     data = _with_data_declared_in_run(plan, outcome)
     verdict = verify_results(

@@ -233,12 +233,14 @@ class Verdict:
         error: str | None,
         *,
         command: str | None = None,
+        source_changes: Sequence[int] = (),
     ) -> Verdict:
         """The verdict of a notebook nothing was compared for (reports list it as failed),
-        with the ``command`` that re-runs its verification."""
+        with the ``command`` that re-runs its verification and the code cells whose source
+        changed since the lock (the likely cause of a failed execution)."""
         return cls(
             notebook, False, {}, (), data=data, command=command, not_compared=why,
-            execution_error=error,
+            execution_error=error, source_changes=tuple(source_changes),
         )  # fmt: skip
 
     @property

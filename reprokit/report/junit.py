@@ -87,7 +87,8 @@ def _not_compared_case(verdict: Verdict) -> ET.Element:
     case = ET.Element("testcase", classname=verdict.notebook, name=str(verdict.not_compared))
     if verdict.not_compared == "execution_failed":
         message = redact_text(verdict.execution_error or "execution failed")
-        ET.SubElement(case, "error", message=message).text = message
+        text = message + "".join(f"\n{line}" for line in _source_lines(verdict))
+        ET.SubElement(case, "error", message=message).text = text
     else:
         drifted = verdict.data.drifted if verdict.data is not None else ()
         message = f"input data changed: {len(drifted)} path(s); nothing was executed"
@@ -108,7 +109,19 @@ def _properties(verdict: Verdict) -> list[tuple[str, str]]:
         props.append(("executed_by", verdict.executed_by))
     if verdict.git is not None and verdict.git.commit:
         props.append(("git_commit", verdict.git.commit + (" (dirty)" if verdict.git.dirty else "")))
+    if verdict.source_changes:
+        props.append(("source_changed_cells", _cells(verdict.source_changes)))
     return props
+
+
+def _source_lines(verdict: Verdict) -> list[str]:
+    if not verdict.source_changes:
+        return []
+    return [f"source changed since the lock was written: cells {_cells(verdict.source_changes)}"]
+
+
+def _cells(indices: Sequence[int]) -> str:
+    return ", ".join(str(index + 1) for index in indices)
 
 
 def _case(verdict: Verdict, check: ResultCheck, environment: str) -> ET.Element:
