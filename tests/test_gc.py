@@ -128,6 +128,45 @@ def test_a_lock_naming_no_run_does_not_stop_gc(tmp_path: Path, runs: dict[str, P
     assert len(gc(tmp_path, keep=0).removed) == 6
 
 
+def _snapshot_json(captured_at: str) -> bytes:
+    """A run folder's snapshot.json as reprokit lays it out (sorted keys, one space indent)."""
+    snapshot = {"accelerator": {"available": False, "devices": []}, "captured_at": captured_at}
+    return json.dumps({**snapshot, "data": None}, indent=1, sort_keys=True).encode()
+
+
+def test_a_run_a_lock_recorded_without_mlflow_came_from_stays(
+    tmp_path: Path, runs: dict[str, Path]
+) -> None:
+    """``record`` with the tracking server down wrote ``run_id: null``; ``sync`` then named the
+    run in the folder, not in the lock, and ``gc --keep 1`` removed the folder the lock was
+    recorded from. The lock's snapshot time names that folder (a runner's or a session's)."""
+    session = runs["a2"] / "20260102T000001Z-cccccc"  # the kernel's session inside the unit
+    session.mkdir()
+    (session / "snapshot.json").write_bytes(_snapshot_json("2026-01-02T00:00:01.123+00:00"))
+    (runs["a3"] / "20260103T000001Z-dddddd").mkdir()
+    (runs["a3"] / "20260103T000001Z-dddddd" / "snapshot.json").write_bytes(
+        _snapshot_json("2026-01-03T00:00:01.999+00:00")  # another run: not kept for it
+    )
+    alone, newer = (
+        _session_folder(
+            tmp_path, f"2026010{k}T000000Z-eeeeee", {"snapshot.json": _snapshot_json(at)}
+        )
+        for k, at in ((1, "2026-01-01T1"), (5, "2026-01-05T1"))
+    )
+    for name, at in (("a", "2026-01-02T00:00:01.123+00:00"), ("s", "2026-01-01T1")):
+        lock = {"run_id": None, "snapshot": {"captured_at": at, "git": {}}}
+        (tmp_path / f"{name}.repro.json").write_text(json.dumps(lock, indent=1, sort_keys=True))
+    dry = gc(tmp_path, keep=1, dry_run=True)
+    kept = {Path(e.path): reason for e, reason in dry.kept}
+    assert kept[runs["a2"]] == "locked" and kept[alone] == "locked"
+    assert kept[runs["a4"]] == kept[newer] == "recent" and runs["a3"] not in kept
+    gc(tmp_path, keep=1)
+    assert runs["a2"].exists() and alone.exists() and not runs["a3"].exists()
+    (tmp_path / "a.repro.json").write_text(json.dumps({"run_id": "a4", "snapshot": {}}))
+    gc(tmp_path, keep=0)  # recorded again, now with MLflow: the old folder goes
+    assert not runs["a2"].exists() and runs["a4"].exists()
+
+
 def test_a_dry_run_lists_and_counts_but_deletes_nothing(
     tmp_path: Path, runs: dict[str, Path]
 ) -> None:

@@ -4,7 +4,9 @@ A *run* is a folder under ``<project root>/.reprokit/runs/``: a live session's f
 (``runs/<UTC>-<hex>/``, its ``run.json`` names the notebook and the MLflow run) or one notebook
 of a runner's batch (``runs/<UTC>-<hex>/<stem>/``, described by ``<stem>.run.json`` beside it).
 Runs are kept when they are among the last ``keep`` of their notebook, when a lock anywhere in
-the project names their MLflow run (``run_id``), when a process still writes them (it holds a
+the project names their MLflow run (``run_id``) or, for a lock recorded while MLflow was
+unreachable (``run_id`` null), holds their snapshot (its ``captured_at``, to the millisecond, is
+the one in the folder's ``snapshot.json``), when a process still writes them (it holds a
 ``flock`` on ``runs/<folder>.active`` from creation to end) or when a pending journal still has
 to upload them. Everything else may go; then every object of the store that nothing links any
 more (:func:`~reprokit.recording.objects.unreferenced_objects`). A lock that cannot be read
@@ -24,6 +26,7 @@ import contextvars
 import fcntl
 import json
 import os
+import re
 import shutil
 import stat
 from collections import Counter, defaultdict
@@ -55,9 +58,9 @@ DEFAULT_KEEP = 10
 _SKIPPED_DIRS = {"node_modules", "__pycache__", "mlartifacts", "mlruns", "site-packages"}
 
 KeepReason = Literal["recent", "locked", "active", "syncing", "undeletable"]
-"""Why a run folder stays: among the last N of its notebook; a lock names its MLflow run; a
-process still writes it; a journal still has to upload it; deleting it failed (a file in it
-that this user may not delete, or it became a link)."""
+"""Why a run folder stays: among the last N of its notebook; a lock names its MLflow run (or,
+naming none, holds its snapshot); a process still writes it; a journal still has to upload it;
+deleting it failed (a file in it that this user may not delete, or it became a link)."""
 
 
 @dataclass(frozen=True)
@@ -292,18 +295,34 @@ def _names(folder: Path) -> list[str]:
         return []
 
 
+@dataclass(frozen=True)
+class _Locked:
+    """What the project's locks refer to: MLflow runs, and the snapshots (``captured_at``) of
+    the locks that name no run (recorded while MLflow was unreachable)."""
+
+    run_ids: frozenset[str]
+    captures: frozenset[str]
+
+
 def locked_run_ids(project_root: str | os.PathLike[str]) -> set[str]:
     """The MLflow run of every lock (``*.repro.json``) in the project, outside hidden folders.
 
     Raises :class:`~reprokit.exceptions.LockError` for a lock that cannot be read (not a
     regular file inside the project, not JSON, merge-conflict markers, a ``run_id`` that is not
     a string): such a lock may name any run, so no run folder is safe to delete."""
+    return set(_locked(project_root).run_ids)
+
+
+def _locked(project_root: str | os.PathLike[str]) -> _Locked:
     ids: set[str] = set()
+    captures: set[str] = set()
     for path in _lock_files(project_root):
-        run_id = lock_run_id(path)
+        run_id, captured_at = _lock_references(path)
         if run_id is not None:
             ids.add(run_id)
-    return ids
+        elif captured_at is not None:
+            captures.add(captured_at)
+    return _Locked(frozenset(ids), frozenset(captures))
 
 
 def _lock_files(project_root: str | os.PathLike[str]) -> Iterator[Path]:
@@ -318,8 +337,14 @@ def lock_run_id(path: Path) -> str | None:
     (:func:`~reprokit.recording.lock_checks.load_lock_json`: a FIFO, a link leading outside
     the project, a file too large are refused before reading); :class:`LockError` when it
     cannot be read."""
+    return _lock_references(path)[0]
+
+
+def _lock_references(path: Path) -> tuple[str | None, str | None]:
+    """The lock's ``run_id`` (:func:`lock_run_id`) and its snapshot's ``captured_at`` (None
+    when it has none, or not as a string: it only ever keeps more)."""
     if not os.path.lexists(path):
-        return None  # deleted since the walk listed it: it names nothing any more
+        return None, None  # deleted since the walk listed it: it names nothing any more
     source = str(path)
     data = load_lock_json(path, source)
     if not isinstance(data, dict):
@@ -328,14 +353,36 @@ def lock_run_id(path: Path) -> str | None:
     if run_id is not None and not isinstance(run_id, str):
         shown = one_line(repr(run_id)[:80])
         raise LockError(source, f"run_id must be a string or null, got {shown}", "run_id")
-    return run_id
+    snapshot = data.get("snapshot")
+    captured_at = snapshot.get("captured_at") if isinstance(snapshot, dict) else None
+    return run_id, captured_at if isinstance(captured_at, str) and captured_at else None
 
 
-def _locks_or_refuse(project_root: str | os.PathLike[str]) -> set[str]:
-    """:func:`locked_run_ids`, or a :class:`LockError` saying that gc removes nothing while
+_CAPTURED_AT = re.compile(rb'"captured_at": *"([^"\\]{1,80})"')
+_SNAPSHOT_HEAD = 1 << 16  # the key sorts second, after the small "accelerator" object
+
+
+def _captured(folder: Path) -> set[str]:
+    """``captured_at`` of the snapshots in a run folder: a session's own ``snapshot.json``, or
+    those of the sessions inside a runner's notebook folder. Only the file's head is read (a
+    snapshot with its data file lists can be many megabytes)."""
+    found: set[str] = set()
+    for path in (folder / "snapshot.json", *(f / "snapshot.json" for f in _folders(folder))):
+        with contextlib.suppress(OSError):
+            if not stat.S_ISREG(path.lstat().st_mode):
+                continue
+            with path.open("rb") as handle:
+                match = _CAPTURED_AT.search(handle.read(_SNAPSHOT_HEAD))
+            if match:
+                found.add(match.group(1).decode("utf-8", "replace"))
+    return found
+
+
+def _locks_or_refuse(project_root: str | os.PathLike[str]) -> _Locked:
+    """What the locks refer to, or a :class:`LockError` saying that gc removes nothing while
     a lock it cannot read is in the project."""
     try:
-        return locked_run_ids(project_root)
+        return _locked(project_root)
     except LockError as exc:
         reason = (
             f"{exc.reason}; gc removed nothing: a lock it cannot read may name any run "
@@ -364,13 +411,15 @@ def _uploading(project_root: str | os.PathLike[str]) -> list[Path]:
 
 
 def _reason(
-    entry: RunEntry, rank: int, keep: int, locked: set[str], uploading: list[Path]
+    entry: RunEntry, rank: int, keep: int, locked: _Locked, uploading: list[Path]
 ) -> KeepReason | None:
     path = Path(entry.path)
     if _is_active(path) or _is_active(path.parent):
         return "active"
-    if entry.run_id is not None and entry.run_id in locked:
+    if entry.run_id is not None and entry.run_id in locked.run_ids:
         return "locked"
+    if locked.captures and not locked.captures.isdisjoint(_captured(path)):
+        return "locked"  # its lock was written while MLflow was down: no run id to match
     resolved = path.resolve()
     if any(f == resolved or resolved in f.parents or f in resolved.parents for f in uploading):
         return "syncing"

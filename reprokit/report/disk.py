@@ -10,7 +10,7 @@ from reprokit.report.describe import relative_path
 
 _REASONS: dict[KeepReason, str] = {
     "recent": "one of the last runs of its notebook",
-    "locked": "a lock names its MLflow run",
+    "locked": "a lock was recorded from it (its MLflow run, or its snapshot)",
     "active": "still being written",
     "syncing": "a journal still has to upload it",
     "undeletable": "could not be deleted (a file this user may not delete, or a link)",
