@@ -158,6 +158,31 @@ def test_a_notebook_path_with_spaces_is_quoted() -> None:
     assert _read_back(command)["paths"] == (Path("my notebooks/fit 1.ipynb"),)
 
 
+def test_an_absolute_path_is_written_relative_to_here_or_to_the_project(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``verify bundle.zip --output-dir /tmp/rev/...`` put the reviewer's absolute folders into
+    the re-run line of reports attached to anonymous reviews."""
+    project = tmp_path / "rev" / "20261205T000000Z-abc" / "bundle"
+    (project / "notebooks").mkdir(parents=True)
+    notebook, lock = project / "notebooks" / "fig 3.ipynb", project / "notebooks" / "o.repro.json"
+    elsewhere = tmp_path / "home"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # outside the project: relative to the project root
+    command = rerun_command(notebook, device="cpu", project_root=project, lock=lock)
+    assert (
+        command
+        == "reprokit verify 'notebooks/fig 3.ipynb' --device cpu --lock notebooks/o.repro.json"
+    )
+    monkeypatch.chdir(project.parent)  # inside here: relative to here, runnable as it is
+    command = rerun_command(notebook, device="cpu", project_root=project)
+    assert command == "reprokit verify 'bundle/notebooks/fig 3.ipynb' --device cpu"
+    assert str(tmp_path) not in rerun_command(notebook, device="cpu", project_root=project)
+    assert rerun_command("../x.ipynb", device="cpu") == "reprokit verify ../x.ipynb --device cpu"
+    outside = rerun_command(elsewhere / "x.ipynb", device="cpu", project_root=project)
+    assert outside == f"reprokit verify {elsewhere / 'x.ipynb'} --device cpu"  # nothing better
+
+
 # ----------------------------------------------------------------------------- what changed
 
 

@@ -446,7 +446,7 @@ def _verify_all(
             device = resolve_device(job.execution.device).device
             done[id(plan)] = VerifyOutcome(
                 str(plan.source), str(plan.lock_path), None, None, plan.data,
-                _command(plan.source, device, job), plan.source_changes,
+                _command(plan, device, job), plan.source_changes,
             )  # fmt: skip
         elif (cached := _cached(plan, key, job)) is not None:
             done[id(plan)] = cached
@@ -553,7 +553,7 @@ def _verify_one(plan: _Plan, job: _Job, outcomes: list[RunOutcome]) -> VerifyOut
     source, lock_path, lock, data = plan.source, plan.lock_path, plan.lock, plan.data
     outcome = next((each for each in outcomes if not each.ok), outcomes[0])
     if not outcome.ok:
-        command = _command(source, outcome.device, job)
+        command = _command(plan, outcome.device, job)
         return VerifyOutcome(
             str(source), str(lock_path), outcome, None, data, command, plan.source_changes
         )
@@ -569,7 +569,7 @@ def _verify_one(plan: _Plan, job: _Job, outcomes: list[RunOutcome]) -> VerifyOut
         data=data,
         executed_notebook=executed,
         source_changes=plan.source_changes,
-        command=_command(source, outcome.device, job),
+        command=_command(plan, outcome.device, job),
         project_root=plan.root,
     )
     verdict = replace(
@@ -612,10 +612,12 @@ def _link_verification(source: Path, outcome: RunOutcome, lock: Lock, verdict: V
     tag_run(source, outcome.run_id, tags, folder, f"reprokit/{VERIFICATION_ARTIFACTS}")
 
 
-def _command(source: Path, device: str, job: _Job) -> str:
+def _command(plan: _Plan, device: str, job: _Job) -> str:
     """The command that re-runs this verification (every option that can change the verdict;
-    secret parameters by name)."""
+    secret parameters by name; paths relative to here or to the project, never the
+    reviewer's own folders)."""
     return rerun_command(
-        source, device=device, parameters=job.parameters, execution=job.execution,
+        plan.source, device=device, parameters=job.parameters, execution=job.execution,
         comparison=job.comparison, runs=job.runs, lock=job.lock, renamed=job.renamed,
+        project_root=plan.root,
     )  # fmt: skip

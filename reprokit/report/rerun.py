@@ -12,6 +12,11 @@ Left out, since they change where, how many at once or what is written, not the 
 ``--json``, ``--ci``, ``--no-record``, ``--force`` (which only reuses a REPRODUCED verdict)
 and ``--force-rebuild`` (the same environment, built again).
 
+A path never names the folders of whoever ran it where that can be helped (reports are
+attached to anonymous reviews): an absolute notebook or ``--lock`` path is written relative to
+the current folder when it is inside it, else relative to the project root (the command is then
+run from there, as from a bundle's unpacked folder), else as given.
+
 A secret never appears: a secret parameter (``--secret-param``, or a ``-p`` whose value
 redaction changes, :func:`~reprokit.capturing.redact.sensitive_parameters`) is given as
 ``--secret-param NAME``, which reads its value from the environment variable ``NAME``. Every
@@ -20,10 +25,12 @@ word is quoted for a POSIX shell (:func:`shlex.join`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from reprokit.capturing.redact import sensitive_parameters
@@ -54,20 +61,40 @@ def rerun_command(
     runs: int = 1,
     lock: str | os.PathLike[str] | None = None,
     renamed: bool = False,
+    project_root: str | os.PathLike[str] | None = None,
 ) -> str:
     """``reprokit verify NOTEBOOK --device DEVICE ...``: the verification of ``notebook`` on
     ``device`` with these parameters and options, ``runs`` times each (``--repeat``), against
-    ``lock`` when one was named (``--lock``, and ``--renamed``)."""
+    ``lock`` when one was named (``--lock``, and ``--renamed``). An absolute notebook or lock
+    path is written relative to the current folder, else to ``project_root``, where it is
+    inside them."""
     execution = execution if execution is not None else ExecutionOptions()
-    words = ["reprokit", "verify", os.fspath(notebook), "--device", device]
+    shown = _shown_path(notebook, project_root)
+    words = ["reprokit", "verify", shown, "--device", device]
     words += _parameter_words(parameters or {}, execution.secret_parameters)
     if lock is not None:
-        words += ["--lock", os.fspath(lock), *(["--renamed"] if renamed else [])]
+        words += ["--lock", _shown_path(lock, project_root), *(["--renamed"] if renamed else [])]
     words += _execution_words(execution)
     words += _comparison_words(comparison if comparison is not None else ComparisonOptions())
     if runs > 1:
         words += ["--repeat", str(runs)]
     return shlex.join(words)
+
+
+def _shown_path(
+    path: str | os.PathLike[str], project_root: str | os.PathLike[str] | None = None
+) -> str:
+    """An absolute ``path`` relative to the current folder when it is inside it, else to
+    ``project_root`` when it is inside that (``/``-separated); else, and a relative path
+    always, as given."""
+    given = Path(path)
+    if not given.is_absolute():
+        return os.fspath(path)
+    for base in (Path.cwd(), *([Path(project_root)] if project_root is not None else [])):
+        for inner, outer in ((given, base), (given.resolve(), base.resolve())):  # links too
+            with contextlib.suppress(OSError, ValueError):
+                return inner.relative_to(outer).as_posix()
+    return os.fspath(path)
 
 
 def _parameter_words(parameters: Mapping[str, Any], secret: Mapping[str, str]) -> list[str]:
