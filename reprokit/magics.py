@@ -172,12 +172,18 @@ class ReproMagics(Magics):
         display(environment_view(session.env()))  # type: ignore[no-untyped-call]
 
     def _status(self, args: argparse.Namespace) -> None:
-        from IPython.display import display
+        from IPython.core.formatters import format_display_data
+        from IPython.display import publish_display_data
 
         from reprokit.report.render import table_view
+        from reprokit.results.model import RUN_STATUS_MIME
 
-        view = table_view(_status_rows(session.status()), caption="reprokit status")
-        display(view)  # type: ignore[no-untyped-call]
+        state = session.status()
+        view = table_view(_status_rows(state), caption="reprokit status")
+        data, metadata = format_display_data(view)  # type: ignore[no-untyped-call]
+        # reprokit's own output (its run folder differs on every run): never compared
+        data[RUN_STATUS_MIME] = {"active": state.active, "status": state.status}
+        publish_display_data(data=data, metadata=metadata)  # type: ignore[no-untyped-call]
 
     def _device(self, args: argparse.Namespace) -> str:
         return session.device()

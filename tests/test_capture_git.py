@@ -101,7 +101,11 @@ def test_reprokits_own_store_and_outputs_are_not_listed_as_untracked(repo: Path)
         "sub/.reprokit/runs/x/run.json",
         "out/.reprokit-output",
         "out/fig3/report.html",
+        "out.active",  # the output folder's "in use" mark
         ".reprokit-output",
+        "tracking/runs.db",  # MLFLOW_TRACKING_URI=sqlite:///tracking/runs.db
+        "tracking/runs.db.lock",
+        "tracking/runs.db-wal",
     ]
     for name in [*own, "notes.txt", "mlflow.dbx", "results/out/kept.csv"]:
         (repo / name).parent.mkdir(parents=True, exist_ok=True)

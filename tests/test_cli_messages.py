@@ -309,6 +309,23 @@ def test_record_from_run_names_the_real_form() -> None:
     assert str(caught.value).endswith("reprokit record --from-run abc123 NOTEBOOK")
 
 
+@pytest.mark.parametrize(
+    "args", [["diff", "."], ["diff", "./"], ["record", "--from-run", "abc", "."]]
+)
+def test_the_current_folder_is_refused_where_one_notebook_is_meant(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> None:
+    """``diff .`` printed a traceback (``'.' has an empty name``); ``record --from-run ID .``
+    made an MLflow store in the folder above the project and looked the run up there."""
+    project = tmp_path / "p"
+    project.mkdir()
+    (project / "pyproject.toml").write_text("")
+    monkeypatch.chdir(project)
+    code, out = _cli(*args)
+    assert code == 2 and out.count("\n") == 1 and "a folder" in out, out
+    assert not (tmp_path / "mlflow.db").exists()
+
+
 # ----------------------------------------------------------------------------- integration
 
 

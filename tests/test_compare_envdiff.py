@@ -283,3 +283,16 @@ def test_a_plugin_present_on_one_side_only_is_added_or_removed() -> None:
     )
     assert one(diff_snapshots(cur, ref), "lab.serial").change == "removed"
     assert diff_snapshots(cur, cur).is_empty
+
+
+def test_another_branch_name_is_a_note_never_a_change() -> None:
+    """A CI checkout's detached HEAD or a review branch made ``reprokit diff LOCK`` say DIFFERS
+    (exit 1) for a branch name its own hint says does not matter."""
+    ref = snapshot()
+    for branch in ("review", None):  # another name; detached HEAD
+        found = diff_snapshots(ref, replace(ref, git=replace(ref.git, branch=branch)))
+        assert found.is_empty and [n.key for n in found.notes] == ["branch"]
+        same = diff_snapshots(
+            ref, replace(ref, git=replace(ref.git, branch=branch)), same_source=True
+        )
+        assert same.is_empty and [n.key for n in same.notes] == ["branch"]

@@ -438,3 +438,27 @@ def test_a_lock_larger_than_its_reader_allows_is_refused_and_nothing_written(
     assert caught.value.exit_code == 2
     assert project.lock_path.read_bytes() == before
     assert {p.name: p.read_bytes() for p in sidecar_for(project.lock_path).iterdir()} == sidecar
+
+
+def test_data_declared_through_a_link_inside_the_project_keeps_the_link(tmp_path: Path) -> None:
+    """The lock kept ``data/real`` for a run that declared ``data/link`` (a link to it), so an
+    unchanged notebook never verified ("data drifted: not declared by this run") and its
+    bundle lacked the path the notebook reads. A link leading outside stays refused."""
+    from reprokit.capturing.model import DataEntry, DataManifest
+    from reprokit.exceptions import LockError
+    from reprokit.recording.lock import _relative_manifest
+
+    root = tmp_path / "proj"
+    (root / "data" / "real").mkdir(parents=True)
+    (root / "data" / "link").symlink_to("real")
+    (root / "data" / "out").symlink_to(tmp_path)
+
+    def entry(path: str) -> DataEntry:
+        return DataEntry(path=path, kind="directory", size=0, digest="0" * 64, algorithm="blake3")
+
+    kept = _relative_manifest(DataManifest(entries=(entry("data/link"),)), root)
+    assert [e.path for e in kept.entries] == ["data/link"]
+    absolute = _relative_manifest(DataManifest(entries=(entry(str(root / "data/link")),)), root)
+    assert [e.path for e in absolute.entries] == ["data/link"]
+    with pytest.raises(LockError, match="outside the project root"):
+        _relative_manifest(DataManifest(entries=(entry("data/out"),)), root)

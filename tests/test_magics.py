@@ -252,3 +252,16 @@ def test_quoted_and_empty_result_names_through_the_magic(
     assert "UsageError: result 'sp ace': rtol must be a finite number >= 0, got inf" in text
     assert "%repro result: No closing quotation" in text and "Traceback" not in text
     assert [r["name"] for r in outputs(shell, RESULT_MIME)] == ["sp ace"]
+
+
+def test_the_status_magic_is_reprokit_s_own_output(shell: Any) -> None:
+    """``%repro status`` shows the run's folder, which differs on every run: without a reprokit
+    MIME type ``verify --outputs`` compared it and failed unchanged notebooks."""
+    from reprokit.results.model import RUN_STATUS_MIME
+
+    assert run(shell, "%repro start --experiment exp").success
+    assert run(shell, "%repro status").success
+    (shown,) = [o for o in shell.display_pub.outputs if RUN_STATUS_MIME in o["data"]]
+    assert shown["data"][RUN_STATUS_MIME]["active"] is True
+    assert "local folder" in shown["data"]["text/plain"]
+    assert run(shell, "%repro end").success

@@ -366,3 +366,18 @@ def test_a_long_or_multiline_result_name_keeps_the_table_readable(tmp_path: Path
     text = buffer.getvalue()
     assert "first\\nsecond" in text and "\nsecond" not in text
     assert text.count("reproduced") >= 2 and "1.0" in text  # the other columns are shown
+
+
+def test_why_a_result_failed_is_one_line_without_escape_codes(tmp_path: Path) -> None:
+    """A result named ``a\\n::error::pwned`` put ``::error::pwned`` on a line of its own below
+    the verdict, which GitHub Actions runs as a command; ``\\x1b[2J`` cleared the screen."""
+    from reprokit.report.table import failing_lines
+
+    project = make_project(tmp_path)
+    names = ("a\n::error::pwned", "b\x1b[2J")
+    lock = record(project, [encode_result(n, 1.0) for n in names])
+    node = executed(project, [encode_result(n, 2.0) for n in names])
+    verdict = verify_results(lock, read_notebook(node), lock_dir=project.lock_path.parent)
+    lines = failing_lines(verdict)
+    assert len(lines) == 2 and all("\n" not in line and "\x1b" not in line for line in lines)
+    assert any(line.startswith("a\\n::error::pwned: differs") for line in lines)

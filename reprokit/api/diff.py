@@ -220,11 +220,11 @@ def _from_path(path: Path) -> Side:
         read_lock,
     )
 
-    lock_path = path if is_lock_path(path) else lock_path_for(path)
-    if path.is_dir():
+    if path.is_dir() or not path.name:  # "." and "./" have no name to make a lock's from
         raise UsageError(
             f"{path}: a folder; diff compares one lock, notebook or run", path=str(path)
         )
+    lock_path = path if is_lock_path(path) else lock_path_for(path)
     if lock_present(lock_path):
         lock = read_lock(lock_path)
         return Side(

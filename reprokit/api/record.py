@@ -195,6 +195,11 @@ def record_from_run(
 
     from reprokit.recording.fromrun import load_run
 
+    if notebook is not None and Path(notebook).is_dir():  # "." was a store in its parent
+        raise UsageError(
+            f"{notebook}: a folder; --from-run writes the lock of one notebook: name it",
+            path=str(notebook),
+        )
     start = Path(notebook).resolve().parent if notebook is not None else Path.cwd()
     with tempfile.TemporaryDirectory(prefix="reprokit-run-") as folder:
         recorded = load_run(run_id, folder, start=start, tracking_uri=tracking_uri)

@@ -232,14 +232,26 @@ def _without_own_outputs(names: list[str]) -> list[str]:
     say nothing about the code, and their paths name runs and the author's layout."""
     marked = {name.rpartition("/")[0] for name in names if name.rpartition("/")[2] == OUTPUT_MARKER}
     marked.discard("")  # a marker at the repository's top would hide every name
-    return [name for name in names if not _is_own_output(name, marked)]
+    # a store of another name (MLFLOW_TRACKING_URI=sqlite:///tracking/runs.db): reprokit's
+    # own file lock beside it gives it away, with SQLite's files
+    stores = {name[: -len(".lock")] for name in names if name.endswith(".db.lock")}
+    stores |= {f"{store}{side}" for store in stores for side in _SQLITE_SIDES}
+    return [name for name in names if name not in stores and not _is_own_output(name, marked)]
+
+
+_SQLITE_SIDES = (".lock", "-journal", "-wal", "-shm")
 
 
 def _is_own_output(name: str, marked: set[str]) -> bool:
     parts = name.split("/")
     if parts[-1] in _OWN_FILES or not _OWN_FOLDERS.isdisjoint(parts[:-1]):
         return True
+    if name.endswith(ACTIVE_MARK) and name[: -len(ACTIVE_MARK)] in marked:
+        return True  # an output folder's "in use" mark, beside it (``out.active``)
     return any("/".join(parts[:k]) in marked for k in range(1, len(parts)))
+
+
+ACTIVE_MARK = ".active"  # recording.retention's ACTIVE_SUFFIX (a lower layer cannot import it)
 
 
 def _remote_url(out: bytes) -> str | None:

@@ -119,18 +119,20 @@ def _with_commit_rule(changes: list[EnvChange], *, same_source: bool) -> EnvDiff
     uncommitted diff are changes of their own and still count. Imported modules are not
     recorded: the note says that they may differ.
     """
+    branch = tuple(c for c in changes if _is_git(c, "branch"))  # a name: always a note
+    changes = [c for c in changes if not _is_git(c, "branch")]
     if not same_source:
-        return EnvDiff(tuple(changes))
+        return EnvDiff(tuple(changes), branch)
     notes = tuple(
         replace(c, hint=hints.GIT_COMMIT_SAME_SOURCE, importance=5)
         for c in changes
-        if _is_commit(c)
+        if _is_git(c, "commit")
     )
-    return EnvDiff(tuple(c for c in changes if not _is_commit(c)), notes)
+    return EnvDiff(tuple(c for c in changes if not _is_git(c, "commit")), notes + branch)
 
 
-def _is_commit(change: EnvChange) -> bool:
-    return change.category == "git" and change.key == "commit"
+def _is_git(change: EnvChange, key: str) -> bool:
+    return change.category == "git" and change.key == key
 
 
 # a numpy Generator (or RandomState) made without a seed: default_rng(), default_rng(None)

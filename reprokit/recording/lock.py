@@ -453,10 +453,17 @@ def check_lock_parameters(values: Mapping[str, Any]) -> None:
 
 
 def _relative_to_root(path: Path, root: Path, field: str, shown: str) -> str:
-    try:
-        return path.resolve().relative_to(root).as_posix()
-    except ValueError:
-        raise LockError(shown, f"outside the project root {root}", field) from None
+    """``path`` relative to the project root, as the notebook named it (a link inside the
+    project stays the link: the run declares it so, and a verification compares the two);
+    one that leads outside the project, through a link or not, is refused."""
+    resolved = path.resolve()
+    if not resolved.is_relative_to(root.resolve()):
+        raise LockError(shown, f"outside the project root {root}", field)
+    lexical = Path(os.path.normpath(path))
+    for base in (root, root.resolve()):
+        if lexical.is_relative_to(base):
+            return lexical.relative_to(base).as_posix()
+    return resolved.relative_to(root.resolve()).as_posix()
 
 
 def _relative_manifest(manifest: DataManifest, root: Path) -> DataManifest:

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from reprokit._warn import escaped_controls
 from reprokit.capturing.redact import redact_text
 from reprokit.compare.verify import DeviationRecord, ResultCheck, Verdict
 from reprokit.comparison import Tolerance
@@ -130,7 +131,8 @@ def failing_lines(verdict: Verdict, limit: int = 300) -> list[str]:
         if not check.passed and check.message:
             text = redact_text(" ".join(check.message.split()))
             text = text if len(text) <= limit else text[: limit - 3] + "..."
-            lines.append(f"{check.name}: {check.status}: {text}")
+            # a name is the notebook's (or a stranger's lock's): one line, no escape codes
+            lines.append(escaped_controls(f"{check.name}: {check.status}: {text}"))
     return lines
 
 
