@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import http.server
 import os
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -80,3 +82,32 @@ def runs_by_name(uri: str, experiment: str) -> dict[str, Any]:
     found = client.get_experiment_by_name(experiment)
     assert found is not None, f"no experiment {experiment!r}"
     return {run.info.run_name: run for run in client.search_runs([found.experiment_id])}
+
+
+class Unavailable(http.server.BaseHTTPRequestHandler):
+    """A tracking server that answers every request with HTTP 503; counts them."""
+
+    requests = 0
+
+    def do_GET(self) -> None:
+        type(self).requests += 1
+        self.send_response(503)
+        self.end_headers()
+
+    do_POST = do_GET
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def unavailable_server() -> Iterator[str]:
+    """The URI of a server answering 503 to everything (:class:`Unavailable`, its count reset)."""
+    Unavailable.requests = 0
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Unavailable)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 from conftest import mlflow_client, tracking_uri
-from fault_helpers import WAIT_S, kill_quietly, run_cli, wait_for
+from fault_helpers import WAIT_S, Unavailable, kill_quietly, run_cli, unavailable_server, wait_for
 
 from reprokit.api.gc import gc
 from reprokit.api.sync import sync
@@ -434,32 +434,15 @@ def test_a_store_that_does_not_answer_is_tried_for_one_journal_only(
     """Each leftover journal waited through MLflow's retries again (about 9 s each) while the
     server was down: every command that opens the store paid it once per journal. After the
     first replay the store did not answer, the others fail at once, kept for the next try."""
-    import http.server
-    import threading
-
-    class Unavailable(http.server.BaseHTTPRequestHandler):
-        requests = 0
-
-        def do_GET(self) -> None:
-            type(self).requests += 1
-            self.send_response(503)
-            self.end_headers()
-
-        do_POST = do_GET
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Unavailable)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{server.server_address[1]}")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # the test's own bound: fast
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")
-    try:
+    with unavailable_server() as uri:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
         paths = [_dead_journal(project) for _ in range(3)]
         replays = sync(project)
-        one = Unavailable.requests
-        assert one > 0 and sorted(r.journal for r in replays) == sorted(map(str, paths))
+        assert Unavailable.requests > 0 and sorted(r.journal for r in replays) == sorted(
+            map(str, paths)
+        )
         assert all(r.status == "failed" for r in replays)
         tried, *untried = replays
         assert tried.unavailable and "503" in (tried.detail or "")
@@ -467,6 +450,3 @@ def test_a_store_that_does_not_answer_is_tried_for_one_journal_only(
             (r.detail or "").startswith("not tried: the store did not answer") for r in untried
         )
         assert all(p.exists() for p in paths)  # kept for the next command
-    finally:
-        server.shutdown()
-        server.server_close()

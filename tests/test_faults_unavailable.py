@@ -5,16 +5,14 @@ kernels, a real (stub) HTTP server."""
 
 from __future__ import annotations
 
-import http.server
 import os
 import signal
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fault_helpers import WAIT_S, kill_quietly, start_cli, wait_for
+from fault_helpers import WAIT_S, Unavailable, kill_quietly, start_cli, unavailable_server, wait_for
 from run_helpers import write_notebook
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
@@ -24,31 +22,11 @@ CELLS = ["%load_ext reprokit\n%repro start", "import reprokit\nreprokit.result('
 LIMIT_S = 90
 
 
-class _Unavailable(http.server.BaseHTTPRequestHandler):
-    requests = 0
-
-    def do_GET(self) -> None:
-        type(self).requests += 1
-        self.send_response(503)
-        self.end_headers()
-
-    do_POST = do_GET
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
 def unavailable() -> Iterator[str]:
     """The URI of a server answering 503 to everything."""
-    _Unavailable.requests = 0
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Unavailable)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with unavailable_server() as uri:
+        yield uri
 
 
 def _journals(project: Path) -> list[Path]:
@@ -91,7 +69,7 @@ def test_the_first_signal_stops_a_runner_waiting_for_mlflow(
     }
     runner = start_cli(["run", "nb.ipynb", "--device", "cpu"], project, env=env)
     try:
-        wait_for(lambda: _Unavailable.requests > 0, "the record to reach the server", WAIT_S)
+        wait_for(lambda: Unavailable.requests > 0, "the record to reach the server", WAIT_S)
         runner.send_signal(sig)
         signalled = time.monotonic()
         _, stderr = runner.communicate(timeout=LIMIT_S)
