@@ -1,0 +1,291 @@
+"""The native statistics (reprokit/results/arraystats.c): built at install, loaded with ctypes,
+one pass over a run of float32 or float64 elements. What it must hold to: the figures numpy
+gives (to within float64 rounding), the same bits from its AVX2 and plain builds (a lock
+recorded on one machine is verified on another), every run it cannot summarise (a NaN, an
+infinity, sums that overflow, another dtype) left to numpy, and a build that fails leaving
+numpy to do it, not a broken install."""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import math
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from reprokit.results import native
+from reprokit.results.arraypass import array_stats
+
+ROOT = Path(__file__).resolve().parents[1]
+RNG = np.random.default_rng(11)
+
+
+def _build_native() -> Any:
+    spec = importlib.util.spec_from_file_location("build_native", ROOT / "tools/build_native.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+BUILD = _build_native()
+HAS_COMPILER = os.name != "nt" and shutil.which(BUILD.compiler()[0]) is not None
+needs_compiler = pytest.mark.skipif(not HAS_COMPILER, reason="no C compiler here")
+
+
+@pytest.fixture
+def fresh_library() -> Iterator[None]:
+    """The library loaded again after the test (which points LIBRARY elsewhere)."""
+    native._library.cache_clear()
+    yield
+    native._library.cache_clear()
+
+
+@needs_compiler
+def test_the_library_is_built_where_a_c_compiler_is() -> None:
+    """CI installs with ``pip install -e .``: the build hook must have compiled it (a checkout
+    installed before it existed: ``python tools/build_native.py``)."""
+    assert native.available(), f"{native.LIBRARY} not built: run python tools/build_native.py"
+
+
+def _fsum_sums(run: Any, shift: float) -> tuple[float, float]:
+    shifted = run.astype(np.float64) - shift
+    return math.fsum(shifted), math.fsum(shifted * shifted)
+
+
+@needs_compiler
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("size", [1, 3, 8, 9, 1023, 1024, 1031, 8200, 2**17 + 5])
+@pytest.mark.parametrize("shift", [0.0, 2.5])
+def test_run_sums_are_the_exact_extremes_and_sums_to_rounding(
+    dtype: Any, size: int, shift: float
+) -> None:
+    run = (RNG.standard_normal(size) * 3 + 2).astype(dtype)
+    sums = native.run_sums(run, shift)
+    assert sums is not None
+    assert (sums.low, sums.high) == (float(run.min()), float(run.max()))
+    total, squares = _fsum_sums(run, shift)
+    assert sums.total == pytest.approx(total, rel=1e-13, abs=1e-11)
+    assert sums.squares == pytest.approx(squares, rel=1e-13)
+
+
+def _with(value: float, at: int, dtype: Any = np.float32, size: int = 5000) -> Any:
+    run = RNG.standard_normal(size).astype(dtype)
+    run[at] = value
+    return run
+
+
+@needs_compiler
+@pytest.mark.parametrize(
+    "run",
+    [
+        _with(np.nan, 0),
+        _with(np.nan, 2500),
+        _with(np.nan, 4999),
+        _with(np.inf, 17),
+        _with(-np.inf, 4998),
+        _with(1e200, 3, np.float64),  # its square overflows float64
+        RNG.standard_normal(100).astype(">f4"),
+        RNG.standard_normal(100).astype(np.float16),
+        RNG.integers(0, 9, 100).astype(np.int32),
+        RNG.standard_normal(200).astype(np.float32)[::2],
+        RNG.standard_normal((10, 10)).astype(np.float32),
+        np.empty(0, np.float32),
+    ],
+    ids=[
+        "nan first",
+        "nan inside",
+        "nan last",
+        "+inf",
+        "-inf in the tail",
+        "squares overflow",
+        "big-endian",
+        "float16",
+        "int32",
+        "strided",
+        "2-d",
+        "empty",
+    ],
+)
+def test_runs_numpy_must_summarise_are_left_to_it(run: Any) -> None:
+    assert native.run_sums(run, 0.0) is None
+
+
+def test_reprokit_native_0_leaves_every_run_to_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REPROKIT_NATIVE", "0")
+    assert not native.available()
+    assert native.run_sums(np.ones(100, np.float32), 0.0) is None
+
+
+def _arrays() -> dict[str, Any]:
+    normals = RNG.standard_normal(1_000_003)
+    with_nans = normals.copy()
+    with_nans[RNG.random(normals.size) < 1e-5] = np.nan  # most runs clean, some not
+    with_inf = normals.copy()
+    with_inf[[5, 400_000]] = [np.inf, -np.inf]
+    return {
+        "float32": (normals * 4 - 1).astype(np.float32),
+        "float64 large mean": 1e9 + normals,
+        "float32 large mean": (1e4 + normals).astype(np.float32),
+        "float64 some nans": with_nans,
+        "float32 infinities": with_inf.astype(np.float32),
+        "float64 tiny": normals * 1e-300,
+        "float32 constant": np.full(300_001, 0.1, np.float32),
+    }
+
+
+ARRAYS = _arrays()
+
+
+@needs_compiler
+@pytest.mark.parametrize("name", sorted(ARRAYS))
+def test_statistics_with_the_native_pass_are_numpys_to_rounding(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    array = ARRAYS[name]
+    calls = []
+    real = native.run_sums
+
+    def counted(run: Any, shift: float) -> Any:
+        calls.append(real(run, shift) is not None)
+        return real(run, shift)
+
+    monkeypatch.setattr(native, "run_sums", counted)
+    fast = array_stats(array)
+    assert any(calls), "the native pass summarised no run"
+    monkeypatch.setenv("REPROKIT_NATIVE", "0")
+    slow = array_stats(array)
+    assert fast is not None and slow is not None
+    assert (fast.min, fast.max) == (slow.min, slow.max)
+    assert (fast.nan_count, fast.posinf_count, fast.neginf_count) == (
+        slow.nan_count,
+        slow.posinf_count,
+        slow.neginf_count,
+    )
+    assert fast.mean == pytest.approx(slow.mean, rel=1e-13, abs=1e-300)
+    assert fast.std == pytest.approx(slow.std, rel=1e-12, abs=1e-300)
+
+
+def _load(path: Path) -> Any:
+    library = ctypes.CDLL(str(path))
+    for kernel in (library.reprokit_stats_f32, library.reprokit_stats_f64):
+        kernel.restype = None
+        kernel.argtypes = (ctypes.c_void_p, ctypes.c_int64, ctypes.c_double, ctypes.c_void_p)
+    return library
+
+
+def _bits(library: Any, run: Any, shift: float) -> tuple[float, ...]:
+    kernel = library.reprokit_stats_f32 if run.dtype == np.float32 else library.reprokit_stats_f64
+    out = (ctypes.c_double * 4)()
+    kernel(run.ctypes.data, run.size, shift, out)
+    return tuple(out)
+
+
+def _source_tree(root: Path) -> Path:
+    (root / BUILD.SOURCE).parent.mkdir(parents=True)
+    shutil.copy(ROOT / BUILD.SOURCE, root / BUILD.SOURCE)
+    return root
+
+
+@needs_compiler
+@pytest.mark.skipif(
+    not (sys.platform.startswith("linux") and platform.machine() == "x86_64"),
+    reason="the AVX2 variant is built on x86-64 Linux only",
+)
+def test_the_avx2_and_the_plain_build_give_the_same_bits(tmp_path: Path) -> None:
+    """The order of the sums is written out in the source, not left to the compiler: a lock
+    recorded with the AVX2 variant is verified on a machine without it."""
+    source = ROOT / BUILD.SOURCE
+    built = {}
+    for name, extra in (("clones", ("-DREPROKIT_CLONES",)), ("plain", ())):
+        target = tmp_path / f"{name}.so"
+        assert BUILD._compile(source, target, extra) == ""
+        built[name] = _load(target)
+    for dtype in (np.float32, np.float64):
+        for size in (5, 1000, 131_077):
+            run = (RNG.standard_normal(size) * 1e3 + 7).astype(dtype)
+            assert _bits(built["clones"], run, 7.0) == _bits(built["plain"], run, 7.0)
+
+
+@needs_compiler
+def test_a_build_is_a_loadable_library_others_can_read(tmp_path: Path) -> None:
+    built = BUILD.build(_source_tree(tmp_path), log=pytest.fail)
+    assert built == tmp_path / BUILD.LIBRARY
+    assert built.stat().st_mode & 0o777 == 0o755
+    assert _load(built).reprokit_stats_abi() == native.ABI
+    assert sorted(p.name for p in built.parent.iterdir()) == ["_arraystats.so", "arraystats.c"]
+
+
+def test_a_failed_build_says_why_in_one_line_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = _source_tree(tmp_path)
+    said: list[str] = []
+    monkeypatch.setenv("CC", "false")
+    assert BUILD.build(root, log=said.append) is None
+    assert len(said) == 1 and "false exited 1" in said[0] and "\n" not in said[0]
+    assert [p.name for p in (root / BUILD.SOURCE).parent.iterdir()] == ["arraystats.c"]
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    said.clear()
+    assert BUILD.build(root, log=said.append) is None
+    assert "no-such-compiler" in said[0]
+
+
+def test_reprokit_native_0_builds_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REPROKIT_NATIVE", "0")
+    said: list[str] = []
+    assert BUILD.build(_source_tree(tmp_path), log=said.append) is None
+    assert said == ["reprokit: REPROKIT_NATIVE=0, the native statistics are not built"]
+
+
+@pytest.mark.parametrize("content", [b"", b"not a library\n", b"\x7fELF" + bytes(60)])
+def test_a_file_that_is_no_library_for_this_machine_is_not_loaded(
+    content: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_library: None
+) -> None:
+    junk = tmp_path / "_arraystats.so"
+    junk.write_bytes(content)
+    monkeypatch.setattr(native, "LIBRARY", junk)
+    assert not native.available()
+    stats = array_stats(np.arange(10, dtype=np.float32))
+    assert stats is not None and stats.mean == 4.5
+
+
+@needs_compiler
+@pytest.mark.parametrize("build_native", [True, False], ids=["native", "REPROKIT_NATIVE=0"])
+def test_the_wheel_carries_the_library_and_is_tagged_for_the_platform(
+    build_native: bool, tmp_path: Path
+) -> None:
+    """``pip wheel`` of the source (the build hook, hatch_build.py): with the library, a
+    wheel for this platform holding it; without, a pure-Python wheel that works the same."""
+    import zipfile
+
+    source = tmp_path / "src"
+    shutil.copytree(
+        ROOT,
+        source,
+        ignore=shutil.ignore_patterns(".git", ".venv", "*.so", "__pycache__", "tests", "docs"),
+    )
+    env = {**os.environ, "REPROKIT_NATIVE": "1" if build_native else "0"}
+    command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation"]
+    done = subprocess.run(
+        [*command, "-q", "-w", str(tmp_path / "out"), str(source)],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    (wheel,) = (tmp_path / "out").glob("*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert ("reprokit/results/_arraystats.so" in names) == build_native
+    assert wheel.name.endswith("-none-any.whl") != build_native
