@@ -13,6 +13,9 @@ process (no kernel, no MLflow: those cost the same for any result) and alternate
 each after the previous files were removed (untimed). Pairs (ratio = measured / baseline):
 
 - ``result() float32``: a C-contiguous array of standard normals (target ≤ 2);
+- ``result() float32, native vs numpy statistics``: the same ``result()`` against itself with
+  ``REPROKIT_NATIVE=0``, which computes the statistics with numpy instead of the one C pass
+  built at install (``native statistics`` says whether it is; without it, no pair);
 - ``result() float32 vs its parts in turn``: the same ``result()`` against the statistics,
   the BLAKE3 digest and ``numpy.save`` run one after another on one thread. A ratio of 0.5 is
   the two cores fully overlapped; ``two-core floor / numpy.save`` is half the parts' time
@@ -74,7 +77,7 @@ from reprokit.recording.lock_model import (  # noqa: E402
     LockParameters,
     NotebookSource,
 )
-from reprokit.results import arraypass, encode_result  # noqa: E402
+from reprokit.results import arraypass, encode_result, native  # noqa: E402
 
 
 def make_array(n: int, nan_fraction: float = 0.0) -> Any:
@@ -106,6 +109,33 @@ def pair(results: Results, name: str, array: Any, folder: Path, repeat: int, tar
             repeat=repeat,
             baseline_name="numpy.save",
             target=target,
+            before=clearer(folder),
+        )
+    )
+
+
+def native_pair(results: Results, array: Any, folder: Path, repeat: int) -> None:
+    """``result()`` with the native statistics against the same with numpy's
+    (``REPROKIT_NATIVE=0``); where the library is not built, only says so."""
+    results.figure("native statistics", native.available())
+    if not native.available():
+        return
+    writer = RunFolder(folder)
+
+    def with_numpy() -> None:
+        os.environ["REPROKIT_NATIVE"] = "0"
+        try:
+            encode_result("a", array, writer=writer)
+        finally:
+            del os.environ["REPROKIT_NATIVE"]
+
+    results.add(
+        alternate(
+            "result() float32, native vs numpy statistics",
+            lambda: encode_result("a", array, writer=writer),
+            with_numpy,
+            repeat=repeat,
+            baseline_name="the same, REPROKIT_NATIVE=0",
             before=clearer(folder),
         )
     )
@@ -345,6 +375,7 @@ def main() -> None:
         a = make_array(n)
         print(f"{n} float32 ({a.nbytes / 1e6:.0f} MB) in {work}")
         saved = pair(results, "result() float32", a, work, repeat, "<= 2")
+        native_pair(results, a, work, repeat)
         floor_pair(results, a, work, repeat, min(saved.baseline))
         if usable_cores() == 2:
             bare_pair(results, a, work, repeat, min(saved.baseline))
