@@ -115,6 +115,9 @@ class StatsAccumulator:
         self.low: Any = None
         self.high: Any = None
         self.nan = self.posinf = self.neginf = 0
+        self.native_nan = 0  # NaNs the native pass counted, of which
+        self.odd_nan = 0  # not numpy's np.nan bits: the digest rewrites these
+        self.nan_seen = False  # the last run the native pass took held a NaN
         self.buffer = buffer  # the float64 copy of a block, made once (or lent)
         self.shift = 0.0
 
@@ -137,18 +140,23 @@ class StatsAccumulator:
 
     def _add_native(self, run: np.ndarray) -> bool:
         """Fold in ``run`` through the native pass (:mod:`~reprokit.results.native`), if it
-        can take it: no library, a NaN or infinity, or a mean that dwarfs the spread (the
-        squares would cancel) leave it to numpy (False)."""
+        can take it: no library, an infinity, sums that overflow, or a mean that dwarfs the
+        spread (the squares would cancel) leave it to numpy (False)."""
         from reprokit.results.native import run_sums
 
-        sums = run_sums(run, self.shift)
+        sums = run_sums(run, self.shift, nan_first=self.nan_seen)
         if sums is None:
             return False
-        offset = sums.total / run.size
+        offset = sums.total / sums.kept if sums.kept else 0.0
         if not offset * sums.total <= 0.5 * sums.squares:
             return False  # numpy subtracts the mean first (and may take it as the shift)
-        self._extremes(sums.low, sums.high)
-        self._combine(run.size, offset, max(sums.squares - offset * sums.total, 0.0))
+        self.nan += sums.nan
+        self.native_nan += sums.nan
+        self.odd_nan += sums.odd_nan
+        self.nan_seen = sums.nan > 0
+        if sums.kept:
+            self._extremes(sums.low, sums.high)
+            self._combine(sums.kept, offset, max(sums.squares - offset * sums.total, 0.0))
         return True
 
     def _add_with_nonfinite(self, block: np.ndarray) -> None:
@@ -233,8 +241,16 @@ class StatsAccumulator:
         self.m2 += m2 + delta * delta * self.count * n / total
         self.count = total
 
+    def nan_to_rewrite(self) -> int:
+        """NaNs among the elements seen whose bits a digest must rewrite: those the native
+        pass found not to be ``np.nan``'s, or, where numpy counted any, every NaN (it does not
+        look at their bits)."""
+        return self.odd_nan if self.native_nan == self.nan else self.nan
+
     def merge(self, other: StatsAccumulator) -> None:
         """Fold in what ``other`` accumulated over elements that follow this one's."""
+        self.native_nan += other.native_nan
+        self.odd_nan += other.odd_nan
         self.nan += other.nan
         self.posinf += other.posinf
         self.neginf += other.neginf
@@ -419,8 +435,9 @@ class _Scan:
         self.buffer: np.ndarray | None = None
 
     def summary(self, chunk: np.ndarray) -> tuple[StatsAccumulator | None, int]:
-        """The statistics of ``chunk`` (1-D, C-contiguous) and how many NaNs it holds (-1:
-        some, without statistics to count them)."""
+        """The statistics of ``chunk`` (1-D, C-contiguous) and how many NaNs it holds whose
+        bits the digest rewrites (0: none; else the NaNs it holds, -1: some, without
+        statistics to count them), see :meth:`StatsAccumulator.nan_to_rewrite`."""
         import numpy as np
 
         if not self.stats:
@@ -428,7 +445,7 @@ class _Scan:
         stats = StatsAccumulator(self.kind, buffer=self.buffer)
         stats.add(chunk)
         self.buffer = stats.buffer
-        return stats, stats.nan
+        return stats, stats.nan_to_rewrite()
 
 
 def _as_digested(array: np.ndarray) -> bool:

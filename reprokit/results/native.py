@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import math
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -22,44 +23,54 @@ if TYPE_CHECKING:
     import numpy as np
 
 LIBRARY = Path(__file__).with_name("_arraystats.so")
-ABI = 1
+ABI = 4
 """The interface version the library must report (``reprokit_stats_abi``)."""
 
 
 class RunSums(NamedTuple):
-    """Min and max of a run, and the sum and sum of squares of its elements less a shift."""
+    """Min and max of a run's elements other than NaN, the sum and sum of squares of them
+    less a shift, how many there are, how many NaNs the run holds, and how many of those have
+    bits other than numpy's ``np.nan`` (the NaN a digest takes every NaN as)."""
 
     low: float
     high: float
     total: float
     squares: float
+    kept: int  # elements other than NaN
+    nan: int = 0
+    odd_nan: int = 0
 
 
 class _Kernels(NamedTuple):
-    f32: Any  # ctypes functions
-    f64: Any
+    """The library's functions (ctypes), by dtype: (no NaN expected, NaNs left out)."""
+
+    f32: tuple[Any, Any]
+    f64: tuple[Any, Any]
 
 
 def _kernels() -> _Kernels | None:
-    """The library's two functions; None where ``REPROKIT_NATIVE=0`` (read at each call) or
+    """The library's functions; None where ``REPROKIT_NATIVE=0`` (read at each call) or
     there is none to load."""
     return None if os.environ.get("REPROKIT_NATIVE") == "0" else _library()
 
 
 @functools.cache
 def _library() -> _Kernels | None:
-    """The library's two functions, or None where there is none to load (or it is refused:
-    not a regular file, not a library for this machine, another interface version)."""
+    """The library's functions, or None where there is none to load (or it is refused: not a
+    regular file, not a library for this machine, another interface version)."""
     if not LIBRARY.is_file():
         return None
     try:
         library = ctypes.CDLL(str(LIBRARY))
         if library.reprokit_stats_abi() != ABI:
             return None
-        kernels = _Kernels(library.reprokit_stats_f32, library.reprokit_stats_f64)
+        kernels = _Kernels(
+            (library.reprokit_stats_f32, library.reprokit_stats_skipnan_f32),
+            (library.reprokit_stats_f64, library.reprokit_stats_skipnan_f64),
+        )
     except (OSError, AttributeError):  # another platform's file, or an older build
         return None
-    for kernel in kernels:
+    for kernel in (*kernels.f32, *kernels.f64):
         kernel.restype = None
         kernel.argtypes = (ctypes.c_void_p, ctypes.c_int64, ctypes.c_double, ctypes.c_void_p)
     return kernels
@@ -70,24 +81,41 @@ def available() -> bool:
     return _kernels() is not None
 
 
-def run_sums(run: np.ndarray, shift: float) -> RunSums | None:
+def run_sums(run: np.ndarray, shift: float, *, nan_first: bool = False) -> RunSums | None:
     """One pass over ``run`` (1-D, C-contiguous, float32 or float64 in the machine's byte
-    order): its min and max, and the sum and sum of squares of ``run - shift`` in float64.
-    None where numpy must do it: no library, another dtype or layout, an empty run, or a run
-    with a NaN or an infinity, or sums that overflowed (numpy counts and leaves those out)."""
+    order): the min, max, sum and sum of squares of ``run - shift`` in float64 over its
+    elements other than NaN, and the counts. A run with a NaN takes a second, slower pass that
+    leaves them out and counts them (``nan_first``: that pass only, for a run that likely
+    holds one; on a run that does not, it gives the same figures). None where numpy must do
+    it: no library, another dtype or layout, an empty run, an infinity, or sums that
+    overflowed (numpy counts the infinities and says which statistic is lost)."""
     import numpy as np
 
     kernels = _kernels()
     if kernels is None or run.size == 0 or run.ndim != 1 or not run.flags.c_contiguous:
         return None
     if run.dtype == np.float32:
-        kernel = kernels.f32
+        plain, skipnan = kernels.f32
     elif run.dtype == np.float64:
-        kernel = kernels.f64
+        plain, skipnan = kernels.f64
     else:
         return None
-    out = (ctypes.c_double * 4)()
-    kernel(run.ctypes.data, run.size, shift, out)
-    sums = RunSums(*out)
-    finite = all(value - value == 0.0 for value in sums)  # NaN or ±inf: not 0
-    return sums if finite else None
+    out = (ctypes.c_double * 6)()
+    if not nan_first:
+        plain(run.ctypes.data, run.size, shift, out)
+        if _finite(out[:4]):
+            low, high, total, squares = out[:4]
+            return RunSums(low, high, total, squares, run.size)
+    skipnan(run.ctypes.data, run.size, shift, out)
+    low, high, total, squares, kept, usual = out
+    count = int(kept)
+    if not count:  # only NaNs
+        return RunSums(math.nan, math.nan, 0.0, 0.0, 0, run.size, run.size - int(usual))
+    if not _finite(out[:4]):
+        return None
+    nan = run.size - count
+    return RunSums(low, high, total, squares, count, nan, nan - int(usual))
+
+
+def _finite(values: Any) -> bool:
+    return all(value - value == 0.0 for value in values)  # NaN or ±inf: not 0
