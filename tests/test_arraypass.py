@@ -46,6 +46,24 @@ def _with_nan_and_inf(n: int, dtype: Any) -> Any:
     return values.astype(dtype)
 
 
+def _nans_of_two_kinds(n: int, every: int) -> Any:
+    """One ``np.nan`` and one negative NaN (what ``0/0`` gives on x86) in every ``every``
+    elements: as many NaNs the digest keeps as NaNs it rewrites."""
+    values = RNG.standard_normal(n)
+    values[7::every] = np.nan
+    values[11::every] = np.nan
+    values.view(np.uint64)[11::every] |= np.uint64(1 << 63)
+    return values
+
+
+def _signalling_nans(n: int) -> Any:
+    """Signalling NaNs (numpy's ``fmin`` lets one through) beside a mean larger than the
+    spread (which numpy summarises)."""
+    values = RNG.standard_normal(n) + 5
+    values.view(np.uint64)[3::17] = np.uint64(0x7FF4000000000000)
+    return values
+
+
 ARRAYS: dict[str, Callable[[], Any]] = {
     "float32": lambda: RNG.standard_normal(300_000).astype(np.float32),
     "float64 nan inf": lambda: _with_nan_and_inf(200_000, np.float64),
@@ -53,6 +71,8 @@ ARRAYS: dict[str, Callable[[], Any]] = {
     "big-endian nan": lambda: _with_nan_and_inf(200_000, ">f4"),
     "all nan": lambda: np.full(100_000, np.nan),
     "float32 nans of other bits": lambda: _with_other_nans(200_000),
+    "float64 nans of two kinds, one each per chunk": lambda: _nans_of_two_kinds(200_000, 5000),
+    "float64 signalling nans": lambda: _signalling_nans(100_000),
     "longdouble nan": lambda: _with_nan_and_inf(100_000, np.longdouble) + 0,
     "large mean": lambda: 1e9 + RNG.standard_normal(300_000),
     "int64": lambda: RNG.integers(-(10**12), 10**12, 200_000),

@@ -177,17 +177,16 @@ class StatsAccumulator:
 
         finite = np.isfinite(block)
         kept = int(np.count_nonzero(finite))
-        low, high = np.fmin.reduce(block), np.fmax.reduce(block)  # NaN left out, not ±inf
-        posinf = int(np.count_nonzero(block == np.inf)) if high == np.inf else 0
-        neginf = int(np.count_nonzero(block == -np.inf)) if low == -np.inf else 0
+        nan = int(np.count_nonzero(np.isnan(block)))
+        posinf = int(np.count_nonzero(block == np.inf)) if kept + nan < block.size else 0
+        self.nan += nan
         self.posinf += posinf
-        self.neginf += neginf
-        self.nan += block.size - kept - posinf - neginf
+        self.neginf += block.size - kept - nan - posinf
         if not kept:
-            return low, high, None
-        if posinf or neginf:  # rare: take the extremes again, of the finite elements
-            low = np.fmin.reduce(np.where(finite, block, np.inf))
-            high = np.fmax.reduce(np.where(finite, block, -np.inf))
+            return None, None, None
+        # over the finite elements only (fmin alone would let a signalling NaN through)
+        low = np.minimum.reduce(block, where=finite, initial=np.inf)
+        high = np.maximum.reduce(block, where=finite, initial=-np.inf)
         return low, high, finite
 
     def _widened(self, block: np.ndarray, finite: np.ndarray | None) -> np.ndarray:
@@ -242,10 +241,11 @@ class StatsAccumulator:
         self.count = total
 
     def nan_to_rewrite(self) -> int:
-        """NaNs among the elements seen whose bits a digest must rewrite: those the native
-        pass found not to be ``np.nan``'s, or, where numpy counted any, every NaN (it does not
-        look at their bits)."""
-        return self.odd_nan if self.native_nan == self.nan else self.nan
+        """0 where no NaN among the elements seen needs its bits rewritten for a digest
+        (there is none, or the native pass found them all to be ``np.nan``'s), else how many
+        NaNs there are (what :func:`_without_nan_bits` takes)."""
+        clean = self.native_nan == self.nan and not self.odd_nan
+        return 0 if clean else self.nan
 
     def merge(self, other: StatsAccumulator) -> None:
         """Fold in what ``other`` accumulated over elements that follow this one's."""
