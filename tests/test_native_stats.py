@@ -38,7 +38,7 @@ def _build_native() -> Any:
 
 
 BUILD = _build_native()
-HAS_COMPILER = os.name != "nt" and shutil.which(BUILD.compiler()[0]) is not None
+HAS_COMPILER = os.name != "nt" and any(shutil.which(cc[0]) for cc in BUILD.compilers())
 needs_compiler = pytest.mark.skipif(not HAS_COMPILER, reason="no C compiler here")
 
 
@@ -298,19 +298,63 @@ def test_a_build_is_a_loadable_library_others_can_read(tmp_path: Path) -> None:
     assert sorted(p.name for p in built.parent.iterdir()) == ["_arraystats.so", "arraystats.c"]
 
 
+@pytest.mark.parametrize(
+    ("compiler", "said"),
+    [
+        ("false", "false exited 1"),
+        ("true", "true wrote an empty file"),
+        ("/no/such/compiler", "/no/such/compiler:"),
+        ('gcc "-O2', "CC cannot be split into words"),
+    ],
+)
 def test_a_failed_build_says_why_in_one_line_and_leaves_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    compiler: str, said: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root = _source_tree(tmp_path)
-    said: list[str] = []
-    monkeypatch.setenv("CC", "false")
-    assert BUILD.build(root, log=said.append) is None
-    assert len(said) == 1 and "false exited 1" in said[0] and "\n" not in said[0]
+    lines: list[str] = []
+    monkeypatch.setenv("CC", compiler)
+    assert BUILD.build(root, log=lines.append) is None
+    assert len(lines) == 1 and said in lines[0] and "\n" not in lines[0], lines
     assert [p.name for p in (root / BUILD.SOURCE).parent.iterdir()] == ["arraystats.c"]
-    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
-    said.clear()
-    assert BUILD.build(root, log=said.append) is None
-    assert "no-such-compiler" in said[0]
+
+
+def test_a_folder_that_cannot_be_written_is_a_failed_build_not_a_failed_install(
+    tmp_path: Path,
+) -> None:
+    lines: list[str] = []
+    assert BUILD.build(_source_tree(tmp_path), log=lines.append, into=tmp_path / "no") is None
+    assert len(lines) == 1 and "No such file or directory" in lines[0]
+
+
+@needs_compiler
+def test_a_wheel_build_leaves_the_source_folder_as_it_was(tmp_path: Path) -> None:
+    """The hook builds a wheel's library in a folder of its own (``into``): a read-only
+    source tree (a container's bind mount) builds, and no file appears in the user's."""
+    root = _source_tree(tmp_path / "src")
+    (tmp_path / "out").mkdir()
+    built = BUILD.build(root, log=pytest.fail, into=tmp_path / "out")
+    assert built == tmp_path / "out" / "_arraystats.so"
+    assert [p.name for p in (root / BUILD.SOURCE).parent.iterdir()] == ["arraystats.c"]
+
+
+@needs_compiler
+def test_a_compiler_python_names_but_this_machine_lacks_falls_back_to_cc(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A conda Python was built with ``x86_64-conda-linux-gnu-cc``, seldom installed."""
+    import sysconfig
+
+    if not shutil.which("cc"):
+        pytest.skip("no cc here")
+    monkeypatch.delenv("CC", raising=False)
+    real = sysconfig.get_config_var
+    monkeypatch.setattr(
+        sysconfig,
+        "get_config_var",
+        lambda name: "x86_64-conda-linux-gnu-cc" if name == "CC" else real(name),
+    )
+    assert BUILD.compilers() == [["x86_64-conda-linux-gnu-cc"], ["cc"]]
+    assert BUILD.build(_source_tree(tmp_path), log=pytest.fail) is not None
 
 
 def test_reprokit_native_0_builds_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -318,6 +362,39 @@ def test_reprokit_native_0_builds_nothing(tmp_path: Path, monkeypatch: pytest.Mo
     said: list[str] = []
     assert BUILD.build(_source_tree(tmp_path), log=said.append) is None
     assert said == ["reprokit: REPROKIT_NATIVE=0, the native statistics are not built"]
+
+
+TRUNCATIONS = """
+import sys
+from pathlib import Path
+from reprokit.results import native
+full = native.LIBRARY.read_bytes()
+loaded = []
+for size in [*range(0, len(full), 97), len(full) - 1, len(full)]:
+    cut = Path(sys.argv[1]) / f"{size}.so"
+    cut.write_bytes(full[:size])
+    native.LIBRARY = cut
+    native._library.cache_clear()
+    loaded += [size] if native.available() else []
+print(loaded == [len(full)])
+"""
+
+
+@needs_compiler
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the ELF check is Linux's")
+def test_a_library_cut_short_is_refused_not_loaded_into_a_crash(tmp_path: Path) -> None:
+    """``dlopen`` of a truncated library kills the process with SIGBUS: each cut of the
+    built one is refused before it is opened (in a child process, which a crash would kill),
+    and only the whole file is loaded."""
+    assert native.available()
+    done = subprocess.run(
+        [sys.executable, "-c", TRUNCATIONS, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert (done.returncode, done.stdout.strip()) == (0, "True"), done.stderr[-1000:]
 
 
 @pytest.mark.parametrize("content", [b"", b"not a library\n", b"\x7fELF" + bytes(60)])
@@ -362,3 +439,4 @@ def test_the_wheel_carries_the_library_and_is_tagged_for_the_platform(
     names = zipfile.ZipFile(wheel).namelist()
     assert ("reprokit/results/_arraystats.so" in names) == build_native
     assert wheel.name.endswith("-none-any.whl") != build_native
+    assert not list((source / "reprokit/results").glob("*.so"))  # built beside, not in it

@@ -6,8 +6,9 @@ loads it with ctypes). It is optional: without a C compiler, or on Windows, repr
 the same statistics with numpy, about three times slower (the array result's figures in
 ``benchmarks/README.md``).
 
-``pip install`` runs this through the build hook ``hatch_build.py``; in a source checkout used
-without installing, run it by hand::
+``pip install`` runs this through the build hook ``hatch_build.py`` (into the source folder
+for an editable install, else into a temporary folder the wheel takes it from); in a source
+checkout used without installing, run it by hand::
 
     python tools/build_native.py          # builds into reprokit/results/
     REPROKIT_NATIVE=0 pip install -e .    # installs without building it
@@ -36,10 +37,14 @@ FLAGS = ("-O3", "-fPIC", "-shared", "-ffp-contract=off", "-fno-strict-aliasing")
 TIMEOUT_S = 120
 
 
-def compiler() -> list[str]:
-    """The C compiler: ``$CC``, else the one Python was built with, else ``cc``."""
-    named = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
-    return shlex.split(str(named))
+def compilers() -> list[list[str]]:
+    """The C compilers to try in turn: ``$CC`` alone where it is set, else the one Python was
+    built with (a conda Python names its own, often absent) and then ``cc``."""
+    if os.environ.get("CC"):
+        return [shlex.split(os.environ["CC"])]
+    named = sysconfig.get_config_var("CC")
+    found = [shlex.split(str(named))] if named else []
+    return found if ["cc"] in found else [*found, ["cc"]]
 
 
 def variants() -> list[tuple[str, ...]]:
@@ -48,45 +53,69 @@ def variants() -> list[tuple[str, ...]]:
     return [("-DREPROKIT_CLONES",), ()] if clones else [()]
 
 
-def build(root: Path, log: Callable[[str], None] = print) -> Path | None:
-    """Compile the library into ``root``'s package folder (written to a temporary name, then
-    renamed); return its path, or None (said through ``log``) where it cannot be built."""
+def build(root: Path, log: Callable[[str], None] = print, into: Path | None = None) -> Path | None:
+    """Compile the library from ``root``'s source into ``into`` (default: the package folder
+    in ``root``), written to a temporary name there and then renamed; return its path, or
+    None (said through ``log`` in one line) where it cannot be built: the install goes on."""
     if os.environ.get("REPROKIT_NATIVE") == "0":
         log("reprokit: REPROKIT_NATIVE=0, the native statistics are not built")
         return None
     if os.name == "nt":
         log("reprokit: no native statistics on Windows (numpy computes them)")
         return None
-    target = root / LIBRARY
-    failure = "no attempt"
-    for extra in variants():
-        failure = _compile(root / SOURCE, target, extra)
-        if not failure:
-            return target
+    target = (root / LIBRARY) if into is None else into / LIBRARY.name
+    try:
+        tried = compilers()
+    except ValueError as exc:  # CC='gcc "-O2'
+        tried, failure = [], f"CC cannot be split into words: {exc}"
+    for command in tried:
+        for extra in variants():
+            failure = _compile(root / SOURCE, target, extra, command)
+            if not failure:
+                return target
     log(f"reprokit: the native statistics were not built ({failure}); numpy computes them")
     return None
 
 
-def _compile(source: Path, target: Path, extra: tuple[str, ...]) -> str:
-    """Compile ``source`` to ``target``; an empty string, else why it failed (one line)."""
-    handle, partial = tempfile.mkstemp(prefix=".arraystats-", suffix=".so", dir=target.parent)
-    os.close(handle)
-    command = [*compiler(), *FLAGS, *extra, "-o", partial, str(source)]
+def _compile(
+    source: Path, target: Path, extra: tuple[str, ...], command: list[str] | None = None
+) -> str:
+    """Compile ``source`` to ``target`` with ``command`` (default: the first of
+    :func:`compilers`); an empty string, else why it failed (one line)."""
+    compiler = command or compilers()[0]
+    partial = None
     try:
-        done = subprocess.run(
-            command, check=False, capture_output=True, text=True, timeout=TIMEOUT_S
-        )
-        if done.returncode == 0:
-            os.chmod(partial, 0o755)  # mkstemp's 0600 would keep other users from loading it
-            os.replace(partial, target)
-            return ""
-        lines = (done.stderr or done.stdout).strip().splitlines()
-        return f"{command[0]} exited {done.returncode}: {lines[0] if lines else 'no message'}"
+        handle, partial = tempfile.mkstemp(prefix=".arraystats-", suffix=".so", dir=target.parent)
+        os.close(handle)
+        argv = [*compiler, *FLAGS, *extra, "-o", partial, str(source)]
+        done = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=TIMEOUT_S)
+        if done.returncode != 0:
+            lines = (done.stderr or done.stdout).strip().splitlines()
+            return f"{compiler[0]} exited {done.returncode}: {lines[0] if lines else 'no message'}"
+        unloadable = _unloadable(partial)
+        if unloadable:
+            return f"{compiler[0]} wrote {unloadable}"
+        os.chmod(partial, 0o755)  # mkstemp's 0600 would keep other users from loading it
+        os.replace(partial, target)
+        return ""
     except (OSError, subprocess.SubprocessError) as exc:
-        return f"{command[0]}: {exc}"
+        return f"{compiler[0]}: {exc}"
     finally:
-        if os.path.exists(partial):
+        if partial is not None and os.path.exists(partial):
             os.unlink(partial)
+
+
+def _unloadable(path: str) -> str:
+    """Why the library just built cannot be loaded here ("" if it can, with the interface)."""
+    import ctypes
+
+    if os.path.getsize(path) == 0:
+        return "an empty file"
+    try:
+        ctypes.CDLL(path).reprokit_stats_abi()
+    except (OSError, AttributeError) as exc:
+        return f"a file that does not load ({str(exc).splitlines()[0][:200]})"
+    return ""
 
 
 if __name__ == "__main__":

@@ -58,7 +58,7 @@ def _kernels() -> _Kernels | None:
 def _library() -> _Kernels | None:
     """The library's functions, or None where there is none to load (or it is refused: not a
     regular file, not a library for this machine, another interface version)."""
-    if not LIBRARY.is_file():
+    if not LIBRARY.is_file() or not _intact(LIBRARY):
         return None
     try:
         library = ctypes.CDLL(str(LIBRARY))
@@ -74,6 +74,50 @@ def _library() -> _Kernels | None:
         kernel.restype = None
         kernel.argtypes = (ctypes.c_void_p, ctypes.c_int64, ctypes.c_double, ctypes.c_void_p)
     return kernels
+
+
+def _intact(path: Path) -> bool:
+    """Whether an ELF library's headers, segments and section table all lie inside its file.
+    ``dlopen`` of a truncated one (a copy cut short, a full disk) maps pages past its end, and
+    the process dies of SIGBUS when they are read: no exception to catch. A file that is not
+    ELF is left to ``dlopen`` where libraries are not ELF (macOS), refused where they are."""
+    import struct
+    import sys
+
+    try:
+        data = path.read_bytes()[: _MAX_LIBRARY_BYTES + 1]
+    except OSError:
+        return False
+    if data[:4] != b"\x7fELF":
+        return not sys.platform.startswith("linux") and len(data) <= _MAX_LIBRARY_BYTES
+    if len(data) < 64 or len(data) > _MAX_LIBRARY_BYTES or data[5] not in (1, 2):
+        return False
+    wide, order = data[4] == 2, "<" if data[5] == 1 else ">"
+    header = order + ("HHIQQQIHHHHHH" if wide else "HHIIIIIHHHHHH")
+    fields = struct.unpack_from(header, data, 16)
+    phoff, shoff, phentsize, phnum, shentsize, shnum = (
+        fields[4],
+        fields[5],
+        fields[8],
+        fields[9],
+        fields[10],
+        fields[11],
+    )
+    segment = order + ("IIQQQQQQ" if wide else "IIIIIIII")
+    if phentsize < struct.calcsize(segment) or phoff + phnum * phentsize > len(data):
+        return False
+    if shoff + shnum * shentsize > len(data):
+        return False
+    for at in range(phoff, phoff + phnum * phentsize, phentsize):
+        entry = struct.unpack_from(segment, data, at)
+        offset, size = (entry[2], entry[5]) if wide else (entry[1], entry[4])
+        if offset + size > len(data):
+            return False
+    return True
+
+
+_MAX_LIBRARY_BYTES = 16 * 1024 * 1024
+"""Larger than any build of ``arraystats.c`` (about 30 KB): a bigger file is not it."""
 
 
 def available() -> bool:
