@@ -15,6 +15,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -304,7 +305,8 @@ def test_a_build_is_a_loadable_library_others_can_read(tmp_path: Path) -> None:
         ("false", "false exited 1"),
         ("true", "true wrote an empty file"),
         ("/no/such/compiler", "/no/such/compiler:"),
-        ('gcc "-O2', "CC cannot be split into words"),
+        ('gcc "-O2', "CC is not a command: No closing quotation"),
+        ("   ", "CC is not a command: CC holds no command"),
     ],
 )
 def test_a_failed_build_says_why_in_one_line_and_leaves_nothing(
@@ -316,6 +318,53 @@ def test_a_failed_build_says_why_in_one_line_and_leaves_nothing(
     assert BUILD.build(root, log=lines.append) is None
     assert len(lines) == 1 and said in lines[0] and "\n" not in lines[0], lines
     assert [p.name for p in (root / BUILD.SOURCE).parent.iterdir()] == ["arraystats.c"]
+
+
+def _script(folder: Path, body: str) -> str:
+    """A fake compiler: a shell script that finds its ``-o`` argument as ``$out``."""
+    script = folder / "fake-cc"
+    script.write_text(
+        '#!/bin/sh\nwhile [ $# -gt 0 ]; do [ "$1" = -o ] && out=$2; shift; done\n' + body
+    )
+    script.chmod(0o755)
+    return str(script)
+
+
+@needs_compiler
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        (f'head -c 20000 "{native.LIBRARY}" > "$out"\n', "does not load (killed by signal 7)"),
+        ('printf "\\377\\376 broken\\n" >&2; exit 1\n', "exited 1: \ufffd\ufffd broken"),
+        ('rm -f "$out"; mkdir "$out"\n', "Is a directory"),
+        ('head -c 3000 /dev/urandom > "$out"\n', "does not load"),
+    ],
+    ids=["a library cut short", "bytes that are not UTF-8", "a folder", "noise"],
+)
+def test_what_a_broken_compiler_writes_is_a_failed_build(
+    body: str, said: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Loaded in a child process: a library cut short kills whoever opens it (SIGBUS)."""
+    root = _source_tree(tmp_path / "src")
+    monkeypatch.setenv("CC", _script(tmp_path, body))
+    lines: list[str] = []
+    assert BUILD.build(root, log=lines.append) is None
+    assert len(lines) == 1 and said in lines[0], lines
+    assert [p.name for p in (root / BUILD.SOURCE).parent.iterdir()] == ["arraystats.c"]
+
+
+def test_a_hung_compiler_is_stopped_with_what_it_started_and_not_tried_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pids = tmp_path / "pids"
+    monkeypatch.setenv("CC", _script(tmp_path, f"sleep 600 & echo $! >> {pids}; wait\n"))
+    monkeypatch.setattr(BUILD, "TIMEOUT_S", 1)
+    lines: list[str] = []
+    assert BUILD.build(_source_tree(tmp_path / "src"), log=lines.append) is None
+    assert len(lines) == 1 and "ran past 1 s and was stopped" in lines[0]
+    (pid,) = pids.read_text().split()  # one try: not one per variant and compiler
+    time.sleep(0.2)
+    assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
 
 
 def test_a_folder_that_cannot_be_written_is_a_failed_build_not_a_failed_install(
@@ -395,6 +444,17 @@ def test_a_library_cut_short_is_refused_not_loaded_into_a_crash(tmp_path: Path) 
         check=False,
     )
     assert (done.returncode, done.stdout.strip()) == (0, "True"), done.stderr[-1000:]
+
+
+def test_a_huge_file_in_the_library_s_place_is_refused_without_reading_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_library: None
+) -> None:
+    huge = tmp_path / "_arraystats.so"
+    with huge.open("wb") as handle:
+        handle.write(b"\x7fELF")
+        handle.truncate(1 << 40)  # sparse: a terabyte that takes no room
+    monkeypatch.setattr(native, "LIBRARY", huge)
+    assert not native.available()
 
 
 @pytest.mark.parametrize("content", [b"", b"not a library\n", b"\x7fELF" + bytes(60)])

@@ -24,6 +24,8 @@ from __future__ import annotations
 import os
 import platform
 import shlex
+import shutil
+import signal
 import subprocess
 import sys
 import sysconfig
@@ -39,18 +41,25 @@ TIMEOUT_S = 120
 
 def compilers() -> list[list[str]]:
     """The C compilers to try in turn: ``$CC`` alone where it is set, else the one Python was
-    built with (a conda Python names its own, often absent) and then ``cc``."""
+    built with (a conda Python names its own, often absent) and then ``cc``. A ``$CC`` that
+    cannot be split into words, or holds none, raises ValueError."""
     if os.environ.get("CC"):
-        return [shlex.split(os.environ["CC"])]
-    named = sysconfig.get_config_var("CC")
-    found = [shlex.split(str(named))] if named else []
-    return found if ["cc"] in found else [*found, ["cc"]]
+        named = shlex.split(os.environ["CC"])
+        if not named:
+            raise ValueError("CC holds no command")
+        return [named]
+    found = shlex.split(str(sysconfig.get_config_var("CC") or ""))
+    return [found, ["cc"]] if found and found != ["cc"] else [["cc"]]
 
 
 def variants() -> list[tuple[str, ...]]:
     """Extra flags to try in turn: the AVX2 variant first where the platform has it."""
     clones = sys.platform.startswith("linux") and platform.machine() in ("x86_64", "AMD64")
     return [("-DREPROKIT_CLONES",), ()] if clones else [()]
+
+
+class _Hung(Exception):
+    """A compiler ran past :data:`TIMEOUT_S` (no other is tried: it would likely hang too)."""
 
 
 def build(root: Path, log: Callable[[str], None] = print, into: Path | None = None) -> Path | None:
@@ -65,14 +74,16 @@ def build(root: Path, log: Callable[[str], None] = print, into: Path | None = No
         return None
     target = (root / LIBRARY) if into is None else into / LIBRARY.name
     try:
-        tried = compilers()
-    except ValueError as exc:  # CC='gcc "-O2'
-        tried, failure = [], f"CC cannot be split into words: {exc}"
-    for command in tried:
-        for extra in variants():
-            failure = _compile(root / SOURCE, target, extra, command)
-            if not failure:
-                return target
+        failure = "no compiler"
+        for command in compilers():
+            for extra in variants():
+                failure = _compile(root / SOURCE, target, extra, command)
+                if not failure:
+                    return target
+    except ValueError as exc:  # CC='gcc "-O2', CC=' '
+        failure = f"CC is not a command: {exc}"
+    except _Hung as exc:
+        failure = str(exc)
     log(f"reprokit: the native statistics were not built ({failure}); numpy computes them")
     return None
 
@@ -81,41 +92,75 @@ def _compile(
     source: Path, target: Path, extra: tuple[str, ...], command: list[str] | None = None
 ) -> str:
     """Compile ``source`` to ``target`` with ``command`` (default: the first of
-    :func:`compilers`); an empty string, else why it failed (one line)."""
+    :func:`compilers`); an empty string, else why it failed (one line). Raises
+    :class:`_Hung` where the compiler ran past :data:`TIMEOUT_S` (it is killed, with what it
+    started)."""
     compiler = command or compilers()[0]
     partial = None
     try:
         handle, partial = tempfile.mkstemp(prefix=".arraystats-", suffix=".so", dir=target.parent)
         os.close(handle)
-        argv = [*compiler, *FLAGS, *extra, "-o", partial, str(source)]
-        done = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=TIMEOUT_S)
-        if done.returncode != 0:
-            lines = (done.stderr or done.stdout).strip().splitlines()
-            return f"{compiler[0]} exited {done.returncode}: {lines[0] if lines else 'no message'}"
+        code, said = _run([*compiler, *FLAGS, *extra, "-o", partial, str(source)])
+        if code != 0:
+            first = said.splitlines()[0] if said else "no message"
+            return f"{compiler[0]} exited {code}: {first}"
         unloadable = _unloadable(partial)
         if unloadable:
             return f"{compiler[0]} wrote {unloadable}"
         os.chmod(partial, 0o755)  # mkstemp's 0600 would keep other users from loading it
         os.replace(partial, target)
         return ""
-    except (OSError, subprocess.SubprocessError) as exc:
+    except OSError as exc:
         return f"{compiler[0]}: {exc}"
     finally:
-        if partial is not None and os.path.exists(partial):
+        _remove(partial)
+
+
+def _run(argv: list[str]) -> tuple[int, str]:
+    """Run ``argv`` in a session of its own; its exit code and what it said on stderr, else
+    stdout (undecodable bytes replaced). Past :data:`TIMEOUT_S` the whole session is
+    killed."""
+    with subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    ) as process:
+        try:
+            out, err = process.communicate(timeout=TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise _Hung(f"{argv[0]} ran past {TIMEOUT_S} s and was stopped") from None
+    return process.returncode, (err or out).decode("utf-8", "replace").strip()
+
+
+def _remove(partial: str | None) -> None:
+    """Remove what is left at the temporary name (a file, or a folder a compiler made)."""
+    if partial is None or not os.path.lexists(partial):
+        return
+    try:
+        if os.path.isdir(partial) and not os.path.islink(partial):
+            shutil.rmtree(partial)
+        else:
             os.unlink(partial)
+    except OSError:
+        pass  # in a folder about to be dropped, or one a retry overwrites
+
+
+_LOADS = "import ctypes, sys; sys.exit(ctypes.CDLL(sys.argv[1]).reprokit_stats_abi() <= 0)"
+"""Loads the library just built in a child process: a file cut short would kill this one in
+``dlopen`` (SIGBUS)."""
 
 
 def _unloadable(path: str) -> str:
-    """Why the library just built cannot be loaded here ("" if it can, with the interface)."""
-    import ctypes
-
+    """Why the library just built cannot be loaded here ("" if it loads and answers)."""
     if os.path.getsize(path) == 0:
         return "an empty file"
-    try:
-        ctypes.CDLL(path).reprokit_stats_abi()
-    except (OSError, AttributeError) as exc:
-        return f"a file that does not load ({str(exc).splitlines()[0][:200]})"
-    return ""
+    code, said = _run([sys.executable, "-c", _LOADS, path])
+    if code == 0:
+        return ""
+    if code < 0:
+        return f"a file that does not load (killed by signal {-code})"
+    last = said.splitlines()[-1][:200] if said else f"exit {code}"
+    return f"a file that does not load ({last})"
 
 
 if __name__ == "__main__":

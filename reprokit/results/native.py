@@ -85,8 +85,9 @@ def _intact(path: Path) -> bool:
     import sys
 
     try:
-        data = path.read_bytes()[: _MAX_LIBRARY_BYTES + 1]
-    except OSError:
+        with path.open("rb") as handle:  # read no more than a library could be
+            data = handle.read(_MAX_LIBRARY_BYTES + 1)
+    except (OSError, MemoryError):
         return False
     if data[:4] != b"\x7fELF":
         return not sys.platform.startswith("linux") and len(data) <= _MAX_LIBRARY_BYTES
