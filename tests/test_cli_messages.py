@@ -477,6 +477,26 @@ def test_an_empty_path_option_is_refused_naming_it(tmp_path: Path) -> None:
     assert (code, out) == (2, "reprokit: error: --report '': an empty path was given\n")
 
 
+@pytest.mark.parametrize(
+    ("args", "flag", "value"),
+    [
+        (["run", "nb.ipynb", "--kernel", ""], "--kernel", ""),
+        (["verify", "nb.ipynb", "--kernel", "  "], "--kernel", "  "),
+        (["record", "nb.ipynb", "--kernel", ""], "--kernel", ""),
+        (["bundle", "nb.ipynb", "-o", "b.zip", "--author", "Ada", "--author", ""], "--author", ""),
+        (["bundle", "nb.ipynb", "-o", "b.zip", "--title", " "], "--title", " "),
+        (["bundle", "nb.ipynb", "-o", "b.zip", "--license", ""], "--license", ""),
+    ],
+)
+def test_an_empty_name_is_refused_naming_its_option(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], flag: str, value: str
+) -> None:
+    """``--kernel "$KERNEL"`` with KERNEL unset ran the notebook's own kernel without a word;
+    ``--author ""`` wrote an empty author into CITATION.cff."""
+    monkeypatch.chdir(tmp_path)
+    assert _cli(*args) == (2, f"reprokit: error: {flag} {value!r}: an empty name was given\n")
+
+
 def test_a_notebook_moved_with_its_lock_is_named_where_it_is_now(project: Path) -> None:
     """``mv nb.ipynb nb.repro.json analysis/``: verify said REPRODUCED nb.ipynb (a file that
     is not there), in the JUnit too, and nothing said the lock was for another path."""

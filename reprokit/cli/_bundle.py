@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from reprokit.cli._options import GivenPath
+from reprokit.cli._options import GivenName, GivenPath
 
 
 @click.command("bundle")
@@ -29,9 +29,18 @@ from reprokit.cli._options import GivenPath
     help="Bytes of data packed without --with-data.",
 )  # fmt: skip
 @click.option("--pylock", is_flag=True, help="Also export pylock.toml (asks the package index).")
-@click.option("--title", default=None, help="Title for CITATION.cff and the RO-Crate metadata.")
-@click.option("--author", "authors", multiple=True, help="An author for CITATION.cff (repeat).")
-@click.option("--license", "license_id", default=None, help="SPDX identifier, e.g. CC-BY-4.0.")
+@click.option(
+    "--title", type=GivenName(), default=None,
+    help="Title for CITATION.cff and the RO-Crate metadata.",
+)  # fmt: skip
+@click.option(
+    "--author", "authors", type=GivenName(), multiple=True,
+    help="An author for CITATION.cff (repeat).",
+)  # fmt: skip
+@click.option(
+    "--license", "license_id", type=GivenName(), default=None,
+    help="SPDX identifier, e.g. CC-BY-4.0.",
+)  # fmt: skip
 def bundle_command(
     paths: tuple[Path, ...], output: Path, with_data: bool | None, data_limit: int,
     pylock: bool, title: str | None, authors: tuple[str, ...], license_id: str | None,

@@ -62,6 +62,22 @@ class GivenText(click.ParamType[str, str]):
         return value
 
 
+class GivenName(click.ParamType[str, str]):
+    """A name (a kernel, an author, a title, a licence) that must hold more than blanks: an
+    unset shell variable (``--kernel "$KERNEL"``) would otherwise fall back silently to the
+    default, or write an empty author into CITATION.cff. Refused, exit 2."""
+
+    name = "text"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and not value.strip():
+            from reprokit.exceptions import UsageError
+
+            flag = max(param.opts, key=len) if isinstance(param, click.Option) else "a name"
+            raise UsageError(f"{flag} {value!r}: an empty name was given", option=flag, value=value)
+        return value
+
+
 def parse_size(text: str) -> int:
     """``"512M"``, ``"2G"``, ``"1.5GiB"``, ``"1000000"`` (bytes) -> bytes."""
     from reprokit.exceptions import UsageError
@@ -132,7 +148,9 @@ _EXECUTION_FLAGS = (
         help="A parameter the kernel gets but that is never written anywhere (notebook, "
         "MLflow, lock); NAME alone reads the value from the environment variable NAME.",
     ),
-    click.option("--kernel", default=None, help="Kernel name [default: the notebook's]."),
+    click.option(
+        "--kernel", type=GivenName(), default=None, help="Kernel name [default: the notebook's]."
+    ),
     click.option(
         "--deterministic",
         is_flag=True,
