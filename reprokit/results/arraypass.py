@@ -8,8 +8,9 @@ layout (a transposed or sliced array) is copied one block at a time.
 Statistics are combined block by block (Chan, Golub and LeVeque's pairwise update of count,
 mean and sum of squared deviations), each block summed in float64, so they agree with numpy's
 ``mean``/``std`` over the finite values to within rounding. A float32 or float64 run without
-NaN or infinity is summarised by one native pass (:mod:`~reprokit.results.native`, built at
-install) where it exists; numpy does the rest, and everything where it does not.
+an infinity is summarised by the native pass (:mod:`~reprokit.results.native`, built at
+install; NaNs left out and counted) where it exists; numpy does the rest, and everything
+where it does not.
 
 A large array goes through two threads a few MB at a time: the calling thread summarises
 each chunk, a helper thread hashes the chunks in order; either writes a chunk at its offset in

@@ -95,14 +95,8 @@ def _intact(path: Path) -> bool:
         return False
     wide, order = data[4] == 2, "<" if data[5] == 1 else ">"
     header = order + ("HHIQQQIHHHHHH" if wide else "HHIIIIIHHHHHH")
-    fields = struct.unpack_from(header, data, 16)
-    phoff, shoff, phentsize, phnum, shentsize, shnum = (
-        fields[4],
-        fields[5],
-        fields[8],
-        fields[9],
-        fields[10],
-        fields[11],
+    _, _, _, _, phoff, shoff, _, _, phentsize, phnum, shentsize, shnum, _ = struct.unpack_from(
+        header, data, 16
     )
     segment = order + ("IIQQQQQQ" if wide else "IIIIIIII")
     if phentsize < struct.calcsize(segment) or phoff + phnum * phentsize > len(data):
