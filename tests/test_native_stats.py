@@ -258,9 +258,13 @@ def _bits(library: Any, name: str, run: Any, shift: float) -> tuple[float, ...]:
     return tuple(out)[:4]
 
 
+SOURCES = ["arraystats.c", "arraystats_kernels.h"]
+
+
 def _source_tree(root: Path) -> Path:
     (root / BUILD.SOURCE).parent.mkdir(parents=True)
-    shutil.copy(ROOT / BUILD.SOURCE, root / BUILD.SOURCE)
+    for source in (BUILD.SOURCE, BUILD.HEADER):
+        shutil.copy(ROOT / source, root / source)
     return root
 
 
@@ -296,7 +300,7 @@ def test_a_build_is_a_loadable_library_others_can_read(tmp_path: Path) -> None:
     assert built == tmp_path / BUILD.LIBRARY
     assert built.stat().st_mode & 0o777 == 0o755
     assert _load(built).reprokit_stats_abi() == native.ABI
-    assert sorted(p.name for p in built.parent.iterdir()) == ["_arraystats.so", "arraystats.c"]
+    assert sorted(p.name for p in built.parent.iterdir()) == ["_arraystats.so", *SOURCES]
 
 
 @pytest.mark.parametrize(
@@ -317,7 +321,7 @@ def test_a_failed_build_says_why_in_one_line_and_leaves_nothing(
     monkeypatch.setenv("CC", compiler)
     assert BUILD.build(root, log=lines.append) is None
     assert len(lines) == 1 and said in lines[0] and "\n" not in lines[0], lines
-    assert [p.name for p in (root / BUILD.SOURCE).parent.iterdir()] == ["arraystats.c"]
+    assert sorted(p.name for p in (root / BUILD.SOURCE).parent.iterdir()) == SOURCES
 
 
 def _script(folder: Path, body: str) -> str:
@@ -350,7 +354,7 @@ def test_what_a_broken_compiler_writes_is_a_failed_build(
     lines: list[str] = []
     assert BUILD.build(root, log=lines.append) is None
     assert len(lines) == 1 and said in lines[0], lines
-    assert [p.name for p in (root / BUILD.SOURCE).parent.iterdir()] == ["arraystats.c"]
+    assert sorted(p.name for p in (root / BUILD.SOURCE).parent.iterdir()) == SOURCES
 
 
 def test_a_hung_compiler_is_stopped_with_what_it_started_and_not_tried_again(
@@ -383,7 +387,7 @@ def test_a_wheel_build_leaves_the_source_folder_as_it_was(tmp_path: Path) -> Non
     (tmp_path / "out").mkdir()
     built = BUILD.build(root, log=pytest.fail, into=tmp_path / "out")
     assert built == tmp_path / "out" / "_arraystats.so"
-    assert [p.name for p in (root / BUILD.SOURCE).parent.iterdir()] == ["arraystats.c"]
+    assert sorted(p.name for p in (root / BUILD.SOURCE).parent.iterdir()) == SOURCES
 
 
 @needs_compiler

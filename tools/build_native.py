@@ -34,6 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 SOURCE = Path("reprokit/results/arraystats.c")
+HEADER = Path("reprokit/results/arraystats_kernels.h")  # included by SOURCE
 LIBRARY = Path("reprokit/results/_arraystats.so")
 FLAGS = ("-O3", "-fPIC", "-shared", "-ffp-contract=off", "-fno-strict-aliasing")
 TIMEOUT_S = 120
@@ -102,8 +103,7 @@ def _compile(
         os.close(handle)
         code, said = _run([*compiler, *FLAGS, *extra, "-o", partial, str(source)])
         if code != 0:
-            first = said.splitlines()[0] if said else "no message"
-            return f"{compiler[0]} exited {code}: {first}"
+            return f"{compiler[0]} exited {code}: {_first_error(said)}"
         unloadable = _unloadable(partial)
         if unloadable:
             return f"{compiler[0]} wrote {unloadable}"
@@ -130,6 +130,14 @@ def _run(argv: list[str]) -> tuple[int, str]:
             process.communicate()
             raise _Hung(f"{argv[0]} ran past {TIMEOUT_S} s and was stopped") from None
     return process.returncode, (err or out).decode("utf-8", "replace").strip()
+
+
+def _first_error(said: str) -> str:
+    """The line of a compiler's output that says what failed: the first with "error" in it
+    (warnings come before it), else the first."""
+    lines = said.splitlines()
+    errors = [line for line in lines if "error" in line.lower()]
+    return (errors or lines or ["no message"])[0][:300]
 
 
 def _remove(partial: str | None) -> None:
