@@ -120,6 +120,35 @@ def test_an_unchanged_tree_is_served_from_the_cache(tmp_path: Path) -> None:
         assert sub.files[0].digest == first.files[-1].digest
 
 
+def test_switching_a_new_cache_to_wal_waits_out_a_lock_sqlite_reports_at_once(
+    tmp_path: Path,
+) -> None:
+    """Four processes opening a new cache at once: SQLite answered one of them "database is
+    locked" to ``PRAGMA journal_mode = WAL`` without waiting (CI, 1 process in 720 here), and
+    it hashed without the cache. Here another connection holds the file for 0.3 s while this
+    one's own busy timeout is 0.02 s: the switch is tried again until it goes through."""
+    import threading
+    import time
+
+    from reprokit.capturing._cachedb import prepare
+
+    path = tmp_path / "c.sqlite3"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN EXCLUSIVE")
+    releaser = threading.Timer(0.3, lambda: holder.execute("COMMIT"))
+    releaser.start()
+    conn = sqlite3.connect(path, timeout=0.02, isolation_level=None)
+    try:
+        started = time.monotonic()
+        prepare(conn, timeout_s=10.0)
+        assert time.monotonic() - started >= 0.2
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        releaser.join()
+        conn.close()
+        holder.close()
+
+
 def test_a_new_cache_has_large_pages_and_an_old_one_keeps_its_own(tmp_path: Path) -> None:
     """A folder's row is tens of KB: a new cache file gets 16 KiB pages (fewer overflow pages
     to write); a cache made with SQLite's default 4 KiB pages is used as it is."""

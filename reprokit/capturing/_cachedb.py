@@ -128,7 +128,7 @@ class CacheDB:
             self.path, timeout=self.timeout_s, isolation_level=None, check_same_thread=False
         )
         try:
-            prepare(conn)
+            prepare(conn, self.timeout_s)
             self._inode = os.stat(self.path).st_ino
         except BaseException:
             conn.close()
@@ -167,16 +167,34 @@ class CacheDB:
             warnings.warn(message, ReprokitWarning, stacklevel=5)
 
 
+def _into_wal(conn: sqlite3.Connection, timeout_s: float) -> None:
+    """``PRAGMA journal_mode = WAL``, tried again for up to ``timeout_s`` while the file is
+    locked: where several processes open a new cache at once, SQLite can answer "database is
+    locked" to the switch at once, without waiting out its busy timeout (1 process in 240,
+    six at a time, measured), and that process then hashed without the cache."""
+    deadline = time.monotonic() + timeout_s
+    pause = 0.005
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
+
+
 PAGE_SIZE = 16384
 """Bytes per page of a new cache file: a folder's row of 1,000 files is about 90 KB, in 6
 overflow pages instead of 23 of SQLite's default 4 KiB; writing the rows of a first hash of
 100,000 files takes 0.014 s instead of 0.045 s."""
 
 
-def prepare(conn: sqlite3.Connection) -> None:
+def prepare(conn: sqlite3.Connection, timeout_s: float = 5.0) -> None:
     """WAL mode and our schema; raises on a file that is not our database."""
     conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")  # a new file only: an old one keeps its own
-    conn.execute("PRAGMA journal_mode = WAL").fetchone()
+    _into_wal(conn, timeout_s)
     conn.execute("PRAGMA synchronous = NORMAL")
     if _identity(conn) == (APPLICATION_ID, SCHEMA_VERSION):
         return
