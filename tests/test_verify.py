@@ -182,24 +182,23 @@ def test_a_changed_part_beside_a_complex_nan_differs(tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
     project = make_project(tmp_path)
     nan = math.nan
-    before: dict[str, Any] = {
-        "a": np.array([complex(nan, 1.0), 2 + 2j]),
-        "s": np.complex128(complex(nan, 1.0)),
-        "f": np.array([complex(1.0, nan)], np.complex64),
-        "t": torch.tensor([complex(nan, 1.0)]),
-        "big": np.full(10_000, complex(nan, 1.0)),
-    }
+
+    def values(part: float) -> dict[str, Any]:
+        """Complex results whose one number part is ``part`` beside a NaN part."""
+        return {
+            "a": np.array([complex(nan, part), 2 + 2j]),
+            "s": np.complex128(complex(nan, part)),
+            "f": np.array([complex(part, nan)], np.complex64),
+            "t": torch.tensor([complex(nan, part)]),
+            "big": np.full(10_000, complex(nan, part)),
+        }
+
+    before = values(1.0)
     lock = record(project, [encode_result(name, v) for name, v in before.items()])
     writer = FolderWriter(tmp_path / "run")
     now = [encode_result(name, v, writer=writer) for name, v in before.items()]
     assert {c.status for c in verify(project, lock, now).checks} == {"reproduced"}
-    after: dict[str, Any] = {
-        "a": np.array([complex(nan, 5.0), 2 + 2j]),
-        "s": np.complex128(complex(nan, 5.0)),
-        "f": np.array([complex(5.0, nan)], np.complex64),
-        "t": torch.tensor([complex(nan, 5.0)]),
-        "big": np.full(10_000, complex(nan, 5.0)),
-    }
+    after = values(5.0)
     now = [encode_result(name, v, writer=writer) for name, v in after.items()]
     checks = verify(project, lock, now).checks
     assert {c.name: c.status for c in checks} == dict.fromkeys(after, "differs")
